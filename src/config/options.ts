@@ -1,0 +1,117 @@
+// The options of `divert serve`, once: each with its flag, environment variable, help
+// text, default and schema. The CLI help, the environment, the config file and the
+// validation all read this table, so they cannot disagree.
+
+import { z } from 'zod';
+import { parseCidr } from '../pipeline/access.js';
+import { DEFAULT_ALLOW } from '../pipeline/access.js';
+import { parseHostPort, type HostPort } from './address.js';
+
+const hostPort = (defaultPort?: number) =>
+  z.string().transform((text, ctx) => {
+    const parsed = parseHostPort(text, defaultPort);
+    if (typeof parsed === 'string') {
+      ctx.addIssue({ code: 'custom', message: parsed });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
+const cidr = z.string().superRefine((text, ctx) => {
+  try {
+    parseCidr(text);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
+
+const count = (min: number, max: number) =>
+  z.coerce.number({ message: 'expected a whole number' }).int('expected a whole number').min(min).max(max);
+
+export interface OptionSpec {
+  /** The flag without dashes; also the config-file key. */
+  flag: string;
+  describe: string;
+  repeatable?: boolean;
+  /** Shown in --help and used when no flag, variable or config key sets the option. */
+  default?: unknown;
+  /** How the default is described when it is computed at start. */
+  defaultDescription?: string;
+  /** Validates one value (each value, for a repeatable option). */
+  schema: z.ZodType;
+}
+
+export const SERVE_OPTIONS = {
+  listen: {
+    flag: 'listen', repeatable: true, default: ['0.0.0.0:53'], schema: hostPort(),
+    describe: 'DNS listener HOST:PORT, UDP and TCP on the same port (port 0: any free port)',
+  },
+  upstream: {
+    flag: 'upstream', repeatable: true, schema: hostPort(53),
+    defaultDescription: 'the nameservers in --resolv-conf, minus divert\'s own addresses',
+    describe: 'resolver HOST[:PORT] that gets every query divert does not answer itself; tried in order',
+  },
+  zones: {
+    flag: 'zones', repeatable: true, default: [], schema: z.string().min(1),
+    describe: 'zone file, or folder of *.zone files, that seeds the table (never overwrites a name it holds)',
+  },
+  allow: {
+    flag: 'allow', repeatable: true, default: DEFAULT_ALLOW, schema: cidr,
+    defaultDescription: 'loopback, RFC 1918, RFC 6598, ULA and link-local',
+    describe: 'client network (CIDR) that may query; others get REFUSED',
+  },
+  redis: {
+    flag: 'redis', schema: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+    describe: 'keep the address table in Redis at this URL instead of in memory',
+  },
+  redisPrefix: {
+    flag: 'redis-prefix', default: 'divert:', schema: z.string().min(1).max(100).regex(/^[^{}\s]+$/, 'expected no spaces or braces'),
+    describe: 'prefix of every Redis key, so deployments can share one Redis',
+  },
+  resolvConf: {
+    flag: 'resolv-conf', default: '/etc/resolv.conf', schema: z.string().min(1),
+    describe: 'file whose nameservers are the upstreams when no --upstream is given',
+  },
+  upstreamTimeoutMs: {
+    flag: 'upstream-timeout-ms', default: 1000, schema: count(10, 60_000),
+    describe: 'wait this long for an upstream before also asking the next one',
+  },
+  queryTimeoutMs: {
+    flag: 'query-timeout-ms', default: 2500, schema: count(10, 60_000),
+    describe: 'answer SERVFAIL when no upstream has answered by then (stub resolvers give up at 5000)',
+  },
+  tcpIdleTimeoutMs: {
+    flag: 'tcp-idle-timeout-ms', default: 10_000, schema: count(100, 600_000),
+    describe: 'close a TCP connection that has been idle this long',
+  },
+  tcpMaxConnections: {
+    flag: 'tcp-max-connections', default: 1000, schema: count(1, 1_000_000),
+    describe: 'refuse TCP connections beyond this many open at once',
+  },
+  cacheNames: {
+    flag: 'cache-names', default: 100_000, schema: count(100, 100_000_000),
+    describe: 'names (intercepted or not) whose verdict is kept in memory in front of the table',
+  },
+  logLevel: {
+    flag: 'log-level', default: 'info', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    describe: 'least severe log level written (fatal, error, warn, info, debug, trace, silent)',
+  },
+} satisfies Record<string, OptionSpec>;
+
+export type ServeOptionKey = keyof typeof SERVE_OPTIONS;
+
+export interface ServeConfig {
+  listen: HostPort[];
+  upstream: HostPort[] | undefined;
+  zones: string[];
+  allow: string[];
+  redis: string | undefined;
+  redisPrefix: string;
+  resolvConf: string;
+  upstreamTimeoutMs: number;
+  queryTimeoutMs: number;
+  tcpIdleTimeoutMs: number;
+  tcpMaxConnections: number;
+  cacheNames: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// The `divert` command line: parses the words, runs the command, and turns any start-up
+// error into one line on stderr with a non-zero exit status (2: bad usage or config).
+
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { isDivertError } from './errors.js';
+import { runServe, serveOptions } from './cli/serve-command.js';
+
+function failure(err: unknown): never {
+  const usage = isDivertError(err, 'BAD_CONFIG') || isDivertError(err, 'BAD_ZONE');
+  process.stderr.write(`divert: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(usage ? 2 : 1);
+}
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName('divert')
+    .usage('$0 <command> [options]\n\nAn enhanced naming server: answers chosen names from an address table that a monitor rewrites at runtime, and forwards every other query unchanged.')
+    .command('serve', 'run the naming server (DNS on UDP and TCP)', serveOptions, (argv) => runServe(argv))
+    .demandCommand(1, 'name a command (divert --help lists them)')
+    .strict()
+    .fail((message, err) => {
+      if (err) failure(err);
+      process.stderr.write(`divert: ${message} (see divert --help)\n`);
+      process.exit(2);
+    })
+    .help()
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .parseAsync();
+}
+
+main().catch(failure);

@@ -1,0 +1,59 @@
+// Who may query: a list of client networks (--allow). Anyone else gets REFUSED, so
+// divert is never an open resolver. Verdicts are remembered per address, so the
+// address text is parsed once, not per query.
+
+import ipaddr from 'ipaddr.js';
+import { LRUCache } from 'lru-cache';
+import { DivertError } from '../errors.js';
+
+export const DEFAULT_ALLOW = [
+  '127.0.0.0/8', '::1/128', // loopback
+  '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', // RFC 1918
+  '100.64.0.0/10', // RFC 6598 shared address space
+  'fc00::/7', // unique local
+  '169.254.0.0/16', 'fe80::/10', // link-local
+];
+
+type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+export function parseCidr(text: string): Range {
+  try {
+    return ipaddr.parseCIDR(text);
+  } catch {
+    // a bare address is a network of one
+    if (ipaddr.isValid(text)) {
+      const address = ipaddr.parse(text);
+      return [address, address.kind() === 'ipv4' ? 32 : 128];
+    }
+    throw new DivertError('BAD_CONFIG', `"${text}" is not a network in CIDR form (e.g. 192.168.0.0/16 or fd00::/8)`);
+  }
+}
+
+export class AccessList {
+  private readonly ranges: Range[];
+  private readonly verdicts = new LRUCache<string, boolean>({ max: 65_536 });
+
+  constructor(cidrs: readonly string[]) {
+    this.ranges = cidrs.map(parseCidr);
+  }
+
+  allows(address: string): boolean {
+    let verdict = this.verdicts.get(address);
+    if (verdict === undefined) {
+      verdict = this.check(address);
+      this.verdicts.set(address, verdict);
+    }
+    return verdict;
+  }
+
+  private check(address: string): boolean {
+    let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+    try {
+      // ipaddr.process turns an IPv4-mapped IPv6 address (dual-stack sockets) into IPv4
+      parsed = ipaddr.process(address.split('%')[0]);
+    } catch {
+      return false;
+    }
+    return this.ranges.some(([net, bits]) => net.kind() === parsed.kind() && parsed.match(net, bits));
+  }
+}

@@ -1,0 +1,96 @@
+// The query path: read → access → intercept → forward. Each stage either produces the
+// reply or hands the query on. Access comes first so that no byte of a refused client's
+// query reaches the table or an upstream; interception comes before forwarding so that a
+// diverted name can never be answered with the upstream's (old) data. Stages return a
+// result that says who answered, and the transports only move bytes.
+
+import {
+  answerReply, errorReply, headerOnlyFormErr, isUnreadable, readEdns, readQuery, udpLimit,
+  CLASS_IN, Rcode, type Edns, type Query,
+} from '../wire/message.js';
+import type { AnswerCache, Resolution } from '../table/answer-cache.js';
+import type { Forwarder, Transport } from '../upstream/forwarder.js';
+import type { AccessList } from './access.js';
+
+export type Outcome = 'intercepted' | 'forwarded' | 'refused' | 'formerr' | 'notimp' | 'servfail' | 'dropped';
+
+export interface Result {
+  /** Bytes to send back, or null to send nothing. */
+  reply: Buffer | null;
+  outcome: Outcome;
+}
+
+export interface Client {
+  transport: Transport;
+  address: string;
+}
+
+const BADVERS = 16;
+const DROPPED: Result = Object.freeze({ reply: null, outcome: 'dropped' });
+
+export type OutcomeCounts = Record<Outcome, number>;
+
+export class QueryPipeline {
+  readonly counts: OutcomeCounts = {
+    intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0,
+  };
+
+  constructor(
+    private readonly access: AccessList,
+    private readonly answers: AnswerCache,
+    private readonly forwarder: Forwarder,
+    private readonly onFault: (err: unknown) => void = () => {},
+  ) {}
+
+  handle(msg: Buffer, client: Client): Result | Promise<Result> {
+    let result: Result | Promise<Result>;
+    try {
+      result = this.route(msg, client);
+    } catch (err) {
+      result = this.fault(msg, err);
+    }
+    if (result instanceof Promise) return result.then((r) => this.count(r), (err) => this.count(this.fault(msg, err)));
+    return this.count(result);
+  }
+
+  private count(result: Result): Result {
+    this.counts[result.outcome]++;
+    return result;
+  }
+
+  /** A bug must cost one query a SERVFAIL, never the process. */
+  private fault(msg: Buffer, err: unknown): Result {
+    this.onFault(err);
+    const q = readQuery(msg);
+    return isUnreadable(q) ? DROPPED : { reply: errorReply(msg, q, Rcode.ServFail), outcome: 'servfail' };
+  }
+
+  private route(msg: Buffer, client: Client): Result | Promise<Result> {
+    const q = readQuery(msg);
+    if (q === 'drop') return DROPPED;
+    if (q === 'formerr') return { reply: headerOnlyFormErr(msg), outcome: 'formerr' };
+    if (!this.access.allows(client.address)) return { reply: errorReply(msg, q, Rcode.Refused), outcome: 'refused' };
+    // UPDATE, NOTIFY and friends are not passed on: clients may not write upstream zones through divert
+    if (q.opcode !== 0) return { reply: errorReply(msg, q, Rcode.NotImp), outcome: 'notimp' };
+    if (q.qclass !== CLASS_IN || q.name === '') return this.forward(msg, q, client);
+
+    const found = this.answers.resolve(q.name);
+    if (found instanceof Promise) return found.then((answers) => this.answerOrForward(msg, q, client, answers));
+    return this.answerOrForward(msg, q, client, found);
+  }
+
+  private answerOrForward(msg: Buffer, q: Query, client: Client, answers: Resolution): Result | Promise<Result> {
+    if (!answers) return this.forward(msg, q, client);
+    const edns: Edns | null | 'formerr' = readEdns(msg, q);
+    if (edns === 'formerr') return { reply: errorReply(msg, q, Rcode.FormErr), outcome: 'formerr' };
+    if (edns && edns.version !== 0) return { reply: errorReply(msg, q, BADVERS, edns), outcome: 'formerr' };
+    const limit = client.transport === 'udp' ? udpLimit(edns) : 0xffff;
+    return { reply: answerReply(msg, q, answers, edns, limit), outcome: 'intercepted' };
+  }
+
+  private forward(msg: Buffer, q: Query, client: Client): Promise<Result> {
+    return this.forwarder.forward(msg, q.questionEnd, client.transport).then((reply) =>
+      reply ? { reply, outcome: 'forwarded' } : { reply: errorReply(msg, q, Rcode.ServFail), outcome: 'servfail' },
+    );
+  }
+}

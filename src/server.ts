@@ -1,0 +1,147 @@
+// Builds and starts `divert serve`: table, cache, upstreams and the query path, then the
+// listeners. Everything that can be wrong with the configuration (zone files, upstreams,
+// Redis) is found before the first port is bound, and a failure to bind releases the
+// ports already bound, so a failed start leaves nothing listening.
+
+import { readFile } from 'node:fs/promises';
+import type { Socket as UdpSocket } from 'node:dgram';
+import type { Server, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { DivertError } from './errors.js';
+import { formatHostPort, type HostPort } from './config/address.js';
+import { maskUrl } from './config/load.js';
+import type { ServeConfig } from './config/options.js';
+import { AccessList } from './pipeline/access.js';
+import { QueryPipeline } from './pipeline/pipeline.js';
+import { AnswerCache } from './table/answer-cache.js';
+import { MemoryTable } from './table/memory-table.js';
+import { RedisTable } from './table/redis-table.js';
+import type { AddressTable } from './table/table.js';
+import { readZones } from './table/zone-file.js';
+import { createTcpServer, listenTcp, DEFAULT_TCP_LIMITS } from './transport/tcp-listener.js';
+import { bindUdp, serveUdp, type Handler } from './transport/udp-listener.js';
+import { Forwarder } from './upstream/forwarder.js';
+import { requireUpstreams, upstreamsFromResolvConf } from './upstream/resolv-conf.js';
+import { UpstreamPool } from './upstream/upstream-pool.js';
+
+export interface RunningServer {
+  /** The addresses actually bound (a requested port 0 replaced by the one given). */
+  listening: HostPort[];
+  upstreams: HostPort[];
+  table: AddressTable;
+  pipeline: QueryPipeline;
+  forwarder: Forwarder;
+  answers: AnswerCache;
+  close(): Promise<void>;
+}
+
+async function resolveUpstreams(config: ServeConfig): Promise<HostPort[]> {
+  if (config.upstream) return config.upstream;
+  let text: string;
+  try {
+    text = await readFile(config.resolvConf, 'utf8');
+  } catch (err) {
+    throw new DivertError('NO_UPSTREAM', `--resolv-conf "${config.resolvConf}": cannot read it (${(err as NodeJS.ErrnoException).code}); give --upstream HOST[:PORT]`);
+  }
+  return requireUpstreams(upstreamsFromResolvConf(text, config.listen), config.resolvConf);
+}
+
+async function openTable(config: ServeConfig, log: Logger): Promise<AddressTable> {
+  if (!config.redis) return new MemoryTable();
+  log.info({ redis: maskUrl(config.redis), prefix: config.redisPrefix }, 'address table in Redis');
+  return RedisTable.connect({
+    url: config.redis,
+    prefix: config.redisPrefix,
+    onError: (err) => log.warn({ err: err.message }, 'redis table'),
+  });
+}
+
+function bindError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
+  const where = formatHostPort(at);
+  const reason =
+    err.code === 'EADDRINUSE' ? `${where} is already in use (another DNS server?); stop it or choose another --listen`
+    : err.code === 'EACCES' ? `no permission to listen on ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. setcap cap_net_bind_service=+ep "$(command -v node)"), or use --listen with a port from 1024 up`
+    : err.code === 'EADDRNOTAVAIL' ? `cannot listen on ${where}: ${at.host} is not an address of this machine`
+    : `cannot listen on ${where}: ${err.message}`;
+  return new DivertError('LISTEN_FAILED', reason, { cause: err });
+}
+
+interface Listener {
+  udp: UdpSocket;
+  tcp: Server;
+  address: HostPort;
+}
+
+/** UDP and TCP on one port; with port 0, retries until a port is free for both. */
+async function listenBoth(at: HostPort, handler: Handler, config: ServeConfig, log: Logger, sockets: Set<Socket>): Promise<Listener> {
+  const onError = (err: Error) => log.warn({ err: err.message }, 'listener');
+  for (let tries = 0; ; tries++) {
+    let udp: UdpSocket;
+    try {
+      udp = await bindUdp(at.host, at.port);
+    } catch (err) {
+      throw bindError(err as NodeJS.ErrnoException, at);
+    }
+    const port = udp.address().port;
+    const tcp = createTcpServer(handler, { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections }, onError);
+    tcp.on('connection', (socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    try {
+      await listenTcp(tcp, at.host, port);
+    } catch (err) {
+      udp.close();
+      if (at.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
+      throw bindError(err as NodeJS.ErrnoException, { host: at.host, port });
+    }
+    serveUdp(udp, handler, onError);
+    return { udp, tcp, address: { host: at.host, port } };
+  }
+}
+
+export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
+  const upstreams = await resolveUpstreams(config);
+  const seed = await readZones(config.zones);
+  const access = new AccessList(config.allow);
+  const table = await openTable(config, log);
+
+  const listeners: Listener[] = [];
+  const sockets = new Set<Socket>();
+  let answers: AnswerCache | undefined;
+  const close = async () => {
+    await Promise.all(
+      listeners.map(
+        (l) =>
+          new Promise<void>((resolve) => {
+            l.udp.close();
+            l.tcp.close(() => resolve());
+            for (const socket of sockets) socket.destroy();
+          }),
+      ),
+    );
+    answers?.close();
+    await table.close();
+  };
+
+  try {
+    if (seed.size > 0) {
+      const inserted = await table.seed(seed);
+      log.info({ names: seed.size, inserted: inserted.length, kept: seed.size - inserted.length }, 'seeded table from zone files');
+    }
+    answers = new AnswerCache(table, {
+      maxNames: config.cacheNames,
+      onLookupError: (err, name) => log.warn({ err: (err as Error).message, name }, 'table lookup failed; forwarding'),
+    });
+    const pool = new UpstreamPool(upstreams);
+    const forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });
+    const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'));
+    const handler: Handler = (msg, client) => pipeline.handle(msg, client);
+
+    for (const at of config.listen) listeners.push(await listenBoth(at, handler, config, log, sockets));
+    return { listening: listeners.map((l) => l.address), upstreams, table, pipeline, forwarder, answers, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,111 @@
+// What the query path asks: "does divert answer this name, and with which bytes?" An
+// LRU of compiled answers, and of names known *not* to be intercepted, in front of any
+// AddressTable; every change of the table evicts what it affects, so a name seen since
+// its last change never waits on the store.
+
+import { LRUCache } from 'lru-cache';
+import { compileAnswers, type CompiledAnswers } from '../wire/message.js';
+import { wildcardCandidates, type AddressTable, type ChangeEvent, type Entry } from './table.js';
+import { isWildcard } from './validate.js';
+
+/** What the cache holds for a name: compiled answers, or NOT_INTERCEPTED. */
+const NOT_INTERCEPTED = Object.freeze({ intercepted: false as const });
+type Slot = CompiledAnswers | typeof NOT_INTERCEPTED;
+
+export type Resolution = CompiledAnswers | null;
+
+export interface AnswerCacheOptions {
+  maxNames: number;
+  /** A store fault on lookup: the name is treated as not intercepted this once (not cached). */
+  onLookupError?: (err: unknown, name: string) => void;
+}
+
+export class AnswerCache {
+  private readonly slots: LRUCache<string, Slot>;
+  private readonly pending = new Map<string, Promise<Resolution>>();
+  private readonly compiled = new WeakMap<Entry, CompiledAnswers>();
+  /** Bumped by every change: a lookup that overlapped a change must not be cached. */
+  private generation = 0;
+  private readonly unsubscribe: () => void;
+  hits = 0;
+  misses = 0;
+
+  constructor(
+    private readonly table: AddressTable,
+    private readonly options: AnswerCacheOptions,
+  ) {
+    this.slots = new LRUCache<string, Slot>({ max: options.maxNames });
+    this.unsubscribe = table.onChange((event) => this.invalidate(event));
+  }
+
+  /** Synchronous when the name is cached or the store is in process. */
+  resolve(name: string): Resolution | Promise<Resolution> {
+    const slot = this.slots.get(name);
+    if (slot !== undefined) {
+      this.hits++;
+      return slot === NOT_INTERCEPTED ? null : (slot as CompiledAnswers);
+    }
+    this.misses++;
+    const inFlight = this.pending.get(name);
+    if (inFlight) return inFlight;
+
+    const generation = this.generation;
+    let found: Entry | null | Promise<Entry | null>;
+    try {
+      found = this.table.lookup(wildcardCandidates(name));
+    } catch (err) {
+      this.options.onLookupError?.(err, name);
+      return null;
+    }
+    if (!(found instanceof Promise)) return this.store(name, found, generation);
+
+    const promise = found.then(
+      (entry) => this.store(name, entry, generation),
+      (err: unknown) => {
+        this.options.onLookupError?.(err, name);
+        return null;
+      },
+    );
+    const settled = promise.finally(() => this.pending.delete(name));
+    this.pending.set(name, settled);
+    return settled;
+  }
+
+  private store(name: string, entry: Entry | null, generation: number): Resolution {
+    const answers = entry ? this.compile(entry) : null;
+    if (generation === this.generation) this.slots.set(name, answers ?? NOT_INTERCEPTED);
+    return answers;
+  }
+
+  /** Entries found under several names (a wildcard) are compiled once. */
+  private compile(entry: Entry): CompiledAnswers {
+    let answers = this.compiled.get(entry);
+    if (!answers) {
+      answers = compileAnswers(entry);
+      this.compiled.set(entry, answers);
+    }
+    return answers;
+  }
+
+  private invalidate(event: ChangeEvent): void {
+    this.generation++;
+    this.pending.clear();
+    this.slots.delete(event.name);
+    if (isWildcard(event.name)) {
+      // *.parent answers every name below parent that has no entry of its own
+      const below = event.name.slice(1);
+      for (const name of this.slots.keys()) {
+        if (name.endsWith(below)) this.slots.delete(name);
+      }
+    }
+  }
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.slots.clear();
+  }
+}

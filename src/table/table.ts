@@ -1,0 +1,77 @@
+// The address table: the names divert answers itself. One interface, two stores
+// (memory-table.ts, redis-table.ts); the query path reaches it through answer-cache.ts.
+
+export interface EntryData {
+  /** IPv4 addresses, dotted quad. */
+  a: string[];
+  /** IPv6 addresses, canonical text form. */
+  aaaa: string[];
+  ttl: number;
+}
+
+export interface Entry extends EntryData {
+  /** Lower-case name without the trailing dot; `*.` as the whole leftmost label marks a wildcard. */
+  name: string;
+  /** Grows with every change of this entry; taken from a table-wide sequence. */
+  version: number;
+  /** ISO 8601 time of the last change. */
+  updatedAt: string;
+}
+
+/** One change of the table: `entry` is null when the name was deleted. */
+export interface ChangeEvent {
+  name: string;
+  entry: Entry | null;
+  version: number;
+}
+
+export type ChangeListener = (event: ChangeEvent) => void;
+
+export interface WriteOptions {
+  /** Compare-and-set: apply only when the entry's current version is this one (0: absent). */
+  ifVersion?: number;
+}
+
+export interface ListPage {
+  entries: Entry[];
+  /** Opaque; absent on the last page. */
+  cursor?: string;
+}
+
+export interface AddressTable {
+  /** The entry stored under exactly this name (wildcards are not expanded). */
+  get(name: string): Promise<Entry | null>;
+  /**
+   * The entry that answers `name`: its own, or else the closest `*.parent` wildcard.
+   * `candidates` are the names to try in order (see wildcardCandidates()).
+   * A store that holds everything in process answers synchronously.
+   */
+  lookup(candidates: readonly string[]): Entry | null | Promise<Entry | null>;
+  list(options: { prefix?: string; cursor?: string; limit: number }): Promise<ListPage>;
+  /** Create or replace. Throws DivertError VERSION_MISMATCH when ifVersion does not hold. */
+  put(name: string, data: EntryData, options?: WriteOptions): Promise<Entry>;
+  /** Throws NOT_FOUND when absent, VERSION_MISMATCH when ifVersion does not hold. */
+  delete(name: string, options?: WriteOptions): Promise<void>;
+  /** Insert the entries whose names the table does not hold yet; returns those inserted. */
+  seed(entries: ReadonlyMap<string, EntryData>): Promise<Entry[]>;
+  /** Every change, made here or (for shared stores) elsewhere. */
+  onChange(listener: ChangeListener): () => void;
+  /** Number of entries. */
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * The names that may answer `name`, most specific first: itself, then `*.` + each
+ * ancestor. There is no root wildcard: `*` alone would capture every name.
+ */
+export function wildcardCandidates(name: string): string[] {
+  const out = [name];
+  let dot = name.indexOf('.');
+  while (dot !== -1) {
+    const candidate = '*' + name.slice(dot);
+    if (candidate !== name) out.push(candidate);
+    dot = name.indexOf('.', dot + 1);
+  }
+  return out;
+}

@@ -1,0 +1,85 @@
+// Names, addresses and TTLs as the table accepts them. Every writer (zone files, the
+// admin API, stores reading back their own data) goes through these checks.
+
+import { isIPv4, isIPv6 } from 'node:net';
+import { DivertError } from '../errors.js';
+import type { EntryData } from './table.js';
+
+export const MAX_TTL_SECONDS = 86400;
+export const DEFAULT_TTL_SECONDS = 30;
+
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
+
+/**
+ * Lower-cases `input`, drops one trailing dot and checks it: labels of letters, digits,
+ * `-` and `_` (1–63 characters, no leading or trailing `-`), at most 253 characters in
+ * all, and `*` only as the whole leftmost label of a name that has a parent.
+ */
+export function normalizeName(input: string): string {
+  const name = (input.endsWith('.') ? input.slice(0, -1) : input).toLowerCase();
+  if (name.length === 0) throw new DivertError('BAD_NAME', `name "${input}" is empty (the root cannot be intercepted)`);
+  if (name.length > 253) throw new DivertError('BAD_NAME', `name "${input}" is ${name.length} characters long; the limit is 253`);
+  const labels = name.split('.');
+  labels.forEach((label, i) => {
+    if (label === '*') {
+      if (i !== 0) throw new DivertError('BAD_NAME', `name "${input}": "*" is allowed only as the leftmost label`);
+      if (labels.length === 1) throw new DivertError('BAD_NAME', `name "${input}": a wildcard needs a parent, as in "*.example.com"`);
+      return;
+    }
+    if (label.length === 0) throw new DivertError('BAD_NAME', `name "${input}" has an empty label`);
+    if (label.length > 63) throw new DivertError('BAD_NAME', `name "${input}": label "${label}" is longer than 63 characters`);
+    if (!LABEL.test(label)) {
+      throw new DivertError(
+        'BAD_NAME',
+        `name "${input}": label "${label}" may hold only letters, digits, "-" and "_", and may not start or end with "-"`,
+      );
+    }
+  });
+  return name;
+}
+
+export function isWildcard(name: string): boolean {
+  return name.startsWith('*.');
+}
+
+/** Canonical IPv6 text (lower case, zeros compressed) so duplicates are found. */
+function canonicalIPv6(address: string): string {
+  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+}
+
+function checkAddresses(field: 'a' | 'aaaa', list: unknown): string[] {
+  if (!Array.isArray(list)) throw new DivertError('BAD_ADDRESS', `${field}: expected a list of addresses`);
+  const seen = new Set<string>();
+  return list.map((value, i) => {
+    if (typeof value !== 'string') throw new DivertError('BAD_ADDRESS', `${field}[${i}]: expected an address string`);
+    let address: string;
+    if (field === 'a') {
+      if (!isIPv4(value)) throw new DivertError('BAD_ADDRESS', `${field}[${i}]: "${value}" is not an IPv4 address`);
+      address = value;
+    } else {
+      if (!isIPv6(value) || value.includes('%')) {
+        throw new DivertError('BAD_ADDRESS', `${field}[${i}]: "${value}" is not an IPv6 address`);
+      }
+      address = canonicalIPv6(value);
+    }
+    if (seen.has(address)) throw new DivertError('BAD_ADDRESS', `${field}[${i}]: "${value}" is listed twice`);
+    seen.add(address);
+    return address;
+  });
+}
+
+export function checkTtl(ttl: unknown): number {
+  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TTL_SECONDS) {
+    throw new DivertError('BAD_TTL', `ttl: "${String(ttl)}" is not a whole number of seconds from 0 to ${MAX_TTL_SECONDS}`);
+  }
+  return ttl;
+}
+
+/** Validated, normalised copy of an entry's data. */
+export function checkEntryData(data: { a?: unknown; aaaa?: unknown; ttl?: unknown }): EntryData {
+  return {
+    a: checkAddresses('a', data.a ?? []),
+    aaaa: checkAddresses('aaaa', data.aaaa ?? []),
+    ttl: checkTtl(data.ttl ?? DEFAULT_TTL_SECONDS),
+  };
+}

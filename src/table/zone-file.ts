@@ -1,0 +1,313 @@
+// Zone files (RFC 1035 master files) in and out of the address table's form: A and AAAA records become entries.
+
+import type { Dirent } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DivertError } from '../errors.js';
+import type { EntryData } from './table.js';
+import { checkEntryData, checkTtl, DEFAULT_TTL_SECONDS, normalizeName } from './validate.js';
+
+// Legal in a zone file, so skipped rather than rejected: a real zone carries SOA, NS, MX...
+// Anything else in the type position is far more likely a typo than a record type.
+const SKIPPED_TYPES = new Set(
+  `NS MD MF CNAME SOA MB MG MR NULL WKS PTR HINFO MINFO MX TXT RP AFSDB X25 ISDN RT NSAP NSAP-PTR
+   SIG KEY PX GPOS LOC NXT EID NIMLOC SRV ATMA NAPTR KX CERT A6 DNAME SINK APL DS SSHFP IPSECKEY
+   RRSIG NSEC DNSKEY DHCID NSEC3 NSEC3PARAM TLSA SMIMEA HIP NINFO RKEY TALINK CDS CDNSKEY OPENPGPKEY
+   CSYNC ZONEMD SVCB HTTPS SPF UINFO UID GID UNSPEC NID L32 L64 LP EUI48 EUI64 URI CAA AVC DOA
+   AMTRELAY RESINFO WALLET TA DLV`.split(/\s+/),
+);
+const CLASS = /^(?:IN|CH|CS|HS|ANY|NONE|CLASS\d+)$/;
+const TTL_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+// RFC 2181 §8: a TTL is an unsigned 31-bit number.
+const MAX_WIRE_TTL = 2 ** 31 - 1;
+
+interface Token {
+  text: string;
+  line: number;
+  quoted: boolean;
+}
+
+interface Row {
+  tokens: Token[];
+  /** The row's first line started with whitespace: the owner is the previous record's. */
+  blankOwner: boolean;
+}
+
+interface Ttl {
+  seconds: number;
+  line: number;
+  text: string;
+}
+
+type Fail = (line: number, message: string, cause?: unknown) => never;
+
+/** Splits the text into rows (records or directives), joining lines inside parentheses. */
+function tokenize(text: string, fail: Fail): Row[] {
+  const rows: Row[] = [];
+  let tokens: Token[] = [];
+  let blankOwner = false;
+  let line = 1;
+  let openParenLine = 0;
+  let lineStart = true;
+  const end = text.length;
+  for (let i = text.charCodeAt(0) === 0xfeff ? 1 : 0; i < end; ) {
+    const c = text[i];
+    if (c === '\n') {
+      if (openParenLine === 0 && tokens.length > 0) {
+        rows.push({ tokens, blankOwner });
+        tokens = [];
+      }
+      line++;
+      i++;
+      lineStart = true;
+      continue;
+    }
+    if (lineStart && openParenLine === 0) blankOwner = c === ' ' || c === '\t';
+    lineStart = false;
+    if (c === ' ' || c === '\t' || c === '\r') {
+      i++;
+    } else if (c === ';') {
+      while (i < end && text[i] !== '\n') i++;
+    } else if (c === '(') {
+      if (openParenLine !== 0) fail(line, `"(" inside parentheses opened on line ${openParenLine} (expected ")" first)`);
+      openParenLine = line;
+      i++;
+    } else if (c === ')') {
+      if (openParenLine === 0) fail(line, '")" without an opening "("');
+      openParenLine = 0;
+      i++;
+    } else if (c === '"') {
+      let j = i + 1;
+      while (j < end && text[j] !== '"' && text[j] !== '\n') j += text[j] === '\\' && text[j + 1] !== '\n' ? 2 : 1;
+      if (j >= end || text[j] !== '"') fail(line, `string ${text.slice(i, Math.min(j, i + 20))}… is not closed (expected '"' before the end of the line)`);
+      tokens.push({ text: text.slice(i + 1, j), line, quoted: true });
+      i = j + 1;
+    } else {
+      let j = i;
+      while (j < end && !' \t\r\n;()"'.includes(text[j])) j += text[j] === '\\' && j + 1 < end && text[j + 1] !== '\n' ? 2 : 1;
+      tokens.push({ text: text.slice(i, j), line, quoted: false });
+      i = j;
+    }
+  }
+  if (openParenLine !== 0) fail(openParenLine, '"(" is never closed (expected ")" before the end of the file)');
+  if (tokens.length > 0) rows.push({ tokens, blankOwner });
+  return rows;
+}
+
+function mergeEntry(into: Map<string, EntryData>, name: string, data: EntryData): void {
+  const entry = into.get(name);
+  if (!entry) {
+    into.set(name, { a: [...data.a], aaaa: [...data.aaaa], ttl: data.ttl });
+    return;
+  }
+  for (const address of data.a) if (!entry.a.includes(address)) entry.a.push(address);
+  for (const address of data.aaaa) if (!entry.aaaa.includes(address)) entry.aaaa.push(address);
+  entry.ttl = Math.min(entry.ttl, data.ttl);
+}
+
+/** Reads one master file; `fileName` only labels error messages. */
+export function parseZone(text: string, fileName: string, options: { origin?: string } = {}): Map<string, EntryData> {
+  const fail: Fail = (line, message, cause) => {
+    throw new DivertError('BAD_ZONE', `${fileName}:${line}: ${message}`, { cause });
+  };
+  // validate.ts prefixes its messages with the field it checked; here the file, line and record say that better.
+  const rethrow = (line: number, err: unknown, context = ''): never => {
+    if (!(err instanceof DivertError)) throw err;
+    return fail(line, err.message.replace(/^(?:a|aaaa)\[\d+\]: |^ttl: /, '') + context, err);
+  };
+  const absoluteOrigin = (tok: Token): string => {
+    if (!tok.text.endsWith('.')) fail(tok.line, `$ORIGIN "${tok.text}" is not an absolute name (expected a name ending in ".")`);
+    try {
+      return normalizeName(tok.text);
+    } catch (err) {
+      return rethrow(tok.line, err);
+    }
+  };
+
+  let origin: string | undefined;
+  if (options.origin !== undefined) {
+    try {
+      origin = normalizeName(options.origin);
+    } catch (err) {
+      throw new DivertError('BAD_ZONE', `${fileName}: origin option: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  let defaultTtl: Ttl | undefined;
+  let previousTtl: Ttl | undefined;
+  let previousOwner: { name: string; line: number } | undefined;
+  const entries = new Map<string, EntryData>();
+
+  const ownerName = (tok: Token): string => {
+    if (tok.text === '@' || !tok.text.endsWith('.')) {
+      if (origin === undefined) {
+        const what = tok.text === '@' ? '"@"' : `"${tok.text}" is a relative name and`;
+        fail(tok.line, `${what} needs an origin (expected a $ORIGIN line before it, or an absolute name ending in ".")`);
+      }
+      return tok.text === '@' ? origin : `${tok.text}.${origin}`;
+    }
+    return tok.text;
+  };
+
+  const parseTtl = (tok: Token): Ttl => {
+    const text = tok.text.toLowerCase();
+    let seconds = 0;
+    if (/^\d+$/.test(text)) seconds = Number(text);
+    else if (/^(?:\d+[smhdw])+$/.test(text)) {
+      for (const [, count, unit] of text.matchAll(/(\d+)([smhdw])/g)) seconds += Number(count) * TTL_UNITS[unit];
+    } else fail(tok.line, `"${tok.text}" is not a TTL (expected seconds, or counts with units as in 1h30m, 2d or 1w)`);
+    if (seconds > MAX_WIRE_TTL) fail(tok.line, `TTL "${tok.text}" is more than ${MAX_WIRE_TTL} seconds, the largest a TTL can be`);
+    return { seconds, line: tok.line, text: tok.text };
+  };
+
+  const directive = (tokens: Token[]): void => {
+    const [first, arg, extra] = tokens;
+    const name = first.text.toUpperCase();
+    if (name === '$INCLUDE' || name === '$GENERATE') {
+      fail(first.line, `${name} is not supported (write the records into this file, or into another *.zone file of the same folder)`);
+    }
+    if (name !== '$ORIGIN' && name !== '$TTL') fail(first.line, `"${first.text}" is not a directive (expected $ORIGIN or $TTL)`);
+    if (!arg) fail(first.line, `${name} has no value (expected ${name === '$TTL' ? 'a TTL' : 'an absolute name'} after it)`);
+    if (extra) fail(extra.line, `"${extra.text}" is unexpected after ${name} ${arg.text} (expected the end of the line)`);
+    if (name === '$ORIGIN') origin = absoluteOrigin(arg);
+    else defaultTtl = parseTtl(arg);
+  };
+
+  const record = (row: Row): void => {
+    const { tokens } = row;
+    let k = 0;
+    if (row.blankOwner) {
+      if (!previousOwner) fail(tokens[0].line, 'the line starts with a blank, but there is no previous record to take the owner name from (expected a name at the start of the line)');
+    } else {
+      previousOwner = { name: ownerName(tokens[0]), line: tokens[0].line };
+      k = 1;
+    }
+    const owner = previousOwner!;
+    let explicitTtl: Ttl | undefined;
+    let hasClass = false;
+    let typeToken: Token | undefined;
+    for (; k < tokens.length && !typeToken; k++) {
+      const tok = tokens[k];
+      const upper = tok.text.toUpperCase();
+      if (/^\d/.test(tok.text)) {
+        if (explicitTtl) fail(tok.line, `"${tok.text}" is a second TTL (expected the class IN or a record type)`);
+        explicitTtl = parseTtl(tok);
+      } else if (!tok.quoted && CLASS.test(upper)) {
+        if (upper !== 'IN') fail(tok.line, `class "${tok.text}" is not supported (expected IN: divert answers only Internet names)`);
+        if (hasClass) fail(tok.line, `"${tok.text}" is a second class (expected a TTL or a record type)`);
+        hasClass = true;
+      } else {
+        typeToken = tok;
+      }
+    }
+    const last = tokens[tokens.length - 1];
+    if (!typeToken) return fail(last.line, `the record of "${owner.name}" has no type (expected a record type such as A or AAAA)`);
+    const ttl = explicitTtl ?? defaultTtl ?? previousTtl ?? { seconds: DEFAULT_TTL_SECONDS, line: typeToken.line, text: String(DEFAULT_TTL_SECONDS) };
+    previousTtl = ttl;
+
+    const type = typeToken.quoted ? '' : typeToken.text.toUpperCase();
+    if (/^TYPE(?:1|28)$/.test(type.replace(/^TYPE0+/, 'TYPE'))) {
+      fail(typeToken.line, `"${typeToken.text}" is the generic form of an address record, which divert does not read (expected ${type.endsWith('1') ? 'A' : 'AAAA'} and the address in text form)`);
+    }
+    if (SKIPPED_TYPES.has(type) || /^TYPE\d+$/.test(type)) return;
+    if (type !== 'A' && type !== 'AAAA') {
+      fail(typeToken.line, `"${typeToken.text}" is not a record type (expected a TTL, the class IN or a record type such as A or AAAA)`);
+    }
+
+    let name: string;
+    try {
+      name = normalizeName(owner.name);
+    } catch (err) {
+      const where = owner.line === typeToken.line ? '' : ` on line ${typeToken.line}`;
+      return rethrow(owner.line, err, ` (owner of the ${type} record${where})`);
+    }
+    const what = `${type} record of ${name}`;
+    const [address, extra] = tokens.slice(k);
+    if (!address) fail(typeToken.line, `the ${what} has no address (expected an ${type === 'A' ? 'IPv4' : 'IPv6'} address after "${typeToken.text}")`);
+    if (extra) fail(extra.line, `"${extra.text}" is unexpected after the address of the ${what} (expected the end of the record)`);
+    let data: EntryData;
+    try {
+      data = checkEntryData(type === 'A' ? { a: [address.text] } : { aaaa: [address.text] });
+    } catch (err) {
+      return rethrow(address.line, err, ` (${what})`);
+    }
+    try {
+      data.ttl = checkTtl(ttl.seconds);
+    } catch (err) {
+      const where = ttl.line === typeToken.line ? '' : ` on line ${typeToken.line}`;
+      return rethrow(ttl.line, err, ` (TTL "${ttl.text}" of the ${what}${where})`);
+    }
+    mergeEntry(entries, name, data);
+  };
+
+  for (const row of tokenize(text, fail)) {
+    if (!row.tokens[0].quoted && row.tokens[0].text.startsWith('$')) directive(row.tokens);
+    else record(row);
+  }
+  return entries;
+}
+
+function cannotRead(path: string, err: unknown): never {
+  const reasons: Record<string, string> = {
+    ENOENT: 'no such file or folder',
+    EACCES: 'permission denied',
+    EISDIR: 'it is a folder',
+    ENOTDIR: 'a part of the path is not a folder',
+  };
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const reason = reasons[code] ?? (err instanceof Error ? err.message : String(err));
+  throw new DivertError('BAD_ZONE', `${path}: cannot read zone file: ${reason}`, { cause: err });
+}
+
+/** The files `path` names: itself, or the `*.zone` files directly in it, by name. */
+async function zoneFiles(path: string): Promise<string[]> {
+  let isFolder: boolean;
+  try {
+    isFolder = (await stat(path)).isDirectory();
+  } catch (err) {
+    return cannotRead(path, err);
+  }
+  if (!isFolder) return [path];
+  let found: Dirent[];
+  try {
+    found = await readdir(path, { withFileTypes: true });
+  } catch (err) {
+    return cannotRead(path, err);
+  }
+  const names = found
+    .filter((e) => e.name.endsWith('.zone') && !e.isDirectory())
+    .map((e) => e.name)
+    .sort();
+  if (names.length === 0) throw new DivertError('BAD_ZONE', `${path}: the folder holds no *.zone file`);
+  return names.map((name) => join(path, name));
+}
+
+/** Reads zone files and folders of them; a name in several files gets one merged entry. */
+export async function readZones(paths: string[]): Promise<Map<string, EntryData>> {
+  const entries = new Map<string, EntryData>();
+  for (const path of paths) {
+    for (const file of await zoneFiles(path)) {
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (err) {
+        return cannotRead(file, err);
+      }
+      for (const [name, data] of parseZone(text, file)) mergeEntry(entries, name, data);
+    }
+  }
+  return entries;
+}
+
+/** A master file that parseZone reads back to the same entries. */
+export function formatZone(entries: Iterable<{ name: string; a: string[]; aaaa: string[]; ttl: number }>): string {
+  const sorted = [...entries].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  const lines: string[] = [];
+  for (const entry of sorted) {
+    const owner = entry.name.endsWith('.') ? entry.name : `${entry.name}.`;
+    // A master file has no way to say "this name, no addresses"; a comment keeps the name visible.
+    if (entry.a.length === 0 && entry.aaaa.length === 0) lines.push(`; ${owner} has no addresses`);
+    for (const address of entry.a) lines.push(`${owner} ${entry.ttl} IN A ${address}`);
+    for (const address of entry.aaaa) lines.push(`${owner} ${entry.ttl} IN AAAA ${address}`);
+  }
+  return lines.length === 0 ? '' : lines.join('\n') + '\n';
+}

@@ -1,0 +1,54 @@
+// The default upstreams: the system's nameservers, minus any that are divert itself, so
+// that divert, set as the system resolver, does not forward queries to itself.
+
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { DivertError } from '../errors.js';
+import type { HostPort } from '../config/address.js';
+
+export function nameserversOf(resolvConf: string): string[] {
+  return resolvConf
+    .split('\n')
+    .map((line) => line.replace(/[#;].*$/, '').trim().split(/\s+/))
+    .filter((words) => words[0] === 'nameserver' && words[1] !== undefined)
+    .map((words) => words[1].split('%')[0])
+    .filter((host) => isIP(host) !== 0);
+}
+
+function isLocalAddress(host: string, localAddresses: ReadonlySet<string>): boolean {
+  return host.startsWith('127.') || host === '::1' || localAddresses.has(host);
+}
+
+export function localAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) for (const info of list ?? []) out.add(info.address);
+  return out;
+}
+
+/** Nameservers (port 53) that are not one of divert's own listeners. */
+export function upstreamsFromResolvConf(
+  resolvConf: string,
+  listen: readonly HostPort[],
+  local: ReadonlySet<string> = localAddresses(),
+): HostPort[] {
+  const isSelf = (host: string) =>
+    listen.some((l) => {
+      if (l.port !== 53) return false;
+      if (l.host === host) return true;
+      const wildcard = l.host === '0.0.0.0' || l.host === '::';
+      return wildcard && isLocalAddress(host, local);
+    });
+  return nameserversOf(resolvConf)
+    .filter((host) => !isSelf(host))
+    .map((host) => ({ host, port: 53 }));
+}
+
+export function requireUpstreams(upstreams: HostPort[], resolvConfPath: string): HostPort[] {
+  if (upstreams.length === 0) {
+    throw new DivertError(
+      'NO_UPSTREAM',
+      `no upstream resolver: ${resolvConfPath} lists no nameserver other than divert itself; give one with --upstream HOST[:PORT]`,
+    );
+  }
+  return upstreams;
+}

@@ -1,0 +1,74 @@
+// Which upstream to ask next. Upstreams are tried in the order given; one that keeps
+// failing is moved to the back for a back-off period that doubles while it keeps
+// failing, and is probed again by real queries once the period ends.
+
+export interface UpstreamAddress {
+  host: string;
+  port: number;
+}
+
+export interface Upstream extends UpstreamAddress {
+  /** "host:port" ("[v6]:port"), for logs and metrics. */
+  label: string;
+  family: 4 | 6;
+  consecutiveFailures: number;
+  downUntil: number;
+  backoffMs: number;
+  lastRttMs: number;
+}
+
+export interface PoolOptions {
+  /** Failures in a row that mark an upstream down. */
+  failuresToMarkDown: number;
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+  now?: () => number;
+}
+
+export const DEFAULT_POOL_OPTIONS: PoolOptions = { failuresToMarkDown: 3, initialBackoffMs: 2_000, maxBackoffMs: 60_000 };
+
+export class UpstreamPool {
+  readonly upstreams: Upstream[];
+  private readonly now: () => number;
+
+  constructor(addresses: UpstreamAddress[], private readonly options: PoolOptions = DEFAULT_POOL_OPTIONS) {
+    this.now = options.now ?? Date.now;
+    this.upstreams = addresses.map((a) => ({
+      ...a,
+      label: a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`,
+      family: a.host.includes(':') ? 6 : 4,
+      consecutiveFailures: 0,
+      downUntil: 0,
+      backoffMs: 0,
+      lastRttMs: 0,
+    }));
+  }
+
+  /** The order to try upstreams in for one query: the ones up first, then the ones down. */
+  order(): Upstream[] {
+    const now = this.now();
+    const up = this.upstreams.filter((u) => u.downUntil <= now);
+    if (up.length === this.upstreams.length) return this.upstreams;
+    return up.concat(this.upstreams.filter((u) => u.downUntil > now));
+  }
+
+  isDown(upstream: Upstream): boolean {
+    return upstream.downUntil > this.now();
+  }
+
+  succeeded(upstream: Upstream, rttMs: number): void {
+    upstream.consecutiveFailures = 0;
+    upstream.downUntil = 0;
+    upstream.backoffMs = 0;
+    upstream.lastRttMs = rttMs;
+  }
+
+  failed(upstream: Upstream): void {
+    upstream.consecutiveFailures++;
+    if (upstream.consecutiveFailures < this.options.failuresToMarkDown) return;
+    upstream.backoffMs = upstream.backoffMs === 0
+      ? this.options.initialBackoffMs
+      : Math.min(upstream.backoffMs * 2, this.options.maxBackoffMs);
+    upstream.downUntil = this.now() + upstream.backoffMs;
+  }
+}

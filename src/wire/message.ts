@@ -1,0 +1,303 @@
+// The DNS wire format, and the only module that knows its bytes. The query path reads
+// a message's header and question in place; it never decodes a whole message, and it
+// never re-encodes one that is only passed on. dns-packet encodes record data once per
+// table change; nothing per query goes through it.
+
+import dnsPacket from 'dns-packet';
+
+export const HEADER_BYTES = 12;
+
+export const enum Rcode {
+  NoError = 0,
+  FormErr = 1,
+  ServFail = 2,
+  NXDomain = 3,
+  NotImp = 4,
+  Refused = 5,
+}
+
+export const TYPE_A = 1;
+export const TYPE_AAAA = 28;
+export const TYPE_OPT = 41;
+export const CLASS_IN = 1;
+
+/** The UDP payload size divert advertises in its own OPT records (DNS flag day 2020). */
+export const EDNS_UDP_PAYLOAD = 1232;
+
+const QR = 0x8000;
+const OPCODE_MASK = 0x7800;
+const AA = 0x0400;
+const TC = 0x0200;
+const RD = 0x0100;
+const RA = 0x0080;
+const CD = 0x0010;
+
+/** What the query path knows of a message after reading its header and question. */
+export interface Query {
+  id: number;
+  flags: number;
+  opcode: number;
+  /** Lower-case presentation name without the trailing dot ("" for the root). */
+  name: string;
+  qtype: number;
+  qclass: number;
+  /** Offset just past the question: bytes 12..questionEnd are echoed in replies. */
+  questionEnd: number;
+}
+
+/** Why a message could not be read as a query: `drop` when not even the header can be. */
+export type Unreadable = 'drop' | 'formerr';
+
+export function isUnreadable(q: Query | Unreadable): q is Unreadable {
+  return typeof q === 'string';
+}
+
+// Scratch space for building a name; a name is at most 255 bytes, escaped at most 4×.
+const nameScratch = Buffer.allocUnsafe(1024);
+
+function isPlainByte(b: number): boolean {
+  // letters, digits, '-', '_' and '*' stand for themselves in presentation format
+  return (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x5f || b === 0x2a;
+}
+
+/**
+ * Reads header and the single question. The question name may not use compression: in
+ * a query the only earlier bytes are the header, so any pointer there is malformed
+ * (this also rules out pointer loops).
+ */
+export function readQuery(msg: Buffer): Query | Unreadable {
+  if (msg.length < HEADER_BYTES) return 'drop';
+  const flags = msg.readUInt16BE(2);
+  if (flags & QR) return 'drop'; // a response sent to us: answering it could start a loop
+  if (msg.readUInt16BE(4) !== 1) return 'formerr';
+
+  let pos = HEADER_BYTES;
+  let out = 0;
+  for (;;) {
+    if (pos >= msg.length) return 'formerr';
+    const len = msg[pos];
+    if (len === 0) {
+      pos += 1;
+      break;
+    }
+    if (len > 63) return 'formerr'; // compression pointer or reserved label type
+    if (pos + 1 + len > msg.length || pos + 1 + len - HEADER_BYTES > 255) return 'formerr';
+    if (out > 0) nameScratch[out++] = 0x2e;
+    for (let i = pos + 1; i <= pos + len; i++) {
+      const b = msg[i];
+      if (isPlainByte(b)) {
+        nameScratch[out++] = b >= 0x41 && b <= 0x5a ? b | 0x20 : b;
+      } else {
+        // RFC 4343 escape, so odd bytes never collide with a real table name
+        nameScratch[out++] = 0x5c;
+        nameScratch[out++] = 0x30 + Math.floor(b / 100);
+        nameScratch[out++] = 0x30 + (Math.floor(b / 10) % 10);
+        nameScratch[out++] = 0x30 + (b % 10);
+      }
+    }
+    pos += 1 + len;
+  }
+  if (pos + 4 > msg.length) return 'formerr';
+  return {
+    id: msg.readUInt16BE(0),
+    flags,
+    opcode: (flags & OPCODE_MASK) >> 11,
+    name: nameScratch.toString('latin1', 0, out),
+    qtype: msg.readUInt16BE(pos),
+    qclass: msg.readUInt16BE(pos + 2),
+    questionEnd: pos + 4,
+  };
+}
+
+/** EDNS as a query asked for it (RFC 6891). */
+export interface Edns {
+  udpPayload: number;
+  version: number;
+  dnssecOk: boolean;
+}
+
+/** Skips one (possibly compressed) name; -1 when it runs off the message. */
+function skipName(msg: Buffer, pos: number): number {
+  for (;;) {
+    if (pos >= msg.length) return -1;
+    const len = msg[pos];
+    if (len === 0) return pos + 1;
+    if ((len & 0xc0) === 0xc0) return pos + 2 <= msg.length ? pos + 2 : -1;
+    if (len > 63) return -1;
+    pos += 1 + len;
+  }
+}
+
+/**
+ * Finds the OPT record among the records after the question. Only intercepted queries
+ * need this; forwarded ones go upstream as they are. Returns null when there is none,
+ * 'formerr' when the records cannot be walked or OPT is misplaced or repeated.
+ */
+export function readEdns(msg: Buffer, q: Query): Edns | null | 'formerr' {
+  const records = msg.readUInt16BE(6) + msg.readUInt16BE(8) + msg.readUInt16BE(10);
+  const additionalFrom = msg.readUInt16BE(6) + msg.readUInt16BE(8);
+  let pos = q.questionEnd;
+  let edns: Edns | null = null;
+  for (let i = 0; i < records; i++) {
+    const nameStart = pos;
+    pos = skipName(msg, pos);
+    if (pos < 0 || pos + 10 > msg.length) return 'formerr';
+    const type = msg.readUInt16BE(pos);
+    const rdlength = msg.readUInt16BE(pos + 8);
+    if (type === TYPE_OPT) {
+      if (edns || i < additionalFrom || msg[nameStart] !== 0) return 'formerr';
+      edns = {
+        udpPayload: Math.max(512, msg.readUInt16BE(pos + 2)),
+        version: msg[pos + 5],
+        dnssecOk: (msg[pos + 6] & 0x80) !== 0,
+      };
+    }
+    pos += 10 + rdlength;
+    if (pos > msg.length) return 'formerr';
+  }
+  return edns;
+}
+
+/** An entry's answer records, encoded once when the entry changes. */
+export interface CompiledAnswers {
+  ttl: number;
+  a: Buffer;
+  aCount: number;
+  aaaa: Buffer;
+  aaaaCount: number;
+}
+
+// dns-packet's per-type rdata codecs exist at run time but are missing from its typings.
+interface RdataCodec {
+  encode(value: string, buf: Buffer, offset: number): Buffer;
+}
+const rdataCodecs = dnsPacket as unknown as { a: RdataCodec; aaaa: RdataCodec };
+
+function encodeRecords(type: number, ttl: number, addresses: string[]): Buffer {
+  const rdata = type === TYPE_A ? rdataCodecs.a : rdataCodecs.aaaa;
+  const size = type === TYPE_A ? 16 : 28;
+  const out = Buffer.alloc(addresses.length * size);
+  addresses.forEach((address, i) => {
+    const at = i * size;
+    out.writeUInt16BE(0xc000 | HEADER_BYTES, at); // the owner is the question's name
+    out.writeUInt16BE(type, at + 2);
+    out.writeUInt16BE(CLASS_IN, at + 4);
+    out.writeUInt32BE(ttl, at + 6);
+    rdata.encode(address, out, at + 10); // rdlength and address
+  });
+  return out;
+}
+
+export function compileAnswers(entry: { a: string[]; aaaa: string[]; ttl: number }): CompiledAnswers {
+  return {
+    ttl: entry.ttl,
+    a: encodeRecords(TYPE_A, entry.ttl, entry.a),
+    aCount: entry.a.length,
+    aaaa: encodeRecords(TYPE_AAAA, entry.ttl, entry.aaaa),
+    aaaaCount: entry.aaaa.length,
+  };
+}
+
+const OPT_BYTES = 11;
+
+function replyFlags(q: { flags: number }, rcode: number, authoritative: boolean): number {
+  return QR | (q.flags & (OPCODE_MASK | RD | CD)) | RA | (authoritative ? AA : 0) | (rcode & 0xf);
+}
+
+function writeOpt(out: Buffer, at: number, rcode: number, dnssecOk: boolean): void {
+  out[at] = 0; // root owner
+  out.writeUInt16BE(TYPE_OPT, at + 1);
+  out.writeUInt16BE(EDNS_UDP_PAYLOAD, at + 3);
+  out[at + 5] = rcode >> 4; // extended rcode
+  out[at + 6] = 0; // version
+  out[at + 7] = dnssecOk ? 0x80 : 0; // RFC 3225: DO is copied from the query
+  out[at + 8] = 0;
+  out.writeUInt16BE(0, at + 9);
+}
+
+/**
+ * A reply that echoes the query's header ID and question byte for byte and carries
+ * `records` (already encoded, `count` of them) as its answer section.
+ */
+function buildReply(
+  msg: Buffer,
+  q: Query,
+  rcode: number,
+  authoritative: boolean,
+  records: Buffer | null,
+  count: number,
+  edns: Edns | null,
+  maxBytes: number,
+): Buffer {
+  const questionBytes = q.questionEnd - HEADER_BYTES;
+  const optBytes = edns ? OPT_BYTES : 0;
+  let flags = replyFlags(q, rcode, authoritative);
+  let answerBytes = records ? records.length : 0;
+  if (HEADER_BYTES + questionBytes + answerBytes + optBytes > maxBytes) {
+    flags |= TC; // RFC 2181 9: a truncated reply carries no partial RRset
+    answerBytes = 0;
+    count = 0;
+  }
+  const out = Buffer.allocUnsafe(HEADER_BYTES + questionBytes + answerBytes + optBytes);
+  out.writeUInt16BE(q.id, 0);
+  out.writeUInt16BE(flags, 2);
+  out.writeUInt16BE(1, 4);
+  out.writeUInt16BE(count, 6);
+  out.writeUInt16BE(0, 8);
+  out.writeUInt16BE(edns ? 1 : 0, 10);
+  msg.copy(out, HEADER_BYTES, HEADER_BYTES, q.questionEnd);
+  if (answerBytes > 0) records!.copy(out, q.questionEnd);
+  if (edns) writeOpt(out, q.questionEnd + answerBytes, rcode, edns.dnssecOk);
+  return out;
+}
+
+/** The answer for an intercepted name: its A or AAAA records, or NODATA for any other type. */
+export function answerReply(msg: Buffer, q: Query, answers: CompiledAnswers, edns: Edns | null, maxBytes: number): Buffer {
+  if (q.qtype === TYPE_A) return buildReply(msg, q, Rcode.NoError, true, answers.a, answers.aCount, edns, maxBytes);
+  if (q.qtype === TYPE_AAAA) return buildReply(msg, q, Rcode.NoError, true, answers.aaaa, answers.aaaaCount, edns, maxBytes);
+  return buildReply(msg, q, Rcode.NoError, true, null, 0, edns, maxBytes);
+}
+
+/** An error reply with the question echoed (REFUSED, SERVFAIL, NOTIMP, FORMERR, BADVERS). */
+export function errorReply(msg: Buffer, q: Query, rcode: number, edns: Edns | null = null): Buffer {
+  return buildReply(msg, q, rcode, false, null, 0, edns, 0xffff);
+}
+
+/** FORMERR for a message whose header could be read but not its question: header only. */
+export function headerOnlyFormErr(msg: Buffer): Buffer {
+  const out = Buffer.alloc(HEADER_BYTES);
+  out.writeUInt16BE(msg.readUInt16BE(0), 0);
+  out.writeUInt16BE(replyFlags({ flags: msg.readUInt16BE(2) }, Rcode.FormErr, false), 2);
+  return out;
+}
+
+/** Largest reply the client can take over UDP (RFC 6891 6.2.5: never below 512). */
+export function udpLimit(edns: Edns | null): number {
+  return edns ? edns.udpPayload : 512;
+}
+
+export function messageId(msg: Buffer): number {
+  return msg.readUInt16BE(0);
+}
+
+export function setMessageId(msg: Buffer, id: number): void {
+  msg.writeUInt16BE(id, 0);
+}
+
+/**
+ * Whether `reply` answers `sent` (RFC 5452 9.1): a response with the same ID and one
+ * question of the same name (ASCII case-insensitive), type and class.
+ */
+export function isReplyTo(reply: Buffer, sent: Buffer, questionEnd: number): boolean {
+  if (reply.length < questionEnd) return false;
+  if (reply.readUInt16BE(0) !== sent.readUInt16BE(0)) return false;
+  if ((reply.readUInt16BE(2) & QR) === 0) return false;
+  if (reply.readUInt16BE(4) !== 1) return false;
+  for (let i = HEADER_BYTES; i < questionEnd; i++) {
+    const a = reply[i];
+    const b = sent[i];
+    if (a !== b && (a | 0x20) !== (b | 0x20)) return false;
+    if (a !== b && !((a | 0x20) >= 0x61 && (a | 0x20) <= 0x7a)) return false;
+  }
+  return true;
+}

@@ -1,0 +1,337 @@
+// The AddressTable contract, written once and run against MemoryTable and RedisTable.
+
+import { after, before, describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { isDivertError } from '../src/errors.js';
+import { MemoryTable } from '../src/table/memory-table.js';
+import { RedisTable } from '../src/table/redis-table.js';
+import { wildcardCandidates, type AddressTable, type ChangeEvent, type EntryData } from '../src/table/table.js';
+import { dropPrefix, freePort, startRedis, testRedis, uniquePrefix } from './helpers/redis.js';
+
+interface TableOptions {
+  now?: () => Date;
+}
+/** Makes a fresh, empty table and registers its cleanup on `t`. */
+type MakeTable = (t: TestContext, options?: TableOptions) => Promise<AddressTable>;
+
+const FIXED = new Date('2024-05-06T07:08:09.000Z');
+const data = (a: string, ttl = 30): EntryData => ({ a: [a], aaaa: [], ttl });
+const code = (c: string) => (err: unknown) => isDivertError(err) && err.code === c;
+
+function contract(name: string, makeTable: MakeTable): void {
+  describe(`${name} contract`, () => {
+    it('round-trips put/get and normalises name and addresses', async (t) => {
+      const table = await makeTable(t, { now: () => FIXED });
+      const entry = await table.put('WWW.Example.COM.', {
+        a: ['10.0.0.1'],
+        aaaa: ['2001:DB8:0:0:0:0:0:1'],
+        ttl: 60,
+      });
+      assert.equal(entry.name, 'www.example.com');
+      assert.deepEqual(entry.aaaa, ['2001:db8::1']);
+      assert.deepEqual(entry.a, ['10.0.0.1']);
+      assert.equal(entry.ttl, 60);
+      assert.equal(entry.updatedAt, FIXED.toISOString());
+      assert.ok(entry.version > 0);
+      assert.deepEqual(await table.get('www.example.com'), entry);
+      assert.deepEqual(await table.get('WWW.EXAMPLE.COM'), entry);
+      assert.equal(await table.get('other.example.com'), null);
+    });
+
+    it('rejects invalid data without changing anything', async (t) => {
+      const table = await makeTable(t);
+      const events: ChangeEvent[] = [];
+      table.onChange((e) => events.push(e));
+      await assert.rejects(table.put('a.test', { a: ['300.1.1.1'], aaaa: [], ttl: 1 }), code('BAD_ADDRESS'));
+      await assert.rejects(table.put('bad name.test', data('10.0.0.1')), code('BAD_NAME'));
+      assert.equal(await table.size(), 0);
+      assert.equal(events.length, 0);
+    });
+
+    it('gives strictly growing versions, also across delete and recreate', async (t) => {
+      const table = await makeTable(t);
+      const events: ChangeEvent[] = [];
+      table.onChange((e) => events.push(e));
+      const v1 = (await table.put('a.test', data('10.0.0.1'))).version;
+      const v2 = (await table.put('a.test', data('10.0.0.2'))).version;
+      const v3 = (await table.put('b.test', data('10.0.0.3'))).version;
+      await table.delete('a.test');
+      const v5 = (await table.put('a.test', data('10.0.0.4'))).version;
+      const vDelete = events[3].version;
+      assert.deepEqual(events[3], { name: 'a.test', entry: null, version: vDelete });
+      const versions = [v1, v2, v3, vDelete, v5];
+      for (let i = 1; i < versions.length; i++) assert.ok(versions[i] > versions[i - 1], `${versions}`);
+    });
+
+    it('honours ifVersion on put, with 0 meaning create-only', async (t) => {
+      const table = await makeTable(t);
+      const created = await table.put('cas.test', data('10.0.0.1'), { ifVersion: 0 });
+      await assert.rejects(table.put('cas.test', data('10.0.0.2'), { ifVersion: 0 }), (err: unknown) => {
+        assert.ok(isDivertError(err, 'VERSION_MISMATCH'));
+        assert.match(err.message, /cas\.test/);
+        assert.match(err.message, new RegExp(`\\b${created.version}\\b`));
+        return true;
+      });
+      const updated = await table.put('cas.test', data('10.0.0.3'), { ifVersion: created.version });
+      assert.ok(updated.version > created.version);
+      await assert.rejects(table.put('cas.test', data('10.0.0.4'), { ifVersion: created.version }), (err: unknown) => {
+        assert.ok(isDivertError(err, 'VERSION_MISMATCH'));
+        assert.match(err.message, new RegExp(`expected version ${created.version}\\b`));
+        assert.match(err.message, new RegExp(`current version is ${updated.version}\\b`));
+        return true;
+      });
+      assert.deepEqual((await table.get('cas.test'))?.a, ['10.0.0.3']);
+    });
+
+    it('honours ifVersion on delete and reports NOT_FOUND for absent names', async (t) => {
+      const table = await makeTable(t);
+      const entry = await table.put('d.test', data('10.0.0.1'));
+      await assert.rejects(table.delete('d.test', { ifVersion: entry.version + 1 }), code('VERSION_MISMATCH'));
+      await assert.rejects(table.delete('d.test', { ifVersion: 0 }), code('VERSION_MISMATCH'));
+      assert.ok(await table.get('d.test'));
+      await table.delete('d.test', { ifVersion: entry.version });
+      assert.equal(await table.get('d.test'), null);
+      await assert.rejects(table.delete('d.test'), code('NOT_FOUND'));
+      await assert.rejects(table.delete('never.test', { ifVersion: 3 }), code('NOT_FOUND'));
+    });
+
+    it('looks up exact name, then the closest wildcard, then farther ones', async (t) => {
+      const table = await makeTable(t);
+      await table.put('*.example.com', data('10.0.0.1'));
+      await table.put('*.b.example.com', data('10.0.0.2'));
+      await table.put('a.b.example.com', data('10.0.0.3'));
+      const answer = async (n: string) => (await table.lookup(wildcardCandidates(n)))?.name ?? null;
+      assert.equal(await answer('a.b.example.com'), 'a.b.example.com');
+      assert.equal(await answer('x.b.example.com'), '*.b.example.com');
+      assert.equal(await answer('y.x.b.example.com'), '*.b.example.com');
+      assert.equal(await answer('c.example.com'), '*.example.com');
+      assert.equal(await answer('b.example.com'), '*.example.com');
+      assert.equal(await answer('example.com'), null);
+      assert.equal(await answer('other.org'), null);
+      assert.equal(await table.lookup([]), null);
+    });
+
+    it('seeds only absent names and returns the inserted entries', async (t) => {
+      const table = await makeTable(t);
+      const kept = await table.put('keep.test', data('10.0.0.1'));
+      const events: ChangeEvent[] = [];
+      table.onChange((e) => events.push(e));
+      const inserted = await table.seed(
+        new Map([
+          ['keep.test', data('10.9.9.9')],
+          ['New1.test', data('10.0.0.2')],
+          ['new2.test', data('10.0.0.3')],
+        ]),
+      );
+      assert.deepEqual(inserted.map((e) => e.name).sort(), ['new1.test', 'new2.test']);
+      assert.deepEqual(await table.get('keep.test'), kept);
+      assert.deepEqual(await table.get('new1.test'), inserted.find((e) => e.name === 'new1.test'));
+      assert.deepEqual(events.map((e) => [e.name, e.version]).sort(), inserted.map((e) => [e.name, e.version]).sort());
+      assert.deepEqual(await table.seed(new Map([['new1.test', data('10.0.0.4')]])), []);
+      assert.equal(await table.size(), 3);
+    });
+
+    it('lists by prefix, in order, paging each entry exactly once', async (t) => {
+      const table = await makeTable(t);
+      const names = Array.from({ length: 25 }, (_, i) => `h${String(i).padStart(2, '0')}.page.test`);
+      for (const n of [...names].reverse()) await table.put(n, data('10.0.0.1'));
+      await table.put('other.test', data('10.0.0.2'));
+      await table.put('*.page.test', data('10.0.0.3'));
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const page = await table.list({ prefix: 'h', cursor, limit: 10 });
+        assert.ok(page.entries.length <= 10);
+        seen.push(...page.entries.map((e) => e.name));
+        cursor = page.cursor;
+        pages++;
+      } while (cursor !== undefined && pages < 10);
+      assert.equal(pages, 3);
+      assert.deepEqual(seen, names);
+      const all = await table.list({ limit: 100 });
+      assert.deepEqual(all.entries.map((e) => e.name), ['*.page.test', ...names, 'other.test']);
+      assert.equal(all.cursor, undefined);
+      // Glob metacharacters in the prefix are literal.
+      assert.deepEqual((await table.list({ prefix: '*.', limit: 10 })).entries.map((e) => e.name), ['*.page.test']);
+      assert.deepEqual((await table.list({ prefix: 'zz', limit: 10 })).entries, []);
+    });
+
+    it('emits exactly one event per change, before the write resolves', async (t) => {
+      const table = await makeTable(t);
+      const events: ChangeEvent[] = [];
+      const off = table.onChange((e) => events.push(e));
+      const pending = table.put('ev.test', data('10.0.0.1'));
+      let seenAtResolve = -1;
+      pending.then(() => (seenAtResolve = events.length));
+      const entry = await pending;
+      assert.equal(seenAtResolve, 1);
+      assert.deepEqual(events, [{ name: 'ev.test', entry, version: entry.version }]);
+      await table.delete('ev.test').then(() => assert.equal(events.length, 2));
+      assert.equal(events[1].entry, null);
+      assert.ok(events[1].version > entry.version);
+      await assert.rejects(table.delete('ev.test'), code('NOT_FOUND'));
+      await assert.rejects(table.put('ev.test', data('10.0.0.1'), { ifVersion: 99 }), code('VERSION_MISMATCH'));
+      assert.equal(events.length, 2, 'failed writes emit nothing');
+      off();
+      await table.put('ev.test', data('10.0.0.2'));
+      assert.equal(events.length, 2, 'unsubscribed listener is not called');
+    });
+
+    it('keeps writing and notifying when a listener throws', async (t) => {
+      const table = await makeTable(t);
+      const events: ChangeEvent[] = [];
+      table.onChange(() => {
+        throw new Error('listener bug');
+      });
+      table.onChange((e) => events.push(e));
+      const entry = await table.put('throw.test', data('10.0.0.1'));
+      await table.delete('throw.test');
+      assert.equal(events.length, 2);
+      assert.equal(events[0].version, entry.version);
+    });
+
+    it('counts entries', async (t) => {
+      const table = await makeTable(t);
+      assert.equal(await table.size(), 0);
+      await table.put('a.test', data('10.0.0.1'));
+      await table.put('b.test', data('10.0.0.1'));
+      await table.put('a.test', data('10.0.0.2'));
+      assert.equal(await table.size(), 2);
+      await table.delete('a.test');
+      assert.equal(await table.size(), 1);
+    });
+  });
+}
+
+contract('MemoryTable', async (_t, options) => new MemoryTable(options));
+
+describe('MemoryTable only', () => {
+  it('answers lookup synchronously', async () => {
+    const table = new MemoryTable();
+    await table.put('sync.test', data('10.0.0.1'));
+    const result = table.lookup(['sync.test']);
+    assert.ok(!(result instanceof Promise));
+    assert.equal(result?.name, 'sync.test');
+  });
+});
+
+describe('RedisTable', () => {
+  let redis: { url: string; stop(): Promise<void> };
+  before(async () => {
+    redis = await testRedis();
+  });
+  after(async () => {
+    await redis.stop();
+  });
+
+  const open = async (t: TestContext, prefix: string, options: TableOptions & { onError?: (e: Error) => void } = {}) => {
+    const table = await RedisTable.connect({ url: redis.url, prefix, ...options });
+    t.after(() => table.close());
+    return table;
+  };
+  const fresh = (t: TestContext) => {
+    const prefix = uniquePrefix('table');
+    t.after(() => dropPrefix(redis.url, prefix));
+    return prefix;
+  };
+
+  contract('RedisTable', (t, options) => open(t, fresh(t), options));
+
+  it('lets exactly one of 50 parallel puts with the same ifVersion win', async (t) => {
+    const prefix = fresh(t);
+    const tables = await Promise.all([open(t, prefix), open(t, prefix)]);
+    const base = await tables[0].put('race.test', data('10.0.0.1'));
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, (_, i) =>
+        tables[i % 2].put('race.test', data(`10.0.1.${i}`), { ifVersion: base.version }),
+      ),
+    );
+    const won = results.filter((r) => r.status === 'fulfilled');
+    assert.equal(won.length, 1);
+    for (const r of results) if (r.status === 'rejected') assert.ok(isDivertError(r.reason, 'VERSION_MISMATCH'));
+    assert.deepEqual(await tables[1].get('race.test'), (won[0] as PromiseFulfilledResult<unknown>).value);
+  });
+
+  it('shares writes between two tables on the same prefix', async (t) => {
+    const prefix = fresh(t);
+    const first = await open(t, prefix);
+    const second = await open(t, prefix);
+    const entry = await first.put('shared.test', data('10.0.0.1'));
+    assert.deepEqual(await second.get('shared.test'), entry);
+    assert.deepEqual(await second.lookup(wildcardCandidates('shared.test')), entry);
+    assert.equal(await second.size(), 1);
+    const next = await second.put('shared.test', data('10.0.0.2'), { ifVersion: entry.version });
+    assert.ok(next.version > entry.version);
+    await assert.rejects(first.delete('shared.test', { ifVersion: entry.version }), code('VERSION_MISMATCH'));
+  });
+
+  it('treats unreadable stored data as absent and reports it once', async (t) => {
+    const prefix = fresh(t);
+    const errors: Error[] = [];
+    const table = await open(t, prefix, { onError: (e) => errors.push(e) });
+    await table.put('*.bad.test', data('10.0.0.1'));
+    const raw = new Redis(redis.url);
+    t.after(() => raw.disconnect());
+    await raw.hset(`${prefix}{table}:entries`, 'x.bad.test', '{not json');
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await table.lookup(wildcardCandidates('x.bad.test')))?.name, '*.bad.test');
+    }
+    assert.equal(await table.get('x.bad.test'), null);
+    assert.deepEqual((await table.list({ limit: 10 })).entries.map((e) => e.name), ['*.bad.test']);
+    assert.equal(errors.length, 1);
+    assert.match(errors[0].message, /x\.bad\.test/);
+    // A create-only put may replace it, as it reads as absent.
+    await table.put('x.bad.test', data('10.0.0.2'), { ifVersion: 0 });
+    assert.equal((await table.get('x.bad.test'))?.a[0], '10.0.0.2');
+  });
+
+  it('fails fast while redis is down and recovers by itself', async (t) => {
+    const server = await startRedis();
+    t.after(() => server.stop());
+    const table = await RedisTable.connect({ url: server.url, prefix: uniquePrefix('down') });
+    t.after(() => table.close());
+    await table.put('up.test', data('10.0.0.1'));
+    assert.equal(table.isReady(), true);
+
+    await server.kill();
+    const started = Date.now();
+    await assert.rejects(table.put('down.test', data('10.0.0.2')), code('BACKEND_UNAVAILABLE'));
+    assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
+    await assert.rejects(table.lookup(['up.test']), code('BACKEND_UNAVAILABLE'));
+    assert.equal(table.isReady(), false);
+
+    await server.restart();
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      try {
+        await table.put('back.test', data('10.0.0.3'));
+        break;
+      } catch (err) {
+        assert.ok(isDivertError(err, 'BACKEND_UNAVAILABLE'));
+        if (Date.now() > deadline) throw err;
+        await sleep(100);
+      }
+    }
+    assert.equal(table.isReady(), true);
+    assert.equal((await table.get('back.test'))?.a[0], '10.0.0.3');
+  });
+
+  it('rejects connect to a dead port with BACKEND_UNAVAILABLE, hiding the password', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    await assert.rejects(
+      RedisTable.connect({ url: `redis://:s3cret@127.0.0.1:${port}`, prefix: 'x:', connectTimeoutMs: 300 }),
+      (err: unknown) => {
+        assert.ok(isDivertError(err, 'BACKEND_UNAVAILABLE'));
+        assert.ok(!err.message.includes('s3cret'), err.message);
+        assert.ok(!String(err.stack).includes('s3cret'));
+        assert.match(err.message, /redis:\/\/:\*\*\*@127\.0\.0\.1/);
+        return true;
+      },
+    );
+    assert.ok(Date.now() - started < 1300, `took ${Date.now() - started} ms`);
+  });
+});

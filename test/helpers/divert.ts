@@ -1,0 +1,147 @@
+// Runs `divert serve` in this process on loopback ports the OS picks, with the same
+// configuration loader as the command line, and queries it with real sockets.
+
+import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
+import { Resolver } from 'node:dns/promises';
+import { execFile } from 'node:child_process';
+import { pino } from 'pino';
+import dnsPacket from 'dns-packet';
+import { loadServeConfig } from '../../src/config/load.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+
+export interface TestServer extends RunningServer {
+  port: number;
+  resolver: Resolver;
+}
+
+/** `options` are flags as the command line takes them (without dashes). */
+export async function startDivert(options: Record<string, unknown>): Promise<TestServer> {
+  const config = loadServeConfig({ listen: ['127.0.0.1:0'], 'log-level': 'silent', ...options }, {});
+  const server = await startServer(config, pino({ level: config.logLevel }));
+  const port = server.listening[0].port;
+  const resolver = new Resolver({ timeout: 3000, tries: 1 });
+  resolver.setServers([`127.0.0.1:${port}`]);
+  return { ...server, port, resolver };
+}
+
+let nextId = 1;
+
+/** A query as a client would send it; `fields` override the defaults. */
+export function query(name: string, type: string = 'A', fields: Partial<dnsPacket.Packet> = {}): Buffer {
+  return dnsPacket.encode({
+    id: (nextId = (nextId % 65535) + 1),
+    type: 'query',
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ name, type: type as dnsPacket.RecordType, class: 'IN' }],
+    ...fields,
+  } as dnsPacket.Packet);
+}
+
+/** Sends raw bytes over UDP; resolves with the reply bytes, or null after timeoutMs. */
+export function udpAsk(port: number, bytes: Buffer, timeoutMs = 3000, host = '127.0.0.1'): Promise<Buffer | null> {
+  const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done(null), timeoutMs);
+    const done = (reply: Buffer | null) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve(reply);
+    };
+    socket.on('message', (msg) => done(msg));
+    socket.on('error', () => done(null));
+    socket.send(bytes, port, host);
+  });
+}
+
+/** Opens a TCP connection, writes `raw` as is, and collects length-prefixed replies. */
+export function tcpSession(port: number, host = '127.0.0.1') {
+  const socket = connect({ port, host });
+  const replies: Buffer[] = [];
+  let buffered = Buffer.alloc(0);
+  const waiters: (() => void)[] = [];
+  let closed = false;
+  socket.on('data', (chunk) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+      replies.push(buffered.subarray(2, 2 + buffered.readUInt16BE(0)));
+      buffered = buffered.subarray(2 + buffered.readUInt16BE(0));
+    }
+    waiters.splice(0).forEach((w) => w());
+  });
+  socket.on('error', () => {});
+  const closedPromise = new Promise<void>((resolve) => socket.on('close', () => {
+    closed = true;
+    waiters.splice(0).forEach((w) => w());
+    resolve();
+  }));
+  const connected = new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  return {
+    socket,
+    replies,
+    connected,
+    closed: closedPromise,
+    isClosed: () => closed,
+    writeRaw: (raw: Buffer) => socket.write(raw),
+    send: (msg: Buffer) => socket.write(Buffer.concat([Buffer.from([msg.length >> 8, msg.length & 0xff]), msg])),
+    /** Resolves when `count` replies have arrived, or rejects after timeoutMs. */
+    waitFor: async (count: number, timeoutMs = 3000): Promise<Buffer[]> => {
+      const deadline = Date.now() + timeoutMs;
+      while (replies.length < count) {
+        if (closed) throw new Error(`connection closed after ${replies.length} of ${count} replies`);
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`got ${replies.length} of ${count} replies in ${timeoutMs} ms`);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, left);
+          waiters.push(() => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+      }
+      return replies.slice(0, count);
+    },
+    close: () => socket.destroy(),
+  };
+}
+
+export async function tcpAsk(port: number, bytes: Buffer, timeoutMs = 3000): Promise<Buffer> {
+  const session = tcpSession(port);
+  try {
+    session.send(bytes);
+    return (await session.waitFor(1, timeoutMs))[0];
+  } finally {
+    session.close();
+  }
+}
+
+export function decode(bytes: Buffer | null): dnsPacket.Packet {
+  if (!bytes) throw new Error('no reply');
+  return dnsPacket.decode(bytes);
+}
+
+/** The bytes with the first two (the ID) zeroed, for byte-for-byte comparisons. */
+export function withoutId(bytes: Buffer): Buffer {
+  const copy = Buffer.from(bytes);
+  copy.writeUInt16BE(0, 0);
+  return copy;
+}
+
+let digPath: string | null | undefined;
+
+/** The path of dig, or null when it is not installed. */
+export async function findDig(): Promise<string | null> {
+  if (digPath !== undefined) return digPath;
+  digPath = await new Promise<string | null>((resolve) =>
+    execFile('sh', ['-c', 'command -v dig'], (err, stdout) => resolve(err ? null : stdout.trim() || null)),
+  );
+  return digPath;
+}
+
+export function dig(port: number, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile('dig', ['@127.0.0.1', '-p', String(port), '+time=3', '+tries=1', ...args], (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    ),
+  );
+}

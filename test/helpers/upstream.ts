@@ -1,0 +1,105 @@
+// A scriptable upstream resolver for tests: UDP and TCP on one loopback port. Each
+// query is decoded and passed to a responder, which returns the exact bytes to send
+// (or null to stay silent); the bytes sent are kept so tests can compare them with what
+// the client received.
+
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, type Server, type Socket } from 'node:net';
+import dnsPacket from 'dns-packet';
+
+export interface UpstreamQuery {
+  raw: Buffer;
+  packet: dnsPacket.Packet;
+  transport: 'udp' | 'tcp';
+  from: { address: string; port: number };
+}
+
+/** Bytes to send (the ID is the responder's business), or null for no reply. */
+export type Responder = (query: UpstreamQuery) => Buffer | null | Promise<Buffer | null>;
+
+export interface TestUpstream {
+  port: number;
+  address: string;
+  queries: UpstreamQuery[];
+  /** Every reply sent, in order. */
+  sent: Buffer[];
+  respond: Responder;
+  /** Sends `bytes` to `to` over UDP from a different port than the upstream's. */
+  sendFromOtherPort(bytes: Buffer, to: { address: string; port: number }): Promise<void>;
+  /** Sends raw bytes to `to` from the upstream's own UDP port (for spoof tests). */
+  sendFromUpstreamPort(bytes: Buffer, to: { address: string; port: number }): void;
+  close(): Promise<void>;
+}
+
+/** Response codes, for the low bits of `flags` (dns-packet encodes rcode only from there). */
+export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const;
+
+/** A reply to `query` built with dns-packet: the question copied, `fields` merged in. */
+export function replyTo(query: UpstreamQuery, fields: Partial<dnsPacket.Packet> = {}, rcode = 0): Buffer {
+  return dnsPacket.encode({
+    id: query.packet.id,
+    type: 'response',
+    flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | rcode,
+    questions: query.packet.questions,
+    ...fields,
+  } as dnsPacket.Packet);
+}
+
+export async function startUpstream(respond: Responder, host = '127.0.0.1'): Promise<TestUpstream> {
+  const udp = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  await new Promise<void>((resolve) => udp.bind(0, host, resolve));
+  const port = udp.address().port;
+  const tcp: Server = createServer((socket: Socket) => {
+    let buffered = Buffer.alloc(0);
+    socket.on('error', () => {});
+    socket.on('data', (chunk) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+        const raw = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
+        buffered = buffered.subarray(2 + raw.length);
+        void handle(raw, 'tcp', { address: socket.remoteAddress!, port: socket.remotePort! }).then((reply) => {
+          if (!reply || socket.destroyed) return;
+          const prefix = Buffer.alloc(2);
+          prefix.writeUInt16BE(reply.length);
+          socket.write(Buffer.concat([prefix, reply]));
+        });
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen(port, host, () => resolve());
+  });
+  const other: UdpSocket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  await new Promise<void>((resolve) => other.bind(0, host, resolve));
+
+  const upstream: TestUpstream = {
+    port,
+    address: host,
+    queries: [],
+    sent: [],
+    respond,
+    sendFromOtherPort: (bytes, to) => new Promise((resolve) => other.send(bytes, to.port, to.address, () => resolve())),
+    sendFromUpstreamPort: (bytes, to) => udp.send(bytes, to.port, to.address),
+    close: async () => {
+      udp.close();
+      other.close();
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    },
+  };
+
+  async function handle(raw: Buffer, transport: 'udp' | 'tcp', from: { address: string; port: number }): Promise<Buffer | null> {
+    const query: UpstreamQuery = { raw: Buffer.from(raw), packet: dnsPacket.decode(raw), transport, from };
+    upstream.queries.push(query);
+    const reply = await upstream.respond(query);
+    if (reply) upstream.sent.push(Buffer.from(reply));
+    return reply;
+  }
+
+  udp.on('message', (raw, rinfo) => {
+    void handle(raw, 'udp', { address: rinfo.address, port: rinfo.port }).then((reply) => {
+      if (reply) udp.send(reply, rinfo.port, rinfo.address);
+    });
+  });
+  return upstream;
+}
