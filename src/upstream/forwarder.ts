@@ -45,6 +45,8 @@ export class Forwarder {
 
     return new Promise<Buffer | null>((resolve) => {
       const live = new Map<Exchange, Upstream>();
+      /** Attempts already counted as failures for not answering within the attempt timeout. */
+      const late = new Set<Exchange>();
       let attempts = 0;
       let failedOutright = 0;
       let finished = false;
@@ -70,6 +72,13 @@ export class Forwarder {
 
       const attempt = () => {
         if (finished) return;
+        // whoever is still unanswered now did not answer in time; a late answer undoes it
+        for (const [e, u] of live) {
+          if (!late.has(e)) {
+            late.add(e);
+            this.pool.failed(u);
+          }
+        }
         const upstream = order[attempts % order.length];
         attempts++;
         const sentAt = Date.now();
@@ -95,7 +104,7 @@ export class Forwarder {
 
       const deadline = setTimeout(() => {
         // attempts still unanswered at the deadline count against their upstreams
-        for (const upstream of live.values()) this.pool.failed(upstream);
+        for (const [e, upstream] of live) if (!late.has(e)) this.pool.failed(upstream);
         finish(null);
       }, this.options.queryTimeoutMs);
 

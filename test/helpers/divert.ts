@@ -115,7 +115,7 @@ export async function tcpAsk(port: number, bytes: Buffer, timeoutMs = 3000): Pro
   }
 }
 
-export function decode(bytes: Buffer | null): dnsPacket.Packet {
+export function decode(bytes: Buffer | null): dnsPacket.Packet & { rcode?: string } {
   if (!bytes) throw new Error('no reply');
   return dnsPacket.decode(bytes);
 }
