@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     })
     .help()
     .version(false)
-    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .wrap(Math.max(140, process.stdout.columns ?? 0))
     .parseAsync();
 }
 

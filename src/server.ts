@@ -9,7 +9,7 @@ import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { DivertError } from './errors.js';
 import { formatHostPort, type HostPort } from './config/address.js';
-import { maskUrl } from './config/load.js';
+import { maskUrl } from './redact.js';
 import type { ServeConfig } from './config/options.js';
 import { AccessList } from './pipeline/access.js';
 import { QueryPipeline } from './pipeline/pipeline.js';

@@ -5,18 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DivertError } from '../errors.js';
+import { maskUrl } from '../redact.js';
 import { SERVE_OPTIONS, type OptionSpec, type ServeConfig } from './options.js';
 
 export function envName(flag: string): string {
   return 'DIVERT_' + flag.toUpperCase().replace(/-/g, '_');
-}
-
-/** A Redis URL's password never appears in a message or a log line. */
-export function maskUrl(text: string): string {
-  return text.replace(/^(\w+:\/\/)([^@/]*)@/, (_, scheme: string, auth: string) => {
-    const user = auth.includes(':') ? auth.slice(0, auth.indexOf(':')) : '';
-    return `${scheme}${user}:***@`;
-  });
 }
 
 type Source = { label: (flag: string) => string; get: (spec: OptionSpec) => unknown };
@@ -76,7 +69,7 @@ export function loadServeConfig(argv: Record<string, unknown>, env: NodeJS.Proce
   const file = configPath ? readConfigFile(configPath) : {};
   const sources: Source[] = [
     { label: () => '', get: (spec) => argv[spec.flag] },
-    { label: (flag) => ` (from ${envName(flag)})`, get: (spec) => env[envName(spec.flag)] },
+    { label: (flag) => ` (from ${envName(flag)})`, get: (spec) => env[envName(spec.flag)] || undefined },
     { label: () => ` (from ${configPath})`, get: (spec) => file[spec.flag] },
   ];
   const config: Record<string, unknown> = {};

@@ -26,7 +26,11 @@ const cidr = z.string().superRefine((text, ctx) => {
 });
 
 const count = (min: number, max: number) =>
-  z.coerce.number({ message: 'expected a whole number' }).int('expected a whole number').min(min).max(max);
+  z.coerce
+    .number({ error: (issue) => (issue.code === 'invalid_type' ? 'expected a whole number' : undefined) })
+    .int('expected a whole number')
+    .min(min, `expected at least ${min}`)
+    .max(max, `expected at most ${max}`);
 
 export interface OptionSpec {
   /** The flag without dashes; also the config-file key. */

@@ -16,14 +16,27 @@ export const DEFAULT_ALLOW = [
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
+/** An IPv4-mapped IPv6 network (::ffff:a.b.c.d/96+) matches clients as IPv4. */
+function unmapped([net, bits]: Range): Range {
+  if (net.kind() === 'ipv6' && (net as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
+    return [(net as ipaddr.IPv6).toIPv4Address(), bits - 96];
+  }
+  return [net, bits];
+}
+
 export function parseCidr(text: string): Range {
+  const address = text.split('/')[0];
+  // ipaddr.js reads "10/8" as 0.0.0.10/8; only dotted quads are meant as IPv4
+  if (!address.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(address)) {
+    throw new DivertError('BAD_CONFIG', `"${text}" is not a network in CIDR form (e.g. 192.168.0.0/16 or fd00::/8)`);
+  }
   try {
-    return ipaddr.parseCIDR(text);
+    return unmapped(ipaddr.parseCIDR(text));
   } catch {
     // a bare address is a network of one
     if (ipaddr.isValid(text)) {
-      const address = ipaddr.parse(text);
-      return [address, address.kind() === 'ipv4' ? 32 : 128];
+      const single = ipaddr.parse(text);
+      return unmapped([single, single.kind() === 'ipv4' ? 32 : 128]);
     }
     throw new DivertError('BAD_CONFIG', `"${text}" is not a network in CIDR form (e.g. 192.168.0.0/16 or fd00::/8)`);
   }

@@ -1,6 +1,7 @@
 // AddressTable in Redis, shared by every divert process: a hash of JSON entries, written only by Lua scripts.
 
 import { Redis } from 'ioredis';
+import { maskUrl } from '../redact.js';
 import { DivertError } from '../errors.js';
 import type {
   AddressTable,
@@ -85,16 +86,6 @@ interface ScriptClient extends Redis {
 }
 
 /** The URL with any password replaced by `***`, fit for messages and logs. */
-export function maskUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
-  }
-}
-
 function passwordOf(url: string): string {
   try {
     return decodeURIComponent(new URL(url).password);

@@ -11,12 +11,14 @@ export function nameserversOf(resolvConf: string): string[] {
     .split('\n')
     .map((line) => line.replace(/[#;].*$/, '').trim().split(/\s+/))
     .filter((words) => words[0] === 'nameserver' && words[1] !== undefined)
-    .map((words) => words[1].split('%')[0])
-    .filter((host) => isIP(host) !== 0);
+    // a link-local nameserver keeps its zone (fe80::1%eth0): it says which interface
+    .map((words) => words[1])
+    .filter((host) => isIP(host.split('%')[0]) !== 0);
 }
 
 function isLocalAddress(host: string, localAddresses: ReadonlySet<string>): boolean {
-  return host.startsWith('127.') || host === '::1' || localAddresses.has(host);
+  const bare = host.split('%')[0];
+  return bare.startsWith('127.') || bare === '::1' || localAddresses.has(bare);
 }
 
 export function localAddresses(): Set<string> {
@@ -34,7 +36,7 @@ export function upstreamsFromResolvConf(
   const isSelf = (host: string) =>
     listen.some((l) => {
       if (l.port !== 53) return false;
-      if (l.host === host) return true;
+      if (l.host === host.split('%')[0]) return true;
       const wildcard = l.host === '0.0.0.0' || l.host === '::';
       return wildcard && isLocalAddress(host, local);
     });

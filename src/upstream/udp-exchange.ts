@@ -12,6 +12,12 @@ export interface Exchange {
   cancel(): void;
 }
 
+/** Node reports a link-local peer with its zone (fe80::1%eth0); the zone may be spelt
+ * differently in the configuration (%2), so only the address is compared then. */
+function fromUpstream(address: string, upstream: Upstream): boolean {
+  return address === upstream.host || (upstream.host.includes('%') && address.split('%')[0] === upstream.host.split('%')[0]);
+}
+
 export function udpExchange(
   query: Buffer,
   questionEnd: number,
@@ -35,7 +41,7 @@ export function udpExchange(
   };
   socket.on('error', () => finish(null));
   socket.on('message', (msg, rinfo) => {
-    if (rinfo.address !== upstream.host || rinfo.port !== upstream.port || !isReplyTo(msg, query, questionEnd)) {
+    if (!fromUpstream(rinfo.address, upstream) || rinfo.port !== upstream.port || !isReplyTo(msg, query, questionEnd)) {
       onRejected();
       return;
     }

@@ -81,7 +81,8 @@ export function readQuery(msg: Buffer): Query | Unreadable {
       break;
     }
     if (len > 63) return 'formerr'; // compression pointer or reserved label type
-    if (pos + 1 + len > msg.length || pos + 1 + len - HEADER_BYTES > 255) return 'formerr';
+    // RFC 1035 3.1: 255 bytes at most, counting the length bytes and the final zero
+    if (pos + 1 + len > msg.length || pos + 1 + len - HEADER_BYTES + 1 > 255) return 'formerr';
     if (out > 0) nameScratch[out++] = 0x2e;
     for (let i = pos + 1; i <= pos + len; i++) {
       const b = msg[i];
@@ -293,11 +294,13 @@ export function isReplyTo(reply: Buffer, sent: Buffer, questionEnd: number): boo
   if (reply.readUInt16BE(0) !== sent.readUInt16BE(0)) return false;
   if ((reply.readUInt16BE(2) & QR) === 0) return false;
   if (reply.readUInt16BE(4) !== 1) return false;
-  for (let i = HEADER_BYTES; i < questionEnd; i++) {
+  const nameEnd = questionEnd - 4;
+  for (let i = HEADER_BYTES; i < nameEnd; i++) {
     const a = reply[i];
     const b = sent[i];
-    if (a !== b && (a | 0x20) !== (b | 0x20)) return false;
-    if (a !== b && !((a | 0x20) >= 0x61 && (a | 0x20) <= 0x7a)) return false;
+    // label lengths never fall in the letter ranges, so folding only letters is exact
+    if (a !== b && !((a | 0x20) === (b | 0x20) && (a | 0x20) >= 0x61 && (a | 0x20) <= 0x7a)) return false;
   }
+  if (reply.readUInt32BE(nameEnd) !== sent.readUInt32BE(nameEnd)) return false;
   return true;
 }

@@ -1,0 +1,75 @@
+// divert serve on a real Redis: a seed never overwrites a name Redis already holds, and
+// divert restarted on the same Redis serves the same table.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Resolver } from 'node:dns/promises';
+import { RedisTable } from '../src/table/redis-table.js';
+import { dropPrefix, testRedis, uniquePrefix } from './helpers/redis.js';
+import { runDivert } from './helpers/process.js';
+import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
+
+function resolverFor(port: number): Resolver {
+  const resolver = new Resolver({ timeout: 2000, tries: 1 });
+  resolver.setServers([`127.0.0.1:${port}`]);
+  return resolver;
+}
+
+describe('divert serve with --redis', () => {
+  let redis: { url: string; stop(): Promise<void> };
+  let upstream: TestUpstream;
+  const prefix = uniquePrefix('serve');
+
+  before(async () => {
+    redis = await testRedis();
+    upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.70' }] }));
+  });
+  after(async () => {
+    await dropPrefix(redis.url, prefix);
+    await redis.stop();
+    await upstream.close();
+  });
+
+  const serveArgs = () => ['serve', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--redis', redis.url, '--redis-prefix', prefix, '--zones', 'zones/'];
+
+  test('a seed does not overwrite a name already in Redis; a restart serves the same table', async (t) => {
+    // a monitor moved www.shop.example before divert ever started
+    const table = await RedisTable.connect({ url: redis.url, prefix });
+    t.after(() => table.close());
+    await table.put('www.shop.example', { a: ['198.51.100.99'], aaaa: [], ttl: 30 });
+
+    for (const [round, api] of [['first start', '192.0.2.20'], ['restart', '198.51.100.20']]) {
+      const divert = runDivert(serveArgs());
+      try {
+        const resolver = resolverFor(await divert.listening());
+        assert.deepEqual(await resolver.resolve4('www.shop.example'), ['198.51.100.99'], `${round}: the monitor's change stands`);
+        await assert.rejects(resolver.resolve6('www.shop.example'), { code: 'ENODATA' }, `${round}: not the seed's AAAA either`);
+        assert.deepEqual((await resolver.resolve4('x.cdn.shop.example')).sort(), ['192.0.2.30', '192.0.2.31'], `${round}: seeded wildcard`);
+        assert.deepEqual(await resolver.resolve4('api.shop.example'), [api], `${round}: seeded, then changed while divert was down`);
+        assert.deepEqual(await resolver.resolve4('not-in-table.test'), ['203.0.113.70'], `${round}: forwarded`);
+      } finally {
+        await divert.stop();
+      }
+      if (round === 'first start') {
+        // a change made while divert is down is what the restarted divert must serve
+        await table.put('api.shop.example', { a: ['198.51.100.20'], aaaa: [], ttl: 30 });
+      }
+    }
+  });
+
+  test('a change written through the table after the restart is served from Redis', async (t) => {
+    const table = await RedisTable.connect({ url: redis.url, prefix });
+    t.after(() => table.close());
+    const divert = runDivert(serveArgs());
+    try {
+      const resolver = resolverFor(await divert.listening());
+      assert.deepEqual(await resolver.resolve4('api.shop.example'), ['198.51.100.20']);
+      assert.deepEqual(await resolver.resolve4('new.shop.example'), ['203.0.113.70'], 'not intercepted yet');
+      await table.put('brand-new.shop.example', { a: ['198.51.100.50'], aaaa: [], ttl: 30 });
+      // a name this divert has never looked up is read from Redis on first use
+      assert.deepEqual(await resolver.resolve4('brand-new.shop.example'), ['198.51.100.50']);
+    } finally {
+      await divert.stop();
+    }
+  });
+});
