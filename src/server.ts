@@ -66,6 +66,22 @@ function bindError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
   return new DivertError('LISTEN_FAILED', reason, { cause: err });
 }
 
+/** While the store is down every query would fail the same way: one log line per 10 s, with a count. */
+function everyTenSeconds(log: (err: unknown, name: string, suppressed: number) => void) {
+  let last = 0;
+  let suppressed = 0;
+  return (err: unknown, name: string) => {
+    const now = Date.now();
+    if (now - last < 10_000) {
+      suppressed++;
+      return;
+    }
+    log(err, name, suppressed);
+    last = now;
+    suppressed = 0;
+  };
+}
+
 interface Listener {
   udp: UdpSocket;
   tcp: Server;
@@ -131,7 +147,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     }
     answers = new AnswerCache(table, {
       maxNames: config.cacheNames,
-      onLookupError: (err, name) => log.warn({ err: (err as Error).message, name }, 'table lookup failed; forwarding'),
+      onLookupError: everyTenSeconds((err, name, suppressed) =>
+        log.warn({ err: (err as Error).message, name, suppressed }, 'table lookup failed; forwarding names not seen before'),
+      ),
     });
     const pool = new UpstreamPool(upstreams);
     const forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
 import { RedisTable } from '../src/table/redis-table.js';
-import { dropPrefix, testRedis, uniquePrefix } from './helpers/redis.js';
+import { dropPrefix, startRedis, testRedis, uniquePrefix } from './helpers/redis.js';
 import { runDivert } from './helpers/process.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -71,5 +71,39 @@ describe('divert serve with --redis', () => {
     } finally {
       await divert.stop();
     }
+  });
+});
+
+describe('divert serve while Redis is down', () => {
+  test('cached names keep their answers, others are forwarded, and service resumes when Redis returns', async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.71' }] }));
+    t.after(() => upstream.close());
+    const prefix = uniquePrefix('outage');
+    const divert = runDivert(['serve', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--redis', redis.url, '--redis-prefix', prefix, '--zones', 'zones/']);
+    t.after(() => divert.stop());
+    const resolver = resolverFor(await divert.listening());
+    assert.deepEqual(await resolver.resolve4('api.shop.example'), ['192.0.2.20']);
+    assert.deepEqual(await resolver.resolve4('seen.test'), ['203.0.113.71']);
+
+    await redis.kill();
+    assert.deepEqual(await resolver.resolve4('api.shop.example'), ['192.0.2.20'], 'intercepted name answered from cache');
+    assert.deepEqual(await resolver.resolve4('seen.test'), ['203.0.113.71'], 'known not intercepted: forwarded');
+    assert.deepEqual(await resolver.resolve4('never-seen.test'), ['203.0.113.71'], 'not seen before: forwarded');
+
+    await redis.restart(); // no persistence: the table is empty again; write a new name
+    const table = await RedisTable.connect({ url: redis.url, prefix });
+    t.after(() => table.close());
+    await table.put('back.shop.example', { a: ['198.51.100.77'], aaaa: [], ttl: 30 });
+    const deadline = Date.now() + 5000;
+    let answer: string[] = [];
+    while (Date.now() < deadline) {
+      answer = await resolver.resolve4('back.shop.example');
+      if (answer[0] === '198.51.100.77') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(answer, ['198.51.100.77'], 'reads Redis again without a restart');
+    assert.equal(divert.child.exitCode, null, 'still running');
   });
 });

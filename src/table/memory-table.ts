@@ -1,6 +1,7 @@
 // AddressTable held in process: a Map from name to Entry, for tests and single-node use.
 
 import { DivertError } from '../errors.js';
+import { ChangeListeners } from './change-listeners.js';
 import type {
   AddressTable,
   ChangeEvent,
@@ -49,15 +50,14 @@ export function compareNames(x: string, y: string): number {
 
 export class MemoryTable implements AddressTable {
   private readonly entries = new Map<string, Entry>();
-  private readonly listeners = new Set<ChangeListener>();
+  private readonly listeners: ChangeListeners;
   private readonly now: () => Date;
-  private readonly onError?: (err: Error) => void;
   /** Table-wide, so a name deleted and created again still gets a higher version. */
   private seq = 0;
 
   constructor(options: MemoryTableOptions = {}) {
     this.now = options.now ?? (() => new Date());
-    this.onError = options.onError;
+    this.listeners = new ChangeListeners(options.onError);
   }
 
   async get(name: string): Promise<Entry | null> {
@@ -125,12 +125,7 @@ export class MemoryTable implements AddressTable {
   }
 
   onChange(listener: ChangeListener): () => void {
-    // Wrap so the same function registered twice is called twice and removed once.
-    const wrapped: ChangeListener = (event) => listener(event);
-    this.listeners.add(wrapped);
-    return () => {
-      this.listeners.delete(wrapped);
-    };
+    return this.listeners.add(listener);
   }
 
   async size(): Promise<number> {
@@ -148,16 +143,6 @@ export class MemoryTable implements AddressTable {
   }
 
   private emit(event: ChangeEvent): void {
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(event);
-      } catch (err) {
-        try {
-          this.onError?.(err instanceof Error ? err : new Error(String(err)));
-        } catch {
-          // a faulty error sink must not break the write either
-        }
-      }
-    }
+    this.listeners.emit(event);
   }
 }

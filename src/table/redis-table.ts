@@ -2,6 +2,7 @@
 
 import { Redis } from 'ioredis';
 import { maskUrl } from '../redact.js';
+import { ChangeListeners } from './change-listeners.js';
 import { DivertError } from '../errors.js';
 import type {
   AddressTable,
@@ -104,7 +105,7 @@ const stored = (data: EntryData) =>
 const tailOf = (updatedAt: string) => `,"updatedAt":${JSON.stringify(updatedAt)}}`;
 
 export class RedisTable implements AddressTable {
-  private readonly listeners = new Set<ChangeListener>();
+  private readonly listeners: ChangeListeners;
   private readonly reported = new Set<string>();
   private readonly entriesKey: string;
   private readonly seqKey: string;
@@ -118,6 +119,7 @@ export class RedisTable implements AddressTable {
     this.entriesKey = `${options.prefix}{table}:entries`;
     this.seqKey = `${options.prefix}{table}:seq`;
     this.where = `redis at ${maskUrl(options.url)}`;
+    this.listeners = new ChangeListeners((err) => this.report(err));
   }
 
   static async connect(options: RedisTableOptions): Promise<RedisTable> {
@@ -279,11 +281,7 @@ export class RedisTable implements AddressTable {
   }
 
   onChange(listener: ChangeListener): () => void {
-    const wrapped: ChangeListener = (event) => listener(event);
-    this.listeners.add(wrapped);
-    return () => {
-      this.listeners.delete(wrapped);
-    };
+    return this.listeners.add(listener);
   }
 
   /** HLEN: counts unreadable entries too. */
@@ -309,13 +307,7 @@ export class RedisTable implements AddressTable {
    * pub/sub subscriber for changes made by other processes will call it too.
    */
   protected emit(event: ChangeEvent): void {
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(event);
-      } catch (err) {
-        this.report(err instanceof Error ? err : new Error(String(err)));
-      }
-    }
+    this.listeners.emit(event);
   }
 
   private now(): Date {

@@ -46,6 +46,17 @@ export function replyTo(query: UpstreamQuery, fields: Partial<dnsPacket.Packet> 
 }
 
 export async function startUpstream(respond: Responder, host = '127.0.0.1'): Promise<TestUpstream> {
+  // UDP first on a port the OS picks, then TCP on the same port; retry if TCP's is taken
+  for (let tries = 0; ; tries++) {
+    try {
+      return await bindUpstream(respond, host);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries >= 20) throw err;
+    }
+  }
+}
+
+async function bindUpstream(respond: Responder, host: string): Promise<TestUpstream> {
   const udp = createSocket(host.includes(':') ? 'udp6' : 'udp4');
   await new Promise<void>((resolve) => udp.bind(0, host, resolve));
   const port = udp.address().port;
@@ -67,7 +78,10 @@ export async function startUpstream(respond: Responder, host = '127.0.0.1'): Pro
     });
   });
   await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
+    tcp.once('error', (err) => {
+      udp.close();
+      reject(err);
+    });
     tcp.listen(port, host, () => resolve());
   });
   const other: UdpSocket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
