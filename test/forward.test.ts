@@ -9,6 +9,7 @@ import dnsPacket from 'dns-packet';
 import { decode, query, startDivert, tcpAsk, udpAsk, withoutId, type TestServer } from './helpers/divert.js';
 import { FLAG, ipv4, opt, rawReply, rr } from './helpers/raw.js';
 import { startUpstream, type TestUpstream, type UpstreamQuery } from './helpers/upstream.js';
+import { BACKENDS } from './helpers/backends.js';
 
 const A = 1, NS = 2, CNAME = 5, SOA = 6, TXT = 16, AAAA = 28, RRSIG = 46, IN = 1;
 const response = FLAG.QR | FLAG.RD | FLAG.RA;
@@ -77,17 +78,21 @@ function respond(q: UpstreamQuery): Buffer | null {
   }
 }
 
-describe('forwarding', () => {
+for (const [backend, makeBackend] of BACKENDS) describe(`forwarding (${backend} table)`, () => {
   let upstream: TestUpstream;
   let divert: TestServer;
+  let backendCleanup: () => Promise<void>;
 
   before(async () => {
     upstream = await startUpstream(respond);
-    divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '200', 'query-timeout-ms': '600' });
+    const b = await makeBackend('forward');
+    backendCleanup = b.cleanup;
+    divert = await startDivert({ ...b.options, upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '200', 'query-timeout-ms': '600' });
   });
   after(async () => {
     await divert.close();
     await upstream.close();
+    await backendCleanup();
   });
 
   /** Asks divert and returns what the client got and what the upstream had sent for it. */

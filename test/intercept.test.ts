@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { decode, dig, findDig, query, startDivert, tcpAsk, udpAsk, type TestServer } from './helpers/divert.js';
-import { dropPrefix, testRedis, uniquePrefix } from './helpers/redis.js';
+import { BACKENDS } from './helpers/backends.js';
 import { RCODE, replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const bigAddresses = Array.from({ length: 40 }, (_, i) => `198.51.100.${i + 1}`);
@@ -36,22 +36,7 @@ function answerAddresses(reply: Buffer | null): string[] {
   return decode(reply).answers!.map((a) => (a as { data: string }).data).sort();
 }
 
-const backends: [string, () => Promise<{ options: Record<string, unknown>; cleanup(): Promise<void> }>][] = [
-  ['memory', async () => ({ options: {}, cleanup: async () => {} })],
-  ['redis', async () => {
-    const redis = await testRedis();
-    const prefix = uniquePrefix('intercept');
-    return {
-      options: { redis: redis.url, 'redis-prefix': prefix },
-      cleanup: async () => {
-        await dropPrefix(redis.url, prefix);
-        await redis.stop();
-      },
-    };
-  }],
-];
-
-for (const [backend, makeBackend] of backends) {
+for (const [backend, makeBackend] of BACKENDS) {
   describe(`intercepted names (${backend} table)`, () => {
     let upstream: TestUpstream;
     let divert: TestServer;
@@ -61,7 +46,7 @@ for (const [backend, makeBackend] of backends) {
       upstream = await startUpstream((q) => replyTo(q, {}, RCODE.NXDOMAIN));
       const dir = mkdtempSync(join(tmpdir(), 'divert-zone-'));
       writeFileSync(join(dir, 'corp.zone'), ZONE);
-      const b = await makeBackend();
+      const b = await makeBackend('intercept');
       cleanup = b.cleanup;
       divert = await startDivert({ ...b.options, upstream: [`127.0.0.1:${upstream.port}`], zones: [dir] });
     });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decode, query, startDivert, tcpAsk, tcpSession, udpAsk, type TestServer } from './helpers/divert.js';
 import { startUpstream, replyTo, type TestUpstream } from './helpers/upstream.js';
+import { BACKENDS } from './helpers/backends.js';
 
 function header(id: number, flags: number, counts: [number, number, number, number]): Buffer {
   const h = Buffer.alloc(12);
@@ -31,19 +32,22 @@ const malformed: [string, Buffer, 'formerr' | 'drop'][] = [
   ['an OPT record that runs off the end (intercepted name)', Buffer.concat([header(0x1008, 0x0100, [1, 0, 0, 1]), question(www), Buffer.from([0, 0, 41, 4, 0])]), 'formerr'],
 ];
 
-describe('malformed input', () => {
+for (const [backend, makeBackend] of BACKENDS) describe(`malformed input (${backend} table)`, () => {
   let upstream: TestUpstream;
   let divert: TestServer;
-  const zone = { zones: [] as string[] };
+  let backendCleanup: () => Promise<void>;
 
   before(async () => {
     upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 60, data: '203.0.113.1' }] }));
-    divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'tcp-idle-timeout-ms': '300', ...zone });
+    const b = await makeBackend('robust');
+    backendCleanup = b.cleanup;
+    divert = await startDivert({ ...b.options, upstream: [`127.0.0.1:${upstream.port}`], 'tcp-idle-timeout-ms': '300', 'tcp-max-connections': '3' });
     await divert.table.put('www.corp.test', { a: ['192.0.2.1'], aaaa: [], ttl: 30 });
   });
   after(async () => {
     await divert.close();
     await upstream.close();
+    await backendCleanup();
   });
 
   async function stillAnswers() {
@@ -107,6 +111,19 @@ describe('malformed input', () => {
     const replies = await session.waitFor(4);
     session.close();
     assert.deepEqual(replies.map((r) => decode(r).questions![0].name).sort(), [...names].sort());
+  });
+
+  test('connections beyond --tcp-max-connections are closed at once; the others keep working', async () => {
+    const open = [tcpSession(divert.port), tcpSession(divert.port), tcpSession(divert.port)];
+    await Promise.all(open.map((s) => s.connected));
+    await sleep(50); // let the server count them
+    const extra = tcpSession(divert.port);
+    await Promise.race([extra.closed, sleep(2000)]);
+    assert.ok(extra.isClosed(), 'the fourth connection is closed');
+    open[0].send(query('www.corp.test'));
+    assert.equal(decode((await open[0].waitFor(1))[0]).answers!.length, 1);
+    open.forEach((s) => s.close());
+    await sleep(50);
   });
 
   test('a client that half-closes after sending still gets every answer', async () => {

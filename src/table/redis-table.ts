@@ -86,7 +86,7 @@ interface ScriptClient extends Redis {
   divertSeed(entries: string, seq: string, tail: string, ...namesAndHeads: string[]): Promise<(string | number)[]>;
 }
 
-/** The URL with any password replaced by `***`, fit for messages and logs. */
+/** The URL's password, so it can be scrubbed from errors that quote it. */
 function passwordOf(url: string): string {
   try {
     return decodeURIComponent(new URL(url).password);
