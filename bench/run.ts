@@ -3,13 +3,14 @@
 // by dnsperf's -l; every process started here is stopped by its PID.
 //
 // Environment: BENCH_SECONDS (default 10) per run, BENCH_REPS (default 3; the median
-// is shown).
+// is shown), BENCH_CHANGES (default 1000) for time-to-divert.
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { timeToDivert } from './time-to-divert.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const main = join(here, '..', 'src', 'main.js');
@@ -81,7 +82,7 @@ async function bench(): Promise<void> {
   writeFileSync(forwarded, Array.from({ length: 10_000 }, (_, i) => `h${i + 1}.bench.test A`).join('\n') + '\n');
 
   const upstreamPort = Number(await start([join(here, 'upstream.js')], /^(\d+)\n/m));
-  const divertArgs = [main, 'serve', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--zones', join(work, 'shop.zone'), '--log-level', 'info'];
+  const divertArgs = [main, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', 'bench-token-0123456789abcdef', '--upstream', `127.0.0.1:${upstreamPort}`, '--zones', join(work, 'shop.zone'), '--log-level', 'info'];
   const divertLine = await start(divertArgs, /("listen":\["[^"]+"\])/);
   const port = Number(/:(\d+)"\]/.exec(divertLine)![1]);
   const divertPid = children[children.length - 1].pid!;
@@ -108,6 +109,8 @@ async function bench(): Promise<void> {
     ...rows,
     '',
     `RSS of divert after the runs: ${rss.toFixed(0)} MB`,
+    '',
+    ...(await timeToDivert(main, Number(process.env.BENCH_CHANGES ?? 1000), children)),
     '',
   ].join('\n'));
 }

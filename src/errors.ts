@@ -11,7 +11,9 @@ export type ErrorCode =
   | 'VERSION_MISMATCH'
   | 'BACKEND_UNAVAILABLE'
   | 'LISTEN_FAILED'
-  | 'NO_UPSTREAM';
+  | 'NO_UPSTREAM'
+  | 'BAD_REQUEST'
+  | 'UNAUTHORIZED';
 
 export class DivertError extends Error {
   readonly code: ErrorCode;

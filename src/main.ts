@@ -6,6 +6,8 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isDivertError } from './errors.js';
 import { runServe, serveOptions } from './cli/serve-command.js';
+import { namesCommand } from './cli/names-command.js';
+import { divertOptions, runDiversion } from './cli/divert-command.js';
 
 function failure(err: unknown): never {
   const usage = isDivertError(err, 'BAD_CONFIG') || isDivertError(err, 'BAD_ZONE');
@@ -16,8 +18,11 @@ function failure(err: unknown): never {
 async function main(): Promise<void> {
   await yargs(hideBin(process.argv))
     .scriptName('divert')
-    .usage('$0 <command> [options]\n\nAn enhanced naming server: answers chosen names from an address table that a monitor rewrites at runtime, and forwards every other query unchanged.')
+    .usage('$0 <command> [options]')
+    .epilogue('divert is an enhanced naming server: it answers chosen names from an address table that a monitor rewrites at runtime,\nand forwards every other query unchanged. Each command has --help.')
     .command('serve', 'run the naming server (DNS on UDP and TCP)', serveOptions, (argv) => runServe(argv))
+    .command('names', 'list, show and change the names divert answers (through the admin API)', namesCommand)
+    .command('divert <from> <to>', 'make every name that answers one address answer another (through the admin API)', divertOptions, (argv) => runDiversion(argv))
     .demandCommand(1, 'name a command (divert --help lists them)')
     .strict()
     .fail((message, err) => {

@@ -11,7 +11,10 @@ import { DivertError } from './errors.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import { maskUrl } from './redact.js';
 import type { ServeConfig } from './config/options.js';
-import { AccessList } from './pipeline/access.js';
+import { buildAdmin } from './admin/admin-server.js';
+import { createMetrics } from './admin/metrics.js';
+import { defaultTokenFile, loadOrCreateToken } from './admin/token.js';
+import { AccessList, parseCidr } from './pipeline/access.js';
 import { QueryPipeline } from './pipeline/pipeline.js';
 import { AnswerCache } from './table/answer-cache.js';
 import { MemoryTable } from './table/memory-table.js';
@@ -27,6 +30,8 @@ import { UpstreamPool } from './upstream/upstream-pool.js';
 export interface RunningServer {
   /** The addresses actually bound (a requested port 0 replaced by the one given). */
   listening: HostPort[];
+  admin: HostPort;
+  adminToken: string;
   upstreams: HostPort[];
   table: AddressTable;
   pipeline: QueryPipeline;
@@ -82,6 +87,31 @@ function everyTenSeconds(log: (err: unknown, name: string, suppressed: number) =
   };
 }
 
+const LOOPBACK = [parseCidr('127.0.0.0/8'), parseCidr('::1/128')];
+
+function isLoopback(host: string): boolean {
+  return LOOPBACK.some(([net, bits]) => {
+    try {
+      const address = parseCidr(host)[0];
+      return address.kind() === net.kind() && address.match(net, bits);
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The admin token: given, or read from (or generated into) the token file. */
+function resolveAdminToken(config: ServeConfig, log: Logger): string {
+  if (config.adminToken) return config.adminToken;
+  if (!isLoopback(config.admin.host)) {
+    throw new DivertError('BAD_CONFIG', `--admin ${formatHostPort(config.admin)} is reachable from other machines: give --admin-token (or DIVERT_ADMIN_TOKEN) explicitly`);
+  }
+  const file = config.adminTokenFile ?? defaultTokenFile();
+  const { token, created } = loadOrCreateToken(file);
+  log.info({ file }, created ? 'admin token generated' : 'admin token read');
+  return token;
+}
+
 interface Listener {
   udp: UdpSocket;
   tcp: Server;
@@ -119,13 +149,16 @@ async function listenBoth(at: HostPort, handler: Handler, config: ServeConfig, l
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
   const upstreams = await resolveUpstreams(config);
   const seed = await readZones(config.zones);
+  const adminToken = resolveAdminToken(config, log);
   const access = new AccessList(config.allow);
   const table = await openTable(config, log);
 
   const listeners: Listener[] = [];
   const sockets = new Set<Socket>();
   let answers: AnswerCache | undefined;
+  let admin: ReturnType<typeof buildAdmin> | undefined;
   const close = async () => {
+    await admin?.close();
     await Promise.all(
       listeners.map(
         (l) =>
@@ -157,7 +190,37 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     const handler: Handler = (msg, client) => pipeline.handle(msg, client);
 
     for (const at of config.listen) listeners.push(await listenBoth(at, handler, config, log, sockets));
-    return { listening: listeners.map((l) => l.address), upstreams, table, pipeline, forwarder, answers, close };
+
+    const tableReady = () => (table as { isReady?: () => boolean }).isReady?.() ?? true;
+    const cache = answers;
+    admin = buildAdmin({
+      table,
+      token: adminToken,
+      log,
+      metrics: createMetrics({ pipeline, forwarder, answers: cache, tableReady }),
+      health: () => {
+        const upstreamState = pool.upstreams.map((u) => ({ upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs }));
+        const ready = tableReady();
+        const anyUpstream = upstreamState.some((u) => u.up);
+        return {
+          ok: ready && anyUpstream,
+          table: { backend: config.redis ? 'redis' : 'memory', ready, cachedNames: cache.size },
+          upstreams: upstreamState,
+          problems: [
+            ...(ready ? [] : ['the address table (Redis) is unreachable: intercepted names answer from cache, writes are refused']),
+            ...(anyUpstream ? [] : ['no upstream is answering: forwarded queries get SERVFAIL']),
+          ],
+        };
+      },
+    });
+    let adminAddress: HostPort;
+    try {
+      await admin.listen({ host: config.admin.host, port: config.admin.port });
+      adminAddress = { host: config.admin.host, port: (admin.server.address() as { port: number }).port };
+    } catch (err) {
+      throw bindError(err as NodeJS.ErrnoException, config.admin);
+    }
+    return { listening: listeners.map((l) => l.address), admin: adminAddress, adminToken, upstreams, table, pipeline, forwarder, answers, close };
   } catch (err) {
     await close();
     throw err;

@@ -7,8 +7,8 @@ import { Redis } from 'ioredis';
 import { isDivertError } from '../src/errors.js';
 import { MemoryTable } from '../src/table/memory-table.js';
 import { RedisTable } from '../src/table/redis-table.js';
-import { wildcardCandidates, type AddressTable, type ChangeEvent, type EntryData } from '../src/table/table.js';
-import { dropPrefix, freePort, startRedis, testRedis, uniquePrefix } from './helpers/redis.js';
+import { HISTORY_LENGTH, wildcardCandidates, type AddressTable, type ChangeEvent, type EntryData } from '../src/table/table.js';
+import { dropPrefix, freePort, startRedis, startRedisCluster, testRedis, uniquePrefix, type RedisCluster } from './helpers/redis.js';
 
 interface TableOptions {
   now?: () => Date;
@@ -203,6 +203,192 @@ function contract(name: string, makeTable: MakeTable): void {
       await table.delete('a.test');
       assert.equal(await table.size(), 1);
     });
+
+    it('keeps each change in the history, newest first, with op, author and both states', async (t) => {
+      let clock = Date.parse('2024-05-06T00:00:00.000Z');
+      const table = await makeTable(t, { now: () => new Date((clock += 1000)) });
+      assert.deepEqual(await table.history('h.test'), [], 'never written');
+      await table.seed(new Map([['h.test', data('10.0.0.1')]]));
+      const put = await table.put('H.test.', { a: [], aaaa: ['2001:DB8::1'], ttl: 60 }, { by: 'monitor-1' });
+      await table.importEntries(new Map([['h.test', data('10.0.0.2')]]), { by: 'admin' });
+      const [diverted] = await table.divert('10.0.0.2', '10.0.0.3', { by: 'monitor-2' });
+      await table.delete('h.test', { ifVersion: diverted.version });
+      const history = await table.history('H.TEST');
+      assert.deepEqual(history.map((r) => [r.op, r.by]), [
+        ['delete', 'unknown'],
+        ['divert', 'monitor-2'],
+        ['import', 'admin'],
+        ['put', 'monitor-1'],
+        ['seed', 'zone seed'],
+      ]);
+      for (let i = 1; i < history.length; i++) assert.ok(history[i - 1].version > history[i].version);
+      assert.equal(history[1].version, diverted.version);
+      assert.equal(history[3].version, put.version);
+      assert.equal(history[3].at, put.updatedAt);
+      assert.ok(history.every((r) => /^2024-05-06T00:00:\d\d\.000Z$/.test(r.at)), JSON.stringify(history));
+      assert.deepEqual(history[4].old, null);
+      assert.deepEqual(history[4].new, { a: ['10.0.0.1'], aaaa: [], ttl: 30 });
+      assert.deepEqual(history[3].old, { a: ['10.0.0.1'], aaaa: [], ttl: 30 });
+      assert.deepEqual(history[3].new, { a: [], aaaa: ['2001:db8::1'], ttl: 60 });
+      assert.deepEqual(history[1].new, { a: ['10.0.0.3'], aaaa: [], ttl: 30 });
+      assert.deepEqual(history[0].old, { a: ['10.0.0.3'], aaaa: [], ttl: 30 });
+      assert.deepEqual(history[0].new, null);
+      assert.equal(await table.get('h.test'), null, 'deleted, history kept');
+      await assert.rejects(table.history('bad name.test'), code('BAD_NAME'));
+    });
+
+    it(`keeps exactly the last ${HISTORY_LENGTH} changes of a name`, async (t) => {
+      const table = await makeTable(t);
+      const versions: number[] = [];
+      for (let i = 0; i < HISTORY_LENGTH + 5; i++) {
+        versions.push((await table.put('many.test', data(`10.0.${i >> 8}.${i & 255}`), { by: `w${i}` })).version);
+      }
+      await table.put('other.test', data('10.0.0.1'));
+      const history = await table.history('many.test');
+      assert.equal(history.length, HISTORY_LENGTH);
+      assert.deepEqual(history.map((r) => r.version), versions.slice(5).reverse());
+      assert.equal(history[0].by, `w${HISTORY_LENGTH + 4}`);
+      assert.equal(history[HISTORY_LENGTH - 1].by, 'w5');
+      assert.deepEqual(history[HISTORY_LENGTH - 1].old, data('10.0.0.4'));
+      assert.equal((await table.history('other.test')).length, 1);
+    });
+
+    it('imports all entries in one step, each with its own version and event', async (t) => {
+      const table = await makeTable(t);
+      const kept = await table.put('kept.test', data('10.0.0.1'));
+      const old = await table.put('replaced.test', data('10.0.0.2'));
+      const events: ChangeEvent[] = [];
+      table.onChange((e) => events.push(e));
+      const written = await table.importEntries(
+        new Map([
+          ['Replaced.test', { a: ['10.0.1.2'], aaaa: ['2001:DB8::2'], ttl: 5 }],
+          ['new.test', data('10.0.1.3')],
+          ['*.wild.test', { a: [], aaaa: [], ttl: 0 }],
+        ]),
+        { by: 'admin' },
+      );
+      assert.deepEqual(written.map((e) => e.name), ['replaced.test', 'new.test', '*.wild.test']);
+      assert.deepEqual(written[0].aaaa, ['2001:db8::2']);
+      assert.deepEqual(written[2].a, []);
+      assert.equal(new Set(written.map((e) => e.version)).size, 3);
+      assert.ok(written.every((e) => e.version > old.version));
+      for (const entry of written) assert.deepEqual(await table.get(entry.name), entry);
+      assert.deepEqual(await table.get('kept.test'), kept);
+      assert.deepEqual(events, written.map((entry) => ({ name: entry.name, entry, version: entry.version })));
+      assert.deepEqual((await table.history('replaced.test')).map((r) => [r.op, r.by, r.old?.a]), [
+        ['import', 'admin', ['10.0.0.2']],
+        ['put', 'unknown', undefined],
+      ]);
+      assert.deepEqual(await table.importEntries(new Map()), []);
+      assert.equal(await table.size(), 4);
+    });
+
+    it('imports nothing when one entry is bad, and names it', async (t) => {
+      const table = await makeTable(t);
+      const before = await table.put('a.test', data('10.0.0.1'));
+      const events: ChangeEvent[] = [];
+      table.onChange((e) => events.push(e));
+      const good = ['a.test', data('10.0.0.9')] as const;
+      await assert.rejects(
+        table.importEntries(new Map([good, ['b.test', data('10.0.0.2')], ['c.test', { a: ['10.0.0.300'], aaaa: [], ttl: 30 }]])),
+        (err: unknown) => isDivertError(err, 'BAD_ADDRESS') && /c\.test/.test(err.message) && /10\.0\.0\.300/.test(err.message),
+      );
+      await assert.rejects(table.importEntries(new Map([good, ['b.test', { a: [], aaaa: [], ttl: -1 }]])), (err: unknown) =>
+        isDivertError(err, 'BAD_TTL') && /b\.test/.test(err.message),
+      );
+      await assert.rejects(table.importEntries(new Map([good, ['bad name', data('10.0.0.2')]])), (err: unknown) =>
+        isDivertError(err, 'BAD_NAME') && /bad name/.test(err.message),
+      );
+      await assert.rejects(table.importEntries(new Map([good, ['A.TEST.', data('10.0.0.2')]])), (err: unknown) =>
+        isDivertError(err, 'BAD_NAME') && /A\.TEST/.test(err.message),
+      );
+      assert.deepEqual(await table.get('a.test'), before);
+      assert.equal(await table.get('b.test'), null);
+      assert.equal(await table.size(), 1);
+      assert.equal(events.length, 0);
+      assert.deepEqual(await table.history('b.test'), []);
+      assert.equal((await table.history('a.test')).length, 1);
+    });
+
+    it('diverts exactly the entries that answer the address, one version step and event each', async (t) => {
+      const table = await makeTable(t);
+      const x = '192.0.2.1';
+      const y = '192.0.2.2';
+      const z = '192.0.2.3';
+      await table.put('one.test', { a: ['10.0.0.1', x, '10.0.0.2'], aaaa: ['2001:db8::1'], ttl: 10 });
+      await table.put('two.test', { a: [x], aaaa: [], ttl: 20 });
+      await table.put('*.three.test', { a: [z, x], aaaa: [], ttl: 30 }); // already answers z
+      const other = await table.put('other.test', { a: [y], aaaa: [], ttl: 40 });
+      const before = new Map((await table.list({ limit: 10 })).entries.map((e) => [e.name, e]));
+      const events: ChangeEvent[] = [];
+      table.onChange((e) => events.push(e));
+
+      const changed = await table.divert(x, z, { by: 'monitor' });
+      assert.deepEqual(changed.map((e) => e.name), ['*.three.test', 'one.test', 'two.test']);
+      assert.deepEqual(changed.map((e) => e.a), [[z], ['10.0.0.1', z, '10.0.0.2'], [z]]);
+      assert.deepEqual(changed[1].aaaa, ['2001:db8::1']);
+      assert.deepEqual(changed.map((e) => e.ttl), [30, 10, 20]);
+      const versions = changed.map((e) => e.version);
+      assert.equal(new Set(versions).size, 3);
+      for (const entry of changed) {
+        assert.ok(entry.version > (before.get(entry.name)?.version ?? Infinity));
+        assert.deepEqual(await table.get(entry.name), entry);
+        const [last] = await table.history(entry.name);
+        assert.deepEqual([last.op, last.by, last.version], ['divert', 'monitor', entry.version]);
+      }
+      assert.equal(events.length, 3);
+      assert.deepEqual(
+        [...events].sort((p, q) => p.version - q.version),
+        [...changed].sort((p, q) => p.version - q.version).map((entry) => ({ name: entry.name, entry, version: entry.version })),
+      );
+      assert.deepEqual(await table.get('other.test'), other);
+      assert.deepEqual(await table.divert(x, z), [], 'nothing answers x any more');
+      assert.equal(events.length, 3);
+    });
+
+    it('diverts IPv6 addresses, compared in canonical form', async (t) => {
+      const table = await makeTable(t);
+      await table.put('v6.test', { a: ['192.0.2.1'], aaaa: ['2001:db8::1', '2001:db8::2'], ttl: 30 });
+      await table.put('v6b.test', { a: [], aaaa: ['2001:db8::1'], ttl: 30 });
+      const changed = await table.divert('2001:DB8:0:0:0:0:0:1', '2001:db8:0::0:a');
+      assert.deepEqual(changed.map((e) => [e.name, e.aaaa]), [
+        ['v6.test', ['2001:db8::a', '2001:db8::2']],
+        ['v6b.test', ['2001:db8::a']],
+      ]);
+      assert.deepEqual(changed[0].a, ['192.0.2.1']);
+      assert.deepEqual(await table.divert('2001:db8::a', '2001:db8::2'), [
+        await table.get('v6.test'),
+        await table.get('v6b.test'),
+      ]);
+      assert.deepEqual((await table.get('v6.test'))?.aaaa, ['2001:db8::2']);
+    });
+
+    it('refuses diversions between families, to the same address, or of non-addresses', async (t) => {
+      const table = await makeTable(t);
+      await table.put('f.test', { a: ['192.0.2.1'], aaaa: ['2001:db8::1'], ttl: 30 });
+      const events: ChangeEvent[] = [];
+      table.onChange((e) => events.push(e));
+      const names = (field: string) => (err: unknown) =>
+        isDivertError(err, 'BAD_ADDRESS') && err.message.startsWith(`${field}:`);
+      await assert.rejects(table.divert('192.0.2.1', '2001:db8::1'), names('to'));
+      await assert.rejects(table.divert('2001:db8::1', '192.0.2.1'), names('to'));
+      await assert.rejects(table.divert('192.0.2.1', '192.0.2.1'), names('to'));
+      await assert.rejects(table.divert('2001:db8::1', '2001:DB8:0::1'), names('to'));
+      await assert.rejects(table.divert('f.test', '192.0.2.2'), names('from'));
+      await assert.rejects(table.divert('192.0.2.1', '192.0.2.256'), names('to'));
+      await assert.rejects(table.divert('fe80::1%eth0', 'fe80::2'), names('from'));
+      assert.equal(events.length, 0);
+      assert.equal((await table.get('f.test'))?.version, (await table.history('f.test'))[0].version);
+    });
+
+    it('accepts resync listeners', async (t) => {
+      const table = await makeTable(t);
+      let calls = 0;
+      const off = table.onResync(() => calls++);
+      await table.put('r.test', data('10.0.0.1'));
+      off();
+      assert.equal(calls, 0);
+    });
   });
 }
 
@@ -333,5 +519,25 @@ describe('RedisTable', () => {
       },
     );
     assert.ok(Date.now() - started < 1300, `took ${Date.now() - started} ms`);
+  });
+});
+
+// The whole contract again through a redis-cluster:// URL: every script must stay in one
+// slot, and changes must reach the writer exactly once through a Cluster client.
+describe('RedisTable on a cluster', () => {
+  let cluster: RedisCluster;
+  before(async () => {
+    cluster = await startRedisCluster();
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  contract('RedisTable (cluster)', async (t, options) => {
+    const prefix = uniquePrefix('cluster');
+    t.after(() => cluster.dropPrefix(prefix));
+    const table = await RedisTable.connect({ url: cluster.url, prefix, ...options });
+    t.after(() => table.close());
+    return table;
   });
 });

@@ -84,6 +84,9 @@ describe('defaults', () => {
     const config = loadServeConfig({}, {});
     const expected: ServeConfig = {
       listen: [hp('0.0.0.0', 53)],
+      admin: hp('127.0.0.1', 5380),
+      adminToken: undefined,
+      adminTokenFile: undefined,
       upstream: undefined,
       zones: [],
       allow: DEFAULT_ALLOW,

@@ -31,8 +31,8 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
   const log = pino({ level: config.logLevel, base: { component: 'serve' } });
   const server = await startServer(config, log);
   log.info(
-    { listen: server.listening.map(formatHostPort), upstreams: server.upstreams.map(formatHostPort) },
-    `listening on ${server.listening.map(formatHostPort).join(', ')} (UDP and TCP)`,
+    { listen: server.listening.map(formatHostPort), admin: formatHostPort(server.admin), upstreams: server.upstreams.map(formatHostPort) },
+    `listening on ${server.listening.map(formatHostPort).join(', ')} (UDP and TCP); admin API on http://${formatHostPort(server.admin)}`,
   );
   let stopping = false;
   const stop = (signal: string) => {

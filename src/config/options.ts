@@ -50,6 +50,20 @@ export const SERVE_OPTIONS = {
     flag: 'listen', repeatable: true, default: ['0.0.0.0:53'], schema: hostPort(),
     describe: 'DNS listener HOST:PORT, UDP and TCP on the same port (port 0: any free port)',
   },
+  admin: {
+    flag: 'admin', default: '127.0.0.1:5380', schema: hostPort(),
+    describe: 'admin HTTP listener HOST:PORT (the API that rewrites the table); a non-loopback address needs --admin-token',
+  },
+  adminToken: {
+    flag: 'admin-token', schema: z.string().min(16, 'expected at least 16 characters').regex(/^[\x21-\x7e]+$/, 'expected printable characters without spaces'),
+    defaultDescription: 'generated on first start into --admin-token-file',
+    describe: 'bearer token the admin API demands',
+  },
+  adminTokenFile: {
+    flag: 'admin-token-file', schema: z.string().min(1),
+    defaultDescription: '$XDG_CONFIG_HOME/divert/admin-token or ~/.config/divert/admin-token',
+    describe: 'file (mode 0600) holding the generated token; the CLI reads it',
+  },
   upstream: {
     flag: 'upstream', repeatable: true, schema: hostPort(53),
     defaultDescription: 'the nameservers in --resolv-conf, minus divert\'s own addresses',
@@ -65,8 +79,8 @@ export const SERVE_OPTIONS = {
     describe: 'client network (CIDR) that may query; others get REFUSED',
   },
   redis: {
-    flag: 'redis', schema: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
-    describe: 'keep the address table in Redis at this URL instead of in memory',
+    flag: 'redis', schema: z.string().regex(/^(rediss?|redis-sentinel|redis-cluster):\/\//, 'expected a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL'),
+    describe: 'keep the address table in Redis (redis[s]://[:PASSWORD@]HOST:PORT, redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER, redis-cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...])',
   },
   redisPrefix: {
     flag: 'redis-prefix', default: 'divert:', schema: z.string().min(1).max(100).regex(/^[^{}\s]+$/, 'expected no spaces or braces'),
@@ -106,6 +120,9 @@ export type ServeOptionKey = keyof typeof SERVE_OPTIONS;
 
 export interface ServeConfig {
   listen: HostPort[];
+  admin: HostPort;
+  adminToken: string | undefined;
+  adminTokenFile: string | undefined;
   upstream: HostPort[] | undefined;
   zones: string[];
   allow: string[];

@@ -26,7 +26,7 @@ export class AnswerCache {
   private readonly compiled = new WeakMap<Entry, CompiledAnswers>();
   /** Bumped by every change: a lookup that overlapped a change must not be cached. */
   private generation = 0;
-  private readonly unsubscribe: () => void;
+  private readonly unsubscribe: (() => void)[];
   hits = 0;
   misses = 0;
 
@@ -35,7 +35,11 @@ export class AnswerCache {
     private readonly options: AnswerCacheOptions,
   ) {
     this.slots = new LRUCache<string, Slot>({ max: options.maxNames });
-    this.unsubscribe = table.onChange((event) => this.invalidate(event));
+    this.unsubscribe = [
+      table.onChange((event) => this.invalidate(event)),
+      // changes may have been missed while a shared store was unreachable: read everything again
+      table.onResync(() => this.clear()),
+    ];
   }
 
   /** Synchronous when the name is cached or the store is in process. */
@@ -100,12 +104,18 @@ export class AnswerCache {
     }
   }
 
+  private clear(): void {
+    this.generation++;
+    this.pending.clear();
+    this.slots.clear();
+  }
+
   get size(): number {
     return this.slots.size;
   }
 
   close(): void {
-    this.unsubscribe();
+    for (const off of this.unsubscribe) off();
     this.slots.clear();
   }
 }

@@ -1,23 +1,24 @@
-// The listeners of one table's changes. A listener that throws is reported and skipped:
-// it must never break the write that caused the change, nor the other listeners.
+// The listeners of one table's changes (and of its resync signals). A listener that throws
+// is reported and skipped: it must never break the write that caused the change, nor the
+// other listeners.
 
-import type { ChangeEvent, ChangeListener } from './table.js';
+import type { ChangeEvent } from './table.js';
 
-export class ChangeListeners {
-  private readonly listeners = new Set<ChangeListener>();
+export class Listeners<T> {
+  private readonly listeners = new Set<(event: T) => void>();
 
   constructor(private readonly onError?: (err: Error) => void) {}
 
-  add(listener: ChangeListener): () => void {
+  add(listener: (event: T) => void): () => void {
     // wrapped, so the same function added twice is called twice and removed once
-    const wrapped: ChangeListener = (event) => listener(event);
+    const wrapped = (event: T) => listener(event);
     this.listeners.add(wrapped);
     return () => {
       this.listeners.delete(wrapped);
     };
   }
 
-  emit(event: ChangeEvent): void {
+  emit(event: T): void {
     for (const listener of [...this.listeners]) {
       try {
         listener(event);
@@ -35,3 +36,8 @@ export class ChangeListeners {
     this.listeners.clear();
   }
 }
+
+export class ChangeListeners extends Listeners<ChangeEvent> {}
+
+/** Listeners told that changes may have been missed. */
+export class ResyncListeners extends Listeners<void> {}

@@ -1,16 +1,19 @@
 // AddressTable held in process: a Map from name to Entry, for tests and single-node use.
 
 import { DivertError } from '../errors.js';
-import { ChangeListeners } from './change-listeners.js';
-import type {
-  AddressTable,
-  ChangeEvent,
-  ChangeListener,
-  Entry,
-  EntryData,
-  ListPage,
-  WriteOptions,
+import { ChangeListeners, ResyncListeners } from './change-listeners.js';
+import {
+  HISTORY_LENGTH,
+  type AddressTable,
+  type ChangeEvent,
+  type ChangeListener,
+  type Entry,
+  type EntryData,
+  type HistoryRecord,
+  type ListPage,
+  type WriteOptions,
 } from './table.js';
+import { SEED_AUTHOR, authorOf, checkDiversion, checkImport, divertList, stateOf } from './table-ops.js';
 import { checkEntryData, normalizeName } from './validate.js';
 
 export interface MemoryTableOptions {
@@ -50,7 +53,10 @@ export function compareNames(x: string, y: string): number {
 
 export class MemoryTable implements AddressTable {
   private readonly entries = new Map<string, Entry>();
+  /** Newest first, at most HISTORY_LENGTH each; kept after a delete. */
+  private readonly histories = new Map<string, HistoryRecord[]>();
   private readonly listeners: ChangeListeners;
+  private readonly resyncListeners = new ResyncListeners();
   private readonly now: () => Date;
   /** Table-wide, so a name deleted and created again still gets a higher version. */
   private seq = 0;
@@ -94,7 +100,7 @@ export class MemoryTable implements AddressTable {
     if (options.ifVersion !== undefined && options.ifVersion !== current) {
       throw versionMismatch('put', key, options.ifVersion, current);
     }
-    const entry = this.store(key, checked);
+    const entry = this.store(key, checked, 'put', authorOf(options));
     this.emit({ name: key, entry, version: entry.version });
     return entry;
   }
@@ -109,23 +115,60 @@ export class MemoryTable implements AddressTable {
       throw versionMismatch('delete', key, options.ifVersion, current.version);
     }
     this.entries.delete(key);
-    this.emit({ name: key, entry: null, version: ++this.seq });
+    const version = ++this.seq;
+    this.record(key, { version, at: this.now().toISOString(), op: 'delete', by: authorOf(options), old: stateOf(current), new: null });
+    this.emit({ name: key, entry: null, version });
   }
 
-  async seed(entries: ReadonlyMap<string, EntryData>): Promise<Entry[]> {
+  async seed(entries: ReadonlyMap<string, EntryData>, options: { by?: string } = {}): Promise<Entry[]> {
     // Validate everything first so a bad entry leaves the table untouched.
     const checked = [...entries].map(([name, data]) => [normalizeName(name), checkEntryData(data)] as const);
+    const by = authorOf(options, SEED_AUTHOR);
     const inserted: Entry[] = [];
     for (const [name, data] of checked) {
       if (this.entries.has(name)) continue;
-      inserted.push(this.store(name, data));
+      inserted.push(this.store(name, data, 'seed', by));
     }
     for (const entry of inserted) this.emit({ name: entry.name, entry, version: entry.version });
     return inserted;
   }
 
+  async importEntries(entries: ReadonlyMap<string, EntryData>, options: { by?: string } = {}): Promise<Entry[]> {
+    const checked = checkImport(entries); // all of it before any write: all or nothing
+    const by = authorOf(options);
+    const written = [...checked].map(([name, data]) => this.store(name, data, 'import', by));
+    for (const entry of written) this.emit({ name: entry.name, entry, version: entry.version });
+    return written;
+  }
+
+  // Visits every entry: O(n) per call. The Redis store keeps a reverse index instead,
+  // as its entries are not in process.
+  async divert(from: string, to: string, options: { by?: string } = {}): Promise<Entry[]> {
+    const { field, from: old, to: replacement } = checkDiversion(from, to);
+    const by = authorOf(options);
+    const names = [...this.entries.keys()].sort(compareNames);
+    const changed: Entry[] = [];
+    for (const name of names) {
+      const entry = this.entries.get(name) as Entry;
+      const list = divertList(entry[field], old, replacement);
+      if (list === null) continue;
+      changed.push(this.store(name, { a: entry.a, aaaa: entry.aaaa, ttl: entry.ttl, [field]: list }, 'divert', by));
+    }
+    for (const entry of changed) this.emit({ name: entry.name, entry, version: entry.version });
+    return changed;
+  }
+
+  async history(name: string): Promise<HistoryRecord[]> {
+    return [...(this.histories.get(normalizeName(name)) ?? [])];
+  }
+
   onChange(listener: ChangeListener): () => void {
     return this.listeners.add(listener);
+  }
+
+  /** Registers and never fires: nothing in process can be missed. */
+  onResync(listener: () => void): () => void {
+    return this.resyncListeners.add(listener);
   }
 
   async size(): Promise<number> {
@@ -134,12 +177,22 @@ export class MemoryTable implements AddressTable {
 
   async close(): Promise<void> {
     this.listeners.clear();
+    this.resyncListeners.clear();
   }
 
-  private store(name: string, data: EntryData): Entry {
+  private store(name: string, data: EntryData, op: HistoryRecord['op'], by: string): Entry {
+    const old = this.entries.get(name);
     const entry = freezeEntry({ name, ...data, version: ++this.seq, updatedAt: this.now().toISOString() });
     this.entries.set(name, entry);
+    this.record(name, { version: entry.version, at: entry.updatedAt, op, by, old: stateOf(old), new: stateOf(entry) });
     return entry;
+  }
+
+  private record(name: string, record: HistoryRecord): void {
+    const list = this.histories.get(name) ?? [];
+    list.unshift(Object.freeze(record));
+    if (list.length > HISTORY_LENGTH) list.length = HISTORY_LENGTH;
+    this.histories.set(name, list);
   }
 
   private emit(event: ChangeEvent): void {

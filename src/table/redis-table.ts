@@ -1,24 +1,34 @@
 // AddressTable in Redis, shared by every divert process: a hash of JSON entries, written only by Lua scripts.
 
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { maskUrl } from '../redact.js';
-import { ChangeListeners } from './change-listeners.js';
+import { ChangeListeners, ResyncListeners } from './change-listeners.js';
 import { DivertError } from '../errors.js';
-import type {
-  AddressTable,
-  ChangeEvent,
-  ChangeListener,
-  Entry,
-  EntryData,
-  ListPage,
-  WriteOptions,
+import {
+  HISTORY_LENGTH,
+  type AddressTable,
+  type ChangeEvent,
+  type ChangeListener,
+  type Entry,
+  type EntryData,
+  type EntryState,
+  type HistoryRecord,
+  type ListPage,
+  type WriteOptions,
 } from './table.js';
 import { checkEntryData, normalizeName } from './validate.js';
 import { checkIfVersion, compareNames, freezeEntry, versionMismatch } from './memory-table.js';
+import { SEED_AUTHOR, authorOf, checkDiversion, checkImport } from './table-ops.js';
+import { createClient, createSubscriber, type ScriptCommands, type TableClient } from './redis-client.js';
+import { ChangeFeed } from './redis-feed.js';
+import { parseRedisUrl } from './redis-url.js';
+
+export { parseRedisUrl, type RedisTarget } from './redis-url.js';
 
 export interface RedisTableOptions {
+  /** redis://, rediss://, redis-sentinel:// or redis-cluster:// (see parseRedisUrl). */
   url: string;
-  /** Prepended to every key, e.g. `divert:`. */
+  /** Prepended to every key and to the changes channel, e.g. `divert:`. */
   prefix: string;
   /** Per command; a dead Redis must not stall the query path. Default 500. */
   commandTimeoutMs?: number;
@@ -29,157 +39,100 @@ export interface RedisTableOptions {
   onError?: (err: Error) => void;
 }
 
-// Every script touches only KEYS[1] (entries) and KEYS[2] (seq), which share a hash tag,
-// so they stay atomic in Redis Cluster. Unreadable stored values count as version 0
-// (absent), matching what readers see. Values are built as head .. version .. tail
-// because cjson would encode an empty address list as {} rather than [].
-const CURRENT_VERSION = `
-local function current_version(raw)
-  if not raw then return 0 end
-  local ok, v = pcall(cjson.decode, raw)
-  if ok and type(v) == 'table' and type(v.version) == 'number' then return v.version end
-  return 0
-end
-`;
-
-/** ARGV: name, ifVersion ('' = none), head, tail. Reply: {'OK', version} | {'MISMATCH', current}. */
-const PUT_LUA = `${CURRENT_VERSION}
-if ARGV[2] ~= '' then
-  local current = current_version(redis.call('HGET', KEYS[1], ARGV[1]))
-  if current ~= tonumber(ARGV[2]) then return {'MISMATCH', current} end
-end
-local version = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. version .. ARGV[4])
-return {'OK', version}
-`;
-
-/** ARGV: name, ifVersion ('' = none). Reply: {'OK', version} | {'NOT_FOUND', 0} | {'MISMATCH', current}. */
-const DELETE_LUA = `${CURRENT_VERSION}
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return {'NOT_FOUND', 0} end
-if ARGV[2] ~= '' then
-  local current = current_version(raw)
-  if current ~= tonumber(ARGV[2]) then return {'MISMATCH', current} end
-end
-redis.call('HDEL', KEYS[1], ARGV[1])
-return {'OK', redis.call('INCR', KEYS[2])}
-`;
-
-/** ARGV: tail, then name, head pairs. Reply: flat {name, version, ...} of the inserted. */
-const SEED_LUA = `
-local out = {}
-for i = 2, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then
-    local version = redis.call('INCR', KEYS[2])
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. version .. ARGV[1])
-    out[#out + 1] = ARGV[i]
-    out[#out + 1] = version
-  end
-end
-return out
-`;
-
-type ScriptReply = [string, number];
-interface ScriptClient extends Redis {
-  divertPut(entries: string, seq: string, name: string, ifVersion: string, head: string, tail: string): Promise<ScriptReply>;
-  divertDelete(entries: string, seq: string, name: string, ifVersion: string): Promise<ScriptReply>;
-  divertSeed(entries: string, seq: string, tail: string, ...namesAndHeads: string[]): Promise<(string | number)[]>;
-}
-
-/** The URL's password, so it can be scrubbed from errors that quote it. */
-function passwordOf(url: string): string {
-  try {
-    return decodeURIComponent(new URL(url).password);
-  } catch {
-    return '';
-  }
-}
-
 /** HSCAN MATCH pattern for names starting with `prefix`. */
 export function globPrefix(prefix: string): string {
   return prefix.replace(/[*?[\]\\]/g, '\\$&') + '*';
 }
 
-const stored = (data: EntryData) =>
-  `{"a":${JSON.stringify(data.a)},"aaaa":${JSON.stringify(data.aaaa)},"ttl":${data.ttl},"version":`;
-const tailOf = (updatedAt: string) => `,"updatedAt":${JSON.stringify(updatedAt)}}`;
+const dataJson = (data: EntryData) => JSON.stringify({ a: data.a, aaaa: data.aaaa, ttl: data.ttl });
+const OPS: ReadonlySet<string> = new Set(['put', 'delete', 'divert', 'import', 'seed']);
+/** Own versions remembered at most while their messages are outstanding. */
+const MAX_OWN = 10_000;
 
 export class RedisTable implements AddressTable {
   private readonly listeners: ChangeListeners;
+  private readonly resyncListeners: ResyncListeners;
   private readonly reported = new Set<string>();
   private readonly entriesKey: string;
   private readonly seqKey: string;
+  /** `${prefix}{table}:`, the start of every key; the Lua scripts build history and addr keys from it. */
+  private readonly base: string;
+  private readonly channel: string;
   private readonly where: string;
+  private feed: ChangeFeed | undefined;
+  /** Until connect() returns, connection errors are only kept for its own error message. */
+  private connected = false;
+  /** Per connection: an outage is reported once, when it starts. */
+  private readonly down = { main: false, feed: false };
+  private lastError: Error | undefined;
+
+  // Own-change de-duplication. A write's script publishes its change on the subscriber
+  // connection while its reply comes back on the command connection; either may arrive
+  // first. So messages that arrive while this instance has writes in flight are held
+  // until those writes have returned their versions; a message whose version is one of
+  // ours was already emitted and is dropped, any other is emitted.
+  private inFlight = 0;
+  private readonly held: ChangeEvent[] = [];
+  private readonly own = new Set<number>();
 
   private constructor(
-    private readonly client: ScriptClient,
+    private readonly client: TableClient,
     private readonly options: RedisTableOptions,
     private readonly password: string,
   ) {
-    this.entriesKey = `${options.prefix}{table}:entries`;
-    this.seqKey = `${options.prefix}{table}:seq`;
+    this.base = `${options.prefix}{table}:`;
+    this.entriesKey = `${this.base}entries`;
+    this.seqKey = `${this.base}seq`;
+    this.channel = `${options.prefix}changes`;
     this.where = `redis at ${maskUrl(options.url)}`;
     this.listeners = new ChangeListeners((err) => this.report(err));
+    this.resyncListeners = new ResyncListeners((err) => this.report(err));
+    // Without a listener an 'error' event would crash the process.
+    client.on('error', (err: Error) => this.connectionError('main', err));
+    client.on('node error', (err: Error) => this.connectionError('main', err));
+    client.on('ready', () => (this.down.main = false));
   }
 
   static async connect(options: RedisTableOptions): Promise<RedisTable> {
-    const where = `redis at ${maskUrl(options.url)}`;
-    const password = passwordOf(options.url);
-    const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
-    const client = new Redis(options.url, {
-      lazyConnect: true,
-      connectTimeout: connectTimeoutMs,
-      commandTimeout: options.commandTimeoutMs ?? 500,
-      // Fail fast while Redis is away instead of queueing: the query path forwards or
-      // answers from cache rather than waiting. Reconnect on its own, capped at 2 s.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
-      // A write whose caller already saw a timeout must not be replayed after reconnect.
-      autoResendUnfulfilledCommands: false,
-      scripts: {
-        divertPut: { lua: PUT_LUA, numberOfKeys: 2 },
-        divertDelete: { lua: DELETE_LUA, numberOfKeys: 2 },
-        divertSeed: { lua: SEED_LUA, numberOfKeys: 2 },
-      },
-    }) as ScriptClient;
-
-    let lastError: Error | undefined;
-    let table: RedisTable | undefined;
-    let down = false;
-    // Without a listener an 'error' event would crash the process.
-    client.on('error', (err: Error) => {
-      lastError = err;
-      if (!table || down) return;
-      down = true;
-      table.report(new DivertError('BACKEND_UNAVAILABLE', `${where}: ${table.scrub(err.message)}`, { cause: err }));
-    });
-    client.on('ready', () => {
-      down = false;
-    });
-
-    const ready = new Promise<void>((resolve) => client.once('ready', () => resolve()));
-    client.connect().catch(() => {}); // failures are retried by retryStrategy until the deadline
+    const target = parseRedisUrl(options.url);
+    const timeouts = { connectTimeoutMs: options.connectTimeoutMs ?? 5000, commandTimeoutMs: options.commandTimeoutMs ?? 500 };
+    const table = new RedisTable(createClient(target, timeouts), options, target.password);
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), connectTimeoutMs);
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeouts.connectTimeoutMs);
     });
-    const failed = await Promise.race([ready.then(() => false), timedOut]);
-    clearTimeout(timer);
-    if (failed) {
-      client.disconnect();
-      const reason = lastError ? `: ${lastError.message}` : '';
-      const message = `${where}: not reachable within ${connectTimeoutMs} ms${reason}`;
-      throw new DivertError('BACKEND_UNAVAILABLE', password ? message.split(password).join('***') : message);
+    try {
+      const ready = new Promise<void>((resolve) => table.client.once('ready', () => resolve()));
+      table.client.connect().catch(() => {}); // failures are retried by the retry strategy until the deadline
+      if ((await Promise.race([ready, timedOut])) === 'timeout') throw table.unreachable(timeouts.connectTimeoutMs);
+      const feed = new ChangeFeed(createSubscriber(target, table.client, timeouts), table.channel, {
+        message: (raw) => table.received(raw),
+        resync: () => {
+          table.down.feed = false;
+          table.resyncListeners.emit();
+        },
+        error: (err) => table.connectionError('feed', err),
+      });
+      table.feed = feed;
+      feed.start();
+      // Changes made after connect() returns must reach this table: wait for the subscription.
+      if ((await Promise.race([feed.ready, timedOut])) === 'timeout') throw table.unreachable(timeouts.connectTimeoutMs, 'change feed ');
+      await table.run('index', () => table.script('divertIndex', []));
+      table.connected = true;
+    } catch (err) {
+      await table.close();
+      throw err;
+    } finally {
+      clearTimeout(timer);
     }
-    table = new RedisTable(client, options, password);
     return table;
   }
 
   /** True while commands can be sent. Checks the socket too: after the peer hangs up,
    *  ioredis still says 'ready' until it processes the close. */
   isReady(): boolean {
-    const stream = this.client.stream as { writable?: boolean } | undefined;
+    if (this.client.isCluster) return this.client.status === 'ready';
+    const stream = (this.client as Redis).stream as { writable?: boolean } | undefined;
     return this.client.status === 'ready' && stream?.writable === true;
   }
 
@@ -235,12 +188,15 @@ export class RedisTable implements AddressTable {
     checkIfVersion(key, options.ifVersion);
     const updatedAt = this.now().toISOString();
     const ifVersion = options.ifVersion === undefined ? '' : String(options.ifVersion);
-    const [status, version] = await this.run('put', () =>
-      this.client.divertPut(this.entriesKey, this.seqKey, key, ifVersion, stored(checked), tailOf(updatedAt)),
+    const [status, version] = await this.write('put', () =>
+      this.script('divertPut', [key, ifVersion, dataJson(checked)], updatedAt, authorOf(options)),
     );
-    if (status === 'MISMATCH') throw versionMismatch('put', key, options.ifVersion as number, version);
+    if (status === 'MISMATCH') {
+      this.settle([]);
+      throw versionMismatch('put', key, options.ifVersion as number, version);
+    }
     const entry = freezeEntry({ name: key, ...checked, version, updatedAt });
-    this.emit({ name: key, entry, version });
+    this.settle([{ name: key, entry, version }]);
     return entry;
   }
 
@@ -248,40 +204,68 @@ export class RedisTable implements AddressTable {
     const key = normalizeName(name);
     checkIfVersion(key, options.ifVersion);
     const ifVersion = options.ifVersion === undefined ? '' : String(options.ifVersion);
-    const [status, version] = await this.run('delete', () =>
-      this.client.divertDelete(this.entriesKey, this.seqKey, key, ifVersion),
+    const [status, version] = await this.write('delete', () =>
+      this.script('divertDelete', [key, ifVersion], this.now().toISOString(), authorOf(options)),
     );
+    if (status !== 'OK') this.settle([]);
     if (status === 'NOT_FOUND') throw new DivertError('NOT_FOUND', `delete "${key}": no such entry`);
     if (status === 'MISMATCH') throw versionMismatch('delete', key, options.ifVersion as number, version);
-    this.emit({ name: key, entry: null, version });
+    this.settle([{ name: key, entry: null, version }]);
   }
 
   // One script for the whole seed keeps it atomic; a very large seed blocks Redis for
   // its duration (roughly a few ms per thousand names).
-  async seed(entries: ReadonlyMap<string, EntryData>): Promise<Entry[]> {
+  async seed(entries: ReadonlyMap<string, EntryData>, options: { by?: string } = {}): Promise<Entry[]> {
     const checked = new Map<string, EntryData>();
     for (const [name, data] of entries) {
       const key = normalizeName(name);
       if (!checked.has(key)) checked.set(key, checkEntryData(data)); // first spelling wins, as in MemoryTable
     }
     if (checked.size === 0) return [];
-    const updatedAt = this.now().toISOString();
-    const args = [...checked].flatMap(([name, data]) => [name, stored(data)]);
-    const reply = await this.run('seed', () =>
-      this.client.divertSeed(this.entriesKey, this.seqKey, tailOf(updatedAt), ...args),
+    return this.writeEntries('seed', 'divertSeed', checked, authorOf(options, SEED_AUTHOR));
+  }
+
+  // Atomic like seed, and blocks Redis for its duration the same way.
+  async importEntries(entries: ReadonlyMap<string, EntryData>, options: { by?: string } = {}): Promise<Entry[]> {
+    const checked = checkImport(entries); // all of it before the script: all or nothing
+    if (checked.size === 0) return [];
+    return this.writeEntries('import', 'divertImport', checked, authorOf(options));
+  }
+
+  // The script reads only the set of names answering `from` (the reverse index), so its
+  // cost follows the entries changed, not the table's size.
+  async divert(from: string, to: string, options: { by?: string } = {}): Promise<Entry[]> {
+    const diversion = checkDiversion(from, to);
+    const reply = await this.write('divert', () =>
+      this.script('divertDivert', [diversion.field, diversion.from, diversion.to], this.now().toISOString(), authorOf(options)),
     );
-    const inserted: Entry[] = [];
+    const changed: Entry[] = [];
     for (let i = 0; i + 1 < reply.length; i += 2) {
-      const name = String(reply[i]);
-      const data = checked.get(name) as EntryData;
-      inserted.push(freezeEntry({ name, ...data, version: Number(reply[i + 1]), updatedAt }));
+      const entry = this.parse(String(reply[i]), String(reply[i + 1]));
+      if (entry) changed.push(entry);
     }
-    for (const entry of inserted) this.emit({ name: entry.name, entry, version: entry.version });
-    return inserted;
+    this.settle(changed.map((entry) => ({ name: entry.name, entry, version: entry.version })));
+    return changed.sort((x, y) => compareNames(x.name, y.name));
+  }
+
+  async history(name: string): Promise<HistoryRecord[]> {
+    const key = `${this.base}history:${normalizeName(name)}`;
+    const raws = await this.run('LRANGE', () => this.client.lrange(key, 0, HISTORY_LENGTH - 1));
+    const records: HistoryRecord[] = [];
+    for (const raw of raws) {
+      const record = parseHistory(raw);
+      if (record) records.push(record);
+      else this.reportOnce(key, raw, `a record in ${key} is unreadable; left out`);
+    }
+    return records;
   }
 
   onChange(listener: ChangeListener): () => void {
     return this.listeners.add(listener);
+  }
+
+  onResync(listener: () => void): () => void {
+    return this.resyncListeners.add(listener);
   }
 
   /** HLEN: counts unreadable entries too. */
@@ -291,6 +275,8 @@ export class RedisTable implements AddressTable {
 
   async close(): Promise<void> {
     this.listeners.clear();
+    this.resyncListeners.clear();
+    this.feed?.close();
     if (this.client.status === 'ready') {
       try {
         await this.client.quit();
@@ -302,10 +288,7 @@ export class RedisTable implements AddressTable {
     this.client.disconnect();
   }
 
-  /**
-   * Delivers one change to this instance's listeners. Writes made here call it now; the
-   * pub/sub subscriber for changes made by other processes will call it too.
-   */
+  /** Delivers one change to this instance's listeners. */
   protected emit(event: ChangeEvent): void {
     this.listeners.emit(event);
   }
@@ -314,12 +297,128 @@ export class RedisTable implements AddressTable {
     return this.options.now ? this.options.now() : new Date();
   }
 
+  /** Calls one write script with the keys and leading arguments every script takes. */
+  private script<K extends keyof ScriptCommands>(name: K, args: string[], at = '', by = ''): ReturnType<ScriptCommands[K]> {
+    const call = this.client[name] as (...a: string[]) => ReturnType<ScriptCommands[K]>;
+    return call.call(this.client, this.entriesKey, this.seqKey, this.base, this.channel, at, by, ...args);
+  }
+
+  /** seed and import: name/data pairs in, name/version pairs back. */
+  private async writeEntries(
+    what: 'seed' | 'import',
+    script: 'divertSeed' | 'divertImport',
+    checked: Map<string, EntryData>,
+    by: string,
+  ): Promise<Entry[]> {
+    const updatedAt = this.now().toISOString();
+    const args = [...checked].flatMap(([name, data]) => [name, dataJson(data)]);
+    const reply = await this.write(what, () => this.script(script, args, updatedAt, by));
+    const written: Entry[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      const name = String(reply[i]);
+      const data = checked.get(name) as EntryData;
+      written.push(freezeEntry({ name, ...data, version: Number(reply[i + 1]), updatedAt }));
+    }
+    this.settle(written.map((entry) => ({ name: entry.name, entry, version: entry.version })));
+    return written;
+  }
+
+  /** Runs one write script; the caller must call settle() once it succeeded. */
+  private async write<T>(what: string, call: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    try {
+      return await this.run(what, call);
+    } catch (err) {
+      this.inFlight--;
+      this.release(Infinity);
+      throw err;
+    }
+  }
+
+  /**
+   * Ends one write: remembers its versions, emits held messages older than its changes,
+   * then its own events (before the write's promise resolves), then, when no other write
+   * is in flight, every held message that is not ours.
+   */
+  private settle(events: ChangeEvent[]): void {
+    events.sort((x, y) => x.version - y.version);
+    for (const event of events) this.own.add(event.version);
+    while (this.own.size > MAX_OWN) this.own.delete(this.own.values().next().value as number);
+    this.release(events.length > 0 ? events[0].version : -Infinity);
+    for (const event of events) this.emit(event);
+    this.inFlight--;
+    this.release(Infinity);
+  }
+
+  /** Emits held messages with versions below `below`, all of them only when no write is in flight. */
+  private release(below: number): void {
+    if (below === Infinity && this.inFlight > 0) return;
+    while (this.held.length > 0 && this.held[0].version < below) this.deliver(this.held.shift() as ChangeEvent);
+  }
+
+  private deliver(event: ChangeEvent): void {
+    if (this.own.delete(event.version)) return;
+    // Messages come in version order, so own versions below this one will never come.
+    for (const v of this.own) if (v < event.version) this.own.delete(v);
+    this.emit(event);
+  }
+
+  /** One message from the changes channel. */
+  private received(raw: string): void {
+    const event = this.parseMessage(raw);
+    if (!event) {
+      // a change we cannot read is a change listeners miss
+      this.resyncListeners.emit();
+      return;
+    }
+    if (this.inFlight > 0) this.held.push(event);
+    else this.deliver(event);
+  }
+
+  private parseMessage(raw: string): ChangeEvent | null {
+    try {
+      const m = JSON.parse(raw) as { name?: unknown; entry?: unknown; version?: unknown };
+      if (typeof m?.name !== 'string' || !Number.isSafeInteger(m.version)) throw new Error('name or version missing');
+      const name = normalizeName(m.name);
+      const version = m.version as number;
+      if (m.entry === null) return { name, entry: null, version };
+      const entry = this.parseValue(name, m.entry);
+      if (entry.version !== version) throw new Error('entry and message versions differ');
+      return { name, entry, version };
+    } catch (err) {
+      this.reportOnce(this.channel, raw, `a message on ${this.channel} is unreadable (${reason(err)}); listeners told to resync`);
+      return null;
+    }
+  }
+
+  private connectionError(which: 'main' | 'feed', err: Error): void {
+    this.lastError = err;
+    if (!this.connected || this.down[which]) return;
+    this.down[which] = true;
+    const what = which === 'feed' ? 'change feed: ' : '';
+    this.report(new DivertError('BACKEND_UNAVAILABLE', `${this.where}: ${what}${this.scrub(err.message)}`, { cause: err }));
+  }
+
+  private unreachable(ms: number, what = ''): DivertError {
+    const reason = this.lastError ? `: ${this.lastError.message}` : '';
+    return new DivertError('BACKEND_UNAVAILABLE', this.scrub(`${this.where}: ${what}not reachable within ${ms} ms${reason}`));
+  }
+
   private report(err: Error): void {
     try {
       this.options.onError?.(err);
     } catch {
       // a faulty error sink must not break the caller either
     }
+  }
+
+  /** Reports a bad stored value once per distinct value. */
+  private reportOnce(where: string, raw: string, message: string): void {
+    const id = `${where}\u0000${raw}`;
+    if (this.reported.has(id)) return;
+    if (this.reported.size >= 1024) this.reported.clear(); // bound memory, at worst report again
+    this.reported.add(id);
+    this.report(new Error(`${this.where}: ${message}`));
   }
 
   private scrub(message: string): string {
@@ -339,24 +438,50 @@ export class RedisTable implements AddressTable {
   /** A stored value as an Entry, or null (reported once per distinct value) when unreadable. */
   private parse(name: string, raw: string, reportBad = true): Entry | null {
     try {
-      const v = JSON.parse(raw) as Record<string, unknown>;
-      if (typeof v !== 'object' || v === null) throw new Error('not a JSON object');
-      if (!Array.isArray(v.a) || !Array.isArray(v.aaaa) || typeof v.ttl !== 'number') {
-        throw new Error('a, aaaa or ttl missing');
-      }
-      const data = checkEntryData({ a: v.a, aaaa: v.aaaa, ttl: v.ttl });
-      if (!Number.isSafeInteger(v.version) || (v.version as number) < 1) throw new Error('bad version');
-      if (typeof v.updatedAt !== 'string') throw new Error('bad updatedAt');
-      return freezeEntry({ name, ...data, version: v.version as number, updatedAt: v.updatedAt });
+      return this.parseValue(name, JSON.parse(raw));
     } catch (err) {
-      const id = `${name}\u0000${raw}`;
-      if (reportBad && !this.reported.has(id)) {
-        if (this.reported.size >= 1024) this.reported.clear(); // bound memory, at worst report again
-        this.reported.add(id);
-        const reason = err instanceof Error ? err.message : String(err);
-        this.report(new Error(`${this.where}: entry "${name}" in ${this.entriesKey} is unreadable (${reason}); treated as absent`));
+      if (reportBad) {
+        this.reportOnce(name, raw, `entry "${name}" in ${this.entriesKey} is unreadable (${reason(err)}); treated as absent`);
       }
       return null;
     }
+  }
+
+  private parseValue(name: string, value: unknown): Entry {
+    const v = value as Record<string, unknown>;
+    if (typeof v !== 'object' || v === null) throw new Error('not a JSON object');
+    const data = parseState(v);
+    if (!data) throw new Error('a, aaaa or ttl missing');
+    if (!Number.isSafeInteger(v.version) || (v.version as number) < 1) throw new Error('bad version');
+    if (typeof v.updatedAt !== 'string') throw new Error('bad updatedAt');
+    return freezeEntry({ name, ...data, version: v.version as number, updatedAt: v.updatedAt });
+  }
+}
+
+const reason = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** {a, aaaa, ttl} checked like any write, or null when missing. */
+function parseState(v: Record<string, unknown>): EntryData | null {
+  if (!Array.isArray(v.a) || !Array.isArray(v.aaaa) || typeof v.ttl !== 'number') return null;
+  return checkEntryData({ a: v.a, aaaa: v.aaaa, ttl: v.ttl });
+}
+
+function parseHistory(raw: string): HistoryRecord | null {
+  try {
+    const v = JSON.parse(raw) as Record<string, unknown>;
+    if (!Number.isSafeInteger(v.version) || typeof v.at !== 'string' || typeof v.by !== 'string') return null;
+    if (typeof v.op !== 'string' || !OPS.has(v.op)) return null;
+    const state = (s: unknown): EntryState | undefined => {
+      if (s === null) return null;
+      if (typeof s !== 'object') return undefined;
+      const data = parseState(s as Record<string, unknown>);
+      return data ? Object.freeze(data) : undefined;
+    };
+    const old = state(v.old);
+    const next = state(v.new);
+    if (old === undefined || next === undefined) return null;
+    return Object.freeze({ version: v.version as number, at: v.at, op: v.op as HistoryRecord['op'], by: v.by, old, new: next });
+  } catch {
+    return null;
   }
 }

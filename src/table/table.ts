@@ -30,7 +30,26 @@ export type ChangeListener = (event: ChangeEvent) => void;
 export interface WriteOptions {
   /** Compare-and-set: apply only when the entry's current version is this one (0: absent). */
   ifVersion?: number;
+  /** Who asked for the change (a monitor's name, "zone seed", "admin"), kept in the history. */
+  by?: string;
 }
+
+/** The answerable part of an entry before or after a change (null: absent). */
+export type EntryState = EntryData | null;
+
+/** One change of one entry, as kept in its history (newest first, bounded). */
+export interface HistoryRecord {
+  version: number;
+  /** ISO 8601. */
+  at: string;
+  op: 'put' | 'delete' | 'divert' | 'import' | 'seed';
+  by: string;
+  old: EntryState;
+  new: EntryState;
+}
+
+/** How many changes each entry's history keeps. */
+export const HISTORY_LENGTH = 50;
 
 export interface ListPage {
   entries: Entry[];
@@ -53,9 +72,26 @@ export interface AddressTable {
   /** Throws NOT_FOUND when absent, VERSION_MISMATCH when ifVersion does not hold. */
   delete(name: string, options?: WriteOptions): Promise<void>;
   /** Insert the entries whose names the table does not hold yet; returns those inserted. */
-  seed(entries: ReadonlyMap<string, EntryData>): Promise<Entry[]>;
+  seed(entries: ReadonlyMap<string, EntryData>, options?: { by?: string }): Promise<Entry[]>;
+  /**
+   * Create or replace every entry given, in one atomic step: all or nothing. Names not
+   * given are left alone. Returns the entries written.
+   */
+  importEntries(entries: ReadonlyMap<string, EntryData>, options?: { by?: string }): Promise<Entry[]>;
+  /**
+   * In one atomic step, every entry that answers `from` answers `to` instead (same address
+   * family; `to` is not listed twice). Returns the entries changed, each one version up.
+   */
+  divert(from: string, to: string, options?: { by?: string }): Promise<Entry[]>;
+  /** The entry's recent changes, newest first (empty for a name never written). */
+  history(name: string): Promise<HistoryRecord[]>;
   /** Every change, made here or (for shared stores) elsewhere. */
   onChange(listener: ChangeListener): () => void;
+  /**
+   * Called when changes may have been missed (a shared store reconnected): everything
+   * derived from the table must be read again.
+   */
+  onResync(listener: () => void): () => void;
   /** Number of entries. */
   size(): Promise<number>;
   close(): Promise<void>;

@@ -13,16 +13,25 @@ import { startServer, type RunningServer } from '../../src/server.js';
 export interface TestServer extends RunningServer {
   port: number;
   resolver: Resolver;
+  /** http://127.0.0.1:PORT of the admin API. */
+  adminUrl: string;
+  /** fetch against the admin API with the token set. */
+  api(path: string, init?: RequestInit): Promise<Response>;
 }
+
+export const TEST_TOKEN = 'test-token-0123456789abcdef';
 
 /** `options` are flags as the command line takes them (without dashes). */
 export async function startDivert(options: Record<string, unknown>): Promise<TestServer> {
-  const config = loadServeConfig({ listen: ['127.0.0.1:0'], 'log-level': 'silent', ...options }, {});
+  const config = loadServeConfig({ listen: ['127.0.0.1:0'], admin: '127.0.0.1:0', 'admin-token': TEST_TOKEN, 'log-level': 'silent', ...options }, {});
   const server = await startServer(config, pino({ level: config.logLevel }));
   const port = server.listening[0].port;
   const resolver = new Resolver({ timeout: 3000, tries: 1 });
   resolver.setServers([`127.0.0.1:${port}`]);
-  return { ...server, port, resolver };
+  const adminUrl = `http://127.0.0.1:${server.admin.port}`;
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(adminUrl + path, { ...init, headers: { authorization: `Bearer ${server.adminToken}`, ...(init.headers as Record<string, string>) } });
+  return { ...server, port, resolver, adminUrl, api };
 }
 
 let nextId = 1;

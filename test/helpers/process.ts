@@ -3,26 +3,47 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 /** The repository root (tests run from dist/test/). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const MAIN = join(ROOT, 'dist', 'src', 'main.js');
 
+/** The "listening" log line of `divert serve`: where it listens, as HOST:PORT texts. */
+export interface ListeningLine {
+  listen: string[];
+  admin: string;
+  upstreams: string[];
+}
+
 export interface DivertProcess {
   child: ChildProcess;
+  /** The environment the process runs with; its XDG_CONFIG_HOME holds the token file serve generates. */
+  env: NodeJS.ProcessEnv;
   stdout(): string;
   stderr(): string;
   /** Resolves with the first listening port once the "listening" log line appears. */
   listening(timeoutMs?: number): Promise<number>;
+  /** Resolves with the whole "listening" log line (DNS and admin addresses) once it appears. */
+  listeningLine(timeoutMs?: number): Promise<ListeningLine>;
   /** Resolves with the exit code once the process ends. */
   exited(timeoutMs?: number): Promise<number | null>;
   stop(): Promise<void>;
 }
 
+/**
+ * Starts `divert ARGS`. `serve` gets an admin port the OS picks and a token file in a
+ * private temporary folder unless the test says otherwise, so tests never collide on
+ * port 5380 or touch the user's own token.
+ */
 export function runDivert(args: string[], options: { env?: NodeJS.ProcessEnv; prefix?: string[] } = {}): DivertProcess {
   const prefix = options.prefix ?? [];
-  const [command, ...rest] = [...prefix, process.execPath, MAIN, ...args];
-  const child = spawn(command, rest, { cwd: ROOT, env: { PATH: process.env.PATH, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const serveDefaults = args[0] === 'serve' && !args.includes('--admin') ? ['--admin', '127.0.0.1:0'] : [];
+  const [command, ...rest] = [...prefix, process.execPath, MAIN, ...args, ...serveDefaults];
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, ...options.env };
+  env.XDG_CONFIG_HOME ??= mkdtempSync(join(tmpdir(), 'divert-home-'));
+  const child = spawn(command, rest, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (c) => (out += c));
@@ -30,24 +51,27 @@ export function runDivert(args: string[], options: { env?: NodeJS.ProcessEnv; pr
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const within = <T>(p: Promise<T>, ms: number, what: string) =>
     Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} not within ${ms} ms; stdout: ${out} stderr: ${err}`)), ms).unref())]);
+  const listeningLine = (timeoutMs = 10_000) =>
+    within(
+      new Promise<ListeningLine>((resolve, reject) => {
+        const check = () => {
+          const line = out.split('\n').find((l) => l.includes('"listening on'));
+          if (line) resolve(JSON.parse(line) as ListeningLine);
+        };
+        child.stdout!.on('data', check);
+        void exit.then((code) => reject(new Error(`exited with ${code} before listening: ${err}`)));
+        check();
+      }),
+      timeoutMs,
+      'listening',
+    );
   return {
     child,
+    env,
     stdout: () => out,
     stderr: () => err,
-    listening: (timeoutMs = 10_000) =>
-      within(
-        new Promise<number>((resolve, reject) => {
-          const check = () => {
-            const line = out.split('\n').find((l) => l.includes('"listening on'));
-            if (line) resolve(Number(/:(\d+)$/.exec(JSON.parse(line).listen[0] as string)![1]));
-          };
-          child.stdout!.on('data', check);
-          void exit.then((code) => reject(new Error(`exited with ${code} before listening: ${err}`)));
-          check();
-        }),
-        timeoutMs,
-        'listening',
-      ),
+    listening: async (timeoutMs = 10_000) => Number(/:(\d+)$/.exec((await listeningLine(timeoutMs)).listen[0])![1]),
+    listeningLine,
     exited: (timeoutMs = 10_000) => within(exit, timeoutMs, 'exit'),
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

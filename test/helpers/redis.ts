@@ -2,13 +2,14 @@
 // directory, or the one REDIS_URL names. Each test uses its own key prefix, so a
 // shared server is safe and nothing a test did not create is touched.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 
 export async function freePort(): Promise<number> {
@@ -54,17 +55,22 @@ async function waitForPing(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
-/** Starts redis-server; `persist` turns on appendonly with fsync always. */
-export async function startRedis(options: { persist?: boolean } = {}): Promise<RedisProcess> {
+/**
+ * Starts redis-server; `persist` turns on appendonly with fsync always, `password` sets
+ * requirepass (and is part of `url`).
+ */
+export async function startRedis(options: { persist?: boolean; password?: string } = {}): Promise<RedisProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'divert-redis-'));
   const port = await freePort();
-  const url = `redis://127.0.0.1:${port}`;
+  const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
+  const url = `redis://${auth}127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
 
   const args = [
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
     '--appendonly', options.persist ? 'yes' : 'no', '--appendfsync', 'always',
     '--logfile', join(dir, 'redis.log'), '--daemonize', 'no',
+    ...(options.password ? ['--requirepass', options.password] : []),
   ];
   const launch = async () => {
     child = spawn('redis-server', args, { stdio: 'ignore' });
@@ -110,5 +116,139 @@ export async function dropPrefix(url: string, prefix: string): Promise<void> {
     } while (cursor !== '0');
   } finally {
     client.disconnect();
+  }
+}
+
+/** A server process that can be stopped (SIGTERM, waiting for its exit). */
+function launch(args: string[]): { child: ChildProcess; stop(): Promise<void> } {
+  const child = spawn('redis-server', args, { stdio: 'ignore' });
+  child.on('error', () => {});
+  return {
+    child,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      });
+    },
+  };
+}
+
+async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+    await sleep(100);
+  }
+}
+
+/** One command on a throw-away connection. */
+async function ask(port: number, ...args: (string | number)[]): Promise<unknown> {
+  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return await client.call(String(args[0]), ...args.slice(1).map(String));
+  } finally {
+    client.disconnect();
+  }
+}
+
+export interface RedisCluster {
+  /** redis-cluster:// with every node as a seed. */
+  url: string;
+  nodes: { host: string; port: number }[];
+  /** Deletes every key under `prefix` on every node. */
+  dropPrefix(prefix: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Three masters (no replicas) on free ports, each in its own directory, joined with
+ * `redis-cli --cluster create`; resolves once every node says cluster_state:ok.
+ */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'divert-cluster-'));
+  const servers: { stop(): Promise<void> }[] = [];
+  const stop = async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const [port, busPort] = [await freePort(), await freePort()];
+      const nodeDir = join(dir, String(i));
+      mkdirSync(nodeDir);
+      servers.push(launch([
+        '--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1', '--dir', nodeDir,
+        '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', join(nodeDir, 'redis.log'),
+        '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}.conf`), '--cluster-node-timeout', '2000',
+      ]));
+      ports.push(port);
+    }
+    for (const port of ports) await waitForPing(`redis://127.0.0.1:${port}`, 10_000);
+    await promisify(execFile)('redis-cli', [
+      '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes',
+    ], { timeout: 30_000 });
+    for (const port of ports) {
+      await waitFor(`cluster node ${port} not ok`, 20_000, async () => /cluster_state:ok/.test(String(await ask(port, 'CLUSTER', 'INFO'))));
+    }
+    const nodes = ports.map((port) => ({ host: '127.0.0.1', port }));
+    return {
+      url: `redis-cluster://${ports.map((p) => `127.0.0.1:${p}`).join(',')}`,
+      nodes,
+      dropPrefix: async (prefix) => {
+        for (const node of nodes) await dropPrefix(`redis://${node.host}:${node.port}`, prefix);
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+export interface RedisSentinel {
+  /** redis-sentinel:// naming the sentinel and master `mymaster` (with the master's password). */
+  url: string;
+  master: RedisProcess;
+  stop(): Promise<void>;
+}
+
+/** A master (with `password`, if given) and one Sentinel watching it as `mymaster`. */
+export async function startRedisSentinel(options: { password?: string } = {}): Promise<RedisSentinel> {
+  const master = await startRedis({ password: options.password });
+  const dir = mkdtempSync(join(tmpdir(), 'divert-sentinel-'));
+  let sentinel: { stop(): Promise<void> } | undefined;
+  const stop = async () => {
+    await sentinel?.stop();
+    await master.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const port = await freePort();
+    const conf = join(dir, 'sentinel.conf'); // Sentinel rewrites its config file, so it must be its own
+    writeFileSync(conf, [
+      `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `logfile ${join(dir, 'sentinel.log')}`,
+      `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
+      ...(options.password ? [`sentinel auth-pass mymaster ${options.password}`] : []),
+      '',
+    ].join('\n'));
+    sentinel = launch([conf, '--sentinel']);
+    await waitFor('sentinel does not know mymaster', 10_000, async () =>
+      Array.isArray(await ask(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster')));
+    const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
+    return { url: `redis-sentinel://${auth}127.0.0.1:${port}/mymaster`, master, stop };
+  } catch (err) {
+    await stop();
+    throw err;
   }
 }

@@ -1,0 +1,120 @@
+// The admin port: the HTTP API through which a monitor or an operator rewrites the
+// address table (PRODUCT.md, "Admin API"). Every request needs the bearer token. A write
+// returns only once the table has applied it — and, through the table's change event,
+// once this instance's query path answers with it.
+
+import Fastify from 'fastify';
+import type { Logger } from 'pino';
+import { DivertError } from '../errors.js';
+import type { AddressTable } from '../table/table.js';
+import { normalizeName } from '../table/validate.js';
+import { parseZone } from '../table/zone-file.js';
+import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js';
+import { streamEvents } from './events.js';
+import { errorHandler, sendError } from './http-errors.js';
+import { tokenMatcher } from './token.js';
+
+export interface Health {
+  ok: boolean;
+  [detail: string]: unknown;
+}
+
+export interface AdminOptions {
+  table: AddressTable;
+  token: string;
+  log: Logger;
+  health: () => Health;
+  metrics: () => Promise<{ contentType: string; body: string }>;
+}
+
+const JSON_BODY_LIMIT = 64 * 1024;
+const ZONE_BODY_LIMIT = 16 * 1024 * 1024;
+
+/** Who made a change, for the history: the X-Divert-Client header, else "admin". */
+function clientOf(header: string | string[] | undefined): string {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  return value ? value.slice(0, 100) : 'admin';
+}
+
+function nameParam(params: unknown): string {
+  return normalizeName((params as { name: string }).name);
+}
+
+export function buildAdmin(options: AdminOptions) {
+  const { table, log } = options;
+  const app = Fastify({ loggerInstance: log.child({ component: 'admin' }), bodyLimit: JSON_BODY_LIMIT, disableRequestLogging: true });
+  const tokenMatches = tokenMatcher(options.token);
+
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${request.method} ${request.url}`));
+  app.addContentTypeParser(['text/dns', 'text/plain'], { parseAs: 'string', bodyLimit: ZONE_BODY_LIMIT }, (_req, body, done) => done(null, body));
+
+  app.addHook('onRequest', async (request, reply) => {
+    const header = request.headers.authorization ?? '';
+    const given = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    if (given !== '' && tokenMatches(given)) return;
+    request.log.warn({ ip: request.ip, url: request.url }, given === '' ? 'admin request without a token' : 'admin request with a wrong token');
+    return sendError(reply, 401, 'UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer TOKEN)');
+  });
+
+  app.get('/v1/names', async (request) => {
+    const query = request.query as { prefix?: string; cursor?: string; limit?: string };
+    const page = await table.list({ prefix: query.prefix, cursor: query.cursor, limit: limitOf(query.limit) });
+    return page.cursor ? { names: page.entries, cursor: page.cursor } : { names: page.entries };
+  });
+
+  app.get('/v1/names/:name', async (request, reply) => {
+    const name = nameParam(request.params);
+    const entry = await table.get(name);
+    if (!entry) throw new DivertError('NOT_FOUND', `"${name}" is not intercepted`);
+    return reply.header('etag', `"${entry.version}"`).send(entry);
+  });
+
+  app.put('/v1/names/:name', async (request, reply) => {
+    const name = nameParam(request.params);
+    const data = entryFromBody(request.body);
+    const ifVersion = ifMatch(request.headers['if-match']);
+    const entry = await table.put(name, data, { ifVersion, by: clientOf(request.headers['x-divert-client']) });
+    return reply.header('etag', `"${entry.version}"`).send(entry);
+  });
+
+  app.delete('/v1/names/:name', async (request, reply) => {
+    const name = nameParam(request.params);
+    await table.delete(name, { ifVersion: ifMatch(request.headers['if-match']), by: clientOf(request.headers['x-divert-client']) });
+    return reply.code(204).send();
+  });
+
+  app.get('/v1/names/:name/history', async (request) => {
+    const name = nameParam(request.params);
+    return { name, history: await table.history(name) };
+  });
+
+  app.post('/v1/diversions', async (request) => {
+    const { from, to } = diversionFromBody(request.body);
+    const changed = await table.divert(from, to, { by: clientOf(request.headers['x-divert-client']) });
+    return { from, to, changed };
+  });
+
+  // A zone file (Content-Type: text/dns) applied in one atomic step; ?file= names it in errors.
+  app.post('/v1/import', async (request) => {
+    if (typeof request.body !== 'string') throw new DivertError('BAD_REQUEST', 'body: expected a zone file with Content-Type: text/dns');
+    const query = request.query as { file?: string; origin?: string };
+    const entries = parseZone(request.body, query.file ?? 'import', { origin: query.origin });
+    const changed = await table.importEntries(entries, { by: clientOf(request.headers['x-divert-client']) });
+    return { changed };
+  });
+
+  app.get('/v1/events', (request, reply) => streamEvents(table, request, reply));
+
+  app.get('/healthz', async (_request, reply) => {
+    const health = options.health();
+    return reply.code(health.ok ? 200 : 503).send(health);
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const { contentType, body } = await options.metrics();
+    return reply.header('content-type', contentType).send(body);
+  });
+
+  return app;
+}

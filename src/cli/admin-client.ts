@@ -1,0 +1,177 @@
+// The admin API as the CLI calls it: one method per endpoint; a refusal or an unreachable port becomes an error main.ts prints on one line with exit status 1.
+
+import type { Entry, EntryData, HistoryRecord } from '../table/table.js';
+import type { Connection } from './connection.js';
+
+/** A stuck admin port must not hang an operator's shell or a script forever. */
+const REQUEST_TIMEOUT_MS = 60_000;
+/** The largest page the API serves: fewer round trips for export and list. */
+const PAGE_LIMIT = 1000;
+
+/** The server refused the request, or could not be talked to. Not a DivertError: main.ts exits 1 on it. */
+export class AdminError extends Error {
+  /** HTTP status; absent when no reply came. */
+  readonly status?: number;
+  /** The API's error code, as in {"error": {"code"}}. */
+  readonly code?: string;
+
+  constructor(message: string, status?: number, code?: string) {
+    super(message);
+    this.name = 'AdminError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export interface ListReply {
+  names: Entry[];
+  cursor?: string;
+}
+
+export interface HistoryReply {
+  name: string;
+  history: HistoryRecord[];
+}
+
+export interface DiversionReply {
+  from: string;
+  to: string;
+  changed: Entry[];
+}
+
+export interface ImportReply {
+  changed: Entry[];
+}
+
+interface Request {
+  method?: string;
+  query?: Record<string, string | undefined>;
+  json?: unknown;
+  /** A zone file, sent as text/dns. */
+  zone?: string;
+  /** Sent as If-Match: the write applies only to this version of the entry. */
+  ifVersion?: number;
+}
+
+function namePath(name: string): string {
+  return `v1/names/${encodeURIComponent(name)}`;
+}
+
+/** The reason a connection failed, as the OS names it (ECONNREFUSED…), else fetch's own words. */
+function reasonOf(err: unknown): string {
+  let cause: unknown = err;
+  while (cause instanceof Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+    if (cause.cause === undefined) return cause.message;
+    cause = cause.cause;
+  }
+  return String(cause);
+}
+
+export class AdminClient {
+  constructor(private readonly connection: Connection) {}
+
+  /** The base URL without the trailing slash, as an operator would type it. */
+  get where(): string {
+    return this.connection.url.href.replace(/\/$/, '');
+  }
+
+  private async call<T>(path: string, request: Request = {}): Promise<T> {
+    const url = new URL(path, this.connection.url);
+    for (const [key, value] of Object.entries(request.query ?? {})) if (value !== undefined) url.searchParams.set(key, value);
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.connection.token}`,
+      'x-divert-client': this.connection.client,
+      accept: 'application/json',
+    };
+    let body: string | undefined;
+    if (request.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(request.json);
+    } else if (request.zone !== undefined) {
+      headers['content-type'] = 'text/dns';
+      body = request.zone;
+    }
+    if (request.ifVersion !== undefined) headers['if-match'] = `"${request.ifVersion}"`;
+
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(url, { method: request.method ?? 'GET', headers, body, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+      text = await response.text();
+    } catch (err) {
+      if (err instanceof Error && err.name === 'TimeoutError') {
+        throw new AdminError(`the admin API at ${this.where} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`);
+      }
+      // fetch will not connect to ports on the WHATWG "bad ports" list, whatever listens there.
+      if (reasonOf(err) === 'bad port') {
+        throw new AdminError(`cannot reach the admin API at ${this.where}: Node's fetch refuses port ${url.port} (it is on the WHATWG list of blocked ports); run divert serve --admin on another port`);
+      }
+      throw new AdminError(`cannot reach the admin API at ${this.where} (${reasonOf(err)}); is divert serve running with its --admin there? Point to it with --admin URL or DIVERT_ADMIN_URL`);
+    }
+
+    let data: unknown;
+    try {
+      data = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      data = undefined;
+    }
+    if (!response.ok) {
+      const error = (data as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+      if (typeof error?.message !== 'string') {
+        throw new AdminError(`${url.origin}${url.pathname} answered HTTP ${response.status} without a divert error; is ${this.where} a divert admin port?`, response.status);
+      }
+      const code = typeof error.code === 'string' ? error.code : undefined;
+      // The server's message as it came; the status says which kind of refusal it was.
+      const hint = response.status === 401 ? `; the token came from ${this.connection.tokenSource}` : '';
+      throw new AdminError(`${error.message} (HTTP ${response.status}${code ? ' ' + code : ''}${hint})`, response.status, code);
+    }
+    if (response.status !== 204 && data === undefined) {
+      throw new AdminError(`${url.origin}${url.pathname} answered HTTP ${response.status} with a body that is not JSON; is ${this.where} a divert admin port?`, response.status);
+    }
+    return data as T;
+  }
+
+  /** Every entry (with the prefix), paging until the server gives no cursor. */
+  async listAll(prefix?: string): Promise<Entry[]> {
+    const entries: Entry[] = [];
+    const seen = new Set<string>();
+    let cursor: string | undefined;
+    do {
+      const page: ListReply = await this.call('v1/names', { query: { prefix, cursor, limit: String(PAGE_LIMIT) } });
+      entries.push(...page.names);
+      cursor = page.cursor;
+      // A server that hands back a cursor it gave before would keep this loop going forever.
+      if (cursor !== undefined) {
+        if (seen.has(cursor)) throw new AdminError(`${this.where} returned the list cursor "${cursor}" twice; the listing is incomplete`);
+        seen.add(cursor);
+      }
+    } while (cursor !== undefined);
+    return entries;
+  }
+
+  get(name: string): Promise<Entry> {
+    return this.call(namePath(name));
+  }
+
+  put(name: string, data: Partial<EntryData>, ifVersion?: number): Promise<Entry> {
+    return this.call(namePath(name), { method: 'PUT', json: data, ifVersion });
+  }
+
+  async delete(name: string, ifVersion?: number): Promise<void> {
+    await this.call(namePath(name), { method: 'DELETE', ifVersion });
+  }
+
+  history(name: string): Promise<HistoryReply> {
+    return this.call(`${namePath(name)}/history`);
+  }
+
+  divert(from: string, to: string): Promise<DiversionReply> {
+    return this.call('v1/diversions', { method: 'POST', json: { from, to } });
+  }
+
+  importZone(zone: string, file: string, origin?: string): Promise<ImportReply> {
+    return this.call('v1/import', { method: 'POST', zone, query: { file, origin } });
+  }
+}

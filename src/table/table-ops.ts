@@ -1,0 +1,92 @@
+// Checks and rules shared by both stores for import, divert and history, so they cannot drift apart.
+
+import { isIPv4, isIPv6 } from 'node:net';
+import { DivertError } from '../errors.js';
+import type { EntryData, EntryState } from './table.js';
+import { checkEntryData, normalizeName } from './validate.js';
+
+/** Who made a change when the caller does not say. */
+export const UNKNOWN_AUTHOR = 'unknown';
+export const SEED_AUTHOR = 'zone seed';
+
+export function authorOf(options: { by?: string } | undefined, fallback = UNKNOWN_AUTHOR): string {
+  const by = options?.by;
+  return by === undefined || by === '' ? fallback : String(by);
+}
+
+/**
+ * Normalised, validated copies of the entries to import, in the order given. A bad entry
+ * throws its own error code with the entry's name in front, so a caller importing
+ * hundreds of names learns which one; two spellings of one name are refused, as either
+ * choice would silently drop data.
+ */
+export function checkImport(entries: ReadonlyMap<string, EntryData>): Map<string, EntryData> {
+  const checked = new Map<string, EntryData>();
+  const spelling = new Map<string, string>();
+  for (const [name, data] of entries) {
+    const key = normalizeName(name);
+    const earlier = spelling.get(key);
+    if (earlier !== undefined) {
+      throw new DivertError('BAD_NAME', `import "${name}": the same name as "${earlier}", given twice`);
+    }
+    spelling.set(key, name);
+    try {
+      checked.set(key, checkEntryData(data));
+    } catch (err) {
+      if (err instanceof DivertError) throw new DivertError(err.code, `import "${key}": ${err.message}`, { cause: err });
+      throw err;
+    }
+  }
+  return checked;
+}
+
+export interface Diversion {
+  /** The address list that holds them. */
+  field: 'a' | 'aaaa';
+  from: string;
+  to: string;
+}
+
+function checkAddress(which: 'from' | 'to', value: unknown): { field: 'a' | 'aaaa'; address: string } {
+  if (typeof value === 'string' && isIPv4(value)) return { field: 'a', address: value };
+  if (typeof value === 'string' && isIPv6(value) && !value.includes('%')) {
+    // the same canonical form the table stores, so the text comparison finds it
+    return { field: 'aaaa', address: checkEntryData({ aaaa: [value] }).aaaa[0] };
+  }
+  throw new DivertError('BAD_ADDRESS', `${which}: "${String(value)}" is not an IPv4 or IPv6 address`);
+}
+
+export function checkDiversion(from: unknown, to: unknown): Diversion {
+  const f = checkAddress('from', from);
+  const t = checkAddress('to', to);
+  if (f.field !== t.field) {
+    const family = (field: 'a' | 'aaaa') => (field === 'a' ? 'IPv4' : 'IPv6');
+    throw new DivertError(
+      'BAD_ADDRESS',
+      `to: "${String(to)}" is ${family(t.field)} but from: "${String(from)}" is ${family(f.field)}; both must be of one family`,
+    );
+  }
+  if (f.address === t.address) {
+    throw new DivertError('BAD_ADDRESS', `to: "${String(to)}" is the same address as from: "${String(from)}"`);
+  }
+  return { field: f.field, from: f.address, to: t.address };
+}
+
+/**
+ * The list with `from` replaced by `to` where it stood, or just removed when `to` is
+ * already listed; null when `from` is not in it. The Lua divert script does the same.
+ */
+export function divertList(list: readonly string[], from: string, to: string): string[] | null {
+  if (!list.includes(from)) return null;
+  const hasTo = list.includes(to);
+  const out: string[] = [];
+  for (const address of list) {
+    if (address !== from) out.push(address);
+    else if (!hasTo) out.push(to);
+  }
+  return out;
+}
+
+export function stateOf(data: EntryData | null | undefined): EntryState {
+  return data ? Object.freeze({ a: data.a, aaaa: data.aaaa, ttl: data.ttl }) : null;
+}

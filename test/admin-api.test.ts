@@ -1,0 +1,254 @@
+// The admin API on one instance, with each table backend: every endpoint and error
+// status, compare-and-set, atomic import and diversion, history, events, and a write
+// answered by the very next DNS query.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startDivert, TEST_TOKEN, type TestServer } from './helpers/divert.js';
+import { BACKENDS } from './helpers/backends.js';
+import { openEvents } from './helpers/sse.js';
+import { startRedis } from './helpers/redis.js';
+
+const json = (body: unknown) => ({ method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const post = (body: unknown) => ({ ...json(body), method: 'POST' });
+
+async function errorOf(response: Response): Promise<{ status: number; code: string; message: string }> {
+  const body = (await response.json()) as { error: { code: string; message: string } };
+  return { status: response.status, ...body.error };
+}
+
+for (const [backend, makeBackend] of BACKENDS) {
+  describe(`admin API (${backend} table)`, () => {
+    let divert: TestServer;
+    let cleanup: () => Promise<void>;
+
+    before(async () => {
+      const b = await makeBackend('admin');
+      cleanup = b.cleanup;
+      divert = await startDivert({ ...b.options, upstream: ['127.0.0.1:9'], 'query-timeout-ms': '200' });
+    });
+    after(async () => {
+      await divert.close();
+      await cleanup();
+    });
+
+    test('401 without a token or with a wrong one, on every route', async () => {
+      for (const path of ['/v1/names', '/v1/names/www.corp.test', '/v1/events', '/healthz', '/metrics']) {
+        const none = await fetch(divert.adminUrl + path);
+        assert.equal(none.status, 401, path);
+        assert.equal((await errorOf(none)).code, 'UNAUTHORIZED');
+        const wrong = await fetch(divert.adminUrl + path, { headers: { authorization: 'Bearer not-the-token' } });
+        assert.equal(wrong.status, 401, path);
+        await wrong.body?.cancel();
+      }
+    });
+
+    test('PUT creates, GET reads it back with its version, and the very next DNS query answers it', async () => {
+      const put = await divert.api('/v1/names/WWW.Corp.Test', json({ a: ['192.0.2.10', '192.0.2.11'], aaaa: ['2001:DB8::10'], ttl: 60 }));
+      assert.equal(put.status, 200);
+      const entry = (await put.json()) as { name: string; a: string[]; aaaa: string[]; ttl: number; version: number; updatedAt: string };
+      assert.equal(entry.name, 'www.corp.test');
+      assert.deepEqual(entry.aaaa, ['2001:db8::10']);
+      assert.equal(put.headers.get('etag'), `"${entry.version}"`);
+      assert.deepEqual((await divert.resolver.resolve4('www.corp.test')).sort(), ['192.0.2.10', '192.0.2.11']);
+
+      const get = await divert.api('/v1/names/www.corp.test');
+      assert.deepEqual(await get.json(), entry);
+
+      // a change is answered by the next query, not after some cache expires
+      await divert.api('/v1/names/www.corp.test', json({ a: ['192.0.2.99'], ttl: 60 }));
+      assert.deepEqual(await divert.resolver.resolve4('www.corp.test'), ['192.0.2.99']);
+      await assert.rejects(divert.resolver.resolve6('www.corp.test'), { code: 'ENODATA' });
+    });
+
+    test('400 names the bad field and changes nothing', async () => {
+      await divert.api('/v1/names/keep.corp.test', json({ a: ['192.0.2.1'] }));
+      const cases: [unknown, string, RegExp][] = [
+        [{ a: ['192.0.2.300'] }, 'BAD_ADDRESS', /^a\[0\]: "192\.0\.2\.300" is not an IPv4 address/],
+        [{ aaaa: ['192.0.2.1'] }, 'BAD_ADDRESS', /^aaaa\[0\]: "192\.0\.2\.1" is not an IPv6 address/],
+        [{ a: ['192.0.2.1', '192.0.2.1'] }, 'BAD_ADDRESS', /^a\[1\]: .* listed twice/],
+        [{ a: ['192.0.2.1'], ttl: 86401 }, 'BAD_TTL', /^ttl: /],
+        [{ a: ['192.0.2.1'], ttl: -1 }, 'BAD_TTL', /^ttl: /],
+        [{ a: '192.0.2.1' }, 'BAD_REQUEST', /^a: /],
+        [{ a: ['192.0.2.1'], weight: 3 }, 'BAD_REQUEST', /^weight: unknown field/],
+        [[1, 2], 'BAD_REQUEST', /^body: expected a JSON object/],
+      ];
+      for (const [body, code, message] of cases) {
+        const e = await errorOf(await divert.api('/v1/names/keep.corp.test', json(body)));
+        assert.equal(e.status, 400, JSON.stringify(body));
+        assert.equal(e.code, code, JSON.stringify(body));
+        assert.match(e.message, message);
+      }
+      const badName = await errorOf(await divert.api('/v1/names/bad_-.corp..test', json({ a: ['192.0.2.1'] })));
+      assert.equal(badName.code, 'BAD_NAME');
+      assert.match((await errorOf(await divert.api('/v1/names/a.*.corp.test', json({ a: ['192.0.2.1'] })))).message, /"\*" is allowed only as the leftmost label/);
+      const badJson = await divert.api('/v1/names/keep.corp.test', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"a": [' });
+      assert.equal(badJson.status, 400);
+      const tooBig = await divert.api('/v1/names/keep.corp.test', json({ a: Array.from({ length: 9000 }, (_, i) => `10.${i >> 8}.${i & 255}.1`) }));
+      assert.equal(tooBig.status, 413);
+      assert.deepEqual(((await (await divert.api('/v1/names/keep.corp.test')).json()) as { a: string[] }).a, ['192.0.2.1'], 'unchanged');
+      assert.equal((await errorOf(await divert.api('/v1/names?limit=0'))).status, 400);
+    });
+
+    test('404 for a name that is not intercepted, on GET and DELETE', async () => {
+      assert.equal((await errorOf(await divert.api('/v1/names/absent.corp.test'))).status, 404);
+      assert.equal((await errorOf(await divert.api('/v1/names/absent.corp.test', { method: 'DELETE' }))).status, 404);
+      assert.equal((await errorOf(await divert.api('/v1/nothing-here'))).status, 404);
+    });
+
+    test('If-Match: a stale version gets 412 and changes nothing; 0 means create-only', async () => {
+      const v1 = ((await (await divert.api('/v1/names/cas.corp.test', json({ a: ['192.0.2.1'] }))).json()) as { version: number }).version;
+      const ok = await divert.api('/v1/names/cas.corp.test', { ...json({ a: ['192.0.2.2'] }), headers: { 'content-type': 'application/json', 'if-match': `"${v1}"` } });
+      assert.equal(ok.status, 200);
+      const stale = await errorOf(await divert.api('/v1/names/cas.corp.test', { ...json({ a: ['192.0.2.3'] }), headers: { 'content-type': 'application/json', 'if-match': String(v1) } }));
+      assert.equal(stale.status, 412);
+      assert.equal(stale.code, 'VERSION_MISMATCH');
+      const createOnly = await divert.api('/v1/names/cas.corp.test', { ...json({ a: ['192.0.2.4'] }), headers: { 'content-type': 'application/json', 'if-match': '0' } });
+      assert.equal(createOnly.status, 412);
+      assert.deepEqual(await divert.resolver.resolve4('cas.corp.test'), ['192.0.2.2']);
+      assert.equal((await errorOf(await divert.api('/v1/names/cas.corp.test', { ...json({ a: ['192.0.2.4'] }), headers: { 'content-type': 'application/json', 'if-match': 'yesterday' } }))).status, 400);
+    });
+
+    test('50 parallel conditional PUTs with the same If-Match: exactly one succeeds', async () => {
+      const v = ((await (await divert.api('/v1/names/race.corp.test', json({ a: ['192.0.2.1'] }))).json()) as { version: number }).version;
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+        divert.api('/v1/names/race.corp.test', { ...json({ a: [`198.51.100.${i + 1}`] }), headers: { 'content-type': 'application/json', 'if-match': `"${v}"`, 'x-divert-client': `monitor-${i}` } })));
+      const statuses = results.map((r) => r.status);
+      assert.equal(statuses.filter((s) => s === 200).length, 1, 'one winner');
+      assert.equal(statuses.filter((s) => s === 412).length, 49, 'every other one told');
+      const winner = results.findIndex((r) => r.status === 200);
+      assert.deepEqual(await divert.resolver.resolve4('race.corp.test'), [`198.51.100.${winner + 1}`]);
+      await Promise.all(results.map((r) => r.body?.cancel()));
+    });
+
+    test('DELETE stops intercepting: the name is forwarded again', async () => {
+      await divert.api('/v1/names/gone.corp.test', json({ a: ['192.0.2.1'] }));
+      assert.deepEqual(await divert.resolver.resolve4('gone.corp.test'), ['192.0.2.1']);
+      assert.equal((await divert.api('/v1/names/gone.corp.test', { method: 'DELETE' })).status, 204);
+      // the upstream (nothing listens there) is asked now: SERVFAIL, not the old address
+      await assert.rejects(divert.resolver.resolve4('gone.corp.test'), { code: 'ESERVFAIL' });
+    });
+
+    test('GET /v1/names lists with a prefix and pages with a cursor', async () => {
+      for (let i = 0; i < 7; i++) await divert.api(`/v1/names/p${i}.list.test`, json({ a: [`192.0.2.${i + 1}`] }));
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = (await (await divert.api(`/v1/names?prefix=p&limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)).json()) as { names: { name: string }[]; cursor?: string };
+        assert.ok(page.names.length <= 3);
+        seen.push(...page.names.map((n) => n.name));
+        cursor = page.cursor;
+      } while (cursor);
+      assert.deepEqual(seen, Array.from({ length: 7 }, (_, i) => `p${i}.list.test`));
+    });
+
+    test('import applies a zone file whole, or nothing with the line of the error', async () => {
+      const good = '$ORIGIN imp.test.\na IN A 192.0.2.1\nb IN AAAA 2001:db8::2\n';
+      const ok = await divert.api('/v1/import?file=good.zone', { method: 'POST', headers: { 'content-type': 'text/dns' }, body: good });
+      assert.equal(ok.status, 200);
+      assert.deepEqual(((await ok.json()) as { changed: { name: string }[] }).changed.map((e) => e.name).sort(), ['a.imp.test', 'b.imp.test']);
+
+      const bad = '$ORIGIN imp.test.\na IN A 198.51.100.1\nc IN A 198.51.100.3\nd IN A 999.1.1.1\n';
+      const refused = await errorOf(await divert.api('/v1/import?file=bad.zone', { method: 'POST', headers: { 'content-type': 'text/dns' }, body: bad }));
+      assert.equal(refused.status, 400);
+      assert.equal(refused.code, 'BAD_ZONE');
+      assert.match(refused.message, /^bad\.zone:4: "999\.1\.1\.1"/);
+      assert.deepEqual(await divert.resolver.resolve4('a.imp.test'), ['192.0.2.1'], 'a unchanged');
+      assert.equal((await divert.api('/v1/names/c.imp.test')).status, 404, 'c not created');
+    });
+
+    test('diversion: the three names answering X answer Z, one version step and one event each', async () => {
+      const X = '203.0.113.10', Y = '203.0.113.20', Z = '203.0.113.30';
+      const before: Record<string, number> = {};
+      for (const [name, a] of [['d1.div.test', [X]], ['d2.div.test', [X, Y]], ['d3.div.test', ['192.0.2.1', X]], ['d4.div.test', [Y]]] as const) {
+        before[name] = ((await (await divert.api(`/v1/names/${name}`, json({ a }))).json()) as { version: number }).version;
+      }
+      const events = await openEvents(divert.adminUrl + '/v1/events', TEST_TOKEN);
+      try {
+        const response = await divert.api('/v1/diversions', { ...post({ from: X, to: Z }), headers: { 'content-type': 'application/json', 'x-divert-client': 'monitor-test' } });
+        assert.equal(response.status, 200);
+        const changed = ((await response.json()) as { changed: { name: string; a: string[]; version: number }[] }).changed;
+        assert.deepEqual(changed.map((e) => e.name).sort(), ['d1.div.test', 'd2.div.test', 'd3.div.test']);
+        for (const e of changed) assert.ok(e.version > before[e.name], `${e.name} got a new version`);
+        assert.deepEqual(await divert.resolver.resolve4('d1.div.test'), [Z]);
+        assert.deepEqual((await divert.resolver.resolve4('d2.div.test')).sort(), [Y, Z].sort());
+        assert.deepEqual((await divert.resolver.resolve4('d3.div.test')).sort(), ['192.0.2.1', Z].sort());
+        assert.deepEqual(await divert.resolver.resolve4('d4.div.test'), [Y], 'the name answering Y is untouched');
+        const got = await events.waitFor(3);
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(events.events.length, 3, 'exactly one event per changed name');
+        assert.deepEqual(got.map((e) => (e.data as { name: string }).name).sort(), ['d1.div.test', 'd2.div.test', 'd3.div.test']);
+        assert.ok(got.every((e) => e.event === 'change'));
+        const history = ((await (await divert.api('/v1/names/d2.div.test/history')).json()) as { history: { op: string; by: string; old: { a: string[] }; new: { a: string[] } }[] }).history;
+        assert.equal(history[0].op, 'divert');
+        assert.equal(history[0].by, 'monitor-test');
+        assert.deepEqual(history[0].old.a, [X, Y]);
+        assert.deepEqual(history[0].new.a, [Z, Y]);
+      } finally {
+        events.close();
+      }
+      const mixed = await errorOf(await divert.api('/v1/diversions', post({ from: X, to: '2001:db8::1' })));
+      assert.equal(mixed.status, 400);
+      assert.equal((await errorOf(await divert.api('/v1/diversions', post({ from: X })))).status, 400);
+    });
+
+    test('history: when, what changed and who asked, newest first', async () => {
+      const as = (client: string) => ({ 'content-type': 'application/json', 'x-divert-client': client });
+      await divert.api('/v1/names/h.corp.test', { ...json({ a: ['192.0.2.1'] }), headers: as('monitor-a') });
+      await divert.api('/v1/names/h.corp.test', { ...json({ a: ['192.0.2.2'] }), headers: as('operator') });
+      await divert.api('/v1/names/h.corp.test', { method: 'DELETE', headers: { 'x-divert-client': 'monitor-b' } });
+      const body = (await (await divert.api('/v1/names/h.corp.test/history')).json()) as { history: { op: string; by: string; at: string; old: unknown; new: unknown }[] };
+      assert.deepEqual(body.history.map((h) => [h.op, h.by]), [['delete', 'monitor-b'], ['put', 'operator'], ['put', 'monitor-a']]);
+      assert.equal(body.history[0].new, null);
+      assert.deepEqual((body.history[1].old as { a: string[] }).a, ['192.0.2.1']);
+      assert.ok(!Number.isNaN(Date.parse(body.history[0].at)));
+    });
+
+    test('/healthz and /metrics', async () => {
+      const health = await divert.api('/healthz');
+      const body = (await health.json()) as { table: { ready: boolean; backend: string } };
+      assert.equal(body.table.ready, true);
+      assert.equal(body.table.backend, backend);
+      const metrics = await (await divert.api('/metrics')).text();
+      assert.match(metrics, /^divert_queries_total\{outcome="intercepted"\} [1-9]\d*$/m);
+      assert.match(metrics, /^divert_table_ready 1$/m);
+    });
+  });
+}
+
+describe('admin API with Redis stopped', () => {
+  test('writes get 503 with a clear error, /healthz says what is wrong, answers stay; all resumes when Redis returns', async () => {
+    const redis = await startRedis({ persist: true });
+    const divert = await startDivert({ redis: redis.url, 'redis-prefix': 'divert-test:outage:', upstream: ['127.0.0.1:9'], 'query-timeout-ms': '200' });
+    try {
+      await divert.api('/v1/names/www.corp.test', json({ a: ['192.0.2.1'] }));
+      assert.deepEqual(await divert.resolver.resolve4('www.corp.test'), ['192.0.2.1']);
+      await redis.kill();
+
+      const write = await errorOf(await divert.api('/v1/names/www.corp.test', json({ a: ['192.0.2.2'] })));
+      assert.equal(write.status, 503);
+      assert.equal(write.code, 'BACKEND_UNAVAILABLE');
+      assert.match(write.message, /redis/i);
+      const health = await divert.api('/healthz');
+      assert.equal(health.status, 503);
+      const body = (await health.json()) as { table: { ready: boolean }; problems: string[] };
+      assert.equal(body.table.ready, false);
+      assert.match(body.problems.join(' '), /address table \(Redis\) is unreachable/);
+      assert.deepEqual(await divert.resolver.resolve4('www.corp.test'), ['192.0.2.1'], 'the last known answer');
+
+      await redis.restart();
+      const deadline = Date.now() + 5000;
+      let status = 0;
+      while (Date.now() < deadline) {
+        status = (await divert.api('/v1/names/www.corp.test', json({ a: ['192.0.2.3'] }))).status;
+        if (status === 200) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(status, 200, 'writes work again without a restart');
+      assert.deepEqual(await divert.resolver.resolve4('www.corp.test'), ['192.0.2.3']);
+    } finally {
+      await divert.close();
+      await redis.stop();
+    }
+  });
+});

@@ -1,0 +1,158 @@
+// Two `divert serve` processes on one Redis: a change through either admin port reaches
+// the other's clients at once, a restarted replica serves the current table, and a Redis
+// crash and restart loses no acknowledged write while both keep serving and converge.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Resolver } from 'node:dns/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startRedis, uniquePrefix, type RedisProcess } from './helpers/redis.js';
+import { runDivert, type DivertProcess } from './helpers/process.js';
+
+const TOKEN = 'replica-test-token-0123456789';
+
+interface Replica {
+  process: DivertProcess;
+  resolver: Resolver;
+  put(name: string, a: string[]): Promise<Response>;
+  get(name: string): Promise<Response>;
+}
+
+async function startReplica(redis: RedisProcess, prefix: string): Promise<Replica> {
+  const process = runDivert(['serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--query-timeout-ms', '200', '--redis', redis.url, '--redis-prefix', prefix]);
+  const dnsPort = await process.listening();
+  const line = process.stdout().split('\n').find((l) => l.includes('"listening on'))!;
+  const admin = `http://${JSON.parse(line).admin as string}`;
+  const resolver = new Resolver({ timeout: 1000, tries: 1 });
+  resolver.setServers([`127.0.0.1:${dnsPort}`]);
+  const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+  return {
+    process,
+    resolver,
+    put: (name, a) => fetch(`${admin}/v1/names/${name}`, { method: 'PUT', headers, body: JSON.stringify({ a }) }),
+    get: (name) => fetch(`${admin}/v1/names/${name}`, { headers }),
+  };
+}
+
+/** Polls until `name` answers `expected`; returns the milliseconds it took. */
+async function untilAnswers(resolver: Resolver, name: string, expected: string[], timeoutMs: number): Promise<number> {
+  const started = Date.now();
+  let last: unknown;
+  while (Date.now() - started < timeoutMs) {
+    try {
+      last = (await resolver.resolve4(name)).sort();
+      if (JSON.stringify(last) === JSON.stringify([...expected].sort())) return Date.now() - started;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(2);
+  }
+  throw new Error(`${name} answered ${JSON.stringify(last)}, not ${expected} within ${timeoutMs} ms`);
+}
+
+describe('replicas on one Redis', () => {
+  test('a change through A is answered by B within 100 ms, also for a name B had cached', async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const prefix = uniquePrefix('replicas');
+    const a = await startReplica(redis, prefix);
+    t.after(() => a.process.stop());
+    const b = await startReplica(redis, prefix);
+    t.after(() => b.process.stop());
+
+    assert.equal((await a.put('www.shop.test', ['192.0.2.1'])).status, 200);
+    await untilAnswers(b.resolver, 'www.shop.test', ['192.0.2.1'], 1000); // now cached by B
+    for (let i = 2; i <= 6; i++) {
+      const written = Date.now();
+      assert.equal((await a.put('www.shop.test', [`192.0.2.${i}`])).status, 200);
+      await untilAnswers(b.resolver, 'www.shop.test', [`192.0.2.${i}`], 100);
+      t.diagnostic(`change ${i - 1}: B answered ${Date.now() - written} ms after the write was sent`);
+    }
+    // and the other way round
+    assert.equal((await b.put('www.shop.test', ['198.51.100.1'])).status, 200);
+    await untilAnswers(a.resolver, 'www.shop.test', ['198.51.100.1'], 100);
+  });
+
+  test('B restarted while changes happen catches up', async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const prefix = uniquePrefix('restart');
+    const a = await startReplica(redis, prefix);
+    t.after(() => a.process.stop());
+    let b = await startReplica(redis, prefix);
+    for (let i = 0; i < 5; i++) await a.put(`n${i}.shop.test`, ['192.0.2.1']);
+    for (let i = 0; i < 5; i++) await untilAnswers(b.resolver, `n${i}.shop.test`, ['192.0.2.1'], 1000);
+
+    const stopping = b.process.stop();
+    let writes = 0;
+    const writer = (async () => {
+      for (; writes < 40; writes++) {
+        assert.equal((await a.put(`n${writes % 5}.shop.test`, [`198.51.100.${writes + 1}`])).status, 200);
+        await sleep(10);
+      }
+    })();
+    await stopping;
+    b = await startReplica(redis, prefix);
+    t.after(() => b.process.stop());
+    await writer;
+    for (let i = 0; i < 5; i++) {
+      const last = Math.max(...Array.from({ length: 40 }, (_, w) => w).filter((w) => w % 5 === i));
+      await untilAnswers(b.resolver, `n${i}.shop.test`, [`198.51.100.${last + 1}`], 1000);
+    }
+  });
+
+  test('Redis killed and restarted while both serve: no acknowledged write lost, both converge', async (t) => {
+    const redis = await startRedis({ persist: true });
+    t.after(() => redis.stop());
+    const prefix = uniquePrefix('crash');
+    const a = await startReplica(redis, prefix);
+    t.after(() => a.process.stop());
+    const b = await startReplica(redis, prefix);
+    t.after(() => b.process.stop());
+
+    const acknowledged = new Map<string, string>();
+    // a write refused because Redis died may still have been applied (the reply was lost):
+    // a name may hold its last acknowledged address or one tried after it, nothing older
+    const triedSince = new Map<string, Set<string>>();
+    let refused = 0;
+    const writer = async (replica: Replica, side: string) => {
+      for (let i = 0; i < 150; i++) {
+        const name = `w${i % 30}.${side}.crash.test`;
+        const address = `10.${side === 'a' ? 1 : 2}.${i >> 8}.${i & 255}`;
+        if (!triedSince.has(name)) triedSince.set(name, new Set());
+        triedSince.get(name)!.add(address);
+        try {
+          const response = await replica.put(name, [address]);
+          if (response.status === 200) {
+            acknowledged.set(name, address);
+            triedSince.set(name, new Set([address]));
+          } else {
+            assert.equal(response.status, 503, 'a write is acknowledged or refused with 503');
+            refused++;
+          }
+          await response.body?.cancel();
+        } catch {
+          refused++;
+        }
+        await sleep(3);
+      }
+    };
+    const writing = Promise.all([writer(a, 'a'), writer(b, 'b')]);
+    await sleep(150);
+    await redis.kill();
+    await sleep(300);
+    await redis.restart();
+    await writing;
+    t.diagnostic(`${acknowledged.size} names acknowledged, ${refused} writes refused during the outage`);
+    assert.ok(refused > 0, 'some writes met the outage');
+
+    for (const name of acknowledged.keys()) {
+      const stored = await Promise.all([a, b].map(async (replica) => ((await (await replica.get(name)).json()) as { a: string[] }).a));
+      assert.deepEqual(stored[0], stored[1], `${name}: both replicas read the same entry`);
+      assert.equal(stored[0].length, 1);
+      assert.ok(triedSince.get(name)!.has(stored[0][0]), `${name} holds ${stored[0][0]}: its last acknowledged write or a later one`);
+      await untilAnswers(a.resolver, name, stored[0], 3000);
+      await untilAnswers(b.resolver, name, stored[0], 3000);
+    }
+  });
+});
