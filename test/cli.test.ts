@@ -4,7 +4,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -94,9 +94,12 @@ describe('start-up errors', () => {
     await fails(['serve', '--listen', '0.0.0.0:53', '--resolv-conf', file], /no upstream resolver: .*resolv\.conf lists no nameserver other than divert itself; give one with --upstream/, 1);
   });
 
+  test('an admin port reachable from other machines needs an explicit token', () =>
+    fails(['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1', '--admin', '0.0.0.0:0'], /--admin 0\.0\.0\.0:0 is reachable from other machines: give --admin-token/, 2));
+
   test('--help lists every option with its variable', async () => {
     const { stdout } = await run(process.execPath, [join(ROOT, 'dist', 'src', 'main.js'), 'serve', '--help']);
-    for (const flag of ['listen', 'upstream', 'zones', 'allow', 'redis', 'redis-prefix', 'config']) {
+    for (const flag of ['listen', 'admin', 'admin-token', 'upstream', 'zones', 'allow', 'redis', 'redis-prefix', 'config']) {
       assert.match(stdout, new RegExp(`--${flag}\\b`));
     }
     assert.match(stdout, /DIVERT_REDIS_PREFIX/);
@@ -122,6 +125,26 @@ describe('configuration sources', () => {
       await divert.stop();
       await upstream.close();
     }
+  });
+});
+
+describe('admin token', () => {
+  test('generated on first start into a 0600 file, kept across restarts, never logged', async () => {
+    const home = tmp();
+    const args = ['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9'];
+    const first = runDivert(args, { env: { XDG_CONFIG_HOME: home } });
+    await first.listening();
+    await first.stop();
+    const file = join(home, 'divert', 'admin-token');
+    const token = readFileSync(file, 'utf8').trim();
+    assert.ok(token.length >= 32);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.ok(!first.stdout().includes(token) && !first.stderr().includes(token), 'the token is not in the log');
+
+    const second = runDivert(args, { env: { XDG_CONFIG_HOME: home } });
+    await second.listening();
+    await second.stop();
+    assert.equal(readFileSync(file, 'utf8').trim(), token, 'the same token after a restart');
   });
 });
 

@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startRedis, uniquePrefix, type RedisProcess } from './helpers/redis.js';
+import { startRedis, startRedisCluster, uniquePrefix } from './helpers/redis.js';
 import { runDivert, type DivertProcess } from './helpers/process.js';
 
 const TOKEN = 'replica-test-token-0123456789';
@@ -16,9 +16,10 @@ interface Replica {
   resolver: Resolver;
   put(name: string, a: string[]): Promise<Response>;
   get(name: string): Promise<Response>;
+  post(path: string, body: string, contentType?: string): Promise<Response>;
 }
 
-async function startReplica(redis: RedisProcess, prefix: string): Promise<Replica> {
+async function startReplica(redis: { url: string }, prefix: string): Promise<Replica> {
   const process = runDivert(['serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--query-timeout-ms', '200', '--redis', redis.url, '--redis-prefix', prefix]);
   const dnsPort = await process.listening();
   const line = process.stdout().split('\n').find((l) => l.includes('"listening on'))!;
@@ -31,6 +32,7 @@ async function startReplica(redis: RedisProcess, prefix: string): Promise<Replic
     resolver,
     put: (name, a) => fetch(`${admin}/v1/names/${name}`, { method: 'PUT', headers, body: JSON.stringify({ a }) }),
     get: (name) => fetch(`${admin}/v1/names/${name}`, { headers }),
+    post: (path, body, contentType = 'application/json') => fetch(admin + path, { method: 'POST', headers: { ...headers, 'content-type': contentType }, body }),
   };
 }
 
@@ -154,5 +156,44 @@ describe('replicas on one Redis', () => {
       await untilAnswers(a.resolver, name, stored[0], 3000);
       await untilAnswers(b.resolver, name, stored[0], 3000);
     }
+  });
+});
+
+describe('replicas on a 3-node Redis Cluster', () => {
+  test('propagation within 100 ms, atomic diversion and import, through divert serve', async (t) => {
+    const cluster = await startRedisCluster();
+    t.after(() => cluster.stop());
+    const prefix = uniquePrefix('cluster');
+    const a = await startReplica(cluster, prefix);
+    t.after(() => a.process.stop());
+    const b = await startReplica(cluster, prefix);
+    t.after(() => b.process.stop());
+
+    assert.equal((await a.put('www.shop.test', ['192.0.2.1'])).status, 200);
+    await untilAnswers(b.resolver, 'www.shop.test', ['192.0.2.1'], 1000);
+    assert.equal((await a.put('www.shop.test', ['192.0.2.2'])).status, 200);
+    await untilAnswers(b.resolver, 'www.shop.test', ['192.0.2.2'], 100);
+
+    const X = '203.0.113.10', Y = '203.0.113.20', Z = '203.0.113.30';
+    for (const [name, addresses] of [['d1.shop.test', [X]], ['d2.shop.test', [X, Y]], ['d3.shop.test', [X]], ['d4.shop.test', [Y]]] as const) {
+      assert.equal((await a.put(name, [...addresses])).status, 200);
+    }
+    const diverted = await b.post('/v1/diversions', JSON.stringify({ from: X, to: Z }));
+    assert.equal(diverted.status, 200);
+    const changed = ((await diverted.json()) as { changed: { name: string }[] }).changed.map((e) => e.name).sort();
+    assert.deepEqual(changed, ['d1.shop.test', 'd2.shop.test', 'd3.shop.test']);
+    await untilAnswers(a.resolver, 'd1.shop.test', [Z], 1000);
+    await untilAnswers(a.resolver, 'd2.shop.test', [Y, Z], 1000);
+    await untilAnswers(a.resolver, 'd4.shop.test', [Y], 1000);
+
+    const bad = await a.post('/v1/import?file=c.zone', '$ORIGIN shop.test.\nd1 IN A 198.51.100.1\nnew IN A 1.2.3\n', 'text/dns');
+    assert.equal(bad.status, 400);
+    assert.match(((await bad.json()) as { error: { message: string } }).error.message, /^c\.zone:3:/);
+    await untilAnswers(b.resolver, 'd1.shop.test', [Z], 100);
+    const good = await a.post('/v1/import?file=c.zone', '$ORIGIN shop.test.\nd1 IN A 198.51.100.1\nnew IN A 198.51.100.2\n', 'text/dns');
+    assert.equal(good.status, 200);
+    await untilAnswers(b.resolver, 'd1.shop.test', ['198.51.100.1'], 1000);
+    await untilAnswers(b.resolver, 'new.shop.test', ['198.51.100.2'], 1000);
+    await cluster.dropPrefix(prefix);
   });
 });
