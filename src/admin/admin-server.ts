@@ -3,7 +3,7 @@
 // returns only once the table has applied it — and, through the table's change event,
 // once this instance's query path answers with it.
 
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { DivertError } from '../errors.js';
 import type { AddressTable } from '../table/table.js';
@@ -42,7 +42,12 @@ function nameParam(params: unknown): string {
 
 export function buildAdmin(options: AdminOptions) {
   const { table, log } = options;
-  const app = Fastify({ loggerInstance: log.child({ component: 'admin' }), bodyLimit: JSON_BODY_LIMIT, disableRequestLogging: true });
+  const app = Fastify({
+    loggerInstance: log.child({ component: 'admin' }),
+    bodyLimit: JSON_BODY_LIMIT,
+    // a monitor polls and writes often: one line per request would drown the log
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   const tokenMatches = tokenMatcher(options.token);
 
   app.setErrorHandler(errorHandler);
