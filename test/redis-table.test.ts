@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { isDivertError } from '../src/errors.js';
 import { RedisTable } from '../src/table/redis-table.js';
 import type { EntryData } from '../src/table/table.js';
-import { dropPrefix, startRedis, startRedisSentinel, testRedis, uniquePrefix } from './helpers/redis.js';
+import { dropPrefix, freePort, startRedis, startRedisSentinel, testRedis, uniquePrefix } from './helpers/redis.js';
 import { eventually, sharedStoreSuite, watch } from './redis-scenarios.js';
 
 const data = (a: string[], aaaa: string[] = []): EntryData => ({ a, aaaa, ttl: 30 });
@@ -165,5 +165,27 @@ describe('RedisTable through Sentinel', () => {
       assert.match(err.message, /redis-sentinel:\/\/:\*\*\*@127\.0\.0\.1:\d+\/mymaster/);
       return true;
     });
+  });
+});
+
+describe('RedisTable.connect with Sentinel and Cluster URLs', () => {
+  it('gives up on dead Sentinels and cluster nodes in time, hiding the password', async () => {
+    const [p1, p2] = [await freePort(), await freePort()];
+    for (const url of [`redis-sentinel://:s3cret@127.0.0.1:${p1},127.0.0.1:${p2}/mymaster`, `redis-cluster://:s3cret@127.0.0.1:${p1},127.0.0.1:${p2}`]) {
+      const started = Date.now();
+      await assert.rejects(RedisTable.connect({ url, prefix: 'x:', connectTimeoutMs: 300 }), (err: unknown) => {
+        assert.ok(isDivertError(err, 'BACKEND_UNAVAILABLE'), String(err));
+        assert.ok(!err.message.includes('s3cret'), err.message);
+        assert.ok(err.message.includes(url.replace('s3cret', '***')), err.message);
+        return true;
+      });
+      assert.ok(Date.now() - started < 1300, `${url}: took ${Date.now() - started} ms`);
+    }
+  });
+
+  it('refuses a malformed URL with BAD_CONFIG before connecting', async () => {
+    await assert.rejects(RedisTable.connect({ url: 'redis-sentinel://:s3cret@127.0.0.1:1', prefix: 'x:' }), (err: unknown) =>
+      isDivertError(err, 'BAD_CONFIG') && !err.message.includes('s3cret') && /master name/.test(err.message),
+    );
   });
 });

@@ -124,10 +124,11 @@ export class MemoryTable implements AddressTable {
     // Validate everything first so a bad entry leaves the table untouched.
     const checked = [...entries].map(([name, data]) => [normalizeName(name), checkEntryData(data)] as const);
     const by = authorOf(options, SEED_AUTHOR);
+    const at = this.now().toISOString(); // one step, one time, as in the Redis store
     const inserted: Entry[] = [];
     for (const [name, data] of checked) {
       if (this.entries.has(name)) continue;
-      inserted.push(this.store(name, data, 'seed', by));
+      inserted.push(this.store(name, data, 'seed', by, at));
     }
     for (const entry of inserted) this.emit({ name: entry.name, entry, version: entry.version });
     return inserted;
@@ -136,7 +137,8 @@ export class MemoryTable implements AddressTable {
   async importEntries(entries: ReadonlyMap<string, EntryData>, options: { by?: string } = {}): Promise<Entry[]> {
     const checked = checkImport(entries); // all of it before any write: all or nothing
     const by = authorOf(options);
-    const written = [...checked].map(([name, data]) => this.store(name, data, 'import', by));
+    const at = this.now().toISOString();
+    const written = [...checked].map(([name, data]) => this.store(name, data, 'import', by, at));
     for (const entry of written) this.emit({ name: entry.name, entry, version: entry.version });
     return written;
   }
@@ -146,13 +148,14 @@ export class MemoryTable implements AddressTable {
   async divert(from: string, to: string, options: { by?: string } = {}): Promise<Entry[]> {
     const { field, from: old, to: replacement } = checkDiversion(from, to);
     const by = authorOf(options);
+    const at = this.now().toISOString();
     const names = [...this.entries.keys()].sort(compareNames);
     const changed: Entry[] = [];
     for (const name of names) {
       const entry = this.entries.get(name) as Entry;
       const list = divertList(entry[field], old, replacement);
       if (list === null) continue;
-      changed.push(this.store(name, { a: entry.a, aaaa: entry.aaaa, ttl: entry.ttl, [field]: list }, 'divert', by));
+      changed.push(this.store(name, { a: entry.a, aaaa: entry.aaaa, ttl: entry.ttl, [field]: list }, 'divert', by, at));
     }
     for (const entry of changed) this.emit({ name: entry.name, entry, version: entry.version });
     return changed;
@@ -180,9 +183,9 @@ export class MemoryTable implements AddressTable {
     this.resyncListeners.clear();
   }
 
-  private store(name: string, data: EntryData, op: HistoryRecord['op'], by: string): Entry {
+  private store(name: string, data: EntryData, op: HistoryRecord['op'], by: string, at = this.now().toISOString()): Entry {
     const old = this.entries.get(name);
-    const entry = freezeEntry({ name, ...data, version: ++this.seq, updatedAt: this.now().toISOString() });
+    const entry = freezeEntry({ name, ...data, version: ++this.seq, updatedAt: at });
     this.entries.set(name, entry);
     this.record(name, { version: entry.version, at: entry.updatedAt, op, by, old: stateOf(old), new: stateOf(entry) });
     return entry;
