@@ -117,10 +117,11 @@ describe('replicas on one Redis', () => {
     // a name may hold its last acknowledged address or one tried after it, nothing older
     const triedSince = new Map<string, Set<string>>();
     let refused = 0;
+    let writing = true;
     const writer = async (replica: Replica, side: string) => {
-      for (let i = 0; i < 150; i++) {
+      for (let i = 0; writing; i++) {
         const name = `w${i % 30}.${side}.crash.test`;
-        const address = `10.${side === 'a' ? 1 : 2}.${i >> 8}.${i & 255}`;
+        const address = `10.${side === 'a' ? 1 : 2}.${(i >> 8) & 255}.${i & 255}`;
         if (!triedSince.has(name)) triedSince.set(name, new Set());
         triedSince.get(name)!.add(address);
         try {
@@ -139,17 +140,32 @@ describe('replicas on one Redis', () => {
         await sleep(3);
       }
     };
-    const writing = Promise.all([writer(a, 'a'), writer(b, 'b')]);
-    await sleep(150);
+    const writers = Promise.all([writer(a, 'a'), writer(b, 'b')]);
+    await sleep(300);
+    const beforeCrash = acknowledged.size;
     await redis.kill();
     await sleep(300);
     await redis.restart();
-    await writing;
-    t.diagnostic(`${acknowledged.size} names acknowledged, ${refused} writes refused during the outage`);
+    // keep writing until both replicas have had writes acknowledged again
+    const backBy = Date.now() + 10_000;
+    const acknowledgedAtRestart = new Map(acknowledged);
+    while ([...acknowledged].filter(([n, v]) => acknowledgedAtRestart.get(n) !== v).length < 10 && Date.now() < backBy) await sleep(50);
+    await sleep(300);
+    writing = false;
+    await writers;
+    t.diagnostic(`${beforeCrash} names acknowledged before the crash, ${acknowledged.size} in all; ${refused} writes refused during the outage`);
     assert.ok(refused > 0, 'some writes met the outage');
 
+    const read = async (replica: Replica, name: string): Promise<string[]> => {
+      for (const deadline = Date.now() + 5000; ; await sleep(50)) {
+        const response = await replica.get(name);
+        if (response.status === 200) return ((await response.json()) as { a: string[] }).a;
+        await response.body?.cancel();
+        if (Date.now() > deadline) throw new Error(`${name}: HTTP ${response.status} 5 s after Redis came back`);
+      }
+    };
     for (const name of acknowledged.keys()) {
-      const stored = await Promise.all([a, b].map(async (replica) => ((await (await replica.get(name)).json()) as { a: string[] }).a));
+      const stored = await Promise.all([a, b].map((replica) => read(replica, name)));
       assert.deepEqual(stored[0], stored[1], `${name}: both replicas read the same entry`);
       assert.equal(stored[0].length, 1);
       assert.ok(triedSince.get(name)!.has(stored[0][0]), `${name} holds ${stored[0][0]}: its last acknowledged write or a later one`);
