@@ -216,6 +216,21 @@ for (const [backend, makeBackend] of BACKENDS) {
   });
 }
 
+describe('admin API shutdown', () => {
+  test('closing the server ends open event streams instead of waiting for them', async () => {
+    const divert = await startDivert({ upstream: ['127.0.0.1:9'] });
+    const events = await openEvents(divert.adminUrl + '/v1/events', TEST_TOKEN);
+    const started = Date.now();
+    const outcome = await Promise.race([
+      divert.close().then(() => 'closed'),
+      new Promise((resolve) => setTimeout(() => resolve('still open after 3 s'), 3000)),
+    ]);
+    events.close();
+    assert.equal(outcome, 'closed');
+    assert.ok(Date.now() - started < 1000, `closed in ${Date.now() - started} ms`);
+  });
+});
+
 describe('admin API with Redis stopped', () => {
   test('writes get 503 with a clear error, /healthz says what is wrong, answers stay; all resumes when Redis returns', async () => {
     const redis = await startRedis({ persist: true });

@@ -109,7 +109,16 @@ export function buildAdmin(options: AdminOptions) {
     return { changed };
   });
 
-  app.get('/v1/events', (request, reply) => streamEvents(table, request, reply));
+  const streams = new Set<() => void>();
+  app.get('/v1/events', (request, reply) => {
+    const end = streamEvents(table, request, reply);
+    streams.add(end);
+    request.raw.on('close', () => streams.delete(end));
+  });
+  // before the server stops listening: it waits for open connections, and a stream never ends by itself
+  app.addHook('preClose', async () => {
+    for (const end of streams) end();
+  });
 
   app.get('/healthz', async (_request, reply) => {
     const health = options.health();

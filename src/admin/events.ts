@@ -6,7 +6,11 @@ import type { AddressTable } from '../table/table.js';
 
 const HEARTBEAT_MS = 15_000;
 
-export function streamEvents(table: AddressTable, request: FastifyRequest, reply: FastifyReply): void {
+/**
+ * Streams changes until the client goes away; returns a function that ends the stream,
+ * which the admin server calls on shutdown (an open stream would keep it from closing).
+ */
+export function streamEvents(table: AddressTable, request: FastifyRequest, reply: FastifyReply): () => void {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -22,11 +26,18 @@ export function streamEvents(table: AddressTable, request: FastifyRequest, reply
   // after a reconnection to a shared store, changes may have been missed: clients re-read
   const offResync = table.onResync(() => res.write('event: resync\ndata: {}\n\n'));
   const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
+  let stopped = false;
   const stop = () => {
+    if (stopped) return;
+    stopped = true;
     clearInterval(heartbeat);
     offChange();
     offResync();
   };
   request.raw.on('close', stop);
   res.on('error', stop);
+  return () => {
+    stop();
+    res.end();
+  };
 }
