@@ -70,7 +70,10 @@ export class AnswerCache {
         return null;
       },
     );
-    const settled = promise.finally(() => this.pending.delete(name));
+    // a change may have replaced this lookup in `pending` with a newer one: leave that be
+    const settled: Promise<Resolution> = promise.finally(() => {
+      if (this.pending.get(name) === settled) this.pending.delete(name);
+    });
     this.pending.set(name, settled);
     return settled;
   }

@@ -92,8 +92,9 @@ export class Forwarder {
             finish(reply);
             return;
           }
-          // failed outright (refused, reset): move on without waiting for the timer
-          this.pool.failed(upstream);
+          // failed outright (refused, reset): move on without waiting for the timer; an
+          // attempt already counted as late is not counted against its upstream again
+          if (!late.has(e)) this.pool.failed(upstream);
           failedOutright++;
           if (live.size > 0) return;
           if (attempts < order.length) scheduleNext(0);
