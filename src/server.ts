@@ -11,10 +11,10 @@ import { DivertError } from './errors.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import { maskUrl } from './redact.js';
 import type { ServeConfig } from './config/options.js';
-import { buildAdmin } from './admin/admin-server.js';
+import { buildAdmin, type Health } from './admin/admin-server.js';
 import { createMetrics } from './admin/metrics.js';
 import { defaultTokenFile, loadOrCreateToken } from './admin/token.js';
-import { AccessList, parseCidr } from './pipeline/access.js';
+import { AccessList } from './pipeline/access.js';
 import { QueryPipeline } from './pipeline/pipeline.js';
 import { AnswerCache } from './table/answer-cache.js';
 import { MemoryTable } from './table/memory-table.js';
@@ -87,29 +87,35 @@ function everyTenSeconds(log: (err: unknown, name: string, suppressed: number) =
   };
 }
 
-const LOOPBACK = [parseCidr('127.0.0.0/8'), parseCidr('::1/128')];
-
-function isLoopback(host: string): boolean {
-  return LOOPBACK.some(([net, bits]) => {
-    try {
-      const address = parseCidr(host)[0];
-      return address.kind() === net.kind() && address.match(net, bits);
-    } catch {
-      return false;
-    }
-  });
-}
+/** Where an admin port may listen without an explicit token: this machine only. */
+const LOOPBACK = new AccessList(['127.0.0.0/8', '::1/128']);
 
 /** The admin token: given, or read from (or generated into) the token file. */
 function resolveAdminToken(config: ServeConfig, log: Logger): string {
   if (config.adminToken) return config.adminToken;
-  if (!isLoopback(config.admin.host)) {
+  if (!LOOPBACK.allows(config.admin.host)) {
     throw new DivertError('BAD_CONFIG', `--admin ${formatHostPort(config.admin)} is reachable from other machines: give --admin-token (or DIVERT_ADMIN_TOKEN) explicitly`);
   }
   const file = config.adminTokenFile ?? defaultTokenFile();
   const { token, created } = loadOrCreateToken(file);
   log.info({ file }, created ? 'admin token generated' : 'admin token read');
   return token;
+}
+
+/** GET /healthz: ready when the table is reachable and at least one upstream is in service. */
+function healthOf(table: AddressTable, pool: UpstreamPool, answers: AnswerCache, config: ServeConfig): Health {
+  const upstreams = pool.upstreams.map((u) => ({ upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs }));
+  const ready = table.isReady();
+  const anyUpstream = upstreams.some((u) => u.up);
+  return {
+    ok: ready && anyUpstream,
+    table: { backend: config.redis ? 'redis' : 'memory', ready, cachedNames: answers.size },
+    upstreams,
+    problems: [
+      ...(ready ? [] : ['the address table (Redis) is unreachable: intercepted names answer from cache, writes are refused']),
+      ...(anyUpstream ? [] : ['no upstream is answering: forwarded queries get SERVFAIL']),
+    ],
+  };
 }
 
 interface Listener {
@@ -159,16 +165,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let admin: ReturnType<typeof buildAdmin> | undefined;
   const close = async () => {
     await admin?.close();
-    await Promise.all(
-      listeners.map(
-        (l) =>
-          new Promise<void>((resolve) => {
-            l.udp.close();
-            l.tcp.close(() => resolve());
-            for (const socket of sockets) socket.destroy();
-          }),
-      ),
-    );
+    // stop accepting first, then drop open connections: tcp.close() waits for them
+    const closed = listeners.map((l) => {
+      l.udp.close();
+      return new Promise<void>((resolve) => l.tcp.close(() => resolve()));
+    });
+    for (const socket of sockets) socket.destroy();
+    await Promise.all(closed);
     answers?.close();
     await table.close();
   };
@@ -191,27 +194,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
     for (const at of config.listen) listeners.push(await listenBoth(at, handler, config, log, sockets));
 
-    const tableReady = () => (table as { isReady?: () => boolean }).isReady?.() ?? true;
     const cache = answers;
     admin = buildAdmin({
       table,
       token: adminToken,
       log,
-      metrics: createMetrics({ pipeline, forwarder, answers: cache, tableReady }),
-      health: () => {
-        const upstreamState = pool.upstreams.map((u) => ({ upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs }));
-        const ready = tableReady();
-        const anyUpstream = upstreamState.some((u) => u.up);
-        return {
-          ok: ready && anyUpstream,
-          table: { backend: config.redis ? 'redis' : 'memory', ready, cachedNames: cache.size },
-          upstreams: upstreamState,
-          problems: [
-            ...(ready ? [] : ['the address table (Redis) is unreachable: intercepted names answer from cache, writes are refused']),
-            ...(anyUpstream ? [] : ['no upstream is answering: forwarded queries get SERVFAIL']),
-          ],
-        };
-      },
+      metrics: createMetrics({ pipeline, forwarder, answers: cache, tableReady: () => table.isReady() }),
+      health: () => healthOf(table, pool, cache, config),
     });
     let adminAddress: HostPort;
     try {

@@ -13,7 +13,9 @@ import {
   type ListPage,
   type WriteOptions,
 } from './table.js';
-import { SEED_AUTHOR, authorOf, checkDiversion, checkImport, divertList, stateOf } from './table-ops.js';
+import {
+  SEED_AUTHOR, authorOf, checkDiversion, checkIfVersion, checkImport, compareNames, divertList, freezeEntry, stateOf, versionMismatch,
+} from './table-ops.js';
 import { checkEntryData, normalizeName } from './validate.js';
 
 export interface MemoryTableOptions {
@@ -21,34 +23,6 @@ export interface MemoryTableOptions {
   now?: () => Date;
   /** Receives exceptions thrown by change listeners (they never reach the writer). */
   onError?: (err: Error) => void;
-}
-
-/** Rejects an ifVersion that can never match, so a typo does not read as a lost race. */
-export function checkIfVersion(name: string, ifVersion: number | undefined): void {
-  if (ifVersion === undefined) return;
-  if (!Number.isSafeInteger(ifVersion) || ifVersion < 0) {
-    throw new DivertError('VERSION_MISMATCH', `"${name}": ifVersion ${String(ifVersion)} is not a whole number >= 0`);
-  }
-}
-
-export function versionMismatch(op: string, name: string, expected: number, current: number): DivertError {
-  const show = (v: number) => (v === 0 ? '0 (absent)' : String(v));
-  return new DivertError(
-    'VERSION_MISMATCH',
-    `${op} "${name}": expected version ${show(expected)}, current version is ${show(current)}`,
-  );
-}
-
-/** Entries are shared with callers (lookup returns them without copying), so freeze them. */
-export function freezeEntry(entry: Entry): Entry {
-  Object.freeze(entry.a);
-  Object.freeze(entry.aaaa);
-  return Object.freeze(entry);
-}
-
-/** Code-unit order, not locale order: stable across hosts and consistent with cursors. */
-export function compareNames(x: string, y: string): number {
-  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 export class MemoryTable implements AddressTable {
@@ -172,6 +146,11 @@ export class MemoryTable implements AddressTable {
   /** Registers and never fires: nothing in process can be missed. */
   onResync(listener: () => void): () => void {
     return this.resyncListeners.add(listener);
+  }
+
+  /** Always: nothing in process can be unreachable. */
+  isReady(): boolean {
+    return true;
   }
 
   async size(): Promise<number> {

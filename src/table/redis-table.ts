@@ -17,8 +17,9 @@ import {
   type WriteOptions,
 } from './table.js';
 import { checkEntryData, normalizeName } from './validate.js';
-import { checkIfVersion, compareNames, freezeEntry, versionMismatch } from './memory-table.js';
-import { SEED_AUTHOR, authorOf, checkDiversion, checkImport } from './table-ops.js';
+import {
+  SEED_AUTHOR, authorOf, checkDiversion, checkIfVersion, checkImport, compareNames, freezeEntry, versionMismatch,
+} from './table-ops.js';
 import { createClient, createSubscriber, type ScriptCommands, type TableClient } from './redis-client.js';
 import { ChangeFeed } from './redis-feed.js';
 import { parseRedisUrl } from './redis-url.js';

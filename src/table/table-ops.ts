@@ -1,8 +1,8 @@
-// Checks and rules shared by both stores for import, divert and history, so they cannot drift apart.
+// Checks and rules shared by both stores (versions, ordering, import, divert, history), so they cannot drift apart.
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { DivertError } from '../errors.js';
-import type { EntryData, EntryState } from './table.js';
+import type { Entry, EntryData, EntryState } from './table.js';
 import { checkEntryData, normalizeName } from './validate.js';
 
 /** Who made a change when the caller does not say. */
@@ -89,4 +89,32 @@ export function divertList(list: readonly string[], from: string, to: string): s
 
 export function stateOf(data: EntryData | null | undefined): EntryState {
   return data ? Object.freeze({ a: data.a, aaaa: data.aaaa, ttl: data.ttl }) : null;
+}
+
+/** Rejects an ifVersion that can never match, so a typo does not read as a lost race. */
+export function checkIfVersion(name: string, ifVersion: number | undefined): void {
+  if (ifVersion === undefined) return;
+  if (!Number.isSafeInteger(ifVersion) || ifVersion < 0) {
+    throw new DivertError('VERSION_MISMATCH', `"${name}": ifVersion ${String(ifVersion)} is not a whole number >= 0`);
+  }
+}
+
+export function versionMismatch(op: string, name: string, expected: number, current: number): DivertError {
+  const show = (v: number) => (v === 0 ? '0 (absent)' : String(v));
+  return new DivertError(
+    'VERSION_MISMATCH',
+    `${op} "${name}": expected version ${show(expected)}, current version is ${show(current)}`,
+  );
+}
+
+/** Entries are shared with callers (lookup returns them without copying), so freeze them. */
+export function freezeEntry(entry: Entry): Entry {
+  Object.freeze(entry.a);
+  Object.freeze(entry.aaaa);
+  return Object.freeze(entry);
+}
+
+/** Code-unit order, not locale order: stable across hosts and consistent with cursors. */
+export function compareNames(x: string, y: string): number {
+  return x < y ? -1 : x > y ? 1 : 0;
 }

@@ -92,6 +92,8 @@ export interface AddressTable {
    * derived from the table must be read again.
    */
   onResync(listener: () => void): () => void;
+  /** Whether the store can be read and written now (a shared store may be unreachable). */
+  isReady(): boolean;
   /** Number of entries. */
   size(): Promise<number>;
   close(): Promise<void>;
