@@ -129,6 +129,21 @@ for (const [backend, makeBackend] of BACKENDS) {
       await assert.rejects(divert.resolver.resolve4('gone.corp.test'), { code: 'ESERVFAIL' });
     });
 
+    test('a wildcard added after names below it were seen as not intercepted takes them over at once, and lets go when deleted', async () => {
+      // both names are forwarded first (SERVFAIL: nothing listens upstream), so the cache holds "not intercepted"
+      await assert.rejects(divert.resolver.resolve4('a.late.test'), { code: 'ESERVFAIL' });
+      await assert.rejects(divert.resolver.resolve4('b.c.late.test'), { code: 'ESERVFAIL' });
+      assert.equal((await divert.api('/v1/names/*.late.test', json({ a: ['192.0.2.77'] }))).status, 200);
+      assert.deepEqual(await divert.resolver.resolve4('a.late.test'), ['192.0.2.77']);
+      assert.deepEqual(await divert.resolver.resolve4('b.c.late.test'), ['192.0.2.77']);
+      // a closer wildcard takes over the names below it from the farther one
+      assert.equal((await divert.api('/v1/names/*.c.late.test', json({ a: ['192.0.2.78'] }))).status, 200);
+      assert.deepEqual(await divert.resolver.resolve4('b.c.late.test'), ['192.0.2.78']);
+      assert.equal((await divert.api('/v1/names/*.late.test', { method: 'DELETE' })).status, 204);
+      await assert.rejects(divert.resolver.resolve4('a.late.test'), { code: 'ESERVFAIL' });
+      assert.deepEqual(await divert.resolver.resolve4('b.c.late.test'), ['192.0.2.78']);
+    });
+
     test('GET /v1/names lists with a prefix and pages with a cursor', async () => {
       for (let i = 0; i < 7; i++) await divert.api(`/v1/names/p${i}.list.test`, json({ a: [`192.0.2.${i + 1}`] }));
       const seen: string[] = [];
