@@ -4,6 +4,7 @@
 
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
+import { lengthPrefix, TcpFramer } from '../src/transport/tcp-framer.js';
 
 const port = Number(process.argv[2] ?? 0);
 const answer = Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 1]);
@@ -23,14 +24,12 @@ udp.on('message', (msg, rinfo) => {
 udp.bind(port, '127.0.0.1', () => {
   const bound = udp.address().port;
   const tcp = createServer((socket) => {
-    let buffered = Buffer.alloc(0);
+    const framer = new TcpFramer();
     socket.on('error', () => {});
     socket.on('data', (chunk) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
-        const r = reply(buffered.subarray(2, 2 + buffered.readUInt16BE(0)));
-        buffered = buffered.subarray(2 + buffered.readUInt16BE(0));
-        socket.write(Buffer.concat([Buffer.from([r.length >> 8, r.length & 0xff]), r]));
+      for (const query of framer.push(chunk)) {
+        const r = reply(query);
+        socket.write(Buffer.concat([lengthPrefix(r), r]));
       }
     });
   });

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { decode, query, startDivert, tcpAsk, tcpSession, udpAsk, type TestServer } from './helpers/divert.js';
 import { startUpstream, replyTo, type TestUpstream } from './helpers/upstream.js';
 import { BACKENDS } from './helpers/backends.js';
+import { lengthPrefix } from '../src/transport/tcp-framer.js';
 
 function header(id: number, flags: number, counts: [number, number, number, number]): Buffer {
   const h = Buffer.alloc(12);
@@ -99,7 +100,7 @@ for (const [backend, makeBackend] of BACKENDS) describe(`malformed input (${back
     const names = ['www.corp.test', 'a.corp.test', 'b.corp.test', 'www.corp.test'];
     const frames = Buffer.concat(names.map((n) => {
       const q = query(n);
-      return Buffer.concat([Buffer.from([q.length >> 8, q.length & 0xff]), q]);
+      return Buffer.concat([lengthPrefix(q), q]);
     }));
     const session = tcpSession(divert.port);
     await session.connected;

@@ -7,6 +7,7 @@ import { Resolver } from 'node:dns/promises';
 import { execFile } from 'node:child_process';
 import { pino } from 'pino';
 import dnsPacket from 'dns-packet';
+import { lengthPrefix, TcpFramer } from '../../src/transport/tcp-framer.js';
 import { loadServeConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 
@@ -67,15 +68,11 @@ export function udpAsk(port: number, bytes: Buffer, timeoutMs = 3000, host = '12
 export function tcpSession(port: number, host = '127.0.0.1') {
   const socket = connect({ port, host });
   const replies: Buffer[] = [];
-  let buffered = Buffer.alloc(0);
+  const framer = new TcpFramer();
   const waiters: (() => void)[] = [];
   let closed = false;
   socket.on('data', (chunk) => {
-    buffered = Buffer.concat([buffered, chunk]);
-    while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
-      replies.push(buffered.subarray(2, 2 + buffered.readUInt16BE(0)));
-      buffered = buffered.subarray(2 + buffered.readUInt16BE(0));
-    }
+    replies.push(...framer.push(chunk));
     waiters.splice(0).forEach((w) => w());
   });
   socket.on('error', () => {});
@@ -92,7 +89,7 @@ export function tcpSession(port: number, host = '127.0.0.1') {
     closed: closedPromise,
     isClosed: () => closed,
     writeRaw: (raw: Buffer) => socket.write(raw),
-    send: (msg: Buffer) => socket.write(Buffer.concat([Buffer.from([msg.length >> 8, msg.length & 0xff]), msg])),
+    send: (msg: Buffer) => socket.write(Buffer.concat([lengthPrefix(msg), msg])),
     /** Resolves when `count` replies have arrived, or rejects after timeoutMs. */
     waitFor: async (count: number, timeoutMs = 3000): Promise<Buffer[]> => {
       const deadline = Date.now() + timeoutMs;

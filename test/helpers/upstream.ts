@@ -6,6 +6,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, type Server, type Socket } from 'node:net';
 import dnsPacket from 'dns-packet';
+import { lengthPrefix, TcpFramer } from '../../src/transport/tcp-framer.js';
 
 export interface UpstreamQuery {
   raw: Buffer;
@@ -61,18 +62,13 @@ async function bindUpstream(respond: Responder, host: string): Promise<TestUpstr
   await new Promise<void>((resolve) => udp.bind(0, host, resolve));
   const port = udp.address().port;
   const tcp: Server = createServer((socket: Socket) => {
-    let buffered = Buffer.alloc(0);
+    const framer = new TcpFramer();
     socket.on('error', () => {});
     socket.on('data', (chunk) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
-        const raw = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
-        buffered = buffered.subarray(2 + raw.length);
+      for (const raw of framer.push(chunk)) {
         void handle(raw, 'tcp', { address: socket.remoteAddress!, port: socket.remotePort! }).then((reply) => {
           if (!reply || socket.destroyed) return;
-          const prefix = Buffer.alloc(2);
-          prefix.writeUInt16BE(reply.length);
-          socket.write(Buffer.concat([prefix, reply]));
+          socket.write(Buffer.concat([lengthPrefix(reply), reply]));
         });
       }
     });
