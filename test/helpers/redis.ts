@@ -37,9 +37,36 @@ export interface RedisProcess {
   stop(): Promise<void>;
 }
 
-async function waitForPing(url: string, timeoutMs: number): Promise<void> {
+/** redis-server ended before it answered: most often its port was taken meanwhile. */
+class ServerExited extends Error {
+  constructor(url: string) {
+    super(`redis-server for ${url} exited before answering (port taken?)`);
+  }
+}
+
+/**
+ * freePort() only says a port was free a moment ago: another test's socket may take it
+ * before redis-server binds it. So start on fresh ports, and try again with new ones when
+ * the server exits before answering, instead of waiting out the ping timeout.
+ */
+async function onFreePorts<T>(count: number, start: (ports: number[]) => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) ports.push(await freePort());
+    try {
+      return await start(ports);
+    } catch (err) {
+      if (!(err instanceof ServerExited) || tries >= 5) throw err;
+    }
+  }
+}
+
+const isRunning = (child: ChildProcess) => () => child.exitCode === null && child.signalCode === null;
+
+async function waitForPing(url: string, timeoutMs: number, running: () => boolean = () => true): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (!running()) throw new ServerExited(url);
     const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on('error', () => {});
     try {
@@ -61,21 +88,21 @@ async function waitForPing(url: string, timeoutMs: number): Promise<void> {
  */
 export async function startRedis(options: { persist?: boolean; password?: string } = {}): Promise<RedisProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'divert-redis-'));
-  const port = await freePort();
   const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
-  const url = `redis://${auth}127.0.0.1:${port}`;
   let child: ChildProcess | undefined;
-
-  const args = [
+  let port = 0;
+  const url = () => `redis://${auth}127.0.0.1:${port}`;
+  const args = () => [
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
     '--appendonly', options.persist ? 'yes' : 'no', '--appendfsync', 'always',
     '--logfile', join(dir, 'redis.log'), '--daemonize', 'no',
     ...(options.password ? ['--requirepass', options.password] : []),
   ];
   const launch = async () => {
-    child = spawn('redis-server', args, { stdio: 'ignore' });
-    child.on('error', () => {});
-    await waitForPing(url, 10_000);
+    const c = spawn('redis-server', args(), { stdio: 'ignore' });
+    c.on('error', () => {});
+    child = c;
+    await waitForPing(url(), 10_000, isRunning(c));
   };
   const exit = async (signal: NodeJS.Signals) => {
     const c = child;
@@ -85,12 +112,15 @@ export async function startRedis(options: { persist?: boolean; password?: string
       c.kill(signal);
     });
   };
-  await launch();
+  await onFreePorts(1, async ([free]) => {
+    port = free;
+    await launch();
+  });
   return {
-    url,
+    url: url(),
     port,
     kill: () => exit('SIGKILL'),
-    restart: launch,
+    restart: launch, // the same port: clients reconnect to it
     stop: async () => {
       await exit('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
@@ -98,7 +128,6 @@ export async function startRedis(options: { persist?: boolean; password?: string
   };
 }
 
-/** REDIS_URL when set (never stopped by us), else a private redis-server. */
 export async function testRedis(): Promise<{ url: string; stop(): Promise<void> }> {
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} };
   return startRedis();
@@ -184,17 +213,19 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   try {
     const ports: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const [port, busPort] = [await freePort(), await freePort()];
       const nodeDir = join(dir, String(i));
       mkdirSync(nodeDir);
-      servers.push(launch([
-        '--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1', '--dir', nodeDir,
-        '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', join(nodeDir, 'redis.log'),
-        '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}.conf`), '--cluster-node-timeout', '2000',
-      ]));
-      ports.push(port);
+      ports.push(await onFreePorts(2, async ([port, busPort]) => {
+        const server = launch([
+          '--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1', '--dir', nodeDir,
+          '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', join(nodeDir, 'redis.log'),
+          '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}-${port}.conf`), '--cluster-node-timeout', '2000',
+        ]);
+        servers.push(server);
+        await waitForPing(`redis://127.0.0.1:${port}`, 10_000, isRunning(server.child));
+        return port;
+      }));
     }
-    for (const port of ports) await waitForPing(`redis://127.0.0.1:${port}`, 10_000);
     await promisify(execFile)('redis-cli', [
       '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes',
     ], { timeout: 30_000 });
@@ -234,15 +265,19 @@ export async function startRedisSentinel(options: { password?: string } = {}): P
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const port = await freePort();
-    const conf = join(dir, 'sentinel.conf'); // Sentinel rewrites its config file, so it must be its own
-    writeFileSync(conf, [
-      `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `logfile ${join(dir, 'sentinel.log')}`,
-      `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
-      ...(options.password ? [`sentinel auth-pass mymaster ${options.password}`] : []),
-      '',
-    ].join('\n'));
-    sentinel = launch([conf, '--sentinel']);
+    const port = await onFreePorts(1, async ([free]) => {
+      const conf = join(dir, `sentinel-${free}.conf`); // Sentinel rewrites its config file, so it must be its own
+      writeFileSync(conf, [
+        `port ${free}`, 'bind 127.0.0.1', `dir ${dir}`, `logfile ${join(dir, 'sentinel.log')}`,
+        `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
+        ...(options.password ? [`sentinel auth-pass mymaster ${options.password}`] : []),
+        '',
+      ].join('\n'));
+      const started = launch([conf, '--sentinel']);
+      sentinel = started;
+      await waitForPing(`redis://127.0.0.1:${free}`, 10_000, isRunning(started.child));
+      return free;
+    });
     await waitFor('sentinel does not know mymaster', 10_000, async () =>
       Array.isArray(await ask(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster')));
     const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
