@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'VERSION_MISMATCH'
   | 'BACKEND_UNAVAILABLE'
   | 'LISTEN_FAILED'
+  | 'WORKER_FAILED'
   | 'NO_UPSTREAM'
   | 'BAD_REQUEST'
   | 'UNAUTHORIZED';

@@ -1,11 +1,9 @@
-// Builds and starts `divert serve`: table, cache, upstreams and the query path, then the
-// listeners. Everything that can be wrong with the configuration (zone files, upstreams,
+// Builds and starts `divert serve`: the table and the admin API here, the query path
+// (serving.ts) here too or in worker processes (cluster/primary.ts). Everything that can be wrong with the configuration (zone files, upstreams,
 // Redis) is found before the first port is bound, and a failure to bind releases the
 // ports already bound, so a failed start leaves nothing listening.
 
 import { readFile } from 'node:fs/promises';
-import type { Socket as UdpSocket } from 'node:dgram';
-import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { DivertError } from './errors.js';
 import { formatHostPort, type HostPort } from './config/address.js';
@@ -14,18 +12,14 @@ import type { ServeConfig } from './config/options.js';
 import { buildAdmin, type Health } from './admin/admin-server.js';
 import { createMetrics } from './admin/metrics.js';
 import { defaultTokenFile, loadOrCreateToken } from './admin/token.js';
+import { startWorkers } from './cluster/primary.js';
 import { AccessList } from './pipeline/access.js';
-import { QueryPipeline } from './pipeline/pipeline.js';
-import { AnswerCache } from './table/answer-cache.js';
+import { bindError, startServing, type Serving, type ServingStats } from './serving.js';
 import { MemoryTable } from './table/memory-table.js';
 import { RedisTable } from './table/redis-table.js';
 import type { AddressTable } from './table/table.js';
 import { readZones } from './table/zone-file.js';
-import { createTcpServer, listenTcp, DEFAULT_TCP_LIMITS } from './transport/tcp-listener.js';
-import { bindUdp, serveUdp, type Handler } from './transport/udp-listener.js';
-import { Forwarder } from './upstream/forwarder.js';
 import { requireUpstreams, upstreamsFromResolvConf } from './upstream/resolv-conf.js';
-import { UpstreamPool } from './upstream/upstream-pool.js';
 
 export interface RunningServer {
   /** The addresses actually bound (a requested port 0 replaced by the one given). */
@@ -34,9 +28,16 @@ export interface RunningServer {
   adminToken: string;
   upstreams: HostPort[];
   table: AddressTable;
-  pipeline: QueryPipeline;
-  forwarder: Forwarder;
-  answers: AnswerCache;
+  /** Processes answering queries (1: this one). */
+  workers: number;
+  /** Query and cache figures, summed over the workers. */
+  stats(): Promise<ServingStats>;
+  /** The same figures for each worker. */
+  statsEach(): Promise<ServingStats[]>;
+  /** The reply of each worker's query path to `query`: every worker must give the same. */
+  probe(query: Buffer, address?: string): Promise<(Buffer | null)[]>;
+  /** Process IDs of the processes answering queries. */
+  pids(): number[];
   close(): Promise<void>;
 }
 
@@ -61,32 +62,6 @@ async function openTable(config: ServeConfig, log: Logger): Promise<AddressTable
   });
 }
 
-function bindError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
-  const where = formatHostPort(at);
-  const reason =
-    err.code === 'EADDRINUSE' ? `${where} is already in use (another DNS server?); stop it or choose another --listen`
-    : err.code === 'EACCES' ? `no permission to listen on ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. setcap cap_net_bind_service=+ep "$(command -v node)"), or use --listen with a port from 1024 up`
-    : err.code === 'EADDRNOTAVAIL' ? `cannot listen on ${where}: ${at.host} is not an address of this machine`
-    : `cannot listen on ${where}: ${err.message}`;
-  return new DivertError('LISTEN_FAILED', reason, { cause: err });
-}
-
-/** While the store is down every query would fail the same way: one log line per 10 s, with a count. */
-function everyTenSeconds(log: (err: unknown, name: string, suppressed: number) => void) {
-  let last = 0;
-  let suppressed = 0;
-  return (err: unknown, name: string) => {
-    const now = Date.now();
-    if (now - last < 10_000) {
-      suppressed++;
-      return;
-    }
-    log(err, name, suppressed);
-    last = now;
-    suppressed = 0;
-  };
-}
-
 /** Where an admin port may listen without an explicit token: this machine only. */
 const LOOPBACK = new AccessList(['127.0.0.0/8', '::1/128']);
 
@@ -103,14 +78,14 @@ function resolveAdminToken(config: ServeConfig, log: Logger): string {
 }
 
 /** GET /healthz: ready when the table is reachable and at least one upstream is in service. */
-function healthOf(table: AddressTable, pool: UpstreamPool, answers: AnswerCache, config: ServeConfig): Health {
-  const upstreams = pool.upstreams.map((u) => ({ upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs }));
+function healthOf(table: AddressTable, stats: ServingStats, config: ServeConfig): Health {
   const ready = table.isReady();
-  const anyUpstream = upstreams.some((u) => u.up);
+  const anyUpstream = stats.upstreams.some((u) => u.up);
   return {
     ok: ready && anyUpstream,
-    table: { backend: config.redis ? 'redis' : 'memory', ready, cachedNames: answers.size },
-    upstreams,
+    table: { backend: config.redis ? 'redis' : 'memory', ready, cachedNames: stats.cachedNames },
+    workers: config.workers,
+    upstreams: stats.upstreams,
     problems: [
       ...(ready ? [] : ['the address table (Redis) is unreachable: intercepted names answer from cache, writes are refused']),
       ...(anyUpstream ? [] : ['no upstream is answering: forwarded queries get SERVFAIL']),
@@ -118,61 +93,43 @@ function healthOf(table: AddressTable, pool: UpstreamPool, answers: AnswerCache,
   };
 }
 
-interface Listener {
-  udp: UdpSocket;
-  tcp: Server;
-  address: HostPort;
+/** The serving half, in this process or in workers, as the rest of the server sees it. */
+interface ServingHandle {
+  listening: HostPort[];
+  stats(): Promise<ServingStats>;
+  statsEach(): Promise<ServingStats[]>;
+  probe(query: Buffer, address?: string): Promise<(Buffer | null)[]>;
+  /** Resolves once the query path answers with every change made so far. */
+  settle(): Promise<void>;
+  /** Process IDs of the processes answering queries. */
+  pids(): number[];
+  close(): Promise<void>;
 }
 
-/** UDP and TCP on one port; with port 0, retries until a port is free for both. */
-async function listenBoth(at: HostPort, handler: Handler, config: ServeConfig, log: Logger, sockets: Set<Socket>): Promise<Listener> {
-  const onError = (err: Error) => log.warn({ err: err.message }, 'listener');
-  for (let tries = 0; ; tries++) {
-    let udp: UdpSocket;
-    try {
-      udp = await bindUdp(at.host, at.port);
-    } catch (err) {
-      throw bindError(err as NodeJS.ErrnoException, at);
-    }
-    const port = udp.address().port;
-    const tcp = createTcpServer(handler, { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections }, onError);
-    tcp.on('connection', (socket) => {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-    });
-    try {
-      await listenTcp(tcp, at.host, port);
-    } catch (err) {
-      udp.close();
-      if (at.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
-      throw bindError(err as NodeJS.ErrnoException, { host: at.host, port });
-    }
-    serveUdp(udp, handler, onError);
-    return { udp, tcp, address: { host: at.host, port } };
-  }
+function inProcess(serving: Serving): ServingHandle {
+  return {
+    listening: serving.listening,
+    stats: async () => serving.stats(),
+    statsEach: async () => [serving.stats()],
+    probe: async (query, address = '127.0.0.1') => [(await serving.pipeline.handle(query, { transport: 'udp', address })).reply],
+    // the table tells the query path of a change before the write returns
+    settle: async () => {},
+    pids: () => [process.pid],
+    close: () => serving.close(),
+  };
 }
 
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
   const upstreams = await resolveUpstreams(config);
   const seed = await readZones(config.zones);
   const adminToken = resolveAdminToken(config, log);
-  const access = new AccessList(config.allow);
   const table = await openTable(config, log);
 
-  const listeners: Listener[] = [];
-  const sockets = new Set<Socket>();
-  let answers: AnswerCache | undefined;
+  let serving: ServingHandle | undefined;
   let admin: ReturnType<typeof buildAdmin> | undefined;
   const close = async () => {
     await admin?.close();
-    // stop accepting first, then drop open connections: tcp.close() waits for them
-    const closed = listeners.map((l) => {
-      l.udp.close();
-      return new Promise<void>((resolve) => l.tcp.close(() => resolve()));
-    });
-    for (const socket of sockets) socket.destroy();
-    await Promise.all(closed);
-    answers?.close();
+    await serving?.close();
     await table.close();
   };
 
@@ -181,26 +138,19 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       const inserted = await table.seed(seed);
       log.info({ names: seed.size, inserted: inserted.length, kept: seed.size - inserted.length }, 'seeded table from zone files');
     }
-    answers = new AnswerCache(table, {
-      maxNames: config.cacheNames,
-      onLookupError: everyTenSeconds((err, name, suppressed) =>
-        log.warn({ err: (err as Error).message, name, suppressed }, 'table lookup failed; forwarding names not seen before'),
-      ),
-    });
-    const pool = new UpstreamPool(upstreams);
-    const forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });
-    const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'));
-    const handler: Handler = (msg, client) => pipeline.handle(msg, client);
+    serving = config.workers > 1
+      ? await startWorkers(config, table, upstreams, log)
+      : inProcess(await startServing(config, table, upstreams, log, { exclusive: true }));
+    const { stats } = serving;
 
-    for (const at of config.listen) listeners.push(await listenBoth(at, handler, config, log, sockets));
-
-    const cache = answers;
     admin = buildAdmin({
       table,
       token: adminToken,
       log,
-      metrics: createMetrics({ pipeline, forwarder, answers: cache, tableReady: () => table.isReady() }),
-      health: () => healthOf(table, pool, cache, config),
+      metrics: createMetrics({ stats, tableReady: () => table.isReady() }),
+      health: async () => healthOf(table, await stats(), config),
+      // a write is acknowledged once every worker answers with it
+      settle: serving.settle,
     });
     let adminAddress: HostPort;
     try {
@@ -209,7 +159,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     } catch (err) {
       throw bindError(err as NodeJS.ErrnoException, config.admin);
     }
-    return { listening: listeners.map((l) => l.address), admin: adminAddress, adminToken, upstreams, table, pipeline, forwarder, answers, close };
+    return {
+      listening: serving.listening, admin: adminAddress, adminToken, upstreams, table, workers: config.workers,
+      stats, statsEach: serving.statsEach, probe: serving.probe, pids: serving.pids, close,
+    };
   } catch (err) {
     await close();
     throw err;

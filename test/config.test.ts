@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DivertError, isDivertError } from '../src/errors.js';
 import { formatHostPort, parseHostPort, type HostPort } from '../src/config/address.js';
@@ -98,6 +98,7 @@ describe('defaults', () => {
       tcpIdleTimeoutMs: 10_000,
       tcpMaxConnections: 1000,
       cacheNames: 100_000,
+      workers: availableParallelism(),
       logLevel: 'info',
     };
     assert.deepEqual({ ...config }, { ...expected });

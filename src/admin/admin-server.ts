@@ -23,7 +23,9 @@ export interface AdminOptions {
   table: AddressTable;
   token: string;
   log: Logger;
-  health: () => Health;
+  health: () => Promise<Health>;
+  /** Resolves once the query path answers with every change made so far. */
+  settle: () => Promise<void>;
   metrics: () => Promise<{ contentType: string; body: string }>;
 }
 
@@ -80,12 +82,14 @@ export function buildAdmin(options: AdminOptions) {
     const data = entryFromBody(request.body);
     const ifVersion = ifMatch(request.headers['if-match']);
     const entry = await table.put(name, data, { ifVersion, by: clientOf(request.headers['x-divert-client']) });
+    await options.settle();
     return reply.header('etag', `"${entry.version}"`).send(entry);
   });
 
   app.delete('/v1/names/:name', async (request, reply) => {
     const name = nameParam(request.params);
     await table.delete(name, { ifVersion: ifMatch(request.headers['if-match']), by: clientOf(request.headers['x-divert-client']) });
+    await options.settle();
     return reply.code(204).send();
   });
 
@@ -97,6 +101,7 @@ export function buildAdmin(options: AdminOptions) {
   app.post('/v1/diversions', async (request) => {
     const { from, to } = diversionFromBody(request.body);
     const changed = await table.divert(from, to, { by: clientOf(request.headers['x-divert-client']) });
+    await options.settle();
     return { from, to, changed };
   });
 
@@ -106,6 +111,7 @@ export function buildAdmin(options: AdminOptions) {
     const query = request.query as { file?: string; origin?: string };
     const entries = parseZone(request.body, query.file ?? 'import', { origin: query.origin });
     const changed = await table.importEntries(entries, { by: clientOf(request.headers['x-divert-client']) });
+    await options.settle();
     return { changed };
   });
 
@@ -121,7 +127,7 @@ export function buildAdmin(options: AdminOptions) {
   });
 
   app.get('/healthz', async (_request, reply) => {
-    const health = options.health();
+    const health = await options.health();
     return reply.code(health.ok ? 200 : 503).send(health);
   });
 

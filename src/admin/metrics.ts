@@ -2,14 +2,12 @@
 // (a property increment per query); they are read into the registry only on a scrape.
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { QueryPipeline, Outcome } from '../pipeline/pipeline.js';
-import type { AnswerCache } from '../table/answer-cache.js';
-import type { Forwarder } from '../upstream/forwarder.js';
+import type { Outcome } from '../pipeline/pipeline.js';
+import type { ServingStats } from '../serving.js';
 
 export interface MetricSources {
-  pipeline: QueryPipeline;
-  forwarder: Forwarder;
-  answers: AnswerCache;
+  /** Summed over the workers; read once per scrape. */
+  stats: () => Promise<ServingStats>;
   tableReady: () => boolean;
 }
 
@@ -33,18 +31,20 @@ function mirrorCounter(registry: Registry, name: string, help: string, labelName
 export function createMetrics(sources: MetricSources): () => Promise<{ contentType: string; body: string }> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'divert_' });
+  // fetched from the workers once per scrape, before the collectors below read it
+  let stats: ServingStats | undefined;
   mirrorCounter(registry, 'divert_queries_total', 'DNS queries by outcome', ['outcome'], () =>
-    (Object.entries(sources.pipeline.counts) as [Outcome, number][]).map(([outcome, n]) => [{ outcome }, n]));
+    (Object.entries(stats!.counts) as [Outcome, number][]).map(([outcome, n]) => [{ outcome }, n]));
   mirrorCounter(registry, 'divert_forward_rejected_replies_total', 'upstream replies dropped: wrong source, ID or question', [], () =>
-    [[{}, sources.forwarder.stats.rejectedReplies]]);
+    [[{}, stats!.rejectedReplies]]);
   mirrorCounter(registry, 'divert_forward_timeouts_total', 'forwarded queries no upstream answered in time', [], () =>
-    [[{}, sources.forwarder.stats.timeouts]]);
+    [[{}, stats!.timeouts]]);
   mirrorCounter(registry, 'divert_answer_cache_lookups_total', 'answer cache lookups by result', ['result'], () =>
-    [[{ result: 'hit' }, sources.answers.hits], [{ result: 'miss' }, sources.answers.misses]]);
+    [[{ result: 'hit' }, stats!.cacheHits], [{ result: 'miss' }, stats!.cacheMisses]]);
   new Gauge({
-    name: 'divert_upstream_up', help: '1 while an upstream is in service, 0 while it is backed off', labelNames: ['upstream'], registers: [registry],
+    name: 'divert_upstream_up', help: '1 while an upstream is in service (in any worker), 0 while it is backed off', labelNames: ['upstream'], registers: [registry],
     collect() {
-      for (const u of sources.forwarder.pool.upstreams) this.set({ upstream: u.label }, sources.forwarder.pool.isDown(u) ? 0 : 1);
+      for (const u of stats!.upstreams) this.set({ upstream: u.upstream }, u.up ? 1 : 0);
     },
   });
   new Gauge({
@@ -53,5 +53,8 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
       this.set(sources.tableReady() ? 1 : 0);
     },
   });
-  return async () => ({ contentType: registry.contentType, body: await registry.metrics() });
+  return async () => {
+    stats = await sources.stats();
+    return { contentType: registry.contentType, body: await registry.metrics() };
+  };
 }

@@ -2,6 +2,7 @@
 // text, default and schema. The CLI help, the environment, the config file and the
 // validation all read this table, so they cannot disagree.
 
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { parseCidr } from '../pipeline/access.js';
 import { DEFAULT_ALLOW } from '../pipeline/access.js';
@@ -104,11 +105,15 @@ export const SERVE_OPTIONS = {
   },
   tcpMaxConnections: {
     flag: 'tcp-max-connections', default: 1000, schema: count(1, 1_000_000),
-    describe: 'refuse TCP connections beyond this many open at once',
+    describe: 'refuse TCP connections beyond this many open at once, in each worker',
   },
   cacheNames: {
     flag: 'cache-names', default: 100_000, schema: count(100, 100_000_000),
     describe: 'names (intercepted or not) whose verdict is kept in memory in front of the table',
+  },
+  workers: {
+    flag: 'workers', default: availableParallelism(), defaultDescription: `the number of CPUs (${availableParallelism()} here)`, schema: count(1, 256),
+    describe: 'processes answering DNS queries, sharing the listeners (1: everything in one process)',
   },
   logLevel: {
     flag: 'log-level', default: 'info', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -134,5 +139,6 @@ export interface ServeConfig {
   tcpIdleTimeoutMs: number;
   tcpMaxConnections: number;
   cacheNames: number;
+  workers: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }

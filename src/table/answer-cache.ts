@@ -5,7 +5,7 @@
 
 import { LRUCache } from 'lru-cache';
 import { compileAnswers, type CompiledAnswers } from '../wire/message.js';
-import { wildcardCandidates, type AddressTable, type ChangeEvent, type Entry } from './table.js';
+import { wildcardCandidates, type ChangeEvent, type Entry, type TableView } from './table.js';
 import { isWildcard } from './validate.js';
 
 /** What the cache holds for a name: compiled answers, or NOT_INTERCEPTED. */
@@ -31,7 +31,7 @@ export class AnswerCache {
   misses = 0;
 
   constructor(
-    private readonly table: AddressTable,
+    private readonly table: TableView,
     private readonly options: AnswerCacheOptions,
   ) {
     this.slots = new LRUCache<string, Slot>({ max: options.maxNames });
@@ -97,13 +97,19 @@ export class AnswerCache {
   private invalidate(event: ChangeEvent): void {
     this.generation++;
     this.pending.clear();
-    this.slots.delete(event.name);
     if (isWildcard(event.name)) {
+      this.slots.delete(event.name);
       // *.parent answers every name below parent that has no entry of its own
       const below = event.name.slice(1);
       for (const name of this.slots.keys()) {
         if (name.endsWith(below)) this.slots.delete(name);
       }
+    } else if (event.entry) {
+      // a name's own entry is its answer: a name just changed is likely asked next, and
+      // with several workers each one answers it without a lookup (even with Redis down)
+      this.slots.set(event.name, this.compile(event.entry));
+    } else {
+      this.slots.delete(event.name);
     }
   }
 

@@ -12,6 +12,7 @@ import {
   type HistoryRecord,
   type ListPage,
   type WriteOptions,
+  lookupIn,
 } from './table.js';
 import {
   SEED_AUTHOR, authorOf, checkDiversion, checkIfVersion, checkImport, compareNames, divertList, freezeEntry, stateOf, versionMismatch,
@@ -45,11 +46,12 @@ export class MemoryTable implements AddressTable {
   }
 
   lookup(candidates: readonly string[]): Entry | null {
-    for (const candidate of candidates) {
-      const entry = this.entries.get(candidate);
-      if (entry) return entry;
-    }
-    return null;
+    return lookupIn(this.entries, candidates);
+  }
+
+  /** Every entry now, for a worker's replica; changes after this come through onChange. */
+  snapshot(): Entry[] {
+    return [...this.entries.values()];
   }
 
   // Sorts all matching names on every page: O(n log n) per call. Fine for the table sizes

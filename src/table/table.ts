@@ -99,6 +99,19 @@ export interface AddressTable {
   close(): Promise<void>;
 }
 
+/** What the query path needs of a table: lookups and the news of changes. A worker's
+ * replica of the primary's table (replica-table.ts) is one too. */
+export type TableView = Pick<AddressTable, 'lookup' | 'onChange' | 'onResync'>;
+
+/** The entry of the first candidate held in `entries`. */
+export function lookupIn(entries: ReadonlyMap<string, Entry>, candidates: readonly string[]): Entry | null {
+  for (const candidate of candidates) {
+    const entry = entries.get(candidate);
+    if (entry) return entry;
+  }
+  return null;
+}
+
 /**
  * The names that may answer `name`, most specific first: itself, then `*.` + each
  * ancestor. There is no root wildcard: `*` alone would capture every name.

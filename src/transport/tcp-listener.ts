@@ -31,11 +31,12 @@ export function createTcpServer(handler: Handler, limits: TcpLimits, onError: (e
   return server;
 }
 
-export function listenTcp(server: Server, host: string, port: number): Promise<number> {
+/** `exclusive: false` shares the listening socket with the other cluster workers. */
+export function listenTcp(server: Server, host: string, port: number, exclusive = true): Promise<number> {
   return new Promise((resolve, reject) => {
     const fail = (err: Error) => reject(err);
     server.once('error', fail);
-    server.listen({ host, port, exclusive: true, ipv6Only: host.includes(':') }, () => {
+    server.listen({ host, port, exclusive, ipv6Only: host.includes(':') }, () => {
       server.removeListener('error', fail);
       resolve((server.address() as { port: number }).port);
     });

@@ -8,11 +8,12 @@ export type Handler = (msg: Buffer, client: Client) => Result | Promise<Result>;
 /** A larger receive buffer rides out bursts that would otherwise be dropped by the kernel. */
 const RECV_BUFFER_BYTES = 4 * 1024 * 1024;
 
-export function bindUdp(host: string, port: number): Promise<Socket> {
+/** `exclusive: false` shares the socket with the other cluster workers (the primary holds it). */
+export function bindUdp(host: string, port: number, exclusive = true): Promise<Socket> {
   const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: host.includes(':') });
   return new Promise((resolve, reject) => {
     socket.once('error', reject);
-    socket.bind({ address: host, port, exclusive: true }, () => {
+    socket.bind({ address: host, port, exclusive }, () => {
       socket.removeListener('error', reject);
       try {
         socket.setRecvBufferSize(RECV_BUFFER_BYTES);

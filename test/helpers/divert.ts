@@ -22,9 +22,16 @@ export interface TestServer extends RunningServer {
 
 export const TEST_TOKEN = 'test-token-0123456789abcdef';
 
+/** Worker processes of servers started here: DIVERT_TEST_WORKERS (the test/workers.*.test.ts
+ * files run whole suites again with several), else 1, so the server runs in this process. */
+export const TEST_WORKERS = process.env.DIVERT_TEST_WORKERS ?? '1';
+
 /** `options` are flags as the command line takes them (without dashes). */
 export async function startDivert(options: Record<string, unknown>): Promise<TestServer> {
-  const config = loadServeConfig({ listen: ['127.0.0.1:0'], admin: '127.0.0.1:0', 'admin-token': TEST_TOKEN, 'log-level': 'silent', ...options }, {});
+  const config = loadServeConfig(
+    { listen: ['127.0.0.1:0'], admin: '127.0.0.1:0', 'admin-token': TEST_TOKEN, 'log-level': 'silent', workers: TEST_WORKERS, ...options },
+    {},
+  );
   const server = await startServer(config, pino({ level: config.logLevel }));
   const port = server.listening[0].port;
   const resolver = new Resolver({ timeout: 3000, tries: 1 });

@@ -1,0 +1,199 @@
+// `divert serve --workers N` (N > 1): N worker processes share the DNS sockets through
+// node:cluster (Node 20's dgram has no working reusePort, so the primary holds each
+// socket and hands the same one to every worker; the kernel gives each datagram to
+// whichever worker reads first, and TCP connections are accepted by the workers
+// directly). The primary owns the table and the admin API; every worker hears every
+// change: the in-process table's changes are sent to each worker in order after a
+// snapshot, and with Redis each worker follows the change channel itself. A worker that
+// dies is replaced.
+
+import cluster, { type Worker } from 'node:cluster';
+import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { DivertError, type ErrorCode } from '../errors.js';
+import type { HostPort } from '../config/address.js';
+import type { ServeConfig } from '../config/options.js';
+import { sumStats, type ServingStats } from '../serving.js';
+import { MemoryTable } from '../table/memory-table.js';
+import type { AddressTable } from '../table/table.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+
+export interface Workers {
+  listening: HostPort[];
+  count: number;
+  stats(): Promise<ServingStats>;
+  /** Each worker's own figures, in worker order. */
+  statsEach(): Promise<ServingStats[]>;
+  /** The reply of every worker's query path to `query` from `address`. */
+  probe(query: Buffer, address?: string): Promise<(Buffer | null)[]>;
+  /** Resolves once every worker has applied every change acknowledged so far. */
+  settle(): Promise<void>;
+  /** Process IDs of the workers running now. */
+  pids(): number[];
+  close(): Promise<void>;
+}
+
+const REPLY_TIMEOUT_MS = 2000;
+const STOP_TIMEOUT_MS = 5000;
+
+/** A port that is free for both UDP and TCP on `host` now; the workers then all bind it. */
+async function freePortForBoth(host: string): Promise<number> {
+  for (let tries = 0; tries < 20; tries++) {
+    const udp = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: host.includes(':') });
+    const port = await new Promise<number>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind({ address: host, port: 0, exclusive: true }, () => resolve(udp.address().port));
+    }).catch((err: NodeJS.ErrnoException) => {
+      udp.close();
+      throw err;
+    });
+    const tcp = createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      tcp.once('error', () => resolve(false));
+      tcp.listen({ host, port, exclusive: true, ipv6Only: host.includes(':') }, () => resolve(true));
+    });
+    udp.close();
+    if (free) await new Promise<void>((resolve) => tcp.close(() => resolve()));
+    if (free) return port;
+  }
+  throw new DivertError('LISTEN_FAILED', `cannot find a port on ${host} free for both UDP and TCP`);
+}
+
+export async function startWorkers(config: ServeConfig, table: AddressTable, upstreams: HostPort[], log: Logger): Promise<Workers> {
+  // workers accept TCP connections themselves: no hand-off through the primary per connection
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({
+    exec: fileURLToPath(new URL('./worker.js', import.meta.url)),
+    // not the primary's own flags (a test runner's, say); NODE_OPTIONS still reaches the workers
+    execArgv: [],
+    serialization: 'advanced',
+  });
+
+  const replicated = table instanceof MemoryTable ? table : null;
+  const slots: (Worker | null)[] = new Array(config.workers).fill(null);
+  /** Workers that have had the snapshot: they get every change from then on, in order. */
+  const live = new Set<Worker>();
+  const replies = new Map<number, (message: FromWorker) => void>();
+  let nextRequest = 1;
+  let stopping = false;
+  let restarts = 0;
+
+  const post = (worker: Worker, message: ToWorker) => {
+    if (worker.isConnected()) worker.send(message, () => {}); // a worker gone meanwhile is replaced on exit
+  };
+  const stopReplicating = replicated?.onChange((event) => {
+    for (const worker of live) post(worker, { t: 'change', event });
+  });
+
+  let listen = config.listen;
+  const fork = (slot: number): Promise<HostPort[]> => {
+    const worker = cluster.fork({ DIVERT_WORKER: String(slot + 1) });
+    slots[slot] = worker;
+    return new Promise((resolve, reject) => {
+      let started = false;
+      worker.on('message', (message: FromWorker) => {
+        if (message.t === 'ready') {
+          post(worker, { t: 'start', config: { ...config, listen }, upstreams, table: replicated ? 'replica' : 'redis', workerId: slot + 1 });
+          if (replicated) {
+            post(worker, { t: 'snapshot', entries: replicated.snapshot() });
+            live.add(worker);
+          }
+        } else if (message.t === 'listening') {
+          started = true;
+          resolve(message.listening);
+        } else if (message.t === 'failed') {
+          reject(new DivertError(message.code as ErrorCode, message.message));
+        } else {
+          replies.get(message.id)?.(message);
+        }
+      });
+      worker.on('exit', (code, signal) => {
+        live.delete(worker);
+        if (slots[slot] === worker) slots[slot] = null;
+        if (!started) {
+          reject(new DivertError('WORKER_FAILED', `worker ${slot + 1} exited during start-up (${signal ?? `code ${code}`})`));
+          return;
+        }
+        if (stopping) return;
+        // a crash must not leave a share of the clients' queries unanswered: start another
+        const delay = Math.min(30_000, 500 * 2 ** Math.min(restarts++, 6));
+        log.error({ worker: slot + 1, code, signal, restartInMs: delay }, 'worker exited; starting a new one');
+        setTimeout(() => {
+          if (!stopping) fork(slot).catch((err: Error) => log.error({ worker: slot + 1, err: err.message }, 'worker failed to start'));
+        }, delay).unref();
+      });
+    });
+  };
+
+  const request = <T extends FromWorker>(worker: Worker, make: (id: number) => ToWorker): Promise<T | null> => {
+    const id = nextRequest++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(null), REPLY_TIMEOUT_MS);
+      const done = (message: T | null) => {
+        clearTimeout(timer);
+        replies.delete(id);
+        resolve(message);
+      };
+      replies.set(id, (message) => done(message as T));
+      post(worker, make(id));
+    });
+  };
+  const running = () => slots.filter((w): w is Worker => w !== null && w.isConnected());
+
+  const close = async () => {
+    stopping = true;
+    stopReplicating?.();
+    await Promise.all(
+      slots.map((worker) => {
+        if (!worker || worker.isDead()) return undefined;
+        return new Promise<void>((resolve) => {
+          const timer = setTimeout(() => worker.process.kill('SIGKILL'), STOP_TIMEOUT_MS);
+          worker.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          post(worker, { t: 'close' });
+        });
+      }),
+    );
+  };
+
+  try {
+    // the first worker binds; a requested port 0 becomes one port that every worker then shares
+    let listening: HostPort[] | undefined;
+    for (let tries = 0; !listening; tries++) {
+      listen = await Promise.all(config.listen.map(async (at) => (at.port === 0 ? { host: at.host, port: await freePortForBoth(at.host) } : at)));
+      try {
+        listening = await fork(0);
+      } catch (err) {
+        const retry = err instanceof DivertError && err.code === 'LISTEN_FAILED' && config.listen.some((at) => at.port === 0) && tries < 5;
+        if (!retry) throw err;
+      }
+    }
+    await Promise.all(slots.map((_, slot) => (slot === 0 ? undefined : fork(slot))));
+    const statsEach = async () => {
+      const got = await Promise.all(running().map((w) => request<Extract<FromWorker, { t: 'stats' }>>(w, (id) => ({ t: 'stats', id }))));
+      return got.filter((m) => m !== null).map((m) => m!.stats);
+    };
+    return {
+      listening,
+      count: config.workers,
+      statsEach,
+      stats: async () => sumStats(await statsEach()),
+      probe: async (query, address = '127.0.0.1') => {
+        const got = await Promise.all(running().map((w) => request<Extract<FromWorker, { t: 'probe' }>>(w, (id) => ({ t: 'probe', id, query, address }))));
+        return got.map((m) => (m?.reply ? Buffer.from(m.reply) : null));
+      },
+      settle: async () => {
+        await Promise.all(running().map((w) => request(w, (id) => ({ t: 'sync', id }))));
+      },
+      pids: () => running().map((w) => w.process.pid!),
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,29 @@
+// Messages between the primary of `divert serve --workers N` and its workers, over the
+// cluster's IPC channel (structured clone: Buffers arrive as Uint8Arrays).
+
+import type { HostPort } from '../config/address.js';
+import type { ServeConfig } from '../config/options.js';
+import type { ServingStats } from '../serving.js';
+import type { ChangeEvent, Entry } from '../table/table.js';
+
+export type ToWorker =
+  /** Start serving: the table is the primary's replica (`memory`) or the Redis of config.redis. */
+  | { t: 'start'; config: ServeConfig; upstreams: HostPort[]; table: 'replica' | 'redis'; workerId: number }
+  /** The primary's whole in-process table, before any change. */
+  | { t: 'snapshot'; entries: Entry[] }
+  | { t: 'change'; event: ChangeEvent }
+  | { t: 'stats'; id: number }
+  /** Run one query through the worker's query path, as if it came from `address` over UDP. */
+  | { t: 'probe'; id: number; query: Uint8Array; address: string }
+  /** Answer once every change acknowledged before this message is applied. */
+  | { t: 'sync'; id: number }
+  | { t: 'close' };
+
+export type FromWorker =
+  /** Listening for the primary's messages: anything sent before this would be lost. */
+  | { t: 'ready' }
+  | { t: 'listening'; listening: HostPort[] }
+  | { t: 'failed'; code: string; message: string }
+  | { t: 'stats'; id: number; stats: ServingStats }
+  | { t: 'probe'; id: number; reply: Uint8Array | null }
+  | { t: 'synced'; id: number };

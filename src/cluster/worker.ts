@@ -1,0 +1,97 @@
+// A worker of `divert serve --workers N`: the query path over sockets it shares with the
+// other workers, and a table view of its own that hears every change: the primary's
+// table replicated over IPC, or its own connection to the shared Redis. Started by
+// src/cluster/primary.ts through node:cluster; it exits when the primary goes away.
+
+import { pino, type Logger } from 'pino';
+import { DivertError } from '../errors.js';
+import { startServing, type Serving } from '../serving.js';
+import { RedisTable } from '../table/redis-table.js';
+import { ReplicaTable } from '../table/replica-table.js';
+import type { TableView } from '../table/table.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+
+function send(message: FromWorker): void {
+  process.send?.(message);
+}
+
+let log: Logger = pino({ base: { component: 'worker' } });
+/** Created at once, so a snapshot and changes that arrive while the sockets bind are kept. */
+const replica = new ReplicaTable((err) => log.error({ err: err.message }, 'change listener failed'));
+let serving: Serving | undefined;
+let redis: RedisTable | undefined;
+let closing = false;
+
+async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> {
+  const { config, upstreams } = message;
+  log = pino({ level: config.logLevel, base: { component: 'worker', worker: message.workerId } });
+  let view: TableView = replica;
+  if (message.table === 'redis') {
+    redis = await RedisTable.connect({
+      url: config.redis!,
+      prefix: config.redisPrefix,
+      onError: (err) => log.warn({ err: err.message }, 'redis table'),
+    });
+    view = redis;
+  }
+  serving = await startServing(config, view, upstreams, log, { exclusive: false });
+  send({ t: 'listening', listening: serving.listening });
+}
+
+async function close(code: number): Promise<never> {
+  if (!closing) {
+    closing = true;
+    await serving?.close().catch(() => {});
+    await redis?.close().catch(() => {});
+  }
+  process.exit(code);
+}
+
+async function probe(query: Uint8Array, address: string): Promise<Uint8Array | null> {
+  if (!serving) return null;
+  const msg = Buffer.from(query.buffer, query.byteOffset, query.byteLength);
+  const result = await serving.pipeline.handle(msg, { transport: 'udp', address });
+  return result.reply;
+}
+
+process.on('message', (message: ToWorker) => {
+  switch (message.t) {
+    case 'start':
+      start(message).catch((err: unknown) => {
+        const failure = err instanceof DivertError ? { code: err.code, message: err.message } : { code: 'WORKER_FAILED', message: (err as Error).message };
+        send({ t: 'failed', ...failure });
+        void close(1);
+      });
+      break;
+    case 'snapshot':
+      replica.load(message.entries);
+      break;
+    case 'change':
+      replica.apply(message.event);
+      break;
+    case 'stats':
+      if (serving) send({ t: 'stats', id: message.id, stats: serving.stats() });
+      break;
+    case 'probe':
+      void probe(message.query, message.address).then((reply) => send({ t: 'probe', id: message.id, reply }));
+      break;
+    case 'sync':
+      // the replica's changes came before this message on the same channel; a Redis
+      // table's come on its own subscription, which it drains first
+      void Promise.resolve((redis as { barrier?: () => Promise<void> } | undefined)?.barrier?.())
+        .catch(() => {})
+        .then(() => send({ t: 'synced', id: message.id }));
+      break;
+    case 'close':
+      void close(0);
+      break;
+  }
+});
+
+// The primary coordinates shutdown: a Ctrl-C reaches the whole process group, and the
+// workers wait for the primary's word. Without a primary there is nothing to serve for.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => void close(0));
+process.on('disconnect', () => void close(0));
+// messages sent before this module had its listener would be lost: say when to begin
+send({ t: 'ready' });

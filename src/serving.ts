@@ -1,0 +1,190 @@
+// The DNS-serving half of `divert serve`: answer cache, upstreams, query path and the
+// UDP/TCP listeners, over a view of the address table. It runs in the one process of
+// `--workers 1`, or in every worker process (src/cluster/), where the table view is a
+// replica fed by the primary or a Redis connection of the worker's own.
+
+import type { Socket as UdpSocket } from 'node:dgram';
+import type { Server, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { DivertError } from './errors.js';
+import { formatHostPort, type HostPort } from './config/address.js';
+import type { ServeConfig } from './config/options.js';
+import { AccessList } from './pipeline/access.js';
+import { QueryPipeline, type OutcomeCounts } from './pipeline/pipeline.js';
+import { AnswerCache } from './table/answer-cache.js';
+import type { TableView } from './table/table.js';
+import { createTcpServer, listenTcp, DEFAULT_TCP_LIMITS } from './transport/tcp-listener.js';
+import { bindUdp, serveUdp, type Handler } from './transport/udp-listener.js';
+import { Forwarder } from './upstream/forwarder.js';
+import { UpstreamPool } from './upstream/upstream-pool.js';
+
+export interface UpstreamState {
+  upstream: string;
+  up: boolean;
+  lastRttMs: number;
+}
+
+/** What /metrics and /healthz read; with several workers, the sum over all of them. */
+export interface ServingStats {
+  counts: OutcomeCounts;
+  /** Upstream replies dropped: wrong source, ID or question. */
+  rejectedReplies: number;
+  /** Forwarded queries no upstream answered in time. */
+  timeouts: number;
+  cacheHits: number;
+  cacheMisses: number;
+  cachedNames: number;
+  /** Table changes this process has applied (each worker sees every change). */
+  changes: number;
+  upstreams: UpstreamState[];
+}
+
+export interface Serving {
+  /** The addresses actually bound (a requested port 0 replaced by the one given). */
+  listening: HostPort[];
+  pipeline: QueryPipeline;
+  stats(): ServingStats;
+  close(): Promise<void>;
+}
+
+export interface ServingOptions {
+  /** false in a cluster worker: the socket is shared with the other workers. */
+  exclusive: boolean;
+}
+
+export function bindError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
+  const where = formatHostPort(at);
+  const reason =
+    err.code === 'EADDRINUSE' ? `${where} is already in use (another DNS server?); stop it or choose another --listen`
+    : err.code === 'EACCES' ? `no permission to listen on ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE (e.g. setcap cap_net_bind_service=+ep "$(command -v node)"), or use --listen with a port from 1024 up`
+    : err.code === 'EADDRNOTAVAIL' ? `cannot listen on ${where}: ${at.host} is not an address of this machine`
+    : `cannot listen on ${where}: ${err.message}`;
+  return new DivertError('LISTEN_FAILED', reason, { cause: err });
+}
+
+/** While the store is down every query would fail the same way: one log line per 10 s, with a count. */
+function everyTenSeconds(log: (err: unknown, name: string, suppressed: number) => void) {
+  let last = 0;
+  let suppressed = 0;
+  return (err: unknown, name: string) => {
+    const now = Date.now();
+    if (now - last < 10_000) {
+      suppressed++;
+      return;
+    }
+    log(err, name, suppressed);
+    last = now;
+    suppressed = 0;
+  };
+}
+
+interface Listener {
+  udp: UdpSocket;
+  tcp: Server;
+  address: HostPort;
+}
+
+/** UDP and TCP on one port; with port 0, retries until a port is free for both. */
+async function listenBoth(at: HostPort, handler: Handler, config: ServeConfig, log: Logger, sockets: Set<Socket>, options: ServingOptions): Promise<Listener> {
+  const onError = (err: Error) => log.warn({ err: err.message }, 'listener');
+  for (let tries = 0; ; tries++) {
+    let udp: UdpSocket;
+    try {
+      udp = await bindUdp(at.host, at.port, options.exclusive);
+    } catch (err) {
+      throw bindError(err as NodeJS.ErrnoException, at);
+    }
+    const port = udp.address().port;
+    const tcp = createTcpServer(handler, { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections }, onError);
+    tcp.on('connection', (socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    });
+    try {
+      await listenTcp(tcp, at.host, port, options.exclusive);
+    } catch (err) {
+      udp.close();
+      if (at.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
+      throw bindError(err as NodeJS.ErrnoException, { host: at.host, port });
+    }
+    serveUdp(udp, handler, onError);
+    return { udp, tcp, address: { host: at.host, port } };
+  }
+}
+
+export async function startServing(config: ServeConfig, view: TableView, upstreams: HostPort[], log: Logger, options: ServingOptions): Promise<Serving> {
+  const access = new AccessList(config.allow);
+  const answers = new AnswerCache(view, {
+    maxNames: config.cacheNames,
+    onLookupError: everyTenSeconds((err, name, suppressed) =>
+      log.warn({ err: (err as Error).message, name, suppressed }, 'table lookup failed; forwarding names not seen before'),
+    ),
+  });
+  let changes = 0;
+  const stopCounting = view.onChange(() => changes++);
+  const pool = new UpstreamPool(upstreams);
+  const forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });
+  const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'));
+  const handler: Handler = (msg, client) => pipeline.handle(msg, client);
+
+  const listeners: Listener[] = [];
+  const sockets = new Set<Socket>();
+  const close = async () => {
+    // stop accepting first, then drop open connections: tcp.close() waits for them
+    const closed = listeners.map((l) => {
+      l.udp.close();
+      return new Promise<void>((resolve) => l.tcp.close(() => resolve()));
+    });
+    for (const socket of sockets) socket.destroy();
+    await Promise.all(closed);
+    (forwarder as { close?: () => void }).close?.();
+    stopCounting();
+    answers.close();
+  };
+  try {
+    for (const at of config.listen) listeners.push(await listenBoth(at, handler, config, log, sockets, options));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+
+  const stats = (): ServingStats => ({
+    counts: { ...pipeline.counts },
+    rejectedReplies: forwarder.stats.rejectedReplies,
+    timeouts: forwarder.stats.timeouts,
+    cacheHits: answers.hits,
+    cacheMisses: answers.misses,
+    cachedNames: answers.size,
+    changes,
+    upstreams: pool.upstreams.map((u) => ({ upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs })),
+  });
+  return { listening: listeners.map((l) => l.address), pipeline, stats, close };
+}
+
+/** The figures of several workers as one: counts add up; an upstream is up while any worker has it in service. */
+export function sumStats(all: ServingStats[]): ServingStats {
+  const total: ServingStats = {
+    counts: { intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0 },
+    rejectedReplies: 0, timeouts: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
+  };
+  const upstreams = new Map<string, UpstreamState>();
+  for (const s of all) {
+    for (const key of Object.keys(total.counts) as (keyof OutcomeCounts)[]) total.counts[key] += s.counts[key];
+    total.rejectedReplies += s.rejectedReplies;
+    total.timeouts += s.timeouts;
+    total.cacheHits += s.cacheHits;
+    total.cacheMisses += s.cacheMisses;
+    total.cachedNames += s.cachedNames;
+    total.changes += s.changes;
+    for (const u of s.upstreams) {
+      const seen = upstreams.get(u.upstream);
+      if (!seen) upstreams.set(u.upstream, { ...u });
+      else {
+        seen.up ||= u.up;
+        seen.lastRttMs = Math.max(seen.lastRttMs, u.lastRttMs);
+      }
+    }
+  }
+  total.upstreams = [...upstreams.values()];
+  return total;
+}

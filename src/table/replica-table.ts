@@ -1,0 +1,42 @@
+// A worker's copy of the primary's in-process table: a snapshot when the worker starts,
+// then every change, in order, over the cluster's IPC channel. Read-only: writes go
+// through the primary (admin API), which owns the table.
+
+import { ChangeListeners, ResyncListeners } from './change-listeners.js';
+import { lookupIn, type ChangeEvent, type ChangeListener, type Entry, type TableView } from './table.js';
+import { freezeEntry } from './table-ops.js';
+
+export class ReplicaTable implements TableView {
+  private readonly entries = new Map<string, Entry>();
+  private readonly listeners: ChangeListeners;
+  private readonly resyncListeners = new ResyncListeners();
+
+  constructor(onError?: (err: Error) => void) {
+    this.listeners = new ChangeListeners(onError);
+  }
+
+  /** Replaces everything: what was derived from the old contents must be read again. */
+  load(entries: readonly Entry[]): void {
+    this.entries.clear();
+    for (const entry of entries) this.entries.set(entry.name, freezeEntry(entry));
+    this.resyncListeners.emit();
+  }
+
+  apply(event: ChangeEvent): void {
+    if (event.entry) this.entries.set(event.name, freezeEntry(event.entry));
+    else this.entries.delete(event.name);
+    this.listeners.emit(event.entry ? { ...event, entry: this.entries.get(event.name)! } : event);
+  }
+
+  lookup(candidates: readonly string[]): Entry | null {
+    return lookupIn(this.entries, candidates);
+  }
+
+  onChange(listener: ChangeListener): () => void {
+    return this.listeners.add(listener);
+  }
+
+  onResync(listener: () => void): () => void {
+    return this.resyncListeners.add(listener);
+  }
+}

@@ -1,0 +1,3 @@
+// The forward suite again, with two worker processes behind the port instead of one process.
+process.env.DIVERT_TEST_WORKERS = '2';
+await import('./forward.test.js');

@@ -1,0 +1,135 @@
+// Several worker processes behave as one server: every worker gives the same answers and
+// applies every change of the table, with either backend; a worker that dies is replaced
+// and the port keeps answering. (The suites of intercept, forward, robustness and the
+// admin API run again with two workers through the test/workers.*.test.ts files.)
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decode, query, startDivert, udpAsk, type TestServer } from './helpers/divert.js';
+import { BACKENDS } from './helpers/backends.js';
+import { RCODE, replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
+
+const WORKERS = 2;
+const CHANGES = 100;
+
+const json = (body: unknown, method = 'PUT'): RequestInit => ({ method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const addressesOf = (reply: Buffer | null) => decode(reply).answers!.map((a) => (a as { data: string }).data).sort();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls until `check` holds, for at most `ms`. */
+async function eventually(check: () => Promise<boolean>, ms = 5000): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await check()) return true;
+    await sleep(20);
+  }
+  return check();
+}
+
+for (const [backend, makeBackend] of BACKENDS) {
+  describe(`${WORKERS} workers (${backend} table)`, () => {
+    let upstream: TestUpstream;
+    let divert: TestServer;
+    let cleanup: () => Promise<void>;
+
+    before(async () => {
+      upstream = await startUpstream((q) => replyTo(q, {}, RCODE.NXDOMAIN));
+      const dir = mkdtempSync(join(tmpdir(), 'divert-zone-'));
+      writeFileSync(join(dir, 'w.zone'), '$ORIGIN w.test.\n$TTL 60\nseeded IN A 192.0.2.1\n*.wild IN A 192.0.2.4\n');
+      const b = await makeBackend('workers');
+      cleanup = b.cleanup;
+      divert = await startDivert({ ...b.options, upstream: [`127.0.0.1:${upstream.port}`], zones: [dir], workers: String(WORKERS) });
+    });
+    after(async () => {
+      await divert.close();
+      await upstream.close();
+      await cleanup();
+    });
+
+    test('runs the number of worker processes asked for, none of them this process', () => {
+      const pids = divert.pids();
+      assert.equal(pids.length, WORKERS);
+      assert.equal(new Set(pids).size, WORKERS);
+      assert.ok(!pids.includes(process.pid));
+    });
+
+    test('every worker gives the same answer as the socket, for a seeded name and a wildcard', async () => {
+      for (const name of ['seeded.w.test', 'any.wild.w.test']) {
+        const overSocket = await udpAsk(divert.port, query(name));
+        const probes = await divert.probe(query(name));
+        assert.equal(probes.length, WORKERS);
+        for (const reply of probes) assert.deepEqual(addressesOf(reply), addressesOf(overSocket), name);
+      }
+    });
+
+    test('queries from many clients at once are all answered, and the workers share them', async () => {
+      const before = await divert.statsEach();
+      const asked = 400;
+      const replies = await Promise.all(Array.from({ length: asked }, () => udpAsk(divert.port, query('seeded.w.test'))));
+      for (const reply of replies) assert.deepEqual(addressesOf(reply), ['192.0.2.1']);
+      const afterStats = await divert.statsEach();
+      const served = afterStats.map((s, i) => s.counts.intercepted - before[i].counts.intercepted);
+      assert.equal(served.reduce((x, y) => x + y, 0), asked, `answered per worker: ${served.join(', ')}`);
+      assert.ok(served.every((n) => n > 0), `every worker answered some (${served.join(', ')})`);
+    });
+
+    test(`each of ${CHANGES} changes in a row reaches every worker, and the last one is what all of them answer`, async () => {
+      const before = await divert.statsEach();
+      for (let i = 1; i <= CHANGES; i++) {
+        const put = await divert.api('/v1/names/moving.w.test', json({ a: [`198.51.100.${i}`], ttl: 30 }));
+        assert.equal(put.status, 200);
+      }
+      const final = ['198.51.100.' + CHANGES];
+      const converged = await eventually(async () => {
+        const probes = await divert.probe(query('moving.w.test'));
+        return probes.length === WORKERS && probes.every((r) => r !== null && addressesOf(r).join() === final.join());
+      });
+      assert.ok(converged, 'every worker answers the last change');
+      assert.deepEqual(addressesOf(await udpAsk(divert.port, query('moving.w.test'))), final);
+      const seen = await eventually(async () => {
+        const now = await divert.statsEach();
+        return now.every((s, i) => s.changes - before[i].changes === CHANGES);
+      });
+      const now = await divert.statsEach();
+      assert.ok(seen, `changes applied per worker: ${now.map((s, i) => s.changes - before[i].changes).join(', ')} (expected ${CHANGES} each)`);
+    });
+
+    test('a deleted name is forwarded by every worker', async () => {
+      await divert.api('/v1/names/gone.w.test', json({ a: ['192.0.2.77'] }));
+      const del = await divert.api('/v1/names/gone.w.test', { method: 'DELETE' });
+      assert.equal(del.status, 204);
+      const forwarded = await eventually(async () => (await divert.probe(query('gone.w.test'))).every((r) => decode(r).rcode === 'NXDOMAIN'));
+      assert.ok(forwarded, 'every worker forwards the deleted name (the upstream says NXDOMAIN)');
+    });
+
+    test('metrics add up the workers\' figures', async () => {
+      const total = await divert.stats();
+      const each = await divert.statsEach();
+      assert.equal(total.counts.intercepted, each.reduce((n, s) => n + s.counts.intercepted, 0));
+      const text = await (await divert.api('/metrics')).text();
+      const line = text.split('\n').find((l) => l.startsWith('divert_queries_total{outcome="intercepted"}'));
+      assert.ok(line, 'divert_queries_total for intercepted answers is exported');
+      assert.ok(Number(line.split(' ')[1]) >= total.counts.intercepted);
+    });
+
+    test('a worker killed is replaced, the port keeps answering, and the new worker has the table', async () => {
+      const [victim] = divert.pids();
+      process.kill(victim, 'SIGKILL');
+      const replaced = await eventually(async () => {
+        const pids = divert.pids();
+        return pids.length === WORKERS && !pids.includes(victim);
+      }, 10_000);
+      assert.ok(replaced, 'a new worker took the dead one\'s place');
+      // queries in the meantime and afterwards are answered by whichever worker is alive
+      for (let i = 0; i < 20; i++) assert.deepEqual(addressesOf(await udpAsk(divert.port, query('moving.w.test'))), ['198.51.100.' + CHANGES]);
+      const ready = await eventually(async () => {
+        const probes = await divert.probe(query('moving.w.test'));
+        return probes.length === WORKERS && probes.every((r) => r !== null && addressesOf(r).join() === '198.51.100.' + CHANGES);
+      }, 10_000);
+      assert.ok(ready, 'the new worker answers from the current table');
+    });
+  });
+}
