@@ -150,7 +150,7 @@ for (const [backend, makeBackend] of BACKENDS) describe(`forwarding (${backend} 
     assert.ok(ports.size >= 18, `source ports drawn at random (${ports.size} distinct of 20)`);
   });
 
-  test('a reply from another port, with a wrong ID or for another question is not delivered', async () => {
+  test('a reply from another port, with a wrong ID or for another question is not delivered; the last two are counted', async () => {
     const rejectedBefore = (await divert.stats()).rejectedReplies;
     const saved = upstream.respond;
     upstream.respond = async (q) => {
@@ -169,7 +169,8 @@ for (const [backend, makeBackend] of BACKENDS) describe(`forwarding (${backend} 
     try {
       const got = decode(await udpAsk(divert.port, query('victim.fwd.test')));
       assert.deepEqual(got.answers!.map((a) => (a as { data: string }).data), ['203.0.113.99']);
-      assert.equal((await divert.stats()).rejectedReplies - rejectedBefore, 3, 'three forged replies counted');
+      // the one from another port never reaches divert: the upstream socket is connected, so the kernel drops it
+      assert.equal((await divert.stats()).rejectedReplies - rejectedBefore, 2, 'the wrong-ID and wrong-question replies counted');
     } finally {
       upstream.respond = saved;
     }

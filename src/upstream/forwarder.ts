@@ -1,13 +1,14 @@
 // Forwards a query upstream unchanged but for its ID, and hands back the upstream's reply
 // unchanged but for its ID. Attempts are hedged: when one does not answer within the
-// attempt timeout the next upstream in line is asked too (or the same one again, from a
-// new port, when there is only one), and the first valid reply wins, until the query's
-// overall deadline, after which the client gets SERVFAIL.
+// attempt timeout the next upstream in line is asked too (or the same one again, from
+// another socket of its pool and with another ID, when there is only one), and the first
+// valid reply wins, until the query's overall deadline, after which the client gets
+// SERVFAIL. Each upstream has its own pool of UDP sockets and of TCP connections, opened
+// on first use; each attempt copies the query once, with an ID of its socket's choosing.
 
 import { setMessageId, messageId } from '../wire/message.js';
-import { randomId } from './random-id.js';
-import { tcpExchange } from './tcp-exchange.js';
-import { udpExchange, type Exchange } from './udp-exchange.js';
+import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpPoolOptions } from './tcp-exchange.js';
+import { DEFAULT_UDP_POOL_OPTIONS, failedExchange, UdpUpstreamSockets, type Exchange, type UdpPoolOptions } from './udp-exchange.js';
 import { UpstreamPool, type Upstream } from './upstream-pool.js';
 
 export type Transport = 'udp' | 'tcp';
@@ -15,10 +16,14 @@ export type Transport = 'udp' | 'tcp';
 export interface ForwarderOptions {
   attemptTimeoutMs: number;
   queryTimeoutMs: number;
+  udp?: Partial<UdpPoolOptions>;
+  tcp?: Partial<TcpPoolOptions>;
 }
 
 export interface ForwarderStats {
-  /** Replies dropped because source, ID or question did not match what was sent. */
+  /** Replies dropped because their ID or question matched no query in flight on their
+   * socket or connection. (UDP from anywhere but the upstream's address and port never
+   * reaches divert: the kernel drops it, the sockets being connected.) */
   rejectedReplies: number;
   timeouts: number;
 }
@@ -29,17 +34,23 @@ export class Forwarder {
     this.stats.rejectedReplies++;
   };
 
+  private readonly udp = new Map<Upstream, UdpUpstreamSockets>();
+  private readonly tcp = new Map<Upstream, TcpUpstreamConnections>();
+  private readonly udpOptions: UdpPoolOptions;
+  private readonly tcpOptions: TcpPoolOptions;
+  private closed = false;
+
   constructor(
     readonly pool: UpstreamPool,
     private readonly options: ForwarderOptions,
-  ) {}
+  ) {
+    this.udpOptions = { ...DEFAULT_UDP_POOL_OPTIONS, ...options.udp };
+    this.tcpOptions = { ...DEFAULT_TCP_POOL_OPTIONS, ...options.tcp };
+  }
 
   /** The upstream's reply with the client's ID put back, or null when none answered in time. */
   forward(query: Buffer, questionEnd: number, transport: Transport): Promise<Buffer | null> {
     const clientId = messageId(query);
-    const sent = Buffer.from(query);
-    setMessageId(sent, randomId());
-    const exchange = transport === 'tcp' ? tcpExchange : udpExchange;
     const order = this.pool.order();
     const started = Date.now();
 
@@ -82,7 +93,7 @@ export class Forwarder {
         const upstream = order[attempts % order.length];
         attempts++;
         const sentAt = Date.now();
-        const e = exchange(sent, questionEnd, upstream, this.onRejected);
+        const e = this.exchange(query, questionEnd, upstream, transport);
         live.set(e, upstream);
         void e.reply.then((reply) => {
           if (finished) return;
@@ -111,5 +122,34 @@ export class Forwarder {
 
       attempt();
     });
+  }
+
+  /** The sockets of `upstream` for `transport` (for tests and debugging); undefined until first used. */
+  sockets(upstream: Upstream, transport: 'udp'): UdpUpstreamSockets | undefined;
+  sockets(upstream: Upstream, transport: 'tcp'): TcpUpstreamConnections | undefined;
+  sockets(upstream: Upstream, transport: Transport): UdpUpstreamSockets | TcpUpstreamConnections | undefined {
+    return transport === 'tcp' ? this.tcp.get(upstream) : this.udp.get(upstream);
+  }
+
+  /** Closes every upstream socket and connection. Queries in flight get null (SERVFAIL);
+   * queries after this fail at once. */
+  close(): void {
+    this.closed = true;
+    for (const sockets of this.udp.values()) sockets.close();
+    for (const connections of this.tcp.values()) connections.close();
+    this.udp.clear();
+    this.tcp.clear();
+  }
+
+  private exchange(query: Buffer, questionEnd: number, upstream: Upstream, transport: Transport): Exchange {
+    if (this.closed) return failedExchange();
+    if (transport === 'tcp') {
+      let connections = this.tcp.get(upstream);
+      if (!connections) this.tcp.set(upstream, (connections = new TcpUpstreamConnections(upstream, this.tcpOptions, this.onRejected)));
+      return connections.exchange(query, questionEnd);
+    }
+    let sockets = this.udp.get(upstream);
+    if (!sockets) this.udp.set(upstream, (sockets = new UdpUpstreamSockets(upstream, this.udpOptions, this.onRejected)));
+    return sockets.exchange(query, questionEnd);
   }
 }

@@ -13,3 +13,13 @@ export function randomId(): number {
   }
   return ids[next++];
 }
+
+/** A uniform integer in [0, n) for 1 <= n <= 65536, from the same CSPRNG buffer
+ * (rejection sampling, so no value is more likely than another). */
+export function randomBelow(n: number): number {
+  const limit = 65536 - (65536 % n);
+  for (;;) {
+    const r = randomId();
+    if (r < limit) return r % n;
+  }
+}

@@ -1,0 +1,408 @@
+// Forwarding over reused upstream sockets, with real sockets on loopback: a pool of
+// connected UDP sockets that rotate (RFC 5452), and pipelined TCP connections (RFC 7766).
+// What a user would check: every query gets its own answer however many are in flight,
+// the upstream sees varied ports and IDs, forged replies are dropped and counted,
+// sockets are replaced, and TCP upstreams that reorder, reset or close still answer.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { createServer, type Server, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import dnsPacket from 'dns-packet';
+import { lengthPrefix, TcpFramer } from '../src/transport/tcp-framer.js';
+import { Forwarder, type ForwarderOptions } from '../src/upstream/forwarder.js';
+import { UpstreamPool } from '../src/upstream/upstream-pool.js';
+import { readQuery } from '../src/wire/message.js';
+import { decode, query, startDivert, tcpSession, udpAsk, type TestServer } from './helpers/divert.js';
+import { FLAG, ipv4, rawReply, rr } from './helpers/raw.js';
+import { startUpstream, type TestUpstream, type UpstreamQuery } from './helpers/upstream.js';
+
+const A = 1, IN = 1;
+const response = FLAG.QR | FLAG.RD | FLAG.RA;
+
+/** The address the test upstreams give `n<i>.<anything>`: 10.0.hi(i).lo(i). */
+function addressFor(i: number): string {
+  return `10.0.${(i >> 8) & 255}.${i & 255}`;
+}
+
+function indexOf(name: string): number {
+  return Number(/^n(\d+)\./.exec(name)![1]);
+}
+
+function answer(raw: Buffer): Buffer {
+  const name = dnsPacket.decode(raw).questions![0].name;
+  return rawReply(raw, { flags: response, answers: [rr(name, A, IN, 60, ipv4(addressFor(indexOf(name))))] });
+}
+
+function addressesIn(reply: Buffer | null): string[] {
+  return (decode(reply).answers ?? []).map((a) => (a as { data: string }).data);
+}
+
+/** A forwarder of our own, for settings the command line does not offer. */
+function forwarderTo(port: number, options: Partial<ForwarderOptions> = {}): Forwarder {
+  return new Forwarder(new UpstreamPool([{ host: '127.0.0.1', port }]), { attemptTimeoutMs: 500, queryTimeoutMs: 1500, ...options });
+}
+
+async function forward(forwarder: Forwarder, msg: Buffer, transport: 'udp' | 'tcp' = 'udp'): Promise<Buffer | null> {
+  const q = readQuery(msg);
+  assert.ok(typeof q !== 'string');
+  return forwarder.forward(msg, q.questionEnd, transport);
+}
+
+/** Whether a UDP port on 127.0.0.1 is free, i.e. no socket of ours holds it any more. */
+async function portIsFree(port: number): Promise<boolean> {
+  const probe = createSocket('udp4');
+  return new Promise((resolve) => {
+    probe.once('error', () => resolve(false));
+    probe.bind(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+}
+
+/** Polls `check` every 20 ms until it holds or `timeoutMs` passes. */
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await sleep(20);
+  }
+  return check();
+}
+
+describe('UDP: a pool of connected upstream sockets', () => {
+  let upstream: TestUpstream;
+  let divert: TestServer;
+  const respond = async (q: UpstreamQuery) => {
+    await sleep(Math.floor(Math.random() * 20)); // replies come back in another order
+    return answer(q.raw);
+  };
+
+  before(async () => {
+    upstream = await startUpstream(respond);
+    divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '2000', 'query-timeout-ms': '4000' });
+  });
+  after(async () => {
+    await divert.close();
+    await upstream.close();
+  });
+
+  test('500 queries in flight at once each get their own answer', async () => {
+    const asked = Array.from({ length: 500 }, (_, i) => query(`n${i}.many.test`));
+    const replies = await Promise.all(asked.map((msg) => udpAsk(divert.port, msg, 5000)));
+    replies.forEach((reply, i) => {
+      assert.ok(reply, `a reply to query ${i}`);
+      assert.equal(reply.readUInt16BE(0), asked[i].readUInt16BE(0), 'the client\'s own ID');
+      assert.deepEqual(addressesIn(reply), [addressFor(i)], `the answer to n${i}`);
+    });
+  });
+
+  test('over 200 queries the upstream sees many source ports and none of the client\'s IDs', async () => {
+    const from = upstream.queries.length;
+    const asked = Array.from({ length: 200 }, (_, i) => query(`n${i}.ports.test`));
+    for (let i = 0; i < asked.length; i += 20) {
+      await Promise.all(asked.slice(i, i + 20).map((msg) => udpAsk(divert.port, msg)));
+    }
+    const seen = upstream.queries.slice(from);
+    assert.equal(seen.length, 200);
+    const ports = new Set(seen.map((q) => q.from.port));
+    assert.ok(ports.size >= 50, `${ports.size} distinct source ports over 200 queries`);
+    const clientIds = new Map(asked.map((msg) => [dnsPacket.decode(msg).questions![0].name, msg.readUInt16BE(0)]));
+    const sameId = seen.filter((q) => q.packet.id === clientIds.get(q.packet.questions![0].name)).length;
+    assert.ok(sameId <= 2, `${sameId} of 200 went up with the client's ID`);
+    assert.ok(new Set(seen.map((q) => q.packet.id)).size >= 190, 'IDs drawn at random');
+  });
+
+  test('forged replies on the socket\'s port are dropped and counted; the real answer arrives', async () => {
+    const rejectedBefore = (await divert.stats()).rejectedReplies;
+    upstream.respond = async (q) => {
+      const forged = (id: number, name: string) => {
+        const bytes = rawReply(query(name), { flags: response, answers: [rr(name, A, IN, 60, ipv4('6.6.6.6'))] });
+        bytes.writeUInt16BE(id, 0);
+        return bytes;
+      };
+      upstream.sendFromUpstreamPort(forged((q.packet.id! + 1) & 0xffff, 'n7.victim.test'), q.from); // wrong ID
+      upstream.sendFromUpstreamPort(forged(q.packet.id!, 'n8.victim.test'), q.from); // wrong question
+      // right ID and question from another port: the connected socket never sees it
+      await upstream.sendFromOtherPort(forged(q.packet.id!, 'n7.victim.test'), q.from);
+      await sleep(50);
+      return answer(q.raw);
+    };
+    try {
+      const reply = await udpAsk(divert.port, query('n7.victim.test'));
+      assert.deepEqual(addressesIn(reply), [addressFor(7)]);
+      assert.equal((await divert.stats()).rejectedReplies - rejectedBefore, 2, 'the wrong ID and the wrong question');
+    } finally {
+      upstream.respond = respond;
+    }
+  });
+});
+
+describe('UDP: rotation, failure and close', () => {
+  test('a socket is retired after N queries and closed; new ports replace it', async () => {
+    const upstream = await startUpstream((q) => answer(q.raw));
+    const forwarder = forwarderTo(upstream.port, { udp: { sockets: 4, queriesPerSocket: 10 } });
+    try {
+      for (let i = 0; i < 200; i++) assert.deepEqual(addressesIn(await forward(forwarder, query(`n${i}.rotate.test`))), [addressFor(i)]);
+      const perPort = new Map<number, number>();
+      for (const q of upstream.queries) perPort.set(q.from.port, (perPort.get(q.from.port) ?? 0) + 1);
+      assert.ok(perPort.size >= 20, `${perPort.size} ports for 200 queries at 10 per socket`);
+      assert.ok([...perPort.values()].every((n) => n <= 10), 'no socket carried more than 10');
+      const sockets = forwarder.sockets(forwarder.pool.upstreams[0], 'udp')!;
+      assert.ok(sockets.openSockets <= 4, `${sockets.openSockets} sockets open (4 slots)`);
+      assert.equal(sockets.counts.opened - sockets.counts.closed, sockets.openSockets);
+      const lastPorts = new Set(upstream.queries.slice(-40).map((q) => q.from.port));
+      const retired = [...perPort.keys()].filter((p) => !lastPorts.has(p));
+      const free = await Promise.all(retired.map(portIsFree));
+      assert.ok(free.every(Boolean), 'every retired port was released');
+    } finally {
+      forwarder.close();
+      await upstream.close();
+    }
+  });
+
+  test('a socket is retired after its lifetime even when idle, and the pool then holds nothing open', async () => {
+    const upstream = await startUpstream((q) => answer(q.raw));
+    const forwarder = forwarderTo(upstream.port, { udp: { sockets: 2, socketLifetimeMs: 200 } });
+    try {
+      for (let i = 0; i < 10; i++) await forward(forwarder, query(`n${i}.age.test`));
+      const first = new Set(upstream.queries.map((q) => q.from.port));
+      const sockets = forwarder.sockets(forwarder.pool.upstreams[0], 'udp')!;
+      assert.ok(await eventually(() => sockets.openSockets === 0), 'idle sockets closed after their lifetime');
+      for (let i = 0; i < 10; i++) await forward(forwarder, query(`n${i}.age.test`));
+      const later = upstream.queries.slice(10).map((q) => q.from.port);
+      assert.ok(later.every((p) => !first.has(p)), 'new sockets on new ports');
+    } finally {
+      forwarder.close();
+      await upstream.close();
+    }
+  });
+
+  test('an upstream port that is closed fails the query at once (ICMP), not at the timeout', async () => {
+    const closed = await startUpstream(() => null);
+    await closed.close();
+    const forwarder = forwarderTo(closed.port, { attemptTimeoutMs: 2000, queryTimeoutMs: 3000 });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const started = Date.now();
+        assert.equal(await forward(forwarder, query(`n${i}.refused.test`)), null);
+        assert.ok(Date.now() - started < 1000, `failed after ${Date.now() - started} ms`);
+      }
+      const sockets = forwarder.sockets(forwarder.pool.upstreams[0], 'udp')!;
+      assert.ok(await eventually(() => sockets.openSockets === 0), 'the failed sockets were closed');
+    } finally {
+      forwarder.close();
+    }
+  });
+
+  test('a query given up on leaves nothing in flight, and its late reply is not counted as forged', async () => {
+    const upstream = await startUpstream(async (q) => {
+      await sleep(300);
+      return answer(q.raw);
+    });
+    const forwarder = forwarderTo(upstream.port, { attemptTimeoutMs: 100, queryTimeoutMs: 150 });
+    try {
+      assert.equal(await forward(forwarder, query('n1.late.test')), null, 'timed out');
+      const sockets = forwarder.sockets(forwarder.pool.upstreams[0], 'udp')!;
+      assert.equal(sockets.inFlight, 0, 'the cancelled attempts left nothing in flight');
+      assert.ok(await eventually(() => upstream.sent.length === upstream.queries.length), 'the upstream answered late');
+      await sleep(50);
+      assert.equal(forwarder.stats.rejectedReplies, 0);
+    } finally {
+      forwarder.close();
+      await upstream.close();
+    }
+  });
+
+  test('close() releases every socket and fails what is in flight', async () => {
+    const upstream = await startUpstream(() => null);
+    const forwarder = forwarderTo(upstream.port, { attemptTimeoutMs: 5000, queryTimeoutMs: 5000 });
+    try {
+      const pending = Array.from({ length: 20 }, (_, i) => forward(forwarder, query(`n${i}.close.test`)));
+      assert.ok(await eventually(() => upstream.queries.length === 20));
+      const ports = [...new Set(upstream.queries.map((q) => q.from.port))];
+      const started = Date.now();
+      forwarder.close();
+      assert.deepEqual(await Promise.all(pending), Array(20).fill(null));
+      assert.ok(Date.now() - started < 1000, 'failed at once');
+      assert.ok(await eventually(async () => (await Promise.all(ports.map(portIsFree))).every(Boolean)), 'every port released');
+      assert.equal(await forward(forwarder, query('n1.after.test')), null, 'nothing is sent after close');
+    } finally {
+      await upstream.close();
+    }
+  });
+});
+
+type Behaviour = (socket: Socket, raw: Buffer, nth: number, reply: (bytes: Buffer) => void) => void;
+
+interface TcpUpstream {
+  port: number;
+  /** Connections accepted so far. */
+  connections: number;
+  queries: number;
+  close(): Promise<void>;
+}
+
+/** A DNS-over-TCP upstream whose handling of the nth query on a connection is scripted. */
+async function startTcpUpstream(behave: Behaviour): Promise<TcpUpstream> {
+  const sockets = new Set<Socket>();
+  const state: TcpUpstream = { port: 0, connections: 0, queries: 0, close: async () => {} };
+  const server: Server = createServer((socket) => {
+    state.connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    const framer = new TcpFramer();
+    let nth = 0;
+    const reply = (bytes: Buffer) => {
+      if (!socket.destroyed && socket.writable) socket.write(Buffer.concat([lengthPrefix(bytes), bytes]));
+    };
+    socket.on('data', (chunk) => {
+      for (const raw of framer.push(chunk)) {
+        state.queries++;
+        behave(socket, Buffer.from(raw), nth++, reply);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.port = (server.address() as { port: number }).port;
+  state.close = async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return state;
+}
+
+/** Sends `count` queries n0..n<count-1>.<zone> pipelined in one write and waits for every reply. */
+async function pipelined(port: number, zone: string, count: number, timeoutMs: number): Promise<Map<number, Buffer>> {
+  const session = tcpSession(port);
+  try {
+    const asked = Array.from({ length: count }, (_, i) => query(`n${i}.${zone}`));
+    await session.connected;
+    session.writeRaw(Buffer.concat(asked.flatMap((msg) => [lengthPrefix(msg), msg])));
+    const replies = await session.waitFor(count, timeoutMs);
+    const byIndex = new Map<number, Buffer>();
+    for (const reply of replies) {
+      const i = asked.findIndex((msg) => msg.readUInt16BE(0) === reply.readUInt16BE(0));
+      assert.ok(i >= 0, 'a reply to a query asked');
+      byIndex.set(i, reply);
+    }
+    assert.equal(byIndex.size, count, 'one reply per query');
+    return byIndex;
+  } finally {
+    session.close();
+  }
+}
+
+describe('TCP: pipelined upstream connections', () => {
+  test('200 pipelined queries go up over a few connections, and replies sent in reverse order find their queries', async () => {
+    // holds each connection's queries for 10 ms, then answers them last first
+    const upstream = await startTcpUpstream((() => {
+      const held = new Map<Socket, Buffer[]>();
+      return (socket, raw, _nth, reply) => {
+        const batch = held.get(socket);
+        if (batch) return void batch.push(raw);
+        held.set(socket, [raw]);
+        setTimeout(() => {
+          const all = held.get(socket)!;
+          held.delete(socket);
+          for (const q of all.reverse()) reply(answer(q));
+        }, 10);
+      };
+    })());
+    const divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '2000', 'query-timeout-ms': '4000' });
+    try {
+      const replies = await pipelined(divert.port, 'pipe.test', 200, 5000);
+      for (const [i, reply] of replies) assert.deepEqual(addressesIn(reply), [addressFor(i)], `the answer to n${i}`);
+      assert.equal(upstream.queries, 200, 'each query went up once');
+      assert.ok(upstream.connections <= 4, `${upstream.connections} upstream connections`);
+      // and they stay open for the next client
+      const before = upstream.connections;
+      await pipelined(divert.port, 'again.test', 20, 3000);
+      assert.equal(upstream.connections, before, 'the connections were reused');
+    } finally {
+      await divert.close();
+      await upstream.close();
+    }
+  });
+
+  test('an upstream that closes after each reply still answers everything', async () => {
+    const upstream = await startTcpUpstream((socket, raw, nth, reply) => {
+      if (nth > 0) return; // it reads no further
+      reply(answer(raw));
+      socket.end();
+    });
+    const divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '2000', 'query-timeout-ms': '4000' });
+    try {
+      for (let round = 0; round < 3; round++) {
+        const replies = await pipelined(divert.port, `r${round}.closing.test`, 30, 5000);
+        for (const [i, reply] of replies) assert.deepEqual(addressesIn(reply), [addressFor(i)], `round ${round}: the answer to n${i}`);
+      }
+      for (let i = 0; i < 5; i++) {
+        const replies = await pipelined(divert.port, `one${i}.closing.test`, 1, 3000);
+        assert.deepEqual(addressesIn(replies.get(0)!), [addressFor(0)]);
+      }
+    } finally {
+      await divert.close();
+      await upstream.close();
+    }
+  });
+
+  test('an upstream that resets connections mid-flight: every query gets its answer or SERVFAIL within the query timeout', async (t) => {
+    // answers a connection's nth query (n+1)·5 ms after it came and resets the connection
+    // 60 ms after accepting it, so some of its queries are answered and the rest are not;
+    // every fourth connection is reset on its first query instead, answering nothing
+    let accepted = 0;
+    const upstream = await startTcpUpstream((() => {
+      const kind = new Map<Socket, number>();
+      return (socket, raw, nth, reply) => {
+        if (!kind.has(socket)) {
+          kind.set(socket, accepted++);
+          if (kind.get(socket)! % 4 !== 3) setTimeout(() => socket.resetAndDestroy(), 60);
+        }
+        if (kind.get(socket)! % 4 === 3) return void socket.resetAndDestroy();
+        setTimeout(() => reply(answer(raw)), (nth + 1) * 5);
+      };
+    })());
+    const divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '500', 'query-timeout-ms': '1500' });
+    try {
+      const started = Date.now();
+      const replies = await pipelined(divert.port, 'reset.test', 100, 3000);
+      assert.ok(Date.now() - started < 2500, `all replies after ${Date.now() - started} ms`);
+      let answered = 0;
+      for (const [i, reply] of replies) {
+        const got = decode(reply);
+        if (got.rcode === 'SERVFAIL') continue;
+        assert.deepEqual(addressesIn(reply), [addressFor(i)], `the answer to n${i}`);
+        answered++;
+      }
+      t.diagnostic(`${answered} of 100 answered, the rest SERVFAIL; ${upstream.connections} connections`);
+      assert.ok(answered >= 50, `${answered} of 100 answered, the rest SERVFAIL`);
+    } finally {
+      await divert.close();
+      await upstream.close();
+    }
+  });
+
+  test('idle connections are closed, and a refused upstream fails at once', async () => {
+    let closedByDivert = 0;
+    const upstream = await startTcpUpstream((socket, raw, nth, reply) => {
+      if (nth === 0) socket.on('end', () => closedByDivert++);
+      reply(answer(raw));
+    });
+    const forwarder = forwarderTo(upstream.port, { tcp: { idleTimeoutMs: 200 } });
+    try {
+      const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => forward(forwarder, query(`n${i}.idle.test`), 'tcp')));
+      replies.forEach((reply, i) => assert.deepEqual(addressesIn(reply), [addressFor(i)]));
+      const connections = forwarder.sockets(forwarder.pool.upstreams[0], 'tcp')!;
+      assert.ok(connections.openConnections >= 1);
+      assert.ok(await eventually(() => connections.openConnections === 0 && closedByDivert === upstream.connections), 'closed when idle');
+      await upstream.close();
+      const started = Date.now();
+      assert.equal(await forward(forwarder, query('n1.gone.test'), 'tcp'), null);
+      assert.ok(Date.now() - started < 400, `refused after ${Date.now() - started} ms`);
+    } finally {
+      forwarder.close();
+      await upstream.close();
+    }
+  });
+});
