@@ -43,6 +43,16 @@ export class ChangeFeed {
     this.client.connect().catch(() => {}); // failures are retried by the client's retry strategy
   }
 
+  /**
+   * Resolves once every message Redis had published before this call has been handled:
+   * a PING on the subscriber connection is answered after the messages queued on it.
+   * (A Cluster spreads messages over its bus asynchronously; there this is best effort.)
+   */
+  async barrier(): Promise<void> {
+    if (isCluster(this.client) || this.client.status !== 'ready') return;
+    await this.client.ping();
+  }
+
   close(): void {
     this.closed = true;
     // Nothing to flush on a subscribe-only connection.

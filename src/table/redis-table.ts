@@ -1,4 +1,6 @@
 // AddressTable in Redis, shared by every divert process: a hash of JSON entries, written only by Lua scripts.
+// Lookups of names an in-process filter of every stored name says are absent (most
+// forwarded traffic) are answered without Redis; see name-filter.ts.
 
 import type { Redis } from 'ioredis';
 import { maskUrl } from '../redact.js';
@@ -23,6 +25,7 @@ import {
 import { createClient, createSubscriber, type ScriptCommands, type TableClient } from './redis-client.js';
 import { ChangeFeed } from './redis-feed.js';
 import { parseRedisUrl } from './redis-url.js';
+import { NameFilter } from './name-filter.js';
 
 export { parseRedisUrl, type RedisTarget } from './redis-url.js';
 
@@ -38,6 +41,11 @@ export interface RedisTableOptions {
   now?: () => Date;
   /** Unreadable stored entries, listener exceptions and connection loss (once per outage). */
   onError?: (err: Error) => void;
+  /**
+   * Keep an in-process filter of every stored name, loaded on the first lookup(), so
+   * lookups of names not in the table need no Redis command. Default true.
+   */
+  nameFilter?: boolean;
 }
 
 /** HSCAN MATCH pattern for names starting with `prefix`. */
@@ -49,6 +57,10 @@ const dataJson = (data: EntryData) => JSON.stringify({ a: data.a, aaaa: data.aaa
 const OPS: ReadonlySet<string> = new Set(['put', 'delete', 'divert', 'import', 'seed']);
 /** Own versions remembered at most while their messages are outstanding. */
 const MAX_OWN = 10_000;
+/** Names per HSCAN page when loading the name filter: ~1 MB of reply, a few ms of Redis time. */
+const FILTER_PAGE = 5000;
+/** After a failed filter load, try again this much later (a resync also starts one). */
+const FILTER_RETRY_MS = 1000;
 
 export class RedisTable implements AddressTable {
   private readonly listeners: ChangeListeners;
@@ -75,6 +87,26 @@ export class RedisTable implements AddressTable {
   private inFlight = 0;
   private readonly held: ChangeEvent[] = [];
   private readonly own = new Set<number>();
+
+  // The name filter (name-filter.ts): every name in the entries hash, so lookup() can say
+  // "not intercepted" without Redis. `filter` serves lookups once loaded; `building` is the
+  // one being loaded (first load, or rebuild after a resync while the old one keeps
+  // serving). Every change event is applied to both, from the moment `building` exists.
+  private filter: NameFilter | null = null;
+  private building: NameFilter | null = null;
+  private loading: Promise<boolean> | null = null;
+  /** Bumped by a resync (a running load starts over) and by close (it stops). */
+  private filterGeneration = 0;
+  /** Set by the first loadFilter(): from then on the filter is kept (retried, rebuilt). */
+  private filterWanted = false;
+  private filterRetry: NodeJS.Timeout | undefined;
+  /** A load failed and none completed since: further failures are not reported again. */
+  private filterFailing = false;
+  private closed = false;
+  /** Completed filter loads, first and rebuilt. */
+  filterLoads = 0;
+  /** Lookups answered "absent" by the filter alone. */
+  filterSkips = 0;
 
   private constructor(
     private readonly client: TableClient,
@@ -110,7 +142,7 @@ export class RedisTable implements AddressTable {
         message: (raw) => table.received(raw),
         resync: () => {
           table.down.feed = false;
-          table.resyncListeners.emit();
+          table.resync();
         },
         error: (err) => table.connectionError('feed', err),
       });
@@ -143,9 +175,56 @@ export class RedisTable implements AddressTable {
     return raw === null ? null : this.parse(key, raw);
   }
 
-  /** One HMGET for all candidates; the first readable one answers. */
-  async lookup(candidates: readonly string[]): Promise<Entry | null> {
+  /**
+   * With the name filter loaded, candidates it does not hold are skipped, and when none is
+   * left the answer is null at once, without Redis. Otherwise one HMGET for the
+   * candidates left; the first readable one answers.
+   */
+  lookup(candidates: readonly string[]): Entry | null | Promise<Entry | null> {
     if (candidates.length === 0) return null;
+    const filter = this.filter;
+    if (filter === null) {
+      if (!this.filterWanted && this.options.nameFilter !== false && !this.closed) void this.loadFilter();
+      return this.read(candidates);
+    }
+    let maybe: string[] | undefined;
+    for (let i = 0; i < candidates.length; i++) {
+      if (filter.has(candidates[i])) (maybe ??= []).push(candidates[i]);
+    }
+    if (maybe === undefined) {
+      this.filterSkips++;
+      return null;
+    }
+    return this.read(maybe);
+  }
+
+  /** True once the name filter serves lookups. */
+  get filterReady(): boolean {
+    return this.filter !== null;
+  }
+
+  /** Names in the serving name filter (0 before it is loaded). */
+  get filterSize(): number {
+    return this.filter?.size ?? 0;
+  }
+
+  /**
+   * Loads the name filter unless a load is running (lookup() starts it by itself);
+   * resolves true when that load completed, false when it failed (it is retried).
+   * Never rejects.
+   */
+  loadFilter(): Promise<boolean> {
+    this.filterWanted = true;
+    if (this.loading === null) {
+      const loading = this.buildFilter().finally(() => {
+        if (this.loading === loading) this.loading = null;
+      });
+      this.loading = loading;
+    }
+    return this.loading;
+  }
+
+  private async read(candidates: readonly string[]): Promise<Entry | null> {
     const raws = await this.run('HMGET', () => this.client.hmget(this.entriesKey, ...candidates));
     for (let i = 0; i < candidates.length; i++) {
       const raw = raws[i];
@@ -274,7 +353,16 @@ export class RedisTable implements AddressTable {
     return this.run('HLEN', () => this.client.hlen(this.entriesKey));
   }
 
+  /** Resolves once the changes published before this call have reached this table's listeners. */
+  async barrier(): Promise<void> {
+    await this.feed?.barrier();
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
+    this.filterGeneration++; // a running load stops at its next page
+    clearTimeout(this.filterRetry);
+    this.building = null;
     this.listeners.clear();
     this.resyncListeners.clear();
     this.feed?.close();
@@ -289,9 +377,85 @@ export class RedisTable implements AddressTable {
     this.client.disconnect();
   }
 
-  /** Delivers one change to this instance's listeners. */
+  /** Delivers one change to the name filters, then to this instance's listeners. */
   protected emit(event: ChangeEvent): void {
+    if (event.entry === null) {
+      this.filter?.delete(event.name);
+      this.building?.delete(event.name);
+    } else {
+      this.filter?.add(event.name);
+      this.building?.add(event.name);
+    }
     this.listeners.emit(event);
+  }
+
+  /** Changes may have been missed: listeners read again, the name filter is rebuilt. */
+  private resync(): void {
+    if (this.loading !== null) {
+      this.filterGeneration++; // the running load may have missed them too: it starts over
+    } else if (this.filterWanted && !this.closed) {
+      void this.loadFilter();
+    }
+    this.resyncListeners.emit();
+  }
+
+  /**
+   * One load of the name filter: HSCAN of the entries hash into a new filter that receives
+   * every change event from before the first page is asked for, so a name written while
+   * the scan runs is in it either way. A name deleted while the scan runs may come back
+   * in a page read before the delete but handled after its event: a stale fingerprint, so
+   * lookups of it read Redis once and find nothing, never a wrong answer.
+   */
+  private async buildFilter(): Promise<boolean> {
+    for (;;) {
+      if (this.closed) return false;
+      const generation = this.filterGeneration;
+      const started = Date.now();
+      try {
+        const expected = await this.run('HLEN', () => this.client.hlen(this.entriesKey));
+        if (generation !== this.filterGeneration) continue;
+        const next = new NameFilter(expected);
+        this.building = next;
+        if (!(await this.scanInto(next, generation))) continue;
+        this.building = null;
+        const old = this.filter;
+        this.filter = next;
+        this.filterLoads++;
+        this.filterFailing = false;
+        // Lookups answered from the old filter since the resync may have said "absent" for
+        // names whose change messages were lost: whoever cached that must read again.
+        if (old !== null && next.hasAnyNotIn(old)) this.resyncListeners.emit();
+        return true;
+      } catch (err) {
+        if (generation !== this.filterGeneration) continue;
+        this.building = null;
+        if (!this.filterFailing) {
+          this.filterFailing = true;
+          // run() already put where and what into the message, without the password
+          const meanwhile = this.filter ? 'the previous filter serves meanwhile' : 'lookups read Redis meanwhile';
+          const message = `${reason(err)} (loading the name filter, after ${Date.now() - started} ms; ${meanwhile}; retrying every ${FILTER_RETRY_MS} ms)`;
+          this.report(new DivertError('BACKEND_UNAVAILABLE', message, { cause: err }));
+        }
+        clearTimeout(this.filterRetry);
+        this.filterRetry = setTimeout(() => {
+          if (!this.closed && this.loading === null) void this.loadFilter();
+        }, FILTER_RETRY_MS).unref();
+        return false;
+      }
+    }
+  }
+
+  /** Adds every name of the entries hash; false when a resync or close superseded the load. */
+  private async scanInto(filter: NameFilter, generation: number): Promise<boolean> {
+    let cursor = '0';
+    do {
+      // Redis before 7.4 has no NOVALUES: the values come along and are dropped.
+      const [next, flat] = await this.run('HSCAN', () => this.client.hscan(this.entriesKey, cursor, 'COUNT', FILTER_PAGE));
+      if (generation !== this.filterGeneration) return false;
+      for (let i = 0; i < flat.length; i += 2) filter.add(flat[i]);
+      cursor = next;
+    } while (cursor !== '0');
+    return true;
   }
 
   private now(): Date {
@@ -368,8 +532,8 @@ export class RedisTable implements AddressTable {
   private received(raw: string): void {
     const event = this.parseMessage(raw);
     if (!event) {
-      // a change we cannot read is a change listeners miss
-      this.resyncListeners.emit();
+      // a change we cannot read is a change listeners (and the name filter) miss
+      this.resync();
       return;
     }
     if (this.inFlight > 0) this.held.push(event);
