@@ -141,6 +141,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     serving = config.workers > 1
       ? await startWorkers(config, table, upstreams, log)
       : inProcess(await startServing(config, table, upstreams, log, { exclusive: true }));
+    // the names in Redis, held in process so that names it lacks cost no round trip
+    if (config.workers <= 1 && table instanceof RedisTable) void table.loadFilter();
     const { stats } = serving;
 
     admin = buildAdmin({

@@ -16,7 +16,7 @@ import type { TableView } from './table/table.js';
 import { createTcpServer, listenTcp, DEFAULT_TCP_LIMITS } from './transport/tcp-listener.js';
 import { bindUdp, serveUdp, type Handler } from './transport/udp-listener.js';
 import { Forwarder } from './upstream/forwarder.js';
-import { UpstreamPool } from './upstream/upstream-pool.js';
+import { UpstreamPool, type PoolNews } from './upstream/upstream-pool.js';
 
 export interface UpstreamState {
   upstream: string;
@@ -43,6 +43,8 @@ export interface Serving {
   /** The addresses actually bound (a requested port 0 replaced by the one given). */
   listening: HostPort[];
   pipeline: QueryPipeline;
+  /** Another worker's upstream news: the upstreams' health is one view for all workers. */
+  hear(news: PoolNews): void;
   stats(): ServingStats;
   close(): Promise<void>;
 }
@@ -50,6 +52,8 @@ export interface Serving {
 export interface ServingOptions {
   /** false in a cluster worker: the socket is shared with the other workers. */
   exclusive: boolean;
+  /** Upstream failures and recoveries seen here, for the other workers' pools. */
+  onPoolNews?: (news: PoolNews) => void;
 }
 
 export function bindError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
@@ -123,6 +127,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
   let changes = 0;
   const stopCounting = view.onChange(() => changes++);
   const pool = new UpstreamPool(upstreams);
+  pool.onNews = options.onPoolNews;
   const forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });
   const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'));
   const handler: Handler = (msg, client) => pipeline.handle(msg, client);
@@ -137,7 +142,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     });
     for (const socket of sockets) socket.destroy();
     await Promise.all(closed);
-    (forwarder as { close?: () => void }).close?.();
+    forwarder.close();
     stopCounting();
     answers.close();
   };
@@ -158,7 +163,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     changes,
     upstreams: pool.upstreams.map((u) => ({ upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs })),
   });
-  return { listening: listeners.map((l) => l.address), pipeline, stats, close };
+  return { listening: listeners.map((l) => l.address), pipeline, hear: (news) => pool.hear(news), stats, close };
 }
 
 /** The figures of several workers as one: counts add up; an upstream is up while any worker has it in service. */

@@ -3,7 +3,7 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_POOL_OPTIONS, UpstreamPool, type PoolOptions, type Upstream } from '../src/upstream/upstream-pool.js';
+import { DEFAULT_POOL_OPTIONS, UpstreamPool, type PoolNews, type PoolOptions, type Upstream } from '../src/upstream/upstream-pool.js';
 
 const ADDRESSES = [
   { host: '192.0.2.1', port: 53 },
@@ -200,5 +200,34 @@ describe('UpstreamPool', () => {
   test('an empty pool orders to nothing', () => {
     const pool = new UpstreamPool([], { failuresToMarkDown: 3, initialBackoffMs: 1, maxBackoffMs: 2, now: () => 0 });
     assert.deepEqual(pool.order(), []);
+  });
+});
+
+describe('pools sharing upstreams (one per worker)', () => {
+  test('failures heard from another pool count here, and a recovery heard there clears them', () => {
+    const here = setup();
+    const there = setup();
+    const news: PoolNews[] = [];
+    there.pool.onNews = (n) => news.push(n);
+    there.failTimes(there.a, 2);
+    here.failTimes(here.a, 1);
+    for (const n of news) here.pool.hear(n);
+    assert.deepEqual(here.order(), [B, '[2001:db8::3]:53', A], 'two failures there and one here: down');
+    assert.deepEqual(news.map((n) => n.event), ['failed', 'failed']);
+
+    news.length = 0;
+    there.pool.succeeded(there.a, 5);
+    there.pool.succeeded(there.a, 5);
+    assert.deepEqual(news, [{ upstream: A, event: 'recovered' }], 'only the first success after failures is news');
+    here.pool.hear(news[0]);
+    assert.deepEqual(here.order(), [A, B, '[2001:db8::3]:53']);
+  });
+
+  test('failures of an upstream already down are not news', () => {
+    const { pool, a, failTimes } = setup();
+    const news: PoolNews[] = [];
+    pool.onNews = (n) => news.push(n);
+    failTimes(a, 5);
+    assert.equal(news.length, 3);
   });
 });

@@ -105,6 +105,9 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
           resolve(message.listening);
         } else if (message.t === 'failed') {
           reject(new DivertError(message.code as ErrorCode, message.message));
+        } else if (message.t === 'upstream') {
+          // one worker's upstream failure counts for all: an upstream goes down once, not once per worker
+          for (const other of slots) if (other && other !== worker) post(other, message);
         } else {
           replies.get(message.id)?.(message);
         }

@@ -5,6 +5,7 @@ import type { HostPort } from '../config/address.js';
 import type { ServeConfig } from '../config/options.js';
 import type { ServingStats } from '../serving.js';
 import type { ChangeEvent, Entry } from '../table/table.js';
+import type { PoolNews } from '../upstream/upstream-pool.js';
 
 export type ToWorker =
   /** Start serving: the table is the primary's replica (`memory`) or the Redis of config.redis. */
@@ -17,6 +18,8 @@ export type ToWorker =
   | { t: 'probe'; id: number; query: Uint8Array; address: string }
   /** Answer once every change acknowledged before this message is applied. */
   | { t: 'sync'; id: number }
+  /** Another worker's upstream failure or recovery. */
+  | { t: 'upstream'; news: PoolNews }
   | { t: 'close' };
 
 export type FromWorker =
@@ -26,4 +29,5 @@ export type FromWorker =
   | { t: 'failed'; code: string; message: string }
   | { t: 'stats'; id: number; stats: ServingStats }
   | { t: 'probe'; id: number; reply: Uint8Array | null }
-  | { t: 'synced'; id: number };
+  | { t: 'synced'; id: number }
+  | { t: 'upstream'; news: PoolNews };

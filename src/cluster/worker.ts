@@ -33,8 +33,11 @@ async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> 
       onError: (err) => log.warn({ err: err.message }, 'redis table'),
     });
     view = redis;
+    // the names in Redis, held in process so that names it lacks cost no round trip;
+    // until it is loaded, lookups read Redis
+    void redis.loadFilter();
   }
-  serving = await startServing(config, view, upstreams, log, { exclusive: false });
+  serving = await startServing(config, view, upstreams, log, { exclusive: false, onPoolNews: (news) => send({ t: 'upstream', news }) });
   send({ t: 'listening', listening: serving.listening });
 }
 
@@ -78,9 +81,12 @@ process.on('message', (message: ToWorker) => {
     case 'sync':
       // the replica's changes came before this message on the same channel; a Redis
       // table's come on its own subscription, which it drains first
-      void Promise.resolve((redis as { barrier?: () => Promise<void> } | undefined)?.barrier?.())
+      void Promise.resolve(redis?.barrier())
         .catch(() => {})
         .then(() => send({ t: 'synced', id: message.id }));
+      break;
+    case 'upstream':
+      serving?.hear(message.news);
       break;
     case 'close':
       void close(0);

@@ -1,7 +1,7 @@
 // What the query path asks: "does divert answer this name, and with which bytes?" An
-// LRU of compiled answers, and of names known *not* to be intercepted, in front of any
-// AddressTable; every change of the table evicts what it affects, so a name seen since
-// its last change never waits on the store.
+// LRU of compiled answers, and of names a shared store said are *not* intercepted, in
+// front of any table; every change of the table evicts what it affects, so a name seen
+// since its last change never waits on the store.
 
 import { LRUCache } from 'lru-cache';
 import { compileAnswers, type CompiledAnswers } from '../wire/message.js';
@@ -61,7 +61,12 @@ export class AnswerCache {
       this.options.onLookupError?.(err, name);
       return null;
     }
-    if (!(found instanceof Promise)) return this.store(name, found, generation);
+    if (!(found instanceof Promise)) {
+      // answered in process (the memory table, or the Redis table's name filter): no
+      // cheaper to cache than to ask again, so only entries found take a slot. Names that
+      // are not intercepted (every forwarded name) do not churn the cache or its memory.
+      return found === null ? null : this.store(name, found, generation);
+    }
 
     const promise = found.then(
       (entry) => this.store(name, entry, generation),

@@ -25,11 +25,16 @@ export interface PoolOptions {
   now?: () => number;
 }
 
+/** What one pool tells the others sharing its upstreams (the other workers). */
+export type PoolNews = { upstream: string; event: 'failed' | 'recovered' };
+
 export const DEFAULT_POOL_OPTIONS: PoolOptions = { failuresToMarkDown: 3, initialBackoffMs: 2_000, maxBackoffMs: 60_000 };
 
 export class UpstreamPool {
   readonly upstreams: Upstream[];
   private readonly now: () => number;
+  /** Told of every failure while an upstream is in service, and of its first success after failures. */
+  onNews?: (news: PoolNews) => void;
 
   constructor(addresses: UpstreamAddress[], private readonly options: PoolOptions = DEFAULT_POOL_OPTIONS) {
     this.now = options.now ?? Date.now;
@@ -57,13 +62,31 @@ export class UpstreamPool {
   }
 
   succeeded(upstream: Upstream, rttMs: number): void {
-    upstream.consecutiveFailures = 0;
-    upstream.downUntil = 0;
-    upstream.backoffMs = 0;
+    if (upstream.consecutiveFailures > 0) this.onNews?.({ upstream: upstream.label, event: 'recovered' });
+    this.reset(upstream);
     upstream.lastRttMs = rttMs;
   }
 
   failed(upstream: Upstream): void {
+    if (!this.isDown(upstream)) this.onNews?.({ upstream: upstream.label, event: 'failed' });
+    this.countFailure(upstream);
+  }
+
+  /** News from another pool over the same upstreams: its failures count here too. */
+  hear(news: PoolNews): void {
+    const upstream = this.upstreams.find((u) => u.label === news.upstream);
+    if (!upstream) return;
+    if (news.event === 'recovered') this.reset(upstream);
+    else if (!this.isDown(upstream)) this.countFailure(upstream);
+  }
+
+  private reset(upstream: Upstream): void {
+    upstream.consecutiveFailures = 0;
+    upstream.downUntil = 0;
+    upstream.backoffMs = 0;
+  }
+
+  private countFailure(upstream: Upstream): void {
     upstream.consecutiveFailures++;
     if (upstream.consecutiveFailures < this.options.failuresToMarkDown) return;
     upstream.backoffMs = upstream.backoffMs === 0
