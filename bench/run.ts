@@ -1,122 +1,185 @@
-// npm run bench: queries per second and latency of `divert serve` under dnsperf on
-// loopback, for intercepted and forwarded names over UDP and TCP. Every run is bounded
-// by dnsperf's -l; every process started here is stopped by its PID.
+// npm run bench: divert in the shared peer benchmark (../shared/peerbench/run.sh, see its
+// README), next to dnsdist and the Node ceilings in the same run, then with its table in
+// Redis at 1,000 and at 1,000,000 names, then time-to-divert. Prints one markdown report
+// (also written to the temp folder, whose path goes to stderr). run.sh's folder is
+// read-only and writes next to itself, so a private copy of it is run, once per setting:
+//   1. ONLY="sut dnsdist node": divert (memory table, zone file) against dnsdist (Lua table,
+//      packet cache off) and the Node ceilings: mixes a, b, c, u, TCP b, latency at 10k QPS;
+//   2. ONLY=sut, table in a private redis-server, 1,000 names seeded from the zone file;
+//   3. the same with 999,000 more names loaded first (bench/million-names.ts).
+// The RSS of divert's processes is sampled about once a second while run.sh has it up.
+// Every process started here is stopped by its PID, also on error and on SIGINT/SIGTERM;
+// every load run is bounded by dnsperf -l (run.sh).
 //
-// Environment: BENCH_SECONDS (default 10) per run, BENCH_REPS (default 3; the median
-// is shown), BENCH_CHANGES (default 1000) for time-to-divert.
+// Environment:
+//   BENCH_SECONDS   seconds per dnsperf run (run.sh DUR), default 10
+//   BENCH_REPS      runs per cell, median shown (run.sh REPS), default 3
+//   BENCH_WORKERS   divert serve --workers N, default os.availableParallelism();
+//                   "omit" leaves the flag out (divert's own default)
+//   BENCH_PEERS     0: run 1 measures divert only (no dnsdist, no Node ceilings)
+//   BENCH_MILLION   0: skip runs 2 and 3 (Redis 1k / 1M names)
+//   BENCH_CHANGES   changes measured by time-to-divert, default 1000
+//   PEERBENCH_DIR   the peerbench folder, default ../shared/peerbench from the repository
+// run.sh's own variables (LATQ, LATDUR, NODE_DEPS) pass through unchanged.
 
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { copyPeerbench, keepMarkdown, missingPackages, runPeerbench, type PeerRun } from './peerbench.js';
+import { Processes } from './processes.js';
+import { startRedis } from './redis-server.js';
+import { renderReport, SUT } from './report.js';
+import { RssSampler, type RssSummary } from './rss-sampler.js';
 import { timeToDivert } from './time-to-divert.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, '..', '..'); // dist/bench/ or any other outDir/bench/
 const main = join(here, '..', 'src', 'main.js');
-const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const reps = Number(process.env.BENCH_REPS ?? 3);
-const work = mkdtempSync(join(tmpdir(), 'divert-bench-'));
-const children: ChildProcess[] = [];
+const TOKEN = 'peerbench-token-0123456789';
+const MILLION_EXTRA = 999_000;
 
-function requireDnsperf(): void {
-  try {
-    execFileSync('dnsperf', ['-h'], { stdio: 'ignore' });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      process.stderr.write('bench: dnsperf is not installed (apt-get install -y dnsperf)\n');
-      process.exit(2);
-    }
+const settings = {
+  seconds: positive('BENCH_SECONDS', 10),
+  reps: positive('BENCH_REPS', 3),
+  workers: process.env.BENCH_WORKERS === 'omit' ? 'omit' as const : positive('BENCH_WORKERS', availableParallelism()),
+  peers: process.env.BENCH_PEERS !== '0',
+  million: process.env.BENCH_MILLION !== '0',
+  changes: positive('BENCH_CHANGES', 1000),
+  peerbenchDir: resolve(process.env.PEERBENCH_DIR ?? join(repoRoot, '..', 'shared', 'peerbench')),
+  latencyQps: positive('LATQ', 10_000),
+};
+// run.sh finishes its current dnsperf run (≤ DUR s, LATDUR 5 s) before its trap stops its servers
+const stopGraceMs = (Math.max(settings.seconds, 5) + 30) * 1000;
+const processes = new Processes();
+let interrupted = false;
+
+function positive(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) {
+    process.stderr.write(`bench: ${name} must be a positive integer, got "${raw}"\n`);
+    process.exit(2);
   }
+  return value;
 }
 
-/** Starts a process and resolves with the first line matching `pattern`'s group 1. */
-function start(args: string[], pattern: RegExp): Promise<string> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk) => {
-      out += chunk;
-      const m = pattern.exec(out);
-      if (m) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
-  });
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+const workersArgs = settings.workers === 'omit' ? [] : ['--workers', String(settings.workers)];
+
+/** run.sh runs this with bash -c in the repository, with PORT, UPSTREAM and ZONE in its environment. */
+function sutCmd(extra: string[]): string {
+  return [
+    quote(process.execPath), quote(main), 'serve', '--listen', '127.0.0.1:$PORT', '--admin', '127.0.0.1:0',
+    '--admin-token', TOKEN, '--upstream', '$UPSTREAM', '--zones', '"$ZONE"', '--log-level', 'warn', ...workersArgs, ...extra,
+  ].join(' ');
 }
 
-interface Run {
-  qps: number;
-  avgLatencyMs: number;
-  lost: number;
+interface Measured {
+  run: PeerRun;
+  rss: RssSummary;
+  markdown: string | undefined;
 }
 
-function dnsperf(port: number, file: string, mode: 'udp' | 'tcp'): Run {
-  const out = execFileSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-m', mode, '-c', mode === 'tcp' ? '20' : '1', '-q', '200', '-t', '2'], { encoding: 'utf8' });
-  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
-  return {
-    qps: num(/Queries per second:\s+([\d.]+)/),
-    avgLatencyMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
-    lost: num(/Queries lost:\s+\d+ \(([\d.]+)%\)/),
-  };
-}
-
-function median(runs: Run[]): Run {
-  const sorted = [...runs].sort((a, b) => a.qps - b.qps);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-function rssMb(pid: number): number {
-  const status = execFileSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' });
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+async function measure(work: string, copy: string, name: string, label: string, only: string, extra: string[]): Promise<Measured> {
+  const runDir = join(work, name);
+  mkdirSync(runDir);
+  const env = { DUR: String(settings.seconds), REPS: String(settings.reps), ONLY: only, SUT_LABEL: label, SUT_CMD: sutCmd(extra) };
+  log(`${name}: run.sh with ONLY="${only}" SUT_LABEL="${label}" SUT_CMD=${env.SUT_CMD}`);
+  const sampler = new RssSampler(join(runDir, 'sut.pid'));
+  sampler.start();
+  let run: PeerRun;
+  let rss: RssSummary;
+  try {
+    run = await runPeerbench({ copy, runDir, cwd: repoRoot, env }, processes);
+  } finally {
+    rss = sampler.stop();
+  }
+  rmSync(join(runDir, 'uniq.txt'), { force: true }); // 800,000 names, regenerated per run
+  if (run.exitCode !== 0) throw new Error(`run.sh (${name}) exited with ${run.exitCode}; logs in ${runDir}`);
+  if (!run.cells.some((cell) => cell.label === label)) {
+    log(`${name}: no figures for "${label}"; its log: ${join(runDir, 'sut.log')}`);
+    process.exitCode = 1;
+  }
+  const markdown = keepMarkdown(run, join(work, `${name}.md`));
+  log(`${name}: run.sh report ${markdown ?? '(none)'}; raw output in ${runDir}`);
+  return { run, rss, markdown };
 }
 
 async function bench(): Promise<void> {
-  requireDnsperf();
-  const names = 1000;
-  const zone = ['$ORIGIN shop.test.', '$TTL 30', ...Array.from({ length: names }, (_, i) => `www${i + 1} IN A 192.0.2.${(i % 250) + 1}`)].join('\n');
-  writeFileSync(join(work, 'shop.zone'), zone + '\n');
-  const intercepted = join(work, 'intercepted.txt');
-  writeFileSync(intercepted, Array.from({ length: names }, (_, i) => `www${i + 1}.shop.test A`).join('\n') + '\n');
-  const forwarded = join(work, 'forwarded.txt');
-  writeFileSync(forwarded, Array.from({ length: 10_000 }, (_, i) => `h${i + 1}.bench.test A`).join('\n') + '\n');
-
-  const upstreamPort = Number(await start([join(here, 'upstream.js')], /^(\d+)\n/m));
-  const divertArgs = [main, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', 'bench-token-0123456789abcdef', '--upstream', `127.0.0.1:${upstreamPort}`, '--zones', join(work, 'shop.zone'), '--log-level', 'info'];
-  const divertLine = await start(divertArgs, /("listen":\["[^"]+"\])/);
-  const port = Number(/:(\d+)"\]/.exec(divertLine)![1]);
-  const divertPid = children[children.length - 1].pid!;
-
-  const mixes: [string, string, 'udp' | 'tcp'][] = [
-    ['intercepted (1,000 names)', intercepted, 'udp'],
-    ['forwarded (10,000 names)', forwarded, 'udp'],
-    ['intercepted, TCP (20 connections)', intercepted, 'tcp'],
-    ['forwarded, TCP (20 connections)', forwarded, 'tcp'],
-  ];
-  const rows: string[] = [];
-  for (const [label, file, mode] of mixes) {
-    const runs = Array.from({ length: reps }, () => dnsperf(port, file, mode));
-    const m = median(runs);
-    rows.push(`| ${label} | ${mode} | ${Math.round(m.qps).toLocaleString('en')} | ${m.avgLatencyMs.toFixed(2)} | ${m.lost}% |`);
-    process.stderr.write(`bench: ${label}: ${runs.map((r) => Math.round(r.qps)).join(', ')} QPS\n`);
+  const missing = missingPackages();
+  if (missing.length > 0) {
+    log(`missing ${missing.join(', ')}; install with:\n  apt-get install -y ${missing.join(' ')}`);
+    process.exit(2);
   }
-  const rss = rssMb(divertPid);
-  process.stdout.write([
-    `divert serve, 1 process, dnsperf on the same 2 cores, ${seconds} s × ${reps} runs (median), ${new Date().toISOString()}`,
+  const work = mkdtempSync(join(tmpdir(), 'divert-peerbench-'));
+  const copy = join(work, 'peerbench');
+  copyPeerbench(settings.peerbenchDir, copy);
+  log(`peerbench copied from ${settings.peerbenchDir} to ${copy}; divert ${main}, --workers ${settings.workers}`);
+
+  const memory = await measure(work, copy, 'run-1-memory', SUT.memory, settings.peers ? 'sut dnsdist node' : 'sut', []);
+  let redis1k: Measured | undefined;
+  let redis1m: Measured | undefined;
+  if (settings.million) {
+    const redisDir = join(work, 'redis');
+    mkdirSync(redisDir);
+    const redis = await startRedis(redisDir, (child) => processes.track(child));
+    log(`redis-server ${redis.url} (pid ${redis.child.pid})`);
+    redis1k = await measure(work, copy, 'run-2-redis-1k', SUT.redis1k, 'sut', ['--redis', redis.url, '--redis-prefix', 'bench1k:']);
+    const { loadNames } = await import('./million-names.js');
+    const t0 = performance.now();
+    await loadNames(redis.url, 'bench1m:', MILLION_EXTRA);
+    log(`loaded ${MILLION_EXTRA.toLocaleString('en')} names under bench1m: in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    redis1m = await measure(work, copy, 'run-3-redis-1m', SUT.redis1m, 'sut', ['--redis', redis.url, '--redis-prefix', 'bench1m:']);
+    await processes.stop(redis.child);
+  }
+
+  const workers = settings.workers === 'omit' ? Math.max(1, memory.rss.workers) : settings.workers;
+  const runs = [['1: memory table', memory], ['2: Redis, 1k names', redis1k], ['3: Redis, 1M names', redis1m]] as const;
+  const report = [
+    `## divert bench ${new Date().toISOString()}: ${availableParallelism()} cores, node ${process.version}, ` +
+      `BENCH_SECONDS=${settings.seconds}, BENCH_REPS=${settings.reps}, --workers ${settings.workers}`,
     '',
-    '| mix | transport | QPS | avg latency ms | lost |',
-    '|---|---|---:|---:|---:|',
-    ...rows,
+    ...renderReport({
+      workers,
+      memory: memory.run,
+      redis1k: redis1k?.run,
+      redis1m: redis1m?.run,
+      rss: runs.flatMap(([run, m]) => (m ? [{ run, summary: m.rss }] : [])),
+      latencyQps: settings.latencyQps,
+    }),
     '',
-    `RSS of divert after the runs: ${rss.toFixed(0)} MB`,
+    'run.sh reports (every server, CPU columns, client settings):',
     '',
-    ...(await timeToDivert(main, Number(process.env.BENCH_CHANGES ?? 1000), children)),
+    ...runs.flatMap(([run, m]) => (m ? [`- ${run}: ${m.markdown ?? '(none)'}`] : [])),
     '',
-  ].join('\n'));
+  ];
+  log(`time to divert: ${settings.changes} changes`);
+  const timing = await timeToDivert(main, settings.changes, processes.list, workersArgs)
+    .catch((err: Error) => [`Time to divert: not measured: ${err.message}`]);
+  const text = [...report, ...timing, ''].join('\n');
+  const path = join(work, 'bench.md');
+  writeFileSync(path, text);
+  process.stdout.write(text);
+  log(`report written to ${path}`);
+}
+
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.once(signal, () => {
+    interrupted = true;
+    log(`${signal}: stopping ${processes.list.length} started processes`);
+    void processes.stopAll(stopGraceMs).finally(() => process.exit(code));
+  });
 }
 
 try {
   await bench();
+} catch (err) {
+  if (!interrupted) log((err as Error).stack ?? String(err));
+  process.exitCode = 1;
 } finally {
-  for (const child of children) child.kill('SIGTERM');
+  await processes.stopAll(stopGraceMs);
 }

@@ -56,7 +56,8 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-export async function timeToDivert(main: string, changes: number, children: ChildProcess[]): Promise<string[]> {
+/** `serveArgs` go to both replicas (e.g. --workers); each must report it listens within `startTimeoutMs`. */
+export async function timeToDivert(main: string, changes: number, children: ChildProcess[], serveArgs: string[] = [], startTimeoutMs = 30_000): Promise<string[]> {
   const redisPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'divert-bench-redis-'));
   const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
@@ -65,15 +66,18 @@ export async function timeToDivert(main: string, changes: number, children: Chil
 
   const replicas: { dns: number; admin: string }[] = [];
   for (let i = 0; i < 2; i++) {
-    const child = spawn(process.execPath, [main, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--redis', `redis://127.0.0.1:${redisPort}`, '--redis-prefix', 'bench:'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [main, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--redis', `redis://127.0.0.1:${redisPort}`, '--redis-prefix', 'bench:', ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(child);
-    replicas.push(await new Promise((resolve) => {
+    replicas.push(await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`time-to-divert: replica ${i + 1} (pid ${child.pid}) did not report "listening on" within ${startTimeoutMs} ms`)), startTimeoutMs);
+      child.once('exit', (code) => reject(new Error(`time-to-divert: replica ${i + 1} exited with ${code} before listening`)));
       let out = '';
       child.stdout!.on('data', (c) => {
         out += c;
         const line = out.split('\n').find((l) => l.includes('"listening on'));
         if (line) {
           const parsed = JSON.parse(line) as { listen: string[]; admin: string };
+          clearTimeout(timer);
           resolve({ dns: Number(parsed.listen[0].split(':')[1]), admin: `http://${parsed.admin}` });
         }
       });
