@@ -78,7 +78,7 @@ function mainTable(input: ReportInput): string[] {
     `Ceiling for (a): ${echo} (${input.workers >= 2 ? 'divert runs ≥ 2 workers' : 'divert runs 1 process'}); for (b) and (u): ${RELAY} on (b), for reference only. ` +
       "(u) has no dnsdist figure (run.sh measures dnsdist with packet cache off on a, b, c), so it is held against dnsdist's (b). " +
       'QPS: median of the runs with the best client setting under 1 % loss; loss and avg latency are at that saturating load. ' +
-      `Fixed-rate latency: run.sh's peer_cells runs it on mix (c) for dnsdist and the server under test (the node ceilings on their last mix), so there is no (a) row for divert.`,
+      `Fixed-rate latency: run.sh's peer_cells runs it on mix (c) for dnsdist and the server under test (the node ceilings on their last mix); divert's (a) row is one more run of the same dnsperf command (-Q, -c 20, -q 100, 5 s) against divert alone after run.sh.`,
     '',
     `Rest of the machine (other sessions) during these cells: up to ${num(Math.max(...cells.map((c) => c.otherCpuPct)), 0)} % of one core ` +
       "(run.sh's \"other\" column); ratios taken while it is high are unreliable.",

@@ -4,7 +4,8 @@
 // (also written to the temp folder, whose path goes to stderr). run.sh's folder is
 // read-only and writes next to itself, so a private copy of it is run, once per setting:
 //   1. ONLY="sut dnsdist node": divert (memory table, zone file) against dnsdist (Lua table,
-//      packet cache off) and the Node ceilings: mixes a, b, c, u, TCP b, latency at 10k QPS;
+//      packet cache off) and the Node ceilings: mixes a, b, c, u, TCP b, latency at 10k QPS
+//      (run.sh's, on mix c; then one more run of divert alone for mix a, the same way);
 //   2. ONLY=sut, table in a private redis-server, 1,000 names seeded from the zone file;
 //   3. the same with 999,000 more names loaded first (bench/million-names.ts).
 // The RSS of divert's processes is sampled about once a second while run.sh has it up.
@@ -26,7 +27,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { copyPeerbench, keepMarkdown, missingPackages, runPeerbench, type PeerRun } from './peerbench.js';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyPeerbench, keepMarkdown, missingPackages, runPeerbench, type Latency, type PeerRun } from './peerbench.js';
 import { Processes } from './processes.js';
 import { startRedis } from './redis-server.js';
 import { renderReport, SUT } from './report.js';
@@ -109,6 +111,46 @@ async function measure(work: string, copy: string, name: string, label: string, 
   return { run, rss, markdown };
 }
 
+/** run.sh measures latency at a fixed rate on mix (c) only: measure divert on (a) the same way. */
+async function interceptedLatency(copy: string): Promise<Latency | undefined> {
+  const port = 15351; // run.sh's range; nothing of run.sh runs any more
+  const child = processes.track(
+    spawn(process.execPath, [main, 'serve', '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--admin-token', TOKEN,
+      '--upstream', '127.0.0.1:15301', '--zones', join(copy, 'gen', 'shop.test.zone'), '--log-level', 'warn', ...workersArgs], { stdio: 'ignore' }),
+  );
+  try {
+    const ready = await waitForAnswer(port, 'www1.shop.test', 15_000);
+    if (!ready) return undefined;
+    const file = join(copy, 'gen', 'intercept.txt');
+    execFileSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '2', '-c', '4', '-q', '50'], { stdio: 'ignore' }); // warm
+    const out = execFileSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '5', '-c', '20', '-T', '1', '-q', '100', '-Q', String(settings.latencyQps)], { encoding: 'utf8' });
+    const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
+    return {
+      label: SUT.memory, mix: 'a', proto: 'udp',
+      qps: num(/Queries per second:\s+([\d.]+)/),
+      lossPct: num(/Queries lost:\s+\d+ \(([\d.]+)%\)/),
+      avgMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
+      sdMs: num(/Latency StdDev \(s\):\s+([\d.]+)/) * 1000,
+      usPerQuery: NaN, srvCpuPct: NaN,
+    };
+  } finally {
+    await processes.stop(child);
+  }
+}
+
+async function waitForAnswer(port: number, name: string, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      if (/^\d+\./m.test(execFileSync('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', name, 'A'], { encoding: 'utf8' }))) return true;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
+
 async function bench(): Promise<void> {
   const missing = missingPackages();
   if (missing.length > 0) {
@@ -121,6 +163,9 @@ async function bench(): Promise<void> {
   log(`peerbench copied from ${settings.peerbenchDir} to ${copy}; divert ${main}, --workers ${settings.workers}`);
 
   const memory = await measure(work, copy, 'run-1-memory', SUT.memory, settings.peers ? 'sut dnsdist node' : 'sut', []);
+  const latency = await interceptedLatency(copy);
+  if (latency) memory.run.latency.push(latency);
+  else log('latency of intercepted answers: divert did not answer on 127.0.0.1:15351');
   let redis1k: Measured | undefined;
   let redis1m: Measured | undefined;
   if (settings.million) {
