@@ -66,8 +66,10 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({
     exec: fileURLToPath(new URL('./worker.js', import.meta.url)),
-    // not the primary's own flags (a test runner's, say); NODE_OPTIONS still reaches the workers
-    execArgv: [],
+    // not the primary's own flags (a test runner's, say); NODE_OPTIONS still reaches the
+    // workers. A young generation of 8 MB semi-spaces instead of 16: under load the
+    // default grew a worker to ~150 MB RSS; this keeps it near 110 MB at the same QPS.
+    execArgv: ['--max-semi-space-size=8'],
     serialization: 'advanced',
   });
 
