@@ -109,7 +109,7 @@ export const SERVE_OPTIONS = {
   },
   cacheNames: {
     flag: 'cache-names', default: 100_000, schema: count(100, 100_000_000),
-    describe: 'names (intercepted or not) whose verdict is kept in memory in front of the table',
+    describe: 'intercepted names (and names Redis said are not) whose answer each worker keeps in memory in front of the table',
   },
   workers: {
     flag: 'workers', default: availableParallelism(), defaultDescription: `the number of CPUs (${availableParallelism()} here)`, schema: count(1, 256),
