@@ -12,7 +12,7 @@ import type { ServeConfig } from './config/options.js';
 import { buildAdmin, type Health } from './admin/admin-server.js';
 import { createMetrics } from './admin/metrics.js';
 import { defaultTokenFile, loadOrCreateToken } from './admin/token.js';
-import { startWorkers } from './cluster/primary.js';
+import { startWorkers, type ServingHandle } from './cluster/primary.js';
 import { AccessList } from './pipeline/access.js';
 import { bindError, startServing, type Serving, type ServingStats } from './serving.js';
 import { MemoryTable } from './table/memory-table.js';
@@ -91,19 +91,6 @@ function healthOf(table: AddressTable, stats: ServingStats, config: ServeConfig)
       ...(anyUpstream ? [] : ['no upstream is answering: forwarded queries get SERVFAIL']),
     ],
   };
-}
-
-/** The serving half, in this process or in workers, as the rest of the server sees it. */
-interface ServingHandle {
-  listening: HostPort[];
-  stats(): Promise<ServingStats>;
-  statsEach(): Promise<ServingStats[]>;
-  probe(query: Buffer, address?: string): Promise<(Buffer | null)[]>;
-  /** Resolves once the query path answers with every change made so far. */
-  settle(): Promise<void>;
-  /** Process IDs of the processes answering queries. */
-  pids(): number[];
-  close(): Promise<void>;
 }
 
 function inProcess(serving: Serving): ServingHandle {

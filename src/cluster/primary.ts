@@ -20,9 +20,10 @@ import { MemoryTable } from '../table/memory-table.js';
 import type { AddressTable } from '../table/table.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
-export interface Workers {
+/** The serving half, in this process or in workers, as the rest of the server sees it. */
+export interface ServingHandle {
   listening: HostPort[];
-  count: number;
+  /** Query and cache figures, summed over the workers. */
   stats(): Promise<ServingStats>;
   /** Each worker's own figures, in worker order. */
   statsEach(): Promise<ServingStats[]>;
@@ -30,7 +31,7 @@ export interface Workers {
   probe(query: Buffer, address?: string): Promise<(Buffer | null)[]>;
   /** Resolves once every worker has applied every change acknowledged so far. */
   settle(): Promise<void>;
-  /** Process IDs of the workers running now. */
+  /** Process IDs of the processes answering queries. */
   pids(): number[];
   close(): Promise<void>;
 }
@@ -61,7 +62,7 @@ async function freePortForBoth(host: string): Promise<number> {
   throw new DivertError('LISTEN_FAILED', `cannot find a port on ${host} free for both UDP and TCP`);
 }
 
-export async function startWorkers(config: ServeConfig, table: AddressTable, upstreams: HostPort[], log: Logger): Promise<Workers> {
+export async function startWorkers(config: ServeConfig, table: AddressTable, upstreams: HostPort[], log: Logger): Promise<ServingHandle> {
   // workers accept TCP connections themselves: no hand-off through the primary per connection
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({
@@ -184,7 +185,6 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
     };
     return {
       listening,
-      count: config.workers,
       statsEach,
       stats: async () => sumStats(await statsEach()),
       probe: async (query, address = '127.0.0.1') => {
