@@ -1,7 +1,8 @@
 // Builds and starts `divert serve`: the table and the admin API here, the query path
-// (serving.ts) here too or in worker processes (cluster/primary.ts). Everything that can be wrong with the configuration (zone files, upstreams,
-// Redis) is found before the first port is bound, and a failure to bind releases the
-// ports already bound, so a failed start leaves nothing listening.
+// (serving.ts) here too or in worker processes (cluster/primary.ts). Everything that can
+// be wrong with the configuration (zone files, upstreams, Redis) is found before the
+// first port is bound, and a failure to bind releases the ports already bound, so a
+// failed start leaves nothing listening.
 
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
@@ -98,7 +99,7 @@ function inProcess(serving: Serving): ServingHandle {
     listening: serving.listening,
     stats: async () => serving.stats(),
     statsEach: async () => [serving.stats()],
-    probe: async (query, address = '127.0.0.1') => [(await serving.pipeline.handle(query, { transport: 'udp', address })).reply],
+    probe: async (query, address = '127.0.0.1') => [await serving.probe(query, address)],
     // the table tells the query path of a change before the write returns
     settle: async () => {},
     pids: () => [process.pid],
@@ -128,8 +129,6 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     serving = config.workers > 1
       ? await startWorkers(config, table, upstreams, log)
       : inProcess(await startServing(config, table, upstreams, log, { exclusive: true }));
-    // the names in Redis, held in process so that names it lacks cost no round trip
-    if (config.workers <= 1 && table instanceof RedisTable) void table.loadFilter();
     const { stats } = serving;
 
     admin = buildAdmin({

@@ -12,6 +12,7 @@ import type { ServeConfig } from './config/options.js';
 import { AccessList } from './pipeline/access.js';
 import { QueryPipeline, type OutcomeCounts } from './pipeline/pipeline.js';
 import { AnswerCache } from './table/answer-cache.js';
+import { RedisTable } from './table/redis-table.js';
 import type { TableView } from './table/table.js';
 import { createTcpServer, listenTcp, DEFAULT_TCP_LIMITS } from './transport/tcp-listener.js';
 import { bindUdp, serveUdp, type Handler } from './transport/udp-listener.js';
@@ -42,7 +43,8 @@ export interface ServingStats {
 export interface Serving {
   /** The addresses actually bound (a requested port 0 replaced by the one given). */
   listening: HostPort[];
-  pipeline: QueryPipeline;
+  /** The reply of this query path to `query` from `address` (over UDP), without a socket. */
+  probe(query: Buffer, address: string): Promise<Buffer | null>;
   /** Another worker's upstream news: the upstreams' health is one view for all workers. */
   hear(news: PoolNews): void;
   stats(): ServingStats;
@@ -118,6 +120,9 @@ async function listenBoth(at: HostPort, handler: Handler, config: ServeConfig, l
 
 export async function startServing(config: ServeConfig, view: TableView, upstreams: HostPort[], log: Logger, options: ServingOptions): Promise<Serving> {
   const access = new AccessList(config.allow);
+  // the names in Redis, held in process so that names it lacks cost no round trip; until
+  // the filter is loaded, lookups read Redis
+  if (view instanceof RedisTable) void view.loadFilter();
   const answers = new AnswerCache(view, {
     maxNames: config.cacheNames,
     onLookupError: everyTenSeconds((err, name, suppressed) =>
@@ -163,7 +168,8 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     changes,
     upstreams: pool.upstreams.map((u) => ({ upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs })),
   });
-  return { listening: listeners.map((l) => l.address), pipeline, hear: (news) => pool.hear(news), stats, close };
+  const probe = async (query: Buffer, address: string) => (await pipeline.handle(query, { transport: 'udp', address })).reply;
+  return { listening: listeners.map((l) => l.address), probe, hear: (news) => pool.hear(news), stats, close };
 }
 
 /** The figures of several workers as one: counts add up; an upstream is up while any worker has it in service. */

@@ -97,6 +97,17 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.ok(seen, `changes applied per worker: ${now.map((s, i) => s.changes - before[i].changes).join(', ')} (expected ${CHANGES} each)`);
     });
 
+    test('a write is acknowledged only when every worker answers with it: no query after the reply gets the old address', async () => {
+      for (let i = 1; i <= 30; i++) {
+        const address = `203.0.113.${i}`;
+        const put = await divert.api('/v1/names/acked.w.test', json({ a: [address], ttl: 30 }));
+        assert.equal(put.status, 200);
+        // no waiting: straight after the reply, over the socket and in every worker
+        assert.deepEqual(addressesOf(await udpAsk(divert.port, query('acked.w.test'))), [address], `change ${i} over the socket`);
+        for (const reply of await divert.probe(query('acked.w.test'))) assert.deepEqual(addressesOf(reply), [address], `change ${i} in a worker`);
+      }
+    });
+
     test('a deleted name is forwarded by every worker', async () => {
       await divert.api('/v1/names/gone.w.test', json({ a: ['192.0.2.77'] }));
       const del = await divert.api('/v1/names/gone.w.test', { method: 'DELETE' });

@@ -33,9 +33,6 @@ async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> 
       onError: (err) => log.warn({ err: err.message }, 'redis table'),
     });
     view = redis;
-    // the names in Redis, held in process so that names it lacks cost no round trip;
-    // until it is loaded, lookups read Redis
-    void redis.loadFilter();
   }
   serving = await startServing(config, view, upstreams, log, { exclusive: false, onPoolNews: (news) => send({ t: 'upstream', news }) });
   send({ t: 'listening', listening: serving.listening });
@@ -51,10 +48,7 @@ async function close(code: number): Promise<never> {
 }
 
 async function probe(query: Uint8Array, address: string): Promise<Uint8Array | null> {
-  if (!serving) return null;
-  const msg = Buffer.from(query.buffer, query.byteOffset, query.byteLength);
-  const result = await serving.pipeline.handle(msg, { transport: 'udp', address });
-  return result.reply;
+  return serving ? serving.probe(Buffer.from(query.buffer, query.byteOffset, query.byteLength), address) : null;
 }
 
 process.on('message', (message: ToWorker) => {
