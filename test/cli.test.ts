@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { freePort } from './helpers/redis.js';
-import { ROOT, runDivert } from './helpers/process.js';
+import { MAIN, ROOT, runDivert } from './helpers/process.js';
 import { findDig } from './helpers/divert.js';
 import { replyTo, startUpstream } from './helpers/upstream.js';
 
@@ -98,7 +98,7 @@ describe('start-up errors', () => {
     fails(['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1', '--admin', '0.0.0.0:0'], /--admin 0\.0\.0\.0:0 is reachable from other machines: give --admin-token/, 2));
 
   test('--help lists every option with its variable', async () => {
-    const { stdout } = await run(process.execPath, [join(ROOT, 'dist', 'src', 'main.js'), 'serve', '--help']);
+    const { stdout } = await run(process.execPath, [MAIN, 'serve', '--help']);
     for (const flag of ['listen', 'admin', 'admin-token', 'upstream', 'zones', 'allow', 'redis', 'redis-prefix', 'config']) {
       assert.match(stdout, new RegExp(`--${flag}\\b`));
     }

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 
 /** The repository root (tests run from dist/test/). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const MAIN = join(ROOT, 'dist', 'src', 'main.js');
+/** The built binary next to this build of the tests (dist/, or a helper's own outDir). */
+export const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'main.js');
 
 /** The "listening" log line of `divert serve`: where it listens, as HOST:PORT texts. */
 export interface ListeningLine {
