@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'BAD_NAME'
   | 'BAD_ADDRESS'
   | 'BAD_TTL'
+  | 'BAD_RULE'
   | 'NOT_FOUND'
   | 'VERSION_MISMATCH'
   | 'BACKEND_UNAVAILABLE'

@@ -9,6 +9,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   BAD_NAME: 400,
   BAD_ADDRESS: 400,
   BAD_TTL: 400,
+  BAD_RULE: 400,
   BAD_ZONE: 400,
   UNAUTHORIZED: 401,
   NOT_FOUND: 404,

@@ -6,7 +6,7 @@
 
 import {
   answerReply, errorReply, headerOnlyFormErr, isUnreadable, readEdns, readQuery, udpLimit,
-  CLASS_IN, Rcode, type Edns, type Query,
+  CLASS_IN, Rcode, TYPE_A, TYPE_AAAA, type AnswerRecords, type Edns, type Query,
 } from '../wire/message.js';
 import type { AnswerCache, Resolution } from '../table/answer-cache.js';
 import type { Forwarder, Transport } from '../upstream/forwarder.js';
@@ -30,6 +30,16 @@ const DROPPED: Result = Object.freeze({ reply: null, outcome: 'dropped' });
 
 export type OutcomeCounts = Record<Outcome, number>;
 
+/** What local rules need of the pipeline. */
+export interface RuleContext {
+  /** Resolvers whose EDNS Client Subnet is believed (--trust-ecs); null: nobody's. */
+  trustEcs: AccessList | null;
+  /** Milliseconds since the epoch; injectable for tests. */
+  clock: () => number;
+}
+
+const DEFAULT_RULES: RuleContext = Object.freeze({ trustEcs: null, clock: Date.now });
+
 export class QueryPipeline {
   readonly counts: OutcomeCounts = {
     intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0,
@@ -40,6 +50,7 @@ export class QueryPipeline {
     private readonly answers: AnswerCache,
     private readonly forwarder: Forwarder,
     private readonly onFault: (err: unknown) => void = () => {},
+    private readonly rules: RuleContext = DEFAULT_RULES,
   ) {}
 
   handle(msg: Buffer, client: Client): Result | Promise<Result> {
@@ -85,7 +96,18 @@ export class QueryPipeline {
     if (edns === 'formerr') return { reply: errorReply(msg, q, Rcode.FormErr), outcome: 'formerr' };
     if (edns && edns.version !== 0) return { reply: errorReply(msg, q, BADVERS, edns), outcome: 'formerr' };
     const limit = client.transport === 'udp' ? udpLimit(edns) : 0xffff;
-    return { reply: answerReply(msg, q, answers, edns, limit), outcome: 'intercepted' };
+    if (!answers.choose) return { reply: answerReply(msg, q, answers, edns, limit), outcome: 'intercepted' };
+
+    // an untrusted client's ECS is ignored, and not echoed: as from a server without ECS
+    const ecs = edns?.ecs && this.rules.trustEcs?.allows(client.address) ? edns.ecs : null;
+    let records: AnswerRecords = answers;
+    let scope: number | null = ecs ? 0 : null; // NODATA for other types is the same for every subnet
+    if (q.qtype === TYPE_A || q.qtype === TYPE_AAAA) {
+      const choice = answers.choose(client.address, ecs, this.rules.clock());
+      records = choice.answers;
+      scope = ecs ? choice.scope : null;
+    }
+    return { reply: answerReply(msg, q, records, edns, limit, scope), outcome: 'intercepted' };
   }
 
   private forward(msg: Buffer, q: Query, client: Client): Promise<Result> {

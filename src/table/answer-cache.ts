@@ -4,7 +4,8 @@
 // since its last change never waits on the store.
 
 import { LRUCache } from 'lru-cache';
-import { compileAnswers, type CompiledAnswers } from '../wire/message.js';
+import { compileEntry } from '../rules/compile.js';
+import { type CompiledAnswers } from '../wire/message.js';
 import { wildcardCandidates, type ChangeEvent, type Entry, type TableView } from './table.js';
 import { isWildcard } from './validate.js';
 
@@ -93,7 +94,7 @@ export class AnswerCache {
   private compile(entry: Entry): CompiledAnswers {
     let answers = this.compiled.get(entry);
     if (!answers) {
-      answers = compileAnswers(entry);
+      answers = compileEntry(entry);
       this.compiled.set(entry, answers);
     }
     return answers;

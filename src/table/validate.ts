@@ -2,7 +2,8 @@
 // admin API, stores reading back their own data) goes through these checks.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { DivertError } from '../errors.js';
+import { DivertError, type ErrorCode } from '../errors.js';
+import { checkLocalRules } from '../rules/check.js';
 import type { EntryData } from './table.js';
 
 export const MAX_TTL_SECONDS = 86400;
@@ -43,26 +44,30 @@ export function isWildcard(name: string): boolean {
 }
 
 /** Canonical IPv6 text (lower case, zeros compressed) so duplicates are found. */
-function canonicalIPv6(address: string): string {
+export function canonicalIPv6(address: string): string {
   return new URL(`http://[${address}]/`).hostname.slice(1, -1);
 }
 
-function checkAddresses(field: 'a' | 'aaaa', list: unknown): string[] {
-  if (!Array.isArray(list)) throw new DivertError('BAD_ADDRESS', `${field}: expected a list of addresses`);
+/**
+ * A list of one family's addresses in canonical form. `path` names the list in messages
+ * (a rule's own list is "rules[2].a"), `code` is the error code of a refusal.
+ */
+export function checkAddresses(field: 'a' | 'aaaa', list: unknown, path: string = field, code: ErrorCode = 'BAD_ADDRESS'): string[] {
+  if (!Array.isArray(list)) throw new DivertError(code, `${path}: expected a list of addresses`);
   const seen = new Set<string>();
   return list.map((value, i) => {
-    if (typeof value !== 'string') throw new DivertError('BAD_ADDRESS', `${field}[${i}]: expected an address string`);
+    if (typeof value !== 'string') throw new DivertError(code, `${path}[${i}]: expected an address string`);
     let address: string;
     if (field === 'a') {
-      if (!isIPv4(value)) throw new DivertError('BAD_ADDRESS', `${field}[${i}]: "${value}" is not an IPv4 address`);
+      if (!isIPv4(value)) throw new DivertError(code, `${path}[${i}]: "${value}" is not an IPv4 address`);
       address = value;
     } else {
       if (!isIPv6(value) || value.includes('%')) {
-        throw new DivertError('BAD_ADDRESS', `${field}[${i}]: "${value}" is not an IPv6 address`);
+        throw new DivertError(code, `${path}[${i}]: "${value}" is not an IPv6 address`);
       }
       address = canonicalIPv6(value);
     }
-    if (seen.has(address)) throw new DivertError('BAD_ADDRESS', `${field}[${i}]: "${value}" is listed twice`);
+    if (seen.has(address)) throw new DivertError(code, `${path}[${i}]: "${value}" is listed twice`);
     seen.add(address);
     return address;
   });
@@ -75,11 +80,26 @@ export function checkTtl(ttl: unknown): number {
   return ttl;
 }
 
-/** Validated, normalised copy of an entry's data. */
-export function checkEntryData(data: { a?: unknown; aaaa?: unknown; ttl?: unknown }): EntryData {
-  return {
+/** What a writer may hand in as an entry's data; every field is checked. */
+export interface EntryInput {
+  a?: unknown;
+  aaaa?: unknown;
+  ttl?: unknown;
+  weights?: unknown;
+  pick?: unknown;
+  rules?: unknown;
+}
+
+/**
+ * Validated, normalised copy of an entry's data. Load sharing and rules are present only
+ * when given and not empty, so a plain entry reads back exactly as before.
+ */
+export function checkEntryData(data: EntryInput): EntryData {
+  const out: EntryData = {
     a: checkAddresses('a', data.a ?? []),
     aaaa: checkAddresses('aaaa', data.aaaa ?? []),
     ttl: checkTtl(data.ttl ?? DEFAULT_TTL_SECONDS),
   };
+  if (data.weights === undefined && data.pick === undefined && data.rules === undefined) return out;
+  return checkLocalRules(out, data);
 }

@@ -110,12 +110,25 @@ export function readQuery(msg: Buffer): Query | Unreadable {
   };
 }
 
+/** EDNS Client Subnet of a query (RFC 7871): the network a resolver asks on behalf of. */
+export interface Ecs {
+  /** 1: IPv4, 2: IPv6 (RFC 7871 6, address family numbers). */
+  family: 1 | 2;
+  sourcePrefix: number;
+  /** Text form, every bit beyond the prefix zero. */
+  address: string;
+}
+
 /** EDNS as a query asked for it (RFC 6891). */
 export interface Edns {
   udpPayload: number;
   version: number;
   dnssecOk: boolean;
+  /** Present only when the query carried an ECS option. */
+  ecs?: Ecs;
 }
+
+export const OPTION_ECS = 8;
 
 /** Skips one (possibly compressed) name; -1 when it runs off the message. */
 function skipName(msg: Buffer, pos: number): number {
@@ -152,6 +165,12 @@ export function readEdns(msg: Buffer, q: Query): Edns | null | 'formerr' {
         version: msg[pos + 5],
         dnssecOk: (msg[pos + 6] & 0x80) !== 0,
       };
+      // most OPTs carry no options: nothing more to read
+      if (rdlength > 0 && pos + 10 + rdlength <= msg.length) {
+        const ecs = readOptions(msg, pos + 10, pos + 10 + rdlength);
+        if (ecs === 'formerr') return 'formerr';
+        if (ecs) edns.ecs = ecs;
+      }
     }
     pos += 10 + rdlength;
     if (pos > msg.length) return 'formerr';
@@ -159,13 +178,90 @@ export function readEdns(msg: Buffer, q: Query): Edns | null | 'formerr' {
   return edns;
 }
 
-/** An entry's answer records, encoded once when the entry changes. */
-export interface CompiledAnswers {
-  ttl: number;
+/** The ECS option among the OPT options in msg[start, end); 'formerr' when they are malformed. */
+function readOptions(msg: Buffer, start: number, end: number): Ecs | null | 'formerr' {
+  let ecs: Ecs | null = null;
+  let pos = start;
+  while (pos < end) {
+    if (pos + 4 > end) return 'formerr';
+    const code = msg.readUInt16BE(pos);
+    const length = msg.readUInt16BE(pos + 2);
+    pos += 4;
+    if (pos + length > end) return 'formerr';
+    if (code === OPTION_ECS) {
+      // two client subnets leave the query's client unknown
+      if (ecs) return 'formerr';
+      const read = readEcs(msg, pos, length);
+      if (read === 'formerr') return 'formerr';
+      ecs = read;
+    }
+    pos += length;
+  }
+  return ecs;
+}
+
+/** RFC 7871 6 and 7.1.1: anything but a well-formed query option is FORMERR. */
+function readEcs(msg: Buffer, at: number, length: number): Ecs | 'formerr' {
+  if (length < 4) return 'formerr';
+  const family = msg.readUInt16BE(at);
+  const sourcePrefix = msg[at + 2];
+  if (family !== 1 && family !== 2) return 'formerr';
+  if (sourcePrefix > (family === 1 ? 32 : 128) || msg[at + 3] !== 0) return 'formerr';
+  const bytes = (sourcePrefix + 7) >> 3;
+  if (length !== 4 + bytes) return 'formerr';
+  if (sourcePrefix % 8 !== 0 && (msg[at + 3 + bytes] & (0xff >> (sourcePrefix % 8))) !== 0) return 'formerr';
+  const address = family === 1 ? ecsIPv4(msg, at + 4, bytes) : ecsIPv6(msg, at + 4, bytes);
+  return { family, sourcePrefix, address };
+}
+
+function ecsIPv4(msg: Buffer, at: number, bytes: number): string {
+  let text = '';
+  for (let i = 0; i < 4; i++) text += (i > 0 ? '.' : '') + (i < bytes ? msg[at + i] : 0);
+  return text;
+}
+
+/** RFC 5952 text: lower case, the longest run of two or more zero groups as "::". */
+function ecsIPv6(msg: Buffer, at: number, bytes: number): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((i < bytes ? msg[at + i] : 0) << 8) | (i + 1 < bytes ? msg[at + i + 1] : 0));
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
+    i = j === i ? i + 1 : j;
+  }
+  const hex = (from: number, to: number) => groups.slice(from, to).map((g) => g.toString(16)).join(':');
+  if (bestStart < 0) return hex(0, 8);
+  return `${hex(0, bestStart)}::${hex(bestStart + bestLength, 8)}`;
+}
+
+/** Encoded A and AAAA records, ready to be copied into a reply. */
+export interface AnswerRecords {
   a: Buffer;
   aCount: number;
   aaaa: Buffer;
   aaaaCount: number;
+}
+
+/** What an entry with rules or load sharing answers one query (see src/rules/compile.ts). */
+export interface Choice {
+  answers: AnswerRecords;
+  /** ECS SCOPE PREFIX-LENGTH for the reply; null when no ECS was given. */
+  scope: number | null;
+}
+
+/** Picks the records for one query: the client's address, its trusted ECS, the time (ms). */
+export type Chooser = (client: string, ecs: Ecs | null, now: number) => Choice;
+
+/**
+ * An entry's answer records, encoded once when the entry changes: its default answer and,
+ * only when it has rules or load sharing, `choose` for the per-query answer.
+ */
+export interface CompiledAnswers extends AnswerRecords {
+  ttl: number;
+  choose?: Chooser;
 }
 
 // dns-packet's per-type rdata codecs exist at run time but are missing from its typings.
@@ -174,7 +270,7 @@ interface RdataCodec {
 }
 const rdataCodecs = dnsPacket as unknown as { a: RdataCodec; aaaa: RdataCodec };
 
-function encodeRecords(type: number, ttl: number, addresses: string[]): Buffer {
+export function encodeRecords(type: number, ttl: number, addresses: readonly string[]): Buffer {
   const rdata = type === TYPE_A ? rdataCodecs.a : rdataCodecs.aaaa;
   const size = type === TYPE_A ? 16 : 28;
   const out = Buffer.alloc(addresses.length * size);
@@ -205,7 +301,32 @@ function replyFlags(q: { flags: number }, rcode: number, authoritative: boolean)
   return QR | (q.flags & (OPCODE_MASK | RD | CD)) | RA | (authoritative ? AA : 0) | (rcode & 0xf);
 }
 
-function writeOpt(out: Buffer, at: number, rcode: number, dnssecOk: boolean): void {
+/** An ECS option to echo in a reply: the query's subnet with the answer's scope. */
+interface EcsEcho {
+  ecs: Ecs;
+  scope: number;
+}
+
+/** Option code and length, FAMILY, SOURCE and SCOPE PREFIX-LENGTH, then the address bytes. */
+function ecsOptionBytes(ecs: Ecs): number {
+  return 8 + ((ecs.sourcePrefix + 7) >> 3);
+}
+
+// dns-packet writes an address as rdlength + bytes; the ECS address is their prefix
+const addressScratch = Buffer.alloc(18);
+
+function writeEcs(out: Buffer, at: number, { ecs, scope }: EcsEcho): void {
+  const bytes = (ecs.sourcePrefix + 7) >> 3;
+  out.writeUInt16BE(OPTION_ECS, at);
+  out.writeUInt16BE(4 + bytes, at + 2);
+  out.writeUInt16BE(ecs.family, at + 4);
+  out[at + 6] = ecs.sourcePrefix;
+  out[at + 7] = scope;
+  (ecs.family === 1 ? rdataCodecs.a : rdataCodecs.aaaa).encode(ecs.address, addressScratch, 0);
+  addressScratch.copy(out, at + 8, 2, 2 + bytes);
+}
+
+function writeOpt(out: Buffer, at: number, rcode: number, dnssecOk: boolean, echo: EcsEcho | null): void {
   out[at] = 0; // root owner
   out.writeUInt16BE(TYPE_OPT, at + 1);
   out.writeUInt16BE(EDNS_UDP_PAYLOAD, at + 3);
@@ -213,7 +334,8 @@ function writeOpt(out: Buffer, at: number, rcode: number, dnssecOk: boolean): vo
   out[at + 6] = 0; // version
   out[at + 7] = dnssecOk ? 0x80 : 0; // RFC 3225: DO is copied from the query
   out[at + 8] = 0;
-  out.writeUInt16BE(0, at + 9);
+  out.writeUInt16BE(echo ? ecsOptionBytes(echo.ecs) : 0, at + 9);
+  if (echo) writeEcs(out, at + OPT_BYTES, echo);
 }
 
 /**
@@ -229,9 +351,10 @@ function buildReply(
   count: number,
   edns: Edns | null,
   maxBytes: number,
+  echo: EcsEcho | null = null,
 ): Buffer {
   const questionBytes = q.questionEnd - HEADER_BYTES;
-  const optBytes = edns ? OPT_BYTES : 0;
+  const optBytes = edns ? OPT_BYTES + (echo ? ecsOptionBytes(echo.ecs) : 0) : 0;
   let flags = replyFlags(q, rcode, authoritative);
   let answerBytes = records ? records.length : 0;
   if (HEADER_BYTES + questionBytes + answerBytes + optBytes > maxBytes) {
@@ -248,15 +371,28 @@ function buildReply(
   out.writeUInt16BE(edns ? 1 : 0, 10);
   msg.copy(out, HEADER_BYTES, HEADER_BYTES, q.questionEnd);
   if (answerBytes > 0) records!.copy(out, q.questionEnd);
-  if (edns) writeOpt(out, q.questionEnd + answerBytes, rcode, edns.dnssecOk);
+  if (edns) writeOpt(out, q.questionEnd + answerBytes, rcode, edns.dnssecOk, echo);
   return out;
 }
 
-/** The answer for an intercepted name: its A or AAAA records, or NODATA for any other type. */
-export function answerReply(msg: Buffer, q: Query, answers: CompiledAnswers, edns: Edns | null, maxBytes: number): Buffer {
-  if (q.qtype === TYPE_A) return buildReply(msg, q, Rcode.NoError, true, answers.a, answers.aCount, edns, maxBytes);
-  if (q.qtype === TYPE_AAAA) return buildReply(msg, q, Rcode.NoError, true, answers.aaaa, answers.aaaaCount, edns, maxBytes);
-  return buildReply(msg, q, Rcode.NoError, true, null, 0, edns, maxBytes);
+/**
+ * The answer for an intercepted name: its A or AAAA records, or NODATA for any other type.
+ * With `ecsScope` (not null) and an ECS option in the query, the reply's OPT echoes that
+ * option with SCOPE PREFIX-LENGTH = ecsScope (RFC 7871 7.2.1); otherwise no ECS option is
+ * sent, as from a server that does not support ECS.
+ */
+export function answerReply(
+  msg: Buffer,
+  q: Query,
+  answers: AnswerRecords,
+  edns: Edns | null,
+  maxBytes: number,
+  ecsScope: number | null = null,
+): Buffer {
+  const echo = ecsScope !== null && edns?.ecs ? { ecs: edns.ecs, scope: ecsScope } : null;
+  if (q.qtype === TYPE_A) return buildReply(msg, q, Rcode.NoError, true, answers.a, answers.aCount, edns, maxBytes, echo);
+  if (q.qtype === TYPE_AAAA) return buildReply(msg, q, Rcode.NoError, true, answers.aaaa, answers.aaaaCount, edns, maxBytes, echo);
+  return buildReply(msg, q, Rcode.NoError, true, null, 0, edns, maxBytes, echo);
 }
 
 /** An error reply with the question echoed (REFUSED, SERVFAIL, NOTIMP, FORMERR, BADVERS). */
