@@ -107,7 +107,14 @@ function inProcess(serving: Serving): ServingHandle {
   };
 }
 
-export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
+export interface StartOptions {
+  /** The time the rules' windows see, in a server of one process (tests inject one). */
+  clock?: () => number;
+}
+
+export async function startServer(config: ServeConfig, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
+  // a worker process has its own clock: one injected here could not reach it
+  if (options.clock && config.workers > 1) throw new Error('an injected clock needs workers: 1');
   const upstreams = await resolveUpstreams(config);
   const seed = await readZones(config.zones);
   const adminToken = resolveAdminToken(config, log);
@@ -128,7 +135,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     }
     serving = config.workers > 1
       ? await startWorkers(config, table, upstreams, log)
-      : inProcess(await startServing(config, table, upstreams, log, { exclusive: true }));
+      : inProcess(await startServing(config, table, upstreams, log, { exclusive: true, clock: options.clock }));
     const { stats } = serving;
 
     admin = buildAdmin({

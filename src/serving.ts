@@ -56,6 +56,8 @@ export interface ServingOptions {
   exclusive: boolean;
   /** Upstream failures and recoveries seen here, for the other workers' pools. */
   onPoolNews?: (news: PoolNews) => void;
+  /** The time the rules' windows see (tests inject one); Date.now by default. */
+  clock?: () => number;
 }
 
 export function bindError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
@@ -134,7 +136,10 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
   const pool = new UpstreamPool(upstreams);
   pool.onNews = options.onPoolNews;
   const forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });
-  const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'));
+  const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'), {
+    trustEcs: config.trustEcs.length > 0 ? new AccessList(config.trustEcs) : null,
+    clock: options.clock ?? Date.now,
+  });
   const handler: Handler = (msg, client) => pipeline.handle(msg, client);
 
   const listeners: Listener[] = [];

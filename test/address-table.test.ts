@@ -381,6 +381,60 @@ function contract(name: string, makeTable: MakeTable): void {
       assert.equal((await table.get('f.test'))?.version, (await table.history('f.test'))[0].version);
     });
 
+    it('keeps rules and weights, in history and change events, and diverts the addresses they name', async (t) => {
+      const table = await makeTable(t);
+      const events: ChangeEvent[] = [];
+      table.onChange((e) => events.push(e));
+      const written = await table.put('rules.test', {
+        a: ['192.0.2.1', '192.0.2.2'],
+        aaaa: [],
+        ttl: 30,
+        weights: { '192.0.2.1': 3, '192.0.2.2': 1 },
+        pick: 1,
+        rules: [
+          { networks: ['10.1.0.0/16'], a: ['192.0.2.9', '192.0.2.1'], weights: { '192.0.2.9': 2 } },
+          { days: ['sat', 'sun'], from: '08:00', to: '18:00', tz: 'Europe/London', aaaa: [] },
+          { days: ['mon'], weights: { '192.0.2.2': 5 } },
+        ],
+      });
+      assert.deepEqual(written.rules?.[0].networks, ['10.1.0.0/16']);
+      assert.deepEqual(written.weights, { '192.0.2.1': 3, '192.0.2.2': 1 });
+      const read = await table.get('rules.test');
+      assert.deepEqual(read, written, 'get returns what put stored, rules and weights included');
+      assert.deepEqual(read?.rules?.[1].aaaa, [], 'an empty list in a rule stays a list (NODATA for that family)');
+      assert.deepEqual((await table.history('rules.test'))[0].new?.rules, written.rules);
+      assert.equal(events.length, 1, 'a write has emitted its change when it resolves');
+      assert.deepEqual(events[0].entry?.rules, written.rules, 'the change event carries the rules');
+
+      // 192.0.2.1 is answered by the entry and by rule 1: both move, with their weights
+      const [diverted] = await table.divert('192.0.2.1', '192.0.2.5');
+      assert.deepEqual(diverted.a, ['192.0.2.5', '192.0.2.2']);
+      assert.deepEqual(diverted.weights, { '192.0.2.5': 3, '192.0.2.2': 1 });
+      assert.deepEqual(diverted.rules?.[0].a, ['192.0.2.9', '192.0.2.5']);
+      assert.deepEqual(diverted.rules?.[0].weights, { '192.0.2.9': 2 });
+      assert.deepEqual(diverted.rules?.[1], written.rules?.[1]);
+      assert.deepEqual(await table.get('rules.test'), diverted);
+
+      // an address only a rule answers is found too (the Redis store's reverse index covers rules)
+      const [again] = await table.divert('192.0.2.9', '192.0.2.5');
+      assert.deepEqual(again.rules?.[0].a, ['192.0.2.5'], 'to was listed already: from is dropped, not doubled');
+      assert.deepEqual(again.rules?.[0].weights, { '192.0.2.5': 3 }, 'its share goes to to: 2 + to\'s own 1');
+      assert.deepEqual(again.a, ['192.0.2.5', '192.0.2.2'], 'the default answer did not name 192.0.2.9');
+
+      // rule 3 lists no addresses of its own: its weights name the entry's, and follow them
+      const [third] = await table.divert('192.0.2.2', '192.0.2.7');
+      assert.deepEqual(third.a, ['192.0.2.5', '192.0.2.7']);
+      assert.deepEqual(third.weights, { '192.0.2.5': 3, '192.0.2.7': 1 });
+      assert.deepEqual(third.rules?.[2], { days: ['mon'], weights: { '192.0.2.7': 5 } });
+      assert.deepEqual(await table.get('rules.test'), third, 'what divert returned is what is stored (and reads back as valid)');
+
+      await assert.rejects(
+        table.put('rules.test', { a: ['192.0.2.1'], aaaa: [], ttl: 30, rules: [{ networks: ['10.1.2.3/16'], a: ['192.0.2.2'] }] }),
+        code('BAD_RULE'),
+      );
+      assert.deepEqual(await table.get('rules.test'), third, 'a bad rule changes nothing');
+    });
+
     it('accepts resync listeners', async (t) => {
       const table = await makeTable(t);
       let calls = 0;

@@ -90,6 +90,7 @@ describe('defaults', () => {
       upstream: undefined,
       zones: [],
       allow: DEFAULT_ALLOW,
+      trustEcs: [],
       redis: undefined,
       redisPrefix: 'divert:',
       resolvConf: '/etc/resolv.conf',

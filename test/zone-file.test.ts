@@ -142,6 +142,54 @@ describe('formatZone', () => {
   });
 });
 
+describe(';divert lines: rules and load sharing', () => {
+  const ZONE = `$ORIGIN shop.example.
+$TTL 60
+;divert www {"weights":{"192.0.2.1":3},"pick":1,"rules":[{"networks":["10.1.0.0/16"],"a":["192.0.2.9"]}]}
+www IN A 192.0.2.1
+www IN A 192.0.2.2
+;divert blocked.shop.example. {"ttl":5}
+; an ordinary comment, skipped
+`;
+
+  test('attach rules and weights to the records of the same name, relative to $ORIGIN', () => {
+    const entries = parseZone(ZONE, 'rules.zone');
+    assert.deepEqual(entries.get('www.shop.example'), {
+      a: ['192.0.2.1', '192.0.2.2'],
+      aaaa: [],
+      ttl: 60,
+      weights: { '192.0.2.1': 3 },
+      pick: 1,
+      rules: [{ networks: ['10.1.0.0/16'], a: ['192.0.2.9'] }],
+    });
+    assert.deepEqual(entries.get('blocked.shop.example'), { a: [], aaaa: [], ttl: 5 }, 'a name with no records, blocked (NODATA)');
+  });
+
+  test('export and import give back the same entries, rules included', () => {
+    const entries = parseZone(ZONE, 'rules.zone');
+    const text = formatZone([...entries].map(([name, data]) => ({ name, ...data })));
+    assert.match(text, /^;divert www\.shop\.example\. \{"weights"/m);
+    assert.deepEqual(Object.fromEntries(parseZone(text, 'export.zone')), Object.fromEntries(entries));
+  });
+
+  for (const [line, message] of [
+    [';divert www {"rules":[{"networks":["10.1.2.3/16"]}]}\nwww A 192.0.2.1', /bad\.zone:1: .*rules\[0\]\.networks\[0\]/],
+    [';divert www {"color":"red"}', /bad\.zone:1: "color" in the ;divert line of www\.shop\.example is not known/],
+    [';divert www {"weights":', /bad\.zone:1: the ;divert line of www\.shop\.example is not valid JSON/],
+    [';divert www {}\n;divert www {}', /bad\.zone:2: www\.shop\.example has a second ;divert line \(the first is on line 1\)/],
+    [';divert www {"weights":{"192.0.2.7":1}}\nwww A 192.0.2.1', /bad\.zone:1: .*192\.0\.2\.7/],
+    [';divert {"pick":1}', /bad\.zone:1: ";divert" needs an owner name/],
+    ['www 60 A 192.0.2.1\n;divert www {"ttl":5}', /bad\.zone:2: the ;divert line of www\.shop\.example says ttl 5 but its records have TTL 60/],
+  ] as const) {
+    test(`refuses ${JSON.stringify(line.split('\n')[0])} with the line and the reason`, () => {
+      assert.throws(
+        () => parseZone(`${line}\n`, 'bad.zone', { origin: 'shop.example' }),
+        (err: unknown) => isDivertError(err, 'BAD_ZONE') && message.test(err.message),
+      );
+    });
+  }
+});
+
 describe('readZones', () => {
   let dir: string;
   before(async () => {

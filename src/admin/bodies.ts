@@ -6,10 +6,14 @@ import { DivertError } from '../errors.js';
 import { checkEntryData } from '../table/validate.js';
 import type { EntryData } from '../table/table.js';
 
+// The shape only; checkEntryData (validate.ts) checks every value, rules included, and names the field.
 const entryBody = z.strictObject({
   a: z.array(z.unknown()).optional(),
   aaaa: z.array(z.unknown()).optional(),
   ttl: z.unknown().optional(),
+  weights: z.unknown().optional(),
+  pick: z.unknown().optional(),
+  rules: z.array(z.unknown()).optional(),
 });
 
 const diversionBody = z.strictObject({ from: z.string(), to: z.string() });
@@ -31,7 +35,8 @@ function parse<T>(schema: z.ZodType<T>, body: unknown): T {
 }
 
 /**
- * `{"a": [...], "aaaa": [...], "ttl": 30}`. Both lists may be empty: the name is then
+ * `{"a": [...], "aaaa": [...], "ttl": 30, "weights": {...}, "pick": 1, "rules": [...]}`
+ * (the last three optional). Both lists may be empty: the name is then
  * intercepted and answered with NODATA, which blocks it without leaking its address.
  */
 export function entryFromBody(body: unknown): EntryData {

@@ -7,11 +7,12 @@ import { formatZone } from '../table/zone-file.js';
 import type { EntryData } from '../table/table.js';
 import { AdminClient, AdminError } from './admin-client.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
-import { entriesTable, historyTable, note, printJson } from './render.js';
+import { entriesTable, historyTable, note, printJson, rulesText } from './render.js';
+import { DEFAULT_TTL_SECONDS } from '../table/validate.js';
 
 type Args = Record<string, unknown>;
 
-/** How often `set` without --ttl retries when the entry changed between reading its TTL and writing. */
+/** How often `set` retries when the entry changed between reading it and writing. */
 const KEEP_TTL_TRIES = 3;
 
 const client = (argv: Args) => new AdminClient(resolveConnection(argv));
@@ -60,37 +61,91 @@ async function list(argv: Args): Promise<void> {
 async function get(argv: Args): Promise<void> {
   const entry = await client(argv).get(argv.name as string);
   if (argv.json) return printJson(entry);
-  process.stdout.write(entriesTable([entry]));
+  process.stdout.write(entriesTable([entry]) + rulesText(entry));
+}
+
+/** `--weight 192.0.2.10=3` (repeatable) as an address → weight map. */
+function weightsOf(argv: Args): Record<string, number> | undefined {
+  const given = argv.weight;
+  if (given === undefined) return undefined;
+  const weights: Record<string, number> = {};
+  for (const text of (Array.isArray(given) ? given : [given]).map(String)) {
+    const match = /^(.+)=(\d{1,4})$/.exec(text);
+    if (!match) throw usage(`--weight "${text}" is not ADDRESS=WEIGHT (as in --weight 192.0.2.10=3)`);
+    weights[match[1]] = Number(match[2]);
+  }
+  return weights;
+}
+
+/** `--rules` as JSON text, or @FILE holding it: the entry's rules (an empty list removes them). */
+async function rulesOf(argv: Args): Promise<unknown[] | undefined> {
+  const given = argv.rules;
+  if (given === undefined) return undefined;
+  let text = String(given);
+  if (text.startsWith('@')) {
+    try {
+      text = await readFile(text.slice(1), 'utf8');
+    } catch (err) {
+      throw usage(`--rules ${text}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  let rules: unknown;
+  try {
+    rules = JSON.parse(text);
+  } catch (err) {
+    throw usage(`--rules is not valid JSON (${(err as Error).message}); expected a list of rules, as in '[{"networks":["10.1.0.0/16"],"a":["192.0.2.30"]}]'`);
+  }
+  if (!Array.isArray(rules)) throw usage('--rules is not a JSON list (expected [{...}, ...])');
+  return rules;
+}
+
+/**
+ * The entry `set` writes: the addresses given, and what the command line does not say
+ * taken from the current entry (TTL, rules, pick; the weights of addresses still listed),
+ * so that changing addresses does not reset what someone else chose.
+ */
+function merged(given: Pick<EntryData, 'a' | 'aaaa'>, options: Partial<EntryData>, current: EntryData | null): EntryData {
+  const data: EntryData = { ...given, ttl: options.ttl ?? current?.ttl ?? DEFAULT_TTL_SECONDS };
+  const listed = new Set([...given.a, ...given.aaaa]);
+  const kept = Object.entries(current?.weights ?? {}).filter(([address]) => listed.has(address));
+  const weights = options.weights ?? (kept.length > 0 ? Object.fromEntries(kept) : undefined);
+  const pick = options.pick ?? current?.pick;
+  const rules = options.rules ?? current?.rules;
+  if (weights !== undefined) data.weights = weights;
+  if (pick !== undefined) data.pick = pick;
+  if (rules !== undefined && rules.length > 0) data.rules = rules;
+  return data;
 }
 
 async function set(argv: Args): Promise<void> {
   const name = argv.name as string;
   const addresses = sortAddresses((argv.addresses as unknown[]).map(String));
-  const ttl = wholeNumber(argv, 'ttl');
+  const options: Partial<EntryData> = {
+    ttl: wholeNumber(argv, 'ttl'),
+    pick: wholeNumber(argv, 'pick'),
+    weights: weightsOf(argv),
+    rules: (await rulesOf(argv)) as EntryData['rules'],
+  };
   const ifVersion = wholeNumber(argv, 'if-version');
   const admin = client(argv);
   let entry;
-  if (ttl !== undefined) {
-    entry = await admin.put(name, { ...addresses, ttl }, ifVersion);
-  } else {
-    // Changing addresses should not reset a TTL someone chose: keep the entry's own, and
-    // write only over the version it was read from, so a concurrent TTL change is not lost.
-    for (let attempt = 1; ; attempt++) {
-      const current = await admin.get(name).catch((err: unknown) => {
-        if (err instanceof AdminError && err.status === 404) return null;
-        throw err;
-      });
-      try {
-        entry = await admin.put(name, { ...addresses, ...(current && { ttl: current.ttl }) }, ifVersion ?? current?.version ?? 0);
-        break;
-      } catch (err) {
-        const raced = err instanceof AdminError && err.status === 412 && ifVersion === undefined;
-        if (!raced || attempt === KEEP_TTL_TRIES) throw err;
-      }
+  // Write only over the version the rest was read from, so a concurrent change of the TTL
+  // or the rules is not lost; with --if-version, over that version only.
+  for (let attempt = 1; ; attempt++) {
+    const current = await admin.get(name).catch((err: unknown) => {
+      if (err instanceof AdminError && err.status === 404) return null;
+      throw err;
+    });
+    try {
+      entry = await admin.put(name, merged(addresses, options, current), ifVersion ?? current?.version ?? 0);
+      break;
+    } catch (err) {
+      const raced = err instanceof AdminError && err.status === 412 && ifVersion === undefined;
+      if (!raced || attempt === KEEP_TTL_TRIES) throw err;
     }
   }
   if (argv.json) return printJson(entry);
-  process.stdout.write(entriesTable([entry]));
+  process.stdout.write(entriesTable([entry]) + rulesText(entry));
 }
 
 async function remove(argv: Args): Promise<void> {
@@ -161,7 +216,12 @@ export function namesCommand(yargs: Argv): Argv {
         connectionOptions(jsonOption(ifVersionOption(nameArg(y), 'replace it'), 'the new entry'))
           .positional('addresses', { type: 'string', array: true, describe: 'IPv4 and IPv6 addresses; the name answers A and AAAA with them' })
           .option('ttl', { type: 'string', requiresArg: true, describe: 'seconds clients may cache the answer (0 to 86400)', defaultDescription: 'the entry\'s current TTL, or 30 for a new name' })
+          .option('weight', { type: 'string', array: true, requiresArg: true, describe: 'ADDRESS=WEIGHT (0 to 1000, repeatable): load sharing; each answer puts one address first, chosen by weight', defaultDescription: 'the current weights of the addresses still listed' })
+          .option('pick', { type: 'string', requiresArg: true, describe: 'answer only this many addresses of each family, chosen by weight', defaultDescription: 'the entry\'s current pick, or all' })
+          .option('rules', { type: 'string', requiresArg: true, describe: 'local rules as a JSON list, or @FILE holding one ([] removes them); see the README', defaultDescription: 'the entry\'s current rules' })
           .example('$0 names set www.shop.example 192.0.2.20 2001:db8::20', 'answer A with 192.0.2.20 and AAAA with 2001:db8::20')
+          .example('$0 names set www.shop.example 192.0.2.10 192.0.2.20 --weight 192.0.2.10=3 --pick 1', 'one address per answer: 192.0.2.10 three times in four')
+          .example('$0 names set www.shop.example 192.0.2.10 --rules \'[{"networks":["10.1.0.0/16"],"a":["192.0.2.30"]}]\'', 'clients in 10.1.0.0/16 get 192.0.2.30, everyone else 192.0.2.10')
           .example('$0 names set api.shop.example 192.0.2.21 --ttl 5 --if-version 7', 'only if nobody changed it since version 7'),
       (argv) => set(argv),
     )

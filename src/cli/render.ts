@@ -1,6 +1,6 @@
 // Human output of the CLI: entries and history records as aligned text tables (--json prints the server's JSON instead).
 
-import type { Entry, EntryState, HistoryRecord } from '../table/table.js';
+import type { Entry, EntryState, HistoryRecord, Rule, Sharing } from '../table/table.js';
 
 /** Columns padded to their widest cell and two spaces apart; the last column is not padded, so lines carry no trailing blanks. */
 export function textTable(headers: string[], rows: string[][]): string {
@@ -24,17 +24,52 @@ function time(iso: string): string {
 }
 
 export function entriesTable(entries: Entry[]): string {
+  // the RULES column only when some entry has rules or weights, so plain tables stay as they were
+  const extra = entries.some((e) => e.rules || e.weights || e.pick !== undefined);
+  const more = (e: Entry) => (extra ? [[e.rules ? String(e.rules.length) : '-', e.weights || e.pick !== undefined ? 'weighted' : ''].join(' ').trim()] : []);
   return textTable(
-    ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED'],
-    entries.map((e) => [e.name, addresses(e.a), addresses(e.aaaa), String(e.ttl), String(e.version), time(e.updatedAt)]),
+    ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED', ...(extra ? ['RULES'] : [])],
+    entries.map((e) => [e.name, addresses(e.a), addresses(e.aaaa), String(e.ttl), String(e.version), time(e.updatedAt), ...more(e)]),
   );
+}
+
+function sharing(s: Sharing): string {
+  const parts: string[] = [];
+  if (s.weights) parts.push(`weights ${Object.entries(s.weights).map(([address, w]) => `${address}=${w}`).join(',')}`);
+  if (s.pick !== undefined) parts.push(`pick ${s.pick}`);
+  return parts.join(' ');
+}
+
+/** A rule on one line: its conditions, then what it answers. */
+export function ruleText(rule: Rule): string {
+  const when: string[] = [];
+  if (rule.networks) when.push(`from ${rule.networks.join(',')}`);
+  if (rule.days) when.push(rule.days.join(','));
+  if (rule.from !== undefined) when.push(`${rule.from}-${rule.to}`);
+  if ((rule.days || rule.from !== undefined) && rule.tz) when.push(rule.tz);
+  const answer: string[] = [];
+  if (rule.a) answer.push(`A ${addresses(rule.a)}`);
+  if (rule.aaaa) answer.push(`AAAA ${addresses(rule.aaaa)}`);
+  const shared = sharing(rule);
+  if (shared) answer.push(shared);
+  return `${when.length > 0 ? when.join(' ') : 'always'} → ${answer.length > 0 ? answer.join(' ') : 'the default addresses'}`;
+}
+
+/** The lines below an entry's table row that show its load sharing and rules (empty when it has none). */
+export function rulesText(entry: Entry): string {
+  const lines: string[] = [];
+  const shared = sharing(entry);
+  if (shared) lines.push(`default answer: ${shared}`);
+  (entry.rules ?? []).forEach((rule, i) => lines.push(`rule ${i + 1}: ${ruleText(rule)}`));
+  return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }
 
 /** One side of a change: its addresses and TTL, or "(none)" when the name was not intercepted. */
 function state(s: EntryState): string {
   if (s === null) return '(none)';
   const all = [...s.a, ...s.aaaa];
-  return `${all.length === 0 ? 'no addresses' : all.join(',')} ttl ${s.ttl}`;
+  const extra = [sharing(s), s.rules ? `${s.rules.length} rule${s.rules.length === 1 ? '' : 's'}` : ''].filter(Boolean);
+  return `${all.length === 0 ? 'no addresses' : all.join(',')} ttl ${s.ttl}${extra.length > 0 ? ` ${extra.join(' ')}` : ''}`;
 }
 
 export function historyTable(records: HistoryRecord[]): string {

@@ -79,6 +79,11 @@ export const SERVE_OPTIONS = {
     defaultDescription: 'loopback, RFC 1918, RFC 6598, ULA and link-local',
     describe: 'client network (CIDR) that may query; others get REFUSED',
   },
+  trustEcs: {
+    flag: 'trust-ecs', repeatable: true, default: [], schema: cidr,
+    defaultDescription: 'none',
+    describe: 'resolver network (CIDR) whose EDNS Client Subnet option the rules\' networks match instead of its own address',
+  },
   redis: {
     flag: 'redis', schema: z.string().regex(/^(rediss?|redis-sentinel|redis-cluster):\/\//, 'expected a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL'),
     describe: 'keep the address table in Redis (redis[s]://[:PASSWORD@]HOST:PORT, redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER, redis-cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...])',
@@ -131,6 +136,7 @@ export interface ServeConfig {
   upstream: HostPort[] | undefined;
   zones: string[];
   allow: string[];
+  trustEcs: string[];
   redis: string | undefined;
   redisPrefix: string;
   resolvConf: string;

@@ -15,7 +15,7 @@ import {
   lookupIn,
 } from './table.js';
 import {
-  SEED_AUTHOR, authorOf, checkDiversion, checkIfVersion, checkImport, compareNames, divertList, freezeEntry, stateOf, versionMismatch,
+  SEED_AUTHOR, authorOf, checkDiversion, checkIfVersion, checkImport, compareNames, divertData, freezeEntry, stateOf, versionMismatch,
 } from './table-ops.js';
 import { checkEntryData, normalizeName } from './validate.js';
 
@@ -129,9 +129,9 @@ export class MemoryTable implements AddressTable {
     const changed: Entry[] = [];
     for (const name of names) {
       const entry = this.entries.get(name) as Entry;
-      const list = divertList(entry[field], old, replacement);
-      if (list === null) continue;
-      changed.push(this.store(name, { a: entry.a, aaaa: entry.aaaa, ttl: entry.ttl, [field]: list }, 'divert', by, at));
+      const data = divertData(entry, field, old, replacement);
+      if (data === null) continue;
+      changed.push(this.store(name, data, 'divert', by, at));
     }
     for (const entry of changed) this.emit({ name: entry.name, entry, version: entry.version });
     return changed;

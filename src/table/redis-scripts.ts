@@ -1,13 +1,14 @@
 // The Lua scripts that make every RedisTable write one atomic step: entry, history,
 // reverse index and change message change together or not at all.
 
+import { MAX_WEIGHT } from '../rules/check.js';
 import { HISTORY_LENGTH } from './table.js';
 
 // Key layout, all under `${prefix}{table}:` (the hash tag keeps every key in one Cluster slot):
-//   entries            hash: name -> entry JSON {"a","aaaa","ttl","version","updatedAt"}
+//   entries            hash: name -> entry JSON {"a","aaaa","ttl","weights"?,"pick"?,"rules"?,"version","updatedAt"}
 //   seq                counter: the table-wide version sequence
 //   history:<name>     list of HistoryRecord JSON, newest first, at most HISTORY_LENGTH
-//   addr:<address>     set of the names whose a or aaaa lists <address> (for divert)
+//   addr:<address>     set of the names whose a or aaaa lists, or one of whose rules lists, <address> (for divert)
 //   indexed            marker: the addr sets cover every entry (see INDEX_LUA)
 // Changes are published as JSON {"name","entry","version"} (entry with its name, or null
 // on delete) on the channel `${prefix}changes`, from inside the script, so a message is
@@ -18,40 +19,68 @@ import { HISTORY_LENGTH } from './table.js';
 //
 // Every script takes ARGV[1] base, ARGV[2] the change channel, ARGV[3] the change time
 // (ISO 8601, from the writer's clock like updatedAt), ARGV[4] who made the change.
-// Entry data arrives as JSON {"a":[...],"aaaa":[...],"ttl":n}. JSON is built by hand,
-// not with cjson.encode, because cjson encodes an empty list as {} rather than [].
+// Entry data arrives as JSON, already checked by the writer (validate.ts). cjson.decode
+// cannot tell an empty list from an empty object, so JSON is written back by `encode`,
+// which knows from the key which values are lists.
 const LIBRARY = `
 local base, channel, at, by = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 local function int(n) return string.format('%d', n) end
 
-local function list_json(list)
+-- keys whose values are lists in entry data; every number in it is a whole number
+local LISTS = {a = true, aaaa = true, rules = true, networks = true, days = true}
+
+local function encode(v, key)
+  if type(v) == 'number' then return int(v) end
+  if type(v) ~= 'table' then return cjson.encode(v) end
   local out = {}
-  for i, address in ipairs(list) do out[i] = cjson.encode(address) end
-  return '[' .. table.concat(out, ',') .. ']'
+  if LISTS[key] then
+    for i, item in ipairs(v) do out[i] = encode(item, nil) end
+    return '[' .. table.concat(out, ',') .. ']'
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do out[i] = cjson.encode(k) .. ':' .. encode(v[k], k) end
+  return '{' .. table.concat(out, ',') .. '}'
+end
+
+-- An entry's data without its version and time: what history records and writes carry.
+local function state_of(v)
+  return {a = v.a, aaaa = v.aaaa, ttl = v.ttl, weights = v.weights, pick = v.pick, rules = v.rules}
 end
 
 local function state_json(s)
   if not s then return 'null' end
-  return '{"a":' .. list_json(s.a) .. ',"aaaa":' .. list_json(s.aaaa) .. ',"ttl":' .. int(s.ttl) .. '}'
+  return encode(s, nil)
 end
 
 local function is_list(v) return type(v) == 'table' end
 
--- The stored entry as {a, aaaa, ttl} and its version; an absent or unreadable value is
--- nil and version 0, which is what readers see too.
+-- The stored entry's data and its version; an absent or unreadable value is nil and
+-- version 0, which is what readers see too.
 local function read(name)
   local raw = redis.call('HGET', KEYS[1], name)
   if not raw then return nil, 0 end
   local ok, v = pcall(cjson.decode, raw)
   if not ok or type(v) ~= 'table' or type(v.version) ~= 'number' then return nil, 0 end
   if not is_list(v.a) or not is_list(v.aaaa) or type(v.ttl) ~= 'number' then return nil, 0 end
-  return {a = v.a, aaaa = v.aaaa, ttl = v.ttl}, v.version
+  if v.rules ~= nil and not is_list(v.rules) then return nil, 0 end
+  return state_of(v), v.version
+end
+
+-- Every address the entry answers: its own and its rules'.
+local function each_address(s, fn)
+  for _, address in ipairs(s.a) do fn(address) end
+  for _, address in ipairs(s.aaaa) do fn(address) end
+  for _, rule in ipairs(s.rules or {}) do
+    for _, address in ipairs(rule.a or {}) do fn(address) end
+    for _, address in ipairs(rule.aaaa or {}) do fn(address) end
+  end
 end
 
 local function index(name, s, command)
-  for _, address in ipairs(s.a) do redis.call(command, base .. 'addr:' .. address, name) end
-  for _, address in ipairs(s.aaaa) do redis.call(command, base .. 'addr:' .. address, name) end
+  each_address(s, function(address) redis.call(command, base .. 'addr:' .. address, name) end)
 end
 
 -- Replaces (new_state) or deletes (nil) one entry: a new version, the reverse index moved
@@ -62,8 +91,10 @@ local function write(name, old, new_state, op)
   local stored = nil
   if old then index(name, old, 'SREM') end
   if new_state then
-    stored = '{"a":' .. list_json(new_state.a) .. ',"aaaa":' .. list_json(new_state.aaaa) ..
-      ',"ttl":' .. int(new_state.ttl) .. ',"version":' .. int(version) .. ',"updatedAt":' .. cjson.encode(at) .. '}'
+    local value = state_of(new_state)
+    value.version = version
+    value.updatedAt = at
+    stored = encode(value, nil)
     redis.call('HSET', KEYS[1], name, stored)
     index(name, new_state, 'SADD')
   else
@@ -145,34 +176,85 @@ return out
 
 /**
  * ARGV[5..]: field ('a' or 'aaaa'), from, to. Reads only the reverse index of \`from\`.
+ * Replaces \`from\` in the entry's own list and in every rule's, and moves its weight to
+ * \`to\` (added to \`to\`'s own when \`to\` is listed already); divertData in table-ops.ts
+ * does the same in process.
  * Reply: flat {name, stored JSON, ...} of the changed entries, in name order.
  */
 export const DIVERT_LUA = `${LIBRARY}
 local field, from, to = ARGV[5], ARGV[6], ARGV[7]
 local set = base .. 'addr:' .. from
+
+local function has(list, address)
+  for _, a in ipairs(list) do if a == address then return true end end
+  return false
+end
+
+-- the list with from replaced (or dropped when to is listed), or nil when it lacks from
+local function divert_list(list)
+  if not has(list, from) then return nil end
+  local has_to = has(list, to)
+  local out = {}
+  for _, address in ipairs(list) do
+    if address ~= from then out[#out + 1] = address
+    elseif not has_to then out[#out + 1] = to end
+  end
+  return out
+end
+
+local function divert_weights(weights, has_to)
+  if type(weights) ~= 'table' or weights[from] == nil then return weights end
+  local out = {}
+  for address, weight in pairs(weights) do
+    if address ~= from then out[address] = weight
+    elseif not has_to then out[to] = weight end
+  end
+  if has_to then out[to] = math.min(${MAX_WEIGHT}, (weights[to] or 1) + weights[from]) end
+  return out
+end
+
 local names = redis.call('SMEMBERS', set)
 table.sort(names)
 local out = {}
 for _, name in ipairs(names) do
   local old = read(name)
-  local found, has_to = false, false
+  local new_state = nil
   if old then
-    for _, address in ipairs(old[field]) do
-      if address == from then found = true end
-      if address == to then has_to = true end
+    local own = old[field]
+    local own_list = divert_list(own)
+    local changed = own_list ~= nil
+    local s = state_of(old)
+    if own_list then s[field] = own_list end
+    s.weights = divert_weights(old.weights, has(own, to))
+    if old.rules then
+      local rules = {}
+      for i, rule in ipairs(old.rules) do
+        local list = rule[field]
+        -- a rule's weights name its own addresses, or the entry's when it lists none of this family
+        local weighed = list or own
+        local diverted = nil
+        if list then diverted = divert_list(list) end
+        local moves_weight = type(rule.weights) == 'table' and rule.weights[from] ~= nil and has(weighed, from)
+        local r = rule
+        if diverted or moves_weight then
+          r = {}
+          for k, v in pairs(rule) do r[k] = v end
+          if diverted then
+            r[field] = diverted
+            changed = true
+          end
+          if moves_weight then r.weights = divert_weights(rule.weights, has(weighed, to)) end
+        end
+        rules[i] = r
+      end
+      s.rules = rules
     end
+    if changed then new_state = s end
   end
-  if not found then
+  if not new_state then
     -- a stale index entry (e.g. the value was overwritten by hand): repair it
     redis.call('SREM', set, name)
   else
-    local list = {}
-    for _, address in ipairs(old[field]) do
-      if address ~= from then list[#list + 1] = address
-      elseif not has_to then list[#list + 1] = to end
-    end
-    local new_state = {a = old.a, aaaa = old.aaaa, ttl = old.ttl}
-    new_state[field] = list
     local _, stored = write(name, old, new_state, 'divert')
     out[#out + 1] = name
     out[#out + 1] = stored

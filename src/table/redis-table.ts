@@ -20,7 +20,7 @@ import {
 } from './table.js';
 import { checkEntryData, normalizeName } from './validate.js';
 import {
-  SEED_AUTHOR, authorOf, checkDiversion, checkIfVersion, checkImport, compareNames, freezeEntry, versionMismatch,
+  SEED_AUTHOR, authorOf, checkDiversion, checkIfVersion, checkImport, compareNames, dataOf, freezeEntry, versionMismatch,
 } from './table-ops.js';
 import { createClient, createSubscriber, type ScriptCommands, type TableClient } from './redis-client.js';
 import { ChangeFeed } from './redis-feed.js';
@@ -53,7 +53,7 @@ export function globPrefix(prefix: string): string {
   return prefix.replace(/[*?[\]\\]/g, '\\$&') + '*';
 }
 
-const dataJson = (data: EntryData) => JSON.stringify({ a: data.a, aaaa: data.aaaa, ttl: data.ttl });
+const dataJson = (data: EntryData) => JSON.stringify(dataOf(data));
 const OPS: ReadonlySet<string> = new Set(['put', 'delete', 'divert', 'import', 'seed']);
 /** Own versions remembered at most while their messages are outstanding. */
 const MAX_OWN = 10_000;
@@ -625,10 +625,10 @@ export class RedisTable implements AddressTable {
 
 const reason = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
-/** {a, aaaa, ttl} checked like any write, or null when missing. */
+/** {a, aaaa, ttl, weights?, pick?, rules?} checked like any write, or null when missing. */
 function parseState(v: Record<string, unknown>): EntryData | null {
   if (!Array.isArray(v.a) || !Array.isArray(v.aaaa) || typeof v.ttl !== 'number') return null;
-  return checkEntryData({ a: v.a, aaaa: v.aaaa, ttl: v.ttl });
+  return checkEntryData({ a: v.a, aaaa: v.aaaa, ttl: v.ttl, weights: v.weights, pick: v.pick, rules: v.rules });
 }
 
 function parseHistory(raw: string): HistoryRecord | null {

@@ -2,7 +2,8 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { DivertError } from '../errors.js';
-import type { Entry, EntryData, EntryState } from './table.js';
+import type { Entry, EntryData, EntryState, Rule } from './table.js';
+import { MAX_WEIGHT } from '../rules/check.js';
 import { checkEntryData, normalizeName } from './validate.js';
 
 /** Who made a change when the caller does not say. */
@@ -87,8 +88,61 @@ export function divertList(list: readonly string[], from: string, to: string): s
   return out;
 }
 
+/** The answerable part of an entry (no name, version or time); optional fields only when set. */
+export function dataOf(entry: EntryData): EntryData {
+  const data: EntryData = { a: entry.a, aaaa: entry.aaaa, ttl: entry.ttl };
+  if (entry.weights !== undefined) data.weights = entry.weights;
+  if (entry.pick !== undefined) data.pick = entry.pick;
+  if (entry.rules !== undefined) data.rules = entry.rules;
+  return data;
+}
+
 export function stateOf(data: EntryData | null | undefined): EntryState {
-  return data ? Object.freeze({ a: data.a, aaaa: data.aaaa, ttl: data.ttl }) : null;
+  return data ? Object.freeze(dataOf(data)) : null;
+}
+
+/**
+ * Weights with `from`'s weight moved to `to`: renamed, or added to `to`'s own (an address
+ * without a weight weighs 1) when `to` is listed already, so the share `from` had goes to
+ * `to` and the weights stay valid. Unchanged when `from` has no weight.
+ */
+function divertWeights(weights: Record<string, number>, from: string, to: string, hasTo: boolean): Record<string, number> {
+  if (!(from in weights)) return weights;
+  const out: Record<string, number> = {};
+  for (const [address, weight] of Object.entries(weights)) {
+    if (address !== from) out[address] = weight;
+    else if (!hasTo) out[to] = weight;
+  }
+  if (hasTo) out[to] = Math.min(MAX_WEIGHT, (weights[to] ?? 1) + weights[from]);
+  return out;
+}
+
+/**
+ * The entry's data with `from` replaced by `to` in its own addresses and in every rule's,
+ * and its weight following it (a rule without its own list weighs the entry's addresses);
+ * null when it answers `from` nowhere. The Lua divert script does the same.
+ */
+export function divertData(data: EntryData, field: 'a' | 'aaaa', from: string, to: string): EntryData | null {
+  const own = data[field];
+  const ownList = divertList(own, from, to);
+  if (ownList === null && !data.rules?.some((rule) => rule[field]?.includes(from))) return null;
+  const out = dataOf(data);
+  if (ownList !== null) out[field] = ownList;
+  if (data.weights) out.weights = divertWeights(data.weights, from, to, own.includes(to));
+  if (data.rules) {
+    out.rules = data.rules.map((rule) => {
+      const list = rule[field];
+      const diverted = list ? divertList(list, from, to) : null;
+      // a rule's weights name its own addresses, or the entry's when it lists none of this family
+      const weighed = list ?? own;
+      if (diverted === null && !(rule.weights && from in rule.weights && weighed.includes(from))) return rule;
+      const next: Rule = { ...rule };
+      if (diverted !== null) next[field] = diverted;
+      if (rule.weights && weighed.includes(from)) next.weights = divertWeights(rule.weights, from, to, weighed.includes(to));
+      return next;
+    });
+  }
+  return out;
 }
 
 /** Rejects an ifVersion that can never match, so a typo does not read as a lost race. */
@@ -109,9 +163,15 @@ export function versionMismatch(op: string, name: string, expected: number, curr
 
 /** Entries are shared with callers (lookup returns them without copying), so freeze them. */
 export function freezeEntry(entry: Entry): Entry {
-  Object.freeze(entry.a);
-  Object.freeze(entry.aaaa);
-  return Object.freeze(entry);
+  return deepFreeze(entry);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 /** Code-unit order, not locale order: stable across hosts and consistent with cursors. */

@@ -31,7 +31,18 @@ interface Row {
   tokens: Token[];
   /** The row's first line started with whitespace: the owner is the previous record's. */
   blankOwner: boolean;
+  /** A `;divert OWNER JSON` comment line: the entry's rules and load sharing (see DIVERT_COMMENT). */
+  divert?: { text: string; line: number };
 }
+
+/**
+ * Rules and load sharing have no record type, so they travel in a comment that other
+ * tools skip: `;divert OWNER {"weights":…,"pick":…,"rules":[…]}` at the start of a line,
+ * OWNER relative to $ORIGIN like a record's. It also carries `ttl` for a name with no
+ * address records, which a master file could not hold otherwise.
+ */
+const DIVERT_COMMENT = ';divert ';
+const DIVERT_KEYS = new Set(['weights', 'pick', 'rules', 'ttl']);
 
 interface Ttl {
   seconds: number;
@@ -67,7 +78,11 @@ function tokenize(text: string, fail: Fail): Row[] {
     if (c === ' ' || c === '\t' || c === '\r') {
       i++;
     } else if (c === ';') {
+      const from = i;
       while (i < end && text[i] !== '\n') i++;
+      if (tokens.length === 0 && openParenLine === 0 && !blankOwner && text.startsWith(DIVERT_COMMENT, from)) {
+        rows.push({ tokens: [], blankOwner: false, divert: { text: text.slice(from + DIVERT_COMMENT.length, i).trim(), line } });
+      }
     } else if (c === '(') {
       if (openParenLine !== 0) fail(line, `"(" inside parentheses opened on line ${openParenLine} (expected ")" first)`);
       openParenLine = line;
@@ -97,12 +112,19 @@ function tokenize(text: string, fail: Fail): Row[] {
 function mergeEntry(into: Map<string, EntryData>, name: string, data: EntryData): void {
   const entry = into.get(name);
   if (!entry) {
-    into.set(name, { a: [...data.a], aaaa: [...data.aaaa], ttl: data.ttl });
+    into.set(name, { ...data, a: [...data.a], aaaa: [...data.aaaa] });
     return;
   }
   for (const address of data.a) if (!entry.a.includes(address)) entry.a.push(address);
   for (const address of data.aaaa) if (!entry.aaaa.includes(address)) entry.aaaa.push(address);
   entry.ttl = Math.min(entry.ttl, data.ttl);
+  if (data.rules || data.weights || data.pick !== undefined) {
+    if (entry.rules || entry.weights || entry.pick !== undefined) {
+      throw new DivertError('BAD_ZONE', `${name}: rules or weights are given in two zone files (expected one ;divert line per name)`);
+    }
+    Object.assign(entry, { rules: data.rules, weights: data.weights, pick: data.pick });
+    for (const key of ['rules', 'weights', 'pick'] as const) if (entry[key] === undefined) delete entry[key];
+  }
 }
 
 /** Reads one master file; `fileName` only labels error messages. */
@@ -239,9 +261,47 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     mergeEntry(entries, name, data);
   };
 
+  const diverts = new Map<string, { data: Record<string, unknown>; line: number }>();
+  const divertComment = ({ text: body, line }: { text: string; line: number }): void => {
+    const space = body.search(/\s/);
+    if (space <= 0) fail(line, `";divert" needs an owner name and a JSON object, as in ;divert www {"rules":[...]}`);
+    let name: string;
+    try {
+      name = normalizeName(ownerName({ text: body.slice(0, space), line, quoted: false }));
+    } catch (err) {
+      return rethrow(line, err, ' (owner of the ;divert line)');
+    }
+    let data: unknown;
+    try {
+      data = JSON.parse(body.slice(space));
+    } catch (err) {
+      return fail(line, `the ;divert line of ${name} is not valid JSON (${(err as Error).message})`, err);
+    }
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) fail(line, `the ;divert line of ${name} is not a JSON object`);
+    const unknown = Object.keys(data).find((key) => !DIVERT_KEYS.has(key));
+    if (unknown !== undefined) fail(line, `"${unknown}" in the ;divert line of ${name} is not known (expected weights, pick, rules or ttl)`);
+    const earlier = diverts.get(name);
+    if (earlier) fail(line, `${name} has a second ;divert line (the first is on line ${earlier.line})`);
+    diverts.set(name, { data: data as Record<string, unknown>, line });
+  };
+
   for (const row of tokenize(text, fail)) {
-    if (!row.tokens[0].quoted && row.tokens[0].text.startsWith('$')) directive(row.tokens);
+    if (row.divert) divertComment(row.divert);
+    else if (!row.tokens[0].quoted && row.tokens[0].text.startsWith('$')) directive(row.tokens);
     else record(row);
+  }
+  // after every record, so the weights can name the addresses of records below the comment
+  for (const [name, { data, line }] of diverts) {
+    const records = entries.get(name);
+    if (records && data.ttl !== undefined && data.ttl !== records.ttl) {
+      fail(line, `the ;divert line of ${name} says ttl ${String(data.ttl)} but its records have TTL ${records.ttl} (give ttl only for a name without records)`);
+    }
+    const base = records ?? { a: [], aaaa: [], ttl: defaultTtl?.seconds ?? DEFAULT_TTL_SECONDS };
+    try {
+      entries.set(name, checkEntryData({ ...base, ...data }));
+    } catch (err) {
+      rethrow(line, err, ` (;divert line of ${name})`);
+    }
   }
   return entries;
 }
@@ -299,15 +359,20 @@ export async function readZones(paths: string[]): Promise<Map<string, EntryData>
 }
 
 /** A master file that parseZone reads back to the same entries. */
-export function formatZone(entries: Iterable<{ name: string; a: string[]; aaaa: string[]; ttl: number }>): string {
+export function formatZone(entries: Iterable<EntryData & { name: string }>): string {
   const sorted = [...entries].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   const lines: string[] = [];
   for (const entry of sorted) {
     const owner = entry.name.endsWith('.') ? entry.name : `${entry.name}.`;
-    // A master file has no way to say "this name, no addresses"; a comment keeps the name visible.
-    if (entry.a.length === 0 && entry.aaaa.length === 0) lines.push(`; ${owner} has no addresses`);
     for (const address of entry.a) lines.push(`${owner} ${entry.ttl} IN A ${address}`);
     for (const address of entry.aaaa) lines.push(`${owner} ${entry.ttl} IN AAAA ${address}`);
+    // A master file has no way to say "this name, no addresses": the ;divert line carries its TTL.
+    const extra: Record<string, unknown> = {};
+    if (entry.a.length === 0 && entry.aaaa.length === 0) extra.ttl = entry.ttl;
+    if (entry.weights) extra.weights = entry.weights;
+    if (entry.pick !== undefined) extra.pick = entry.pick;
+    if (entry.rules) extra.rules = entry.rules;
+    if (Object.keys(extra).length > 0) lines.push(`${DIVERT_COMMENT}${owner} ${JSON.stringify(extra)}`);
   }
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }

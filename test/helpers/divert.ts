@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import dnsPacket from 'dns-packet';
 import { lengthPrefix, TcpFramer } from '../../src/transport/tcp-framer.js';
 import { loadServeConfig } from '../../src/config/load.js';
-import { startServer, type RunningServer } from '../../src/server.js';
+import { startServer, type RunningServer, type StartOptions } from '../../src/server.js';
 
 export interface TestServer extends RunningServer {
   port: number;
@@ -27,12 +27,12 @@ export const TEST_TOKEN = 'test-token-0123456789abcdef';
 export const TEST_WORKERS = process.env.DIVERT_TEST_WORKERS ?? '1';
 
 /** `options` are flags as the command line takes them (without dashes). */
-export async function startDivert(options: Record<string, unknown>): Promise<TestServer> {
+export async function startDivert(options: Record<string, unknown>, start: StartOptions = {}): Promise<TestServer> {
   const config = loadServeConfig(
     { listen: ['127.0.0.1:0'], admin: '127.0.0.1:0', 'admin-token': TEST_TOKEN, 'log-level': 'silent', workers: TEST_WORKERS, ...options },
     {},
   );
-  const server = await startServer(config, pino({ level: config.logLevel }));
+  const server = await startServer(config, pino({ level: config.logLevel }), start);
   const port = server.listening[0].port;
   const resolver = new Resolver({ timeout: 3000, tries: 1 });
   resolver.setServers([`127.0.0.1:${port}`]);
@@ -55,9 +55,10 @@ export function query(name: string, type: string = 'A', fields: Partial<dnsPacke
   } as dnsPacket.Packet);
 }
 
-/** Sends raw bytes over UDP; resolves with the reply bytes, or null after timeoutMs. */
-export function udpAsk(port: number, bytes: Buffer, timeoutMs = 3000, host = '127.0.0.1'): Promise<Buffer | null> {
+/** Sends raw bytes over UDP (from `source` when given, e.g. 127.0.0.2); resolves with the reply bytes, or null after timeoutMs. */
+export function udpAsk(port: number, bytes: Buffer, timeoutMs = 3000, host = '127.0.0.1', source?: string): Promise<Buffer | null> {
   const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  if (source !== undefined) socket.bind({ address: source, port: 0 });
   return new Promise((resolve) => {
     const timer = setTimeout(() => done(null), timeoutMs);
     const done = (reply: Buffer | null) => {
