@@ -8,6 +8,7 @@ import { isDivertError } from './errors.js';
 import { runServe, serveOptions } from './cli/serve-command.js';
 import { namesCommand } from './cli/names-command.js';
 import { divertOptions, runDiversion } from './cli/divert-command.js';
+import { monitorCommand } from './cli/monitor-command.js';
 
 function failure(err: unknown): never {
   const usage = isDivertError(err, 'BAD_CONFIG') || isDivertError(err, 'BAD_ZONE');
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
     .epilogue('divert is an enhanced naming server: it answers chosen names from an address table that a monitor rewrites at runtime,\nand forwards every other query unchanged. Each command has --help.')
     .command('serve', 'run the naming server (DNS on UDP and TCP)', serveOptions, (argv) => runServe(argv))
     .command('names', 'list, show and change the names divert answers (through the admin API)', namesCommand)
+    .command('monitor', 'health-check mirror servers and keep names pointing at the healthy ones (divert monitor status: its view)', monitorCommand)
     .command('divert <from> <to>', 'make every name that answers one address answer another (through the admin API)', divertOptions, (argv) => runDiversion(argv))
     .demandCommand(1, 'name a command (divert --help lists them)')
     .strict()

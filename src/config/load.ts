@@ -14,19 +14,23 @@ export function envName(flag: string): string {
 
 type Source = { label: (flag: string) => string; get: (spec: OptionSpec) => unknown };
 
-function readConfigFile(path: string): Record<string, unknown> {
+/** A --config file as data: YAML 1.2 is a superset of JSON, so one parser reads both. */
+export function readYamlFile(path: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new DivertError('BAD_CONFIG', `--config "${path}": cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
-  let data: unknown;
   try {
-    data = parseYaml(text);
+    return parseYaml(text);
   } catch (err) {
     throw new DivertError('BAD_CONFIG', `--config "${path}": not valid JSON or YAML: ${(err as Error).message.split('\n')[0]}`);
   }
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  const data = readYamlFile(path);
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) {
     throw new DivertError('BAD_CONFIG', `--config "${path}": expected a map of option names to values`);

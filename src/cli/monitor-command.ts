@@ -1,0 +1,209 @@
+// `divert monitor`: runs the network monitor (health checks → answers → admin API), and
+// `divert monitor status` shows a running monitor's view of its mirrors and services.
+
+import { get as httpGet } from 'node:http';
+import { pino } from 'pino';
+import type { Argv } from 'yargs';
+import { formatHostPort, parseHostPort, type HostPort } from '../config/address.js';
+import { DivertError } from '../errors.js';
+import { loadMonitorConfig } from '../monitor/config.js';
+import { MonitorMetrics } from '../monitor/metrics.js';
+import { Monitor, type StatusReport } from '../monitor/monitor.js';
+import { startStatusServer } from '../monitor/status-server.js';
+import { AdminClient } from './admin-client.js';
+import { connectionOptions, resolveConnection, usage } from './connection.js';
+import { note, printJson, textTable } from './render.js';
+
+type Args = Record<string, unknown>;
+
+export const DEFAULT_STATUS = '127.0.0.1:5381';
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+/** A monitor must notice a stuck admin port long before an operator's shell would give up. */
+const ADMIN_TIMEOUT_MS = 5000;
+const STATUS_TIMEOUT_MS = 5000;
+
+/** A flag, else its variable (an empty one counts as unset). */
+function given(argv: Args, flag: string, variable: string, env: NodeJS.ProcessEnv): { value: string; from: string } | undefined {
+  const value = argv[flag];
+  if (Array.isArray(value)) throw usage(`--${flag} is given ${value.length} times; it takes one value`);
+  if (typeof value === 'string') return { value, from: `--${flag}` };
+  return env[variable] ? { value: env[variable]!, from: variable } : undefined;
+}
+
+function statusAddress(argv: Args, env: NodeJS.ProcessEnv): HostPort {
+  const chosen = given(argv, 'status', 'DIVERT_MONITOR_STATUS', env) ?? { value: DEFAULT_STATUS, from: '--status' };
+  const parsed = parseHostPort(chosen.value);
+  if (typeof parsed === 'string') throw usage(`${chosen.from} "${chosen.value}": ${parsed}`);
+  return parsed;
+}
+
+function statusOption(yargs: Argv, describe: string): Argv {
+  return yargs.option('status', { type: 'string', requiresArg: true, describe: `${describe} [env DIVERT_MONITOR_STATUS]`, defaultDescription: DEFAULT_STATUS });
+}
+
+function runOptions(yargs: Argv): Argv {
+  const withOwn = statusOption(yargs, 'HOST:PORT of the read-only status endpoint (GET /status, GET /metrics)')
+    .usage('$0 monitor [run] --config FILE [options]\n\nHealth-checks the mirrors of each service in FILE and keeps the names it steers\nanswering with the healthy ones, through the admin API of divert serve.\nStops cleanly on SIGTERM or SIGINT.')
+    .option('config', { type: 'string', requiresArg: true, describe: 'YAML or JSON file of services, mirrors, checks and policies (see docker/monitor.example.yaml) [env DIVERT_MONITOR_CONFIG]' })
+    .option('log-level', { type: 'string', requiresArg: true, describe: `least severe log level written (${LOG_LEVELS.join(', ')}) [env DIVERT_MONITOR_LOG_LEVEL]`, defaultDescription: 'info' })
+    .example('$0 monitor --config /etc/divert/monitor.yaml', 'monitor with the admin API and token divert serve uses on this machine')
+    .example('$0 monitor --config monitor.yaml --admin http://10.0.0.5:5380 --token-file /run/secrets/divert', 'against a divert serve elsewhere');
+  // the monitor's writer name defaults to the config's id, not to the user's
+  return connectionOptions(withOwn).option('client', {
+    type: 'string',
+    requiresArg: true,
+    group: 'Connection:',
+    describe: 'the monitor\'s name in each name\'s history (X-Divert-Client) [env DIVERT_CLIENT]',
+    defaultDescription: '"id" in the config, else "monitor"',
+  });
+}
+
+/** Flags win over DIVERT_* variables, which win over the config file's admin, token and tokenFile. */
+function connectionArgs(argv: Args, config: { admin?: string; token?: string; tokenFile?: string; id: string }, env: NodeJS.ProcessEnv): Args {
+  const out: Args = { ...argv };
+  if (out.admin === undefined && !env.DIVERT_ADMIN_URL && config.admin) out.admin = config.admin;
+  const tokenGiven = out.token !== undefined || out['token-file'] !== undefined || !!env.DIVERT_ADMIN_TOKEN || !!env.DIVERT_ADMIN_TOKEN_FILE;
+  if (!tokenGiven) {
+    if (config.token) out.token = config.token;
+    else if (config.tokenFile) out['token-file'] = config.tokenFile;
+  }
+  if (out.client === undefined && !env.DIVERT_CLIENT) out.client = config.id;
+  return out;
+}
+
+export async function runMonitor(argv: Args, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const configPath = given(argv, 'config', 'DIVERT_MONITOR_CONFIG', env);
+  if (!configPath) throw usage('divert monitor needs --config FILE (or DIVERT_MONITOR_CONFIG): the services, mirrors and checks to run');
+  const level = given(argv, 'log-level', 'DIVERT_MONITOR_LOG_LEVEL', env) ?? { value: 'info', from: '--log-level' };
+  if (!(LOG_LEVELS as readonly string[]).includes(level.value)) throw usage(`${level.from} "${level.value}": expected one of ${LOG_LEVELS.join(', ')}`);
+  const listen = statusAddress(argv, env);
+  const config = loadMonitorConfig(configPath.value);
+  const merged = connectionArgs(argv, config, env);
+  const connection = resolveConnection(merged, env);
+  if (merged.token === config.token && config.token !== undefined) connection.tokenSource = `"token" in ${configPath.value}`;
+
+  const log = pino({ level: level.value as LogLevel, base: { component: 'monitor' } });
+  const metrics = new MonitorMetrics();
+  const monitor = new Monitor(config, new AdminClient(connection, ADMIN_TIMEOUT_MS), connection.client, log, metrics);
+  let server;
+  try {
+    server = await startStatusServer(listen, () => monitor.status(), metrics);
+  } catch (err) {
+    throw new DivertError('LISTEN_FAILED', `--status ${formatHostPort(listen)}: cannot listen (${(err as NodeJS.ErrnoException).code ?? String(err)}); give another HOST:PORT`);
+  }
+  monitor.start();
+  const mirrors = config.services.reduce((n, s) => n + s.mirrors.length, 0);
+  const statusAt = formatHostPort(server.address);
+  log.info(
+    { status: statusAt, admin: connection.url.href, id: connection.client, services: config.services.map((s) => s.name) },
+    `monitoring ${config.services.length} service(s), ${mirrors} mirror(s); writing to ${connection.url.href} as "${connection.client}"; status on http://${statusAt}/status`,
+  );
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    void Promise.all([monitor.stop(), server.close()]).then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+const time = (iso: string | null) => (iso === null ? '-' : iso.replace(/\.\d+Z$/, 'Z'));
+
+/** The readable form of GET /status: services, the names they steer, and every mirror. */
+export function renderStatus(report: StatusReport): string {
+  const admin = report.admin.up ? 'reachable' : `UNREACHABLE since ${time(report.admin.since)} (${report.admin.error})`;
+  const header = `monitor "${report.id}" since ${time(report.startedAt)}; admin API ${report.admin.url} ${admin}\n\n`;
+  const services = textTable(
+    ['SERVICE', 'POLICY', 'ANSWER', 'STATE'],
+    report.services.map((s) => {
+      const answer = s.answer === null ? '-' : s.answer.map((a) => (s.weights ? `${a}(w${s.weights[a] ?? 1})` : a)).join(',');
+      const state = !s.ready ? 'starting (not every mirror checked yet)' : s.allDown ? 'ALL MIRRORS DOWN: last answer kept' : 'ok';
+      return [s.name, s.policy, answer, state];
+    }),
+  );
+  const names = textTable(
+    ['NAME', 'SERVICE', 'TABLE', 'VERSION', 'SYNC'],
+    report.services.flatMap((s) =>
+      s.names.map((n) => {
+        const table = n.table === undefined ? '(not read yet)' : n.table === null ? '(not intercepted)' : [...n.table.a, ...n.table.aaaa].join(',') || '(no addresses)';
+        const sync = n.hold
+          ? `HELD: changed by ${n.hold.by} (v${n.hold.version}); ${n.hold.until ? `monitor writes again at ${time(n.hold.until)}` : 'until the monitor restarts'}`
+          : n.error
+            ? `error: ${n.error}`
+            : n.inSync
+              ? 'in sync'
+              : s.answer === null
+                ? 'waiting for checks'
+                : 'pending write';
+        return [n.name, s.name, table, n.table ? String(n.table.version) : '-', sync];
+      }),
+    ),
+  );
+  const mirrors = textTable(
+    ['SERVICE', 'MIRROR', 'SITE', 'PRIO', 'WEIGHT', 'STATE', 'IN ANSWER', 'LAST CHECK', 'RESULT', 'LATENCY', 'LOAD'],
+    report.services.flatMap((s) =>
+      s.mirrors.map((m) => [
+        s.name,
+        `${m.address.includes(':') ? `[${m.address}]` : m.address}:${m.port}`,
+        m.site ?? '-',
+        String(m.priority),
+        String(m.weight),
+        m.state + (m.overloaded ? ' (overloaded)' : ''),
+        m.inAnswer ? 'yes' : 'no',
+        time(m.lastCheck),
+        m.lastResult === null ? '-' : m.lastResult === 'ok' ? 'ok' : `fail: ${m.error}`,
+        m.latencyMs === null ? '-' : `${m.latencyMs} ms`,
+        m.load === null ? '-' : String(m.load),
+      ]),
+    ),
+  );
+  return `${header}${services}\n${names}\n${mirrors}`;
+}
+
+/** node:http rather than fetch: fetch refuses ports on the WHATWG "bad ports" list. */
+function getText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { timeout: STATUS_TIMEOUT_MS }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`))));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${STATUS_TIMEOUT_MS / 1000} s`)));
+    req.on('error', reject);
+  });
+}
+
+async function showStatus(argv: Args): Promise<void> {
+  const at = formatHostPort(statusAddress(argv, process.env));
+  let report: StatusReport;
+  try {
+    report = JSON.parse(await getText(`http://${at}/status`)) as StatusReport;
+  } catch (err) {
+    throw new Error(`cannot read the monitor's status at http://${at}/status (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is divert monitor running with --status ${at}?`);
+  }
+  if (argv.json) return printJson(report);
+  process.stdout.write(renderStatus(report));
+  if (report.services.some((s) => s.allDown)) note('a service has every mirror down (see STATE)');
+}
+
+/** `divert monitor` and `divert monitor status`; main.ts registers it. */
+export function monitorCommand(yargs: Argv): Argv {
+  return yargs
+    .command(['run', '$0'], 'run the monitor (the default)', runOptions, (argv) => runMonitor(argv))
+    .command(
+      'status',
+      'show a running monitor\'s mirrors, their checks and each service\'s answer',
+      (y) =>
+        statusOption(y, 'HOST:PORT where the monitor\'s status endpoint listens')
+          .option('json', { type: 'boolean', describe: 'print the status as JSON instead of tables' })
+          .example('$0 monitor status', 'the monitor on this machine')
+          .example('$0 monitor status --status 127.0.0.1:5391 --json', 'another one, as JSON'),
+      (argv) => showStatus(argv),
+    );
+}

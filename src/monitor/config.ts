@@ -1,0 +1,183 @@
+// The monitor's config file (YAML or JSON): one zod schema is the single source of its
+// shape, defaults and error messages; a bad file stops start-up with one line naming the field.
+
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { DivertError } from '../errors.js';
+import { readYamlFile } from '../config/load.js';
+import { normalizeName } from '../table/validate.js';
+
+/** "500ms", "5s", "2m", "1h", or a number of seconds; returns milliseconds. */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : undefined;
+  if (typeof value !== 'string') return undefined;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value);
+  if (!match) return undefined;
+  const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's'] ?? 1000;
+  return Math.round(Number(match[1]) * scale);
+}
+
+const duration = (min: number, max: number) =>
+  z.unknown().transform((value, ctx) => {
+    const ms = parseDuration(value);
+    const shown = typeof value === 'string' ? `"${value}"` : String(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration such as "500ms", "5s", "2m" or a number of seconds (got ${shown})` });
+      return z.NEVER;
+    }
+    if (ms < min || ms > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration from ${min} ms to ${max / 1000} s (got ${shown})` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const whole = (min: number, max: number) =>
+  z.number({ error: 'expected a whole number' }).int('expected a whole number').min(min, `expected at least ${min}`).max(max, `expected at most ${max}`);
+
+const fraction = z.number({ error: 'expected a number from 0 to 1' }).min(0, 'expected a number from 0 to 1').max(1, 'expected a number from 0 to 1');
+
+/** Canonical text, as the table stores it, so answer sets compare equal whatever the spelling. */
+export function canonicalAddress(address: string): string {
+  return isIP(address) === 6 ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
+}
+
+const address = z.string({ error: 'expected an IPv4 or IPv6 address' }).transform((text, ctx) => {
+  if (isIP(text) === 0 || text.includes('%')) {
+    ctx.addIssue({ code: 'custom', message: `expected an IPv4 or IPv6 address (got "${text}")` });
+    return z.NEVER;
+  }
+  return canonicalAddress(text);
+});
+
+const interceptedName = z.string({ error: 'expected a name such as www.shop.example' }).transform((text, ctx) => {
+  try {
+    return normalizeName(text);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+const mirrorSchema = z.strictObject({
+  address,
+  port: whole(1, 65535).optional(),
+  priority: whole(0, 1_000_000).default(0),
+  weight: whole(0, 1000).default(1),
+  site: z.string().min(1).max(100).optional(),
+});
+
+const loadSchema = z
+  .strictObject({
+    path: z.string().startsWith('/', 'expected a path starting with "/"').optional(),
+    url: z.string().regex(/^https?:\/\//, 'expected an http:// or https:// URL ({address} and {port} are replaced by the mirror\'s)').optional(),
+    field: z.string().min(1).default('load'),
+  })
+  .refine((l) => (l.path === undefined) !== (l.url === undefined), { message: 'expected exactly one of "path" or "url"' });
+
+const checkSchema = z
+  .strictObject({
+    type: z.enum(['tcp', 'http', 'https'], { error: 'expected "tcp", "http" or "https"' }),
+    port: whole(1, 65535).optional(),
+    path: z.string().startsWith('/', 'expected a path starting with "/"').default('/'),
+    expect: whole(100, 599).default(200),
+    host: z.string().min(1).optional(),
+    insecure: z.boolean({ error: 'expected true or false' }).default(false),
+    interval: duration(50, 3_600_000).default(5000),
+    timeout: duration(10, 600_000).default(2000),
+    rise: whole(1, 100).default(2),
+    fall: whole(1, 100).default(3),
+    load: loadSchema.optional(),
+  })
+  .refine((c) => c.timeout <= c.interval, { message: 'expected at most the interval (a check must end before the next one starts)', path: ['timeout'] });
+
+const serviceSchema = z
+  .strictObject({
+    name: z.string({ error: 'expected a service name' }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected 1 to 64 letters, digits, ".", "_" or "-"'),
+    names: z.array(interceptedName).min(1, 'expected at least one intercepted name'),
+    ttl: whole(0, 86400).default(30),
+    policy: z.enum(['failover', 'all-healthy', 'weighted', 'least-loaded'], { error: 'expected "failover", "all-healthy", "weighted" or "least-loaded"' }).default('failover'),
+    count: whole(1, 1000).default(1),
+    overload: fraction.default(0.9),
+    hysteresis: fraction.default(0.1),
+    pick: whole(1, 1000).optional(),
+    check: checkSchema,
+    mirrors: z.array(mirrorSchema).min(1, 'expected at least one mirror'),
+  })
+  .superRefine((s, ctx) => {
+    if (s.policy === 'least-loaded' && !s.check.load) {
+      ctx.addIssue({ code: 'custom', path: ['check', 'load'], message: 'the least-loaded policy needs a load figure: expected check.load with a path or url' });
+    }
+    if (s.pick !== undefined && s.policy !== 'weighted') {
+      ctx.addIssue({ code: 'custom', path: ['pick'], message: `only the weighted policy takes pick (this service's policy is ${s.policy})` });
+    }
+    // a DNS answer holds addresses, not ports: two mirrors on one address could not be told apart
+    const seen = new Set<string>();
+    s.mirrors.forEach((m, i) => {
+      if (seen.has(m.address)) ctx.addIssue({ code: 'custom', path: ['mirrors', i, 'address'], message: `${m.address} is listed twice (each mirror's address must be unique in a service)` });
+      seen.add(m.address);
+      if (m.port === undefined && s.check.port === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['mirrors', i, 'port'], message: 'expected a port: give check.port for the service or port for the mirror' });
+      }
+    });
+  });
+
+export const monitorConfigSchema = z
+  .strictObject({
+    id: z.string().regex(/^[\x20-\x7e]{1,100}$/, 'expected 1 to 100 printable ASCII characters').default('monitor'),
+    admin: z.string().min(1).optional(),
+    token: z.string().min(1).optional(),
+    tokenFile: z.string().min(1).optional(),
+    manualHold: duration(0, 30 * 86_400_000).default(600_000),
+    refresh: duration(1000, 3_600_000).default(30_000),
+    services: z.array(serviceSchema).min(1, 'expected at least one service'),
+  })
+  .superRefine((c, ctx) => {
+    const ids = new Set<string>();
+    const owner = new Map<string, string>();
+    c.services.forEach((s, i) => {
+      if (ids.has(s.name)) ctx.addIssue({ code: 'custom', path: ['services', i, 'name'], message: `service "${s.name}" is defined twice` });
+      ids.add(s.name);
+      s.names.forEach((name, j) => {
+        const other = owner.get(name);
+        if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['services', i, 'names', j], message: `"${name}" is already steered by service "${other}"` });
+        owner.set(name, s.name);
+      });
+    });
+  });
+
+export type MonitorConfig = z.output<typeof monitorConfigSchema>;
+export type ServiceConfig = MonitorConfig['services'][number];
+export type MirrorConfig = ServiceConfig['mirrors'][number];
+export type CheckConfig = ServiceConfig['check'];
+export type Policy = ServiceConfig['policy'];
+
+function fieldOf(path: PropertyKey[]): string {
+  return path.reduce<string>((out, key) => (typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), '');
+}
+
+/** The config as data (already parsed from YAML or JSON); `source` names it in errors. */
+export function parseMonitorConfig(data: unknown, source: string): MonitorConfig {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new DivertError('BAD_CONFIG', `${source}: expected a map with "services" (see docker/monitor.example.yaml)`);
+  }
+  const result = monitorConfigSchema.safeParse(data);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const field = fieldOf(issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    throw new DivertError('BAD_CONFIG', `${source}: ${field ? field + '.' : ''}${issue.keys[0]}: unknown field`);
+  }
+  // zod says "Invalid input" for a missing field; say which field is missing.
+  const message = issue.code === 'invalid_type' && issue.input === undefined ? 'required' : issue.message;
+  throw new DivertError('BAD_CONFIG', `${source}: ${field || 'config'}: ${message}`);
+}
+
+export function loadMonitorConfig(path: string): MonitorConfig {
+  return parseMonitorConfig(readYamlFile(path), path);
+}
+
+/** The port a mirror is checked on. */
+export function checkPort(service: ServiceConfig, mirror: MirrorConfig): number {
+  return mirror.port ?? service.check.port!;
+}
