@@ -32,7 +32,15 @@ function compiled(input: EntryInput): CompiledAnswers {
 
 function choose(answers: CompiledAnswers, client: string, now = Date.parse('2026-01-05T12:00:00Z'), ecs: Ecs | null = null): Choice {
   assert.ok(answers.choose, 'an entry with rules or sharing has choose');
-  return answers.choose(client, ecs, now);
+  const both = answers.choose(client, ecs, now);
+  // the query path selects per family, without allocating: it must agree
+  assert.ok(answers.select, 'an entry with choose has select');
+  for (const [qtype, count] of [[1, 'aCount'], [28, 'aaaaCount']] as const) {
+    const one = answers.select(client, ecs, now, qtype, { records: Buffer.alloc(0), count: 0, scope: null });
+    assert.equal(one.scope, both.scope, `scope for qtype ${qtype}`);
+    assert.equal(one.count, both.answers[count], `${count} for qtype ${qtype}`);
+  }
+  return both;
 }
 
 /** A small seeded generator (mulberry32), so counts over many draws are reproducible. */

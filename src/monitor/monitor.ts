@@ -105,7 +105,7 @@ export class Monitor {
   private loops: Promise<void>[] = [];
 
   constructor(
-    private readonly config: MonitorConfig,
+    config: MonitorConfig,
     private readonly admin: AdminClient,
     private readonly id: string,
     private readonly log: Logger,

@@ -221,7 +221,7 @@ export class TableSync {
     this.metrics.adminUp.set(1);
   }
 
-  private async call<T>(n: NameState, what: () => Promise<T>): Promise<T> {
+  private async call<T>(what: () => Promise<T>): Promise<T> {
     try {
       const result = await what();
       this.recovered();
@@ -233,7 +233,7 @@ export class TableSync {
   }
 
   private async getEntry(n: NameState): Promise<Entry | null> {
-    return this.call(n, () =>
+    return this.call(() =>
       this.admin.get(n.name).catch((err: unknown) => {
         if (err instanceof AdminError && err.status === 404) return null;
         throw err;
@@ -262,7 +262,7 @@ export class TableSync {
     if (!moved || sameContent(entry, n.wanted) || sameContent(entry, n.wrote)) return;
     let last: HistoryRecord | undefined;
     try {
-      last = (await this.call(n, () => this.admin.history(n.name))).history[0];
+      last = (await this.call(() => this.admin.history(n.name))).history[0];
     } catch (err) {
       if (err instanceof Outage) throw err;
     }
@@ -319,7 +319,7 @@ export class TableSync {
       ...(wanted.pick !== undefined && { pick: wanted.pick }),
     };
     try {
-      const entry = await this.call(n, () => this.admin.put(n.name, body, current?.version ?? 0));
+      const entry = await this.call(() => this.admin.put(n.name, body, current?.version ?? 0));
       n.seen = entry;
       n.wrote = wanted;
       n.lastError = undefined;

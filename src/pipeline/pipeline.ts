@@ -6,7 +6,7 @@
 
 import {
   answerReply, errorReply, headerOnlyFormErr, isUnreadable, readEdns, readQuery, udpLimit,
-  CLASS_IN, Rcode, TYPE_A, TYPE_AAAA, type AnswerRecords, type Edns, type Query,
+  recordsReply, CLASS_IN, Rcode, TYPE_A, TYPE_AAAA, type Edns, type Query, type Selection,
 } from '../wire/message.js';
 import type { AnswerCache, Resolution } from '../table/answer-cache.js';
 import type { Forwarder, Transport } from '../upstream/forwarder.js';
@@ -53,6 +53,13 @@ export class QueryPipeline {
     private readonly rules: RuleContext = DEFAULT_RULES,
   ) {}
 
+  /** Where an entry with rules writes its choice: read at once, so one serves every query. */
+  private readonly selection: Selection = { records: Buffer.alloc(0), count: 0, scope: null };
+
+  private trusts(client: Client): boolean {
+    return this.rules.trustEcs?.allows(client.address) ?? false;
+  }
+
   handle(msg: Buffer, client: Client): Result | Promise<Result> {
     let result: Result | Promise<Result>;
     try {
@@ -96,18 +103,15 @@ export class QueryPipeline {
     if (edns === 'formerr') return { reply: errorReply(msg, q, Rcode.FormErr), outcome: 'formerr' };
     if (edns && edns.version !== 0) return { reply: errorReply(msg, q, BADVERS, edns), outcome: 'formerr' };
     const limit = client.transport === 'udp' ? udpLimit(edns) : 0xffff;
-    if (!answers.choose) return { reply: answerReply(msg, q, answers, edns, limit), outcome: 'intercepted' };
-
-    // an untrusted client's ECS is ignored, and not echoed: as from a server without ECS
-    const ecs = edns?.ecs && this.rules.trustEcs?.allows(client.address) ? edns.ecs : null;
-    let records: AnswerRecords = answers;
-    let scope: number | null = ecs ? 0 : null; // NODATA for other types is the same for every subnet
-    if (q.qtype === TYPE_A || q.qtype === TYPE_AAAA) {
-      const choice = answers.choose(client.address, ecs, this.rules.clock());
-      records = choice.answers;
-      scope = ecs ? choice.scope : null;
+    if (!answers.select || (q.qtype !== TYPE_A && q.qtype !== TYPE_AAAA)) {
+      // NODATA for other types is the same for every subnet: a trusted ECS gets scope 0
+      const scope = answers.select && edns?.ecs && this.trusts(client) ? 0 : null;
+      return { reply: answerReply(msg, q, answers, edns, limit, scope), outcome: 'intercepted' };
     }
-    return { reply: answerReply(msg, q, records, edns, limit, scope), outcome: 'intercepted' };
+    // an untrusted client's ECS is ignored, and not echoed: as from a server without ECS
+    const ecs = edns?.ecs && this.trusts(client) ? edns.ecs : null;
+    const chosen = answers.select(client.address, ecs, this.rules.clock(), q.qtype, this.selection);
+    return { reply: recordsReply(msg, q, chosen.records, chosen.count, edns, limit, chosen.scope), outcome: 'intercepted' };
   }
 
   private forward(msg: Buffer, q: Query, client: Client): Promise<Result> {

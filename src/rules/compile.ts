@@ -8,9 +8,9 @@ import { parseCidr } from '../pipeline/access.js';
 import { DAYS, type EntryData, type Rule, type Sharing } from '../table/table.js';
 import {
   compileAnswers, encodeRecords, TYPE_A, TYPE_AAAA,
-  type AnswerRecords, type Choice, type CompiledAnswers, type Ecs,
+  type Choice, type Chooser, type CompiledAnswers, type Ecs, type Selection, type Selector,
 } from '../wire/message.js';
-import { localTime } from './local-time.js';
+import { localTimeIn, zoneId } from './local-time.js';
 import { minutesOf } from './check.js';
 
 /** How many client addresses (or ECS subnets) an entry remembers its network verdicts for. */
@@ -57,21 +57,6 @@ function compileFamily(type: number, ttl: number, addresses: readonly string[], 
   return { fixed, count, ordered, variants, cumulative, total };
 }
 
-/** The family's records for one query: candidate k first with probability weight / total. */
-function draw(family: Family): Buffer {
-  if (family.fixed) return family.fixed;
-  const r = Math.random() * family.total;
-  const cumulative = family.cumulative;
-  let low = 0;
-  let high = cumulative.length - 1;
-  while (low < high) {
-    const mid = (low + high) >> 1;
-    if (cumulative[mid] > r) high = mid;
-    else low = mid + 1;
-  }
-  return family.variants[low];
-}
-
 function sharingOf(s: Sharing): Sharing | null {
   return s.weights || s.pick !== undefined ? { weights: s.weights, pick: s.pick } : null;
 }
@@ -107,13 +92,27 @@ function samePrefix(a: Words, aAt: number, b: Words, bAt: number, words: number,
 
 /** One family's networks of one rule. */
 interface NetList {
-  /** Network addresses, `words` per network. */
+  /** Network addresses, `words` per network (host bits zero, as checked). */
   nets: Uint32Array;
+  /** The prefixes as masks, word for word with `nets`. */
+  masks: Uint32Array;
   prefixes: Uint8Array;
 }
 
 function emptyNets(): NetList {
-  return { nets: new Uint32Array(0), prefixes: new Uint8Array(0) };
+  return { nets: new Uint32Array(0), masks: new Uint32Array(0), prefixes: new Uint8Array(0) };
+}
+
+/** Whether any network of `list` holds `address` (a client's own address: no scope needed). */
+function holdsAddress(list: NetList, address: Words): boolean {
+  const words = address.length;
+  const { nets, masks } = list;
+  for (let at = 0; at < nets.length; at += words) {
+    let w = 0;
+    while (w < words && ((address[w] & masks[at + w]) >>> 0) === nets[at + w]) w++;
+    if (w === words) return true;
+  }
+  return false;
 }
 
 function compileNets(networks: readonly string[]): { v4: NetList; v6: NetList } {
@@ -125,8 +124,12 @@ function compileNets(networks: readonly string[]): { v4: NetList; v6: NetList } 
     into.words.push(...wordsOf(net));
     into.prefixes.push(prefix);
   }
-  const list = (l: typeof v4): NetList => ({ nets: Uint32Array.from(l.words), prefixes: Uint8Array.from(l.prefixes) });
-  return { v4: list(v4), v6: list(v6) };
+  const list = (l: typeof v4, words: number): NetList => ({
+    nets: Uint32Array.from(l.words),
+    masks: Uint32Array.from(l.words, (_, i) => maskWord(l.prefixes[Math.floor(i / words)], i % words)),
+    prefixes: Uint8Array.from(l.prefixes),
+  });
+  return { v4: list(v4, 1), v6: list(v6, 4) };
 }
 
 /**
@@ -147,43 +150,167 @@ function widestMatch(list: NetList, words: number, address: Words, maxPrefix: nu
 // ---------------------------------------------------------------------------------
 // Time windows
 
-const MINUTE_MS = 60_000;
+/** A rule's days (bit 0 = Monday) and window in minutes of the local day, in zone `zone`. */
+interface Window {
+  days: number;
+  from: number;
+  to: number;
+  zone: number;
+}
 
-/**
- * A rule's days and window as a check of `now` (ms). The verdict holds until the next
- * minute: every zone in use today is a whole number of minutes off UTC, so a local
- * minute starts on a UTC one.
- *
- * A window whose end is before its start runs past midnight, and `days` then names the
- * day the window started: fri 22:00–06:00 holds from Friday 22:00 to Saturday 06:00.
- */
-function compileWindow(rule: Rule): ((now: number) => boolean) | null {
+function compileWindow(rule: Rule): Window | null {
   if (!rule.days && !rule.from) return null;
-  const tz = rule.tz ?? 'UTC';
   let days = 0x7f;
   if (rule.days) {
     days = 0;
     for (const day of rule.days) days |= 1 << DAYS.indexOf(day);
   }
-  const from = rule.from ? minutesOf(rule.from) : 0;
-  const to = rule.to ? minutesOf(rule.to) : 1440;
-  const holds = (day: number, minute: number): boolean => {
-    if (from < to) return minute >= from && minute < to && (days & (1 << day)) !== 0;
-    if (minute >= from) return (days & (1 << day)) !== 0;
-    if (minute < to) return (days & (1 << ((day + 6) % 7))) !== 0;
-    return false;
+  return {
+    days,
+    from: rule.from ? minutesOf(rule.from) : 0,
+    to: rule.to ? minutesOf(rule.to) : 1440,
+    zone: zoneId(rule.tz ?? 'UTC'),
   };
-  let validFrom = 0;
-  let validUntil = 0;
-  let verdict = false;
-  return (now) => {
-    if (now >= validFrom && now < validUntil) return verdict;
-    const local = localTime(tz, now);
-    verdict = holds(local.day, local.minute);
-    validFrom = Math.floor(now / MINUTE_MS) * MINUTE_MS;
-    validUntil = validFrom + MINUTE_MS;
-    return verdict;
+}
+
+/**
+ * Whether the window holds at local `day` and `minute`. A window whose end is before its
+ * start runs past midnight, and `days` then names the day the window started: fri
+ * 22:00–06:00 holds from Friday 22:00 to Saturday 06:00.
+ */
+function windowHolds(days: number, from: number, to: number, day: number, minute: number): boolean {
+  if (from < to) return minute >= from && minute < to && (days & (1 << day)) !== 0;
+  if (minute >= from) return (days & (1 << day)) !== 0;
+  if (minute < to) return (days & (1 << ((day + 6) % 7))) !== 0;
+  return false;
+}
+
+// ---------------------------------------------------------------------------------
+// The query path's view of an entry: one Int32Array and one records buffer
+//
+// A query touches every object on its path once, with caches cold from the kernel's
+// work on the packet in between, and on this kind of machine each object costs a cache
+// and TLB miss. So what a query walks is two objects per entry: `code`, holding the rules
+// (STRIDE numbers each, then their IPv4 networks as (network, mask) pairs) and the
+// answers (a descriptor per family of each rule and of the default), and `blob`, every
+// record the entry can answer, end to end. Objects per rule, list and window are kept
+// only for the ECS path, which needs the scopes.
+
+const HEADER = 3; // n, default A descriptor, default AAAA descriptor
+const STRIDE = 9;
+const HAS_NETWORKS = 1;
+const HAS_WINDOW = 2;
+// per rule, from HEADER + i * STRIDE: 0 flags, 1 first IPv4 network (index of its pair),
+// 2 IPv4 networks, 3 days, 4 from, 5 to, 6 zone, 7 A descriptor, 8 AAAA descriptor.
+// A descriptor: m (variants), count (records each), total weight, then per variant its
+// cumulative weight and the start and end of its records in the blob.
+
+interface Program {
+  code: Int32Array;
+  blob: Buffer;
+}
+
+function compileProgram(rules: readonly CompiledRule[], entryA: Family, entryAaaa: Family): Program {
+  const words: number[] = [rules.length, 0, 0];
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  const describe = (family: Family): number => {
+    const at = words.length;
+    const variants = family.fixed ? [family.fixed] : family.variants;
+    words.push(variants.length, family.count, family.fixed ? 0 : family.total);
+    variants.forEach((records, k) => {
+      words.push(family.fixed ? 0 : family.cumulative[k], bytes, bytes + records.length);
+      chunks.push(records);
+      bytes += records.length;
+    });
+    return at;
   };
+  words.length = HEADER + rules.length * STRIDE;
+  words.fill(0, HEADER);
+  rules.forEach((rule, i) => {
+    const at = HEADER + i * STRIDE;
+    words[at] = (rule.hasNetworks ? HAS_NETWORKS : 0) | (rule.window ? HAS_WINDOW : 0);
+    words[at + 1] = words.length;
+    words[at + 2] = rule.v4.prefixes.length;
+    for (let k = 0; k < rule.v4.prefixes.length; k++) words.push(rule.v4.nets[k] | 0, rule.v4.masks[k] | 0);
+    if (rule.window) {
+      words[at + 3] = rule.window.days;
+      words[at + 4] = rule.window.from;
+      words[at + 5] = rule.window.to;
+      words[at + 6] = rule.window.zone;
+    }
+  });
+  rules.forEach((rule, i) => {
+    words[HEADER + i * STRIDE + 7] = describe(rule.a);
+    words[HEADER + i * STRIDE + 8] = describe(rule.aaaa);
+  });
+  words[1] = describe(entryA);
+  words[2] = describe(entryAaaa);
+  return { code: Int32Array.from(words), blob: Buffer.concat(chunks, bytes) };
+}
+
+/** Rule i's window at `now` (true for a rule without one). */
+function windowAt(code: Int32Array, i: number, now: number): boolean {
+  const at = HEADER + i * STRIDE;
+  if ((code[at] & HAS_WINDOW) === 0) return true;
+  const local = localTimeIn(code[at + 6], now);
+  return windowHolds(code[at + 3], code[at + 4], code[at + 5], local.day, local.minute);
+}
+
+/** Whether rule i's IPv4 networks hold `v4` (an address as a 32-bit number). */
+function holdsV4(code: Int32Array, i: number, v4: number): boolean {
+  const at = HEADER + i * STRIDE;
+  for (let k = code[at + 1], end = k + 2 * code[at + 2]; k < end; k += 2) {
+    if ((v4 & code[k + 1]) === code[k]) return true;
+  }
+  return false;
+}
+
+/** The descriptor of answer i (rule i, or the default when i = n) for `qtype`. */
+function descriptorOf(code: Int32Array, i: number, qtype: number): number {
+  const aaaa = qtype === TYPE_AAAA ? 1 : 0;
+  return i < code[0] ? code[HEADER + i * STRIDE + 7 + aaaa] : code[1 + aaaa];
+}
+
+/** Draws a variant of descriptor `at` (variant k with probability its weight / total). */
+function select(code: Int32Array, blob: Buffer, at: number, scope: number | null, out: Selection): Selection {
+  const m = code[at];
+  let k = 0;
+  if (m > 1) {
+    const r = Math.random() * code[at + 2];
+    while (k < m - 1 && code[at + 3 + 3 * k] <= r) k++;
+  }
+  const v = at + 3 + 3 * k;
+  out.records = blob.subarray(code[v + 1], code[v + 2]);
+  out.count = code[at + 1];
+  out.scope = scope;
+  return out;
+}
+
+/**
+ * A dotted-quad client address (or IPv4-mapped ::ffff:a.b.c.d) as a 32-bit number, or -1
+ * for anything else. Reads the characters in place: no parse, no lookup.
+ */
+function ipv4Of(text: string): number {
+  let i = text.length > 7 && text.charCodeAt(0) === 0x3a && /^::ffff:/i.test(text) ? 7 : 0;
+  let value = 0;
+  for (let part = 0; part < 4; part++) {
+    let octet = 0;
+    let digits = 0;
+    for (; i < text.length; i++) {
+      const c = text.charCodeAt(i) - 0x30;
+      if (c < 0 || c > 9) break;
+      octet = octet * 10 + c;
+      digits++;
+    }
+    if (digits === 0 || digits > 3 || octet > 255) return -1;
+    value = value * 256 + octet;
+    if (part < 3) {
+      if (text.charCodeAt(i) !== 0x2e) return -1;
+      i++;
+    }
+  }
+  return i === text.length ? value : -1;
 }
 
 // ---------------------------------------------------------------------------------
@@ -193,25 +320,17 @@ interface CompiledRule {
   v4: NetList;
   v6: NetList;
   hasNetworks: boolean;
-  window: ((now: number) => boolean) | null;
+  window: Window | null;
   a: Family;
   aaaa: Family;
-  /** The records when neither family is drawn per query. */
-  fixed: AnswerRecords | null;
-  /** The choice without ECS, when `fixed`. */
-  fixedChoice: Choice | null;
 }
 
 /** What a client address or ECS subnet makes of the rules' network conditions. */
 interface Verdict {
   /** Per rule: 1 when its networks hold the client (or it has none). */
   holds: Uint8Array;
-  /** With ECS, per rule and last for "no rule": the reply's scope; null without ECS. */
-  scopes: Uint8Array | null;
-}
-
-function records(a: Family, aaaa: Family): AnswerRecords | null {
-  return a.fixed && aaaa.fixed ? { a: a.fixed, aCount: a.count, aaaa: aaaa.fixed, aaaaCount: aaaa.count } : null;
+  /** Per rule and last for "no rule": the reply's scope. */
+  scopes: Uint8Array;
 }
 
 function compileRule(rule: Rule, data: EntryData, entryA: Family, entryAaaa: Family): CompiledRule {
@@ -221,20 +340,7 @@ function compileRule(rule: Rule, data: EntryData, entryA: Family, entryAaaa: Fam
   const aaaa = rule.aaaa ? compileFamily(TYPE_AAAA, data.ttl, rule.aaaa, own)
     : own ? compileFamily(TYPE_AAAA, data.ttl, data.aaaa, own) : entryAaaa;
   const nets = rule.networks ? compileNets(rule.networks) : { v4: emptyNets(), v6: emptyNets() };
-  const fixed = records(a, aaaa);
-  return {
-    ...nets,
-    hasNetworks: rule.networks !== undefined,
-    window: compileWindow(rule),
-    a,
-    aaaa,
-    fixed,
-    fixedChoice: fixed ? { answers: fixed, scope: null } : null,
-  };
-}
-
-function answersOf(a: Family, aaaa: Family, fixed: AnswerRecords | null): AnswerRecords {
-  return fixed ?? { a: draw(a), aCount: a.count, aaaa: draw(aaaa), aaaaCount: aaaa.count };
+  return { ...nets, hasNetworks: rule.networks !== undefined, window: compileWindow(rule), a, aaaa };
 }
 
 /** The client's address as words (IPv4-mapped IPv6 as IPv4), or null when unreadable. */
@@ -245,6 +351,20 @@ function clientWords(client: string): Words | null {
   } catch {
     return null;
   }
+}
+
+// Client addresses as words, shared by every entry: one hot map instead of a verdict map
+// per entry, which with many entries costs a cache miss per query.
+const parsedClients = new Map<string, Words | null>();
+
+function wordsOfClient(client: string): Words | null {
+  let words = parsedClients.get(client);
+  if (words === undefined) {
+    if (parsedClients.size >= MAX_REMEMBERED_CLIENTS) parsedClients.clear();
+    words = clientWords(client);
+    parsedClients.set(client, words);
+  }
+  return words;
 }
 
 function ecsWords(ecs: Ecs): Words | null {
@@ -266,18 +386,12 @@ export function compileEntry(data: EntryData): CompiledAnswers {
   const entryA = compileFamily(TYPE_A, data.ttl, data.a, sharing);
   const entryAaaa = compileFamily(TYPE_AAAA, data.ttl, data.aaaa, sharing);
   const rules = (data.rules ?? []).map((rule) => compileRule(rule, data, entryA, entryAaaa));
-  const defaultFixed = records(entryA, entryAaaa);
-  const defaultChoice: Choice | null = defaultFixed ? { answers: defaultFixed, scope: null } : null;
   const n = rules.length;
 
   const anyNetworks = rules.some((r) => r.hasNetworks);
-  // no client information (no networks in the rules, or ECS /0): network rules never hold
-  const noNetworks = (withScopes: boolean): Verdict => ({
-    holds: Uint8Array.from(rules.map((r) => (r.hasNetworks ? 0 : 1))),
-    scopes: withScopes ? new Uint8Array(n + 1) : null,
-  });
-  const blindClient = noNetworks(false);
-  const blindEcs = noNetworks(true);
+  // no client information (no networks in the rules, ECS /0, an unreadable subnet):
+  // network rules never hold, and the answer is the same for everyone (scope 0)
+  const blind: Verdict = { holds: Uint8Array.from(rules.map((r) => (r.hasNetworks ? 0 : 1))), scopes: new Uint8Array(n + 1) };
 
   // per family: the longest prefix among the networks of the rules before rule i (i = n: all)
   const longestBefore = (family: 'v4' | 'v6'): Uint8Array => {
@@ -292,22 +406,22 @@ export function compileEntry(data: EntryData): CompiledAnswers {
   };
   const before = { v4: longestBefore('v4'), v6: longestBefore('v6') };
 
-  function verdictFor(address: Words | null, sourcePrefix: number, withScopes: boolean): Verdict {
-    if (!address) return withScopes ? blindEcs : blindClient;
+  /** Which rules' networks hold an ECS subnet, and the scope each answer holds for. */
+  function verdictFor(address: Words | null, sourcePrefix: number): Verdict {
+    if (!address) return blind;
     const family = address.length === 1 ? 'v4' : 'v6';
     const words = address.length;
     const holds = new Uint8Array(n);
-    const scopes = withScopes ? new Uint8Array(n + 1) : null;
+    const scopes = new Uint8Array(n + 1);
     rules.forEach((r, i) => {
       if (!r.hasNetworks) {
         holds[i] = 1;
-        if (scopes) scopes[i] = Math.min(sourcePrefix, before[family][i]);
+        scopes[i] = Math.min(sourcePrefix, before[family][i]);
         return;
       }
       const matched = widestMatch(r[family], words, address, sourcePrefix);
       if (matched < 0) return;
       holds[i] = 1;
-      if (!scopes) return;
       // the answer must also hold across the scope: widen past earlier networks that overlap
       let scope = matched;
       for (let j = 0; j < i; j++) {
@@ -319,11 +433,11 @@ export function compileEntry(data: EntryData): CompiledAnswers {
       }
       scopes[i] = Math.min(sourcePrefix, scope);
     });
-    if (scopes) scopes[n] = Math.min(sourcePrefix, before[family][n]);
+    scopes[n] = Math.min(sourcePrefix, before[family][n]);
     return { holds, scopes };
   }
 
-  // network verdicts per client address (or ECS subnet): a repeat client costs one lookup
+  // network verdicts per ECS subnet: a repeat subnet costs one lookup
   const remembered = new Map<string, Verdict>();
   function remember(key: string, make: () => Verdict): Verdict {
     let verdict = remembered.get(key);
@@ -335,37 +449,80 @@ export function compileEntry(data: EntryData): CompiledAnswers {
     return verdict;
   }
 
-  function verdictOf(client: string, ecs: Ecs | null): Verdict {
-    if (ecs) {
-      // RFC 7871 7.1.2: source prefix 0 means "do not use my address"
-      if (!anyNetworks || ecs.sourcePrefix === 0) return blindEcs;
-      // "/" keeps subnet keys apart from plain client addresses
-      return remember(`${ecs.address}/${ecs.sourcePrefix}`, () => verdictFor(ecsWords(ecs), ecs.sourcePrefix, true));
-    }
-    if (!anyNetworks) return blindClient;
-    return remember(client, () => verdictFor(clientWords(client), 128, false));
-  }
+  const program = compileProgram(rules, entryA, entryAaaa);
+  const { code } = program;
 
-  const choose = (client: string, ecs: Ecs | null, now: number): Choice => {
-    const verdict = verdictOf(client, ecs);
-    const holds = verdict.holds;
-    for (let i = 0; i < n; i++) {
-      if (holds[i] === 0) continue;
-      const rule = rules[i];
-      if (rule.window && !rule.window(now)) continue;
-      if (!verdict.scopes && rule.fixedChoice) return rule.fixedChoice;
-      return { answers: answersOf(rule.a, rule.aaaa, rule.fixed), scope: verdict.scopes ? verdict.scopes[i] : null };
-    }
-    if (!verdict.scopes && defaultChoice) return defaultChoice;
-    return { answers: answersOf(entryA, entryAaaa, defaultFixed), scope: verdict.scopes ? verdict.scopes[n] : null };
+  // With ECS the reply needs a scope as well: verdicts per subnet, worked out once each.
+  const selectEcs = (ecs: Ecs, now: number, qtype: number, out: Selection): Selection => {
+    // RFC 7871 7.1.2: source prefix 0 means "do not use my address"
+    const verdict = !anyNetworks || ecs.sourcePrefix === 0
+      ? blind
+      : remember(`${ecs.address}/${ecs.sourcePrefix}`, () => verdictFor(ecsWords(ecs), ecs.sourcePrefix));
+    const { holds, scopes } = verdict;
+    let i = 0;
+    while (i < n && (holds[i] === 0 || !windowAt(code, i, now))) i++;
+    return select(code, program.blob, descriptorOf(code, i, qtype), scopes[i], out);
   };
 
-  return {
+  // Both families at once, for callers other than the query path (tests, tools).
+  const choose = (client: string, ecs: Ecs | null, now: number): Choice => {
+    const a = compiled.select(client, ecs, now, TYPE_A, { records: NO_RECORDS, count: 0, scope: null });
+    const aaaa = compiled.select(client, ecs, now, TYPE_AAAA, { records: NO_RECORDS, count: 0, scope: null });
+    return { answers: { a: a.records, aCount: a.count, aaaa: aaaa.records, aaaaCount: aaaa.count }, scope: a.scope };
+  };
+
+  /** Rule i's IPv6 networks and the client (IPv6 clients are rare enough to go through objects). */
+  function holdsV6(i: number, client: string): boolean {
+    const words = wordsOfClient(client);
+    return words !== null && words.length === 4 && holdsAddress(rules[i].v6, words);
+  }
+
+  const compiled: RuledAnswers = {
     ttl: data.ttl,
     a: entryA.ordered,
     aCount: entryA.count,
     aaaa: entryAaaa.ordered,
     aaaaCount: entryAaaa.count,
     choose,
+    select: selectRecords,
+    code,
+    blob: program.blob,
+    slow: { selectEcs, holdsV6 },
   };
+  return compiled;
+}
+
+const NO_RECORDS = Buffer.alloc(0);
+
+/** The paths that need objects: ECS (scopes) and IPv6 clients, both rare. */
+interface SlowPaths {
+  selectEcs(ecs: Ecs, now: number, qtype: number, out: Selection): Selection;
+  holdsV6(i: number, client: string): boolean;
+}
+
+/** An entry with rules: what the query path reads sits on the entry itself, and `select`
+ * is one function shared by every entry (called as its method), not a closure per entry. */
+interface RuledAnswers extends CompiledAnswers {
+  choose: Chooser;
+  select: Selector;
+  code: Int32Array;
+  blob: Buffer;
+  slow: SlowPaths;
+}
+
+// The common case: the client's own address, no scope.
+function selectRecords(this: RuledAnswers, client: string, ecs: Ecs | null, now: number, qtype: number, out: Selection): Selection {
+  if (ecs) return this.slow.selectEcs(ecs, now, qtype, out);
+  const code = this.code;
+  const n = code[0];
+  let v4 = -2; // not read yet
+  let i = 0;
+  for (; i < n; i++) {
+    if ((code[HEADER + i * STRIDE] & HAS_NETWORKS) !== 0) {
+      if (v4 === -2) v4 = ipv4Of(client);
+      if (v4 >= 0 ? !holdsV4(code, i, v4) : !this.slow.holdsV6(i, client)) continue;
+    }
+    if (windowAt(code, i, now)) break;
+  }
+  return select(code, this.blob, descriptorOf(code, i, qtype), null, out);
 }

@@ -17,18 +17,21 @@ interface ZoneClock {
   last: LocalTime;
 }
 
-const zones = new Map<string, ZoneClock>();
+// Zones by number, so a compiled rule holds an index instead of a name to look up.
+const ids = new Map<string, number>();
+const clocks: ZoneClock[] = [];
 
-function zone(tz: string): ZoneClock {
-  let clock = zones.get(tz);
-  if (!clock) {
+/** The number of zone `tz` (valid, as checked), registered on first use. */
+export function zoneId(tz: string): number {
+  let id = ids.get(tz);
+  if (id === undefined) {
     const format = tz === 'UTC' ? null
       // en-US: weekday names are parsed below; h23: midnight is 00, never 24
       : new Intl.DateTimeFormat('en-US', { timeZone: tz, weekday: 'short', hour: 'numeric', minute: 'numeric', hourCycle: 'h23' });
-    clock = { format, from: NaN, last: { day: 0, minute: 0 } };
-    zones.set(tz, clock);
+    id = clocks.push({ format, from: NaN, last: { day: 0, minute: 0 } }) - 1;
+    ids.set(tz, id);
   }
-  return clock;
+  return id;
 }
 
 function compute(format: Intl.DateTimeFormat | null, now: number): LocalTime {
@@ -47,13 +50,18 @@ function compute(format: Intl.DateTimeFormat | null, now: number): LocalTime {
   return { day, minute: hour * 60 + minute };
 }
 
-/** Local weekday and minute of the day at `now` (ms since the epoch) in zone `tz`. */
-export function localTime(tz: string, now: number): LocalTime {
-  const clock = zone(tz);
+/** Local weekday and minute of the day at `now` (ms since the epoch) in zone number `id`. */
+export function localTimeIn(id: number, now: number): LocalTime {
+  const clock = clocks[id];
   const from = Math.floor(now / MINUTE_MS) * MINUTE_MS;
   if (from !== clock.from) {
     clock.last = compute(clock.format, now);
     clock.from = from;
   }
   return clock.last;
+}
+
+/** Local weekday and minute of the day at `now` (ms since the epoch) in zone `tz`. */
+export function localTime(tz: string, now: number): LocalTime {
+  return localTimeIn(zoneId(tz), now);
 }

@@ -252,8 +252,18 @@ export interface Choice {
   scope: number | null;
 }
 
-/** Picks the records for one query: the client's address, its trusted ECS, the time (ms). */
+/** Picks both families' records for a client, its trusted ECS and the time (ms). */
 export type Chooser = (client: string, ecs: Ecs | null, now: number) => Choice;
+
+/** What one query gets from an entry with rules: records to copy, their count, the ECS scope. */
+export interface Selection {
+  records: Buffer;
+  count: number;
+  scope: number | null;
+}
+
+/** The query path's form of Chooser: one family (`qtype` A or AAAA), written into `out`. */
+export type Selector = (client: string, ecs: Ecs | null, now: number, qtype: number, out: Selection) => Selection;
 
 /**
  * An entry's answer records, encoded once when the entry changes: its default answer and,
@@ -262,6 +272,8 @@ export type Chooser = (client: string, ecs: Ecs | null, now: number) => Choice;
 export interface CompiledAnswers extends AnswerRecords {
   ttl: number;
   choose?: Chooser;
+  /** Present exactly when `choose` is. */
+  select?: Selector;
 }
 
 // dns-packet's per-type rdata codecs exist at run time but are missing from its typings.
@@ -389,10 +401,23 @@ export function answerReply(
   maxBytes: number,
   ecsScope: number | null = null,
 ): Buffer {
+  if (q.qtype === TYPE_A) return recordsReply(msg, q, answers.a, answers.aCount, edns, maxBytes, ecsScope);
+  if (q.qtype === TYPE_AAAA) return recordsReply(msg, q, answers.aaaa, answers.aaaaCount, edns, maxBytes, ecsScope);
+  return recordsReply(msg, q, null, 0, edns, maxBytes, ecsScope);
+}
+
+/** The answer for an intercepted name with these records (null: NODATA); ECS as in answerReply. */
+export function recordsReply(
+  msg: Buffer,
+  q: Query,
+  records: Buffer | null,
+  count: number,
+  edns: Edns | null,
+  maxBytes: number,
+  ecsScope: number | null = null,
+): Buffer {
   const echo = ecsScope !== null && edns?.ecs ? { ecs: edns.ecs, scope: ecsScope } : null;
-  if (q.qtype === TYPE_A) return buildReply(msg, q, Rcode.NoError, true, answers.a, answers.aCount, edns, maxBytes, echo);
-  if (q.qtype === TYPE_AAAA) return buildReply(msg, q, Rcode.NoError, true, answers.aaaa, answers.aaaaCount, edns, maxBytes, echo);
-  return buildReply(msg, q, Rcode.NoError, true, null, 0, edns, maxBytes, echo);
+  return buildReply(msg, q, Rcode.NoError, true, records, count, edns, maxBytes, echo);
 }
 
 /** An error reply with the question echoed (REFUSED, SERVFAIL, NOTIMP, FORMERR, BADVERS). */
