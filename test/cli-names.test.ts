@@ -78,9 +78,9 @@ before(async () => {
 after(() => serve.stop());
 
 describe('help', () => {
-  test('divert --help lists serve, names and divert', async () => {
+  test('divert --help lists serve, names, divert and monitor', async () => {
     const out = await ok(['--help']);
-    for (const command of ['serve', 'names', 'divert']) assert.match(out, new RegExp(`^ +divert ${command}\\b`, 'm'));
+    for (const command of ['serve', 'names', 'divert', 'monitor']) assert.match(out, new RegExp(`^ +divert ${command}\\b`, 'm'));
   });
 
   test('every command has a description and examples', async () => {
@@ -128,6 +128,40 @@ describe('divert names', () => {
     await assert.rejects(resolver.resolve6('over.set.test'), { code: 'ENODATA' }, 'the old AAAA is gone');
     const third = await json<Entry>(['names', 'set', 'over.set.test', '192.0.2.22', '--ttl', '5']);
     assert.equal(third.ttl, 5);
+  });
+
+  test('set with --rules, --weight and --pick; get shows them; a later set keeps them; export and import carry them', async () => {
+    const rulesFile = join(tmp(), 'rules.json');
+    writeFileSync(rulesFile, JSON.stringify([{ networks: ['10.1.0.0/16'], a: ['192.0.2.90'] }, { days: ['sat', 'sun'], tz: 'Europe/London', aaaa: [] }]));
+    const entry = await json<Entry>(['names', 'set', 'ruled.set.test', '192.0.2.80', '192.0.2.81', '--weight', '192.0.2.80=3', '--pick', '1', '--rules', `@${rulesFile}`]);
+    assert.deepEqual(entry.weights, { '192.0.2.80': 3 });
+    assert.equal(entry.pick, 1);
+    assert.deepEqual(entry.rules, [{ networks: ['10.1.0.0/16'], a: ['192.0.2.90'] }, { days: ['sat', 'sun'], tz: 'Europe/London', aaaa: [] }]);
+
+    const shown = await ok(['names', 'get', 'ruled.set.test']);
+    assert.match(shown, /^default answer: weights 192\.0\.2\.80=3 pick 1$/m);
+    assert.match(shown, /^rule 1: from 10\.1\.0\.0\/16 → A 192\.0\.2\.90$/m);
+    assert.match(shown, /^rule 2: sat,sun Europe\/London → AAAA -$/m);
+
+    // new addresses: the rules and pick stay, the weight of an address still listed stays
+    const next = await json<Entry>(['names', 'set', 'ruled.set.test', '192.0.2.80', '192.0.2.82']);
+    assert.deepEqual(next.rules, entry.rules);
+    assert.deepEqual(next.weights, { '192.0.2.80': 3 });
+    assert.equal(next.pick, 1);
+
+    const zone = await ok(['names', 'export', '--prefix', 'ruled.']);
+    assert.match(zone, /^;divert ruled\.set\.test\. \{/m);
+    const cleared = await json<Entry>(['names', 'set', 'ruled.set.test', '192.0.2.80', '--rules', '[]', '--weight', '192.0.2.80=1']);
+    assert.equal(cleared.rules, undefined, '--rules [] removes them');
+    const file = join(tmp(), 'ruled.zone');
+    writeFileSync(file, zone);
+    await ok(['names', 'import', file]);
+    const back = await json<Entry>(['names', 'get', 'ruled.set.test']);
+    assert.deepEqual({ a: back.a, weights: back.weights, pick: back.pick, rules: back.rules }, { a: next.a, weights: next.weights, pick: next.pick, rules: next.rules });
+
+    await fails(['names', 'set', 'ruled.set.test', '192.0.2.80', '--rules', '[{"networks":["10.1.2.3/16"]}]'], 1, /rules\[0\]\.networks\[0\].*HTTP 400 BAD_RULE/);
+    await fails(['names', 'set', 'ruled.set.test', '192.0.2.80', '--weight', 'heavy'], 2, /--weight "heavy" is not ADDRESS=WEIGHT/);
+    await fails(['names', 'set', 'ruled.set.test', '192.0.2.80', '--rules', '{oops'], 2, /--rules is not valid JSON/);
   });
 
   test('--if-version: the right one applies, a wrong one is refused with 412', async () => {
@@ -197,8 +231,8 @@ describe('divert names', () => {
     const parsed = parseZone(zone, 'export');
     assert.deepEqual(
       [...parsed].map(([name, data]) => ({ name, ...data })).sort((x, y) => x.name.localeCompare(y.name)),
-      listed.filter((e) => e.a.length + e.aaaa.length > 0).map(({ name, a, aaaa, ttl }) => ({ name, a, aaaa, ttl })).sort((x, y) => x.name.localeCompare(y.name)),
-      'the zone holds every entry',
+      listed.map(({ version: _v, updatedAt: _u, ...entry }) => entry).sort((x, y) => x.name.localeCompare(y.name)),
+      'the zone holds every entry: names without addresses, rules and weights too',
     );
     await ok(['names', 'delete', '*.cdn.exp.test']);
     const file = join(tmp(), 'backup.zone');
