@@ -145,7 +145,6 @@ describe('checkEntryData with load sharing and rules', () => {
     { name: 'weight negative', input: { a: ['192.0.2.1'], weights: { '192.0.2.1': -1 } }, message: /^weights\["192\.0\.2\.1"\]: -1/ },
     { name: 'weight as text', input: { a: ['192.0.2.1'], weights: { '192.0.2.1': '3' } }, message: /^weights\["192\.0\.2\.1"\]: "3"/ },
     { name: 'same address weighted twice', input: { aaaa: ['2001:db8::1'], weights: { '2001:db8::1': 1, '2001:DB8::1': 2 } }, message: /weighted twice/ },
-    { name: 'every weight 0', input: { a: ['192.0.2.1', '192.0.2.2'], weights: { '192.0.2.1': 0, '192.0.2.2': 0 } }, message: /^weights: every a address weighs 0/ },
     { name: 'weights not an object', input: { a: ['192.0.2.1'], weights: [1] }, message: /^weights: expected an object/ },
     { name: 'pick 0', input: { a: ['192.0.2.1'], pick: 0 }, message: /^pick: 0 is not a whole number from 1 to 64/ },
     { name: 'pick 65', input: { a: ['192.0.2.1'], pick: 65 }, message: /^pick: 65/ },
@@ -365,6 +364,13 @@ describe('load sharing', () => {
       '192.0.2.2 192.0.2.1 192.0.2.3 192.0.2.4',
       '192.0.2.3 192.0.2.2 192.0.2.1 192.0.2.4',
     ]);
+  });
+
+  test('every address of a family at weight 0 (all standby): shared equally, never refused', (t) => {
+    seededRandom(t, 4);
+    const entry = compiled({ a: ['192.0.2.1', '192.0.2.2'], aaaa: ['2001:db8::1'], weights: { '192.0.2.1': 0, '192.0.2.2': 0, '2001:db8::1': 0 }, pick: 1 });
+    assertShares(firstAddresses(entry), { '192.0.2.1': 0.5, '192.0.2.2': 0.5 });
+    assert.deepEqual(aaaaOf(choose(entry, '192.0.2.200').answers), ['2001:db8::1']);
   });
 
   test('pick without weights: a uniform first address, pick of them answered; IPv6 too', (t) => {

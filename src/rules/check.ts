@@ -123,7 +123,8 @@ function checkPick(value: unknown, path: string): number {
 
 /**
  * Weights keyed by canonical address, in the order of the answer's lists. Keys must be
- * addresses of `a`/`aaaa`; a family that has weights must not weigh 0 in all.
+ * addresses of `a`/`aaaa`. A family that weighs 0 in all is shared equally (all standby:
+ * none is preferred), so a monitor or a diversion can never write a weighting that fails.
  */
 function checkWeights(value: unknown, path: string, a: string[], aaaa: string[]): Record<string, number> | undefined {
   if (!isObject(value)) fail(path, 'expected an object mapping addresses to whole numbers');
@@ -150,12 +151,6 @@ function checkWeights(value: unknown, path: string, a: string[], aaaa: string[])
     byAddress.set(address, weight);
   }
   if (byAddress.size === 0) return undefined;
-  for (const [family, list] of [['a', a], ['aaaa', aaaa]] as const) {
-    // an address without a weight weighs 1 (see Sharing)
-    if (list.some((x) => byAddress.has(x)) && list.every((x) => byAddress.get(x) === 0)) {
-      fail(path, `every ${family} address weighs 0; at least one must weigh more`);
-    }
-  }
   const out: Record<string, number> = {};
   for (const address of [...a, ...aaaa]) {
     const weight = byAddress.get(address);

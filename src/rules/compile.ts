@@ -38,8 +38,9 @@ function compileFamily(type: number, ttl: number, addresses: readonly string[], 
     const records = encodeRecords(type, ttl, addresses);
     return { fixed: records, count: addresses.length, ordered: records, variants: [], cumulative: new Float64Array(0), total: 0 };
   }
-  // an address without a weight weighs 1 (see Sharing in table.ts)
-  const weights = addresses.map((address) => sharing.weights?.[address] ?? 1);
+  // an address without a weight weighs 1 (see Sharing in table.ts); all at 0: all equal
+  const weights: number[] = addresses.map((address) => sharing.weights?.[address] ?? 1);
+  if (!weights.some((w) => w > 0)) weights.fill(1);
   const count = Math.min(sharing.pick ?? addresses.length, addresses.length);
   // stable sort: equal weights keep their list order
   const byWeight = addresses.map((_, i) => i).sort((x, y) => weights[y] - weights[x]);

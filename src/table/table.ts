@@ -9,7 +9,8 @@ export type Day = (typeof DAYS)[number];
  * Load sharing over an answer's addresses. `weights` maps an address of the answer to a
  * whole number 0–1000 (an address without one weighs 1). Each query puts one address
  * first, chosen with probability weight / sum of the family's weights; the others follow
- * by weight. With `pick`, only that many addresses of each family are answered.
+ * by weight (a family that weighs 0 in all is shared equally). With `pick`, only that
+ * many addresses of each family are answered.
  */
 export interface Sharing {
   weights?: Record<string, number>;
