@@ -10,7 +10,8 @@ import { DivertError } from './errors.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import type { ServeConfig } from './config/options.js';
 import { AccessList } from './pipeline/access.js';
-import { QueryPipeline, type OutcomeCounts } from './pipeline/pipeline.js';
+import { RateLimiter } from './pipeline/rate-limit.js';
+import { QueryPipeline, type OutcomeCounts, type Result } from './pipeline/pipeline.js';
 import { AnswerCache } from './table/answer-cache.js';
 import { RedisTable } from './table/redis-table.js';
 import type { TableView } from './table/table.js';
@@ -86,6 +87,11 @@ function everyTenSeconds(log: (err: unknown, name: string, suppressed: number) =
   };
 }
 
+/** What a query that arrives once the drain has begun gets: nothing. */
+const DRAINING: Result = Object.freeze({ reply: null, outcome: 'dropped' });
+/** Beyond the query timeout, what the drain allows for the last replies to be sent. */
+const DRAIN_MARGIN_MS = 250;
+
 interface Listener {
   udp: UdpSocket;
   tcp: Server;
@@ -103,7 +109,7 @@ async function listenBoth(at: HostPort, handler: Handler, config: ServeConfig, l
       throw bindError(err as NodeJS.ErrnoException, at);
     }
     const port = udp.address().port;
-    const tcp = createTcpServer(handler, { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections }, onError);
+    const tcp = createTcpServer(handler, { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections, maxPerClient: config.tcpMaxPerClient }, onError);
     tcp.on('connection', (socket) => {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
@@ -139,18 +145,53 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
   const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'), {
     trustEcs: config.trustEcs.length > 0 ? new AccessList(config.trustEcs) : null,
     clock: options.clock ?? Date.now,
+  }, {
+    // the workers read one socket, so a flood spreads over them: each keeps its share of the rate
+    limiter: config.rateLimit > 0 ? new RateLimiter({ qps: config.rateLimit / config.workers, v4Prefix: config.rateLimitV4Prefix, v6Prefix: config.rateLimitV6Prefix }) : null,
+    action: config.rateLimitAction,
   });
-  const handler: Handler = (msg, client) => pipeline.handle(msg, client);
+  // Queries in flight are counted so that close() can let them finish (the drain); once
+  // it has begun, new queries, also on open TCP connections, are dropped unanswered.
+  let draining = false;
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const settled = () => {
+    if (--inFlight === 0) drained?.();
+  };
+  const handler: Handler = (msg, client) => {
+    if (draining) return DRAINING;
+    const result = pipeline.handle(msg, client);
+    if (result instanceof Promise) {
+      inFlight++;
+      result.then(settled, settled);
+    }
+    return result;
+  };
 
   const listeners: Listener[] = [];
   const sockets = new Set<Socket>();
   const close = async () => {
-    // stop accepting first, then drop open connections: tcp.close() waits for them
-    const closed = listeners.map((l) => {
-      l.udp.close();
-      return new Promise<void>((resolve) => l.tcp.close(() => resolve()));
-    });
-    for (const socket of sockets) socket.destroy();
+    // Stop accepting (TCP at once; UDP and open connections through the gate above), let
+    // the queries in flight get their answers, then close. A query waits at most the
+    // query timeout for its upstreams (then it is SERVFAIL), so the wait is bounded by it.
+    draining = true;
+    const closed = listeners.map((l) => new Promise<void>((resolve) => l.tcp.close(() => resolve())));
+    if (inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        drained = resolve;
+        timer = setTimeout(resolve, config.queryTimeoutMs + DRAIN_MARGIN_MS);
+      });
+      clearTimeout(timer);
+    }
+    // the last replies were handed to their sockets in the same turn: let them go out
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    for (const l of listeners) l.udp.close();
+    for (const socket of sockets) {
+      // end() sends what is buffered first; a client that does not read is cut off
+      socket.destroySoon();
+      setTimeout(() => socket.destroy(), DRAIN_MARGIN_MS).unref();
+    }
     await Promise.all(closed);
     forwarder.close();
     stopCounting();
@@ -180,7 +221,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
 /** The figures of several workers as one: counts add up; an upstream is up while any worker has it in service. */
 export function sumStats(all: ServingStats[]): ServingStats {
   const total: ServingStats = {
-    counts: { intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0 },
+    counts: { intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0, limited: 0 },
     rejectedReplies: 0, timeouts: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
   };
   const upstreams = new Map<string, UpstreamState>();

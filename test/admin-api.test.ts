@@ -282,3 +282,28 @@ describe('admin API with Redis stopped', () => {
     }
   });
 });
+
+describe('failed authentications', () => {
+  test('ten wrong tokens within a minute lock the address out (429, Retry-After), the right token too; the log never holds a token', async () => {
+    const lines: string[] = [];
+    const divert = await startDivert({ upstream: ['127.0.0.1:9'], 'log-level': 'warn' }, { logStream: { write: (line: string) => void lines.push(line) } });
+    try {
+      for (let i = 1; i <= 10; i++) {
+        const wrong = await fetch(divert.adminUrl + '/v1/names', { headers: { authorization: `Bearer guess-${i}-0123456789` } });
+        assert.equal(wrong.status, 401, `guess ${i}`);
+        await wrong.body?.cancel();
+      }
+      const locked = await divert.api('/v1/names');
+      assert.equal(locked.status, 429, 'locked out: even the right token is not checked');
+      assert.match(locked.headers.get('retry-after') ?? '', /^\d+$/);
+      assert.equal((await errorOf(locked)).code, 'TOO_MANY_FAILURES');
+      const log = lines.join('');
+      assert.match(log, /too many failed admin authentications/);
+      assert.equal((log.match(/admin request with a wrong token/g) ?? []).length, 10, 'one line per failure, none while locked out');
+      assert.doesNotMatch(log, /guess-\d+-0123456789/, 'no guessed token in the log');
+      assert.ok(!log.includes(divert.adminToken), 'no real token in the log');
+    } finally {
+      await divert.close();
+    }
+  });
+});

@@ -98,6 +98,11 @@ describe('defaults', () => {
       queryTimeoutMs: 2500,
       tcpIdleTimeoutMs: 10_000,
       tcpMaxConnections: 1000,
+      tcpMaxPerClient: 64,
+      rateLimit: 0,
+      rateLimitV4Prefix: 24,
+      rateLimitV6Prefix: 56,
+      rateLimitAction: 'drop',
       cacheNames: 100_000,
       workers: availableParallelism(),
       logLevel: 'info',
@@ -119,7 +124,7 @@ describe('defaults', () => {
   test('every option has a DIVERT_* variable named after its flag', () => {
     assert.equal(envName('listen'), 'DIVERT_LISTEN');
     assert.equal(envName('upstream-timeout-ms'), 'DIVERT_UPSTREAM_TIMEOUT_MS');
-    for (const spec of Object.values(SERVE_OPTIONS)) assert.match(envName(spec.flag), /^DIVERT_[A-Z_]+$/);
+    for (const spec of Object.values(SERVE_OPTIONS)) assert.match(envName(spec.flag), /^DIVERT_[A-Z0-9_]+$/);
   });
 });
 

@@ -4,6 +4,7 @@
 // once this instance's query path answers with it.
 
 import Fastify, { LogController } from 'fastify';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { DivertError } from '../errors.js';
 import type { AddressTable } from '../table/table.js';
@@ -38,6 +39,38 @@ function clientOf(header: string | string[] | undefined): string {
   return value ? value.slice(0, 100) : 'admin';
 }
 
+/** Wrong tokens one client address may send within AUTH_WINDOW_MS... */
+const AUTH_FAILURES_ALLOWED = 10;
+const AUTH_WINDOW_MS = 60_000;
+/** ...before every request from it is refused for this long. */
+const AUTH_LOCKOUT_MS = 60_000;
+
+/** Failed authentications per client address, in a fixed window; bounded in memory. */
+class AuthFailures {
+  private readonly byAddress = new LRUCache<string, { count: number; since: number; lockedUntil: number }>({ max: 10_000 });
+
+  /** ms left of the address's lockout (0: not locked out). */
+  lockedFor(address: string, now = Date.now()): number {
+    const record = this.byAddress.get(address);
+    return record && record.lockedUntil > now ? record.lockedUntil - now : 0;
+  }
+
+  /** Counts a failure; true when it starts a lockout. */
+  fail(address: string, now = Date.now()): boolean {
+    let record = this.byAddress.get(address);
+    if (!record || now - record.since > AUTH_WINDOW_MS) {
+      record = { count: 0, since: now, lockedUntil: 0 };
+      this.byAddress.set(address, record);
+    }
+    record.count++;
+    if (record.count < AUTH_FAILURES_ALLOWED) return false;
+    record.lockedUntil = now + AUTH_LOCKOUT_MS;
+    record.count = 0;
+    record.since = now;
+    return true;
+  }
+}
+
 function nameParam(params: unknown): string {
   return normalizeName((params as { name: string }).name);
 }
@@ -56,11 +89,22 @@ export function buildAdmin(options: AdminOptions) {
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${request.method} ${request.url}`));
   app.addContentTypeParser(['text/dns', 'text/plain'], { parseAs: 'string', bodyLimit: ZONE_BODY_LIMIT }, (_req, body, done) => done(null, body));
 
+  const failures = new AuthFailures();
   app.addHook('onRequest', async (request, reply) => {
+    const lockedFor = failures.lockedFor(request.ip);
+    if (lockedFor > 0) {
+      // not even checked: guessing gains nothing while locked out, and nothing is logged per request
+      reply.header('retry-after', String(Math.ceil(lockedFor / 1000)));
+      return sendError(reply, 429, 'TOO_MANY_FAILURES', `too many failed authentications from ${request.ip}; try again in ${Math.ceil(lockedFor / 1000)} s`);
+    }
     const header = request.headers.authorization ?? '';
     const given = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
     if (given !== '' && tokenMatches(given)) return;
     request.log.warn({ ip: request.ip, url: request.url }, given === '' ? 'admin request without a token' : 'admin request with a wrong token');
+    // only wrong tokens count: a missing one guesses nothing (a scraper without its token, say)
+    if (given !== '' && failures.fail(request.ip)) {
+      request.log.warn({ ip: request.ip, failures: AUTH_FAILURES_ALLOWED, lockoutSeconds: AUTH_LOCKOUT_MS / 1000 }, 'too many failed admin authentications; this address is locked out');
+    }
     return sendError(reply, 401, 'UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer TOKEN)');
   });
 

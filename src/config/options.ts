@@ -112,6 +112,27 @@ export const SERVE_OPTIONS = {
     flag: 'tcp-max-connections', default: 1000, schema: count(1, 1_000_000),
     describe: 'refuse TCP connections beyond this many open at once, in each worker',
   },
+  tcpMaxPerClient: {
+    flag: 'tcp-max-per-client', default: 64, schema: count(1, 1_000_000),
+    describe: 'refuse TCP connections beyond this many open at once from one client address, in each worker',
+  },
+  rateLimit: {
+    flag: 'rate-limit', default: 0, schema: count(0, 10_000_000),
+    defaultDescription: '0: off',
+    describe: 'queries per second each client network may send (burst: one second\'s worth), shared out among the workers; over it, --rate-limit-action',
+  },
+  rateLimitV4Prefix: {
+    flag: 'rate-limit-v4-prefix', default: 24, schema: count(8, 32),
+    describe: 'IPv4 clients share a rate limit per network of this prefix length',
+  },
+  rateLimitV6Prefix: {
+    flag: 'rate-limit-v6-prefix', default: 56, schema: count(16, 128),
+    describe: 'IPv6 clients share a rate limit per network of this prefix length',
+  },
+  rateLimitAction: {
+    flag: 'rate-limit-action', default: 'drop', schema: z.enum(['drop', 'refuse']),
+    describe: 'what a query over the rate limit gets: drop (no reply, nothing to reflect) or refuse (REFUSED)',
+  },
   cacheNames: {
     flag: 'cache-names', default: 100_000, schema: count(100, 100_000_000),
     describe: 'intercepted names (and names Redis said are not) whose answer each worker keeps in memory in front of the table',
@@ -144,6 +165,11 @@ export interface ServeConfig {
   queryTimeoutMs: number;
   tcpIdleTimeoutMs: number;
   tcpMaxConnections: number;
+  tcpMaxPerClient: number;
+  rateLimit: number;
+  rateLimitV4Prefix: number;
+  rateLimitV6Prefix: number;
+  rateLimitAction: 'drop' | 'refuse';
   cacheNames: number;
   workers: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

@@ -11,8 +11,9 @@ import {
 import type { AnswerCache, Resolution } from '../table/answer-cache.js';
 import type { Forwarder, Transport } from '../upstream/forwarder.js';
 import type { AccessList } from './access.js';
+import type { RateLimiter } from './rate-limit.js';
 
-export type Outcome = 'intercepted' | 'forwarded' | 'refused' | 'formerr' | 'notimp' | 'servfail' | 'dropped';
+export type Outcome = 'intercepted' | 'forwarded' | 'refused' | 'formerr' | 'notimp' | 'servfail' | 'dropped' | 'limited';
 
 export interface Result {
   /** Bytes to send back, or null to send nothing. */
@@ -38,11 +39,21 @@ export interface RuleContext {
   clock: () => number;
 }
 
+/** Per-client rate limiting (--rate-limit): the limiter, and what a client over it gets. */
+export interface Limits {
+  limiter: RateLimiter | null;
+  /** REFUSED, or nothing at all (a spoofed flood then gets no reply to reflect). */
+  action: 'refuse' | 'drop';
+}
+
+const NO_LIMITS: Limits = Object.freeze({ limiter: null, action: 'drop' as const });
+const LIMITED: Result = Object.freeze({ reply: null, outcome: 'limited' });
+
 const DEFAULT_RULES: RuleContext = Object.freeze({ trustEcs: null, clock: Date.now });
 
 export class QueryPipeline {
   readonly counts: OutcomeCounts = {
-    intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0,
+    intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0, limited: 0,
   };
 
   constructor(
@@ -51,6 +62,7 @@ export class QueryPipeline {
     private readonly forwarder: Forwarder,
     private readonly onFault: (err: unknown) => void = () => {},
     private readonly rules: RuleContext = DEFAULT_RULES,
+    private readonly limits: Limits = NO_LIMITS,
   ) {}
 
   /** Where an entry with rules writes its choice: read at once, so one serves every query. */
@@ -88,6 +100,9 @@ export class QueryPipeline {
     if (q === 'drop') return DROPPED;
     if (q === 'formerr') return { reply: headerOnlyFormErr(msg), outcome: 'formerr' };
     if (!this.access.allows(client.address)) return { reply: errorReply(msg, q, Rcode.Refused), outcome: 'refused' };
+    if (this.limits.limiter !== null && !this.limits.limiter.allows(client.address)) {
+      return this.limits.action === 'drop' ? LIMITED : { reply: errorReply(msg, q, Rcode.Refused), outcome: 'limited' };
+    }
     // UPDATE, NOTIFY and friends are not passed on: clients may not write upstream zones through divert
     if (q.opcode !== 0) return { reply: errorReply(msg, q, Rcode.NotImp), outcome: 'notimp' };
     if (q.qclass !== CLASS_IN || q.name === '') return this.forward(msg, q, client);

@@ -1,7 +1,7 @@
 // DNS over TCP as RFC 7766 wants it: many queries per connection, answered as each
-// completes (out of order), an idle timeout, and caps on connections, on queries in
-// flight per connection and on unsent replies, so a client that stops reading cannot
-// hold memory.
+// completes (out of order), an idle timeout, and caps on connections (in all and per
+// client address), on the time a message may take to arrive, on queries in flight per
+// connection and on unsent replies, so a client that stops or crawls cannot hold memory.
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { lengthPrefix, TcpFramer } from './tcp-framer.js';
@@ -15,6 +15,8 @@ export interface TcpLimits {
   maxInFlight: number;
   /** Unsent reply bytes after which a connection is closed. */
   maxPendingWriteBytes: number;
+  /** Connections open at once from one client address; more are closed at once. */
+  maxPerClient: number;
 }
 
 export const DEFAULT_TCP_LIMITS: TcpLimits = {
@@ -22,10 +24,27 @@ export const DEFAULT_TCP_LIMITS: TcpLimits = {
   maxConnections: 1_000,
   maxInFlight: 100,
   maxPendingWriteBytes: 1024 * 1024,
+  maxPerClient: 64,
 };
 
 export function createTcpServer(handler: Handler, limits: TcpLimits, onError: (err: Error) => void): Server {
-  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => serveConnection(socket, handler, limits));
+  const perClient = new Map<string, number>();
+  const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    // one client may not take every connection slot: the rest of its connections are closed at once
+    const address = socket.remoteAddress ?? '';
+    const open = perClient.get(address) ?? 0;
+    if (open >= limits.maxPerClient) {
+      socket.destroy();
+      return;
+    }
+    perClient.set(address, open + 1);
+    socket.once('close', () => {
+      const left = (perClient.get(address) ?? 1) - 1;
+      if (left > 0) perClient.set(address, left);
+      else perClient.delete(address);
+    });
+    serveConnection(socket, handler, limits);
+  });
   server.maxConnections = limits.maxConnections;
   server.on('error', onError);
   return server;
@@ -77,8 +96,18 @@ function serveConnection(socket: Socket, handler: Handler, limits: TcpLimits): v
     else if (socket.isPaused() && inFlight < limits.maxInFlight) socket.resume();
   };
 
+  // A message must arrive whole within the idle timeout of its first byte: a client that
+  // trickles a byte now and then (slowloris) keeps the socket active but is cut off.
+  let partialSince = 0;
   socket.on('data', (chunk) => {
-    for (const msg of framer.push(chunk)) {
+    const now = Date.now();
+    if (partialSince !== 0 && now - partialSince > limits.idleTimeoutMs) {
+      socket.destroy();
+      return;
+    }
+    const messages = framer.push(chunk);
+    partialSince = framer.pendingBytes === 0 ? 0 : messages.length > 0 || partialSince === 0 ? now : partialSince;
+    for (const msg of messages) {
       inFlight++;
       const result = handler(msg, client);
       if (result instanceof Promise) void result.then(reply);

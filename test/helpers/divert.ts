@@ -27,12 +27,18 @@ export const TEST_TOKEN = 'test-token-0123456789abcdef';
 export const TEST_WORKERS = process.env.DIVERT_TEST_WORKERS ?? '1';
 
 /** `options` are flags as the command line takes them (without dashes). */
-export async function startDivert(options: Record<string, unknown>, start: StartOptions = {}): Promise<TestServer> {
+/** Where a test reads the server's log lines (JSON, one per write). */
+export interface LogSink {
+  write(line: string): void;
+}
+
+export async function startDivert(options: Record<string, unknown>, start: StartOptions & { logStream?: LogSink } = {}): Promise<TestServer> {
   const config = loadServeConfig(
     { listen: ['127.0.0.1:0'], admin: '127.0.0.1:0', 'admin-token': TEST_TOKEN, 'log-level': 'silent', workers: TEST_WORKERS, ...options },
     {},
   );
-  const server = await startServer(config, pino({ level: config.logLevel }), start);
+  const log = start.logStream ? pino({ level: config.logLevel }, start.logStream) : pino({ level: config.logLevel });
+  const server = await startServer(config, log, start);
   const port = server.listening[0].port;
   const resolver = new Resolver({ timeout: 3000, tries: 1 });
   resolver.setServers([`127.0.0.1:${port}`]);
