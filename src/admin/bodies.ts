@@ -50,7 +50,8 @@ export function diversionFromBody(body: unknown): { from: string; to: string } {
 /** `If-Match: 5` or `If-Match: "5"` (an ETag as the API sends it); 0 means "must not exist". */
 export function ifMatch(header: string | string[] | undefined): number | undefined {
   if (header === undefined) return undefined;
-  const text = (Array.isArray(header) ? header[0] : header).trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+  // an empty list (a header given with no value) is no version either, not a TypeError
+  const text = (Array.isArray(header) ? header[0] ?? '' : header).trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
   if (!/^\d{1,15}$/.test(text)) {
     throw new DivertError('BAD_REQUEST', `If-Match: "${String(header)}" is not an entry version (a whole number, as in the entry's "version" or ETag)`);
   }
