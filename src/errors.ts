@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'VERSION_MISMATCH'
   | 'BACKEND_UNAVAILABLE'
+  | 'OUTCOME_UNKNOWN'
   | 'LISTEN_FAILED'
   | 'WORKER_FAILED'
   | 'NO_UPSTREAM'

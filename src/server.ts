@@ -122,9 +122,10 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
 
   let serving: ServingHandle | undefined;
   let admin: ReturnType<typeof buildAdmin> | undefined;
+  // Both stop accepting at once and finish what they have begun (the queries in flight,
+  // the admin requests); the table closes last, since both may still be using it.
   const close = async () => {
-    await admin?.close();
-    await serving?.close();
+    await Promise.all([admin?.close(), serving?.close()]);
     await table.close();
   };
 

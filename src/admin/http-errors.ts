@@ -15,6 +15,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   NOT_FOUND: 404,
   VERSION_MISMATCH: 412,
   BACKEND_UNAVAILABLE: 503,
+  OUTCOME_UNKNOWN: 503,
 };
 
 export function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {

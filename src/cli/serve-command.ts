@@ -8,6 +8,9 @@ import { envName, loadServeConfig } from '../config/load.js';
 import { SERVE_OPTIONS, type OptionSpec } from '../config/options.js';
 import { startServer } from '../server.js';
 
+/** How long a stop may take beyond the query timeout before the process exits anyway. */
+const STOP_MARGIN_MS = 5000;
+
 export function serveOptions(yargs: Argv): Argv {
   for (const spec of Object.values(SERVE_OPTIONS) as OptionSpec[]) {
     const shownDefault = spec.defaultDescription ?? (spec.default === undefined ? undefined : JSON.stringify(spec.default));
@@ -34,12 +37,29 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
     { listen: server.listening.map(formatHostPort), admin: formatHostPort(server.admin), upstreams: server.upstreams.map(formatHostPort) },
     `listening on ${server.listening.map(formatHostPort).join(', ')} (UDP and TCP); admin API on http://${formatHostPort(server.admin)}`,
   );
+  // On a signal: stop accepting, let the queries and admin requests in flight finish
+  // (a query takes at most --query-timeout-ms), then exit 0. A close that hangs beyond
+  // that (a worker or a Redis connection that does not let go) ends in exit 1.
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'stopping');
-    void server.close().then(() => process.exit(0));
+    const started = Date.now();
+    log.info({ signal }, 'stopping: finishing the queries in flight');
+    setTimeout(() => {
+      log.error({ afterMs: Date.now() - started }, 'stopping took too long; exiting anyway');
+      process.exit(1);
+    }, config.queryTimeoutMs + STOP_MARGIN_MS).unref();
+    server.close().then(
+      () => {
+        log.info({ afterMs: Date.now() - started }, 'stopped');
+        process.exit(0);
+      },
+      (err: Error) => {
+        log.error({ err: err.message }, 'stopping failed');
+        process.exit(1);
+      },
+    );
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

@@ -37,7 +37,8 @@ export interface ServingHandle {
 }
 
 const REPLY_TIMEOUT_MS = 2000;
-const STOP_TIMEOUT_MS = 5000;
+/** A worker that has not exited this long after the query timeout (its drain) is killed. */
+const STOP_MARGIN_MS = 2000;
 
 /** A port that is free for both UDP and TCP on `host` now; the workers then all bind it. */
 async function freePortForBoth(host: string): Promise<number> {
@@ -155,7 +156,7 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
       slots.map((worker) => {
         if (!worker || worker.isDead()) return undefined;
         return new Promise<void>((resolve) => {
-          const timer = setTimeout(() => worker.process.kill('SIGKILL'), STOP_TIMEOUT_MS);
+          const timer = setTimeout(() => worker.process.kill('SIGKILL'), config.queryTimeoutMs + STOP_MARGIN_MS);
           worker.once('exit', () => {
             clearTimeout(timer);
             resolve();

@@ -5,7 +5,7 @@
 import type { Redis } from 'ioredis';
 import { maskUrl } from '../redact.js';
 import { ChangeListeners, ResyncListeners } from './change-listeners.js';
-import { DivertError } from '../errors.js';
+import { DivertError, isDivertError } from '../errors.js';
 import {
   HISTORY_LENGTH,
   type AddressTable,
@@ -488,14 +488,22 @@ export class RedisTable implements AddressTable {
     return written;
   }
 
-  /** Runs one write script; the caller must call settle() once it succeeded. */
+  /**
+   * Runs one write script; the caller must call settle() once it succeeded. A write sent
+   * to a connected Redis that then fails (Redis died before replying) may have been
+   * applied: that is OUTCOME_UNKNOWN, not a refusal, so a client reads before retrying.
+   */
   private async write<T>(what: string, call: () => Promise<T>): Promise<T> {
     this.inFlight++;
+    const sent = this.isReady();
     try {
       return await this.run(what, call);
     } catch (err) {
       this.inFlight--;
       this.release(Infinity);
+      if (sent && isDivertError(err, 'BACKEND_UNAVAILABLE')) {
+        throw new DivertError('OUTCOME_UNKNOWN', `${err.message}; Redis went away with the write sent, so it may have been applied: read the entry (its version) before writing again`, { cause: err });
+      }
       throw err;
     }
   }
