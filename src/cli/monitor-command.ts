@@ -44,7 +44,7 @@ function statusOption(yargs: Argv, describe: string): Argv {
 
 function runOptions(yargs: Argv): Argv {
   const withOwn = statusOption(yargs, 'HOST:PORT of the read-only status endpoint (GET /status, GET /metrics)')
-    .usage('$0 monitor [run] --config FILE [options]\n\nHealth-checks the mirrors of each service in FILE and keeps the names it steers\nanswering with the healthy ones, through the admin API of divert serve.\nStops cleanly on SIGTERM or SIGINT.')
+    .usage('$0 monitor [run] --config FILE [options]\n\nChecks the mirrors of each service in FILE; keeps its names on the healthy ones.')
     .option('config', { type: 'string', requiresArg: true, describe: 'YAML or JSON file of services, mirrors, checks and policies (see docker/monitor.example.yaml) [env DIVERT_MONITOR_CONFIG]' })
     .option('log-level', { type: 'string', requiresArg: true, describe: `least severe log level written (${LOG_LEVELS.join(', ')}) [env DIVERT_MONITOR_LOG_LEVEL]`, defaultDescription: 'info' })
     .example('$0 monitor --config /etc/divert/monitor.yaml', 'monitor with the admin API and token divert serve uses on this machine')
