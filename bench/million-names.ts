@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import { AnswerCache } from '../src/table/answer-cache.js';
 import { RedisTable } from '../src/table/redis-table.js';
 import { wildcardCandidates } from '../src/table/table.js';
+import { dropPrefix } from '../test/helpers/redis.js';
 
 const BATCH = 10_000;
 const TTL = 300;
@@ -221,21 +222,6 @@ async function measure(url: string, prefix: string): Promise<Measured> {
   } finally {
     inspector.disconnect();
     await table.close();
-  }
-}
-
-/** Deletes every key under `prefix` (SCAN + UNLINK). */
-async function dropPrefix(url: string, prefix: string): Promise<void> {
-  const client = new Redis(url);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 10_000);
-      cursor = next;
-      if (keys.length > 0) await client.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    client.disconnect();
   }
 }
 

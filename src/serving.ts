@@ -150,23 +150,10 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     limiter: config.rateLimit > 0 ? new RateLimiter({ qps: config.rateLimit / config.workers, v4Prefix: config.rateLimitV4Prefix, v6Prefix: config.rateLimitV6Prefix }) : null,
     action: config.rateLimitAction,
   });
-  // Queries in flight are counted so that close() can let them finish (the drain); once
-  // it has begun, new queries, also on open TCP connections, are dropped unanswered.
+  // Once the drain has begun, new queries, also on open TCP connections, are dropped
+  // unanswered; the pipeline counts the ones in flight, which close() lets finish.
   let draining = false;
-  let inFlight = 0;
-  let drained: (() => void) | undefined;
-  const settled = () => {
-    if (--inFlight === 0) drained?.();
-  };
-  const handler: Handler = (msg, client) => {
-    if (draining) return DRAINING;
-    const result = pipeline.handle(msg, client);
-    if (result instanceof Promise) {
-      inFlight++;
-      result.then(settled, settled);
-    }
-    return result;
-  };
+  const handler: Handler = (msg, client) => (draining ? DRAINING : pipeline.handle(msg, client));
 
   const listeners: Listener[] = [];
   const sockets = new Set<Socket>();
@@ -176,14 +163,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     // query timeout for its upstreams (then it is SERVFAIL), so the wait is bounded by it.
     draining = true;
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.tcp.close(() => resolve())));
-    if (inFlight > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await new Promise<void>((resolve) => {
-        drained = resolve;
-        timer = setTimeout(resolve, config.queryTimeoutMs + DRAIN_MARGIN_MS);
-      });
-      clearTimeout(timer);
-    }
+    await pipeline.idle(config.queryTimeoutMs + DRAIN_MARGIN_MS);
     // the last replies were handed to their sockets in the same turn: let them go out
     await new Promise<void>((resolve) => setImmediate(resolve));
     for (const l of listeners) l.udp.close();

@@ -296,7 +296,7 @@ describe('QueryPipeline with rules and ECS', () => {
     const out = await ask(pipeline, msg, '127.0.0.4');
     const q = mustRead(msg);
     const data: EntryData = checkEntryData(plain);
-    assert.equal(compileEntry(data).choose, undefined);
+    assert.equal(compileEntry(data).select, undefined);
     assert.deepEqual(out, answerReply(msg, q, compileAnswers(data), readEdns(msg, q) as Edns, 1232));
     assert.deepEqual(optionsOf(out), []);
   });

@@ -24,6 +24,12 @@ function unmapped([net, bits]: Range): Range {
   return [net, bits];
 }
 
+/** The network of `bits` bits that holds `address`: the address with its host bits cleared. */
+export function networkOf(address: ipaddr.IPv4 | ipaddr.IPv6, bits: number): ipaddr.IPv4 | ipaddr.IPv6 {
+  const bytes = address.toByteArray().map((b, i) => b & ((0xff << (8 - Math.max(0, Math.min(8, bits - i * 8)))) & 0xff));
+  return ipaddr.fromByteArray(bytes);
+}
+
 export function parseCidr(text: string): Range {
   const address = text.split('/')[0];
   // ipaddr.js reads "10/8" as 0.0.0.10/8; only dotted quads are meant as IPv4

@@ -72,6 +72,10 @@ export class QueryPipeline {
     return this.rules.trustEcs?.allows(client.address) ?? false;
   }
 
+  /** Queries waiting on an answer (a forwarded one, or a table lookup): what a drain waits for. */
+  pending = 0;
+  private onIdle: (() => void) | undefined;
+
   handle(msg: Buffer, client: Client): Result | Promise<Result> {
     let result: Result | Promise<Result>;
     try {
@@ -79,7 +83,26 @@ export class QueryPipeline {
     } catch (err) {
       result = this.fault(msg, err);
     }
-    if (result instanceof Promise) return result.then((r) => this.count(r), (err) => this.count(this.fault(msg, err)));
+    if (!(result instanceof Promise)) return this.count(result);
+    this.pending++;
+    return result.then((r) => this.settle(r), (err) => this.settle(this.fault(msg, err)));
+  }
+
+  /** Resolves once no query is pending, or after `timeoutMs` (a forwarded query ends by the query timeout). */
+  idle(timeoutMs: number): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.onIdle = done;
+    });
+  }
+
+  private settle(result: Result): Result {
+    if (--this.pending === 0) this.onIdle?.();
     return this.count(result);
   }
 

@@ -5,6 +5,7 @@
 
 import ipaddr from 'ipaddr.js';
 import { LRUCache } from 'lru-cache';
+import { networkOf } from './access.js';
 
 export interface RateLimitOptions {
   /** Queries per second per client network; a bucket holds one second's worth (at least one query). */
@@ -73,10 +74,5 @@ function networkKey(address: string, options: RateLimitOptions): string {
     return address;
   }
   const bits = parsed.kind() === 'ipv4' ? options.v4Prefix : options.v6Prefix;
-  const bytes = parsed.toByteArray();
-  for (let i = 0; i < bytes.length; i++) {
-    const keep = Math.max(0, Math.min(8, bits - i * 8));
-    bytes[i] &= (0xff << (8 - keep)) & 0xff;
-  }
-  return `${ipaddr.fromByteArray(bytes).toString()}/${bits}`;
+  return `${networkOf(parsed, bits).toString()}/${bits}`;
 }

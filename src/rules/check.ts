@@ -4,7 +4,7 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { DivertError } from '../errors.js';
-import { parseCidr } from '../pipeline/access.js';
+import { networkOf, parseCidr } from '../pipeline/access.js';
 import { DAYS, type Day, type EntryData, type Rule, type Sharing } from '../table/table.js';
 import { canonicalIPv6, checkAddresses } from '../table/validate.js';
 
@@ -55,22 +55,9 @@ export function checkNetwork(value: unknown, path: string): string {
     fail(path, `${show(value)} is not a network in CIDR form (e.g. 10.1.0.0/16 or 2001:db8::/32)`);
   }
   const [net, bits] = range;
-  const bytes = net.toByteArray();
-  const masked = bytes.map((b, i) => {
-    const keep = Math.max(0, Math.min(8, bits - i * 8));
-    return b & ((0xff << (8 - keep)) & 0xff);
-  });
-  const canonical = (octets: number[]) => `${net.kind() === 'ipv4' ? octets.join('.') : textOf16(octets)}/${bits}`;
-  if (masked.some((b, i) => b !== bytes[i])) {
-    fail(path, `${show(value)} has host bits set; did you mean ${canonical(masked)}?`);
-  }
-  return canonical(bytes);
-}
-
-function textOf16(octets: number[]): string {
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((octets[i] << 8) | octets[i + 1]).toString(16));
-  return canonicalIPv6(groups.join(':'));
+  const network = `${networkOf(net, bits).toString()}/${bits}`;
+  if (network !== `${net.toString()}/${bits}`) fail(path, `${show(value)} has host bits set; did you mean ${network}?`);
+  return network;
 }
 
 function checkNetworks(value: unknown, path: string): string[] | undefined {

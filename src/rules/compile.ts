@@ -1,20 +1,32 @@
 // An entry's rules and load sharing, compiled once per change into tables the query path
 // only reads: records encoded per answer (and per first address when shared), networks
-// as numeric masks, time windows as a verdict cached until the next minute. A query then
-// costs a Map lookup for its client, a loop over the rules and one random draw.
+// as numeric masks, time windows as minutes in a zone. A query then costs a loop over
+// one Int32Array, a look at the zone's local time (computed once a minute) and at most
+// one random draw.
 
 import ipaddr from 'ipaddr.js';
 import { parseCidr } from '../pipeline/access.js';
 import { DAYS, type EntryData, type Rule, type Sharing } from '../table/table.js';
 import {
   compileAnswers, encodeRecords, TYPE_A, TYPE_AAAA,
-  type Choice, type Chooser, type CompiledAnswers, type Ecs, type Selection, type Selector,
+  type CompiledAnswers, type Ecs, type Selection, type Selector,
 } from '../wire/message.js';
 import { localTimeIn, zoneId } from './local-time.js';
 import { minutesOf } from './check.js';
 
-/** How many client addresses (or ECS subnets) an entry remembers its network verdicts for. */
+/** How many IPv6 clients (and, per entry, ECS subnets) are remembered once worked out. */
 export const MAX_REMEMBERED_CLIENTS = 10_000;
+
+/** `map`'s value for `key`, made once; the map is emptied when it reaches the bound. */
+function remember<V>(map: Map<string, V>, key: string, make: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) {
+    if (map.size >= MAX_REMEMBERED_CLIENTS) map.clear();
+    value = make();
+    map.set(key, value);
+  }
+  return value;
+}
 
 // ---------------------------------------------------------------------------------
 // Load sharing: one family's answer
@@ -95,25 +107,11 @@ function samePrefix(a: Words, aAt: number, b: Words, bAt: number, words: number,
 interface NetList {
   /** Network addresses, `words` per network (host bits zero, as checked). */
   nets: Uint32Array;
-  /** The prefixes as masks, word for word with `nets`. */
-  masks: Uint32Array;
   prefixes: Uint8Array;
 }
 
 function emptyNets(): NetList {
-  return { nets: new Uint32Array(0), masks: new Uint32Array(0), prefixes: new Uint8Array(0) };
-}
-
-/** Whether any network of `list` holds `address` (a client's own address: no scope needed). */
-function holdsAddress(list: NetList, address: Words): boolean {
-  const words = address.length;
-  const { nets, masks } = list;
-  for (let at = 0; at < nets.length; at += words) {
-    let w = 0;
-    while (w < words && ((address[w] & masks[at + w]) >>> 0) === nets[at + w]) w++;
-    if (w === words) return true;
-  }
-  return false;
+  return { nets: new Uint32Array(0), prefixes: new Uint8Array(0) };
 }
 
 function compileNets(networks: readonly string[]): { v4: NetList; v6: NetList } {
@@ -125,12 +123,8 @@ function compileNets(networks: readonly string[]): { v4: NetList; v6: NetList } 
     into.words.push(...wordsOf(net));
     into.prefixes.push(prefix);
   }
-  const list = (l: typeof v4, words: number): NetList => ({
-    nets: Uint32Array.from(l.words),
-    masks: Uint32Array.from(l.words, (_, i) => maskWord(l.prefixes[Math.floor(i / words)], i % words)),
-    prefixes: Uint8Array.from(l.prefixes),
-  });
-  return { v4: list(v4, 1), v6: list(v6, 4) };
+  const list = (l: typeof v4): NetList => ({ nets: Uint32Array.from(l.words), prefixes: Uint8Array.from(l.prefixes) });
+  return { v4: list(v4), v6: list(v6) };
 }
 
 /**
@@ -233,7 +227,7 @@ function compileProgram(rules: readonly CompiledRule[], entryA: Family, entryAaa
     words[at] = (rule.hasNetworks ? HAS_NETWORKS : 0) | (rule.window ? HAS_WINDOW : 0);
     words[at + 1] = words.length;
     words[at + 2] = rule.v4.prefixes.length;
-    for (let k = 0; k < rule.v4.prefixes.length; k++) words.push(rule.v4.nets[k] | 0, rule.v4.masks[k] | 0);
+    for (let k = 0; k < rule.v4.prefixes.length; k++) words.push(rule.v4.nets[k] | 0, maskWord(rule.v4.prefixes[k], 0) | 0);
     if (rule.window) {
       words[at + 3] = rule.window.days;
       words[at + 4] = rule.window.from;
@@ -359,13 +353,7 @@ function clientWords(client: string): Words | null {
 const parsedClients = new Map<string, Words | null>();
 
 function wordsOfClient(client: string): Words | null {
-  let words = parsedClients.get(client);
-  if (words === undefined) {
-    if (parsedClients.size >= MAX_REMEMBERED_CLIENTS) parsedClients.clear();
-    words = clientWords(client);
-    parsedClients.set(client, words);
-  }
-  return words;
+  return remember(parsedClients, client, () => clientWords(client));
 }
 
 function ecsWords(ecs: Ecs): Words | null {
@@ -377,7 +365,7 @@ function ecsWords(ecs: Ecs): Words | null {
 }
 
 /**
- * The entry's answers, with `choose` when it has rules or load sharing. A plain entry
+ * The entry's answers, with `select` when it has rules or load sharing. A plain entry
  * compiles exactly as compileAnswers() does, so its query path is unchanged.
  */
 export function compileEntry(data: EntryData): CompiledAnswers {
@@ -439,16 +427,7 @@ export function compileEntry(data: EntryData): CompiledAnswers {
   }
 
   // network verdicts per ECS subnet: a repeat subnet costs one lookup
-  const remembered = new Map<string, Verdict>();
-  function remember(key: string, make: () => Verdict): Verdict {
-    let verdict = remembered.get(key);
-    if (verdict === undefined) {
-      if (remembered.size >= MAX_REMEMBERED_CLIENTS) remembered.clear();
-      verdict = make();
-      remembered.set(key, verdict);
-    }
-    return verdict;
-  }
+  const verdicts = new Map<string, Verdict>();
 
   const program = compileProgram(rules, entryA, entryAaaa);
   const { code } = program;
@@ -458,24 +437,17 @@ export function compileEntry(data: EntryData): CompiledAnswers {
     // RFC 7871 7.1.2: source prefix 0 means "do not use my address"
     const verdict = !anyNetworks || ecs.sourcePrefix === 0
       ? blind
-      : remember(`${ecs.address}/${ecs.sourcePrefix}`, () => verdictFor(ecsWords(ecs), ecs.sourcePrefix));
+      : remember(verdicts, `${ecs.address}/${ecs.sourcePrefix}`, () => verdictFor(ecsWords(ecs), ecs.sourcePrefix));
     const { holds, scopes } = verdict;
     let i = 0;
     while (i < n && (holds[i] === 0 || !windowAt(code, i, now))) i++;
     return select(code, program.blob, descriptorOf(code, i, qtype), scopes[i], out);
   };
 
-  // Both families at once, for callers other than the query path (tests, tools).
-  const choose = (client: string, ecs: Ecs | null, now: number): Choice => {
-    const a = compiled.select(client, ecs, now, TYPE_A, { records: NO_RECORDS, count: 0, scope: null });
-    const aaaa = compiled.select(client, ecs, now, TYPE_AAAA, { records: NO_RECORDS, count: 0, scope: null });
-    return { answers: { a: a.records, aCount: a.count, aaaa: aaaa.records, aaaaCount: aaaa.count }, scope: a.scope };
-  };
-
   /** Rule i's IPv6 networks and the client (IPv6 clients are rare enough to go through objects). */
   function holdsV6(i: number, client: string): boolean {
     const words = wordsOfClient(client);
-    return words !== null && words.length === 4 && holdsAddress(rules[i].v6, words);
+    return words !== null && words.length === 4 && widestMatch(rules[i].v6, 4, words, 128) >= 0;
   }
 
   const compiled: RuledAnswers = {
@@ -484,7 +456,6 @@ export function compileEntry(data: EntryData): CompiledAnswers {
     aCount: entryA.count,
     aaaa: entryAaaa.ordered,
     aaaaCount: entryAaaa.count,
-    choose,
     select: selectRecords,
     code,
     blob: program.blob,
@@ -492,8 +463,6 @@ export function compileEntry(data: EntryData): CompiledAnswers {
   };
   return compiled;
 }
-
-const NO_RECORDS = Buffer.alloc(0);
 
 /** The paths that need objects: ECS (scopes) and IPv6 clients, both rare. */
 interface SlowPaths {
@@ -504,7 +473,6 @@ interface SlowPaths {
 /** An entry with rules: what the query path reads sits on the entry itself, and `select`
  * is one function shared by every entry (called as its method), not a closure per entry. */
 interface RuledAnswers extends CompiledAnswers {
-  choose: Chooser;
   select: Selector;
   code: Int32Array;
   blob: Buffer;

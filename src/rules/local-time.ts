@@ -60,8 +60,3 @@ export function localTimeIn(id: number, now: number): LocalTime {
   }
   return clock.last;
 }
-
-/** Local weekday and minute of the day at `now` (ms since the epoch) in zone `tz`. */
-export function localTime(tz: string, now: number): LocalTime {
-  return localTimeIn(zoneId(tz), now);
-}

@@ -245,16 +245,6 @@ export interface AnswerRecords {
   aaaaCount: number;
 }
 
-/** What an entry with rules or load sharing answers one query (see src/rules/compile.ts). */
-export interface Choice {
-  answers: AnswerRecords;
-  /** ECS SCOPE PREFIX-LENGTH for the reply; null when no ECS was given. */
-  scope: number | null;
-}
-
-/** Picks both families' records for a client, its trusted ECS and the time (ms). */
-export type Chooser = (client: string, ecs: Ecs | null, now: number) => Choice;
-
 /** What one query gets from an entry with rules: records to copy, their count, the ECS scope. */
 export interface Selection {
   records: Buffer;
@@ -262,17 +252,20 @@ export interface Selection {
   scope: number | null;
 }
 
-/** The query path's form of Chooser: one family (`qtype` A or AAAA), written into `out`. */
+/**
+ * Picks one query's records from an entry with rules or load sharing (src/rules/compile.ts):
+ * the client's address, its trusted ECS, the time (ms) and `qtype` (A or AAAA) decide;
+ * the choice is written into `out`, so nothing is allocated.
+ */
 export type Selector = (client: string, ecs: Ecs | null, now: number, qtype: number, out: Selection) => Selection;
 
 /**
  * An entry's answer records, encoded once when the entry changes: its default answer and,
- * only when it has rules or load sharing, `choose` for the per-query answer.
+ * only when it has rules or load sharing, `select` for the per-query answer.
  */
 export interface CompiledAnswers extends AnswerRecords {
   ttl: number;
-  choose?: Chooser;
-  /** Present exactly when `choose` is. */
+  /** Present when the entry has rules or load sharing. */
   select?: Selector;
 }
 
