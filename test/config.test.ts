@@ -105,6 +105,11 @@ describe('defaults', () => {
       rateLimitAction: 'drop',
       cacheNames: 100_000,
       workers: availableParallelism(),
+      queryLog: undefined,
+      queryLogSample: 1,
+      metricsMaxNames: 1000,
+      updateListen: undefined,
+      updateKeyFile: undefined,
       logLevel: 'info',
     };
     assert.deepEqual({ ...config }, { ...expected });

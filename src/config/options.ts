@@ -141,6 +141,28 @@ export const SERVE_OPTIONS = {
     flag: 'workers', default: availableParallelism(), defaultDescription: `the number of CPUs (${availableParallelism()} here)`, schema: count(1, 256),
     describe: 'processes answering DNS queries, sharing the listeners (1: everything in one process)',
   },
+  queryLog: {
+    flag: 'query-log', schema: z.string().min(1),
+    defaultDescription: 'off',
+    describe: 'write one JSON line per query (client, name, type, transport, outcome, rcode, milliseconds) to this file, or to stdout with -',
+  },
+  queryLogSample: {
+    flag: 'query-log-sample', default: 1, schema: z.coerce.number({ error: 'expected a number' }).gt(0, 'expected more than 0').max(1, 'expected at most 1'),
+    describe: 'fraction of queries the query log writes (0.01: one in a hundred, at random)',
+  },
+  metricsMaxNames: {
+    flag: 'metrics-max-names', default: 1000, schema: count(0, 100_000),
+    describe: 'intercepted names that get their own divert_name_queries_total series; queries for others count under name="_other"',
+  },
+  updateListen: {
+    flag: 'update-listen', schema: hostPort(),
+    defaultDescription: 'off',
+    describe: 'listener HOST:PORT (UDP and TCP) for RFC 2136 DNS UPDATE of the table, signed with TSIG (needs --update-key-file)',
+  },
+  updateKeyFile: {
+    flag: 'update-key-file', schema: z.string().min(1),
+    describe: 'TSIG keys (hmac-sha256) that may send DNS UPDATE, in BIND\'s key format, as tsig-keygen writes it',
+  },
   logLevel: {
     flag: 'log-level', default: 'info', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     describe: 'least severe log level written (fatal, error, warn, info, debug, trace, silent)',
@@ -172,5 +194,10 @@ export interface ServeConfig {
   rateLimitAction: 'drop' | 'refuse';
   cacheNames: number;
   workers: number;
+  queryLog: string | undefined;
+  queryLogSample: number;
+  metricsMaxNames: number;
+  updateListen: HostPort | undefined;
+  updateKeyFile: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
