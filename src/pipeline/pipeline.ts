@@ -57,13 +57,22 @@ export class QueryPipeline {
   };
 
   constructor(
-    private readonly access: AccessList,
+    private access: AccessList,
     private readonly answers: AnswerCache,
-    private readonly forwarder: Forwarder,
+    private forwarder: Forwarder,
     private readonly onFault: (err: unknown) => void = () => {},
     private readonly rules: RuleContext = DEFAULT_RULES,
     private readonly limits: Limits = NO_LIMITS,
   ) {}
+
+  /**
+   * A reload's new allow list and upstreams: queries from now on use them; a query
+   * already forwarded finishes with the forwarder it was given.
+   */
+  reconfigure(access: AccessList, forwarder: Forwarder): void {
+    this.access = access;
+    this.forwarder = forwarder;
+  }
 
   /** Where an entry with rules writes its choice: read at once, so one serves every query. */
   private readonly selection: Selection = { records: Buffer.alloc(0), count: 0, scope: null };
