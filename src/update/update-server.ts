@@ -1,0 +1,306 @@
+// The DNS UPDATE port (--update-listen, off by default): RFC 2136 updates of the address
+// table, each signed with a TSIG key of --update-key-file (RFC 8945, HMAC-SHA256), over UDP
+// and TCP on one port. A change goes through the same table writes as the admin API's PUT
+// and DELETE: conditional on the version it was computed from, recorded in the history as
+// made by `dnsupdate:<key name>`, and acknowledged (NOERROR) only once the query path
+// answers with it (settle). Unsigned updates are refused; what divert cannot hold (records
+// other than A and AAAA) is refused with the reason in the log.
+//
+// A signed request counts within its TSIG time window (at most 300 s) and once: a repeat
+// (a UDP retransmission, or a replay) gets the first reply again and changes nothing.
+// Updates are applied one at a time, so clients of this port never race each other.
+//
+// Atomicity is per name: all changes of one name are one write. A message that changes
+// several names writes them in order; if one fails (a concurrent change, Redis away), the
+// client gets SERVFAIL and the log names the names already written.
+
+import type { Socket as UdpSocket } from 'node:dgram';
+import type { Server, Socket } from 'node:net';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import { DivertError } from '../errors.js';
+import { formatHostPort, type HostPort } from '../config/address.js';
+import type { ServeConfig } from '../config/options.js';
+import type { Client, Outcome, Result } from '../pipeline/pipeline.js';
+import type { AddressTable, Entry, EntryData } from '../table/table.js';
+import { createTcpServer, listenTcp, DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
+import { bindUdp, serveUdp, type Handler } from '../transport/udp-listener.js';
+import { HEADER_BYTES } from '../wire/message.js';
+import { nameText, readMessage, type WireMessage } from './records.js';
+import { appendUnsignedError, FUDGE_SECONDS, readKeyFile, signReply, verifyMessage, type TsigKey, type TsigKeys, type TsigRecord } from './tsig.js';
+import { RCODE_NAMES, UpdateFailure, UpdateRcode, checkPrerequisites, namesOf, planWrites, readUpdate } from './update.js';
+
+const OPCODE_QUERY = 0;
+const OPCODE_UPDATE = 5;
+const QR = 0x8000;
+
+/** The history's "by" of a change made with `key`, as X-Divert-Client is for the admin API. */
+export function actorOf(key: TsigKey): string {
+  return `dnsupdate:${key.name}`.slice(0, 100);
+}
+
+/**
+ * The keys when DNS UPDATE is on, read before any port is bound so that a bad key file
+ * stops the start; null when it is off.
+ */
+export async function loadUpdateKeys(config: Pick<ServeConfig, 'updateListen' | 'updateKeyFile'>, log: Logger): Promise<TsigKeys | null> {
+  if (!config.updateListen) {
+    if (!config.updateKeyFile) return null;
+    // a key file named is read even so: a bad one is found now, not when the port is turned on
+    await readKeyFile(config.updateKeyFile);
+    log.warn({ file: config.updateKeyFile }, '--update-key-file is given without --update-listen: DNS UPDATE stays off');
+    return null;
+  }
+  if (!config.updateKeyFile) {
+    throw new DivertError('BAD_CONFIG', `--update-listen ${formatHostPort(config.updateListen)} needs --update-key-file FILE: the TSIG keys that may send updates (tsig-keygen -a hmac-sha256 NAME > FILE)`);
+  }
+  const keys = await readKeyFile(config.updateKeyFile);
+  log.info({ file: config.updateKeyFile, keys: [...keys.keys()] }, 'DNS UPDATE keys read');
+  return keys;
+}
+
+export interface UpdateServerOptions {
+  listen: HostPort;
+  keys: TsigKeys;
+  table: AddressTable;
+  /** Resolves once the query path answers with every change made so far. */
+  settle: () => Promise<void>;
+  log: Logger;
+  /** Seconds since the epoch, for TSIG times (tests inject one). */
+  clock?: () => number;
+}
+
+export interface UpdateServer {
+  address: HostPort;
+  close(): Promise<void>;
+}
+
+function listenError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
+  const where = formatHostPort(at);
+  const reason = err.code === 'EADDRINUSE' ? `${where} is already in use; choose another port`
+    : err.code === 'EACCES' ? `no permission to listen on ${where} (ports below 1024 need root or CAP_NET_BIND_SERVICE)`
+    : err.code === 'EADDRNOTAVAIL' ? `${at.host} is not an address of this machine`
+    : err.message;
+  return new DivertError('LISTEN_FAILED', `--update-listen ${where}: ${reason}`, { cause: err });
+}
+
+/** UDP and TCP on one port; with port 0, tries again until a port is free for both. */
+async function listenBoth(at: HostPort, handler: Handler, onError: (err: Error) => void): Promise<{ udp: UdpSocket; tcp: Server; port: number }> {
+  for (let tries = 0; ; tries++) {
+    let udp: UdpSocket;
+    try {
+      udp = await bindUdp(at.host, at.port);
+    } catch (err) {
+      throw listenError(err as NodeJS.ErrnoException, at);
+    }
+    const port = udp.address().port;
+    // updates are few and come from a handful of tools: a small cap is plenty
+    const tcp = createTcpServer(handler, { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 }, onError);
+    try {
+      await listenTcp(tcp, at.host, port);
+    } catch (err) {
+      udp.close();
+      if (at.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
+      throw listenError(err as NodeJS.ErrnoException, { host: at.host, port });
+    }
+    serveUdp(udp, handler, onError);
+    return { udp, tcp, port };
+  }
+}
+
+/** Header (ID, QR, the request's opcode, `rcode`) and, when it could be read, the zone section echoed. */
+function replyBytes(msg: Buffer, rcode: number, questionEnd: number): Buffer {
+  const out = Buffer.alloc(questionEnd);
+  msg.copy(out, 0, 0, questionEnd);
+  out.writeUInt16BE(QR | (msg.readUInt16BE(2) & 0x7800) | (rcode & 0xf), 2);
+  out.writeUInt16BE(questionEnd > HEADER_BYTES ? 1 : 0, 4);
+  out.writeUInt16BE(0, 6);
+  out.writeUInt16BE(0, 8);
+  out.writeUInt16BE(0, 10);
+  return out;
+}
+
+/** The transports only read `reply`; the outcome is the query path's nearest word for it. */
+function resultOf(reply: Buffer | null): Result {
+  if (!reply) return { reply, outcome: 'dropped' };
+  const rcode = reply.readUInt16BE(2) & 0xf;
+  const outcome: Outcome = rcode === UpdateRcode.NOERROR ? 'intercepted' : rcode === UpdateRcode.FORMERR ? 'formerr'
+    : rcode === UpdateRcode.NOTIMP ? 'notimp' : rcode === UpdateRcode.SERVFAIL ? 'servfail' : 'refused';
+  return { reply, outcome };
+}
+
+/**
+ * Anyone can send unsigned or badly signed datagrams: at most 10 log lines about them in
+ * 10 s, then one with the count of those left out.
+ */
+function throttled(log: Logger) {
+  const WINDOW_MS = 10_000;
+  const LINES = 10;
+  let since = 0;
+  let lines = 0;
+  let suppressed = 0;
+  return (details: Record<string, unknown>, message: string) => {
+    const now = Date.now();
+    if (now - since >= WINDOW_MS) [since, lines] = [now, 0];
+    if (lines >= LINES) {
+      suppressed++;
+      return;
+    }
+    lines++;
+    log.warn(suppressed > 0 ? { ...details, suppressed } : details, message);
+    suppressed = 0;
+  };
+}
+
+export async function startUpdateServer(options: UpdateServerOptions): Promise<UpdateServer> {
+  const { keys, table, settle } = options;
+  const { log } = options;
+  const clock = options.clock ?? (() => Math.floor(Date.now() / 1000));
+  const warnRejected = throttled(log);
+
+  // A signed request seen again within its time window (a UDP retransmission, or a replay)
+  // gets the reply the first one got and is not applied twice.
+  const seen = new LRUCache<string, Promise<Buffer>>({ max: 10_000, ttl: 2 * FUDGE_SECONDS * 1000 });
+  // One update at a time: two clients of this port never race each other's version checks.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serialized = <T>(task: () => Promise<T>): Promise<T> => {
+    const run = queue.then(task);
+    queue = run.catch(() => {});
+    return run;
+  };
+
+  /** The writes of a plan, in order; SERVFAIL, and the log says what was written, when one fails. */
+  async function write(plan: Map<string, EntryData | null>, entries: Map<string, Entry | null>, by: string, details: Record<string, unknown>): Promise<number> {
+    const written: string[] = [];
+    for (const [name, next] of plan) {
+      const current = entries.get(name) ?? null;
+      try {
+        if (next === null) await table.delete(name, { ifVersion: current!.version, by });
+        else await table.put(name, next, { ifVersion: current?.version ?? 0, by });
+      } catch (err) {
+        const notWritten = [...plan.keys()].slice(written.length);
+        log.error({ ...details, failed: name, written, notWritten, err: (err as Error).message },
+          written.length > 0
+            ? `DNS UPDATE failed part way: ${written.join(', ')} written, ${notWritten.join(', ')} not (each name is changed whole or not at all)`
+            : 'DNS UPDATE failed; nothing written');
+        if (written.length > 0) await settle().catch(() => {});
+        return UpdateRcode.SERVFAIL;
+      }
+      written.push(name);
+    }
+    try {
+      await settle();
+    } catch (err) {
+      // written, but not known to be answered everywhere: not acknowledged, as the admin API would not
+      log.error({ ...details, written, err: (err as Error).message }, 'DNS UPDATE written, but the query path did not confirm it');
+      return UpdateRcode.SERVFAIL;
+    }
+    log.info({ ...details, written }, written.length > 0 ? 'DNS UPDATE applied' : 'DNS UPDATE changed nothing');
+    return UpdateRcode.NOERROR;
+  }
+
+  /** RFC 2136 3: read and check, read the entries, check the prerequisites, then write. */
+  async function apply(message: WireMessage, key: TsigKey, client: Client): Promise<number> {
+    const zone = message.questions.length === 1 ? nameText(message.questions[0].name) || '.' : undefined;
+    const details: Record<string, unknown> = { key: key.name, client: client.address, transport: client.transport, zone };
+    try {
+      const request = readUpdate(message);
+      const names = namesOf(request);
+      const entries = new Map(await Promise.all(names.map(async (name) => [name, await table.get(name)] as const)));
+      checkPrerequisites(request.prerequisites, entries);
+      return await write(planWrites(request, entries), entries, actorOf(key), details);
+    } catch (err) {
+      if (err instanceof UpdateFailure) {
+        log.warn({ ...details, rcode: RCODE_NAMES[err.rcode], reason: err.reason }, `DNS UPDATE not applied: ${err.reason}`);
+        return err.rcode;
+      }
+      log.error({ ...details, err: (err as Error).message }, 'DNS UPDATE failed; nothing written');
+      return UpdateRcode.SERVFAIL;
+    }
+  }
+
+  async function answerSigned(msg: Buffer, key: TsigKey, tsig: TsigRecord, questionEnd: number, client: Client): Promise<Buffer> {
+    const opcode = (msg.readUInt16BE(2) >> 11) & 0xf;
+    let rcode: number;
+    if (opcode === OPCODE_UPDATE) rcode = await serialized(() => apply(readMessage(msg)!, key, client));
+    else rcode = opcode === OPCODE_QUERY ? UpdateRcode.REFUSED : UpdateRcode.NOTIMP;
+    return signReply(replyBytes(msg, rcode, questionEnd), key, tsig, 0, clock());
+  }
+
+  async function answer(msg: Buffer, client: Client): Promise<Buffer | null> {
+    // a response sent here would be answered by a response: never
+    if (msg.length < HEADER_BYTES || msg.readUInt16BE(2) & QR) return null;
+    const parsed = readMessage(msg);
+    const questionEnd = parsed && parsed.questions.length === 1 ? parsed.questionEnd : HEADER_BYTES;
+    const reply = (rcode: number) => replyBytes(msg, rcode, questionEnd);
+    const who = { client: client.address, transport: client.transport };
+    const verification = verifyMessage(msg, keys, { now: clock() });
+    switch (verification.status) {
+      case 'malformed':
+        warnRejected({ ...who, reason: verification.reason }, `DNS UPDATE port: FORMERR: ${verification.reason}`);
+        return reply(UpdateRcode.FORMERR);
+      case 'unsigned': {
+        const opcode = (msg.readUInt16BE(2) >> 11) & 0xf;
+        if (opcode === OPCODE_UPDATE) warnRejected(who, 'DNS UPDATE refused: not signed (updates need a TSIG key of --update-key-file)');
+        return reply(opcode === OPCODE_UPDATE || opcode === OPCODE_QUERY ? UpdateRcode.REFUSED : UpdateRcode.NOTIMP);
+      }
+      case 'rejected':
+        warnRejected({ ...who, tsigError: verification.error, reason: verification.reason }, `DNS UPDATE refused (NOTAUTH): ${verification.reason}`);
+        return appendUnsignedError(reply(UpdateRcode.NOTAUTH), verification.tsig, verification.error);
+      case 'signed-error':
+        warnRejected({ ...who, key: verification.key.name, tsigError: verification.error, reason: verification.reason }, `DNS UPDATE refused (NOTAUTH): ${verification.reason}`);
+        return signReply(reply(UpdateRcode.NOTAUTH), verification.key, verification.tsig, verification.error, clock());
+      case 'verified': {
+        const { key, tsig } = verification;
+        const replayKey = `${key.name} ${tsig.mac.toString('base64')}`;
+        const earlier = seen.get(replayKey);
+        if (earlier) {
+          log.info({ ...who, key: key.name }, 'DNS UPDATE seen before (a retransmission or a replay): sent the same reply again, applied nothing');
+          return earlier;
+        }
+        const replied = answerSigned(msg, key, tsig, questionEnd, client);
+        seen.set(replayKey, replied);
+        return replied;
+      }
+    }
+  }
+
+  let closing = false;
+  const inFlight = new Set<Promise<unknown>>();
+  const handler: Handler = (msg, client) => {
+    if (closing) return { reply: null, outcome: 'dropped' };
+    const done = answer(msg, client).then(resultOf, (err: unknown) => {
+      log.error({ err: (err as Error).message }, 'DNS UPDATE port: request failed');
+      return resultOf(null);
+    });
+    inFlight.add(done);
+    void done.finally(() => inFlight.delete(done));
+    return done;
+  };
+
+  const { udp, tcp, port } = await listenBoth(options.listen, handler, (err) => log.warn({ err: err.message }, 'DNS UPDATE listener'));
+  const sockets = new Set<Socket>();
+  tcp.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  const address = { host: options.listen.host, port };
+  log.info({ update: formatHostPort(address), keys: [...keys.keys()] }, `DNS UPDATE on ${formatHostPort(address)} (UDP and TCP)`);
+
+  return {
+    address,
+    // Stop taking requests, let the updates under way finish their writes and replies, then close.
+    close: async () => {
+      closing = true;
+      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      await Promise.allSettled([...inFlight]);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      udp.close();
+      for (const socket of sockets) {
+        socket.destroySoon();
+        setTimeout(() => socket.destroy(), 250).unref();
+      }
+      await closed;
+    },
+  };
+}
