@@ -6,6 +6,7 @@
 
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { componentLogger } from './log.js';
 import { DivertError } from './errors.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import { maskUrl } from './redact.js';
@@ -20,12 +21,16 @@ import { MemoryTable } from './table/memory-table.js';
 import { RedisTable } from './table/redis-table.js';
 import type { AddressTable } from './table/table.js';
 import { readZones } from './table/zone-file.js';
+import { createReloader, type ReloadResult } from './reload.js';
 import { requireUpstreams, upstreamsFromResolvConf } from './upstream/resolv-conf.js';
+import { loadUpdateKeys, startUpdateServer, type UpdateServer } from './update/update-server.js';
 
 export interface RunningServer {
   /** The addresses actually bound (a requested port 0 replaced by the one given). */
   listening: HostPort[];
   admin: HostPort;
+  /** The DNS UPDATE port (--update-listen), when it is on. */
+  update?: HostPort;
   adminToken: string;
   upstreams: HostPort[];
   table: AddressTable;
@@ -39,10 +44,13 @@ export interface RunningServer {
   probe(query: Buffer, address?: string): Promise<(Buffer | null)[]>;
   /** Process IDs of the processes answering queries. */
   pids(): number[];
+  /** Reads the configuration and zone files again and applies them (src/reload.ts); SIGHUP calls it. */
+  reload(): Promise<ReloadResult>;
   close(): Promise<void>;
 }
 
-async function resolveUpstreams(config: ServeConfig): Promise<HostPort[]> {
+/** The upstreams: --upstream, or the nameservers of --resolv-conf (minus divert's own addresses). */
+export async function resolveUpstreams(config: ServeConfig): Promise<HostPort[]> {
   if (config.upstream) return config.upstream;
   let text: string;
   try {
@@ -66,12 +74,17 @@ async function openTable(config: ServeConfig, log: Logger): Promise<AddressTable
 /** Where an admin port may listen without an explicit token: this machine only. */
 const LOOPBACK = new AccessList(['127.0.0.0/8', '::1/128']);
 
-/** The admin token: given, or read from (or generated into) the token file. */
-function resolveAdminToken(config: ServeConfig, log: Logger): string {
-  if (config.adminToken) return config.adminToken;
-  if (!LOOPBACK.allows(config.admin.host)) {
+/** A generated token is for this machine: an admin port others can reach needs one given explicitly. */
+export function checkAdminExposure(config: ServeConfig): void {
+  if (!config.adminToken && !LOOPBACK.allows(config.admin.host)) {
     throw new DivertError('BAD_CONFIG', `--admin ${formatHostPort(config.admin)} is reachable from other machines: give --admin-token (or DIVERT_ADMIN_TOKEN) explicitly`);
   }
+}
+
+/** The admin token: given, or read from (or generated into) the token file. */
+function resolveAdminToken(config: ServeConfig, log: Logger): string {
+  checkAdminExposure(config);
+  if (config.adminToken) return config.adminToken;
   const file = config.adminTokenFile ?? defaultTokenFile();
   const { token, created } = loadOrCreateToken(file);
   log.info({ file }, created ? 'admin token generated' : 'admin token read');
@@ -103,6 +116,10 @@ function inProcess(serving: Serving): ServingHandle {
     // the table tells the query path of a change before the write returns
     settle: async () => {},
     pids: () => [process.pid],
+    reconfigure: async (config, upstreams) => {
+      serving.reconfigure(config, upstreams);
+      return [];
+    },
     close: () => serving.close(),
   };
 }
@@ -110,6 +127,10 @@ function inProcess(serving: Serving): ServingHandle {
 export interface StartOptions {
   /** The time the rules' windows see, in a server of one process (tests inject one). */
   clock?: () => number;
+  /** How a reload reads the configuration again (the CLI: the same flags and variables,
+   * the --config file anew); by default, the starting configuration (zone files and
+   * --resolv-conf are still read again). */
+  reloadConfig?: () => ServeConfig;
 }
 
 export async function startServer(config: ServeConfig, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
@@ -117,33 +138,37 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   if (options.clock && config.workers > 1) throw new Error('an injected clock needs workers: 1');
   const upstreams = await resolveUpstreams(config);
   const seed = await readZones(config.zones);
-  const adminToken = resolveAdminToken(config, log);
-  const table = await openTable(config, log);
+  const updateLog = componentLogger(log, 'update');
+  const updateKeys = await loadUpdateKeys(config, updateLog);
+  const adminToken = resolveAdminToken(config, componentLogger(log, 'serve'));
+  const tableLog = componentLogger(log, 'table');
+  const table = await openTable(config, tableLog);
 
   let serving: ServingHandle | undefined;
   let admin: ReturnType<typeof buildAdmin> | undefined;
+  let update: UpdateServer | undefined;
   // Both stop accepting at once and finish what they have begun (the queries in flight,
   // the admin requests); the table closes last, since both may still be using it.
   const close = async () => {
-    await Promise.all([admin?.close(), serving?.close()]);
+    await Promise.all([admin?.close(), update?.close(), serving?.close()]);
     await table.close();
   };
 
   try {
     if (seed.size > 0) {
       const inserted = await table.seed(seed);
-      log.info({ names: seed.size, inserted: inserted.length, kept: seed.size - inserted.length }, 'seeded table from zone files');
+      tableLog.info({ names: seed.size, inserted: inserted.length, kept: seed.size - inserted.length }, 'seeded table from zone files');
     }
     serving = config.workers > 1
-      ? await startWorkers(config, table, upstreams, log)
-      : inProcess(await startServing(config, table, upstreams, log, { exclusive: true, clock: options.clock }));
+      ? await startWorkers(config, table, upstreams, componentLogger(log, 'cluster'))
+      : inProcess(await startServing(config, table, upstreams, componentLogger(log, 'dns'), { exclusive: true, clock: options.clock }));
     const { stats } = serving;
 
     admin = buildAdmin({
       table,
       token: adminToken,
-      log,
-      metrics: createMetrics({ stats, tableReady: () => table.isReady() }),
+      log: componentLogger(log, 'admin'),
+      metrics: createMetrics({ stats, tableReady: () => table.isReady(), tableSize: () => table.size(), backend: config.redis ? 'redis' : 'memory' }),
       health: async () => healthOf(table, await stats(), config),
       // a write is acknowledged once every worker answers with it
       settle: serving.settle,
@@ -155,9 +180,14 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     } catch (err) {
       throw bindError(err as NodeJS.ErrnoException, config.admin);
     }
+    if (updateKeys && config.updateListen) {
+      // DNS UPDATE writes as the admin API does, and is acknowledged once every worker answers with it
+      update = await startUpdateServer({ listen: config.updateListen, keys: updateKeys, table, settle: serving.settle, log: updateLog });
+    }
     return {
-      listening: serving.listening, admin: adminAddress, adminToken, upstreams, table, workers: config.workers,
+      listening: serving.listening, admin: adminAddress, update: update?.address, adminToken, upstreams, table, workers: config.workers,
       stats, statsEach: serving.statsEach, probe: serving.probe, pids: serving.pids, close,
+      reload: createReloader({ config, upstreams, table, serving, log: componentLogger(log, 'reload'), load: options.reloadConfig ?? (() => config), resolveUpstreams }).reload,
     };
   } catch (err) {
     await close();

@@ -12,6 +12,8 @@ import type { ServeConfig } from './config/options.js';
 import { AccessList } from './pipeline/access.js';
 import { RateLimiter } from './pipeline/rate-limit.js';
 import { QueryPipeline, type OutcomeCounts, type Result } from './pipeline/pipeline.js';
+import { QueryLog } from './pipeline/query-log.js';
+import { outcomeTotals, QueryStats, sumFigures, type QueryFigures } from './pipeline/query-stats.js';
 import { AnswerCache } from './table/answer-cache.js';
 import { RedisTable } from './table/redis-table.js';
 import type { TableView } from './table/table.js';
@@ -19,16 +21,24 @@ import { createTcpServer, listenTcp, DEFAULT_TCP_LIMITS } from './transport/tcp-
 import { bindUdp, serveUdp, type Handler } from './transport/udp-listener.js';
 import { Forwarder } from './upstream/forwarder.js';
 import { UpstreamPool, type PoolNews } from './upstream/upstream-pool.js';
+import type { Limits, RuleContext } from './pipeline/pipeline.js';
 
 export interface UpstreamState {
   upstream: string;
   up: boolean;
   lastRttMs: number;
+  /** Smoothed round-trip time of its answers (0 before the first). */
+  srttMs: number;
+  /** Attempts it answered, and attempts that failed (timed out, or a socket error). */
+  answered: number;
+  failed: number;
 }
 
 /** What /metrics and /healthz read; with several workers, the sum over all of them. */
 export interface ServingStats {
   counts: OutcomeCounts;
+  /** Queries by outcome, transport and type; latency; queries per intercepted name. */
+  queries: QueryFigures;
   /** Upstream replies dropped: wrong source, ID or question. */
   rejectedReplies: number;
   /** Forwarded queries no upstream answered in time. */
@@ -39,6 +49,9 @@ export interface ServingStats {
   /** Table changes this process has applied (each worker sees every change). */
   changes: number;
   upstreams: UpstreamState[];
+  /** Processes whose view of the table is ready (with Redis: connected), and processes. */
+  tableViewsReady: number;
+  tableViews: number;
 }
 
 export interface Serving {
@@ -48,6 +61,9 @@ export interface Serving {
   probe(query: Buffer, address: string): Promise<Buffer | null>;
   /** Another worker's upstream news: the upstreams' health is one view for all workers. */
   hear(news: PoolNews): void;
+  /** A reload (src/reload.ts): new upstreams, allow list, --trust-ecs, rate limit and
+   * upstream timeouts for the queries from now on; a query in flight keeps its forwarder. */
+  reconfigure(config: ServeConfig, upstreams: HostPort[]): void;
   stats(): ServingStats;
   close(): Promise<void>;
 }
@@ -126,6 +142,22 @@ async function listenBoth(at: HostPort, handler: Handler, config: ServeConfig, l
   }
 }
 
+function trustEcsOf(config: ServeConfig): AccessList | null {
+  return config.trustEcs.length > 0 ? new AccessList(config.trustEcs) : null;
+}
+
+function limitsOf(config: ServeConfig): Limits {
+  return {
+    // the workers read one socket, so a flood spreads over them: each keeps its share of the rate
+    limiter: config.rateLimit > 0 ? new RateLimiter({ qps: config.rateLimit / config.workers, v4Prefix: config.rateLimitV4Prefix, v6Prefix: config.rateLimitV6Prefix }) : null,
+    action: config.rateLimitAction,
+  };
+}
+
+function sameAddresses(a: readonly HostPort[], b: readonly HostPort[]): boolean {
+  return a.length === b.length && a.every((u, i) => u.host === b[i].host && u.port === b[i].port);
+}
+
 export async function startServing(config: ServeConfig, view: TableView, upstreams: HostPort[], log: Logger, options: ServingOptions): Promise<Serving> {
   const access = new AccessList(config.allow);
   // the names in Redis, held in process so that names it lacks cost no round trip; until
@@ -139,16 +171,19 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
   });
   let changes = 0;
   const stopCounting = view.onChange(() => changes++);
-  const pool = new UpstreamPool(upstreams);
+  // let: a reload (reconfigure below) replaces them; stats() and hear() read the current ones
+  let pool = new UpstreamPool(upstreams);
   pool.onNews = options.onPoolNews;
-  const forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });
-  const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'), {
-    trustEcs: config.trustEcs.length > 0 ? new AccessList(config.trustEcs) : null,
-    clock: options.clock ?? Date.now,
-  }, {
-    // the workers read one socket, so a flood spreads over them: each keeps its share of the rate
-    limiter: config.rateLimit > 0 ? new RateLimiter({ qps: config.rateLimit / config.workers, v4Prefix: config.rateLimitV4Prefix, v6Prefix: config.rateLimitV6Prefix }) : null,
-    action: config.rateLimitAction,
+  let forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });
+  // the pipeline reads these per query: a reload changes their fields in place
+  const rules: RuleContext = { trustEcs: trustEcsOf(config), clock: options.clock ?? Date.now };
+  const limits: Limits = limitsOf(config);
+  let current = config;
+  /** What the drain waits for: the longest query timeout a forwarder still in use may have. */
+  let drainMs = config.queryTimeoutMs;
+  const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'), rules, limits, {
+    stats: new QueryStats(config.metricsMaxNames),
+    queryLog: config.queryLog ? new QueryLog({ to: config.queryLog, sample: config.queryLogSample }) : null,
   });
   // Once the drain has begun, new queries, also on open TCP connections, are dropped
   // unanswered; the pipeline counts the ones in flight, which close() lets finish.
@@ -163,7 +198,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     // query timeout for its upstreams (then it is SERVFAIL), so the wait is bounded by it.
     draining = true;
     const closed = listeners.map((l) => new Promise<void>((resolve) => l.tcp.close(() => resolve())));
-    await pipeline.idle(config.queryTimeoutMs + DRAIN_MARGIN_MS);
+    await pipeline.idle(drainMs + DRAIN_MARGIN_MS);
     // the last replies were handed to their sockets in the same turn: let them go out
     await new Promise<void>((resolve) => setImmediate(resolve));
     for (const l of listeners) l.udp.close();
@@ -174,6 +209,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     }
     await Promise.all(closed);
     forwarder.close();
+    await pipeline.observers.queryLog?.close();
     stopCounting();
     answers.close();
   };
@@ -184,25 +220,67 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     throw err;
   }
 
-  const stats = (): ServingStats => ({
-    counts: { ...pipeline.counts },
+  const stats = (): ServingStats => {
+    const queries = pipeline.observers.stats.snapshot();
+    return {
+    counts: outcomeTotals(queries),
+    queries,
     rejectedReplies: forwarder.stats.rejectedReplies,
     timeouts: forwarder.stats.timeouts,
     cacheHits: answers.hits,
     cacheMisses: answers.misses,
     cachedNames: answers.size,
     changes,
-    upstreams: pool.upstreams.map((u) => ({ upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs })),
-  });
+    upstreams: pool.upstreams.map((u) => ({
+      upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs, srttMs: u.srttMs, answered: u.answered, failed: u.failed,
+    })),
+    // a replica fed by the primary is as ready as the primary's table, which counts itself
+    tableViewsReady: view instanceof RedisTable && !view.isReady() ? 0 : 1,
+    tableViews: 1,
+  };
+  };
   const probe = async (query: Buffer, address: string) => (await pipeline.handle(query, { transport: 'udp', address })).reply;
-  return { listening: listeners.map((l) => l.address), probe, hear: (news) => pool.hear(news), stats, close };
+  const reconfigure = (next: ServeConfig, nextUpstreams: HostPort[]) => {
+    const sameUpstreams = sameAddresses(pool.upstreams, nextUpstreams);
+    if (!sameUpstreams || next.upstreamTimeoutMs !== current.upstreamTimeoutMs || next.queryTimeoutMs !== current.queryTimeoutMs) {
+      if (!sameUpstreams) {
+        const previous = pool;
+        pool = new UpstreamPool(nextUpstreams);
+        pool.onNews = options.onPoolNews;
+        // an upstream kept from the old list keeps its health (a backed-off one stays so) and figures
+        for (const u of pool.upstreams) {
+          const kept = previous.upstreams.find((p) => p.label === u.label);
+          if (kept) Object.assign(u, kept);
+        }
+      }
+      const retired = forwarder;
+      forwarder = new Forwarder(pool, { attemptTimeoutMs: next.upstreamTimeoutMs, queryTimeoutMs: next.queryTimeoutMs, stats: retired.stats });
+      pipeline.reconfigure(new AccessList(next.allow), forwarder);
+      // the queries it has in flight finish there; then it closes its sockets
+      retired.retire();
+    } else {
+      pipeline.reconfigure(new AccessList(next.allow), forwarder);
+    }
+    rules.trustEcs = trustEcsOf(next);
+    if (next.rateLimit !== current.rateLimit || next.rateLimitV4Prefix !== current.rateLimitV4Prefix || next.rateLimitV6Prefix !== current.rateLimitV6Prefix) {
+      limits.limiter = limitsOf(next).limiter;
+    }
+    limits.action = next.rateLimitAction;
+    // a reload also reopens the query log file, so logrotate can move it first
+    pipeline.observers.queryLog?.reopen(next.queryLogSample);
+    drainMs = Math.max(drainMs, next.queryTimeoutMs);
+    current = next;
+  };
+  return { listening: listeners.map((l) => l.address), probe, hear: (news) => pool.hear(news), reconfigure, stats, close };
 }
 
 /** The figures of several workers as one: counts add up; an upstream is up while any worker has it in service. */
 export function sumStats(all: ServingStats[]): ServingStats {
   const total: ServingStats = {
     counts: { intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0, limited: 0 },
+    queries: sumFigures(all.map((s) => s.queries)),
     rejectedReplies: 0, timeouts: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
+    tableViewsReady: 0, tableViews: 0,
   };
   const upstreams = new Map<string, UpstreamState>();
   for (const s of all) {
@@ -213,12 +291,19 @@ export function sumStats(all: ServingStats[]): ServingStats {
     total.cacheMisses += s.cacheMisses;
     total.cachedNames += s.cachedNames;
     total.changes += s.changes;
+    total.tableViewsReady += s.tableViewsReady;
+    total.tableViews += s.tableViews;
     for (const u of s.upstreams) {
       const seen = upstreams.get(u.upstream);
       if (!seen) upstreams.set(u.upstream, { ...u });
       else {
         seen.up ||= u.up;
         seen.lastRttMs = Math.max(seen.lastRttMs, u.lastRttMs);
+        // the mean of the workers that have a figure, weighted by what each measured it on
+        const weight = seen.answered + u.answered;
+        if (weight > 0) seen.srttMs = (seen.srttMs * seen.answered + u.srttMs * u.answered) / weight;
+        seen.answered += u.answered;
+        seen.failed += u.failed;
       }
     }
   }

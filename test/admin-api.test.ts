@@ -8,6 +8,7 @@ import { startDivert, TEST_TOKEN, type TestServer } from './helpers/divert.js';
 import { BACKENDS } from './helpers/backends.js';
 import { openEvents } from './helpers/sse.js';
 import { startRedis } from './helpers/redis.js';
+import { sumOf } from './helpers/metrics.js';
 
 const json = (body: unknown) => ({ method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const post = (body: unknown) => ({ ...json(body), method: 'POST' });
@@ -225,7 +226,7 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.equal(body.table.ready, true);
       assert.equal(body.table.backend, backend);
       const metrics = await (await divert.api('/metrics')).text();
-      assert.match(metrics, /^divert_queries_total\{outcome="intercepted"\} [1-9]\d*$/m);
+      assert.ok(sumOf(metrics, 'divert_queries_total', { outcome: 'intercepted' }) > 0, 'intercepted queries are counted');
       assert.match(metrics, /^divert_table_ready 1$/m);
     });
   });

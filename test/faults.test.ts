@@ -19,6 +19,7 @@ import { runDivert, type DivertProcess } from './helpers/process.js';
 import { decode, query, tcpAsk, tcpSession, udpAsk } from './helpers/divert.js';
 import { FLAG, ipv4, rawReply, rr } from './helpers/raw.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
+import { sumOf } from './helpers/metrics.js';
 
 const TOKEN = 'faults-test-token-0123456789abcdef';
 const HEADERS = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
@@ -510,8 +511,7 @@ async function startFaultyUpstream(): Promise<{ port: number; asked: () => numbe
 
 async function metric(admin: string, name: string): Promise<number> {
   const text = await (await api(admin, '/metrics')).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return line ? Number(line.split(' ').pop()) : 0;
+  return sumOf(text, name);
 }
 
 const addressesOf = (reply: Buffer | null) => (decode(reply).answers ?? []).map((a) => (a as { data: string }).data);

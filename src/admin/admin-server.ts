@@ -78,7 +78,7 @@ function nameParam(params: unknown): string {
 export function buildAdmin(options: AdminOptions) {
   const { table, log } = options;
   const app = Fastify({
-    loggerInstance: log.child({ component: 'admin' }),
+    loggerInstance: log,
     bodyLimit: JSON_BODY_LIMIT,
     // a monitor polls and writes often: one line per request would drown the log
     logController: new LogController({ disableRequestLogging: true }),

@@ -1,31 +1,84 @@
 // GET /metrics: Prometheus text from prom-client. The query path keeps plain counters
-// (a property increment per query); they are read into the registry only on a scrape.
+// in typed arrays (src/pipeline/query-stats.ts); on a scrape they are fetched from every
+// worker, summed, and read into the registry. Label values are bounded: outcomes,
+// transports and query types are fixed lists, upstreams are configured, and names are
+// table entries, at most --metrics-max-names of them (the rest count as "_other").
 
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Outcome } from '../pipeline/pipeline.js';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
+import { countSeries, latencyOf, LATENCY_BUCKETS, OUTCOMES } from '../pipeline/query-stats.js';
 import type { ServingStats } from '../serving.js';
 
 export interface MetricSources {
   /** Summed over the workers; read once per scrape. */
   stats: () => Promise<ServingStats>;
   tableReady: () => boolean;
+  /** Entries in the address table. */
+  tableSize: () => Promise<number>;
+  /** 'redis' adds the Redis connection figures. */
+  backend: 'memory' | 'redis';
 }
 
+type Labels = Record<string, string>;
+
 /** A Counter fed from a running total that lives elsewhere. */
-function mirrorCounter(registry: Registry, name: string, help: string, labelNames: string[], read: () => [Record<string, string>, number][]) {
+function mirrorCounter(registry: Registry, name: string, help: string, labelNames: string[], read: () => Iterable<[Labels, number]>) {
   const last = new Map<string, number>();
   return new Counter({
     name, help, labelNames, registers: [registry],
     collect() {
       for (const [labels, total] of read()) {
         const key = JSON.stringify(labels);
-        const delta = total - (last.get(key) ?? 0);
-        if (delta > 0) this.inc(labels, delta);
-        else if (!last.has(key)) this.inc(labels, 0);
+        const before = last.get(key);
+        // a total below the last one was restarted (a worker replaced, an upstream pool
+        // rebuilt by a reload): what it counted since then is new
+        const delta = before === undefined || total < before ? total : total - before;
+        this.inc(labels, delta);
         last.set(key, total);
       }
     },
   });
+}
+
+/** A Gauge set from the scrape's figures. */
+function readGauge(registry: Registry, name: string, help: string, labelNames: string[], read: () => Iterable<[Labels, number]> | Promise<Iterable<[Labels, number]>>) {
+  return new Gauge({
+    name, help, labelNames, registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [labels, value] of await read()) this.set(labels, value);
+    },
+  });
+}
+
+/**
+ * A histogram whose buckets are counted elsewhere (in the workers, without prom-client
+ * on the query path): prom-client's Histogram only takes single observations, so this
+ * one reports the buckets it is given instead.
+ */
+class CountedHistogram extends Histogram<'outcome'> {
+  constructor(registry: Registry, name: string, help: string, private readonly read: () => ServingStats) {
+    super({ name, help, labelNames: ['outcome'], buckets: [...LATENCY_BUCKETS], registers: [registry] });
+  }
+
+  // the registry prints what getForPromString() gives, and get() is the JSON form: both are this
+  override async get(): Promise<MetricObjectWithValues<MetricValueWithName<'outcome' | 'le'>>> {
+    return this.getForPromString();
+  }
+
+  async getForPromString(): Promise<MetricObjectWithValues<MetricValueWithName<'outcome' | 'le'>>> {
+    const figures = this.read().queries;
+    const name = (this as unknown as { name: string }).name;
+    const values: MetricValueWithName<'outcome' | 'le'>[] = [];
+    for (const outcome of OUTCOMES) {
+      const { cumulative, sum } = latencyOf(figures, outcome);
+      const count = cumulative[cumulative.length - 1];
+      if (count === 0) continue;
+      cumulative.forEach((n, b) => values.push({ metricName: `${name}_bucket`, labels: { outcome, le: b < LATENCY_BUCKETS.length ? LATENCY_BUCKETS[b] : '+Inf' }, value: n }));
+      values.push({ metricName: `${name}_sum`, labels: { outcome }, value: sum });
+      values.push({ metricName: `${name}_count`, labels: { outcome }, value: count });
+    }
+    return { name, help: (this as unknown as { help: string }).help, type: 'histogram', aggregator: 'sum', values } as never;
+  }
 }
 
 export function createMetrics(sources: MetricSources): () => Promise<{ contentType: string; body: string }> {
@@ -33,26 +86,53 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
   collectDefaultMetrics({ register: registry, prefix: 'divert_' });
   // fetched from the workers once per scrape, before the collectors below read it
   let stats: ServingStats | undefined;
-  mirrorCounter(registry, 'divert_queries_total', 'DNS queries by outcome', ['outcome'], () =>
-    (Object.entries(stats!.counts) as [Outcome, number][]).map(([outcome, n]) => [{ outcome }, n]));
+  const now = () => stats!;
+
+  mirrorCounter(registry, 'divert_queries_total', 'DNS queries by outcome, transport and query type', ['outcome', 'transport', 'type'], () =>
+    countSeries(now().queries));
+  new CountedHistogram(registry, 'divert_query_duration_seconds', 'time from a query\'s arrival to its reply (or to its drop), by outcome', now);
+  mirrorCounter(registry, 'divert_name_queries_total',
+    'queries answered from the table, by the entry that answered (a wildcard is one name); beyond --metrics-max-names names, name="_other"', ['name'], () =>
+      [...now().queries.names].map(([name, n]) => [{ name }, n]));
+
+  readGauge(registry, 'divert_upstream_up', '1 while an upstream is in service (in any worker), 0 while it is backed off', ['upstream'], () =>
+    now().upstreams.map((u) => [{ upstream: u.upstream }, u.up ? 1 : 0]));
+  readGauge(registry, 'divert_upstream_rtt_seconds', 'smoothed round-trip time of an upstream\'s answers (7/8 old + 1/8 new)', ['upstream'], () =>
+    now().upstreams.filter((u) => u.answered > 0).map((u) => [{ upstream: u.upstream }, u.srttMs / 1000]));
+  mirrorCounter(registry, 'divert_upstream_attempts_total', 'attempts sent to an upstream, by result (answered, or failed: timed out or socket error)', ['upstream', 'result'], () =>
+    now().upstreams.flatMap((u): [Labels, number][] => [[{ upstream: u.upstream, result: 'answered' }, u.answered], [{ upstream: u.upstream, result: 'failed' }, u.failed]]));
   mirrorCounter(registry, 'divert_forward_rejected_replies_total', 'upstream replies dropped: wrong source, ID or question', [], () =>
-    [[{}, stats!.rejectedReplies]]);
+    [[{}, now().rejectedReplies]]);
   mirrorCounter(registry, 'divert_forward_timeouts_total', 'forwarded queries no upstream answered in time', [], () =>
-    [[{}, stats!.timeouts]]);
+    [[{}, now().timeouts]]);
+
   mirrorCounter(registry, 'divert_answer_cache_lookups_total', 'answer cache lookups by result', ['result'], () =>
-    [[{ result: 'hit' }, stats!.cacheHits], [{ result: 'miss' }, stats!.cacheMisses]]);
-  new Gauge({
-    name: 'divert_upstream_up', help: '1 while an upstream is in service (in any worker), 0 while it is backed off', labelNames: ['upstream'], registers: [registry],
-    collect() {
-      for (const u of stats!.upstreams) this.set({ upstream: u.upstream }, u.up ? 1 : 0);
-    },
+    [[{ result: 'hit' }, now().cacheHits], [{ result: 'miss' }, now().cacheMisses]]);
+  readGauge(registry, 'divert_answer_cache_hit_ratio', 'answer cache hits ÷ lookups since start (0 before the first lookup)', [], () => {
+    const lookups = now().cacheHits + now().cacheMisses;
+    return [[{}, lookups === 0 ? 0 : now().cacheHits / lookups]];
   });
-  new Gauge({
-    name: 'divert_table_ready', help: '1 while the address table backend is reachable', registers: [registry],
-    collect() {
-      this.set(sources.tableReady() ? 1 : 0);
-    },
+  readGauge(registry, 'divert_answer_cache_names', 'names held in the answer caches, summed over the workers', [], () =>
+    [[{}, now().cachedNames]]);
+
+  readGauge(registry, 'divert_table_names', 'entries in the address table', [], async () => {
+    // the size needs the store: with Redis down, the series is left out rather than wrong
+    const size = await sources.tableSize().catch(() => null);
+    return size === null ? [] : [[{}, size]];
   });
+  readGauge(registry, 'divert_table_ready', '1 while the address table backend is reachable', [], () =>
+    [[{}, sources.tableReady() ? 1 : 0]]);
+  mirrorCounter(registry, 'divert_table_changes_total', 'table changes applied, summed over the processes answering queries', [], () =>
+    [[{}, now().changes]]);
+  if (sources.backend === 'redis') {
+    readGauge(registry, 'divert_redis_up', '1 while a Redis connection is ready: the admin API\'s (process="primary"), and the number of workers\' (process="workers")', ['process'], () => [
+      [{ process: 'primary' }, sources.tableReady() ? 1 : 0],
+      [{ process: 'workers' }, now().tableViewsReady],
+    ]);
+  }
+  readGauge(registry, 'divert_workers', 'processes answering DNS queries', [], () =>
+    [[{}, now().tableViews]]);
+
   return async () => {
     stats = await sources.stats();
     return { contentType: registry.contentType, body: await registry.metrics() };

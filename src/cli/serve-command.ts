@@ -1,12 +1,13 @@
-// `divert serve`: loads the configuration, starts the server, and stops it cleanly on
-// SIGTERM or SIGINT. A start-up failure is one line on stderr and a non-zero exit.
+// `divert serve`: loads the configuration, starts the server, reloads it on SIGHUP, and
+// stops it cleanly on SIGTERM or SIGINT. A start-up failure is one line on stderr and a
+// non-zero exit.
 
-import { pino } from 'pino';
+import { componentLogger, createLogger } from '../log.js';
 import type { Argv } from 'yargs';
 import { formatHostPort } from '../config/address.js';
 import { envName, loadServeConfig } from '../config/load.js';
 import { SERVE_OPTIONS, type OptionSpec } from '../config/options.js';
-import { startServer } from '../server.js';
+import { startServer, type RunningServer } from '../server.js';
 
 /** How long a stop may take beyond the query timeout before the process exits anyway. */
 const STOP_MARGIN_MS = 5000;
@@ -30,9 +31,30 @@ export function serveOptions(yargs: Argv): Argv {
 }
 
 export async function runServe(argv: Record<string, unknown>): Promise<void> {
-  const config = loadServeConfig(argv, process.env);
-  const log = pino({ level: config.logLevel, base: { component: 'serve' } });
-  const server = await startServer(config, log);
+  // a reload reads the same flags and variables (they cannot change) and the --config file anew
+  const env = { ...process.env };
+  const config = loadServeConfig(argv, env);
+  const root = createLogger(config.logLevel);
+  const log = componentLogger(root, 'serve');
+  // SIGHUP reloads (src/reload.ts); one that comes while starting waits for the start
+  let running: RunningServer | undefined;
+  let hangupWhileStarting = false;
+  let stopping = false;
+  let queryTimeoutMs = config.queryTimeoutMs;
+  const reload = () => {
+    if (stopping) return;
+    if (!running) {
+      hangupWhileStarting = true;
+      return;
+    }
+    log.info({ signal: 'SIGHUP' }, 'reloading the configuration');
+    void running.reload().then((result) => {
+      if (result.ok) queryTimeoutMs = Math.max(queryTimeoutMs, result.config.queryTimeoutMs);
+    });
+  };
+  process.on('SIGHUP', reload);
+  const server = await startServer(config, root, { reloadConfig: () => loadServeConfig(argv, env) });
+  running = server;
   log.info(
     { listen: server.listening.map(formatHostPort), admin: formatHostPort(server.admin), upstreams: server.upstreams.map(formatHostPort) },
     `listening on ${server.listening.map(formatHostPort).join(', ')} (UDP and TCP); admin API on http://${formatHostPort(server.admin)}`,
@@ -40,7 +62,6 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
   // On a signal: stop accepting, let the queries and admin requests in flight finish
   // (a query takes at most --query-timeout-ms), then exit 0. A close that hangs beyond
   // that (a worker or a Redis connection that does not let go) ends in exit 1.
-  let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -49,7 +70,7 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
     setTimeout(() => {
       log.error({ afterMs: Date.now() - started }, 'stopping took too long; exiting anyway');
       process.exit(1);
-    }, config.queryTimeoutMs + STOP_MARGIN_MS).unref();
+    }, queryTimeoutMs + STOP_MARGIN_MS).unref();
     server.close().then(
       () => {
         log.info({ afterMs: Date.now() - started }, 'stopped');
@@ -63,4 +84,5 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  if (hangupWhileStarting) reload();
 }

@@ -33,6 +33,9 @@ export interface ServingHandle {
   settle(): Promise<void>;
   /** Process IDs of the processes answering queries. */
   pids(): number[];
+  /** A reload, validated: every worker applies it (and a worker started later starts with
+   * it). Resolves with the workers (1-based) that did not confirm in time. */
+  reconfigure(config: ServeConfig, upstreams: HostPort[]): Promise<number[]>;
   close(): Promise<void>;
 }
 
@@ -92,6 +95,10 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
   });
 
   let listen = config.listen;
+  // what a worker starts with: the configuration of the last reload (listen stays as bound)
+  let current = config;
+  let currentUpstreams = upstreams;
+  let longestQueryTimeoutMs = config.queryTimeoutMs;
   const fork = (slot: number): Promise<HostPort[]> => {
     const worker = cluster.fork({ DIVERT_WORKER: String(slot + 1) });
     slots[slot] = worker;
@@ -99,7 +106,7 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
       let started = false;
       worker.on('message', (message: FromWorker) => {
         if (message.t === 'ready') {
-          post(worker, { t: 'start', config: { ...config, listen }, upstreams, table: replicated ? 'replica' : 'redis', workerId: slot + 1 });
+          post(worker, { t: 'start', config: { ...current, listen }, upstreams: currentUpstreams, table: replicated ? 'replica' : 'redis', workerId: slot + 1 });
           if (replicated) {
             post(worker, { t: 'snapshot', entries: replicated.snapshot() });
             live.add(worker);
@@ -156,7 +163,7 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
       slots.map((worker) => {
         if (!worker || worker.isDead()) return undefined;
         return new Promise<void>((resolve) => {
-          const timer = setTimeout(() => worker.process.kill('SIGKILL'), config.queryTimeoutMs + STOP_MARGIN_MS);
+          const timer = setTimeout(() => worker.process.kill('SIGKILL'), longestQueryTimeoutMs + STOP_MARGIN_MS);
           worker.once('exit', () => {
             clearTimeout(timer);
             resolve();
@@ -196,6 +203,14 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
         await Promise.all(running().map((w) => request(w, (id) => ({ t: 'sync', id }))));
       },
       pids: () => running().map((w) => w.process.pid!),
+      reconfigure: async (next, nextUpstreams) => {
+        current = next;
+        currentUpstreams = nextUpstreams;
+        longestQueryTimeoutMs = Math.max(longestQueryTimeoutMs, next.queryTimeoutMs);
+        const workers = slots.flatMap((w, slot) => (w !== null && w.isConnected() ? [{ w, slot }] : []));
+        const acks = await Promise.all(workers.map(({ w }) => request(w, (id) => ({ t: 'reconfigure', id, config: { ...next, listen }, upstreams: nextUpstreams }))));
+        return workers.filter((_, i) => acks[i] === null).map(({ slot }) => slot + 1);
+      },
       close,
     };
   } catch (err) {

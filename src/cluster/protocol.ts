@@ -20,6 +20,8 @@ export type ToWorker =
   | { t: 'sync'; id: number }
   /** Another worker's upstream failure or recovery. */
   | { t: 'upstream'; news: PoolNews }
+  /** A reload (src/reload.ts), already validated by the primary: apply it, then say so. */
+  | { t: 'reconfigure'; id: number; config: ServeConfig; upstreams: HostPort[] }
   | { t: 'close' };
 
 export type FromWorker =
@@ -30,4 +32,5 @@ export type FromWorker =
   | { t: 'stats'; id: number; stats: ServingStats }
   | { t: 'probe'; id: number; reply: Uint8Array | null }
   | { t: 'synced'; id: number }
+  | { t: 'reconfigured'; id: number }
   | { t: 'upstream'; news: PoolNews };

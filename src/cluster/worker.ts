@@ -4,6 +4,7 @@
 // src/cluster/primary.ts through node:cluster; it exits when the primary goes away.
 
 import { pino, type Logger } from 'pino';
+import { componentLogger, createLogger, setLogLevel } from '../log.js';
 import { DivertError } from '../errors.js';
 import { startServing, type Serving } from '../serving.js';
 import { RedisTable } from '../table/redis-table.js';
@@ -21,21 +22,38 @@ const replica = new ReplicaTable((err) => log.error({ err: err.message }, 'chang
 let serving: Serving | undefined;
 let redis: RedisTable | undefined;
 let closing = false;
+/** A reload that came while the worker was starting: applied as soon as it serves. */
+let reload: Extract<ToWorker, { t: 'reconfigure' }> | undefined;
 
 async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> {
   const { config, upstreams } = message;
-  log = pino({ level: config.logLevel, base: { component: 'worker', worker: message.workerId } });
+  log = componentLogger(createLogger(config.logLevel, { worker: message.workerId }), 'dns');
   let view: TableView = replica;
+  const tableLog = componentLogger(log, 'table');
   if (message.table === 'redis') {
     redis = await RedisTable.connect({
       url: config.redis!,
       prefix: config.redisPrefix,
-      onError: (err) => log.warn({ err: err.message }, 'redis table'),
+      onError: (err) => tableLog.warn({ err: err.message }, 'redis table'),
     });
     view = redis;
   }
   serving = await startServing(config, view, upstreams, log, { exclusive: false, onPoolNews: (news) => send({ t: 'upstream', news }) });
+  // in the same turn as the listeners were set up: no query is answered with the old configuration
+  if (reload) reconfigure(reload);
   send({ t: 'listening', listening: serving.listening });
+}
+
+function reconfigure(message: Extract<ToWorker, { t: 'reconfigure' }>): void {
+  setLogLevel(log, message.config.logLevel);
+  if (!serving) {
+    reload = message;
+    return;
+  }
+  reload = undefined;
+  serving.reconfigure(message.config, message.upstreams);
+  log.debug({ upstreams: message.upstreams.length, allow: message.config.allow.length }, 'worker applied the reloaded configuration');
+  send({ t: 'reconfigured', id: message.id });
 }
 
 async function close(code: number): Promise<never> {
@@ -82,6 +100,9 @@ process.on('message', (message: ToWorker) => {
     case 'upstream':
       serving?.hear(message.news);
       break;
+    case 'reconfigure':
+      reconfigure(message);
+      break;
     case 'close':
       void close(0);
       break;
@@ -91,6 +112,8 @@ process.on('message', (message: ToWorker) => {
 // The primary coordinates shutdown: a Ctrl-C reaches the whole process group, and the
 // workers wait for the primary's word. Without a primary there is nothing to serve for.
 process.on('SIGINT', () => {});
+// a hangup of the terminal reaches the workers too: only the primary reloads (and tells them)
+process.on('SIGHUP', () => {});
 process.on('SIGTERM', () => void close(0));
 process.on('disconnect', () => void close(0));
 // messages sent before this module had its listener would be lost: say when to begin

@@ -12,6 +12,8 @@ import type { AnswerCache, Resolution } from '../table/answer-cache.js';
 import type { Forwarder, Transport } from '../upstream/forwarder.js';
 import type { AccessList } from './access.js';
 import type { RateLimiter } from './rate-limit.js';
+import type { QueryLog } from './query-log.js';
+import { NO_TYPE, QueryStats } from './query-stats.js';
 
 export type Outcome = 'intercepted' | 'forwarded' | 'refused' | 'formerr' | 'notimp' | 'servfail' | 'dropped' | 'limited';
 
@@ -51,11 +53,13 @@ const LIMITED: Result = Object.freeze({ reply: null, outcome: 'limited' });
 
 const DEFAULT_RULES: RuleContext = Object.freeze({ trustEcs: null, clock: Date.now });
 
-export class QueryPipeline {
-  readonly counts: OutcomeCounts = {
-    intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0, limited: 0,
-  };
+/** Where the pipeline reports each query: the figures for /metrics, and the query log. */
+export interface Observers {
+  stats: QueryStats;
+  queryLog: QueryLog | null;
+}
 
+export class QueryPipeline {
   constructor(
     private access: AccessList,
     private readonly answers: AnswerCache,
@@ -63,7 +67,14 @@ export class QueryPipeline {
     private readonly onFault: (err: unknown) => void = () => {},
     private readonly rules: RuleContext = DEFAULT_RULES,
     private readonly limits: Limits = NO_LIMITS,
+    readonly observers: Observers = { stats: new QueryStats(0), queryLog: null },
   ) {}
+
+  /**
+   * The query type of the query route() has just read (NO_TYPE when unreadable): set in
+   * route()'s synchronous part, and read by handle() right after, before any other query.
+   */
+  private qtype = NO_TYPE;
 
   /**
    * A reload's new allow list and upstreams: queries from now on use them; a query
@@ -86,15 +97,21 @@ export class QueryPipeline {
   private onIdle: (() => void) | undefined;
 
   handle(msg: Buffer, client: Client): Result | Promise<Result> {
+    const started = performance.now();
+    this.qtype = NO_TYPE;
     let result: Result | Promise<Result>;
     try {
       result = this.route(msg, client);
     } catch (err) {
       result = this.fault(msg, err);
     }
-    if (!(result instanceof Promise)) return this.count(result);
+    const qtype = this.qtype;
+    if (!(result instanceof Promise)) return this.count(result, msg, client, qtype, started);
     this.pending++;
-    return result.then((r) => this.settle(r), (err) => this.settle(this.fault(msg, err)));
+    return result.then(
+      (r) => this.settle(r, msg, client, qtype, started),
+      (err) => this.settle(this.fault(msg, err), msg, client, qtype, started),
+    );
   }
 
   /** Resolves once no query is pending, or after `timeoutMs` (a forwarded query ends by the query timeout). */
@@ -110,13 +127,16 @@ export class QueryPipeline {
     });
   }
 
-  private settle(result: Result): Result {
+  private settle(result: Result, msg: Buffer, client: Client, qtype: number, started: number): Result {
     if (--this.pending === 0) this.onIdle?.();
-    return this.count(result);
+    return this.count(result, msg, client, qtype, started);
   }
 
-  private count(result: Result): Result {
-    this.counts[result.outcome]++;
+  private count(result: Result, msg: Buffer, client: Client, qtype: number, started: number): Result {
+    const ms = performance.now() - started;
+    this.observers.stats.record(result.outcome, client.transport, qtype, ms / 1000);
+    const log = this.observers.queryLog;
+    if (log !== null && log.sampled()) log.write(msg, client, result.outcome, result.reply, ms);
     return result;
   }
 
@@ -131,6 +151,7 @@ export class QueryPipeline {
     const q = readQuery(msg);
     if (q === 'drop') return DROPPED;
     if (q === 'formerr') return { reply: headerOnlyFormErr(msg), outcome: 'formerr' };
+    this.qtype = q.qtype;
     if (!this.access.allows(client.address)) return { reply: errorReply(msg, q, Rcode.Refused), outcome: 'refused' };
     if (this.limits.limiter !== null && !this.limits.limiter.allows(client.address)) {
       return this.limits.action === 'drop' ? LIMITED : { reply: errorReply(msg, q, Rcode.Refused), outcome: 'limited' };
@@ -146,6 +167,7 @@ export class QueryPipeline {
 
   private answerOrForward(msg: Buffer, q: Query, client: Client, answers: Resolution): Result | Promise<Result> {
     if (!answers) return this.forward(msg, q, client);
+    this.observers.stats.answeredBy(answers.owner ?? q.name);
     const edns: Edns | null | 'formerr' = readEdns(msg, q);
     if (edns === 'formerr') return { reply: errorReply(msg, q, Rcode.FormErr), outcome: 'formerr' };
     if (edns && edns.version !== 0) return { reply: errorReply(msg, q, BADVERS, edns), outcome: 'formerr' };

@@ -95,6 +95,7 @@ export class AnswerCache {
     let answers = this.compiled.get(entry);
     if (!answers) {
       answers = compileEntry(entry);
+      answers.owner = entry.name;
       this.compiled.set(entry, answers);
     }
     return answers;

@@ -18,6 +18,8 @@ export interface ForwarderOptions {
   queryTimeoutMs: number;
   udp?: Partial<UdpPoolOptions>;
   tcp?: Partial<TcpPoolOptions>;
+  /** Count into these figures (a reload's new forwarder carries on its predecessor's). */
+  stats?: ForwarderStats;
 }
 
 export interface ForwarderStats {
@@ -29,7 +31,7 @@ export interface ForwarderStats {
 }
 
 export class Forwarder {
-  readonly stats: ForwarderStats = { rejectedReplies: 0, timeouts: 0 };
+  readonly stats: ForwarderStats;
   private readonly onRejected = () => {
     this.stats.rejectedReplies++;
   };
@@ -39,11 +41,15 @@ export class Forwarder {
   private readonly udpOptions: UdpPoolOptions;
   private readonly tcpOptions: TcpPoolOptions;
   private closed = false;
+  /** Queries being forwarded now; a retired forwarder closes when none is left. */
+  private inFlight = 0;
+  private retired = false;
 
   constructor(
     readonly pool: UpstreamPool,
     private readonly options: ForwarderOptions,
   ) {
+    this.stats = options.stats ?? { rejectedReplies: 0, timeouts: 0 };
     this.udpOptions = { ...DEFAULT_UDP_POOL_OPTIONS, ...options.udp };
     this.tcpOptions = { ...DEFAULT_TCP_POOL_OPTIONS, ...options.tcp };
   }
@@ -53,6 +59,7 @@ export class Forwarder {
     const clientId = messageId(query);
     const order = this.pool.order();
     const started = Date.now();
+    this.inFlight++;
 
     return new Promise<Buffer | null>((resolve) => {
       const live = new Map<Exchange, Upstream>();
@@ -72,6 +79,7 @@ export class Forwarder {
         if (reply) setMessageId(reply, clientId);
         else this.stats.timeouts++;
         resolve(reply);
+        if (--this.inFlight === 0 && this.retired) this.close();
       };
 
       const scheduleNext = (delayMs: number) => {
@@ -129,6 +137,13 @@ export class Forwarder {
   sockets(upstream: Upstream, transport: 'tcp'): TcpUpstreamConnections | undefined;
   sockets(upstream: Upstream, transport: Transport): UdpUpstreamSockets | TcpUpstreamConnections | undefined {
     return transport === 'tcp' ? this.tcp.get(upstream) : this.udp.get(upstream);
+  }
+
+  /** Replaced (by a reload): the queries in flight finish here, then the sockets close.
+   * Every query ends by its query timeout, so this takes at most that long. */
+  retire(): void {
+    this.retired = true;
+    if (this.inFlight === 0) this.close();
   }
 
   /** Closes every upstream socket and connection. Queries in flight get null (SERVFAIL);

@@ -15,6 +15,11 @@ export interface Upstream extends UpstreamAddress {
   downUntil: number;
   backoffMs: number;
   lastRttMs: number;
+  /** Smoothed round-trip time (as BIND and Unbound keep it: 7/8 old + 1/8 new); 0 before the first answer. */
+  srttMs: number;
+  /** Attempts it answered, and attempts counted as failures. */
+  answered: number;
+  failed: number;
 }
 
 export interface PoolOptions {
@@ -46,6 +51,9 @@ export class UpstreamPool {
       downUntil: 0,
       backoffMs: 0,
       lastRttMs: 0,
+      srttMs: 0,
+      answered: 0,
+      failed: 0,
     }));
   }
 
@@ -65,10 +73,13 @@ export class UpstreamPool {
     if (upstream.consecutiveFailures > 0) this.onNews?.({ upstream: upstream.label, event: 'recovered' });
     this.reset(upstream);
     upstream.lastRttMs = rttMs;
+    upstream.srttMs = upstream.answered === 0 ? rttMs : upstream.srttMs + (rttMs - upstream.srttMs) / 8;
+    upstream.answered++;
   }
 
   failed(upstream: Upstream): void {
     if (!this.isDown(upstream)) this.onNews?.({ upstream: upstream.label, event: 'failed' });
+    upstream.failed++;
     this.countFailure(upstream);
   }
 

@@ -265,6 +265,8 @@ export type Selector = (client: string, ecs: Ecs | null, now: number, qtype: num
  */
 export interface CompiledAnswers extends AnswerRecords {
   ttl: number;
+  /** The table entry these answers come from (a wildcard's own name), for per-name figures. */
+  owner?: string;
   /** Present when the entry has rules or load sharing. */
   select?: Selector;
 }

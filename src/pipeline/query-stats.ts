@@ -1,0 +1,148 @@
+// What the query path counts for /metrics: queries by outcome, transport and type, how
+// long each took by outcome, and the queries each intercepted name got. Per query it is
+// a few increments into typed arrays (no labels hashed, nothing allocated); the arrays
+// are copied out on a scrape, summed over the workers, and turned into Prometheus
+// series by src/admin/metrics.ts.
+
+import type { Outcome } from './pipeline.js';
+
+export const OUTCOMES: readonly Outcome[] = ['intercepted', 'forwarded', 'refused', 'formerr', 'notimp', 'servfail', 'dropped', 'limited'];
+export const TRANSPORTS = ['udp', 'tcp'] as const;
+
+/** Query types with a series of their own; every other type counts as "other". */
+const NAMED_TYPES: Record<string, number> = {
+  A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35,
+  DS: 43, DNSKEY: 48, SVCB: 64, HTTPS: 65, CAA: 257, ANY: 255,
+};
+export const TYPE_LABELS: readonly string[] = ['other', ...Object.keys(NAMED_TYPES)];
+const TYPE_INDEX = new Uint8Array(65536);
+Object.values(NAMED_TYPES).forEach((code, i) => (TYPE_INDEX[code] = i + 1));
+
+/** A query whose question could not be read (dropped, or FORMERR). */
+export const NO_TYPE = -1;
+
+/** Upper bounds (seconds) of the latency histogram's buckets; +Inf follows. */
+export const LATENCY_BUCKETS: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>;
+const PER_OUTCOME = TRANSPORTS.length * TYPE_LABELS.length;
+const BUCKETS = LATENCY_BUCKETS.length + 1;
+
+/** Queries for names beyond --metrics-max-names. */
+export const OTHER_NAMES = '_other';
+
+/** One process's figures, or several summed; plain data, so it crosses the cluster's IPC. */
+export interface QueryFigures {
+  /** [outcome][transport][type], flattened in that order. */
+  counts: Float64Array;
+  /** [outcome][bucket]: queries whose time fell in that bucket (not cumulative); the last is +Inf. */
+  latency: Float64Array;
+  /** [outcome]: seconds summed. */
+  latencySum: Float64Array;
+  /** Intercepted queries by the table entry that answered (a wildcard counts as itself). */
+  names: Map<string, number>;
+}
+
+export function emptyFigures(): QueryFigures {
+  return {
+    counts: new Float64Array(OUTCOMES.length * PER_OUTCOME),
+    latency: new Float64Array(OUTCOMES.length * BUCKETS),
+    latencySum: new Float64Array(OUTCOMES.length),
+    names: new Map(),
+  };
+}
+
+export class QueryStats {
+  private readonly figures = emptyFigures();
+
+  /** `maxNames`: names counted on their own; queries for the rest count under OTHER_NAMES. */
+  constructor(private readonly maxNames: number) {}
+
+  record(outcome: Outcome, transport: 'udp' | 'tcp', qtype: number, seconds: number): void {
+    const o = OUTCOME_INDEX[outcome];
+    const type = qtype === NO_TYPE ? 0 : TYPE_INDEX[qtype];
+    this.figures.counts[o * PER_OUTCOME + (transport === 'udp' ? 0 : TYPE_LABELS.length) + type]++;
+    let bucket = 0;
+    while (bucket < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[bucket]) bucket++;
+    this.figures.latency[o * BUCKETS + bucket]++;
+    this.figures.latencySum[o] += seconds;
+  }
+
+  /** An intercepted query answered by the entry `owner`. */
+  answeredBy(owner: string): void {
+    const names = this.figures.names;
+    const seen = names.get(owner);
+    if (seen !== undefined) names.set(owner, seen + 1);
+    else if (names.size < this.maxNames) names.set(owner, 1);
+    else names.set(OTHER_NAMES, (names.get(OTHER_NAMES) ?? 0) + 1);
+  }
+
+  /** How many queries had `outcome`. */
+  count(outcome: Outcome): number {
+    const from = OUTCOME_INDEX[outcome] * PER_OUTCOME;
+    let n = 0;
+    for (let i = from; i < from + PER_OUTCOME; i++) n += this.figures.counts[i];
+    return n;
+  }
+
+  /** A copy, for a scrape. */
+  snapshot(): QueryFigures {
+    return {
+      counts: this.figures.counts.slice(),
+      latency: this.figures.latency.slice(),
+      latencySum: this.figures.latencySum.slice(),
+      names: new Map(this.figures.names),
+    };
+  }
+}
+
+/** Several processes' figures as one; a name over the limit in the sum still has its own series. */
+export function sumFigures(all: readonly QueryFigures[]): QueryFigures {
+  const total = emptyFigures();
+  for (const f of all) {
+    add(total.counts, f.counts);
+    add(total.latency, f.latency);
+    add(total.latencySum, f.latencySum);
+    for (const [name, n] of f.names) total.names.set(name, (total.names.get(name) ?? 0) + n);
+  }
+  return total;
+}
+
+function add(into: Float64Array, from: Float64Array): void {
+  for (let i = 0; i < into.length; i++) into[i] += from[i];
+}
+
+/** Each (outcome, transport, type) with its count, for the labelled counter. */
+export function* countSeries(f: QueryFigures): Generator<[{ outcome: string; transport: string; type: string }, number]> {
+  for (let o = 0; o < OUTCOMES.length; o++) {
+    for (let t = 0; t < TRANSPORTS.length; t++) {
+      for (let y = 0; y < TYPE_LABELS.length; y++) {
+        const n = f.counts[o * PER_OUTCOME + t * TYPE_LABELS.length + y];
+        if (n > 0) yield [{ outcome: OUTCOMES[o], transport: TRANSPORTS[t], type: TYPE_LABELS[y] }, n];
+      }
+    }
+  }
+}
+
+/** Queries by outcome alone. */
+export function outcomeTotals(f: QueryFigures): Record<Outcome, number> {
+  const totals = {} as Record<Outcome, number>;
+  OUTCOMES.forEach((outcome, o) => {
+    let n = 0;
+    for (let i = o * PER_OUTCOME; i < (o + 1) * PER_OUTCOME; i++) n += f.counts[i];
+    totals[outcome] = n;
+  });
+  return totals;
+}
+
+/** The latency histogram of `outcome`: cumulative counts per bucket bound (the last is +Inf), and the sum. */
+export function latencyOf(f: QueryFigures, outcome: Outcome): { cumulative: number[]; sum: number } {
+  const o = OUTCOME_INDEX[outcome];
+  const cumulative: number[] = [];
+  let running = 0;
+  for (let b = 0; b < BUCKETS; b++) {
+    running += f.latency[o * BUCKETS + b];
+    cumulative.push(running);
+  }
+  return { cumulative, sum: f.latencySum[o] };
+}
