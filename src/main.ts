@@ -9,6 +9,8 @@ import { runServe, serveOptions } from './cli/serve-command.js';
 import { namesCommand } from './cli/names-command.js';
 import { divertOptions, runDiversion } from './cli/divert-command.js';
 import { monitorCommand } from './cli/monitor-command.js';
+import { healthcheckOptions, runHealthcheck } from './cli/healthcheck-command.js';
+import { runValidate, validateOptions } from './cli/validate-command.js';
 
 function failure(err: unknown): never {
   const usage = isDivertError(err, 'BAD_CONFIG') || isDivertError(err, 'BAD_ZONE');
@@ -25,6 +27,12 @@ async function main(): Promise<void> {
     .command('names', 'list, show and change the names divert answers (through the admin API)', namesCommand)
     .command('monitor', 'health-check mirror servers and keep names pointing at the healthy ones (divert monitor status: its view)', monitorCommand)
     .command('divert <from> <to>', 'make every name that answers one address answer another (through the admin API)', divertOptions, (argv) => runDiversion(argv))
+    .command('validate', 'check a configuration, its zone files and key file as divert serve would read them, without starting it', validateOptions, async (argv) => {
+      process.exitCode = await runValidate(argv);
+    })
+    .command('healthcheck', 'check that the divert serve on this machine answers DNS and its admin /healthz (exit 0 or 1; for HEALTHCHECK)', healthcheckOptions, async (argv) => {
+      process.exitCode = await runHealthcheck(argv);
+    })
     .demandCommand(1, 'name a command (divert --help lists them)')
     .strict()
     .fail((message, err) => {
