@@ -170,6 +170,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       log: componentLogger(log, 'admin'),
       metrics: createMetrics({ stats, tableReady: () => table.isReady(), tableSize: () => table.size(), backend: config.redis ? 'redis' : 'memory' }),
       health: async () => healthOf(table, await stats(), config),
+      nameQueries: async () => (await stats()).queries.names,
       // a write is acknowledged once every worker answers with it
       settle: serving.settle,
     });

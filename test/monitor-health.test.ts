@@ -191,7 +191,7 @@ describe('divert monitor status and metrics', () => {
       assert.match(out, /^monitor "monitor" since \S+; admin API http:\/\/127\.0\.0\.1:\d+ reachable$/m);
       assert.match(out, /^SERVICE\s+POLICY\s+ANSWER\s+STATE$/m);
       assert.match(out, /^web\s+failover\s+127\.0\.0\.2\s+ok$/m);
-      assert.match(out, /^www\.shop\.example\s+web\s+127\.0\.0\.2\s+\d+\s+in sync$/m);
+      assert.match(out, /^www\.shop\.example\s+web\s+127\.0\.0\.2\s+\d+\s+(?:-|[\d.]+)\s+in sync$/m);
       assert.match(out, new RegExp(`^web\\s+127\\.0\\.0\\.2:${a.port}\\s+fra1\\s+0\\s+1\\s+up\\s+yes\\s+\\d{4}-\\S+Z\\s+ok\\s+[\\d.]+ ms\\s+-$`, 'm'));
       assert.match(out, new RegExp(`^web\\s+127\\.0\\.0\\.3:${b.port}\\s+ams1\\s+5\\s+1\\s+down\\s+no\\s+\\S+\\s+fail: HTTP 503 \\(expected 200\\)\\s+[\\d.]+ ms\\s+-$`, 'm'));
 
@@ -218,6 +218,47 @@ describe('divert monitor status and metrics', () => {
       assert.equal(post.status, 405, 'the status endpoint is read-only');
     } finally {
       await teardown(s);
+    }
+  });
+});
+
+describe('divert\'s query counts reach the monitor', () => {
+  test('queries per second for each steered name, in status, the status table and the monitor\'s metrics', async () => {
+    const mirrors = await startMirrors(['127.0.0.2', '127.0.0.3']);
+    const server = await startServe();
+    let monitor: MonitorProcess | undefined;
+    try {
+      const path = writeConfig({
+        queryRates: '1s',
+        services: [{ name: 'web', names: ['www.shop.example', 'quiet.shop.example'], policy: 'all-healthy', check: FAST_CHECK, mirrors: mirrorsOf(mirrors) }],
+      });
+      monitor = await startMonitor(path, server);
+      await answersBecome(server, 'www.shop.example', mirrors.map((m) => m.address), 5000);
+      // a steady 200 queries/s for www for 2.5 s (bounded: 500 queries), none for quiet
+      const started = Date.now();
+      for (let i = 0; i < 500 && Date.now() - started < 5000; i++) {
+        await answersA(server, 'www.shop.example');
+        await sleep(Math.max(0, started + (i + 1) * 5 - Date.now()));
+      }
+      const names = await waitFor(async () => {
+        const n = (await monitor!.status()).services[0].names;
+        return n[0].queriesPerSecond !== null && n[0].queriesPerSecond > 20 && n;
+      }, 5000, 'a rate for www.shop.example');
+      assert.ok(names[0].queriesPerSecond! <= 400, `www: ${names[0].queriesPerSecond}/s for a client sending 200/s`);
+      assert.equal(names[1].queriesPerSecond, 0, 'quiet.shop.example had no queries');
+      const qps = metric(await monitor.metrics(), 'divert_monitor_name_queries_per_second{service="web",name="www.shop.example"}');
+      assert.ok(qps !== undefined && qps > 0, `the monitor's metric: ${qps}`);
+      // the counts it reads: GET /v1/stats/names on divert's admin API
+      const counts = (await (await server.api('/v1/stats/names')).json()) as { names: Record<string, number> };
+      assert.ok(counts.names['www.shop.example'] >= 400, JSON.stringify(counts));
+      const shown = runDivert(['monitor', 'status', '--status', monitor.statusAt]);
+      assert.equal(await shown.exited(), 0);
+      assert.match(shown.stdout(), /QUERIES\/S/);
+      assert.match(shown.stdout(), /quiet\.shop\.example\s+web\s+\S+\s+\d+\s+0\s/);
+    } finally {
+      await monitor?.stop();
+      await server.close();
+      for (const m of mirrors) await m.stop();
     }
   });
 });

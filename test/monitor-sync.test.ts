@@ -120,7 +120,7 @@ describe('a manual change during monitoring', () => {
       assert.equal(report.services[0].names[0].hold?.version, manual.version);
       const shown = runDivert(['monitor', 'status', '--status', monitor.statusAt]);
       assert.equal(await shown.exited(10_000), 0);
-      assert.match(shown.stdout(), new RegExp(`^www\\.shop\\.example\\s+web\\s+127\\.0\\.0\\.9\\s+${manual.version}\\s+HELD: changed by cli:alice \\(v${manual.version}\\); monitor writes again at \\S+Z$`, 'm'));
+      assert.match(shown.stdout(), new RegExp(`^www\\.shop\\.example\\s+web\\s+127\\.0\\.0\\.9\\s+${manual.version}\\s+(?:-|[\\d.]+)\\s+HELD: changed by cli:alice \\(v${manual.version}\\); monitor writes again at \\S+Z$`, 'm'));
       const metrics = await monitor.metrics();
       assert.equal(metric(metrics, `divert_monitor_conflicts_total{service="web",name="${NAME}"}`), 1);
       assert.equal(metric(metrics, 'divert_monitor_pushes_total{service="web",result="conflict"}'), 1);

@@ -25,6 +25,8 @@ export interface AdminOptions {
   token: string;
   log: Logger;
   health: () => Promise<Health>;
+  /** Intercepted queries per table entry since start, summed over the workers (OTHER_NAMES: names over the limit). */
+  nameQueries: () => Promise<Map<string, number>>;
   /** Resolves once the query path answers with every change made so far. */
   settle: () => Promise<void>;
   metrics: () => Promise<{ contentType: string; body: string }>;
@@ -169,6 +171,9 @@ export function buildAdmin(options: AdminOptions) {
   app.addHook('preClose', async () => {
     for (const end of streams) end();
   });
+
+  // what a monitor reads to see each name's load: the counts of divert_name_queries_total as JSON
+  app.get('/v1/stats/names', async () => ({ names: Object.fromEntries(await options.nameQueries()) }));
 
   app.get('/healthz', async (_request, reply) => {
     const health = await options.health();

@@ -167,6 +167,11 @@ export class AdminClient {
     await this.call(namePath(name), { method: 'DELETE', ifVersion });
   }
 
+  /** Intercepted queries per table entry since divert started (`_other`: names beyond --metrics-max-names). */
+  nameQueries(): Promise<{ names: Record<string, number> }> {
+    return this.call('v1/stats/names');
+  }
+
   history(name: string): Promise<HistoryReply> {
     return this.call(`${namePath(name)}/history`);
   }

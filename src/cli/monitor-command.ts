@@ -126,7 +126,7 @@ export function renderStatus(report: StatusReport): string {
     }),
   );
   const names = textTable(
-    ['NAME', 'SERVICE', 'TABLE', 'VERSION', 'SYNC'],
+    ['NAME', 'SERVICE', 'TABLE', 'VERSION', 'QUERIES/S', 'SYNC'],
     report.services.flatMap((s) =>
       s.names.map((n) => {
         const table = n.table === undefined ? '(not read yet)' : n.table === null ? '(not intercepted)' : [...n.table.a, ...n.table.aaaa].join(',') || '(no addresses)';
@@ -139,7 +139,7 @@ export function renderStatus(report: StatusReport): string {
               : s.answer === null
                 ? 'waiting for checks'
                 : 'pending write';
-        return [n.name, s.name, table, n.table ? String(n.table.version) : '-', sync];
+        return [n.name, s.name, table, n.table ? String(n.table.version) : '-', n.queriesPerSecond === null ? '-' : String(n.queriesPerSecond), sync];
       }),
     ),
   );

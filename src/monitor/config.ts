@@ -130,6 +130,7 @@ export const monitorConfigSchema = z
     tokenFile: z.string().min(1).optional(),
     manualHold: duration(0, 30 * 86_400_000).default(600_000),
     refresh: duration(1000, 3_600_000).default(30_000),
+    queryRates: duration(1000, 3_600_000).default(10_000),
     services: z.array(serviceSchema).min(1, 'expected at least one service'),
   })
   .superRefine((c, ctx) => {

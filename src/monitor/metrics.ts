@@ -42,6 +42,10 @@ export class MonitorMetrics {
     name: 'divert_monitor_service_all_down', help: '1 while every mirror of a service is down (its last answer is kept)',
     labelNames: ['service'], registers: [this.registry],
   });
+  readonly nameQps = new Gauge({
+    name: 'divert_monitor_name_queries_per_second', help: 'queries divert answered for a steered name, per second over the last queryRates interval',
+    labelNames: ['service', 'name'], registers: [this.registry],
+  });
   readonly adminUp = new Gauge({
     name: 'divert_monitor_admin_up', help: '1 while the admin API answers, 0 during an outage',
     registers: [this.registry],

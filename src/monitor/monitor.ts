@@ -60,6 +60,8 @@ export interface NameStatusReport {
   hold: { since: string; until: string | null; by: string; version: number } | null;
   lastPush: { at: string; version: number } | null;
   error: string | null;
+  /** Queries per second divert answered for the name over the last queryRates interval (null before two readings). */
+  queriesPerSecond: number | null;
 }
 
 export interface ServiceStatus {
@@ -103,6 +105,10 @@ export class Monitor {
   private stopped = false;
   private readonly timers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   private loops: Promise<void>[] = [];
+  /** divert's count of queries per name at the last reading, and when it was taken. */
+  private lastCounts: { at: number; names: Record<string, number> } | undefined;
+  private readonly qps = new Map<string, number>();
+  private readonly queryRatesMs: number;
 
   constructor(
     config: MonitorConfig,
@@ -112,6 +118,7 @@ export class Monitor {
     private readonly metrics: MonitorMetrics,
   ) {
     const shortest = Math.min(...config.services.map((s) => s.check.interval));
+    this.queryRatesMs = config.queryRates;
     this.sync = new TableSync(admin, log, metrics, {
       id,
       manualHoldMs: config.manualHold,
@@ -133,6 +140,38 @@ export class Monitor {
     for (const s of this.services) {
       this.metrics.allDown.set({ service: s.config.name }, 0);
       for (const m of s.mirrors) this.loops.push(this.checkLoop(s, m));
+    }
+    this.loops.push(this.rateLoop());
+  }
+
+  /**
+   * What divert reports of each name's traffic, read every queryRates interval and turned
+   * into a rate: the query load on the names this monitor steers, beside its mirrors' own
+   * load figures. A failed reading is skipped (the table sync reports admin outages).
+   */
+  private async rateLoop(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const { names } = await this.admin.nameQueries();
+        const now = Date.now();
+        const last = this.lastCounts;
+        if (last) {
+          const seconds = (now - last.at) / 1000;
+          for (const s of this.services) {
+            for (const name of s.config.names) {
+              // a count below the last one: divert restarted, and counted this many since
+              const [before, after] = [last.names[name] ?? 0, names[name] ?? 0];
+              const rate = Math.round(((after >= before ? after - before : after) / seconds) * 100) / 100;
+              this.qps.set(name, rate);
+              this.metrics.nameQps.set({ service: s.config.name, name }, rate);
+            }
+          }
+        }
+        this.lastCounts = { at: now, names };
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message }, 'reading divert\'s query counts failed');
+      }
+      await this.sleep(this.queryRatesMs);
     }
   }
 
@@ -258,6 +297,7 @@ export class Monitor {
               hold: hold ? { since: iso(hold.since)!, until: iso(hold.until ?? undefined), by: hold.by, version: hold.version } : null,
               lastPush: n.lastPush ? { at: iso(n.lastPush.at)!, version: n.lastPush.version } : null,
               error: n.lastError ?? null,
+              queriesPerSecond: this.qps.get(name) ?? null,
             };
           }),
           mirrors: s.mirrors.map((m) => ({
