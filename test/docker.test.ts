@@ -433,8 +433,8 @@ describe('docker/systemd/divert.service', () => {
 
   test('systemd-analyze verify accepts it, and rates its exposure OK (2.0 or less)', async (t) => {
     if (!(await hasSystemdAnalyze())) {
-      // the checks above still hold; this machine has no systemd to ask
-      t.diagnostic('systemd-analyze is not installed: the unit was checked as an INI file only');
+      // reported as skipped, not passed: the checks above hold, but systemd was not asked (CI installs it)
+      t.skip('systemd-analyze is not installed: the unit was checked as an INI file only');
       return;
     }
     const units = systemUnitDir();
