@@ -4,6 +4,7 @@
 // replica fed by the primary or a Redis connection of the worker's own.
 
 import type { Socket as UdpSocket } from 'node:dgram';
+import { performance } from 'node:perf_hooks';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { DivertError } from './errors.js';
@@ -49,6 +50,8 @@ export interface ServingStats {
   /** Table changes this process has applied (each worker sees every change). */
   changes: number;
   upstreams: UpstreamState[];
+  /** Each process answering queries: its worker number (1 without workers), memory, and event loop. */
+  processes: ProcessFigures[];
   /** Processes whose view of the table is ready (with Redis: connected), and processes. */
   tableViewsReady: number;
   tableViews: number;
@@ -68,9 +71,19 @@ export interface Serving {
   close(): Promise<void>;
 }
 
+export interface ProcessFigures {
+  worker: number;
+  residentBytes: number;
+  heapUsedBytes: number;
+  /** The share of time the event loop was busy since the previous reading (0-1): how near saturation. */
+  eventLoopUtilization: number;
+}
+
 export interface ServingOptions {
   /** false in a cluster worker: the socket is shared with the other workers. */
   exclusive: boolean;
+  /** The worker's number, for its figures (1 without workers). */
+  worker?: number;
   /** Upstream failures and recoveries seen here, for the other workers' pools. */
   onPoolNews?: (news: PoolNews) => void;
   /** The time the rules' windows see (tests inject one); Date.now by default. */
@@ -220,6 +233,14 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     throw err;
   }
 
+  let lastLoop = performance.eventLoopUtilization();
+  const processFigures = (): ProcessFigures => {
+    const loop = performance.eventLoopUtilization();
+    const utilization = performance.eventLoopUtilization(loop, lastLoop).utilization;
+    lastLoop = loop;
+    const memory = process.memoryUsage();
+    return { worker: options.worker ?? 1, residentBytes: memory.rss, heapUsedBytes: memory.heapUsed, eventLoopUtilization: utilization };
+  };
   const stats = (): ServingStats => {
     const queries = pipeline.observers.stats.snapshot();
     return {
@@ -237,6 +258,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     // a replica fed by the primary is as ready as the primary's table, which counts itself
     tableViewsReady: view instanceof RedisTable && !view.isReady() ? 0 : 1,
     tableViews: 1,
+    processes: [processFigures()],
   };
   };
   const probe = async (query: Buffer, address: string) => (await pipeline.handle(query, { transport: 'udp', address })).reply;
@@ -280,7 +302,7 @@ export function sumStats(all: ServingStats[]): ServingStats {
     counts: { intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0, limited: 0 },
     queries: sumFigures(all.map((s) => s.queries)),
     rejectedReplies: 0, timeouts: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
-    tableViewsReady: 0, tableViews: 0,
+    tableViewsReady: 0, tableViews: 0, processes: all.flatMap((s) => s.processes),
   };
   const upstreams = new Map<string, UpstreamState>();
   for (const s of all) {

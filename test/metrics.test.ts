@@ -142,6 +142,13 @@ for (const [backendName, makeBackend] of BACKENDS) {
       assert.ok(sumOf(after0, 'divert_answer_cache_names') >= 1);
       assert.equal(sumOf(after0, 'divert_workers'), Number(TEST_WORKERS));
       assert.ok(sumOf(after0, 'divert_process_resident_memory_bytes') > 0, 'process figures too');
+      const workers = after0.filter((s) => s.name === 'divert_worker_resident_memory_bytes');
+      assert.deepEqual(workers.map((s) => s.labels.worker).sort(), Array.from({ length: Number(TEST_WORKERS) }, (_, i) => String(i + 1)));
+      assert.ok(workers.every((s) => s.value > 10_000_000), 'each worker\'s resident memory');
+      const loops = after0.filter((s) => s.name === 'divert_worker_event_loop_utilization');
+      assert.equal(loops.length, Number(TEST_WORKERS));
+      assert.ok(loops.every((s) => s.value >= 0 && s.value <= 1));
+      assert.equal(after0.filter((s) => s.name === 'divert_worker_heap_used_bytes').length, Number(TEST_WORKERS));
     });
 
     if (backendName === 'redis') test('Redis connection state', () => {

@@ -132,6 +132,12 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
   }
   readGauge(registry, 'divert_workers', 'processes answering DNS queries', [], () =>
     [[{}, now().tableViews]]);
+  readGauge(registry, 'divert_worker_resident_memory_bytes', 'resident memory of each process answering queries (worker 1 without --workers)', ['worker'], () =>
+    now().processes.map((p) => [{ worker: String(p.worker) }, p.residentBytes]));
+  readGauge(registry, 'divert_worker_heap_used_bytes', 'V8 heap in use in each process answering queries', ['worker'], () =>
+    now().processes.map((p) => [{ worker: String(p.worker) }, p.heapUsedBytes]));
+  readGauge(registry, 'divert_worker_event_loop_utilization', 'share of time each process\'s event loop was busy since the previous scrape (0-1; near 1: saturated)', ['worker'], () =>
+    now().processes.map((p) => [{ worker: String(p.worker) }, p.eventLoopUtilization]));
 
   return async () => {
     stats = await sources.stats();

@@ -38,7 +38,7 @@ async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> 
     });
     view = redis;
   }
-  serving = await startServing(config, view, upstreams, log, { exclusive: false, onPoolNews: (news) => send({ t: 'upstream', news }) });
+  serving = await startServing(config, view, upstreams, log, { exclusive: false, worker: message.workerId, onPoolNews: (news) => send({ t: 'upstream', news }) });
   // in the same turn as the listeners were set up: no query is answered with the old configuration
   if (reload) reconfigure(reload);
   send({ t: 'listening', listening: serving.listening });
