@@ -18,8 +18,9 @@ import { outcomeTotals, QueryStats, sumFigures, type QueryFigures } from './pipe
 import { AnswerCache } from './table/answer-cache.js';
 import { RedisTable } from './table/redis-table.js';
 import type { TableView } from './table/table.js';
-import { createTcpServer, listenTcp, DEFAULT_TCP_LIMITS } from './transport/tcp-listener.js';
-import { bindUdp, serveUdp, type Handler } from './transport/udp-listener.js';
+import { BindFailure, listenPair } from './transport/listen-pair.js';
+import { DEFAULT_TCP_LIMITS } from './transport/tcp-listener.js';
+import type { Handler } from './transport/udp-listener.js';
 import { Forwarder } from './upstream/forwarder.js';
 import { UpstreamPool, type PoolNews } from './upstream/upstream-pool.js';
 import type { Limits, RuleContext } from './pipeline/pipeline.js';
@@ -127,31 +128,18 @@ interface Listener {
   address: HostPort;
 }
 
-/** UDP and TCP on one port; with port 0, retries until a port is free for both. */
+/** The query path's UDP and TCP on one address; a failure to bind says what to do about it. */
 async function listenBoth(at: HostPort, handler: Handler, config: ServeConfig, log: Logger, sockets: Set<Socket>, options: ServingOptions): Promise<Listener> {
-  const onError = (err: Error) => log.warn({ err: err.message }, 'listener');
-  for (let tries = 0; ; tries++) {
-    let udp: UdpSocket;
-    try {
-      udp = await bindUdp(at.host, at.port, options.exclusive);
-    } catch (err) {
-      throw bindError(err as NodeJS.ErrnoException, at);
-    }
-    const port = udp.address().port;
-    const tcp = createTcpServer(handler, { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections, maxPerClient: config.tcpMaxPerClient }, onError);
+  const limits = { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections, maxPerClient: config.tcpMaxPerClient };
+  try {
+    const { udp, tcp, port } = await listenPair(at, handler, { limits, exclusive: options.exclusive, onError: (err) => log.warn({ err: err.message }, 'listener') });
     tcp.on('connection', (socket) => {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
     });
-    try {
-      await listenTcp(tcp, at.host, port, options.exclusive);
-    } catch (err) {
-      udp.close();
-      if (at.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
-      throw bindError(err as NodeJS.ErrnoException, { host: at.host, port });
-    }
-    serveUdp(udp, handler, onError);
     return { udp, tcp, address: { host: at.host, port } };
+  } catch (err) {
+    throw err instanceof BindFailure ? bindError(err.cause, err.at) : err;
   }
 }
 

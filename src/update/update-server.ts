@@ -23,8 +23,9 @@ import { formatHostPort, type HostPort } from '../config/address.js';
 import type { ServeConfig } from '../config/options.js';
 import type { Client, Outcome, Result } from '../pipeline/pipeline.js';
 import type { AddressTable, Entry, EntryData } from '../table/table.js';
-import { createTcpServer, listenTcp, DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
-import { bindUdp, serveUdp, type Handler } from '../transport/udp-listener.js';
+import { BindFailure, listenPair } from '../transport/listen-pair.js';
+import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
+import type { Handler } from '../transport/udp-listener.js';
 import { HEADER_BYTES } from '../wire/message.js';
 import { nameText, readMessage, type WireMessage } from './records.js';
 import { appendUnsignedError, FUDGE_SECONDS, readKeyFile, signReply, verifyMessage, type TsigKey, type TsigKeys, type TsigRecord } from './tsig.js';
@@ -84,27 +85,12 @@ function listenError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
   return new DivertError('LISTEN_FAILED', `--update-listen ${where}: ${reason}`, { cause: err });
 }
 
-/** UDP and TCP on one port; with port 0, tries again until a port is free for both. */
+/** UDP and TCP on one port; updates are few and come from a handful of tools: small TCP caps. */
 async function listenBoth(at: HostPort, handler: Handler, onError: (err: Error) => void): Promise<{ udp: UdpSocket; tcp: Server; port: number }> {
-  for (let tries = 0; ; tries++) {
-    let udp: UdpSocket;
-    try {
-      udp = await bindUdp(at.host, at.port);
-    } catch (err) {
-      throw listenError(err as NodeJS.ErrnoException, at);
-    }
-    const port = udp.address().port;
-    // updates are few and come from a handful of tools: a small cap is plenty
-    const tcp = createTcpServer(handler, { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 }, onError);
-    try {
-      await listenTcp(tcp, at.host, port);
-    } catch (err) {
-      udp.close();
-      if (at.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
-      throw listenError(err as NodeJS.ErrnoException, { host: at.host, port });
-    }
-    serveUdp(udp, handler, onError);
-    return { udp, tcp, port };
+  try {
+    return await listenPair(at, handler, { limits: { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 }, onError });
+  } catch (err) {
+    throw err instanceof BindFailure ? listenError(err.cause, err.at) : err;
   }
 }
 
