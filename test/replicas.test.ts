@@ -144,6 +144,19 @@ describe('replicas on one Redis', () => {
     await sleep(300);
     const beforeCrash = acknowledged.size;
     await redis.kill();
+    // A write each replica takes while Redis is down is refused (503), and changes nothing
+    // (the name is never written again). The writers alone may not meet the outage: a write
+    // already sent when Redis died is resent on reconnect, and can be acknowledged then.
+    for (const [replica, side] of [[a, 'a'], [b, 'b']] as const) {
+      const name = `outage.${side}.crash.test`;
+      for (const deadline = Date.now() + 3000; ; await sleep(20)) {
+        const response = await replica.put(name, ['192.0.2.99']).catch(() => null);
+        await response?.body?.cancel();
+        if (response?.status === 503) break;
+        if (Date.now() > deadline) assert.fail(`${side}: no write refused within 3 s of Redis dying (last: ${response?.status ?? 'no reply'})`);
+      }
+      refused++;
+    }
     await sleep(300);
     await redis.restart();
     // keep writing until both replicas have had writes acknowledged again
@@ -164,6 +177,11 @@ describe('replicas on one Redis', () => {
         if (Date.now() > deadline) throw new Error(`${name}: HTTP ${response.status} 5 s after Redis came back`);
       }
     };
+    for (const side of ['a', 'b']) {
+      const response = await a.get(`outage.${side}.crash.test`);
+      await response.body?.cancel();
+      assert.equal(response.status, 404, 'the write refused during the outage was not applied');
+    }
     for (const name of acknowledged.keys()) {
       const stored = await Promise.all([a, b].map((replica) => read(replica, name)));
       assert.deepEqual(stored[0], stored[1], `${name}: both replicas read the same entry`);
