@@ -136,7 +136,7 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
     now().processes.map((p) => [{ worker: String(p.worker) }, p.residentBytes]));
   readGauge(registry, 'divert_worker_heap_used_bytes', 'V8 heap in use in each process answering queries', ['worker'], () =>
     now().processes.map((p) => [{ worker: String(p.worker) }, p.heapUsedBytes]));
-  readGauge(registry, 'divert_worker_event_loop_utilization', 'share of time each process\'s event loop was busy since the previous scrape (0-1; near 1: saturated)', ['worker'], () =>
+  readGauge(registry, 'divert_worker_event_loop_utilization', 'share of time each process\'s event loop was busy since the previous reading (a scrape, or /healthz) (0-1; near 1: saturated)', ['worker'], () =>
     now().processes.map((p) => [{ worker: String(p.worker) }, p.eventLoopUtilization]));
 
   return async () => {
