@@ -53,9 +53,8 @@ export interface ServingStats {
   upstreams: UpstreamState[];
   /** Each process answering queries: its worker number (1 without workers), memory, and event loop. */
   processes: ProcessFigures[];
-  /** Processes whose view of the table is ready (with Redis: connected), and processes. */
+  /** Processes whose view of the table is ready (with Redis: connected). */
   tableViewsReady: number;
-  tableViews: number;
 }
 
 export interface Serving {
@@ -232,45 +231,42 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
   const stats = (): ServingStats => {
     const queries = pipeline.observers.stats.snapshot();
     return {
-    counts: outcomeTotals(queries),
-    queries,
-    rejectedReplies: forwarder.stats.rejectedReplies,
-    timeouts: forwarder.stats.timeouts,
-    cacheHits: answers.hits,
-    cacheMisses: answers.misses,
-    cachedNames: answers.size,
-    changes,
-    upstreams: pool.upstreams.map((u) => ({
-      upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs, srttMs: u.srttMs, answered: u.answered, failed: u.failed,
-    })),
-    // a replica fed by the primary is as ready as the primary's table, which counts itself
-    tableViewsReady: view instanceof RedisTable && !view.isReady() ? 0 : 1,
-    tableViews: 1,
-    processes: [processFigures()],
-  };
+      counts: outcomeTotals(queries),
+      queries,
+      rejectedReplies: forwarder.stats.rejectedReplies,
+      timeouts: forwarder.stats.timeouts,
+      cacheHits: answers.hits,
+      cacheMisses: answers.misses,
+      cachedNames: answers.size,
+      changes,
+      upstreams: pool.upstreams.map((u) => ({
+        upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs, srttMs: u.srttMs, answered: u.answered, failed: u.failed,
+      })),
+      // a replica fed by the primary is as ready as the primary's table, which counts itself
+      tableViewsReady: view instanceof RedisTable && !view.isReady() ? 0 : 1,
+      processes: [processFigures()],
+    };
   };
   const probe = async (query: Buffer, address: string) => (await pipeline.handle(query, { transport: 'udp', address })).reply;
   const reconfigure = (next: ServeConfig, nextUpstreams: HostPort[]) => {
     const sameUpstreams = sameAddresses(pool.upstreams, nextUpstreams);
-    if (!sameUpstreams || next.upstreamTimeoutMs !== current.upstreamTimeoutMs || next.queryTimeoutMs !== current.queryTimeoutMs) {
-      if (!sameUpstreams) {
-        const previous = pool;
-        pool = new UpstreamPool(nextUpstreams);
-        pool.onNews = options.onPoolNews;
-        // an upstream kept from the old list keeps its health (a backed-off one stays so) and figures
-        for (const u of pool.upstreams) {
-          const kept = previous.upstreams.find((p) => p.label === u.label);
-          if (kept) Object.assign(u, kept);
-        }
+    if (!sameUpstreams) {
+      const previous = pool;
+      pool = new UpstreamPool(nextUpstreams);
+      pool.onNews = options.onPoolNews;
+      // an upstream kept from the old list keeps its health (a backed-off one stays so) and figures
+      for (const u of pool.upstreams) {
+        const kept = previous.upstreams.find((p) => p.label === u.label);
+        if (kept) Object.assign(u, kept);
       }
-      const retired = forwarder;
-      forwarder = new Forwarder(pool, { attemptTimeoutMs: next.upstreamTimeoutMs, queryTimeoutMs: next.queryTimeoutMs, stats: retired.stats });
-      pipeline.reconfigure(new AccessList(next.allow), forwarder);
-      // the queries it has in flight finish there; then it closes its sockets
-      retired.retire();
-    } else {
-      pipeline.reconfigure(new AccessList(next.allow), forwarder);
     }
+    const previousForwarder = forwarder;
+    if (!sameUpstreams || next.upstreamTimeoutMs !== current.upstreamTimeoutMs || next.queryTimeoutMs !== current.queryTimeoutMs) {
+      forwarder = new Forwarder(pool, { attemptTimeoutMs: next.upstreamTimeoutMs, queryTimeoutMs: next.queryTimeoutMs, stats: previousForwarder.stats });
+    }
+    pipeline.reconfigure(new AccessList(next.allow), forwarder);
+    // the queries the old forwarder has in flight finish there; then it closes its sockets
+    if (forwarder !== previousForwarder) previousForwarder.retire();
     rules.trustEcs = trustEcsOf(next);
     if (next.rateLimit !== current.rateLimit || next.rateLimitV4Prefix !== current.rateLimitV4Prefix || next.rateLimitV6Prefix !== current.rateLimitV6Prefix) {
       limits.limiter = limitsOf(next).limiter;
@@ -286,15 +282,15 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
 
 /** The figures of several workers as one: counts add up; an upstream is up while any worker has it in service. */
 export function sumStats(all: ServingStats[]): ServingStats {
+  const queries = sumFigures(all.map((s) => s.queries));
   const total: ServingStats = {
-    counts: { intercepted: 0, forwarded: 0, refused: 0, formerr: 0, notimp: 0, servfail: 0, dropped: 0, limited: 0 },
-    queries: sumFigures(all.map((s) => s.queries)),
+    counts: outcomeTotals(queries),
+    queries,
     rejectedReplies: 0, timeouts: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
-    tableViewsReady: 0, tableViews: 0, processes: all.flatMap((s) => s.processes),
+    tableViewsReady: 0, processes: all.flatMap((s) => s.processes),
   };
   const upstreams = new Map<string, UpstreamState>();
   for (const s of all) {
-    for (const key of Object.keys(total.counts) as (keyof OutcomeCounts)[]) total.counts[key] += s.counts[key];
     total.rejectedReplies += s.rejectedReplies;
     total.timeouts += s.timeouts;
     total.cacheHits += s.cacheHits;
@@ -302,7 +298,6 @@ export function sumStats(all: ServingStats[]): ServingStats {
     total.cachedNames += s.cachedNames;
     total.changes += s.changes;
     total.tableViewsReady += s.tableViewsReady;
-    total.tableViews += s.tableViews;
     for (const u of s.upstreams) {
       const seen = upstreams.get(u.upstream);
       if (!seen) upstreams.set(u.upstream, { ...u });

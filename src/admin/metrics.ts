@@ -131,7 +131,7 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
     ]);
   }
   readGauge(registry, 'divert_workers', 'processes answering DNS queries', [], () =>
-    [[{}, now().tableViews]]);
+    [[{}, now().processes.length]]);
   readGauge(registry, 'divert_worker_resident_memory_bytes', 'resident memory of each process answering queries (worker 1 without --workers)', ['worker'], () =>
     now().processes.map((p) => [{ worker: String(p.worker) }, p.residentBytes]));
   readGauge(registry, 'divert_worker_heap_used_bytes', 'V8 heap in use in each process answering queries', ['worker'], () =>

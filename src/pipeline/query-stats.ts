@@ -77,14 +77,6 @@ export class QueryStats {
     else names.set(OTHER_NAMES, (names.get(OTHER_NAMES) ?? 0) + 1);
   }
 
-  /** How many queries had `outcome`. */
-  count(outcome: Outcome): number {
-    const from = OUTCOME_INDEX[outcome] * PER_OUTCOME;
-    let n = 0;
-    for (let i = from; i < from + PER_OUTCOME; i++) n += this.figures.counts[i];
-    return n;
-  }
-
   /** A copy, for a scrape. */
   snapshot(): QueryFigures {
     return {
