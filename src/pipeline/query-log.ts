@@ -4,14 +4,8 @@
 // of whole lines to a local file do not interleave.
 
 import { pino, type Logger } from 'pino';
-import { readQuery, isUnreadable } from '../wire/message.js';
+import { isUnreadable, rcodeName, readQuery, typeName } from '../wire/message.js';
 import type { Client, Outcome } from './pipeline.js';
-
-const RCODES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED', 'YXDOMAIN', 'YXRRSET', 'NXRRSET', 'NOTAUTH', 'NOTZONE'];
-const TYPES: Record<number, string> = {
-  1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 35: 'NAPTR',
-  43: 'DS', 48: 'DNSKEY', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY', 257: 'CAA',
-};
 
 export interface QueryLogOptions {
   /** A file path, or "-" for stdout. */
@@ -48,8 +42,8 @@ export class QueryLog {
 
   write(msg: Buffer, client: Client, outcome: Outcome, reply: Buffer | null, ms: number): void {
     const q = readQuery(msg);
-    const question = isUnreadable(q) ? {} : { name: q.name === '' ? '.' : q.name, type: TYPES[q.qtype] ?? `TYPE${q.qtype}` };
-    const rcode = reply && reply.length >= 4 ? RCODES[reply[3] & 0x0f] ?? `RCODE${reply[3] & 0x0f}` : null;
+    const question = isUnreadable(q) ? {} : { name: q.name === '' ? '.' : q.name, type: typeName(q.qtype) };
+    const rcode = reply && reply.length >= 4 ? rcodeName(reply[3] & 0x0f) : null;
     this.log.info({ client: client.address, transport: client.transport, ...question, outcome, rcode, ms: Math.round(ms * 1000) / 1000 });
   }
 

@@ -4,19 +4,17 @@
 // are copied out on a scrape, summed over the workers, and turned into Prometheus
 // series by src/admin/metrics.ts.
 
+import { typeName } from '../wire/message.js';
 import type { Outcome } from './pipeline.js';
 
 export const OUTCOMES: readonly Outcome[] = ['intercepted', 'forwarded', 'refused', 'formerr', 'notimp', 'servfail', 'dropped', 'limited'];
 export const TRANSPORTS = ['udp', 'tcp'] as const;
 
 /** Query types with a series of their own; every other type counts as "other". */
-const NAMED_TYPES: Record<string, number> = {
-  A: 1, NS: 2, CNAME: 5, SOA: 6, PTR: 12, MX: 15, TXT: 16, AAAA: 28, SRV: 33, NAPTR: 35,
-  DS: 43, DNSKEY: 48, SVCB: 64, HTTPS: 65, CAA: 257, ANY: 255,
-};
-export const TYPE_LABELS: readonly string[] = ['other', ...Object.keys(NAMED_TYPES)];
+const LABELLED_TYPES = [1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 48, 64, 65, 257, 255];
+export const TYPE_LABELS: readonly string[] = ['other', ...LABELLED_TYPES.map(typeName)];
 const TYPE_INDEX = new Uint8Array(65536);
-Object.values(NAMED_TYPES).forEach((code, i) => (TYPE_INDEX[code] = i + 1));
+LABELLED_TYPES.forEach((code, i) => (TYPE_INDEX[code] = i + 1));
 
 /** A query whose question could not be read (dropped, or FORMERR). */
 export const NO_TYPE = -1;

@@ -26,10 +26,10 @@ import type { AddressTable, Entry, EntryData } from '../table/table.js';
 import { BindFailure, listenPair } from '../transport/listen-pair.js';
 import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
 import type { Handler } from '../transport/udp-listener.js';
-import { HEADER_BYTES } from '../wire/message.js';
+import { HEADER_BYTES, rcodeName } from '../wire/message.js';
 import { nameText, readMessage, type WireMessage } from './records.js';
 import { appendUnsignedError, FUDGE_SECONDS, readKeyFile, signReply, verifyMessage, type TsigKey, type TsigKeys, type TsigRecord } from './tsig.js';
-import { RCODE_NAMES, UpdateFailure, UpdateRcode, checkPrerequisites, namesOf, planWrites, readUpdate } from './update.js';
+import { UpdateFailure, UpdateRcode, checkPrerequisites, namesOf, planWrites, readUpdate } from './update.js';
 
 const OPCODE_QUERY = 0;
 const OPCODE_UPDATE = 5;
@@ -197,7 +197,7 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
       return await write(planWrites(request, entries), entries, actorOf(key), details);
     } catch (err) {
       if (err instanceof UpdateFailure) {
-        log.warn({ ...details, rcode: RCODE_NAMES[err.rcode], reason: err.reason }, `DNS UPDATE not applied: ${err.reason}`);
+        log.warn({ ...details, rcode: rcodeName(err.rcode), reason: err.reason }, `DNS UPDATE not applied: ${err.reason}`);
         return err.rcode;
       }
       log.error({ ...details, err: (err as Error).message }, 'DNS UPDATE failed; nothing written');
