@@ -164,6 +164,13 @@ describe('divert names', () => {
     await fails(['names', 'set', 'ruled.set.test', '192.0.2.80', '--rules', '{oops'], 2, /--rules is not valid JSON/);
   });
 
+  test('set without an address that rules weigh: those weights go, and a rule of nothing but them goes too', async () => {
+    const rules = JSON.stringify([{ days: ['sat'], weights: { '192.0.2.60': 2, '192.0.2.61': 5 } }, { weights: { '192.0.2.61': 4 } }]);
+    await json<Entry>(['names', 'set', 'pruned.set.test', '192.0.2.60', '192.0.2.61', '--rules', rules]);
+    const next = await json<Entry>(['names', 'set', 'pruned.set.test', '192.0.2.60', '192.0.2.62']);
+    assert.deepEqual(next.rules, [{ days: ['sat'], weights: { '192.0.2.60': 2 } }]);
+  });
+
   test('--if-version: the right one applies, a wrong one is refused with 412', async () => {
     const entry = await json<Entry>(['names', 'set', 'cas.set.test', '192.0.2.30']);
     const run = await fails(['names', 'set', 'cas.set.test', '192.0.2.31', '--if-version', String(entry.version + 100)], 1, /HTTP 412/);

@@ -197,3 +197,33 @@ describe('divert serve restarts', () => {
     }
   });
 });
+
+describe('an entry with local rules', () => {
+  test('a mirror leaving takes its weight out of the rules that weigh it, and the write goes through', async () => {
+    const mirrors = await startMirrors(['127.0.0.2', '127.0.0.3', '127.0.0.4']);
+    const server = await startServe();
+    let monitor: MonitorProcess | undefined;
+    try {
+      const [a, b, c] = mirrors;
+      const rules = [{ days: ['sat'], weights: { [a.address]: 2, [b.address]: 5 } }, { weights: { [b.address]: 3 } }];
+      const put = await server.api(`/v1/names/${NAME}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ a: mirrors.map((m) => m.address), aaaa: [], ttl: 30, rules }),
+      });
+      assert.equal(put.status, 200);
+      monitor = await startMonitor(configFor(mirrors), server);
+      await waitFor(async () => (await monitor!.status()).services[0].names[0].inSync, 5000, 'the monitor in sync with the table');
+
+      await b.stop();
+      await answersBecome(server, NAME, [a.address, c.address], 5000);
+      const entry = (await (await server.api(`/v1/names/${NAME}`)).json()) as Entry;
+      assert.deepEqual(entry.rules, [{ days: ['sat'], weights: { [a.address]: 2 } }], 'b\'s weights went, and the rule of nothing but them');
+      assert.equal((await monitor.status()).services[0].names[0].error, null);
+    } finally {
+      await monitor?.stop();
+      await server.close();
+      for (const m of mirrors) await m.stop();
+    }
+  });
+});

@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import type { Argv } from 'yargs';
 import { formatZone } from '../table/zone-file.js';
 import type { EntryData } from '../table/table.js';
+import { withAddresses } from '../table/table-ops.js';
 import { AdminClient, AdminError } from './admin-client.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { entriesTable, historyTable, note, printJson, rulesText } from './render.js';
@@ -101,19 +102,17 @@ async function rulesOf(argv: Args): Promise<unknown[] | undefined> {
 
 /**
  * The entry `set` writes: the addresses given, and what the command line does not say
- * taken from the current entry (TTL, rules, pick; the weights of addresses still listed),
+ * taken from the current entry (TTL, rules, pick; the weights of addresses still listed:
+ * withAddresses),
  * so that changing addresses does not reset what someone else chose.
  */
 function merged(given: Pick<EntryData, 'a' | 'aaaa'>, options: Partial<EntryData>, current: EntryData | null): EntryData {
-  const data: EntryData = { ...given, ttl: options.ttl ?? current?.ttl ?? DEFAULT_TTL_SECONDS };
-  const listed = new Set([...given.a, ...given.aaaa]);
-  const kept = Object.entries(current?.weights ?? {}).filter(([address]) => listed.has(address));
-  const weights = options.weights ?? (kept.length > 0 ? Object.fromEntries(kept) : undefined);
-  const pick = options.pick ?? current?.pick;
-  const rules = options.rules ?? current?.rules;
-  if (weights !== undefined) data.weights = weights;
-  if (pick !== undefined) data.pick = pick;
-  if (rules !== undefined && rules.length > 0) data.rules = rules;
+  const data = current ? withAddresses(current, given.a, given.aaaa) : { ...given, ttl: DEFAULT_TTL_SECONDS };
+  if (options.ttl !== undefined) data.ttl = options.ttl;
+  if (options.weights !== undefined) data.weights = options.weights;
+  if (options.pick !== undefined) data.pick = options.pick;
+  if (options.rules !== undefined && options.rules.length > 0) data.rules = options.rules;
+  else if (options.rules !== undefined) delete data.rules;
   return data;
 }
 

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { AdminError, type AdminClient } from '../cli/admin-client.js';
 import type { Entry, EntryData, HistoryRecord } from '../table/table.js';
-import { SEED_AUTHOR } from '../table/table-ops.js';
+import { SEED_AUTHOR, withAddresses } from '../table/table-ops.js';
 import type { MonitorMetrics } from './metrics.js';
 
 /** What the monitor decides for a name: its addresses, and for weighted its weights and pick. */
@@ -310,14 +310,13 @@ export class TableSync {
 
   private async write(n: NameState, wanted: Wanted): Promise<void> {
     const current = n.seen ?? null;
-    const body: EntryData = {
-      a: wanted.a,
-      aaaa: wanted.aaaa,
-      ttl: current?.ttl ?? n.ttl,
-      ...(current?.rules && { rules: current.rules }),
-      ...(wanted.weights && { weights: wanted.weights }),
-      ...(wanted.pick !== undefined && { pick: wanted.pick }),
-    };
+    // the entry's TTL and rules stay (rules lose the weights of addresses that went);
+    // weights and pick are the policy's: only `weighted` sets them
+    const body: EntryData = current ? withAddresses(current, wanted.a, wanted.aaaa) : { a: wanted.a, aaaa: wanted.aaaa, ttl: n.ttl };
+    delete body.weights;
+    delete body.pick;
+    if (wanted.weights) body.weights = wanted.weights;
+    if (wanted.pick !== undefined) body.pick = wanted.pick;
     try {
       const entry = await this.call(() => this.admin.put(n.name, body, current?.version ?? 0));
       n.seen = entry;

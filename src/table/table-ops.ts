@@ -145,6 +145,37 @@ export function divertData(data: EntryData, field: 'a' | 'aaaa', from: string, t
   return out;
 }
 
+/** Weights of the addresses still listed; undefined when none is left. */
+function keptWeights(weights: Record<string, number> | undefined, listed: readonly string[]): Record<string, number> | undefined {
+  if (!weights) return undefined;
+  const kept = Object.entries(weights).filter(([address]) => listed.includes(address));
+  return kept.length > 0 ? Object.fromEntries(kept) : undefined;
+}
+
+/**
+ * The entry answering `a` and `aaaa` instead of its own addresses, with what a change of
+ * addresses does not say kept: its TTL, pick, rules, and the weights of the addresses
+ * still listed. A rule that weighs the entry's addresses (for a family it lists none of
+ * its own) loses the weights of those gone, and a rule left with neither a condition nor
+ * weights goes, as the table would refuse it. `divert names set` and DNS UPDATE write this.
+ */
+export function withAddresses(current: EntryData, a: string[], aaaa: string[]): EntryData {
+  const data: EntryData = { a, aaaa, ttl: current.ttl };
+  const weights = keptWeights(current.weights, [...a, ...aaaa]);
+  if (weights) data.weights = weights;
+  if (current.pick !== undefined) data.pick = current.pick;
+  const rules = current.rules?.flatMap((rule) => {
+    if (!rule.weights) return [rule];
+    const next: Rule = { ...rule };
+    const ruleWeights = keptWeights(rule.weights, [...(rule.a ?? a), ...(rule.aaaa ?? aaaa)]);
+    if (ruleWeights) next.weights = ruleWeights;
+    else delete next.weights;
+    return next.networks || next.days || next.from || next.weights ? [next] : [];
+  });
+  if (rules && rules.length > 0) data.rules = rules;
+  return data;
+}
+
 /** Rejects an ifVersion that can never match, so a typo does not read as a lost race. */
 export function checkIfVersion(name: string, ifVersion: number | undefined): void {
   if (ifVersion === undefined) return;

@@ -8,9 +8,9 @@
 // exist in the table, so only they can be added or deleted.
 
 import { DivertError } from '../errors.js';
-import { TYPE_A, TYPE_AAAA } from '../wire/message.js';
-import { dataOf } from '../table/table-ops.js';
-import type { Entry, EntryData, Rule } from '../table/table.js';
+import { CLASS_IN, TYPE_A, TYPE_AAAA, typeName } from '../wire/message.js';
+import { dataOf, withAddresses } from '../table/table-ops.js';
+import type { Entry, EntryData } from '../table/table.js';
 import { canonicalIPv6, checkEntryData, normalizeName } from '../table/validate.js';
 import { CLASS_ANY, CLASS_NONE, TYPE_ANY, TYPE_SOA, nameText, type WireMessage, type WireRecord } from './records.js';
 
@@ -20,23 +20,11 @@ export const UpdateRcode = {
   YXDOMAIN: 6, YXRRSET: 7, NXRRSET: 8, NOTAUTH: 9, NOTZONE: 10,
 } as const;
 
-export const RCODE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(UpdateRcode).map(([name, code]) => [code, name]));
-
-const CLASS_IN = 1;
 /** Types that stand for several and so can never be added (RFC 2136 3.4.1.3). */
 const TYPE_AXFR = 252;
 const TYPE_MAILB = 253;
 const TYPE_MAILA = 254;
 const META_TYPES = new Set([TYPE_AXFR, TYPE_MAILB, TYPE_MAILA]);
-
-const TYPE_NAMES: Record<number, string> = {
-  1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 35: 'NAPTR',
-  39: 'DNAME', 43: 'DS', 48: 'DNSKEY', 64: 'SVCB', 65: 'HTTPS', 99: 'SPF', 255: 'ANY', 257: 'CAA',
-};
-
-export function typeName(type: number): string {
-  return TYPE_NAMES[type] ?? `TYPE${type}`;
-}
 
 export type Family = 'a' | 'aaaa';
 
@@ -242,28 +230,6 @@ export function checkPrerequisites(prerequisites: readonly Prerequisite[], entri
   }
 }
 
-/** Weights of addresses still answered; undefined when none is left. */
-function keptWeights(weights: Record<string, number> | undefined, a: readonly string[], aaaa: readonly string[]): Record<string, number> | undefined {
-  if (!weights) return undefined;
-  const kept = Object.entries(weights).filter(([address]) => a.includes(address) || aaaa.includes(address));
-  return kept.length > 0 ? Object.fromEntries(kept) : undefined;
-}
-
-/**
- * A rule whose weights name the entry's own addresses (for a family it lists none of its
- * own) loses the weights of those removed; a rule that was nothing but such weights has
- * no meaning left and goes (the table would refuse a rule without condition or weights).
- */
-function keptRule(rule: Rule, a: readonly string[], aaaa: readonly string[]): Rule | null {
-  if (!rule.weights) return rule;
-  const next: Rule = { ...rule };
-  const weights = keptWeights(rule.weights, rule.a ?? a, rule.aaaa ?? aaaa);
-  if (weights) next.weights = weights;
-  else delete next.weights;
-  if (!next.networks && !next.days && !next.from && !next.weights) return null;
-  return next;
-}
-
 /**
  * The entry `current` becomes with `changes` applied in order (null: absent). What the
  * records do not say is kept from the entry as it was read: its TTL (an added record's
@@ -295,14 +261,7 @@ export function applyChanges(current: EntryData | null, changes: readonly Change
     }
   }
   if (!exists) return null;
-  const data: EntryData = { a: lists.a, aaaa: lists.aaaa, ttl };
-  if (!base) return data;
-  const weights = keptWeights(base.weights, data.a, data.aaaa);
-  if (weights) data.weights = weights;
-  if (base.pick !== undefined) data.pick = base.pick;
-  const rules = base.rules?.map((rule) => keptRule(rule, data.a, data.aaaa)).filter((rule) => rule !== null);
-  if (rules && rules.length > 0) data.rules = rules;
-  return data;
+  return base ? withAddresses(base, lists.a, lists.aaaa) : { a: lists.a, aaaa: lists.aaaa, ttl };
 }
 
 /** Whether a write would change anything: an add of an address already there does not. */
