@@ -402,12 +402,15 @@ test('a replica cut off from Redis says so on /healthz, and converges when it is
   await sleep(300);
   assert.deepEqual(await answers(b.resolver, 'moved.faults.test'), ['192.0.2.1'], 'cut off, B answers from its cache');
   assert.equal(await health(b), 503, 'still 503 while cut off');
+  const redisUp = async () => sumOf(await (await api(b.admin, '/metrics')).text(), 'divert_redis_up', { process: 'primary' });
+  assert.equal(await redisUp(), 0, 'divert_redis_up says the connection is down');
 
   const restored = Date.now();
   proxy.restore();
   await until('B answers the address written while it was cut off', 10_000, async () => (await answers(b.resolver, 'moved.faults.test'))[0] === '192.0.2.2');
   await until('B answers the name created while it was cut off', 2000, async () => (await answers(b.resolver, 'new.faults.test'))[0] === '192.0.2.3');
   await until('B healthy again', 2000, async () => (await health(b)) === 200);
+  assert.equal(await redisUp(), 1, 'divert_redis_up says it is back');
   t.diagnostic(`B converged ${Date.now() - restored} ms after the partition ended`);
   // and it hears changes as they happen again
   assert.equal((await put(a, 'moved.faults.test', '192.0.2.4')).status, 200);
