@@ -48,6 +48,18 @@ export function canonicalIPv6(address: string): string {
   return new URL(`http://[${address}]/`).hostname.slice(1, -1);
 }
 
+/** `value` in canonical form when it is an address of the family (`a`: IPv4, `aaaa`: IPv6), else null. */
+export function canonicalAddress(field: 'a' | 'aaaa', value: string): string | null {
+  if (field === 'a') return isIPv4(value) ? value : null;
+  return isIPv6(value) && !value.includes('%') ? canonicalIPv6(value) : null;
+}
+
+/** Why `value` is not an address of the family, for a message that names the field before it. */
+export function notAnAddress(field: 'a' | 'aaaa', value: unknown): string {
+  if (typeof value !== 'string') return 'expected an address string';
+  return `"${value}" is not an ${field === 'a' ? 'IPv4' : 'IPv6'} address`;
+}
+
 /**
  * A list of one family's addresses in canonical form. `path` names the list in messages
  * (a rule's own list is "rules[2].a"), `code` is the error code of a refusal.
@@ -56,17 +68,8 @@ export function checkAddresses(field: 'a' | 'aaaa', list: unknown, path: string 
   if (!Array.isArray(list)) throw new DivertError(code, `${path}: expected a list of addresses`);
   const seen = new Set<string>();
   return list.map((value, i) => {
-    if (typeof value !== 'string') throw new DivertError(code, `${path}[${i}]: expected an address string`);
-    let address: string;
-    if (field === 'a') {
-      if (!isIPv4(value)) throw new DivertError(code, `${path}[${i}]: "${value}" is not an IPv4 address`);
-      address = value;
-    } else {
-      if (!isIPv6(value) || value.includes('%')) {
-        throw new DivertError(code, `${path}[${i}]: "${value}" is not an IPv6 address`);
-      }
-      address = canonicalIPv6(value);
-    }
+    const address = typeof value === 'string' ? canonicalAddress(field, value) : null;
+    if (address === null) throw new DivertError(code, `${path}[${i}]: ${notAnAddress(field, value)}`);
     if (seen.has(address)) throw new DivertError(code, `${path}[${i}]: "${value}" is listed twice`);
     seen.add(address);
     return address;

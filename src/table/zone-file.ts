@@ -5,7 +5,8 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DivertError } from '../errors.js';
 import type { EntryData } from './table.js';
-import { checkEntryData, checkTtl, DEFAULT_TTL_SECONDS, normalizeName } from './validate.js';
+import { dataOf } from './table-ops.js';
+import { canonicalAddress, checkEntryData, checkTtl, DEFAULT_TTL_SECONDS, normalizeName, notAnAddress } from './validate.js';
 
 // Legal in a zone file, so skipped rather than rejected: a real zone carries SOA, NS, MX...
 // Anything else in the type position is far more likely a typo than a record type.
@@ -52,9 +53,27 @@ interface Ttl {
 
 type Fail = (line: number, message: string, cause?: unknown) => never;
 
-/** Splits the text into rows (records or directives), joining lines inside parentheses. */
-function tokenize(text: string, fail: Fail): Row[] {
-  const rows: Row[] = [];
+// Character codes the tokenizer stops at.
+const NL = 0x0a;
+const CR = 0x0d;
+const SPACE = 0x20;
+const TAB = 0x09;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const SEMICOLON = 0x3b;
+const OPEN = 0x28;
+const CLOSE = 0x29;
+
+/** Whether code `c` ends a word: blank, line end, comment, parenthesis or quote. */
+function endsWord(c: number): boolean {
+  return c === SPACE || c === TAB || c === CR || c === NL || c === SEMICOLON || c === OPEN || c === CLOSE || c === QUOTE;
+}
+
+/**
+ * Splits the text into rows (records or directives), joining lines inside parentheses,
+ * and hands each to `row` as it is complete: nothing of the file is kept but the text.
+ */
+function tokenize(text: string, fail: Fail, row: (row: Row) => void): void {
   let tokens: Token[] = [];
   let blankOwner = false;
   let line = 1;
@@ -62,10 +81,10 @@ function tokenize(text: string, fail: Fail): Row[] {
   let lineStart = true;
   const end = text.length;
   for (let i = text.charCodeAt(0) === 0xfeff ? 1 : 0; i < end; ) {
-    const c = text[i];
-    if (c === '\n') {
+    const c = text.charCodeAt(i);
+    if (c === NL) {
       if (openParenLine === 0 && tokens.length > 0) {
-        rows.push({ tokens, blankOwner });
+        row({ tokens, blankOwner });
         tokens = [];
       }
       line++;
@@ -73,58 +92,105 @@ function tokenize(text: string, fail: Fail): Row[] {
       lineStart = true;
       continue;
     }
-    if (lineStart && openParenLine === 0) blankOwner = c === ' ' || c === '\t';
+    if (lineStart && openParenLine === 0) blankOwner = c === SPACE || c === TAB;
     lineStart = false;
-    if (c === ' ' || c === '\t' || c === '\r') {
+    if (c === SPACE || c === TAB || c === CR) {
       i++;
-    } else if (c === ';') {
+    } else if (c === SEMICOLON) {
       const from = i;
-      while (i < end && text[i] !== '\n') i++;
+      i = text.indexOf('\n', i);
+      if (i < 0) i = end;
       if (tokens.length === 0 && openParenLine === 0 && !blankOwner && text.startsWith(DIVERT_COMMENT, from)) {
-        rows.push({ tokens: [], blankOwner: false, divert: { text: text.slice(from + DIVERT_COMMENT.length, i).trim(), line } });
+        row({ tokens: [], blankOwner: false, divert: { text: text.slice(from + DIVERT_COMMENT.length, i).trim(), line } });
       }
-    } else if (c === '(') {
+    } else if (c === OPEN) {
       if (openParenLine !== 0) fail(line, `"(" inside parentheses opened on line ${openParenLine} (expected ")" first)`);
       openParenLine = line;
       i++;
-    } else if (c === ')') {
+    } else if (c === CLOSE) {
       if (openParenLine === 0) fail(line, '")" without an opening "("');
       openParenLine = 0;
       i++;
-    } else if (c === '"') {
+    } else if (c === QUOTE) {
       let j = i + 1;
-      while (j < end && text[j] !== '"' && text[j] !== '\n') j += text[j] === '\\' && text[j + 1] !== '\n' ? 2 : 1;
-      if (j >= end || text[j] !== '"') fail(line, `string ${text.slice(i, Math.min(j, i + 20))}… is not closed (expected '"' before the end of the line)`);
+      for (let d = text.charCodeAt(j); j < end && d !== QUOTE && d !== NL; d = text.charCodeAt(j)) {
+        j += d === BACKSLASH && text.charCodeAt(j + 1) !== NL ? 2 : 1;
+      }
+      if (j >= end || text.charCodeAt(j) !== QUOTE) fail(line, `string ${text.slice(i, Math.min(j, i + 20))}… is not closed (expected '"' before the end of the line)`);
       tokens.push({ text: text.slice(i + 1, j), line, quoted: true });
       i = j + 1;
     } else {
       let j = i;
-      while (j < end && !' \t\r\n;()"'.includes(text[j])) j += text[j] === '\\' && j + 1 < end && text[j + 1] !== '\n' ? 2 : 1;
+      for (let d = c; j < end && !endsWord(d); d = text.charCodeAt(j)) {
+        j += d === BACKSLASH && j + 1 < end && text.charCodeAt(j + 1) !== NL ? 2 : 1;
+      }
       tokens.push({ text: text.slice(i, j), line, quoted: false });
       i = j;
     }
   }
   if (openParenLine !== 0) fail(openParenLine, '"(" is never closed (expected ")" before the end of the file)');
-  if (tokens.length > 0) rows.push({ tokens, blankOwner });
-  return rows;
+  if (tokens.length > 0) row({ tokens, blankOwner });
 }
 
-function mergeEntry(into: Map<string, EntryData>, name: string, data: EntryData): void {
-  const entry = into.get(name);
-  if (!entry) {
-    into.set(name, { ...data, a: [...data.a], aaaa: [...data.aaaa] });
-    return;
-  }
-  for (const address of data.a) if (!entry.a.includes(address)) entry.a.push(address);
-  for (const address of data.aaaa) if (!entry.aaaa.includes(address)) entry.aaaa.push(address);
-  entry.ttl = Math.min(entry.ttl, data.ttl);
-  if (data.rules || data.weights || data.pick !== undefined) {
-    if (entry.rules || entry.weights || entry.pick !== undefined) {
-      throw new DivertError('BAD_ZONE', `${name}: rules or weights are given in two zone files (expected one ;divert line per name)`);
+/** One name's entry while records (or files) are merged into it: Sets keep first-seen order. */
+interface Merging {
+  a: Set<string>;
+  aaaa: Set<string>;
+  ttl: number;
+  rules?: EntryData['rules'];
+  weights?: EntryData['weights'];
+  pick?: EntryData['pick'];
+}
+
+/**
+ * Entries merged record by record, or file by file: each address once, where it was
+ * first seen, and the lowest TTL. Sets, not list scans: a file of many records for one
+ * name costs what its size does.
+ */
+class MergedEntries {
+  private readonly byName = new Map<string, Merging>();
+
+  /** One address record: `field` is the family, `address` canonical. */
+  addRecord(name: string, field: 'a' | 'aaaa', address: string, ttl: number): void {
+    let entry = this.byName.get(name);
+    if (!entry) {
+      entry = { a: new Set(), aaaa: new Set(), ttl };
+      this.byName.set(name, entry);
+    } else if (ttl < entry.ttl) {
+      entry.ttl = ttl;
     }
-    Object.assign(entry, { rules: data.rules, weights: data.weights, pick: data.pick });
-    for (const key of ['rules', 'weights', 'pick'] as const) if (entry[key] === undefined) delete entry[key];
+    entry[field].add(address);
   }
+
+  /** One file's entry; rules, weights and pick may come from one file only. */
+  addEntry(name: string, data: EntryData): void {
+    let entry = this.byName.get(name);
+    if (!entry) {
+      entry = { a: new Set(data.a), aaaa: new Set(data.aaaa), ttl: data.ttl };
+      this.byName.set(name, entry);
+    } else {
+      for (const address of data.a) entry.a.add(address);
+      for (const address of data.aaaa) entry.aaaa.add(address);
+      entry.ttl = Math.min(entry.ttl, data.ttl);
+    }
+    if (data.rules || data.weights || data.pick !== undefined) {
+      if (entry.rules || entry.weights || entry.pick !== undefined) {
+        throw new DivertError('BAD_ZONE', `${name}: rules or weights are given in two zone files (expected one ;divert line per name)`);
+      }
+      Object.assign(entry, { rules: data.rules, weights: data.weights, pick: data.pick });
+    }
+  }
+
+  /** The entries in the order their names were first seen. */
+  result(): Map<string, EntryData> {
+    const out = new Map<string, EntryData>();
+    for (const [name, entry] of this.byName) out.set(name, dataOfMerging(entry));
+    return out;
+  }
+}
+
+function dataOfMerging(entry: Merging): EntryData {
+  return dataOf({ ...entry, a: [...entry.a], aaaa: [...entry.aaaa] });
 }
 
 /** Reads one master file; `fileName` only labels error messages. */
@@ -157,7 +223,21 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
   let defaultTtl: Ttl | undefined;
   let previousTtl: Ttl | undefined;
   let previousOwner: { name: string; line: number } | undefined;
-  const entries = new Map<string, EntryData>();
+  // a file of one name repeats its owner on every line: checked once while it repeats
+  let lastOwner = '';
+  let lastName = '';
+  const merged = new MergedEntries();
+  // and may repeat an IPv6 address as often: made canonical once
+  const canonicalIPv6s = new Map<string, string | null>();
+  const canonicalOf = (field: 'a' | 'aaaa', text: string): string | null => {
+    if (field === 'a') return canonicalAddress('a', text);
+    let canonical = canonicalIPv6s.get(text);
+    if (canonical === undefined) {
+      canonical = canonicalAddress('aaaa', text);
+      canonicalIPv6s.set(text, canonical);
+    }
+    return canonical;
+  };
 
   const ownerName = (tok: Token): string => {
     if (tok.text === '@' || !tok.text.endsWith('.')) {
@@ -227,38 +307,40 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     previousTtl = ttl;
 
     const type = typeToken.quoted ? '' : typeToken.text.toUpperCase();
-    if (/^TYPE(?:1|28)$/.test(type.replace(/^TYPE0+/, 'TYPE'))) {
-      fail(typeToken.line, `"${typeToken.text}" is the generic form of an address record, which divert does not read (expected ${type.endsWith('1') ? 'A' : 'AAAA'} and the address in text form)`);
-    }
-    if (SKIPPED_TYPES.has(type) || /^TYPE\d+$/.test(type)) return;
     if (type !== 'A' && type !== 'AAAA') {
+      if (/^TYPE(?:1|28)$/.test(type.replace(/^TYPE0+/, 'TYPE'))) {
+        fail(typeToken.line, `"${typeToken.text}" is the generic form of an address record, which divert does not read (expected ${type.endsWith('1') ? 'A' : 'AAAA'} and the address in text form)`);
+      }
+      if (SKIPPED_TYPES.has(type) || /^TYPE\d+$/.test(type)) return;
       fail(typeToken.line, `"${typeToken.text}" is not a record type (expected a TTL, the class IN or a record type such as A or AAAA)`);
     }
 
-    let name: string;
-    try {
-      name = normalizeName(owner.name);
-    } catch (err) {
-      const where = owner.line === typeToken.line ? '' : ` on line ${typeToken.line}`;
-      return rethrow(owner.line, err, ` (owner of the ${type} record${where})`);
+    let name = lastName;
+    if (owner.name !== lastOwner) {
+      try {
+        name = normalizeName(owner.name);
+      } catch (err) {
+        const where = owner.line === typeToken.line ? '' : ` on line ${typeToken.line}`;
+        return rethrow(owner.line, err, ` (owner of the ${type} record${where})`);
+      }
+      lastOwner = owner.name;
+      lastName = name;
     }
-    const what = `${type} record of ${name}`;
-    const [address, extra] = tokens.slice(k);
-    if (!address) fail(typeToken.line, `the ${what} has no address (expected an ${type === 'A' ? 'IPv4' : 'IPv6'} address after "${typeToken.text}")`);
-    if (extra) fail(extra.line, `"${extra.text}" is unexpected after the address of the ${what} (expected the end of the record)`);
-    let data: EntryData;
+    const address = tokens[k];
+    const extra = tokens[k + 1];
+    if (!address) fail(typeToken.line, `the ${type} record of ${name} has no address (expected an ${type === 'A' ? 'IPv4' : 'IPv6'} address after "${typeToken.text}")`);
+    if (extra) fail(extra.line, `"${extra.text}" is unexpected after the address of the ${type} record of ${name} (expected the end of the record)`);
+    const field = type === 'A' ? 'a' : 'aaaa';
+    const canonical = canonicalOf(field, address.text);
+    if (canonical === null) fail(address.line, `${notAnAddress(field, address.text)} (${type} record of ${name})`);
+    let seconds: number;
     try {
-      data = checkEntryData(type === 'A' ? { a: [address.text] } : { aaaa: [address.text] });
-    } catch (err) {
-      return rethrow(address.line, err, ` (${what})`);
-    }
-    try {
-      data.ttl = checkTtl(ttl.seconds);
+      seconds = checkTtl(ttl.seconds);
     } catch (err) {
       const where = ttl.line === typeToken.line ? '' : ` on line ${typeToken.line}`;
-      return rethrow(ttl.line, err, ` (TTL "${ttl.text}" of the ${what}${where})`);
+      return rethrow(ttl.line, err, ` (TTL "${ttl.text}" of the ${type} record of ${name}${where})`);
     }
-    mergeEntry(entries, name, data);
+    merged.addRecord(name, field, canonical, seconds);
   };
 
   const diverts = new Map<string, { data: Record<string, unknown>; line: number }>();
@@ -285,11 +367,22 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     diverts.set(name, { data: data as Record<string, unknown>, line });
   };
 
-  for (const row of tokenize(text, fail)) {
-    if (row.divert) divertComment(row.divert);
-    else if (!row.tokens[0].quoted && row.tokens[0].text.startsWith('$')) directive(row.tokens);
-    else record(row);
-  }
+  // The tokenizer's errors (quotes, parentheses) win over the records', wherever they are
+  // in the file, as when the whole file was tokenized first: so after a record's error the
+  // rest is only tokenized.
+  let recordError: unknown;
+  tokenize(text, fail, (row) => {
+    if (recordError !== undefined) return;
+    try {
+      if (row.divert) divertComment(row.divert);
+      else if (!row.tokens[0].quoted && row.tokens[0].text.startsWith('$')) directive(row.tokens);
+      else record(row);
+    } catch (err) {
+      recordError = err;
+    }
+  });
+  if (recordError !== undefined) throw recordError;
+  const entries = merged.result();
   // after every record, so the weights can name the addresses of records below the comment
   for (const [name, { data, line }] of diverts) {
     const records = entries.get(name);
@@ -343,7 +436,7 @@ async function zoneFiles(path: string): Promise<string[]> {
 
 /** Reads zone files and folders of them; a name in several files gets one merged entry. */
 export async function readZones(paths: string[]): Promise<Map<string, EntryData>> {
-  const entries = new Map<string, EntryData>();
+  const merged = new MergedEntries();
   for (const path of paths) {
     for (const file of await zoneFiles(path)) {
       let text: string;
@@ -352,10 +445,10 @@ export async function readZones(paths: string[]): Promise<Map<string, EntryData>
       } catch (err) {
         return cannotRead(file, err);
       }
-      for (const [name, data] of parseZone(text, file)) mergeEntry(entries, name, data);
+      for (const [name, data] of parseZone(text, file)) merged.addEntry(name, data);
     }
   }
-  return entries;
+  return merged.result();
 }
 
 /** A master file that parseZone reads back to the same entries. */
