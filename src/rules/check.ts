@@ -116,6 +116,8 @@ function checkPick(value: unknown, path: string): number {
 function checkWeights(value: unknown, path: string, a: string[], aaaa: string[]): Record<string, number> | undefined {
   if (!isObject(value)) fail(path, 'expected an object mapping addresses to whole numbers');
   const byAddress = new Map<string, number>();
+  // Sets, made when first needed: weights for each of many addresses cost what they list
+  const listed: { a?: Set<string>; aaaa?: Set<string> } = {};
   for (const [key, weight] of Object.entries(value)) {
     const at = `${path}[${JSON.stringify(key)}]`;
     let address: string;
@@ -128,7 +130,7 @@ function checkWeights(value: unknown, path: string, a: string[], aaaa: string[])
     } else {
       fail(at, `${show(key)} is not an address`);
     }
-    if (!list.includes(address)) {
+    if (!(listed[family] ??= new Set(list)).has(address)) {
       fail(at, `${show(key)} is not one of the answer's ${family} addresses (${list.length > 0 ? list.join(', ') : 'none'})`);
     }
     if (byAddress.has(address)) fail(at, `${show(key)} is weighted twice`);
