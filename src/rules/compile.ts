@@ -56,16 +56,23 @@ function compileFamily(type: number, ttl: number, addresses: readonly string[], 
   const count = Math.min(sharing.pick ?? addresses.length, addresses.length);
   // stable sort: equal weights keep their list order
   const byWeight = addresses.map((_, i) => i).sort((x, y) => weights[y] - weights[x]);
-  const encode = (order: number[]) => encodeRecords(type, ttl, order.slice(0, count).map((i) => addresses[i]));
+  const encode = (order: number[]) => encodeRecords(type, ttl, order.map((i) => addresses[i]));
   const candidates = byWeight.filter((i) => weights[i] > 0);
-  const variants = candidates.map((first) => encode([first, ...byWeight.filter((i) => i !== first)]));
+  // each variant: `first`, then the heaviest others up to `count`; built in `count` steps, not
+  // in the length of the list, so pick 1 over many addresses costs what it keeps
+  const variantOf = (first: number): number[] => {
+    const order = [first];
+    for (let k = 0; k < byWeight.length && order.length < count; k++) if (byWeight[k] !== first) order.push(byWeight[k]);
+    return order;
+  };
+  const variants = candidates.map((first) => encode(variantOf(first)));
   const cumulative = new Float64Array(candidates.length);
   let total = 0;
   candidates.forEach((i, k) => {
     total += weights[i];
     cumulative[k] = total;
   });
-  const ordered = encode(byWeight);
+  const ordered = encode(byWeight.slice(0, count));
   const fixed = candidates.length === 1 ? variants[0] : null;
   return { fixed, count, ordered, variants, cumulative, total };
 }
