@@ -137,6 +137,49 @@ describe('RedisTable on one server', () => {
   });
 });
 
+describe('RedisTable with writes of many names', () => {
+  const fresh = (t: TestContext) => {
+    const prefix = uniquePrefix('many');
+    t.after(() => dropPrefix(redis.url, prefix));
+    return prefix;
+  };
+  // one Lua script writes them all: a command timeout that fits it, for a busy test machine
+  const open = async (t: TestContext, prefix: string) => {
+    const table = await RedisTable.connect({ url: redis.url, prefix, commandTimeoutMs: 60_000 });
+    t.after(() => table.close());
+    return table;
+  };
+  const names = (count: number, label: string) => Array.from({ length: count }, (_, i) => `n${i}.${label}.test`);
+
+  it('an import of 12,000 names tells its own listeners of each change once, though its messages come back too', async (t) => {
+    const table = await open(t, fresh(t));
+    const told = new Map<number, number>();
+    table.onChange((event) => told.set(event.version, (told.get(event.version) ?? 0) + 1));
+    const written = await table.importEntries(new Map(names(12_000, 'import').map((name, i) => [name, data([`10.0.${i >> 8}.${i & 255}`])])));
+    await table.barrier(); // every change message of the import has come back on the feed
+    assert.equal(written.length, 12_000);
+    assert.deepEqual([...told.keys()].sort((x, y) => x - y), written.map((entry) => entry.version).sort((x, y) => x - y));
+    const twice = [...told].filter(([, times]) => times > 1);
+    assert.equal(twice.length, 0, `${twice.length} changes told more than once, e.g. version ${twice[0]?.[0]}`);
+  });
+
+  it('a seed of 100,000 names, as a restart with a large zone folder sends, inserts the one the table lacks', async (t) => {
+    const prefix = fresh(t);
+    const table = await open(t, prefix);
+    // the table holds all but the last already (written directly: a seed of them all would take long)
+    const all = names(100_000, 'seed');
+    const client = new Redis(redis.url);
+    t.after(() => client.disconnect());
+    const stored = JSON.stringify({ a: ['192.0.2.1'], aaaa: [], ttl: 30, version: 1, updatedAt: '2024-01-01T00:00:00.000Z' });
+    for (let i = 0; i < all.length - 1; i += 10_000) {
+      await client.hset(`${prefix}{table}:entries`, Object.fromEntries(all.slice(i, Math.min(i + 10_000, all.length - 1)).map((name) => [name, stored])));
+    }
+    const inserted = await table.seed(new Map(all.map((name) => [name, data(['192.0.2.2'])])));
+    assert.deepEqual(inserted.map((entry) => [entry.name, entry.a]), [[all[all.length - 1], ['192.0.2.2']]]);
+    assert.equal(await table.size(), all.length);
+  });
+});
+
 describe('RedisTable through Sentinel', () => {
   it('finds the master by name, with the master password, and shares changes', async (t) => {
     const sentinel = await startRedisSentinel({ password: 'p@ss/word' });

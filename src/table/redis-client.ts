@@ -7,8 +7,8 @@ import type { RedisTarget } from './redis-url.js';
 
 export type ScriptReply = [string, number];
 
-/** Every script takes KEYS entries, seq and ARGV base, channel, at, by, then its own arguments. */
-type Script<R> = (entries: string, seq: string, base: string, channel: string, at: string, by: string, ...args: string[]) => Promise<R>;
+/** Every script takes KEYS entries, seq and ARGV base, channel, at, by, then its own arguments (a list, which ioredis flattens). */
+type Script<R> = (entries: string, seq: string, base: string, channel: string, at: string, by: string, args: string[]) => Promise<R>;
 
 export interface ScriptCommands {
   divertPut: Script<ScriptReply>;

@@ -26,6 +26,7 @@ import { createClient, createSubscriber, type ScriptCommands, type TableClient }
 import { ChangeFeed } from './redis-feed.js';
 import { parseRedisUrl } from './redis-url.js';
 import { NameFilter } from './name-filter.js';
+import { OwnVersions } from './own-versions.js';
 
 export { parseRedisUrl, type RedisTarget } from './redis-url.js';
 
@@ -55,8 +56,6 @@ export function globPrefix(prefix: string): string {
 
 const dataJson = (data: EntryData) => JSON.stringify(dataOf(data));
 const OPS: ReadonlySet<string> = new Set(['put', 'delete', 'divert', 'import', 'seed']);
-/** Own versions remembered at most while their messages are outstanding. */
-const MAX_OWN = 10_000;
 /** Names per HSCAN page when loading the name filter: ~1 MB of reply, a few ms of Redis time. */
 const FILTER_PAGE = 5000;
 /** After a failed filter load, try again this much later (a resync also starts one). */
@@ -85,8 +84,10 @@ export class RedisTable implements AddressTable {
   // until those writes have returned their versions; a message whose version is one of
   // ours was already emitted and is dropped, any other is emitted.
   private inFlight = 0;
-  private readonly held: ChangeEvent[] = [];
-  private readonly own = new Set<number>();
+  /** A queue: `held[heldAt]` is the oldest (shift() would copy a long one per message). */
+  private held: ChangeEvent[] = [];
+  private heldAt = 0;
+  private readonly own = new OwnVersions();
 
   // The name filter (name-filter.ts): every name in the entries hash, so lookup() can say
   // "not intercepted" without Redis. `filter` serves lookups once loaded; `building` is the
@@ -464,8 +465,10 @@ export class RedisTable implements AddressTable {
 
   /** Calls one write script with the keys and leading arguments every script takes. */
   private script<K extends keyof ScriptCommands>(name: K, args: string[], at = '', by = ''): ReturnType<ScriptCommands[K]> {
-    const call = this.client[name] as (...a: string[]) => ReturnType<ScriptCommands[K]>;
-    return call.call(this.client, this.entriesKey, this.seqKey, this.base, this.channel, at, by, ...args);
+    const call = this.client[name] as (...a: (string | string[])[]) => ReturnType<ScriptCommands[K]>;
+    // the arguments as one list, which ioredis flattens: spread, an import of 100k names
+    // would pass 200k arguments and overflow the stack
+    return call.call(this.client, this.entriesKey, this.seqKey, this.base, this.channel, at, by, args);
   }
 
   /** seed and import: name/data pairs in, name/version pairs back. */
@@ -515,8 +518,7 @@ export class RedisTable implements AddressTable {
    */
   private settle(events: ChangeEvent[]): void {
     events.sort((x, y) => x.version - y.version);
-    for (const event of events) this.own.add(event.version);
-    while (this.own.size > MAX_OWN) this.own.delete(this.own.values().next().value as number);
+    this.own.add(events.map((event) => event.version));
     this.release(events.length > 0 ? events[0].version : -Infinity);
     for (const event of events) this.emit(event);
     this.inFlight--;
@@ -526,14 +528,15 @@ export class RedisTable implements AddressTable {
   /** Emits held messages with versions below `below`, all of them only when no write is in flight. */
   private release(below: number): void {
     if (below === Infinity && this.inFlight > 0) return;
-    while (this.held.length > 0 && this.held[0].version < below) this.deliver(this.held.shift() as ChangeEvent);
+    while (this.heldAt < this.held.length && this.held[this.heldAt].version < below) this.deliver(this.held[this.heldAt++]);
+    if (this.heldAt === this.held.length || (this.heldAt > 1024 && this.heldAt * 2 > this.held.length)) {
+      this.held = this.held.slice(this.heldAt);
+      this.heldAt = 0;
+    }
   }
 
   private deliver(event: ChangeEvent): void {
-    if (this.own.delete(event.version)) return;
-    // Messages come in version order, so own versions below this one will never come.
-    for (const v of this.own) if (v < event.version) this.own.delete(v);
-    this.emit(event);
+    if (!this.own.take(event.version)) this.emit(event);
   }
 
   /** One message from the changes channel. */
