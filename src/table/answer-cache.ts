@@ -25,6 +25,13 @@ export class AnswerCache {
   private readonly slots: LRUCache<string, Slot>;
   private readonly pending = new Map<string, Promise<Resolution>>();
   private readonly compiled = new WeakMap<Entry, CompiledAnswers>();
+  /**
+   * The cached names whose answer a wildcard's change may change (answered by a wildcard,
+   * or not intercepted), under each parent they have (".shop.example"): a change of
+   * *.shop.example evicts those below it without a walk over the whole cache, so an
+   * import of many wildcards costs what it changes.
+   */
+  private readonly byParent = new Map<string, Set<string>>();
   /** Bumped by every change: a lookup that overlapped a change must not be cached. */
   private generation = 0;
   private readonly unsubscribe: (() => void)[];
@@ -35,7 +42,13 @@ export class AnswerCache {
     private readonly table: TableView,
     private readonly options: AnswerCacheOptions,
   ) {
-    this.slots = new LRUCache<string, Slot>({ max: options.maxNames });
+    this.slots = new LRUCache<string, Slot>({
+      max: options.maxNames,
+      // evicted, deleted or replaced
+      dispose: (slot, name) => {
+        if (followsWildcards(name, slot)) this.index(name, false);
+      },
+    });
     this.unsubscribe = [
       table.onChange((event) => this.invalidate(event)),
       // changes may have been missed while a shared store was unreachable: read everything again
@@ -86,8 +99,27 @@ export class AnswerCache {
 
   private store(name: string, entry: Entry | null, generation: number): Resolution {
     const answers = entry ? this.compile(entry) : null;
-    if (generation === this.generation) this.slots.set(name, answers ?? NOT_INTERCEPTED);
+    if (generation === this.generation) this.setSlot(name, answers ?? NOT_INTERCEPTED);
     return answers;
+  }
+
+  private setSlot(name: string, slot: Slot): void {
+    this.slots.set(name, slot);
+    if (followsWildcards(name, slot)) this.index(name, true);
+  }
+
+  /** Adds `name` to (or removes it from) the sets of its parents in byParent. */
+  private index(name: string, add: boolean): void {
+    for (let dot = name.indexOf('.'); dot !== -1; dot = name.indexOf('.', dot + 1)) {
+      const parent = name.slice(dot);
+      let names = this.byParent.get(parent);
+      if (add) {
+        if (!names) this.byParent.set(parent, (names = new Set()));
+        names.add(name);
+      } else if (names?.delete(name) && names.size === 0) {
+        this.byParent.delete(parent);
+      }
+    }
   }
 
   /** Entries found under several names (a wildcard) are compiled once. */
@@ -107,14 +139,12 @@ export class AnswerCache {
     if (isWildcard(event.name)) {
       this.slots.delete(event.name);
       // *.parent answers every name below parent that has no entry of its own
-      const below = event.name.slice(1);
-      for (const name of this.slots.keys()) {
-        if (name.endsWith(below)) this.slots.delete(name);
-      }
+      const below = this.byParent.get(event.name.slice(1));
+      if (below) for (const name of [...below]) this.slots.delete(name);
     } else if (event.entry) {
       // a name's own entry is its answer: a name just changed is likely asked next, and
       // with several workers each one answers it without a lookup (even with Redis down)
-      this.slots.set(event.name, this.compile(event.entry));
+      this.setSlot(event.name, this.compile(event.entry));
     } else {
       this.slots.delete(event.name);
     }
@@ -134,4 +164,9 @@ export class AnswerCache {
     for (const off of this.unsubscribe) off();
     this.slots.clear();
   }
+}
+
+/** Whether a wildcard's change may change this cached answer: it is not the name's own entry. */
+function followsWildcards(name: string, slot: Slot): boolean {
+  return slot === NOT_INTERCEPTED || (slot as CompiledAnswers).owner !== name;
 }
