@@ -117,6 +117,30 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.ok(forwarded, 'every worker forwards the deleted name (the upstream says NXDOMAIN)');
     });
 
+    test('an import of 2,500 names reaches every worker whole and once, in order with the writes around it', async () => {
+      const before = await divert.statsEach();
+      assert.equal((await divert.api('/v1/names/n0.many.w.test', json({ a: ['192.0.2.99'] }))).status, 200);
+      const lines = ['$ORIGIN many.w.test.'];
+      for (let i = 0; i < 2500; i++) lines.push(`n${i} IN A 10.1.${i >> 8}.${i & 255}`);
+      lines.push('*.wild IN A 192.0.2.50');
+      const imported = await divert.api('/v1/import', { method: 'POST', headers: { 'content-type': 'text/dns' }, body: lines.join('\n') + '\n' });
+      assert.equal(imported.status, 200);
+      assert.equal((await divert.api('/v1/names/n2499.many.w.test', json({ a: ['192.0.2.98'] }))).status, 200);
+      // no waiting: a write is acknowledged once every worker has it
+      const expected: [string, string[]][] = [
+        ['n0.many.w.test', ['10.1.0.0']],
+        ['n1234.many.w.test', ['10.1.4.210']],
+        ['n2498.many.w.test', ['10.1.9.194']],
+        ['n2499.many.w.test', ['192.0.2.98']],
+        ['any.wild.many.w.test', ['192.0.2.50']],
+      ];
+      for (const [name, addresses] of expected) {
+        for (const reply of await divert.probe(query(name))) assert.deepEqual(addressesOf(reply), addresses, name);
+      }
+      const now = await divert.statsEach();
+      assert.deepEqual(now.map((s, i) => s.changes - before[i].changes), before.map(() => 2503), 'changes applied per worker: the import, and a write before and after it');
+    });
+
     test('metrics add up the workers\' figures', async () => {
       const total = await divert.stats();
       const each = await divert.statsEach();

@@ -17,7 +17,7 @@ import type { HostPort } from '../config/address.js';
 import type { ServeConfig } from '../config/options.js';
 import { sumStats, type ServingStats } from '../serving.js';
 import { MemoryTable } from '../table/memory-table.js';
-import type { AddressTable } from '../table/table.js';
+import type { AddressTable, ChangeEvent } from '../table/table.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 /** The serving half, in this process or in workers, as the rest of the server sees it. */
@@ -40,6 +40,8 @@ export interface ServingHandle {
 }
 
 const REPLY_TIMEOUT_MS = 2000;
+/** Changes per message to a worker: an import of many names is a few messages, not one per name. */
+const CHANGES_PER_MESSAGE = 1000;
 /** A worker that has not exited this long after the query timeout (its drain) is killed. */
 const STOP_MARGIN_MS = 2000;
 
@@ -90,8 +92,18 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
   const post = (worker: Worker, message: ToWorker) => {
     if (worker.isConnected()) worker.send(message, () => {}); // a worker gone meanwhile is replaced on exit
   };
+  // a write's changes all come in one turn: they go out together once it ends
+  let pending: ChangeEvent[] = [];
+  const sendChanges = () => {
+    const events = pending;
+    pending = [];
+    for (let i = 0; i < events.length; i += CHANGES_PER_MESSAGE) {
+      const batch = events.slice(i, i + CHANGES_PER_MESSAGE);
+      for (const worker of live) post(worker, { t: 'changes', events: batch });
+    }
+  };
   const stopReplicating = replicated?.onChange((event) => {
-    for (const worker of live) post(worker, { t: 'change', event });
+    if (pending.push(event) === 1) queueMicrotask(sendChanges);
   });
 
   let listen = config.listen;
@@ -108,6 +120,7 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
         if (message.t === 'ready') {
           post(worker, { t: 'start', config: { ...current, listen }, upstreams: currentUpstreams, table: replicated ? 'replica' : 'redis', workerId: slot + 1 });
           if (replicated) {
+            sendChanges(); // to the others: the snapshot holds them
             post(worker, { t: 'snapshot', entries: replicated.snapshot() });
             live.add(worker);
           }
@@ -200,6 +213,7 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
         return got.map((m) => (m?.reply ? Buffer.from(m.reply) : null));
       },
       settle: async () => {
+        sendChanges();
         await Promise.all(running().map((w) => request(w, (id) => ({ t: 'sync', id }))));
       },
       pids: () => running().map((w) => w.process.pid!),

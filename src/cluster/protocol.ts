@@ -12,7 +12,8 @@ export type ToWorker =
   | { t: 'start'; config: ServeConfig; upstreams: HostPort[]; table: 'replica' | 'redis'; workerId: number }
   /** The primary's whole in-process table, before any change. */
   | { t: 'snapshot'; entries: Entry[] }
-  | { t: 'change'; event: ChangeEvent }
+  /** Changes in the order they were made. */
+  | { t: 'changes'; events: ChangeEvent[] }
   | { t: 'stats'; id: number }
   /** Run one query through the worker's query path, as if it came from `address` over UDP. */
   | { t: 'probe'; id: number; query: Uint8Array; address: string }

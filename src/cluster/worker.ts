@@ -81,8 +81,8 @@ process.on('message', (message: ToWorker) => {
     case 'snapshot':
       replica.load(message.entries);
       break;
-    case 'change':
-      replica.apply(message.event);
+    case 'changes':
+      for (const event of message.events) replica.apply(event);
       break;
     case 'stats':
       if (serving) send({ t: 'stats', id: message.id, stats: serving.stats() });
