@@ -140,6 +140,11 @@ describe('checkEntryData with load sharing and rules', () => {
     { name: 'rule address', input: { rules: [{ days: ['mon'], a: ['192.0.2.300'] }] }, message: /rules\[0\]\.a\[0\]: "192\.0\.2\.300" is not an IPv4 address/ },
     { name: 'rule IPv6 address', input: { rules: [{ days: ['mon'], aaaa: ['192.0.2.1'] }] }, message: /rules\[0\]\.aaaa\[0\]: "192\.0\.2\.1" is not an IPv6 address/ },
     { name: 'weight of an address not in the answer', input: { a: ['192.0.2.1'], weights: { '192.0.2.9': 1 } }, message: /^weights\["192\.0\.2\.9"\]: "192\.0\.2\.9" is not one of the answer's a addresses \(192\.0\.2\.1\)/ },
+    {
+      name: 'weight of an address not among many: the message lists ten of them, not all',
+      input: { a: Array.from({ length: 5000 }, (_, i) => `10.0.${i >> 8}.${i & 255}`), weights: { '192.0.2.9': 1 } },
+      message: /^weights\["192\.0\.2\.9"\]: "192\.0\.2\.9" is not one of the answer's a addresses \(10\.0\.0\.0, 10\.0\.0\.1, [\d., ]*10\.0\.0\.9 and 4990 more\)$/,
+    },
     { name: 'weight key not an address', input: { a: ['192.0.2.1'], weights: { primary: 1 } }, message: /^weights\["primary"\]: "primary" is not an address/ },
     { name: 'weight too large', input: { a: ['192.0.2.1'], weights: { '192.0.2.1': 1001 } }, message: /^weights\["192\.0\.2\.1"\]: 1001 is not a whole number from 0 to 1000/ },
     { name: 'weight fractional', input: { a: ['192.0.2.1'], weights: { '192.0.2.1': 0.5 } }, message: /^weights\["192\.0\.2\.1"\]: 0\.5/ },

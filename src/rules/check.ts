@@ -131,7 +131,7 @@ function checkWeights(value: unknown, path: string, a: string[], aaaa: string[])
       fail(at, `${show(key)} is not an address`);
     }
     if (!(listed[family] ??= new Set(list)).has(address)) {
-      fail(at, `${show(key)} is not one of the answer's ${family} addresses (${list.length > 0 ? list.join(', ') : 'none'})`);
+      fail(at, `${show(key)} is not one of the answer's ${family} addresses (${listOf(list)})`);
     }
     if (byAddress.has(address)) fail(at, `${show(key)} is weighted twice`);
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > MAX_WEIGHT) {
@@ -146,6 +146,13 @@ function checkWeights(value: unknown, path: string, a: string[], aaaa: string[])
     if (weight !== undefined) out[address] = weight;
   }
   return out;
+}
+
+/** Addresses for a message: a long list is cut short, so the message stays a line. */
+function listOf(addresses: string[], shown = 10): string {
+  if (addresses.length === 0) return 'none';
+  const more = addresses.length - shown;
+  return more > 0 ? `${addresses.slice(0, shown).join(', ')} and ${more} more` : addresses.join(', ');
 }
 
 /** `weights` and `pick` of an answer whose addresses are `a` and `aaaa`. */
