@@ -173,6 +173,32 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.equal((await divert.api('/v1/names/c.imp.test')).status, 404, 'c not created');
     });
 
+    test('import of 80,000 records of one name: each address once in file order, the lowest TTL, weights naming them', async () => {
+      const v4 = Array.from({ length: 40 }, (_, i) => `198.51.100.${i + 1}`);
+      const v6 = Array.from({ length: 8 }, (_, i) => `2001:DB8::${(i + 10).toString(16).toUpperCase()}`);
+      const lines = ['$ORIGIN big.imp.test.', '$TTL 90', ';divert www {"weights":{"198.51.100.40":5,"2001:db8::11":2}}'];
+      for (let i = 0; i < 80_000; i++) {
+        // every address in many records, not in list order; one record, deep in the file, has the lowest TTL
+        const ttl = i === 55_555 ? ' 20' : i % 3 === 0 ? ` ${60 + (i % 7)}` : '';
+        lines.push(i % 5 === 4 ? `www${ttl} IN AAAA ${v6[(i * 3) % 8]}` : `www${ttl} IN A ${v4[(i * 7) % 40]}`);
+      }
+      // rows 4, 9, 14... are AAAA: the A records name 32 of the 40 addresses
+      const named = new Set(Array.from({ length: 80_000 }, (_, i) => i).filter((i) => i % 5 !== 4).map((i) => v4[(i * 7) % 40]));
+      const firstSeen = (family: 'A' | 'AAAA') => [...new Set(lines.filter((l) => l.includes(` ${family} `)).map((l) => l.split(' ').pop()!.toLowerCase()))];
+      const response = await divert.api('/v1/import?file=big.zone', { method: 'POST', headers: { 'content-type': 'text/dns' }, body: lines.join('\n') + '\n' });
+      assert.equal(response.status, 200);
+      assert.deepEqual(((await response.json()) as { changed: { name: string }[] }).changed.map((e) => e.name), ['www.big.imp.test']);
+      const entry = (await (await divert.api('/v1/names/www.big.imp.test')).json()) as { a: string[]; aaaa: string[]; ttl: number; weights: Record<string, number> };
+      assert.deepEqual(entry.a, firstSeen('A'));
+      assert.deepEqual(entry.aaaa, firstSeen('AAAA'));
+      assert.deepEqual(entry.a.slice(0, 3), ['198.51.100.1', '198.51.100.8', '198.51.100.15']);
+      assert.equal(entry.ttl, 20);
+      assert.deepEqual(entry.weights, { '198.51.100.40': 5, '2001:db8::11': 2 });
+      assert.equal(entry.a.length, 32);
+      assert.deepEqual((await divert.resolver.resolve4('www.big.imp.test')).sort(), [...named].sort());
+      assert.deepEqual((await divert.resolver.resolve6('www.big.imp.test')).sort(), v6.map((a) => a.toLowerCase()).sort());
+    });
+
     test('diversion: the three names answering X answer Z, one version step and one event each', async () => {
       const X = '203.0.113.10', Y = '203.0.113.20', Z = '203.0.113.30';
       const before: Record<string, number> = {};

@@ -393,3 +393,66 @@ describe('parseZone errors', () => {
     });
   }
 });
+
+describe('large files of one name: read in one pass, merged like small ones', () => {
+  /** The i-th of 65,536 distinct IPv4 addresses. */
+  const v4 = (i: number) => `10.0.${i >> 8}.${i & 255}`;
+
+  test('80,000 records of one name, each address twice: every address once, in file order, the lowest TTL', () => {
+    const distinct = 40_000;
+    const lines = ['$ORIGIN big.example.', '$TTL 300'];
+    for (let i = 0; i < distinct; i++) lines.push(`www IN A ${v4(i)}`);
+    // the same addresses again, backwards, one of them with the lowest TTL of the file
+    for (let i = distinct - 1; i >= 0; i--) lines.push(i === 12_345 ? `www 7 IN A ${v4(i)}` : `www IN A ${v4(i)}`);
+    // one IPv6 address in three spellings
+    lines.push('www IN AAAA 2001:DB8::1', 'WWW.big.example. IN AAAA 2001:db8:0:0::1', '    IN AAAA 2001:db8::1');
+    const entries = parseZone(lines.join('\n') + '\n', 'big.zone');
+    assert.deepEqual([...entries.keys()], ['www.big.example']);
+    const entry = entries.get('www.big.example')!;
+    assert.equal(entry.a.length, distinct);
+    assert.deepEqual(entry.a, Array.from({ length: distinct }, (_, i) => v4(i)));
+    assert.deepEqual(entry.aaaa, ['2001:db8::1']);
+    assert.equal(entry.ttl, 7);
+  });
+
+  test('a file of one name made of a few addresses repeated many times gives those few', () => {
+    const few = ['192.0.2.3', '192.0.2.1', '192.0.2.2'];
+    const lines = ['$ORIGIN big.example.'];
+    for (let i = 0; i < 100_000; i++) lines.push(`www ${60 - (i % 5)} IN ${i % 4 === 3 ? `AAAA 2001:db8::${i % 2}` : `A ${few[i % 3]}`}`);
+    const entries = parseZone(lines.join('\n') + '\n', 'repeated.zone');
+    assert.deepEqual(entries.get('www.big.example'), { a: few, aaaa: ['2001:db8::1'], ttl: 56 });
+  });
+
+  test('a ;divert line weighs addresses of records anywhere in the file, above or below it', () => {
+    const first = v4(40_000);
+    const lines = ['$ORIGIN big.example.', `www 30 IN A ${first}`];
+    lines.push(`;divert www {"weights":{"${v4(5)}":3,"${first}":2,"${v4(25_600)}":0},"pick":2}`);
+    for (let i = 0; i < 50_000; i++) lines.push(`www 30 IN A ${v4(i)}`);
+    const entry = parseZone(lines.join('\n') + '\n', 'weights.zone').get('www.big.example')!;
+    assert.equal(entry.a.length, 50_000);
+    assert.equal(entry.a[0], first, 'the first record is first; it is not listed twice');
+    assert.deepEqual(entry.weights, { [first]: 2, [v4(5)]: 3, [v4(25_600)]: 0 });
+    assert.deepEqual(Object.keys(entry.weights!), [first, v4(5), v4(25_600)], 'in the order of the addresses, as every weights object reads back');
+    assert.equal(entry.pick, 2);
+  });
+
+  test('readZones merges one name over several large files: first file first, each address once, the lowest TTL', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'divert-big-zones-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    // three files of 20,000 addresses each, every one overlapping half of the one before
+    for (let f = 0; f < 3; f++) {
+      const lines = ['$ORIGIN big.example.'];
+      for (let i = f * 10_000; i < f * 10_000 + 20_000; i++) lines.push(`www ${100 - f} IN A ${v4(i)}`);
+      // weights name addresses of their own file's records
+      if (f === 1) lines.push(`;divert www {"weights":{"${v4(15_000)}":4}}`);
+      await writeFile(join(dir, `${f}.zone`), lines.join('\n') + '\n');
+    }
+    const entries = await readZones([dir]);
+    assert.deepEqual(entries.get('www.big.example'), {
+      a: Array.from({ length: 40_000 }, (_, i) => v4(i)),
+      aaaa: [],
+      ttl: 98,
+      weights: { [v4(15_000)]: 4 },
+    });
+  });
+});
