@@ -70,8 +70,8 @@ export function checkAddresses(field: 'a' | 'aaaa', list: unknown, path: string 
   return list.map((value, i) => {
     const address = typeof value === 'string' ? canonicalAddress(field, value) : null;
     if (address === null) throw new DivertError(code, `${path}[${i}]: ${notAnAddress(field, value)}`);
-    if (seen.has(address)) throw new DivertError(code, `${path}[${i}]: "${value}" is listed twice`);
-    seen.add(address);
+    const before = seen.size;
+    if (seen.add(address).size === before) throw new DivertError(code, `${path}[${i}]: "${value}" is listed twice`);
     return address;
   });
 }

@@ -5,7 +5,6 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DivertError } from '../errors.js';
 import type { EntryData } from './table.js';
-import { dataOf } from './table-ops.js';
 import { canonicalAddress, checkEntryData, checkTtl, DEFAULT_TTL_SECONDS, normalizeName, notAnAddress } from './validate.js';
 
 // Legal in a zone file, so skipped rather than rejected: a real zone carries SOA, NS, MX...
@@ -132,65 +131,65 @@ function tokenize(text: string, fail: Fail, row: (row: Row) => void): void {
   if (tokens.length > 0) row({ tokens, blankOwner });
 }
 
-/** One name's entry while records (or files) are merged into it: Sets keep first-seen order. */
-interface Merging {
-  a: Set<string>;
-  aaaa: Set<string>;
-  ttl: number;
-  rules?: EntryData['rules'];
-  weights?: EntryData['weights'];
-  pick?: EntryData['pick'];
-}
+/** Addresses of one name checked for repeats by a scan, up to this many; beyond, by a Set. */
+const SCANNED = 8;
 
 /**
  * Entries merged record by record, or file by file: each address once, where it was
- * first seen, and the lowest TTL. Sets, not list scans: a file of many records for one
- * name costs what its size does.
+ * first seen, and the lowest TTL. A name with many addresses has a Set, not a list scan
+ * per record, so a file of many records for one name costs what its size does; a file of
+ * many names with a few addresses each makes no Set at all.
  */
 class MergedEntries {
-  private readonly byName = new Map<string, Merging>();
+  /** In the order the names were first seen. */
+  readonly entries = new Map<string, EntryData>();
+  /** Every address of an entry that has more than SCANNED. */
+  private readonly seen = new Map<EntryData, Set<string>>();
 
   /** One address record: `field` is the family, `address` canonical. */
   addRecord(name: string, field: 'a' | 'aaaa', address: string, ttl: number): void {
-    let entry = this.byName.get(name);
-    if (!entry) {
-      entry = { a: new Set(), aaaa: new Set(), ttl };
-      this.byName.set(name, entry);
-    } else if (ttl < entry.ttl) {
-      entry.ttl = ttl;
+    const data = this.entries.get(name);
+    if (!data) {
+      this.entries.set(name, field === 'a' ? { a: [address], aaaa: [], ttl } : { a: [], aaaa: [address], ttl });
+      return;
     }
-    entry[field].add(address);
+    if (ttl < data.ttl) data.ttl = ttl;
+    this.addAddress(data, field, address);
   }
 
   /** One file's entry; rules, weights and pick may come from one file only. */
   addEntry(name: string, data: EntryData): void {
-    let entry = this.byName.get(name);
-    if (!entry) {
-      entry = { a: new Set(data.a), aaaa: new Set(data.aaaa), ttl: data.ttl };
-      this.byName.set(name, entry);
-    } else {
-      for (const address of data.a) entry.a.add(address);
-      for (const address of data.aaaa) entry.aaaa.add(address);
-      entry.ttl = Math.min(entry.ttl, data.ttl);
+    let into = this.entries.get(name);
+    if (!into) {
+      into = { a: [], aaaa: [], ttl: data.ttl };
+      this.entries.set(name, into);
     }
+    for (const address of data.a) this.addAddress(into, 'a', address);
+    for (const address of data.aaaa) this.addAddress(into, 'aaaa', address);
+    into.ttl = Math.min(into.ttl, data.ttl);
     if (data.rules || data.weights || data.pick !== undefined) {
-      if (entry.rules || entry.weights || entry.pick !== undefined) {
+      if (into.rules || into.weights || into.pick !== undefined) {
         throw new DivertError('BAD_ZONE', `${name}: rules or weights are given in two zone files (expected one ;divert line per name)`);
       }
-      Object.assign(entry, { rules: data.rules, weights: data.weights, pick: data.pick });
+      if (data.weights !== undefined) into.weights = data.weights;
+      if (data.pick !== undefined) into.pick = data.pick;
+      if (data.rules !== undefined) into.rules = data.rules;
     }
   }
 
-  /** The entries in the order their names were first seen. */
-  result(): Map<string, EntryData> {
-    const out = new Map<string, EntryData>();
-    for (const [name, entry] of this.byName) out.set(name, dataOfMerging(entry));
-    return out;
+  /** Appends `address` to the entry's list of its family unless the entry has it already. */
+  private addAddress(data: EntryData, field: 'a' | 'aaaa', address: string): void {
+    const seen = this.seen.get(data);
+    if (seen) {
+      const before = seen.size;
+      if (seen.add(address).size === before) return; // one hash lookup, not has() and add()
+    } else {
+      // IPv4 and IPv6 texts never collide: a scan of the one family's list is enough
+      if (data[field].includes(address)) return;
+      if (data.a.length + data.aaaa.length >= SCANNED) this.seen.set(data, new Set([...data.a, ...data.aaaa, address]));
+    }
+    data[field].push(address);
   }
-}
-
-function dataOfMerging(entry: Merging): EntryData {
-  return dataOf({ ...entry, a: [...entry.a], aaaa: [...entry.aaaa] });
 }
 
 /** Reads one master file; `fileName` only labels error messages. */
@@ -382,7 +381,7 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     }
   });
   if (recordError !== undefined) throw recordError;
-  const entries = merged.result();
+  const { entries } = merged;
   // after every record, so the weights can name the addresses of records below the comment
   for (const [name, { data, line }] of diverts) {
     const records = entries.get(name);
@@ -448,7 +447,7 @@ export async function readZones(paths: string[]): Promise<Map<string, EntryData>
       for (const [name, data] of parseZone(text, file)) merged.addEntry(name, data);
     }
   }
-  return merged.result();
+  return merged.entries;
 }
 
 /** A master file that parseZone reads back to the same entries. */
