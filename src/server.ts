@@ -168,7 +168,9 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       table,
       token: adminToken,
       log: componentLogger(log, 'admin'),
-      metrics: createMetrics({ stats, tableReady: () => table.isReady(), tableSize: () => table.size(), backend: config.redis ? 'redis' : 'memory' }),
+      metrics: createMetrics({
+        stats, tableReady: () => table.isReady(), tableSize: () => table.size(), backend: config.redis ? 'redis' : 'memory', updateListener: () => update?.listenerCounts,
+      }),
       health: async () => healthOf(table, await stats(), config),
       nameQueries: async () => (await stats()).queries.names,
       // a write is acknowledged once every worker answers with it

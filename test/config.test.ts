@@ -103,6 +103,7 @@ describe('defaults', () => {
       rateLimitV4Prefix: 24,
       rateLimitV6Prefix: 56,
       rateLimitAction: 'drop',
+      maxUdpSize: 1232,
       cacheNames: 100_000,
       workers: availableParallelism(),
       queryLog: undefined,

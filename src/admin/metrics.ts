@@ -7,6 +7,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
 import { countSeries, latencyOf, LATENCY_BUCKETS, OUTCOMES } from '../pipeline/query-stats.js';
 import type { ServingStats } from '../serving.js';
+import { LISTENER_EVENTS, type ListenerCounts } from '../transport/listener-events.js';
 
 export interface MetricSources {
   /** Summed over the workers; read once per scrape. */
@@ -16,6 +17,8 @@ export interface MetricSources {
   tableSize: () => Promise<number>;
   /** 'redis' adds the Redis connection figures. */
   backend: 'memory' | 'redis';
+  /** The DNS UPDATE port's listener figures, when it is on. */
+  updateListener?: () => ListenerCounts | undefined;
 }
 
 type Labels = Record<string, string>;
@@ -94,6 +97,15 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
   mirrorCounter(registry, 'divert_name_queries_total',
     'queries answered from the table, by the entry that answered (a wildcard is one name); beyond --metrics-max-names names, name="_other"', ['name'], () =>
       [...now().queries.names].map(([name, n]) => [{ name }, n]));
+
+  mirrorCounter(registry, 'divert_listener_events_total',
+    'messages a listener could not serve (handler_error, send_error, unreplyable_source: from port 0) and TCP connections its limits refused or closed, by listener (dns, update)',
+    ['listener', 'event'], () => {
+      const series: [Labels, number][] = LISTENER_EVENTS.map((event) => [{ listener: 'dns', event }, now().listener[event]]);
+      const update = sources.updateListener?.();
+      if (update) for (const event of LISTENER_EVENTS) series.push([{ listener: 'update', event }, update[event]]);
+      return series;
+    });
 
   readGauge(registry, 'divert_upstream_up', '1 while an upstream is in service (in any worker), 0 while it is backed off', ['upstream'], () =>
     now().upstreams.map((u) => [{ upstream: u.upstream }, u.up ? 1 : 0]));

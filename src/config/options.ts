@@ -110,11 +110,11 @@ export const SERVE_OPTIONS = {
   },
   tcpMaxConnections: {
     flag: 'tcp-max-connections', default: 1000, schema: count(1, 1_000_000),
-    describe: 'refuse TCP connections beyond this many open at once, in each worker',
+    describe: 'TCP connections open at once, in each worker; when all are taken, a newcomer closes the least recently active idle one (and is refused only when none is idle)',
   },
   tcpMaxPerClient: {
     flag: 'tcp-max-per-client', default: 64, schema: count(1, 1_000_000),
-    describe: 'refuse TCP connections beyond this many open at once from one client address, in each worker',
+    describe: 'TCP connections open at once from one client network (the /24 or /56 of --rate-limit-v4-prefix and --rate-limit-v6-prefix), in each worker; more are reset at once',
   },
   rateLimit: {
     flag: 'rate-limit', default: 0, schema: count(0, 10_000_000),
@@ -123,15 +123,19 @@ export const SERVE_OPTIONS = {
   },
   rateLimitV4Prefix: {
     flag: 'rate-limit-v4-prefix', default: 24, schema: count(8, 32),
-    describe: 'IPv4 clients share a rate limit per network of this prefix length',
+    describe: 'IPv4 clients share a rate limit, and --tcp-max-per-client, per network of this prefix length',
   },
   rateLimitV6Prefix: {
     flag: 'rate-limit-v6-prefix', default: 56, schema: count(16, 128),
-    describe: 'IPv6 clients share a rate limit per network of this prefix length',
+    describe: 'IPv6 clients share a rate limit, and --tcp-max-per-client, per network of this prefix length',
   },
   rateLimitAction: {
     flag: 'rate-limit-action', default: 'drop', schema: z.enum(['drop', 'refuse']),
     describe: 'what a query over the rate limit gets: drop (no reply, nothing to reflect) or refuse (REFUSED)',
+  },
+  maxUdpSize: {
+    flag: 'max-udp-size', default: 1232, schema: count(512, 4096),
+    describe: 'largest UDP reply divert sends of its own (intercepted answers, errors), whatever size a client offers; a larger one goes out truncated (TC) and the client asks again over TCP',
   },
   cacheNames: {
     flag: 'cache-names', default: 100_000, schema: count(100, 100_000_000),
@@ -192,6 +196,7 @@ export interface ServeConfig {
   rateLimitV4Prefix: number;
   rateLimitV6Prefix: number;
   rateLimitAction: 'drop' | 'refuse';
+  maxUdpSize: number;
   cacheNames: number;
   workers: number;
   queryLog: string | undefined;

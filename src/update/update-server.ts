@@ -23,8 +23,11 @@ import { formatHostPort, type HostPort } from '../config/address.js';
 import type { ServeConfig } from '../config/options.js';
 import type { Client, Outcome, Result } from '../pipeline/pipeline.js';
 import type { AddressTable, Entry, EntryData } from '../table/table.js';
-import { BindFailure, listenPair } from '../transport/listen-pair.js';
-import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
+import { BindFailure, listenPair, type PairOptions } from '../transport/listen-pair.js';
+import { DEFAULT_TCP_LIMITS, type TcpAdmission } from '../transport/tcp-listener.js';
+import { listenerReport, type ListenerCounts } from '../transport/listener-events.js';
+import { ClientNetworks } from '../pipeline/client-networks.js';
+import { throttledLog } from '../log.js';
 import type { Handler } from '../transport/udp-listener.js';
 import { HEADER_BYTES, rcodeName } from '../wire/message.js';
 import { nameText, readMessage, type WireMessage } from './records.js';
@@ -73,6 +76,8 @@ export interface UpdateServerOptions {
 
 export interface UpdateServer {
   address: HostPort;
+  /** Messages the port's listeners could not serve, and TCP connections their limits closed. */
+  listenerCounts: ListenerCounts;
   close(): Promise<void>;
 }
 
@@ -86,9 +91,9 @@ function listenError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
 }
 
 /** UDP and TCP on one port; updates are few and come from a handful of tools: small TCP caps. */
-async function listenBoth(at: HostPort, handler: Handler, onError: (err: Error) => void): Promise<{ udp: UdpSocket; tcp: Server; port: number }> {
+async function listenBoth(at: HostPort, handler: Handler, options: Omit<PairOptions, 'limits'>): Promise<{ udp: UdpSocket; tcp: Server; port: number }> {
   try {
-    return await listenPair(at, handler, { limits: { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 }, onError });
+    return await listenPair(at, handler, { ...options, limits: { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 } });
   } catch (err) {
     throw err instanceof BindFailure ? listenError(err.cause, err.at) : err;
   }
@@ -115,34 +120,13 @@ function resultOf(reply: Buffer | null): Result {
   return { reply, outcome };
 }
 
-/**
- * Anyone can send unsigned or badly signed datagrams: at most 10 log lines about them in
- * 10 s, then one with the count of those left out.
- */
-function throttled(log: Logger) {
-  const WINDOW_MS = 10_000;
-  const LINES = 10;
-  let since = 0;
-  let lines = 0;
-  let suppressed = 0;
-  return (details: Record<string, unknown>, message: string) => {
-    const now = Date.now();
-    if (now - since >= WINDOW_MS) [since, lines] = [now, 0];
-    if (lines >= LINES) {
-      suppressed++;
-      return;
-    }
-    lines++;
-    log.warn(suppressed > 0 ? { ...details, suppressed } : details, message);
-    suppressed = 0;
-  };
-}
 
 export async function startUpdateServer(options: UpdateServerOptions): Promise<UpdateServer> {
   const { keys, table, settle } = options;
   const { log } = options;
   const clock = options.clock ?? (() => Math.floor(Date.now() / 1000));
-  const warnRejected = throttled(log);
+  // anyone can send unsigned or badly signed datagrams: at most 10 lines about them in 10 s
+  const warnRejected = throttledLog((details, message) => log.warn(details, message));
 
   // A signed request seen again within its time window (a UDP retransmission, or a replay)
   // gets the reply the first one got and is not applied twice.
@@ -264,7 +248,12 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
     return done;
   };
 
-  const { udp, tcp, port } = await listenBoth(options.listen, handler, (err) => log.warn({ err: err.message }, 'DNS UPDATE listener'));
+  const faultLog = throttledLog((details, message) => log.warn(details, message));
+  const report = listenerReport((event, err) => faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'DNS UPDATE port: a message could not be served'));
+  // anyone may connect (TSIG decides what they may do), but one client network may not hold every slot
+  const networks = new ClientNetworks({ v4Prefix: 24, v6Prefix: 56 });
+  const admission: TcpAdmission = { admits: () => true, networkOf: (address) => networks.of(address) };
+  const { udp, tcp, port } = await listenBoth(options.listen, handler, { admission, report, onError: (err) => log.warn({ err: err.message }, 'DNS UPDATE listener') });
   const sockets = new Set<Socket>();
   tcp.on('connection', (socket) => {
     sockets.add(socket);
@@ -275,6 +264,7 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
 
   return {
     address,
+    listenerCounts: report.counts,
     // Stop taking requests, let the updates under way finish their writes and replies, then close.
     close: async () => {
       closing = true;
