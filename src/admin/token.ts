@@ -30,17 +30,21 @@ const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, '0');
 /** Unset where there are no POSIX users (Windows): there the checks of owner and mode are left out. */
 const ownUid = (): number | undefined => process.getuid?.();
 
+/** Like ssh with a private key: this user's, and no one else's to read or change. */
 function checkFile(path: string, stats: Stats, uid: number): void {
-  if (!stats.isFile()) throw refused(path, 'is not a regular file; put the token in a plain file there');
   if (stats.uid !== uid) throw refused(path, `is owned by uid ${stats.uid}, not by this user (uid ${uid}); chown ${uid} ${path}, or give a file of your own`);
   if (stats.mode & 0o077) throw refused(path, `has mode ${octal(stats.mode)}: group or others have access to it; chmod 600 ${path}`);
-  if (stats.size > MAX_TOKEN_FILE_BYTES) throw refused(path, `holds ${stats.size} bytes, more than a token (at most ${MAX_TOKEN_FILE_BYTES}); put only the token in it`);
 }
 
 /** Someone else who may write the folder may swap the file for one of theirs. */
 function checkFolder(path: string, uid: number): void {
   const folder = dirname(path);
-  const stats = statSync(folder);
+  let stats: Stats;
+  try {
+    stats = statSync(folder);
+  } catch (err) {
+    throw refused(path, `is in the folder "${folder}", which cannot be examined (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
   if (stats.uid !== uid && stats.uid !== 0) {
     throw refused(path, `is in the folder "${folder}" owned by uid ${stats.uid}, neither this user (uid ${uid}) nor root; chown ${uid} ${folder}, or use a folder of your own`);
   }
@@ -50,14 +54,15 @@ function checkFolder(path: string, uid: number): void {
 }
 
 /** The token held in a file already open and checked; never part of a message. */
-function readToken(path: string, fd: number, size: number): string {
-  const buffer = Buffer.alloc(Math.min(size, MAX_TOKEN_FILE_BYTES));
+function readToken(path: string, fd: number): string {
+  const buffer = Buffer.alloc(MAX_TOKEN_FILE_BYTES + 1);
   let length = 0;
   while (length < buffer.length) {
     const read = readSync(fd, buffer, length, buffer.length - length, null);
     if (read === 0) break;
     length += read;
   }
+  if (length > MAX_TOKEN_FILE_BYTES) throw refused(path, `holds more than ${MAX_TOKEN_FILE_BYTES} bytes, too many for a token; put only the token in it`);
   const token = buffer.subarray(0, length).toString('utf8').trim();
   const checked = adminTokenSchema.safeParse(token);
   if (!checked.success) {
@@ -82,16 +87,17 @@ export function readTokenFile(path: string): string | null {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
     if (code === 'ELOOP') throw refused(path, 'is a symbolic link, which could point anywhere; replace the link with the file itself');
-    throw refused(path, `cannot be read (${code ?? String(err)})`);
+    throw refused(path, `cannot be opened (${code ?? String(err)}); check the path and that this user may read it`);
   }
   try {
     const stats = fstatSync(fd);
+    if (!stats.isFile()) throw refused(path, 'is not a regular file; put the token in a plain file there');
     const uid = ownUid();
     if (uid !== undefined) {
       checkFile(path, stats, uid);
       checkFolder(path, uid);
     }
-    return readToken(path, fd, stats.size);
+    return readToken(path, fd);
   } finally {
     closeSync(fd);
   }

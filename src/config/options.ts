@@ -64,12 +64,12 @@ export const SERVE_OPTIONS = {
   adminToken: {
     flag: 'admin-token', schema: adminTokenSchema,
     defaultDescription: 'generated on first start into --admin-token-file',
-    describe: 'bearer token the admin API demands',
+    describe: 'bearer token the admin API demands (16 or more printable characters)',
   },
   adminTokenFile: {
     flag: 'admin-token-file', schema: z.string().min(1),
     defaultDescription: '$XDG_CONFIG_HOME/divert/admin-token or ~/.config/divert/admin-token',
-    describe: 'file holding the generated token; the CLI reads it. Refused unless it is a regular file (not a link) of this user, mode 0600 or stricter, in a folder others cannot write, holding at least 16 characters',
+    describe: 'file (mode 0600) holding the generated token; the CLI reads it. Refused if it is a link, not this user\'s, open to group or others, or in a folder they may write',
   },
   upstream: {
     flag: 'upstream', repeatable: true, schema: hostPort(53),
