@@ -120,7 +120,7 @@ describe('divert healthcheck', () => {
     assert.deepEqual([defaults.server, defaults.admin, defaults.timeoutMs], [{ host: '127.0.0.1', port: 53 }, { host: '127.0.0.1', port: 5380 }, 3000]);
     assert.equal(planHealthcheck({ server: '127.0.0.1:5399' }, { ...env, DIVERT_LISTEN: '127.0.0.1:5353' }).server.port, 5399, 'a flag wins');
     const file = join(tmp(), 'token');
-    writeFileSync(file, 'token-from-the-file-0123\n');
+    writeFileSync(file, 'token-from-the-file-0123\n', { mode: 0o600 });
     assert.equal(planHealthcheck({ 'admin-token-file': file }, env).token, 'token-from-the-file-0123', '--admin-token-file wins over DIVERT_ADMIN_TOKEN');
     assert.equal(planHealthcheck({}, { DIVERT_ADMIN_TOKEN_FILE: file }).token, 'token-from-the-file-0123', 'serve\'s DIVERT_ADMIN_TOKEN_FILE');
   });

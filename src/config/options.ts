@@ -18,6 +18,12 @@ const hostPort = (defaultPort?: number) =>
     return parsed;
   });
 
+/** Characters an admin token may hold: it travels in an HTTP header. */
+export const TOKEN_CHARS = /^[\x21-\x7e]+$/;
+
+/** An admin token, given by --admin-token or read from a token file: too long to guess, fit for a header. */
+export const adminTokenSchema = z.string().min(16, 'expected at least 16 characters').regex(TOKEN_CHARS, 'expected printable characters without spaces');
+
 const cidr = z.string().superRefine((text, ctx) => {
   try {
     parseCidr(text);
@@ -56,14 +62,14 @@ export const SERVE_OPTIONS = {
     describe: 'admin HTTP listener HOST:PORT (the API that rewrites the table); a non-loopback address needs --admin-token',
   },
   adminToken: {
-    flag: 'admin-token', schema: z.string().min(16, 'expected at least 16 characters').regex(/^[\x21-\x7e]+$/, 'expected printable characters without spaces'),
+    flag: 'admin-token', schema: adminTokenSchema,
     defaultDescription: 'generated on first start into --admin-token-file',
-    describe: 'bearer token the admin API demands',
+    describe: 'bearer token the admin API demands (16 or more printable characters)',
   },
   adminTokenFile: {
     flag: 'admin-token-file', schema: z.string().min(1),
     defaultDescription: '$XDG_CONFIG_HOME/divert/admin-token or ~/.config/divert/admin-token',
-    describe: 'file (mode 0600) holding the generated token; the CLI reads it',
+    describe: 'file (mode 0600) holding the generated token; the CLI reads it. Refused if it is a link, not this user\'s, open to group or others, or in a folder they may write',
   },
   upstream: {
     flag: 'upstream', repeatable: true, schema: hostPort(53),
