@@ -186,6 +186,7 @@ test('a worker that stayed up is forgiven its crashes: its next crash is restart
   // the victim's slot has served long enough: its next crash counts as the first
   await sleep(STABLE_MS + 500);
   assert.equal(kill([victim]), 1);
+  // it waits 0.5 s, then starts: /healthz names it meanwhile
   let restarting: WorkersHealth['restarting'][number] | undefined;
   await until('/healthz names the slot restarting', 10_000, async () => {
     restarting = (await health(s)).body.workers.restarting.find((r) => r.worker === slot);
@@ -193,6 +194,7 @@ test('a worker that stayed up is forgiven its crashes: its next crash is restart
   });
   assert.equal(restarting!.crashes, 1);
   assert.ok(restarting!.state === 'starting' || restarting!.nextStartInMs! <= 500, JSON.stringify(restarting));
+  await until('the crash logged', 5000, () => exits(s).length === 5);
   assert.deepEqual(exits(s).slice(4).map((l) => [l.worker, l.crashes, l.restartInMs]), [[slot, 1, 500]]);
   await until('the victim replaced again', 20_000, running);
   assert.equal(sumOf(await metrics(s), 'divert_worker_restarts_total', { worker: String(slot) }), 4);

@@ -103,7 +103,8 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
   const live = new Set<Worker>();
   /** Workers that are answering queries (start-up done). */
   const serving = new Set<Worker>();
-  const replies = new Map<number, (message: FromWorker) => void>();
+  /** Requests waiting for a worker's reply, by id. */
+  const replies = new Map<number, { worker: Worker; done: (message: FromWorker | null) => void }>();
   let nextRequest = 1;
   let stopping = false;
 
@@ -144,12 +145,14 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
           // one worker's upstream failure counts for all: an upstream goes down once, not once per worker
           for (const other of slots) if (other && other !== worker) post(other, message);
         } else {
-          replies.get(message.id)?.(message);
+          replies.get(message.id)?.done(message);
         }
       });
       worker.on('exit', (code, signal) => {
         live.delete(worker);
         serving.delete(worker);
+        // no reply will come: /healthz and /metrics need not wait REPLY_TIMEOUT_MS for it
+        for (const pending of replies.values()) if (pending.worker === worker) pending.done(null);
         if (slots[slot] === worker) slots[slot] = null;
         if (!started) reject(new DivertError('WORKER_FAILED', `worker ${slot + 1} exited during start-up (${signal ?? `code ${code}`})`));
         // a worker of the first start that fails fails the start
@@ -173,7 +176,7 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
         replies.delete(id);
         resolve(message);
       };
-      replies.set(id, (message) => done(message as T));
+      replies.set(id, { worker, done: (message) => done(message as T | null) });
       post(worker, make(id));
     });
   };
