@@ -124,8 +124,10 @@ test('seven crashes of the workers 0.7 s apart: DNS is answered again within sec
   for (let round = 0; round < 7; round++) {
     const began = Date.now();
     killed += kill(childrenOf(primary));
-    await sleep(200);
-    seen.push(await health(s));
+    for (const at of [200, 450]) {
+      await sleep(Math.max(0, at - (Date.now() - began)));
+      seen.push(await health(s));
+    }
     await sleep(Math.max(0, 700 - (Date.now() - began)));
   }
   // at most 1 s until a start while none runs, and a start takes 1-2 s on a busy machine (the old back-off: 30 s)
@@ -140,6 +142,13 @@ test('seven crashes of the workers 0.7 s apart: DNS is answered again within sec
   assert.equal(down.body.workers.configured, 2);
   assert.ok(down.body.workers.restarting.length > 0 && down.body.workers.restarting.every((r) => r.crashes >= 1));
   assert.ok(down.body.problems.some((p) => /^workers restarting: worker \d after \d+ crash(es)? in a row .*; no worker is running/.test(p)), down.body.problems.join('; '));
+  // whenever every slot was down, one of them was starting or due within a second, whatever its back-off
+  const allDown = seen.filter((h) => h.body.workers.restarting.length === 2);
+  assert.ok(allDown.length > 0);
+  for (const h of allDown) {
+    const soonest = Math.min(...h.body.workers.restarting.map((r) => (r.state === 'starting' ? 0 : r.nextStartInMs!)));
+    assert.ok(soonest <= 1000, `no start within 1 s while no worker ran: ${JSON.stringify(h.body.workers)}`);
+  }
 
   await until('/healthz ok again', 10_000, async () => (await health(s)).body.ok);
   const now = await health(s);
