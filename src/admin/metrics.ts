@@ -12,6 +12,8 @@ import { LISTENER_EVENTS, type ListenerCounts } from '../transport/listener-even
 export interface MetricSources {
   /** Summed over the workers; read once per scrape. */
   stats: () => Promise<ServingStats>;
+  /** Per worker slot: worker processes started to replace one that exited. */
+  workerRestarts: () => number[];
   tableReady: () => boolean;
   /** Entries in the address table. */
   tableSize: () => Promise<number>;
@@ -144,6 +146,8 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
   }
   readGauge(registry, 'divert_workers', 'processes answering DNS queries', [], () =>
     [[{}, now().processes.length]]);
+  mirrorCounter(registry, 'divert_worker_restarts_total', 'worker processes started to replace one that exited (crashed, or failed to start), by worker slot', ['worker'], () =>
+    sources.workerRestarts().map((n, slot) => [{ worker: String(slot + 1) }, n]));
   readGauge(registry, 'divert_worker_resident_memory_bytes', 'resident memory of each process answering queries (worker 1 without --workers)', ['worker'], () =>
     now().processes.map((p) => [{ worker: String(p.worker) }, p.residentBytes]));
   readGauge(registry, 'divert_worker_heap_used_bytes', 'V8 heap in use in each process answering queries', ['worker'], () =>
