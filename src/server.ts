@@ -12,6 +12,7 @@ import { formatHostPort, type HostPort } from './config/address.js';
 import { maskUrl } from './redact.js';
 import type { ServeConfig } from './config/options.js';
 import { buildAdmin, type Health } from './admin/admin-server.js';
+import { EventStreams } from './admin/events.js';
 import { createMetrics } from './admin/metrics.js';
 import { defaultTokenFile, loadOrCreateToken } from './admin/token.js';
 import { startWorkers, type ServingHandle } from './cluster/primary.js';
@@ -164,11 +165,14 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       : inProcess(await startServing(config, table, upstreams, componentLogger(log, 'dns'), { exclusive: true, clock: options.clock }));
     const { stats } = serving;
 
+    const adminLog = componentLogger(log, 'admin');
+    const events = new EventStreams(table, config.eventsMaxStreams, adminLog);
     admin = buildAdmin({
       table,
       token: adminToken,
-      log: componentLogger(log, 'admin'),
-      metrics: createMetrics({ stats, tableReady: () => table.isReady(), tableSize: () => table.size(), backend: config.redis ? 'redis' : 'memory' }),
+      log: adminLog,
+      events,
+      metrics: createMetrics({ stats, tableReady: () => table.isReady(), tableSize: () => table.size(), backend: config.redis ? 'redis' : 'memory', events: () => events.figures() }),
       health: async () => healthOf(table, await stats(), config),
       nameQueries: async () => (await stats()).queries.names,
       // a write is acknowledged once every worker answers with it

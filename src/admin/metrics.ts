@@ -7,6 +7,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
 import { countSeries, latencyOf, LATENCY_BUCKETS, OUTCOMES } from '../pipeline/query-stats.js';
 import type { ServingStats } from '../serving.js';
+import type { EventStreamFigures } from './events.js';
 
 export interface MetricSources {
   /** Summed over the workers; read once per scrape. */
@@ -16,6 +17,8 @@ export interface MetricSources {
   tableSize: () => Promise<number>;
   /** 'redis' adds the Redis connection figures. */
   backend: 'memory' | 'redis';
+  /** The admin API's GET /v1/events streams. */
+  events: () => EventStreamFigures;
 }
 
 type Labels = Record<string, string>;
@@ -130,6 +133,12 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
       [{ process: 'workers' }, now().tableViewsReady],
     ]);
   }
+  readGauge(registry, 'divert_event_streams', 'open GET /v1/events streams (at most --events-max-streams)', [], () =>
+    [[{}, sources.events().open]]);
+  mirrorCounter(registry, 'divert_event_streams_slow_closed_total', 'event streams sent resync and closed because their client did not keep up', [], () =>
+    [[{}, sources.events().slowClosed]]);
+  mirrorCounter(registry, 'divert_event_streams_refused_total', 'GET /v1/events requests refused at --events-max-streams', [], () =>
+    [[{}, sources.events().refused]]);
   readGauge(registry, 'divert_workers', 'processes answering DNS queries', [], () =>
     [[{}, now().processes.length]]);
   readGauge(registry, 'divert_worker_resident_memory_bytes', 'resident memory of each process answering queries (worker 1 without --workers)', ['worker'], () =>
