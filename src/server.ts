@@ -12,6 +12,7 @@ import { formatHostPort, type HostPort } from './config/address.js';
 import { maskUrl } from './redact.js';
 import type { ServeConfig } from './config/options.js';
 import { buildAdmin, type Health } from './admin/admin-server.js';
+import { EventStreams } from './admin/events.js';
 import { createMetrics } from './admin/metrics.js';
 import { defaultTokenFile, loadOrCreateToken } from './admin/token.js';
 import { startWorkers, type ServingHandle, type WorkersState } from './cluster/primary.js';
@@ -178,13 +179,16 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       : inProcess(await startServing(config, table, upstreams, componentLogger(log, 'dns'), { exclusive: true, clock: options.clock }));
     const { stats, workers } = serving;
 
+    const adminLog = componentLogger(log, 'admin');
+    const events = new EventStreams(table, config.eventsMaxStreams, adminLog);
     admin = buildAdmin({
       table,
       token: adminToken,
-      log: componentLogger(log, 'admin'),
+      log: adminLog,
+      events,
       metrics: createMetrics({
         stats, workerRestarts: () => workers().restarts, tableReady: () => table.isReady(), tableSize: () => table.size(),
-        backend: config.redis ? 'redis' : 'memory', updateListener: () => update?.listenerCounts,
+        backend: config.redis ? 'redis' : 'memory', updateListener: () => update?.listenerCounts, events: () => events.figures(),
       }),
       health: async () => healthOf(table, await stats(), config, workers()),
       nameQueries: async () => (await stats()).queries.names,

@@ -109,6 +109,7 @@ describe('defaults', () => {
       queryLog: undefined,
       queryLogSample: 1,
       metricsMaxNames: 1000,
+      eventsMaxStreams: 64,
       updateListen: undefined,
       updateKeyFile: undefined,
       logLevel: 'info',

@@ -11,7 +11,7 @@ import type { AddressTable } from '../table/table.js';
 import { normalizeName } from '../table/validate.js';
 import { parseZone } from '../table/zone-file.js';
 import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js';
-import { streamEvents } from './events.js';
+import type { EventStreams } from './events.js';
 import { errorHandler, sendError } from './http-errors.js';
 import { tokenMatcher } from './token.js';
 
@@ -30,6 +30,8 @@ export interface AdminOptions {
   /** Resolves once the query path answers with every change made so far. */
   settle: () => Promise<void>;
   metrics: () => Promise<{ contentType: string; body: string }>;
+  /** GET /v1/events: the streams, their limits and figures. */
+  events: EventStreams;
 }
 
 const JSON_BODY_LIMIT = 64 * 1024;
@@ -161,16 +163,9 @@ export function buildAdmin(options: AdminOptions) {
     return { changed };
   });
 
-  const streams = new Set<() => void>();
-  app.get('/v1/events', (request, reply) => {
-    const end = streamEvents(table, request, reply);
-    streams.add(end);
-    request.raw.on('close', () => streams.delete(end));
-  });
+  app.get('/v1/events', (request, reply) => options.events.open(request, reply));
   // before the server stops listening: it waits for open connections, and a stream never ends by itself
-  app.addHook('preClose', async () => {
-    for (const end of streams) end();
-  });
+  app.addHook('preClose', async () => options.events.closeAll());
 
   // what a monitor reads to see each name's load: the counts of divert_name_queries_total as JSON
   app.get('/v1/stats/names', async () => ({ names: Object.fromEntries(await options.nameQueries()) }));

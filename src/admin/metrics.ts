@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric
 import { countSeries, latencyOf, LATENCY_BUCKETS, OUTCOMES } from '../pipeline/query-stats.js';
 import type { ServingStats } from '../serving.js';
 import { LISTENER_EVENTS, type ListenerCounts } from '../transport/listener-events.js';
+import type { EventStreamFigures } from './events.js';
 
 export interface MetricSources {
   /** Summed over the workers; read once per scrape. */
@@ -21,6 +22,8 @@ export interface MetricSources {
   backend: 'memory' | 'redis';
   /** The DNS UPDATE port's listener figures, when it is on. */
   updateListener?: () => ListenerCounts | undefined;
+  /** The admin API's GET /v1/events streams. */
+  events: () => EventStreamFigures;
 }
 
 type Labels = Record<string, string>;
@@ -144,6 +147,12 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
       [{ process: 'workers' }, now().tableViewsReady],
     ]);
   }
+  readGauge(registry, 'divert_event_streams', 'open GET /v1/events streams (at most --events-max-streams)', [], () =>
+    [[{}, sources.events().open]]);
+  mirrorCounter(registry, 'divert_event_streams_slow_closed_total', 'event streams sent resync and closed because their client did not keep up', [], () =>
+    [[{}, sources.events().slowClosed]]);
+  mirrorCounter(registry, 'divert_event_streams_refused_total', 'GET /v1/events requests refused at --events-max-streams', [], () =>
+    [[{}, sources.events().refused]]);
   readGauge(registry, 'divert_workers', 'processes answering DNS queries', [], () =>
     [[{}, now().processes.length]]);
   mirrorCounter(registry, 'divert_worker_restarts_total', 'worker processes started to replace one that exited (crashed, or failed to start), by worker slot', ['worker'], () =>

@@ -164,6 +164,10 @@ export const SERVE_OPTIONS = {
     flag: 'metrics-max-names', default: 1000, schema: count(0, 100_000),
     describe: 'intercepted names that get their own divert_name_queries_total series; queries for others count under name="_other"',
   },
+  eventsMaxStreams: {
+    flag: 'events-max-streams', default: 64, schema: count(1, 100_000),
+    describe: 'admin GET /v1/events streams open at once; one more is refused (503 TOO_MANY_STREAMS)',
+  },
   updateListen: {
     flag: 'update-listen', schema: hostPort(),
     defaultDescription: 'off',
@@ -208,6 +212,7 @@ export interface ServeConfig {
   queryLog: string | undefined;
   queryLogSample: number;
   metricsMaxNames: number;
+  eventsMaxStreams: number;
   updateListen: HostPort | undefined;
   updateKeyFile: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
