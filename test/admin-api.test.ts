@@ -111,6 +111,8 @@ for (const [backend, makeBackend] of BACKENDS) {
         ['dot\\.in.esc.test', ['dot.in', 'esc', 'test'], 'dot\\046in.esc.test'],
         ['\\200high.esc.test', [high, 'esc', 'test'], '\\200high.esc.test'],
         ['a/b?c#d%e.esc.test', ['a/b?c#d%e', 'esc', 'test'], 'a\\047b\\063c\\035d\\037e.esc.test'],
+        // a wildcard below an escaped name answers the names below it
+        ['*.Sp\\ Ace.Esc.Test', ['deep', 'Er', 'SP ACE', 'esc', 'test'], '*.sp\\032ace.esc.test'],
       ];
       for (const [given, wire, canonical] of names) {
         const path = `/v1/names/${encodeURIComponent(given)}`;
