@@ -11,9 +11,9 @@ export const MAX_NAME_OCTETS = 255;
 
 /**
  * Writes one octet of a label as canonical text at out[at] and returns the offset after
- * it: ASCII letters in lower case (RFC 4343), other letters, digits, "-", "_" and "*" as
- * themselves, every other octet as \DDD. So "." only ever separates labels and "\" only
- * ever starts an escape, and two spellings of one name never make two texts.
+ * it: ASCII letters in lower case (RFC 4343), digits, "-", "_" and "*" as themselves,
+ * every other octet as \DDD. So "." only ever separates labels and "\" only ever starts
+ * an escape, and two spellings of one name never make two texts.
  */
 export function writeCanonicalOctet(out: Buffer, at: number, b: number): number {
   if ((b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x5f || b === 0x2a) {
