@@ -12,7 +12,7 @@ import { normalizeName } from '../table/validate.js';
 import { parseZone } from '../table/zone-file.js';
 import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js';
 import type { EventStreams } from './events.js';
-import { errorHandler, sendError } from './http-errors.js';
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendError } from './http-errors.js';
 import { tokenMatcher } from './token.js';
 
 export interface Health {
@@ -35,6 +35,12 @@ export interface AdminOptions {
 }
 
 const JSON_BODY_LIMIT = 64 * 1024;
+/**
+ * The longest name still fits in a path segment written the longest way: its at most 250
+ * octets each as \DDD, percent-encoded (%5CDDD, 6 characters), and its 4 dots. (The
+ * router measures the segment decoded, so this leaves room to spare.)
+ */
+const MAX_NAME_SEGMENT = 250 * 6 + 4;
 const ZONE_BODY_LIMIT = 16 * 1024 * 1024;
 
 /** Who made a change, for the history: the X-Divert-Client header, else "admin". */
@@ -86,12 +92,27 @@ export function buildAdmin(options: AdminOptions) {
     bodyLimit: JSON_BODY_LIMIT,
     // a monitor polls and writes often: one line per request would drown the log
     logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { maxParamLength: MAX_NAME_SEGMENT },
+    frameworkErrors: frameworkErrorHandler(MAX_NAME_SEGMENT),
+    clientErrorHandler,
+    // its 503 while closing is in fastify's format; the hook below answers in divert's
+    return503OnClosing: false,
   });
   const tokenMatches = tokenMatcher(options.token);
 
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${request.method} ${request.url}`));
   app.addContentTypeParser(['text/dns', 'text/plain'], { parseAs: 'string', bodyLimit: ZONE_BODY_LIMIT }, (_req, body, done) => done(null, body));
+
+  // a request on a kept-alive connection while the port closes: refused before the token
+  // is checked and before any handler (the query path and the table are closing too)
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) return sendError(reply.header('connection', 'close'), 503, 'SHUTTING_DOWN', 'divert is shutting down; ask another replica, or again once it is back');
+  });
 
   const failures = new AuthFailures();
   app.addHook('onRequest', async (request, reply) => {

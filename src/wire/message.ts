@@ -4,6 +4,7 @@
 // table change; nothing per query goes through it.
 
 import dnsPacket from 'dns-packet';
+import { writeCanonicalOctet } from './name.js';
 
 export const HEADER_BYTES = 12;
 
@@ -54,7 +55,7 @@ export interface Query {
   id: number;
   flags: number;
   opcode: number;
-  /** Lower-case presentation name without the trailing dot ("" for the root). */
+  /** Canonical text of the name (wire/name.ts), without the trailing dot ("" for the root). */
   name: string;
   qtype: number;
   qclass: number;
@@ -71,11 +72,6 @@ export function isUnreadable(q: Query | Unreadable): q is Unreadable {
 
 // Scratch space for building a name; a name is at most 255 bytes, escaped at most 4×.
 const nameScratch = Buffer.allocUnsafe(1024);
-
-function isPlainByte(b: number): boolean {
-  // letters, digits, '-', '_' and '*' stand for themselves in presentation format
-  return (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x5f || b === 0x2a;
-}
 
 export const OPCODE_QUERY = 0;
 
@@ -123,18 +119,7 @@ export function readQuery(msg: Buffer): Query | Unreadable {
     // RFC 1035 3.1: 255 bytes at most, counting the length bytes and the final zero
     if (pos + 1 + len > msg.length || pos + 1 + len - HEADER_BYTES + 1 > 255) return unreadable();
     if (out > 0) nameScratch[out++] = 0x2e;
-    for (let i = pos + 1; i <= pos + len; i++) {
-      const b = msg[i];
-      if (isPlainByte(b)) {
-        nameScratch[out++] = b >= 0x41 && b <= 0x5a ? b | 0x20 : b;
-      } else {
-        // RFC 4343 escape, so odd bytes never collide with a real table name
-        nameScratch[out++] = 0x5c;
-        nameScratch[out++] = 0x30 + Math.floor(b / 100);
-        nameScratch[out++] = 0x30 + (Math.floor(b / 10) % 10);
-        nameScratch[out++] = 0x30 + (b % 10);
-      }
-    }
+    for (let i = pos + 1; i <= pos + len; i++) out = writeCanonicalOctet(nameScratch, out, msg[i]);
     pos += 1 + len;
   }
   if (pos + 4 > msg.length) return unreadable();
