@@ -13,9 +13,8 @@ import { pino } from 'pino';
 import { isDivertError } from '../src/errors.js';
 import { MemoryTable } from '../src/table/memory-table.js';
 import type { AddressTable, Entry, HistoryRecord } from '../src/table/table.js';
-import {
-  appendUnsignedError, parseKeyFile, readKeyFile, signMessage, signReply, verifyMessage, TsigError, type TsigKey,
-} from '../src/update/tsig.js';
+import { parseKeyFile, readKeyFile } from '../src/update/key-file.js';
+import { appendUnsignedError, signMessage, signReply, verifyMessage, TsigError, type TsigKey } from '../src/update/tsig.js';
 import { startUpdateServer } from '../src/update/update-server.js';
 import { BACKENDS } from './helpers/backends.js';
 import { startDivert, tcpAsk, udpAsk, type LogSink, type TestServer } from './helpers/divert.js';

@@ -28,7 +28,8 @@ import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
 import type { Handler } from '../transport/udp-listener.js';
 import { HEADER_BYTES, rcodeName } from '../wire/message.js';
 import { nameText, readMessage, type WireMessage } from './records.js';
-import { appendUnsignedError, FUDGE_SECONDS, readKeyFile, signReply, verifyMessage, type TsigKey, type TsigKeys, type TsigRecord } from './tsig.js';
+import { readKeyFile } from './key-file.js';
+import { appendUnsignedError, FUDGE_SECONDS, signReply, verifyMessage, type TsigKey, type TsigKeys, type TsigRecord } from './tsig.js';
 import { UpdateFailure, UpdateRcode, checkPrerequisites, namesOf, planWrites, readUpdate } from './update.js';
 
 const OPCODE_QUERY = 0;
