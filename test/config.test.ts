@@ -108,6 +108,8 @@ describe('defaults', () => {
       queryLog: undefined,
       queryLogSample: 1,
       metricsMaxNames: 1000,
+      maxAddresses: 64,
+      allowTldWildcards: false,
       updateListen: undefined,
       updateKeyFile: undefined,
       logLevel: 'info',
