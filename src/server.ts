@@ -22,6 +22,7 @@ import { MemoryTable } from './table/memory-table.js';
 import { RedisTable } from './table/redis-table.js';
 import type { AddressTable } from './table/table.js';
 import { readZones } from './table/zone-file.js';
+import { WritePolicy } from './table/write-policy.js';
 import { createReloader, type ReloadResult } from './reload.js';
 import { requireUpstreams, upstreamsFromResolvConf } from './upstream/resolv-conf.js';
 import { loadUpdateKeys, startUpdateServer, type UpdateServer } from './update/update-server.js';
@@ -152,7 +153,9 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // a worker process has its own clock: one injected here could not reach it
   if (options.clock && config.workers > 1) throw new Error('an injected clock needs workers: 1');
   const upstreams = await resolveUpstreams(config);
-  const seed = await readZones(config.zones);
+  // what a write may put in the table: the same at every edge (seeds, admin API, DNS UPDATE)
+  const policy = new WritePolicy(config);
+  const seed = await readZones(config.zones, policy);
   const updateLog = componentLogger(log, 'update');
   const updateKeys = await loadUpdateKeys(config, updateLog);
   const adminToken = resolveAdminToken(config, componentLogger(log, 'serve'));
@@ -183,6 +186,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     const events = new EventStreams(table, config.eventsMaxStreams, adminLog);
     admin = buildAdmin({
       table,
+      policy,
       token: adminToken,
       log: adminLog,
       events,
@@ -204,7 +208,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     }
     if (updateKeys && config.updateListen) {
       // DNS UPDATE writes as the admin API does, and is acknowledged once every worker answers with it
-      update = await startUpdateServer({ listen: config.updateListen, keys: updateKeys, table, settle: serving.settle, log: updateLog });
+      update = await startUpdateServer({ listen: config.updateListen, keys: updateKeys.keys, grants: updateKeys.grants, policy, table, settle: serving.settle, log: updateLog });
     }
     return {
       listening: serving.listening, admin: adminAddress, update: update?.address, adminToken, upstreams, table, workers: config.workers,

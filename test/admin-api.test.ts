@@ -14,6 +14,7 @@ import { decode, udpAsk } from './helpers/divert.js';
 import { LONGEST_NAME, rawQuery } from './helpers/raw.js';
 import { buildAdmin } from '../src/admin/admin-server.js';
 import { EventStreams } from '../src/admin/events.js';
+import { WritePolicy } from '../src/table/write-policy.js';
 import { MemoryTable } from '../src/table/memory-table.js';
 import { pino } from 'pino';
 
@@ -391,6 +392,7 @@ describe('a request while the admin port closes', () => {
     const table = new MemoryTable();
     const app = buildAdmin({
       table, token: TEST_TOKEN, log: pino({ level: 'silent' }), health: async () => ({ ok: true }), events: new EventStreams(table, 4, pino({ level: 'silent' })),
+      policy: new WritePolicy({ maxAddresses: 64, allowTldWildcards: false }),
       nameQueries: async () => new Map(), metrics: async () => ({ contentType: 'text/plain', body: '' }),
       settle: () => {
         entered();

@@ -213,7 +213,8 @@ describe('divert healthcheck', () => {
 });
 
 describe('divert validate', () => {
-  const KEY = `key "divert-update" {\n\talgorithm hmac-sha256;\n\tsecret "${randomBytes(32).toString('base64')}";\n};\n`;
+  const KEY = `key "divert-update" {\n\talgorithm hmac-sha256;\n\tsecret "${randomBytes(32).toString('base64')}";\n};\n` +
+    'update-policy {\n\tgrant divert-update subdomain shop.example.;\n};\n';
   let zoneNames: number;
 
   before(async () => {
@@ -239,7 +240,7 @@ describe('divert validate', () => {
     assert.equal(
       line,
       `config OK: ${zoneNames} zone names from ${ZONES}; listen 127.0.0.1:5353, [::1]:5353; admin 127.0.0.1:5380; upstreams 127.0.0.1:5399; ` +
-        'table redis redis://:***@127.0.0.1:6390/2 (standalone; not contacted); DNS UPDATE 127.0.0.1:5354, 1 TSIG key',
+        'table redis redis://:***@127.0.0.1:6390/2 (standalone; not contacted); DNS UPDATE 127.0.0.1:5354, 1 TSIG key, 1 update-policy rule',
     );
     assert.doesNotMatch(line, /secret-password/);
     assert.deepEqual(readdirSync(home), [], 'no admin token generated');

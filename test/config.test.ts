@@ -110,6 +110,8 @@ describe('defaults', () => {
       queryLogSample: 1,
       metricsMaxNames: 1000,
       eventsMaxStreams: 64,
+      maxAddresses: 64,
+      allowTldWildcards: false,
       updateListen: undefined,
       updateKeyFile: undefined,
       logLevel: 'info',

@@ -10,6 +10,7 @@ import { DivertError } from '../errors.js';
 import type { AddressTable } from '../table/table.js';
 import { normalizeName } from '../table/validate.js';
 import { parseZone } from '../table/zone-file.js';
+import type { WritePolicy } from '../table/write-policy.js';
 import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js';
 import type { EventStreams } from './events.js';
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendError } from './http-errors.js';
@@ -22,6 +23,8 @@ export interface Health {
 
 export interface AdminOptions {
   table: AddressTable;
+  /** What a write may put in the table (--max-addresses, --allow-tld-wildcards). */
+  policy: WritePolicy;
   token: string;
   log: Logger;
   health: () => Promise<Health>;
@@ -86,7 +89,7 @@ function nameParam(params: unknown): string {
 }
 
 export function buildAdmin(options: AdminOptions) {
-  const { table, log } = options;
+  const { table, policy, log } = options;
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: JSON_BODY_LIMIT,
@@ -149,6 +152,7 @@ export function buildAdmin(options: AdminOptions) {
   app.put('/v1/names/:name', async (request, reply) => {
     const name = nameParam(request.params);
     const data = entryFromBody(request.body);
+    policy.checkEntry(name, data);
     const ifVersion = ifMatch(request.headers['if-match']);
     const entry = await table.put(name, data, { ifVersion, by: clientOf(request.headers['x-divert-client']) });
     await options.settle();
@@ -167,6 +171,7 @@ export function buildAdmin(options: AdminOptions) {
     return { name, history: await table.history(name) };
   });
 
+  // not held against the policy: a diversion never adds an address or a name (write-policy.ts)
   app.post('/v1/diversions', async (request) => {
     const { from, to } = diversionFromBody(request.body);
     const changed = await table.divert(from, to, { by: clientOf(request.headers['x-divert-client']) });
@@ -179,6 +184,7 @@ export function buildAdmin(options: AdminOptions) {
     if (typeof request.body !== 'string') throw new DivertError('BAD_REQUEST', 'body: expected a zone file with Content-Type: text/dns');
     const query = request.query as { file?: string; origin?: string };
     const entries = parseZone(request.body, query.file ?? 'import', { origin: query.origin });
+    policy.checkEntries(entries, 'import ');
     const changed = await table.importEntries(entries, { by: clientOf(request.headers['x-divert-client']) });
     await options.settle();
     return { changed };

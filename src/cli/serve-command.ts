@@ -17,9 +17,9 @@ export function serveOptions(yargs: Argv): Argv {
     const shownDefault = spec.defaultDescription ?? (spec.default === undefined ? undefined : JSON.stringify(spec.default));
     yargs.option(spec.flag, {
       describe: `${spec.describe} [env ${envName(spec.flag)}]`,
-      type: 'string',
+      type: spec.boolean ? 'boolean' : 'string',
       array: spec.repeatable ?? false,
-      requiresArg: true,
+      requiresArg: !spec.boolean,
       defaultDescription: shownDefault,
     });
   }

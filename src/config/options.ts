@@ -39,11 +39,16 @@ const count = (min: number, max: number) =>
     .min(min, `expected at least ${min}`)
     .max(max, `expected at most ${max}`);
 
+/** true or false, as a flag (yargs gives a boolean), a DIVERT_* variable or a config key gives it. */
+const flag = z.union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' }).transform((v) => v === true || v === 'true');
+
 export interface OptionSpec {
   /** The flag without dashes; also the config-file key. */
   flag: string;
   describe: string;
   repeatable?: boolean;
+  /** A switch: `--flag` alone means true (its schema takes true or false). */
+  boolean?: boolean;
   /** Shown in --help and used when no flag, variable or config key sets the option. */
   default?: unknown;
   /** How the default is described when it is computed at start. */
@@ -168,6 +173,14 @@ export const SERVE_OPTIONS = {
     flag: 'events-max-streams', default: 64, schema: count(1, 100_000),
     describe: 'admin GET /v1/events streams open at once; one more is refused (503 TOO_MANY_STREAMS)',
   },
+  maxAddresses: {
+    flag: 'max-addresses', default: 64, schema: count(1, 1000),
+    describe: 'addresses one entry, and each of its rules, may answer with (IPv4 and IPv6 together); a write over it is refused',
+  },
+  allowTldWildcards: {
+    flag: 'allow-tld-wildcards', boolean: true, default: false, schema: flag,
+    describe: 'let writes create a wildcard directly below a top-level domain (*.com), which answers for every name under it',
+  },
   updateListen: {
     flag: 'update-listen', schema: hostPort(),
     defaultDescription: 'off',
@@ -175,7 +188,7 @@ export const SERVE_OPTIONS = {
   },
   updateKeyFile: {
     flag: 'update-key-file', schema: z.string().min(1),
-    describe: 'TSIG keys (hmac-sha256) that may send DNS UPDATE, in BIND\'s key format, as tsig-keygen writes it',
+    describe: 'TSIG keys (hmac-sha256) that may send DNS UPDATE, in BIND\'s key format, as tsig-keygen writes it, with the names each may change (update-policy { grant KEY subdomain NAME; };)',
   },
   logLevel: {
     flag: 'log-level', default: 'info', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -213,6 +226,8 @@ export interface ServeConfig {
   queryLogSample: number;
   metricsMaxNames: number;
   eventsMaxStreams: number;
+  maxAddresses: number;
+  allowTldWildcards: boolean;
   updateListen: HostPort | undefined;
   updateKeyFile: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

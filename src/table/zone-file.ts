@@ -5,6 +5,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DivertError } from '../errors.js';
 import type { EntryData } from './table.js';
+import type { WritePolicy } from './write-policy.js';
 import { checkEntryData, checkTtl, DEFAULT_TTL_SECONDS, normalizeName } from './validate.js';
 import { isAbsoluteName } from '../wire/name.js';
 
@@ -343,8 +344,12 @@ async function zoneFiles(path: string): Promise<string[]> {
   return names.map((name) => join(path, name));
 }
 
-/** Reads zone files and folders of them; a name in several files gets one merged entry. */
-export async function readZones(paths: string[]): Promise<Map<string, EntryData>> {
+/**
+ * Reads zone files and folders of them; a name in several files gets one merged entry.
+ * With a write policy, each name of each file (as merged so far) must pass it: a refusal
+ * is BAD_ZONE naming the file and the name.
+ */
+export async function readZones(paths: string[], policy?: Pick<WritePolicy, 'checkEntry'>): Promise<Map<string, EntryData>> {
   const entries = new Map<string, EntryData>();
   for (const path of paths) {
     for (const file of await zoneFiles(path)) {
@@ -354,7 +359,15 @@ export async function readZones(paths: string[]): Promise<Map<string, EntryData>
       } catch (err) {
         return cannotRead(file, err);
       }
-      for (const [name, data] of parseZone(text, file)) mergeEntry(entries, name, data);
+      for (const [name, data] of parseZone(text, file)) {
+        mergeEntry(entries, name, data);
+        try {
+          policy?.checkEntry(name, entries.get(name)!);
+        } catch (err) {
+          if (err instanceof DivertError) throw new DivertError('BAD_ZONE', `${file}: ${err.message}`, { cause: err });
+          throw err;
+        }
+      }
     }
   }
   return entries;

@@ -3,7 +3,9 @@
 // and TCP on one port. A change goes through the same table writes as the admin API's PUT
 // and DELETE: conditional on the version it was computed from, recorded in the history as
 // made by `dnsupdate:<key name>`, and acknowledged (NOERROR) only once the query path
-// answers with it (settle). Unsigned updates are refused; what divert cannot hold (records
+// answers with it (settle). Unsigned updates are refused, and so is a change of a name
+// the key has no grant for in the key file's update-policy (grants.ts), or one the write
+// policy refuses (--max-addresses, --allow-tld-wildcards); what divert cannot hold (records
 // other than A and AAAA) is refused with the reason in the log.
 //
 // A signed request counts within its TSIG time window (at most 300 s) and once: a repeat
@@ -23,6 +25,7 @@ import { formatHostPort, type HostPort } from '../config/address.js';
 import type { ServeConfig } from '../config/options.js';
 import type { Client, Outcome, Result } from '../pipeline/pipeline.js';
 import type { AddressTable, Entry, EntryData } from '../table/table.js';
+import type { WritePolicy } from '../table/write-policy.js';
 import { BindFailure, listenPair, type PairOptions } from '../transport/listen-pair.js';
 import { DEFAULT_TCP_LIMITS, type TcpAdmission } from '../transport/tcp-listener.js';
 import { listenerReport, type ListenerCounts } from '../transport/listener-events.js';
@@ -31,7 +34,9 @@ import { throttledLog } from '../log.js';
 import type { Handler } from '../transport/udp-listener.js';
 import { HEADER_BYTES, rcodeName } from '../wire/message.js';
 import { nameText, readMessage, type WireMessage } from './records.js';
-import { appendUnsignedError, FUDGE_SECONDS, readKeyFile, signReply, verifyMessage, type TsigKey, type TsigKeys, type TsigRecord } from './tsig.js';
+import { authorize, keysWithoutGrant, type Grant } from './grants.js';
+import { readKeyFile, type KeyFile } from './key-file.js';
+import { appendUnsignedError, FUDGE_SECONDS, signReply, verifyMessage, type TsigKey, type TsigKeys, type TsigRecord } from './tsig.js';
 import { UpdateFailure, UpdateRcode, checkPrerequisites, namesOf, planWrites, readUpdate } from './update.js';
 
 const OPCODE_QUERY = 0;
@@ -44,10 +49,10 @@ export function actorOf(key: TsigKey): string {
 }
 
 /**
- * The keys when DNS UPDATE is on, read before any port is bound so that a bad key file
- * stops the start; null when it is off.
+ * The keys and their grants when DNS UPDATE is on, read before any port is bound so that
+ * a bad key file stops the start; null when it is off.
  */
-export async function loadUpdateKeys(config: Pick<ServeConfig, 'updateListen' | 'updateKeyFile'>, log: Logger): Promise<TsigKeys | null> {
+export async function loadUpdateKeys(config: Pick<ServeConfig, 'updateListen' | 'updateKeyFile'>, log: Logger): Promise<KeyFile | null> {
   if (!config.updateListen) {
     if (!config.updateKeyFile) return null;
     // a key file named is read even so: a bad one is found now, not when the port is turned on
@@ -58,14 +63,21 @@ export async function loadUpdateKeys(config: Pick<ServeConfig, 'updateListen' | 
   if (!config.updateKeyFile) {
     throw new DivertError('BAD_CONFIG', `--update-listen ${formatHostPort(config.updateListen)} needs --update-key-file FILE: the TSIG keys that may send updates (tsig-keygen -a hmac-sha256 NAME > FILE)`);
   }
-  const keys = await readKeyFile(config.updateKeyFile);
-  log.info({ file: config.updateKeyFile, keys: [...keys.keys()] }, 'DNS UPDATE keys read');
-  return keys;
+  const keyFile = await readKeyFile(config.updateKeyFile);
+  log.info({ file: config.updateKeyFile, keys: [...keyFile.keys.keys()], grants: keyFile.grants.length }, 'DNS UPDATE keys read');
+  for (const key of keysWithoutGrant(keyFile.keys.keys(), keyFile.grants)) {
+    log.warn({ file: config.updateKeyFile, key }, `DNS UPDATE key "${key}" has no grant in the update-policy of ${config.updateKeyFile}: it may change nothing`);
+  }
+  return keyFile;
 }
 
 export interface UpdateServerOptions {
   listen: HostPort;
   keys: TsigKeys;
+  /** The update-policy rules: the names each key may change. */
+  grants: readonly Grant[];
+  /** What a write may put in the table, as for the admin API. */
+  policy: WritePolicy;
   table: AddressTable;
   /** Resolves once the query path answers with every change made so far. */
   settle: () => Promise<void>;
@@ -122,7 +134,7 @@ function resultOf(reply: Buffer | null): Result {
 
 
 export async function startUpdateServer(options: UpdateServerOptions): Promise<UpdateServer> {
-  const { keys, table, settle } = options;
+  const { keys, grants, policy, table, settle } = options;
   const { log } = options;
   const clock = options.clock ?? (() => Math.floor(Date.now() / 1000));
   // anyone can send unsigned or badly signed datagrams: at most 10 lines about them in 10 s
@@ -169,16 +181,21 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
     return UpdateRcode.NOERROR;
   }
 
-  /** RFC 2136 3: read and check, read the entries, check the prerequisites, then write. */
+  /**
+   * RFC 2136 3: read and check, check the key's grants (before anything is read from the
+   * table: a key may change nothing it has no grant for), read the entries, check the
+   * prerequisites, then write what passes the write policy.
+   */
   async function apply(message: WireMessage, key: TsigKey, client: Client): Promise<number> {
     const zone = message.questions.length === 1 ? nameText(message.questions[0].name) || '.' : undefined;
     const details: Record<string, unknown> = { key: key.name, client: client.address, transport: client.transport, zone };
     try {
       const request = readUpdate(message);
+      authorize(grants, key.name, request);
       const names = namesOf(request);
       const entries = new Map(await Promise.all(names.map(async (name) => [name, await table.get(name)] as const)));
       checkPrerequisites(request.prerequisites, entries);
-      return await write(planWrites(request, entries), entries, actorOf(key), details);
+      return await write(planWrites(request, entries, policy), entries, actorOf(key), details);
     } catch (err) {
       if (err instanceof UpdateFailure) {
         log.warn({ ...details, rcode: rcodeName(err.rcode), reason: err.reason }, `DNS UPDATE not applied: ${err.reason}`);
