@@ -7,6 +7,7 @@ import Fastify, { LogController } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { DivertError } from '../errors.js';
+import { throttledLog } from '../log.js';
 import type { AddressTable } from '../table/table.js';
 import { normalizeName } from '../table/validate.js';
 import { parseZone } from '../table/zone-file.js';
@@ -55,7 +56,7 @@ function clientOf(header: string | string[] | undefined): string {
 /** Wrong tokens one client address may send within AUTH_WINDOW_MS... */
 const AUTH_FAILURES_ALLOWED = 10;
 const AUTH_WINDOW_MS = 60_000;
-/** ...before every request from it is refused for this long. */
+/** ...before every request from it without the right token is refused (429) for this long. */
 const AUTH_LOCKOUT_MS = 60_000;
 
 /** Failed authentications per client address, in a fixed window; bounded in memory. */
@@ -118,20 +119,25 @@ export function buildAdmin(options: AdminOptions) {
   });
 
   const failures = new AuthFailures();
+  // anyone who reaches the port can send requests without the token: the lines are throttled
+  const warnAuth = throttledLog((details, message) => log.warn(details, message));
   app.addHook('onRequest', async (request, reply) => {
-    const lockedFor = failures.lockedFor(request.ip);
-    if (lockedFor > 0) {
-      // not even checked: guessing gains nothing while locked out, and nothing is logged per request
-      reply.header('retry-after', String(Math.ceil(lockedFor / 1000)));
-      return sendError(reply, 429, 'TOO_MANY_FAILURES', `too many failed authentications from ${request.ip}; try again in ${Math.ceil(lockedFor / 1000)} s`);
-    }
     const header = request.headers.authorization ?? '';
     const given = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    // Valid credentials are never locked out: only failing attempts are throttled, so a
+    // neighbour guessing from the same address (or everyone behind one reverse proxy)
+    // cannot keep the monitor's failover writes out.
     if (given !== '' && tokenMatches(given)) return;
-    request.log.warn({ ip: request.ip, url: request.url }, given === '' ? 'admin request without a token' : 'admin request with a wrong token');
+    const lockedFor = failures.lockedFor(request.ip);
+    if (lockedFor > 0) {
+      // nothing is logged per request while locked out
+      reply.header('retry-after', String(Math.ceil(lockedFor / 1000)));
+      return sendError(reply, 429, 'TOO_MANY_FAILURES', `too many failed authentications from ${request.ip}; try again in ${Math.ceil(lockedFor / 1000)} s (the right token is still accepted)`);
+    }
+    warnAuth({ ip: request.ip, url: request.url.slice(0, 200) }, given === '' ? 'admin request without a token' : 'admin request with a wrong token');
     // only wrong tokens count: a missing one guesses nothing (a scraper without its token, say)
     if (given !== '' && failures.fail(request.ip)) {
-      request.log.warn({ ip: request.ip, failures: AUTH_FAILURES_ALLOWED, lockoutSeconds: AUTH_LOCKOUT_MS / 1000 }, 'too many failed admin authentications; this address is locked out');
+      log.warn({ ip: request.ip, failures: AUTH_FAILURES_ALLOWED, lockoutSeconds: AUTH_LOCKOUT_MS / 1000 }, 'too many failed admin authentications; wrong tokens from this address get 429 for a while');
     }
     return sendError(reply, 401, 'UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer TOKEN)');
   });

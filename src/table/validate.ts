@@ -2,7 +2,7 @@
 // admin API, stores reading back their own data) goes through these checks.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { DivertError, type ErrorCode } from '../errors.js';
+import { DivertError, showValue, type ErrorCode } from '../errors.js';
 import { checkLocalRules } from '../rules/check.js';
 import { canonicalName } from '../wire/name.js';
 import type { EntryData } from './table.js';
@@ -59,7 +59,7 @@ export function checkAddresses(field: 'a' | 'aaaa', list: unknown, path: string 
 
 export function checkTtl(ttl: unknown): number {
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TTL_SECONDS) {
-    throw new DivertError('BAD_TTL', `ttl: "${String(ttl)}" is not a whole number of seconds from 0 to ${MAX_TTL_SECONDS}`);
+    throw new DivertError('BAD_TTL', `ttl: ${typeof ttl === 'object' && ttl !== null ? showValue(ttl) : `"${String(ttl)}"`} is not a whole number of seconds from 0 to ${MAX_TTL_SECONDS}`);
   }
   return ttl;
 }
