@@ -48,6 +48,8 @@ export interface ServingStats {
   rejectedReplies: number;
   /** Forwarded queries no upstream answered in time. */
   timeouts: number;
+  /** Forwarded queries failed at once: --forward-max-in-flight were already waiting. */
+  overloaded: number;
   cacheHits: number;
   cacheMisses: number;
   cachedNames: number;
@@ -172,7 +174,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
   // let: a reload (reconfigure below) replaces them; stats() and hear() read the current ones
   let pool = new UpstreamPool(upstreams);
   pool.onNews = options.onPoolNews;
-  let forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });
+  let forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs, maxInFlight: config.forwardMaxInFlight });
   // the pipeline reads these per query: a reload changes their fields in place
   const rules: RuleContext = { trustEcs: trustEcsOf(config), clock: options.clock ?? Date.now };
   const limits: Limits = limitsOf(config);
@@ -249,6 +251,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
       queries,
       rejectedReplies: forwarder.stats.rejectedReplies,
       timeouts: forwarder.stats.timeouts,
+      overloaded: forwarder.stats.overloaded,
       cacheHits: answers.hits,
       cacheMisses: answers.misses,
       cachedNames: answers.size,
@@ -277,7 +280,9 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     }
     const previousForwarder = forwarder;
     if (!sameUpstreams || next.upstreamTimeoutMs !== current.upstreamTimeoutMs || next.queryTimeoutMs !== current.queryTimeoutMs) {
-      forwarder = new Forwarder(pool, { attemptTimeoutMs: next.upstreamTimeoutMs, queryTimeoutMs: next.queryTimeoutMs, stats: previousForwarder.stats });
+      forwarder = new Forwarder(pool, {
+        attemptTimeoutMs: next.upstreamTimeoutMs, queryTimeoutMs: next.queryTimeoutMs, maxInFlight: current.forwardMaxInFlight, stats: previousForwarder.stats,
+      });
     }
     allowed = new AccessList(next.allow);
     pipeline.reconfigure(allowed, forwarder);
@@ -305,13 +310,14 @@ export function sumStats(all: ServingStats[]): ServingStats {
   const total: ServingStats = {
     counts: outcomeTotals(queries),
     queries,
-    rejectedReplies: 0, timeouts: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
+    rejectedReplies: 0, timeouts: 0, overloaded: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
     tableViewsReady: 0, processes: all.flatMap((s) => s.processes), listener: emptyListenerCounts(),
   };
   const upstreams = new Map<string, UpstreamState>();
   for (const s of all) {
     total.rejectedReplies += s.rejectedReplies;
     total.timeouts += s.timeouts;
+    total.overloaded += s.overloaded;
     total.cacheHits += s.cacheHits;
     total.cacheMisses += s.cacheMisses;
     total.cachedNames += s.cachedNames;

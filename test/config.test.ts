@@ -96,6 +96,7 @@ describe('defaults', () => {
       resolvConf: '/etc/resolv.conf',
       upstreamTimeoutMs: 1000,
       queryTimeoutMs: 2500,
+      forwardMaxInFlight: 10_000,
       tcpIdleTimeoutMs: 10_000,
       tcpMaxConnections: 1000,
       tcpMaxPerClient: 64,

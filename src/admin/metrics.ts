@@ -122,6 +122,8 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
     [[{}, now().rejectedReplies]]);
   mirrorCounter(registry, 'divert_forward_timeouts_total', 'forwarded queries no upstream answered in time', [], () =>
     [[{}, now().timeouts]]);
+  mirrorCounter(registry, 'divert_forward_overloaded_total', 'forwarded queries answered SERVFAIL at once: --forward-max-in-flight were already waiting for an upstream', [], () =>
+    [[{}, now().overloaded]]);
 
   mirrorCounter(registry, 'divert_answer_cache_lookups_total', 'answer cache lookups by result', ['result'], () =>
     [[{ result: 'hit' }, now().cacheHits], [{ result: 'miss' }, now().cacheMisses]]);

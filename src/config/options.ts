@@ -115,6 +115,10 @@ export const SERVE_OPTIONS = {
     flag: 'query-timeout-ms', default: 2500, schema: count(10, 60_000),
     describe: 'answer SERVFAIL when no upstream has answered by then (stub resolvers give up at 5000)',
   },
+  forwardMaxInFlight: {
+    flag: 'forward-max-in-flight', default: 10_000, schema: count(10, 1_000_000),
+    describe: 'forwarded queries waiting for an upstream at once, in each worker; beyond it a query gets SERVFAIL at once (a flood towards a silent upstream cannot pile up memory)',
+  },
   tcpIdleTimeoutMs: {
     flag: 'tcp-idle-timeout-ms', default: 10_000, schema: count(100, 600_000),
     describe: 'close a TCP connection that has been idle this long',
@@ -212,6 +216,7 @@ export interface ServeConfig {
   resolvConf: string;
   upstreamTimeoutMs: number;
   queryTimeoutMs: number;
+  forwardMaxInFlight: number;
   tcpIdleTimeoutMs: number;
   tcpMaxConnections: number;
   tcpMaxPerClient: number;
