@@ -33,3 +33,25 @@ export function setLogLevel(log: Logger, level: LevelWithSilent): void {
   root.level = level;
   for (const child of components.get(root) ?? []) child.level = level;
 }
+
+/**
+ * A log line that a peer can provoke at will (a bad datagram, a failing store lookup)
+ * is written at most `lines` times per `windowMs`; the first line written after some
+ * were left out carries their count as `suppressed`, so nothing is lost silently and a
+ * flood cannot fill the disk.
+ */
+export function throttledLog(write: (details: Record<string, unknown>, message: string) => void, lines = 10, windowMs = 10_000) {
+  let since = 0;
+  let written = 0;
+  let suppressed = 0;
+  return (details: Record<string, unknown>, message: string, now = Date.now()): void => {
+    if (now - since >= windowMs) [since, written] = [now, 0];
+    if (written >= lines) {
+      suppressed++;
+      return;
+    }
+    written++;
+    write(suppressed > 0 ? { ...details, suppressed } : details, message);
+    suppressed = 0;
+  };
+}

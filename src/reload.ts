@@ -27,6 +27,7 @@ import type { ServingHandle } from './cluster/primary.js';
 import { maskUrl } from './redact.js';
 import type { AddressTable } from './table/table.js';
 import { readZones } from './table/zone-file.js';
+import { WritePolicy } from './table/write-policy.js';
 
 /** The options a reload applies; every other option needs a restart. */
 export const RELOADABLE: readonly ServeOptionKey[] = [
@@ -114,7 +115,8 @@ export function createReloader(deps: ReloadDeps): Reloader {
       next = Object.freeze({ ...loaded, ...Object.fromEntries(NEEDS_RESTART.map((key) => [key, current[key]])) }) as ServeConfig;
       nextUpstreams = await deps.resolveUpstreams(next);
       if (nextUpstreams.length === 0) throw new DivertError('NO_UPSTREAM', 'no upstream resolver: give at least one --upstream HOST[:PORT]');
-      seed = await readZones(next.zones);
+      // the policy's options need a restart: `next` holds the running ones
+      seed = await readZones(next.zones, new WritePolicy(next));
     } catch (err) {
       return refuse('reload refused', err);
     }

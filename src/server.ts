@@ -12,15 +12,17 @@ import { formatHostPort, type HostPort } from './config/address.js';
 import { maskUrl } from './redact.js';
 import type { ServeConfig } from './config/options.js';
 import { buildAdmin, type Health } from './admin/admin-server.js';
+import { EventStreams } from './admin/events.js';
 import { createMetrics } from './admin/metrics.js';
 import { defaultTokenFile, loadOrCreateToken } from './admin/token.js';
-import { startWorkers, type ServingHandle } from './cluster/primary.js';
+import { startWorkers, type ServingHandle, type WorkersState } from './cluster/primary.js';
 import { AccessList } from './pipeline/access.js';
 import { bindError, startServing, type Serving, type ServingStats } from './serving.js';
 import { MemoryTable } from './table/memory-table.js';
 import { RedisTable } from './table/redis-table.js';
 import type { AddressTable } from './table/table.js';
 import { readZones } from './table/zone-file.js';
+import { WritePolicy } from './table/write-policy.js';
 import { createReloader, type ReloadResult } from './reload.js';
 import { requireUpstreams, upstreamsFromResolvConf } from './upstream/resolv-conf.js';
 import { loadUpdateKeys, startUpdateServer, type UpdateServer } from './update/update-server.js';
@@ -91,17 +93,29 @@ function resolveAdminToken(config: ServeConfig, log: Logger): string {
   return token;
 }
 
-/** GET /healthz: ready when the table is reachable and at least one upstream is in service. */
-function healthOf(table: AddressTable, stats: ServingStats, config: ServeConfig): Health {
+/** What /healthz says of the workers when some are not serving: which are being replaced, after how many crashes, and when. */
+function workersProblems({ configured, running, restarting }: WorkersState): string[] {
+  const none = 'no worker is running: DNS queries go unanswered';
+  if (restarting.length === 0) return running === 0 ? [none] : [];
+  const each = restarting.map((r) =>
+    `worker ${r.worker} after ${r.crashes} crash${r.crashes === 1 ? '' : 'es'} in a row (${r.state === 'starting' ? 'starting now' : `next start in ${(r.nextStartInMs! / 1000).toFixed(1)} s`})`);
+  return [`workers restarting: ${each.join(', ')}; ${running === 0 ? none : `${running} of ${configured} workers answering`}`];
+}
+
+/** GET /healthz: ready when the table is reachable, at least one worker serves and at least one upstream is in service. */
+function healthOf(table: AddressTable, stats: ServingStats, config: ServeConfig, workers: WorkersState): Health {
   const ready = table.isReady();
-  const anyUpstream = stats.upstreams.some((u) => u.up);
+  const anyWorker = workers.running > 0;
+  // with no worker running there are no upstream figures either: that says nothing of the upstreams
+  const anyUpstream = !anyWorker || stats.upstreams.some((u) => u.up);
   return {
-    ok: ready && anyUpstream,
+    ok: ready && anyWorker && anyUpstream,
     table: { backend: config.redis ? 'redis' : 'memory', ready, cachedNames: stats.cachedNames },
-    workers: config.workers,
+    workers: { configured: workers.configured, running: workers.running, restarting: workers.restarting },
     upstreams: stats.upstreams,
     problems: [
       ...(ready ? [] : ['the address table (Redis) is unreachable: intercepted names answer from cache, writes are refused']),
+      ...workersProblems(workers),
       ...(anyUpstream ? [] : ['no upstream is answering: forwarded queries get SERVFAIL']),
     ],
   };
@@ -116,6 +130,8 @@ function inProcess(serving: Serving): ServingHandle {
     // the table tells the query path of a change before the write returns
     settle: async () => {},
     pids: () => [process.pid],
+    // nothing to replace: when this process dies, DNS goes with it (its supervisor restarts it)
+    workers: () => ({ configured: 1, running: 1, restarting: [], restarts: [0] }),
     reconfigure: async (config, upstreams) => {
       serving.reconfigure(config, upstreams);
       return [];
@@ -137,7 +153,9 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // a worker process has its own clock: one injected here could not reach it
   if (options.clock && config.workers > 1) throw new Error('an injected clock needs workers: 1');
   const upstreams = await resolveUpstreams(config);
-  const seed = await readZones(config.zones);
+  // what a write may put in the table: the same at every edge (seeds, admin API, DNS UPDATE)
+  const policy = new WritePolicy(config);
+  const seed = await readZones(config.zones, policy);
   const updateLog = componentLogger(log, 'update');
   const updateKeys = await loadUpdateKeys(config, updateLog);
   const adminToken = resolveAdminToken(config, componentLogger(log, 'serve'));
@@ -162,14 +180,21 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     serving = config.workers > 1
       ? await startWorkers(config, table, upstreams, componentLogger(log, 'cluster'))
       : inProcess(await startServing(config, table, upstreams, componentLogger(log, 'dns'), { exclusive: true, clock: options.clock }));
-    const { stats } = serving;
+    const { stats, workers } = serving;
 
+    const adminLog = componentLogger(log, 'admin');
+    const events = new EventStreams(table, config.eventsMaxStreams, adminLog);
     admin = buildAdmin({
       table,
+      policy,
       token: adminToken,
-      log: componentLogger(log, 'admin'),
-      metrics: createMetrics({ stats, tableReady: () => table.isReady(), tableSize: () => table.size(), backend: config.redis ? 'redis' : 'memory' }),
-      health: async () => healthOf(table, await stats(), config),
+      log: adminLog,
+      events,
+      metrics: createMetrics({
+        stats, workerRestarts: () => workers().restarts, tableReady: () => table.isReady(), tableSize: () => table.size(),
+        backend: config.redis ? 'redis' : 'memory', updateListener: () => update?.listenerCounts, events: () => events.figures(),
+      }),
+      health: async () => healthOf(table, await stats(), config, workers()),
       nameQueries: async () => (await stats()).queries.names,
       // a write is acknowledged once every worker answers with it
       settle: serving.settle,
@@ -183,7 +208,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     }
     if (updateKeys && config.updateListen) {
       // DNS UPDATE writes as the admin API does, and is acknowledged once every worker answers with it
-      update = await startUpdateServer({ listen: config.updateListen, keys: updateKeys, table, settle: serving.settle, log: updateLog });
+      update = await startUpdateServer({ listen: config.updateListen, keys: updateKeys.keys, grants: updateKeys.grants, policy, table, settle: serving.settle, log: updateLog });
     }
     return {
       listening: serving.listening, admin: adminAddress, update: update?.address, adminToken, upstreams, table, workers: config.workers,

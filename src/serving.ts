@@ -8,9 +8,11 @@ import { performance } from 'node:perf_hooks';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { DivertError } from './errors.js';
+import { throttledLog } from './log.js';
 import { formatHostPort, type HostPort } from './config/address.js';
 import type { ServeConfig } from './config/options.js';
 import { AccessList } from './pipeline/access.js';
+import { ClientNetworks } from './pipeline/client-networks.js';
 import { RateLimiter } from './pipeline/rate-limit.js';
 import { QueryPipeline, type OutcomeCounts, type Result } from './pipeline/pipeline.js';
 import { QueryLog } from './pipeline/query-log.js';
@@ -19,8 +21,9 @@ import { AnswerCache } from './table/answer-cache.js';
 import { RedisTable } from './table/redis-table.js';
 import type { TableView } from './table/table.js';
 import { BindFailure, listenPair } from './transport/listen-pair.js';
-import { DEFAULT_TCP_LIMITS } from './transport/tcp-listener.js';
+import { DEFAULT_TCP_LIMITS, type TcpAdmission } from './transport/tcp-listener.js';
 import type { Handler } from './transport/udp-listener.js';
+import { emptyListenerCounts, LISTENER_EVENTS, listenerReport, type ListenerCounts, type ListenerReport } from './transport/listener-events.js';
 import { Forwarder } from './upstream/forwarder.js';
 import { UpstreamPool, type PoolNews } from './upstream/upstream-pool.js';
 import type { Limits, RuleContext } from './pipeline/pipeline.js';
@@ -45,6 +48,8 @@ export interface ServingStats {
   rejectedReplies: number;
   /** Forwarded queries no upstream answered in time. */
   timeouts: number;
+  /** Forwarded queries failed at once: --forward-max-in-flight were already waiting. */
+  overloaded: number;
   cacheHits: number;
   cacheMisses: number;
   cachedNames: number;
@@ -55,6 +60,8 @@ export interface ServingStats {
   processes: ProcessFigures[];
   /** Processes whose view of the table is ready (with Redis: connected). */
   tableViewsReady: number;
+  /** Messages the listeners could not serve, and TCP connections their limits closed. */
+  listener: ListenerCounts;
 }
 
 export interface Serving {
@@ -100,22 +107,6 @@ export function bindError(err: NodeJS.ErrnoException, at: HostPort): DivertError
   return new DivertError('LISTEN_FAILED', reason, { cause: err });
 }
 
-/** While the store is down every query would fail the same way: one log line per 10 s, with a count. */
-function everyTenSeconds(log: (err: unknown, name: string, suppressed: number) => void) {
-  let last = 0;
-  let suppressed = 0;
-  return (err: unknown, name: string) => {
-    const now = Date.now();
-    if (now - last < 10_000) {
-      suppressed++;
-      return;
-    }
-    log(err, name, suppressed);
-    last = now;
-    suppressed = 0;
-  };
-}
-
 /** What a query that arrives once the drain has begun gets: nothing. */
 const DRAINING: Result = Object.freeze({ reply: null, outcome: 'dropped' });
 /** Beyond the query timeout, what the drain allows for the last replies to be sent. */
@@ -127,11 +118,20 @@ interface Listener {
   address: HostPort;
 }
 
+interface ListenContext {
+  config: ServeConfig;
+  log: Logger;
+  sockets: Set<Socket>;
+  admission: TcpAdmission;
+  report: ListenerReport;
+  exclusive: boolean;
+}
+
 /** The query path's UDP and TCP on one address; a failure to bind says what to do about it. */
-async function listenBoth(at: HostPort, handler: Handler, config: ServeConfig, log: Logger, sockets: Set<Socket>, options: ServingOptions): Promise<Listener> {
+async function listenBoth(at: HostPort, handler: Handler, { config, log, sockets, admission, report, exclusive }: ListenContext): Promise<Listener> {
   const limits = { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections, maxPerClient: config.tcpMaxPerClient };
   try {
-    const { udp, tcp, port } = await listenPair(at, handler, { limits, exclusive: options.exclusive, onError: (err) => log.warn({ err: err.message }, 'listener') });
+    const { udp, tcp, port } = await listenPair(at, handler, { limits, admission, report, exclusive, onError: (err) => log.warn({ err: err.message }, 'listener') });
     tcp.on('connection', (socket) => {
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
@@ -163,28 +163,44 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
   // the names in Redis, held in process so that names it lacks cost no round trip; until
   // the filter is loaded, lookups read Redis
   if (view instanceof RedisTable) void view.loadFilter();
+  // while the store is down every lookup fails the same way: one line per 10 s, with a count
+  const lookupFailed = throttledLog((details, message) => log.warn(details, message), 1, 10_000);
   const answers = new AnswerCache(view, {
     maxNames: config.cacheNames,
-    onLookupError: everyTenSeconds((err, name, suppressed) =>
-      log.warn({ err: (err as Error).message, name, suppressed }, 'table lookup failed; forwarding names not seen before'),
-    ),
+    onLookupError: (err, name) => lookupFailed({ err: (err as Error).message, name }, 'table lookup failed; forwarding names not seen before'),
   });
   let changes = 0;
   const stopCounting = view.onChange(() => changes++);
   // let: a reload (reconfigure below) replaces them; stats() and hear() read the current ones
   let pool = new UpstreamPool(upstreams);
   pool.onNews = options.onPoolNews;
-  let forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs });
+  let forwarder = new Forwarder(pool, { attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs, maxInFlight: config.forwardMaxInFlight });
   // the pipeline reads these per query: a reload changes their fields in place
   const rules: RuleContext = { trustEcs: trustEcsOf(config), clock: options.clock ?? Date.now };
   const limits: Limits = limitsOf(config);
   let current = config;
   /** What the drain waits for: the longest query timeout a forwarder still in use may have. */
   let drainMs = config.queryTimeoutMs;
-  const pipeline = new QueryPipeline(access, answers, forwarder, (err) => log.error({ err }, 'query failed'), rules, limits, {
-    stats: new QueryStats(config.metricsMaxNames),
-    queryLog: config.queryLog ? new QueryLog({ to: config.queryLog, sample: config.queryLogSample }) : null,
+  const pipeline = new QueryPipeline({
+    access,
+    answers,
+    forwarder,
+    onFault: (err) => log.error({ err }, 'query failed'),
+    rules,
+    limits,
+    observers: {
+      stats: new QueryStats(config.metricsMaxNames),
+      queryLog: config.queryLog ? new QueryLog({ to: config.queryLog, sample: config.queryLogSample }) : null,
+    },
+    maxUdpSize: config.maxUdpSize,
   });
+  // TCP clients are judged at accept, by the allow list and client networks in force then
+  let allowed = access;
+  let networks = new ClientNetworks({ v4Prefix: config.rateLimitV4Prefix, v6Prefix: config.rateLimitV6Prefix });
+  const admission: TcpAdmission = { admits: (address) => allowed.allows(address), networkOf: (address) => networks.of(address) };
+  // a failure to serve one message is that message's loss; a peer can provoke it at will, so the log is throttled
+  const faultLog = throttledLog((details, message) => log.warn(details, message));
+  const report = listenerReport((event, err) => faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'a message could not be served'));
   // Once the drain has begun, new queries, also on open TCP connections, are dropped
   // unanswered; the pipeline counts the ones in flight, which close() lets finish.
   let draining = false;
@@ -214,7 +230,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     answers.close();
   };
   try {
-    for (const at of config.listen) listeners.push(await listenBoth(at, handler, config, log, sockets, options));
+    for (const at of config.listen) listeners.push(await listenBoth(at, handler, { config, log, sockets, admission, report, exclusive: options.exclusive }));
   } catch (err) {
     await close();
     throw err;
@@ -235,6 +251,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
       queries,
       rejectedReplies: forwarder.stats.rejectedReplies,
       timeouts: forwarder.stats.timeouts,
+      overloaded: forwarder.stats.overloaded,
       cacheHits: answers.hits,
       cacheMisses: answers.misses,
       cachedNames: answers.size,
@@ -245,6 +262,7 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
       // a replica fed by the primary is as ready as the primary's table, which counts itself
       tableViewsReady: view instanceof RedisTable && !view.isReady() ? 0 : 1,
       processes: [processFigures()],
+      listener: { ...report.counts },
     };
   };
   const probe = async (query: Buffer, address: string) => (await pipeline.handle(query, { transport: 'udp', address })).reply;
@@ -262,9 +280,15 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
     }
     const previousForwarder = forwarder;
     if (!sameUpstreams || next.upstreamTimeoutMs !== current.upstreamTimeoutMs || next.queryTimeoutMs !== current.queryTimeoutMs) {
-      forwarder = new Forwarder(pool, { attemptTimeoutMs: next.upstreamTimeoutMs, queryTimeoutMs: next.queryTimeoutMs, stats: previousForwarder.stats });
+      forwarder = new Forwarder(pool, {
+        attemptTimeoutMs: next.upstreamTimeoutMs, queryTimeoutMs: next.queryTimeoutMs, maxInFlight: current.forwardMaxInFlight, stats: previousForwarder.stats,
+      });
     }
-    pipeline.reconfigure(new AccessList(next.allow), forwarder);
+    allowed = new AccessList(next.allow);
+    pipeline.reconfigure(allowed, forwarder);
+    if (next.rateLimitV4Prefix !== current.rateLimitV4Prefix || next.rateLimitV6Prefix !== current.rateLimitV6Prefix) {
+      networks = new ClientNetworks({ v4Prefix: next.rateLimitV4Prefix, v6Prefix: next.rateLimitV6Prefix });
+    }
     // the queries the old forwarder has in flight finish there; then it closes its sockets
     if (forwarder !== previousForwarder) previousForwarder.retire();
     rules.trustEcs = trustEcsOf(next);
@@ -286,18 +310,20 @@ export function sumStats(all: ServingStats[]): ServingStats {
   const total: ServingStats = {
     counts: outcomeTotals(queries),
     queries,
-    rejectedReplies: 0, timeouts: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
-    tableViewsReady: 0, processes: all.flatMap((s) => s.processes),
+    rejectedReplies: 0, timeouts: 0, overloaded: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
+    tableViewsReady: 0, processes: all.flatMap((s) => s.processes), listener: emptyListenerCounts(),
   };
   const upstreams = new Map<string, UpstreamState>();
   for (const s of all) {
     total.rejectedReplies += s.rejectedReplies;
     total.timeouts += s.timeouts;
+    total.overloaded += s.overloaded;
     total.cacheHits += s.cacheHits;
     total.cacheMisses += s.cacheMisses;
     total.cachedNames += s.cachedNames;
     total.changes += s.changes;
     total.tableViewsReady += s.tableViewsReady;
+    for (const event of LISTENER_EVENTS) total.listener[event] += s.listener[event];
     for (const u of s.upstreams) {
       const seen = upstreams.get(u.upstream);
       if (!seen) upstreams.set(u.upstream, { ...u });

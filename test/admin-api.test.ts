@@ -4,11 +4,19 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { startDivert, TEST_TOKEN, type TestServer } from './helpers/divert.js';
 import { BACKENDS } from './helpers/backends.js';
 import { openEvents } from './helpers/sse.js';
 import { startRedis } from './helpers/redis.js';
 import { sumOf } from './helpers/metrics.js';
+import { decode, udpAsk } from './helpers/divert.js';
+import { LONGEST_NAME, rawQuery } from './helpers/raw.js';
+import { buildAdmin } from '../src/admin/admin-server.js';
+import { EventStreams } from '../src/admin/events.js';
+import { WritePolicy } from '../src/table/write-policy.js';
+import { MemoryTable } from '../src/table/memory-table.js';
+import { pino } from 'pino';
 
 const json = (body: unknown) => ({ method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const post = (body: unknown) => ({ ...json(body), method: 'POST' });
@@ -82,7 +90,7 @@ for (const [backend, makeBackend] of BACKENDS) {
       }
       const badName = await errorOf(await divert.api('/v1/names/bad_-.corp..test', json({ a: ['192.0.2.1'] })));
       assert.equal(badName.code, 'BAD_NAME');
-      assert.match((await errorOf(await divert.api('/v1/names/a.*.corp.test', json({ a: ['192.0.2.1'] })))).message, /"\*" is allowed only as the leftmost label/);
+      assert.match((await errorOf(await divert.api('/v1/names/*', json({ a: ['192.0.2.1'] })))).message, /a wildcard needs a parent/);
       const badJson = await divert.api('/v1/names/keep.corp.test', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"a": [' });
       assert.equal(badJson.status, 400);
       const tooBig = await divert.api('/v1/names/keep.corp.test', json({ a: Array.from({ length: 9000 }, (_, i) => `10.${i >> 8}.${i & 255}.1`) }));
@@ -95,6 +103,62 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.equal((await errorOf(await divert.api('/v1/names/absent.corp.test'))).status, 404);
       assert.equal((await errorOf(await divert.api('/v1/names/absent.corp.test', { method: 'DELETE' }))).status, 404);
       assert.equal((await errorOf(await divert.api('/v1/nothing-here'))).status, 404);
+    });
+
+    test('any DNS name (253 characters, escapes, upper case, octets over 127) is written, answered, read, kept in history and deleted', async () => {
+      const high = Buffer.from([200, ...Buffer.from('HIGH')]);
+      const names: [string, (string | Buffer)[], string][] = [
+        [LONGEST_NAME, LONGEST_NAME.split('.'), LONGEST_NAME],
+        ['Sp\\032Ace.Esc.Test', ['SP ACE', 'esc', 'TEST'], 'sp\\032ace.esc.test'],
+        ['dot\\.in.esc.test', ['dot.in', 'esc', 'test'], 'dot\\046in.esc.test'],
+        ['\\200high.esc.test', [high, 'esc', 'test'], '\\200high.esc.test'],
+        ['a/b?c#d%e.esc.test', ['a/b?c#d%e', 'esc', 'test'], 'a\\047b\\063c\\035d\\037e.esc.test'],
+        // a wildcard below an escaped name answers the names below it
+        ['*.Sp\\ Ace.Esc.Test', ['deep', 'Er', 'SP ACE', 'esc', 'test'], '*.sp\\032ace.esc.test'],
+      ];
+      for (const [given, wire, canonical] of names) {
+        const path = `/v1/names/${encodeURIComponent(given)}`;
+        const put = await divert.api(path, json({ a: ['192.0.2.50'] }));
+        assert.equal(put.status, 200, `PUT ${given}: ${await put.clone().text()}`);
+        const entry = (await put.json()) as { name: string; version: number };
+        assert.equal(entry.name, canonical);
+        const reply = decode(await udpAsk(divert.port, rawQuery(wire)));
+        assert.equal(reply.rcode, 'NOERROR', `the query for ${given}`);
+        assert.deepEqual(reply.answers?.map((a) => (a as { data: string }).data), ['192.0.2.50'], `the query for ${given}`);
+        for (const spelling of [given, canonical]) {
+          const get = await divert.api(`/v1/names/${encodeURIComponent(spelling)}`);
+          assert.equal(get.status, 200, `GET ${spelling}`);
+          assert.deepEqual(await get.json(), entry);
+        }
+        const history = (await (await divert.api(`${path}/history`)).json()) as { name: string; history: { op: string; version: number }[] };
+        assert.equal(history.name, canonical);
+        assert.deepEqual(history.history.map((h) => [h.op, h.version]), [['put', entry.version]]);
+        assert.equal((await divert.api(path, { method: 'DELETE' })).status, 204, `DELETE ${given}`);
+        assert.equal((await errorOf(await divert.api(path))).code, 'NOT_FOUND');
+      }
+      // the longest path segment a name takes: each of its 250 octets as \DDD, percent-encoded
+      const escaped = LONGEST_NAME.split('.').map((l) => [...l].map((c) => `\\${String(c.charCodeAt(0)).padStart(3, '0')}`).join('')).join('.') + '.';
+      assert.equal(encodeURIComponent(escaped).length, 1504);
+      assert.equal((await divert.api(`/v1/names/${encodeURIComponent(escaped)}`, json({ a: ['192.0.2.51'] }))).status, 200);
+      assert.equal(((await (await divert.api(`/v1/names/${LONGEST_NAME}`)).json()) as { a: string[] }).a[0], '192.0.2.51');
+      assert.equal((await divert.api(`/v1/names/${encodeURIComponent(escaped)}`, { method: 'DELETE' })).status, 204);
+    });
+
+    test('a name one octet too long, a label of 64 octets or a bad escape: 400 BAD_NAME saying which, nothing written', async () => {
+      const cases: [string, RegExp][] = [
+        [`${LONGEST_NAME}x`, /is 256 octets long on the wire; the limit is 255/],
+        [`${LONGEST_NAME.slice(0, -3)}\\100\\100\\100\\100`, /is 256 octets long on the wire/],
+        [`${'x'.repeat(64)}.esc.test`, /has a label of 64 octets/],
+        ['bad\\25x.esc.test', /has a bad escape "\\25x"/],
+      ];
+      for (const [name, message] of cases) {
+        for (const init of [json({ a: ['192.0.2.1'] }), {}, { method: 'DELETE' }]) {
+          const e = await errorOf(await divert.api(`/v1/names/${encodeURIComponent(name)}`, init));
+          assert.deepEqual([e.status, e.code], [400, 'BAD_NAME'], `${init.method ?? 'GET'} ${name}`);
+          assert.ok(e.message.startsWith(`name "${name}" `), e.message);
+          assert.match(e.message, message);
+        }
+      }
     });
 
     test('If-Match: a stale version gets 412 and changes nothing; 0 means create-only', async () => {
@@ -258,6 +322,153 @@ for (const [backend, makeBackend] of BACKENDS) {
   });
 }
 
+/** One request written as is on a socket; the status and the JSON body of the reply. */
+function rawHttp(port: number, request: string): Promise<{ status: number; type: string; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => socket.destroy(new Error('no reply in 5 s')), 5000);
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString();
+      const [head, body] = [text.slice(0, text.indexOf('\r\n\r\n')), text.slice(text.indexOf('\r\n\r\n') + 4)];
+      const type = /^content-type: *(.*)$/im.exec(head)?.[1] ?? '';
+      try {
+        resolve({ status: Number(head.split(' ')[1]), type, body: JSON.parse(body) });
+      } catch {
+        reject(new Error(`not a JSON reply: ${text.slice(0, 300)}`));
+      }
+    });
+  });
+}
+
+describe('errors in divert\'s format, before the token is checked and after', () => {
+  let divert: TestServer;
+  before(async () => {
+    divert = await startDivert({ upstream: ['127.0.0.1:9'] });
+  });
+  after(() => divert.close());
+
+  /** The error of a reply: divert's {"error": {"code", "message"}} and nothing else. */
+  function divertError(status: number, type: string, body: unknown): { status: number; code: string; message: string } {
+    assert.match(type, /^application\/json/);
+    const error = (body as { error?: { code?: unknown; message?: unknown } }).error;
+    assert.deepEqual(Object.keys(body as object), ['error'], JSON.stringify(body));
+    assert.ok(typeof error?.code === 'string' && typeof error.message === 'string', JSON.stringify(body));
+    return { status, code: error.code, message: error.message };
+  }
+
+  const host = 'Host: 127.0.0.1\r\nConnection: close\r\n';
+  const token = `Authorization: Bearer ${TEST_TOKEN}\r\n`;
+
+  test('a path segment longer than any name, and a URL that does not decode: 414 and 400, with the token or without', async () => {
+    for (const auth of ['', token]) {
+      for (const [path, status, code, message] of [
+        [`/v1/names/${'a'.repeat(1505)}`, 414, 'URI_TOO_LONG', /longer than 1504 characters/],
+        [`/v1/names/${'a.'.repeat(2000)}test/history`, 414, 'URI_TOO_LONG', /more than any name takes/],
+        ['/v1/names/%zz', 400, 'BAD_REQUEST', /the URL "\/v1\/names\/%zz" cannot be read/],
+        ['/v1/names/%E0%A4%A', 400, 'BAD_REQUEST', /cannot be read/],
+      ] as const) {
+        const reply = await rawHttp(divert.admin.port, `GET ${path} HTTP/1.1\r\n${host}${auth}\r\n`);
+        const e = divertError(reply.status, reply.type, reply.body);
+        assert.deepEqual([e.status, e.code], [status, code], `${path.slice(0, 40)} ${auth ? 'with' : 'without'} the token`);
+        assert.match(e.message, message);
+      }
+    }
+  });
+
+  test('a request that is not HTTP, and headers too large: 400 and 431', async () => {
+    for (const [request, status, code] of [
+      ['GARBAGE\r\n\r\n', 400, 'BAD_REQUEST'],
+      [`PUT /v1/names/a.test HTTP/1.1\r\n${host}${token}Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n`, 400, 'BAD_REQUEST'],
+      [`GET /v1/names HTTP/1.1\r\n${host}${token}X-Padding: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
+    ] as const) {
+      const reply = await rawHttp(divert.admin.port, request);
+      assert.deepEqual(Object.values(divertError(reply.status, reply.type, reply.body)).slice(0, 2), [status, code], request.slice(0, 40));
+    }
+  });
+
+  test('what fastify refuses after the token: bad JSON, an empty or too large body, an unknown content type, no such route or method', async () => {
+    const put = (headers: Record<string, string>, body: string) => ({ method: 'PUT', headers, body });
+    for (const [path, init, status, code] of [
+      ['/v1/names/a.test', put({ 'content-type': 'application/json' }, '{"a": ['), 400, 'BAD_REQUEST'],
+      ['/v1/names/a.test', put({ 'content-type': 'application/json' }, ''), 400, 'BAD_REQUEST'],
+      ['/v1/names/a.test', put({ 'content-type': 'application/json' }, JSON.stringify({ a: ['x'.repeat(70_000)] })), 413, 'BODY_TOO_LARGE'],
+      ['/v1/names/a.test', put({ 'content-type': 'image/png' }, 'ab'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      ['/v1/nothing', {}, 404, 'NOT_FOUND'],
+      ['/v1/names/a.test', { method: 'PATCH' }, 404, 'NOT_FOUND'],
+    ] as const) {
+      const response = await divert.api(path, init);
+      const e = divertError(response.status, response.headers.get('content-type') ?? '', await response.json());
+      assert.deepEqual([e.status, e.code], [status, code], `${init.method ?? 'GET'} ${path}`);
+    }
+  });
+});
+
+describe('a request while the admin port closes', () => {
+  test('gets 503 SHUTTING_DOWN in divert\'s format and the connection is closed; the request taken in before is answered', async () => {
+    // a write held in settle() keeps its connection open through the close, so another
+    // request can follow on it once the close has begun
+    let release = () => {};
+    let entered = () => {};
+    const inSettle = new Promise<void>((resolve) => (entered = resolve));
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const table = new MemoryTable();
+    const app = buildAdmin({
+      table, token: TEST_TOKEN, log: pino({ level: 'silent' }), health: async () => ({ ok: true }), events: new EventStreams(table, 4, pino({ level: 'silent' })),
+      policy: new WritePolicy({ maxAddresses: 64, allowTldWildcards: false }),
+      nameQueries: async () => new Map(), metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      settle: () => {
+        entered();
+        return gate;
+      },
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (app.server.address() as { port: number }).port;
+    const socket = connect(port, '127.0.0.1');
+    let raw = '';
+    socket.on('data', (chunk) => (raw += chunk));
+    const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    const closed = (async () => {
+      await inSettle;
+      const closing = app.close();
+      // the port refuses connections only after fastify's preClose hooks ran: it is closing then
+      for (let i = 0; i < 100; i++) {
+        const refused = await new Promise<boolean>((resolve) => {
+          const probe = connect(port, '127.0.0.1', () => {
+            probe.destroy();
+            resolve(false);
+          });
+          probe.on('error', () => resolve(true));
+        });
+        if (refused) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      socket.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TEST_TOKEN}\r\n\r\n`);
+      release();
+      await closing;
+    })();
+    try {
+      socket.write(`PUT /v1/names/a.test HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`);
+      await closed;
+      await Promise.race([ended, new Promise((r) => setTimeout(r, 5000))]);
+      const [first, second] = raw.split(/(?=HTTP\/1\.1 )/);
+      assert.match(first ?? '', /^HTTP\/1\.1 200 /, raw);
+      assert.match(second ?? '', /^HTTP\/1\.1 503 /, raw);
+      assert.match(second, /\r\nconnection: close\r\n/i);
+      assert.deepEqual(JSON.parse(second.slice(second.indexOf('\r\n\r\n') + 4)), {
+        error: { code: 'SHUTTING_DOWN', message: 'divert is shutting down; ask another replica, or again once it is back' },
+      });
+    } finally {
+      release();
+      socket.destroy();
+      await app.close();
+    }
+  });
+});
+
 describe('admin API shutdown', () => {
   test('closing the server ends open event streams instead of waiting for them', async () => {
     const divert = await startDivert({ upstream: ['127.0.0.1:9'] });
@@ -311,19 +522,32 @@ describe('admin API with Redis stopped', () => {
 });
 
 describe('failed authentications', () => {
-  test('ten wrong tokens within a minute lock the address out (429, Retry-After), the right token too; the log never holds a token', async () => {
+  test('ten wrong tokens within a minute: wrong tokens get 429 (Retry-After) for a while, the right token is still served; the log never holds a token', async () => {
     const lines: string[] = [];
     const divert = await startDivert({ upstream: ['127.0.0.1:9'], 'log-level': 'warn' }, { logStream: { write: (line: string) => void lines.push(line) } });
     try {
+      const guess = (i: number) => fetch(divert.adminUrl + '/v1/names', { headers: { authorization: `Bearer guess-${i}-0123456789` } });
       for (let i = 1; i <= 10; i++) {
-        const wrong = await fetch(divert.adminUrl + '/v1/names', { headers: { authorization: `Bearer guess-${i}-0123456789` } });
+        const wrong = await guess(i);
         assert.equal(wrong.status, 401, `guess ${i}`);
         await wrong.body?.cancel();
       }
-      const locked = await divert.api('/v1/names');
-      assert.equal(locked.status, 429, 'locked out: even the right token is not checked');
+      const locked = await guess(11);
+      assert.equal(locked.status, 429, 'a wrong token while locked out');
       assert.match(locked.headers.get('retry-after') ?? '', /^\d+$/);
       assert.equal((await errorOf(locked)).code, 'TOO_MANY_FAILURES');
+      const missing = await fetch(divert.adminUrl + '/v1/names');
+      assert.equal(missing.status, 429, 'no token while locked out');
+      await missing.body?.cancel();
+      // the monitor (or operator) with the right token from the same address is never kept out
+      for (const method of ['GET', 'PUT']) {
+        const ok = await divert.api('/v1/names/locked.corp.test', method === 'PUT'
+          ? { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a: ['192.0.2.77'] }) }
+          : {});
+        assert.equal(ok.status, method === 'PUT' ? 200 : 404, `${method} with the right token during the lockout`);
+        await ok.body?.cancel();
+      }
+      assert.deepEqual(await divert.resolver.resolve4('locked.corp.test'), ['192.0.2.77']);
       const log = lines.join('');
       assert.match(log, /too many failed admin authentications/);
       assert.equal((log.match(/admin request with a wrong token/g) ?? []).length, 10, 'one line per failure, none while locked out');

@@ -10,6 +10,8 @@ import { parseZone } from '../src/table/zone-file.js';
 import type { Entry, HistoryRecord } from '../src/table/table.js';
 import { freePort } from './helpers/redis.js';
 import { runDivert, type DivertProcess } from './helpers/process.js';
+import { decode, udpAsk } from './helpers/divert.js';
+import { LONGEST_NAME, rawQuery } from './helpers/raw.js';
 
 interface Run {
   code: number | null;
@@ -21,6 +23,7 @@ let serve: DivertProcess;
 let adminUrl: string;
 let home: string;
 let resolver: Resolver;
+let dnsPort: number;
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'divert-names-'));
 
@@ -73,6 +76,7 @@ before(async () => {
   home = serve.env.XDG_CONFIG_HOME!;
   resolver = new Resolver({ timeout: 3000, tries: 1 });
   resolver.setServers([line.listen[0]]);
+  dnsPort = Number(line.listen[0].split(':').pop());
 });
 
 after(() => serve.stop());
@@ -276,6 +280,53 @@ describe('divert names', () => {
     await ok(['names', 'set', 'who.test', '192.0.2.93']);
     const [record] = (await json<{ history: HistoryRecord[] }>(['names', 'history', 'who.test'])).history;
     assert.match(record.by, /^cli:./);
+  });
+});
+
+describe('divert names with any DNS name', () => {
+  const high = Buffer.from([200, ...Buffer.from('high')]);
+  // as typed, as the query carries it, as divert writes it
+  // (each CLI run starts a process: two names carry every case)
+  const names: [string, (string | Buffer)[], string][] = [
+    [LONGEST_NAME, LONGEST_NAME.split('.'), LONGEST_NAME],
+    ['Sp\\032Ace.dot\\.in.\\200high.cli.test', ['SP ACE', 'dot.in', high, 'cli', 'test'], 'sp\\032ace.dot\\046in.\\200high.cli.test'],
+  ];
+
+  /** The addresses DNS answers for a name given as its wire labels. */
+  async function answered(wire: (string | Buffer)[]): Promise<string[]> {
+    const reply = decode(await udpAsk(dnsPort, rawQuery(wire)));
+    return (reply.answers ?? []).map((a) => (a as { data: string }).data);
+  }
+
+  test('set, get, history and delete a 253-character name and names with escapes; DNS answers them meanwhile', async () => {
+    for (const [given, wire, canonical] of names) {
+      const set = rows(await ok(['names', 'set', given, '192.0.2.60']));
+      assert.deepEqual(set[1].slice(0, 2), [canonical, '192.0.2.60'], `set ${given}`);
+      assert.deepEqual(await answered(wire), ['192.0.2.60'], `the query for ${given}`);
+      const entry = await json<Entry>(['names', 'get', given]);
+      assert.deepEqual([entry.name, entry.a], [canonical, ['192.0.2.60']]);
+      const history = await json<{ name: string; history: HistoryRecord[] }>(['names', 'history', given]);
+      assert.deepEqual([history.name, history.history.map((r) => r.version)], [canonical, [entry.version]]);
+      assert.equal(await ok(['names', 'delete', given]), `deleted ${given}\n`);
+      await fails(['names', 'get', given], 1, /is not intercepted/);
+    }
+    await fails(['names', 'set', `${'x'.repeat(64)}.cli.test`, '192.0.2.60'], 1, /has a label of 64 octets/);
+    await fails(['names', 'set', 'bad\\25x.cli.test', '192.0.2.60'], 1, /has a bad escape "\\25x"/);
+  });
+
+  test('export writes them so that import reads them back the same, and DNS answers them again', async () => {
+    for (const [i, [given]] of names.entries()) await ok(['names', 'set', given, `192.0.2.${70 + i}`, `2001:db8::${70 + i}`]);
+    const zone = await ok(['names', 'export']);
+    const exported = parseZone(zone, 'export');
+    for (const [given] of names) await ok(['names', 'delete', given]);
+    const file = join(tmp(), 'escaped.zone');
+    writeFileSync(file, zone);
+    const imported = new Map((await json<{ changed: Entry[] }>(['names', 'import', file])).changed.map((e) => [e.name, e]));
+    for (const [i, [, wire, canonical]] of names.entries()) {
+      assert.deepEqual(exported.get(canonical), { a: [`192.0.2.${70 + i}`], aaaa: [`2001:db8::${70 + i}`], ttl: 30 }, `${canonical} in the export`);
+      assert.deepEqual([imported.get(canonical)?.a, imported.get(canonical)?.aaaa], [[`192.0.2.${70 + i}`], [`2001:db8::${70 + i}`]], `${canonical} imported`);
+      assert.deepEqual(await answered(wire), [`192.0.2.${70 + i}`], `the query for ${canonical}`);
+    }
   });
 });
 

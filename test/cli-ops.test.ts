@@ -120,7 +120,7 @@ describe('divert healthcheck', () => {
     assert.deepEqual([defaults.server, defaults.admin, defaults.timeoutMs], [{ host: '127.0.0.1', port: 53 }, { host: '127.0.0.1', port: 5380 }, 3000]);
     assert.equal(planHealthcheck({ server: '127.0.0.1:5399' }, { ...env, DIVERT_LISTEN: '127.0.0.1:5353' }).server.port, 5399, 'a flag wins');
     const file = join(tmp(), 'token');
-    writeFileSync(file, 'token-from-the-file-0123\n');
+    writeFileSync(file, 'token-from-the-file-0123\n', { mode: 0o600 });
     assert.equal(planHealthcheck({ 'admin-token-file': file }, env).token, 'token-from-the-file-0123', '--admin-token-file wins over DIVERT_ADMIN_TOKEN');
     assert.equal(planHealthcheck({}, { DIVERT_ADMIN_TOKEN_FILE: file }).token, 'token-from-the-file-0123', 'serve\'s DIVERT_ADMIN_TOKEN_FILE');
   });
@@ -213,7 +213,8 @@ describe('divert healthcheck', () => {
 });
 
 describe('divert validate', () => {
-  const KEY = `key "divert-update" {\n\talgorithm hmac-sha256;\n\tsecret "${randomBytes(32).toString('base64')}";\n};\n`;
+  const KEY = `key "divert-update" {\n\talgorithm hmac-sha256;\n\tsecret "${randomBytes(32).toString('base64')}";\n};\n` +
+    'update-policy {\n\tgrant divert-update subdomain shop.example.;\n};\n';
   let zoneNames: number;
 
   before(async () => {
@@ -239,7 +240,7 @@ describe('divert validate', () => {
     assert.equal(
       line,
       `config OK: ${zoneNames} zone names from ${ZONES}; listen 127.0.0.1:5353, [::1]:5353; admin 127.0.0.1:5380; upstreams 127.0.0.1:5399; ` +
-        'table redis redis://:***@127.0.0.1:6390/2 (standalone; not contacted); DNS UPDATE 127.0.0.1:5354, 1 TSIG key',
+        'table redis redis://:***@127.0.0.1:6390/2 (standalone; not contacted); DNS UPDATE 127.0.0.1:5354, 1 TSIG key, 1 update-policy rule',
     );
     assert.doesNotMatch(line, /secret-password/);
     assert.deepEqual(readdirSync(home), [], 'no admin token generated');

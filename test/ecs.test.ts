@@ -240,9 +240,11 @@ function pipelineOver(entries: Record<string, EntryInput>, now: () => number = D
     onResync: () => () => {},
   };
   const forwarder = { forward: async () => null } as unknown as Forwarder;
-  return new QueryPipeline(new AccessList(['127.0.0.0/8', '::1/128']), new AnswerCache(view, { maxNames: 100 }), forwarder, undefined, {
-    trustEcs: new AccessList(['127.0.0.4/32']),
-    clock: now,
+  return new QueryPipeline({
+    access: new AccessList(['127.0.0.0/8', '::1/128']),
+    answers: new AnswerCache(view, { maxNames: 100 }),
+    forwarder,
+    rules: { trustEcs: new AccessList(['127.0.0.4/32']), clock: now },
   });
 }
 

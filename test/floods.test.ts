@@ -129,22 +129,29 @@ describe('TCP limits per client', () => {
     return { socket, closed };
   };
 
-  test('a client beyond --tcp-max-per-client connections is cut off at once; another client still connects', async () => {
-    const held = [open('127.0.0.2'), open('127.0.0.2'), open('127.0.0.2')];
-    await Promise.all(held.map((c) => new Promise((resolve) => c.socket.once('connect', resolve))));
+  /** Resolves true once connected, false when the connection is closed (reset) first. */
+  const connected = (c: ReturnType<typeof open>) =>
+    Promise.race([new Promise<boolean>((resolve) => c.socket.once('connect', () => resolve(true))), c.closed.then(() => false)]);
+
+  test('a client network beyond --tcp-max-per-client connections is cut off at once; another network still connects', async () => {
+    // one /24 (the --rate-limit-v4-prefix default): 127.0.0.2 and 127.0.0.5 count together
+    const held = [open('127.0.0.2'), open('127.0.0.2'), open('127.0.0.5')];
+    assert.deepEqual(await Promise.all(held.map(connected)), [true, true, true]);
     await sleep(50);
-    const extra = open('127.0.0.2');
-    const cut = await Promise.race([extra.closed, sleep(2000).then(() => 0)]);
-    assert.ok(cut > 0, 'the fourth connection from 127.0.0.2 was closed');
-    const other = open('127.0.0.3');
-    await new Promise((resolve) => other.socket.once('connect', resolve));
+    for (const source of ['127.0.0.2', '127.0.0.6']) {
+      const extra = open(source);
+      const cut = await Promise.race([extra.closed, sleep(2000).then(() => 0)]);
+      assert.ok(cut > 0, `a fourth connection from the same /24 (${source}) was closed`);
+    }
+    const other = open('127.0.1.3');
+    assert.ok(await connected(other), 'a connection from another /24 connects');
     const stillOpen = await Promise.race([other.closed.then(() => false), sleep(200).then(() => true)]);
-    assert.ok(stillOpen, 'a connection from 127.0.0.3 is kept');
+    assert.ok(stillOpen, 'a connection from 127.0.1.3 is kept');
     for (const c of [...held, other]) c.socket.destroy();
   });
 
   test('a message trickled a byte at a time is cut off after the idle timeout, though bytes keep coming', async () => {
-    const conn = open('127.0.0.4');
+    const conn = open('127.0.2.4');
     await new Promise((resolve) => conn.socket.once('connect', resolve));
     const started = Date.now();
     const bytes = Buffer.concat([Buffer.from([0, 40]), Buffer.alloc(40)]);

@@ -204,6 +204,23 @@ function checkPacket(msg: Buffer): void {
     assert.ok(tryDecode(reply), 'a header-only FORMERR decodes');
     return;
   }
+  if (q.questionEnd === 12) {
+    // another opcode whose question cannot be read: judged by its header alone
+    saw('packet: header only (another opcode)');
+    assert.notEqual(q.opcode, 0, 'only a message of another opcode is read by its header alone');
+    const asQuery = Buffer.from(msg);
+    asQuery.writeUInt16BE(asQuery.readUInt16BE(2) & ~0x7800, 2);
+    assert.equal(readQuery(asQuery), 'formerr', 'the same bytes as a QUERY are FORMERR');
+    for (const rcode of [4, 5]) {
+      const reply = errorReply(msg, q, rcode);
+      assert.equal(reply.length, 12);
+      assert.equal(reply.readUInt16BE(0), q.id);
+      assert.equal(reply.readUInt16BE(2) & 0xf, rcode);
+      assert.equal(reply.readUInt16BE(4), 0, 'no question');
+      assert.ok(tryDecode(reply), 'it decodes');
+    }
+    return;
+  }
   checkQuery(msg, q);
 
   // a reply to this query, and any bytes at all, against isReplyTo: never throws

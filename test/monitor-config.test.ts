@@ -67,6 +67,14 @@ describe('defaults and forms', () => {
     assert.equal(s.mirrors[0].address, '2001:db8::1');
   });
 
+  test('any DNS name, escapes and all, in the form the table keeps it; two spellings of one name are one name', () => {
+    const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
+    const s = parseMonitorConfig(minimal({ names: ['Sp\\ Ace.Shop.Example', 'dot\\.in.shop.example', '\\200.shop.example', long] }), 'm').services[0];
+    assert.deepEqual(s.names, ['sp\\032ace.shop.example', 'dot\\046in.shop.example', '\\200.shop.example', long]);
+    rejects(minimal({ names: ['sp\\032ace.shop.example', 'SP\\ ACE.shop.example.'] }), /names\[1\]: "sp\\032ace\.shop\.example" is already steered by service "web"/);
+    rejects(minimal({ names: [`${long}x`] }), /services\[0\]\.names\[0\]: name ".*" is 256 octets long on the wire/);
+  });
+
   test('a JSON file is read as well', () => {
     const path = writeConfig(minimal(), 'json');
     assert.equal(loadMonitorConfig(path).services[0].name, 'web');

@@ -22,7 +22,8 @@ const www = Buffer.from([3, 119, 119, 119, 4, 99, 111, 114, 112, 4, 116, 101, 11
 
 const malformed: [string, Buffer, 'formerr' | 'drop'][] = [
   ['a truncated header', Buffer.from([0x12, 0x34, 0x01]), 'drop'],
-  ['garbage', Buffer.from('this is not a DNS message at all, just bytes'), 'formerr'],
+  // (a header of opcode QUERY: garbage of an unassigned opcode is forwarded unjudged, see opcodes.test.ts)
+  ['garbage', Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00]), Buffer.from('this is not a DNS message at all, just bytes')]), 'formerr'],
   ['a compression-pointer loop', Buffer.concat([header(0x1001, 0x0100, [1, 0, 0, 0]), Buffer.from([0xc0, 12, 0, 1, 0, 1])]), 'formerr'],
   ['a pointer pointing at itself after a label', Buffer.concat([header(0x1002, 0x0100, [1, 0, 0, 0]), Buffer.from([1, 97, 0xc0, 12, 0, 1, 0, 1])]), 'formerr'],
   ['QDCOUNT 0', header(0x1003, 0x0100, [0, 0, 0, 0]), 'formerr'],
@@ -114,11 +115,12 @@ for (const [backend, makeBackend] of BACKENDS) describe(`malformed input (${back
     assert.deepEqual(replies.map((r) => decode(r).questions![0].name).sort(), [...names].sort());
   });
 
-  test('connections beyond --tcp-max-connections (per worker) are closed at once; the others keep working', async () => {
+  test('beyond --tcp-max-connections (per worker), a newcomer closes the least recently active idle connection (RFC 7766 6.2.3)', async () => {
     const limit = 3 * Number(TEST_WORKERS);
     const sessions = [];
+    // from different /24s, so --tcp-max-per-client (64) is not what closes them
     for (let i = 0; i < limit + 2; i++) {
-      const session = tcpSession(divert.port);
+      const session = tcpSession(divert.port, '127.0.0.1', `127.0.${10 + i}.1`);
       await Promise.race([session.connected, session.closed]);
       sessions.push(session);
       await sleep(10); // let the server count it
@@ -126,9 +128,10 @@ for (const [backend, makeBackend] of BACKENDS) describe(`malformed input (${back
     await sleep(50); // all within the 300 ms idle timeout
     const open = sessions.filter((s) => !s.isClosed());
     assert.ok(open.length >= 3 && open.length <= limit, `${open.length} of ${sessions.length} connections kept (limit ${limit})`);
-    if (TEST_WORKERS === '1') assert.deepEqual(open, sessions.slice(0, 3), 'the first three are kept, the later ones closed');
-    open[0].send(query('www.corp.test'));
-    assert.equal(decode((await open[0].waitFor(1))[0]).answers!.length, 1);
+    if (TEST_WORKERS === '1') assert.deepEqual(open, sessions.slice(2), 'the newest three are kept, the oldest idle ones closed');
+    const newest = open[open.length - 1];
+    newest.send(query('www.corp.test'));
+    assert.equal(decode((await newest.waitFor(1))[0]).answers!.length, 1);
     sessions.forEach((s) => s.close());
     await sleep(50);
   });
@@ -152,7 +155,8 @@ describe('access', () => {
       await divert.table.put('www.corp.test', { a: ['192.0.2.1'], aaaa: [], ttl: 30 });
       for (const name of ['www.corp.test', 'elsewhere.test']) {
         assert.equal(decode(await udpAsk(divert.port, query(name))).rcode, 'REFUSED');
-        assert.equal(decode(await tcpAsk(divert.port, query(name))).rcode, 'REFUSED');
+        // over TCP the connection is reset at accept, before a byte of the query is read
+        await assert.rejects(tcpAsk(divert.port, query(name)), /closed after 0 of 1 replies/);
       }
       assert.equal(upstream.queries.length, 0);
     } finally {

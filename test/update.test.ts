@@ -4,7 +4,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,18 +12,18 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { isDivertError } from '../src/errors.js';
 import { MemoryTable } from '../src/table/memory-table.js';
-import type { AddressTable, Entry, HistoryRecord } from '../src/table/table.js';
-import {
-  appendUnsignedError, parseKeyFile, readKeyFile, signMessage, signReply, verifyMessage, TsigError, type TsigKey,
-} from '../src/update/tsig.js';
+import type { AddressTable } from '../src/table/table.js';
+import { parseKeyFile, readKeyFile } from '../src/update/key-file.js';
+import { appendUnsignedError, signMessage, signReply, verifyMessage, TsigError, type TsigKey } from '../src/update/tsig.js';
 import { startUpdateServer } from '../src/update/update-server.js';
+import { WritePolicy } from '../src/table/write-policy.js';
 import { BACKENDS } from './helpers/backends.js';
 import { startDivert, tcpAsk, udpAsk, type LogSink, type TestServer } from './helpers/divert.js';
 import { runDivert } from './helpers/process.js';
+import { assertApplied, entryOf, historyOf, keyText, makeKeyFile, nsupdate, type NsupdateRun } from './helpers/nsupdate.js';
 import { encodeName, ipv4, rr } from './helpers/raw.js';
 import { startUpstream, replyTo, RCODE, type TestUpstream } from './helpers/upstream.js';
 
-const NSUPDATE = '/usr/bin/nsupdate';
 const KEY_NAME = 'divert-update';
 
 const dir = mkdtempSync(join(tmpdir(), 'divert-update-'));
@@ -34,43 +34,6 @@ function writeTemp(text: string): string {
   const path = join(dir, `file-${++files}.conf`);
   writeFileSync(path, text);
   return path;
-}
-
-function keyText(name: string, secret: string): string {
-  return `key "${name}" {\n\talgorithm hmac-sha256;\n\tsecret "${secret}";\n};\n`;
-}
-
-function onPath(command: string): Promise<boolean> {
-  return new Promise((resolve) => execFile('sh', ['-c', `command -v ${command}`], (err) => resolve(!err)));
-}
-
-/** A key file as `tsig-keygen` writes it (by tsig-keygen itself when it is installed). */
-async function makeKeyFile(name: string): Promise<{ path: string; secret: string }> {
-  if (await onPath('tsig-keygen')) {
-    const text = await new Promise<string>((resolve, reject) =>
-      execFile('tsig-keygen', ['-a', 'hmac-sha256', name], (err, stdout) => (err ? reject(err) : resolve(stdout))));
-    return { path: writeTemp(text), secret: /secret "([^"]+)"/.exec(text)![1] };
-  }
-  const secret = randomBytes(32).toString('base64');
-  return { path: writeTemp(keyText(name, secret)), secret };
-}
-
-interface NsupdateRun {
-  code: number | null;
-  output: string;
-}
-
-/** Runs nsupdate with `commands` (then `send`); its output is stdout and stderr together. */
-function nsupdate(commands: string[], args: string[] = []): Promise<NsupdateRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(NSUPDATE, ['-t', '10', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (c) => (output += c));
-    child.stderr.on('data', (c) => (output += c));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, output }));
-    child.stdin.end([...commands, 'send', ''].join('\n'));
-  });
 }
 
 // ---- raw UPDATE messages, for the tests that need exact control ---------------------
@@ -114,9 +77,9 @@ describe('TSIG key file', () => {
       '   for the operator */',
       `key operator { algorithm HMAC-SHA256; secret "${randomBytes(32).toString('base64')}"; };`,
     ].join('\n'), 'keys.conf');
-    assert.deepEqual([...keys.keys()], ['monitor.example', 'operator']);
-    assert.equal(keys.get('monitor.example')!.algorithm, 'hmac-sha256');
-    assert.deepEqual(keys.get('monitor.example')!.secret, Buffer.from(secret, 'base64'));
+    assert.deepEqual([...keys.keys.keys()], ['monitor.example', 'operator']);
+    assert.equal(keys.keys.get('monitor.example')!.algorithm, 'hmac-sha256');
+    assert.deepEqual(keys.keys.get('monitor.example')!.secret, Buffer.from(secret, 'base64'));
   });
 
   test('an error names the file, the line and what is wrong, and never shows the secret', async () => {
@@ -258,21 +221,19 @@ describe('TSIG sign and verify', () => {
 
 // ---- nsupdate against divert, with each table backend -------------------------------
 
-interface EntryJson extends Entry {}
-
 for (const [backend, makeBackend] of BACKENDS) {
   describe(`DNS UPDATE with nsupdate (${backend} table)`, () => {
     let divert: TestServer;
     let upstream: TestUpstream;
     let cleanup: () => Promise<void>;
-    let key: { path: string; secret: string };
+    let key: { path: string; client: string; secret: string };
     const lines: string[] = [];
     const logStream: LogSink = { write: (line) => void lines.push(line) };
 
     before(async () => {
       const b = await makeBackend('update');
       cleanup = b.cleanup;
-      key = await makeKeyFile(KEY_NAME);
+      key = await makeKeyFile(KEY_NAME, `update-policy {\n\tgrant ${KEY_NAME} subdomain shop.test.;\n};\n`, writeTemp);
       // every forwarded name is NXDOMAIN upstream: a name divert lets go of answers NXDOMAIN
       upstream = await startUpstream((q) => replyTo(q, {}, RCODE.NXDOMAIN));
       divert = await startDivert({
@@ -287,22 +248,10 @@ for (const [backend, makeBackend] of BACKENDS) {
     });
 
     const signed = (commands: string[], args: string[] = []) =>
-      nsupdate([`server 127.0.0.1 ${divert.update!.port}`, 'zone shop.test.', ...commands], ['-k', key.path, ...args]);
+      nsupdate([`server 127.0.0.1 ${divert.update!.port}`, 'zone shop.test.', ...commands], ['-k', key.client, ...args]);
 
-    async function entry(name: string): Promise<EntryJson | null> {
-      const response = await divert.api(`/v1/names/${name}`);
-      if (response.status === 404) return null;
-      assert.equal(response.status, 200);
-      return (await response.json()) as EntryJson;
-    }
-
-    async function history(name: string): Promise<HistoryRecord[]> {
-      return ((await (await divert.api(`/v1/names/${name}/history`)).json()) as { history: HistoryRecord[] }).history;
-    }
-
-    function assertApplied(run: NsupdateRun): void {
-      assert.equal(run.code, 0, `nsupdate failed: ${run.output}`);
-    }
+    const entry = (name: string) => entryOf(divert, name);
+    const history = (name: string) => historyOf(divert, name);
 
     test('the update port is on a port of its own, UDP and TCP', () => {
       assert.ok(divert.update);
@@ -476,6 +425,7 @@ for (const [backend, makeBackend] of BACKENDS) {
 describe('update server', () => {
   const key: TsigKey = { name: 'k1', algorithm: 'hmac-sha256', secret: randomBytes(32) };
   const keys = new Map([[key.name, key]]);
+  const { grants } = parseKeyFile(`${keyText(key.name, key.secret.toString('base64'))}update-policy { grant k1 subdomain shop.test.; };\n`, 'k1.key');
   let nextId = 100;
 
   /** A table whose reads are followed by `meanwhile(name)` before the caller sees them: a concurrent writer. */
@@ -498,7 +448,10 @@ describe('update server', () => {
   async function start(table: AddressTable, options: { settle?: () => Promise<void>; clock?: () => number; lines?: string[] } = {}) {
     const lines = options.lines ?? [];
     const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
-    return startUpdateServer({ listen: { host: '127.0.0.1', port: 0 }, keys, table, settle: options.settle ?? (async () => {}), log, clock: options.clock });
+    return startUpdateServer({
+      listen: { host: '127.0.0.1', port: 0 }, keys, grants, policy: new WritePolicy({ maxAddresses: 64, allowTldWildcards: false }),
+      table, settle: options.settle ?? (async () => {}), log, clock: options.clock,
+    });
   }
 
   /** Signs `message`, sends it, and checks the reply's signature; resolves with the reply. */

@@ -10,6 +10,8 @@ import {
   EDNS_UDP_PAYLOAD,
   errorReply,
   headerOnlyFormErr,
+  headerOnlyReply,
+  isPassedOn,
   isReplyTo,
   isUnreadable,
   readEdns,
@@ -383,9 +385,15 @@ describe('readEdns', () => {
     });
   }
 
-  test('udpLimit: 512 without EDNS, the advertised payload with it', () => {
+  test('udpLimit: 512 without EDNS, the advertised payload with it, never above --max-udp-size (1232 by default)', () => {
+    const edns = (udpPayload: number) => ({ udpPayload, version: 0, dnssecOk: false });
     assert.equal(udpLimit(null), 512);
-    assert.equal(udpLimit({ udpPayload: 4096, version: 0, dnssecOk: false }), 4096);
+    assert.equal(udpLimit(edns(1000)), 1000);
+    assert.equal(udpLimit(edns(4096)), 1232);
+    assert.equal(udpLimit(edns(65535)), 1232);
+    assert.equal(udpLimit(edns(4096), 4096), 4096);
+    assert.equal(udpLimit(edns(65535), 2048), 2048);
+    assert.equal(udpLimit(null, 4096), 512, 'a client without EDNS takes 512 at most, whatever the cap');
   });
 });
 
@@ -619,6 +627,51 @@ describe('headerOnlyFormErr', () => {
       assert.equal(d.additionals!.length, 0);
     });
   }
+});
+
+// ---------------------------------------------------------------------------------
+// Other opcodes: which are passed on, and how one without a readable question is read
+
+describe('opcodes other than QUERY', () => {
+  test('STATUS and unassigned opcodes are passed on; IQUERY, NOTIFY, UPDATE and DSO are not', () => {
+    const passed = Array.from({ length: 16 }, (_, opcode) => opcode).filter(isPassedOn);
+    assert.deepEqual(passed, [0, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+  });
+
+  const cases: { name: string; msg: Buffer; opcode: number }[] = [
+    { name: 'STATUS with QDCOUNT 0', msg: raw({ flags: 2 << 11, qdcount: 0, body: Buffer.alloc(0) }), opcode: 2 },
+    { name: 'opcode 3 with QDCOUNT 2', msg: raw({ flags: 3 << 11, qdcount: 2, body: Buffer.concat([question(wireName('a', 'test')), question(wireName('b', 'test'))]) }), opcode: 3 },
+    { name: 'opcode 15 with bytes that are no question', msg: raw({ flags: 15 << 11, body: Buffer.from('not a question at all') }), opcode: 15 },
+    { name: 'NOTIFY with a pointer in the question', msg: raw({ flags: 4 << 11, body: Buffer.from([0xc0, 0x0c, 0, 6, 0, 1]) }), opcode: 4 },
+  ];
+  for (const c of cases) {
+    test(`${c.name}: read by its header alone (a QUERY would be FORMERR)`, () => {
+      const q = readQuery(c.msg);
+      assert.ok(!isUnreadable(q));
+      assert.equal(q.opcode, c.opcode);
+      assert.equal(q.questionEnd, 12);
+      assert.equal(q.name, '');
+      const asQuery = Buffer.from(c.msg);
+      asQuery.writeUInt16BE(asQuery.readUInt16BE(2) & ~0x7800, 2);
+      assert.equal(readQuery(asQuery), 'formerr');
+      // NOTIMP for it: the header only, with the opcode copied and no question
+      const d = decode(errorReply(c.msg, q, 4));
+      assert.equal(d.rcode, 'NOTIMP');
+      assert.equal(d.questions!.length, 0);
+      assert.equal(decode(headerOnlyReply(c.msg, 5)).rcode, 'REFUSED');
+    });
+  }
+
+  test('a reply to a message sent by its header alone: same ID and opcode, no question or as many as sent', () => {
+    const sent = raw({ id: 0x7777, flags: 3 << 11, qdcount: 2, body: Buffer.alloc(0) });
+    const reply = (id: number, opcode: number, qdcount: number) => raw({ id, flags: FLAG_QR | (opcode << 11) | 4, qdcount, body: Buffer.alloc(0) });
+    assert.ok(isReplyTo(reply(0x7777, 3, 0), sent, 12));
+    assert.ok(isReplyTo(reply(0x7777, 3, 2), sent, 12));
+    assert.ok(!isReplyTo(reply(0x7778, 3, 0), sent, 12), 'another ID');
+    assert.ok(!isReplyTo(reply(0x7777, 0, 0), sent, 12), 'another opcode');
+    assert.ok(!isReplyTo(reply(0x7777, 3, 1), sent, 12), 'another number of questions');
+    assert.ok(!isReplyTo(raw({ id: 0x7777, flags: 3 << 11, qdcount: 0, body: Buffer.alloc(0) }), sent, 12), 'not a response');
+  });
 });
 
 // ---------------------------------------------------------------------------------

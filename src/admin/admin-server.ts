@@ -7,12 +7,14 @@ import Fastify, { LogController } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { DivertError } from '../errors.js';
+import { throttledLog } from '../log.js';
 import type { AddressTable } from '../table/table.js';
 import { normalizeName } from '../table/validate.js';
 import { parseZone } from '../table/zone-file.js';
+import type { WritePolicy } from '../table/write-policy.js';
 import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js';
-import { streamEvents } from './events.js';
-import { errorHandler, sendError } from './http-errors.js';
+import type { EventStreams } from './events.js';
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendError } from './http-errors.js';
 import { tokenMatcher } from './token.js';
 
 export interface Health {
@@ -22,6 +24,8 @@ export interface Health {
 
 export interface AdminOptions {
   table: AddressTable;
+  /** What a write may put in the table (--max-addresses, --allow-tld-wildcards). */
+  policy: WritePolicy;
   token: string;
   log: Logger;
   health: () => Promise<Health>;
@@ -30,9 +34,17 @@ export interface AdminOptions {
   /** Resolves once the query path answers with every change made so far. */
   settle: () => Promise<void>;
   metrics: () => Promise<{ contentType: string; body: string }>;
+  /** GET /v1/events: the streams, their limits and figures. */
+  events: EventStreams;
 }
 
 const JSON_BODY_LIMIT = 64 * 1024;
+/**
+ * The longest name still fits in a path segment written the longest way: its at most 250
+ * octets each as \DDD, percent-encoded (%5CDDD, 6 characters), and its 4 dots. (The
+ * router measures the segment decoded, so this leaves room to spare.)
+ */
+const MAX_NAME_SEGMENT = 250 * 6 + 4;
 const ZONE_BODY_LIMIT = 16 * 1024 * 1024;
 
 /** Who made a change, for the history: the X-Divert-Client header, else "admin". */
@@ -44,7 +56,7 @@ function clientOf(header: string | string[] | undefined): string {
 /** Wrong tokens one client address may send within AUTH_WINDOW_MS... */
 const AUTH_FAILURES_ALLOWED = 10;
 const AUTH_WINDOW_MS = 60_000;
-/** ...before every request from it is refused for this long. */
+/** ...before every request from it without the right token is refused (429) for this long. */
 const AUTH_LOCKOUT_MS = 60_000;
 
 /** Failed authentications per client address, in a fixed window; bounded in memory. */
@@ -78,12 +90,17 @@ function nameParam(params: unknown): string {
 }
 
 export function buildAdmin(options: AdminOptions) {
-  const { table, log } = options;
+  const { table, policy, log } = options;
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: JSON_BODY_LIMIT,
     // a monitor polls and writes often: one line per request would drown the log
     logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { maxParamLength: MAX_NAME_SEGMENT },
+    frameworkErrors: frameworkErrorHandler(MAX_NAME_SEGMENT),
+    clientErrorHandler,
+    // its 503 while closing is in fastify's format; the hook below answers in divert's
+    return503OnClosing: false,
   });
   const tokenMatches = tokenMatcher(options.token);
 
@@ -91,21 +108,36 @@ export function buildAdmin(options: AdminOptions) {
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${request.method} ${request.url}`));
   app.addContentTypeParser(['text/dns', 'text/plain'], { parseAs: 'string', bodyLimit: ZONE_BODY_LIMIT }, (_req, body, done) => done(null, body));
 
+  // a request on a kept-alive connection while the port closes: refused before the token
+  // is checked and before any handler (the query path and the table are closing too)
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) return sendError(reply.header('connection', 'close'), 503, 'SHUTTING_DOWN', 'divert is shutting down; ask another replica, or again once it is back');
+  });
+
   const failures = new AuthFailures();
+  // anyone who reaches the port can send requests without the token: the lines are throttled
+  const warnAuth = throttledLog((details, message) => log.warn(details, message));
   app.addHook('onRequest', async (request, reply) => {
-    const lockedFor = failures.lockedFor(request.ip);
-    if (lockedFor > 0) {
-      // not even checked: guessing gains nothing while locked out, and nothing is logged per request
-      reply.header('retry-after', String(Math.ceil(lockedFor / 1000)));
-      return sendError(reply, 429, 'TOO_MANY_FAILURES', `too many failed authentications from ${request.ip}; try again in ${Math.ceil(lockedFor / 1000)} s`);
-    }
     const header = request.headers.authorization ?? '';
     const given = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    // Valid credentials are never locked out: only failing attempts are throttled, so a
+    // neighbour guessing from the same address (or everyone behind one reverse proxy)
+    // cannot keep the monitor's failover writes out.
     if (given !== '' && tokenMatches(given)) return;
-    request.log.warn({ ip: request.ip, url: request.url }, given === '' ? 'admin request without a token' : 'admin request with a wrong token');
+    const lockedFor = failures.lockedFor(request.ip);
+    if (lockedFor > 0) {
+      // nothing is logged per request while locked out
+      reply.header('retry-after', String(Math.ceil(lockedFor / 1000)));
+      return sendError(reply, 429, 'TOO_MANY_FAILURES', `too many failed authentications from ${request.ip}; try again in ${Math.ceil(lockedFor / 1000)} s (the right token is still accepted)`);
+    }
+    warnAuth({ ip: request.ip, url: request.url.slice(0, 200) }, given === '' ? 'admin request without a token' : 'admin request with a wrong token');
     // only wrong tokens count: a missing one guesses nothing (a scraper without its token, say)
     if (given !== '' && failures.fail(request.ip)) {
-      request.log.warn({ ip: request.ip, failures: AUTH_FAILURES_ALLOWED, lockoutSeconds: AUTH_LOCKOUT_MS / 1000 }, 'too many failed admin authentications; this address is locked out');
+      log.warn({ ip: request.ip, failures: AUTH_FAILURES_ALLOWED, lockoutSeconds: AUTH_LOCKOUT_MS / 1000 }, 'too many failed admin authentications; wrong tokens from this address get 429 for a while');
     }
     return sendError(reply, 401, 'UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer TOKEN)');
   });
@@ -126,6 +158,7 @@ export function buildAdmin(options: AdminOptions) {
   app.put('/v1/names/:name', async (request, reply) => {
     const name = nameParam(request.params);
     const data = entryFromBody(request.body);
+    policy.checkEntry(name, data);
     const ifVersion = ifMatch(request.headers['if-match']);
     const entry = await table.put(name, data, { ifVersion, by: clientOf(request.headers['x-divert-client']) });
     await options.settle();
@@ -144,6 +177,7 @@ export function buildAdmin(options: AdminOptions) {
     return { name, history: await table.history(name) };
   });
 
+  // not held against the policy: a diversion never adds an address or a name (write-policy.ts)
   app.post('/v1/diversions', async (request) => {
     const { from, to } = diversionFromBody(request.body);
     const changed = await table.divert(from, to, { by: clientOf(request.headers['x-divert-client']) });
@@ -156,21 +190,15 @@ export function buildAdmin(options: AdminOptions) {
     if (typeof request.body !== 'string') throw new DivertError('BAD_REQUEST', 'body: expected a zone file with Content-Type: text/dns');
     const query = request.query as { file?: string; origin?: string };
     const entries = parseZone(request.body, query.file ?? 'import', { origin: query.origin });
+    policy.checkEntries(entries, 'import ');
     const changed = await table.importEntries(entries, { by: clientOf(request.headers['x-divert-client']) });
     await options.settle();
     return { changed };
   });
 
-  const streams = new Set<() => void>();
-  app.get('/v1/events', (request, reply) => {
-    const end = streamEvents(table, request, reply);
-    streams.add(end);
-    request.raw.on('close', () => streams.delete(end));
-  });
+  app.get('/v1/events', (request, reply) => options.events.open(request, reply));
   // before the server stops listening: it waits for open connections, and a stream never ends by itself
-  app.addHook('preClose', async () => {
-    for (const end of streams) end();
-  });
+  app.addHook('preClose', async () => options.events.closeAll());
 
   // what a monitor reads to see each name's load: the counts of divert_name_queries_total as JSON
   app.get('/v1/stats/names', async () => ({ names: Object.fromEntries(await options.nameQueries()) }));

@@ -7,15 +7,23 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
 import { countSeries, latencyOf, LATENCY_BUCKETS, OUTCOMES } from '../pipeline/query-stats.js';
 import type { ServingStats } from '../serving.js';
+import { LISTENER_EVENTS, type ListenerCounts } from '../transport/listener-events.js';
+import type { EventStreamFigures } from './events.js';
 
 export interface MetricSources {
   /** Summed over the workers; read once per scrape. */
   stats: () => Promise<ServingStats>;
+  /** Per worker slot: worker processes started to replace one that exited. */
+  workerRestarts: () => number[];
   tableReady: () => boolean;
   /** Entries in the address table. */
   tableSize: () => Promise<number>;
   /** 'redis' adds the Redis connection figures. */
   backend: 'memory' | 'redis';
+  /** The DNS UPDATE port's listener figures, when it is on. */
+  updateListener?: () => ListenerCounts | undefined;
+  /** The admin API's GET /v1/events streams. */
+  events: () => EventStreamFigures;
 }
 
 type Labels = Record<string, string>;
@@ -95,6 +103,15 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
     'queries answered from the table, by the entry that answered (a wildcard is one name); beyond --metrics-max-names names, name="_other"', ['name'], () =>
       [...now().queries.names].map(([name, n]) => [{ name }, n]));
 
+  mirrorCounter(registry, 'divert_listener_events_total',
+    'messages a listener could not serve (handler_error, send_error, unreplyable_source: from port 0) and TCP connections its limits refused or closed, by listener (dns, update)',
+    ['listener', 'event'], () => {
+      const series: [Labels, number][] = LISTENER_EVENTS.map((event) => [{ listener: 'dns', event }, now().listener[event]]);
+      const update = sources.updateListener?.();
+      if (update) for (const event of LISTENER_EVENTS) series.push([{ listener: 'update', event }, update[event]]);
+      return series;
+    });
+
   readGauge(registry, 'divert_upstream_up', '1 while an upstream is in service (in any worker), 0 while it is backed off', ['upstream'], () =>
     now().upstreams.map((u) => [{ upstream: u.upstream }, u.up ? 1 : 0]));
   readGauge(registry, 'divert_upstream_rtt_seconds', 'smoothed round-trip time of an upstream\'s answers (7/8 old + 1/8 new)', ['upstream'], () =>
@@ -105,6 +122,8 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
     [[{}, now().rejectedReplies]]);
   mirrorCounter(registry, 'divert_forward_timeouts_total', 'forwarded queries no upstream answered in time', [], () =>
     [[{}, now().timeouts]]);
+  mirrorCounter(registry, 'divert_forward_overloaded_total', 'forwarded queries answered SERVFAIL at once: --forward-max-in-flight were already waiting for an upstream', [], () =>
+    [[{}, now().overloaded]]);
 
   mirrorCounter(registry, 'divert_answer_cache_lookups_total', 'answer cache lookups by result', ['result'], () =>
     [[{ result: 'hit' }, now().cacheHits], [{ result: 'miss' }, now().cacheMisses]]);
@@ -130,8 +149,16 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
       [{ process: 'workers' }, now().tableViewsReady],
     ]);
   }
+  readGauge(registry, 'divert_event_streams', 'open GET /v1/events streams (at most --events-max-streams)', [], () =>
+    [[{}, sources.events().open]]);
+  mirrorCounter(registry, 'divert_event_streams_slow_closed_total', 'event streams sent resync and closed because their client did not keep up', [], () =>
+    [[{}, sources.events().slowClosed]]);
+  mirrorCounter(registry, 'divert_event_streams_refused_total', 'GET /v1/events requests refused at --events-max-streams', [], () =>
+    [[{}, sources.events().refused]]);
   readGauge(registry, 'divert_workers', 'processes answering DNS queries', [], () =>
     [[{}, now().processes.length]]);
+  mirrorCounter(registry, 'divert_worker_restarts_total', 'worker processes started to replace one that exited (crashed, or failed to start), by worker slot', ['worker'], () =>
+    sources.workerRestarts().map((n, slot) => [{ worker: String(slot + 1) }, n]));
   readGauge(registry, 'divert_worker_resident_memory_bytes', 'resident memory of each process answering queries (worker 1 without --workers)', ['worker'], () =>
     now().processes.map((p) => [{ worker: String(p.worker) }, p.residentBytes]));
   readGauge(registry, 'divert_worker_heap_used_bytes', 'V8 heap in use in each process answering queries', ['worker'], () =>

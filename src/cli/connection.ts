@@ -3,6 +3,7 @@
 import { userInfo } from 'node:os';
 import type { Argv } from 'yargs';
 import { defaultTokenFile, readTokenFile } from '../admin/token.js';
+import { TOKEN_CHARS } from '../config/options.js';
 import { DivertError } from '../errors.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:5380';
@@ -111,13 +112,13 @@ export function resolveConnection(argv: Record<string, unknown>, env: NodeJS.Pro
     const read = readTokenFile(path);
     if (read === null) {
       const where = file ? `${file.from} "${path}"` : `"${path}" (the file divert serve writes)`;
-      throw usage(`no admin token: --token and DIVERT_ADMIN_TOKEN are not set, and ${where} does not exist or is empty; give --token TOKEN, or --token-file PATH for the file your divert serve wrote`);
+      throw usage(`no admin token: --token and DIVERT_ADMIN_TOKEN are not set, and ${where} does not exist; give --token TOKEN, or --token-file PATH for the file your divert serve wrote`);
     }
     token = read;
     tokenSource = `the file ${path}`;
   }
   // fetch would refuse such a header with a message about headers, not about the token.
-  if (!/^[\x21-\x7e]+$/.test(token)) throw usage(`the admin token from ${tokenSource} holds spaces or characters other than printable ASCII`);
+  if (!TOKEN_CHARS.test(token)) throw usage(`the admin token from ${tokenSource} holds spaces or characters other than printable ASCII`);
 
   const named = pick(argv, 'client', env, 'DIVERT_CLIENT');
   const client = named ? named.value.trim() : defaultClient();

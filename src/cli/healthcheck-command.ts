@@ -236,7 +236,7 @@ async function checkAdmin(plan: HealthcheckPlan, started: number, budget: number
   if (plan.token === null) {
     return {
       ok: false,
-      text: `${where}: no admin token: --admin-token and DIVERT_ADMIN_TOKEN are not set and ${plan.tokenSource.replace(/^the file /, '')} does not exist or is empty; ` +
+      text: `${where}: no admin token: --admin-token and DIVERT_ADMIN_TOKEN are not set and ${plan.tokenSource.replace(/^the file /, '')} does not exist; ` +
         'give --admin-token, or --admin-token-file for the file divert serve wrote',
     };
   }

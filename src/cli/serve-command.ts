@@ -17,9 +17,9 @@ export function serveOptions(yargs: Argv): Argv {
     const shownDefault = spec.defaultDescription ?? (spec.default === undefined ? undefined : JSON.stringify(spec.default));
     yargs.option(spec.flag, {
       describe: `${spec.describe} [env ${envName(spec.flag)}]`,
-      type: 'string',
+      type: spec.boolean ? 'boolean' : 'string',
       array: spec.repeatable ?? false,
-      requiresArg: true,
+      requiresArg: !spec.boolean,
       defaultDescription: shownDefault,
     });
   }
@@ -56,7 +56,10 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
   const server = await startServer(config, root, { reloadConfig: () => loadServeConfig(argv, env) });
   running = server;
   log.info(
-    { listen: server.listening.map(formatHostPort), admin: formatHostPort(server.admin), upstreams: server.upstreams.map(formatHostPort) },
+    {
+      listen: server.listening.map(formatHostPort), admin: formatHostPort(server.admin), upstreams: server.upstreams.map(formatHostPort),
+      ...(server.update ? { update: formatHostPort(server.update) } : {}),
+    },
     `listening on ${server.listening.map(formatHostPort).join(', ')} (UDP and TCP); admin API on http://${formatHostPort(server.admin)}`,
   );
   // On a signal: stop accepting, let the queries and admin requests in flight finish

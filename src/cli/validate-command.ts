@@ -12,7 +12,10 @@ import type { ServeConfig } from '../config/options.js';
 import { maskUrl } from '../redact.js';
 import { parseRedisUrl } from '../table/redis-url.js';
 import { readZones } from '../table/zone-file.js';
+import { WritePolicy } from '../table/write-policy.js';
 import { checkAdminExposure, resolveUpstreams } from '../server.js';
+import { keysWithoutGrant } from '../update/grants.js';
+import type { KeyFile } from '../update/key-file.js';
 import { loadUpdateKeys } from '../update/update-server.js';
 import { serveOptions } from './serve-command.js';
 
@@ -37,10 +40,18 @@ async function upstreamsOf(config: ServeConfig): Promise<string> {
   return `${found.map(formatHostPort).join(', ')}${config.upstream ? '' : ` (from ${config.resolvConf})`}`;
 }
 
+/** "2 TSIG keys, 3 update-policy rules (key "ops" has no grant: may change nothing)" */
+function keysSummary({ keys, grants }: KeyFile): string {
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const without = keysWithoutGrant(keys.keys(), grants);
+  const warning = without.length === 0 ? '' : ` (${without.map((k) => `key "${k}"`).join(', ')} ${without.length === 1 ? 'has' : 'have'} no grant: may change nothing)`;
+  return `${plural(keys.size, 'TSIG key')}, ${plural(grants.length, 'update-policy rule')}${warning}`;
+}
+
 /** Checks everything; resolves with the summary line, or throws the first problem. */
 export async function validateConfig(argv: Args, env: NodeJS.ProcessEnv): Promise<string> {
   const config = loadServeConfig(argv, env);
-  const zoneNames = (await readZones(config.zones)).size;
+  const zoneNames = (await readZones(config.zones, new WritePolicy(config))).size;
   const upstreams = await upstreamsOf(config);
 
   // the rule divert serve applies before it generates or reads a token file
@@ -48,8 +59,8 @@ export async function validateConfig(argv: Args, env: NodeJS.ProcessEnv): Promis
   const table = config.redis ? `redis ${maskUrl(config.redis)} (${parseRedisUrl(config.redis).kind}; not contacted)` : 'memory';
 
   // serve's own check and reader; nothing is logged (a key file without --update-listen is just "off")
-  const keys = await loadUpdateKeys(config, silent);
-  const update = keys ? `${formatHostPort(config.updateListen!)}, ${keys.size} TSIG key${keys.size === 1 ? '' : 's'}` : 'off';
+  const keyFile = await loadUpdateKeys(config, silent);
+  const update = keyFile ? `${formatHostPort(config.updateListen!)}, ${keysSummary(keyFile)}` : 'off';
 
   const zones = config.zones.length > 0 ? ` from ${config.zones.join(', ')}` : '';
   return (

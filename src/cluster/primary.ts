@@ -5,7 +5,7 @@
 // directly). The primary owns the table and the admin API; every worker hears every
 // change: the in-process table's changes are sent to each worker in order after a
 // snapshot, and with Redis each worker follows the change channel itself. A worker that
-// dies is replaced.
+// dies is replaced (when: src/cluster/restarts.ts).
 
 import cluster, { type Worker } from 'node:cluster';
 import { createSocket } from 'node:dgram';
@@ -19,6 +19,7 @@ import { sumStats, type ServingStats } from '../serving.js';
 import { MemoryTable } from '../table/memory-table.js';
 import type { AddressTable, ChangeEvent } from '../table/table.js';
 import type { FromWorker, ToWorker } from './protocol.js';
+import { RESTART_TIMES, RestartSchedule, type SlotRestart } from './restarts.js';
 
 /** The serving half, in this process or in workers, as the rest of the server sees it. */
 export interface ServingHandle {
@@ -33,10 +34,28 @@ export interface ServingHandle {
   settle(): Promise<void>;
   /** Process IDs of the processes answering queries. */
   pids(): number[];
+  /** The processes answering queries, against those configured, and the ones being replaced. */
+  workers(): WorkersState;
   /** A reload, validated: every worker applies it (and a worker started later starts with
    * it). Resolves with the workers (1-based) that did not confirm in time. */
   reconfigure(config: ServeConfig, upstreams: HostPort[]): Promise<number[]>;
   close(): Promise<void>;
+}
+
+export interface WorkersState {
+  configured: number;
+  /** Serving (a worker still starting is not). */
+  running: number;
+  restarting: SlotRestart[];
+  /** Per worker slot: workers started to replace one that exited. */
+  restarts: number[];
+}
+
+/** RESTART_TIMES, with the time a worker must serve to be forgiven its crashes shortened
+ * by DIVERT_TEST_WORKER_STABLE_MS: for tests only (test/worker-restarts.test.ts), not an option. */
+function restartTimes(env: NodeJS.ProcessEnv = process.env) {
+  const stableMs = Number(env.DIVERT_TEST_WORKER_STABLE_MS);
+  return Number.isInteger(stableMs) && stableMs > 0 ? { ...RESTART_TIMES, stableMs } : RESTART_TIMES;
 }
 
 const REPLY_TIMEOUT_MS = 2000;
@@ -84,10 +103,12 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
   const slots: (Worker | null)[] = new Array(config.workers).fill(null);
   /** Workers that have had the snapshot: they get every change from then on, in order. */
   const live = new Set<Worker>();
-  const replies = new Map<number, (message: FromWorker) => void>();
+  /** Workers that are answering queries (start-up done). */
+  const serving = new Set<Worker>();
+  /** Requests waiting for a worker's reply, by id. */
+  const replies = new Map<number, { worker: Worker; done: (message: FromWorker | null) => void }>();
   let nextRequest = 1;
   let stopping = false;
-  let restarts = 0;
 
   const post = (worker: Worker, message: ToWorker) => {
     if (worker.isConnected()) worker.send(message, () => {}); // a worker gone meanwhile is replaced on exit
@@ -111,7 +132,8 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
   let current = config;
   let currentUpstreams = upstreams;
   let longestQueryTimeoutMs = config.queryTimeoutMs;
-  const fork = (slot: number): Promise<HostPort[]> => {
+  /** `replacing`: the slot's worker exited; a failed start is then retried, not fatal. */
+  const fork = (slot: number, replacing = false): Promise<HostPort[]> => {
     const worker = cluster.fork({ DIVERT_WORKER: String(slot + 1) });
     slots[slot] = worker;
     return new Promise((resolve, reject) => {
@@ -126,6 +148,9 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
           }
         } else if (message.t === 'listening') {
           started = true;
+          serving.add(worker);
+          restarts.serving(slot);
+          if (replacing) log.info({ worker: slot + 1, pid: worker.process.pid }, 'new worker serving');
           resolve(message.listening);
         } else if (message.t === 'failed') {
           reject(new DivertError(message.code as ErrorCode, message.message));
@@ -133,23 +158,24 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
           // one worker's upstream failure counts for all: an upstream goes down once, not once per worker
           for (const other of slots) if (other && other !== worker) post(other, message);
         } else {
-          replies.get(message.id)?.(message);
+          replies.get(message.id)?.done(message);
         }
       });
       worker.on('exit', (code, signal) => {
         live.delete(worker);
+        serving.delete(worker);
+        // no reply will come: /healthz and /metrics need not wait REPLY_TIMEOUT_MS for it
+        for (const pending of replies.values()) if (pending.worker === worker) pending.done(null);
         if (slots[slot] === worker) slots[slot] = null;
-        if (!started) {
-          reject(new DivertError('WORKER_FAILED', `worker ${slot + 1} exited during start-up (${signal ?? `code ${code}`})`));
-          return;
-        }
-        if (stopping) return;
+        if (!started) reject(new DivertError('WORKER_FAILED', `worker ${slot + 1} exited during start-up (${signal ?? `code ${code}`})`));
+        // a worker of the first start that fails fails the start
+        if (stopping || (!started && !replacing)) return;
         // a crash must not leave a share of the clients' queries unanswered: start another
-        const delay = Math.min(30_000, 500 * 2 ** Math.min(restarts++, 6));
-        log.error({ worker: slot + 1, code, signal, restartInMs: delay }, 'worker exited; starting a new one');
-        setTimeout(() => {
-          if (!stopping) fork(slot).catch((err: Error) => log.error({ worker: slot + 1, err: err.message }, 'worker failed to start'));
-        }, delay).unref();
+        const { crashes, delayMs, upMs } = restarts.exited(slot, slots.some((w) => w !== null));
+        log.error(
+          { worker: slot + 1, code, signal, upSeconds: upMs === null ? null : Math.round(upMs / 100) / 10, crashes, restartInMs: delayMs },
+          started ? 'worker exited; starting a new one' : 'new worker failed to start; trying again',
+        );
       });
     });
   };
@@ -163,14 +189,19 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
         replies.delete(id);
         resolve(message);
       };
-      replies.set(id, (message) => done(message as T));
+      replies.set(id, { worker, done: (message) => done(message as T | null) });
       post(worker, make(id));
     });
   };
-  const running = () => slots.filter((w): w is Worker => w !== null && w.isConnected());
+  const running = () => slots.filter((w): w is Worker => w !== null && serving.has(w) && w.isConnected());
+  const restarts = new RestartSchedule(config.workers, (slot) => {
+    // its failure is logged, and retried, when the worker exits
+    if (!stopping) fork(slot, true).catch(() => {});
+  }, restartTimes());
 
   const close = async () => {
     stopping = true;
+    restarts.stop();
     stopReplicating?.();
     await Promise.all(
       slots.map((worker) => {
@@ -217,6 +248,7 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
         await Promise.all(running().map((w) => request(w, (id) => ({ t: 'sync', id }))));
       },
       pids: () => running().map((w) => w.process.pid!),
+      workers: () => ({ configured: config.workers, running: running().length, restarting: restarts.restarting(), restarts: restarts.restarts() }),
       reconfigure: async (next, nextUpstreams) => {
         current = next;
         currentUpstreams = nextUpstreams;

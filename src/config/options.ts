@@ -18,6 +18,12 @@ const hostPort = (defaultPort?: number) =>
     return parsed;
   });
 
+/** Characters an admin token may hold: it travels in an HTTP header. */
+export const TOKEN_CHARS = /^[\x21-\x7e]+$/;
+
+/** An admin token, given by --admin-token or read from a token file: too long to guess, fit for a header. */
+export const adminTokenSchema = z.string().min(16, 'expected at least 16 characters').regex(TOKEN_CHARS, 'expected printable characters without spaces');
+
 const cidr = z.string().superRefine((text, ctx) => {
   try {
     parseCidr(text);
@@ -33,11 +39,16 @@ const count = (min: number, max: number) =>
     .min(min, `expected at least ${min}`)
     .max(max, `expected at most ${max}`);
 
+/** true or false, as a flag (yargs gives a boolean), a DIVERT_* variable or a config key gives it. */
+const flag = z.union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' }).transform((v) => v === true || v === 'true');
+
 export interface OptionSpec {
   /** The flag without dashes; also the config-file key. */
   flag: string;
   describe: string;
   repeatable?: boolean;
+  /** A switch: `--flag` alone means true (its schema takes true or false). */
+  boolean?: boolean;
   /** Shown in --help and used when no flag, variable or config key sets the option. */
   default?: unknown;
   /** How the default is described when it is computed at start. */
@@ -56,14 +67,14 @@ export const SERVE_OPTIONS = {
     describe: 'admin HTTP listener HOST:PORT (the API that rewrites the table); a non-loopback address needs --admin-token',
   },
   adminToken: {
-    flag: 'admin-token', schema: z.string().min(16, 'expected at least 16 characters').regex(/^[\x21-\x7e]+$/, 'expected printable characters without spaces'),
+    flag: 'admin-token', schema: adminTokenSchema,
     defaultDescription: 'generated on first start into --admin-token-file',
-    describe: 'bearer token the admin API demands',
+    describe: 'bearer token the admin API demands (16 or more printable characters)',
   },
   adminTokenFile: {
     flag: 'admin-token-file', schema: z.string().min(1),
     defaultDescription: '$XDG_CONFIG_HOME/divert/admin-token or ~/.config/divert/admin-token',
-    describe: 'file (mode 0600) holding the generated token; the CLI reads it',
+    describe: 'file (mode 0600) holding the generated token; the CLI reads it. Refused if it is a link, not this user\'s, open to group or others, or in a folder they may write',
   },
   upstream: {
     flag: 'upstream', repeatable: true, schema: hostPort(53),
@@ -104,17 +115,21 @@ export const SERVE_OPTIONS = {
     flag: 'query-timeout-ms', default: 2500, schema: count(10, 60_000),
     describe: 'answer SERVFAIL when no upstream has answered by then (stub resolvers give up at 5000)',
   },
+  forwardMaxInFlight: {
+    flag: 'forward-max-in-flight', default: 10_000, schema: count(10, 1_000_000),
+    describe: 'forwarded queries waiting for an upstream at once, in each worker; beyond it a query gets SERVFAIL at once (a flood towards a silent upstream cannot pile up memory)',
+  },
   tcpIdleTimeoutMs: {
     flag: 'tcp-idle-timeout-ms', default: 10_000, schema: count(100, 600_000),
     describe: 'close a TCP connection that has been idle this long',
   },
   tcpMaxConnections: {
     flag: 'tcp-max-connections', default: 1000, schema: count(1, 1_000_000),
-    describe: 'refuse TCP connections beyond this many open at once, in each worker',
+    describe: 'TCP connections open at once, in each worker; when all are taken, a newcomer closes the least recently active idle one (and is refused only when none is idle)',
   },
   tcpMaxPerClient: {
     flag: 'tcp-max-per-client', default: 64, schema: count(1, 1_000_000),
-    describe: 'refuse TCP connections beyond this many open at once from one client address, in each worker',
+    describe: 'TCP connections open at once from one client network (the /24 or /56 of --rate-limit-v4-prefix and --rate-limit-v6-prefix), in each worker; more are reset at once',
   },
   rateLimit: {
     flag: 'rate-limit', default: 0, schema: count(0, 10_000_000),
@@ -123,15 +138,19 @@ export const SERVE_OPTIONS = {
   },
   rateLimitV4Prefix: {
     flag: 'rate-limit-v4-prefix', default: 24, schema: count(8, 32),
-    describe: 'IPv4 clients share a rate limit per network of this prefix length',
+    describe: 'IPv4 clients share a rate limit, and --tcp-max-per-client, per network of this prefix length',
   },
   rateLimitV6Prefix: {
     flag: 'rate-limit-v6-prefix', default: 56, schema: count(16, 128),
-    describe: 'IPv6 clients share a rate limit per network of this prefix length',
+    describe: 'IPv6 clients share a rate limit, and --tcp-max-per-client, per network of this prefix length',
   },
   rateLimitAction: {
     flag: 'rate-limit-action', default: 'drop', schema: z.enum(['drop', 'refuse']),
     describe: 'what a query over the rate limit gets: drop (no reply, nothing to reflect) or refuse (REFUSED)',
+  },
+  maxUdpSize: {
+    flag: 'max-udp-size', default: 1232, schema: count(512, 4096),
+    describe: 'largest UDP reply divert sends of its own (intercepted answers, errors), whatever size a client offers; a larger one goes out truncated (TC) and the client asks again over TCP',
   },
   cacheNames: {
     flag: 'cache-names', default: 100_000, schema: count(100, 100_000_000),
@@ -154,6 +173,18 @@ export const SERVE_OPTIONS = {
     flag: 'metrics-max-names', default: 1000, schema: count(0, 100_000),
     describe: 'intercepted names that get their own divert_name_queries_total series; queries for others count under name="_other"',
   },
+  eventsMaxStreams: {
+    flag: 'events-max-streams', default: 64, schema: count(1, 100_000),
+    describe: 'admin GET /v1/events streams open at once; one more is refused (503 TOO_MANY_STREAMS)',
+  },
+  maxAddresses: {
+    flag: 'max-addresses', default: 64, schema: count(1, 1000),
+    describe: 'addresses one entry, and each of its rules, may answer with (IPv4 and IPv6 together); a write over it is refused',
+  },
+  allowTldWildcards: {
+    flag: 'allow-tld-wildcards', boolean: true, default: false, schema: flag,
+    describe: 'let writes create a wildcard directly below a top-level domain (*.com), which answers for every name under it',
+  },
   updateListen: {
     flag: 'update-listen', schema: hostPort(),
     defaultDescription: 'off',
@@ -161,7 +192,7 @@ export const SERVE_OPTIONS = {
   },
   updateKeyFile: {
     flag: 'update-key-file', schema: z.string().min(1),
-    describe: 'TSIG keys (hmac-sha256) that may send DNS UPDATE, in BIND\'s key format, as tsig-keygen writes it',
+    describe: 'TSIG keys (hmac-sha256) that may send DNS UPDATE, in BIND\'s key format, as tsig-keygen writes it, with the names each may change (update-policy { grant KEY subdomain NAME; };)',
   },
   logLevel: {
     flag: 'log-level', default: 'info', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
@@ -185,6 +216,7 @@ export interface ServeConfig {
   resolvConf: string;
   upstreamTimeoutMs: number;
   queryTimeoutMs: number;
+  forwardMaxInFlight: number;
   tcpIdleTimeoutMs: number;
   tcpMaxConnections: number;
   tcpMaxPerClient: number;
@@ -192,11 +224,15 @@ export interface ServeConfig {
   rateLimitV4Prefix: number;
   rateLimitV6Prefix: number;
   rateLimitAction: 'drop' | 'refuse';
+  maxUdpSize: number;
   cacheNames: number;
   workers: number;
   queryLog: string | undefined;
   queryLogSample: number;
   metricsMaxNames: number;
+  eventsMaxStreams: number;
+  maxAddresses: number;
+  allowTldWildcards: boolean;
   updateListen: HostPort | undefined;
   updateKeyFile: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

@@ -1,12 +1,14 @@
-// The query path: read → access → intercept → forward. Each stage either produces the
-// reply or hands the query on. Access comes first so that no byte of a refused client's
-// query reaches the table or an upstream; interception comes before forwarding so that a
-// diverted name can never be answered with the upstream's (old) data. Stages return a
-// result that says who answered, and the transports only move bytes.
+// The query path: read → limit → access → intercept → forward. Each stage either produces
+// the reply or hands the query on. The rate limit comes before everything that replies,
+// so REFUSED and FORMERR count against a client's rate too; access comes before the rest
+// so that no byte of a refused client's query reaches the table or an upstream;
+// interception comes before forwarding so that a diverted name can never be answered
+// with the upstream's (old) data. Stages return a result that says who answered, and the
+// transports only move bytes.
 
 import {
-  answerReply, errorReply, headerOnlyFormErr, isUnreadable, readEdns, readQuery, udpLimit,
-  recordsReply, CLASS_IN, Rcode, TYPE_A, TYPE_AAAA, type Edns, type Query, type Selection,
+  answerReply, errorReply, headerOnlyFormErr, headerOnlyReply, isPassedOn, isUnreadable, readEdns, readQuery, udpLimit,
+  recordsReply, CLASS_IN, EDNS_UDP_PAYLOAD, OPCODE_QUERY, Rcode, TYPE_A, TYPE_AAAA, type Edns, type Query, type Selection,
 } from '../wire/message.js';
 import type { AnswerCache, Resolution } from '../table/answer-cache.js';
 import type { Forwarder, Transport } from '../upstream/forwarder.js';
@@ -59,16 +61,39 @@ export interface Observers {
   queryLog: QueryLog | null;
 }
 
+export interface PipelineOptions {
+  access: AccessList;
+  answers: AnswerCache;
+  forwarder: Forwarder;
+  /** A bug in a stage: logged by the owner; the query gets SERVFAIL. */
+  onFault?: (err: unknown) => void;
+  rules?: RuleContext;
+  limits?: Limits;
+  observers?: Observers;
+  /** The largest UDP reply divert sends of its own (--max-udp-size); larger ones go out with TC. */
+  maxUdpSize?: number;
+}
+
 export class QueryPipeline {
-  constructor(
-    private access: AccessList,
-    private readonly answers: AnswerCache,
-    private forwarder: Forwarder,
-    private readonly onFault: (err: unknown) => void = () => {},
-    private readonly rules: RuleContext = DEFAULT_RULES,
-    private readonly limits: Limits = NO_LIMITS,
-    readonly observers: Observers = { stats: new QueryStats(0), queryLog: null },
-  ) {}
+  private access: AccessList;
+  private readonly answers: AnswerCache;
+  private forwarder: Forwarder;
+  private readonly onFault: (err: unknown) => void;
+  private readonly rules: RuleContext;
+  private readonly limits: Limits;
+  readonly observers: Observers;
+  private readonly maxUdpSize: number;
+
+  constructor(options: PipelineOptions) {
+    this.access = options.access;
+    this.answers = options.answers;
+    this.forwarder = options.forwarder;
+    this.onFault = options.onFault ?? (() => {});
+    this.rules = options.rules ?? DEFAULT_RULES;
+    this.limits = options.limits ?? NO_LIMITS;
+    this.observers = options.observers ?? { stats: new QueryStats(0), queryLog: null };
+    this.maxUdpSize = options.maxUdpSize ?? EDNS_UDP_PAYLOAD;
+  }
 
   /**
    * The query type of the query route() has just read (NO_TYPE when unreadable): set in
@@ -150,14 +175,17 @@ export class QueryPipeline {
   private route(msg: Buffer, client: Client): Result | Promise<Result> {
     const q = readQuery(msg);
     if (q === 'drop') return DROPPED;
-    if (q === 'formerr') return { reply: headerOnlyFormErr(msg), outcome: 'formerr' };
-    this.qtype = q.qtype;
-    if (!this.access.allows(client.address)) return { reply: errorReply(msg, q, Rcode.Refused), outcome: 'refused' };
+    if (q !== 'formerr') this.qtype = q.qtype;
     if (this.limits.limiter !== null && !this.limits.limiter.allows(client.address)) {
-      return this.limits.action === 'drop' ? LIMITED : { reply: errorReply(msg, q, Rcode.Refused), outcome: 'limited' };
+      if (this.limits.action === 'drop') return LIMITED;
+      return { reply: q === 'formerr' ? headerOnlyReply(msg, Rcode.Refused) : errorReply(msg, q, Rcode.Refused), outcome: 'limited' };
     }
-    // UPDATE, NOTIFY and friends are not passed on: clients may not write upstream zones through divert
-    if (q.opcode !== 0) return { reply: errorReply(msg, q, Rcode.NotImp), outcome: 'notimp' };
+    if (q === 'formerr') return { reply: headerOnlyFormErr(msg), outcome: 'formerr' };
+    if (!this.access.allows(client.address)) return { reply: errorReply(msg, q, Rcode.Refused), outcome: 'refused' };
+    if (q.opcode !== OPCODE_QUERY) {
+      // STATUS and unassigned opcodes go upstream as they came; UPDATE, NOTIFY, IQUERY and DSO never do
+      return isPassedOn(q.opcode) ? this.forward(msg, q, client) : { reply: errorReply(msg, q, Rcode.NotImp), outcome: 'notimp' };
+    }
     if (q.qclass !== CLASS_IN || q.name === '') return this.forward(msg, q, client);
 
     const found = this.answers.resolve(q.name);
@@ -171,7 +199,7 @@ export class QueryPipeline {
     const edns: Edns | null | 'formerr' = readEdns(msg, q);
     if (edns === 'formerr') return { reply: errorReply(msg, q, Rcode.FormErr), outcome: 'formerr' };
     if (edns && edns.version !== 0) return { reply: errorReply(msg, q, BADVERS, edns), outcome: 'formerr' };
-    const limit = client.transport === 'udp' ? udpLimit(edns) : 0xffff;
+    const limit = client.transport === 'udp' ? udpLimit(edns, this.maxUdpSize) : 0xffff;
     if (!answers.select || (q.qtype !== TYPE_A && q.qtype !== TYPE_AAAA)) {
       // NODATA for other types is the same for every subnet: a trusted ECS gets scope 0
       const scope = answers.select && edns?.ecs && this.trusts(client) ? 0 : null;

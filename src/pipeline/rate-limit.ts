@@ -3,15 +3,12 @@
 // client flooding the port cannot starve the others. Buckets live in an LRU: a flood
 // from many networks evicts idle buckets, never grows memory.
 
-import ipaddr from 'ipaddr.js';
 import { LRUCache } from 'lru-cache';
-import { networkOf } from './access.js';
+import { ClientNetworks, type NetworkPrefixes } from './client-networks.js';
 
-export interface RateLimitOptions {
+export interface RateLimitOptions extends NetworkPrefixes {
   /** Queries per second per client network; a bucket holds one second's worth (at least one query). */
   qps: number;
-  v4Prefix: number;
-  v6Prefix: number;
 }
 
 interface Bucket {
@@ -24,20 +21,21 @@ interface Bucket {
 const MAX_BUCKETS = 65_536;
 
 export class RateLimiter {
-  private readonly networks = new LRUCache<string, string>({ max: MAX_BUCKETS });
   private readonly buckets = new LRUCache<string, Bucket>({ max: MAX_BUCKETS });
   /** Queries refused or dropped over the limit, for the metrics. */
   limited = 0;
 
   private readonly capacity: number;
+  private readonly networks: ClientNetworks;
 
   constructor(private readonly options: RateLimitOptions) {
     this.capacity = Math.max(1, options.qps);
+    this.networks = new ClientNetworks(options);
   }
 
   /** Whether a query from `address` is within its network's rate; takes a token if so. */
   allows(address: string, now = performance.now()): boolean {
-    const key = this.networkOf(address);
+    const key = this.networks.of(address);
     let bucket = this.buckets.get(key);
     if (bucket === undefined) {
       bucket = { tokens: this.capacity, at: now };
@@ -53,26 +51,4 @@ export class RateLimiter {
     this.limited++;
     return false;
   }
-
-  /** The client's network as text ("192.0.2.0/24"), worked out once per address. */
-  private networkOf(address: string): string {
-    let key = this.networks.get(address);
-    if (key === undefined) {
-      key = networkKey(address, this.options);
-      this.networks.set(address, key);
-    }
-    return key;
-  }
-}
-
-function networkKey(address: string, options: RateLimitOptions): string {
-  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
-  try {
-    // an IPv4-mapped IPv6 address (dual-stack sockets) counts as the IPv4 client it is
-    parsed = ipaddr.process(address.split('%')[0]);
-  } catch {
-    return address;
-  }
-  const bits = parsed.kind() === 'ipv4' ? options.v4Prefix : options.v6Prefix;
-  return `${networkOf(parsed, bits).toString()}/${bits}`;
 }

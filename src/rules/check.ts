@@ -3,7 +3,7 @@
 // names the field ("rules[2].networks[0]") and the value.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { DivertError } from '../errors.js';
+import { DivertError, showValue } from '../errors.js';
 import { networkOf, parseCidr } from '../pipeline/access.js';
 import { DAYS, type Day, type EntryData, type Rule, type Sharing } from '../table/table.js';
 import { canonicalIPv6, checkAddresses } from '../table/validate.js';
@@ -20,15 +20,8 @@ function fail(path: string, message: string): never {
   throw new DivertError('BAD_RULE', `${path}: ${message}`);
 }
 
-/** JSON-ish rendering of a bad value for a message. */
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
-}
+/** A bad value as a message quotes it (JSON, cut short; any shape, however deep). */
+const show = showValue;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -119,7 +112,7 @@ function checkWeights(value: unknown, path: string, a: string[], aaaa: string[])
   // Sets, made when first needed: weights for each of many addresses cost what they list
   const listed: { a?: Set<string>; aaaa?: Set<string> } = {};
   for (const [key, weight] of Object.entries(value)) {
-    const at = `${path}[${JSON.stringify(key)}]`;
+    const at = `${path}[${showValue(key)}]`;
     let address: string;
     let list: string[];
     let family: 'a' | 'aaaa';

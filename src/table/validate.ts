@@ -2,40 +2,24 @@
 // admin API, stores reading back their own data) goes through these checks.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { DivertError, type ErrorCode } from '../errors.js';
+import { DivertError, showValue, type ErrorCode } from '../errors.js';
 import { checkLocalRules } from '../rules/check.js';
+import { canonicalName } from '../wire/name.js';
 import type { EntryData } from './table.js';
 
 export const MAX_TTL_SECONDS = 86400;
 export const DEFAULT_TTL_SECONDS = 30;
 
-const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
-
 /**
- * Lower-cases `input`, drops one trailing dot and checks it: labels of letters, digits,
- * `-` and `_` (1–63 characters, no leading or trailing `-`), at most 253 characters in
- * all, and `*` only as the whole leftmost label of a name that has a parent.
+ * The table's form of a name given in presentation format (wire/name.ts canonicalName):
+ * ASCII letters in lower case, octets other than letters, digits, "-", "_" and "*" as
+ * \DDD, no trailing dot. Any name DNS can carry is accepted, escapes and all; `*` as the
+ * whole leftmost label marks a wildcard, which needs a parent.
  */
 export function normalizeName(input: string): string {
-  const name = (input.endsWith('.') ? input.slice(0, -1) : input).toLowerCase();
-  if (name.length === 0) throw new DivertError('BAD_NAME', `name "${input}" is empty (the root cannot be intercepted)`);
-  if (name.length > 253) throw new DivertError('BAD_NAME', `name "${input}" is ${name.length} characters long; the limit is 253`);
-  const labels = name.split('.');
-  labels.forEach((label, i) => {
-    if (label === '*') {
-      if (i !== 0) throw new DivertError('BAD_NAME', `name "${input}": "*" is allowed only as the leftmost label`);
-      if (labels.length === 1) throw new DivertError('BAD_NAME', `name "${input}": a wildcard needs a parent, as in "*.example.com"`);
-      return;
-    }
-    if (label.length === 0) throw new DivertError('BAD_NAME', `name "${input}" has an empty label`);
-    if (label.length > 63) throw new DivertError('BAD_NAME', `name "${input}": label "${label}" is longer than 63 characters`);
-    if (!LABEL.test(label)) {
-      throw new DivertError(
-        'BAD_NAME',
-        `name "${input}": label "${label}" may hold only letters, digits, "-" and "_", and may not start or end with "-"`,
-      );
-    }
-  });
+  const name = canonicalName(input);
+  if (name === '') throw new DivertError('BAD_NAME', `name "${input}" is empty (the root cannot be intercepted)`);
+  if (name === '*') throw new DivertError('BAD_NAME', `name "${input}": a wildcard needs a parent, as in "*.example.com"`);
   return name;
 }
 
@@ -78,7 +62,7 @@ export function checkAddresses(field: 'a' | 'aaaa', list: unknown, path: string 
 
 export function checkTtl(ttl: unknown): number {
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TTL_SECONDS) {
-    throw new DivertError('BAD_TTL', `ttl: "${String(ttl)}" is not a whole number of seconds from 0 to ${MAX_TTL_SECONDS}`);
+    throw new DivertError('BAD_TTL', `ttl: ${typeof ttl === 'object' && ttl !== null ? showValue(ttl) : `"${String(ttl)}"`} is not a whole number of seconds from 0 to ${MAX_TTL_SECONDS}`);
   }
   return ttl;
 }

@@ -5,7 +5,9 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DivertError } from '../errors.js';
 import type { EntryData } from './table.js';
+import type { WritePolicy } from './write-policy.js';
 import { canonicalAddress, checkEntryData, checkTtl, DEFAULT_TTL_SECONDS, normalizeName, notAnAddress } from './validate.js';
+import { isAbsoluteName } from '../wire/name.js';
 
 // Legal in a zone file, so skipped rather than rejected: a real zone carries SOA, NS, MX...
 // Anything else in the type position is far more likely a typo than a record type.
@@ -203,7 +205,7 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     return fail(line, err.message.replace(/^(?:a|aaaa)\[\d+\]: |^ttl: /, '') + context, err);
   };
   const absoluteOrigin = (tok: Token): string => {
-    if (!tok.text.endsWith('.')) fail(tok.line, `$ORIGIN "${tok.text}" is not an absolute name (expected a name ending in ".")`);
+    if (!isAbsoluteName(tok.text)) fail(tok.line, `$ORIGIN "${tok.text}" is not an absolute name (expected a name ending in ".")`);
     try {
       return normalizeName(tok.text);
     } catch (err) {
@@ -239,7 +241,7 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
   };
 
   const ownerName = (tok: Token): string => {
-    if (tok.text === '@' || !tok.text.endsWith('.')) {
+    if (tok.text === '@' || !isAbsoluteName(tok.text)) {
       if (origin === undefined) {
         const what = tok.text === '@' ? '"@"' : `"${tok.text}" is a relative name and`;
         fail(tok.line, `${what} needs an origin (expected a $ORIGIN line before it, or an absolute name ending in ".")`);
@@ -344,8 +346,9 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
 
   const diverts = new Map<string, { data: Record<string, unknown>; line: number }>();
   const divertComment = ({ text: body, line }: { text: string; line: number }): void => {
-    const space = body.search(/\s/);
-    if (space <= 0) fail(line, `";divert" needs an owner name and a JSON object, as in ;divert www {"rules":[...]}`);
+    // the owner ends at the first blank that is not escaped ("a\ b" is one name)
+    const space = /^(?:\\[^]|[^\s\\])*/.exec(body)![0].length;
+    if (space === 0 || space === body.length) fail(line, `";divert" needs an owner name and a JSON object, as in ;divert www {"rules":[...]}`);
     let name: string;
     try {
       name = normalizeName(ownerName({ text: body.slice(0, space), line, quoted: false }));
@@ -433,8 +436,12 @@ async function zoneFiles(path: string): Promise<string[]> {
   return names.map((name) => join(path, name));
 }
 
-/** Reads zone files and folders of them; a name in several files gets one merged entry. */
-export async function readZones(paths: string[]): Promise<Map<string, EntryData>> {
+/**
+ * Reads zone files and folders of them; a name in several files gets one merged entry.
+ * With a write policy, each name of each file (as merged so far) must pass it: a refusal
+ * is BAD_ZONE naming the file and the name.
+ */
+export async function readZones(paths: string[], policy?: Pick<WritePolicy, 'checkEntry'>): Promise<Map<string, EntryData>> {
   const merged = new MergedEntries();
   for (const path of paths) {
     for (const file of await zoneFiles(path)) {
@@ -444,7 +451,15 @@ export async function readZones(paths: string[]): Promise<Map<string, EntryData>
       } catch (err) {
         return cannotRead(file, err);
       }
-      for (const [name, data] of parseZone(text, file)) merged.addEntry(name, data);
+      for (const [name, data] of parseZone(text, file)) {
+        merged.addEntry(name, data);
+        try {
+          policy?.checkEntry(name, merged.entries.get(name)!);
+        } catch (err) {
+          if (err instanceof DivertError) throw new DivertError('BAD_ZONE', `${file}: ${err.message}`, { cause: err });
+          throw err;
+        }
+      }
     }
   }
   return merged.entries;
@@ -455,7 +470,7 @@ export function formatZone(entries: Iterable<EntryData & { name: string }>): str
   const sorted = [...entries].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   const lines: string[] = [];
   for (const entry of sorted) {
-    const owner = entry.name.endsWith('.') ? entry.name : `${entry.name}.`;
+    const owner = isAbsoluteName(entry.name) ? entry.name : `${entry.name}.`;
     for (const address of entry.a) lines.push(`${owner} ${entry.ttl} IN A ${address}`);
     for (const address of entry.aaaa) lines.push(`${owner} ${entry.ttl} IN AAAA ${address}`);
     // A master file has no way to say "this name, no addresses": the ;divert line carries its TTL.

@@ -5,11 +5,16 @@
 import type { Socket as UdpSocket } from 'node:dgram';
 import type { Server } from 'node:net';
 import type { HostPort } from '../config/address.js';
-import { createTcpServer, listenTcp, type TcpLimits } from './tcp-listener.js';
+import { ADMIT_ALL, createTcpServer, listenTcp, type TcpAdmission, type TcpLimits } from './tcp-listener.js';
 import { bindUdp, serveUdp, type Handler } from './udp-listener.js';
+import type { ListenerReport } from './listener-events.js';
 
 export interface PairOptions {
   limits: TcpLimits;
+  /** Who may open a TCP connection (UDP clients are the handler's to judge); everyone by default. */
+  admission?: TcpAdmission;
+  /** Where the listeners count what they could not serve. */
+  report: ListenerReport;
   /** false in a cluster worker: the port is shared with the other workers. */
   exclusive?: boolean;
   onError: (err: Error) => void;
@@ -32,7 +37,7 @@ export async function listenPair(at: HostPort, handler: Handler, options: PairOp
       throw new BindFailure(err as NodeJS.ErrnoException, at);
     }
     const port = udp.address().port;
-    const tcp = createTcpServer(handler, options.limits, options.onError);
+    const tcp = createTcpServer(handler, options.limits, options.admission ?? ADMIT_ALL, options.report, options.onError);
     try {
       await listenTcp(tcp, at.host, port, exclusive);
     } catch (err) {
@@ -40,7 +45,7 @@ export async function listenPair(at: HostPort, handler: Handler, options: PairOp
       if (at.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
       throw new BindFailure(err as NodeJS.ErrnoException, { host: at.host, port });
     }
-    serveUdp(udp, handler, options.onError);
+    serveUdp(udp, handler, options.report, options.onError);
     return { udp, tcp, port };
   }
 }

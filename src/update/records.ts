@@ -4,6 +4,9 @@
 
 import { HEADER_BYTES } from '../wire/message.js';
 
+// The canonical text of a name's labels, the table's and the query path's own form.
+export { nameText } from '../wire/name.js';
+
 export const TYPE_SOA = 6;
 export const TYPE_TSIG = 250;
 export const TYPE_ANY = 255;
@@ -146,26 +149,4 @@ export function canonicalName(labels: readonly Buffer[]): Buffer {
 export function nameToWire(name: string): Buffer {
   const labels = name.replace(/\.$/, '').split('.').filter((l) => l !== '');
   return canonicalName(labels.map((l) => Buffer.from(l, 'latin1')));
-}
-
-function isPlainByte(b: number): boolean {
-  return (b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x5f || b === 0x2a;
-}
-
-/**
- * Lower-case presentation form without the trailing dot ("" for the root). Other bytes
- * are escaped as \DDD (RFC 4343), as the query path does, so a name with odd bytes
- * never equals a table name by accident and the table refuses it by its own checks.
- */
-export function nameText(labels: readonly Buffer[]): string {
-  return labels
-    .map((label) => {
-      let text = '';
-      for (const raw of label) {
-        const b = lowerAscii(raw);
-        text += isPlainByte(b) ? String.fromCharCode(b) : '\\' + String(b).padStart(3, '0');
-      }
-      return text;
-    })
-    .join('.');
 }

@@ -3,7 +3,9 @@
 // and TCP on one port. A change goes through the same table writes as the admin API's PUT
 // and DELETE: conditional on the version it was computed from, recorded in the history as
 // made by `dnsupdate:<key name>`, and acknowledged (NOERROR) only once the query path
-// answers with it (settle). Unsigned updates are refused; what divert cannot hold (records
+// answers with it (settle). Unsigned updates are refused, and so is a change of a name
+// the key has no grant for in the key file's update-policy (grants.ts), or one the write
+// policy refuses (--max-addresses, --allow-tld-wildcards); what divert cannot hold (records
 // other than A and AAAA) is refused with the reason in the log.
 //
 // A signed request counts within its TSIG time window (at most 300 s) and once: a repeat
@@ -23,12 +25,18 @@ import { formatHostPort, type HostPort } from '../config/address.js';
 import type { ServeConfig } from '../config/options.js';
 import type { Client, Outcome, Result } from '../pipeline/pipeline.js';
 import type { AddressTable, Entry, EntryData } from '../table/table.js';
-import { BindFailure, listenPair } from '../transport/listen-pair.js';
-import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
+import type { WritePolicy } from '../table/write-policy.js';
+import { BindFailure, listenPair, type PairOptions } from '../transport/listen-pair.js';
+import { DEFAULT_TCP_LIMITS, type TcpAdmission } from '../transport/tcp-listener.js';
+import { listenerReport, type ListenerCounts } from '../transport/listener-events.js';
+import { ClientNetworks } from '../pipeline/client-networks.js';
+import { throttledLog } from '../log.js';
 import type { Handler } from '../transport/udp-listener.js';
 import { HEADER_BYTES, rcodeName } from '../wire/message.js';
 import { nameText, readMessage, type WireMessage } from './records.js';
-import { appendUnsignedError, FUDGE_SECONDS, readKeyFile, signReply, verifyMessage, type TsigKey, type TsigKeys, type TsigRecord } from './tsig.js';
+import { authorize, keysWithoutGrant, type Grant } from './grants.js';
+import { readKeyFile, type KeyFile } from './key-file.js';
+import { appendUnsignedError, FUDGE_SECONDS, signReply, verifyMessage, type TsigKey, type TsigKeys, type TsigRecord } from './tsig.js';
 import { UpdateFailure, UpdateRcode, checkPrerequisites, namesOf, planWrites, readUpdate } from './update.js';
 
 const OPCODE_QUERY = 0;
@@ -41,10 +49,10 @@ export function actorOf(key: TsigKey): string {
 }
 
 /**
- * The keys when DNS UPDATE is on, read before any port is bound so that a bad key file
- * stops the start; null when it is off.
+ * The keys and their grants when DNS UPDATE is on, read before any port is bound so that
+ * a bad key file stops the start; null when it is off.
  */
-export async function loadUpdateKeys(config: Pick<ServeConfig, 'updateListen' | 'updateKeyFile'>, log: Logger): Promise<TsigKeys | null> {
+export async function loadUpdateKeys(config: Pick<ServeConfig, 'updateListen' | 'updateKeyFile'>, log: Logger): Promise<KeyFile | null> {
   if (!config.updateListen) {
     if (!config.updateKeyFile) return null;
     // a key file named is read even so: a bad one is found now, not when the port is turned on
@@ -55,14 +63,21 @@ export async function loadUpdateKeys(config: Pick<ServeConfig, 'updateListen' | 
   if (!config.updateKeyFile) {
     throw new DivertError('BAD_CONFIG', `--update-listen ${formatHostPort(config.updateListen)} needs --update-key-file FILE: the TSIG keys that may send updates (tsig-keygen -a hmac-sha256 NAME > FILE)`);
   }
-  const keys = await readKeyFile(config.updateKeyFile);
-  log.info({ file: config.updateKeyFile, keys: [...keys.keys()] }, 'DNS UPDATE keys read');
-  return keys;
+  const keyFile = await readKeyFile(config.updateKeyFile);
+  log.info({ file: config.updateKeyFile, keys: [...keyFile.keys.keys()], grants: keyFile.grants.length }, 'DNS UPDATE keys read');
+  for (const key of keysWithoutGrant(keyFile.keys.keys(), keyFile.grants)) {
+    log.warn({ file: config.updateKeyFile, key }, `DNS UPDATE key "${key}" has no grant in the update-policy of ${config.updateKeyFile}: it may change nothing`);
+  }
+  return keyFile;
 }
 
 export interface UpdateServerOptions {
   listen: HostPort;
   keys: TsigKeys;
+  /** The update-policy rules: the names each key may change. */
+  grants: readonly Grant[];
+  /** What a write may put in the table, as for the admin API. */
+  policy: WritePolicy;
   table: AddressTable;
   /** Resolves once the query path answers with every change made so far. */
   settle: () => Promise<void>;
@@ -73,6 +88,8 @@ export interface UpdateServerOptions {
 
 export interface UpdateServer {
   address: HostPort;
+  /** Messages the port's listeners could not serve, and TCP connections their limits closed. */
+  listenerCounts: ListenerCounts;
   close(): Promise<void>;
 }
 
@@ -86,9 +103,9 @@ function listenError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
 }
 
 /** UDP and TCP on one port; updates are few and come from a handful of tools: small TCP caps. */
-async function listenBoth(at: HostPort, handler: Handler, onError: (err: Error) => void): Promise<{ udp: UdpSocket; tcp: Server; port: number }> {
+async function listenBoth(at: HostPort, handler: Handler, options: Omit<PairOptions, 'limits'>): Promise<{ udp: UdpSocket; tcp: Server; port: number }> {
   try {
-    return await listenPair(at, handler, { limits: { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 }, onError });
+    return await listenPair(at, handler, { ...options, limits: { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 } });
   } catch (err) {
     throw err instanceof BindFailure ? listenError(err.cause, err.at) : err;
   }
@@ -115,34 +132,13 @@ function resultOf(reply: Buffer | null): Result {
   return { reply, outcome };
 }
 
-/**
- * Anyone can send unsigned or badly signed datagrams: at most 10 log lines about them in
- * 10 s, then one with the count of those left out.
- */
-function throttled(log: Logger) {
-  const WINDOW_MS = 10_000;
-  const LINES = 10;
-  let since = 0;
-  let lines = 0;
-  let suppressed = 0;
-  return (details: Record<string, unknown>, message: string) => {
-    const now = Date.now();
-    if (now - since >= WINDOW_MS) [since, lines] = [now, 0];
-    if (lines >= LINES) {
-      suppressed++;
-      return;
-    }
-    lines++;
-    log.warn(suppressed > 0 ? { ...details, suppressed } : details, message);
-    suppressed = 0;
-  };
-}
 
 export async function startUpdateServer(options: UpdateServerOptions): Promise<UpdateServer> {
-  const { keys, table, settle } = options;
+  const { keys, grants, policy, table, settle } = options;
   const { log } = options;
   const clock = options.clock ?? (() => Math.floor(Date.now() / 1000));
-  const warnRejected = throttled(log);
+  // anyone can send unsigned or badly signed datagrams: at most 10 lines about them in 10 s
+  const warnRejected = throttledLog((details, message) => log.warn(details, message));
 
   // A signed request seen again within its time window (a UDP retransmission, or a replay)
   // gets the reply the first one got and is not applied twice.
@@ -185,16 +181,21 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
     return UpdateRcode.NOERROR;
   }
 
-  /** RFC 2136 3: read and check, read the entries, check the prerequisites, then write. */
+  /**
+   * RFC 2136 3: read and check, check the key's grants (before anything is read from the
+   * table: a key may change nothing it has no grant for), read the entries, check the
+   * prerequisites, then write what passes the write policy.
+   */
   async function apply(message: WireMessage, key: TsigKey, client: Client): Promise<number> {
     const zone = message.questions.length === 1 ? nameText(message.questions[0].name) || '.' : undefined;
     const details: Record<string, unknown> = { key: key.name, client: client.address, transport: client.transport, zone };
     try {
       const request = readUpdate(message);
+      authorize(grants, key.name, request);
       const names = namesOf(request);
       const entries = new Map(await Promise.all(names.map(async (name) => [name, await table.get(name)] as const)));
       checkPrerequisites(request.prerequisites, entries);
-      return await write(planWrites(request, entries), entries, actorOf(key), details);
+      return await write(planWrites(request, entries, policy), entries, actorOf(key), details);
     } catch (err) {
       if (err instanceof UpdateFailure) {
         log.warn({ ...details, rcode: rcodeName(err.rcode), reason: err.reason }, `DNS UPDATE not applied: ${err.reason}`);
@@ -264,7 +265,12 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
     return done;
   };
 
-  const { udp, tcp, port } = await listenBoth(options.listen, handler, (err) => log.warn({ err: err.message }, 'DNS UPDATE listener'));
+  const faultLog = throttledLog((details, message) => log.warn(details, message));
+  const report = listenerReport((event, err) => faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'DNS UPDATE port: a message could not be served'));
+  // anyone may connect (TSIG decides what they may do), but one client network may not hold every slot
+  const networks = new ClientNetworks({ v4Prefix: 24, v6Prefix: 56 });
+  const admission: TcpAdmission = { admits: () => true, networkOf: (address) => networks.of(address) };
+  const { udp, tcp, port } = await listenBoth(options.listen, handler, { admission, report, onError: (err) => log.warn({ err: err.message }, 'DNS UPDATE listener') });
   const sockets = new Set<Socket>();
   tcp.on('connection', (socket) => {
     sockets.add(socket);
@@ -275,6 +281,7 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
 
   return {
     address,
+    listenerCounts: report.counts,
     // Stop taking requests, let the updates under way finish their writes and replies, then close.
     close: async () => {
       closing = true;

@@ -4,13 +4,14 @@
 // new entry computed from its current one. No I/O here; update-server.ts does that.
 //
 // divert is not an authority for any zone: the zone section only scopes the names (every
-// name must be at or under it), and any zone name is accepted. Only A and AAAA records
+// name must be at or under it), and any zone the key's grants reach is accepted (grants.ts). Only A and AAAA records
 // exist in the table, so only they can be added or deleted.
 
 import { DivertError } from '../errors.js';
 import { CLASS_IN, TYPE_A, TYPE_AAAA, typeName } from '../wire/message.js';
 import { dataOf, withAddresses } from '../table/table-ops.js';
 import type { Entry, EntryData } from '../table/table.js';
+import type { WritePolicy } from '../table/write-policy.js';
 import { canonicalIPv6, checkEntryData, normalizeName } from '../table/validate.js';
 import { CLASS_ANY, CLASS_NONE, TYPE_ANY, TYPE_SOA, nameText, type WireMessage, type WireRecord } from './records.js';
 
@@ -270,15 +271,21 @@ export function sameData(x: EntryData | null, y: EntryData | null): boolean {
   return JSON.stringify(dataOf(x)) === JSON.stringify(dataOf(y));
 }
 
-/** Each name's new entry, checked as the table will check it; REFUSED (nothing written) when one is not valid. */
-export function planWrites(request: UpdateRequest, entries: ReadonlyMap<string, Entry | null>): Map<string, EntryData | null> {
+/**
+ * Each name's new entry, checked as the table will check it and held against the write
+ * policy (as the admin API's PUT is); REFUSED (nothing written) when one does not pass.
+ */
+export function planWrites(request: UpdateRequest, entries: ReadonlyMap<string, Entry | null>, policy: WritePolicy): Map<string, EntryData | null> {
   const plan = new Map<string, EntryData | null>();
   for (const [name, changes] of request.changes) {
     const current = entries.get(name) ?? null;
     const next = applyChanges(current, changes);
     if (sameData(current, next)) continue;
     try {
-      plan.set(name, next && checkEntryData(next));
+      const checked = next && checkEntryData(next);
+      const refusal = checked && policy.refusal(name, checked);
+      if (refusal) throw refusal;
+      plan.set(name, checked);
     } catch (err) {
       if (err instanceof DivertError) throw new UpdateFailure(UpdateRcode.REFUSED, `update "${name}": ${err.message}`);
       throw err;

@@ -16,6 +16,9 @@ export type Transport = 'udp' | 'tcp';
 export interface ForwarderOptions {
   attemptTimeoutMs: number;
   queryTimeoutMs: number;
+  /** Queries forwarded and not yet answered at once; beyond it a query fails at once
+   * (SERVFAIL), so a flood towards a silent upstream cannot pile up state without bound. */
+  maxInFlight?: number;
   udp?: Partial<UdpPoolOptions>;
   tcp?: Partial<TcpPoolOptions>;
   /** Count into these figures (a reload's new forwarder carries on its predecessor's). */
@@ -28,6 +31,8 @@ export interface ForwarderStats {
    * reaches divert: the kernel drops it, the sockets being connected.) */
   rejectedReplies: number;
   timeouts: number;
+  /** Queries failed at once because maxInFlight were already waiting. */
+  overloaded: number;
 }
 
 export class Forwarder {
@@ -49,13 +54,17 @@ export class Forwarder {
     readonly pool: UpstreamPool,
     private readonly options: ForwarderOptions,
   ) {
-    this.stats = options.stats ?? { rejectedReplies: 0, timeouts: 0 };
+    this.stats = options.stats ?? { rejectedReplies: 0, timeouts: 0, overloaded: 0 };
     this.udpOptions = { ...DEFAULT_UDP_POOL_OPTIONS, ...options.udp };
     this.tcpOptions = { ...DEFAULT_TCP_POOL_OPTIONS, ...options.tcp };
   }
 
   /** The upstream's reply with the client's ID put back, or null when none answered in time. */
   forward(query: Buffer, questionEnd: number, transport: Transport): Promise<Buffer | null> {
+    if (this.inFlight >= (this.options.maxInFlight ?? Infinity)) {
+      this.stats.overloaded++;
+      return Promise.resolve(null);
+    }
     const clientId = messageId(query);
     const order = this.pool.order();
     const started = Date.now();

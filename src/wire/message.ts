@@ -4,6 +4,7 @@
 // table change; nothing per query goes through it.
 
 import dnsPacket from 'dns-packet';
+import { writeCanonicalOctet } from './name.js';
 
 export const HEADER_BYTES = 12;
 
@@ -54,7 +55,7 @@ export interface Query {
   id: number;
   flags: number;
   opcode: number;
-  /** Lower-case presentation name without the trailing dot ("" for the root). */
+  /** Canonical text of the name (wire/name.ts), without the trailing dot ("" for the root). */
   name: string;
   qtype: number;
   qclass: number;
@@ -72,54 +73,60 @@ export function isUnreadable(q: Query | Unreadable): q is Unreadable {
 // Scratch space for building a name; a name is at most 255 bytes, escaped at most 4×.
 const nameScratch = Buffer.allocUnsafe(1024);
 
-function isPlainByte(b: number): boolean {
-  // letters, digits, '-', '_' and '*' stand for themselves in presentation format
-  return (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x5f || b === 0x2a;
+export const OPCODE_QUERY = 0;
+
+/**
+ * Opcodes divert never passes upstream: IQUERY (retired, RFC 3425: NOTIMP), NOTIFY and
+ * UPDATE (clients may not write upstream zones through divert; its own table takes DNS
+ * UPDATE on --update-listen) and DSO (RFC 8490: a session with this server, which it does
+ * not offer; a server without DSO answers NOTIMP). QUERY, STATUS and unassigned opcodes
+ * are forwarded unchanged.
+ */
+export function isPassedOn(opcode: number): boolean {
+  return opcode !== 1 && opcode !== 4 && opcode !== 5 && opcode !== 6;
+}
+
+/** A message of another opcode whose question is not one readable question: it is handled by its header alone. */
+function headerOnly(msg: Buffer, flags: number, opcode: number): Query {
+  return { id: msg.readUInt16BE(0), flags, opcode, name: '', qtype: -1, qclass: -1, questionEnd: HEADER_BYTES };
 }
 
 /**
  * Reads header and the single question. The question name may not use compression: in
  * a query the only earlier bytes are the header, so any pointer there is malformed
- * (this also rules out pointer loops).
+ * (this also rules out pointer loops). A QUERY without exactly one readable question is
+ * FORMERR; a message of another opcode, whose form divert does not judge, is then read
+ * as its header alone (questionEnd = HEADER_BYTES), to be forwarded or refused whole.
  */
 export function readQuery(msg: Buffer): Query | Unreadable {
   if (msg.length < HEADER_BYTES) return 'drop';
   const flags = msg.readUInt16BE(2);
   if (flags & QR) return 'drop'; // a response sent to us: answering it could start a loop
-  if (msg.readUInt16BE(4) !== 1) return 'formerr';
+  const opcode = (flags & OPCODE_MASK) >> 11;
+  const unreadable = () => (opcode === OPCODE_QUERY ? 'formerr' : headerOnly(msg, flags, opcode));
+  if (msg.readUInt16BE(4) !== 1) return unreadable();
 
   let pos = HEADER_BYTES;
   let out = 0;
   for (;;) {
-    if (pos >= msg.length) return 'formerr';
+    if (pos >= msg.length) return unreadable();
     const len = msg[pos];
     if (len === 0) {
       pos += 1;
       break;
     }
-    if (len > 63) return 'formerr'; // compression pointer or reserved label type
+    if (len > 63) return unreadable(); // compression pointer or reserved label type
     // RFC 1035 3.1: 255 bytes at most, counting the length bytes and the final zero
-    if (pos + 1 + len > msg.length || pos + 1 + len - HEADER_BYTES + 1 > 255) return 'formerr';
+    if (pos + 1 + len > msg.length || pos + 1 + len - HEADER_BYTES + 1 > 255) return unreadable();
     if (out > 0) nameScratch[out++] = 0x2e;
-    for (let i = pos + 1; i <= pos + len; i++) {
-      const b = msg[i];
-      if (isPlainByte(b)) {
-        nameScratch[out++] = b >= 0x41 && b <= 0x5a ? b | 0x20 : b;
-      } else {
-        // RFC 4343 escape, so odd bytes never collide with a real table name
-        nameScratch[out++] = 0x5c;
-        nameScratch[out++] = 0x30 + Math.floor(b / 100);
-        nameScratch[out++] = 0x30 + (Math.floor(b / 10) % 10);
-        nameScratch[out++] = 0x30 + (b % 10);
-      }
-    }
+    for (let i = pos + 1; i <= pos + len; i++) out = writeCanonicalOctet(nameScratch, out, msg[i]);
     pos += 1 + len;
   }
-  if (pos + 4 > msg.length) return 'formerr';
+  if (pos + 4 > msg.length) return unreadable();
   return {
     id: msg.readUInt16BE(0),
     flags,
-    opcode: (flags & OPCODE_MASK) >> 11,
+    opcode,
     name: nameScratch.toString('latin1', 0, out),
     qtype: msg.readUInt16BE(pos),
     qclass: msg.readUInt16BE(pos + 2),
@@ -389,7 +396,7 @@ function buildReply(
   const out = Buffer.allocUnsafe(HEADER_BYTES + questionBytes + answerBytes + optBytes);
   out.writeUInt16BE(q.id, 0);
   out.writeUInt16BE(flags, 2);
-  out.writeUInt16BE(1, 4);
+  out.writeUInt16BE(questionBytes > 0 ? 1 : 0, 4);
   out.writeUInt16BE(count, 6);
   out.writeUInt16BE(0, 8);
   out.writeUInt16BE(edns ? 1 : 0, 10);
@@ -437,17 +444,31 @@ export function errorReply(msg: Buffer, q: Query, rcode: number, edns: Edns | nu
   return buildReply(msg, q, rcode, false, null, 0, edns, 0xffff);
 }
 
-/** FORMERR for a message whose header could be read but not its question: header only. */
-export function headerOnlyFormErr(msg: Buffer): Buffer {
+/** An error reply to a message whose header could be read but not its question: header only. */
+export function headerOnlyReply(msg: Buffer, rcode: number): Buffer {
   const out = Buffer.alloc(HEADER_BYTES);
   out.writeUInt16BE(msg.readUInt16BE(0), 0);
-  out.writeUInt16BE(replyFlags({ flags: msg.readUInt16BE(2) }, Rcode.FormErr, false), 2);
+  out.writeUInt16BE(replyFlags({ flags: msg.readUInt16BE(2) }, rcode, false), 2);
   return out;
 }
 
-/** Largest reply the client can take over UDP (RFC 6891 6.2.5: never below 512). */
-export function udpLimit(edns: Edns | null): number {
-  return edns ? edns.udpPayload : 512;
+/** FORMERR for a message whose header could be read but not its question: header only. */
+export function headerOnlyFormErr(msg: Buffer): Buffer {
+  return headerOnlyReply(msg, Rcode.FormErr);
+}
+
+/** The smallest UDP payload every DNS client takes (RFC 1035 2.3.4). */
+export const MIN_UDP_PAYLOAD = 512;
+
+/**
+ * Largest reply divert sends the client over UDP: what the client can take (512, or its
+ * EDNS size; RFC 6891 6.2.5: never below 512), but never more than `maxUdpSize`
+ * (--max-udp-size), whatever the client offers, so a small spoofed query cannot draw a
+ * large reply at its victim. Larger replies go out truncated (TC), to be asked over TCP.
+ */
+export function udpLimit(edns: Edns | null, maxUdpSize = EDNS_UDP_PAYLOAD): number {
+  const client = edns ? edns.udpPayload : MIN_UDP_PAYLOAD;
+  return Math.max(MIN_UDP_PAYLOAD, Math.min(client, maxUdpSize));
 }
 
 export function messageId(msg: Buffer): number {
@@ -463,9 +484,15 @@ export function setMessageId(msg: Buffer, id: number): void {
  * question of the same name (ASCII case-insensitive), type and class.
  */
 export function isReplyTo(reply: Buffer, sent: Buffer, questionEnd: number): boolean {
-  if (reply.length < questionEnd) return false;
+  if (reply.length < questionEnd || reply.length < HEADER_BYTES) return false;
   if (reply.readUInt16BE(0) !== sent.readUInt16BE(0)) return false;
   if ((reply.readUInt16BE(2) & QR) === 0) return false;
+  // a message forwarded by its header alone (another opcode, no readable question): the
+  // answer must be of the same opcode, with no question or as many as were sent
+  if (questionEnd === HEADER_BYTES) {
+    const questions = reply.readUInt16BE(4);
+    return (questions === 0 || questions === sent.readUInt16BE(4)) && ((reply.readUInt16BE(2) ^ sent.readUInt16BE(2)) & OPCODE_MASK) === 0;
+  }
   if (reply.readUInt16BE(4) !== 1) return false;
   const nameEnd = questionEnd - 4;
   for (let i = HEADER_BYTES; i < nameEnd; i++) {

@@ -79,8 +79,9 @@ export function udpAsk(port: number, bytes: Buffer, timeoutMs = 3000, host = '12
 }
 
 /** Opens a TCP connection, writes `raw` as is, and collects length-prefixed replies. */
-export function tcpSession(port: number, host = '127.0.0.1') {
-  const socket = connect({ port, host });
+/** `localAddress`: the client's own address (e.g. 127.0.0.2), to test per-client limits. */
+export function tcpSession(port: number, host = '127.0.0.1', localAddress?: string) {
+  const socket = connect({ port, host, localAddress });
   const replies: Buffer[] = [];
   const framer = new TcpFramer();
   const waiters: (() => void)[] = [];
@@ -125,8 +126,8 @@ export function tcpSession(port: number, host = '127.0.0.1') {
   };
 }
 
-export async function tcpAsk(port: number, bytes: Buffer, timeoutMs = 3000): Promise<Buffer> {
-  const session = tcpSession(port);
+export async function tcpAsk(port: number, bytes: Buffer, timeoutMs = 3000, localAddress?: string): Promise<Buffer> {
+  const session = tcpSession(port, '127.0.0.1', localAddress);
   try {
     session.send(bytes);
     return (await session.waitFor(1, timeoutMs))[0];

@@ -16,6 +16,8 @@ export interface ListeningLine {
   listen: string[];
   admin: string;
   upstreams: string[];
+  /** The DNS UPDATE port, when --update-listen is on. */
+  update?: string;
 }
 
 export interface DivertProcess {

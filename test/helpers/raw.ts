@@ -6,6 +6,16 @@ export function encodeName(name: string): Buffer {
   return Buffer.concat([...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])]);
 }
 
+/** A 253-character name: the longest one that needs no escapes (255 octets on the wire, 250 of them in its 4 labels). */
+export const LONGEST_NAME = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
+
+/** A recursive query (ID 0x4242) for a name given as its labels' octets, any octets at all. */
+export function rawQuery(labels: readonly (Buffer | string)[], qtype = 1): Buffer {
+  const header = Buffer.from([0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+  const name = labels.map((l) => (typeof l === 'string' ? Buffer.from(l, 'latin1') : l)).flatMap((l) => [Buffer.from([l.length]), l]);
+  return Buffer.concat([header, ...name, Buffer.from([0, qtype >> 8, qtype & 0xff, 0, 1])]);
+}
+
 export function rr(name: string, type: number, klass: number, ttl: number, rdata: Buffer): Buffer {
   const fixed = Buffer.alloc(10);
   fixed.writeUInt16BE(type, 0);

@@ -7,8 +7,10 @@ export interface SseEvent {
 
 export interface SseStream {
   events: SseEvent[];
-  /** Resolves once `count` events have arrived, rejects after timeoutMs. */
+  /** Resolves once `count` events have arrived; rejects after timeoutMs, or once the server has ended the stream without them. */
   waitFor(count: number, timeoutMs?: number): Promise<SseEvent[]>;
+  /** Whether the server has ended the stream (as it does after `resync` to a client that fell behind). */
+  ended(): boolean;
   close(): void;
 }
 
@@ -20,11 +22,15 @@ export async function openEvents(url: string, token: string): Promise<SseStream>
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffered = '';
+  let ended = false;
   void (async () => {
     try {
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return;
+        if (done) {
+          ended = true;
+          return;
+        }
         buffered += decoder.decode(value, { stream: true });
         let end: number;
         while ((end = buffered.indexOf('\n\n')) !== -1) {
@@ -43,11 +49,13 @@ export async function openEvents(url: string, token: string): Promise<SseStream>
     waitFor: async (count, timeoutMs = 3000) => {
       const deadline = Date.now() + timeoutMs;
       while (events.length < count) {
+        if (ended) throw new Error(`the stream ended after ${events.length} of ${count} events`);
         if (Date.now() > deadline) throw new Error(`got ${events.length} of ${count} events`);
         await new Promise((r) => setTimeout(r, 10));
       }
       return events.slice(0, count);
     },
+    ended: () => ended,
     close: () => controller.abort(),
   };
 }

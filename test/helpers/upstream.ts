@@ -46,6 +46,15 @@ export function replyTo(query: UpstreamQuery, fields: Partial<dnsPacket.Packet> 
   } as dnsPacket.Packet);
 }
 
+/** dns-packet's reading of a query, or (for bytes it cannot read: another opcode's, garbage) just the ID. */
+function decodeOrHeader(raw: Buffer): dnsPacket.Packet {
+  try {
+    return dnsPacket.decode(raw);
+  } catch {
+    return { id: raw.length >= 2 ? raw.readUInt16BE(0) : 0, questions: [] } as dnsPacket.Packet;
+  }
+}
+
 export async function startUpstream(respond: Responder, host = '127.0.0.1'): Promise<TestUpstream> {
   // UDP first on a port the OS picks, then TCP on the same port; retry if TCP's is taken
   for (let tries = 0; ; tries++) {
@@ -99,7 +108,7 @@ async function bindUpstream(respond: Responder, host: string): Promise<TestUpstr
   };
 
   async function handle(raw: Buffer, transport: 'udp' | 'tcp', from: { address: string; port: number }): Promise<Buffer | null> {
-    const query: UpstreamQuery = { raw: Buffer.from(raw), packet: dnsPacket.decode(raw), transport, from };
+    const query: UpstreamQuery = { raw: Buffer.from(raw), packet: decodeOrHeader(raw), transport, from };
     upstream.queries.push(query);
     const reply = await upstream.respond(query);
     if (reply) upstream.sent.push(Buffer.from(reply));
