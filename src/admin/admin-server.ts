@@ -3,6 +3,7 @@
 // returns only once the table has applied it — and, through the table's change event,
 // once this instance's query path answers with it.
 
+import { createServer } from 'node:http';
 import Fastify, { LogController } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -39,6 +40,11 @@ export interface AdminOptions {
 }
 
 const JSON_BODY_LIMIT = 64 * 1024;
+/** Connections open at once; more are closed at accept (event streams are capped lower, by --events-max-streams). */
+const MAX_CONNECTIONS = 1024;
+/** Time a request's headers, and the whole request, may take to arrive. */
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 60_000;
 /**
  * The longest name still fits in a path segment written the longest way: its at most 250
  * octets each as \DDD, percent-encoded (%5CDDD, 6 characters), and its 4 dots. (The
@@ -101,7 +107,15 @@ export function buildAdmin(options: AdminOptions) {
     clientErrorHandler,
     // its 503 while closing is in fastify's format; the hook below answers in divert's
     return503OnClosing: false,
+    // A client may not hold a request open: its headers must arrive within 10 s and the
+    // whole of it (a 16 MiB import included) within a minute, checked every second (node
+    // checks every 30 s by default); an idle kept-alive connection is closed after 10 s.
+    serverFactory: (handler) => createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 }, handler),
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: 10_000,
   });
+  // each connection is a descriptor of the primary, which also holds the table: bounded
+  app.server.maxConnections = MAX_CONNECTIONS;
   const tokenMatches = tokenMatcher(options.token);
 
   app.setErrorHandler(errorHandler);

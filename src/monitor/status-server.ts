@@ -13,7 +13,8 @@ export interface StatusServer {
 }
 
 export async function startStatusServer(listen: HostPort, status: () => StatusReport, metrics: MonitorMetrics): Promise<StatusServer> {
-  const server: Server = createServer((req, res) => {
+  // read-only and small: a client may not hold a request open, nor many connections
+  const server: Server = createServer({ headersTimeout: 10_000, requestTimeout: 10_000, connectionsCheckingInterval: 1000 }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (code: number, type: string, body: string) => {
       res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
@@ -31,6 +32,7 @@ export async function startStatusServer(listen: HostPort, status: () => StatusRe
     send(404, 'application/json', JSON.stringify({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${path} (GET /status, GET /metrics)` } }));
   });
   server.keepAliveTimeout = 5000;
+  server.maxConnections = 64;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, () => {
