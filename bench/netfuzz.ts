@@ -1,10 +1,13 @@
 // Network fuzzer: the built `divert serve` (2 workers) on loopback, an upstream that
 // answers, and for FUZZ_SECONDS (default 60) random, mutated and well-formed queries over
 // UDP and TCP with hostile framing — while a control client checks every second that a
-// well-formed query still gets the right answer over UDP and TCP. Reports what was sent
-// and answered, the server's RSS and open fds at start, middle and end, connections the
-// server did not close, and whether it is still alive; exits 1 on a crash, a failed
-// control query or a stuck connection.
+// well-formed query still gets the right answer over UDP and TCP. Every listener is hit:
+// the DNS port (IPv4 and IPv6), the DNS UPDATE port (netfuzz-update.ts), the admin port
+// (netfuzz-admin.ts), and, as root, datagrams from source port 0, the server's own ports
+// and addresses outside --allow (netfuzz-sources.ts). Reports what was sent and
+// answered, the server's RSS and open fds at start, middle and end, connections the
+// server did not close, and whether it is still alive; exits 1 on a crash, a replaced
+// worker, a failed control query, a stuck connection or an admin response over 499.
 // `npm run fuzz:net` (node dist/bench/netfuzz.js); FUZZ_SEED replays a run.
 
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
@@ -14,9 +17,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
 import { lengthPrefix, TcpFramer } from '../src/transport/tcp-framer.js';
+import { DEFAULT_TCP_LIMITS } from '../src/transport/tcp-listener.js';
 import { readQuery } from '../src/wire/message.js';
+import type { TsigKey } from '../src/update/tsig.js';
 import { runDivert, type DivertProcess } from '../test/helpers/process.js';
+import { RawUdp, rawUdpUnavailable, type Endpoint } from '../test/helpers/raw-udp.js';
+import { fuzzAdmin, type AdminFuzzReport } from './netfuzz-admin.js';
+import { sendFromEdgeSources } from './netfuzz-sources.js';
+import { UPDATE_KEY_NAME, updateFuzzMessage, updateKeyFile } from './netfuzz-update.js';
 
 // ---------------------------------------------------------------------------------
 // Randomness that a seed replays
@@ -205,6 +215,11 @@ export const CONTROLS: { name: string; expect: string[] }[] = [
 
 export interface Target {
   port: number;
+  /** The DNS listener on ::1. */
+  port6: number;
+  /** The DNS UPDATE port, and the key that may change the names under upd.fuzz.test. */
+  update: { port: number; key: TsigKey };
+  admin: { port: number; token: string };
   process: DivertProcess;
   upstream: RawUpstream;
   idleTimeoutMs: number;
@@ -212,27 +227,36 @@ export interface Target {
   stop(): Promise<void>;
 }
 
+const ADMIN_TOKEN = 'netfuzz-token-0123456789abcdef';
+const portOf = (hostPort: string) => Number(/:(\d+)$/.exec(hostPort)![1]);
+
 export async function startTarget(options: { workers: number; idleTimeoutMs: number; queryTimeoutMs?: number }): Promise<Target> {
   const upstream = await startRawUpstream();
   const dir = mkdtempSync(join(tmpdir(), 'divert-netfuzz-'));
   writeFileSync(join(dir, 'fuzz.zone'), ZONE);
+  const secret = randomBytes(32);
+  writeFileSync(join(dir, 'update.key'), updateKeyFile(secret), { mode: 0o600 });
   const queryTimeoutMs = options.queryTimeoutMs ?? 1000;
   const child = runDivert([
-    'serve', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--zones', join(dir, 'fuzz.zone'),
+    'serve', '--listen', '127.0.0.1:0', '--listen', '[::1]:0', '--upstream', `127.0.0.1:${upstream.port}`, '--zones', join(dir, 'fuzz.zone'),
     '--workers', String(options.workers), '--tcp-idle-timeout-ms', String(options.idleTimeoutMs),
     '--upstream-timeout-ms', String(Math.min(300, queryTimeoutMs)), '--query-timeout-ms', String(queryTimeoutMs),
-    '--admin-token', 'netfuzz-token-0123456789abcdef',
+    '--admin-token', ADMIN_TOKEN, '--update-listen', '127.0.0.1:0', '--update-key-file', join(dir, 'update.key'),
+    // the fuzzer's own sources and the control client; the rest of 127/8 is outside
+    '--allow', '127.0.0.0/16', '--allow', '::1/128',
   ]);
-  let port: number;
+  let line;
   try {
-    port = await child.listening(20_000);
+    line = await child.listeningLine(20_000);
   } catch (err) {
     await child.stop();
     await upstream.close();
     throw err;
   }
   return {
-    port, process: child, upstream, idleTimeoutMs: options.idleTimeoutMs, queryTimeoutMs,
+    port: portOf(line.listen[0]), port6: portOf(line.listen[1]), process: child, upstream, idleTimeoutMs: options.idleTimeoutMs, queryTimeoutMs,
+    update: { port: portOf(line.update!), key: { name: UPDATE_KEY_NAME, algorithm: 'hmac-sha256', secret } },
+    admin: { port: portOf(line.admin), token: ADMIN_TOKEN },
     stop: async () => {
       await child.stop();
       await upstream.close();
@@ -399,6 +423,10 @@ export interface FuzzOptions {
   queryTimeoutMs: number;
   /** Called about once a second with the elapsed fraction (for samples). */
   onTick?: (elapsedMs: number) => void;
+  /** The other listeners, when they are to be fuzzed too: a target's (startTarget). */
+  target?: Pick<Target, 'port6' | 'update' | 'admin' | 'upstream'>;
+  /** Datagrams a second from edge sources (port 0, the server's own ports, outside --allow), sent with raw sockets (root). */
+  rawRate?: number;
 }
 
 export interface FuzzReport {
@@ -417,6 +445,13 @@ export interface FuzzReport {
   tcpStuck: { kind: string; waitedMs: number }[];
   controlOk: number;
   controlFailed: string[];
+  /** Messages sent to the DNS UPDATE port, over UDP and TCP, and its replies. */
+  updateSent: number;
+  updateReplies: number;
+  /** Datagrams from edge sources (raw sockets), or why there were none. */
+  rawSent: number;
+  rawSkipped?: string;
+  admin?: AdminFuzzReport;
 }
 
 const TCP_KINDS = ['pipelined', 'slow', 'partial-length', 'declared-big', 'garbage', 'idle', 'abrupt', 'half-close', 'split-random'] as const;
@@ -428,7 +463,7 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
   const rng = new Rng(options.seed);
   const report: FuzzReport = {
     seed: options.seed, seconds: options.seconds, udpSent: 0, udpReplies: 0, rcodes: {}, tcpConnections: 0, tcpRefused: 0,
-    tcpMessages: 0, tcpReplies: 0, tcpByKind: {}, tcpStuck: [], controlOk: 0, controlFailed: [],
+    tcpMessages: 0, tcpReplies: 0, tcpByKind: {}, tcpStuck: [], controlOk: 0, controlFailed: [], updateSent: 0, updateReplies: 0, rawSent: 0,
   };
   const countReply = (msg: Buffer) => {
     const rcode = msg.length >= 4 ? String(msg[3] & 0x0f) : 'short';
@@ -450,6 +485,20 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
     s.on('error', () => {});
     udpSockets.push(s);
   }
+  const target = options.target;
+  const udp6 = createSocket('udp6');
+  await new Promise<void>((resolve) => udp6.bind(0, '::1', () => resolve()));
+  udp6.on('message', (msg) => {
+    report.udpReplies++;
+    countReply(msg);
+  });
+  udp6.on('error', () => {});
+  const updateSocket = createSocket('udp4');
+  await new Promise<void>((resolve) => updateSocket.bind(0, '127.0.0.1', () => resolve()));
+  updateSocket.on('message', () => report.updateReplies++);
+  updateSocket.on('error', () => {});
+  const updateMessage = () => updateFuzzMessage(rng, target!.update.key, mutate);
+
   const perTick = Math.max(1, Math.round(options.udpRate / 100));
   const udpTimer = setInterval(() => {
     if (!running()) return;
@@ -457,16 +506,43 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
       const msg = fuzzMessage(rng);
       if (msg.length === 0) continue;
       report.udpSent++;
-      udpSockets[i % udpSockets.length].send(msg, options.port, '127.0.0.1');
+      if (target && i % 8 === 7) udp6.send(msg, target.port6, '::1');
+      else udpSockets[i % udpSockets.length].send(msg, options.port, '127.0.0.1');
+    }
+    // a tenth as many to the DNS UPDATE port
+    for (let i = 0; target && i < Math.max(1, perTick / 10); i++) {
+      report.updateSent++;
+      updateSocket.send(updateMessage(), target.update.port, '127.0.0.1');
     }
   }, 10);
+
+  // datagrams no normal socket can send, from edge sources, to every UDP listener
+  let raw: RawUdp | undefined;
+  let rawTimer: NodeJS.Timeout | undefined;
+  if (target && options.rawRate) {
+    const unavailable = rawUdpUnavailable();
+    if (unavailable) report.rawSkipped = unavailable;
+    else {
+      const sender = RawUdp.start();
+      raw = sender;
+      const listeners: Endpoint[] = [{ address: '127.0.0.1', port: options.port }, { address: '::1', port: target.port6 }, { address: '127.0.0.1', port: target.update.port }];
+      const ports = [options.port, target.port6, target.update.port, target.admin.port, target.upstream.port];
+      const rawPerTick = Math.max(1, Math.round(options.rawRate / 10));
+      rawTimer = setInterval(() => {
+        if (!running()) return;
+        report.rawSent += sendFromEdgeSources(sender, rng, { listeners, ports }, rawPerTick, (to) => (to.port === target.update.port ? updateMessage() : fuzzMessage(rng)));
+      }, 100);
+    }
+  }
 
   // TCP: a pool of conversations of random kinds
   const conversation = async (): Promise<void> => {
     const kind: TcpKind = rng.pick(TCP_KINDS);
     report.tcpConnections++;
     report.tcpByKind[kind] = (report.tcpByKind[kind] ?? 0) + 1;
-    const socket = connect({ port: options.port, host: '127.0.0.1' });
+    // one conversation in five, when there is one, with the DNS UPDATE port (the same framing)
+    const toUpdate = target !== undefined && rng.chance(0.2);
+    const socket = connect({ port: toUpdate ? target.update.port : options.port, host: '127.0.0.1' });
     const framer = new TcpFramer();
     socket.on('error', () => {});
     socket.on('data', (chunk) => {
@@ -484,11 +560,12 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
     const write = (b: Buffer) => {
       if (!socket.destroyed && b.length > 0) socket.write(b);
     };
-    const messages = (n: number) => Array.from({ length: n }, () => fuzzMessage(rng));
+    const messages = (n: number) => Array.from({ length: n }, () => (toUpdate ? updateMessage() : fuzzMessage(rng)));
     // how long the server may take to close after our last byte: null when we close first
     let mayTakeMs: number | null;
     const afterAnswers = options.queryTimeoutMs + 1500;
-    const afterIdle = options.idleTimeoutMs + options.queryTimeoutMs + 1500;
+    // the DNS UPDATE port keeps the default idle timeout (DEFAULT_TCP_LIMITS)
+    const afterIdle = (toUpdate ? DEFAULT_TCP_LIMITS.idleTimeoutMs : options.idleTimeoutMs) + options.queryTimeoutMs + 1500;
     switch (kind) {
       case 'pipelined': {
         const batch = messages(1 + rng.int(20));
@@ -586,10 +663,16 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
     }
   })();
 
+  const admin = target ? fuzzAdmin({ port: target.admin.port, token: target.admin.token, rng, concurrency: 6, running, mutate, start, end: deadline }) : undefined;
+
   await Promise.all([control, ...tcpWorkers]);
+  if (admin) report.admin = await admin;
   clearInterval(udpTimer);
+  clearInterval(rawTimer);
+  await raw?.flushed().catch(() => {});
+  await raw?.close();
   await sleep(300); // the last UDP replies
-  for (const s of udpSockets) s.close();
+  for (const s of [...udpSockets, udp6, updateSocket]) s.close();
   return report;
 }
 
@@ -620,6 +703,7 @@ async function main(): Promise<void> {
   let middleTaken = false;
   const report = await fuzzNetwork({
     port: target.port, seconds, seed, udpRate: Number(process.env.FUZZ_UDP_RATE ?? 3000), tcpConcurrency: 24, idleTimeoutMs, queryTimeoutMs: target.queryTimeoutMs,
+    target, rawRate: Number(process.env.FUZZ_RAW_RATE ?? 300),
     onTick: (ms) => {
       if (!middleTaken && ms >= (seconds * 1000) / 2) {
         middleTaken = true;
@@ -644,6 +728,14 @@ async function main(): Promise<void> {
     `  TCP: ${report.tcpConnections} connections (${report.tcpRefused} refused), ${report.tcpMessages} messages, ${report.tcpReplies} replies; by kind ${JSON.stringify(report.tcpByKind)}`,
     `  replies by rcode: ${JSON.stringify(report.rcodes)}`,
     `  upstream got ${target.upstream.queries} queries`,
+    `  DNS UPDATE port: ${report.updateSent} datagrams (${report.updateReplies} replies), and a fifth of the TCP conversations`,
+    `  from edge sources (raw sockets: port 0, the server's own ports, outside --allow): ${report.rawSkipped ? `none (${report.rawSkipped})` : `${report.rawSent} datagrams`}`,
+    ...(report.admin ? [
+      `  admin port: ${report.admin.conversations} conversations ${JSON.stringify(report.admin.byKind)}`,
+      `    responses by status: ${JSON.stringify(report.admin.statuses)}`,
+      `    responses breaking the rules (5xx, or an error not in divert's format): ${report.admin.bad.length}${report.admin.bad.length ? `\n      ${report.admin.bad.slice(0, 10).join('\n      ')}` : ''}`,
+      `    control GET /v1/names/www.fuzz.test: ${report.admin.controlOk} right, ${report.admin.controlFailed.length} wrong${report.admin.controlFailed.length ? `\n      ${report.admin.controlFailed.slice(0, 10).join('\n      ')}` : ''}`,
+    ] : []),
     `  control queries: ${report.controlOk} right, ${report.controlFailed.length} wrong${report.controlFailed.length ? `\n    ${report.controlFailed.slice(0, 20).join('\n    ')}` : ''}`,
     `  connections not closed by the server in time: ${report.tcpStuck.length}${report.tcpStuck.length ? ` ${JSON.stringify(report.tcpStuck.slice(0, 10))}` : ''}`,
     `  server-side sockets ${idleTimeoutMs + target.queryTimeoutMs + 1000} ms after the end: ${JSON.stringify(sockets)}`,
@@ -653,7 +745,8 @@ async function main(): Promise<void> {
     `  error log lines: ${errors.length}${errors.length ? `\n    ${errors.slice(0, 5).join('\n    ')}` : ''}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
-  const failed = !alive || replaced.length > 0 || report.controlFailed.length > 0 || report.controlOk === 0 || report.tcpStuck.length > 0 || held.length > 0 || errors.length > 0;
+  const adminFailed = report.admin !== undefined && (report.admin.bad.length > 0 || report.admin.controlFailed.length > 0 || report.admin.controlOk === 0);
+  const failed = !alive || replaced.length > 0 || report.controlFailed.length > 0 || report.controlOk === 0 || report.tcpStuck.length > 0 || held.length > 0 || errors.length > 0 || adminFailed;
   process.exitCode = failed ? 1 : 0;
 }
 

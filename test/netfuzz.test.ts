@@ -1,16 +1,20 @@
 // A short run of the network fuzzer (bench/netfuzz.ts) against the built binary: random,
 // mutated and well-formed queries over UDP and TCP with hostile framing for a few
-// seconds. The server stays up, answers every control query right, and closes every
-// connection it should within its idle timeout. `npm run fuzz:net` is the long run.
+// seconds, at every listener (DNS over IPv4 and IPv6, DNS UPDATE, the admin port) and,
+// as root, from edge sources (port 0, the server's own ports, outside --allow). The
+// server stays up, answers every control query right, gives no admin response over 499,
+// and closes every connection it should within its idle timeout. `npm run fuzz:net` is
+// the long run.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fuzzNetwork, processTree, serverSockets, startTarget } from '../bench/netfuzz.js';
+import { rawUdpUnavailable } from './helpers/raw-udp.js';
 
 const SECONDS = Number(process.env.NETFUZZ_TEST_SECONDS ?? 5);
 
-test(`network fuzz for ${SECONDS} s: server alive, control queries right, no connection left open`, { timeout: 90_000 }, async () => {
+test(`network fuzz for ${SECONDS} s at every listener: server alive, control queries right, no connection left open`, { timeout: 90_000 }, async (t) => {
   const idleTimeoutMs = 500;
   const target = await startTarget({ workers: 1, idleTimeoutMs, queryTimeoutMs: 600 });
   try {
@@ -18,7 +22,14 @@ test(`network fuzz for ${SECONDS} s: server alive, control queries right, no con
     const pidsBefore = processTree(primary);
     const report = await fuzzNetwork({
       port: target.port, seconds: SECONDS, seed: 6, udpRate: 1000, tcpConcurrency: 8, idleTimeoutMs, queryTimeoutMs: target.queryTimeoutMs,
+      target, rawRate: 200,
     });
+    assert.ok(report.updateSent > 0 && report.updateReplies > 0, `DNS UPDATE port: ${report.updateSent} sent, ${report.updateReplies} replies`);
+    if (rawUdpUnavailable() === false) assert.ok(report.rawSent > SECONDS * 100, `${report.rawSent} datagrams from edge sources`);
+    else t.diagnostic(`no datagrams from edge sources: ${report.rawSkipped}`);
+    assert.ok(report.admin && report.admin.conversations >= 10, `${report.admin?.conversations} admin conversations`);
+    assert.deepEqual(report.admin.bad, [], 'no admin response over 499 or out of divert\'s error format');
+    assert.deepEqual(report.admin.controlFailed, [], 'the token holder is served throughout');
     assert.ok(report.udpSent > SECONDS * 500, `${report.udpSent} datagrams sent`);
     assert.ok(report.udpReplies > 0 && report.tcpReplies > 0, 'replies over UDP and TCP');
     assert.ok(report.tcpConnections >= 8, `${report.tcpConnections} TCP connections`);
