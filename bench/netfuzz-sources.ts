@@ -5,7 +5,7 @@
 // (test/helpers/raw-udp.ts: root only), at every UDP listener: DNS and DNS UPDATE.
 
 import type { Endpoint, RawUdp } from '../test/helpers/raw-udp.js';
-import type { Rng } from './netfuzz.js';
+import type { Rng } from './netfuzz-rng.js';
 
 export interface SourceTargets {
   /** The UDP listeners to hit, IPv4 and IPv6. */

@@ -8,7 +8,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { signMessage, type TsigKey } from '../src/update/tsig.js';
-import type { Rng } from './netfuzz.js';
+import type { Rng } from './netfuzz-rng.js';
 
 export const UPDATE_ZONE = 'upd.fuzz.test';
 export const UPDATE_KEY_NAME = 'fuzz-key';

@@ -3,12 +3,12 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RateLimiter } from '../src/pipeline/rate-limit.js';
 import { decode, query, startDivert, TEST_WORKERS, udpAsk, type TestServer } from './helpers/divert.js';
 import { sumOf } from './helpers/metrics.js';
+import { runLoadScript } from './helpers/load-script.js';
 
 /**
  * A child process sending queries for `name` from `source` at `rate` per second for `ms`.
@@ -35,16 +35,7 @@ function flood(port: number, source: string, name: string, rate: number, ms: num
       }
       socket.close(() => { process.stdout.write(String(sent)); process.exit(0); });
     });`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, String(port), source, name, String(rate), String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (c) => (out += c));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms + 10_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      code === 0 ? resolve(Number(out)) : reject(new Error(`flood exited with ${code}`));
-    });
-  });
+  return runLoadScript(script, [port, source, name, rate, ms], ms + 10_000).then(Number);
 }
 
 describe('per-client rate limiting', () => {

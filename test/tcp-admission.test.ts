@@ -5,11 +5,11 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decode, query, startDivert, tcpAsk, tcpSession, type TestServer } from './helpers/divert.js';
 import { startUpstream, replyTo, type TestUpstream } from './helpers/upstream.js';
 import { sumOf } from './helpers/metrics.js';
+import { runLoadScript } from './helpers/load-script.js';
 
 async function listenerEvents(divert: TestServer, event: string): Promise<number> {
   return sumOf(await (await divert.api('/metrics')).text(), 'divert_listener_events_total', { listener: 'dns', event });
@@ -142,14 +142,5 @@ function tcpFlood(port: number, ms: number): Promise<{ connections: number }> {
       else { process.stdout.write(String(made)); process.exit(0); }
     };
     tick();`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, String(port), String(ms)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (c) => (out += c));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), ms + 10_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      code === 0 ? resolve({ connections: Number(out) }) : reject(new Error(`flood exited with ${code}`));
-    });
-  });
+  return runLoadScript(script, [port, ms], ms + 10_000).then((out) => ({ connections: Number(out) }));
 }
