@@ -105,6 +105,36 @@ describe('the rate limiter', () => {
   });
 });
 
+describe('the rate limit and replies of refusal', () => {
+  test('REFUSED (outside --allow) and FORMERR replies count against the rate limit: a flood of them is cut to the rate', async () => {
+    // 127.0.0.1 may query; 127.0.3.x may not. A rate of 20 a second (shared out among the workers)
+    const divert = await startDivert({ 'rate-limit': '20', allow: ['127.0.0.1/32'], upstream: ['127.0.0.1:9'] });
+    try {
+      const before = await metricsOf(divert);
+      const refused = await Promise.all(Array.from({ length: 100 }, () => udpAsk(divert.port, query('refused.test'), 1500, '127.0.0.1', '127.0.3.7')));
+      const garbage = Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00]), Buffer.from('not a question')]);
+      const formerr = await Promise.all(Array.from({ length: 100 }, () => udpAsk(divert.port, garbage, 1500, '127.0.0.1', '127.0.4.7')));
+      const answered = (replies: (Buffer | null)[]) => replies.filter((r) => r !== null).length;
+      // each network's bucket holds one second's worth: about 20, and a little more refilled meanwhile
+      assert.ok(answered(refused) <= 40, `${answered(refused)} of 100 queries from outside --allow got REFUSED`);
+      assert.ok(answered(refused) >= 5, `${answered(refused)} REFUSED: the first are answered`);
+      assert.ok(refused.every((r) => r === null || decode(r).rcode === 'REFUSED'));
+      assert.ok(answered(formerr) <= 40, `${answered(formerr)} of 100 malformed queries got FORMERR`);
+      assert.ok(formerr.every((r) => r === null || decode(r).rcode === 'FORMERR'));
+      const after = await metricsOf(divert);
+      assert.ok(sumOf(after, 'divert_queries_total', { outcome: 'limited' }) - sumOf(before, 'divert_queries_total', { outcome: 'limited' }) >= 120, 'the rest were dropped as limited');
+      // another network, allowed, is not held back by them
+      assert.equal(decode(await udpAsk(divert.port, query('refused.test'))).rcode, 'SERVFAIL');
+    } finally {
+      await divert.close();
+    }
+  });
+});
+
+async function metricsOf(divert: TestServer): Promise<string> {
+  return (await divert.api('/metrics')).text();
+}
+
 describe('TCP limits per client', () => {
   let divert: TestServer;
 
