@@ -184,6 +184,8 @@ describe('divert serve restarts', () => {
       await answersBecome(server, NAME, [a.address], 10_000);
 
       await waitFor(() => monitor!.logs().some((l) => /answers again/.test(l.msg)), 2000, 'the recovery line');
+      // the monitor's stdout reaches this process in chunks of its own: the line that follows may lag the DNS answer
+      await waitFor(() => monitor!.logs().some((l) => /was reset by a divert restart/.test(l.msg)), 2000, 'the reset line');
       const logs = monitor.logs();
       assert.equal(logs.filter((l) => /^admin API unreachable/.test(l.msg)).length, 1, 'one line per outage');
       assert.equal(logs.filter((l) => /answers again/.test(l.msg)).length, 1, 'one line on recovery');
