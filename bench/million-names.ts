@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { AnswerCache } from '../src/table/answer-cache.js';
 import { RedisTable } from '../src/table/redis-table.js';
-import { wildcardCandidates } from '../src/table/table.js';
+import { wildcardCandidates } from '../src/entry/names.js';
 import { dropPrefix } from '../test/helpers/redis.js';
 
 const BATCH = 10_000;

@@ -21,7 +21,7 @@
 import type { Logger } from 'pino';
 import { DivertError } from './errors.js';
 import { setLogLevel } from './log.js';
-import { formatHostPort, type HostPort } from './config/address.js';
+import { formatHostPort, type HostPort } from './net/host-port.js';
 import { SERVE_OPTIONS, type ServeConfig, type ServeOptionKey } from './config/options.js';
 import type { ServingHandle } from './cluster/primary.js';
 import { maskUrl } from './redact.js';

@@ -4,7 +4,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDivertError } from '../src/errors.js';
-import { AccessList, DEFAULT_ALLOW, parseCidr } from '../src/pipeline/access.js';
+import { AccessList, parseCidr } from '../src/net/cidr.js';
+import { DEFAULT_ALLOW } from '../src/config/options.js';
 
 describe('DEFAULT_ALLOW', () => {
   const acl = new AccessList(DEFAULT_ALLOW);

@@ -7,7 +7,9 @@ import { Redis } from 'ioredis';
 import { isDivertError } from '../src/errors.js';
 import { MemoryTable } from '../src/table/memory-table.js';
 import { RedisTable } from '../src/table/redis-table.js';
-import { HISTORY_LENGTH, wildcardCandidates, type AddressTable, type ChangeEvent, type EntryData } from '../src/table/table.js';
+import { HISTORY_LENGTH, type AddressTable } from '../src/table/table.js';
+import { wildcardCandidates } from '../src/entry/names.js';
+import { type ChangeEvent, type EntryData } from '../src/entry/entry.js';
 import { dropPrefix, freePort, startRedis, startRedisCluster, testRedis, uniquePrefix, type RedisCluster } from './helpers/redis.js';
 
 interface TableOptions {

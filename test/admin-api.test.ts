@@ -5,12 +5,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { startDivert, TEST_TOKEN, type TestServer } from './helpers/divert.js';
+import { startDivert, TEST_TOKEN, type TestServer, decode, udpAsk } from './helpers/divert.js';
 import { BACKENDS } from './helpers/backends.js';
 import { openEvents } from './helpers/sse.js';
 import { startRedis } from './helpers/redis.js';
 import { sumOf } from './helpers/metrics.js';
-import { decode, udpAsk } from './helpers/divert.js';
 import { LONGEST_NAME, rawQuery } from './helpers/raw.js';
 import { buildAdmin } from '../src/admin/admin-server.js';
 import { EventStreams } from '../src/admin/events.js';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { AnswerCache, type Resolution } from '../src/table/answer-cache.js';
 import { MemoryTable } from '../src/table/memory-table.js';
 import { RedisTable } from '../src/table/redis-table.js';
-import type { EntryData } from '../src/table/table.js';
+import type { EntryData } from '../src/entry/entry.js';
 import { dropPrefix, testRedis, uniquePrefix } from './helpers/redis.js';
 
 const data = (address: string): EntryData => ({ a: [address], aaaa: [], ttl: 30 });

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseZone } from '../src/table/zone-file.js';
-import type { Entry, HistoryRecord } from '../src/table/table.js';
+import type { Entry, HistoryRecord } from '../src/entry/entry.js';
 import { freePort } from './helpers/redis.js';
 import { runDivert, type DivertProcess } from './helpers/process.js';
 import { decode, udpAsk } from './helpers/divert.js';

@@ -5,12 +5,13 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
-import { AccessList } from '../src/pipeline/access.js';
+import { AccessList } from '../src/net/cidr.js';
 import { QueryPipeline, type Client } from '../src/pipeline/pipeline.js';
 import { compileEntry } from '../src/rules/compile.js';
 import { AnswerCache } from '../src/table/answer-cache.js';
-import type { Entry, EntryData, TableView } from '../src/table/table.js';
-import { checkEntryData, type EntryInput } from '../src/table/validate.js';
+import type { Entry, EntryData } from '../src/entry/entry.js';
+import type { TableView } from '../src/table/table.js';
+import { checkEntryData, type EntryInput } from '../src/entry/check.js';
 import type { Forwarder } from '../src/upstream/forwarder.js';
 import {
   answerReply, compileAnswers, isUnreadable, readEdns, readQuery, type Ecs, type Edns, type Query,

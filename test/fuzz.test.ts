@@ -18,10 +18,12 @@ import {
 } from '../src/wire/message.js';
 import { MAX_TCP_MESSAGE, TcpFramer, lengthPrefix } from '../src/transport/tcp-framer.js';
 import { formatZone, parseZone } from '../src/table/zone-file.js';
-import { canonicalIPv6, checkEntryData, normalizeName } from '../src/table/validate.js';
+import { canonicalIPv6 } from '../src/entry/addresses.js';
+import { checkEntryData } from '../src/entry/check.js';
+import { normalizeName } from '../src/entry/names.js';
 import { diversionFromBody, entryFromBody, ifMatch } from '../src/admin/bodies.js';
 import { DivertError } from '../src/errors.js';
-import type { EntryData } from '../src/table/table.js';
+import type { EntryData } from '../src/entry/entry.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CORPUS = join(ROOT, 'test', 'fuzz-corpus');

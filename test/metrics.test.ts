@@ -4,14 +4,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BACKENDS, type Backend } from './helpers/backends.js';
 import { decode, query, startDivert, tcpAsk, TEST_WORKERS, udpAsk, type TestServer } from './helpers/divert.js';
 import { parseMetrics, sumOf, type Sample } from './helpers/metrics.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
-import { existsSync, renameSync } from 'node:fs';
 import { loadServeConfig } from '../src/config/load.js';
 import { QueryLog } from '../src/pipeline/query-log.js';
 import { QueryStats, sumFigures, outcomeTotals, OTHER_NAMES } from '../src/pipeline/query-stats.js';

@@ -4,7 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Entry } from '../src/table/table.js';
+import type { Entry } from '../src/entry/entry.js';
 import { runDivert } from './helpers/process.js';
 import {
   FAST_CHECK, answersA, answersBecome, metric, mirrorsOf, startMirrors, startMonitor, startServe, waitFor, writeConfig, type Mirror, type MonitorProcess,

@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Entry, HistoryRecord } from '../src/table/table.js';
+import type { Entry, HistoryRecord } from '../src/entry/entry.js';
 import { runDivert } from './helpers/process.js';
 import type { TestServer } from './helpers/divert.js';
 import {

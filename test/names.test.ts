@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { isDivertError } from '../src/errors.js';
-import { normalizeName } from '../src/table/validate.js';
+import { normalizeName } from '../src/entry/names.js';
 import { formatZone, parseZone } from '../src/table/zone-file.js';
 import { nameText } from '../src/update/records.js';
 import { isUnreadable, readQuery } from '../src/wire/message.js';

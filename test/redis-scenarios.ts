@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
 import { RedisTable } from '../src/table/redis-table.js';
-import { HISTORY_LENGTH, type ChangeEvent, type Entry, type EntryData } from '../src/table/table.js';
+import { HISTORY_LENGTH } from '../src/table/table.js';
+import { type ChangeEvent, type Entry, type EntryData } from '../src/entry/entry.js';
 import { uniquePrefix } from './helpers/redis.js';
 
 export interface SharedStore {

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { isDivertError } from '../src/errors.js';
 import { RedisTable } from '../src/table/redis-table.js';
-import type { EntryData } from '../src/table/table.js';
+import type { EntryData } from '../src/entry/entry.js';
 import { dropPrefix, freePort, startRedis, startRedisSentinel, testRedis, uniquePrefix } from './helpers/redis.js';
 import { eventually, sharedStoreSuite, watch } from './redis-scenarios.js';
 

@@ -4,7 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDivertError } from '../src/errors.js';
-import type { HostPort } from '../src/config/address.js';
+import type { HostPort } from '../src/net/host-port.js';
 import { nameserversOf, requireUpstreams, upstreamsFromResolvConf } from '../src/upstream/resolv-conf.js';
 
 const hp = (host: string, port = 53): HostPort => ({ host, port });

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
 import { isDivertError } from '../src/errors.js';
 import { compileEntry } from '../src/rules/compile.js';
-import { checkEntryData, type EntryInput } from '../src/table/validate.js';
-import type { EntryData } from '../src/table/table.js';
+import { checkEntryData, type EntryInput } from '../src/entry/check.js';
+import type { EntryData } from '../src/entry/entry.js';
 import { compileAnswers, type AnswerRecords, type CompiledAnswers, type Ecs } from '../src/wire/message.js';
 
 // ---------------------------------------------------------------------------------

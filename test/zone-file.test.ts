@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDivertError } from '../src/errors.js';
-import type { EntryData } from '../src/table/table.js';
+import type { EntryData } from '../src/entry/entry.js';
 import { formatZone, parseZone, readZones } from '../src/table/zone-file.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { DivertError } from '../errors.js';
 import { throttledLog } from '../log.js';
 import type { AddressTable } from '../table/table.js';
-import { normalizeName } from '../table/validate.js';
+import { normalizeName } from '../entry/names.js';
 import { parseZone } from '../table/zone-file.js';
 import type { WritePolicy } from '../table/write-policy.js';
 import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js';

@@ -3,8 +3,8 @@
 
 import { z } from 'zod';
 import { DivertError } from '../errors.js';
-import { checkEntryData } from '../table/validate.js';
-import type { EntryData } from '../table/table.js';
+import { checkEntryData } from '../entry/check.js';
+import type { EntryData } from '../entry/entry.js';
 
 // The shape only; checkEntryData (validate.ts) checks every value, rules included, and names the field.
 const entryBody = z.strictObject({

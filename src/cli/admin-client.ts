@@ -1,6 +1,6 @@
 // The admin API as the CLI calls it: one method per endpoint; a refusal or an unreachable port becomes an error main.ts prints on one line with exit status 1.
 
-import type { Entry, EntryData, HistoryRecord } from '../table/table.js';
+import type { Entry, EntryData, HistoryRecord } from '../entry/entry.js';
 import type { Connection } from './connection.js';
 
 /** A stuck admin port must not hang an operator's shell or a script forever. */

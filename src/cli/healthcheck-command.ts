@@ -19,7 +19,7 @@ import { request as httpRequest } from 'node:http';
 import dnsPacket from 'dns-packet';
 import type { Argv } from 'yargs';
 import { defaultTokenFile, readTokenFile } from '../admin/token.js';
-import { formatHostPort, parseHostPort, type HostPort } from '../config/address.js';
+import { formatHostPort, parseHostPort, type HostPort } from '../net/host-port.js';
 import { loadServeConfig } from '../config/load.js';
 import { usage } from './connection.js';
 

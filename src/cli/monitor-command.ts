@@ -4,7 +4,7 @@
 import { get as httpGet } from 'node:http';
 import { pino } from 'pino';
 import type { Argv } from 'yargs';
-import { formatHostPort, parseHostPort, type HostPort } from '../config/address.js';
+import { formatHostPort, parseHostPort, type HostPort } from '../net/host-port.js';
 import { DivertError } from '../errors.js';
 import { loadMonitorConfig } from '../monitor/config.js';
 import { MonitorMetrics } from '../monitor/metrics.js';

@@ -4,12 +4,12 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { Argv } from 'yargs';
 import { formatZone } from '../table/zone-file.js';
-import type { EntryData } from '../table/table.js';
-import { withAddresses } from '../table/table-ops.js';
+import type { EntryData } from '../entry/entry.js';
+import { withAddresses } from '../entry/entry-ops.js';
 import { AdminClient, AdminError } from './admin-client.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { entriesTable, historyTable, note, printJson, rulesText } from './render.js';
-import { DEFAULT_TTL_SECONDS } from '../table/validate.js';
+import { DEFAULT_TTL_SECONDS } from '../entry/check.js';
 
 type Args = Record<string, unknown>;
 

@@ -1,6 +1,6 @@
 // Human output of the CLI: entries and history records as aligned text tables (--json prints the server's JSON instead).
 
-import type { Entry, EntryState, HistoryRecord, Rule, Sharing } from '../table/table.js';
+import type { Entry, EntryState, HistoryRecord, Rule, Sharing } from '../entry/entry.js';
 
 /** Columns padded to their widest cell and two spaces apart; the last column is not padded, so lines carry no trailing blanks. */
 export function textTable(headers: string[], rows: string[][]): string {

@@ -4,7 +4,7 @@
 
 import { componentLogger, createLogger } from '../log.js';
 import type { Argv } from 'yargs';
-import { formatHostPort } from '../config/address.js';
+import { formatHostPort } from '../net/host-port.js';
 import { envName, loadServeConfig } from '../config/load.js';
 import { SERVE_OPTIONS, type OptionSpec } from '../config/options.js';
 import { startServer, type RunningServer } from '../server.js';

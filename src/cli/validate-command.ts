@@ -6,7 +6,7 @@
 
 import { pino } from 'pino';
 import type { Argv } from 'yargs';
-import { formatHostPort } from '../config/address.js';
+import { formatHostPort } from '../net/host-port.js';
 import { loadServeConfig } from '../config/load.js';
 import type { ServeConfig } from '../config/options.js';
 import { maskUrl } from '../redact.js';

@@ -13,11 +13,12 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { DivertError, type ErrorCode } from '../errors.js';
-import type { HostPort } from '../config/address.js';
+import type { HostPort } from '../net/host-port.js';
 import type { ServeConfig } from '../config/options.js';
 import { sumStats, type ServingStats } from '../serving.js';
 import { MemoryTable } from '../table/memory-table.js';
-import type { AddressTable, ChangeEvent } from '../table/table.js';
+import type { AddressTable } from '../table/table.js';
+import type { ChangeEvent } from '../entry/entry.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import { RESTART_TIMES, RestartSchedule, type SlotRestart } from './restarts.js';
 

@@ -1,10 +1,10 @@
 // Messages between the primary of `divert serve --workers N` and its workers, over the
 // cluster's IPC channel (structured clone: Buffers arrive as Uint8Arrays).
 
-import type { HostPort } from '../config/address.js';
+import type { HostPort } from '../net/host-port.js';
 import type { ServeConfig } from '../config/options.js';
 import type { ServingStats } from '../serving.js';
-import type { ChangeEvent, Entry } from '../table/table.js';
+import type { ChangeEvent, Entry } from '../entry/entry.js';
 import type { PoolNews } from '../upstream/upstream-pool.js';
 
 export type ToWorker =

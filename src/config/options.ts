@@ -4,9 +4,18 @@
 
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { parseCidr } from '../pipeline/access.js';
-import { DEFAULT_ALLOW } from '../pipeline/access.js';
-import { parseHostPort, type HostPort } from './address.js';
+import { parseCidr } from '../net/cidr.js';
+
+import { parseHostPort, type HostPort } from '../net/host-port.js';
+
+/** --allow's default: the networks a resolver's own clients use. */
+export const DEFAULT_ALLOW = [
+  '127.0.0.0/8', '::1/128', // loopback
+  '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', // RFC 1918
+  '100.64.0.0/10', // RFC 6598 shared address space
+  'fc00::/7', // unique local
+  '169.254.0.0/16', 'fe80::/10', // link-local
+];
 
 const hostPort = (defaultPort?: number) =>
   z.string().transform((text, ctx) => {

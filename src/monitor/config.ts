@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DivertError } from '../errors.js';
 import { readYamlFile } from '../config/load.js';
-import { normalizeName } from '../table/validate.js';
+import { normalizeName } from '../entry/names.js';
 
 /** "500ms", "5s", "2m", "1h", or a number of seconds; returns milliseconds. */
 export function parseDuration(value: unknown): number | undefined {

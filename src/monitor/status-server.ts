@@ -3,7 +3,7 @@
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { HostPort } from '../config/address.js';
+import type { HostPort } from '../net/host-port.js';
 import type { MonitorMetrics } from './metrics.js';
 import type { StatusReport } from './monitor.js';
 

@@ -4,8 +4,9 @@
 
 import type { Logger } from 'pino';
 import { AdminError, type AdminClient } from '../cli/admin-client.js';
-import type { Entry, EntryData, HistoryRecord } from '../table/table.js';
-import { SEED_AUTHOR, withAddresses } from '../table/table-ops.js';
+import type { Entry, EntryData, HistoryRecord } from '../entry/entry.js';
+import { SEED_AUTHOR } from '../table/store-ops.js';
+import { withAddresses } from '../entry/entry-ops.js';
 import type { MonitorMetrics } from './metrics.js';
 
 /** What the monitor decides for a name: its addresses, and for weighted its weights and pick. */

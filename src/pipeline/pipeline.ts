@@ -12,7 +12,7 @@ import {
 } from '../wire/message.js';
 import type { AnswerCache, Resolution } from '../table/answer-cache.js';
 import type { Forwarder, Transport } from '../upstream/forwarder.js';
-import type { AccessList } from './access.js';
+import type { AccessList } from '../net/cidr.js';
 import type { RateLimiter } from './rate-limit.js';
 import type { QueryLog } from './query-log.js';
 import { NO_TYPE, QueryStats } from './query-stats.js';

@@ -4,7 +4,7 @@
 // from many networks evicts idle buckets, never grows memory.
 
 import { LRUCache } from 'lru-cache';
-import { ClientNetworks, type NetworkPrefixes } from './client-networks.js';
+import { ClientNetworks, type NetworkPrefixes } from '../net/client-networks.js';
 
 export interface RateLimitOptions extends NetworkPrefixes {
   /** Queries per second per client network; a bucket holds one second's worth (at least one query). */

@@ -5,14 +5,14 @@
 // one random draw.
 
 import ipaddr from 'ipaddr.js';
-import { parseCidr } from '../pipeline/access.js';
-import { DAYS, type EntryData, type Rule, type Sharing } from '../table/table.js';
+import { parseCidr } from '../net/cidr.js';
+import { DAYS, type EntryData, type Rule, type Sharing } from '../entry/entry.js';
 import {
   compileAnswers, encodeRecords, TYPE_A, TYPE_AAAA,
   type CompiledAnswers, type Ecs, type Selection, type Selector,
 } from '../wire/message.js';
 import { localTimeIn, zoneId } from './local-time.js';
-import { minutesOf } from './check.js';
+import { minutesOf } from '../entry/check-rules.js';
 
 /** How many IPv6 clients (and, per entry, ECS subnets) are remembered once worked out. */
 export const MAX_REMEMBERED_CLIENTS = 10_000;

@@ -6,8 +6,9 @@
 import { LRUCache } from 'lru-cache';
 import { compileEntry } from '../rules/compile.js';
 import { type CompiledAnswers } from '../wire/message.js';
-import { wildcardCandidates, type ChangeEvent, type Entry, type TableView } from './table.js';
-import { isWildcard } from './validate.js';
+import { wildcardCandidates, isWildcard } from '../entry/names.js';
+import { type ChangeEvent, type Entry } from '../entry/entry.js';
+import { type TableView } from './table.js';
 
 /** What the cache holds for a name: compiled answers, or NOT_INTERCEPTED. */
 const NOT_INTERCEPTED = Object.freeze({ intercepted: false as const });

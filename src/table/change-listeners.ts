@@ -2,7 +2,7 @@
 // is reported and skipped: it must never break the write that caused the change, nor the
 // other listeners.
 
-import type { ChangeEvent } from './table.js';
+import type { ChangeEvent } from '../entry/entry.js';
 
 export class Listeners<T> {
   private readonly listeners = new Set<(event: T) => void>();

@@ -2,22 +2,12 @@
 
 import { DivertError } from '../errors.js';
 import { ChangeListeners, ResyncListeners } from './change-listeners.js';
-import {
-  HISTORY_LENGTH,
-  type AddressTable,
-  type ChangeEvent,
-  type ChangeListener,
-  type Entry,
-  type EntryData,
-  type HistoryRecord,
-  type ListPage,
-  type WriteOptions,
-  lookupIn,
-} from './table.js';
-import {
-  SEED_AUTHOR, authorOf, checkDiversion, checkIfVersion, checkImport, compareNames, divertData, freezeEntry, stateOf, versionMismatch,
-} from './table-ops.js';
-import { checkEntryData, normalizeName } from './validate.js';
+import { HISTORY_LENGTH, type AddressTable, type ListPage, type WriteOptions, lookupIn } from './table.js';
+import { type ChangeEvent, type ChangeListener, type Entry, type EntryData, type HistoryRecord } from '../entry/entry.js';
+import { SEED_AUTHOR, authorOf, checkIfVersion, checkImport, compareNames, freezeEntry, versionMismatch } from './store-ops.js';
+import { checkDiversion, divertData, stateOf } from '../entry/entry-ops.js';
+import { checkEntryData } from '../entry/check.js';
+import { normalizeName } from '../entry/names.js';
 
 export interface MemoryTableOptions {
   /** Clock for `updatedAt`; injectable so tests get stable times. */

@@ -1,7 +1,7 @@
 // The Lua scripts that make every RedisTable write one atomic step: entry, history,
 // reverse index and change message change together or not at all.
 
-import { MAX_WEIGHT } from '../rules/check.js';
+import { MAX_WEIGHT } from '../entry/check-rules.js';
 import { HISTORY_LENGTH } from './table.js';
 
 // Key layout, all under `${prefix}{table}:` (the hash tag keeps every key in one Cluster slot):

@@ -6,22 +6,12 @@ import type { Redis } from 'ioredis';
 import { maskUrl } from '../redact.js';
 import { ChangeListeners, ResyncListeners } from './change-listeners.js';
 import { DivertError, isDivertError } from '../errors.js';
-import {
-  HISTORY_LENGTH,
-  type AddressTable,
-  type ChangeEvent,
-  type ChangeListener,
-  type Entry,
-  type EntryData,
-  type EntryState,
-  type HistoryRecord,
-  type ListPage,
-  type WriteOptions,
-} from './table.js';
-import { checkEntryData, normalizeName } from './validate.js';
-import {
-  SEED_AUTHOR, authorOf, checkDiversion, checkIfVersion, checkImport, compareNames, dataOf, freezeEntry, versionMismatch,
-} from './table-ops.js';
+import { HISTORY_LENGTH, type AddressTable, type ListPage, type WriteOptions } from './table.js';
+import { type ChangeEvent, type ChangeListener, type Entry, type EntryData, type EntryState, type HistoryRecord } from '../entry/entry.js';
+import { checkEntryData } from '../entry/check.js';
+import { normalizeName } from '../entry/names.js';
+import { SEED_AUTHOR, authorOf, checkIfVersion, checkImport, compareNames, freezeEntry, versionMismatch } from './store-ops.js';
+import { checkDiversion, dataOf } from '../entry/entry-ops.js';
 import { createClient, createSubscriber, type ScriptCommands, type TableClient } from './redis-client.js';
 import { ChangeFeed } from './redis-feed.js';
 import { parseRedisUrl } from './redis-url.js';

@@ -3,8 +3,9 @@
 // through the primary (admin API), which owns the table.
 
 import { ChangeListeners, ResyncListeners } from './change-listeners.js';
-import { lookupIn, type ChangeEvent, type ChangeListener, type Entry, type TableView } from './table.js';
-import { freezeEntry } from './table-ops.js';
+import { lookupIn, type TableView } from './table.js';
+import { type ChangeEvent, type ChangeListener, type Entry } from '../entry/entry.js';
+import { freezeEntry } from './store-ops.js';
 
 export class ReplicaTable implements TableView {
   private readonly entries = new Map<string, Entry>();

@@ -8,8 +8,8 @@
 // other is listed already, so it never adds an address nor a name.
 
 import { DivertError } from '../errors.js';
-import type { EntryData } from './table.js';
-import { isWildcard } from './validate.js';
+import type { EntryData } from '../entry/entry.js';
+import { isWildcard } from '../entry/names.js';
 
 export interface WriteLimits {
   /** Addresses one entry, and each of its rules, may answer with: IPv4 and IPv6 together. */

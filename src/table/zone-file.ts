@@ -4,9 +4,11 @@ import type { Dirent } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DivertError } from '../errors.js';
-import type { EntryData } from './table.js';
+import type { EntryData } from '../entry/entry.js';
 import type { WritePolicy } from './write-policy.js';
-import { canonicalAddress, checkEntryData, checkTtl, DEFAULT_TTL_SECONDS, normalizeName, notAnAddress } from './validate.js';
+import { canonicalAddress, notAnAddress } from '../entry/addresses.js';
+import { checkEntryData, checkTtl, DEFAULT_TTL_SECONDS } from '../entry/check.js';
+import { normalizeName } from '../entry/names.js';
 import { isAbsoluteName } from '../wire/name.js';
 
 // Legal in a zone file, so skipped rather than rejected: a real zone carries SOA, NS, MX...

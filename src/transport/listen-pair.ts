@@ -4,7 +4,7 @@
 
 import type { Socket as UdpSocket } from 'node:dgram';
 import type { Server } from 'node:net';
-import type { HostPort } from '../config/address.js';
+import type { HostPort } from '../net/host-port.js';
 import { ADMIT_ALL, createTcpServer, listenTcp, type TcpAdmission, type TcpLimits } from './tcp-listener.js';
 import { bindUdp, serveUdp, type Handler } from './udp-listener.js';
 import type { ListenerReport } from './listener-events.js';

@@ -4,7 +4,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { DivertError } from '../errors.js';
-import { normalizeName } from '../table/validate.js';
+import { normalizeName } from '../entry/names.js';
 import type { Grant } from './grants.js';
 import { nameToWire } from './records.js';
 import { ALGORITHM, type TsigKey } from './tsig.js';

@@ -9,10 +9,12 @@
 
 import { DivertError } from '../errors.js';
 import { CLASS_IN, TYPE_A, TYPE_AAAA, typeName } from '../wire/message.js';
-import { dataOf, withAddresses } from '../table/table-ops.js';
-import type { Entry, EntryData } from '../table/table.js';
+import { dataOf, withAddresses } from '../entry/entry-ops.js';
+import type { Entry, EntryData } from '../entry/entry.js';
 import type { WritePolicy } from '../table/write-policy.js';
-import { canonicalIPv6, checkEntryData, normalizeName } from '../table/validate.js';
+import { canonicalIPv6 } from '../entry/addresses.js';
+import { checkEntryData } from '../entry/check.js';
+import { normalizeName } from '../entry/names.js';
 import { CLASS_ANY, CLASS_NONE, TYPE_ANY, TYPE_SOA, nameText, type WireMessage, type WireRecord } from './records.js';
 
 /** RFC 2136 2.2 and RFC 1035 4.1.1 response codes. */

@@ -4,7 +4,7 @@
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { DivertError } from '../errors.js';
-import type { HostPort } from '../config/address.js';
+import type { HostPort } from '../net/host-port.js';
 
 export function nameserversOf(resolvConf: string): string[] {
   return resolvConf

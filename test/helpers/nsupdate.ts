@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import type { Entry, HistoryRecord } from '../../src/table/table.js';
+import type { Entry, HistoryRecord } from '../../src/entry/entry.js';
 import type { TestServer } from './divert.js';
 
 const NSUPDATE = '/usr/bin/nsupdate';

@@ -1,18 +1,11 @@
-// Who may query: a list of client networks (--allow). Anyone else gets REFUSED, so
-// divert is never an open resolver. Verdicts are remembered per address, so the
-// address text is parsed once, not per query.
+// Networks in CIDR form, and lists of them: who may query (--allow), whose EDNS Client
+// Subnet is believed (--trust-ecs), the networks of rules. A list's verdicts are
+// remembered per address, so the address text is parsed once, not per query.
 
 import ipaddr from 'ipaddr.js';
 import { LRUCache } from 'lru-cache';
 import { DivertError } from '../errors.js';
 
-export const DEFAULT_ALLOW = [
-  '127.0.0.0/8', '::1/128', // loopback
-  '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', // RFC 1918
-  '100.64.0.0/10', // RFC 6598 shared address space
-  'fc00::/7', // unique local
-  '169.254.0.0/16', 'fe80::/10', // link-local
-];
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 

@@ -6,7 +6,7 @@
 
 import ipaddr from 'ipaddr.js';
 import { LRUCache } from 'lru-cache';
-import { networkOf } from './access.js';
+import { networkOf } from './cidr.js';
 
 export interface NetworkPrefixes {
   v4Prefix: number;

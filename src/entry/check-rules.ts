@@ -4,9 +4,9 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { DivertError, showValue } from '../errors.js';
-import { networkOf, parseCidr } from '../pipeline/access.js';
-import { DAYS, type Day, type EntryData, type Rule, type Sharing } from '../table/table.js';
-import { canonicalIPv6, checkAddresses } from '../table/validate.js';
+import { networkOf, parseCidr } from '../net/cidr.js';
+import { DAYS, type Day, type EntryData, type Rule, type Sharing } from './entry.js';
+import { canonicalIPv6, checkAddresses } from './addresses.js';
 
 export const MAX_RULES = 64;
 export const MAX_NETWORKS_PER_RULE = 256;

@@ -1,45 +1,12 @@
-// Checks and rules shared by both stores (versions, ordering, import, divert, history), so they cannot drift apart.
+// What a change does to an entry's data: a diversion (one address replaced by another in
+// the entry's own lists, every rule's and the weights), and new addresses with the rest
+// kept. Shared by both stores, DNS UPDATE, the CLI and the monitor, so they cannot drift apart.
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { DivertError } from '../errors.js';
-import type { Entry, EntryData, EntryState, Rule } from './table.js';
-import { MAX_WEIGHT } from '../rules/check.js';
-import { checkEntryData, normalizeName } from './validate.js';
-
-/** Who made a change when the caller does not say. */
-export const UNKNOWN_AUTHOR = 'unknown';
-export const SEED_AUTHOR = 'zone seed';
-
-export function authorOf(options: { by?: string } | undefined, fallback = UNKNOWN_AUTHOR): string {
-  const by = options?.by;
-  return by === undefined || by === '' ? fallback : String(by);
-}
-
-/**
- * Normalised, validated copies of the entries to import, in the order given. A bad entry
- * throws its own error code with the entry's name in front, so a caller importing
- * hundreds of names learns which one; two spellings of one name are refused, as either
- * choice would silently drop data.
- */
-export function checkImport(entries: ReadonlyMap<string, EntryData>): Map<string, EntryData> {
-  const checked = new Map<string, EntryData>();
-  const spelling = new Map<string, string>();
-  for (const [name, data] of entries) {
-    const key = normalizeName(name);
-    const earlier = spelling.get(key);
-    if (earlier !== undefined) {
-      throw new DivertError('BAD_NAME', `import "${name}": the same name as "${earlier}", given twice`);
-    }
-    spelling.set(key, name);
-    try {
-      checked.set(key, checkEntryData(data));
-    } catch (err) {
-      if (err instanceof DivertError) throw new DivertError(err.code, `import "${key}": ${err.message}`, { cause: err });
-      throw err;
-    }
-  }
-  return checked;
-}
+import type { EntryData, EntryState, Rule } from './entry.js';
+import { MAX_WEIGHT } from './check-rules.js';
+import { canonicalIPv6 } from './addresses.js';
 
 export interface Diversion {
   /** The address list that holds them. */
@@ -52,7 +19,7 @@ function checkAddress(which: 'from' | 'to', value: unknown): { field: 'a' | 'aaa
   if (typeof value === 'string' && isIPv4(value)) return { field: 'a', address: value };
   if (typeof value === 'string' && isIPv6(value) && !value.includes('%')) {
     // the same canonical form the table stores, so the text comparison finds it
-    return { field: 'aaaa', address: checkEntryData({ aaaa: [value] }).aaaa[0] };
+    return { field: 'aaaa', address: canonicalIPv6(value) };
   }
   throw new DivertError('BAD_ADDRESS', `${which}: "${String(value)}" is not an IPv4 or IPv6 address`);
 }
@@ -176,36 +143,3 @@ export function withAddresses(current: EntryData, a: string[], aaaa: string[]): 
   return data;
 }
 
-/** Rejects an ifVersion that can never match, so a typo does not read as a lost race. */
-export function checkIfVersion(name: string, ifVersion: number | undefined): void {
-  if (ifVersion === undefined) return;
-  if (!Number.isSafeInteger(ifVersion) || ifVersion < 0) {
-    throw new DivertError('VERSION_MISMATCH', `"${name}": ifVersion ${String(ifVersion)} is not a whole number >= 0`);
-  }
-}
-
-export function versionMismatch(op: string, name: string, expected: number, current: number): DivertError {
-  const show = (v: number) => (v === 0 ? '0 (absent)' : String(v));
-  return new DivertError(
-    'VERSION_MISMATCH',
-    `${op} "${name}": expected version ${show(expected)}, current version is ${show(current)}`,
-  );
-}
-
-/** Entries are shared with callers (lookup returns them without copying), so freeze them. */
-export function freezeEntry(entry: Entry): Entry {
-  return deepFreeze(entry);
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    for (const inner of Object.values(value)) deepFreeze(inner);
-    Object.freeze(value);
-  }
-  return value;
-}
-
-/** Code-unit order, not locale order: stable across hosts and consistent with cursors. */
-export function compareNames(x: string, y: string): number {
-  return x < y ? -1 : x > y ? 1 : 0;
-}
