@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { AnswerCache } from '../src/table/answer-cache.js';
-import { RedisTable } from '../src/table/redis-table.js';
+import { redisTable } from '../test/helpers/tables.js';
 import { wildcardCandidates } from '../src/entry/names.js';
 import { dropPrefix } from '../test/helpers/redis.js';
 
@@ -34,7 +34,7 @@ const address = (i: number) => `10.${(i >>> 16) & 255}.${(i >>> 8) & 255}.${i & 
  */
 export async function loadNames(url: string, prefix: string, count: number): Promise<void> {
   // Connecting builds the reverse-index marker, so no later connect re-indexes a million names.
-  const table = await RedisTable.connect({ url, prefix, commandTimeoutMs: 60_000, nameFilter: false });
+  const table = await redisTable({ url, prefix, commandTimeoutMs: 60_000, nameFilter: false });
   const client = new Redis(url);
   const pipe = massInsert(url);
   const base = `${prefix}{table}:`;
@@ -160,13 +160,13 @@ const gc = () => (globalThis as { gc?: () => void }).gc?.();
 
 /** In a fresh process, so its RSS is the table's and not the loader's. */
 async function measure(url: string, prefix: string): Promise<Measured> {
-  const table = await RedisTable.connect({ url, prefix, commandTimeoutMs: 5000 });
+  const table = await redisTable({ url, prefix, commandTimeoutMs: 5000 });
   const inspector = new Redis(url);
   const hmgets = async () => Number(/^cmdstat_hmget:calls=(\d+)/m.exec(await inspector.info('commandstats'))?.[1] ?? 0);
   try {
     const rssBefore = process.memoryUsage().rss;
     let t0 = performance.now();
-    if (!(await table.loadFilter())) throw new Error('the name filter did not load');
+    if (!(await table.redis.loadFilter())) throw new Error('the name filter did not load');
     const filterLoadMs = performance.now() - t0;
     const rssAfter = process.memoryUsage().rss;
     gc();
@@ -195,7 +195,7 @@ async function measure(url: string, prefix: string): Promise<Measured> {
     cache.close();
 
     // For comparison: the same lookups reading Redis (64 in flight), as without the filter.
-    const plain = await RedisTable.connect({ url, prefix, commandTimeoutMs: 5000, nameFilter: false });
+    const plain = await redisTable({ url, prefix, commandTimeoutMs: 5000, nameFilter: false });
     const M = 50_000;
     t0 = performance.now();
     let next = 0;
@@ -206,7 +206,7 @@ async function measure(url: string, prefix: string): Promise<Measured> {
     await plain.close();
 
     return {
-      names: table.filterSize,
+      names: table.redis.filterState.size,
       filterLoadMs: Math.round(filterLoadMs),
       rssBeforeMb: mb(rssBefore),
       rssAfterMb: mb(rssAfter),

@@ -23,9 +23,9 @@ import { DivertError } from './errors.js';
 import { setLogLevel } from './log.js';
 import { formatHostPort, type HostPort } from './net/host-port.js';
 import { SERVE_OPTIONS, type ServeConfig, type ServeOptionKey } from './config/options.js';
-import type { ServingHandle } from './cluster/primary.js';
+import type { ServingHandle } from './serving/handle.js';
 import { maskUrl } from './redact.js';
-import type { AddressTable } from './table/table.js';
+import type { AddressTable } from './table/address-table.js';
 import { readZones } from './table/zone-file.js';
 import { WritePolicy } from './table/write-policy.js';
 

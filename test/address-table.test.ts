@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { isDivertError } from '../src/errors.js';
-import { MemoryTable } from '../src/table/memory-table.js';
-import { RedisTable } from '../src/table/redis-table.js';
-import { HISTORY_LENGTH, type AddressTable } from '../src/table/table.js';
+import { memoryTable } from './helpers/tables.js';
+import { redisTable } from './helpers/tables.js';
+import { HISTORY_LENGTH } from '../src/table/table.js';
+import { type AddressTable } from '../src/table/address-table.js';
 import { wildcardCandidates } from '../src/entry/names.js';
 import { type ChangeEvent, type EntryData } from '../src/entry/entry.js';
 import { dropPrefix, freePort, startRedis, startRedisCluster, testRedis, uniquePrefix, type RedisCluster } from './helpers/redis.js';
@@ -448,11 +449,11 @@ function contract(name: string, makeTable: MakeTable): void {
   });
 }
 
-contract('MemoryTable', async (_t, options) => new MemoryTable(options));
+contract('MemoryTable', async (_t, options) => memoryTable(options));
 
 describe('MemoryTable only', () => {
   it('answers lookup synchronously', async () => {
-    const table = new MemoryTable();
+    const table = memoryTable();
     await table.put('sync.test', data('10.0.0.1'));
     const result = table.lookup(['sync.test']);
     assert.ok(!(result instanceof Promise));
@@ -470,7 +471,7 @@ describe('RedisTable', () => {
   });
 
   const open = async (t: TestContext, prefix: string, options: TableOptions & { onError?: (e: Error) => void } = {}) => {
-    const table = await RedisTable.connect({ url: redis.url, prefix, ...options });
+    const table = await redisTable({ url: redis.url, prefix, ...options });
     t.after(() => table.close());
     return table;
   };
@@ -533,7 +534,7 @@ describe('RedisTable', () => {
   it('fails fast while redis is down and recovers by itself', async (t) => {
     const server = await startRedis();
     t.after(() => server.stop());
-    const table = await RedisTable.connect({ url: server.url, prefix: uniquePrefix('down') });
+    const table = await redisTable({ url: server.url, prefix: uniquePrefix('down') });
     t.after(() => table.close());
     await table.put('up.test', data('10.0.0.1'));
     assert.equal(table.isReady(), true);
@@ -565,7 +566,7 @@ describe('RedisTable', () => {
     const port = await freePort();
     const started = Date.now();
     await assert.rejects(
-      RedisTable.connect({ url: `redis://:s3cret@127.0.0.1:${port}`, prefix: 'x:', connectTimeoutMs: 300 }),
+      redisTable({ url: `redis://:s3cret@127.0.0.1:${port}`, prefix: 'x:', connectTimeoutMs: 300 }),
       (err: unknown) => {
         assert.ok(isDivertError(err, 'BACKEND_UNAVAILABLE'));
         assert.ok(!err.message.includes('s3cret'), err.message);
@@ -592,7 +593,7 @@ describe('RedisTable on a cluster', () => {
   contract('RedisTable (cluster)', async (t, options) => {
     const prefix = uniquePrefix('cluster');
     t.after(() => cluster.dropPrefix(prefix));
-    const table = await RedisTable.connect({ url: cluster.url, prefix, ...options });
+    const table = await redisTable({ url: cluster.url, prefix, ...options });
     t.after(() => table.close());
     return table;
   });

@@ -13,8 +13,7 @@ import { sumOf } from './helpers/metrics.js';
 import { LONGEST_NAME, rawQuery } from './helpers/raw.js';
 import { buildAdmin } from '../src/admin/admin-server.js';
 import { EventStreams } from '../src/admin/events.js';
-import { WritePolicy } from '../src/table/write-policy.js';
-import { MemoryTable } from '../src/table/memory-table.js';
+import { memoryTable } from './helpers/tables.js';
 import { pino } from 'pino';
 
 const json = (body: unknown) => ({ method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -414,14 +413,14 @@ describe('a request while the admin port closes', () => {
     let entered = () => {};
     const inSettle = new Promise<void>((resolve) => (entered = resolve));
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const table = new MemoryTable();
+    const table = memoryTable();
     const app = buildAdmin({
       table, token: TEST_TOKEN, log: pino({ level: 'silent' }), health: async () => ({ ok: true }), events: new EventStreams(table, 4, pino({ level: 'silent' })),
-      policy: new WritePolicy({ maxAddresses: 64, allowTldWildcards: false }),
       nameQueries: async () => new Map(), metrics: async () => ({ contentType: 'text/plain', body: '' }),
-      settle: () => {
+      settle: async () => {
         entered();
-        return gate;
+        await gate;
+        return { unconfirmed: [] };
       },
     });
     await app.listen({ host: '127.0.0.1', port: 0 });

@@ -9,8 +9,7 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { buildAdmin } from '../src/admin/admin-server.js';
 import { EventStreams } from '../src/admin/events.js';
-import { MemoryTable } from '../src/table/memory-table.js';
-import { WritePolicy } from '../src/table/write-policy.js';
+import { memoryTable } from './helpers/tables.js';
 
 const TOKEN = 'bodies-token-0123456789abcdef';
 const silent = pino({ level: 'silent' });
@@ -26,10 +25,10 @@ function nestedObject(depth: number): string {
 }
 
 describe('admin request bodies of any shape', () => {
-  const table = new MemoryTable();
+  const table = memoryTable();
   const app = buildAdmin({
-    table, policy: new WritePolicy({ maxAddresses: 64, allowTldWildcards: false }), token: TOKEN, log: silent,
-    health: async () => ({ ok: true }), nameQueries: async () => new Map(), settle: async () => {},
+    table, token: TOKEN, log: silent,
+    health: async () => ({ ok: true }), nameQueries: async () => new Map(), settle: async () => ({ unconfirmed: [] }),
     metrics: async () => ({ contentType: 'text/plain', body: '' }), events: new EventStreams(table, 4, silent),
   });
   before(async () => app.ready());

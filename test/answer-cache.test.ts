@@ -4,8 +4,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AnswerCache, type Resolution } from '../src/table/answer-cache.js';
-import { MemoryTable } from '../src/table/memory-table.js';
-import { RedisTable } from '../src/table/redis-table.js';
+import { memoryTable } from './helpers/tables.js';
+import { redisTable } from './helpers/tables.js';
 import type { EntryData } from '../src/entry/entry.js';
 import { dropPrefix, testRedis, uniquePrefix } from './helpers/redis.js';
 
@@ -19,7 +19,7 @@ async function owner(cache: AnswerCache, name: string): Promise<string | null> {
 
 describe('answer cache and wildcards', () => {
   test('a wildcard change re-answers the names cached under it, after evictions too; names with their own entry keep it', async (t) => {
-    const table = new MemoryTable();
+    const table = memoryTable();
     // far fewer slots than names: most names are evicted and cached again on the way
     const cache = new AnswerCache(table, { maxNames: 50 });
     t.after(() => cache.close());
@@ -59,7 +59,7 @@ describe('answer cache and wildcards', () => {
       const prefix = uniquePrefix('cache');
       t.after(() => dropPrefix(redis.url, prefix));
       // without the name filter every lookup reads Redis, so absent names are cached as such
-      const table = await RedisTable.connect({ url: redis.url, prefix, nameFilter: false });
+      const table = await redisTable({ url: redis.url, prefix, nameFilter: false });
       t.after(() => table.close());
       const cache = new AnswerCache(table, { maxNames: 20 });
       t.after(() => cache.close());

@@ -6,7 +6,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
 import { AccessList } from '../src/net/cidr.js';
-import { QueryPipeline, type Client } from '../src/pipeline/pipeline.js';
+import { QueryPipeline } from '../src/pipeline/pipeline.js';
+import { type Client } from '../src/transport/handler.js';
 import { compileEntry } from '../src/rules/compile.js';
 import { AnswerCache } from '../src/table/answer-cache.js';
 import type { Entry, EntryData } from '../src/entry/entry.js';
@@ -239,6 +240,7 @@ function pipelineOver(entries: Record<string, EntryInput>, now: () => number = D
     lookup: (candidates) => candidates.map((c) => table.get(c)).find((e) => e !== undefined) ?? null,
     onChange: () => () => {},
     onResync: () => () => {},
+    isReady: () => true,
   };
   const forwarder = { forward: async () => null } as unknown as Forwarder;
   return new QueryPipeline({

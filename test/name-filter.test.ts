@@ -3,7 +3,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { NameFilter } from '../src/table/name-filter.js';
+import { NameFilter } from '../src/table/redis/name-filter.js';
 
 /** A seeded generator (xorshift32), so a failure can be replayed. */
 function random(seed: number): () => number {

@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { RedisTable } from '../src/table/redis-table.js';
+import { redisTable } from './helpers/tables.js';
 import { startRedisCluster, uniquePrefix, type RedisCluster } from './helpers/redis.js';
 import { eventually, sharedStoreSuite } from './redis-scenarios.js';
 
@@ -28,7 +28,7 @@ describe('RedisTable on a cluster', () => {
     });
     t.after(() => subscribers.forEach((s) => s.disconnect()));
     await Promise.all(subscribers.map((s) => s.subscribe(`${prefix}changes`)));
-    const table = await RedisTable.connect({ url: cluster.url, prefix });
+    const table = await redisTable({ url: cluster.url, prefix });
     t.after(() => table.close());
     const [entry] = await table.importEntries(new Map([['c.test', { a: ['192.0.2.1'], aaaa: [], ttl: 30 }]]));
     await eventually('every node', 1000, () => received.every((r) => r.length === 1));

@@ -8,7 +8,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { isDivertError } from '../src/errors.js';
 import { AnswerCache } from '../src/table/answer-cache.js';
-import { RedisTable, type RedisTableOptions } from '../src/table/redis-table.js';
+import { redisTable, type RedisTable } from './helpers/tables.js';
+import type { OpenRedisOptions } from '../src/table/redis/open-redis.js';
 import { wildcardCandidates } from '../src/entry/names.js';
 import { type Entry, type EntryData } from '../src/entry/entry.js';
 import { startRedis, uniquePrefix, type RedisProcess } from './helpers/redis.js';
@@ -23,8 +24,8 @@ async function server(t: TestContext, options: { persist?: boolean } = {}): Prom
   return redis;
 }
 
-async function open(t: TestContext, url: string, prefix: string, options: Partial<RedisTableOptions> = {}): Promise<RedisTable> {
-  const table = await RedisTable.connect({ url, prefix, ...options });
+async function open(t: TestContext, url: string, prefix: string, options: Partial<OpenRedisOptions> = {}): Promise<RedisTable> {
+  const table = await redisTable({ url, prefix, ...options });
   t.after(() => table.close());
   return table;
 }
@@ -62,12 +63,12 @@ describe('RedisTable name filter', () => {
     const table = await open(t, redis.url, prefix);
     await table.put('present.test', data('192.0.2.1'));
     await table.put('*.wild.test', data('192.0.2.2'));
-    assert.equal(table.filterReady, false);
+    assert.equal(table.redis.filterState.ready, false);
     // Before the filter is there, lookups read Redis as they always did.
     assert.equal(await answer(table, 'present.test'), 'present.test');
-    assert.equal(await table.loadFilter(), true);
-    assert.equal(table.filterReady, true);
-    assert.equal(table.filterSize, 2);
+    assert.equal(await table.redis.loadFilter(), true);
+    assert.equal(table.redis.filterState.ready, true);
+    assert.equal(table.redis.filterState.size, 2);
 
     const client = inspector(t, redis.url);
     const before = await calls(client, 'hmget');
@@ -78,7 +79,7 @@ describe('RedisTable name filter', () => {
     }
     assert.equal(table.lookup(wildcardCandidates('wild.test')), null, 'a wildcard does not cover its parent');
     assert.equal(await calls(client, 'hmget'), before, 'no HMGET for absent names');
-    assert.ok(table.filterSkips >= 1001);
+    assert.ok(table.redis.filterState.skips >= 1001);
 
     assert.equal(await answer(table, 'present.test'), 'present.test');
     assert.equal(await answer(table, 'a.b.wild.test'), '*.wild.test');
@@ -99,7 +100,7 @@ describe('RedisTable name filter', () => {
     const before = await calls(client, 'hmget');
     for (let i = 0; i < 10; i++) assert.equal(await answer(table, `absent-${i}.example.org`), null);
     assert.equal(await calls(client, 'hmget'), before + 10);
-    assert.equal(table.filterReady, false);
+    assert.equal(table.redis.filterState.ready, false);
   });
 
   it("follows another replica's writes and deletes", async (t) => {
@@ -107,17 +108,17 @@ describe('RedisTable name filter', () => {
     const prefix = uniquePrefix('replica');
     const writer = await open(t, redis.url, prefix);
     const reader = await open(t, redis.url, prefix);
-    await reader.loadFilter();
+    await reader.redis.loadFilter();
     assert.equal(reader.lookup(wildcardCandidates('new.test')), null);
 
     await writer.put('new.test', data('192.0.2.1'));
     await eventually('new.test on the other replica', 2000, async () => (await answer(reader, 'new.test')) === 'new.test');
     await writer.put('*.wc.test', data('192.0.2.2'));
     await eventually('*.wc.test on the other replica', 2000, async () => (await answer(reader, 'deep.x.wc.test')) === '*.wc.test');
-    assert.equal(reader.filterSize, 2);
+    assert.equal(reader.redis.filterState.size, 2);
 
     await writer.delete('new.test');
-    await eventually('new.test gone on the other replica', 2000, () => reader.filterSize === 1);
+    await eventually('new.test gone on the other replica', 2000, () => reader.redis.filterState.size === 1);
     assert.equal(reader.lookup(wildcardCandidates('new.test')), null, 'answered by the filter again');
     assert.equal(await answer(reader, 'other.wc.test'), '*.wc.test');
   });
@@ -137,7 +138,7 @@ describe('RedisTable name filter', () => {
       seeded.push(...entries.keys());
     }
     const reader = await open(t, redis.url, prefix);
-    const loaded = reader.loadFilter();
+    const loaded = reader.redis.loadFilter();
     let done = false;
     void loaded.then(() => (done = true));
     const written: string[] = [];
@@ -159,7 +160,7 @@ describe('RedisTable name filter', () => {
     // A name deleted during the scan may leave a stale fingerprint: it then costs a read that finds nothing.
     for (const name of deleted) assert.equal(await answer(reader, name), null);
     assert.equal(await answer(reader, seeded[seeded.length - 1]), seeded[seeded.length - 1]);
-    const stale = reader.filterSize - (seeded.length - deleted.length + written.length);
+    const stale = reader.redis.filterState.size - (seeded.length - deleted.length + written.length);
     assert.ok(stale >= 0 && stale <= deleted.length, `${stale} stale fingerprints`);
     t.diagnostic(`${duringLoad} writes during the load, ${stale} stale fingerprints`);
   });
@@ -172,7 +173,7 @@ describe('RedisTable name filter', () => {
     const cache = new AnswerCache(reader, { maxNames: 100 });
     t.after(() => cache.close());
     await reader.put('kept.test', data('192.0.2.1'));
-    await reader.loadFilter();
+    await reader.redis.loadFilter();
     const client = inspector(t, redis.url);
     await writeSilently(client, prefix, 'lost.test', '192.0.2.7');
     // The filter never heard of it, so neither the table nor the cache finds it yet.
@@ -197,7 +198,7 @@ describe('RedisTable name filter', () => {
     const writer = await open(t, redis.url, prefix);
     await writer.put('after.test', data('192.0.2.8'));
 
-    await eventually('filter rebuilt', 10_000, () => reader.filterLoads >= 2);
+    await eventually('filter rebuilt', 10_000, () => reader.redis.filterState.loads >= 2);
     assert.equal(probe, null);
     await eventually('lost.test through the cache', 5000, async () => (await cache.resolve('lost.test')) !== null);
     assert.equal(await answer(reader, 'lost.test'), 'lost.test');
@@ -210,14 +211,14 @@ describe('RedisTable name filter', () => {
     const redis = await server(t);
     const prefix = uniquePrefix('feed');
     const reader = await open(t, redis.url, prefix);
-    await reader.loadFilter();
+    await reader.redis.loadFilter();
     const client = inspector(t, redis.url);
     await writeSilently(client, prefix, 'silent.test', '192.0.2.5');
     assert.equal(reader.lookup(['silent.test']), null);
     const resyncs: number[] = [];
     reader.onResync(() => resyncs.push(Date.now()));
     await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await eventually('filter rebuilt', 5000, () => reader.filterLoads >= 2);
+    await eventually('filter rebuilt', 5000, () => reader.redis.filterState.loads >= 2);
     assert.equal(await answer(reader, 'silent.test'), 'silent.test');
     // once for the lost feed, once more because the rebuilt filter holds a name the old one lacked
     assert.equal(resyncs.length, 2);
@@ -230,15 +231,15 @@ describe('RedisTable name filter', () => {
     const table = await open(t, redis.url, prefix, { onError: (e) => errors.push(e) });
     await table.put('there.test', data('192.0.2.1'));
     await redis.kill();
-    assert.equal(await table.loadFilter(), false);
-    assert.equal(table.filterReady, false);
+    assert.equal(await table.redis.loadFilter(), false);
+    assert.equal(table.redis.filterState.ready, false);
     const filterErrors = () => errors.filter((e) => /name filter/.test(e.message));
     assert.equal(filterErrors().length, 1);
     assert.ok(isDivertError(filterErrors()[0], 'BACKEND_UNAVAILABLE'));
     await sleep(1500); // a retry or two, failing too: reported once
     assert.equal(filterErrors().length, 1);
     await redis.restart();
-    await eventually('filter loaded after retry', 10_000, () => table.filterReady);
+    await eventually('filter loaded after retry', 10_000, () => table.redis.filterState.ready);
     const entry = (await table.lookup(['there.test'])) as Entry | null;
     assert.equal(entry, null, 'not persisted: the restarted server is empty');
   });
@@ -272,8 +273,8 @@ describe('RedisTable name filter', () => {
     };
     assert.deepEqual(await dump(fast), await dump(slow));
     const reader = await open(t, redis.url, fast);
-    await reader.loadFilter();
-    assert.equal(reader.filterSize, count);
+    await reader.redis.loadFilter();
+    assert.equal(reader.redis.filterState.size, count);
     assert.equal((await reader.lookup([millionName(7)]))?.a[0], '10.0.0.7');
   });
 });

@@ -5,7 +5,7 @@ import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
-import { RedisTable } from '../src/table/redis-table.js';
+import { redisTable, type RedisTable } from './helpers/tables.js';
 import { HISTORY_LENGTH } from '../src/table/table.js';
 import { type ChangeEvent, type Entry, type EntryData } from '../src/entry/entry.js';
 import { uniquePrefix } from './helpers/redis.js';
@@ -47,7 +47,7 @@ export function sharedStoreSuite(label: string, store: () => SharedStore): void 
       return prefix;
     };
     const open = async (t: TestContext, prefix: string) => {
-      const table = await RedisTable.connect({ url: store().url, prefix });
+      const table = await redisTable({ url: store().url, prefix });
       t.after(() => table.close());
       return table;
     };

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
-import { RedisTable } from '../src/table/redis-table.js';
+import { redisTable } from './helpers/tables.js';
 import { dropPrefix, startRedis, testRedis, uniquePrefix } from './helpers/redis.js';
 import { runDivert } from './helpers/process.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
@@ -34,7 +34,7 @@ describe('divert serve with --redis', () => {
 
   test('a seed does not overwrite a name already in Redis; a restart serves the same table', async (t) => {
     // a monitor moved www.shop.example before divert ever started
-    const table = await RedisTable.connect({ url: redis.url, prefix });
+    const table = await redisTable({ url: redis.url, prefix });
     t.after(() => table.close());
     await table.put('www.shop.example', { a: ['198.51.100.99'], aaaa: [], ttl: 30 });
 
@@ -58,7 +58,7 @@ describe('divert serve with --redis', () => {
   });
 
   test('a change written through the table after the restart is served from Redis', async (t) => {
-    const table = await RedisTable.connect({ url: redis.url, prefix });
+    const table = await redisTable({ url: redis.url, prefix });
     t.after(() => table.close());
     const divert = runDivert(serveArgs());
     try {
@@ -102,7 +102,7 @@ describe('divert serve while Redis is down', () => {
     assert.deepEqual(await resolver.resolve4('never-seen.test'), ['203.0.113.71'], 'not seen before: forwarded');
 
     await redis.restart(); // no persistence: the table is empty again; write a new name
-    const table = await RedisTable.connect({ url: redis.url, prefix });
+    const table = await redisTable({ url: redis.url, prefix });
     t.after(() => table.close());
     await table.put('back.shop.example', { a: ['198.51.100.77'], aaaa: [], ttl: 30 });
     const deadline = Date.now() + 5000;

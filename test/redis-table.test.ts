@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { isDivertError } from '../src/errors.js';
-import { RedisTable } from '../src/table/redis-table.js';
+import { redisTable } from './helpers/tables.js';
 import type { EntryData } from '../src/entry/entry.js';
 import { dropPrefix, freePort, startRedis, startRedisSentinel, testRedis, uniquePrefix } from './helpers/redis.js';
 import { eventually, sharedStoreSuite, watch } from './redis-scenarios.js';
@@ -37,7 +37,7 @@ describe('RedisTable on one server', () => {
 
   it('keeps entries, sequence, history and index under <prefix>{table}:', async (t) => {
     const prefix = fresh(t);
-    const table = await RedisTable.connect({ url: redis.url, prefix, now: () => new Date('2024-01-02T03:04:05.000Z') });
+    const table = await redisTable({ url: redis.url, prefix, now: () => new Date('2024-01-02T03:04:05.000Z') });
     t.after(() => table.close());
     const entry = await table.put('k.test', data([]), { by: 'who "quoted" /slash' });
     await table.put('k.test', data(['192.0.2.1']));
@@ -81,7 +81,7 @@ describe('RedisTable on one server', () => {
       JSON.stringify({ a, aaaa: [], ttl: 30, version, updatedAt: '2024-01-01T00:00:00.000Z' });
     await client.hset(`${prefix}{table}:entries`, 'old1.test', stored(['192.0.2.1'], 1), 'old2.test', stored(['192.0.2.1', '192.0.2.2'], 2));
     await client.set(`${prefix}{table}:seq`, '2');
-    const table = await RedisTable.connect({ url: redis.url, prefix });
+    const table = await redisTable({ url: redis.url, prefix });
     t.after(() => table.close());
     const changed = await table.divert('192.0.2.1', '192.0.2.7');
     assert.deepEqual(changed.map((e) => [e.name, e.a, e.version]), [
@@ -90,7 +90,7 @@ describe('RedisTable on one server', () => {
     ]);
     // the marker stops a second build: a member added by hand is not re-derived
     await client.srem(`${prefix}{table}:addr:192.0.2.2`, 'old2.test');
-    const again = await RedisTable.connect({ url: redis.url, prefix });
+    const again = await redisTable({ url: redis.url, prefix });
     t.after(() => again.close());
     assert.deepEqual(await again.divert('192.0.2.2', '192.0.2.8'), []);
   });
@@ -99,8 +99,8 @@ describe('RedisTable on one server', () => {
     const server = await startRedis();
     t.after(() => server.stop());
     const prefix = uniquePrefix('restart');
-    const writer = await RedisTable.connect({ url: server.url, prefix });
-    const reader = await RedisTable.connect({ url: server.url, prefix });
+    const writer = await redisTable({ url: server.url, prefix });
+    const reader = await redisTable({ url: server.url, prefix });
     t.after(() => Promise.all([writer.close(), reader.close()]));
     const r = watch(reader);
     await server.kill();
@@ -124,7 +124,7 @@ describe('RedisTable on one server', () => {
     const server = await startRedis();
     t.after(() => server.stop());
     const errors: Error[] = [];
-    const table = await RedisTable.connect({ url: server.url, prefix: uniquePrefix('lost'), onError: (e) => errors.push(e) });
+    const table = await redisTable({ url: server.url, prefix: uniquePrefix('lost'), onError: (e) => errors.push(e) });
     t.after(() => table.close());
     const seen = watch(table);
     await server.kill();
@@ -145,7 +145,7 @@ describe('RedisTable with writes of many names', () => {
   };
   // one Lua script writes them all: a command timeout that fits it, for a busy test machine
   const open = async (t: TestContext, prefix: string) => {
-    const table = await RedisTable.connect({ url: redis.url, prefix, commandTimeoutMs: 60_000 });
+    const table = await redisTable({ url: redis.url, prefix, commandTimeoutMs: 60_000 });
     t.after(() => table.close());
     return table;
   };
@@ -156,7 +156,7 @@ describe('RedisTable with writes of many names', () => {
     const told = new Map<number, number>();
     table.onChange((event) => told.set(event.version, (told.get(event.version) ?? 0) + 1));
     const written = await table.importEntries(new Map(names(12_000, 'import').map((name, i) => [name, data([`10.0.${i >> 8}.${i & 255}`])])));
-    await table.barrier(); // every change message of the import has come back on the feed
+    await table.redis.barrier(); // every change message of the import has come back on the feed
     assert.equal(written.length, 12_000);
     assert.deepEqual([...told.keys()].sort((x, y) => x - y), written.map((entry) => entry.version).sort((x, y) => x - y));
     const twice = [...told].filter(([, times]) => times > 1);
@@ -185,8 +185,8 @@ describe('RedisTable through Sentinel', () => {
     const sentinel = await startRedisSentinel({ password: 'p@ss/word' });
     t.after(() => sentinel.stop());
     const prefix = uniquePrefix('sentinel');
-    const first = await RedisTable.connect({ url: sentinel.url, prefix });
-    const second = await RedisTable.connect({ url: sentinel.url, prefix });
+    const first = await redisTable({ url: sentinel.url, prefix });
+    const second = await redisTable({ url: sentinel.url, prefix });
     t.after(() => Promise.all([first.close(), second.close()]));
     const s = watch(second);
     const entry = await first.put('s.test', data(['192.0.2.1']));
@@ -202,7 +202,7 @@ describe('RedisTable through Sentinel', () => {
     const sentinel = await startRedisSentinel({ password: 'right' });
     t.after(() => sentinel.stop());
     const url = sentinel.url.replace(':right@', ':wrong-pw@');
-    await assert.rejects(RedisTable.connect({ url, prefix: 'x:', connectTimeoutMs: 500 }), (err: unknown) => {
+    await assert.rejects(redisTable({ url, prefix: 'x:', connectTimeoutMs: 500 }), (err: unknown) => {
       assert.ok(isDivertError(err, 'BACKEND_UNAVAILABLE'));
       assert.ok(!err.message.includes('wrong-pw'), err.message);
       assert.match(err.message, /redis-sentinel:\/\/:\*\*\*@127\.0\.0\.1:\d+\/mymaster/);
@@ -216,7 +216,7 @@ describe('RedisTable.connect with Sentinel and Cluster URLs', () => {
     const [p1, p2] = [await freePort(), await freePort()];
     for (const url of [`redis-sentinel://:s3cret@127.0.0.1:${p1},127.0.0.1:${p2}/mymaster`, `redis-cluster://:s3cret@127.0.0.1:${p1},127.0.0.1:${p2}`]) {
       const started = Date.now();
-      await assert.rejects(RedisTable.connect({ url, prefix: 'x:', connectTimeoutMs: 300 }), (err: unknown) => {
+      await assert.rejects(redisTable({ url, prefix: 'x:', connectTimeoutMs: 300 }), (err: unknown) => {
         assert.ok(isDivertError(err, 'BACKEND_UNAVAILABLE'), String(err));
         assert.ok(!err.message.includes('s3cret'), err.message);
         assert.ok(err.message.includes(url.replace('s3cret', '***')), err.message);
@@ -227,7 +227,7 @@ describe('RedisTable.connect with Sentinel and Cluster URLs', () => {
   });
 
   it('refuses a malformed URL with BAD_CONFIG before connecting', async () => {
-    await assert.rejects(RedisTable.connect({ url: 'redis-sentinel://:s3cret@127.0.0.1:1', prefix: 'x:' }), (err: unknown) =>
+    await assert.rejects(redisTable({ url: 'redis-sentinel://:s3cret@127.0.0.1:1', prefix: 'x:' }), (err: unknown) =>
       isDivertError(err, 'BAD_CONFIG') && !err.message.includes('s3cret') && /master name/.test(err.message),
     );
   });

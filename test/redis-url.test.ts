@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDivertError } from '../src/errors.js';
-import { parseRedisUrl } from '../src/table/redis-url.js';
+import { parseRedisUrl } from '../src/table/redis/redis-url.js';
 
 describe('parseRedisUrl', () => {
   it('passes redis:// and rediss:// through as written, with the password decoded', () => {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
 import { loadServeConfig } from '../src/config/load.js';
-import { decode, query, startDivert, udpAsk } from './helpers/divert.js';
+import { decode, probeReplies, query, startDivert, udpAsk } from './helpers/divert.js';
 import { runDivert, type DivertProcess } from './helpers/process.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -382,13 +382,13 @@ describe('RunningServer.reload(), called directly', () => {
     assert.ok(result.ok);
     assert.deepEqual(result.unconfirmed, []);
     const reloadedAt = Date.now();
-    const before = divert.pids();
+    const before = divert.debug.pids();
     process.kill(before[0], 'SIGKILL');
     let probes: (Buffer | null)[] = [];
     await until('the crashed worker is replaced and serving', 10_000, async () => {
-      const now = divert.pids();
+      const now = divert.debug.pids();
       if (now.length !== 2 || now.includes(before[0])) return false;
-      probes = await divert.probe(query(NAME));
+      probes = await probeReplies(divert, query(NAME));
       return probes.length === 2 && probes.every((p) => p !== null);
     });
     // every worker, the new one too, forwards to B

@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { isDivertError } from '../src/errors.js';
-import { MemoryTable } from '../src/table/memory-table.js';
-import type { AddressTable } from '../src/table/table.js';
+import { memoryTable } from './helpers/tables.js';
+import type { Settled } from '../src/serving/handle.js';
+import type { AddressTable } from '../src/table/address-table.js';
 import { parseKeyFile, readKeyFile } from '../src/update/key-file.js';
 import { appendUnsignedError, signMessage, signReply, verifyMessage, TsigError, type TsigKey } from '../src/update/tsig.js';
 import { startUpdateServer } from '../src/update/update-server.js';
-import { WritePolicy } from '../src/table/write-policy.js';
 import { BACKENDS } from './helpers/backends.js';
 import { startDivert, tcpAsk, udpAsk, type LogSink, type TestServer } from './helpers/divert.js';
 import { runDivert } from './helpers/process.js';
@@ -429,7 +429,7 @@ describe('update server', () => {
   let nextId = 100;
 
   /** A table whose reads are followed by `meanwhile(name)` before the caller sees them: a concurrent writer. */
-  function racing(table: MemoryTable, meanwhile: (name: string) => Promise<void>): AddressTable {
+  function racing(table: AddressTable, meanwhile: (name: string) => Promise<void>): AddressTable {
     return new Proxy(table, {
       get(target, prop) {
         if (prop === 'get') {
@@ -445,12 +445,12 @@ describe('update server', () => {
     });
   }
 
-  async function start(table: AddressTable, options: { settle?: () => Promise<void>; clock?: () => number; lines?: string[] } = {}) {
+  async function start(table: AddressTable, options: { settle?: () => Promise<Settled>; clock?: () => number; lines?: string[] } = {}) {
     const lines = options.lines ?? [];
     const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
     return startUpdateServer({
-      listen: { host: '127.0.0.1', port: 0 }, keys, grants, policy: new WritePolicy({ maxAddresses: 64, allowTldWildcards: false }),
-      table, settle: options.settle ?? (async () => {}), log, clock: options.clock,
+      listen: { host: '127.0.0.1', port: 0 }, keys, grants,
+      table, settle: options.settle ?? (async () => ({ unconfirmed: [] })), log, clock: options.clock,
     });
   }
 
@@ -465,7 +465,7 @@ describe('update server', () => {
   }
 
   test('a concurrent change makes the update fail with SERVFAIL instead of being overwritten', async () => {
-    const table = new MemoryTable();
+    const table = memoryTable();
     await table.put('www.shop.test', { a: ['192.0.2.1'], aaaa: [], ttl: 30 });
     const server = await start(racing(table, async (name) => {
       await table.put(name, { a: ['198.51.100.1'], aaaa: [], ttl: 30 }, { by: 'monitor' });
@@ -482,7 +482,7 @@ describe('update server', () => {
   });
 
   test('several names: one failing part way gets SERVFAIL, and the log names what was written', async () => {
-    const table = new MemoryTable();
+    const table = memoryTable();
     const lines: string[] = [];
     const server = await start(racing(table, async (name) => {
       if (name === 'second.shop.test') await table.put(name, { a: ['198.51.100.2'], aaaa: [], ttl: 30 }, { by: 'monitor' });
@@ -502,10 +502,10 @@ describe('update server', () => {
 
   test('NOERROR only once settle() has resolved', async () => {
     let settled = false;
-    const server = await start(new MemoryTable(), {
+    const server = await start(memoryTable(), {
       settle: () => new Promise((resolve) => setTimeout(() => {
         settled = true;
-        resolve();
+        resolve({ unconfirmed: [] });
       }, 150)),
     });
     try {
@@ -518,7 +518,7 @@ describe('update server', () => {
   });
 
   test('a retransmitted (or replayed) request gets the same reply and is not applied twice', async () => {
-    const table = new MemoryTable();
+    const table = memoryTable();
     const server = await start(table);
     try {
       const { message } = signMessage(updateMessage(nextId++, 'shop.test', [], [addA('www.shop.test', '192.0.2.1')]), key);
@@ -533,7 +533,7 @@ describe('update server', () => {
   });
 
   test('other opcodes: QUERY gets REFUSED, NOTIFY NOTIMP, signed; a malformed update FORMERR', async () => {
-    const server = await start(new MemoryTable());
+    const server = await start(memoryTable());
     try {
       const port = server.address.port;
       assert.equal(rcodeOf(await ask(port, updateMessage(nextId++, 'shop.test', [], [], 0))), RCODES.REFUSED);
@@ -556,7 +556,7 @@ describe('update server', () => {
   });
 
   test('a request signed outside the time window gets NOTAUTH (BADTIME), signed; nsupdate says so', async () => {
-    const table = new MemoryTable();
+    const table = memoryTable();
     const keyFile = writeTemp(keyText(key.name, key.secret.toString('base64')));
     const server = await start(table, { clock: () => Math.floor(Date.now() / 1000) + 3600 });
     try {
@@ -573,7 +573,7 @@ describe('update server', () => {
   });
 
   test('dig checks the signature of a reply to a signed query (REFUSED: the port takes updates only)', async () => {
-    const server = await start(new MemoryTable());
+    const server = await start(memoryTable());
     try {
       const out = await new Promise<string>((resolve, reject) =>
         execFile('dig', ['@127.0.0.1', '-p', String(server.address.port), '+time=3', '+tries=1', '-y', `hmac-sha256:${key.name}:${key.secret.toString('base64')}`, 'www.shop.test', 'A'],

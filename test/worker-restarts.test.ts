@@ -212,7 +212,7 @@ test('a worker that stayed up is forgiven its crashes: its next crash is restart
 test('--workers 1 answers in this process: nothing to restart, /healthz and /metrics say one running', async () => {
   const divert = await startDivert({ upstream: ['127.0.0.1:9'], workers: '1' });
   try {
-    assert.deepEqual(divert.pids(), [process.pid]);
+    assert.deepEqual(divert.debug.pids(), [process.pid]);
     const response = await divert.api('/healthz');
     const body = (await response.json()) as HealthBody;
     assert.equal(response.status, 200);

@@ -4,15 +4,15 @@
 // once this instance's query path answers with it.
 
 import { createServer } from 'node:http';
-import Fastify, { LogController } from 'fastify';
+import Fastify, { LogController, type FastifyReply } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { DivertError } from '../errors.js';
 import { throttledLog } from '../log.js';
-import type { AddressTable } from '../table/table.js';
+import type { AddressTable } from '../table/address-table.js';
 import { normalizeName } from '../entry/names.js';
 import { parseZone } from '../table/zone-file.js';
-import type { WritePolicy } from '../table/write-policy.js';
+import type { Settled } from '../serving/handle.js';
 import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js';
 import type { EventStreams } from './events.js';
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendError } from './http-errors.js';
@@ -25,15 +25,13 @@ export interface Health {
 
 export interface AdminOptions {
   table: AddressTable;
-  /** What a write may put in the table (--max-addresses, --allow-tld-wildcards). */
-  policy: WritePolicy;
   token: string;
   log: Logger;
   health: () => Promise<Health>;
   /** Intercepted queries per table entry since start, summed over the workers (OTHER_NAMES: names over the limit). */
   nameQueries: () => Promise<Map<string, number>>;
   /** Resolves once the query path answers with every change made so far. */
-  settle: () => Promise<void>;
+  settle: () => Promise<Settled>;
   metrics: () => Promise<{ contentType: string; body: string }>;
   /** GET /v1/events: the streams, their limits and figures. */
   events: EventStreams;
@@ -96,7 +94,7 @@ function nameParam(params: unknown): string {
 }
 
 export function buildAdmin(options: AdminOptions) {
-  const { table, policy, log } = options;
+  const { table, log } = options;
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: JSON_BODY_LIMIT,
@@ -169,21 +167,36 @@ export function buildAdmin(options: AdminOptions) {
     return reply.header('etag', `"${entry.version}"`).send(entry);
   });
 
+  /**
+   * A write is acknowledged (200, 204) once every process answering queries answers with
+   * it. A worker that does not confirm within its time is named, and the reply is 202: the
+   * change is stored (and that worker answers with it once it catches up, or is replaced),
+   * but not yet known to be answered everywhere.
+   */
+  const acknowledge = async (reply: FastifyReply, what: string, success = 200): Promise<void> => {
+    const { unconfirmed } = await options.settle();
+    if (unconfirmed.length === 0) {
+      reply.code(success);
+      return;
+    }
+    log.warn({ write: what, unconfirmed }, `a write is stored, but worker ${unconfirmed.join(', ')} did not confirm in time that it answers with it`);
+    reply.code(202).header('x-divert-unconfirmed', unconfirmed.join(','));
+  };
+
   app.put('/v1/names/:name', async (request, reply) => {
     const name = nameParam(request.params);
     const data = entryFromBody(request.body);
-    policy.checkEntry(name, data);
     const ifVersion = ifMatch(request.headers['if-match']);
     const entry = await table.put(name, data, { ifVersion, by: clientOf(request.headers['x-divert-client']) });
-    await options.settle();
+    await acknowledge(reply, `put ${name}`);
     return reply.header('etag', `"${entry.version}"`).send(entry);
   });
 
   app.delete('/v1/names/:name', async (request, reply) => {
     const name = nameParam(request.params);
     await table.delete(name, { ifVersion: ifMatch(request.headers['if-match']), by: clientOf(request.headers['x-divert-client']) });
-    await options.settle();
-    return reply.code(204).send();
+    await acknowledge(reply, `delete ${name}`, 204);
+    return reply.send();
   });
 
   app.get('/v1/names/:name/history', async (request) => {
@@ -191,23 +204,21 @@ export function buildAdmin(options: AdminOptions) {
     return { name, history: await table.history(name) };
   });
 
-  // not held against the policy: a diversion never adds an address or a name (write-policy.ts)
-  app.post('/v1/diversions', async (request) => {
+  app.post('/v1/diversions', async (request, reply) => {
     const { from, to } = diversionFromBody(request.body);
     const changed = await table.divert(from, to, { by: clientOf(request.headers['x-divert-client']) });
-    await options.settle();
-    return { from, to, changed };
+    await acknowledge(reply, `divert ${from}`);
+    return reply.send({ from, to, changed });
   });
 
   // A zone file (Content-Type: text/dns) applied in one atomic step; ?file= names it in errors.
-  app.post('/v1/import', async (request) => {
+  app.post('/v1/import', async (request, reply) => {
     if (typeof request.body !== 'string') throw new DivertError('BAD_REQUEST', 'body: expected a zone file with Content-Type: text/dns');
     const query = request.query as { file?: string; origin?: string };
     const entries = parseZone(request.body, query.file ?? 'import', { origin: query.origin });
-    policy.checkEntries(entries, 'import ');
     const changed = await table.importEntries(entries, { by: clientOf(request.headers['x-divert-client']) });
-    await options.settle();
-    return { changed };
+    await acknowledge(reply, 'import');
+    return reply.send({ changed });
   });
 
   app.get('/v1/events', (request, reply) => options.events.open(request, reply));

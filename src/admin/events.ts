@@ -6,7 +6,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import type { AddressTable } from '../table/table.js';
+import type { AddressTable } from '../table/address-table.js';
 import type { ChangeEvent } from '../entry/entry.js';
 import { Backlog } from './event-backlog.js';
 import { sendError } from './http-errors.js';

@@ -5,8 +5,9 @@
 // table entries, at most --metrics-max-names of them (the rest count as "_other").
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
-import { countSeries, latencyOf, LATENCY_BUCKETS, OUTCOMES } from '../pipeline/query-stats.js';
-import type { ServingStats } from '../serving.js';
+import { countSeries, latencyOf, LATENCY_BUCKETS } from '../pipeline/query-stats.js';
+import { OUTCOMES } from '../pipeline/outcome.js';
+import type { ServingStats } from '../serving/stats.js';
 import { LISTENER_EVENTS, type ListenerCounts } from '../transport/listener-events.js';
 import type { EventStreamFigures } from './events.js';
 

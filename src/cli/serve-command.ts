@@ -7,7 +7,7 @@ import type { Argv } from 'yargs';
 import { formatHostPort } from '../net/host-port.js';
 import { envName, loadServeConfig } from '../config/load.js';
 import { SERVE_OPTIONS, type OptionSpec } from '../config/options.js';
-import { startServer, type RunningServer } from '../server.js';
+import { startServer, type RunningServer } from '../server/server.js';
 
 /** How long a stop may take beyond the query timeout before the process exits anyway. */
 const STOP_MARGIN_MS = 5000;

@@ -1,8 +1,7 @@
 // `divert serve --workers N` (N > 1): N worker processes share the DNS sockets through
-// node:cluster (Node 20's dgram has no working reusePort, so the primary holds each
-// socket and hands the same one to every worker; the kernel gives each datagram to
-// whichever worker reads first, and TCP connections are accepted by the workers
-// directly). The primary owns the table and the admin API; every worker hears every
+// node:cluster (the primary holds each socket and hands the same one to every worker;
+// the kernel gives each datagram to whichever worker reads first, and TCP connections
+// are accepted by the workers directly). The primary owns the table and the admin API; every worker hears every
 // change: the in-process table's changes are sent to each worker in order after a
 // snapshot, and with Redis each worker follows the change channel itself. A worker that
 // dies is replaced (when: src/cluster/restarts.ts).
@@ -15,42 +14,12 @@ import type { Logger } from 'pino';
 import { DivertError, type ErrorCode } from '../errors.js';
 import type { HostPort } from '../net/host-port.js';
 import type { ServeConfig } from '../config/options.js';
-import { sumStats, type ServingStats } from '../serving.js';
-import { MemoryTable } from '../table/memory-table.js';
-import type { AddressTable } from '../table/table.js';
+import { sumStats } from '../serving/stats.js';
+import type { ServingHandle } from '../serving/handle.js';
+import type { Replication, WorkerTable } from '../table/backend.js';
 import type { ChangeEvent } from '../entry/entry.js';
 import type { FromWorker, ToWorker } from './protocol.js';
-import { RESTART_TIMES, RestartSchedule, type SlotRestart } from './restarts.js';
-
-/** The serving half, in this process or in workers, as the rest of the server sees it. */
-export interface ServingHandle {
-  listening: HostPort[];
-  /** Query and cache figures, summed over the workers. */
-  stats(): Promise<ServingStats>;
-  /** Each worker's own figures, in worker order. */
-  statsEach(): Promise<ServingStats[]>;
-  /** The reply of every worker's query path to `query` from `address`. */
-  probe(query: Buffer, address?: string): Promise<(Buffer | null)[]>;
-  /** Resolves once every worker has applied every change acknowledged so far. */
-  settle(): Promise<void>;
-  /** Process IDs of the processes answering queries. */
-  pids(): number[];
-  /** The processes answering queries, against those configured, and the ones being replaced. */
-  workers(): WorkersState;
-  /** A reload, validated: every worker applies it (and a worker started later starts with
-   * it). Resolves with the workers (1-based) that did not confirm in time. */
-  reconfigure(config: ServeConfig, upstreams: HostPort[]): Promise<number[]>;
-  close(): Promise<void>;
-}
-
-export interface WorkersState {
-  configured: number;
-  /** Serving (a worker still starting is not). */
-  running: number;
-  restarting: SlotRestart[];
-  /** Per worker slot: workers started to replace one that exited. */
-  restarts: number[];
-}
+import { RESTART_TIMES, RestartSchedule } from './restarts.js';
 
 /** RESTART_TIMES, with the time a worker must serve to be forgiven its crashes shortened
  * by DIVERT_TEST_WORKER_STABLE_MS: for tests only (test/worker-restarts.test.ts), not an option. */
@@ -88,7 +57,13 @@ async function freePortForBoth(host: string): Promise<number> {
   throw new DivertError('LISTEN_FAILED', `cannot find a port on ${host} free for both UDP and TCP`);
 }
 
-export async function startWorkers(config: ServeConfig, table: AddressTable, upstreams: HostPort[], log: Logger): Promise<ServingHandle> {
+/** What the workers read their table from: each its own Redis connection, or a replica of the primary's store, fed from here. */
+export interface WorkersTable {
+  worker: WorkerTable;
+  replication: Replication | null;
+}
+
+export async function startWorkers(config: ServeConfig, table: WorkersTable, upstreams: HostPort[], log: Logger): Promise<ServingHandle> {
   // workers accept TCP connections themselves: no hand-off through the primary per connection
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({
@@ -100,7 +75,7 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
     serialization: 'advanced',
   });
 
-  const replicated = table instanceof MemoryTable ? table : null;
+  const replicated = table.replication;
   const slots: (Worker | null)[] = new Array(config.workers).fill(null);
   /** Workers that have had the snapshot: they get every change from then on, in order. */
   const live = new Set<Worker>();
@@ -141,7 +116,7 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
       let started = false;
       worker.on('message', (message: FromWorker) => {
         if (message.t === 'ready') {
-          post(worker, { t: 'start', config: { ...current, listen }, upstreams: currentUpstreams, table: replicated ? 'replica' : 'redis', workerId: slot + 1 });
+          post(worker, { t: 'start', config: { ...current, listen }, upstreams: currentUpstreams, table: table.worker, workerId: slot + 1 });
           if (replicated) {
             sendChanges(); // to the others: the snapshot holds them
             post(worker, { t: 'snapshot', entries: replicated.snapshot() });
@@ -238,17 +213,17 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
     };
     return {
       listening,
-      statsEach,
       stats: async () => sumStats(await statsEach()),
-      probe: async (query, address = '127.0.0.1') => {
-        const got = await Promise.all(running().map((w) => request<Extract<FromWorker, { t: 'probe' }>>(w, (id) => ({ t: 'probe', id, query, address }))));
-        return got.map((m) => (m?.reply ? Buffer.from(m.reply) : null));
-      },
+      // every worker that answers queries must say it has applied every change so far;
+      // one that does not within REPLY_TIMEOUT_MS is named, and the write is not
+      // acknowledged as answered everywhere
       settle: async () => {
         sendChanges();
-        await Promise.all(running().map((w) => request(w, (id) => ({ t: 'sync', id }))));
+        const workers = slots.flatMap((w, slot) => (w !== null && serving.has(w) && w.isConnected() ? [{ w, slot }] : []));
+        const acks = await Promise.all(workers.map(({ w }) => request(w, (id) => ({ t: 'sync', id }))));
+        const unconfirmed = workers.filter((_, i) => acks[i] === null && slots[workers[i].slot] === workers[i].w).map(({ slot }) => slot + 1);
+        return { unconfirmed };
       },
-      pids: () => running().map((w) => w.process.pid!),
       workers: () => ({ configured: config.workers, running: running().length, restarting: restarts.restarting(), restarts: restarts.restarts() }),
       reconfigure: async (next, nextUpstreams) => {
         current = next;
@@ -259,6 +234,14 @@ export async function startWorkers(config: ServeConfig, table: AddressTable, ups
         return workers.filter((_, i) => acks[i] === null).map(({ slot }) => slot + 1);
       },
       close,
+      debug: {
+        statsEach,
+        probe: async (query, address = '127.0.0.1') => {
+          const got = await Promise.all(running().map((w) => request<Extract<FromWorker, { t: 'probe' }>>(w, (id) => ({ t: 'probe', id, query, address }))));
+          return got.map((m) => (m?.result ? { reply: m.result.reply ? Buffer.from(m.result.reply) : null, outcome: m.result.outcome } : null));
+        },
+        pids: () => running().map((w) => w.process.pid!),
+      },
     };
   } catch (err) {
     await close();

@@ -3,13 +3,15 @@
 
 import type { HostPort } from '../net/host-port.js';
 import type { ServeConfig } from '../config/options.js';
-import type { ServingStats } from '../serving.js';
+import type { ServingStats } from '../serving/stats.js';
 import type { ChangeEvent, Entry } from '../entry/entry.js';
 import type { PoolNews } from '../upstream/upstream-pool.js';
+import type { Outcome } from '../pipeline/outcome.js';
+import type { WorkerTable } from '../table/backend.js';
 
 export type ToWorker =
-  /** Start serving: the table is the primary's replica (`memory`) or the Redis of config.redis. */
-  | { t: 'start'; config: ServeConfig; upstreams: HostPort[]; table: 'replica' | 'redis'; workerId: number }
+  /** Start serving, reading the table from a replica the primary feeds, or from Redis. */
+  | { t: 'start'; config: ServeConfig; upstreams: HostPort[]; table: WorkerTable; workerId: number }
   /** The primary's whole in-process table, before any change. */
   | { t: 'snapshot'; entries: Entry[] }
   /** Changes in the order they were made. */
@@ -31,7 +33,7 @@ export type FromWorker =
   | { t: 'listening'; listening: HostPort[] }
   | { t: 'failed'; code: string; message: string }
   | { t: 'stats'; id: number; stats: ServingStats }
-  | { t: 'probe'; id: number; reply: Uint8Array | null }
+  | { t: 'probe'; id: number; result: { reply: Uint8Array | null; outcome: Outcome } | null }
   | { t: 'synced'; id: number }
   | { t: 'reconfigured'; id: number }
   | { t: 'upstream'; news: PoolNews };

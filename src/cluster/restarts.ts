@@ -5,6 +5,7 @@
 // crash that repeats (a packet of death, say) costs capacity but never leaves DNS down
 // for the length of a back-off. The primary (src/cluster/primary.ts) does the starting.
 
+import type { SlotRestart } from '../serving/handle.js';
 export interface RestartTimes {
   /** The wait after a first crash, doubled with each crash in a row... */
   firstDelayMs: number;
@@ -21,17 +22,6 @@ export interface RestartTimes {
 // than a start-up takes (a second or two), so a worker crashing right after it starts
 // keeps backing off; 1 s: the longest DNS goes unanswered for want of a process.
 export const RESTART_TIMES: RestartTimes = { firstDelayMs: 500, maxDelayMs: 30_000, stableMs: 10_000, aloneDelayMs: 1000 };
-
-/** A slot whose worker is not serving after a crash: waiting for its start, or starting. */
-export interface SlotRestart {
-  worker: number;
-  /** Crashes in a row (a failed start counts as one), since its worker last served stableMs. */
-  crashes: number;
-  state: 'waiting' | 'starting';
-  /** When 'waiting': when its next worker is started. */
-  nextStartAt?: string;
-  nextStartInMs?: number;
-}
 
 interface Slot {
   crashes: number;

@@ -6,10 +6,11 @@
 import { pino, type Logger } from 'pino';
 import { componentLogger, createLogger, setLogLevel } from '../log.js';
 import { DivertError } from '../errors.js';
-import { startServing, type Serving } from '../serving.js';
-import { RedisTable } from '../table/redis-table.js';
+import type { Result } from '../pipeline/outcome.js';
+import { startServing, type Serving } from '../serving/serving.js';
+import { openWorkerView } from '../table/backend.js';
 import { ReplicaTable } from '../table/replica-table.js';
-import type { TableView } from '../table/table.js';
+import type { WorkerView } from '../table/table.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 function send(message: FromWorker): void {
@@ -20,7 +21,7 @@ let log: Logger = pino({ base: { component: 'worker' } });
 /** Created at once, so a snapshot and changes that arrive while the sockets bind are kept. */
 const replica = new ReplicaTable((err) => log.error({ err: err.message }, 'change listener failed'));
 let serving: Serving | undefined;
-let redis: RedisTable | undefined;
+let view: WorkerView | undefined;
 let closing = false;
 /** A reload that came while the worker was starting: applied as soon as it serves. */
 let reload: Extract<ToWorker, { t: 'reconfigure' }> | undefined;
@@ -28,16 +29,8 @@ let reload: Extract<ToWorker, { t: 'reconfigure' }> | undefined;
 async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> {
   const { config, upstreams } = message;
   log = componentLogger(createLogger(config.logLevel, { worker: message.workerId }), 'dns');
-  let view: TableView = replica;
   const tableLog = componentLogger(log, 'table');
-  if (message.table === 'redis') {
-    redis = await RedisTable.connect({
-      url: config.redis!,
-      prefix: config.redisPrefix,
-      onError: (err) => tableLog.warn({ err: err.message }, 'redis table'),
-    });
-    view = redis;
-  }
+  view = await openWorkerView(message.table, replica, (err) => tableLog.warn({ err: err.message }, 'redis table'));
   serving = await startServing(config, view, upstreams, log, { exclusive: false, worker: message.workerId, onPoolNews: (news) => send({ t: 'upstream', news }) });
   // in the same turn as the listeners were set up: no query is answered with the old configuration
   if (reload) reconfigure(reload);
@@ -60,13 +53,13 @@ async function close(code: number): Promise<never> {
   if (!closing) {
     closing = true;
     await serving?.close().catch(() => {});
-    await redis?.close().catch(() => {});
+    await view?.close().catch(() => {});
   }
   process.exit(code);
 }
 
-async function probe(query: Uint8Array, address: string): Promise<Uint8Array | null> {
-  return serving ? serving.probe(Buffer.from(query.buffer, query.byteOffset, query.byteLength), address) : null;
+async function probe(query: Uint8Array, address: string): Promise<Result | null> {
+  return serving ? serving.debug.probe(Buffer.from(query.buffer, query.byteOffset, query.byteLength), address) : null;
 }
 
 process.on('message', (message: ToWorker) => {
@@ -88,12 +81,12 @@ process.on('message', (message: ToWorker) => {
       if (serving) send({ t: 'stats', id: message.id, stats: serving.stats() });
       break;
     case 'probe':
-      void probe(message.query, message.address).then((reply) => send({ t: 'probe', id: message.id, reply }));
+      void probe(message.query, message.address).then((result) => send({ t: 'probe', id: message.id, result }));
       break;
     case 'sync':
       // the replica's changes came before this message on the same channel; a Redis
-      // table's come on its own subscription, which it drains first
-      void Promise.resolve(redis?.barrier())
+      // view's come on its own subscription, which it drains first
+      void Promise.resolve(view?.barrier())
         .catch(() => {})
         .then(() => send({ t: 'synced', id: message.id }));
       break;

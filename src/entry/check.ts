@@ -41,6 +41,24 @@ export function checkEntryData(data: EntryInput): CheckedData {
     aaaa: checkAddresses('aaaa', data.aaaa ?? []),
     ttl: checkTtl(data.ttl ?? DEFAULT_TTL_SECONDS),
   };
-  if (data.weights === undefined && data.pick === undefined && data.rules === undefined) return out as CheckedData;
-  return checkLocalRules(out, data) as CheckedData;
+  const result = data.weights === undefined && data.pick === undefined && data.rules === undefined ? out : checkLocalRules(out, data);
+  checkedObjects.add(deepFreeze(result));
+  return result as CheckedData;
+}
+
+/** The objects checkEntryData returned, frozen so that they stay as checked: data handed on is not checked twice. */
+const checkedObjects = new WeakSet<object>();
+
+/** `value` and everything in it frozen. */
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** `data` as checked data: as it is when checkEntryData made it, else checked now. */
+export function ensureChecked(data: EntryInput): CheckedData {
+  return checkedObjects.has(data) ? (data as CheckedData) : checkEntryData(data);
 }

@@ -5,35 +5,26 @@
 // interception comes before forwarding so that a diverted name can never be answered
 // with the upstream's (old) data. Stages return a result that says who answered, and the
 // transports only move bytes.
+//
+// One path per configuration, immutable: a reload builds a new one and swaps it in
+// (serving.ts); a query already forwarded finishes on the path it came in on.
 
 import {
   answerReply, errorReply, headerOnlyFormErr, headerOnlyReply, isPassedOn, isUnreadable, readEdns, readQuery, udpLimit,
-  recordsReply, CLASS_IN, EDNS_UDP_PAYLOAD, OPCODE_QUERY, Rcode, TYPE_A, TYPE_AAAA, type Edns, type Query, type Selection,
+  recordsReply, CLASS_IN, EDNS_UDP_PAYLOAD, OPCODE_QUERY, Rcode, TYPE_A, TYPE_AAAA, type Edns, type Query, type Selection, type Unreadable,
 } from '../wire/message.js';
 import type { AnswerCache, Resolution } from '../table/answer-cache.js';
-import type { Forwarder, Transport } from '../upstream/forwarder.js';
+import type { Forwarder } from '../upstream/forwarder.js';
 import type { AccessList } from '../net/cidr.js';
+import type { Client, Reply } from '../transport/handler.js';
 import type { RateLimiter } from './rate-limit.js';
 import type { QueryLog } from './query-log.js';
 import { NO_TYPE, QueryStats } from './query-stats.js';
-
-export type Outcome = 'intercepted' | 'forwarded' | 'refused' | 'formerr' | 'notimp' | 'servfail' | 'dropped' | 'limited';
-
-export interface Result {
-  /** Bytes to send back, or null to send nothing. */
-  reply: Buffer | null;
-  outcome: Outcome;
-}
-
-export interface Client {
-  transport: Transport;
-  address: string;
-}
+import type { Result } from './outcome.js';
+import type { InFlight } from './in-flight.js';
 
 const BADVERS = 16;
 const DROPPED: Result = Object.freeze({ reply: null, outcome: 'dropped' });
-
-export type OutcomeCounts = Record<Outcome, number>;
 
 /** What local rules need of the pipeline. */
 export interface RuleContext {
@@ -72,17 +63,22 @@ export interface PipelineOptions {
   observers?: Observers;
   /** The largest UDP reply divert sends of its own (--max-udp-size); larger ones go out with TC. */
   maxUdpSize?: number;
+  /** Where the queries waiting for an answer are counted (shared by the paths of successive configurations). */
+  inFlight?: InFlight;
 }
 
 export class QueryPipeline {
-  private access: AccessList;
+  private readonly access: AccessList;
   private readonly answers: AnswerCache;
-  private forwarder: Forwarder;
+  readonly forwarder: Forwarder;
   private readonly onFault: (err: unknown) => void;
   private readonly rules: RuleContext;
   private readonly limits: Limits;
   readonly observers: Observers;
   private readonly maxUdpSize: number;
+  private readonly inFlight: InFlight | null;
+  /** Where an entry with rules writes its choice: read at once, so one serves every query. */
+  private readonly selection: Selection = { records: Buffer.alloc(0), count: 0, scope: null };
 
   constructor(options: PipelineOptions) {
     this.access = options.access;
@@ -93,89 +89,58 @@ export class QueryPipeline {
     this.limits = options.limits ?? NO_LIMITS;
     this.observers = options.observers ?? { stats: new QueryStats(0), queryLog: null };
     this.maxUdpSize = options.maxUdpSize ?? EDNS_UDP_PAYLOAD;
+    this.inFlight = options.inFlight ?? null;
   }
 
-  /**
-   * The query type of the query route() has just read (NO_TYPE when unreadable): set in
-   * route()'s synchronous part, and read by handle() right after, before any other query.
-   */
-  private qtype = NO_TYPE;
+  /** The reply's bytes, as a transport's handler returns them. */
+  readonly answer = (msg: Buffer, client: Client): Reply | Promise<Reply> => {
+    const result = this.handle(msg, client);
+    return result instanceof Promise ? result.then(replyOf) : result.reply;
+  };
 
-  /**
-   * A reload's new allow list and upstreams: queries from now on use them; a query
-   * already forwarded finishes with the forwarder it was given.
-   */
-  reconfigure(access: AccessList, forwarder: Forwarder): void {
-    this.access = access;
-    this.forwarder = forwarder;
+  /** The reply and who gave it; the query counted in the figures and the query log. */
+  handle(msg: Buffer, client: Client): Result | Promise<Result> {
+    const started = performance.now();
+    const q = readQuery(msg);
+    let result: Result | Promise<Result>;
+    try {
+      result = this.route(msg, q, client);
+    } catch (err) {
+      result = this.fault(msg, q, err);
+    }
+    if (!(result instanceof Promise)) return this.count(result, msg, q, client, started);
+    this.inFlight?.begin();
+    return result.then(
+      (r) => this.settle(r, msg, q, client, started),
+      (err) => this.settle(this.fault(msg, q, err), msg, q, client, started),
+    );
   }
-
-  /** Where an entry with rules writes its choice: read at once, so one serves every query. */
-  private readonly selection: Selection = { records: Buffer.alloc(0), count: 0, scope: null };
 
   private trusts(client: Client): boolean {
     return this.rules.trustEcs?.allows(client.address) ?? false;
   }
 
-  /** Queries waiting on an answer (a forwarded one, or a table lookup): what a drain waits for. */
-  pending = 0;
-  private onIdle: (() => void) | undefined;
-
-  handle(msg: Buffer, client: Client): Result | Promise<Result> {
-    const started = performance.now();
-    this.qtype = NO_TYPE;
-    let result: Result | Promise<Result>;
-    try {
-      result = this.route(msg, client);
-    } catch (err) {
-      result = this.fault(msg, err);
-    }
-    const qtype = this.qtype;
-    if (!(result instanceof Promise)) return this.count(result, msg, client, qtype, started);
-    this.pending++;
-    return result.then(
-      (r) => this.settle(r, msg, client, qtype, started),
-      (err) => this.settle(this.fault(msg, err), msg, client, qtype, started),
-    );
+  private settle(result: Result, msg: Buffer, q: Query | Unreadable, client: Client, started: number): Result {
+    this.inFlight?.end();
+    return this.count(result, msg, q, client, started);
   }
 
-  /** Resolves once no query is pending, or after `timeoutMs` (a forwarded query ends by the query timeout). */
-  idle(timeoutMs: number): Promise<void> {
-    if (this.pending === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.onIdle = done;
-    });
-  }
-
-  private settle(result: Result, msg: Buffer, client: Client, qtype: number, started: number): Result {
-    if (--this.pending === 0) this.onIdle?.();
-    return this.count(result, msg, client, qtype, started);
-  }
-
-  private count(result: Result, msg: Buffer, client: Client, qtype: number, started: number): Result {
+  private count(result: Result, msg: Buffer, q: Query | Unreadable, client: Client, started: number): Result {
     const ms = performance.now() - started;
-    this.observers.stats.record(result.outcome, client.transport, qtype, ms / 1000);
+    this.observers.stats.record(result.outcome, client.transport, isUnreadable(q) ? NO_TYPE : q.qtype, ms / 1000);
     const log = this.observers.queryLog;
     if (log !== null && log.sampled()) log.write(msg, client, result.outcome, result.reply, ms);
     return result;
   }
 
   /** A bug must cost one query a SERVFAIL, never the process. */
-  private fault(msg: Buffer, err: unknown): Result {
+  private fault(msg: Buffer, q: Query | Unreadable, err: unknown): Result {
     this.onFault(err);
-    const q = readQuery(msg);
     return isUnreadable(q) ? DROPPED : { reply: errorReply(msg, q, Rcode.ServFail), outcome: 'servfail' };
   }
 
-  private route(msg: Buffer, client: Client): Result | Promise<Result> {
-    const q = readQuery(msg);
+  private route(msg: Buffer, q: Query | Unreadable, client: Client): Result | Promise<Result> {
     if (q === 'drop') return DROPPED;
-    if (q !== 'formerr') this.qtype = q.qtype;
     if (this.limits.limiter !== null && !this.limits.limiter.allows(client.address)) {
       if (this.limits.action === 'drop') return LIMITED;
       return { reply: q === 'formerr' ? headerOnlyReply(msg, Rcode.Refused) : errorReply(msg, q, Rcode.Refused), outcome: 'limited' };
@@ -216,4 +181,8 @@ export class QueryPipeline {
       reply ? { reply, outcome: 'forwarded' } : { reply: errorReply(msg, q, Rcode.ServFail), outcome: 'servfail' },
     );
   }
+}
+
+function replyOf(result: Result): Reply {
+  return result.reply;
 }

@@ -5,7 +5,8 @@
 
 import { pino, type Logger } from 'pino';
 import { isUnreadable, rcodeName, readQuery, typeName } from '../wire/message.js';
-import type { Client, Outcome } from './pipeline.js';
+import type { Client } from '../transport/handler.js';
+import type { Outcome } from './outcome.js';
 
 export interface QueryLogOptions {
   /** A file path, or "-" for stdout. */

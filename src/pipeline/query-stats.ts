@@ -5,9 +5,9 @@
 // series by src/admin/metrics.ts.
 
 import { typeName } from '../wire/message.js';
-import type { Outcome } from './pipeline.js';
+import { OUTCOMES, type Outcome } from './outcome.js';
 
-export const OUTCOMES: readonly Outcome[] = ['intercepted', 'forwarded', 'refused', 'formerr', 'notimp', 'servfail', 'dropped', 'limited'];
+
 export const TRANSPORTS = ['udp', 'tcp'] as const;
 
 /** Query types with a series of their own; every other type counts as "other". */

@@ -3,11 +3,11 @@
 // through the primary (admin API), which owns the table.
 
 import { ChangeListeners, ResyncListeners } from './change-listeners.js';
-import { lookupIn, type TableView } from './table.js';
+import { lookupIn, type WorkerView } from './table.js';
 import { type ChangeEvent, type ChangeListener, type Entry } from '../entry/entry.js';
 import { freezeEntry } from './store-ops.js';
 
-export class ReplicaTable implements TableView {
+export class ReplicaTable implements WorkerView {
   private readonly entries = new Map<string, Entry>();
   private readonly listeners: ChangeListeners;
   private readonly resyncListeners = new ResyncListeners();
@@ -39,5 +39,18 @@ export class ReplicaTable implements TableView {
 
   onResync(listener: () => void): () => void {
     return this.resyncListeners.add(listener);
+  }
+
+  /** As ready as the primary's table, which counts itself. */
+  isReady(): boolean {
+    return true;
+  }
+
+  /** The primary's changes come in order on one channel, before any message sent after them: none is outstanding here. */
+  async barrier(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    this.resyncListeners.clear();
   }
 }

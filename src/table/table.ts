@@ -1,14 +1,12 @@
-// The address table: the names divert answers itself. One interface, two stores
-// (memory-table.ts, redis-table.ts); the query path reaches it through answer-cache.ts.
+// The address table's stores: one narrow interface that the embedded store
+// (memory-store.ts) and Redis (redis/redis-store.ts) implement with atomic primitives
+// only. What a write may be is decided above them, once, in the table layer
+// (address-table.ts); a store trusts the checked names and data it is given.
 
-import type { ChangeListener, Entry, EntryData, HistoryRecord } from '../entry/entry.js';
-
-export interface WriteOptions {
-  /** Compare-and-set: apply only when the entry's current version is this one (0: absent). */
-  ifVersion?: number;
-  /** Who asked for the change (a monitor's name, "zone seed", "admin"), kept in the history. */
-  by?: string;
-}
+import type { ChangeListener, Entry, HistoryRecord } from '../entry/entry.js';
+import type { CheckedData } from '../entry/check.js';
+import type { TableName } from '../entry/names.js';
+import type { Diversion } from '../entry/entry-ops.js';
 
 /** How many changes each entry's history keeps. */
 export const HISTORY_LENGTH = 50;
@@ -19,34 +17,22 @@ export interface ListPage {
   cursor?: string;
 }
 
-export interface AddressTable {
-  /** The entry stored under exactly this name (wildcards are not expanded). */
-  get(name: string): Promise<Entry | null>;
+/** A conditional write: applied only while the entry is at `ifVersion` (0: absent), when given. */
+export interface StoreWrite {
+  ifVersion?: number;
+  /** Who asked for the change, kept in the history. */
+  by: string;
+}
+
+/** What the query path needs of a table: lookups, the news of changes, and whether it can
+ * be read now. A worker's replica of the primary's table (replica-table.ts) is one too. */
+export interface TableView {
   /**
-   * The entry that answers `name`: its own, or else the closest `*.parent` wildcard.
-   * `candidates` are the names to try in order (see wildcardCandidates()).
-   * A store that holds everything in process answers synchronously.
+   * The entry that answers a name: the first of `candidates` (the name, then its
+   * wildcards: wildcardCandidates()) the table holds. A store that holds everything in
+   * process answers synchronously.
    */
   lookup(candidates: readonly string[]): Entry | null | Promise<Entry | null>;
-  list(options: { prefix?: string; cursor?: string; limit: number }): Promise<ListPage>;
-  /** Create or replace. Throws DivertError VERSION_MISMATCH when ifVersion does not hold. */
-  put(name: string, data: EntryData, options?: WriteOptions): Promise<Entry>;
-  /** Throws NOT_FOUND when absent, VERSION_MISMATCH when ifVersion does not hold. */
-  delete(name: string, options?: WriteOptions): Promise<void>;
-  /** Insert the entries whose names the table does not hold yet; returns those inserted. */
-  seed(entries: ReadonlyMap<string, EntryData>, options?: { by?: string }): Promise<Entry[]>;
-  /**
-   * Create or replace every entry given, in one atomic step: all or nothing. Names not
-   * given are left alone. Returns the entries written.
-   */
-  importEntries(entries: ReadonlyMap<string, EntryData>, options?: { by?: string }): Promise<Entry[]>;
-  /**
-   * In one atomic step, every entry that answers `from` answers `to` instead (same address
-   * family; `to` is not listed twice). Returns the entries changed, each one version up.
-   */
-  divert(from: string, to: string, options?: { by?: string }): Promise<Entry[]>;
-  /** The entry's recent changes, newest first (empty for a name never written). */
-  history(name: string): Promise<HistoryRecord[]>;
   /** Every change, made here or (for shared stores) elsewhere. */
   onChange(listener: ChangeListener): () => void;
   /**
@@ -54,16 +40,37 @@ export interface AddressTable {
    * derived from the table must be read again.
    */
   onResync(listener: () => void): () => void;
-  /** Whether the store can be read and written now (a shared store may be unreachable). */
+  /** Whether the store can be read now (a shared store may be unreachable). */
   isReady(): boolean;
+}
+
+/** A worker's view of the table: it also says when it has heard every change acknowledged so far. */
+export interface WorkerView extends TableView {
+  /** Resolves once every change published before this call has reached the view's listeners. */
+  barrier(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface Store extends TableView {
+  /** The entry stored under exactly this name (wildcards are not expanded). */
+  get(name: TableName): Promise<Entry | null>;
+  list(options: { prefix: string; cursor?: string; limit: number }): Promise<ListPage>;
+  /** Create or replace. Throws DivertError VERSION_MISMATCH when ifVersion does not hold. */
+  put(name: TableName, data: CheckedData, write: StoreWrite): Promise<Entry>;
+  /** Throws NOT_FOUND when absent, VERSION_MISMATCH when ifVersion does not hold. */
+  delete(name: TableName, write: StoreWrite): Promise<void>;
+  /** Inserts, in one atomic step, the entries whose names the store does not hold yet; returns those inserted. */
+  seed(entries: ReadonlyMap<TableName, CheckedData>, by: string): Promise<Entry[]>;
+  /** Creates or replaces every entry given, in one atomic step: all or nothing. Returns the entries written. */
+  importEntries(entries: ReadonlyMap<TableName, CheckedData>, by: string): Promise<Entry[]>;
+  /** In one atomic step, every entry that answers `from` answers `to` instead. Returns the entries changed, by name. */
+  divert(diversion: Diversion, by: string): Promise<Entry[]>;
+  /** The entry's recent changes, newest first (empty for a name never written). */
+  history(name: TableName): Promise<HistoryRecord[]>;
   /** Number of entries. */
   size(): Promise<number>;
   close(): Promise<void>;
 }
-
-/** What the query path needs of a table: lookups and the news of changes. A worker's
- * replica of the primary's table (replica-table.ts) is one too. */
-export type TableView = Pick<AddressTable, 'lookup' | 'onChange' | 'onResync'>;
 
 /** The entry of the first candidate held in `entries`. */
 export function lookupIn(entries: ReadonlyMap<string, Entry>, candidates: readonly string[]): Entry | null {
@@ -73,4 +80,3 @@ export function lookupIn(entries: ReadonlyMap<string, Entry>, candidates: readon
   }
   return null;
 }
-

@@ -19,6 +19,9 @@ export interface WriteLimits {
 }
 
 export class WritePolicy {
+  /** The defaults of --max-addresses and --allow-tld-wildcards. */
+  static readonly DEFAULT = new WritePolicy({ maxAddresses: 64, allowTldWildcards: false });
+
   readonly maxAddresses: number;
   readonly allowTldWildcards: boolean;
 

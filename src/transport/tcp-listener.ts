@@ -11,8 +11,7 @@
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { lengthPrefix, TcpFramer } from './tcp-framer.js';
-import type { Handler } from './udp-listener.js';
-import type { Result } from '../pipeline/pipeline.js';
+import type { Handler, Reply } from './handler.js';
 import type { ListenerReport } from './listener-events.js';
 
 export interface TcpLimits {
@@ -108,14 +107,28 @@ class Slots {
   }
 }
 
-export function createTcpServer(handler: Handler, limits: TcpLimits, admission: TcpAdmission, report: ListenerReport, onError: (err: Error) => void): Server {
+/** What a TCP server needs besides its handler; `accepting()` false: messages are dropped unread (a drain has begun). */
+export interface TcpServing {
+  limits: TcpLimits;
+  admission: TcpAdmission;
+  report: ListenerReport;
+  accepting: () => boolean;
+  onError: (err: Error) => void;
+  /** Told of every connection admitted, for the drain. */
+  onConnection: (socket: Socket) => void;
+}
+
+export function createTcpServer(handler: Handler, serving: TcpServing): Server {
+  const { limits, admission, report } = serving;
   const slots = new Slots(limits, report);
   const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     socket.on('error', () => socket.destroy());
     const connection = slots.take(socket, admission);
-    if (connection) serveConnection(connection, handler, limits, slots, report);
+    if (!connection) return;
+    serving.onConnection(socket);
+    serveConnection(connection, handler, serving, slots);
   });
-  server.on('error', onError);
+  server.on('error', serving.onError);
   return server;
 }
 
@@ -131,7 +144,7 @@ export function listenTcp(server: Server, host: string, port: number, exclusive 
   });
 }
 
-function serveConnection(connection: Connection, handler: Handler, limits: TcpLimits, slots: Slots, report: ListenerReport): void {
+function serveConnection(connection: Connection, handler: Handler, { limits, report, accepting }: TcpServing, slots: Slots): void {
   const { socket } = connection;
   const framer = new TcpFramer();
   const client = { transport: 'tcp' as const, address: socket.remoteAddress ?? '' };
@@ -153,12 +166,12 @@ function serveConnection(connection: Connection, handler: Handler, limits: TcpLi
     if (ended && connection.inFlight === 0) socket.end();
     else if (socket.isPaused() && connection.inFlight < limits.maxInFlight) socket.resume();
   };
-  const reply = (result: Result) => {
-    if (result.reply && !socket.destroyed) {
+  const reply = (bytes: Reply) => {
+    if (bytes && !socket.destroyed) {
       slots.touch(connection);
       socket.cork();
-      socket.write(lengthPrefix(result.reply));
-      socket.write(result.reply);
+      socket.write(lengthPrefix(bytes));
+      socket.write(bytes);
       socket.uncork();
       if (socket.writableLength > limits.maxPendingWriteBytes) socket.destroy();
     }
@@ -182,8 +195,9 @@ function serveConnection(connection: Connection, handler: Handler, limits: TcpLi
     partialSince = framer.pendingBytes === 0 ? 0 : messages.length > 0 || partialSince === 0 ? now : partialSince;
     if (messages.length > 0) slots.touch(connection);
     for (const msg of messages) {
+      if (!accepting()) break;
       connection.inFlight++;
-      let result: Result | Promise<Result>;
+      let result: Reply | Promise<Reply>;
       try {
         result = handler(msg, client);
       } catch (err) {

@@ -3,10 +3,8 @@
 // send each cost that one datagram, counted; never the process.
 
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import type { Client, Result } from '../pipeline/pipeline.js';
+import type { Handler, Reply } from './handler.js';
 import type { ListenerReport } from './listener-events.js';
-
-export type Handler = (msg: Buffer, client: Client) => Result | Promise<Result>;
 
 /** A larger receive buffer rides out bursts that would otherwise be dropped by the kernel. */
 const RECV_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -28,36 +26,38 @@ export function bindUdp(host: string, port: number, exclusive = true): Promise<S
   });
 }
 
-export function serveUdp(socket: Socket, handler: Handler, report: ListenerReport, onError: (err: Error) => void): void {
+/** `accepting()` false: datagrams are dropped unread (a drain has begun). */
+export function serveUdp(socket: Socket, handler: Handler, report: ListenerReport, onError: (err: Error) => void, accepting: () => boolean): void {
   socket.on('error', onError);
   const sendFailed = (err: Error | null) => {
     if (err) report.fault('send_error', err);
   };
-  const send = (result: Result, rinfo: RemoteInfo) => {
-    if (!result.reply) return;
+  const send = (reply: Reply, rinfo: RemoteInfo) => {
+    if (!reply) return;
     try {
       // an address the OS will not send to fails here at once or in the callback
-      socket.send(result.reply, rinfo.port, rinfo.address, sendFailed);
+      socket.send(reply, rinfo.port, rinfo.address, sendFailed);
     } catch (err) {
       report.fault('send_error', err);
     }
   };
   const failed = (err: unknown) => report.fault('handler_error', err);
   socket.on('message', (msg, rinfo) => {
+    if (!accepting()) return;
     // nothing can go back to port 0 (sending there throws): answering it, or forwarding
     // it upstream, would only spend work on a datagram that is spoofed or broken
     if (rinfo.port === 0) {
       report.counts.unreplyable_source++;
       return;
     }
-    let result: Result | Promise<Result>;
+    let reply: Reply | Promise<Reply>;
     try {
-      result = handler(msg, { transport: 'udp', address: rinfo.address });
+      reply = handler(msg, { transport: 'udp', address: rinfo.address });
     } catch (err) {
       failed(err);
       return;
     }
-    if (result instanceof Promise) result.then((r) => send(r, rinfo), failed);
-    else send(result, rinfo);
+    if (reply instanceof Promise) reply.then((r) => send(r, rinfo), failed);
+    else send(reply, rinfo);
   });
 }

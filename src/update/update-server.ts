@@ -16,23 +16,20 @@
 // several names writes them in order; if one fails (a concurrent change, Redis away), the
 // client gets SERVFAIL and the log names the names already written.
 
-import type { Socket as UdpSocket } from 'node:dgram';
-import type { Server, Socket } from 'node:net';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { DivertError } from '../errors.js';
 import { formatHostPort, type HostPort } from '../net/host-port.js';
 import type { ServeConfig } from '../config/options.js';
-import type { Client, Outcome, Result } from '../pipeline/pipeline.js';
-import type { AddressTable } from '../table/table.js';
+import type { Client, Handler } from '../transport/handler.js';
+import type { AddressTable } from '../table/address-table.js';
+import type { Settled } from '../serving/handle.js';
 import type { Entry, EntryData } from '../entry/entry.js';
-import type { WritePolicy } from '../table/write-policy.js';
-import { BindFailure, listenPair, type PairOptions } from '../transport/listen-pair.js';
+import { BindFailure, ListenerSet } from '../transport/listener-set.js';
 import { DEFAULT_TCP_LIMITS, type TcpAdmission } from '../transport/tcp-listener.js';
 import { listenerReport, type ListenerCounts } from '../transport/listener-events.js';
 import { ClientNetworks } from '../net/client-networks.js';
 import { throttledLog } from '../log.js';
-import type { Handler } from '../transport/udp-listener.js';
 import { HEADER_BYTES, rcodeName } from '../wire/message.js';
 import { nameText, readMessage, type WireMessage } from './records.js';
 import { authorize, keysWithoutGrant, type Grant } from './grants.js';
@@ -77,11 +74,9 @@ export interface UpdateServerOptions {
   keys: TsigKeys;
   /** The update-policy rules: the names each key may change. */
   grants: readonly Grant[];
-  /** What a write may put in the table, as for the admin API. */
-  policy: WritePolicy;
   table: AddressTable;
   /** Resolves once the query path answers with every change made so far. */
-  settle: () => Promise<void>;
+  settle: () => Promise<Settled>;
   log: Logger;
   /** Seconds since the epoch, for TSIG times (tests inject one). */
   clock?: () => number;
@@ -103,15 +98,6 @@ function listenError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
   return new DivertError('LISTEN_FAILED', `--update-listen ${where}: ${reason}`, { cause: err });
 }
 
-/** UDP and TCP on one port; updates are few and come from a handful of tools: small TCP caps. */
-async function listenBoth(at: HostPort, handler: Handler, options: Omit<PairOptions, 'limits'>): Promise<{ udp: UdpSocket; tcp: Server; port: number }> {
-  try {
-    return await listenPair(at, handler, { ...options, limits: { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 } });
-  } catch (err) {
-    throw err instanceof BindFailure ? listenError(err.cause, err.at) : err;
-  }
-}
-
 /** Header (ID, QR, the request's opcode, `rcode`) and, when it could be read, the zone section echoed. */
 function replyBytes(msg: Buffer, rcode: number, questionEnd: number): Buffer {
   const out = Buffer.alloc(questionEnd);
@@ -124,18 +110,9 @@ function replyBytes(msg: Buffer, rcode: number, questionEnd: number): Buffer {
   return out;
 }
 
-/** The transports only read `reply`; the outcome is the query path's nearest word for it. */
-function resultOf(reply: Buffer | null): Result {
-  if (!reply) return { reply, outcome: 'dropped' };
-  const rcode = reply.readUInt16BE(2) & 0xf;
-  const outcome: Outcome = rcode === UpdateRcode.NOERROR ? 'intercepted' : rcode === UpdateRcode.FORMERR ? 'formerr'
-    : rcode === UpdateRcode.NOTIMP ? 'notimp' : rcode === UpdateRcode.SERVFAIL ? 'servfail' : 'refused';
-  return { reply, outcome };
-}
-
-
 export async function startUpdateServer(options: UpdateServerOptions): Promise<UpdateServer> {
-  const { keys, grants, policy, table, settle } = options;
+  const { keys, grants, table, settle } = options;
+  const { policy } = table;
   const { log } = options;
   const clock = options.clock ?? (() => Math.floor(Date.now() / 1000));
   // anyone can send unsigned or badly signed datagrams: at most 10 lines about them in 10 s
@@ -171,11 +148,17 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
       }
       written.push(name);
     }
+    let unconfirmed: number[];
     try {
-      await settle();
+      ({ unconfirmed } = await settle());
     } catch (err) {
-      // written, but not known to be answered everywhere: not acknowledged, as the admin API would not
+      unconfirmed = [];
       log.error({ ...details, written, err: (err as Error).message }, 'DNS UPDATE written, but the query path did not confirm it');
+      return UpdateRcode.SERVFAIL;
+    }
+    if (unconfirmed.length > 0) {
+      // written, but not known to be answered everywhere: not acknowledged, as the admin API would not (it says 202)
+      log.error({ ...details, written, unconfirmed }, `DNS UPDATE written, but worker ${unconfirmed.join(', ')} did not confirm in time that it answers with it`);
       return UpdateRcode.SERVFAIL;
     }
     log.info({ ...details, written }, written.length > 0 ? 'DNS UPDATE applied' : 'DNS UPDATE changed nothing');
@@ -253,13 +236,11 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
     }
   }
 
-  let closing = false;
   const inFlight = new Set<Promise<unknown>>();
   const handler: Handler = (msg, client) => {
-    if (closing) return { reply: null, outcome: 'dropped' };
-    const done = answer(msg, client).then(resultOf, (err: unknown) => {
+    const done = answer(msg, client).catch((err: unknown) => {
       log.error({ err: (err as Error).message }, 'DNS UPDATE port: request failed');
-      return resultOf(null);
+      return null;
     });
     inFlight.add(done);
     void done.finally(() => inFlight.delete(done));
@@ -271,13 +252,16 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
   // anyone may connect (TSIG decides what they may do), but one client network may not hold every slot
   const networks = new ClientNetworks({ v4Prefix: 24, v6Prefix: 56 });
   const admission: TcpAdmission = { admits: () => true, networkOf: (address) => networks.of(address) };
-  const { udp, tcp, port } = await listenBoth(options.listen, handler, { admission, report, onError: (err) => log.warn({ err: err.message }, 'DNS UPDATE listener') });
-  const sockets = new Set<Socket>();
-  tcp.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  const address = { host: options.listen.host, port };
+  let listeners: ListenerSet;
+  try {
+    // updates are few and come from a handful of tools: small TCP caps
+    listeners = await ListenerSet.open([options.listen], handler, {
+      limits: { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 }, admission, report, onError: (err) => log.warn({ err: err.message }, 'DNS UPDATE listener'),
+    });
+  } catch (err) {
+    throw err instanceof BindFailure ? listenError(err.cause, err.at) : err;
+  }
+  const [address] = listeners.addresses;
   log.info({ update: formatHostPort(address), keys: [...keys.keys()] }, `DNS UPDATE on ${formatHostPort(address)} (UDP and TCP)`);
 
   return {
@@ -285,16 +269,9 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
     listenerCounts: report.counts,
     // Stop taking requests, let the updates under way finish their writes and replies, then close.
     close: async () => {
-      closing = true;
-      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      listeners.stopAccepting();
       await Promise.allSettled([...inFlight]);
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      udp.close();
-      for (const socket of sockets) {
-        socket.destroySoon();
-        setTimeout(() => socket.destroy(), 250).unref();
-      }
-      await closed;
+      await listeners.close(250);
     },
   };
 }

@@ -7,11 +7,12 @@
 // on first use; each attempt copies the query once, with an ID of its socket's choosing.
 
 import { setMessageId, messageId } from '../wire/message.js';
+import type { Transport } from '../transport/handler.js';
 import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpPoolOptions } from './tcp-exchange.js';
 import { DEFAULT_UDP_POOL_OPTIONS, failedExchange, UdpUpstreamSockets, type Exchange, type UdpPoolOptions } from './udp-exchange.js';
 import { UpstreamPool, type Upstream } from './upstream-pool.js';
 
-export type Transport = 'udp' | 'tcp';
+
 
 export interface ForwarderOptions {
   attemptTimeoutMs: number;

@@ -1,6 +1,8 @@
 // The default upstreams: the system's nameservers, minus any that are divert itself, so
 // that divert, set as the system resolver, does not forward queries to itself.
 
+import { readFile } from 'node:fs/promises';
+import type { ServeConfig } from '../config/options.js';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { DivertError } from '../errors.js';
@@ -53,4 +55,16 @@ export function requireUpstreams(upstreams: HostPort[], resolvConfPath: string):
     );
   }
   return upstreams;
+}
+
+/** The upstreams: --upstream, or the nameservers of --resolv-conf (minus divert's own addresses). */
+export async function resolveUpstreams(config: ServeConfig): Promise<HostPort[]> {
+  if (config.upstream) return config.upstream;
+  let text: string;
+  try {
+    text = await readFile(config.resolvConf, 'utf8');
+  } catch (err) {
+    throw new DivertError('NO_UPSTREAM', `--resolv-conf "${config.resolvConf}": cannot read it (${(err as NodeJS.ErrnoException).code}); give --upstream HOST[:PORT]`);
+  }
+  return requireUpstreams(upstreamsFromResolvConf(text, config.listen), config.resolvConf);
 }

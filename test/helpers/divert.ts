@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import dnsPacket from 'dns-packet';
 import { lengthPrefix, TcpFramer } from '../../src/transport/tcp-framer.js';
 import { loadServeConfig } from '../../src/config/load.js';
-import { startServer, type RunningServer, type StartOptions } from '../../src/server.js';
+import { startServer, type RunningServer, type StartOptions } from '../../src/server/server.js';
 
 export interface TestServer extends RunningServer {
   port: number;
@@ -165,4 +165,9 @@ export function dig(port: number, args: string[]): Promise<string> {
       err ? reject(err) : resolve(stdout),
     ),
   );
+}
+
+/** The reply of each worker's query path to `query` (from 127.0.0.1 over UDP), without a socket: every worker must give the same. */
+export async function probeReplies(server: RunningServer, query: Buffer): Promise<(Buffer | null)[]> {
+  return (await server.debug.probe(query)).map((result) => result?.reply ?? null);
 }

@@ -1,7 +1,7 @@
 // The Redis URL forms RedisTable accepts: one server, Sentinel, or Cluster.
 
-import { DivertError } from '../errors.js';
-import { maskUrl } from '../redact.js';
+import { DivertError } from '../../errors.js';
+import { maskUrl } from '../../redact.js';
 
 export interface RedisNode {
   host: string;

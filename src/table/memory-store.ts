@@ -1,22 +1,24 @@
-// AddressTable held in process: a Map from name to Entry, for tests and single-node use.
+// The embedded store: the table in process, a Map from name to entry with each name's
+// history. Atomic by construction (one event loop); what it is handed is already checked
+// by the table layer (address-table.ts).
 
 import { DivertError } from '../errors.js';
+import type { CheckedData } from '../entry/check.js';
+import type { ChangeEvent, ChangeListener, Entry, EntryData, HistoryRecord } from '../entry/entry.js';
+import { divertData, stateOf, type Diversion } from '../entry/entry-ops.js';
+import type { TableName } from '../entry/names.js';
 import { ChangeListeners, ResyncListeners } from './change-listeners.js';
-import { HISTORY_LENGTH, type AddressTable, type ListPage, type WriteOptions, lookupIn } from './table.js';
-import { type ChangeEvent, type ChangeListener, type Entry, type EntryData, type HistoryRecord } from '../entry/entry.js';
-import { SEED_AUTHOR, authorOf, checkIfVersion, checkImport, compareNames, freezeEntry, versionMismatch } from './store-ops.js';
-import { checkDiversion, divertData, stateOf } from '../entry/entry-ops.js';
-import { checkEntryData } from '../entry/check.js';
-import { normalizeName } from '../entry/names.js';
+import { compareNames, freezeEntry, versionMismatch } from './store-ops.js';
+import { HISTORY_LENGTH, lookupIn, type ListPage, type Store, type StoreWrite } from './table.js';
 
-export interface MemoryTableOptions {
+export interface MemoryStoreOptions {
   /** Clock for `updatedAt`; injectable so tests get stable times. */
   now?: () => Date;
   /** Receives exceptions thrown by change listeners (they never reach the writer). */
   onError?: (err: Error) => void;
 }
 
-export class MemoryTable implements AddressTable {
+export class MemoryStore implements Store {
   private readonly entries = new Map<string, Entry>();
   /** Newest first, at most HISTORY_LENGTH each; kept after a delete. */
   private readonly histories = new Map<string, HistoryRecord[]>();
@@ -26,13 +28,13 @@ export class MemoryTable implements AddressTable {
   /** Table-wide, so a name deleted and created again still gets a higher version. */
   private seq = 0;
 
-  constructor(options: MemoryTableOptions = {}) {
+  constructor(options: MemoryStoreOptions = {}) {
     this.now = options.now ?? (() => new Date());
     this.listeners = new ChangeListeners(options.onError);
   }
 
-  async get(name: string): Promise<Entry | null> {
-    return this.entries.get(normalizeName(name)) ?? null;
+  async get(name: TableName): Promise<Entry | null> {
+    return this.entries.get(name) ?? null;
   }
 
   lookup(candidates: readonly string[]): Entry | null {
@@ -46,53 +48,41 @@ export class MemoryTable implements AddressTable {
 
   // Sorts all matching names on every page: O(n log n) per call. Fine for the table sizes
   // an admin lists; a sorted index would be the next step if that changes.
-  async list(options: { prefix?: string; cursor?: string; limit: number }): Promise<ListPage> {
-    const prefix = (options.prefix ?? '').toLowerCase();
+  async list(options: { prefix: string; cursor?: string; limit: number }): Promise<ListPage> {
     const after = options.cursor;
-    const limit = Math.max(1, Math.floor(options.limit));
     const names = [...this.entries.keys()]
-      .filter((n) => n.startsWith(prefix) && (after === undefined || n > after))
+      .filter((n) => n.startsWith(options.prefix) && (after === undefined || n > after))
       .sort(compareNames);
-    const page = names.slice(0, limit);
+    const page = names.slice(0, options.limit);
     const entries = page.map((n) => this.entries.get(n) as Entry);
-    return names.length > limit ? { entries, cursor: page[page.length - 1] } : { entries };
+    return names.length > options.limit ? { entries, cursor: page[page.length - 1] } : { entries };
   }
 
-  async put(name: string, data: EntryData, options: WriteOptions = {}): Promise<Entry> {
-    const key = normalizeName(name);
-    const checked = checkEntryData(data);
-    checkIfVersion(key, options.ifVersion);
-    const current = this.entries.get(key)?.version ?? 0;
-    if (options.ifVersion !== undefined && options.ifVersion !== current) {
-      throw versionMismatch('put', key, options.ifVersion, current);
-    }
-    const entry = this.store(key, checked, 'put', authorOf(options));
-    this.emit({ name: key, entry, version: entry.version });
+  async put(name: TableName, data: CheckedData, write: StoreWrite): Promise<Entry> {
+    const current = this.entries.get(name)?.version ?? 0;
+    if (write.ifVersion !== undefined && write.ifVersion !== current) throw versionMismatch('put', name, write.ifVersion, current);
+    const entry = this.store(name, data, 'put', write.by);
+    this.emit({ name, entry, version: entry.version });
     return entry;
   }
 
-  async delete(name: string, options: WriteOptions = {}): Promise<void> {
-    const key = normalizeName(name);
-    checkIfVersion(key, options.ifVersion);
-    const current = this.entries.get(key);
+  async delete(name: TableName, write: StoreWrite): Promise<void> {
+    const current = this.entries.get(name);
     // Absent wins over a version mismatch: "not there" is the more useful answer.
-    if (!current) throw new DivertError('NOT_FOUND', `delete "${key}": no such entry`);
-    if (options.ifVersion !== undefined && options.ifVersion !== current.version) {
-      throw versionMismatch('delete', key, options.ifVersion, current.version);
+    if (!current) throw new DivertError('NOT_FOUND', `delete "${name}": no such entry`);
+    if (write.ifVersion !== undefined && write.ifVersion !== current.version) {
+      throw versionMismatch('delete', name, write.ifVersion, current.version);
     }
-    this.entries.delete(key);
+    this.entries.delete(name);
     const version = ++this.seq;
-    this.record(key, { version, at: this.now().toISOString(), op: 'delete', by: authorOf(options), old: stateOf(current), new: null });
-    this.emit({ name: key, entry: null, version });
+    this.record(name, { version, at: this.now().toISOString(), op: 'delete', by: write.by, old: stateOf(current), new: null });
+    this.emit({ name, entry: null, version });
   }
 
-  async seed(entries: ReadonlyMap<string, EntryData>, options: { by?: string } = {}): Promise<Entry[]> {
-    // Validate everything first so a bad entry leaves the table untouched.
-    const checked = [...entries].map(([name, data]) => [normalizeName(name), checkEntryData(data)] as const);
-    const by = authorOf(options, SEED_AUTHOR);
+  async seed(entries: ReadonlyMap<TableName, CheckedData>, by: string): Promise<Entry[]> {
     const at = this.now().toISOString(); // one step, one time, as in the Redis store
     const inserted: Entry[] = [];
-    for (const [name, data] of checked) {
+    for (const [name, data] of entries) {
       if (this.entries.has(name)) continue;
       inserted.push(this.store(name, data, 'seed', by, at));
     }
@@ -100,35 +90,29 @@ export class MemoryTable implements AddressTable {
     return inserted;
   }
 
-  async importEntries(entries: ReadonlyMap<string, EntryData>, options: { by?: string } = {}): Promise<Entry[]> {
-    const checked = checkImport(entries); // all of it before any write: all or nothing
-    const by = authorOf(options);
+  async importEntries(entries: ReadonlyMap<TableName, CheckedData>, by: string): Promise<Entry[]> {
     const at = this.now().toISOString();
-    const written = [...checked].map(([name, data]) => this.store(name, data, 'import', by, at));
+    const written = [...entries].map(([name, data]) => this.store(name, data, 'import', by, at));
     for (const entry of written) this.emit({ name: entry.name, entry, version: entry.version });
     return written;
   }
 
   // Visits every entry: O(n) per call. The Redis store keeps a reverse index instead,
   // as its entries are not in process.
-  async divert(from: string, to: string, options: { by?: string } = {}): Promise<Entry[]> {
-    const { field, from: old, to: replacement } = checkDiversion(from, to);
-    const by = authorOf(options);
+  async divert({ field, from, to }: Diversion, by: string): Promise<Entry[]> {
     const at = this.now().toISOString();
     const names = [...this.entries.keys()].sort(compareNames);
     const changed: Entry[] = [];
     for (const name of names) {
-      const entry = this.entries.get(name) as Entry;
-      const data = divertData(entry, field, old, replacement);
-      if (data === null) continue;
-      changed.push(this.store(name, data, 'divert', by, at));
+      const data = divertData(this.entries.get(name) as Entry, field, from, to);
+      if (data !== null) changed.push(this.store(name, data, 'divert', by, at));
     }
     for (const entry of changed) this.emit({ name: entry.name, entry, version: entry.version });
     return changed;
   }
 
-  async history(name: string): Promise<HistoryRecord[]> {
-    return [...(this.histories.get(normalizeName(name)) ?? [])];
+  async history(name: TableName): Promise<HistoryRecord[]> {
+    return [...(this.histories.get(name) ?? [])];
   }
 
   onChange(listener: ChangeListener): () => void {

@@ -1,8 +1,8 @@
 // The Lua scripts that make every RedisTable write one atomic step: entry, history,
 // reverse index and change message change together or not at all.
 
-import { MAX_WEIGHT } from '../entry/check-rules.js';
-import { HISTORY_LENGTH } from './table.js';
+import { MAX_WEIGHT } from '../../entry/check-rules.js';
+import { HISTORY_LENGTH } from '../table.js';
 
 // Key layout, all under `${prefix}{table}:` (the hash tag keeps every key in one Cluster slot):
 //   entries            hash: name -> entry JSON {"a","aaaa","ttl","weights"?,"pick"?,"rules"?,"version","updatedAt"}

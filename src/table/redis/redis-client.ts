@@ -53,9 +53,12 @@ function redis(target: Exclude<RedisTarget, { kind: 'cluster' }>, options: Redis
   return target.kind === 'standalone' ? new Redis(target.url, all) : new Redis(all);
 }
 
-export function createClient(target: RedisTarget, t: ClientTimeouts): TableClient {
-  // Fail fast while Redis is away instead of queueing: the query path forwards or
-  // answers from cache rather than waiting.
+/**
+ * `offlineQueue`: commands sent before the connection is up wait for it (the bulk client,
+ * connected on first use); otherwise they fail at once while Redis is away, and the query
+ * path forwards or answers from cache rather than waiting.
+ */
+export function createClient(target: RedisTarget, t: ClientTimeouts, { offlineQueue = false } = {}): TableClient {
   const perNode = {
     connectTimeout: t.connectTimeoutMs,
     commandTimeout: t.commandTimeoutMs,
@@ -66,7 +69,7 @@ export function createClient(target: RedisTarget, t: ClientTimeouts): TableClien
   if (target.kind === 'cluster') {
     return new Cluster(target.nodes, {
       lazyConnect: true,
-      enableOfflineQueue: false,
+      enableOfflineQueue: offlineQueue,
       clusterRetryStrategy: retryStrategy,
       scripts: SCRIPTS,
       redisOptions: {
@@ -76,7 +79,7 @@ export function createClient(target: RedisTarget, t: ClientTimeouts): TableClien
       },
     }) as TableClient;
   }
-  return redis(target, { ...perNode, lazyConnect: true, enableOfflineQueue: false, retryStrategy, scripts: SCRIPTS }) as TableClient;
+  return redis(target, { ...perNode, lazyConnect: true, enableOfflineQueue: offlineQueue, retryStrategy, scripts: SCRIPTS }) as TableClient;
 }
 
 /**

@@ -1,0 +1,135 @@
+// The DNS-serving half of `divert serve`: the answer cache in front of a view of the
+// address table, the query path of the configuration in force, and the UDP/TCP
+// listeners that hand it each message. It runs in the one process of `--workers 1`, or
+// in every worker process (src/cluster/), where the table view is a replica fed by the
+// primary or a Redis connection of the worker's own.
+
+import type { Logger } from 'pino';
+import type { ServeConfig } from '../config/options.js';
+import { throttledLog } from '../log.js';
+import type { HostPort } from '../net/host-port.js';
+import { InFlight } from '../pipeline/in-flight.js';
+import type { Result } from '../pipeline/outcome.js';
+import { QueryLog } from '../pipeline/query-log.js';
+import { outcomeTotals, QueryStats } from '../pipeline/query-stats.js';
+import { AnswerCache } from '../table/answer-cache.js';
+import type { TableView } from '../table/table.js';
+import type { Handler } from '../transport/handler.js';
+import { listenerReport } from '../transport/listener-events.js';
+import { BindFailure, ListenerSet } from '../transport/listener-set.js';
+import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
+import type { PoolNews } from '../upstream/upstream-pool.js';
+import { bindError } from './bind-error.js';
+import { QueryPaths } from './query-paths.js';
+import { processFigures, type ServingStats } from './stats.js';
+
+export interface Serving {
+  /** The addresses actually bound (a requested port 0 replaced by the one given). */
+  listening: HostPort[];
+  /** Another worker's upstream news: the upstreams' health is one view for all workers. */
+  hear(news: PoolNews): void;
+  /** A reload (src/reload.ts): a new query path for the queries from now on; a query in
+   * flight finishes on the path it came in on. */
+  reconfigure(config: ServeConfig, upstreams: HostPort[]): void;
+  stats(): ServingStats;
+  close(): Promise<void>;
+  /** For tests and debugging, not the query path: run one query through the path in force, without a socket. */
+  readonly debug: { probe(query: Buffer, address: string): Promise<Result> };
+}
+
+export interface ServingOptions {
+  /** false in a cluster worker: the socket is shared with the other workers. */
+  exclusive: boolean;
+  /** The worker's number, for its figures (1 without workers). */
+  worker?: number;
+  /** Upstream failures and recoveries seen here, for the other workers' pools. */
+  onPoolNews?: (news: PoolNews) => void;
+  /** The time the rules' windows see (tests inject one); Date.now by default. */
+  clock?: () => number;
+}
+
+/** Beyond the query timeout, what the drain allows for the last replies to be sent. */
+const DRAIN_MARGIN_MS = 250;
+
+export async function startServing(config: ServeConfig, view: TableView, upstreams: HostPort[], log: Logger, options: ServingOptions): Promise<Serving> {
+  // while the store is down every lookup fails the same way: one line per 10 s, with a count
+  const lookupFailed = throttledLog((details, message) => log.warn(details, message), 1, 10_000);
+  const answers = new AnswerCache(view, {
+    maxNames: config.cacheNames,
+    onLookupError: (err, name) => lookupFailed({ err: (err as Error).message, name }, 'table lookup failed; forwarding names not seen before'),
+  });
+  let changes = 0;
+  const stopCounting = view.onChange(() => changes++);
+  const observers = {
+    stats: new QueryStats(config.metricsMaxNames),
+    queryLog: config.queryLog ? new QueryLog({ to: config.queryLog, sample: config.queryLogSample }) : null,
+  };
+  const inFlight = new InFlight();
+  const paths = new QueryPaths(config, upstreams, {
+    answers, observers, inFlight, clock: options.clock ?? Date.now, onPoolNews: options.onPoolNews, workers: config.workers,
+    onFault: (err) => log.error({ err }, 'query failed'),
+  });
+  // a failure to serve one message is that message's loss; a peer can provoke it at will, so the log is throttled
+  const faultLog = throttledLog((details, message) => log.warn(details, message));
+  const report = listenerReport((event, err) => faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'a message could not be served'));
+  const handler: Handler = (msg, client) => paths.current.answer(msg, client);
+
+  const release = async () => {
+    paths.close();
+    await observers.queryLog?.close();
+    stopCounting();
+    answers.close();
+  };
+  let listeners: ListenerSet;
+  try {
+    listeners = await ListenerSet.open(config.listen, handler, {
+      limits: { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections, maxPerClient: config.tcpMaxPerClient },
+      admission: paths.admission,
+      report,
+      exclusive: options.exclusive,
+      onError: (err) => log.warn({ err: err.message }, 'listener'),
+    });
+  } catch (err) {
+    await release();
+    throw err instanceof BindFailure ? bindError(err.cause, err.at) : err;
+  }
+
+  // Stop taking queries (new connections, datagrams and messages on open connections),
+  // let the queries in flight get their answers, then close. A query waits at most the
+  // query timeout for its upstreams (then it is SERVFAIL), so the wait is bounded by it.
+  const close = async () => {
+    listeners.stopAccepting();
+    await inFlight.idle(paths.drainMs + DRAIN_MARGIN_MS);
+    await listeners.close(DRAIN_MARGIN_MS);
+    await release();
+  };
+
+  const readProcess = processFigures(options.worker ?? 1);
+  const stats = (): ServingStats => {
+    const queries = observers.stats.snapshot();
+    const forwarded = paths.forwarderStats;
+    return {
+      counts: outcomeTotals(queries),
+      queries,
+      rejectedReplies: forwarded.rejectedReplies,
+      timeouts: forwarded.timeouts,
+      overloaded: forwarded.overloaded,
+      cacheHits: answers.hits,
+      cacheMisses: answers.misses,
+      cachedNames: answers.size,
+      changes,
+      upstreams: paths.upstreams,
+      tableViewsReady: view.isReady() ? 1 : 0,
+      processes: [readProcess()],
+      listener: { ...report.counts },
+    };
+  };
+  return {
+    listening: listeners.addresses,
+    hear: (news) => paths.hear(news),
+    reconfigure: (next, nextUpstreams) => paths.reconfigure(next, nextUpstreams),
+    stats,
+    close,
+    debug: { probe: async (query, address) => paths.current.handle(query, { transport: 'udp', address }) },
+  };
+}

@@ -1,0 +1,117 @@
+// The listeners of one role (the DNS ports, the DNS UPDATE port): UDP and TCP on each
+// address, bound together and released together. UDP comes first, on the port asked for
+// or one the OS picks, then TCP on the same port (with port 0 the OS may hand out a UDP
+// port whose TCP twin is taken: then both are let go and it tries again). The TCP
+// connections admitted are tracked, so that a drain can stop taking messages, let the
+// replies under way go out, and then close every connection.
+
+import type { Socket as UdpSocket } from 'node:dgram';
+import type { Server, Socket } from 'node:net';
+import type { HostPort } from '../net/host-port.js';
+import type { Handler } from './handler.js';
+import type { ListenerReport } from './listener-events.js';
+import { ADMIT_ALL, createTcpServer, listenTcp, type TcpAdmission, type TcpLimits } from './tcp-listener.js';
+import { bindUdp, serveUdp } from './udp-listener.js';
+
+export interface ListenerSetOptions {
+  limits: TcpLimits;
+  /** Who may open a TCP connection (UDP clients are the handler's to judge); everyone by default. */
+  admission?: TcpAdmission;
+  /** Where the listeners count what they could not serve. */
+  report: ListenerReport;
+  /** false in a cluster worker: the port is shared with the other workers. */
+  exclusive?: boolean;
+  onError: (err: Error) => void;
+}
+
+/** A bind that failed: the OS's error, and the address it was for (with the port it had). */
+export class BindFailure extends Error {
+  constructor(override readonly cause: NodeJS.ErrnoException, readonly at: HostPort) {
+    super(cause.message);
+  }
+}
+
+interface Pair {
+  udp: UdpSocket;
+  tcp: Server;
+  address: HostPort;
+}
+
+export class ListenerSet {
+  private readonly pairs: Pair[] = [];
+  private readonly connections = new Set<Socket>();
+  private accepting = true;
+  private serversClosed: Promise<void> | undefined;
+
+  private constructor() {}
+
+  /** Binds every address, or none: a failure releases what was bound and throws BindFailure. */
+  static async open(addresses: readonly HostPort[], handler: Handler, options: ListenerSetOptions): Promise<ListenerSet> {
+    const set = new ListenerSet();
+    try {
+      for (const at of addresses) set.pairs.push(await set.bind(at, handler, options));
+    } catch (err) {
+      await set.close(0);
+      throw err;
+    }
+    return set;
+  }
+
+  /** The addresses bound (a requested port 0 replaced by the one given). */
+  get addresses(): HostPort[] {
+    return this.pairs.map((p) => p.address);
+  }
+
+  /** Stops taking connections and messages, UDP and on open connections alike; replies under way still go out. */
+  stopAccepting(): void {
+    if (!this.accepting) return;
+    this.accepting = false;
+    this.serversClosed = Promise.all(this.pairs.map((p) => new Promise<void>((resolve) => p.tcp.close(() => resolve())))).then(() => {});
+  }
+
+  /**
+   * Stops accepting (if not already), lets the replies handed to the sockets in this
+   * turn go out, closes the UDP sockets, and ends every open connection: what is
+   * buffered is sent first; a client that does not read is cut off after `marginMs`.
+   */
+  async close(marginMs: number): Promise<void> {
+    this.stopAccepting();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    for (const p of this.pairs) p.udp.close();
+    for (const socket of this.connections) {
+      socket.destroySoon();
+      setTimeout(() => socket.destroy(), marginMs).unref();
+    }
+    await this.serversClosed;
+  }
+
+  private async bind(at: HostPort, handler: Handler, options: ListenerSetOptions): Promise<Pair> {
+    const exclusive = options.exclusive ?? true;
+    const accepting = () => this.accepting;
+    for (let tries = 0; ; tries++) {
+      let udp: UdpSocket;
+      try {
+        udp = await bindUdp(at.host, at.port, exclusive);
+      } catch (err) {
+        throw new BindFailure(err as NodeJS.ErrnoException, at);
+      }
+      const port = udp.address().port;
+      const tcp = createTcpServer(handler, {
+        limits: options.limits, admission: options.admission ?? ADMIT_ALL, report: options.report, accepting, onError: options.onError,
+        onConnection: (socket) => {
+          this.connections.add(socket);
+          socket.once('close', () => this.connections.delete(socket));
+        },
+      });
+      try {
+        await listenTcp(tcp, at.host, port, exclusive);
+      } catch (err) {
+        udp.close();
+        if (at.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
+        throw new BindFailure(err as NodeJS.ErrnoException, { host: at.host, port });
+      }
+      serveUdp(udp, handler, options.report, options.onError, accepting);
+      return { udp, tcp, address: { host: at.host, port } };
+    }
+  }
+}
