@@ -2,6 +2,7 @@
 // The `divert` command line: parses the words, runs the command, and turns any start-up
 // error into one line on stderr with a non-zero exit status (2: bad usage or config).
 
+import './runtime-check.js';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { isDivertError } from './errors.js';

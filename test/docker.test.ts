@@ -115,14 +115,15 @@ describe('docker/Dockerfile', () => {
     assert.equal(broken.length, 4, JSON.stringify(broken.map((p) => p.message)));
   });
 
-  test('multi-stage: compiled with the dev dependencies, run on node:20-slim with the production ones only', () => {
+  test('multi-stage: compiled with the dev dependencies, run on node:24-slim with the production ones only, without the Node of the npm registry (the image has its own)', () => {
     const all = stages();
     assert.deepEqual(all.map((s) => s.name), ['build', 'deps', 'runtime']);
-    for (const stage of all) assert.match(stage.base, /^node:20-[a-z]+-slim$/, `${stage.name} stage base`);
+    for (const stage of all) assert.match(stage.base, /^node:24-[a-z]+-slim$/, `${stage.name} stage base`);
     const runs = (name: string) => all.find((s) => s.name === name)!.instructions.filter((i) => i.getKeyword() === 'RUN').map((i) => i.getArgumentsContent() ?? '');
     assert.ok(runs('build').some((r) => /npm ci\b/.test(r) && !/--omit=dev/.test(r)), 'build: npm ci with the dev dependencies (typescript)');
     assert.ok(runs('build').some((r) => /tsc -p tsconfig\.json/.test(r)), 'build: tsc');
     assert.ok(runs('deps').some((r) => /npm ci --omit=dev/.test(r)), 'deps: npm ci --omit=dev');
+    for (const name of ['build', 'deps']) assert.ok(runs(name).some((r) => /npm ci\b.*--omit=optional/.test(r)), `${name}: npm ci --omit=optional (node-linux-*: the image runs its own Node 24)`);
     const runtime = all[2].instructions;
     const fromStage = runtime
       .filter((i): i is Copy => i instanceof Copy)
