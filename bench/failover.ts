@@ -51,7 +51,7 @@ function waitForLine(child: ChildProcess, test: (line: string) => boolean, what:
     const timer = setTimeout(() => reject(new Error(`${what}: no start line within 15 s`)), 15_000);
     child.once('exit', (code) => reject(new Error(`${what} exited with ${code}`)));
     child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk;
+      out += chunk.toString();
       const line = out.split('\n').find(test);
       if (line) {
         clearTimeout(timer);

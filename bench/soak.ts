@@ -29,7 +29,7 @@ interface Sample {
 function dnsperf(port: number, file: string, seconds: number): Promise<string> {
   const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-c', '20', '-T', '1', '-q', '500', '-Q', String(qps), '-S', '60'];
   return new Promise((resolve, reject) =>
-    execFile('dnsperf', args, { timeout: (seconds + 60) * 1000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    execFile('dnsperf', args, { timeout: (seconds + 60) * 1000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout) => (err ? reject(new Error(`dnsperf: ${err.message}`, { cause: err })) : resolve(stdout))),
   );
 }
 

@@ -72,7 +72,7 @@ export async function timeToDivert(main: string, changes: number, children: Chil
       const timer = setTimeout(() => reject(new Error(`time-to-divert: replica ${i + 1} (pid ${child.pid}) did not report "listening on" within ${startTimeoutMs} ms`)), startTimeoutMs);
       child.once('exit', (code) => reject(new Error(`time-to-divert: replica ${i + 1} exited with ${code} before listening`)));
       let out = '';
-      child.stdout!.on('data', (c) => {
+      child.stdout.on('data', (c) => {
         out += c;
         const line = out.split('\n').find((l) => l.includes('"listening on'));
         if (line) {

@@ -81,8 +81,11 @@ function same(a: unknown, b: unknown): boolean {
 function shown(key: ServeOptionKey, value: unknown): string {
   if (value === undefined) return 'unset';
   if (key === 'adminToken') return '(hidden)';
-  if (key === 'redis') return maskUrl(String(value));
-  const one = (v: unknown) => (typeof v === 'object' && v !== null && 'host' in v ? formatHostPort(v as HostPort) : String(v));
+  if (key === 'redis') return maskUrl(typeof value === 'string' ? value : JSON.stringify(value));
+  const one = (v: unknown): string => {
+    if (typeof v === 'object' && v !== null && 'host' in v) return formatHostPort(v as HostPort);
+    return typeof v === 'string' ? v : JSON.stringify(v);
+  };
   return Array.isArray(value) ? (value.length === 0 ? 'none' : value.map(one).join(',')) : one(value);
 }
 
@@ -112,7 +115,7 @@ export function createReloader(deps: ReloadDeps): Reloader {
       restartNeeded = NEEDS_RESTART.filter((key) => !same(loaded[key], current[key]));
       // what cannot change keeps its running value (--listen also decides which
       // resolv.conf nameservers are divert itself)
-      next = Object.freeze({ ...loaded, ...Object.fromEntries(NEEDS_RESTART.map((key) => [key, current[key]])) }) as ServeConfig;
+      next = Object.freeze({ ...loaded, ...Object.fromEntries(NEEDS_RESTART.map((key) => [key, current[key]])) });
       nextUpstreams = await deps.resolveUpstreams(next);
       if (nextUpstreams.length === 0) throw new DivertError('NO_UPSTREAM', 'no upstream resolver: give at least one --upstream HOST[:PORT]');
       // the policy's options need a restart: `next` holds the running ones

@@ -61,6 +61,6 @@ export function ifMatch(header: string | string[] | undefined): number | undefin
 export function limitOf(text: unknown): number {
   if (text === undefined) return 100;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DivertError('BAD_REQUEST', `limit: "${String(text)}" is not a whole number from 1 to 1000`);
+  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DivertError('BAD_REQUEST', `limit: "${typeof text === 'string' ? text : JSON.stringify(text)}" is not a whole number from 1 to 1000`);
   return n;
 }

@@ -69,7 +69,7 @@ function checkNetworks(value: unknown, path: string): string[] | undefined {
 function checkDays(value: unknown, path: string): Day[] | undefined {
   if (!Array.isArray(value)) fail(path, `expected a list of days (${DAYS.join(', ')})`);
   const seen = new Set<Day>();
-  value.forEach((item, i) => {
+  value.forEach((item: unknown, i) => {
     const day = typeof item === 'string' ? item.toLowerCase() : item;
     if (!DAYS.includes(day as Day)) fail(`${path}[${i}]`, `${show(item)} is not a day; expected one of ${DAYS.join(', ')}`);
     if (seen.has(day as Day)) fail(`${path}[${i}]`, `${show(item)} is listed twice`);
