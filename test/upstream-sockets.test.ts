@@ -13,7 +13,7 @@ import dnsPacket from 'dns-packet';
 import { lengthPrefix, TcpFramer } from '../src/transport/tcp-framer.js';
 import { Forwarder, type ForwarderOptions } from '../src/upstream/forwarder.js';
 import { UpstreamPool } from '../src/upstream/upstream-pool.js';
-import { readQuery } from '../src/wire/message.js';
+import { readQuery } from '../src/wire/query.js';
 import { decode, query, startDivert, tcpSession, udpAsk, type TestServer } from './helpers/divert.js';
 import { FLAG, ipv4, rawReply, rr } from './helpers/raw.js';
 import { startUpstream, type TestUpstream, type UpstreamQuery } from './helpers/upstream.js';

@@ -7,10 +7,9 @@
 import ipaddr from 'ipaddr.js';
 import { parseCidr } from '../net/cidr.js';
 import { DAYS, type EntryData, type Rule, type Sharing } from '../entry/entry.js';
-import {
-  compileAnswers, encodeRecords, TYPE_A, TYPE_AAAA,
-  type CompiledAnswers, type Ecs, type Selection, type Selector,
-} from '../wire/message.js';
+import { TYPE_A, TYPE_AAAA } from '../wire/header.js';
+import type { Ecs } from '../wire/edns.js';
+import { compileAnswers, encodeRecords, type CompiledAnswers, type Selection, type Selector } from '../wire/answers.js';
 import { localTimeIn, zoneId } from './local-time.js';
 import { minutesOf } from '../entry/check-rules.js';
 

@@ -6,7 +6,7 @@
 // SERVFAIL. Each upstream has its own pool of UDP sockets and of TCP connections, opened
 // on first use; each attempt copies the query once, with an ID of its socket's choosing.
 
-import { setMessageId, messageId } from '../wire/message.js';
+import { setMessageId, messageId } from '../wire/header.js';
 import type { Transport } from '../transport/handler.js';
 import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpPoolOptions } from './tcp-exchange.js';
 import { DEFAULT_UDP_POOL_OPTIONS, failedExchange, UdpUpstreamSockets, type Exchange, type UdpPoolOptions } from './udp-exchange.js';

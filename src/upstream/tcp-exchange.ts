@@ -12,7 +12,7 @@
 // more connections) instead of losing all but the first of a pipeline.
 
 import { connect, type Socket } from 'node:net';
-import { isReplyTo } from '../wire/message.js';
+import { isReplyTo } from '../wire/query.js';
 import { TcpFramer } from '../transport/tcp-framer.js';
 import { randomId } from './random-id.js';
 import { failedExchange, type Exchange } from './udp-exchange.js';

@@ -17,7 +17,7 @@
 // slots are nearly all empty, opens a fresh socket for nearly every query.
 
 import { createSocket, type Socket } from 'node:dgram';
-import { isReplyTo } from '../wire/message.js';
+import { isReplyTo } from '../wire/query.js';
 import { randomBelow, randomId } from './random-id.js';
 import type { Upstream } from './upstream-pool.js';
 
