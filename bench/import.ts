@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseZone } from '../src/table/zone-file.js';
+import { parseZone } from '../src/table/zone/parse.js';
 import { Processes } from './processes.js';
 import { freePort, startRedis } from './redis-server.js';
 

@@ -9,6 +9,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { inspect } from '../src/debug.js';
 import { AnswerCache } from '../src/table/answer-cache.js';
 import { redisTable } from '../test/helpers/tables.js';
 import { wildcardCandidates } from '../src/entry/names.js';
@@ -206,7 +207,7 @@ async function measure(url: string, prefix: string): Promise<Measured> {
     await plain.close();
 
     return {
-      names: table.redis.filterState.size,
+      names: inspect(table.redis).size,
       filterLoadMs: Math.round(filterLoadMs),
       rssBeforeMb: mb(rssBefore),
       rssAfterMb: mb(rssAfter),

@@ -26,7 +26,7 @@ import { SERVE_OPTIONS, type ServeConfig, type ServeOptionKey } from './config/o
 import type { ServingHandle } from './serving/handle.js';
 import { maskUrl } from './redact.js';
 import type { AddressTable } from './table/address-table.js';
-import { readZones } from './table/zone-file.js';
+import { readZones } from './table/zone/read.js';
 import { WritePolicy } from './table/write-policy.js';
 
 /** The options a reload applies; every other option needs a restart. */

@@ -6,7 +6,7 @@ import { Resolver } from 'node:dns/promises';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseZone } from '../src/table/zone-file.js';
+import { parseZone } from '../src/table/zone/parse.js';
 import type { Entry, HistoryRecord } from '../src/entry/entry.js';
 import { freePort } from './helpers/redis.js';
 import { runDivert, type DivertProcess } from './helpers/process.js';

@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { planHealthcheck } from '../src/cli/healthcheck-command.js';
-import { readZones } from '../src/table/zone-file.js';
+import { readZones } from '../src/table/zone/read.js';
 import { query, startDivert, TEST_TOKEN, udpAsk, type TestServer } from './helpers/divert.js';
 import { ROOT, runDivert } from './helpers/process.js';
 import { freePort } from './helpers/redis.js';

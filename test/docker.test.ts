@@ -19,7 +19,7 @@ import { DEFAULT_HEALTHCHECK_TIMEOUT_MS, planHealthcheck } from '../src/cli/heal
 import { envName, loadServeConfig } from '../src/config/load.js';
 import { SERVE_OPTIONS, type OptionSpec } from '../src/config/options.js';
 import { loadMonitorConfig, parseDuration } from '../src/monitor/config.js';
-import { readZones } from '../src/table/zone-file.js';
+import { readZones } from '../src/table/zone/read.js';
 import { ROOT } from './helpers/process.js';
 
 const run = promisify(execFile);

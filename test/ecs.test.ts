@@ -14,9 +14,10 @@ import type { Entry, EntryData } from '../src/entry/entry.js';
 import type { TableView } from '../src/table/table.js';
 import { checkEntryData, type EntryInput } from '../src/entry/check.js';
 import type { Forwarder } from '../src/upstream/forwarder.js';
-import {
-  answerReply, compileAnswers, isUnreadable, readEdns, readQuery, type Ecs, type Edns, type Query,
-} from '../src/wire/message.js';
+import { isUnreadable, readQuery, type Query } from '../src/wire/query.js';
+import { readEdns, type Ecs, type Edns } from '../src/wire/edns.js';
+import { compileAnswers } from '../src/wire/answers.js';
+import { answerReply } from '../src/wire/reply.js';
 
 // ---------------------------------------------------------------------------------
 // Building queries

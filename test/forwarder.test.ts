@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { Forwarder } from '../src/upstream/forwarder.js';
 import { UpstreamPool } from '../src/upstream/upstream-pool.js';
-import { readQuery } from '../src/wire/message.js';
+import { readQuery } from '../src/wire/query.js';
 import { query } from './helpers/divert.js';
 import { FLAG, ipv4, rawReply, rr } from './helpers/raw.js';
 import { startUpstream } from './helpers/upstream.js';

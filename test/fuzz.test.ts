@@ -12,12 +12,13 @@ import { fileURLToPath } from 'node:url';
 import { isIPv4, isIPv6 } from 'node:net';
 import fc from 'fast-check';
 import dnsPacket from 'dns-packet';
-import {
-  answerReply, compileAnswers, errorReply, headerOnlyFormErr, isReplyTo, readEdns, readQuery, udpLimit,
-  type AnswerRecords, type Edns, type Query,
-} from '../src/wire/message.js';
+import { isReplyTo, readQuery, type Query } from '../src/wire/query.js';
+import { readEdns, udpLimit, type Edns } from '../src/wire/edns.js';
+import { compileAnswers, type AnswerRecords } from '../src/wire/answers.js';
+import { answerReply, errorReply, headerOnlyFormErr } from '../src/wire/reply.js';
 import { MAX_TCP_MESSAGE, TcpFramer, lengthPrefix } from '../src/transport/tcp-framer.js';
-import { formatZone, parseZone } from '../src/table/zone-file.js';
+import { parseZone } from '../src/table/zone/parse.js';
+import { formatZone } from '../src/table/zone/format.js';
 import { canonicalIPv6 } from '../src/entry/addresses.js';
 import { checkEntryData } from '../src/entry/check.js';
 import { normalizeName } from '../src/entry/names.js';

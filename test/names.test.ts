@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { isDivertError } from '../src/errors.js';
 import { normalizeName } from '../src/entry/names.js';
-import { formatZone, parseZone } from '../src/table/zone-file.js';
+import { parseZone } from '../src/table/zone/parse.js';
+import { formatZone } from '../src/table/zone/format.js';
 import { nameText } from '../src/update/records.js';
-import { isUnreadable, readQuery } from '../src/wire/message.js';
+import { isUnreadable, readQuery } from '../src/wire/query.js';
 import { LONGEST_NAME, rawQuery } from './helpers/raw.js';
 
 const SEED = 20250612;

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { isDivertError } from '../src/errors.js';
+import { inspect } from '../src/debug.js';
 import { AnswerCache } from '../src/table/answer-cache.js';
 import { redisTable, type RedisTable } from './helpers/tables.js';
 import type { OpenRedisOptions } from '../src/table/redis/open-redis.js';
@@ -63,12 +64,12 @@ describe('RedisTable name filter', () => {
     const table = await open(t, redis.url, prefix);
     await table.put('present.test', data('192.0.2.1'));
     await table.put('*.wild.test', data('192.0.2.2'));
-    assert.equal(table.redis.filterState.ready, false);
+    assert.equal(inspect(table.redis).ready, false);
     // Before the filter is there, lookups read Redis as they always did.
     assert.equal(await answer(table, 'present.test'), 'present.test');
     assert.equal(await table.redis.loadFilter(), true);
-    assert.equal(table.redis.filterState.ready, true);
-    assert.equal(table.redis.filterState.size, 2);
+    assert.equal(inspect(table.redis).ready, true);
+    assert.equal(inspect(table.redis).size, 2);
 
     const client = inspector(t, redis.url);
     const before = await calls(client, 'hmget');
@@ -79,7 +80,7 @@ describe('RedisTable name filter', () => {
     }
     assert.equal(table.lookup(wildcardCandidates('wild.test')), null, 'a wildcard does not cover its parent');
     assert.equal(await calls(client, 'hmget'), before, 'no HMGET for absent names');
-    assert.ok(table.redis.filterState.skips >= 1001);
+    assert.ok(inspect(table.redis).skips >= 1001);
 
     assert.equal(await answer(table, 'present.test'), 'present.test');
     assert.equal(await answer(table, 'a.b.wild.test'), '*.wild.test');
@@ -100,7 +101,7 @@ describe('RedisTable name filter', () => {
     const before = await calls(client, 'hmget');
     for (let i = 0; i < 10; i++) assert.equal(await answer(table, `absent-${i}.example.org`), null);
     assert.equal(await calls(client, 'hmget'), before + 10);
-    assert.equal(table.redis.filterState.ready, false);
+    assert.equal(inspect(table.redis).ready, false);
   });
 
   it("follows another replica's writes and deletes", async (t) => {
@@ -115,10 +116,10 @@ describe('RedisTable name filter', () => {
     await eventually('new.test on the other replica', 2000, async () => (await answer(reader, 'new.test')) === 'new.test');
     await writer.put('*.wc.test', data('192.0.2.2'));
     await eventually('*.wc.test on the other replica', 2000, async () => (await answer(reader, 'deep.x.wc.test')) === '*.wc.test');
-    assert.equal(reader.redis.filterState.size, 2);
+    assert.equal(inspect(reader.redis).size, 2);
 
     await writer.delete('new.test');
-    await eventually('new.test gone on the other replica', 2000, () => reader.redis.filterState.size === 1);
+    await eventually('new.test gone on the other replica', 2000, () => inspect(reader.redis).size === 1);
     assert.equal(reader.lookup(wildcardCandidates('new.test')), null, 'answered by the filter again');
     assert.equal(await answer(reader, 'other.wc.test'), '*.wc.test');
   });
@@ -160,7 +161,7 @@ describe('RedisTable name filter', () => {
     // A name deleted during the scan may leave a stale fingerprint: it then costs a read that finds nothing.
     for (const name of deleted) assert.equal(await answer(reader, name), null);
     assert.equal(await answer(reader, seeded[seeded.length - 1]), seeded[seeded.length - 1]);
-    const stale = reader.redis.filterState.size - (seeded.length - deleted.length + written.length);
+    const stale = inspect(reader.redis).size - (seeded.length - deleted.length + written.length);
     assert.ok(stale >= 0 && stale <= deleted.length, `${stale} stale fingerprints`);
     t.diagnostic(`${duringLoad} writes during the load, ${stale} stale fingerprints`);
   });
@@ -198,7 +199,7 @@ describe('RedisTable name filter', () => {
     const writer = await open(t, redis.url, prefix);
     await writer.put('after.test', data('192.0.2.8'));
 
-    await eventually('filter rebuilt', 10_000, () => reader.redis.filterState.loads >= 2);
+    await eventually('filter rebuilt', 10_000, () => inspect(reader.redis).loads >= 2);
     assert.equal(probe, null);
     await eventually('lost.test through the cache', 5000, async () => (await cache.resolve('lost.test')) !== null);
     assert.equal(await answer(reader, 'lost.test'), 'lost.test');
@@ -218,7 +219,7 @@ describe('RedisTable name filter', () => {
     const resyncs: number[] = [];
     reader.onResync(() => resyncs.push(Date.now()));
     await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await eventually('filter rebuilt', 5000, () => reader.redis.filterState.loads >= 2);
+    await eventually('filter rebuilt', 5000, () => inspect(reader.redis).loads >= 2);
     assert.equal(await answer(reader, 'silent.test'), 'silent.test');
     // once for the lost feed, once more because the rebuilt filter holds a name the old one lacked
     assert.equal(resyncs.length, 2);
@@ -232,14 +233,14 @@ describe('RedisTable name filter', () => {
     await table.put('there.test', data('192.0.2.1'));
     await redis.kill();
     assert.equal(await table.redis.loadFilter(), false);
-    assert.equal(table.redis.filterState.ready, false);
+    assert.equal(inspect(table.redis).ready, false);
     const filterErrors = () => errors.filter((e) => /name filter/.test(e.message));
     assert.equal(filterErrors().length, 1);
     assert.ok(isDivertError(filterErrors()[0], 'BACKEND_UNAVAILABLE'));
     await sleep(1500); // a retry or two, failing too: reported once
     assert.equal(filterErrors().length, 1);
     await redis.restart();
-    await eventually('filter loaded after retry', 10_000, () => table.redis.filterState.ready);
+    await eventually('filter loaded after retry', 10_000, () => inspect(table.redis).ready);
     const entry = (await table.lookup(['there.test'])) as Entry | null;
     assert.equal(entry, null, 'not persisted: the restarted server is empty');
   });
@@ -274,7 +275,7 @@ describe('RedisTable name filter', () => {
     assert.deepEqual(await dump(fast), await dump(slow));
     const reader = await open(t, redis.url, fast);
     await reader.redis.loadFilter();
-    assert.equal(reader.redis.filterState.size, count);
+    assert.equal(inspect(reader.redis).size, count);
     assert.equal((await reader.lookup([millionName(7)]))?.a[0], '10.0.0.7');
   });
 });

@@ -8,7 +8,8 @@ import { isDivertError } from '../src/errors.js';
 import { compileEntry } from '../src/rules/compile.js';
 import { checkEntryData, type EntryInput } from '../src/entry/check.js';
 import type { EntryData } from '../src/entry/entry.js';
-import { compileAnswers, type AnswerRecords, type CompiledAnswers, type Ecs } from '../src/wire/message.js';
+import type { Ecs } from '../src/wire/edns.js';
+import { compileAnswers, type AnswerRecords, type CompiledAnswers } from '../src/wire/answers.js';
 
 // ---------------------------------------------------------------------------------
 // Helpers

@@ -11,9 +11,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
 import { lengthPrefix, TcpFramer } from '../src/transport/tcp-framer.js';
+import { inspect } from '../src/debug.js';
 import { Forwarder, type ForwarderOptions } from '../src/upstream/forwarder.js';
 import { UpstreamPool } from '../src/upstream/upstream-pool.js';
-import { readQuery } from '../src/wire/message.js';
+import { readQuery } from '../src/wire/query.js';
 import { decode, query, startDivert, tcpSession, udpAsk, type TestServer } from './helpers/divert.js';
 import { FLAG, ipv4, rawReply, rr } from './helpers/raw.js';
 import { startUpstream, type TestUpstream, type UpstreamQuery } from './helpers/upstream.js';
@@ -42,6 +43,15 @@ function addressesIn(reply: Buffer | null): string[] {
 /** A forwarder of our own, for settings the command line does not offer. */
 function forwarderTo(port: number, options: Partial<ForwarderOptions> = {}): Forwarder {
   return new Forwarder(new UpstreamPool([{ host: '127.0.0.1', port }]), { attemptTimeoutMs: 500, queryTimeoutMs: 1500, ...options });
+}
+
+/** The state of the forwarder's sockets to its one upstream (inspection hook). */
+function udpSockets(forwarder: Forwarder) {
+  return inspect(forwarder, forwarder.pool.upstreams[0]).udp!;
+}
+
+function tcpConnections(forwarder: Forwarder) {
+  return inspect(forwarder, forwarder.pool.upstreams[0]).tcp!;
 }
 
 async function forward(forwarder: Forwarder, msg: Buffer, transport: 'udp' | 'tcp' = 'udp'): Promise<Buffer | null> {
@@ -147,9 +157,9 @@ describe('UDP: rotation, failure and close', () => {
       for (const q of upstream.queries) perPort.set(q.from.port, (perPort.get(q.from.port) ?? 0) + 1);
       assert.ok(perPort.size >= 20, `${perPort.size} ports for 200 queries at 10 per socket`);
       assert.ok([...perPort.values()].every((n) => n <= 10), 'no socket carried more than 10');
-      const sockets = forwarder.sockets(forwarder.pool.upstreams[0], 'udp')!;
-      assert.ok(sockets.openSockets <= 4, `${sockets.openSockets} sockets open (4 slots)`);
-      assert.equal(sockets.counts.opened - sockets.counts.closed, sockets.openSockets);
+      const sockets = udpSockets(forwarder);
+      assert.ok(sockets.open <= 4, `${sockets.open} sockets open (4 slots)`);
+      assert.equal(sockets.opened - sockets.closed, sockets.open);
       const lastPorts = new Set(upstream.queries.slice(-40).map((q) => q.from.port));
       const retired = [...perPort.keys()].filter((p) => !lastPorts.has(p));
       const free = await Promise.all(retired.map(portIsFree));
@@ -166,8 +176,7 @@ describe('UDP: rotation, failure and close', () => {
     try {
       for (let i = 0; i < 10; i++) await forward(forwarder, query(`n${i}.age.test`));
       const first = new Set(upstream.queries.map((q) => q.from.port));
-      const sockets = forwarder.sockets(forwarder.pool.upstreams[0], 'udp')!;
-      assert.ok(await eventually(() => sockets.openSockets === 0), 'idle sockets closed after their lifetime');
+      assert.ok(await eventually(() => udpSockets(forwarder).open === 0), 'idle sockets closed after their lifetime');
       for (let i = 0; i < 10; i++) await forward(forwarder, query(`n${i}.age.test`));
       const later = upstream.queries.slice(10).map((q) => q.from.port);
       assert.ok(later.every((p) => !first.has(p)), 'new sockets on new ports');
@@ -187,8 +196,7 @@ describe('UDP: rotation, failure and close', () => {
         assert.equal(await forward(forwarder, query(`n${i}.refused.test`)), null);
         assert.ok(Date.now() - started < 1000, `failed after ${Date.now() - started} ms`);
       }
-      const sockets = forwarder.sockets(forwarder.pool.upstreams[0], 'udp')!;
-      assert.ok(await eventually(() => sockets.openSockets === 0), 'the failed sockets were closed');
+      assert.ok(await eventually(() => udpSockets(forwarder).open === 0), 'the failed sockets were closed');
     } finally {
       forwarder.close();
     }
@@ -202,8 +210,7 @@ describe('UDP: rotation, failure and close', () => {
     const forwarder = forwarderTo(upstream.port, { attemptTimeoutMs: 100, queryTimeoutMs: 150 });
     try {
       assert.equal(await forward(forwarder, query('n1.late.test')), null, 'timed out');
-      const sockets = forwarder.sockets(forwarder.pool.upstreams[0], 'udp')!;
-      assert.equal(sockets.inFlight, 0, 'the cancelled attempts left nothing in flight');
+      assert.equal(udpSockets(forwarder).inFlight, 0, 'the cancelled attempts left nothing in flight');
       assert.ok(await eventually(() => upstream.sent.length === upstream.queries.length), 'the upstream answered late');
       await sleep(50);
       assert.equal(forwarder.stats.rejectedReplies, 0);
@@ -393,9 +400,8 @@ describe('TCP: pipelined upstream connections', () => {
     try {
       const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => forward(forwarder, query(`n${i}.idle.test`), 'tcp')));
       replies.forEach((reply, i) => assert.deepEqual(addressesIn(reply), [addressFor(i)]));
-      const connections = forwarder.sockets(forwarder.pool.upstreams[0], 'tcp')!;
-      assert.ok(connections.openConnections >= 1);
-      assert.ok(await eventually(() => connections.openConnections === 0 && closedByDivert === upstream.connections), 'closed when idle');
+      assert.ok(tcpConnections(forwarder).open >= 1);
+      assert.ok(await eventually(() => tcpConnections(forwarder).open === 0 && closedByDivert === upstream.connections), 'closed when idle');
       await upstream.close();
       const started = Date.now();
       assert.equal(await forward(forwarder, query('n1.gone.test'), 'tcp'), null);

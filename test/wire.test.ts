@@ -4,23 +4,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
-import {
-  answerReply,
-  compileAnswers,
-  EDNS_UDP_PAYLOAD,
-  errorReply,
-  headerOnlyFormErr,
-  headerOnlyReply,
-  isPassedOn,
-  isReplyTo,
-  isUnreadable,
-  readEdns,
-  readQuery,
-  udpLimit,
-  type CompiledAnswers,
-  type Edns,
-  type Query,
-} from '../src/wire/message.js';
+import { isPassedOn } from '../src/wire/header.js';
+import { isReplyTo, isUnreadable, readQuery, type Query } from '../src/wire/query.js';
+import { EDNS_UDP_PAYLOAD, readEdns, udpLimit, type Edns } from '../src/wire/edns.js';
+import { compileAnswers, type CompiledAnswers } from '../src/wire/answers.js';
+import { answerReply, errorReply, headerOnlyFormErr, headerOnlyReply } from '../src/wire/reply.js';
 
 // ---------------------------------------------------------------------------------
 // Building messages

@@ -8,7 +8,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDivertError } from '../src/errors.js';
 import type { EntryData } from '../src/entry/entry.js';
-import { formatZone, parseZone, readZones } from '../src/table/zone-file.js';
+import { parseZone } from '../src/table/zone/parse.js';
+import { readZones } from '../src/table/zone/read.js';
+import { formatZone } from '../src/table/zone/format.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 

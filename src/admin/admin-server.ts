@@ -11,7 +11,7 @@ import { DivertError } from '../errors.js';
 import { throttledLog } from '../log.js';
 import type { AddressTable } from '../table/address-table.js';
 import { normalizeName } from '../entry/names.js';
-import { parseZone } from '../table/zone-file.js';
+import { parseZone } from '../table/zone/parse.js';
 import type { Settled } from '../serving/handle.js';
 import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js';
 import type { EventStreams } from './events.js';

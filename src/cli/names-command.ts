@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { Argv } from 'yargs';
-import { formatZone } from '../table/zone-file.js';
+import { formatZone } from '../table/zone/format.js';
 import type { EntryData } from '../entry/entry.js';
 import { withAddresses } from '../entry/entry-ops.js';
 import { AdminClient, AdminError } from './admin-client.js';

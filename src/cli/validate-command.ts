@@ -11,7 +11,7 @@ import { loadServeConfig } from '../config/load.js';
 import type { ServeConfig } from '../config/options.js';
 import { maskUrl } from '../redact.js';
 import { parseRedisUrl } from '../table/redis/redis-url.js';
-import { readZones } from '../table/zone-file.js';
+import { readZones } from '../table/zone/read.js';
 import { WritePolicy } from '../table/write-policy.js';
 import { checkAdminExposure } from '../server/admin-token.js';
 import { resolveUpstreams } from '../upstream/resolv-conf.js';

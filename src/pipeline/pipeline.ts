@@ -9,10 +9,11 @@
 // One path per configuration, immutable: a reload builds a new one and swaps it in
 // (serving.ts); a query already forwarded finishes on the path it came in on.
 
-import {
-  answerReply, errorReply, headerOnlyFormErr, headerOnlyReply, isPassedOn, isUnreadable, readEdns, readQuery, udpLimit,
-  recordsReply, CLASS_IN, EDNS_UDP_PAYLOAD, OPCODE_QUERY, Rcode, TYPE_A, TYPE_AAAA, type Edns, type Query, type Selection, type Unreadable,
-} from '../wire/message.js';
+import { isPassedOn, CLASS_IN, OPCODE_QUERY, Rcode, TYPE_A, TYPE_AAAA } from '../wire/header.js';
+import { isUnreadable, readQuery, type Query, type Unreadable } from '../wire/query.js';
+import { readEdns, udpLimit, EDNS_UDP_PAYLOAD, type Edns } from '../wire/edns.js';
+import type { Selection } from '../wire/answers.js';
+import { answerReply, errorReply, headerOnlyFormErr, headerOnlyReply, recordsReply } from '../wire/reply.js';
 import type { AnswerCache, Resolution } from '../table/answer-cache.js';
 import type { Forwarder } from '../upstream/forwarder.js';
 import type { AccessList } from '../net/cidr.js';

@@ -4,7 +4,8 @@
 // of whole lines to a local file do not interleave.
 
 import { pino, type Logger } from 'pino';
-import { isUnreadable, rcodeName, readQuery, typeName } from '../wire/message.js';
+import { rcodeName, typeName } from '../wire/header.js';
+import { isUnreadable, readQuery } from '../wire/query.js';
 import type { Client } from '../transport/handler.js';
 import type { Outcome } from './outcome.js';
 

@@ -4,7 +4,7 @@
 // are copied out on a scrape, summed over the workers, and turned into Prometheus
 // series by src/admin/metrics.ts.
 
-import { typeName } from '../wire/message.js';
+import { typeName } from '../wire/header.js';
 import { OUTCOMES, type Outcome } from './outcome.js';
 
 

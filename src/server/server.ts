@@ -19,7 +19,7 @@ import { startServing } from '../serving/serving.js';
 import type { ServingStats } from '../serving/stats.js';
 import type { AddressTable } from '../table/address-table.js';
 import { openTable } from '../table/backend.js';
-import { readZones } from '../table/zone-file.js';
+import { readZones } from '../table/zone/read.js';
 import { WritePolicy } from '../table/write-policy.js';
 import { createReloader, type ReloadResult } from '../reload.js';
 import { resolveUpstreams } from '../upstream/resolv-conf.js';

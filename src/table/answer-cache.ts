@@ -5,7 +5,7 @@
 
 import { LRUCache } from 'lru-cache';
 import { compileEntry } from '../rules/compile.js';
-import { type CompiledAnswers } from '../wire/message.js';
+import type { CompiledAnswers } from '../wire/answers.js';
 import { wildcardCandidates, isWildcard } from '../entry/names.js';
 import { type ChangeEvent, type Entry } from '../entry/entry.js';
 import { type TableView } from './table.js';

@@ -45,11 +45,6 @@ export class WritePolicy {
     return problem && new DivertError(problem.code, problem.message);
   }
 
-  /** checkEntry for each entry, in order: the first refusal is thrown. */
-  checkEntries(entries: ReadonlyMap<string, EntryData>, where = ''): void {
-    for (const [name, data] of entries) this.checkEntry(name, data, where);
-  }
-
   private nameProblem(name: string): { code: 'BAD_NAME'; message: string } | null {
     // the root is no table name at all (normalizeName); one label under `*.` is a TLD
     if (this.allowTldWildcards || !isWildcard(name) || name.indexOf('.', 2) !== -1) return null;

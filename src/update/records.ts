@@ -1,8 +1,8 @@
 // The parts of the DNS wire format that DNS UPDATE and TSIG need beyond the query path's
-// (src/wire/message.ts reads only a header and one question): every record of a message
+// (src/wire/query.ts reads only a header and one question): every record of a message
 // with its exact byte range, names that may be compressed, and names in canonical form.
 
-import { HEADER_BYTES } from '../wire/message.js';
+import { HEADER_BYTES } from '../wire/header.js';
 
 // The canonical text of a name's labels, the table's and the query path's own form.
 export { nameText } from '../wire/name.js';

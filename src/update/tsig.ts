@@ -10,7 +10,7 @@
 // A secret never leaves this module in a log line or an error message.
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { HEADER_BYTES } from '../wire/message.js';
+import { HEADER_BYTES } from '../wire/header.js';
 import { CLASS_ANY, TYPE_TSIG, canonicalName, nameText, readMessage, type WireRecord } from './records.js';
 
 export const ALGORITHM = 'hmac-sha256';

@@ -30,7 +30,7 @@ import { DEFAULT_TCP_LIMITS, type TcpAdmission } from '../transport/tcp-listener
 import { listenerReport, type ListenerCounts } from '../transport/listener-events.js';
 import { ClientNetworks } from '../net/client-networks.js';
 import { throttledLog } from '../log.js';
-import { HEADER_BYTES, rcodeName } from '../wire/message.js';
+import { HEADER_BYTES, rcodeName } from '../wire/header.js';
 import { nameText, readMessage, type WireMessage } from './records.js';
 import { authorize, keysWithoutGrant, type Grant } from './grants.js';
 import { readKeyFile, type KeyFile } from './key-file.js';

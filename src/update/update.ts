@@ -8,7 +8,7 @@
 // exist in the table, so only they can be added or deleted.
 
 import { DivertError } from '../errors.js';
-import { CLASS_IN, TYPE_A, TYPE_AAAA, typeName } from '../wire/message.js';
+import { CLASS_IN, TYPE_A, TYPE_AAAA, typeName } from '../wire/header.js';
 import { dataOf, withAddresses } from '../entry/entry-ops.js';
 import type { Entry, EntryData } from '../entry/entry.js';
 import type { WritePolicy } from '../table/write-policy.js';

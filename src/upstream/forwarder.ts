@@ -6,13 +6,14 @@
 // SERVFAIL. Each upstream has its own pool of UDP sockets and of TCP connections, opened
 // on first use; each attempt copies the query once, with an ID of its socket's choosing.
 
-import { setMessageId, messageId } from '../wire/message.js';
+import { INSPECT } from '../debug.js';
+import { setMessageId, messageId } from '../wire/header.js';
 import type { Transport } from '../transport/handler.js';
-import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpPoolOptions } from './tcp-exchange.js';
-import { DEFAULT_UDP_POOL_OPTIONS, failedExchange, UdpUpstreamSockets, type Exchange, type UdpPoolOptions } from './udp-exchange.js';
+import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpConnectionsState, type TcpPoolOptions } from './tcp-exchange.js';
+import {
+  DEFAULT_UDP_POOL_OPTIONS, failedExchange, UdpUpstreamSockets, type Exchange, type UdpPoolOptions, type UdpSocketsState,
+} from './udp-exchange.js';
 import { UpstreamPool, type Upstream } from './upstream-pool.js';
-
-
 
 export interface ForwarderOptions {
   attemptTimeoutMs: number;
@@ -142,11 +143,10 @@ export class Forwarder {
     });
   }
 
-  /** The sockets of `upstream` for `transport` (for tests and debugging); undefined until first used. */
-  sockets(upstream: Upstream, transport: 'udp'): UdpUpstreamSockets | undefined;
-  sockets(upstream: Upstream, transport: 'tcp'): TcpUpstreamConnections | undefined;
-  sockets(upstream: Upstream, transport: Transport): UdpUpstreamSockets | TcpUpstreamConnections | undefined {
-    return transport === 'tcp' ? this.tcp.get(upstream) : this.udp.get(upstream);
+  /** For tests and debugging (debug.ts): the state of `upstream`'s UDP sockets and TCP
+   * connections, each undefined until first used. */
+  [INSPECT](upstream: Upstream): { udp?: UdpSocketsState; tcp?: TcpConnectionsState } {
+    return { udp: this.udp.get(upstream)?.[INSPECT](), tcp: this.tcp.get(upstream)?.[INSPECT]() };
   }
 
   /** Replaced (by a reload): the queries in flight finish here, then the sockets close.

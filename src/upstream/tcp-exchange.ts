@@ -12,7 +12,8 @@
 // more connections) instead of losing all but the first of a pipeline.
 
 import { connect, type Socket } from 'node:net';
-import { isReplyTo } from '../wire/message.js';
+import { INSPECT } from '../debug.js';
+import { isReplyTo } from '../wire/query.js';
 import { TcpFramer } from '../transport/tcp-framer.js';
 import { randomId } from './random-id.js';
 import { failedExchange, type Exchange } from './udp-exchange.js';
@@ -86,6 +87,11 @@ class TcpQuery implements Exchange {
   }
 }
 
+/** One upstream's TCP connections as inspect() sees them. */
+export interface TcpConnectionsState {
+  open: number;
+}
+
 export class TcpUpstreamConnections {
   private readonly conns: Connection[] = [];
   private queue: TcpQuery[] = [];
@@ -96,8 +102,6 @@ export class TcpUpstreamConnections {
   private epoch = 0;
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
-  /** Connections opened so far (for tests and debugging). */
-  readonly counts = { opened: 0 };
 
   constructor(
     private readonly upstream: Upstream,
@@ -137,8 +141,9 @@ export class TcpUpstreamConnections {
     this.queueHead = 0;
   }
 
-  get openConnections(): number {
-    return this.conns.length;
+  /** For tests and debugging (debug.ts): connections open now. */
+  [INSPECT](): TcpConnectionsState {
+    return { open: this.conns.length };
   }
 
   private settle(q: TcpQuery, reply: Buffer | null): void {
@@ -232,7 +237,6 @@ export class TcpUpstreamConnections {
     const socket = connect({ host: this.upstream.host, port: this.upstream.port, noDelay: true });
     const conn = new Connection(socket, this.epoch);
     this.conns.push(conn);
-    this.counts.opened++;
     socket.unref();
     socket.on('connect', () => {
       conn.connected = true;

@@ -17,7 +17,8 @@
 // slots are nearly all empty, opens a fresh socket for nearly every query.
 
 import { createSocket, type Socket } from 'node:dgram';
-import { isReplyTo } from '../wire/message.js';
+import { INSPECT } from '../debug.js';
+import { isReplyTo } from '../wire/query.js';
 import { randomBelow, randomId } from './random-id.js';
 import type { Upstream } from './upstream-pool.js';
 
@@ -107,6 +108,15 @@ class UdpQuery implements Exchange {
   }
 }
 
+/** One upstream's UDP sockets as inspect() sees them. */
+export interface UdpSocketsState {
+  open: number;
+  opened: number;
+  closed: number;
+  /** Queries waiting for a reply. */
+  inFlight: number;
+}
+
 export class UdpUpstreamSockets {
   private readonly slots: (PooledSocket | undefined)[];
   private readonly retired = new Set<PooledSocket>();
@@ -114,8 +124,8 @@ export class UdpUpstreamSockets {
   private epoch = 0;
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
-  /** Sockets opened and closed so far (for tests and debugging). */
-  readonly counts = { opened: 0, closed: 0 };
+  /** Sockets opened and closed so far (for inspection). */
+  private readonly counts = { opened: 0, closed: 0 };
 
   constructor(
     private readonly upstream: Upstream,
@@ -167,16 +177,13 @@ export class UdpUpstreamSockets {
     for (const s of this.retired) this.fail(s);
   }
 
-  get openSockets(): number {
-    return this.open;
-  }
-
-  /** Queries waiting for a reply on any socket. */
-  get inFlight(): number {
-    let n = 0;
-    for (const s of this.slots) if (s) n += s.live;
-    for (const s of this.retired) n += s.live;
-    return n;
+  /** For tests and debugging (debug.ts): sockets open now, opened and closed so far, and
+   * queries waiting for a reply on any of them. */
+  [INSPECT](): UdpSocketsState {
+    let inFlight = 0;
+    for (const s of this.slots) if (s) inFlight += s.live;
+    for (const s of this.retired) inFlight += s.live;
+    return { open: this.open, ...this.counts, inFlight };
   }
 
   private openSocket(slot: number): PooledSocket {

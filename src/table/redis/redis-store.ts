@@ -6,6 +6,7 @@
 
 import type { Redis } from 'ioredis';
 import { DivertError, isDivertError } from '../../errors.js';
+import { INSPECT } from '../../debug.js';
 import type { CheckedData } from '../../entry/check.js';
 import type { ChangeEvent, ChangeListener, Entry, HistoryRecord } from '../../entry/entry.js';
 import { normalizeName, type TableName } from '../../entry/names.js';
@@ -117,8 +118,8 @@ export class RedisStore implements Store {
     return this.filter.load();
   }
 
-  /** The name filter's figures, for tests and debugging. */
-  get filterState(): { ready: boolean; size: number; loads: number; skips: number } {
+  /** For tests and debugging (debug.ts): the name filter's figures. */
+  [INSPECT](): { ready: boolean; size: number; loads: number; skips: number } {
     return { ready: this.filter.ready, size: this.filter.size, loads: this.filter.loads, skips: this.filter.skips };
   }
 

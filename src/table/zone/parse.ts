@@ -1,15 +1,15 @@
-// Zone files (RFC 1035 master files) in and out of the address table's form: A and AAAA records become entries.
+// Zone files (RFC 1035 master files) read into the address table's form: A and AAAA
+// records become entries, `;divert` lines add their rules and load sharing, every other
+// record type is skipped.
 
-import type { Dirent } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { DivertError } from '../errors.js';
-import type { EntryData } from '../entry/entry.js';
-import type { WritePolicy } from './write-policy.js';
-import { canonicalAddress, notAnAddress } from '../entry/addresses.js';
-import { checkEntryData, checkTtl, DEFAULT_TTL_SECONDS } from '../entry/check.js';
-import { normalizeName } from '../entry/names.js';
-import { isAbsoluteName } from '../wire/name.js';
+import { DivertError } from '../../errors.js';
+import type { EntryData } from '../../entry/entry.js';
+import { canonicalAddress, notAnAddress } from '../../entry/addresses.js';
+import { checkEntryData, checkTtl, DEFAULT_TTL_SECONDS } from '../../entry/check.js';
+import { normalizeName } from '../../entry/names.js';
+import { isAbsoluteName } from '../../wire/name.js';
+import { tokenize, type Fail, type Row, type Token } from './lexer.js';
+import { MergedEntries } from './merge.js';
 
 // Legal in a zone file, so skipped rather than rejected: a real zone carries SOA, NS, MX...
 // Anything else in the type position is far more likely a typo than a record type.
@@ -25,175 +25,13 @@ const TTL_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 6
 // RFC 2181 §8: a TTL is an unsigned 31-bit number.
 const MAX_WIRE_TTL = 2 ** 31 - 1;
 
-interface Token {
-  text: string;
-  line: number;
-  quoted: boolean;
-}
-
-interface Row {
-  tokens: Token[];
-  /** The row's first line started with whitespace: the owner is the previous record's. */
-  blankOwner: boolean;
-  /** A `;divert OWNER JSON` comment line: the entry's rules and load sharing (see DIVERT_COMMENT). */
-  divert?: { text: string; line: number };
-}
-
-/**
- * Rules and load sharing have no record type, so they travel in a comment that other
- * tools skip: `;divert OWNER {"weights":…,"pick":…,"rules":[…]}` at the start of a line,
- * OWNER relative to $ORIGIN like a record's. It also carries `ttl` for a name with no
- * address records, which a master file could not hold otherwise.
- */
-const DIVERT_COMMENT = ';divert ';
+/** The keys a `;divert` line may hold (see DIVERT_COMMENT in lexer.ts). */
 const DIVERT_KEYS = new Set(['weights', 'pick', 'rules', 'ttl']);
 
 interface Ttl {
   seconds: number;
   line: number;
   text: string;
-}
-
-type Fail = (line: number, message: string, cause?: unknown) => never;
-
-// Character codes the tokenizer stops at.
-const NL = 0x0a;
-const CR = 0x0d;
-const SPACE = 0x20;
-const TAB = 0x09;
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const SEMICOLON = 0x3b;
-const OPEN = 0x28;
-const CLOSE = 0x29;
-
-/** Whether code `c` ends a word: blank, line end, comment, parenthesis or quote. */
-function endsWord(c: number): boolean {
-  return c === SPACE || c === TAB || c === CR || c === NL || c === SEMICOLON || c === OPEN || c === CLOSE || c === QUOTE;
-}
-
-/**
- * Splits the text into rows (records or directives), joining lines inside parentheses,
- * and hands each to `row` as it is complete: nothing of the file is kept but the text.
- */
-function tokenize(text: string, fail: Fail, row: (row: Row) => void): void {
-  let tokens: Token[] = [];
-  let blankOwner = false;
-  let line = 1;
-  let openParenLine = 0;
-  let lineStart = true;
-  const end = text.length;
-  for (let i = text.charCodeAt(0) === 0xfeff ? 1 : 0; i < end; ) {
-    const c = text.charCodeAt(i);
-    if (c === NL) {
-      if (openParenLine === 0 && tokens.length > 0) {
-        row({ tokens, blankOwner });
-        tokens = [];
-      }
-      line++;
-      i++;
-      lineStart = true;
-      continue;
-    }
-    if (lineStart && openParenLine === 0) blankOwner = c === SPACE || c === TAB;
-    lineStart = false;
-    if (c === SPACE || c === TAB || c === CR) {
-      i++;
-    } else if (c === SEMICOLON) {
-      const from = i;
-      i = text.indexOf('\n', i);
-      if (i < 0) i = end;
-      if (tokens.length === 0 && openParenLine === 0 && !blankOwner && text.startsWith(DIVERT_COMMENT, from)) {
-        row({ tokens: [], blankOwner: false, divert: { text: text.slice(from + DIVERT_COMMENT.length, i).trim(), line } });
-      }
-    } else if (c === OPEN) {
-      if (openParenLine !== 0) fail(line, `"(" inside parentheses opened on line ${openParenLine} (expected ")" first)`);
-      openParenLine = line;
-      i++;
-    } else if (c === CLOSE) {
-      if (openParenLine === 0) fail(line, '")" without an opening "("');
-      openParenLine = 0;
-      i++;
-    } else if (c === QUOTE) {
-      let j = i + 1;
-      for (let d = text.charCodeAt(j); j < end && d !== QUOTE && d !== NL; d = text.charCodeAt(j)) {
-        j += d === BACKSLASH && text.charCodeAt(j + 1) !== NL ? 2 : 1;
-      }
-      if (j >= end || text.charCodeAt(j) !== QUOTE) fail(line, `string ${text.slice(i, Math.min(j, i + 20))}… is not closed (expected '"' before the end of the line)`);
-      tokens.push({ text: text.slice(i + 1, j), line, quoted: true });
-      i = j + 1;
-    } else {
-      let j = i;
-      for (let d = c; j < end && !endsWord(d); d = text.charCodeAt(j)) {
-        j += d === BACKSLASH && j + 1 < end && text.charCodeAt(j + 1) !== NL ? 2 : 1;
-      }
-      tokens.push({ text: text.slice(i, j), line, quoted: false });
-      i = j;
-    }
-  }
-  if (openParenLine !== 0) fail(openParenLine, '"(" is never closed (expected ")" before the end of the file)');
-  if (tokens.length > 0) row({ tokens, blankOwner });
-}
-
-/** Addresses of one name checked for repeats by a scan, up to this many; beyond, by a Set. */
-const SCANNED = 8;
-
-/**
- * Entries merged record by record, or file by file: each address once, where it was
- * first seen, and the lowest TTL. A name with many addresses has a Set, not a list scan
- * per record, so a file of many records for one name costs what its size does; a file of
- * many names with a few addresses each makes no Set at all.
- */
-class MergedEntries {
-  /** In the order the names were first seen. */
-  readonly entries = new Map<string, EntryData>();
-  /** Every address of an entry that has more than SCANNED. */
-  private readonly seen = new Map<EntryData, Set<string>>();
-
-  /** One address record: `field` is the family, `address` canonical. */
-  addRecord(name: string, field: 'a' | 'aaaa', address: string, ttl: number): void {
-    const data = this.entries.get(name);
-    if (!data) {
-      this.entries.set(name, field === 'a' ? { a: [address], aaaa: [], ttl } : { a: [], aaaa: [address], ttl });
-      return;
-    }
-    if (ttl < data.ttl) data.ttl = ttl;
-    this.addAddress(data, field, address);
-  }
-
-  /** One file's entry; rules, weights and pick may come from one file only. */
-  addEntry(name: string, data: EntryData): void {
-    let into = this.entries.get(name);
-    if (!into) {
-      into = { a: [], aaaa: [], ttl: data.ttl };
-      this.entries.set(name, into);
-    }
-    for (const address of data.a) this.addAddress(into, 'a', address);
-    for (const address of data.aaaa) this.addAddress(into, 'aaaa', address);
-    into.ttl = Math.min(into.ttl, data.ttl);
-    if (data.rules || data.weights || data.pick !== undefined) {
-      if (into.rules || into.weights || into.pick !== undefined) {
-        throw new DivertError('BAD_ZONE', `${name}: rules or weights are given in two zone files (expected one ;divert line per name)`);
-      }
-      if (data.weights !== undefined) into.weights = data.weights;
-      if (data.pick !== undefined) into.pick = data.pick;
-      if (data.rules !== undefined) into.rules = data.rules;
-    }
-  }
-
-  /** Appends `address` to the entry's list of its family unless the entry has it already. */
-  private addAddress(data: EntryData, field: 'a' | 'aaaa', address: string): void {
-    const seen = this.seen.get(data);
-    if (seen) {
-      const before = seen.size;
-      if (seen.add(address).size === before) return; // one hash lookup, not has() and add()
-    } else {
-      // IPv4 and IPv6 texts never collide: a scan of the one family's list is enough
-      if (data[field].includes(address)) return;
-      if (data.a.length + data.aaaa.length >= SCANNED) this.seen.set(data, new Set([...data.a, ...data.aaaa, address]));
-    }
-    data[field].push(address);
-  }
 }
 
 /** Reads one master file; `fileName` only labels error messages. */
@@ -401,87 +239,4 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     }
   }
   return entries;
-}
-
-function cannotRead(path: string, err: unknown): never {
-  const reasons: Record<string, string> = {
-    ENOENT: 'no such file or folder',
-    EACCES: 'permission denied',
-    EISDIR: 'it is a folder',
-    ENOTDIR: 'a part of the path is not a folder',
-  };
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  const reason = reasons[code] ?? (err instanceof Error ? err.message : String(err));
-  throw new DivertError('BAD_ZONE', `${path}: cannot read zone file: ${reason}`, { cause: err });
-}
-
-/** The files `path` names: itself, or the `*.zone` files directly in it, by name. */
-async function zoneFiles(path: string): Promise<string[]> {
-  let isFolder: boolean;
-  try {
-    isFolder = (await stat(path)).isDirectory();
-  } catch (err) {
-    return cannotRead(path, err);
-  }
-  if (!isFolder) return [path];
-  let found: Dirent[];
-  try {
-    found = await readdir(path, { withFileTypes: true });
-  } catch (err) {
-    return cannotRead(path, err);
-  }
-  const names = found
-    .filter((e) => e.name.endsWith('.zone') && !e.isDirectory())
-    .map((e) => e.name)
-    .sort();
-  if (names.length === 0) throw new DivertError('BAD_ZONE', `${path}: the folder holds no *.zone file`);
-  return names.map((name) => join(path, name));
-}
-
-/**
- * Reads zone files and folders of them; a name in several files gets one merged entry.
- * With a write policy, each name of each file (as merged so far) must pass it: a refusal
- * is BAD_ZONE naming the file and the name.
- */
-export async function readZones(paths: string[], policy?: Pick<WritePolicy, 'checkEntry'>): Promise<Map<string, EntryData>> {
-  const merged = new MergedEntries();
-  for (const path of paths) {
-    for (const file of await zoneFiles(path)) {
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (err) {
-        return cannotRead(file, err);
-      }
-      for (const [name, data] of parseZone(text, file)) {
-        merged.addEntry(name, data);
-        try {
-          policy?.checkEntry(name, merged.entries.get(name)!);
-        } catch (err) {
-          if (err instanceof DivertError) throw new DivertError('BAD_ZONE', `${file}: ${err.message}`, { cause: err });
-          throw err;
-        }
-      }
-    }
-  }
-  return merged.entries;
-}
-
-/** A master file that parseZone reads back to the same entries. */
-export function formatZone(entries: Iterable<EntryData & { name: string }>): string {
-  const sorted = [...entries].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
-  const lines: string[] = [];
-  for (const entry of sorted) {
-    const owner = isAbsoluteName(entry.name) ? entry.name : `${entry.name}.`;
-    for (const address of entry.a) lines.push(`${owner} ${entry.ttl} IN A ${address}`);
-    for (const address of entry.aaaa) lines.push(`${owner} ${entry.ttl} IN AAAA ${address}`);
-    // A master file has no way to say "this name, no addresses": the ;divert line carries its TTL.
-    const extra: Record<string, unknown> = {};
-    if (entry.a.length === 0 && entry.aaaa.length === 0) extra.ttl = entry.ttl;
-    if (entry.weights) extra.weights = entry.weights;
-    if (entry.pick !== undefined) extra.pick = entry.pick;
-    if (entry.rules) extra.rules = entry.rules;
-    if (Object.keys(extra).length > 0) lines.push(`${DIVERT_COMMENT}${owner} ${JSON.stringify(extra)}`);
-  }
-  return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }
