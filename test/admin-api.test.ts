@@ -28,12 +28,13 @@ async function errorOf(response: Response): Promise<{ status: number; code: stri
 for (const [backend, makeBackend] of BACKENDS) {
   describe(`admin API (${backend} table)`, () => {
     let divert: TestServer;
+    let options: Record<string, unknown>;
     let cleanup: () => Promise<void>;
 
     before(async () => {
       const b = await makeBackend('admin');
-      cleanup = b.cleanup;
-      divert = await startDivert({ ...b.options, upstream: ['127.0.0.1:9'], 'query-timeout-ms': '200' });
+      ({ options, cleanup } = b);
+      divert = await startDivert({ ...options, upstream: ['127.0.0.1:9'], 'query-timeout-ms': '200' });
     });
     after(async () => {
       await divert.close();
@@ -230,112 +231,108 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.ok(sumOf(metrics, 'divert_queries_total', { outcome: 'intercepted' }) > 0, 'intercepted queries are counted');
       assert.match(metrics, /^divert_table_ready 1$/m);
     });
-  });
 
-  // what a route answers, through inject() over a table of this backend: no socket, no
-  // query path (the workers-admin-api rerun has no worker to add to them: skipped there)
-  describe(`admin routes in process (${backend} table)`, { skip: TEST_WORKERS !== '1' && 'no worker takes part; admin-api.test.ts runs them' }, () => {
-    let admin: InjectedAdmin;
-    let cleanup: () => Promise<void>;
+    // what a route answers, through inject() over a table of its own on this backend (the
+    // same Redis, under a prefix of its own): no socket, no query path. The workers-admin-api
+    // rerun has no worker to add to them: skipped there.
+    describe('routes in process', { skip: TEST_WORKERS !== '1' && 'no worker takes part; admin-api.test.ts runs them' }, () => {
+      let admin: InjectedAdmin;
 
-    before(async () => {
-      const b = await makeBackend('admin-routes');
-      const table = await tableOf(b);
-      admin = await injectAdmin(table, TEST_TOKEN);
-      cleanup = async () => {
+      before(async () => {
+        admin = await injectAdmin(await tableOf(options, 'routes:'), TEST_TOKEN);
+      });
+      after(async () => {
         await admin.close();
-        await table.close();
-        await b.cleanup();
-      };
-    });
-    after(async () => cleanup?.());
+        await admin.table.close();
+      });
 
-    test('401 without a token or with a wrong one, on every route', async () => {
-      for (const path of ['/v1/names', '/v1/names/www.corp.test', '/v1/events', '/healthz', '/metrics']) {
-        const none = await admin.request(path);
-        assert.equal(none.status, 401, path);
-        assert.equal((await errorOf(none)).code, 'UNAUTHORIZED');
-        const wrong = await admin.request(path, { headers: { authorization: 'Bearer not-the-token' } });
-        assert.equal(wrong.status, 401, path);
-        await wrong.body?.cancel();
-      }
-    });
+      test('401 without a token or with a wrong one, on every route', async () => {
+        for (const path of ['/v1/names', '/v1/names/www.corp.test', '/v1/events', '/healthz', '/metrics']) {
+          const none = await admin.request(path);
+          assert.equal(none.status, 401, path);
+          assert.equal((await errorOf(none)).code, 'UNAUTHORIZED');
+          const wrong = await admin.request(path, { headers: { authorization: 'Bearer not-the-token' } });
+          assert.equal(wrong.status, 401, path);
+          await wrong.body?.cancel();
+        }
+      });
 
-    test('400 names the bad field and changes nothing', async () => {
-      await admin.api('/v1/names/keep.corp.test', json({ a: ['192.0.2.1'] }));
-      const cases: [unknown, string, RegExp][] = [
-        [{ a: ['192.0.2.300'] }, 'BAD_ADDRESS', /^a\[0\]: "192\.0\.2\.300" is not an IPv4 address/],
-        [{ aaaa: ['192.0.2.1'] }, 'BAD_ADDRESS', /^aaaa\[0\]: "192\.0\.2\.1" is not an IPv6 address/],
-        [{ a: ['192.0.2.1', '192.0.2.1'] }, 'BAD_ADDRESS', /^a\[1\]: .* listed twice/],
-        [{ a: ['192.0.2.1'], ttl: 86401 }, 'BAD_TTL', /^ttl: /],
-        [{ a: ['192.0.2.1'], ttl: -1 }, 'BAD_TTL', /^ttl: /],
-        [{ a: '192.0.2.1' }, 'BAD_REQUEST', /^a: /],
-        [{ a: ['192.0.2.1'], weight: 3 }, 'BAD_REQUEST', /^weight: unknown field/],
-        [[1, 2], 'BAD_REQUEST', /^body: expected a JSON object/],
-      ];
-      for (const [body, code, message] of cases) {
-        const e = await errorOf(await admin.api('/v1/names/keep.corp.test', json(body)));
-        assert.equal(e.status, 400, JSON.stringify(body));
-        assert.equal(e.code, code, JSON.stringify(body));
-        assert.match(e.message, message);
-      }
-      const badName = await errorOf(await admin.api('/v1/names/bad_-.corp..test', json({ a: ['192.0.2.1'] })));
-      assert.equal(badName.code, 'BAD_NAME');
-      assert.match((await errorOf(await admin.api('/v1/names/*', json({ a: ['192.0.2.1'] })))).message, /a wildcard needs a parent/);
-      const badJson = await admin.api('/v1/names/keep.corp.test', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"a": [' });
-      assert.equal(badJson.status, 400);
-      const tooBig = await admin.api('/v1/names/keep.corp.test', json({ a: Array.from({ length: 9000 }, (_, i) => `10.${i >> 8}.${i & 255}.1`) }));
-      assert.equal(tooBig.status, 413);
-      assert.deepEqual(((await (await admin.api('/v1/names/keep.corp.test')).json()) as { a: string[] }).a, ['192.0.2.1'], 'unchanged');
-      assert.equal((await errorOf(await admin.api('/v1/names?limit=0'))).status, 400);
-    });
-
-    test('404 for a name that is not intercepted, on GET and DELETE', async () => {
-      assert.equal((await errorOf(await admin.api('/v1/names/absent.corp.test'))).status, 404);
-      assert.equal((await errorOf(await admin.api('/v1/names/absent.corp.test', { method: 'DELETE' }))).status, 404);
-      assert.equal((await errorOf(await admin.api('/v1/nothing-here'))).status, 404);
-    });
-
-    test('a name one octet too long, a label of 64 octets or a bad escape: 400 BAD_NAME saying which, nothing written', async () => {
-      const cases: [string, RegExp][] = [
-        [`${LONGEST_NAME}x`, /is 256 octets long on the wire; the limit is 255/],
-        [`${LONGEST_NAME.slice(0, -3)}\\100\\100\\100\\100`, /is 256 octets long on the wire/],
-        [`${'x'.repeat(64)}.esc.test`, /has a label of 64 octets/],
-        ['bad\\25x.esc.test', /has a bad escape "\\25x"/],
-      ];
-      for (const [name, message] of cases) {
-        for (const init of [json({ a: ['192.0.2.1'] }), {}, { method: 'DELETE' }]) {
-          const e = await errorOf(await admin.api(`/v1/names/${encodeURIComponent(name)}`, init));
-          assert.deepEqual([e.status, e.code], [400, 'BAD_NAME'], `${init.method ?? 'GET'} ${name}`);
-          assert.ok(e.message.startsWith(`name "${name}" `), e.message);
+      test('400 names the bad field and changes nothing', async () => {
+        await admin.api('/v1/names/keep.corp.test', json({ a: ['192.0.2.1'] }));
+        const cases: [unknown, string, RegExp][] = [
+          [{ a: ['192.0.2.300'] }, 'BAD_ADDRESS', /^a\[0\]: "192\.0\.2\.300" is not an IPv4 address/],
+          [{ aaaa: ['192.0.2.1'] }, 'BAD_ADDRESS', /^aaaa\[0\]: "192\.0\.2\.1" is not an IPv6 address/],
+          [{ a: ['192.0.2.1', '192.0.2.1'] }, 'BAD_ADDRESS', /^a\[1\]: .* listed twice/],
+          [{ a: ['192.0.2.1'], ttl: 86401 }, 'BAD_TTL', /^ttl: /],
+          [{ a: ['192.0.2.1'], ttl: -1 }, 'BAD_TTL', /^ttl: /],
+          [{ a: '192.0.2.1' }, 'BAD_REQUEST', /^a: /],
+          [{ a: ['192.0.2.1'], weight: 3 }, 'BAD_REQUEST', /^weight: unknown field/],
+          [[1, 2], 'BAD_REQUEST', /^body: expected a JSON object/],
+        ];
+        for (const [body, code, message] of cases) {
+          const e = await errorOf(await admin.api('/v1/names/keep.corp.test', json(body)));
+          assert.equal(e.status, 400, JSON.stringify(body));
+          assert.equal(e.code, code, JSON.stringify(body));
           assert.match(e.message, message);
         }
-      }
-    });
+        const badName = await errorOf(await admin.api('/v1/names/bad_-.corp..test', json({ a: ['192.0.2.1'] })));
+        assert.equal(badName.code, 'BAD_NAME');
+        assert.match((await errorOf(await admin.api('/v1/names/*', json({ a: ['192.0.2.1'] })))).message, /a wildcard needs a parent/);
+        const badJson = await admin.api('/v1/names/keep.corp.test', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"a": [' });
+        assert.equal(badJson.status, 400);
+        const tooBig = await admin.api('/v1/names/keep.corp.test', json({ a: Array.from({ length: 9000 }, (_, i) => `10.${i >> 8}.${i & 255}.1`) }));
+        assert.equal(tooBig.status, 413);
+        assert.deepEqual(((await (await admin.api('/v1/names/keep.corp.test')).json()) as { a: string[] }).a, ['192.0.2.1'], 'unchanged');
+        assert.equal((await errorOf(await admin.api('/v1/names?limit=0'))).status, 400);
+      });
 
-    test('GET /v1/names lists with a prefix and pages with a cursor', async () => {
-      for (let i = 0; i < 7; i++) await admin.api(`/v1/names/p${i}.list.test`, json({ a: [`192.0.2.${i + 1}`] }));
-      const seen: string[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = (await (await admin.api(`/v1/names?prefix=p&limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)).json()) as { names: { name: string }[]; cursor?: string };
-        assert.ok(page.names.length <= 3);
-        seen.push(...page.names.map((n) => n.name));
-        cursor = page.cursor;
-      } while (cursor);
-      assert.deepEqual(seen, Array.from({ length: 7 }, (_, i) => `p${i}.list.test`));
-    });
+      test('404 for a name that is not intercepted, on GET and DELETE', async () => {
+        assert.equal((await errorOf(await admin.api('/v1/names/absent.corp.test'))).status, 404);
+        assert.equal((await errorOf(await admin.api('/v1/names/absent.corp.test', { method: 'DELETE' }))).status, 404);
+        assert.equal((await errorOf(await admin.api('/v1/nothing-here'))).status, 404);
+      });
 
-    test('history: when, what changed and who asked, newest first', async () => {
-      const as = (client: string) => ({ 'content-type': 'application/json', 'x-divert-client': client });
-      await admin.api('/v1/names/h.corp.test', { ...json({ a: ['192.0.2.1'] }), headers: as('monitor-a') });
-      await admin.api('/v1/names/h.corp.test', { ...json({ a: ['192.0.2.2'] }), headers: as('operator') });
-      await admin.api('/v1/names/h.corp.test', { method: 'DELETE', headers: { 'x-divert-client': 'monitor-b' } });
-      const body = (await (await admin.api('/v1/names/h.corp.test/history')).json()) as { history: { op: string; by: string; at: string; old: unknown; new: unknown }[] };
-      assert.deepEqual(body.history.map((h) => [h.op, h.by]), [['delete', 'monitor-b'], ['put', 'operator'], ['put', 'monitor-a']]);
-      assert.equal(body.history[0].new, null);
-      assert.deepEqual((body.history[1].old as { a: string[] }).a, ['192.0.2.1']);
-      assert.ok(!Number.isNaN(Date.parse(body.history[0].at)));
+      test('a name one octet too long, a label of 64 octets or a bad escape: 400 BAD_NAME saying which, nothing written', async () => {
+        const cases: [string, RegExp][] = [
+          [`${LONGEST_NAME}x`, /is 256 octets long on the wire; the limit is 255/],
+          [`${LONGEST_NAME.slice(0, -3)}\\100\\100\\100\\100`, /is 256 octets long on the wire/],
+          [`${'x'.repeat(64)}.esc.test`, /has a label of 64 octets/],
+          ['bad\\25x.esc.test', /has a bad escape "\\25x"/],
+        ];
+        for (const [name, message] of cases) {
+          for (const init of [json({ a: ['192.0.2.1'] }), {}, { method: 'DELETE' }]) {
+            const e = await errorOf(await admin.api(`/v1/names/${encodeURIComponent(name)}`, init));
+            assert.deepEqual([e.status, e.code], [400, 'BAD_NAME'], `${init.method ?? 'GET'} ${name}`);
+            assert.ok(e.message.startsWith(`name "${name}" `), e.message);
+            assert.match(e.message, message);
+          }
+        }
+      });
+
+      test('GET /v1/names lists with a prefix and pages with a cursor', async () => {
+        for (let i = 0; i < 7; i++) await admin.api(`/v1/names/p${i}.list.test`, json({ a: [`192.0.2.${i + 1}`] }));
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = (await (await admin.api(`/v1/names?prefix=p&limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)).json()) as { names: { name: string }[]; cursor?: string };
+          assert.ok(page.names.length <= 3);
+          seen.push(...page.names.map((n) => n.name));
+          cursor = page.cursor;
+        } while (cursor);
+        assert.deepEqual(seen, Array.from({ length: 7 }, (_, i) => `p${i}.list.test`));
+      });
+
+      test('history: when, what changed and who asked, newest first', async () => {
+        const as = (client: string) => ({ 'content-type': 'application/json', 'x-divert-client': client });
+        await admin.api('/v1/names/h.corp.test', { ...json({ a: ['192.0.2.1'] }), headers: as('monitor-a') });
+        await admin.api('/v1/names/h.corp.test', { ...json({ a: ['192.0.2.2'] }), headers: as('operator') });
+        await admin.api('/v1/names/h.corp.test', { method: 'DELETE', headers: { 'x-divert-client': 'monitor-b' } });
+        const body = (await (await admin.api('/v1/names/h.corp.test/history')).json()) as { history: { op: string; by: string; at: string; old: unknown; new: unknown }[] };
+        assert.deepEqual(body.history.map((h) => [h.op, h.by]), [['delete', 'monitor-b'], ['put', 'operator'], ['put', 'monitor-a']]);
+        assert.equal(body.history[0].new, null);
+        assert.deepEqual((body.history[1].old as { a: string[] }).a, ['192.0.2.1']);
+        assert.ok(!Number.isNaN(Date.parse(body.history[0].at)));
+      });
     });
   });
 }

@@ -8,7 +8,6 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import { buildAdmin, type AdminOptions } from '../../src/admin/admin-server.js';
 import { EventStreams } from '../../src/admin/events.js';
 import type { AddressTable } from '../../src/table/address-table.js';
-import type { Backend } from './backends.js';
 import { memoryTable, redisTable } from './tables.js';
 
 export interface InjectedAdmin {
@@ -60,8 +59,8 @@ export async function injectAdmin(table: AddressTable, token: string, options: P
   };
 }
 
-/** A table on the backend startDivert would open with `backend.options` (memory, or Redis with its prefix). */
-export async function tableOf(backend: Backend): Promise<AddressTable> {
-  const url = backend.options.redis as string | undefined;
-  return url === undefined ? memoryTable() : redisTable({ url, prefix: backend.options['redis-prefix'] as string });
+/** A table on the backend startDivert would open with these options (a Backend's): memory, or that Redis under `subPrefix` within the prefix (so the backend's cleanup drops it too). */
+export async function tableOf(options: Record<string, unknown>, subPrefix = ''): Promise<AddressTable> {
+  const url = options.redis as string | undefined;
+  return url === undefined ? memoryTable() : redisTable({ url, prefix: `${options['redis-prefix'] as string}${subPrefix}` });
 }
