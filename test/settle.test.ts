@@ -20,7 +20,7 @@ const KEY = 'settle';
 
 /** The A addresses a query for NAME gets over UDP now (null: no reply in time). */
 async function addresses(dnsPort: number): Promise<string[] | null> {
-  const reply = await udpAsk(dnsPort, query(NAME), 1000);
+  const reply = await udpAsk(dnsPort, query(NAME), 3000);
   if (reply === null) return null;
   return (decode(reply).answers ?? []).map((a) => (a as { data: string }).data).sort();
 }
