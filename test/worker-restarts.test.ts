@@ -5,12 +5,12 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decode, query, startDivert, udpAsk } from './helpers/divert.js';
-import { runDivert, type DivertProcess } from './helpers/process.js';
+import { childrenOf, runDivert, type DivertProcess } from './helpers/process.js';
 import { sumOf } from './helpers/metrics.js';
 import { replyTo, startUpstream } from './helpers/upstream.js';
 
@@ -64,24 +64,6 @@ async function metrics(s: Serve): Promise<string> {
 async function answered(s: Serve): Promise<boolean> {
   const reply = await udpAsk(s.dnsPort, query(NAME), 500);
   return reply !== null && decode(reply).answers?.some((a) => (a as { data: string }).data === '192.0.2.7') === true;
-}
-
-/** The live child processes of `pid` (the workers of a primary), from /proc. */
-function childrenOf(pid: number): number[] {
-  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) => {
-    try {
-      return readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    } catch {
-      return []; // the thread ended meanwhile
-    }
-  });
-  return children.filter((child) => {
-    try {
-      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${child}/stat`, 'utf8')); // a zombie died already
-    } catch {
-      return false;
-    }
-  });
 }
 
 /** SIGKILLs each of `pids`; how many it reached. */

@@ -70,10 +70,11 @@ function reasonOf(err: unknown): string {
 }
 
 export class AdminClient {
-  /** `timeoutMs`: a monitor wants a shorter wait than an operator's shell. */
+  /** `timeoutMs`: a monitor wants a shorter wait than an operator's shell. `warn`: told of a write stored but not confirmed by every worker (202). */
   constructor(
     private readonly connection: Connection,
     private readonly timeoutMs: number = REQUEST_TIMEOUT_MS,
+    private readonly warn: (message: string) => void = () => {},
   ) {}
 
   /** The base URL without the trailing slash, as an operator would type it. */
@@ -131,6 +132,8 @@ export class AdminClient {
       const hint = response.status === 401 ? `; the token came from ${this.connection.tokenSource}` : '';
       throw new AdminError(`${error.message} (HTTP ${response.status}${code ? ' ' + code : ''}${hint})`, response.status, code);
     }
+    const unconfirmed = response.status === 202 ? response.headers.get('x-divert-unconfirmed') : null;
+    if (unconfirmed !== null) this.warn(`warning: the change is stored, but worker ${unconfirmed} of divert serve did not confirm in time that it answers with it (HTTP 202); that worker may answer the old addresses until it catches up or is replaced (see GET /healthz)`);
     if (response.status !== 204 && data === undefined) {
       throw new AdminError(`${url.origin}${url.pathname} answered HTTP ${response.status} with a body that is not JSON; is ${this.where} a divert admin port?`, response.status);
     }

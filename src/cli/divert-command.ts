@@ -26,7 +26,7 @@ export async function runDiversion(argv: Args): Promise<void> {
     if (isIP(address) === 0 || address.includes('%')) throw usage(`${which} "${address}" is not an IPv4 or IPv6 address`);
   }
   if (isIP(from) !== isIP(to)) throw usage(`"${from}" and "${to}" are of different families (an A record cannot answer an IPv6 address, nor AAAA an IPv4 one)`);
-  const reply = await new AdminClient(resolveConnection(argv)).divert(from, to);
+  const reply = await new AdminClient(resolveConnection(argv), undefined, note).divert(from, to);
   if (argv.json) return printJson(reply);
   if (reply.changed.length === 0) return note(`no intercepted name answers ${from}; nothing changed`);
   process.stdout.write(entriesTable(reply.changed));

@@ -16,7 +16,7 @@ type Args = Record<string, unknown>;
 /** How often `set` retries when the entry changed between reading it and writing. */
 const KEEP_TTL_TRIES = 3;
 
-const client = (argv: Args) => new AdminClient(resolveConnection(argv));
+const client = (argv: Args) => new AdminClient(resolveConnection(argv), undefined, note);
 
 function jsonOption(yargs: Argv, what: string): Argv {
   return yargs.option('json', { type: 'boolean', describe: `print ${what} as JSON instead of a table` });

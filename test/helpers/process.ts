@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 /** The repository root (tests run from dist/test/). */
@@ -81,4 +81,36 @@ export function runDivert(args: string[], options: { env?: NodeJS.ProcessEnv; pr
       await exit;
     },
   };
+}
+
+/** The live child processes of `pid` (the workers of a primary), from /proc. */
+export function childrenOf(pid: number): number[] {
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((task) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return []; // the thread ended meanwhile
+    }
+  });
+  return children.filter((child) => {
+    try {
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${child}/stat`, 'utf8')); // a zombie died already
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The workers of a `divert serve --workers N` primary, by slot (1-based, as the admin API and the logs number them): from the environment the primary gave each. */
+export function workersOf(primary: number): Map<number, number> {
+  const bySlot = new Map<number, number>();
+  for (const pid of childrenOf(primary)) {
+    try {
+      const slot = /(?:^|\0)DIVERT_WORKER=(\d+)(?:\0|$)/.exec(readFileSync(`/proc/${pid}/environ`, 'latin1'))?.[1];
+      if (slot !== undefined) bySlot.set(Number(slot), pid);
+    } catch {
+      // it ended meanwhile
+    }
+  }
+  return bySlot;
 }
