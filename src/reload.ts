@@ -68,9 +68,9 @@ export interface ReloadDeps {
 }
 
 export interface Reloader {
-  reload(): Promise<ReloadResult>;
+  reload: () => Promise<ReloadResult>;
   /** The configuration in force. */
-  current(): ServeConfig;
+  current: () => ServeConfig;
 }
 
 function same(a: unknown, b: unknown): boolean {

@@ -76,7 +76,7 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
   });
 
   const replicated = table.replication;
-  const slots: (Worker | null)[] = new Array(config.workers).fill(null);
+  const slots = new Array<Worker | null>(config.workers).fill(null);
   /** Workers that have had the snapshot: they get every change from then on, in order. */
   const live = new Set<Worker>();
   /** Workers that are answering queries (start-up done). */
@@ -180,8 +180,7 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
     restarts.stop();
     stopReplicating?.();
     await Promise.all(
-      slots.map((worker) => {
-        if (!worker || worker.isDead()) return undefined;
+      slots.filter((worker): worker is Worker => worker !== null && !worker.isDead()).map((worker) => {
         return new Promise<void>((resolve) => {
           const timer = setTimeout(() => worker.process.kill('SIGKILL'), longestQueryTimeoutMs + STOP_MARGIN_MS);
           worker.once('exit', () => {
@@ -206,10 +205,10 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
         if (!retry) throw err;
       }
     }
-    await Promise.all(slots.map((_, slot) => (slot === 0 ? undefined : fork(slot))));
+    await Promise.all(slots.slice(1).map((_, i) => fork(i + 1)));
     const statsEach = async () => {
       const got = await Promise.all(running().map((w) => request<Extract<FromWorker, { t: 'stats' }>>(w, (id) => ({ t: 'stats', id }))));
-      return got.filter((m) => m !== null).map((m) => m!.stats);
+      return got.filter((m) => m !== null).map((m) => m.stats);
     };
     return {
       listening,

@@ -38,15 +38,15 @@ export interface Settled {
 export interface ServingHandle {
   listening: HostPort[];
   /** Query and cache figures, summed over the workers. */
-  stats(): Promise<ServingStats>;
+  stats: () => Promise<ServingStats>;
   /** Resolves once every worker has applied every change made so far, or says which did not in time. */
-  settle(): Promise<Settled>;
+  settle: () => Promise<Settled>;
   /** The processes answering queries, against those configured, and the ones being replaced. */
-  workers(): WorkersState;
+  workers: () => WorkersState;
   /** A reload, validated: every worker applies it (and a worker started later starts with
    * it). Resolves with the workers (1-based) that did not confirm in time. */
-  reconfigure(config: ServeConfig, upstreams: HostPort[]): Promise<number[]>;
-  close(): Promise<void>;
+  reconfigure: (config: ServeConfig, upstreams: HostPort[]) => Promise<number[]>;
+  close: () => Promise<void>;
   /** For tests and debugging, not for serving: each worker's own figures, its reply to a
    * query run through its query path without a socket, and its process ID. */
   readonly debug: {

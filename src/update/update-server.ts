@@ -152,7 +152,6 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
     try {
       ({ unconfirmed } = await settle());
     } catch (err) {
-      unconfirmed = [];
       log.error({ ...details, written, err: (err as Error).message }, 'DNS UPDATE written, but the query path did not confirm it');
       return UpdateRcode.SERVFAIL;
     }

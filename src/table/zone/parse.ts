@@ -124,7 +124,7 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
       previousOwner = { name: ownerName(tokens[0]), line: tokens[0].line };
       k = 1;
     }
-    const owner = previousOwner!;
+    const owner = previousOwner;
     let explicitTtl: Ttl | undefined;
     let hasClass = false;
     let typeToken: Token | undefined;
@@ -212,7 +212,7 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
   // The tokenizer's errors (quotes, parentheses) win over the records', wherever they are
   // in the file, as when the whole file was tokenized first: so after a record's error the
   // rest is only tokenized.
-  let recordError: unknown;
+  let recordError: Error | undefined;
   tokenize(text, fail, (row) => {
     if (recordError !== undefined) return;
     try {
@@ -220,7 +220,7 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
       else if (!row.tokens[0].quoted && row.tokens[0].text.startsWith('$')) directive(row.tokens);
       else record(row);
     } catch (err) {
-      recordError = err;
+      recordError = err instanceof Error ? err : new Error(String(err));
     }
   });
   if (recordError !== undefined) throw recordError;
@@ -229,7 +229,7 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
   for (const [name, { data, line }] of diverts) {
     const records = entries.get(name);
     if (records && data.ttl !== undefined && data.ttl !== records.ttl) {
-      fail(line, `the ;divert line of ${name} says ttl ${String(data.ttl)} but its records have TTL ${records.ttl} (give ttl only for a name without records)`);
+      fail(line, `the ;divert line of ${name} says ttl ${JSON.stringify(data.ttl)} but its records have TTL ${records.ttl} (give ttl only for a name without records)`);
     }
     const base = records ?? { a: [], aaaa: [], ttl: defaultTtl?.seconds ?? DEFAULT_TTL_SECONDS };
     try {
