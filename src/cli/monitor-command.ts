@@ -10,7 +10,7 @@ import { loadMonitorConfig } from '../monitor/config.js';
 import { MonitorMetrics } from '../monitor/metrics.js';
 import { Monitor, type StatusReport } from '../monitor/monitor.js';
 import { startStatusServer } from '../monitor/status-server.js';
-import { AdminClient } from './admin-client.js';
+import { AdminClient } from '../client/admin-client.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { note, printJson, textTable } from './render.js';
 

@@ -6,7 +6,7 @@ import type { Argv } from 'yargs';
 import { formatZone } from '../table/zone-file.js';
 import type { EntryData } from '../entry/entry.js';
 import { withAddresses } from '../entry/entry-ops.js';
-import { AdminClient, AdminError } from './admin-client.js';
+import { AdminClient, AdminError } from '../client/admin-client.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { entriesTable, historyTable, note, printJson, rulesText } from './render.js';
 import { DEFAULT_TTL_SECONDS } from '../entry/check.js';
