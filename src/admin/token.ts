@@ -7,7 +7,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { adminTokenSchema } from '../config/options.js';
+import { tokenProblem } from '../config/token-rule.js';
 import { DivertError } from '../errors.js';
 
 /** More than any token needs: a larger file is not read into memory. */
@@ -64,10 +64,10 @@ function readToken(path: string, fd: number): string {
   }
   if (length > MAX_TOKEN_FILE_BYTES) throw refused(path, `holds more than ${MAX_TOKEN_FILE_BYTES} bytes, too many for a token; put only the token in it`);
   const token = buffer.subarray(0, length).toString('utf8').trim();
-  const checked = adminTokenSchema.safeParse(token);
-  if (!checked.success) {
+  const problem = tokenProblem(token);
+  if (problem !== undefined) {
     const fix = 'write a token of 16 or more printable characters there (e.g. openssl rand -hex 32), or delete the file for divert serve to generate one';
-    throw refused(path, `holds a token of ${token.length} character${token.length === 1 ? '' : 's'}: ${checked.error.issues[0].message}; ${fix}`);
+    throw refused(path, `holds a token of ${token.length} character${token.length === 1 ? '' : 's'}: ${problem}; ${fix}`);
   }
   return token;
 }

@@ -3,7 +3,7 @@
 import { userInfo } from 'node:os';
 import type { Argv } from 'yargs';
 import { defaultTokenFile, readTokenFile } from '../admin/token.js';
-import { TOKEN_CHARS } from '../config/options.js';
+import { TOKEN_CHARS } from '../config/token-rule.js';
 import { DivertError } from '../errors.js';
 import type { Connection } from '../client/connection.js';
 
