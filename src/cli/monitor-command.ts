@@ -2,15 +2,10 @@
 // `divert monitor status` shows a running monitor's view of its mirrors and services.
 
 import { get as httpGet } from 'node:http';
-import { pino } from 'pino';
 import type { Argv } from 'yargs';
 import { formatHostPort, parseHostPort, type HostPort } from '../net/host-port.js';
 import { DivertError } from '../errors.js';
-import { loadMonitorConfig } from '../monitor/config.js';
-import { MonitorMetrics } from '../monitor/metrics.js';
-import { Monitor, type StatusReport } from '../monitor/monitor.js';
-import { startStatusServer } from '../monitor/status-server.js';
-import { AdminClient } from '../client/admin-client.js';
+import type { StatusReport } from '../monitor/monitor.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { note, printJson, textTable } from './render.js';
 
@@ -78,6 +73,15 @@ export async function runMonitor(argv: Args, env: NodeJS.ProcessEnv = process.en
   const level = given(argv, 'log-level', 'DIVERT_MONITOR_LOG_LEVEL', env) ?? { value: 'info', from: '--log-level' };
   if (!(LOG_LEVELS as readonly string[]).includes(level.value)) throw usage(`${level.from} "${level.value}": expected one of ${LOG_LEVELS.join(', ')}`);
   const listen = statusAddress(argv, env);
+  // the monitor's own modules only when it runs: `divert monitor status` and --help need none of them
+  const [{ pino }, { loadMonitorConfig }, { MonitorMetrics }, { Monitor }, { startStatusServer }, { AdminClient }] = await Promise.all([
+    import('pino'),
+    import('../monitor/config.js'),
+    import('../monitor/metrics.js'),
+    import('../monitor/monitor.js'),
+    import('../monitor/status-server.js'),
+    import('../client/admin-client.js'),
+  ]);
   const config = loadMonitorConfig(configPath.value);
   const merged = connectionArgs(argv, config, env);
   const connection = resolveConnection(merged, env);

@@ -67,6 +67,11 @@ export interface OptionSpec {
   schema: z.ZodType;
 }
 
+/** The DIVERT_* variable of a flag: --admin-token ⇄ DIVERT_ADMIN_TOKEN. */
+export function envName(flag: string): string {
+  return 'DIVERT_' + flag.toUpperCase().replace(/-/g, '_');
+}
+
 export const SERVE_OPTIONS = {
   listen: {
     flag: 'listen', repeatable: true, default: ['0.0.0.0:53'], schema: hostPort(),
