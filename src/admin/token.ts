@@ -1,9 +1,9 @@
 // The admin API's bearer token: given (--admin-token), or generated on first start into
 // a file only its owner can read, which the CLI finds by itself. A token file is trusted
 // only as ssh trusts a private key: this user's own, read by no one else, not a link, in a
-// folder no one else can write. Compared in constant time.
+// folder no one else can write. Compared in constant time (token-match.ts, apart: the
+// CLI reads token files too, and node:crypto's ES module would load Web Crypto with it).
 
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -131,7 +131,7 @@ export function loadOrCreateToken(path: string): { token: string; created: boole
     if (raced !== null) return { token: raced, created: false };
     throw cannotWrite(path, err);
   }
-  const token = randomBytes(32).toString('base64url');
+  const token = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url');
   try {
     fchmodSync(fd, 0o600); // a umask may have taken bits away, never added any
     const data = Buffer.from(token + '\n');
@@ -148,10 +148,4 @@ export function loadOrCreateToken(path: string): { token: string; created: boole
   }
   closeSync(fd);
   return { token, created: true };
-}
-
-/** Compares digests, so neither the content nor the length of the token leaks through timing. */
-export function tokenMatcher(token: string): (given: string) => boolean {
-  const expected = createHash('sha256').update(token).digest();
-  return (given) => timingSafeEqual(createHash('sha256').update(given).digest(), expected);
 }
