@@ -3,9 +3,11 @@
 // error into one line on stderr with a non-zero exit status (2: bad usage or config).
 
 import './runtime-check.js';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
+import { useCompileCache } from './compile-cache.js';
 import { isDivertError } from './errors.js';
+
+// before anything else is imported, so that yargs and every command's modules come from the cache
+useCompileCache();
 
 function failure(err: unknown): never {
   const usage = isDivertError(err, 'BAD_CONFIG') || isDivertError(err, 'BAD_ZONE');
@@ -17,6 +19,7 @@ function failure(err: unknown): never {
 // builder, and awaits it), its runner's when it runs: `divert --help` loads none, and the
 // client commands none of the server's (fastify, ioredis, pino, prom-client, zod).
 async function main(): Promise<void> {
+  const [{ default: yargs }, { hideBin }] = await Promise.all([import('yargs'), import('yargs/helpers')]);
   await yargs(hideBin(process.argv))
     .scriptName('divert')
     .usage('$0 <command> [options]')
