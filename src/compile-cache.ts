@@ -6,16 +6,29 @@
 // turns it off. A cache that cannot be used (no home, a read-only disk) is skipped silently:
 // it only saves time.
 
+import { mkdirSync } from 'node:fs';
 // the default export, not a named one: Node before 22.1 has no enableCompileCache, and a
 // named import would fail to link before runtime-check.ts could say which Node is needed
 import module from 'node:module';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 
 export function useCompileCache(env: NodeJS.ProcessEnv = process.env): void {
   try {
     const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
-    module.enableCompileCache(join(base, 'divert', 'compile-cache'));
+    if (!isAbsolute(base)) return;
+    const folder = join(base, 'divert', 'compile-cache');
+    // One level at a time, and never Node's own recursive mkdir (which enableCompileCache
+    // uses for a missing folder): that spins forever where a parent exists but cannot
+    // hold the child, as under a dangling link or in /proc.
+    for (const level of [base, join(base, 'divert'), folder]) {
+      try {
+        mkdirSync(level, { mode: 0o700 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return;
+      }
+    }
+    module.enableCompileCache(folder);
   } catch {
     // no home folder to put it in: run without it
   }
