@@ -15,7 +15,6 @@
 
 import { randomInt } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { request as httpRequest } from 'node:http';
 import dnsPacket from 'dns-packet';
 import { defaultTokenFile, readTokenFile } from '../admin/token.js';
 import { formatHostPort, parseHostPort, type HostPort } from '../net/host-port.js';
@@ -123,10 +122,10 @@ function timeoutError(): NodeJS.ErrnoException {
   return Object.assign(new Error('timeout'), { code: 'TIMEOUT' });
 }
 
-/** GET on the admin port; node:http rather than fetch, which refuses some ports. */
+/** GET on the admin port; node:http rather than fetch, which refuses some ports (and, like an ES import of node:http, loads undici: client/http-request.ts). */
 function adminGet(admin: HostPort, path: string, token: string, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(
+    const req = process.getBuiltinModule('node:http').request(
       { host: admin.host, port: admin.port, path, method: 'GET', headers: { authorization: `Bearer ${token}`, 'x-divert-client': 'healthcheck' }, agent: false },
       (res) => {
         let body = '';

@@ -1,7 +1,6 @@
 // `divert monitor`: runs the network monitor (health checks → answers → admin API), and
 // `divert monitor status` shows a running monitor's view of its mirrors and services.
 
-import { get as httpGet } from 'node:http';
 import type { Argv } from 'yargs';
 import { formatHostPort, parseHostPort, type HostPort } from '../net/host-port.js';
 import { DivertError } from '../errors.js';
@@ -168,10 +167,13 @@ export function renderStatus(report: StatusReport): string {
   return `${header}${services}\n${names}\n${mirrors}`;
 }
 
-/** node:http rather than fetch: fetch refuses ports on the WHATWG "bad ports" list. */
+/**
+ * node:http rather than fetch: fetch refuses ports on the WHATWG "bad ports" list. Taken
+ * with process.getBuiltinModule: an ES import of node:http would load undici (client/http-request.ts).
+ */
 function getText(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = httpGet(url, { timeout: STATUS_TIMEOUT_MS }, (res) => {
+    const req = process.getBuiltinModule('node:http').get(url, { timeout: STATUS_TIMEOUT_MS }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
