@@ -3,15 +3,11 @@
 // error into one line on stderr with a non-zero exit status (2: bad usage or config).
 
 import './runtime-check.js';
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
+import { useCompileCache } from './compile-cache.js';
 import { isDivertError } from './errors.js';
-import { runServe, serveOptions } from './cli/serve-command.js';
-import { namesCommand } from './cli/names-command.js';
-import { divertOptions, runDiversion } from './cli/divert-command.js';
-import { monitorCommand } from './cli/monitor-command.js';
-import { healthcheckOptions, runHealthcheck } from './cli/healthcheck-command.js';
-import { runValidate, validateOptions } from './cli/validate-command.js';
+
+// before anything else is imported, so that yargs and every command's modules come from the cache
+useCompileCache();
 
 function failure(err: unknown): never {
   const usage = isDivertError(err, 'BAD_CONFIG') || isDivertError(err, 'BAD_ZONE');
@@ -19,21 +15,47 @@ function failure(err: unknown): never {
   process.exit(usage ? 2 : 1);
 }
 
+// Each command's modules are imported when that command is chosen (yargs calls only its
+// builder, and awaits it), its runner's when it runs: `divert --help` loads none, and the
+// client commands none of the server's (fastify, ioredis, pino, prom-client, zod).
 async function main(): Promise<void> {
+  const [{ default: yargs }, { hideBin }] = await Promise.all([import('yargs'), import('yargs/helpers')]);
   await yargs(hideBin(process.argv))
     .scriptName('divert')
     .usage('$0 <command> [options]')
     .epilogue('divert is an enhanced naming server: it answers chosen names from an address table that a monitor rewrites at runtime,\nand forwards every other query unchanged. Each command has --help.')
-    .command('serve', 'run the naming server (DNS on UDP and TCP)', serveOptions, (argv) => runServe(argv))
-    .command('names', 'list, show and change the names divert answers (through the admin API)', namesCommand)
-    .command('monitor', 'health-check mirror servers and keep names pointing at the healthy ones (divert monitor status: its view)', monitorCommand)
-    .command('divert <from> <to>', 'make every name that answers one address answer another (through the admin API)', divertOptions, (argv) => runDiversion(argv))
-    .command('validate', 'check a configuration, its zone files and key file as divert serve would read them, without starting it', validateOptions, async (argv) => {
-      process.exitCode = await runValidate(argv);
-    })
-    .command('healthcheck', 'check that the divert serve on this machine answers DNS and its admin /healthz (exit 0 or 1; for HEALTHCHECK)', healthcheckOptions, async (argv) => {
-      process.exitCode = await runHealthcheck(argv);
-    })
+    .command(
+      'serve', 'run the naming server (DNS on UDP and TCP)',
+      async (y) => (await import('./cli/serve-options.js')).serveOptions(y),
+      async (argv) => (await import('./cli/serve-command.js')).runServe(argv),
+    )
+    .command(
+      'names', 'list, show and change the names divert answers (through the admin API)',
+      async (y) => (await import('./cli/names-command.js')).namesCommand(y),
+    )
+    .command(
+      'monitor', 'health-check mirror servers and keep names pointing at the healthy ones (divert monitor status: its view)',
+      async (y) => (await import('./cli/monitor-command.js')).monitorCommand(y),
+    )
+    .command(
+      'divert <from> <to>', 'make every name that answers one address answer another (through the admin API)',
+      async (y) => (await import('./cli/divert-command.js')).divertOptions(y),
+      async (argv) => (await import('./cli/divert-command.js')).runDiversion(argv),
+    )
+    .command(
+      'validate', 'check a configuration, its zone files and key file as divert serve would read them, without starting it',
+      async (y) => (await import('./cli/serve-options.js')).validateOptions(y),
+      async (argv) => {
+        process.exitCode = await (await import('./cli/validate-command.js')).runValidate(argv);
+      },
+    )
+    .command(
+      'healthcheck', 'check that the divert serve on this machine answers DNS and its admin /healthz (exit 0 or 1; for HEALTHCHECK)',
+      async (y) => (await import('./cli/healthcheck-options.js')).healthcheckOptions(y),
+      async (argv) => {
+        process.exitCode = await (await import('./cli/healthcheck-command.js')).runHealthcheck(argv);
+      },
+    )
     .demandCommand(1, 'name a command (divert --help lists them)')
     .strict()
     .fail((message, err) => {

@@ -8,9 +8,9 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DivertError, isDivertError } from '../src/errors.js';
 import { formatHostPort, parseHostPort, type HostPort } from '../src/net/host-port.js';
-import { envName, loadServeConfig } from '../src/config/load.js';
+import { loadServeConfig } from '../src/config/load.js';
 import { maskUrl } from '../src/redact.js';
-import { SERVE_OPTIONS, type ServeConfig, DEFAULT_ALLOW } from '../src/config/options.js';
+import { envName, SERVE_OPTIONS, type ServeConfig, DEFAULT_ALLOW } from '../src/config/options.js';
 
 let dir = '';
 const files: Record<string, string> = {};

@@ -15,9 +15,10 @@ import { Copy, DockerfileParser, Healthcheck, type Instruction } from 'dockerfil
 import { validate as lintDockerfile } from 'dockerfile-utils';
 import ipaddr from 'ipaddr.js';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_HEALTHCHECK_TIMEOUT_MS, planHealthcheck } from '../src/cli/healthcheck-command.js';
-import { envName, loadServeConfig } from '../src/config/load.js';
-import { SERVE_OPTIONS, type OptionSpec } from '../src/config/options.js';
+import { planHealthcheck } from '../src/cli/healthcheck-command.js';
+import { DEFAULT_HEALTHCHECK_TIMEOUT_MS } from '../src/cli/healthcheck-options.js';
+import { loadServeConfig } from '../src/config/load.js';
+import { envName, SERVE_OPTIONS, type OptionSpec } from '../src/config/options.js';
 import { loadMonitorConfig, parseDuration } from '../src/monitor/config.js';
 import { readZones } from '../src/table/zone/read.js';
 import { ROOT } from './helpers/process.js';

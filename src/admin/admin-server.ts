@@ -16,7 +16,7 @@ import type { Settled } from '../serving/handle.js';
 import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js';
 import type { EventStreams } from './events.js';
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendError } from './http-errors.js';
-import { tokenMatcher } from './token.js';
+import { tokenMatcher } from './token-match.js';
 
 export interface Health {
   ok: boolean;

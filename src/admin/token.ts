@@ -1,13 +1,13 @@
 // The admin API's bearer token: given (--admin-token), or generated on first start into
 // a file only its owner can read, which the CLI finds by itself. A token file is trusted
 // only as ssh trusts a private key: this user's own, read by no one else, not a link, in a
-// folder no one else can write. Compared in constant time.
+// folder no one else can write. Compared in constant time (token-match.ts, apart: the
+// CLI reads token files too, and node:crypto's ES module would load Web Crypto with it).
 
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { adminTokenSchema } from '../config/options.js';
+import { tokenProblem } from '../config/token-rule.js';
 import { DivertError } from '../errors.js';
 
 /** More than any token needs: a larger file is not read into memory. */
@@ -64,10 +64,10 @@ function readToken(path: string, fd: number): string {
   }
   if (length > MAX_TOKEN_FILE_BYTES) throw refused(path, `holds more than ${MAX_TOKEN_FILE_BYTES} bytes, too many for a token; put only the token in it`);
   const token = buffer.subarray(0, length).toString('utf8').trim();
-  const checked = adminTokenSchema.safeParse(token);
-  if (!checked.success) {
+  const problem = tokenProblem(token);
+  if (problem !== undefined) {
     const fix = 'write a token of 16 or more printable characters there (e.g. openssl rand -hex 32), or delete the file for divert serve to generate one';
-    throw refused(path, `holds a token of ${token.length} character${token.length === 1 ? '' : 's'}: ${checked.error.issues[0].message}; ${fix}`);
+    throw refused(path, `holds a token of ${token.length} character${token.length === 1 ? '' : 's'}: ${problem}; ${fix}`);
   }
   return token;
 }
@@ -131,7 +131,7 @@ export function loadOrCreateToken(path: string): { token: string; created: boole
     if (raced !== null) return { token: raced, created: false };
     throw cannotWrite(path, err);
   }
-  const token = randomBytes(32).toString('base64url');
+  const token = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url');
   try {
     fchmodSync(fd, 0o600); // a umask may have taken bits away, never added any
     const data = Buffer.from(token + '\n');
@@ -148,10 +148,4 @@ export function loadOrCreateToken(path: string): { token: string; created: boole
   }
   closeSync(fd);
   return { token, created: true };
-}
-
-/** Compares digests, so neither the content nor the length of the token leaks through timing. */
-export function tokenMatcher(token: string): (given: string) => boolean {
-  const expected = createHash('sha256').update(token).digest();
-  return (given) => timingSafeEqual(createHash('sha256').update(given).digest(), expected);
 }

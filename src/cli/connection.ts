@@ -3,20 +3,11 @@
 import { userInfo } from 'node:os';
 import type { Argv } from 'yargs';
 import { defaultTokenFile, readTokenFile } from '../admin/token.js';
-import { TOKEN_CHARS } from '../config/options.js';
+import { TOKEN_CHARS } from '../config/token-rule.js';
 import { DivertError } from '../errors.js';
+import type { Connection } from '../client/connection.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:5380';
-
-export interface Connection {
-  /** Base URL of the admin API, always ending in "/" so that paths resolve below it. */
-  url: URL;
-  token: string;
-  /** Where the token came from, named in the hint of a 401. */
-  tokenSource: string;
-  /** Sent as X-Divert-Client, so the history says who made a change. */
-  client: string;
-}
 
 const GROUP = 'Connection:';
 

@@ -2,7 +2,7 @@
 
 import { isIP } from 'node:net';
 import type { Argv } from 'yargs';
-import { AdminClient } from './admin-client.js';
+import { AdminClient } from '../client/admin-client.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { entriesTable, note, printJson } from './render.js';
 

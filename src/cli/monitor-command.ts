@@ -1,16 +1,10 @@
 // `divert monitor`: runs the network monitor (health checks → answers → admin API), and
 // `divert monitor status` shows a running monitor's view of its mirrors and services.
 
-import { get as httpGet } from 'node:http';
-import { pino } from 'pino';
 import type { Argv } from 'yargs';
 import { formatHostPort, parseHostPort, type HostPort } from '../net/host-port.js';
 import { DivertError } from '../errors.js';
-import { loadMonitorConfig } from '../monitor/config.js';
-import { MonitorMetrics } from '../monitor/metrics.js';
-import { Monitor, type StatusReport } from '../monitor/monitor.js';
-import { startStatusServer } from '../monitor/status-server.js';
-import { AdminClient } from './admin-client.js';
+import type { StatusReport } from '../monitor/monitor.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { note, printJson, textTable } from './render.js';
 
@@ -78,6 +72,15 @@ export async function runMonitor(argv: Args, env: NodeJS.ProcessEnv = process.en
   const level = given(argv, 'log-level', 'DIVERT_MONITOR_LOG_LEVEL', env) ?? { value: 'info', from: '--log-level' };
   if (!(LOG_LEVELS as readonly string[]).includes(level.value)) throw usage(`${level.from} "${level.value}": expected one of ${LOG_LEVELS.join(', ')}`);
   const listen = statusAddress(argv, env);
+  // the monitor's own modules only when it runs: `divert monitor status` and --help need none of them
+  const [{ pino }, { loadMonitorConfig }, { MonitorMetrics }, { Monitor }, { startStatusServer }, { AdminClient }] = await Promise.all([
+    import('pino'),
+    import('../monitor/config.js'),
+    import('../monitor/metrics.js'),
+    import('../monitor/monitor.js'),
+    import('../monitor/status-server.js'),
+    import('../client/admin-client.js'),
+  ]);
   const config = loadMonitorConfig(configPath.value);
   const merged = connectionArgs(argv, config, env);
   const connection = resolveConnection(merged, env);
@@ -164,10 +167,13 @@ export function renderStatus(report: StatusReport): string {
   return `${header}${services}\n${names}\n${mirrors}`;
 }
 
-/** node:http rather than fetch: fetch refuses ports on the WHATWG "bad ports" list. */
+/**
+ * node:http rather than fetch: fetch refuses ports on the WHATWG "bad ports" list. Taken
+ * with process.getBuiltinModule: an ES import of node:http would load undici (client/http-request.ts).
+ */
 function getText(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = httpGet(url, { timeout: STATUS_TIMEOUT_MS }, (res) => {
+    const req = process.getBuiltinModule('node:http').get(url, { timeout: STATUS_TIMEOUT_MS }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));

@@ -3,13 +3,13 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { Argv } from 'yargs';
-import { formatZone } from '../table/zone/format.js';
 import type { EntryData } from '../entry/entry.js';
-import { withAddresses } from '../entry/entry-ops.js';
-import { AdminClient, AdminError } from './admin-client.js';
+import { AdminClient, AdminError } from '../client/admin-client.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { entriesTable, historyTable, note, printJson, rulesText } from './render.js';
-import { DEFAULT_TTL_SECONDS } from '../entry/check.js';
+
+// The entry model's checks and the zone file writer (with the CIDR code below them) are
+// imported by set and export alone, so that list and get start with less.
 
 type Args = Record<string, unknown>;
 
@@ -106,7 +106,8 @@ async function rulesOf(argv: Args): Promise<unknown[] | undefined> {
  * withAddresses),
  * so that changing addresses does not reset what someone else chose.
  */
-function merged(given: Pick<EntryData, 'a' | 'aaaa'>, options: Partial<EntryData>, current: EntryData | null): EntryData {
+async function merged(given: Pick<EntryData, 'a' | 'aaaa'>, options: Partial<EntryData>, current: EntryData | null): Promise<EntryData> {
+  const [{ withAddresses }, { DEFAULT_TTL_SECONDS }] = await Promise.all([import('../entry/entry-ops.js'), import('../entry/check.js')]);
   const data = current ? withAddresses(current, given.a, given.aaaa) : { ...given, ttl: DEFAULT_TTL_SECONDS };
   if (options.ttl !== undefined) data.ttl = options.ttl;
   if (options.weights !== undefined) data.weights = options.weights;
@@ -136,7 +137,7 @@ async function set(argv: Args): Promise<void> {
       throw err;
     });
     try {
-      entry = await admin.put(name, merged(addresses, options, current), ifVersion ?? current?.version ?? 0);
+      entry = await admin.put(name, await merged(addresses, options, current), ifVersion ?? current?.version ?? 0);
       break;
     } catch (err) {
       const raced = err instanceof AdminError && err.status === 412 && ifVersion === undefined;
@@ -172,6 +173,7 @@ async function importZone(argv: Args): Promise<void> {
 
 async function exportZone(argv: Args): Promise<void> {
   const prefix = argv.prefix as string | undefined;
+  const { formatZone } = await import('../table/zone/format.js');
   const entries = await client(argv).listAll(prefix);
   if (entries.length === 0) note(prefix ? `no intercepted name starts with "${prefix}"; the zone is empty` : 'no names are intercepted; the zone is empty');
   process.stdout.write(formatZone(entries));

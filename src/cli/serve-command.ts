@@ -3,32 +3,12 @@
 // non-zero exit.
 
 import { componentLogger, createLogger } from '../log.js';
-import type { Argv } from 'yargs';
 import { formatHostPort } from '../net/host-port.js';
-import { envName, loadServeConfig } from '../config/load.js';
-import { SERVE_OPTIONS, type OptionSpec } from '../config/options.js';
+import { loadServeConfig } from '../config/load.js';
 import { startServer, type RunningServer } from '../server/server.js';
 
 /** How long a stop may take beyond the query timeout before the process exits anyway. */
 const STOP_MARGIN_MS = 5000;
-
-export function serveOptions(yargs: Argv): Argv {
-  for (const spec of Object.values(SERVE_OPTIONS) as OptionSpec[]) {
-    const shownDefault = spec.defaultDescription ?? (spec.default === undefined ? undefined : JSON.stringify(spec.default));
-    yargs.option(spec.flag, {
-      describe: `${spec.describe} [env ${envName(spec.flag)}]`,
-      type: spec.boolean ? 'boolean' : 'string',
-      array: spec.repeatable ?? false,
-      requiresArg: !spec.boolean,
-      defaultDescription: shownDefault,
-    });
-  }
-  return yargs.option('config', {
-    describe: 'JSON or YAML file of options (keys are the flag names); flags and DIVERT_* variables win [env DIVERT_CONFIG]',
-    type: 'string',
-    requiresArg: true,
-  });
-}
 
 export async function runServe(argv: Record<string, unknown>): Promise<void> {
   // a reload reads the same flags and variables (they cannot change) and the --config file anew

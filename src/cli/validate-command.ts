@@ -5,7 +5,6 @@
 // one-line summary on stdout; exit 2 with the error line on stderr.
 
 import { pino } from 'pino';
-import type { Argv } from 'yargs';
 import { formatHostPort } from '../net/host-port.js';
 import { loadServeConfig } from '../config/load.js';
 import type { ServeConfig } from '../config/options.js';
@@ -18,23 +17,10 @@ import { resolveUpstreams } from '../upstream/resolv-conf.js';
 import { keysWithoutGrant } from '../update/grants.js';
 import type { KeyFile } from '../update/key-file.js';
 import { loadUpdateKeys } from '../update/update-server.js';
-import { serveOptions } from './serve-command.js';
 
 type Args = Record<string, unknown>;
 
 const silent = pino({ level: 'silent' });
-
-export function validateOptions(yargs: Argv): Argv {
-  return serveOptions(yargs)
-    .usage(
-      '$0 validate [--config FILE] [options]\n\n' +
-        'Checks the configuration divert serve would start with (the same options, DIVERT_* variables and --config file), ' +
-        'its zone files, upstreams, Redis URL and TSIG key file, without binding a port or contacting Redis. ' +
-        'Exit 0 with a summary on stdout; exit 2 with the first error on stderr.',
-    )
-    .example('$0 validate --config /etc/divert/divert.yaml', 'check a config file before a restart or a reload (SIGHUP)')
-    .example('$0 validate --zones zones/ --upstream 9.9.9.9', 'check zone files');
-}
 
 async function upstreamsOf(config: ServeConfig): Promise<string> {
   const found = await resolveUpstreams(config);

@@ -6,11 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DivertError } from '../errors.js';
 import { maskUrl } from '../redact.js';
-import { SERVE_OPTIONS, type OptionSpec, type ServeConfig } from './options.js';
-
-export function envName(flag: string): string {
-  return 'DIVERT_' + flag.toUpperCase().replace(/-/g, '_');
-}
+import { envName, SERVE_OPTIONS, type OptionSpec, type ServeConfig } from './options.js';
 
 type Source = { label: (flag: string) => string; get: (spec: OptionSpec) => unknown };
 

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseCidr } from '../net/cidr.js';
 
 import { parseHostPort, type HostPort } from '../net/host-port.js';
+import { tokenProblem } from './token-rule.js';
 
 /** --allow's default: the networks a resolver's own clients use. */
 export const DEFAULT_ALLOW = [
@@ -27,11 +28,11 @@ const hostPort = (defaultPort?: number) =>
     return parsed;
   });
 
-/** Characters an admin token may hold: it travels in an HTTP header. */
-export const TOKEN_CHARS = /^[\x21-\x7e]+$/;
-
-/** An admin token, given by --admin-token or read from a token file: too long to guess, fit for a header. */
-export const adminTokenSchema = z.string().min(16, 'expected at least 16 characters').regex(TOKEN_CHARS, 'expected printable characters without spaces');
+/** An admin token given by --admin-token: too long to guess, fit for a header (config/token-rule.ts). */
+const adminTokenSchema = z.string().superRefine((token, ctx) => {
+  const problem = tokenProblem(token);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const cidr = z.string().superRefine((text, ctx) => {
   try {
@@ -64,6 +65,11 @@ export interface OptionSpec {
   defaultDescription?: string;
   /** Validates one value (each value, for a repeatable option). */
   schema: z.ZodType;
+}
+
+/** The DIVERT_* variable of a flag: --admin-token ⇄ DIVERT_ADMIN_TOKEN. */
+export function envName(flag: string): string {
+  return 'DIVERT_' + flag.toUpperCase().replace(/-/g, '_');
 }
 
 export const SERVE_OPTIONS = {

@@ -2,7 +2,7 @@
 // service's answer through its policy, and hands changed answers to the table sync.
 
 import type { Logger } from 'pino';
-import type { AdminClient } from '../cli/admin-client.js';
+import type { AdminClient } from '../client/admin-client.js';
 import { checkPort, type MonitorConfig, type ServiceConfig } from './config.js';
 import type { MonitorMetrics } from './metrics.js';
 import { choose, nextHealth, UNKNOWN, type Answer, type Health, type PolicyMemory } from './policies.js';

@@ -3,7 +3,7 @@
 // when someone else changed a name, and back-off while the admin API is away.
 
 import type { Logger } from 'pino';
-import { AdminError, type AdminClient } from '../cli/admin-client.js';
+import { AdminError, type AdminClient } from '../client/admin-client.js';
 import type { Entry, EntryData, HistoryRecord } from '../entry/entry.js';
 import { SEED_AUTHOR } from '../table/store-ops.js';
 import { withAddresses } from '../entry/entry-ops.js';

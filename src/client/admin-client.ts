@@ -2,6 +2,7 @@
 
 import type { Entry, EntryData, HistoryRecord } from '../entry/entry.js';
 import type { Connection } from './connection.js';
+import { httpRequest, type HttpResponse } from './http-request.js';
 
 /** A stuck admin port must not hang an operator's shell or a script forever. */
 const REQUEST_TIMEOUT_MS = 60_000;
@@ -57,7 +58,7 @@ function namePath(name: string): string {
   return `v1/names/${encodeURIComponent(name)}`;
 }
 
-/** The reason a connection failed, as the OS names it (ECONNREFUSED…), else fetch's own words. */
+/** The reason a connection failed, as the OS names it (ECONNREFUSED…), else the error's own words. */
 function reasonOf(err: unknown): string {
   let cause: unknown = err;
   while (cause instanceof Error) {
@@ -100,18 +101,14 @@ export class AdminClient {
     }
     if (request.ifVersion !== undefined) headers['if-match'] = `"${request.ifVersion}"`;
 
-    let response: Response;
+    let response: HttpResponse;
     let text: string;
     try {
-      response = await fetch(url, { method: request.method ?? 'GET', headers, body, signal: AbortSignal.timeout(this.timeoutMs) });
+      response = await httpRequest(url, { method: request.method ?? 'GET', headers, body, signal: AbortSignal.timeout(this.timeoutMs) });
       text = await response.text();
     } catch (err) {
       if (err instanceof Error && err.name === 'TimeoutError') {
         throw new AdminError(`the admin API at ${this.where} did not answer within ${this.timeoutMs / 1000} s`);
-      }
-      // fetch will not connect to ports on the WHATWG "bad ports" list, whatever listens there.
-      if (reasonOf(err) === 'bad port') {
-        throw new AdminError(`cannot reach the admin API at ${this.where}: Node's fetch refuses port ${url.port} (it is on the WHATWG list of blocked ports); run divert serve --admin on another port`);
       }
       throw new AdminError(`cannot reach the admin API at ${this.where} (${reasonOf(err)}); is divert serve running with its --admin there? Point to it with --admin URL or DIVERT_ADMIN_URL`);
     }
