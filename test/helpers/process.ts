@@ -1,10 +1,11 @@
 // Runs the built `divert` binary as a child process, as an operator would.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnChild } from './children.js';
 
 /** The repository root (tests run from dist/test/). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -46,7 +47,7 @@ export function runDivert(args: string[], options: { env?: NodeJS.ProcessEnv; pr
   const [command, ...rest] = [...prefix, process.execPath, MAIN, ...args, ...serveDefaults];
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, ...options.env };
   env.XDG_CONFIG_HOME ??= mkdtempSync(join(tmpdir(), 'divert-home-'));
-  const child = spawn(command, rest, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnChild(command, rest, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (c) => (out += c));
