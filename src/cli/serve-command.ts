@@ -7,7 +7,7 @@ import type { Argv } from 'yargs';
 import { formatHostPort } from '../net/host-port.js';
 import { envName, loadServeConfig } from '../config/load.js';
 import { SERVE_OPTIONS, type OptionSpec } from '../config/options.js';
-import { startServer, type RunningServer } from '../server/server.js';
+import type { RunningServer } from '../server/server.js';
 
 /** How long a stop may take beyond the query timeout before the process exits anyway. */
 const STOP_MARGIN_MS = 5000;
@@ -53,6 +53,9 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
     });
   };
   process.on('SIGHUP', reload);
+  // the server's modules (Redis, HTTP, metrics) are loaded once the configuration is good:
+  // divert validate shares serveOptions, and a refused start-up has no use for them
+  const { startServer } = await import('../server/server.js');
   const server = await startServer(config, root, { reloadConfig: () => loadServeConfig(argv, env) });
   running = server;
   log.info(
