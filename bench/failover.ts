@@ -2,7 +2,8 @@
 // longer holds it, with a real divert serve, divert monitor and two HTTP mirrors on
 // loopback. `npm run bench:failover` (node dist/bench/failover.js [TRIALS]).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnChild } from '../test/helpers/children.js';
 import { createSocket } from 'node:dgram';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
     await active.start();
     await standby.start();
 
-    const serve = spawn(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const serve = spawnChild(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(serve);
     const line = JSON.parse(await waitForLine(serve, (l) => l.includes('"listening on'), 'divert serve')) as { listen: string[]; admin: string };
     const dnsPort = Number(line.listen[0].split(':').pop());
@@ -116,7 +117,7 @@ async function main(): Promise<void> {
     writeFileSync(path, stringify(config));
     process.stdout.write(`monitor config (${path}):\n${stringify(config)}\n`);
 
-    const monitor = spawn(process.execPath, [MAIN, 'monitor', '--config', path, '--admin', `http://${line.admin}`, '--token', TOKEN, '--status', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const monitor = spawnChild(process.execPath, [MAIN, 'monitor', '--config', path, '--admin', `http://${line.admin}`, '--token', TOKEN, '--status', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(monitor);
     await waitForLine(monitor, (l) => l.includes('"status"'), 'divert monitor');
     await pollUntil(dnsPort, (a) => a.join() === active.address, 15_000);

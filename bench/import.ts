@@ -13,7 +13,8 @@
 //
 // Each size imports a name (or names) of its own, so no import replaces an earlier one.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnChild } from '../test/helpers/children.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,7 +80,7 @@ interface Server {
 
 async function startServe(processes: Processes, extra: string[]): Promise<Server> {
   const [dns, adminPort] = [await freePort(), await freePort()];
-  const child = processes.track(spawn(process.execPath, [
+  const child = processes.track(spawnChild(process.execPath, [
     MAIN, 'serve', '--listen', `127.0.0.1:${dns}`, '--admin', `127.0.0.1:${adminPort}`, '--admin-token', TOKEN,
     '--upstream', '127.0.0.1:9', '--workers', workers, '--log-level', 'warn', ...extra,
   ], { stdio: ['ignore', 'ignore', 'inherit'] }));

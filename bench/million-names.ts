@@ -5,7 +5,7 @@
 //   REDIS_PORT=7000 node dist/bench/million-names.js     (a throw-away redis-server)
 //   BENCH_NAMES (default 1000000), REDIS_URL instead of REDIS_PORT, BENCH_KEEP=1 keeps the keys.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execChildSync, spawnChild } from '../test/helpers/children.js';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -110,11 +110,11 @@ class RespWriter {
 
 /** `redis-cli --pipe`: write RESP, end() resolves once every reply came back without error. */
 function massInsert(url: string): { write(data: Buffer): Promise<void>; end(): Promise<void>; kill(): void } {
-  const child = spawn('redis-cli', ['-u', url, '--pipe'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawnChild('redis-cli', ['-u', url, '--pipe'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
-  child.stdin.on('error', () => {}); // a redis-cli that died is reported through its exit
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
+  child.stdin!.on('error', () => {}); // a redis-cli that died is reported through its exit
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
   const exited = new Promise<number | null>((resolve, reject) => {
     child.once('error', (err) => reject(new Error(`redis-cli: ${err.message} (it comes with redis-server)`)));
     child.once('exit', (code) => resolve(code));
@@ -123,12 +123,12 @@ function massInsert(url: string): { write(data: Buffer): Promise<void>; end(): P
   return {
     write: (data) =>
       new Promise((resolve, reject) => {
-        if (child.stdin.write(data)) resolve();
-        else child.stdin.once('drain', resolve);
+        if (child.stdin!.write(data)) resolve();
+        else child.stdin!.once('drain', resolve);
         exited.then(() => reject(new Error(`redis-cli --pipe ended early: ${output.trim()}`)), reject);
       }),
     end: async () => {
-      child.stdin.end();
+      child.stdin!.end();
       const code = await exited;
       const m = /errors: (\d+), replies: (\d+)/.exec(output);
       if (code !== 0 || !m || m[1] !== '0') throw new Error(`redis-cli --pipe failed (exit ${code}): ${output.trim()}`);
@@ -242,7 +242,7 @@ async function main(): Promise<void> {
   const loadS = (performance.now() - t0) / 1000;
   console.log(`loaded ${count.toLocaleString('en')} names under ${prefix} in ${loadS.toFixed(1)} s (${Math.round(count / loadS).toLocaleString('en')}/s)`);
   try {
-    const out = execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--measure', prefix], {
+    const out = execChildSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--measure', prefix], {
       env: { ...process.env, REDIS_URL: url },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],

@@ -2,7 +2,8 @@
 // packages, copied into a writable folder (run.sh writes gen/ and results/ next to itself),
 // run once per configuration, and read back from the copy's results/ files.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { spawnChild } from '../test/helpers/children.js';
 import { once } from 'node:events';
 import { chmodSync, copyFileSync, cpSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -87,7 +88,7 @@ export interface PeerRunOptions {
 export async function runPeerbench(options: PeerRunOptions, processes: Processes): Promise<PeerRun> {
   const results = join(options.copy, 'results');
   const before = new Set(listResults(results));
-  const child = processes.track(spawn('bash', [join(options.copy, 'run.sh')], {
+  const child = processes.track(spawnChild('bash', [join(options.copy, 'run.sh')], {
     cwd: options.cwd,
     env: { ...process.env, RUNDIR: options.runDir, ...options.env },
     stdio: ['ignore', 'ignore', 'inherit'],

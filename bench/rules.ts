@@ -10,7 +10,7 @@
 // that does, answering the same two addresses as the plain name with equal weights (so
 // one of two orders per query). Replies are the same size either way.
 
-import { spawn, execFile } from 'node:child_process';
+import { execChild, spawnChild } from '../test/helpers/children.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,14 +52,16 @@ function zones(dir: string): { plain: string; rules: string } {
 
 function dnsperf(port: number, file: string): Promise<{ qps: number; lost: number }> {
   const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-c', '20', '-T', '1', '-q', '200'];
-  return new Promise((resolve, reject) =>
-    execFile('dnsperf', args, { timeout: (seconds + 30) * 1000 }, (err, stdout) => {
-      if (err) return reject(new Error(`dnsperf: ${err.message}`));
+  return execChild('dnsperf', args, { timeout: (seconds + 30) * 1000 }).then(
+    ({ stdout }) => {
       const qps = /Queries per second:\s+([\d.]+)/.exec(stdout);
       const lost = /Queries lost:\s+\d+ \(([\d.]+)%\)/.exec(stdout);
-      if (!qps) return reject(new Error(`dnsperf printed no QPS: ${stdout}`));
-      resolve({ qps: Number(qps[1]), lost: lost ? Number(lost[1]) : 0 });
-    }),
+      if (!qps) throw new Error(`dnsperf printed no QPS: ${stdout}`);
+      return { qps: Number(qps[1]), lost: lost ? Number(lost[1]) : 0 };
+    },
+    (err: Error) => {
+      throw new Error(`dnsperf: ${err.message}`);
+    },
   );
 }
 
@@ -71,7 +73,7 @@ async function main_(): Promise<void> {
   try {
     const files = zones(dir);
     const port = await freePort();
-    const child = processes.track(spawn(process.execPath, [
+    const child = processes.track(spawnChild(process.execPath, [
       main, 'serve', '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--admin-token', 'bench-token-0123456789abcdef',
       '--upstream', '127.0.0.1:9', '--zones', dir, '--workers', workers, '--log-level', 'warn',
     ], { stdio: ['ignore', 'ignore', 'inherit'] }));

@@ -27,7 +27,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execFileSync, spawn } from 'node:child_process';
+import { execChildSync, spawnChild } from '../test/helpers/children.js';
 import { copyPeerbench, keepMarkdown, missingPackages, runPeerbench, type Latency, type PeerRun } from './peerbench.js';
 import { Processes } from './processes.js';
 import { startRedis } from './redis-server.js';
@@ -115,15 +115,15 @@ async function measure(work: string, copy: string, name: string, label: string, 
 async function interceptedLatency(copy: string): Promise<Latency | undefined> {
   const port = 15351; // run.sh's range; nothing of run.sh runs any more
   const child = processes.track(
-    spawn(process.execPath, [main, 'serve', '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--admin-token', TOKEN,
+    spawnChild(process.execPath, [main, 'serve', '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--admin-token', TOKEN,
       '--upstream', '127.0.0.1:15301', '--zones', join(copy, 'gen', 'shop.test.zone'), '--log-level', 'warn', ...workersArgs], { stdio: 'ignore' }),
   );
   try {
     const ready = await waitForAnswer(port, 'www1.shop.test', 15_000);
     if (!ready) return undefined;
     const file = join(copy, 'gen', 'intercept.txt');
-    execFileSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '2', '-c', '4', '-q', '50'], { stdio: 'ignore' }); // warm
-    const out = execFileSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '5', '-c', '20', '-T', '1', '-q', '100', '-Q', String(settings.latencyQps)], { encoding: 'utf8' });
+    execChildSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '2', '-c', '4', '-q', '50'], { stdio: 'ignore' }); // warm
+    const out = execChildSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '5', '-c', '20', '-T', '1', '-q', '100', '-Q', String(settings.latencyQps)], { encoding: 'utf8' });
     const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
     return {
       label: SUT.memory, mix: 'a', proto: 'udp',
@@ -142,7 +142,7 @@ async function waitForAnswer(port: number, name: string, ms: number): Promise<bo
   const until = Date.now() + ms;
   while (Date.now() < until) {
     try {
-      if (/^\d+\./m.test(execFileSync('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', name, 'A'], { encoding: 'utf8' }))) return true;
+      if (/^\d+\./m.test(execChildSync('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', name, 'A'], { encoding: 'utf8' }))) return true;
     } catch {
       // not up yet
     }

@@ -8,7 +8,7 @@
 // answers the forwarded names. RSS and fds are sampled every 30 s; "flat" compares the last
 // sample with the one taken after the first 5 minutes (warm-up: JIT, caches, socket pools).
 
-import { execFile } from 'node:child_process';
+import { execChild } from '../test/helpers/children.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,9 +28,7 @@ interface Sample {
 
 function dnsperf(port: number, file: string, seconds: number): Promise<string> {
   const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-c', '20', '-T', '1', '-q', '500', '-Q', String(qps), '-S', '60'];
-  return new Promise((resolve, reject) =>
-    execFile('dnsperf', args, { timeout: (seconds + 60) * 1000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout) => (err ? reject(new Error(`dnsperf: ${err.message}`, { cause: err })) : resolve(stdout))),
-  );
+  return execChild('dnsperf', args, { timeout: (seconds + 60) * 1000, maxBuffer: 16 * 1024 * 1024 }).then(({ stdout }) => stdout);
 }
 
 async function main(): Promise<void> {

@@ -1,7 +1,8 @@
 // Time to divert: from sending an admin write to the first DNS answer that carries the
 // new address, on the instance written to and on a second replica sharing its Redis.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnChild } from '../test/helpers/children.js';
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { mkdtempSync } from 'node:fs';
@@ -60,19 +61,19 @@ function percentile(sorted: number[], p: number): number {
 export async function timeToDivert(main: string, changes: number, children: ChildProcess[], serveArgs: string[] = [], startTimeoutMs = 30_000): Promise<string[]> {
   const redisPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'divert-bench-redis-'));
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const redis = spawnChild('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
   children.push(redis);
   await sleep(300);
 
   const replicas: { dns: number; admin: string }[] = [];
   for (let i = 0; i < 2; i++) {
-    const child = spawn(process.execPath, [main, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--redis', `redis://127.0.0.1:${redisPort}`, '--redis-prefix', 'bench:', ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawnChild(process.execPath, [main, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--redis', `redis://127.0.0.1:${redisPort}`, '--redis-prefix', 'bench:', ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(child);
     replicas.push(await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`time-to-divert: replica ${i + 1} (pid ${child.pid}) did not report "listening on" within ${startTimeoutMs} ms`)), startTimeoutMs);
       child.once('exit', (code) => reject(new Error(`time-to-divert: replica ${i + 1} exited with ${code} before listening`)));
       let out = '';
-      child.stdout.on('data', (c) => {
+      child.stdout!.on('data', (c) => {
         out += c;
         const line = out.split('\n').find((l) => l.includes('"listening on'));
         if (line) {

@@ -7,14 +7,12 @@ import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { freePort } from './helpers/redis.js';
 import { MAIN, ROOT, runDivert } from './helpers/process.js';
 import { findDig } from './helpers/divert.js';
+import { execChild as run } from './helpers/children.js';
 import { replyTo, startUpstream } from './helpers/upstream.js';
 
-const run = promisify(execFile);
 const tmp = () => mkdtempSync(join(tmpdir(), 'divert-cli-'));
 
 async function fails(args: string[], pattern: RegExp, code: number, env: NodeJS.ProcessEnv = {}) {

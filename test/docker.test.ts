@@ -6,11 +6,9 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { Copy, DockerfileParser, Healthcheck, type Instruction } from 'dockerfile-ast';
 import { validate as lintDockerfile } from 'dockerfile-utils';
 import ipaddr from 'ipaddr.js';
@@ -22,8 +20,8 @@ import { envName, SERVE_OPTIONS, type OptionSpec } from '../src/config/options.j
 import { loadMonitorConfig, parseDuration } from '../src/monitor/config.js';
 import { readZones } from '../src/table/zone/read.js';
 import { ROOT } from './helpers/process.js';
+import { execChild as run } from './helpers/children.js';
 
-const run = promisify(execFile);
 const DOCKER = join(ROOT, 'docker');
 const DOCKERFILE = join(DOCKER, 'Dockerfile');
 const COMPOSE = join(DOCKER, 'compose.yaml');

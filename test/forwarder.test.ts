@@ -30,14 +30,18 @@ test('an attempt that is late and then reset counts once against its upstream', 
   const slow = { host: '127.0.0.1', port: (resetter.address() as { port: number }).port };
   const pool = new UpstreamPool([slow, { host: '127.0.0.1', port: good.port }], { failuresToMarkDown: 5, initialBackoffMs: 1000, maxBackoffMs: 1000 });
   const forwarder = new Forwarder(pool, { attemptTimeoutMs: 50, queryTimeoutMs: 1000 });
-  const msg = query('late.test');
-  const q = readQuery(msg);
-  assert.ok(typeof q !== 'string');
-  const reply = await forwarder.forward(msg, q.questionEnd, 'tcp');
-  assert.ok(reply, 'the second upstream answered');
-  // hedging sends it an attempt every other 50 ms; each one fails once, late or reset,
-  // never twice (the last one may end with the query, before it is either)
-  const failures = pool.upstreams[0].consecutiveFailures;
-  assert.ok(failures >= 1, 'the slow upstream was charged');
-  assert.ok(failures <= attemptsToSlow, `${failures} failures for ${attemptsToSlow} attempts`);
+  try {
+    const msg = query('late.test');
+    const q = readQuery(msg);
+    assert.ok(typeof q !== 'string');
+    const reply = await forwarder.forward(msg, q.questionEnd, 'tcp');
+    assert.ok(reply, 'the second upstream answered');
+    // hedging sends it an attempt every other 50 ms; each one fails once, late or reset,
+    // never twice (the last one may end with the query, before it is either)
+    const failures = pool.upstreams[0].consecutiveFailures;
+    assert.ok(failures >= 1, 'the slow upstream was charged');
+    assert.ok(failures <= attemptsToSlow, `${failures} failures for ${attemptsToSlow} attempts`);
+  } finally {
+    forwarder.close(); // its pooled connection to the good upstream held good.close() until it idled out (15 s)
+  }
 });

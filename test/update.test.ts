@@ -4,7 +4,6 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,7 @@ import { startUpdateServer } from '../src/update/update-server.js';
 import { BACKENDS } from './helpers/backends.js';
 import { startDivert, tcpAsk, udpAsk, type LogSink, type TestServer } from './helpers/divert.js';
 import { runDivert } from './helpers/process.js';
+import { execChild } from './helpers/children.js';
 import { assertApplied, entryOf, historyOf, keyText, makeKeyFile, nsupdate, type NsupdateRun } from './helpers/nsupdate.js';
 import { encodeName, ipv4, rr } from './helpers/raw.js';
 import { startUpstream, replyTo, RCODE, type TestUpstream } from './helpers/upstream.js';
@@ -575,9 +575,7 @@ describe('update server', () => {
   test('dig checks the signature of a reply to a signed query (REFUSED: the port takes updates only)', async () => {
     const server = await start(memoryTable());
     try {
-      const out = await new Promise<string>((resolve, reject) =>
-        execFile('dig', ['@127.0.0.1', '-p', String(server.address.port), '+time=3', '+tries=1', '-y', `hmac-sha256:${key.name}:${key.secret.toString('base64')}`, 'www.shop.test', 'A'],
-          (err, stdout) => (err ? reject(err) : resolve(stdout))));
+      const { stdout: out } = await execChild('dig', ['@127.0.0.1', '-p', String(server.address.port), '+time=3', '+tries=1', '-y', `hmac-sha256:${key.name}:${key.secret.toString('base64')}`, 'www.shop.test', 'A']);
       assert.match(out, /status: REFUSED/);
       assert.match(out, /TSIG PSEUDOSECTION/);
       assert.doesNotMatch(out, /Couldn't verify|tsig verify failure|expected a TSIG/i);

@@ -6,7 +6,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSocket } from 'node:dgram';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
@@ -61,12 +61,28 @@ async function forward(forwarder: Forwarder, msg: Buffer, transport: 'udp' | 'tc
 }
 
 /** Whether a UDP port on 127.0.0.1 is free, i.e. no socket of ours holds it any more. */
+/**
+ * Whether this process holds no UDP socket on `port` any more. Binding the port to find
+ * out would fail when another process (a test run beside this one) took the port once it
+ * was released, so the sockets this process holds are read from /proc: its descriptors'
+ * socket inodes, matched against the local ports in /proc/net/udp and udp6.
+ */
 async function portIsFree(port: number): Promise<boolean> {
-  const probe = createSocket('udp4');
-  return new Promise((resolve) => {
-    probe.once('error', () => resolve(false));
-    probe.bind(port, '127.0.0.1', () => probe.close(() => resolve(true)));
-  });
+  const inodes = new Set<string>();
+  for (const fd of await readdir('/proc/self/fd')) {
+    const link = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    if (m) inodes.add(m[1]);
+  }
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
+    const rows = (await readFile(table, 'utf8').catch(() => '')).split('\n').slice(1);
+    for (const row of rows) {
+      const fields = row.trim().split(/\s+/);
+      if (fields.length > 9 && fields[1].endsWith(hexPort) && inodes.has(fields[9])) return false;
+    }
+  }
+  return true;
 }
 
 /** Polls `check` every 20 ms until it holds or `timeoutMs` passes. */

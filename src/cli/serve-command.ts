@@ -5,7 +5,7 @@
 import { componentLogger, createLogger } from '../log.js';
 import { formatHostPort } from '../net/host-port.js';
 import { loadServeConfig } from '../config/load.js';
-import { startServer, type RunningServer } from '../server/server.js';
+import type { RunningServer } from '../server/server.js';
 
 /** How long a stop may take beyond the query timeout before the process exits anyway. */
 const STOP_MARGIN_MS = 5000;
@@ -33,6 +33,9 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
     });
   };
   process.on('SIGHUP', reload);
+  // the server's modules (Redis, HTTP, metrics) are loaded once the configuration is good:
+  // a refused start-up has no use for them
+  const { startServer } = await import('../server/server.js');
   const server = await startServer(config, root, { reloadConfig: () => loadServeConfig(argv, env) });
   running = server;
   log.info(

@@ -4,12 +4,12 @@
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
 import { Resolver } from 'node:dns/promises';
-import { execFile } from 'node:child_process';
 import { pino } from 'pino';
 import dnsPacket from 'dns-packet';
 import { lengthPrefix, TcpFramer } from '../../src/transport/tcp-framer.js';
 import { loadServeConfig } from '../../src/config/load.js';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server/server.js';
+import { execChild } from './children.js';
 
 export interface TestServer extends RunningServer {
   port: number;
@@ -153,18 +153,12 @@ let digPath: string | null | undefined;
 /** The path of dig, or null when it is not installed. */
 export async function findDig(): Promise<string | null> {
   if (digPath !== undefined) return digPath;
-  digPath = await new Promise<string | null>((resolve) =>
-    execFile('sh', ['-c', 'command -v dig'], (err, stdout) => resolve(err ? null : stdout.trim() || null)),
-  );
+  digPath = await execChild('sh', ['-c', 'command -v dig']).then(({ stdout }) => stdout.trim() || null, () => null);
   return digPath;
 }
 
-export function dig(port: number, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) =>
-    execFile('dig', ['@127.0.0.1', '-p', String(port), '+time=3', '+tries=1', ...args], (err, stdout) =>
-      err ? reject(err) : resolve(stdout),
-    ),
-  );
+export async function dig(port: number, args: string[]): Promise<string> {
+  return (await execChild('dig', ['@127.0.0.1', '-p', String(port), '+time=3', '+tries=1', ...args])).stdout;
 }
 
 /** The reply of each worker's query path to `query` (from 127.0.0.1 over UDP), without a socket: every worker must give the same. */

@@ -2,10 +2,10 @@
 // files as tsig-keygen writes them, and what an update did as the admin API shows it.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { Entry, HistoryRecord } from '../../src/entry/entry.js';
 import type { TestServer } from './divert.js';
+import { execChild, spawnChild } from './children.js';
 
 const NSUPDATE = '/usr/bin/nsupdate';
 
@@ -14,7 +14,7 @@ export function keyText(name: string, secret: string): string {
 }
 
 function onPath(command: string): Promise<boolean> {
-  return new Promise((resolve) => execFile('sh', ['-c', `command -v ${command}`], (err) => resolve(!err)));
+  return execChild('sh', ['-c', `command -v ${command}`]).then(() => true, () => false);
 }
 
 /**
@@ -25,8 +25,7 @@ function onPath(command: string): Promise<boolean> {
 export async function makeKeyFile(name: string, policy: string, writeTemp: (text: string) => string): Promise<{ path: string; client: string; secret: string }> {
   let text: string;
   if (await onPath('tsig-keygen')) {
-    text = await new Promise<string>((resolve, reject) =>
-      execFile('tsig-keygen', ['-a', 'hmac-sha256', name], (err, stdout) => (err ? reject(err) : resolve(stdout))));
+    text = (await execChild('tsig-keygen', ['-a', 'hmac-sha256', name])).stdout;
   } else {
     text = keyText(name, randomBytes(32).toString('base64'));
   }
@@ -41,13 +40,13 @@ export interface NsupdateRun {
 /** Runs nsupdate with `commands` (then `send`); its output is stdout and stderr together. */
 export function nsupdate(commands: string[], args: string[] = []): Promise<NsupdateRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(NSUPDATE, ['-t', '10', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawnChild(NSUPDATE, ['-t', '10', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
-    child.stdout.on('data', (c) => (output += c));
-    child.stderr.on('data', (c) => (output += c));
+    child.stdout!.on('data', (c) => (output += c));
+    child.stderr!.on('data', (c) => (output += c));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, output }));
-    child.stdin.end([...commands, 'send', ''].join('\n'));
+    child.stdin!.end([...commands, 'send', ''].join('\n'));
   });
 }
 

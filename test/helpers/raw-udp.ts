@@ -3,8 +3,9 @@
 // sockets writes the UDP header (and, for IPv4, the IP header) itself; it needs root
 // (CAP_NET_RAW), which CI has. One child serves many datagrams, read from its stdin.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { spawnChild } from './children.js';
 
 const SENDER = String.raw`
 import socket, struct, sys
@@ -59,7 +60,7 @@ export class RawUdp {
   }
 
   static start(): RawUdp {
-    const child = spawn('python3', ['-u', '-c', SENDER], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawnChild('python3', ['-u', '-c', SENDER], { stdio: ['pipe', 'pipe', 'inherit'] });
     return new RawUdp(child);
   }
 

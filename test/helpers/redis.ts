@@ -2,15 +2,15 @@
 // directory, or the one REDIS_URL names. Each test uses its own key prefix, so a
 // shared server is safe and nothing a test did not create is touched.
 
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
+import { execChild, spawnChild } from './children.js';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -99,7 +99,7 @@ export async function startRedis(options: { persist?: boolean; password?: string
     ...(options.password ? ['--requirepass', options.password] : []),
   ];
   const launch = async () => {
-    const c = spawn('redis-server', args(), { stdio: 'ignore' });
+    const c = spawnChild('redis-server', args(), { stdio: 'ignore' });
     c.on('error', () => {});
     child = c;
     await waitForPing(url(), 10_000, isRunning(c));
@@ -150,7 +150,7 @@ export async function dropPrefix(url: string, prefix: string): Promise<void> {
 
 /** A server process that can be stopped (SIGTERM, waiting for its exit). */
 function launch(args: string[]): { child: ChildProcess; stop(): Promise<void> } {
-  const child = spawn('redis-server', args, { stdio: 'ignore' });
+  const child = spawnChild('redis-server', args, { stdio: 'ignore' });
   child.on('error', () => {});
   return {
     child,
@@ -226,7 +226,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
         return port;
       }));
     }
-    await promisify(execFile)('redis-cli', [
+    await execChild('redis-cli', [
       '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes',
     ], { timeout: 30_000 });
     for (const port of ports) {
