@@ -44,16 +44,37 @@ describe('admin port limits', () => {
 
   test('beyond 1,024 open connections newcomers are closed at once; once they let go, the token holder is served', async () => {
     const held: ReturnType<typeof open>[] = [];
-    for (let i = 0; i < 1030; i++) held.push(open(divert.admin.port));
-    await Promise.all(held.map((c) => Promise.race([new Promise((resolve) => c.socket.once('connect', resolve)), c.closed])));
-    await sleep(300);
-    const stillOpen = held.filter((c) => !c.socket.destroyed && c.socket.readyState === 'open');
-    const closed = await Promise.all(held.map((c) => Promise.race([c.closed, sleep(50).then(() => 0)])));
-    assert.ok(closed.filter((t) => t > 0).length >= 6, `${closed.filter((t) => t > 0).length} of 1030 closed at once`);
-    assert.ok(stillOpen.length <= 1024, `${stillOpen.length} kept open`);
-    for (const c of held) c.socket.destroy();
-    await sleep(200);
-    const res = await divert.api('/v1/names');
-    assert.equal(res.status, 200);
+    try {
+      for (let i = 0; i < 1030; i++) held.push(open(divert.admin.port));
+      const closedFlags = held.map(() => false);
+      held.forEach((c, i) => void c.closed.then(() => (closedFlags[i] = true)));
+      await Promise.all(held.map((c) => Promise.race([new Promise((resolve) => c.socket.once('connect', resolve)), c.closed])));
+      // the server closes the six beyond its limit as it accepts them; a busy machine may take a moment to get there
+      const deadline = Date.now() + 10_000;
+      while (closedFlags.filter(Boolean).length < 6 && Date.now() < deadline) await sleep(50);
+      const closedCount = closedFlags.filter(Boolean).length;
+      assert.ok(closedCount >= 6, `${closedCount} of 1030 closed by the server`);
+      await sleep(200); // and closes no more than those
+      const stillOpen = held.filter((c) => !c.socket.destroyed && c.socket.readyState === 'open');
+      assert.equal(stillOpen.length, 1024, 'the server keeps exactly its 1,024 connections');
+    } finally {
+      for (const c of held) c.socket.destroy();
+    }
+    // once the server has seen them go, the token holder is served
+    const statusOf = async () => {
+      try {
+        const res = await divert.api('/v1/names');
+        await res.body?.cancel();
+        return res.status;
+      } catch {
+        return 0; // closed at once: the server has not seen them all go yet
+      }
+    };
+    let status = await statusOf();
+    for (let tries = 0; status !== 200 && tries < 50; tries++) {
+      await sleep(100);
+      status = await statusOf();
+    }
+    assert.equal(status, 200);
   });
 });
