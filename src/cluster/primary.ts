@@ -29,6 +29,8 @@ function restartTimes(env: NodeJS.ProcessEnv = process.env) {
 }
 
 const REPLY_TIMEOUT_MS = 2000;
+/** How long a write waits for every worker to confirm it: a busy worker may be seconds behind without being stalled. */
+const SETTLE_TIMEOUT_MS = 5000;
 /** Changes per message to a worker: an import of many names is a few messages, not one per name. */
 const CHANGES_PER_MESSAGE = 1000;
 /** A worker that has not exited this long after the query timeout (its drain) is killed. */
@@ -156,10 +158,10 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
     });
   };
 
-  const request = <T extends FromWorker>(worker: Worker, make: (id: number) => ToWorker): Promise<T | null> => {
+  const request = <T extends FromWorker>(worker: Worker, make: (id: number) => ToWorker, timeoutMs = REPLY_TIMEOUT_MS): Promise<T | null> => {
     const id = nextRequest++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => done(null), REPLY_TIMEOUT_MS);
+      const timer = setTimeout(() => done(null), timeoutMs);
       const done = (message: T | null) => {
         clearTimeout(timer);
         replies.delete(id);
@@ -214,12 +216,12 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
       listening,
       stats: async () => sumStats(await statsEach()),
       // every worker that answers queries must say it has applied every change so far;
-      // one that does not within REPLY_TIMEOUT_MS is named, and the write is not
+      // one that does not within SETTLE_TIMEOUT_MS is named, and the write is not
       // acknowledged as answered everywhere
       settle: async () => {
         sendChanges();
         const workers = slots.flatMap((w, slot) => (w !== null && serving.has(w) && w.isConnected() ? [{ w, slot }] : []));
-        const acks = await Promise.all(workers.map(({ w }) => request(w, (id) => ({ t: 'sync', id }))));
+        const acks = await Promise.all(workers.map(({ w }) => request(w, (id) => ({ t: 'sync', id }), SETTLE_TIMEOUT_MS)));
         const unconfirmed = workers.filter((_, i) => acks[i] === null && slots[workers[i].slot] === workers[i].w).map(({ slot }) => slot + 1);
         return { unconfirmed };
       },
