@@ -45,7 +45,7 @@ function adminOf(serve: ReturnType<typeof spawn>): Promise<string> {
     const timer = setTimeout(() => reject(new Error('divert serve: no "listening on" line within 30 s')), 30_000);
     serve.once('exit', (code) => reject(new Error(`divert serve exited with ${code} before listening`)));
     serve.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk;
+      out += chunk.toString();
       const line = out.split('\n').find((l) => l.includes('"listening on'));
       if (line) {
         clearTimeout(timer);
@@ -113,7 +113,7 @@ const finish = async (code: number) => {
 // an interrupted bench still stops the server it started
 process.once('SIGINT', () => void finish(130));
 process.once('SIGTERM', () => void finish(143));
-main(processes, home)
+void main(processes, home)
   .then(
     () => 0,
     (err: unknown) => {

@@ -168,7 +168,7 @@ function contract(name: string, makeTable: MakeTable): void {
       const off = table.onChange((e) => events.push(e));
       const pending = table.put('ev.test', data('10.0.0.1'));
       let seenAtResolve = -1;
-      pending.then(() => (seenAtResolve = events.length));
+      void pending.then(() => (seenAtResolve = events.length));
       const entry = await pending;
       assert.equal(seenAtResolve, 1);
       assert.deepEqual(events, [{ name: 'ev.test', entry, version: entry.version }]);

@@ -120,7 +120,7 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.equal(statuses.filter((s) => s === 412).length, 49, 'every other one told');
       const winner = results.findIndex((r) => r.status === 200);
       assert.deepEqual(await divert.resolver.resolve4('race.corp.test'), [`198.51.100.${winner + 1}`]);
-      await Promise.all(results.map((r) => r.body?.cancel()));
+      await Promise.all(results.map((r) => r.body?.cancel() ?? Promise.resolve()));
     });
 
     test('DELETE stops intercepting: the name is forwarded again', async () => {
@@ -452,7 +452,7 @@ describe('a request while the admin port closes', () => {
     const port = (app.server.address() as { port: number }).port;
     const socket = connect(port, '127.0.0.1');
     let raw = '';
-    socket.on('data', (chunk) => (raw += chunk));
+    socket.on('data', (chunk: Buffer) => (raw += chunk.toString()));
     const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
     const closed = (async () => {
       await inSettle;

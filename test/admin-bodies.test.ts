@@ -45,7 +45,7 @@ describe('admin request bodies of any shape', () => {
   /** A refusal in divert's format: 400 (or 413 for a body over the limit) with a code and a message. */
   function assertRefused(res: Awaited<ReturnType<typeof put>>, what: string): { code: string; message: string } {
     assert.ok(res.statusCode === 400 || res.statusCode === 413, `${what}: HTTP ${res.statusCode} ${res.body.slice(0, 200)}`);
-    const error = (res.json() as { error: { code: string; message: string } }).error;
+    const error = res.json<{ error: { code: string; message: string } }>().error;
     assert.equal(typeof error.code, 'string');
     assert.equal(typeof error.message, 'string');
     assert.ok(error.message.length < 1000, `${what}: the message quotes the value cut short (${error.message.length} characters)`);

@@ -509,7 +509,7 @@ async function startFaultyUpstream(): Promise<{ port: number; asked: () => numbe
     close: async () => {
       udp!.close();
       for (const socket of connections) socket.destroy();
-      await new Promise<void>((resolve) => tcp!.close(() => resolve()));
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
     },
   };
 }

@@ -12,7 +12,7 @@ import { AnswerCache } from '../src/table/answer-cache.js';
 import { redisTable, type RedisTable } from './helpers/tables.js';
 import type { OpenRedisOptions } from '../src/table/redis/open-redis.js';
 import { wildcardCandidates } from '../src/entry/names.js';
-import { type Entry, type EntryData } from '../src/entry/entry.js';
+import { type EntryData } from '../src/entry/entry.js';
 import { startRedis, uniquePrefix, type RedisProcess } from './helpers/redis.js';
 import { eventually } from './redis-scenarios.js';
 import { loadNames, millionName } from '../bench/million-names.js';
@@ -241,7 +241,7 @@ describe('RedisTable name filter', () => {
     assert.equal(filterErrors().length, 1);
     await redis.restart();
     await eventually('filter loaded after retry', 10_000, () => inspect(table.redis).ready);
-    const entry = (await table.lookup(['there.test'])) as Entry | null;
+    const entry = (await table.lookup(['there.test']));
     assert.equal(entry, null, 'not persisted: the restarted server is empty');
   });
 

@@ -14,10 +14,7 @@ import { answerReply, errorReply, headerOnlyFormErr, headerOnlyReply } from '../
 // Building messages
 
 const FLAG_QR = 0x8000;
-const FLAG_AA = 0x0400;
-const FLAG_TC = 0x0200;
 const FLAG_RD = 0x0100;
-const FLAG_RA = 0x0080;
 const FLAG_CD = 0x0010;
 
 /** A name in wire form from its labels, each given as text (latin1) or raw bytes. */
@@ -499,7 +496,7 @@ describe('answerReply', () => {
       assert.equal(opts.length, c.opt ? 1 : 0);
       assert.equal(d.additionals!.length, opts.length);
       if (c.opt) {
-        const opt = opts[0] as dnsPacket.OptAnswer;
+        const opt = opts[0];
         assert.equal(opt.name, '.');
         assert.equal(opt.udpPayloadSize, EDNS_UDP_PAYLOAD);
         assert.equal(opt.ednsVersion, 0);

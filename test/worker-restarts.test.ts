@@ -157,7 +157,9 @@ test('a worker that stayed up is forgiven its crashes: its next crash is restart
   const s = await serve(t, { DIVERT_TEST_WORKER_STABLE_MS: String(STABLE_MS) });
   const primary = s.process.child.pid!;
   const running = async () => (await health(s)).body.workers.running === 2;
-  let [victim, other] = childrenOf(primary);
+  const pair = childrenOf(primary);
+  let victim = pair[0];
+  const other = pair[1];
 
   // three crashes in a row of one slot, each as soon as its new worker serves
   for (let crash = 1; crash <= 3; crash++) {

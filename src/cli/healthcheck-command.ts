@@ -34,7 +34,7 @@ function pick(argv: Args, flag: string, env: NodeJS.ProcessEnv, variable: string
   const given = argv[flag];
   if (Array.isArray(given)) throw usage(`--${flag} is given ${given.length} times; it takes one value`);
   if (typeof given === 'string') return { value: given, from: `--${flag}` };
-  return env[variable] ? { value: env[variable]!, from: variable } : undefined;
+  return env[variable] ? { value: env[variable], from: variable } : undefined;
 }
 
 /** A wildcard listener is asked on loopback, of the same family. */
@@ -95,7 +95,7 @@ export function planHealthcheck(argv: Args, env: NodeJS.ProcessEnv): Healthcheck
     tokenSource = '--admin-token';
   } else if (!fileFlag && serve.adminToken) {
     token = serve.adminToken;
-    tokenSource = env.DIVERT_ADMIN_TOKEN ? 'DIVERT_ADMIN_TOKEN' : `"admin-token" in ${argv.config ?? env.DIVERT_CONFIG}`;
+    tokenSource = env.DIVERT_ADMIN_TOKEN ? 'DIVERT_ADMIN_TOKEN' : `"admin-token" in ${typeof argv.config === 'string' ? argv.config : (env.DIVERT_CONFIG ?? 'the config file')}`;
   } else {
     const file = fileFlag?.value ?? serve.adminTokenFile ?? defaultTokenFile(env);
     token = readTokenFile(file);

@@ -22,7 +22,7 @@ function given(argv: Args, flag: string, variable: string, env: NodeJS.ProcessEn
   const value = argv[flag];
   if (Array.isArray(value)) throw usage(`--${flag} is given ${value.length} times; it takes one value`);
   if (typeof value === 'string') return { value, from: `--${flag}` };
-  return env[variable] ? { value: env[variable]!, from: variable } : undefined;
+  return env[variable] ? { value: env[variable], from: variable } : undefined;
 }
 
 function statusAddress(argv: Args, env: NodeJS.ProcessEnv): HostPort {
@@ -191,7 +191,7 @@ async function showStatus(argv: Args): Promise<void> {
   try {
     report = JSON.parse(await getText(`http://${at}/status`)) as StatusReport;
   } catch (err) {
-    throw new Error(`cannot read the monitor's status at http://${at}/status (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is divert monitor running with --status ${at}?`);
+    throw new Error(`cannot read the monitor's status at http://${at}/status (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is divert monitor running with --status ${at}?`, { cause: err });
   }
   if (argv.json) return printJson(report);
   process.stdout.write(renderStatus(report));

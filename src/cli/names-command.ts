@@ -27,7 +27,7 @@ function wholeNumber(argv: Args, flag: string): number | undefined {
   const value = argv[flag];
   if (value === undefined) return undefined;
   if (Array.isArray(value)) throw usage(`--${flag} is given ${value.length} times; it takes one value`);
-  const text = String(value);
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
   if (!/^\d{1,15}$/.test(text)) throw usage(`--${flag} "${text}" is not a whole number`);
   return Number(text);
 }
@@ -82,7 +82,7 @@ function weightsOf(argv: Args): Record<string, number> | undefined {
 async function rulesOf(argv: Args): Promise<unknown[] | undefined> {
   const given = argv.rules;
   if (given === undefined) return undefined;
-  let text = String(given);
+  let text = typeof given === 'string' ? given : JSON.stringify(given);
   if (text.startsWith('@')) {
     try {
       text = await readFile(text.slice(1), 'utf8');
@@ -97,7 +97,7 @@ async function rulesOf(argv: Args): Promise<unknown[] | undefined> {
     throw usage(`--rules is not valid JSON (${(err as Error).message}); expected a list of rules, as in '[{"networks":["10.1.0.0/16"],"a":["192.0.2.30"]}]'`);
   }
   if (!Array.isArray(rules)) throw usage('--rules is not a JSON list (expected [{...}, ...])');
-  return rules;
+  return rules as unknown[];
 }
 
 /**

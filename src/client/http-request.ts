@@ -33,13 +33,13 @@ function transport(url: URL): typeof Http {
 export function httpRequest(url: URL, init: HttpInit = {}): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     const { signal } = init;
-    if (signal?.aborted) return reject(signal.reason);
+    if (signal?.aborted) return reject(signal.reason as Error);
     const headers = { ...init.headers };
     if (init.body !== undefined) headers['content-length'] = String(Buffer.byteLength(init.body));
     const request = transport(url).request(url, { method: init.method ?? 'GET', headers });
     const onAbort = () => {
       request.destroy();
-      reject(signal!.reason);
+      reject(signal!.reason as Error);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     const settle = () => signal?.removeEventListener('abort', onAbort);

@@ -58,7 +58,7 @@ export function query(name: string, type: string = 'A', fields: Partial<dnsPacke
     flags: dnsPacket.RECURSION_DESIRED,
     questions: [{ name, type: type as dnsPacket.RecordType, class: 'IN' }],
     ...fields,
-  } as dnsPacket.Packet);
+  });
 }
 
 /** Sends raw bytes over UDP (from `source` when given, e.g. 127.0.0.2); resolves with the reply bytes, or null after timeoutMs. */

@@ -12,7 +12,8 @@ export function runLoadScript(script: string, args: (string | number)[], maxMs: 
     const timer = setTimeout(() => child.kill('SIGKILL'), maxMs);
     child.on('exit', (code) => {
       clearTimeout(timer);
-      code === 0 ? resolve(out) : reject(new Error(`load script exited with ${code}`));
+      if (code === 0) resolve(out);
+      else reject(new Error(`load script exited with ${code}`));
     });
   });
 }

@@ -76,7 +76,7 @@ async function waitForPing(url: string, timeoutMs: number, running: () => boolea
       return;
     } catch (err) {
       client.disconnect();
-      if (Date.now() > deadline) throw new Error(`redis at ${url} did not answer within ${timeoutMs} ms: ${String(err)}`);
+      if (Date.now() > deadline) throw new Error(`redis at ${url} did not answer within ${timeoutMs} ms: ${String(err)}`, { cause: err });
       await sleep(50);
     }
   }

@@ -43,7 +43,7 @@ export function replyTo(query: UpstreamQuery, fields: Partial<dnsPacket.Packet> 
     flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | rcode,
     questions: query.packet.questions,
     ...fields,
-  } as dnsPacket.Packet);
+  });
 }
 
 /** dns-packet's reading of a query, or (for bytes it cannot read: another opcode's, garbage) just the ID. */
@@ -51,7 +51,7 @@ function decodeOrHeader(raw: Buffer): dnsPacket.Packet {
   try {
     return dnsPacket.decode(raw);
   } catch {
-    return { id: raw.length >= 2 ? raw.readUInt16BE(0) : 0, questions: [] } as dnsPacket.Packet;
+    return { id: raw.length >= 2 ? raw.readUInt16BE(0) : 0, questions: [] };
   }
 }
 
