@@ -59,7 +59,20 @@ async function main(processes: Processes, home: string): Promise<void> {
   const serve = processes.track(
     spawn(
       process.execPath,
-      [MAIN, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--workers', '1'],
+      [
+        MAIN,
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--admin',
+        '127.0.0.1:0',
+        '--admin-token',
+        TOKEN,
+        '--upstream',
+        '127.0.0.1:9',
+        '--workers',
+        '1',
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, XDG_CONFIG_HOME: home } },
     ),
   );

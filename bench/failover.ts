@@ -81,7 +81,11 @@ function pollUntil(port: number, done: (addresses: string[]) => boolean, timeout
     });
     const ask = () => {
       id = (id + 1) % 65536;
-      socket.send(dnsPacket.encode({ id, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: NAME, type: 'A', class: 'IN' }] }), port, '127.0.0.1');
+      socket.send(
+        dnsPacket.encode({ id, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: NAME, type: 'A', class: 'IN' }] }),
+        port,
+        '127.0.0.1',
+      );
     };
     const timer = setInterval(ask, POLL_MS);
     const limit = setTimeout(() => finish(new Error(`no such answer within ${timeoutMs} ms`)), timeoutMs);
@@ -99,25 +103,54 @@ async function main(): Promise<void> {
     await active.start();
     await standby.start();
 
-    const serve = spawnChild(process.execPath, [MAIN, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--workers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const serve = spawnChild(
+      process.execPath,
+      [
+        MAIN,
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--admin',
+        '127.0.0.1:0',
+        '--admin-token',
+        TOKEN,
+        '--upstream',
+        '127.0.0.1:9',
+        '--workers',
+        '1',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     children.push(serve);
-    const line = JSON.parse(await waitForLine(serve, (l) => l.includes('"listening on'), 'divert serve')) as { listen: string[]; admin: string };
+    const line = JSON.parse(await waitForLine(serve, (l) => l.includes('"listening on'), 'divert serve')) as {
+      listen: string[];
+      admin: string;
+    };
     const dnsPort = Number(line.listen[0].split(':').pop());
 
     const config = {
-      services: [{
-        name: 'web',
-        names: [NAME],
-        policy: 'failover',
-        check: { type: 'http', path: '/', interval: '1s', timeout: '500ms', rise: 2, fall: 2 },
-        mirrors: [{ address: active.address, port: active.port, priority: 0 }, { address: standby.address, port: standby.port, priority: 10 }],
-      }],
+      services: [
+        {
+          name: 'web',
+          names: [NAME],
+          policy: 'failover',
+          check: { type: 'http', path: '/', interval: '1s', timeout: '500ms', rise: 2, fall: 2 },
+          mirrors: [
+            { address: active.address, port: active.port, priority: 0 },
+            { address: standby.address, port: standby.port, priority: 10 },
+          ],
+        },
+      ],
     };
     const path = join(mkdtempSync(join(tmpdir(), 'divert-bench-failover-')), 'monitor.yaml');
     writeFileSync(path, stringify(config));
     process.stdout.write(`monitor config (${path}):\n${stringify(config)}\n`);
 
-    const monitor = spawnChild(process.execPath, [MAIN, 'monitor', '--config', path, '--admin', `http://${line.admin}`, '--token', TOKEN, '--status', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const monitor = spawnChild(
+      process.execPath,
+      [MAIN, 'monitor', '--config', path, '--admin', `http://${line.admin}`, '--token', TOKEN, '--status', '127.0.0.1:0'],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     children.push(monitor);
     await waitForLine(monitor, (l) => l.includes('"status"'), 'divert monitor');
     await pollUntil(dnsPort, (a) => a.join() === active.address, 15_000);
@@ -134,18 +167,27 @@ async function main(): Promise<void> {
       await active.start();
       const restored = performance.now();
       await pollUntil(dnsPort, (a) => a.includes(active.address), 15_000);
-      process.stdout.write(`trial ${String(trial).padStart(2)}: diverted after ${ms.toFixed(0).padStart(5)} ms; back ${((performance.now() - restored) / 1000).toFixed(1)} s after the restart\n`);
+      process.stdout.write(
+        `trial ${String(trial).padStart(2)}: diverted after ${ms.toFixed(0).padStart(5)} ms; back ${((performance.now() - restored) / 1000).toFixed(1)} s after the restart\n`,
+      );
     }
     const sorted = [...times].sort((x, y) => x - y);
     const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
-    process.stdout.write(`\nfailure-to-divert over ${TRIALS} kills: median ${median.toFixed(0)} ms, min ${sorted[0].toFixed(0)} ms, max ${sorted[sorted.length - 1].toFixed(0)} ms\n`);
-    process.stdout.write(`(bound: interval × fall + one interval = 3000 ms; expected between interval × (fall − 1) = 1000 ms and interval × fall = 2000 ms plus the push)\n`);
+    process.stdout.write(
+      `\nfailure-to-divert over ${TRIALS} kills: median ${median.toFixed(0)} ms, min ${sorted[0].toFixed(0)} ms, max ${sorted[sorted.length - 1].toFixed(0)} ms\n`,
+    );
+    process.stdout.write(
+      `(bound: interval × fall + one interval = 3000 ms; expected between interval × (fall − 1) = 1000 ms and interval × fall = 2000 ms plus the push)\n`,
+    );
   } finally {
     stopAll();
   }
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  process.stderr.write(`bench:failover: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench:failover: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -80,10 +80,29 @@ interface Server {
 
 async function startServe(processes: Processes, extra: string[]): Promise<Server> {
   const [dns, adminPort] = [await freePort(), await freePort()];
-  const child = processes.track(spawnChild(process.execPath, [
-    MAIN, 'serve', '--listen', `127.0.0.1:${dns}`, '--admin', `127.0.0.1:${adminPort}`, '--admin-token', TOKEN,
-    '--upstream', '127.0.0.1:9', '--workers', workers, '--log-level', 'warn', ...extra,
-  ], { stdio: ['ignore', 'ignore', 'inherit'] }));
+  const child = processes.track(
+    spawnChild(
+      process.execPath,
+      [
+        MAIN,
+        'serve',
+        '--listen',
+        `127.0.0.1:${dns}`,
+        '--admin',
+        `127.0.0.1:${adminPort}`,
+        '--admin-token',
+        TOKEN,
+        '--upstream',
+        '127.0.0.1:9',
+        '--workers',
+        workers,
+        '--log-level',
+        'warn',
+        ...extra,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    ),
+  );
   const admin = `http://127.0.0.1:${adminPort}`;
   const deadline = Date.now() + 30_000;
   for (;;) {

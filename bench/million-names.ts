@@ -64,7 +64,10 @@ export async function loadNames(url: string, prefix: string, count: number): Pro
 function batchCommands(base: string, names: string[], first: number, firstVersion: number): Buffer {
   const at = JSON.stringify(new Date().toISOString());
   const out = new RespWriter();
-  out.array(2 + names.length * 2).bulk('HSET').bulk(`${base}entries`);
+  out
+    .array(2 + names.length * 2)
+    .bulk('HSET')
+    .bulk(`${base}entries`);
   names.forEach((name, k) => {
     const a = `[${JSON.stringify(address(first + k))}]`;
     out.bulk(name).bulk(`{"a":${a},"aaaa":[],"ttl":${TTL},"version":${firstVersion + k},"updatedAt":${at}}`);
@@ -72,7 +75,11 @@ function batchCommands(base: string, names: string[], first: number, firstVersio
   names.forEach((name, k) => {
     const version = firstVersion + k;
     const a = `[${JSON.stringify(address(first + k))}]`;
-    out.array(3).bulk('SADD').bulk(`${base}addr:${address(first + k)}`).bulk(name);
+    out
+      .array(3)
+      .bulk('SADD')
+      .bulk(`${base}addr:${address(first + k)}`)
+      .bulk(name);
     // A new list of one record: the script's LTRIM to HISTORY_LENGTH would change nothing.
     const record = `{"version":${version},"at":${at},"op":"import","by":"${BY}","old":null,"new":{"a":${a},"aaaa":[],"ttl":${TTL}}}`;
     out.array(3).bulk('LPUSH').bulk(`${base}history:${name}`).bulk(record);
@@ -90,7 +97,9 @@ class RespWriter {
   }
 
   bulk(arg: string): this {
-    return this.text(`$${Buffer.byteLength(arg)}\r\n`).text(arg).text('\r\n');
+    return this.text(`$${Buffer.byteLength(arg)}\r\n`)
+      .text(arg)
+      .text('\r\n');
   }
 
   done(): Buffer {
@@ -200,9 +209,11 @@ async function measure(url: string, prefix: string): Promise<Measured> {
     const M = 50_000;
     t0 = performance.now();
     let next = 0;
-    await Promise.all(Array.from({ length: 64 }, async () => {
-      while (next < M) await plain.lookup(wildcardCandidates(`r${next++}.forwarded.example.com`));
-    }));
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < M) await plain.lookup(wildcardCandidates(`r${next++}.forwarded.example.com`));
+      }),
+    );
     const redisLookupsPerSecond = M / ((performance.now() - t0) / 1000);
     await plain.close();
 
@@ -230,7 +241,8 @@ async function main(): Promise<void> {
   const port = process.env.REDIS_PORT;
   const url = process.env.REDIS_URL ?? (port ? `redis://127.0.0.1:${port}` : undefined);
   if (!url) throw new Error('set REDIS_PORT (or REDIS_URL) to a throw-away redis-server: this writes a million names');
-  if ((new URL(url).port || '6379') === '6379') throw new Error(`${url} is on the default port: use a throw-away redis-server on another one`);
+  if ((new URL(url).port || '6379') === '6379')
+    throw new Error(`${url} is on the default port: use a throw-away redis-server on another one`);
   if (process.argv[2] === '--measure') {
     process.stdout.write(JSON.stringify(await measure(url, process.argv[3])) + '\n');
     return;
@@ -240,7 +252,9 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   await loadNames(url, prefix, count);
   const loadS = (performance.now() - t0) / 1000;
-  console.log(`loaded ${count.toLocaleString('en')} names under ${prefix} in ${loadS.toFixed(1)} s (${Math.round(count / loadS).toLocaleString('en')}/s)`);
+  console.log(
+    `loaded ${count.toLocaleString('en')} names under ${prefix} in ${loadS.toFixed(1)} s (${Math.round(count / loadS).toLocaleString('en')}/s)`,
+  );
   try {
     const out = execChildSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--measure', prefix], {
       env: { ...process.env, REDIS_URL: url },
@@ -250,9 +264,13 @@ async function main(): Promise<void> {
     const m = JSON.parse(out) as Measured;
     const n = (x: number) => x.toLocaleString('en');
     console.log(`fresh RedisTable: name filter of ${n(m.names)} names loaded in ${n(m.filterLoadMs)} ms`);
-    console.log(`  RSS ${m.rssBeforeMb} MB before, ${m.rssAfterMb} MB after; after a GC ${m.rssAfterGcMb} MB (heap used ${m.heapAfterGcMb} MB)`);
+    console.log(
+      `  RSS ${m.rssBeforeMb} MB before, ${m.rssAfterMb} MB after; after a GC ${m.rssAfterGcMb} MB (heap used ${m.heapAfterGcMb} MB)`,
+    );
     console.log(`  absent names: ${n(m.absentLookupsPerSecond)} lookups/s, ${m.hmgetDuringAbsent} HMGET for 1,000,000 of them`);
-    console.log(`  through the answer cache (100k names): ${n(m.cacheResolvesPerSecond)} resolves/s, RSS then ${m.rssAfterCacheMb} MB (heap used after a GC ${m.heapAfterCacheGcMb} MB)`);
+    console.log(
+      `  through the answer cache (100k names): ${n(m.cacheResolvesPerSecond)} resolves/s, RSS then ${m.rssAfterCacheMb} MB (heap used after a GC ${m.heapAfterCacheGcMb} MB)`,
+    );
     console.log(`  for comparison, reading Redis (no filter, 64 in flight): ${n(m.redisLookupsPerSecond)} lookups/s`);
   } finally {
     if (process.env.BENCH_KEEP !== '1') await dropPrefix(url, prefix);

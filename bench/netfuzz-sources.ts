@@ -19,12 +19,18 @@ const EDGE_PORTS = [0, 0, 0, 1, 7, 53, 65535];
 function sourceAddress(rng: Rng, family: 4 | 6): string {
   if (family === 6) return '::1';
   switch (rng.int(6)) {
-    case 0: return '127.0.0.1';
-    case 1: return `127.0.${rng.int(256)}.${1 + rng.int(254)}`; // allowed
-    case 2: return `127.${1 + rng.int(254)}.${rng.int(256)}.${1 + rng.int(254)}`; // outside --allow
-    case 3: return '127.255.255.255';
-    case 4: return `127.${rng.int(256)}.${rng.int(256)}.0`;
-    default: return `127.0.0.${1 + rng.int(254)}`;
+    case 0:
+      return '127.0.0.1';
+    case 1:
+      return `127.0.${rng.int(256)}.${1 + rng.int(254)}`; // allowed
+    case 2:
+      return `127.${1 + rng.int(254)}.${rng.int(256)}.${1 + rng.int(254)}`; // outside --allow
+    case 3:
+      return '127.255.255.255';
+    case 4:
+      return `127.${rng.int(256)}.${rng.int(256)}.0`;
+    default:
+      return `127.0.0.${1 + rng.int(254)}`;
   }
 }
 

@@ -23,8 +23,10 @@ function wire(name: string): Buffer {
 
 /** A key file granting the fuzz key the names under UPDATE_ZONE. */
 export function updateKeyFile(secret: Buffer): string {
-  return `key "${UPDATE_KEY_NAME}" { algorithm hmac-sha256; secret "${secret.toString('base64')}"; };\n`
-    + `update-policy { grant ${UPDATE_KEY_NAME} subdomain ${UPDATE_ZONE}.; };\n`;
+  return (
+    `key "${UPDATE_KEY_NAME}" { algorithm hmac-sha256; secret "${secret.toString('base64')}"; };\n` +
+    `update-policy { grant ${UPDATE_KEY_NAME} subdomain ${UPDATE_ZONE}.; };\n`
+  );
 }
 
 const NAMES = [UPDATE_ZONE, `a.${UPDATE_ZONE}`, `b.${UPDATE_ZONE}`, `*.w.${UPDATE_ZONE}`, 'www.fuzz.test', 'com', '', 'x.y.z.example'];
@@ -36,7 +38,7 @@ function rr(rng: Rng, section: 'prereq' | 'update'): Buffer {
   const type = rng.pick(TYPES);
   const klass = section === 'prereq' ? rng.pick([255, 254, 1]) : rng.pick(CLASSES);
   let rdata: Buffer;
-  if (klass === 255 || klass === 254 && rng.chance(0.5)) rdata = Buffer.alloc(0);
+  if (klass === 255 || (klass === 254 && rng.chance(0.5))) rdata = Buffer.alloc(0);
   else if (type === 1) rdata = Buffer.from([192, 0, 2, rng.int(256)]);
   else if (type === 28) rdata = Buffer.concat([Buffer.from([0x20, 0x01, 0x0d, 0xb8]), Buffer.alloc(11), Buffer.from([rng.int(256)])]);
   else rdata = Buffer.from(Array.from({ length: rng.int(12) }, () => rng.int(256)));
@@ -49,7 +51,9 @@ function updateMessage(rng: Rng): Buffer {
   const opcode = rng.chance(0.9) ? 5 : rng.int(16);
   const zones = rng.chance(0.9) ? 1 : rng.int(3);
   const header = Buffer.concat([u16(rng.int(0x10000)), u16(opcode << 11), u16(zones), u16(prereqs.length), u16(updates.length), u16(0)]);
-  const zone = Array.from({ length: zones }, () => Buffer.concat([wire(rng.chance(0.8) ? UPDATE_ZONE : rng.pick(NAMES)), u16(rng.chance(0.9) ? 6 : rng.int(300)), u16(1)]));
+  const zone = Array.from({ length: zones }, () =>
+    Buffer.concat([wire(rng.chance(0.8) ? UPDATE_ZONE : rng.pick(NAMES)), u16(rng.chance(0.9) ? 6 : rng.int(300)), u16(1)]),
+  );
   return Buffer.concat([header, ...zone, ...prereqs, ...updates]);
 }
 
@@ -68,7 +72,11 @@ export function updateFuzzMessage(rng: Rng, key: TsigKey, mutate: (rng: Rng, msg
       out = signMessage(msg, { ...key, name: 'unknown-key' }).message;
       break;
     case 3:
-      out = signMessage(msg, { ...key, secret: randomBytes(32) }, { now: rng.chance(0.5) ? Math.floor(Date.now() / 1000) : rng.next() }).message;
+      out = signMessage(
+        msg,
+        { ...key, secret: randomBytes(32) },
+        { now: rng.chance(0.5) ? Math.floor(Date.now() / 1000) : rng.next() },
+      ).message;
       break;
     default: {
       // a TSIG record cut short

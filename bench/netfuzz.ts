@@ -42,18 +42,42 @@ function wireName(name: string): Buffer {
 }
 
 /** A query in wire form; `opt` adds an OPT record with these options ([code, data]). */
-export function buildQuery(id: number, name: string, qtype: number, opt?: { payload: number; flags: number; options: [number, Buffer][] }, qclass = 1, flags = 0x0100): Buffer {
+export function buildQuery(
+  id: number,
+  name: string,
+  qtype: number,
+  opt?: { payload: number; flags: number; options: [number, Buffer][] },
+  qclass = 1,
+  flags = 0x0100,
+): Buffer {
   const header = Buffer.concat([u16(id), u16(flags), u16(1), u16(0), u16(0), u16(opt ? 1 : 0)]);
   const question = Buffer.concat([wireName(name), u16(qtype), u16(qclass)]);
   if (!opt) return Buffer.concat([header, question]);
   const rdata = Buffer.concat(opt.options.map(([code, data]) => Buffer.concat([u16(code), u16(data.length), data])));
-  const fixed = Buffer.concat([Buffer.from([0]), u16(41), u16(opt.payload), Buffer.from([(opt.flags >>> 24) & 0xff, (opt.flags >>> 16) & 0xff, (opt.flags >>> 8) & 0xff, opt.flags & 0xff]), u16(rdata.length)]);
+  const fixed = Buffer.concat([
+    Buffer.from([0]),
+    u16(41),
+    u16(opt.payload),
+    Buffer.from([(opt.flags >>> 24) & 0xff, (opt.flags >>> 16) & 0xff, (opt.flags >>> 8) & 0xff, opt.flags & 0xff]),
+    u16(rdata.length),
+  ]);
   return Buffer.concat([header, question, fixed, rdata]);
 }
 
 const NAMES = [
-  'www.fuzz.test', 'WWW.Fuzz.Test', 'x.cdn.fuzz.test', 'a.b.cdn.fuzz.test', 'shared.fuzz.test', 'blocked.fuzz.test', 'night.fuzz.test',
-  'fwd.example', 'slow.forward.example', 'big.forward.example', 'tc.forward.example', 'fuzz.test', '.',
+  'www.fuzz.test',
+  'WWW.Fuzz.Test',
+  'x.cdn.fuzz.test',
+  'a.b.cdn.fuzz.test',
+  'shared.fuzz.test',
+  'blocked.fuzz.test',
+  'night.fuzz.test',
+  'fwd.example',
+  'slow.forward.example',
+  'big.forward.example',
+  'tc.forward.example',
+  'fuzz.test',
+  '.',
 ];
 const TYPES = [1, 1, 1, 28, 28, 15, 16, 255, 0, 65535, 41];
 
@@ -71,7 +95,9 @@ export function wellFormedQuery(rng: Rng): Buffer {
   const options: [number, Buffer][] = [];
   if (withOpt && rng.chance(0.5)) options.push([8, randomEcs(rng)]);
   if (withOpt && rng.chance(0.2)) options.push([rng.pick([3, 10, 12, 65001]), rng.bytes(rng.int(12))]);
-  const opt = withOpt ? { payload: rng.pick([0, 512, 1232, 4096, 65535]), flags: (rng.chance(0.1) ? 1 << 16 : 0) | (rng.chance(0.3) ? 0x8000 : 0), options } : undefined;
+  const opt = withOpt
+    ? { payload: rng.pick([0, 512, 1232, 4096, 65535]), flags: (rng.chance(0.1) ? 1 << 16 : 0) | (rng.chance(0.3) ? 0x8000 : 0), options }
+    : undefined;
   const flags = rng.chance(0.05) ? rng.int(0x10000) & ~0x8000 : 0x0100;
   return buildQuery(rng.int(0x10000), name, rng.pick(TYPES), opt, rng.chance(0.05) ? rng.pick([3, 255, 254]) : 1, flags);
 }
@@ -81,12 +107,23 @@ export function mutate(rng: Rng, msg: Buffer): Buffer {
   for (let n = 1 + rng.int(4); n > 0; n--) {
     const at = rng.int(b.length + 1);
     switch (rng.int(6)) {
-      case 0: if (at < b.length) b[at] ^= 1 << rng.int(8); break;
-      case 1: if (at < b.length) b[at] = rng.pick([0, 1, 0x3f, 0x40, 0xc0, 0xc0 | 12, 0xff]); break;
-      case 2: b = Buffer.concat([b.subarray(0, at), rng.bytes(1 + rng.int(8)), b.subarray(at)]); break;
-      case 3: b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + rng.int(8))]); break;
-      case 4: b = b.subarray(0, at); break;
-      default: if (b.length >= 12) b.writeUInt16BE(rng.pick([0, 1, 2, 0xffff]), 4 + 2 * rng.int(4));
+      case 0:
+        if (at < b.length) b[at] ^= 1 << rng.int(8);
+        break;
+      case 1:
+        if (at < b.length) b[at] = rng.pick([0, 1, 0x3f, 0x40, 0xc0, 0xc0 | 12, 0xff]);
+        break;
+      case 2:
+        b = Buffer.concat([b.subarray(0, at), rng.bytes(1 + rng.int(8)), b.subarray(at)]);
+        break;
+      case 3:
+        b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + rng.int(8))]);
+        break;
+      case 4:
+        b = b.subarray(0, at);
+        break;
+      default:
+        if (b.length >= 12) b.writeUInt16BE(rng.pick([0, 1, 2, 0xffff]), 4 + 2 * rng.int(4));
     }
   }
   return b;
@@ -115,7 +152,9 @@ function upstreamReply(msg: Buffer): Buffer | null {
   const count = q.qtype !== 1 ? 0 : q.name.startsWith('big.') ? 100 : 1;
   const flags = 0x8080 | (q.flags & 0x0110) | (q.name.startsWith('tc.') ? 0x0200 : 0);
   const header = Buffer.concat([u16(q.id), u16(flags), u16(1), u16(count), u16(0), u16(0)]);
-  const records = Array.from({ length: count }, (_, i) => Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 1 + (i % 250)]));
+  const records = Array.from({ length: count }, (_, i) =>
+    Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 1 + (i % 250)]),
+  );
   return Buffer.concat([header, msg.subarray(12, q.questionEnd), ...records]);
 }
 
@@ -208,12 +247,34 @@ export async function startTarget(options: { workers: number; idleTimeoutMs: num
   writeFileSync(join(dir, 'update.key'), updateKeyFile(secret), { mode: 0o600 });
   const queryTimeoutMs = options.queryTimeoutMs ?? 1000;
   const child = runDivert([
-    'serve', '--listen', '127.0.0.1:0', '--listen', '[::1]:0', '--upstream', `127.0.0.1:${upstream.port}`, '--zones', join(dir, 'fuzz.zone'),
-    '--workers', String(options.workers), '--tcp-idle-timeout-ms', String(options.idleTimeoutMs),
-    '--upstream-timeout-ms', String(Math.min(300, queryTimeoutMs)), '--query-timeout-ms', String(queryTimeoutMs),
-    '--admin-token', ADMIN_TOKEN, '--update-listen', '127.0.0.1:0', '--update-key-file', join(dir, 'update.key'),
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--listen',
+    '[::1]:0',
+    '--upstream',
+    `127.0.0.1:${upstream.port}`,
+    '--zones',
+    join(dir, 'fuzz.zone'),
+    '--workers',
+    String(options.workers),
+    '--tcp-idle-timeout-ms',
+    String(options.idleTimeoutMs),
+    '--upstream-timeout-ms',
+    String(Math.min(300, queryTimeoutMs)),
+    '--query-timeout-ms',
+    String(queryTimeoutMs),
+    '--admin-token',
+    ADMIN_TOKEN,
+    '--update-listen',
+    '127.0.0.1:0',
+    '--update-key-file',
+    join(dir, 'update.key'),
     // the fuzzer's own sources and the control client; the rest of 127/8 is outside
-    '--allow', '127.0.0.0/16', '--allow', '::1/128',
+    '--allow',
+    '127.0.0.0/16',
+    '--allow',
+    '::1/128',
   ]);
   let line;
   try {
@@ -224,7 +285,12 @@ export async function startTarget(options: { workers: number; idleTimeoutMs: num
     throw err;
   }
   return {
-    port: portOf(line.listen[0]), port6: portOf(line.listen[1]), process: child, upstream, idleTimeoutMs: options.idleTimeoutMs, queryTimeoutMs,
+    port: portOf(line.listen[0]),
+    port6: portOf(line.listen[1]),
+    process: child,
+    upstream,
+    idleTimeoutMs: options.idleTimeoutMs,
+    queryTimeoutMs,
     update: { port: portOf(line.update!), key: { name: UPDATE_KEY_NAME, algorithm: 'hmac-sha256', secret } },
     admin: { port: portOf(line.admin), token: ADMIN_TOKEN },
     stop: async () => {
@@ -278,8 +344,17 @@ export function sampleProcesses(root: number): ProcessSample[] {
 }
 
 const TCP_STATES: Record<string, string> = {
-  '01': 'ESTABLISHED', '02': 'SYN_SENT', '03': 'SYN_RECV', '04': 'FIN_WAIT1', '05': 'FIN_WAIT2', '06': 'TIME_WAIT',
-  '07': 'CLOSE', '08': 'CLOSE_WAIT', '09': 'LAST_ACK', '0A': 'LISTEN', '0B': 'CLOSING',
+  '01': 'ESTABLISHED',
+  '02': 'SYN_SENT',
+  '03': 'SYN_RECV',
+  '04': 'FIN_WAIT1',
+  '05': 'FIN_WAIT2',
+  '06': 'TIME_WAIT',
+  '07': 'CLOSE',
+  '08': 'CLOSE_WAIT',
+  '09': 'LAST_ACK',
+  '0A': 'LISTEN',
+  '0B': 'CLOSING',
 };
 
 /** The server side's TCP sockets on `port` by state, LISTEN and TIME_WAIT left out (the kernel's, not the server's). */
@@ -424,7 +499,17 @@ export interface FuzzReport {
   admin?: AdminFuzzReport;
 }
 
-const TCP_KINDS = ['pipelined', 'slow', 'partial-length', 'declared-big', 'garbage', 'idle', 'abrupt', 'half-close', 'split-random'] as const;
+const TCP_KINDS = [
+  'pipelined',
+  'slow',
+  'partial-length',
+  'declared-big',
+  'garbage',
+  'idle',
+  'abrupt',
+  'half-close',
+  'split-random',
+] as const;
 type TcpKind = (typeof TCP_KINDS)[number];
 
 const framed = (msg: Buffer) => Buffer.concat([lengthPrefix(msg), msg.subarray(0, 0xffff)]);
@@ -432,8 +517,22 @@ const framed = (msg: Buffer) => Buffer.concat([lengthPrefix(msg), msg.subarray(0
 export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
   const rng = new Rng(options.seed);
   const report: FuzzReport = {
-    seed: options.seed, seconds: options.seconds, udpSent: 0, udpReplies: 0, rcodes: {}, tcpConnections: 0, tcpRefused: 0,
-    tcpMessages: 0, tcpReplies: 0, tcpByKind: {}, tcpStuck: [], controlOk: 0, controlFailed: [], updateSent: 0, updateReplies: 0, rawSent: 0,
+    seed: options.seed,
+    seconds: options.seconds,
+    udpSent: 0,
+    udpReplies: 0,
+    rcodes: {},
+    tcpConnections: 0,
+    tcpRefused: 0,
+    tcpMessages: 0,
+    tcpReplies: 0,
+    tcpByKind: {},
+    tcpStuck: [],
+    controlOk: 0,
+    controlFailed: [],
+    updateSent: 0,
+    updateReplies: 0,
+    rawSent: 0,
   };
   const countReply = (msg: Buffer) => {
     const rcode = msg.length >= 4 ? String(msg[3] & 0x0f) : 'short';
@@ -495,12 +594,18 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
     else {
       const sender = RawUdp.start();
       raw = sender;
-      const listeners: Endpoint[] = [{ address: '127.0.0.1', port: options.port }, { address: '::1', port: target.port6 }, { address: '127.0.0.1', port: target.update.port }];
+      const listeners: Endpoint[] = [
+        { address: '127.0.0.1', port: options.port },
+        { address: '::1', port: target.port6 },
+        { address: '127.0.0.1', port: target.update.port },
+      ];
       const ports = [options.port, target.port6, target.update.port, target.admin.port, target.upstream.port];
       const rawPerTick = Math.max(1, Math.round(options.rawRate / 10));
       rawTimer = setInterval(() => {
         if (!running()) return;
-        report.rawSent += sendFromEdgeSources(sender, rng, { listeners, ports }, rawPerTick, (to) => (to.port === target.update.port ? updateMessage() : fuzzMessage(rng)));
+        report.rawSent += sendFromEdgeSources(sender, rng, { listeners, ports }, rawPerTick, (to) =>
+          to.port === target.update.port ? updateMessage() : fuzzMessage(rng),
+        );
       }, 100);
     }
   }
@@ -522,7 +627,10 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
       }
     });
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    const connected = await Promise.race([new Promise<boolean>((resolve) => socket.once('connect', () => resolve(true))), closed.then(() => false)]);
+    const connected = await Promise.race([
+      new Promise<boolean>((resolve) => socket.once('connect', () => resolve(true))),
+      closed.then(() => false),
+    ]);
     if (!connected) {
       report.tcpRefused++;
       return;
@@ -548,7 +656,7 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
       }
       case 'slow': {
         const bytes = Buffer.concat(messages(1 + rng.int(3)).map((m) => (report.tcpMessages++, framed(m))));
-        for (let at = 0; at < bytes.length && running(); ) {
+        for (let at = 0; at < bytes.length && running();) {
           const n = 1 + rng.int(4);
           write(bytes.subarray(at, at + n));
           at += n;
@@ -560,7 +668,7 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
       }
       case 'split-random': {
         const bytes = Buffer.concat(messages(1 + rng.int(8)).map((m) => (report.tcpMessages++, framed(m))));
-        for (let at = 0; at < bytes.length; ) {
+        for (let at = 0; at < bytes.length;) {
           const n = 1 + rng.int(bytes.length);
           write(bytes.subarray(at, at + n));
           at += n;
@@ -633,7 +741,9 @@ export async function fuzzNetwork(options: FuzzOptions): Promise<FuzzReport> {
     }
   })();
 
-  const admin = target ? fuzzAdmin({ port: target.admin.port, token: target.admin.token, rng, concurrency: 6, running, mutate, start, end: deadline }) : undefined;
+  const admin = target
+    ? fuzzAdmin({ port: target.admin.port, token: target.admin.token, rng, concurrency: 6, running, mutate, start, end: deadline })
+    : undefined;
 
   await Promise.all([control, ...tcpWorkers]);
   if (admin) report.admin = await admin;
@@ -655,7 +765,10 @@ interface Sample {
 }
 
 function formatSample({ at, processes }: Sample, primary: number): string {
-  const rows = processes.map((p) => `${p.pid === primary ? 'primary' : 'worker '} ${p.pid}: RSS ${p.rssKb === null ? '-' : (p.rssKb / 1024).toFixed(1)} MB, fds ${p.fds ?? '-'}`);
+  const rows = processes.map(
+    (p) =>
+      `${p.pid === primary ? 'primary' : 'worker '} ${p.pid}: RSS ${p.rssKb === null ? '-' : (p.rssKb / 1024).toFixed(1)} MB, fds ${p.fds ?? '-'}`,
+  );
   const total = processes.reduce((n, p) => n + (p.rssKb ?? 0), 0);
   return `  ${at.padEnd(6)} total RSS ${(total / 1024).toFixed(1)} MB\n${rows.map((r) => `         ${r}`).join('\n')}`;
 }
@@ -669,11 +782,20 @@ async function main(): Promise<void> {
   await sleep(1000); // workers up and warm
   const samples: Sample[] = [{ at: 'start', processes: sampleProcesses(primary) }];
   const startPids = new Set(samples[0].processes.map((p) => p.pid));
-  process.stdout.write(`netfuzz: divert serve on 127.0.0.1:${target.port} (pid ${primary}, ${startPids.size - 1} workers), ${seconds} s, seed ${seed}\n`);
+  process.stdout.write(
+    `netfuzz: divert serve on 127.0.0.1:${target.port} (pid ${primary}, ${startPids.size - 1} workers), ${seconds} s, seed ${seed}\n`,
+  );
   let middleTaken = false;
   const report = await fuzzNetwork({
-    port: target.port, seconds, seed, udpRate: Number(process.env.FUZZ_UDP_RATE ?? 3000), tcpConcurrency: 24, idleTimeoutMs, queryTimeoutMs: target.queryTimeoutMs,
-    target, rawRate: Number(process.env.FUZZ_RAW_RATE ?? 300),
+    port: target.port,
+    seconds,
+    seed,
+    udpRate: Number(process.env.FUZZ_UDP_RATE ?? 3000),
+    tcpConcurrency: 24,
+    idleTimeoutMs,
+    queryTimeoutMs: target.queryTimeoutMs,
+    target,
+    rawRate: Number(process.env.FUZZ_RAW_RATE ?? 300),
     onTick: (ms) => {
       if (!middleTaken && ms >= (seconds * 1000) / 2) {
         middleTaken = true;
@@ -688,7 +810,9 @@ async function main(): Promise<void> {
   const alive = target.process.child.exitCode === null && target.process.child.signalCode === null;
   const endPids = samples[samples.length - 1].processes.map((p) => p.pid);
   const replaced = endPids.filter((pid) => !startPids.has(pid));
-  const errors = (target.process.stdout() + target.process.stderr()).split('\n').filter((l) => /"level":(50|60)/.test(l) || (/Error|uncaught/i.test(l) && !l.startsWith('{')));
+  const errors = (target.process.stdout() + target.process.stderr())
+    .split('\n')
+    .filter((l) => /"level":(50|60)/.test(l) || (/Error|uncaught/i.test(l) && !l.startsWith('{')));
   await target.stop();
 
   const held = Object.entries(sockets).filter(([state]) => state === 'ESTABLISHED' || state === 'CLOSE_WAIT' || state === 'SYN_RECV');
@@ -700,12 +824,14 @@ async function main(): Promise<void> {
     `  upstream got ${target.upstream.queries} queries`,
     `  DNS UPDATE port: ${report.updateSent} datagrams (${report.updateReplies} replies), and a fifth of the TCP conversations`,
     `  from edge sources (raw sockets: port 0, the server's own ports, outside --allow): ${report.rawSkipped ? `none (${report.rawSkipped})` : `${report.rawSent} datagrams`}`,
-    ...(report.admin ? [
-      `  admin port: ${report.admin.conversations} conversations ${JSON.stringify(report.admin.byKind)}`,
-      `    responses by status: ${JSON.stringify(report.admin.statuses)}`,
-      `    responses breaking the rules (5xx, or an error not in divert's format): ${report.admin.bad.length}${report.admin.bad.length ? `\n      ${report.admin.bad.slice(0, 10).join('\n      ')}` : ''}`,
-      `    control GET /v1/names/www.fuzz.test: ${report.admin.controlOk} right, ${report.admin.controlFailed.length} wrong${report.admin.controlFailed.length ? `\n      ${report.admin.controlFailed.slice(0, 10).join('\n      ')}` : ''}`,
-    ] : []),
+    ...(report.admin
+      ? [
+          `  admin port: ${report.admin.conversations} conversations ${JSON.stringify(report.admin.byKind)}`,
+          `    responses by status: ${JSON.stringify(report.admin.statuses)}`,
+          `    responses breaking the rules (5xx, or an error not in divert's format): ${report.admin.bad.length}${report.admin.bad.length ? `\n      ${report.admin.bad.slice(0, 10).join('\n      ')}` : ''}`,
+          `    control GET /v1/names/www.fuzz.test: ${report.admin.controlOk} right, ${report.admin.controlFailed.length} wrong${report.admin.controlFailed.length ? `\n      ${report.admin.controlFailed.slice(0, 10).join('\n      ')}` : ''}`,
+        ]
+      : []),
     `  control queries: ${report.controlOk} right, ${report.controlFailed.length} wrong${report.controlFailed.length ? `\n    ${report.controlFailed.slice(0, 20).join('\n    ')}` : ''}`,
     `  connections not closed by the server in time: ${report.tcpStuck.length}${report.tcpStuck.length ? ` ${JSON.stringify(report.tcpStuck.slice(0, 10))}` : ''}`,
     `  server-side sockets ${idleTimeoutMs + target.queryTimeoutMs + 1000} ms after the end: ${JSON.stringify(sockets)}`,
@@ -715,8 +841,17 @@ async function main(): Promise<void> {
     `  error log lines: ${errors.length}${errors.length ? `\n    ${errors.slice(0, 5).join('\n    ')}` : ''}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
-  const adminFailed = report.admin !== undefined && (report.admin.bad.length > 0 || report.admin.controlFailed.length > 0 || report.admin.controlOk === 0);
-  const failed = !alive || replaced.length > 0 || report.controlFailed.length > 0 || report.controlOk === 0 || report.tcpStuck.length > 0 || held.length > 0 || errors.length > 0 || adminFailed;
+  const adminFailed =
+    report.admin !== undefined && (report.admin.bad.length > 0 || report.admin.controlFailed.length > 0 || report.admin.controlOk === 0);
+  const failed =
+    !alive ||
+    replaced.length > 0 ||
+    report.controlFailed.length > 0 ||
+    report.controlOk === 0 ||
+    report.tcpStuck.length > 0 ||
+    held.length > 0 ||
+    errors.length > 0 ||
+    adminFailed;
   process.exitCode = failed ? 1 : 0;
 }
 

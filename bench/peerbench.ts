@@ -11,13 +11,21 @@ import type { Processes } from './processes.js';
 
 /** Debian package → a command it installs; run.sh needs the first six, the Redis runs the last. */
 const REQUIRED: readonly (readonly [string, string])[] = [
-  ['dnsperf', 'dnsperf'], ['nsd', 'nsd'], ['dnsdist', 'dnsdist'], ['unbound', 'unbound'],
-  ['dnsmasq', 'dnsmasq'], ['dnsutils', 'dig'], ['time', '/usr/bin/time'], ['redis-server', 'redis-server'],
+  ['dnsperf', 'dnsperf'],
+  ['nsd', 'nsd'],
+  ['dnsdist', 'dnsdist'],
+  ['unbound', 'unbound'],
+  ['dnsmasq', 'dnsmasq'],
+  ['dnsutils', 'dig'],
+  ['time', '/usr/bin/time'],
+  ['redis-server', 'redis-server'],
 ];
 
 /** Packages whose command `command -v` does not find. */
 export function missingPackages(): string[] {
-  return REQUIRED.filter(([, command]) => spawnSync('bash', ['-c', 'command -v "$1"', 'bash', command], { stdio: 'ignore' }).status !== 0).map(([pkg]) => pkg);
+  return REQUIRED.filter(
+    ([, command]) => spawnSync('bash', ['-c', 'command -v "$1"', 'bash', command], { stdio: 'ignore' }).status !== 0,
+  ).map(([pkg]) => pkg);
 }
 
 /** Copies `source` (without gen/ and results/) to `dest` and makes the copy writable. */
@@ -88,13 +96,17 @@ export interface PeerRunOptions {
 export async function runPeerbench(options: PeerRunOptions, processes: Processes): Promise<PeerRun> {
   const results = join(options.copy, 'results');
   const before = new Set(listResults(results));
-  const child = processes.track(spawnChild('bash', [join(options.copy, 'run.sh')], {
-    cwd: options.cwd,
-    env: { ...process.env, RUNDIR: options.runDir, ...options.env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  }));
+  const child = processes.track(
+    spawnChild('bash', [join(options.copy, 'run.sh')], {
+      cwd: options.cwd,
+      env: { ...process.env, RUNDIR: options.runDir, ...options.env },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  );
   const [exitCode] = (await once(child, 'exit')) as [number | null];
-  const fresh = listResults(results).filter((name) => !before.has(name)).sort();
+  const fresh = listResults(results)
+    .filter((name) => !before.has(name))
+    .sort();
   const newest = (prefix: string) => fresh.filter((name) => name.startsWith(prefix)).pop();
   const cellsFile = newest('cells-');
   const latFile = newest('lat-');
@@ -124,8 +136,21 @@ export function parseCells(text: string): Cell[] {
     const f = line.split('|');
     const n = (i: number) => Number(f[i]);
     return {
-      label: f[0], mix: f[1], proto: f[2], setting: f[3], reps: n(4), qps: n(5), minQps: n(6), maxQps: n(7),
-      maxLossPct: n(8), avgMs: n(9), sdMs: n(10), srvCpuPct: n(11), usPerQuery: n(12), otherCpuPct: n(15), noerrorPct: n(18),
+      label: f[0],
+      mix: f[1],
+      proto: f[2],
+      setting: f[3],
+      reps: n(4),
+      qps: n(5),
+      minQps: n(6),
+      maxQps: n(7),
+      maxLossPct: n(8),
+      avgMs: n(9),
+      sdMs: n(10),
+      srvCpuPct: n(11),
+      usPerQuery: n(12),
+      otherCpuPct: n(15),
+      noerrorPct: n(18),
     };
   });
 }

@@ -23,7 +23,11 @@ export function freePort(): Promise<number> {
 /** Starts redis-server in `dir`; resolves once it answers PING. `track` gets the child at once. */
 export async function startRedis(dir: string, track: (child: ChildProcess) => void, timeoutMs = 10_000): Promise<BenchRedis> {
   const port = await freePort();
-  const child = spawnChild('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const child = spawnChild(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: 'ignore' },
+  );
   track(child);
   const deadline = Date.now() + timeoutMs;
   while (!(await ping(port))) {

@@ -39,10 +39,28 @@ function mainTable(input: ReportInput): string[] {
   const cells = input.memory?.cells ?? [];
   const echo = input.workers >= 2 ? ECHO_X2 : ECHO;
   const rows: Row[] = [
-    { name: '(a) intercepted', mix: 'a', proto: 'udp', peer: { label: DNSDIST, mix: 'a', proto: 'udp', min: 1.5 }, ceiling: { label: echo, mix: 'a', min: 0.9 } },
-    { name: '(b) forwarded 10k', mix: 'b', proto: 'udp', peer: { label: DNSDIST, mix: 'b', proto: 'udp', min: 1.0 }, ceiling: { label: RELAY, mix: 'b' } },
+    {
+      name: '(a) intercepted',
+      mix: 'a',
+      proto: 'udp',
+      peer: { label: DNSDIST, mix: 'a', proto: 'udp', min: 1.5 },
+      ceiling: { label: echo, mix: 'a', min: 0.9 },
+    },
+    {
+      name: '(b) forwarded 10k',
+      mix: 'b',
+      proto: 'udp',
+      peer: { label: DNSDIST, mix: 'b', proto: 'udp', min: 1.0 },
+      ceiling: { label: RELAY, mix: 'b' },
+    },
     { name: '(c) 90 % fwd / 10 % int', mix: 'c', proto: 'udp', peer: { label: DNSDIST, mix: 'c', proto: 'udp', min: 1.0 } },
-    { name: "(u) unique names (vs dnsdist's b)", mix: 'u', proto: 'udp', peer: { label: DNSDIST, mix: 'b', proto: 'udp', min: 1.0 }, ceiling: { label: RELAY, mix: 'b' } },
+    {
+      name: "(u) unique names (vs dnsdist's b)",
+      mix: 'u',
+      proto: 'udp',
+      peer: { label: DNSDIST, mix: 'b', proto: 'udp', min: 1.0 },
+      ceiling: { label: RELAY, mix: 'b' },
+    },
     { name: '(b) forwarded 10k, TCP', mix: 'b', proto: 'tcp', peer: { label: DNSDIST, mix: 'b', proto: 'tcp', min: 1.0 } },
   ];
   const out = [
@@ -61,14 +79,18 @@ function mainTable(input: ReportInput): string[] {
       checks.push({ value: toCeiling, min: row.ceiling.min });
       targets.push(`≥ ${row.ceiling.min.toFixed(1)}× ceiling`);
     }
-    out.push(`| ${row.name} | ${qps(sut)} | ${num(sut?.maxLossPct, 2)} | ${num(sut?.avgMs, 2)} | ${qps(peer)} | ${times(toPeer)} | ${row.ceiling ? row.ceiling.label : '—'} | ${qps(ceiling)} | ${times(toCeiling)} | ${targets.join(', ')} | ${verdict(checks)} |`);
+    out.push(
+      `| ${row.name} | ${qps(sut)} | ${num(sut?.maxLossPct, 2)} | ${num(sut?.avgMs, 2)} | ${qps(peer)} | ${times(toPeer)} | ${row.ceiling ? row.ceiling.label : '—'} | ${qps(ceiling)} | ${times(toCeiling)} | ${targets.join(', ')} | ${verdict(checks)} |`,
+    );
   }
   const lat = input.memory?.latency ?? [];
   for (const mix of ['a', 'c']) {
     const sut = findLatency(lat, SUT.memory, mix);
     const peer = findLatency(lat, DNSDIST, mix);
     if (!sut && !peer) continue;
-    out.push(`| latency @ ${Math.round(input.latencyQps / 1000)}k QPS, (${mix}): avg ± sd ms | ${latency(sut)} | ${num(sut?.lossPct, 2)} | — | ${latency(peer)} | ${times(ratio(sut?.avgMs, peer?.avgMs))} | — | — | — | report only | — |`);
+    out.push(
+      `| latency @ ${Math.round(input.latencyQps / 1000)}k QPS, (${mix}): avg ± sd ms | ${latency(sut)} | ${num(sut?.lossPct, 2)} | — | ${latency(peer)} | ${times(ratio(sut?.avgMs, peer?.avgMs))} | — | — | — | report only | — |`,
+    );
   }
   return [
     `### divert against dnsdist (Lua table, packet cache off) and the Node ceilings, memory table, ${input.workers} worker${input.workers === 1 ? '' : 's'}`,
@@ -81,7 +103,7 @@ function mainTable(input: ReportInput): string[] {
       `Fixed-rate latency: run.sh's peer_cells runs it on mix (c) for dnsdist and the server under test (the node ceilings on their last mix); divert's (a) row is one more run of the same dnsperf command (-Q, -c 20, -q 100, 5 s) against divert alone after run.sh.`,
     '',
     `Rest of the machine (other sessions) during these cells: up to ${num(Math.max(...cells.map((c) => c.otherCpuPct)), 0)} % of one core ` +
-      "(run.sh's \"other\" column); ratios taken while it is high are unreliable.",
+      '(run.sh\'s "other" column); ratios taken while it is high are unreliable.',
   ];
 }
 
@@ -93,12 +115,17 @@ function redisTable(input: ReportInput): string[] {
     '| mix | memory table QPS | Redis, 1k names QPS | Redis, 1M names QPS | 1M / 1k | within 10 % |',
     '|---|---:|---:|---:|---:|---|',
   ];
-  for (const [mix, name] of [['a', '(a) intercepted'], ['u', '(u) unique names']]) {
+  for (const [mix, name] of [
+    ['a', '(a) intercepted'],
+    ['u', '(u) unique names'],
+  ]) {
     const memory = find(input.memory?.cells ?? [], SUT.memory, mix, 'udp');
     const small = find(input.redis1k?.cells ?? [], SUT.redis1k, mix, 'udp');
     const large = find(input.redis1m?.cells ?? [], SUT.redis1m, mix, 'udp');
     const scale = ratio(large?.qps, small?.qps);
-    out.push(`| ${name} | ${qps(memory)} | ${qps(small)} | ${qps(large)} | ${times(scale)} | ${verdict([{ value: scale, min: REDIS_SCALE_MIN }])} |`);
+    out.push(
+      `| ${name} | ${qps(memory)} | ${qps(small)} | ${qps(large)} | ${times(scale)} | ${verdict([{ value: scale, min: REDIS_SCALE_MIN }])} |`,
+    );
   }
   return out;
 }
@@ -113,7 +140,9 @@ function rssTable(input: ReportInput): string[] {
   for (const { run, summary } of input.rss) {
     const sizes = [summary.primaryMb, ...(summary.workers > 0 ? [summary.largestWorkerMb] : [])];
     const met = summary.primaryMb === undefined ? 'n/a' : sizes.every((mb) => mb !== undefined && mb <= RSS_LIMIT_MB) ? 'met' : 'missed';
-    out.push(`| ${run} | 1 + ${summary.workers} | ${num(summary.primaryMb, 0)} | ${summary.workers > 0 ? num(summary.largestWorkerMb, 0) : '—'} | ${summary.samples} | ${met} |`);
+    out.push(
+      `| ${run} | 1 + ${summary.workers} | ${num(summary.primaryMb, 0)} | ${summary.workers > 0 ? num(summary.largestWorkerMb, 0) : '—'} | ${summary.samples} | ${met} |`,
+    );
   }
   return out;
 }

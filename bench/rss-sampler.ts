@@ -20,7 +20,10 @@ export class RssSampler {
   private samples = 0;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly pidFile: string, private readonly intervalMs = 1000) {}
+  constructor(
+    private readonly pidFile: string,
+    private readonly intervalMs = 1000,
+  ) {}
 
   start(): void {
     this.timer = setInterval(() => this.sample(), this.intervalMs);

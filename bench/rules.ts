@@ -36,7 +36,14 @@ function zones(dir: string): { plain: string; rules: string } {
     const extra = {
       rules: [
         { networks: ['10.1.0.0/16', '192.168.0.0/16', 'fd00::/8'], a: ['192.0.2.9'] },
-        { days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], from: '00:00', to: '24:00', tz: 'Europe/London', a, weights: { [a[0]]: 1, [a[1]]: 1 } },
+        {
+          days: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'],
+          from: '00:00',
+          to: '24:00',
+          tz: 'Europe/London',
+          a,
+          weights: { [a[0]]: 1, [a[1]]: 1 },
+        },
       ],
     };
     rules.push(`;divert r${i} ${JSON.stringify(extra)}`);
@@ -73,10 +80,30 @@ async function main_(): Promise<void> {
   try {
     const files = zones(dir);
     const port = await freePort();
-    const child = processes.track(spawnChild(process.execPath, [
-      main, 'serve', '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--admin-token', 'bench-token-0123456789abcdef',
-      '--upstream', '127.0.0.1:9', '--zones', dir, '--workers', workers, '--log-level', 'warn',
-    ], { stdio: ['ignore', 'ignore', 'inherit'] }));
+    const child = processes.track(
+      spawnChild(
+        process.execPath,
+        [
+          main,
+          'serve',
+          '--listen',
+          `127.0.0.1:${port}`,
+          '--admin',
+          '127.0.0.1:0',
+          '--admin-token',
+          'bench-token-0123456789abcdef',
+          '--upstream',
+          '127.0.0.1:9',
+          '--zones',
+          dir,
+          '--workers',
+          workers,
+          '--log-level',
+          'warn',
+        ],
+        { stdio: ['ignore', 'ignore', 'inherit'] },
+      ),
+    );
     await new Promise((resolve) => setTimeout(resolve, 3000));
     if (child.exitCode !== null) throw new Error(`divert serve exited with ${child.exitCode}`);
     // warm both name sets into every worker's cache
@@ -85,14 +112,19 @@ async function main_(): Promise<void> {
     const plain: number[] = [];
     const rules: number[] = [];
     for (let rep = 1; rep <= reps; rep++) {
-      for (const [label, file, into] of [['plain', files.plain, plain], ['rules', files.rules, rules]] as const) {
+      for (const [label, file, into] of [
+        ['plain', files.plain, plain],
+        ['rules', files.rules, rules],
+      ] as const) {
         const { qps, lost } = await dnsperf(port, file);
         into.push(qps);
         process.stderr.write(`rep ${rep} ${label}: ${qps.toFixed(0)} QPS, ${lost} % lost\n`);
       }
     }
     const [p, r] = [median(plain), median(rules)];
-    console.log(`Intercepted QPS, ${NAMES} names each, --workers ${workers}, dnsperf -c 20 -q 200, ${seconds} s × ${reps} alternating runs (median):`);
+    console.log(
+      `Intercepted QPS, ${NAMES} names each, --workers ${workers}, dnsperf -c 20 -q 200, ${seconds} s × ${reps} alternating runs (median):`,
+    );
     console.log('');
     console.log('| names | QPS | runs |');
     console.log('|---|---:|---|');

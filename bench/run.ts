@@ -44,7 +44,7 @@ const MILLION_EXTRA = 999_000;
 const settings = {
   seconds: positive('BENCH_SECONDS', 10),
   reps: positive('BENCH_REPS', 3),
-  workers: process.env.BENCH_WORKERS === 'omit' ? 'omit' as const : positive('BENCH_WORKERS', availableParallelism()),
+  workers: process.env.BENCH_WORKERS === 'omit' ? ('omit' as const) : positive('BENCH_WORKERS', availableParallelism()),
   peers: process.env.BENCH_PEERS !== '0',
   million: process.env.BENCH_MILLION !== '0',
   changes: positive('BENCH_CHANGES', 1000),
@@ -75,8 +75,23 @@ const workersArgs = settings.workers === 'omit' ? [] : ['--workers', String(sett
 /** run.sh runs this with bash -c in the repository, with PORT, UPSTREAM and ZONE in its environment. */
 function sutCmd(extra: string[]): string {
   return [
-    quote(process.execPath), quote(main), 'serve', '--listen', '127.0.0.1:$PORT', '--admin', '127.0.0.1:0',
-    '--admin-token', TOKEN, '--upstream', '$UPSTREAM', '--zones', '"$ZONE"', '--log-level', 'warn', ...workersArgs, ...extra,
+    quote(process.execPath),
+    quote(main),
+    'serve',
+    '--listen',
+    '127.0.0.1:$PORT',
+    '--admin',
+    '127.0.0.1:0',
+    '--admin-token',
+    TOKEN,
+    '--upstream',
+    '$UPSTREAM',
+    '--zones',
+    '"$ZONE"',
+    '--log-level',
+    'warn',
+    ...workersArgs,
+    ...extra,
   ].join(' ');
 }
 
@@ -115,23 +130,49 @@ async function measure(work: string, copy: string, name: string, label: string, 
 async function interceptedLatency(copy: string): Promise<Latency | undefined> {
   const port = 15351; // run.sh's range; nothing of run.sh runs any more
   const child = processes.track(
-    spawnChild(process.execPath, [main, 'serve', '--listen', `127.0.0.1:${port}`, '--admin', '127.0.0.1:0', '--admin-token', TOKEN,
-      '--upstream', '127.0.0.1:15301', '--zones', join(copy, 'gen', 'shop.test.zone'), '--log-level', 'warn', ...workersArgs], { stdio: 'ignore' }),
+    spawnChild(
+      process.execPath,
+      [
+        main,
+        'serve',
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--admin',
+        '127.0.0.1:0',
+        '--admin-token',
+        TOKEN,
+        '--upstream',
+        '127.0.0.1:15301',
+        '--zones',
+        join(copy, 'gen', 'shop.test.zone'),
+        '--log-level',
+        'warn',
+        ...workersArgs,
+      ],
+      { stdio: 'ignore' },
+    ),
   );
   try {
     const ready = await waitForAnswer(port, 'www1.shop.test', 15_000);
     if (!ready) return undefined;
     const file = join(copy, 'gen', 'intercept.txt');
     execChildSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '2', '-c', '4', '-q', '50'], { stdio: 'ignore' }); // warm
-    const out = execChildSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '5', '-c', '20', '-T', '1', '-q', '100', '-Q', String(settings.latencyQps)], { encoding: 'utf8' });
+    const out = execChildSync(
+      'dnsperf',
+      ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '5', '-c', '20', '-T', '1', '-q', '100', '-Q', String(settings.latencyQps)],
+      { encoding: 'utf8' },
+    );
     const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
     return {
-      label: SUT.memory, mix: 'a', proto: 'udp',
+      label: SUT.memory,
+      mix: 'a',
+      proto: 'udp',
       qps: num(/Queries per second:\s+([\d.]+)/),
       lossPct: num(/Queries lost:\s+\d+ \(([\d.]+)%\)/),
       avgMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
       sdMs: num(/Latency StdDev \(s\):\s+([\d.]+)/) * 1000,
-      usPerQuery: NaN, srvCpuPct: NaN,
+      usPerQuery: NaN,
+      srvCpuPct: NaN,
     };
   } finally {
     await processes.stop(child);
@@ -142,7 +183,12 @@ async function waitForAnswer(port: number, name: string, ms: number): Promise<bo
   const until = Date.now() + ms;
   while (Date.now() < until) {
     try {
-      if (/^\d+\./m.test(execChildSync('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', name, 'A'], { encoding: 'utf8' }))) return true;
+      if (
+        /^\d+\./m.test(
+          execChildSync('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', name, 'A'], { encoding: 'utf8' }),
+        )
+      )
+        return true;
     } catch {
       // not up yet
     }
@@ -183,7 +229,11 @@ async function bench(): Promise<void> {
   }
 
   const workers = settings.workers === 'omit' ? Math.max(1, memory.rss.workers) : settings.workers;
-  const runs = [['1: memory table', memory], ['2: Redis, 1k names', redis1k], ['3: Redis, 1M names', redis1m]] as const;
+  const runs = [
+    ['1: memory table', memory],
+    ['2: Redis, 1k names', redis1k],
+    ['3: Redis, 1M names', redis1m],
+  ] as const;
   const report = [
     `## divert bench ${new Date().toISOString()}: ${availableParallelism()} cores, node ${process.version}, ` +
       `BENCH_SECONDS=${settings.seconds}, BENCH_REPS=${settings.reps}, --workers ${settings.workers}`,
@@ -203,8 +253,9 @@ async function bench(): Promise<void> {
     '',
   ];
   log(`time to divert: ${settings.changes} changes`);
-  const timing = await timeToDivert(main, settings.changes, processes.list, workersArgs)
-    .catch((err: Error) => [`Time to divert: not measured: ${err.message}`]);
+  const timing = await timeToDivert(main, settings.changes, processes.list, workersArgs).catch((err: Error) => [
+    `Time to divert: not measured: ${err.message}`,
+  ]);
   const text = [...report, ...timing, ''].join('\n');
   const path = join(work, 'bench.md');
   writeFileSync(path, text);
@@ -212,7 +263,10 @@ async function bench(): Promise<void> {
   log(`report written to ${path}`);
 }
 
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const) {
   process.once(signal, () => {
     interrupted = true;
     log(`${signal}: stopping ${processes.list.length} started processes`);

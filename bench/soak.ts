@@ -27,7 +27,26 @@ interface Sample {
 }
 
 function dnsperf(port: number, file: string, seconds: number): Promise<string> {
-  const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-c', '20', '-T', '1', '-q', '500', '-Q', String(qps), '-S', '60'];
+  const args = [
+    '-s',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-d',
+    file,
+    '-l',
+    String(seconds),
+    '-c',
+    '20',
+    '-T',
+    '1',
+    '-q',
+    '500',
+    '-Q',
+    String(qps),
+    '-S',
+    '60',
+  ];
   return execChild('dnsperf', args, { timeout: (seconds + 60) * 1000, maxBuffer: 16 * 1024 * 1024 }).then(({ stdout }) => stdout);
 }
 
@@ -41,7 +60,19 @@ async function main(): Promise<void> {
   for (let i = 0; i < 10_000; i++) lines.push(i % 10 === 0 ? `w${(i % NAMES) + 1}.soak.test A` : `f${i}.up.example A`);
   writeFileSync(join(dir, 'queries'), lines.join('\n') + '\n');
 
-  const serve = runDivert(['serve', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--zones', join(dir, 'soak.zone'), '--workers', '2', '--admin-token', TOKEN]);
+  const serve = runDivert([
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--upstream',
+    `127.0.0.1:${upstream.port}`,
+    '--zones',
+    join(dir, 'soak.zone'),
+    '--workers',
+    '2',
+    '--admin-token',
+    TOKEN,
+  ]);
   const port = await serve.listening(20_000);
   const admin = `http://${(await serve.listeningLine()).admin}`;
   const root = serve.child.pid!;
@@ -74,7 +105,9 @@ async function main(): Promise<void> {
     while (!stop) {
       samples.push({ at: Math.round((Date.now() - t0) / 1000), processes: sampleProcesses(root) });
       const last = samples[samples.length - 1];
-      console.log(`t=${last.at}s ${last.processes.map((p) => `pid ${p.pid} rss ${p.rssKb === null ? '?' : (p.rssKb / 1024).toFixed(1)} MB fds ${p.fds}`).join(' | ')}`);
+      console.log(
+        `t=${last.at}s ${last.processes.map((p) => `pid ${p.pid} rss ${p.rssKb === null ? '?' : (p.rssKb / 1024).toFixed(1)} MB fds ${p.fds}`).join(' | ')}`,
+      );
       for (let waited = 0; waited < 30_000 && !stop; waited += 1000) await sleep(1000);
     }
   })();
@@ -96,8 +129,12 @@ async function main(): Promise<void> {
   const errors = (serve.stdout() + serve.stderr()).split('\n').filter((l) => /"level":(50|60)/.test(l));
   const pick = (re: RegExp) => re.exec(perf)?.[1] ?? '?';
   console.log('');
-  console.log(`dnsperf: ${pick(/Queries sent:\s+(\d+)/)} sent, ${pick(/Queries completed:\s+(\d+ \([\d.]+%\))/)} completed, ${pick(/Queries lost:\s+(\d+ \([\d.]+%\))/)} lost, ${pick(/Queries per second:\s+([\d.]+)/)} QPS, average latency ${pick(/Average Latency \(s\):\s+([\d.]+)/)} s`);
-  console.log(`table changes: ${writes} acknowledged, ${failedWrites} failed; error log lines: ${errors.length}; server alive at the end: ${alive}`);
+  console.log(
+    `dnsperf: ${pick(/Queries sent:\s+(\d+)/)} sent, ${pick(/Queries completed:\s+(\d+ \([\d.]+%\))/)} completed, ${pick(/Queries lost:\s+(\d+ \([\d.]+%\))/)} lost, ${pick(/Queries per second:\s+([\d.]+)/)} QPS, average latency ${pick(/Average Latency \(s\):\s+([\d.]+)/)} s`,
+  );
+  console.log(
+    `table changes: ${writes} acknowledged, ${failedWrites} failed; error log lines: ${errors.length}; server alive at the end: ${alive}`,
+  );
   const warm = samples.find((s) => s.at >= Math.min(300, (minutes * 60) / 6)) ?? samples[0];
   console.log('');
   console.log('| process | RSS after warm-up | RSS at the end | change | max RSS | fds after warm-up | fds at the end |');
@@ -107,7 +144,9 @@ async function main(): Promise<void> {
     const series = samples.map((s) => s.processes.find((x) => x.pid === p.pid)?.rssKb ?? 0);
     const max = Math.max(...series);
     const change = end?.rssKb && p.rssKb ? ((end.rssKb - p.rssKb) / p.rssKb) * 100 : NaN;
-    console.log(`| ${p.pid === root ? 'primary' : 'worker'} ${p.pid} | ${((p.rssKb ?? 0) / 1024).toFixed(1)} MB | ${((end?.rssKb ?? 0) / 1024).toFixed(1)} MB | ${change.toFixed(1)} % | ${(max / 1024).toFixed(1)} MB | ${p.fds} | ${end?.fds ?? '?'} |`);
+    console.log(
+      `| ${p.pid === root ? 'primary' : 'worker'} ${p.pid} | ${((p.rssKb ?? 0) / 1024).toFixed(1)} MB | ${((end?.rssKb ?? 0) / 1024).toFixed(1)} MB | ${change.toFixed(1)} % | ${(max / 1024).toFixed(1)} MB | ${p.fds} | ${end?.fds ?? '?'} |`,
+    );
   }
   for (const line of errors.slice(0, 5)) console.log(`error: ${line}`);
 }

@@ -58,40 +58,79 @@ function percentile(sorted: number[], p: number): number {
 }
 
 /** `serveArgs` go to both replicas (e.g. --workers); each must report it listens within `startTimeoutMs`. */
-export async function timeToDivert(main: string, changes: number, children: ChildProcess[], serveArgs: string[] = [], startTimeoutMs = 30_000): Promise<string[]> {
+export async function timeToDivert(
+  main: string,
+  changes: number,
+  children: ChildProcess[],
+  serveArgs: string[] = [],
+  startTimeoutMs = 30_000,
+): Promise<string[]> {
   const redisPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'divert-bench-redis-'));
-  const redis = spawnChild('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const redis = spawnChild(
+    'redis-server',
+    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: 'ignore' },
+  );
   children.push(redis);
   await sleep(300);
 
   const replicas: { dns: number; admin: string }[] = [];
   for (let i = 0; i < 2; i++) {
-    const child = spawnChild(process.execPath, [main, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--redis', `redis://127.0.0.1:${redisPort}`, '--redis-prefix', 'bench:', ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawnChild(
+      process.execPath,
+      [
+        main,
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--admin',
+        '127.0.0.1:0',
+        '--admin-token',
+        TOKEN,
+        '--upstream',
+        '127.0.0.1:9',
+        '--redis',
+        `redis://127.0.0.1:${redisPort}`,
+        '--redis-prefix',
+        'bench:',
+        ...serveArgs,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     children.push(child);
-    replicas.push(await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`time-to-divert: replica ${i + 1} (pid ${child.pid}) did not report "listening on" within ${startTimeoutMs} ms`)), startTimeoutMs);
-      child.once('exit', (code) => reject(new Error(`time-to-divert: replica ${i + 1} exited with ${code} before listening`)));
-      let out = '';
-      child.stdout!.on('data', (c) => {
-        out += c;
-        const line = out.split('\n').find((l) => l.includes('"listening on'));
-        if (line) {
-          const parsed = JSON.parse(line) as { listen: string[]; admin: string };
-          clearTimeout(timer);
-          resolve({ dns: Number(parsed.listen[0].split(':')[1]), admin: `http://${parsed.admin}` });
-        }
-      });
-    }));
+    replicas.push(
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(`time-to-divert: replica ${i + 1} (pid ${child.pid}) did not report "listening on" within ${startTimeoutMs} ms`),
+            ),
+          startTimeoutMs,
+        );
+        child.once('exit', (code) => reject(new Error(`time-to-divert: replica ${i + 1} exited with ${code} before listening`)));
+        let out = '';
+        child.stdout!.on('data', (c) => {
+          out += c;
+          const line = out.split('\n').find((l) => l.includes('"listening on'));
+          if (line) {
+            const parsed = JSON.parse(line) as { listen: string[]; admin: string };
+            clearTimeout(timer);
+            resolve({ dns: Number(parsed.listen[0].split(':')[1]), admin: `http://${parsed.admin}` });
+          }
+        });
+      }),
+    );
   }
   const [a, b] = replicas;
   const name = 'moving.bench.test';
   const query = queryFor(name);
-  const put = (address: string) => fetch(`${a.admin}/v1/names/${name}`, {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ a: [address] }),
-  });
+  const put = (address: string) =>
+    fetch(`${a.admin}/v1/names/${name}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ a: [address] }),
+    });
   const socketA = createSocket('udp4');
   const socketB = createSocket('udp4');
   await put('10.0.0.0');

@@ -48,7 +48,11 @@ export function showValue(value: unknown): string {
     text = undefined;
   }
   if (text === undefined) {
-    text = Array.isArray(value) ? 'a list nested too deep to show' : typeof value === 'object' && value !== null ? 'an object nested too deep to show' : typeof value;
+    text = Array.isArray(value)
+      ? 'a list nested too deep to show'
+      : typeof value === 'object' && value !== null
+        ? 'an object nested too deep to show'
+        : typeof value;
   }
   return text.length > SHOWN_CHARS ? `${text.slice(0, SHOWN_CHARS)}…` : text;
 }

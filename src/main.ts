@@ -23,34 +23,40 @@ async function main(): Promise<void> {
   await yargs(hideBin(process.argv))
     .scriptName('divert')
     .usage('$0 <command> [options]')
-    .epilogue('divert is an enhanced naming server: it answers chosen names from an address table that a monitor rewrites at runtime,\nand forwards every other query unchanged. Each command has --help.')
+    .epilogue(
+      'divert is an enhanced naming server: it answers chosen names from an address table that a monitor rewrites at runtime,\nand forwards every other query unchanged. Each command has --help.',
+    )
     .command(
-      'serve', 'run the naming server (DNS on UDP and TCP)',
+      'serve',
+      'run the naming server (DNS on UDP and TCP)',
       async (y) => (await import('./cli/serve-options.js')).serveOptions(y),
       async (argv) => (await import('./cli/serve-command.js')).runServe(argv),
     )
-    .command(
-      'names', 'list, show and change the names divert answers (through the admin API)',
-      async (y) => (await import('./cli/names-command.js')).namesCommand(y),
+    .command('names', 'list, show and change the names divert answers (through the admin API)', async (y) =>
+      (await import('./cli/names-command.js')).namesCommand(y),
     )
     .command(
-      'monitor', 'health-check mirror servers and keep names pointing at the healthy ones (divert monitor status: its view)',
+      'monitor',
+      'health-check mirror servers and keep names pointing at the healthy ones (divert monitor status: its view)',
       async (y) => (await import('./cli/monitor-command.js')).monitorCommand(y),
     )
     .command(
-      'divert <from> <to>', 'make every name that answers one address answer another (through the admin API)',
+      'divert <from> <to>',
+      'make every name that answers one address answer another (through the admin API)',
       async (y) => (await import('./cli/divert-command.js')).divertOptions(y),
       async (argv) => (await import('./cli/divert-command.js')).runDiversion(argv),
     )
     .command(
-      'validate', 'check a configuration, its zone files and key file as divert serve would read them, without starting it',
+      'validate',
+      'check a configuration, its zone files and key file as divert serve would read them, without starting it',
       async (y) => (await import('./cli/serve-options.js')).validateOptions(y),
       async (argv) => {
         process.exitCode = await (await import('./cli/validate-command.js')).runValidate(argv);
       },
     )
     .command(
-      'healthcheck', 'check that the divert serve on this machine answers DNS and its admin /healthz (exit 0 or 1; for HEALTHCHECK)',
+      'healthcheck',
+      'check that the divert serve on this machine answers DNS and its admin /healthz (exit 0 or 1; for HEALTHCHECK)',
       async (y) => (await import('./cli/healthcheck-options.js')).healthcheckOptions(y),
       async (argv) => {
         process.exitCode = await (await import('./cli/healthcheck-command.js')).runHealthcheck(argv);

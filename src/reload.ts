@@ -31,8 +31,19 @@ import { WritePolicy } from './table/write-policy.js';
 
 /** The options a reload applies; every other option needs a restart. */
 export const RELOADABLE: readonly ServeOptionKey[] = [
-  'upstream', 'resolvConf', 'zones', 'allow', 'trustEcs', 'upstreamTimeoutMs', 'queryTimeoutMs',
-  'rateLimit', 'rateLimitAction', 'rateLimitV4Prefix', 'rateLimitV6Prefix', 'logLevel', 'queryLogSample',
+  'upstream',
+  'resolvConf',
+  'zones',
+  'allow',
+  'trustEcs',
+  'upstreamTimeoutMs',
+  'queryTimeoutMs',
+  'rateLimit',
+  'rateLimitAction',
+  'rateLimitV4Prefix',
+  'rateLimitV6Prefix',
+  'logLevel',
+  'queryLogSample',
 ];
 
 const NEEDS_RESTART = (Object.keys(SERVE_OPTIONS) as ServeOptionKey[]).filter((key) => !RELOADABLE.includes(key));
@@ -117,7 +128,8 @@ export function createReloader(deps: ReloadDeps): Reloader {
       // resolv.conf nameservers are divert itself)
       next = Object.freeze({ ...loaded, ...Object.fromEntries(NEEDS_RESTART.map((key) => [key, current[key]])) });
       nextUpstreams = await deps.resolveUpstreams(next);
-      if (nextUpstreams.length === 0) throw new DivertError('NO_UPSTREAM', 'no upstream resolver: give at least one --upstream HOST[:PORT]');
+      if (nextUpstreams.length === 0)
+        throw new DivertError('NO_UPSTREAM', 'no upstream resolver: give at least one --upstream HOST[:PORT]');
       // the policy's options need a restart: `next` holds the running ones
       seed = await readZones(next.zones, new WritePolicy(next));
     } catch (err) {
@@ -138,9 +150,14 @@ export function createReloader(deps: ReloadDeps): Reloader {
 
     const changed: string[] = [];
     if (labels(upstreams) !== labels(nextUpstreams)) changed.push(`upstreams ${labels(upstreams)} → ${labels(nextUpstreams)}`);
-    if (!same(current.allow, next.allow)) changed.push(`allow list ${current.allow.length} → ${next.allow.length} networks (${shown('allow', next.allow)})`);
-    if (!same(current.trustEcs, next.trustEcs)) changed.push(`trust-ecs ${shown('trustEcs', current.trustEcs)} → ${shown('trustEcs', next.trustEcs)}`);
-    if (seed.size > 0) changed.push(`${seeded} new name${seeded === 1 ? '' : 's'} seeded from zone files (${seed.size - seeded} already held, left as they are)`);
+    if (!same(current.allow, next.allow))
+      changed.push(`allow list ${current.allow.length} → ${next.allow.length} networks (${shown('allow', next.allow)})`);
+    if (!same(current.trustEcs, next.trustEcs))
+      changed.push(`trust-ecs ${shown('trustEcs', current.trustEcs)} → ${shown('trustEcs', next.trustEcs)}`);
+    if (seed.size > 0)
+      changed.push(
+        `${seeded} new name${seeded === 1 ? '' : 's'} seeded from zone files (${seed.size - seeded} already held, left as they are)`,
+      );
     if (current.logLevel !== next.logLevel) changed.push(`log level ${current.logLevel} → ${next.logLevel}`);
     for (const key of RELOADABLE) {
       if (['upstream', 'resolvConf', 'allow', 'trustEcs', 'logLevel'].includes(key) || same(current[key], next[key])) continue;
@@ -157,13 +174,23 @@ export function createReloader(deps: ReloadDeps): Reloader {
     const rank = (level: ServeConfig['logLevel']) => (level === 'silent' ? Infinity : log.levels.values[level]);
     const louder = rank(next.logLevel) <= rank(current.logLevel);
     if (louder) setLogLevel(log, next.logLevel);
-    if (unconfirmed.length > 0) log.warn({ workers: unconfirmed }, `reload: worker ${unconfirmed.join(', ')} did not confirm the new configuration in time`);
+    if (unconfirmed.length > 0)
+      log.warn({ workers: unconfirmed }, `reload: worker ${unconfirmed.join(', ')} did not confirm the new configuration in time`);
     log.info(
-      { upstreams: nextUpstreams.map(formatHostPort), allow: next.allow.length, seeded, logLevel: next.logLevel, restartNeeded: restartNeeded.map(flag) },
+      {
+        upstreams: nextUpstreams.map(formatHostPort),
+        allow: next.allow.length,
+        seeded,
+        logLevel: next.logLevel,
+        restartNeeded: restartNeeded.map(flag),
+      },
       `configuration reloaded: ${changed.length > 0 ? changed.join('; ') : 'nothing changed'}`,
     );
     if (!louder) setLogLevel(log, next.logLevel);
-    log.debug({ config: Object.fromEntries(RELOADABLE.map((key) => [flag(key), shown(key, next[key])])) }, 'reload: the options a reload can change, as now in force');
+    log.debug(
+      { config: Object.fromEntries(RELOADABLE.map((key) => [flag(key), shown(key, next[key])])) },
+      'reload: the options a reload can change, as now in force',
+    );
     current = next;
     upstreams = nextUpstreams;
     return { ok: true, config: next, upstreams: nextUpstreams, changed, restartNeeded: restartNeeded.map(flag), seeded, unconfirmed };

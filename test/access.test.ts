@@ -141,7 +141,18 @@ describe('parseCidr', () => {
     });
   }
 
-  const bad = ['10.0.0.0/33', '2001:db8::/129', 'office', '', '192.168.0.0/', '192.168.0.0/16/1', '/8', '10.0.0.0/-1', ' 10.0.0.0/8', '999.0.0.0/8'];
+  const bad = [
+    '10.0.0.0/33',
+    '2001:db8::/129',
+    'office',
+    '',
+    '192.168.0.0/',
+    '192.168.0.0/16/1',
+    '/8',
+    '10.0.0.0/-1',
+    ' 10.0.0.0/8',
+    '999.0.0.0/8',
+  ];
   for (const text of bad) {
     test(`${JSON.stringify(text)} is refused with a message that quotes it`, () => {
       assert.throws(
@@ -156,6 +167,9 @@ describe('parseCidr', () => {
   }
 
   test('a list with one bad network cannot be built', () => {
-    assert.throws(() => new AccessList(['10.0.0.0/8', 'nope']), (err) => isDivertError(err, 'BAD_CONFIG') && err.message.includes('"nope"'));
+    assert.throws(
+      () => new AccessList(['10.0.0.0/8', 'nope']),
+      (err) => isDivertError(err, 'BAD_CONFIG') && err.message.includes('"nope"'),
+    );
   });
 });

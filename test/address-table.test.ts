@@ -130,7 +130,10 @@ function contract(name: string, makeTable: MakeTable): void {
       );
       assert.deepEqual(inserted.map((e) => e.name).sort(), ['new1.test', 'new2.test']);
       assert.deepEqual(await table.get('keep.test'), kept);
-      assert.deepEqual(await table.get('new1.test'), inserted.find((e) => e.name === 'new1.test'));
+      assert.deepEqual(
+        await table.get('new1.test'),
+        inserted.find((e) => e.name === 'new1.test'),
+      );
       assert.deepEqual(events.map((e) => [e.name, e.version]).sort(), inserted.map((e) => [e.name, e.version]).sort());
       assert.deepEqual(await table.seed(new Map([['new1.test', data('10.0.0.4')]])), []);
       assert.equal(await table.size(), 3);
@@ -155,10 +158,16 @@ function contract(name: string, makeTable: MakeTable): void {
       assert.equal(pages, 3);
       assert.deepEqual(seen, names);
       const all = await table.list({ limit: 100 });
-      assert.deepEqual(all.entries.map((e) => e.name), ['*.page.test', ...names, 'other.test']);
+      assert.deepEqual(
+        all.entries.map((e) => e.name),
+        ['*.page.test', ...names, 'other.test'],
+      );
       assert.equal(all.cursor, undefined);
       // Glob metacharacters in the prefix are literal.
-      assert.deepEqual((await table.list({ prefix: '*.', limit: 10 })).entries.map((e) => e.name), ['*.page.test']);
+      assert.deepEqual(
+        (await table.list({ prefix: '*.', limit: 10 })).entries.map((e) => e.name),
+        ['*.page.test'],
+      );
       assert.deepEqual((await table.list({ prefix: 'zz', limit: 10 })).entries, []);
     });
 
@@ -217,18 +226,24 @@ function contract(name: string, makeTable: MakeTable): void {
       const [diverted] = await table.divert('10.0.0.2', '10.0.0.3', { by: 'monitor-2' });
       await table.delete('h.test', { ifVersion: diverted.version });
       const history = await table.history('H.TEST');
-      assert.deepEqual(history.map((r) => [r.op, r.by]), [
-        ['delete', 'unknown'],
-        ['divert', 'monitor-2'],
-        ['import', 'admin'],
-        ['put', 'monitor-1'],
-        ['seed', 'zone seed'],
-      ]);
+      assert.deepEqual(
+        history.map((r) => [r.op, r.by]),
+        [
+          ['delete', 'unknown'],
+          ['divert', 'monitor-2'],
+          ['import', 'admin'],
+          ['put', 'monitor-1'],
+          ['seed', 'zone seed'],
+        ],
+      );
       for (let i = 1; i < history.length; i++) assert.ok(history[i - 1].version > history[i].version);
       assert.equal(history[1].version, diverted.version);
       assert.equal(history[3].version, put.version);
       assert.equal(history[3].at, put.updatedAt);
-      assert.ok(history.every((r) => /^2024-05-06T00:00:\d\d\.000Z$/.test(r.at)), JSON.stringify(history));
+      assert.ok(
+        history.every((r) => /^2024-05-06T00:00:\d\d\.000Z$/.test(r.at)),
+        JSON.stringify(history),
+      );
       assert.deepEqual(history[4].old, null);
       assert.deepEqual(history[4].new, { a: ['10.0.0.1'], aaaa: [], ttl: 30 });
       assert.deepEqual(history[3].old, { a: ['10.0.0.1'], aaaa: [], ttl: 30 });
@@ -249,7 +264,10 @@ function contract(name: string, makeTable: MakeTable): void {
       await table.put('other.test', data('10.0.0.1'));
       const history = await table.history('many.test');
       assert.equal(history.length, HISTORY_LENGTH);
-      assert.deepEqual(history.map((r) => r.version), versions.slice(5).reverse());
+      assert.deepEqual(
+        history.map((r) => r.version),
+        versions.slice(5).reverse(),
+      );
       assert.equal(history[0].by, `w${HISTORY_LENGTH + 4}`);
       assert.equal(history[HISTORY_LENGTH - 1].by, 'w5');
       assert.deepEqual(history[HISTORY_LENGTH - 1].old, data('10.0.0.4'));
@@ -270,18 +288,27 @@ function contract(name: string, makeTable: MakeTable): void {
         ]),
         { by: 'admin' },
       );
-      assert.deepEqual(written.map((e) => e.name), ['replaced.test', 'new.test', '*.wild.test']);
+      assert.deepEqual(
+        written.map((e) => e.name),
+        ['replaced.test', 'new.test', '*.wild.test'],
+      );
       assert.deepEqual(written[0].aaaa, ['2001:db8::2']);
       assert.deepEqual(written[2].a, []);
       assert.equal(new Set(written.map((e) => e.version)).size, 3);
       assert.ok(written.every((e) => e.version > old.version));
       for (const entry of written) assert.deepEqual(await table.get(entry.name), entry);
       assert.deepEqual(await table.get('kept.test'), kept);
-      assert.deepEqual(events, written.map((entry) => ({ name: entry.name, entry, version: entry.version })));
-      assert.deepEqual((await table.history('replaced.test')).map((r) => [r.op, r.by, r.old?.a]), [
-        ['import', 'admin', ['10.0.0.2']],
-        ['put', 'unknown', undefined],
-      ]);
+      assert.deepEqual(
+        events,
+        written.map((entry) => ({ name: entry.name, entry, version: entry.version })),
+      );
+      assert.deepEqual(
+        (await table.history('replaced.test')).map((r) => [r.op, r.by, r.old?.a]),
+        [
+          ['import', 'admin', ['10.0.0.2']],
+          ['put', 'unknown', undefined],
+        ],
+      );
       assert.deepEqual(await table.importEntries(new Map()), []);
       assert.equal(await table.size(), 4);
     });
@@ -296,14 +323,17 @@ function contract(name: string, makeTable: MakeTable): void {
         table.importEntries(new Map([good, ['b.test', data('10.0.0.2')], ['c.test', { a: ['10.0.0.300'], aaaa: [], ttl: 30 }]])),
         (err: unknown) => isDivertError(err, 'BAD_ADDRESS') && /c\.test/.test(err.message) && /10\.0\.0\.300/.test(err.message),
       );
-      await assert.rejects(table.importEntries(new Map([good, ['b.test', { a: [], aaaa: [], ttl: -1 }]])), (err: unknown) =>
-        isDivertError(err, 'BAD_TTL') && /b\.test/.test(err.message),
+      await assert.rejects(
+        table.importEntries(new Map([good, ['b.test', { a: [], aaaa: [], ttl: -1 }]])),
+        (err: unknown) => isDivertError(err, 'BAD_TTL') && /b\.test/.test(err.message),
       );
-      await assert.rejects(table.importEntries(new Map([good, ['bad name', data('10.0.0.2')]])), (err: unknown) =>
-        isDivertError(err, 'BAD_NAME') && /bad name/.test(err.message),
+      await assert.rejects(
+        table.importEntries(new Map([good, ['bad name', data('10.0.0.2')]])),
+        (err: unknown) => isDivertError(err, 'BAD_NAME') && /bad name/.test(err.message),
       );
-      await assert.rejects(table.importEntries(new Map([good, ['A.TEST.', data('10.0.0.2')]])), (err: unknown) =>
-        isDivertError(err, 'BAD_NAME') && /A\.TEST/.test(err.message),
+      await assert.rejects(
+        table.importEntries(new Map([good, ['A.TEST.', data('10.0.0.2')]])),
+        (err: unknown) => isDivertError(err, 'BAD_NAME') && /A\.TEST/.test(err.message),
       );
       assert.deepEqual(await table.get('a.test'), before);
       assert.equal(await table.get('b.test'), null);
@@ -327,10 +357,19 @@ function contract(name: string, makeTable: MakeTable): void {
       table.onChange((e) => events.push(e));
 
       const changed = await table.divert(x, z, { by: 'monitor' });
-      assert.deepEqual(changed.map((e) => e.name), ['*.three.test', 'one.test', 'two.test']);
-      assert.deepEqual(changed.map((e) => e.a), [[z], ['10.0.0.1', z, '10.0.0.2'], [z]]);
+      assert.deepEqual(
+        changed.map((e) => e.name),
+        ['*.three.test', 'one.test', 'two.test'],
+      );
+      assert.deepEqual(
+        changed.map((e) => e.a),
+        [[z], ['10.0.0.1', z, '10.0.0.2'], [z]],
+      );
       assert.deepEqual(changed[1].aaaa, ['2001:db8::1']);
-      assert.deepEqual(changed.map((e) => e.ttl), [30, 10, 20]);
+      assert.deepEqual(
+        changed.map((e) => e.ttl),
+        [30, 10, 20],
+      );
       const versions = changed.map((e) => e.version);
       assert.equal(new Set(versions).size, 3);
       for (const entry of changed) {
@@ -354,15 +393,15 @@ function contract(name: string, makeTable: MakeTable): void {
       await table.put('v6.test', { a: ['192.0.2.1'], aaaa: ['2001:db8::1', '2001:db8::2'], ttl: 30 });
       await table.put('v6b.test', { a: [], aaaa: ['2001:db8::1'], ttl: 30 });
       const changed = await table.divert('2001:DB8:0:0:0:0:0:1', '2001:db8:0::0:a');
-      assert.deepEqual(changed.map((e) => [e.name, e.aaaa]), [
-        ['v6.test', ['2001:db8::a', '2001:db8::2']],
-        ['v6b.test', ['2001:db8::a']],
-      ]);
+      assert.deepEqual(
+        changed.map((e) => [e.name, e.aaaa]),
+        [
+          ['v6.test', ['2001:db8::a', '2001:db8::2']],
+          ['v6b.test', ['2001:db8::a']],
+        ],
+      );
       assert.deepEqual(changed[0].a, ['192.0.2.1']);
-      assert.deepEqual(await table.divert('2001:db8::a', '2001:db8::2'), [
-        await table.get('v6.test'),
-        await table.get('v6b.test'),
-      ]);
+      assert.deepEqual(await table.divert('2001:db8::a', '2001:db8::2'), [await table.get('v6.test'), await table.get('v6b.test')]);
       assert.deepEqual((await table.get('v6.test'))?.aaaa, ['2001:db8::2']);
     });
 
@@ -371,8 +410,7 @@ function contract(name: string, makeTable: MakeTable): void {
       await table.put('f.test', { a: ['192.0.2.1'], aaaa: ['2001:db8::1'], ttl: 30 });
       const events: ChangeEvent[] = [];
       table.onChange((e) => events.push(e));
-      const names = (field: string) => (err: unknown) =>
-        isDivertError(err, 'BAD_ADDRESS') && err.message.startsWith(`${field}:`);
+      const names = (field: string) => (err: unknown) => isDivertError(err, 'BAD_ADDRESS') && err.message.startsWith(`${field}:`);
       await assert.rejects(table.divert('192.0.2.1', '2001:db8::1'), names('to'));
       await assert.rejects(table.divert('2001:db8::1', '192.0.2.1'), names('to'));
       await assert.rejects(table.divert('192.0.2.1', '192.0.2.1'), names('to'));
@@ -421,7 +459,7 @@ function contract(name: string, makeTable: MakeTable): void {
       // an address only a rule answers is found too (the Redis store's reverse index covers rules)
       const [again] = await table.divert('192.0.2.9', '192.0.2.5');
       assert.deepEqual(again.rules?.[0].a, ['192.0.2.5'], 'to was listed already: from is dropped, not doubled');
-      assert.deepEqual(again.rules?.[0].weights, { '192.0.2.5': 3 }, 'its share goes to to: 2 + to\'s own 1');
+      assert.deepEqual(again.rules?.[0].weights, { '192.0.2.5': 3 }, "its share goes to to: 2 + to's own 1");
       assert.deepEqual(again.a, ['192.0.2.5', '192.0.2.2'], 'the default answer did not name 192.0.2.9');
 
       // rule 3 lists no addresses of its own: its weights name the entry's, and follow them
@@ -488,9 +526,7 @@ describe('RedisTable', () => {
     const tables = await Promise.all([open(t, prefix), open(t, prefix)]);
     const base = await tables[0].put('race.test', data('10.0.0.1'));
     const results = await Promise.allSettled(
-      Array.from({ length: 50 }, (_, i) =>
-        tables[i % 2].put('race.test', data(`10.0.1.${i}`), { ifVersion: base.version }),
-      ),
+      Array.from({ length: 50 }, (_, i) => tables[i % 2].put('race.test', data(`10.0.1.${i}`), { ifVersion: base.version })),
     );
     const won = results.filter((r) => r.status === 'fulfilled');
     assert.equal(won.length, 1);
@@ -523,7 +559,10 @@ describe('RedisTable', () => {
       assert.equal((await table.lookup(wildcardCandidates('x.bad.test')))?.name, '*.bad.test');
     }
     assert.equal(await table.get('x.bad.test'), null);
-    assert.deepEqual((await table.list({ limit: 10 })).entries.map((e) => e.name), ['*.bad.test']);
+    assert.deepEqual(
+      (await table.list({ limit: 10 })).entries.map((e) => e.name),
+      ['*.bad.test'],
+    );
     assert.equal(errors.length, 1);
     assert.match(errors[0].message, /x\.bad\.test/);
     // A create-only put may replace it, as it reads as absent.
@@ -565,16 +604,13 @@ describe('RedisTable', () => {
   it('rejects connect to a dead port with BACKEND_UNAVAILABLE, hiding the password', async () => {
     const port = await freePort();
     const started = Date.now();
-    await assert.rejects(
-      redisTable({ url: `redis://:s3cret@127.0.0.1:${port}`, prefix: 'x:', connectTimeoutMs: 300 }),
-      (err: unknown) => {
-        assert.ok(isDivertError(err, 'BACKEND_UNAVAILABLE'));
-        assert.ok(!err.message.includes('s3cret'), err.message);
-        assert.ok(!String(err.stack).includes('s3cret'));
-        assert.match(err.message, /redis:\/\/:\*\*\*@127\.0\.0\.1/);
-        return true;
-      },
-    );
+    await assert.rejects(redisTable({ url: `redis://:s3cret@127.0.0.1:${port}`, prefix: 'x:', connectTimeoutMs: 300 }), (err: unknown) => {
+      assert.ok(isDivertError(err, 'BACKEND_UNAVAILABLE'));
+      assert.ok(!err.message.includes('s3cret'), err.message);
+      assert.ok(!String(err.stack).includes('s3cret'));
+      assert.match(err.message, /redis:\/\/:\*\*\*@127\.0\.0\.1/);
+      return true;
+    });
     assert.ok(Date.now() - started < 1300, `took ${Date.now() - started} ms`);
   });
 });

@@ -78,20 +78,33 @@ for (const [backend, makeBackend] of BACKENDS) {
         assert.equal(entry.name, canonical);
         const reply = decode(await udpAsk(divert.port, rawQuery(wire)));
         assert.equal(reply.rcode, 'NOERROR', `the query for ${given}`);
-        assert.deepEqual(reply.answers?.map((a) => (a as { data: string }).data), ['192.0.2.50'], `the query for ${given}`);
+        assert.deepEqual(
+          reply.answers?.map((a) => (a as { data: string }).data),
+          ['192.0.2.50'],
+          `the query for ${given}`,
+        );
         for (const spelling of [given, canonical]) {
           const get = await divert.api(`/v1/names/${encodeURIComponent(spelling)}`);
           assert.equal(get.status, 200, `GET ${spelling}`);
           assert.deepEqual(await get.json(), entry);
         }
-        const history = (await (await divert.api(`${path}/history`)).json()) as { name: string; history: { op: string; version: number }[] };
+        const history = (await (await divert.api(`${path}/history`)).json()) as {
+          name: string;
+          history: { op: string; version: number }[];
+        };
         assert.equal(history.name, canonical);
-        assert.deepEqual(history.history.map((h) => [h.op, h.version]), [['put', entry.version]]);
+        assert.deepEqual(
+          history.history.map((h) => [h.op, h.version]),
+          [['put', entry.version]],
+        );
         assert.equal((await divert.api(path, { method: 'DELETE' })).status, 204, `DELETE ${given}`);
         assert.equal((await errorOf(await divert.api(path))).code, 'NOT_FOUND');
       }
       // the longest path segment a name takes: each of its 250 octets as \DDD, percent-encoded
-      const escaped = LONGEST_NAME.split('.').map((l) => [...l].map((c) => `\\${String(c.charCodeAt(0)).padStart(3, '0')}`).join('')).join('.') + '.';
+      const escaped =
+        LONGEST_NAME.split('.')
+          .map((l) => [...l].map((c) => `\\${String(c.charCodeAt(0)).padStart(3, '0')}`).join(''))
+          .join('.') + '.';
       assert.equal(encodeURIComponent(escaped).length, 1504);
       assert.equal((await divert.api(`/v1/names/${encodeURIComponent(escaped)}`, json({ a: ['192.0.2.51'] }))).status, 200);
       assert.equal(((await (await divert.api(`/v1/names/${LONGEST_NAME}`)).json()) as { a: string[] }).a[0], '192.0.2.51');
@@ -100,21 +113,48 @@ for (const [backend, makeBackend] of BACKENDS) {
 
     test('If-Match: a stale version gets 412 and changes nothing; 0 means create-only', async () => {
       const v1 = ((await (await divert.api('/v1/names/cas.corp.test', json({ a: ['192.0.2.1'] }))).json()) as { version: number }).version;
-      const ok = await divert.api('/v1/names/cas.corp.test', { ...json({ a: ['192.0.2.2'] }), headers: { 'content-type': 'application/json', 'if-match': `"${v1}"` } });
+      const ok = await divert.api('/v1/names/cas.corp.test', {
+        ...json({ a: ['192.0.2.2'] }),
+        headers: { 'content-type': 'application/json', 'if-match': `"${v1}"` },
+      });
       assert.equal(ok.status, 200);
-      const stale = await errorOf(await divert.api('/v1/names/cas.corp.test', { ...json({ a: ['192.0.2.3'] }), headers: { 'content-type': 'application/json', 'if-match': String(v1) } }));
+      const stale = await errorOf(
+        await divert.api('/v1/names/cas.corp.test', {
+          ...json({ a: ['192.0.2.3'] }),
+          headers: { 'content-type': 'application/json', 'if-match': String(v1) },
+        }),
+      );
       assert.equal(stale.status, 412);
       assert.equal(stale.code, 'VERSION_MISMATCH');
-      const createOnly = await divert.api('/v1/names/cas.corp.test', { ...json({ a: ['192.0.2.4'] }), headers: { 'content-type': 'application/json', 'if-match': '0' } });
+      const createOnly = await divert.api('/v1/names/cas.corp.test', {
+        ...json({ a: ['192.0.2.4'] }),
+        headers: { 'content-type': 'application/json', 'if-match': '0' },
+      });
       assert.equal(createOnly.status, 412);
       assert.deepEqual(await divert.resolver.resolve4('cas.corp.test'), ['192.0.2.2']);
-      assert.equal((await errorOf(await divert.api('/v1/names/cas.corp.test', { ...json({ a: ['192.0.2.4'] }), headers: { 'content-type': 'application/json', 'if-match': 'yesterday' } }))).status, 400);
+      assert.equal(
+        (
+          await errorOf(
+            await divert.api('/v1/names/cas.corp.test', {
+              ...json({ a: ['192.0.2.4'] }),
+              headers: { 'content-type': 'application/json', 'if-match': 'yesterday' },
+            }),
+          )
+        ).status,
+        400,
+      );
     });
 
     test('50 parallel conditional PUTs with the same If-Match: exactly one succeeds', async () => {
       const v = ((await (await divert.api('/v1/names/race.corp.test', json({ a: ['192.0.2.1'] }))).json()) as { version: number }).version;
-      const results = await Promise.all(Array.from({ length: 50 }, (_, i) =>
-        divert.api('/v1/names/race.corp.test', { ...json({ a: [`198.51.100.${i + 1}`] }), headers: { 'content-type': 'application/json', 'if-match': `"${v}"`, 'x-divert-client': `monitor-${i}` } })));
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          divert.api('/v1/names/race.corp.test', {
+            ...json({ a: [`198.51.100.${i + 1}`] }),
+            headers: { 'content-type': 'application/json', 'if-match': `"${v}"`, 'x-divert-client': `monitor-${i}` },
+          }),
+        ),
+      );
       const statuses = results.map((r) => r.status);
       assert.equal(statuses.filter((s) => s === 200).length, 1, 'one winner');
       assert.equal(statuses.filter((s) => s === 412).length, 49, 'every other one told');
@@ -150,10 +190,15 @@ for (const [backend, makeBackend] of BACKENDS) {
       const good = '$ORIGIN imp.test.\na IN A 192.0.2.1\nb IN AAAA 2001:db8::2\n';
       const ok = await divert.api('/v1/import?file=good.zone', { method: 'POST', headers: { 'content-type': 'text/dns' }, body: good });
       assert.equal(ok.status, 200);
-      assert.deepEqual(((await ok.json()) as { changed: { name: string }[] }).changed.map((e) => e.name).sort(), ['a.imp.test', 'b.imp.test']);
+      assert.deepEqual(((await ok.json()) as { changed: { name: string }[] }).changed.map((e) => e.name).sort(), [
+        'a.imp.test',
+        'b.imp.test',
+      ]);
 
       const bad = '$ORIGIN imp.test.\na IN A 198.51.100.1\nc IN A 198.51.100.3\nd IN A 999.1.1.1\n';
-      const refused = await errorOf(await divert.api('/v1/import?file=bad.zone', { method: 'POST', headers: { 'content-type': 'text/dns' }, body: bad }));
+      const refused = await errorOf(
+        await divert.api('/v1/import?file=bad.zone', { method: 'POST', headers: { 'content-type': 'text/dns' }, body: bad }),
+      );
       assert.equal(refused.status, 400);
       assert.equal(refused.code, 'BAD_ZONE');
       assert.match(refused.message, /^bad\.zone:4: "999\.1\.1\.1"/);
@@ -171,12 +216,30 @@ for (const [backend, makeBackend] of BACKENDS) {
         lines.push(i % 5 === 4 ? `www${ttl} IN AAAA ${v6[(i * 3) % 8]}` : `www${ttl} IN A ${v4[(i * 7) % 40]}`);
       }
       // rows 4, 9, 14... are AAAA: the A records name 32 of the 40 addresses
-      const named = new Set(Array.from({ length: 80_000 }, (_, i) => i).filter((i) => i % 5 !== 4).map((i) => v4[(i * 7) % 40]));
-      const firstSeen = (family: 'A' | 'AAAA') => [...new Set(lines.filter((l) => l.includes(` ${family} `)).map((l) => l.split(' ').pop()!.toLowerCase()))];
-      const response = await divert.api('/v1/import?file=big.zone', { method: 'POST', headers: { 'content-type': 'text/dns' }, body: lines.join('\n') + '\n' });
+      const named = new Set(
+        Array.from({ length: 80_000 }, (_, i) => i)
+          .filter((i) => i % 5 !== 4)
+          .map((i) => v4[(i * 7) % 40]),
+      );
+      const firstSeen = (family: 'A' | 'AAAA') => [
+        ...new Set(lines.filter((l) => l.includes(` ${family} `)).map((l) => l.split(' ').pop()!.toLowerCase())),
+      ];
+      const response = await divert.api('/v1/import?file=big.zone', {
+        method: 'POST',
+        headers: { 'content-type': 'text/dns' },
+        body: lines.join('\n') + '\n',
+      });
       assert.equal(response.status, 200);
-      assert.deepEqual(((await response.json()) as { changed: { name: string }[] }).changed.map((e) => e.name), ['www.big.imp.test']);
-      const entry = (await (await divert.api('/v1/names/www.big.imp.test')).json()) as { a: string[]; aaaa: string[]; ttl: number; weights: Record<string, number> };
+      assert.deepEqual(
+        ((await response.json()) as { changed: { name: string }[] }).changed.map((e) => e.name),
+        ['www.big.imp.test'],
+      );
+      const entry = (await (await divert.api('/v1/names/www.big.imp.test')).json()) as {
+        a: string[];
+        aaaa: string[];
+        ttl: number;
+        weights: Record<string, number>;
+      };
       assert.deepEqual(entry.a, firstSeen('A'));
       assert.deepEqual(entry.aaaa, firstSeen('AAAA'));
       assert.deepEqual(entry.a.slice(0, 3), ['198.51.100.1', '198.51.100.8', '198.51.100.15']);
@@ -188,14 +251,24 @@ for (const [backend, makeBackend] of BACKENDS) {
     });
 
     test('diversion: the three names answering X answer Z, one version step and one event each', async () => {
-      const X = '203.0.113.10', Y = '203.0.113.20', Z = '203.0.113.30';
+      const X = '203.0.113.10',
+        Y = '203.0.113.20',
+        Z = '203.0.113.30';
       const before: Record<string, number> = {};
-      for (const [name, a] of [['d1.div.test', [X]], ['d2.div.test', [X, Y]], ['d3.div.test', ['192.0.2.1', X]], ['d4.div.test', [Y]]] as const) {
+      for (const [name, a] of [
+        ['d1.div.test', [X]],
+        ['d2.div.test', [X, Y]],
+        ['d3.div.test', ['192.0.2.1', X]],
+        ['d4.div.test', [Y]],
+      ] as const) {
         before[name] = ((await (await divert.api(`/v1/names/${name}`, json({ a }))).json()) as { version: number }).version;
       }
       const events = await openEvents(divert.adminUrl + '/v1/events', TEST_TOKEN);
       try {
-        const response = await divert.api('/v1/diversions', { ...post({ from: X, to: Z }), headers: { 'content-type': 'application/json', 'x-divert-client': 'monitor-test' } });
+        const response = await divert.api('/v1/diversions', {
+          ...post({ from: X, to: Z }),
+          headers: { 'content-type': 'application/json', 'x-divert-client': 'monitor-test' },
+        });
         assert.equal(response.status, 200);
         const changed = ((await response.json()) as { changed: { name: string; a: string[]; version: number }[] }).changed;
         assert.deepEqual(changed.map((e) => e.name).sort(), ['d1.div.test', 'd2.div.test', 'd3.div.test']);
@@ -209,7 +282,11 @@ for (const [backend, makeBackend] of BACKENDS) {
         assert.equal(events.events.length, 3, 'exactly one event per changed name');
         assert.deepEqual(got.map((e) => (e.data as { name: string }).name).sort(), ['d1.div.test', 'd2.div.test', 'd3.div.test']);
         assert.ok(got.every((e) => e.event === 'change'));
-        const history = ((await (await divert.api('/v1/names/d2.div.test/history')).json()) as { history: { op: string; by: string; old: { a: string[] }; new: { a: string[] } }[] }).history;
+        const history = (
+          (await (await divert.api('/v1/names/d2.div.test/history')).json()) as {
+            history: { op: string; by: string; old: { a: string[] }; new: { a: string[] } }[];
+          }
+        ).history;
         assert.equal(history[0].op, 'divert');
         assert.equal(history[0].by, 'monitor-test');
         assert.deepEqual(history[0].old.a, [X, Y]);
@@ -278,9 +355,16 @@ for (const [backend, makeBackend] of BACKENDS) {
         const badName = await errorOf(await admin.api('/v1/names/bad_-.corp..test', json({ a: ['192.0.2.1'] })));
         assert.equal(badName.code, 'BAD_NAME');
         assert.match((await errorOf(await admin.api('/v1/names/*', json({ a: ['192.0.2.1'] })))).message, /a wildcard needs a parent/);
-        const badJson = await admin.api('/v1/names/keep.corp.test', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"a": [' });
+        const badJson = await admin.api('/v1/names/keep.corp.test', {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: '{"a": [',
+        });
         assert.equal(badJson.status, 400);
-        const tooBig = await admin.api('/v1/names/keep.corp.test', json({ a: Array.from({ length: 9000 }, (_, i) => `10.${i >> 8}.${i & 255}.1`) }));
+        const tooBig = await admin.api(
+          '/v1/names/keep.corp.test',
+          json({ a: Array.from({ length: 9000 }, (_, i) => `10.${i >> 8}.${i & 255}.1`) }),
+        );
         assert.equal(tooBig.status, 413);
         assert.deepEqual(((await (await admin.api('/v1/names/keep.corp.test')).json()) as { a: string[] }).a, ['192.0.2.1'], 'unchanged');
         assert.equal((await errorOf(await admin.api('/v1/names?limit=0'))).status, 400);
@@ -314,12 +398,17 @@ for (const [backend, makeBackend] of BACKENDS) {
         const seen: string[] = [];
         let cursor: string | undefined;
         do {
-          const page = (await (await admin.api(`/v1/names?prefix=p&limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)).json()) as { names: { name: string }[]; cursor?: string };
+          const page = (await (
+            await admin.api(`/v1/names?prefix=p&limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)
+          ).json()) as { names: { name: string }[]; cursor?: string };
           assert.ok(page.names.length <= 3);
           seen.push(...page.names.map((n) => n.name));
           cursor = page.cursor;
         } while (cursor);
-        assert.deepEqual(seen, Array.from({ length: 7 }, (_, i) => `p${i}.list.test`));
+        assert.deepEqual(
+          seen,
+          Array.from({ length: 7 }, (_, i) => `p${i}.list.test`),
+        );
       });
 
       test('history: when, what changed and who asked, newest first', async () => {
@@ -327,8 +416,17 @@ for (const [backend, makeBackend] of BACKENDS) {
         await admin.api('/v1/names/h.corp.test', { ...json({ a: ['192.0.2.1'] }), headers: as('monitor-a') });
         await admin.api('/v1/names/h.corp.test', { ...json({ a: ['192.0.2.2'] }), headers: as('operator') });
         await admin.api('/v1/names/h.corp.test', { method: 'DELETE', headers: { 'x-divert-client': 'monitor-b' } });
-        const body = (await (await admin.api('/v1/names/h.corp.test/history')).json()) as { history: { op: string; by: string; at: string; old: unknown; new: unknown }[] };
-        assert.deepEqual(body.history.map((h) => [h.op, h.by]), [['delete', 'monitor-b'], ['put', 'operator'], ['put', 'monitor-a']]);
+        const body = (await (await admin.api('/v1/names/h.corp.test/history')).json()) as {
+          history: { op: string; by: string; at: string; old: unknown; new: unknown }[];
+        };
+        assert.deepEqual(
+          body.history.map((h) => [h.op, h.by]),
+          [
+            ['delete', 'monitor-b'],
+            ['put', 'operator'],
+            ['put', 'monitor-a'],
+          ],
+        );
         assert.equal(body.history[0].new, null);
         assert.deepEqual((body.history[1].old as { a: string[] }).a, ['192.0.2.1']);
         assert.ok(!Number.isNaN(Date.parse(body.history[0].at)));
@@ -368,7 +466,7 @@ function divertError(status: number, type: string, body: unknown): { status: num
   return { status, code: error.code, message: error.message };
 }
 
-describe('errors in divert\'s format, before the token is checked and after', () => {
+describe("errors in divert's format, before the token is checked and after", () => {
   let divert: TestServer;
   before(async () => {
     divert = await startDivert({ upstream: ['127.0.0.1:9'] });
@@ -406,32 +504,41 @@ describe('errors in divert\'s format, before the token is checked and after', ()
   });
 });
 
-describe('errors in divert\'s format after the token, in process', { skip: TEST_WORKERS !== '1' && 'no worker takes part; admin-api.test.ts runs it' }, () => {
-  let admin: InjectedAdmin;
-  before(async () => {
-    admin = await injectAdmin(memoryTable(), TEST_TOKEN);
-  });
-  after(() => admin.close());
+describe(
+  "errors in divert's format after the token, in process",
+  { skip: TEST_WORKERS !== '1' && 'no worker takes part; admin-api.test.ts runs it' },
+  () => {
+    let admin: InjectedAdmin;
+    before(async () => {
+      admin = await injectAdmin(memoryTable(), TEST_TOKEN);
+    });
+    after(() => admin.close());
 
-  test('what fastify refuses after the token: bad JSON, an empty or too large body, an unknown content type, no such route or method', async () => {
-    const put = (headers: Record<string, string>, body: string) => ({ method: 'PUT', headers, body });
-    for (const [path, init, status, code] of [
-      ['/v1/names/a.test', put({ 'content-type': 'application/json' }, '{"a": ['), 400, 'BAD_REQUEST'],
-      ['/v1/names/a.test', put({ 'content-type': 'application/json' }, ''), 400, 'BAD_REQUEST'],
-      ['/v1/names/a.test', put({ 'content-type': 'application/json' }, JSON.stringify({ a: ['x'.repeat(70_000)] })), 413, 'BODY_TOO_LARGE'],
-      ['/v1/names/a.test', put({ 'content-type': 'image/png' }, 'ab'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
-      ['/v1/nothing', {}, 404, 'NOT_FOUND'],
-      ['/v1/names/a.test', { method: 'PATCH' }, 404, 'NOT_FOUND'],
-    ] as const) {
-      const response = await admin.api(path, init);
-      const e = divertError(response.status, response.headers.get('content-type') ?? '', await response.json());
-      assert.deepEqual([e.status, e.code], [status, code], `${init.method ?? 'GET'} ${path}`);
-    }
-  });
-});
+    test('what fastify refuses after the token: bad JSON, an empty or too large body, an unknown content type, no such route or method', async () => {
+      const put = (headers: Record<string, string>, body: string) => ({ method: 'PUT', headers, body });
+      for (const [path, init, status, code] of [
+        ['/v1/names/a.test', put({ 'content-type': 'application/json' }, '{"a": ['), 400, 'BAD_REQUEST'],
+        ['/v1/names/a.test', put({ 'content-type': 'application/json' }, ''), 400, 'BAD_REQUEST'],
+        [
+          '/v1/names/a.test',
+          put({ 'content-type': 'application/json' }, JSON.stringify({ a: ['x'.repeat(70_000)] })),
+          413,
+          'BODY_TOO_LARGE',
+        ],
+        ['/v1/names/a.test', put({ 'content-type': 'image/png' }, 'ab'), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+        ['/v1/nothing', {}, 404, 'NOT_FOUND'],
+        ['/v1/names/a.test', { method: 'PATCH' }, 404, 'NOT_FOUND'],
+      ] as const) {
+        const response = await admin.api(path, init);
+        const e = divertError(response.status, response.headers.get('content-type') ?? '', await response.json());
+        assert.deepEqual([e.status, e.code], [status, code], `${init.method ?? 'GET'} ${path}`);
+      }
+    });
+  },
+);
 
 describe('a request while the admin port closes', () => {
-  test('gets 503 SHUTTING_DOWN in divert\'s format and the connection is closed; the request taken in before is answered', async () => {
+  test("gets 503 SHUTTING_DOWN in divert's format and the connection is closed; the request taken in before is answered", async () => {
     // a write held in settle() keeps its connection open through the close, so another
     // request can follow on it once the close has begun
     let release = () => {};
@@ -440,8 +547,13 @@ describe('a request while the admin port closes', () => {
     const gate = new Promise<void>((resolve) => (release = resolve));
     const table = memoryTable();
     const app = buildAdmin({
-      table, token: TEST_TOKEN, log: pino({ level: 'silent' }), health: async () => ({ ok: true }), events: new EventStreams(table, 4, pino({ level: 'silent' })),
-      nameQueries: async () => new Map(), metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      table,
+      token: TEST_TOKEN,
+      log: pino({ level: 'silent' }),
+      health: async () => ({ ok: true }),
+      events: new EventStreams(table, 4, pino({ level: 'silent' })),
+      nameQueries: async () => new Map(),
+      metrics: async () => ({ contentType: 'text/plain', body: '' }),
       settle: async () => {
         entered();
         await gate;
@@ -474,7 +586,9 @@ describe('a request while the admin port closes', () => {
       await closing;
     })();
     try {
-      socket.write(`PUT /v1/names/a.test HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`);
+      socket.write(
+        `PUT /v1/names/a.test HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`,
+      );
       await closed;
       await Promise.race([ended, new Promise((r) => setTimeout(r, 5000))]);
       const [first, second] = raw.split(/(?=HTTP\/1\.1 )/);
@@ -510,7 +624,12 @@ describe('admin API shutdown', () => {
 describe('admin API with Redis stopped', () => {
   test('writes get 503 with a clear error, /healthz says what is wrong, answers stay; all resumes when Redis returns', async () => {
     const redis = await startRedis({ persist: true });
-    const divert = await startDivert({ redis: redis.url, 'redis-prefix': 'divert-test:outage:', upstream: ['127.0.0.1:9'], 'query-timeout-ms': '200' });
+    const divert = await startDivert({
+      redis: redis.url,
+      'redis-prefix': 'divert-test:outage:',
+      upstream: ['127.0.0.1:9'],
+      'query-timeout-ms': '200',
+    });
     try {
       await divert.api('/v1/names/www.corp.test', json({ a: ['192.0.2.1'] }));
       assert.deepEqual(await divert.resolver.resolve4('www.corp.test'), ['192.0.2.1']);
@@ -547,7 +666,10 @@ describe('admin API with Redis stopped', () => {
 describe('failed authentications', () => {
   test('ten wrong tokens within a minute: wrong tokens get 429 (Retry-After) for a while, the right token is still served; the log never holds a token', async () => {
     const lines: string[] = [];
-    const divert = await startDivert({ upstream: ['127.0.0.1:9'], 'log-level': 'warn' }, { logStream: { write: (line: string) => void lines.push(line) } });
+    const divert = await startDivert(
+      { upstream: ['127.0.0.1:9'], 'log-level': 'warn' },
+      { logStream: { write: (line: string) => void lines.push(line) } },
+    );
     try {
       const guess = (i: number) => fetch(divert.adminUrl + '/v1/names', { headers: { authorization: `Bearer guess-${i}-0123456789` } });
       for (let i = 1; i <= 10; i++) {
@@ -564,9 +686,10 @@ describe('failed authentications', () => {
       await missing.body?.cancel();
       // the monitor (or operator) with the right token from the same address is never kept out
       for (const method of ['GET', 'PUT']) {
-        const ok = await divert.api('/v1/names/locked.corp.test', method === 'PUT'
-          ? { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a: ['192.0.2.77'] }) }
-          : {});
+        const ok = await divert.api(
+          '/v1/names/locked.corp.test',
+          method === 'PUT' ? { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a: ['192.0.2.77'] }) } : {},
+        );
         assert.equal(ok.status, method === 'PUT' ? 200 : 404, `${method} with the right token during the lockout`);
         await ok.body?.cancel();
       }

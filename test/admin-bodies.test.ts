@@ -27,20 +27,32 @@ function nestedObject(depth: number): string {
 describe('admin request bodies of any shape', () => {
   const table = memoryTable();
   const app = buildAdmin({
-    table, token: TOKEN, log: silent,
-    health: async () => ({ ok: true }), nameQueries: async () => new Map(), settle: async () => ({ unconfirmed: [] }),
-    metrics: async () => ({ contentType: 'text/plain', body: '' }), events: new EventStreams(table, 4, silent),
+    table,
+    token: TOKEN,
+    log: silent,
+    health: async () => ({ ok: true }),
+    nameQueries: async () => new Map(),
+    settle: async () => ({ unconfirmed: [] }),
+    metrics: async () => ({ contentType: 'text/plain', body: '' }),
+    events: new EventStreams(table, 4, silent),
   });
   before(async () => app.ready());
   after(async () => app.close());
 
-  const put = (body: unknown) => app.inject({
-    method: 'PUT', url: '/v1/names/www.bodies.test', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-    payload: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const divert = (body: string) => app.inject({
-    method: 'POST', url: '/v1/diversions', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, payload: body,
-  });
+  const put = (body: unknown) =>
+    app.inject({
+      method: 'PUT',
+      url: '/v1/names/www.bodies.test',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      payload: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  const divert = (body: string) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/diversions',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      payload: body,
+    });
 
   /** A refusal in divert's format: 400 (or 413 for a body over the limit) with a code and a message. */
   function assertRefused(res: Awaited<ReturnType<typeof put>>, what: string): { code: string; message: string } {
@@ -75,7 +87,10 @@ describe('admin request bodies of any shape', () => {
     ['rules[0].pick', '{"a": [], "rules": [{"days": ["mon"], "a": ["192.0.2.2"], "pick": DEEP}]}', /^rules\[0\]\.pick: /],
   ];
   for (const [where, template, field] of positions) {
-    for (const [shape, deep] of [['lists', nested(DEEP)], ['objects', nestedObject(DEEP / 2)]] as const) {
+    for (const [shape, deep] of [
+      ['lists', nested(DEEP)],
+      ['objects', nestedObject(DEEP / 2)],
+    ] as const) {
       test(`${DEEP} levels of ${shape} in ${where}: 400 naming the field, nothing written`, async () => {
         const error = assertRefused(await put(template.replace('DEEP', deep)), where);
         assert.match(error.message, field);
@@ -85,31 +100,44 @@ describe('admin request bodies of any shape', () => {
   }
 
   test('deep nesting in a diversion body: 400 naming the field', async () => {
-    for (const body of [`{"from": ${nested(DEEP)}, "to": "192.0.2.9"}`, `{"from": "192.0.2.1", "to": ${nestedObject(DEEP / 2)}}`, nested(DEEP)]) {
+    for (const body of [
+      `{"from": ${nested(DEEP)}, "to": "192.0.2.9"}`,
+      `{"from": "192.0.2.1", "to": ${nestedObject(DEEP / 2)}}`,
+      nested(DEEP),
+    ]) {
       const error = assertRefused(await divert(body), 'diversion');
       assert.match(error.message, /^(from|to|body): /);
     }
   });
 
   test('JSON that does not parse, and JSON nested deeper than the parser takes: 400', async () => {
-    for (const text of ['{"a": [', '[' .repeat(30_000), '{"__proto__": {"a": 1}}', '{"constructor": {"prototype": {}}}']) {
+    for (const text of ['{"a": [', '['.repeat(30_000), '{"__proto__": {"a": 1}}', '{"constructor": {"prototype": {}}}']) {
       assertRefused(await put(text), text.slice(0, 20));
     }
   });
 
-  test('arbitrary JSON in every field (property): 200 or a 400 in divert\'s format, never a 500', async () => {
+  test("arbitrary JSON in every field (property): 200 or a 400 in divert's format, never a 500", async () => {
     // a deep list as a value JSON.stringify can still write (the deepest are above)
     const deepList = fc.integer({ min: 0, max: 1500 }).map((d) => JSON.parse(nested(d)) as unknown);
     const anyValue = fc.oneof(fc.jsonValue({ maxDepth: 6 }), deepList);
     const body = fc.oneof(
       anyValue,
       fc.record({ a: anyValue, aaaa: anyValue, ttl: anyValue, weights: anyValue, pick: anyValue, rules: anyValue }, { requiredKeys: [] }),
-      fc.record({ a: fc.constant(['192.0.2.1']), rules: fc.array(fc.dictionary(fc.constantFrom('networks', 'days', 'from', 'to', 'tz', 'a', 'aaaa', 'weights', 'pick', 'x'), anyValue), { maxLength: 3 }) }),
+      fc.record({
+        a: fc.constant(['192.0.2.1']),
+        rules: fc.array(
+          fc.dictionary(fc.constantFrom('networks', 'days', 'from', 'to', 'tz', 'a', 'aaaa', 'weights', 'pick', 'x'), anyValue),
+          { maxLength: 3 },
+        ),
+      }),
     );
-    await fc.assert(fc.asyncProperty(body, async (b) => {
-      const res = await put(b);
-      if (res.statusCode === 200) return;
-      assertRefused(res, JSON.stringify(b)?.slice(0, 100) ?? String(b));
-    }), { seed: 13, numRuns: 400 });
+    await fc.assert(
+      fc.asyncProperty(body, async (b) => {
+        const res = await put(b);
+        if (res.statusCode === 200) return;
+        assertRefused(res, JSON.stringify(b)?.slice(0, 100) ?? String(b));
+      }),
+      { seed: 13, numRuns: 400 },
+    );
   });
 });

@@ -57,7 +57,10 @@ async function fails(args: string[], code: number, pattern: RegExp, env?: NodeJS
 
 /** Rows of a table on stdout, split on runs of blanks (cells hold none). */
 function rows(stdout: string): string[][] {
-  return stdout.trimEnd().split('\n').map((line) => line.split(/\s{2,}/));
+  return stdout
+    .trimEnd()
+    .split('\n')
+    .map((line) => line.split(/\s{2,}/));
 }
 
 function assertEntry(value: unknown): asserts value is Entry {
@@ -110,9 +113,16 @@ describe('divert names', () => {
     assert.deepEqual(got, set, 'get shows what set wrote (the name in any case, with or without the dot)');
     const entry = await json<Entry>(['names', 'get', 'www.set.test']);
     assertEntry(entry);
-    assert.deepEqual({ name: entry.name, a: entry.a, aaaa: entry.aaaa, ttl: entry.ttl, version: String(entry.version) }, {
-      name: 'www.set.test', a: ['192.0.2.10', '192.0.2.11'], aaaa: [], ttl: 60, version: set[1][4],
-    });
+    assert.deepEqual(
+      { name: entry.name, a: entry.a, aaaa: entry.aaaa, ttl: entry.ttl, version: String(entry.version) },
+      {
+        name: 'www.set.test',
+        a: ['192.0.2.10', '192.0.2.11'],
+        aaaa: [],
+        ttl: 60,
+        version: set[1][4],
+      },
+    );
     assert.deepEqual((await resolver.resolve4('www.set.test')).sort(), ['192.0.2.10', '192.0.2.11']);
   });
 
@@ -136,11 +146,32 @@ describe('divert names', () => {
 
   test('set with --rules, --weight and --pick; get shows them; a later set keeps them; export and import carry them', async () => {
     const rulesFile = join(tmp(), 'rules.json');
-    writeFileSync(rulesFile, JSON.stringify([{ networks: ['10.1.0.0/16'], a: ['192.0.2.90'] }, { days: ['sat', 'sun'], tz: 'Europe/London', aaaa: [] }]));
-    const entry = await json<Entry>(['names', 'set', 'ruled.set.test', '192.0.2.80', '192.0.2.81', '--weight', '192.0.2.80=3', '--pick', '1', '--rules', `@${rulesFile}`]);
+    writeFileSync(
+      rulesFile,
+      JSON.stringify([
+        { networks: ['10.1.0.0/16'], a: ['192.0.2.90'] },
+        { days: ['sat', 'sun'], tz: 'Europe/London', aaaa: [] },
+      ]),
+    );
+    const entry = await json<Entry>([
+      'names',
+      'set',
+      'ruled.set.test',
+      '192.0.2.80',
+      '192.0.2.81',
+      '--weight',
+      '192.0.2.80=3',
+      '--pick',
+      '1',
+      '--rules',
+      `@${rulesFile}`,
+    ]);
     assert.deepEqual(entry.weights, { '192.0.2.80': 3 });
     assert.equal(entry.pick, 1);
-    assert.deepEqual(entry.rules, [{ networks: ['10.1.0.0/16'], a: ['192.0.2.90'] }, { days: ['sat', 'sun'], tz: 'Europe/London', aaaa: [] }]);
+    assert.deepEqual(entry.rules, [
+      { networks: ['10.1.0.0/16'], a: ['192.0.2.90'] },
+      { days: ['sat', 'sun'], tz: 'Europe/London', aaaa: [] },
+    ]);
 
     const shown = await ok(['names', 'get', 'ruled.set.test']);
     assert.match(shown, /^default answer: weights 192\.0\.2\.80=3 pick 1$/m);
@@ -161,9 +192,16 @@ describe('divert names', () => {
     writeFileSync(file, zone);
     await ok(['names', 'import', file]);
     const back = await json<Entry>(['names', 'get', 'ruled.set.test']);
-    assert.deepEqual({ a: back.a, weights: back.weights, pick: back.pick, rules: back.rules }, { a: next.a, weights: next.weights, pick: next.pick, rules: next.rules });
+    assert.deepEqual(
+      { a: back.a, weights: back.weights, pick: back.pick, rules: back.rules },
+      { a: next.a, weights: next.weights, pick: next.pick, rules: next.rules },
+    );
 
-    await fails(['names', 'set', 'ruled.set.test', '192.0.2.80', '--rules', '[{"networks":["10.1.2.3/16"]}]'], 1, /rules\[0\]\.networks\[0\].*HTTP 400 BAD_RULE/);
+    await fails(
+      ['names', 'set', 'ruled.set.test', '192.0.2.80', '--rules', '[{"networks":["10.1.2.3/16"]}]'],
+      1,
+      /rules\[0\]\.networks\[0\].*HTTP 400 BAD_RULE/,
+    );
     await fails(['names', 'set', 'ruled.set.test', '192.0.2.80', '--weight', 'heavy'], 2, /--weight "heavy" is not ADDRESS=WEIGHT/);
     await fails(['names', 'set', 'ruled.set.test', '192.0.2.80', '--rules', '{oops'], 2, /--rules is not valid JSON/);
   });
@@ -178,7 +216,7 @@ describe('divert names', () => {
   test('--if-version: the right one applies, a wrong one is refused with 412', async () => {
     const entry = await json<Entry>(['names', 'set', 'cas.set.test', '192.0.2.30']);
     const run = await fails(['names', 'set', 'cas.set.test', '192.0.2.31', '--if-version', String(entry.version + 100)], 1, /HTTP 412/);
-    assert.match(run.stderr, new RegExp(`current version is ${entry.version}`), 'the server\'s message as it came');
+    assert.match(run.stderr, new RegExp(`current version is ${entry.version}`), "the server's message as it came");
     assert.equal(run.stdout, '');
     assert.deepEqual((await json<Entry>(['names', 'get', 'cas.set.test'])).a, ['192.0.2.30'], 'nothing changed');
     const next = await json<Entry>(['names', 'set', 'cas.set.test', '192.0.2.31', '--if-version', String(entry.version)]);
@@ -199,11 +237,17 @@ describe('divert names', () => {
     await ok(['names', 'set', 'other.test', '192.0.2.59']);
     const table = rows(await ok(['names', 'list', '--prefix', 'n']));
     assert.deepEqual(table[0], ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED']);
-    assert.deepEqual(table.slice(1).map((r) => r[0]), ['n0.list.test', 'n1.list.test', 'n2.list.test']);
+    assert.deepEqual(
+      table.slice(1).map((r) => r[0]),
+      ['n0.list.test', 'n1.list.test', 'n2.list.test'],
+    );
     const entries = await json<Entry[]>(['names', 'list', '--prefix', 'n']);
     assert.ok(Array.isArray(entries));
     entries.forEach(assertEntry);
-    assert.deepEqual(entries.map((e) => e.name), ['n0.list.test', 'n1.list.test', 'n2.list.test']);
+    assert.deepEqual(
+      entries.map((e) => e.name),
+      ['n0.list.test', 'n1.list.test', 'n2.list.test'],
+    );
     const all = await json<Entry[]>(['names', 'list']);
     assert.ok(all.some((e) => e.name === 'other.test') && all.some((e) => e.name === 'n2.list.test'));
     const none = await cli(['names', 'list', '--prefix', 'nothing-here']);
@@ -214,18 +258,34 @@ describe('divert names', () => {
 
   test('import: a zone file, then list shows its names', async () => {
     const file = join(tmp(), 'shop.zone');
-    writeFileSync(file, '$ORIGIN imp.test.\n$TTL 45\nwww IN A 192.0.2.60\n    IN AAAA 2001:db8::60\napi 90 IN A 192.0.2.61\n@ IN SOA ns hostmaster 1 2 3 4 5\n');
+    writeFileSync(
+      file,
+      '$ORIGIN imp.test.\n$TTL 45\nwww IN A 192.0.2.60\n    IN AAAA 2001:db8::60\napi 90 IN A 192.0.2.61\n@ IN SOA ns hostmaster 1 2 3 4 5\n',
+    );
     const table = rows(await ok(['names', 'import', file]));
-    assert.deepEqual(table.slice(1).map((r) => r[0]).sort(), ['api.imp.test', 'www.imp.test']);
+    assert.deepEqual(
+      table
+        .slice(1)
+        .map((r) => r[0])
+        .sort(),
+      ['api.imp.test', 'www.imp.test'],
+    );
     const entries = await json<Entry[]>(['names', 'list', '--prefix', 'www.imp']);
-    assert.deepEqual(entries.map((e) => [e.name, e.a, e.aaaa, e.ttl]), [['www.imp.test', ['192.0.2.60'], ['2001:db8::60'], 45]]);
+    assert.deepEqual(
+      entries.map((e) => [e.name, e.a, e.aaaa, e.ttl]),
+      [['www.imp.test', ['192.0.2.60'], ['2001:db8::60'], 45]],
+    );
     assert.deepEqual(await resolver.resolve4('api.imp.test'), ['192.0.2.61']);
   });
 
   test('import with one bad line changes nothing and names FILE:LINE', async () => {
     const file = join(tmp(), 'bad.zone');
     writeFileSync(file, 'a.bad.test. IN A 192.0.2.70\nb.bad.test. IN A 192.0.2.71\nc.bad.test. IN A 192.0.2.300\n');
-    await fails(['names', 'import', file], 1, new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: .*192\\.0\\.2\\.300.*HTTP 400 BAD_ZONE`));
+    await fails(
+      ['names', 'import', file],
+      1,
+      new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: .*192\\.0\\.2\\.300.*HTTP 400 BAD_ZONE`),
+    );
     const none = await cli(['names', 'list', '--prefix', 'a.bad', '--json']);
     assert.deepEqual(JSON.parse(none.stdout), [], 'nothing of the file was applied');
     await fails(['names', 'get', 'b.bad.test'], 1, /HTTP 404/);
@@ -262,18 +322,27 @@ describe('divert names', () => {
     const reply = await json<{ name: string; history: HistoryRecord[] }>(['names', 'history', 'hist.test']);
     assert.equal(reply.name, 'hist.test');
     assert.equal(reply.history.length, 3);
-    assert.deepEqual(reply.history.map((r) => r.by), ['ops-bob', 'ops-alice', 'ops-alice']);
+    assert.deepEqual(
+      reply.history.map((r) => r.by),
+      ['ops-bob', 'ops-alice', 'ops-alice'],
+    );
     assert.ok(reply.history[0].version > reply.history[1].version && reply.history[1].version > reply.history[2].version, 'newest first');
-    assert.deepEqual(reply.history.map((r) => r.new?.a), [['192.0.2.92'], ['192.0.2.91'], ['192.0.2.90']]);
+    assert.deepEqual(
+      reply.history.map((r) => r.new?.a),
+      [['192.0.2.92'], ['192.0.2.91'], ['192.0.2.90']],
+    );
     assert.equal(reply.history[2].old, null);
 
     const table = rows(await ok(['names', 'history', 'hist.test']));
     assert.deepEqual(table[0], ['VERSION', 'AT', 'OP', 'BY', 'OLD → NEW']);
-    assert.deepEqual(table.slice(1).map((r) => [r[0], r[2], r[3], r[4]]), [
-      [String(reply.history[0].version), 'put', 'ops-bob', '192.0.2.91 ttl 30 → 192.0.2.92,2001:db8::92 ttl 30'],
-      [String(reply.history[1].version), 'put', 'ops-alice', '192.0.2.90 ttl 30 → 192.0.2.91 ttl 30'],
-      [String(reply.history[2].version), 'put', 'ops-alice', '(none) → 192.0.2.90 ttl 30'],
-    ]);
+    assert.deepEqual(
+      table.slice(1).map((r) => [r[0], r[2], r[3], r[4]]),
+      [
+        [String(reply.history[0].version), 'put', 'ops-bob', '192.0.2.91 ttl 30 → 192.0.2.92,2001:db8::92 ttl 30'],
+        [String(reply.history[1].version), 'put', 'ops-alice', '192.0.2.90 ttl 30 → 192.0.2.91 ttl 30'],
+        [String(reply.history[2].version), 'put', 'ops-alice', '(none) → 192.0.2.90 ttl 30'],
+      ],
+    );
   });
 
   test('without --client, the change is recorded as cli:<user name>', async () => {
@@ -323,8 +392,16 @@ describe('divert names with any DNS name', () => {
     writeFileSync(file, zone);
     const imported = new Map((await json<{ changed: Entry[] }>(['names', 'import', file])).changed.map((e) => [e.name, e]));
     for (const [i, [, wire, canonical]] of names.entries()) {
-      assert.deepEqual(exported.get(canonical), { a: [`192.0.2.${70 + i}`], aaaa: [`2001:db8::${70 + i}`], ttl: 30 }, `${canonical} in the export`);
-      assert.deepEqual([imported.get(canonical)?.a, imported.get(canonical)?.aaaa], [[`192.0.2.${70 + i}`], [`2001:db8::${70 + i}`]], `${canonical} imported`);
+      assert.deepEqual(
+        exported.get(canonical),
+        { a: [`192.0.2.${70 + i}`], aaaa: [`2001:db8::${70 + i}`], ttl: 30 },
+        `${canonical} in the export`,
+      );
+      assert.deepEqual(
+        [imported.get(canonical)?.a, imported.get(canonical)?.aaaa],
+        [[`192.0.2.${70 + i}`], [`2001:db8::${70 + i}`]],
+        `${canonical} imported`,
+      );
       assert.deepEqual(await answered(wire), [`192.0.2.${70 + i}`], `the query for ${canonical}`);
     }
   });
@@ -336,7 +413,13 @@ describe('divert divert', () => {
     await ok(['names', 'set', 'd2.div.test', '198.51.100.8', '198.51.100.7', '2001:db8::7']);
     const untouched = await json<Entry>(['names', 'set', 'd3.div.test', '198.51.100.8']);
     const table = rows(await ok(['divert', '198.51.100.7', '198.51.100.9']));
-    assert.deepEqual(table.slice(1).map((r) => r[0]).sort(), ['d1.div.test', 'd2.div.test']);
+    assert.deepEqual(
+      table
+        .slice(1)
+        .map((r) => r[0])
+        .sort(),
+      ['d1.div.test', 'd2.div.test'],
+    );
 
     const reply = await json<{ from: string; to: string; changed: Entry[] }>(['divert', '198.51.100.9', '198.51.100.10']);
     assert.deepEqual([reply.from, reply.to], ['198.51.100.9', '198.51.100.10']);
@@ -369,7 +452,9 @@ describe('failures', () => {
   test('no token anywhere: exit 2, saying where it looked and which flag to use', async () => {
     const empty = tmp();
     await fails(['names', 'list'], 2, new RegExp(`${empty}/divert/admin-token.*--token TOKEN`), { XDG_CONFIG_HOME: empty });
-    await fails(['names', 'list', '--token-file', join(empty, 'nope')], 2, /--token-file ".*nope" does not exist/, { XDG_CONFIG_HOME: empty });
+    await fails(['names', 'list', '--token-file', join(empty, 'nope')], 2, /--token-file ".*nope" does not exist/, {
+      XDG_CONFIG_HOME: empty,
+    });
   });
 
   test('the token from --token-file or DIVERT_ADMIN_TOKEN, without the default file', async () => {
@@ -378,16 +463,28 @@ describe('failures', () => {
     await ok(['names', 'list', '--token-file', tokenFile], { XDG_CONFIG_HOME: elsewhere });
     await ok(['names', 'list'], { XDG_CONFIG_HOME: elsewhere, DIVERT_ADMIN_TOKEN_FILE: tokenFile });
     await ok(['names', 'list'], { XDG_CONFIG_HOME: elsewhere, DIVERT_ADMIN_TOKEN: readFileSync(tokenFile, 'utf8').trim() });
-    await fails(['names', 'list', '--token', 'wrong-token-0123456789'], 1, /HTTP 401/, { DIVERT_ADMIN_TOKEN: readFileSync(tokenFile, 'utf8').trim() });
+    await fails(['names', 'list', '--token', 'wrong-token-0123456789'], 1, /HTTP 401/, {
+      DIVERT_ADMIN_TOKEN: readFileSync(tokenFile, 'utf8').trim(),
+    });
   });
 
   test('a wrong --token is refused with 401 and exit 1', async () => {
-    await fails(['names', 'list', '--token', 'wrong-token-0123456789'], 1, /missing or wrong bearer token .*HTTP 401 UNAUTHORIZED; the token came from --token/);
+    await fails(
+      ['names', 'list', '--token', 'wrong-token-0123456789'],
+      1,
+      /missing or wrong bearer token .*HTTP 401 UNAUTHORIZED; the token came from --token/,
+    );
   });
 
   test('a closed admin port: exit 1 naming the URL', async () => {
     const port = await freePort();
-    await fails(['names', 'list', '--admin', `http://127.0.0.1:${port}`], 1, new RegExp(`cannot reach the admin API at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\)`));
-    await fails(['divert', '192.0.2.1', '192.0.2.2'], 1, new RegExp(`http://127\\.0\\.0\\.1:${port}`), { DIVERT_ADMIN_URL: `127.0.0.1:${port}` });
+    await fails(
+      ['names', 'list', '--admin', `http://127.0.0.1:${port}`],
+      1,
+      new RegExp(`cannot reach the admin API at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\)`),
+    );
+    await fails(['divert', '192.0.2.1', '192.0.2.2'], 1, new RegExp(`http://127\\.0\\.0\\.1:${port}`), {
+      DIVERT_ADMIN_URL: `127.0.0.1:${port}`,
+    });
   });
 });

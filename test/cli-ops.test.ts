@@ -61,7 +61,9 @@ describe('divert healthcheck', () => {
 
   before(async () => {
     // an upstream that answers, so that only the checks' own subject can fail
-    upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.7' }] }));
+    upstream = await startUpstream((q) =>
+      replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.7' }] }),
+    );
     server = await startDivert({ zones: [ZONES], upstream: [`127.0.0.1:${upstream.port}`] });
     flags = ['--server', `127.0.0.1:${server.port}`, '--admin', `127.0.0.1:${server.admin.port}`, '--admin-token', TEST_TOKEN];
   });
@@ -73,7 +75,12 @@ describe('divert healthcheck', () => {
   test('exit 0 against a running divert: /healthz is ready and a name of its table is answered, without asking the upstream', async () => {
     const asked = upstream.queries.length;
     const line = await succeeds(['healthcheck', ...flags]);
-    assert.match(line, new RegExp(`^divert healthcheck: ok: admin 127\\.0\\.0\\.1:${server.admin.port} ready \\(memory table\\); DNS 127\\.0\\.0\\.1:${server.port} answered "[a-z.]+shop\\.example" A with NOERROR in \\d+ ms$`));
+    assert.match(
+      line,
+      new RegExp(
+        `^divert healthcheck: ok: admin 127\\.0\\.0\\.1:${server.admin.port} ready \\(memory table\\); DNS 127\\.0\\.0\\.1:${server.port} answered "[a-z.]+shop\\.example" A with NOERROR in \\d+ ms$`,
+      ),
+    );
     assert.equal(upstream.queries.length, asked, 'the name asked is one divert answers itself: no network needed');
   });
 
@@ -87,7 +94,7 @@ describe('divert healthcheck', () => {
     }
   });
 
-  test('with no flags: the same DIVERT_* variables as serve (what a container\'s HEALTHCHECK has)', async () => {
+  test("with no flags: the same DIVERT_* variables as serve (what a container's HEALTHCHECK has)", async () => {
     await succeeds(['healthcheck'], {
       DIVERT_LISTEN: `127.0.0.1:${server.port}`,
       DIVERT_ADMIN: `127.0.0.1:${server.admin.port}`,
@@ -95,13 +102,19 @@ describe('divert healthcheck', () => {
     });
     // or serve's --config file
     const file = join(tmp(), 'divert.yaml');
-    writeFileSync(file, `listen: 127.0.0.1:${server.port}\nadmin: 127.0.0.1:${server.admin.port}\nadmin-token: ${TEST_TOKEN}\nzones: ${ZONES}\n`);
+    writeFileSync(
+      file,
+      `listen: 127.0.0.1:${server.port}\nadmin: 127.0.0.1:${server.admin.port}\nadmin-token: ${TEST_TOKEN}\nzones: ${ZONES}\n`,
+    );
     await succeeds(['healthcheck'], { DIVERT_CONFIG: file });
   });
 
   test('with no flags: the token file divert serve generated, as the same user', async () => {
     const home = tmp();
-    const serve = runDivert(['serve', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--zones', ZONES, '--workers', '1'], { env: { XDG_CONFIG_HOME: home } });
+    const serve = runDivert(
+      ['serve', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--zones', ZONES, '--workers', '1'],
+      { env: { XDG_CONFIG_HOME: home } },
+    );
     try {
       const line = await serve.listeningLine();
       const line2 = await succeeds(['healthcheck'], { XDG_CONFIG_HOME: home, DIVERT_LISTEN: line.listen[0], DIVERT_ADMIN: line.admin });
@@ -114,15 +127,36 @@ describe('divert healthcheck', () => {
   test('a wildcard listener is asked on loopback; the defaults are 127.0.0.1:53 and 127.0.0.1:5380', () => {
     const env = { DIVERT_ADMIN_TOKEN: TEST_TOKEN };
     const plan = planHealthcheck({}, { ...env, DIVERT_LISTEN: '0.0.0.0:5353', DIVERT_ADMIN: '0.0.0.0:5380' });
-    assert.deepEqual([plan.server, plan.admin], [{ host: '127.0.0.1', port: 5353 }, { host: '127.0.0.1', port: 5380 }]);
+    assert.deepEqual(
+      [plan.server, plan.admin],
+      [
+        { host: '127.0.0.1', port: 5353 },
+        { host: '127.0.0.1', port: 5380 },
+      ],
+    );
     assert.deepEqual(planHealthcheck({}, { ...env, DIVERT_LISTEN: '[::]:53' }).server, { host: '::1', port: 53 });
     const defaults = planHealthcheck({}, env);
-    assert.deepEqual([defaults.server, defaults.admin, defaults.timeoutMs], [{ host: '127.0.0.1', port: 53 }, { host: '127.0.0.1', port: 5380 }, 3000]);
-    assert.equal(planHealthcheck({ server: '127.0.0.1:5399' }, { ...env, DIVERT_LISTEN: '127.0.0.1:5353' }).server.port, 5399, 'a flag wins');
+    assert.deepEqual(
+      [defaults.server, defaults.admin, defaults.timeoutMs],
+      [{ host: '127.0.0.1', port: 53 }, { host: '127.0.0.1', port: 5380 }, 3000],
+    );
+    assert.equal(
+      planHealthcheck({ server: '127.0.0.1:5399' }, { ...env, DIVERT_LISTEN: '127.0.0.1:5353' }).server.port,
+      5399,
+      'a flag wins',
+    );
     const file = join(tmp(), 'token');
     writeFileSync(file, 'token-from-the-file-0123\n', { mode: 0o600 });
-    assert.equal(planHealthcheck({ 'admin-token-file': file }, env).token, 'token-from-the-file-0123', '--admin-token-file wins over DIVERT_ADMIN_TOKEN');
-    assert.equal(planHealthcheck({}, { DIVERT_ADMIN_TOKEN_FILE: file }).token, 'token-from-the-file-0123', 'serve\'s DIVERT_ADMIN_TOKEN_FILE');
+    assert.equal(
+      planHealthcheck({ 'admin-token-file': file }, env).token,
+      'token-from-the-file-0123',
+      '--admin-token-file wins over DIVERT_ADMIN_TOKEN',
+    );
+    assert.equal(
+      planHealthcheck({}, { DIVERT_ADMIN_TOKEN_FILE: file }).token,
+      'token-from-the-file-0123',
+      "serve's DIVERT_ADMIN_TOKEN_FILE",
+    );
   });
 
   test('exit 1 with the server down: both checks say nothing listens', async () => {
@@ -136,9 +170,21 @@ describe('divert healthcheck', () => {
 
   test('exit 1 with the admin port down: only the admin check fails', async () => {
     const admin = await freePort();
-    const line = await fails(['healthcheck', '--server', `127.0.0.1:${server.port}`, '--admin', `127.0.0.1:${admin}`, '--admin-token', TEST_TOKEN, '--name', 'www.shop.example'], 1, [
-      new RegExp(`^divert healthcheck: FAILED: admin 127\\.0\\.0\\.1:${admin}: nothing listening \\(connection refused\\)$`),
-    ]);
+    const line = await fails(
+      [
+        'healthcheck',
+        '--server',
+        `127.0.0.1:${server.port}`,
+        '--admin',
+        `127.0.0.1:${admin}`,
+        '--admin-token',
+        TEST_TOKEN,
+        '--name',
+        'www.shop.example',
+      ],
+      1,
+      [new RegExp(`^divert healthcheck: FAILED: admin 127\\.0\\.0\\.1:${admin}: nothing listening \\(connection refused\\)$`)],
+    );
     assert.doesNotMatch(line, /DNS/);
   });
 
@@ -147,9 +193,21 @@ describe('divert healthcheck', () => {
     await new Promise<void>((resolve) => stuck.listen(0, '127.0.0.1', resolve));
     const port = (stuck.address() as AddressInfo).port;
     try {
-      const line = await fails(['healthcheck', '--server', `127.0.0.1:${server.port}`, '--admin', `127.0.0.1:${port}`, '--admin-token', TEST_TOKEN, '--timeout-ms', '1500'], 1, [
-        new RegExp(`^divert healthcheck: FAILED: admin 127\\.0\\.0\\.1:${port}: no answer within 1000 ms$`),
-      ]);
+      const line = await fails(
+        [
+          'healthcheck',
+          '--server',
+          `127.0.0.1:${server.port}`,
+          '--admin',
+          `127.0.0.1:${port}`,
+          '--admin-token',
+          TEST_TOKEN,
+          '--timeout-ms',
+          '1500',
+        ],
+        1,
+        [new RegExp(`^divert healthcheck: FAILED: admin 127\\.0\\.0\\.1:${port}: no answer within 1000 ms$`)],
+      );
       assert.doesNotMatch(line, /DNS/, 'the root NS was asked instead of a name of the table, and answered');
     } finally {
       stuck.close();
@@ -164,9 +222,21 @@ describe('divert healthcheck', () => {
     try {
       const port = silent.address().port;
       const started = Date.now();
-      const line = await fails(['healthcheck', '--server', `127.0.0.1:${port}`, '--admin', `127.0.0.1:${server.admin.port}`, '--admin-token', TEST_TOKEN, '--timeout-ms', '800'], 1, [
-        new RegExp(`^divert healthcheck: FAILED: DNS 127\\.0\\.0\\.1:${port}: no reply to "[a-z.]+shop\\.example" A within 800 ms$`),
-      ]);
+      const line = await fails(
+        [
+          'healthcheck',
+          '--server',
+          `127.0.0.1:${port}`,
+          '--admin',
+          `127.0.0.1:${server.admin.port}`,
+          '--admin-token',
+          TEST_TOKEN,
+          '--timeout-ms',
+          '800',
+        ],
+        1,
+        [new RegExp(`^divert healthcheck: FAILED: DNS 127\\.0\\.0\\.1:${port}: no reply to "[a-z.]+shop\\.example" A within 800 ms$`)],
+      );
       assert.doesNotMatch(line, /admin 127/);
       assert.equal(received, 1, 'one real DNS query was sent');
       assert.ok(Date.now() - started < 10_000);
@@ -177,16 +247,39 @@ describe('divert healthcheck', () => {
 
   test('exit 1 when DNS answers SERVFAIL, or /healthz says not ready (no upstream answering)', async () => {
     const dead = await startUpstream(() => null);
-    const stuck = await startDivert({ zones: [ZONES], upstream: [`127.0.0.1:${dead.port}`], 'query-timeout-ms': '200', 'upstream-timeout-ms': '100' });
+    const stuck = await startDivert({
+      zones: [ZONES],
+      upstream: [`127.0.0.1:${dead.port}`],
+      'query-timeout-ms': '200',
+      'upstream-timeout-ms': '100',
+    });
     try {
-      await fails(['healthcheck', '--server', `127.0.0.1:${stuck.port}`, '--admin', `127.0.0.1:${stuck.admin.port}`, '--admin-token', TEST_TOKEN, '--name', 'forwarded.test'], 1, [
-        new RegExp(`^divert healthcheck: FAILED: DNS 127\\.0\\.0\\.1:${stuck.port}: "forwarded\\.test" A answered SERVFAIL`),
-      ]);
+      await fails(
+        [
+          'healthcheck',
+          '--server',
+          `127.0.0.1:${stuck.port}`,
+          '--admin',
+          `127.0.0.1:${stuck.admin.port}`,
+          '--admin-token',
+          TEST_TOKEN,
+          '--name',
+          'forwarded.test',
+        ],
+        1,
+        [new RegExp(`^divert healthcheck: FAILED: DNS 127\\.0\\.0\\.1:${stuck.port}: "forwarded\\.test" A answered SERVFAIL`)],
+      );
       // a few more failures and the upstream is out of service: /healthz says so too
       for (let i = 0; i < 3; i++) await udpAsk(stuck.port, query(`again${i}.test`), 2000);
-      const line = await fails(['healthcheck', '--server', `127.0.0.1:${stuck.port}`, '--admin', `127.0.0.1:${stuck.admin.port}`, '--admin-token', TEST_TOKEN], 1, [
-        new RegExp(`^divert healthcheck: FAILED: admin 127\\.0\\.0\\.1:${stuck.admin.port}: GET /healthz says not ready \\(503\\): no upstream is answering: forwarded queries get SERVFAIL$`),
-      ]);
+      const line = await fails(
+        ['healthcheck', '--server', `127.0.0.1:${stuck.port}`, '--admin', `127.0.0.1:${stuck.admin.port}`, '--admin-token', TEST_TOKEN],
+        1,
+        [
+          new RegExp(
+            `^divert healthcheck: FAILED: admin 127\\.0\\.0\\.1:${stuck.admin.port}: GET /healthz says not ready \\(503\\): no upstream is answering: forwarded queries get SERVFAIL$`,
+          ),
+        ],
+      );
       assert.doesNotMatch(line, /DNS/, 'a name of the table is still answered');
     } finally {
       await stuck.close();
@@ -195,13 +288,26 @@ describe('divert healthcheck', () => {
   });
 
   test('exit 1 with a wrong token, or none to be found', async () => {
-    await fails(['healthcheck', '--server', `127.0.0.1:${server.port}`, '--admin', `127.0.0.1:${server.admin.port}`, '--admin-token', 'not-the-token-0123456789'], 1, [
-      /admin 127\.0\.0\.1:\d+: the token from --admin-token was refused \(401\)/,
-    ]);
+    await fails(
+      [
+        'healthcheck',
+        '--server',
+        `127.0.0.1:${server.port}`,
+        '--admin',
+        `127.0.0.1:${server.admin.port}`,
+        '--admin-token',
+        'not-the-token-0123456789',
+      ],
+      1,
+      [/admin 127\.0\.0\.1:\d+: the token from --admin-token was refused \(401\)/],
+    );
     const home = tmp();
-    await fails(['healthcheck', '--server', `127.0.0.1:${server.port}`, '--admin', `127.0.0.1:${server.admin.port}`], 1, [
-      new RegExp(`admin 127\\.0\\.0\\.1:\\d+: no admin token: .*${esc(join(home, 'divert', 'admin-token'))} does not exist`),
-    ], { XDG_CONFIG_HOME: home });
+    await fails(
+      ['healthcheck', '--server', `127.0.0.1:${server.port}`, '--admin', `127.0.0.1:${server.admin.port}`],
+      1,
+      [new RegExp(`admin 127\\.0\\.0\\.1:\\d+: no admin token: .*${esc(join(home, 'divert', 'admin-token'))} does not exist`)],
+      { XDG_CONFIG_HOME: home },
+    );
   });
 
   test('exit 2 on bad usage', async () => {
@@ -213,7 +319,8 @@ describe('divert healthcheck', () => {
 });
 
 describe('divert validate', () => {
-  const KEY = `key "divert-update" {\n\talgorithm hmac-sha256;\n\tsecret "${randomBytes(32).toString('base64')}";\n};\n` +
+  const KEY =
+    `key "divert-update" {\n\talgorithm hmac-sha256;\n\tsecret "${randomBytes(32).toString('base64')}";\n};\n` +
     'update-policy {\n\tgrant divert-update subdomain shop.example.;\n};\n';
   let zoneNames: number;
 
@@ -226,16 +333,19 @@ describe('divert validate', () => {
     const home = tmp();
     writeFileSync(join(dir, 'update.key'), KEY);
     const file = join(dir, 'divert.yaml');
-    writeFileSync(file, [
-      'listen: [127.0.0.1:5353, "[::1]:5353"]',
-      'admin: 127.0.0.1:5380',
-      'upstream: 127.0.0.1:5399',
-      `zones: ${ZONES}`,
-      'redis: redis://:secret-password@127.0.0.1:6390/2',
-      'update-listen: 127.0.0.1:5354',
-      `update-key-file: ${join(dir, 'update.key')}`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      file,
+      [
+        'listen: [127.0.0.1:5353, "[::1]:5353"]',
+        'admin: 127.0.0.1:5380',
+        'upstream: 127.0.0.1:5399',
+        `zones: ${ZONES}`,
+        'redis: redis://:secret-password@127.0.0.1:6390/2',
+        'update-listen: 127.0.0.1:5354',
+        `update-key-file: ${join(dir, 'update.key')}`,
+        '',
+      ].join('\n'),
+    );
     const line = await succeeds(['validate', '--config', file], { XDG_CONFIG_HOME: home });
     assert.equal(
       line,
@@ -246,9 +356,14 @@ describe('divert validate', () => {
     assert.deepEqual(readdirSync(home), [], 'no admin token generated');
   });
 
-  test('exit 0 on the repository\'s zones/, from flags or variables', async () => {
+  test("exit 0 on the repository's zones/, from flags or variables", async () => {
     const fromFlags = await succeeds(['validate', '--zones', 'zones/', '--upstream', '127.0.0.1']);
-    assert.match(fromFlags, new RegExp(`^config OK: ${zoneNames} zone names from zones/; listen 0\\.0\\.0\\.0:53; admin 127\\.0\\.0\\.1:5380; upstreams 127\\.0\\.0\\.1:53; table memory; DNS UPDATE off$`));
+    assert.match(
+      fromFlags,
+      new RegExp(
+        `^config OK: ${zoneNames} zone names from zones/; listen 0\\.0\\.0\\.0:53; admin 127\\.0\\.0\\.1:5380; upstreams 127\\.0\\.0\\.1:53; table memory; DNS UPDATE off$`,
+      ),
+    );
     assert.ok(zoneNames >= 5);
     const fromEnv = await succeeds(['validate'], { DIVERT_ZONES: 'zones/', DIVERT_UPSTREAM: '127.0.0.1' });
     assert.equal(fromEnv, fromFlags);
@@ -261,20 +376,33 @@ describe('divert validate', () => {
 
   test('exit 2 on a bad option: flag, variable or config key, named with its value', async () => {
     await fails(['validate', '--listen', '127.0.0.1'], 2, [/^divert: --listen "127\.0\.0\.1": a port is required/]);
-    await fails(['validate', '--upstream', '127.0.0.1'], 2, [/--query-timeout-ms "soon" \(from DIVERT_QUERY_TIMEOUT_MS\): expected a whole number/], { DIVERT_QUERY_TIMEOUT_MS: 'soon' });
+    await fails(
+      ['validate', '--upstream', '127.0.0.1'],
+      2,
+      [/--query-timeout-ms "soon" \(from DIVERT_QUERY_TIMEOUT_MS\): expected a whole number/],
+      { DIVERT_QUERY_TIMEOUT_MS: 'soon' },
+    );
     await fails(['validate', '--lisen', '127.0.0.1:53'], 2, [/Unknown argument: lisen/]);
     const file = join(tmp(), 'divert.yaml');
     writeFileSync(file, 'listen: 127.0.0.1:53\nlisten-port: 53\n');
     await fails(['validate', '--config', file], 2, [new RegExp(`--config "${esc(file)}": unknown option "listen-port"`)]);
-    await fails(['validate', '--upstream', '127.0.0.1', '--redis', 'http://127.0.0.1:6379'], 2, [/--redis "http:\/\/127\.0\.0\.1:6379": expected a redis:\/\//]);
+    await fails(['validate', '--upstream', '127.0.0.1', '--redis', 'http://127.0.0.1:6379'], 2, [
+      /--redis "http:\/\/127\.0\.0\.1:6379": expected a redis:\/\//,
+    ]);
   });
 
   test('exit 2 where divert serve would refuse to start', async () => {
-    await fails(['validate', '--upstream', '127.0.0.1', '--admin', '0.0.0.0:5380'], 2, [/--admin 0\.0\.0\.0:5380 is reachable from other machines: give --admin-token/]);
+    await fails(['validate', '--upstream', '127.0.0.1', '--admin', '0.0.0.0:5380'], 2, [
+      /--admin 0\.0\.0\.0:5380 is reachable from other machines: give --admin-token/,
+    ]);
     const resolv = join(tmp(), 'resolv.conf');
     writeFileSync(resolv, 'nameserver 127.0.0.1\n');
-    await fails(['validate', '--listen', '0.0.0.0:53', '--resolv-conf', resolv], 2, [/no upstream resolver: .*resolv\.conf lists no nameserver other than divert itself/]);
-    await fails(['validate', '--upstream', '127.0.0.1', '--update-listen', '127.0.0.1:5354'], 2, [/--update-listen 127\.0\.0\.1:5354 needs --update-key-file/]);
+    await fails(['validate', '--listen', '0.0.0.0:53', '--resolv-conf', resolv], 2, [
+      /no upstream resolver: .*resolv\.conf lists no nameserver other than divert itself/,
+    ]);
+    await fails(['validate', '--upstream', '127.0.0.1', '--update-listen', '127.0.0.1:5354'], 2, [
+      /--update-listen 127\.0\.0\.1:5354 needs --update-key-file/,
+    ]);
   });
 
   test('exit 2 on a bad zone file or key file: file and line', async () => {
@@ -283,7 +411,9 @@ describe('divert validate', () => {
     await fails(['validate', '--upstream', '127.0.0.1', '--zones', dir], 2, [/bad\.zone:3: "300\.1\.2\.3" is not an IPv4 address/]);
     const key = join(dir, 'bad.key');
     writeFileSync(key, 'key "k" {\n\talgorithm hmac-md5;\n\tsecret "AAAA";\n};\n');
-    await fails(['validate', '--upstream', '127.0.0.1', '--update-key-file', key], 2, [new RegExp(`--update-key-file ${esc(key)}:2: key "k": algorithm "hmac-md5" is not supported`)]);
+    await fails(['validate', '--upstream', '127.0.0.1', '--update-key-file', key], 2, [
+      new RegExp(`--update-key-file ${esc(key)}:2: key "k": algorithm "hmac-md5" is not supported`),
+    ]);
   });
 
   test('exit 2 on an unreadable file: config, zone file, key file', async () => {
@@ -292,7 +422,9 @@ describe('divert validate', () => {
     await fails(['validate', '--config', join(dir, 'folder.yaml')], 2, [/--config ".*folder\.yaml": cannot read it \(EISDIR\)/]);
     await fails(['validate', '--config', join(dir, 'missing.yaml')], 2, [/--config ".*missing\.yaml": cannot read it \(ENOENT\)/]);
     await fails(['validate', '--upstream', '127.0.0.1', '--zones', join(dir, 'missing.zone')], 2, [/missing\.zone: cannot read zone file/]);
-    await fails(['validate', '--upstream', '127.0.0.1', '--update-key-file', join(dir, 'missing.key')], 2, [/--update-key-file .*missing\.key: cannot read it \(ENOENT\)/]);
+    await fails(['validate', '--upstream', '127.0.0.1', '--update-key-file', join(dir, 'missing.key')], 2, [
+      /--update-key-file .*missing\.key: cannot read it \(ENOENT\)/,
+    ]);
   });
 });
 
@@ -300,11 +432,19 @@ describe('divert --help', () => {
   test('lists healthcheck and validate with one line each', async () => {
     const run = await divert(['--help']);
     assert.equal(run.code, 0);
-    assert.match(run.stdout, /^ {2}divert validate +check a configuration, its zone files and key file as divert serve would read them, without starting it$/m);
-    assert.match(run.stdout, /^ {2}divert healthcheck +check that the divert serve on this machine answers DNS and its admin \/healthz \(exit 0 or 1; for HEALTHCHECK\)$/m);
+    assert.match(
+      run.stdout,
+      /^ {2}divert validate +check a configuration, its zone files and key file as divert serve would read them, without starting it$/m,
+    );
+    assert.match(
+      run.stdout,
+      /^ {2}divert healthcheck +check that the divert serve on this machine answers DNS and its admin \/healthz \(exit 0 or 1; for HEALTHCHECK\)$/m,
+    );
     const validate = await divert(['validate', '--help']);
-    for (const flag of ['--config', '--listen', '--zones', '--update-key-file']) assert.match(validate.stdout, new RegExp(`${flag}\\b`), `validate takes serve's ${flag}`);
+    for (const flag of ['--config', '--listen', '--zones', '--update-key-file'])
+      assert.match(validate.stdout, new RegExp(`${flag}\\b`), `validate takes serve's ${flag}`);
     const healthcheck = await divert(['healthcheck', '--help']);
-    for (const text of ['--server', '--admin', '--admin-token', '--name', '--timeout-ms', 'DIVERT_LISTEN', 'DIVERT_ADMIN']) assert.ok(healthcheck.stdout.includes(text), text);
+    for (const text of ['--server', '--admin', '--admin-token', '--name', '--timeout-ms', 'DIVERT_LISTEN', 'DIVERT_ADMIN'])
+      assert.ok(healthcheck.stdout.includes(text), text);
   });
 });

@@ -22,7 +22,6 @@ async function fails(args: string[], pattern: RegExp, code: number, env: NodeJS.
   assert.equal(exitCode, code, `exit status; stderr: ${stderr}`);
   assert.equal(stderr.split('\n').length, 1, `one line: ${stderr}`);
   assert.match(stderr, pattern);
-
 }
 
 describe('start-up errors', () => {
@@ -30,7 +29,11 @@ describe('start-up errors', () => {
 
   test('bad flag values name the option, the value and what is expected', async () => {
     await fails(['serve', '--listen', '127.0.0.1'], /--listen "127\.0\.0\.1": a port is required/, 2);
-    await fails(['serve', '--listen', '127.0.0.1:0', '--upstream', 'dns.example:53'], /--upstream "dns\.example:53": "dns\.example" is not an IPv4 or IPv6 address/, 2);
+    await fails(
+      ['serve', '--listen', '127.0.0.1:0', '--upstream', 'dns.example:53'],
+      /--upstream "dns\.example:53": "dns\.example" is not an IPv4 or IPv6 address/,
+      2,
+    );
     await fails(['serve', '--listen', '127.0.0.1:0', '--allow', '10.0.0.0/33'], /--allow "10\.0\.0\.0\/33"/, 2);
     await fails(['serve', '--listen', '127.0.0.1:0', '--query-timeout-ms', 'soon'], /--query-timeout-ms "soon"/, 2);
   });
@@ -47,11 +50,19 @@ describe('start-up errors', () => {
   test('an invalid zone file: file and line', async () => {
     const dir = tmp();
     writeFileSync(join(dir, 'bad.zone'), '$ORIGIN corp.test.\nwww IN A 192.0.2.1\napi IN A 300.1.2.3\n');
-    await fails(['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1', '--zones', dir], /bad\.zone:3: "300\.1\.2\.3" is not an IPv4 address/, 2);
+    await fails(
+      ['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1', '--zones', dir],
+      /bad\.zone:3: "300\.1\.2\.3" is not an IPv4 address/,
+      2,
+    );
   });
 
   test('an unreadable zone file', () =>
-    fails(['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1', '--zones', '/nonexistent/divert.zone'], /\/nonexistent\/divert\.zone: cannot read zone file/, 2));
+    fails(
+      ['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1', '--zones', '/nonexistent/divert.zone'],
+      /\/nonexistent\/divert\.zone: cannot read zone file/,
+      2,
+    ));
 
   test('a port in use: the message says so, and the other listener is released', async () => {
     const busy = createSocket('udp4');
@@ -59,7 +70,11 @@ describe('start-up errors', () => {
     const taken = busy.address().port;
     const free = await freePort();
     try {
-      await fails(['serve', '--listen', `127.0.0.1:${free}`, '--listen', `127.0.0.1:${taken}`, '--upstream', '127.0.0.1'], new RegExp(`127\\.0\\.0\\.1:${taken} is already in use`), 1);
+      await fails(
+        ['serve', '--listen', `127.0.0.1:${free}`, '--listen', `127.0.0.1:${taken}`, '--upstream', '127.0.0.1'],
+        new RegExp(`127\\.0\\.0\\.1:${taken} is already in use`),
+        1,
+      );
     } finally {
       busy.close();
     }
@@ -89,11 +104,19 @@ describe('start-up errors', () => {
   test('no upstream left after removing divert itself from resolv.conf', async () => {
     const file = join(tmp(), 'resolv.conf');
     writeFileSync(file, '# only ourselves\nnameserver 127.0.0.1\n');
-    await fails(['serve', '--listen', '0.0.0.0:53', '--resolv-conf', file], /no upstream resolver: .*resolv\.conf lists no nameserver other than divert itself; give one with --upstream/, 1);
+    await fails(
+      ['serve', '--listen', '0.0.0.0:53', '--resolv-conf', file],
+      /no upstream resolver: .*resolv\.conf lists no nameserver other than divert itself; give one with --upstream/,
+      1,
+    );
   });
 
   test('an admin port reachable from other machines needs an explicit token', () =>
-    fails(['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1', '--admin', '0.0.0.0:0'], /--admin 0\.0\.0\.0:0 is reachable from other machines: give --admin-token/, 2));
+    fails(
+      ['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1', '--admin', '0.0.0.0:0'],
+      /--admin 0\.0\.0\.0:0 is reachable from other machines: give --admin-token/,
+      2,
+    ));
 
   test('--help lists every option with its variable', async () => {
     const { stdout } = await run(process.execPath, [MAIN, 'serve', '--help']);
@@ -106,7 +129,9 @@ describe('start-up errors', () => {
 
 describe('configuration sources', () => {
   test('config file, environment and flags combine, the flag winning', async () => {
-    const upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.44' }] }));
+    const upstream = await startUpstream((q) =>
+      replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.44' }] }),
+    );
     const file = join(tmp(), 'divert.json');
     writeFileSync(file, JSON.stringify({ listen: '127.0.0.1:1', zones: 'zones/', upstream: '127.0.0.1:9' }));
     const divert = runDivert(['serve', '--config', file, '--listen', '127.0.0.1:0'], {
@@ -156,9 +181,16 @@ describe('README', () => {
   });
 
   test('npm start serves zones/ and the README dig line shows an intercepted and a forwarded answer', async (t) => {
-    const upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.80' }] }));
+    const upstream = await startUpstream((q) =>
+      replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.80' }] }),
+    );
     // the start script as written, on a free port and with the test upstream (never the real network)
-    const serve = startScript.split('&&').pop()!.trim().replace(/^node dist\/src\/main\.js /, '').split(/\s+/);
+    const serve = startScript
+      .split('&&')
+      .pop()!
+      .trim()
+      .replace(/^node dist\/src\/main\.js /, '')
+      .split(/\s+/);
     const args = serve.map((word) => (word === '127.0.0.1:5353' ? '127.0.0.1:0' : word));
     const divert = runDivert([...args, '--upstream', `127.0.0.1:${upstream.port}`]);
     try {
@@ -169,7 +201,10 @@ describe('README', () => {
         return;
       }
       const digLine = /^ {4}(dig @127\.0\.0\.1 -p 5353 .*)$/m.exec(readme)![1];
-      const digArgs = digLine.split(/\s+/).slice(1).map((w) => (w === '5353' ? String(port) : w));
+      const digArgs = digLine
+        .split(/\s+/)
+        .slice(1)
+        .map((w) => (w === '5353' ? String(port) : w));
       const { stdout } = await run('dig', digArgs);
       assert.match(stdout, /^www\.shop\.example\.\s+30\s+IN\s+A\s+192\.0\.2\.10$/m);
       assert.match(stdout, /^example\.com\.\s+5\s+IN\s+A\s+203\.0\.113\.80$/m);

@@ -32,7 +32,11 @@ const packageJson = JSON.parse(read(join(ROOT, 'package.json'))) as { bin: Recor
 const BIN = packageJson.bin.divert;
 
 /** The variables divert serve reads. */
-const SERVE_VARIABLES = new Set(Object.values(SERVE_OPTIONS as Record<string, OptionSpec>).map((s) => envName(s.flag)).concat('DIVERT_CONFIG'));
+const SERVE_VARIABLES = new Set(
+  Object.values(SERVE_OPTIONS as Record<string, OptionSpec>)
+    .map((s) => envName(s.flag))
+    .concat('DIVERT_CONFIG'),
+);
 
 /** KEY=value lines of an env file (comments and blank lines skipped). */
 function envFile(path: string): Record<string, string> {
@@ -106,9 +110,12 @@ function execForm(instruction: Instruction): string[] {
 }
 
 describe('docker/Dockerfile', () => {
-  test('passes dockerfile-utils (the linter of VS Code\'s Docker extension) without an error or warning', () => {
+  test("passes dockerfile-utils (the linter of VS Code's Docker extension) without an error or warning", () => {
     const problems = lintDockerfile(dockerfileText);
-    assert.deepEqual(problems.map((p) => `line ${p.range.start.line + 1}: ${p.message}`), []);
+    assert.deepEqual(
+      problems.map((p) => `line ${p.range.start.line + 1}: ${p.message}`),
+      [],
+    );
     // and the linter does catch mistakes of the kind this test guards against
     const broken = lintDockerfile('FROM node:20-bookworm-slim\nEXPOSE 53/xyz\nHEALTHCHECK --interval=5 CMD\nUSER\n');
     assert.equal(broken.length, 4, JSON.stringify(broken.map((p) => p.message)));
@@ -116,23 +123,49 @@ describe('docker/Dockerfile', () => {
 
   test('multi-stage: compiled with the dev dependencies, run on node:24-slim with the production ones only, without the Node of the npm registry (the image has its own)', () => {
     const all = stages();
-    assert.deepEqual(all.map((s) => s.name), ['build', 'deps', 'runtime']);
+    assert.deepEqual(
+      all.map((s) => s.name),
+      ['build', 'deps', 'runtime'],
+    );
     for (const stage of all) assert.match(stage.base, /^node:24-[a-z]+-slim$/, `${stage.name} stage base`);
-    const runs = (name: string) => all.find((s) => s.name === name)!.instructions.filter((i) => i.getKeyword() === 'RUN').map((i) => i.getArgumentsContent() ?? '');
-    assert.ok(runs('build').some((r) => /npm ci\b/.test(r) && !/--omit=dev/.test(r)), 'build: npm ci with the dev dependencies (typescript)');
-    assert.ok(runs('build').some((r) => /tsc -p tsconfig\.json/.test(r)), 'build: tsc');
-    assert.ok(runs('deps').some((r) => /npm ci --omit=dev/.test(r)), 'deps: npm ci --omit=dev');
-    for (const name of ['build', 'deps']) assert.ok(runs(name).some((r) => /npm ci\b.*--omit=optional/.test(r)), `${name}: npm ci --omit=optional (node-linux-*: the image runs its own Node 24)`);
+    const runs = (name: string) =>
+      all
+        .find((s) => s.name === name)!
+        .instructions.filter((i) => i.getKeyword() === 'RUN')
+        .map((i) => i.getArgumentsContent() ?? '');
+    assert.ok(
+      runs('build').some((r) => /npm ci\b/.test(r) && !/--omit=dev/.test(r)),
+      'build: npm ci with the dev dependencies (typescript)',
+    );
+    assert.ok(
+      runs('build').some((r) => /tsc -p tsconfig\.json/.test(r)),
+      'build: tsc',
+    );
+    assert.ok(
+      runs('deps').some((r) => /npm ci --omit=dev/.test(r)),
+      'deps: npm ci --omit=dev',
+    );
+    for (const name of ['build', 'deps'])
+      assert.ok(
+        runs(name).some((r) => /npm ci\b.*--omit=optional/.test(r)),
+        `${name}: npm ci --omit=optional (node-linux-*: the image runs its own Node 24)`,
+      );
     const runtime = all[2].instructions;
     const fromStage = runtime
       .filter((i): i is Copy => i instanceof Copy)
       .map((i) => [i.getFromFlag()?.getValue() ?? undefined, i.getArguments().map((a) => a.getValue())] as const);
     assert.deepEqual(
       fromStage.filter(([from]) => from !== undefined),
-      [['deps', ['/app/node_modules', './node_modules']], ['build', ['/app/dist/src', './dist/src']]],
+      [
+        ['deps', ['/app/node_modules', './node_modules']],
+        ['build', ['/app/dist/src', './dist/src']],
+      ],
       'the runtime gets node_modules from deps (production only) and the compiled code from build',
     );
-    assert.ok(!runtime.some((i) => i.getKeyword() === 'RUN' && /npm (ci|install)/.test(i.getArgumentsContent() ?? '')), 'no npm install in the runtime stage');
+    assert.ok(
+      !runtime.some((i) => i.getKeyword() === 'RUN' && /npm (ci|install)/.test(i.getArgumentsContent() ?? '')),
+      'no npm install in the runtime stage',
+    );
   });
 
   test('the runtime stage runs divert as a non-root user, with its ports, HEALTHCHECK and ENTRYPOINT', () => {
@@ -145,7 +178,13 @@ describe('docker/Dockerfile', () => {
     const user = one('USER').getArgumentsContent()!;
     assert.doesNotMatch(user, /^(root|0)(:|$)/, 'not root');
     assert.equal(user, '1000:1000', 'the image\'s "node" user, by number (Kubernetes runAsNonRoot checks numbers)');
-    assert.deepEqual(one('EXPOSE').getArguments().map((a) => a.getValue()).sort(), ['53/tcp', '53/udp', '5380/tcp']);
+    assert.deepEqual(
+      one('EXPOSE')
+        .getArguments()
+        .map((a) => a.getValue())
+        .sort(),
+      ['53/tcp', '53/udp', '5380/tcp'],
+    );
     assert.deepEqual(execForm(one('ENTRYPOINT')), ['divert']);
     const healthcheck = one('HEALTHCHECK') as Healthcheck;
     const flags = Object.fromEntries(healthcheck.getFlags().map((f) => [f.getName(), f.getValue()]));
@@ -153,8 +192,14 @@ describe('docker/Dockerfile', () => {
     assert.ok(parseDuration(flags.timeout)! > DEFAULT_HEALTHCHECK_TIMEOUT_MS, `--timeout=${flags.timeout}`);
     assert.deepEqual(execForm(healthcheck), ['divert', 'healthcheck']);
     // `divert` on the PATH is package.json's bin, the file the build stage compiled
-    assert.ok(runtime.some((i) => i.getKeyword() === 'RUN' && (i.getArgumentsContent() ?? '').includes(`ln -s /app/${BIN} /usr/local/bin/divert`)), `divert -> /app/${BIN}`);
-    assert.ok(stages()[0].instructions.some((i) => (i.getArgumentsContent() ?? '').includes(`chmod 0755 ${BIN}`)), `${BIN} is executable`);
+    assert.ok(
+      runtime.some((i) => i.getKeyword() === 'RUN' && (i.getArgumentsContent() ?? '').includes(`ln -s /app/${BIN} /usr/local/bin/divert`)),
+      `divert -> /app/${BIN}`,
+    );
+    assert.ok(
+      stages()[0].instructions.some((i) => (i.getArgumentsContent() ?? '').includes(`chmod 0755 ${BIN}`)),
+      `${BIN} is executable`,
+    );
     assert.ok(existsSync(join(ROOT, 'src', 'main.ts')) && BIN === 'dist/src/main.js', 'tsc compiles src/main.ts to dist/src/main.js');
     assert.match(read(join(ROOT, 'src', 'main.ts')), /^#!\/usr\/bin\/env node\n/, 'main.js runs through its #! line');
   });
@@ -183,10 +228,25 @@ describe('docker/Dockerfile', () => {
 describe('.dockerignore', () => {
   test('keeps local builds, dependencies, VCS data and secrets out of the build context', () => {
     const patterns = dockerignore();
-    for (const path of ['node_modules', 'node_modules/yaml/package.json', 'dist/src/main.js', '.build-docker/src/main.js', '.git/HEAD', 'docker/divert.env', 'test/cli.test.ts']) {
+    for (const path of [
+      'node_modules',
+      'node_modules/yaml/package.json',
+      'dist/src/main.js',
+      '.build-docker/src/main.js',
+      '.git/HEAD',
+      'docker/divert.env',
+      'test/cli.test.ts',
+    ]) {
       assert.ok(isIgnored(path, patterns), `${path} is left out`);
     }
-    for (const path of ['src/main.ts', 'zones/example.zone', 'package.json', 'package-lock.json', 'tsconfig.json', 'docker/divert.env.example']) {
+    for (const path of [
+      'src/main.ts',
+      'zones/example.zone',
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'docker/divert.env.example',
+    ]) {
       assert.ok(!isIgnored(path, patterns), `${path} is sent`);
     }
   });
@@ -219,7 +279,8 @@ interface Compose {
 const compose = parseYaml(read(COMPOSE)) as Compose;
 
 /** ${VAR:-default} and ${VAR} as compose fills them in with no variable set. */
-const interpolate = (value: string | number) => String(value).replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_, _name: string, fallback?: string) => fallback ?? '');
+const interpolate = (value: string | number) =>
+  String(value).replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_, _name: string, fallback?: string) => fallback ?? '');
 
 /** A compose-relative path (relative to docker/). */
 const fromCompose = (path: string) => resolve(DOCKER, path);
@@ -242,12 +303,22 @@ describe('docker/compose.yaml', () => {
     for (const [name, service] of Object.entries(compose.services)) {
       const check = service.healthcheck;
       assert.ok(check, `${name} has a healthcheck`);
-      assert.ok(['CMD', 'CMD-SHELL'].includes(check.test[0]) && check.test.length >= 2, `${name}: healthcheck test ${JSON.stringify(check.test)}`);
+      assert.ok(
+        ['CMD', 'CMD-SHELL'].includes(check.test[0]) && check.test.length >= 2,
+        `${name}: healthcheck test ${JSON.stringify(check.test)}`,
+      );
     }
     const { divert, redis, monitor } = compose.services;
     assert.deepEqual(divert.healthcheck!.test, ['CMD', 'divert', 'healthcheck']);
-    assert.ok(parseDuration(divert.healthcheck!.timeout)! > DEFAULT_HEALTHCHECK_TIMEOUT_MS, 'Docker waits longer than divert healthcheck does');
-    assert.deepEqual(monitor.healthcheck!.test.slice(0, 4), ['CMD', 'divert', 'monitor', 'status'], 'the monitor overrides the image\'s check of divert serve');
+    assert.ok(
+      parseDuration(divert.healthcheck!.timeout)! > DEFAULT_HEALTHCHECK_TIMEOUT_MS,
+      'Docker waits longer than divert healthcheck does',
+    );
+    assert.deepEqual(
+      monitor.healthcheck!.test.slice(0, 4),
+      ['CMD', 'divert', 'monitor', 'status'],
+      "the monitor overrides the image's check of divert serve",
+    );
     assert.match(redis.healthcheck!.test.join(' '), /redis-cli ping/);
     assert.deepEqual(divert.depends_on, { redis: { condition: 'service_healthy' } });
     assert.equal(monitor.depends_on?.divert?.condition, 'service_healthy');
@@ -261,7 +332,7 @@ describe('docker/compose.yaml', () => {
     assert.match(env.DIVERT_REDIS, /^redis:\/\/redis:6379$/, 'the redis service');
     const ports = (divert.ports ?? []).map(interpolate);
     assert.ok(ports.includes('53:53/udp') && ports.includes('53:53/tcp'), ports.join(' '));
-    assert.ok(ports.includes('127.0.0.1:5380:5380'), 'admin published on the host\'s loopback only');
+    assert.ok(ports.includes('127.0.0.1:5380:5380'), "admin published on the host's loopback only");
     // port 53 without any capability
     assert.equal(String(divert.sysctls?.['net.ipv4.ip_unprivileged_port_start']), '0');
     assert.deepEqual(divert.cap_drop, ['ALL']);
@@ -304,10 +375,10 @@ describe('docker/compose.yaml', () => {
     }
     assert.ok(named >= 6, `${named} paths checked`);
     const zones = mounts(compose.services.divert).find((m) => m.source === '../zones');
-    assert.ok(zones && statSync(fromCompose(zones.source)).isDirectory(), 'the repository\'s zones/ is mounted');
+    assert.ok(zones && statSync(fromCompose(zones.source)).isDirectory(), "the repository's zones/ is mounted");
   });
 
-  test('divert\'s environment is a valid configuration of divert serve, and its HEALTHCHECK finds the ports and token from it', async () => {
+  test("divert's environment is a valid configuration of divert serve, and its HEALTHCHECK finds the ports and token from it", async () => {
     const { divert } = compose.services;
     const env = environment(divert);
     for (const key of Object.keys(env)) assert.ok(SERVE_VARIABLES.has(key), `${key} is an option of divert serve`);
@@ -320,10 +391,13 @@ describe('docker/compose.yaml', () => {
     assert.ok(zonesMount, `DIVERT_ZONES ${env.DIVERT_ZONES} is a mounted folder`);
     assert.ok((await readZones([fromCompose(zonesMount.source)])).size > 0, 'the mounted zone files read');
     const plan = planHealthcheck({}, withToken);
-    assert.deepEqual([plan.server, plan.admin, plan.token], [{ host: '127.0.0.1', port: 53 }, { host: '127.0.0.1', port: 5380 }, withToken.DIVERT_ADMIN_TOKEN]);
+    assert.deepEqual(
+      [plan.server, plan.admin, plan.token],
+      [{ host: '127.0.0.1', port: 53 }, { host: '127.0.0.1', port: 5380 }, withToken.DIVERT_ADMIN_TOKEN],
+    );
   });
 
-  test('the monitor\'s config loads with the monitor\'s loader, reaches divert and watches the two mirrors', () => {
+  test("the monitor's config loads with the monitor's loader, reaches divert and watches the two mirrors", () => {
     const { monitor } = compose.services;
     assert.deepEqual(monitor.build, compose.services.divert.build, 'the same image');
     const env = environment(monitor);
@@ -332,7 +406,10 @@ describe('docker/compose.yaml', () => {
     const config = loadMonitorConfig(fromCompose(mount.source));
     const admin = new URL(config.admin!);
     assert.ok(admin.hostname in compose.services, `admin ${config.admin}: a service of this file`);
-    assert.equal(Number(admin.port), loadServeConfig({}, { ...environment(compose.services.divert), DIVERT_ADMIN_TOKEN: 'x'.repeat(16) }).admin.port);
+    assert.equal(
+      Number(admin.port),
+      loadServeConfig({}, { ...environment(compose.services.divert), DIVERT_ADMIN_TOKEN: 'x'.repeat(16) }).admin.port,
+    );
     const subnet = ipaddr.parseCIDR(compose.networks!.divert.ipam!.config![0].subnet);
     const mirrorAddresses = ['mirror-a', 'mirror-b'].map((name) => {
       const networks = compose.services[name].networks as Record<string, { ipv4_address: string }>;
@@ -404,7 +481,10 @@ describe('docker/systemd/divert.service', () => {
     assert.equal(one('Group'), 'divert');
     const [command, ...args] = one('ExecStart').split(/\s+/);
     assert.ok(command.startsWith('/') && existsSync(command), `${command} exists`);
-    assert.ok(args.some((a) => a.endsWith(`/${BIN}`)), `runs ${BIN}`);
+    assert.ok(
+      args.some((a) => a.endsWith(`/${BIN}`)),
+      `runs ${BIN}`,
+    );
     assert.equal(args[args.length - 1], 'serve');
     assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
     assert.ok(existsSync('/bin/kill'), '/bin/kill exists');
@@ -417,7 +497,7 @@ describe('docker/systemd/divert.service', () => {
     assert.equal(one('ProtectHome'), 'yes');
   });
 
-  test('the token file\'s folder is writable under ProtectSystem=strict; every variable is an option of serve', () => {
+  test("the token file's folder is writable under ProtectSystem=strict; every variable is an option of serve", () => {
     const variables = Object.fromEntries((service.get('Environment') ?? []).map((v) => v.split('=', 2) as [string, string]));
     for (const key of Object.keys(variables)) assert.ok(SERVE_VARIABLES.has(key), `${key} is an option of divert serve`);
     const tokenDir = dirname(variables.DIVERT_ADMIN_TOKEN_FILE);
@@ -438,7 +518,7 @@ describe('docker/systemd/divert.service', () => {
       return;
     }
     const units = systemUnitDir();
-    assert.ok(units, 'systemd\'s own units are installed with systemd-analyze');
+    assert.ok(units, "systemd's own units are installed with systemd-analyze");
     // an image of the target machine: the unit, systemd's units, and the commands it runs
     const root = mkdtempSync(join(tmpdir(), 'divert-systemd-'));
     t.after(() => rmSync(root, { recursive: true, force: true }));
@@ -450,13 +530,23 @@ describe('docker/systemd/divert.service', () => {
       mkdirSync(join(root, dirname(command)), { recursive: true });
       copyFileSync(command, join(root, command));
     }
-    const verify = await run('systemd-analyze', ['verify', `--root=${root}`, '--man=no', 'divert.service']).catch((err: { stderr: string; code: number }) => err);
+    const verify = await run('systemd-analyze', ['verify', `--root=${root}`, '--man=no', 'divert.service']).catch(
+      (err: { stderr: string; code: number }) => err,
+    );
     assert.equal(verify.stderr.trim(), '', 'no warning (an unknown key, a bad value, a missing command)');
-    const security = await run('systemd-analyze', ['security', '--offline=yes', `--root=${root}`, '--threshold=20', 'divert.service']).catch((err: { stdout: string; code: number }) => err);
+    const security = await run('systemd-analyze', [
+      'security',
+      '--offline=yes',
+      `--root=${root}`,
+      '--threshold=20',
+      'divert.service',
+    ]).catch((err: { stdout: string; code: number }) => err);
     assert.ok(!('code' in security) || security.code === 0, `exposure above 2.0:\n${security.stdout.split('\n').slice(-3).join('\n')}`);
     assert.match(security.stdout, /Overall exposure level for divert\.service: (1\.\d|2\.0) OK/);
     writeFileSync(join(root, 'etc/systemd/system/divert.service'), read(UNIT).replace('ProtectSystem=strict', 'ProtectSystem=stricter'));
-    const bad = await run('systemd-analyze', ['verify', `--root=${root}`, '--man=no', 'divert.service']).catch((err: { stderr: string }) => err);
+    const bad = await run('systemd-analyze', ['verify', `--root=${root}`, '--man=no', 'divert.service']).catch(
+      (err: { stderr: string }) => err,
+    );
     assert.match(bad.stderr, /protect system value, ignoring: stricter/, 'and it does report a bad value');
   });
 });

@@ -58,10 +58,16 @@ function ecsQuery(name: string, type: 'A' | 'AAAA' | 'MX', ecs: { family: number
     id: 0x4242,
     flags: dnsPacket.RECURSION_DESIRED,
     questions: [{ type, name, class: 'IN' }],
-    additionals: [{
-      type: 'OPT', name: '.', udpPayloadSize: 1232,
-      options: ecs ? [{ code: 'CLIENT_SUBNET', family: ecs.family, sourcePrefixLength: ecs.source, scopePrefixLength: 0, ip: ecs.ip }] : [],
-    } as unknown as dnsPacket.Answer],
+    additionals: [
+      {
+        type: 'OPT',
+        name: '.',
+        udpPayloadSize: 1232,
+        options: ecs
+          ? [{ code: 'CLIENT_SUBNET', family: ecs.family, sourcePrefixLength: ecs.source, scopePrefixLength: 0, ip: ecs.ip }]
+          : [],
+      } as unknown as dnsPacket.Answer,
+    ],
   });
 }
 
@@ -103,7 +109,11 @@ describe('readEdns: the client-subnet option', () => {
   const valid: { name: string; rdata: Buffer; ecs: Ecs }[] = [
     { name: 'IPv4 /24', rdata: option(8, ecsData(1, 24, 0, [10, 1, 2])), ecs: { family: 1, sourcePrefix: 24, address: '10.1.2.0' } },
     { name: 'IPv4 /32', rdata: option(8, ecsData(1, 32, 0, [192, 0, 2, 7])), ecs: { family: 1, sourcePrefix: 32, address: '192.0.2.7' } },
-    { name: 'IPv4 /20, a partial last byte', rdata: option(8, ecsData(1, 20, 0, [10, 1, 0x30])), ecs: { family: 1, sourcePrefix: 20, address: '10.1.48.0' } },
+    {
+      name: 'IPv4 /20, a partial last byte',
+      rdata: option(8, ecsData(1, 20, 0, [10, 1, 0x30])),
+      ecs: { family: 1, sourcePrefix: 20, address: '10.1.48.0' },
+    },
     { name: 'IPv4 /0, no address bytes', rdata: option(8, ecsData(1, 0, 0, [])), ecs: { family: 1, sourcePrefix: 0, address: '0.0.0.0' } },
     {
       name: 'IPv6 /56',
@@ -130,7 +140,12 @@ describe('readEdns: the client-subnet option', () => {
 
   test('as dns-packet writes it', () => {
     const edns = ednsOf(ecsQuery('www.example', 'A', { family: 1, source: 24, ip: '198.51.100.0' }));
-    assert.deepEqual(edns, { udpPayload: 1232, version: 0, dnssecOk: false, ecs: { family: 1, sourcePrefix: 24, address: '198.51.100.0' } });
+    assert.deepEqual(edns, {
+      udpPayload: 1232,
+      version: 0,
+      dnssecOk: false,
+      ecs: { family: 1, sourcePrefix: 24, address: '198.51.100.0' },
+    });
   });
 
   test('no options, or options without ECS: no ecs field', () => {
@@ -278,14 +293,17 @@ describe('QueryPipeline with rules and ECS', () => {
     assert.deepEqual(answersOf(await ask(pipeline, ecsQuery('www.rules.test', 'A', null), '::ffff:127.0.0.2')), ['192.0.2.2']);
   });
 
-  test('a trusted resolver\'s subnet picks the rule, and the reply carries the scope', async () => {
+  test("a trusted resolver's subnet picks the rule, and the reply carries the scope", async () => {
     const out = await ask(pipeline, ecsQuery('www.rules.test', 'A', subnet), '127.0.0.4');
     assert.deepEqual(answersOf(out), ['192.0.2.16']);
     const [ecs] = optionsOf(out);
-    assert.deepEqual({ family: ecs.family, source: ecs.sourcePrefixLength, scope: ecs.scopePrefixLength, ip: ecs.ip }, { family: 1, source: 24, scope: 16, ip: '10.1.2.0' });
+    assert.deepEqual(
+      { family: ecs.family, source: ecs.sourcePrefixLength, scope: ecs.scopePrefixLength, ip: ecs.ip },
+      { family: 1, source: 24, scope: 16, ip: '10.1.2.0' },
+    );
   });
 
-  test('an untrusted client\'s subnet is ignored and not echoed', async () => {
+  test("an untrusted client's subnet is ignored and not echoed", async () => {
     const out = await ask(pipeline, ecsQuery('www.rules.test', 'A', subnet), '127.0.0.2');
     assert.deepEqual(answersOf(out), ['192.0.2.2'], 'answered by its own address');
     assert.deepEqual(optionsOf(out), []);
@@ -309,7 +327,10 @@ describe('QueryPipeline with rules and ECS', () => {
 
   test('the injected clock decides time rules', async () => {
     let now = Date.parse('2026-01-05T08:59:00Z');
-    const timed = pipelineOver({ 'office.rules.test': { a: ['192.0.2.10'], rules: [{ from: '09:00', to: '17:00', tz: 'Europe/London', a: ['192.0.2.1'] }] } }, () => now);
+    const timed = pipelineOver(
+      { 'office.rules.test': { a: ['192.0.2.10'], rules: [{ from: '09:00', to: '17:00', tz: 'Europe/London', a: ['192.0.2.1'] }] } },
+      () => now,
+    );
     const msg = ecsQuery('office.rules.test', 'A', null);
     assert.deepEqual(answersOf(await ask(timed, msg, '127.0.0.1')), ['192.0.2.10']);
     now = Date.parse('2026-01-05T09:00:00Z');

@@ -45,14 +45,18 @@ async function stalledClient(adminPort: number, token: string): Promise<Stalled>
   socket.pause();
   return {
     socket,
-    readToEnd: (timeoutMs) => new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the connection was not closed within ${timeoutMs} ms (${Buffer.concat(chunks).length} bytes read)`)), timeoutMs);
-      socket.once('end', () => {
-        clearTimeout(timer);
-        resolve(Buffer.concat(chunks).toString('utf8'));
-      });
-      socket.resume();
-    }),
+    readToEnd: (timeoutMs) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`the connection was not closed within ${timeoutMs} ms (${Buffer.concat(chunks).length} bytes read)`)),
+          timeoutMs,
+        );
+        socket.once('end', () => {
+          clearTimeout(timer);
+          resolve(Buffer.concat(chunks).toString('utf8'));
+        });
+        socket.resume();
+      }),
   };
 }
 
@@ -64,7 +68,9 @@ async function metricsOf(url: string, token: string): Promise<string> {
 
 async function importBulk(url: string, token: string, count: number): Promise<void> {
   const response = await fetch(url + '/v1/import?file=bulk.zone', {
-    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'text/dns' }, body: bulkZone(count),
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'text/dns' },
+    body: bulkZone(count),
   });
   assert.equal(response.status, 200);
   // read to the end: a reply left half-read keeps its connection busy, and the server's close waits for it
@@ -72,7 +78,7 @@ async function importBulk(url: string, token: string, count: number): Promise<vo
 }
 
 describe('/v1/events limits', () => {
-  test('one stream over --events-max-streams is refused in the API\'s error format; the open ones keep working', async (t) => {
+  test("one stream over --events-max-streams is refused in the API's error format; the open ones keep working", async (t) => {
     const divert = await startDivert({ upstream: ['127.0.0.1:9'], 'events-max-streams': '2' });
     t.after(() => divert.close());
     const url = divert.adminUrl + '/v1/events';
@@ -86,7 +92,11 @@ describe('/v1/events limits', () => {
     assert.equal(error.code, 'TOO_MANY_STREAMS');
     assert.match(error.message, /--events-max-streams \(2\)/);
 
-    const put = await divert.api('/v1/names/cap.test', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a: ['192.0.2.1'] }) });
+    const put = await divert.api('/v1/names/cap.test', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ a: ['192.0.2.1'] }),
+    });
     assert.equal(put.status, 200);
     for (const stream of [first, second]) assert.equal(((await stream.waitFor(1))[0].data as { name: string }).name, 'cap.test');
 
@@ -96,7 +106,11 @@ describe('/v1/events limits', () => {
 
     // a closed stream frees its place
     first.close();
-    await eventually('the closed stream counted out', 5000, async () => sumOf(await metricsOf(divert.adminUrl, TEST_TOKEN), 'divert_event_streams') === 1);
+    await eventually(
+      'the closed stream counted out',
+      5000,
+      async () => sumOf(await metricsOf(divert.adminUrl, TEST_TOKEN), 'divert_event_streams') === 1,
+    );
     const third = await openEvents(url, TEST_TOKEN);
     t.after(() => third.close());
     await divert.api('/v1/names/cap.test', { method: 'DELETE' });
@@ -113,11 +127,17 @@ describe('/v1/events limits', () => {
 
     await importBulk(divert.adminUrl, TEST_TOKEN, BULK_NAMES);
     const got = await reader.waitFor(BULK_NAMES, 60_000);
-    assert.ok(got.every((e) => e.event === 'change'), 'changes only, no resync');
+    assert.ok(
+      got.every((e) => e.event === 'change'),
+      'changes only, no resync',
+    );
     assert.equal(new Set(got.map((e) => (e.data as { name: string }).name)).size, BULK_NAMES, 'every imported name, once');
 
-    await eventually('both stalled streams closed as too slow', 30_000, async () =>
-      sumOf(await metricsOf(divert.adminUrl, TEST_TOKEN), 'divert_event_streams_slow_closed_total') === 2);
+    await eventually(
+      'both stalled streams closed as too slow',
+      30_000,
+      async () => sumOf(await metricsOf(divert.adminUrl, TEST_TOKEN), 'divert_event_streams_slow_closed_total') === 2,
+    );
     for (const client of stalled) {
       const text = await client.readToEnd(15_000);
       const changes = changesIn(text);
@@ -127,15 +147,23 @@ describe('/v1/events limits', () => {
     }
 
     // the reader is still served
-    await divert.api('/v1/names/after.bulk.test', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a: ['192.0.2.9'] }) });
+    await divert.api('/v1/names/after.bulk.test', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ a: ['192.0.2.9'] }),
+    });
     assert.equal(((await reader.waitFor(BULK_NAMES + 1))[BULK_NAMES].data as { name: string }).name, 'after.bulk.test');
     assert.ok(!reader.ended());
-    await eventually('only the reader open', 5000, async () => sumOf(await metricsOf(divert.adminUrl, TEST_TOKEN), 'divert_event_streams') === 1);
+    await eventually(
+      'only the reader open',
+      5000,
+      async () => sumOf(await metricsOf(divert.adminUrl, TEST_TOKEN), 'divert_event_streams') === 1,
+    );
   });
 });
 
 describe('/v1/events memory with the real binary', () => {
-  test('8 stalled streams during a 40,000-name import: all sent resync and closed (the primary\'s RSS is reported, not asserted: it varies with the machine)', async (t) => {
+  test("8 stalled streams during a 40,000-name import: all sent resync and closed (the primary's RSS is reported, not asserted: it varies with the machine)", async (t) => {
     const token = 'events-token-0123456789abcdef';
     const serve = runDivert(['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--admin-token', token, '--workers', '2']);
     t.after(() => serve.stop());
@@ -152,8 +180,11 @@ describe('/v1/events memory with the real binary', () => {
     const sampler = setInterval(() => (peak = Math.max(peak, rssMb())), 50);
     try {
       await importBulk(adminUrl, token, BULK_NAMES);
-      await eventually('the stalled streams closed as too slow', 30_000, async () =>
-        sumOf(await metricsOf(adminUrl, token), 'divert_event_streams_slow_closed_total') === 8);
+      await eventually(
+        'the stalled streams closed as too slow',
+        30_000,
+        async () => sumOf(await metricsOf(adminUrl, token), 'divert_event_streams_slow_closed_total') === 8,
+      );
     } finally {
       clearInterval(sampler);
     }

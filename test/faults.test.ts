@@ -23,7 +23,8 @@ import { sumOf } from './helpers/metrics.js';
 
 const TOKEN = 'faults-test-token-0123456789abcdef';
 const HEADERS = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
-const A = 1, IN = 1;
+const A = 1,
+  IN = 1;
 const RESPONSE = FLAG.QR | FLAG.RD | FLAG.RA;
 
 interface Serve {
@@ -95,7 +96,10 @@ type Outcome = 'acked' | 'refused' | 'no-reply' | 'unreachable';
  * refused (an HTTP error), no reply (the request went out, no answer came: reset or
  * timeout), unreachable (the connection was refused: nothing was sent).
  */
-async function writeStream(target: () => string, crash: () => Promise<void>): Promise<{ outcomes: Outcome[]; statuses: Map<number, number>; codes: string[] }> {
+async function writeStream(
+  target: () => string,
+  crash: () => Promise<void>,
+): Promise<{ outcomes: Outcome[]; statuses: Map<number, number>; codes: string[] }> {
   const outcomes: Outcome[] = new Array(WRITES);
   const codes: string[] = new Array(WRITES);
   const statuses = new Map<number, number>();
@@ -105,7 +109,12 @@ async function writeStream(target: () => string, crash: () => Promise<void>): Pr
   const writer = async () => {
     for (let i = next++; i < WRITES; i = next++) {
       try {
-        const response = await api(target(), `/v1/names/${nameOf(i)}`, { method: 'PUT', body: JSON.stringify({ a: [addressOf(i)], ttl: 30 }) }, 3000);
+        const response = await api(
+          target(),
+          `/v1/names/${nameOf(i)}`,
+          { method: 'PUT', body: JSON.stringify({ a: [addressOf(i)], ttl: 30 }) },
+          3000,
+        );
         outcomes[i] = response.ok ? 'acked' : 'refused';
         if (response.ok) await response.body?.cancel();
         else {
@@ -135,7 +144,15 @@ async function writeStream(target: () => string, crash: () => Promise<void>): Pr
  * with its own address, or absent. The table's version counter matches the number of
  * entries: no script ran twice.
  */
-async function checkWrites(t: TestContext, admin: string, redisUrl: string, prefix: string, outcomes: Outcome[], statuses: Map<number, number>, codes: string[]): Promise<void> {
+async function checkWrites(
+  t: TestContext,
+  admin: string,
+  redisUrl: string,
+  prefix: string,
+  outcomes: Outcome[],
+  statuses: Map<number, number>,
+  codes: string[],
+): Promise<void> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
   t.after(() => redis.disconnect());
   const base = `${prefix}{table}:`;
@@ -169,19 +186,26 @@ async function checkWrites(t: TestContext, admin: string, redisUrl: string, pref
     }
     if (outcome === 'unreachable') assert.equal(stored, null, `${nameOf(i)}: never sent, yet present`);
     // a refusal is a promise that nothing changed, unless it says the outcome is unknown
-    if (outcome === 'refused' && stored !== null) assert.equal(codes[i], 'OUTCOME_UNKNOWN', `${nameOf(i)}: refused with ${codes[i]}, yet applied`);
+    if (outcome === 'refused' && stored !== null)
+      assert.equal(codes[i], 'OUTCOME_UNKNOWN', `${nameOf(i)}: refused with ${codes[i]}, yet applied`);
   }
   // through the admin API too: the entry and its history as an operator reads them
   const sample = outcomes.map((o, i) => [o, i] as const).filter(([o, i]) => o === 'acked' || inRedis(i) !== null);
   for (let k = 0; k < sample.length; k += 10) {
-    await Promise.all(sample.slice(k, k + 10).map(async ([, i]) => {
-      const entry = await api(admin, `/v1/names/${nameOf(i)}`, {}, 5000);
-      assert.equal(entry.status, 200, `GET ${nameOf(i)}`);
-      assert.deepEqual(((await entry.json()) as { a: string[] }).a, [addressOf(i)]);
-      const history = await api(admin, `/v1/names/${nameOf(i)}/history`, {}, 5000);
-      const records = ((await history.json()) as { history: { op: string }[] }).history;
-      assert.deepEqual(records.map((r) => r.op), ['put'], `${nameOf(i)}: one put in its history`);
-    }));
+    await Promise.all(
+      sample.slice(k, k + 10).map(async ([, i]) => {
+        const entry = await api(admin, `/v1/names/${nameOf(i)}`, {}, 5000);
+        assert.equal(entry.status, 200, `GET ${nameOf(i)}`);
+        assert.deepEqual(((await entry.json()) as { a: string[] }).a, [addressOf(i)]);
+        const history = await api(admin, `/v1/names/${nameOf(i)}/history`, {}, 5000);
+        const records = ((await history.json()) as { history: { op: string }[] }).history;
+        assert.deepEqual(
+          records.map((r) => r.op),
+          ['put'],
+          `${nameOf(i)}: one put in its history`,
+        );
+      }),
+    );
   }
   const entries = await redis.hlen(`${base}entries`);
   const seq = Number(await redis.get(`${base}seq`));
@@ -190,8 +214,8 @@ async function checkWrites(t: TestContext, admin: string, redisUrl: string, pref
   assert.ok(counts.acked >= WRITES / 2, `${counts.acked} of ${WRITES} acknowledged`);
   t.diagnostic(
     `${WRITES} writes: ${counts.acked} acknowledged, ${counts.refused} refused (${[...statuses].map(([s, n]) => `${n}× ${s}`).join(', ') || 'none'}; ${codes.filter((c) => c === 'OUTCOME_UNKNOWN').length} of them OUTCOME_UNKNOWN), ` +
-    `${counts['no-reply']} without reply, ${counts.unreachable} unreachable (connection refused); ` +
-    `present although not acknowledged: ${presentAnyway.refused} refused, ${presentAnyway['no-reply']} without reply`,
+      `${counts['no-reply']} without reply, ${counts.unreachable} unreachable (connection refused); ` +
+      `present although not acknowledged: ${presentAnyway.refused} refused, ${presentAnyway['no-reply']} without reply`,
   );
 }
 
@@ -203,16 +227,25 @@ describe('a crash during 1,000 writes', () => {
     const prefix = uniquePrefix('faults-redis');
     const divert = await serve(defer, ['--upstream', '127.0.0.1:9', '--redis', redis.url, '--redis-prefix', prefix, '--workers', '1']);
     let outage = 0;
-    const { outcomes, statuses, codes } = await writeStream(() => divert.admin, async () => {
-      const killed = Date.now();
-      await redis.kill();
-      await sleep(1000);
-      await redis.restart();
-      outage = Date.now() - killed;
-    });
+    const { outcomes, statuses, codes } = await writeStream(
+      () => divert.admin,
+      async () => {
+        const killed = Date.now();
+        await redis.kill();
+        await sleep(1000);
+        await redis.restart();
+        outage = Date.now() - killed;
+      },
+    );
     t.diagnostic(`Redis was away for ${outage} ms`);
-    assert.ok(outcomes.slice(CRASH_AFTER).some((o) => o !== 'acked'), 'some writes met the outage');
-    assert.ok(outcomes.slice(-50).every((o) => o === 'acked'), 'divert recovered by itself: the last 50 writes were acknowledged');
+    assert.ok(
+      outcomes.slice(CRASH_AFTER).some((o) => o !== 'acked'),
+      'some writes met the outage',
+    );
+    assert.ok(
+      outcomes.slice(-50).every((o) => o === 'acked'),
+      'divert recovered by itself: the last 50 writes were acknowledged',
+    );
     await checkWrites(t, divert.admin, redis.url, prefix, outcomes, statuses, codes);
     assert.equal(divert.process.child.exitCode, null, 'divert kept running');
   });
@@ -224,13 +257,22 @@ describe('a crash during 1,000 writes', () => {
     const prefix = uniquePrefix('faults-serve');
     const args = ['--upstream', '127.0.0.1:9', '--redis', redis.url, '--redis-prefix', prefix, '--workers', '1'];
     let divert = await serve(defer, args);
-    const { outcomes, statuses, codes } = await writeStream(() => divert.admin, async () => {
-      divert.process.child.kill('SIGKILL');
-      await divert.process.exited(5000);
-      divert = await serve(defer, args);
-    });
-    assert.ok(outcomes.slice(CRASH_AFTER).some((o) => o !== 'acked'), 'some writes met the crash');
-    assert.ok(outcomes.slice(-50).every((o) => o === 'acked'), 'the new divert acknowledged the last 50 writes');
+    const { outcomes, statuses, codes } = await writeStream(
+      () => divert.admin,
+      async () => {
+        divert.process.child.kill('SIGKILL');
+        await divert.process.exited(5000);
+        divert = await serve(defer, args);
+      },
+    );
+    assert.ok(
+      outcomes.slice(CRASH_AFTER).some((o) => o !== 'acked'),
+      'some writes met the crash',
+    );
+    assert.ok(
+      outcomes.slice(-50).every((o) => o === 'acked'),
+      'the new divert acknowledged the last 50 writes',
+    );
     await checkWrites(t, divert.admin, redis.url, prefix, outcomes, statuses, codes);
   });
 });
@@ -249,7 +291,14 @@ for (const workers of ['1', '2']) {
     });
     defer(() => upstream.close());
     const divert = await serve(defer, [
-      '--upstream', `127.0.0.1:${upstream.port}`, '--upstream-timeout-ms', '1500', '--query-timeout-ms', String(QUERY_TIMEOUT_MS), '--workers', workers,
+      '--upstream',
+      `127.0.0.1:${upstream.port}`,
+      '--upstream-timeout-ms',
+      '1500',
+      '--query-timeout-ms',
+      String(QUERY_TIMEOUT_MS),
+      '--workers',
+      workers,
     ]);
 
     const udpQueries = Array.from({ length: 20 }, (_, i) => query(`u${i}.drain.test`));
@@ -275,7 +324,12 @@ for (const workers of ['1', '2']) {
       const s = tcpSession(divert.dnsPort);
       s.socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED' ? 'refused' : null));
       s.send(query('late-new-tcp.drain.test'));
-      s.waitFor(1, 1500).then((r) => resolve(r[0]), () => resolve(null)).finally(() => s.close());
+      s.waitFor(1, 1500)
+        .then(
+          (r) => resolve(r[0]),
+          () => resolve(null),
+        )
+        .finally(() => s.close());
     });
 
     const got = await Promise.all(udpReplies);
@@ -284,10 +338,17 @@ for (const workers of ['1', '2']) {
       const packet = decode(reply);
       assert.equal(packet.id, udpQueries[i].readUInt16BE(0));
       assert.equal(packet.rcode, 'NOERROR', `UDP query ${i}: the upstream's answer, not ${packet.rcode}`);
-      assert.deepEqual(packet.answers!.map((a) => (a as { data: string }).data), ['203.0.113.80']);
+      assert.deepEqual(
+        packet.answers!.map((a) => (a as { data: string }).data),
+        ['203.0.113.80'],
+      );
     });
     const overTcp = await session.waitFor(3, 3000);
-    assert.deepEqual(overTcp.map((r) => decode(r).id).sort(), tcpQueries.map((m) => m.readUInt16BE(0)).sort(), 'the pipelined TCP queries, each answered');
+    assert.deepEqual(
+      overTcp.map((r) => decode(r).id).sort(),
+      tcpQueries.map((m) => m.readUInt16BE(0)).sort(),
+      'the pipelined TCP queries, each answered',
+    );
     for (const reply of overTcp) assert.equal(decode(reply).rcode, 'NOERROR');
 
     assert.equal(await exited, 0, 'exit status 0');
@@ -301,7 +362,11 @@ for (const workers of ['1', '2']) {
     assert.ok(lateTcpReply === null || lateTcpReply === 'refused', 'a new TCP connection after SIGTERM gets no answer');
     await session.closed;
     assert.equal(session.replies.length, 3, 'the query sent on the open connection after SIGTERM got no answer');
-    assert.deepEqual(upstream.queries.map((q) => q.packet.questions![0].name).filter((n) => n.startsWith('late')), [], 'nothing sent after SIGTERM was forwarded');
+    assert.deepEqual(
+      upstream.queries.map((q) => q.packet.questions![0].name).filter((n) => n.startsWith('late')),
+      [],
+      'nothing sent after SIGTERM was forwarded',
+    );
   });
 }
 
@@ -310,9 +375,21 @@ test('SIGTERM while the only upstream is silent: the queries in flight get SERVF
   const QUERY_TIMEOUT_MS = 1000;
   const upstream = await startUpstream(() => null);
   defer(() => upstream.close());
-  const divert = await serve(defer, ['--upstream', `127.0.0.1:${upstream.port}`, '--upstream-timeout-ms', '300', '--query-timeout-ms', String(QUERY_TIMEOUT_MS), '--workers', '1']);
+  const divert = await serve(defer, [
+    '--upstream',
+    `127.0.0.1:${upstream.port}`,
+    '--upstream-timeout-ms',
+    '300',
+    '--query-timeout-ms',
+    String(QUERY_TIMEOUT_MS),
+    '--workers',
+    '1',
+  ]);
   const asked = Date.now();
-  const replies = Promise.all([udpAsk(divert.dnsPort, query('silent1.drain.test'), 3000), tcpAsk(divert.dnsPort, query('silent2.drain.test'), 3000)]);
+  const replies = Promise.all([
+    udpAsk(divert.dnsPort, query('silent1.drain.test'), 3000),
+    tcpAsk(divert.dnsPort, query('silent2.drain.test'), 3000),
+  ]);
   await until('the upstream has both queries', 1000, async () => upstream.queries.length >= 2);
   divert.process.child.kill('SIGTERM');
   for (const reply of await replies) assert.equal(decode(reply).rcode, 'SERVFAIL');
@@ -376,7 +453,9 @@ test('a replica cut off from Redis says so on /healthz, and converges when it is
   defer(() => redis.stop());
   const proxy = await startProxy(redis.port);
   defer(() => proxy.close());
-  const upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.90' }] }));
+  const upstream = await startUpstream((q) =>
+    replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.90' }] }),
+  );
   defer(() => upstream.close());
   const prefix = uniquePrefix('faults-partition');
   const args = (url: string) => ['--upstream', `127.0.0.1:${upstream.port}`, '--redis', url, '--redis-prefix', prefix, '--workers', '1'];
@@ -409,14 +488,26 @@ test('a replica cut off from Redis says so on /healthz, and converges when it is
 
   const restored = Date.now();
   proxy.restore();
-  await until('B answers the address written while it was cut off', 10_000, async () => (await answers(b.resolver, 'moved.faults.test'))[0] === '192.0.2.2');
-  await until('B answers the name created while it was cut off', 2000, async () => (await answers(b.resolver, 'new.faults.test'))[0] === '192.0.2.3');
+  await until(
+    'B answers the address written while it was cut off',
+    10_000,
+    async () => (await answers(b.resolver, 'moved.faults.test'))[0] === '192.0.2.2',
+  );
+  await until(
+    'B answers the name created while it was cut off',
+    2000,
+    async () => (await answers(b.resolver, 'new.faults.test'))[0] === '192.0.2.3',
+  );
   await until('B healthy again', 2000, async () => (await health(b)) === 200);
   assert.equal(await redisUp(), 1, 'divert_redis_up says it is back');
   t.diagnostic(`B converged ${Date.now() - restored} ms after the partition ended`);
   // and it hears changes as they happen again
   assert.equal((await put(a, 'moved.faults.test', '192.0.2.4')).status, 200);
-  await until('B hears a change made after the partition', 1000, async () => (await answers(b.resolver, 'moved.faults.test'))[0] === '192.0.2.4');
+  await until(
+    'B hears a change made after the partition',
+    1000,
+    async () => (await answers(b.resolver, 'moved.faults.test'))[0] === '192.0.2.4',
+  );
 });
 
 // ---------------------------------------------------------------------------------------
@@ -431,7 +522,8 @@ test('a replica cut off from Redis says so on /healthz, and converges when it is
  * reset), `slow` (answers after 300 ms), anything else: an answer.
  */
 async function startFaultyUpstream(): Promise<{ port: number; asked: () => number; close(): Promise<void> }> {
-  const answer = (raw: Buffer) => rawReply(raw, { flags: RESPONSE, answers: [rr(dnsPacket.decode(raw).questions![0].name, A, IN, 60, ipv4('203.0.113.50'))] });
+  const answer = (raw: Buffer) =>
+    rawReply(raw, { flags: RESPONSE, answers: [rr(dnsPacket.decode(raw).questions![0].name, A, IN, 60, ipv4('203.0.113.50'))] });
   let asked = 0;
   /** What to send for `raw`: messages (each framed over TCP), 'half' or nothing. */
   const behave = async (raw: Buffer): Promise<Buffer[] | 'half'> => {
@@ -479,11 +571,12 @@ async function startFaultyUpstream(): Promise<{ port: number; asked: () => numbe
       }
     });
   };
-  const listenTcp = (port: number) => new Promise<Server>((resolve, reject) => {
-    const server = createServer(serveConnection);
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve(server));
-  });
+  const listenTcp = (port: number) =>
+    new Promise<Server>((resolve, reject) => {
+      const server = createServer(serveConnection);
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve(server));
+    });
   // UDP on a port the OS picks, then TCP on the same one; another pair when that TCP port is taken
   let udp: DgramSocket | undefined;
   let tcp: Server | undefined;
@@ -526,16 +619,30 @@ describe('upstream faults', () => {
     const defer = deferrer(t);
     const faulty = await startFaultyUpstream();
     defer(() => faulty.close());
-    const divert = await serve(defer, ['--upstream', `127.0.0.1:${faulty.port}`, '--upstream-timeout-ms', '300', '--query-timeout-ms', '800', '--workers', '1']);
+    const divert = await serve(defer, [
+      '--upstream',
+      `127.0.0.1:${faulty.port}`,
+      '--upstream-timeout-ms',
+      '300',
+      '--query-timeout-ms',
+      '800',
+      '--workers',
+      '1',
+    ]);
     const before = await metric(divert.admin, 'divert_forward_rejected_replies_total');
     const started = Date.now();
     const cases: [string, 'udp' | 'tcp'][] = [
-      ['garbage.faults.test', 'udp'], ['garbage.faults.test', 'tcp'],
-      ['wrongid.faults.test', 'tcp'], ['wrongq.faults.test', 'tcp'],
+      ['garbage.faults.test', 'udp'],
+      ['garbage.faults.test', 'tcp'],
+      ['wrongid.faults.test', 'tcp'],
+      ['wrongq.faults.test', 'tcp'],
       ['halfreset.faults.test', 'tcp'],
     ];
-    const replies = await Promise.all(cases.map(([name, transport]) =>
-      transport === 'udp' ? udpAsk(divert.dnsPort, query(name), 3000) : tcpAsk(divert.dnsPort, query(name), 3000)));
+    const replies = await Promise.all(
+      cases.map(([name, transport]) =>
+        transport === 'udp' ? udpAsk(divert.dnsPort, query(name), 3000) : tcpAsk(divert.dnsPort, query(name), 3000),
+      ),
+    );
     const elapsed = Date.now() - started;
     replies.forEach((reply, i) => assert.equal(decode(reply).rcode, 'SERVFAIL', `${cases[i][0]} over ${cases[i][1]}`));
     assert.ok(elapsed < 1500, `every SERVFAIL within ${elapsed} ms (query timeout 800 ms)`);
@@ -553,9 +660,20 @@ describe('upstream faults', () => {
     const defer = deferrer(t);
     const faulty = await startFaultyUpstream();
     defer(() => faulty.close());
-    const good: TestUpstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 60, data: '203.0.113.51' }] }));
+    const good: TestUpstream = await startUpstream((q) =>
+      replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 60, data: '203.0.113.51' }] }),
+    );
     defer(() => good.close());
-    const alone = await serve(defer, ['--upstream', `127.0.0.1:${faulty.port}`, '--upstream-timeout-ms', '100', '--query-timeout-ms', '800', '--workers', '1']);
+    const alone = await serve(defer, [
+      '--upstream',
+      `127.0.0.1:${faulty.port}`,
+      '--upstream-timeout-ms',
+      '100',
+      '--query-timeout-ms',
+      '800',
+      '--workers',
+      '1',
+    ]);
     for (const ask of [udpAsk, tcpAsk]) {
       const started = Date.now();
       const reply = await ask(alone.dnsPort, query('slow.faults.test'), 3000);
@@ -563,8 +681,23 @@ describe('upstream faults', () => {
       assert.ok(Date.now() - started >= 250, 'it came when the upstream sent it');
     }
 
-    const two = await serve(defer, ['--upstream', `127.0.0.1:${faulty.port}`, '--upstream', `127.0.0.1:${good.port}`, '--upstream-timeout-ms', '150', '--query-timeout-ms', '1500', '--workers', '1']);
-    const cases: [string, 'udp' | 'tcp'][] = [['garbage.faults.test', 'udp'], ['wrongid.faults.test', 'tcp'], ['halfreset.faults.test', 'tcp']];
+    const two = await serve(defer, [
+      '--upstream',
+      `127.0.0.1:${faulty.port}`,
+      '--upstream',
+      `127.0.0.1:${good.port}`,
+      '--upstream-timeout-ms',
+      '150',
+      '--query-timeout-ms',
+      '1500',
+      '--workers',
+      '1',
+    ]);
+    const cases: [string, 'udp' | 'tcp'][] = [
+      ['garbage.faults.test', 'udp'],
+      ['wrongid.faults.test', 'tcp'],
+      ['halfreset.faults.test', 'tcp'],
+    ];
     for (const [name, transport] of cases) {
       const reply = transport === 'udp' ? await udpAsk(two.dnsPort, query(name), 3000) : await tcpAsk(two.dnsPort, query(name), 3000);
       assert.deepEqual(addressesOf(reply), ['203.0.113.51'], `${name} over ${transport}: the second upstream's answer`);

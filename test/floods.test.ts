@@ -43,7 +43,11 @@ describe('per-client rate limiting', () => {
 
   before(async () => {
     divert = await startDivert({ 'rate-limit': '500', upstream: ['127.0.0.1:9'] });
-    const res = await divert.api('/v1/names/flood.test', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a: ['192.0.2.1'] }) });
+    const res = await divert.api('/v1/names/flood.test', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ a: ['192.0.2.1'] }),
+    });
     assert.equal(res.status, 200);
   });
   after(async () => divert?.close());
@@ -68,7 +72,9 @@ describe('per-client rate limiting', () => {
     // at 500 queries/s with a one-second burst, at most ~500 + 500 × seconds get through
     assert.ok(sent > 20_000, `the flood sent ${sent} queries`);
     assert.ok(limited > sent / 2, `${limited} of the flood's ${sent} queries were over the limit`);
-    t.diagnostic(`flood: ${sent} queries from 127.0.0.2 in 3 s (10,000/s), ${limited} over the limit; second client: ${answered} of ${asked} answered`);
+    t.diagnostic(
+      `flood: ${sent} queries from 127.0.0.2 in 3 s (10,000/s), ${limited} over the limit; second client: ${answered} of ${asked} answered`,
+    );
     const metrics = await (await divert.api('/metrics')).text();
     assert.ok(sumOf(metrics, 'divert_queries_total', { outcome: 'limited' }) >= limited, 'the limited queries are counted in /metrics');
   });
@@ -77,7 +83,8 @@ describe('per-client rate limiting', () => {
 describe('the rate limiter', () => {
   test('counts IPv4 clients per /24 and IPv6 per /56, refills at the rate, and bounds a burst to one second', () => {
     const limiter = new RateLimiter({ qps: 10, v4Prefix: 24, v6Prefix: 56 });
-    const take = (address: string, now: number, n: number) => Array.from({ length: n }, () => limiter.allows(address, now)).filter(Boolean).length;
+    const take = (address: string, now: number, n: number) =>
+      Array.from({ length: n }, () => limiter.allows(address, now)).filter(Boolean).length;
     assert.equal(take('192.0.2.1', 0, 15), 10, 'a burst of one second: 10');
     assert.equal(take('192.0.2.200', 0, 5), 0, 'the same /24 shares the bucket');
     assert.equal(take('198.51.100.1', 0, 5), 5, 'another /24 has its own');
@@ -92,7 +99,11 @@ describe('the rate limiter', () => {
   test('--rate-limit-action refuse answers REFUSED over the limit', async () => {
     const divert = await startDivert({ 'rate-limit': '1', 'rate-limit-action': 'refuse', upstream: ['127.0.0.1:9'] });
     try {
-      await divert.api('/v1/names/one.test', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a: ['192.0.2.1'] }) });
+      await divert.api('/v1/names/one.test', {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ a: ['192.0.2.1'] }),
+      });
       const rcodes: string[] = [];
       for (let i = 0; i < 5; i++) rcodes.push(decode(await udpAsk(divert.port, query('one.test'))).rcode ?? '');
       // one query a second, shared out among the workers (each keeps room for one)
@@ -111,7 +122,9 @@ describe('the rate limit and replies of refusal', () => {
     const divert = await startDivert({ 'rate-limit': '20', allow: ['127.0.0.1/32'], upstream: ['127.0.0.1:9'] });
     try {
       const before = await metricsOf(divert);
-      const refused = await Promise.all(Array.from({ length: 100 }, () => udpAsk(divert.port, query('refused.test'), 1500, '127.0.0.1', '127.0.3.7')));
+      const refused = await Promise.all(
+        Array.from({ length: 100 }, () => udpAsk(divert.port, query('refused.test'), 1500, '127.0.0.1', '127.0.3.7')),
+      );
       const garbage = Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00]), Buffer.from('not a question')]);
       const formerr = await Promise.all(Array.from({ length: 100 }, () => udpAsk(divert.port, garbage, 1500, '127.0.0.1', '127.0.4.7')));
       const answered = (replies: (Buffer | null)[]) => replies.filter((r) => r !== null).length;
@@ -122,7 +135,10 @@ describe('the rate limit and replies of refusal', () => {
       assert.ok(answered(formerr) <= 40, `${answered(formerr)} of 100 malformed queries got FORMERR`);
       assert.ok(formerr.every((r) => r === null || decode(r).rcode === 'FORMERR'));
       const after = await metricsOf(divert);
-      assert.ok(sumOf(after, 'divert_queries_total', { outcome: 'limited' }) - sumOf(before, 'divert_queries_total', { outcome: 'limited' }) >= 120, 'the rest were dropped as limited');
+      assert.ok(
+        sumOf(after, 'divert_queries_total', { outcome: 'limited' }) - sumOf(before, 'divert_queries_total', { outcome: 'limited' }) >= 120,
+        'the rest were dropped as limited',
+      );
       // another network, allowed, is not held back by them
       assert.equal(decode(await udpAsk(divert.port, query('refused.test'))).rcode, 'SERVFAIL');
     } finally {

@@ -16,9 +16,15 @@ describe('--forward-max-in-flight', () => {
   let silent = true;
 
   before(async () => {
-    upstream = await startUpstream((q) => (silent ? null : replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.3' }] })));
+    upstream = await startUpstream((q) =>
+      silent ? null : replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.3' }] }),
+    );
     divert = await startDivert({
-      upstream: [`127.0.0.1:${upstream.port}`], 'forward-max-in-flight': '10', 'query-timeout-ms': '1500', 'upstream-timeout-ms': '1500', workers: '1',
+      upstream: [`127.0.0.1:${upstream.port}`],
+      'forward-max-in-flight': '10',
+      'query-timeout-ms': '1500',
+      'upstream-timeout-ms': '1500',
+      workers: '1',
     });
   });
   after(async () => {
@@ -30,7 +36,11 @@ describe('--forward-max-in-flight', () => {
     const started = Date.now();
     const replies = await Promise.all(Array.from({ length: 30 }, (_, i) => udpAsk(divert.port, query(`q${i}.inflight.example`), 5000)));
     const rcodes = replies.map((r) => decode(r).rcode);
-    assert.deepEqual(rcodes.filter((r) => r !== 'SERVFAIL'), [], 'every query got SERVFAIL: 20 at once, 10 at the query timeout');
+    assert.deepEqual(
+      rcodes.filter((r) => r !== 'SERVFAIL'),
+      [],
+      'every query got SERVFAIL: 20 at once, 10 at the query timeout',
+    );
     assert.equal(upstream.queries.length, 10, 'only 10 reached the upstream');
     const metrics = await (await divert.api('/metrics')).text();
     assert.equal(sumOf(metrics, 'divert_forward_overloaded_total'), 20);
@@ -41,6 +51,9 @@ describe('--forward-max-in-flight', () => {
     silent = false;
     await sleep(100);
     const d = decode(await udpAsk(divert.port, query('after.inflight.example')));
-    assert.deepEqual(d.answers!.map((a) => (a as { data: unknown }).data), ['203.0.113.3']);
+    assert.deepEqual(
+      d.answers!.map((a) => (a as { data: unknown }).data),
+      ['203.0.113.3'],
+    );
   });
 });

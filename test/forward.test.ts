@@ -11,7 +11,14 @@ import { FLAG, ipv4, opt, rawReply, rr } from './helpers/raw.js';
 import { startUpstream, type TestUpstream, type UpstreamQuery } from './helpers/upstream.js';
 import { BACKENDS } from './helpers/backends.js';
 
-const A = 1, NS = 2, CNAME = 5, SOA = 6, TXT = 16, AAAA = 28, RRSIG = 46, IN = 1;
+const A = 1,
+  NS = 2,
+  CNAME = 5,
+  SOA = 6,
+  TXT = 16,
+  AAAA = 28,
+  RRSIG = 46,
+  IN = 1;
 const response = FLAG.QR | FLAG.RD | FLAG.RA;
 
 function txt(text: string): Buffer {
@@ -52,7 +59,12 @@ function respond(q: UpstreamQuery): Buffer | null {
       return rawReply(q.raw, {
         flags: response,
         answers: [rr(name, A, IN, 60, ipv4('203.0.113.8'))],
-        additional: [opt(1232, 0, [[3, Buffer.from('ns-7.upstream')], [10, Buffer.from('0123456789abcdef0011223344556677', 'hex')]])],
+        additional: [
+          opt(1232, 0, [
+            [3, Buffer.from('ns-7.upstream')],
+            [10, Buffer.from('0123456789abcdef0011223344556677', 'hex')],
+          ]),
+        ],
       });
     case 'signed':
       return rawReply(q.raw, {
@@ -78,119 +90,134 @@ function respond(q: UpstreamQuery): Buffer | null {
   }
 }
 
-for (const [backend, makeBackend] of BACKENDS) describe(`forwarding (${backend} table)`, () => {
-  let upstream: TestUpstream;
-  let divert: TestServer;
-  let backendCleanup: () => Promise<void>;
+for (const [backend, makeBackend] of BACKENDS)
+  describe(`forwarding (${backend} table)`, () => {
+    let upstream: TestUpstream;
+    let divert: TestServer;
+    let backendCleanup: () => Promise<void>;
 
-  before(async () => {
-    upstream = await startUpstream(respond);
-    const b = await makeBackend('forward');
-    backendCleanup = b.cleanup;
-    divert = await startDivert({ ...b.options, upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '200', 'query-timeout-ms': '600' });
-  });
-  after(async () => {
-    await divert.close();
-    await upstream.close();
-    await backendCleanup();
-  });
-
-  /** Asks divert and returns what the client got and what the upstream had sent for it. */
-  async function roundTrip(msg: Buffer, transport: 'udp' | 'tcp') {
-    const before = upstream.sent.length;
-    const got = transport === 'udp' ? await udpAsk(divert.port, msg) : await tcpAsk(divert.port, msg);
-    assert.ok(got, 'a reply');
-    assert.equal(upstream.sent.length, before + 1, 'the upstream answered once');
-    return { got, sent: upstream.sent[before], asked: upstream.queries[upstream.queries.length - 1] };
-  }
-
-  const cases: [string, string, 'udp' | 'tcp', Partial<dnsPacket.Packet>?][] = [
-    ['a reply over 512 bytes reaches a UDP client truncated', 'big.fwd.test', 'udp'],
-    ['the same reply arrives whole over TCP', 'big.fwd.test', 'tcp'],
-    ['an unknown record type (RFC 3597)', 'unknown.fwd.test', 'udp'],
-    ['NXDOMAIN with the SOA', 'missing.fwd.test', 'udp'],
-    ['a CNAME chain', 'cname.fwd.test', 'udp'],
-    ['EDNS options NSID and cookie', 'edns.fwd.test', 'udp'],
-    ['RRSIG records and AD with DO', 'signed.fwd.test', 'udp'],
-    ['records in a deliberate order in every section', 'order.fwd.test', 'udp'],
-    ['REFUSED', 'refused.fwd.test', 'udp'],
-    ['flags the upstream sets or clears (AA, CD set; RA clear)', 'flags.fwd.test', 'udp'],
-    ['mixed-case name over TCP', 'ORDER.Fwd.Test', 'tcp'],
-  ];
-  for (const [title, name, transport] of cases) {
-    test(`byte for byte but the ID: ${title}`, async () => {
-      const msg = query(name, name.startsWith('big') ? 'TXT' : 'A', name.startsWith('signed') || name.startsWith('edns')
-        ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: dnsPacket.DNSSEC_OK } as never] }
-        : {});
-      const { got, sent, asked } = await roundTrip(msg, transport);
-      assert.deepEqual(withoutId(got), withoutId(sent));
-      assert.equal(got.readUInt16BE(0), msg.readUInt16BE(0), 'the client\'s ID');
-      assert.equal(asked.transport, transport, 'the upstream was asked over the client\'s transport');
-      assert.deepEqual(withoutId(asked.raw), withoutId(msg), 'the query went up unchanged but for its ID');
+    before(async () => {
+      upstream = await startUpstream(respond);
+      const b = await makeBackend('forward');
+      backendCleanup = b.cleanup;
+      divert = await startDivert({
+        ...b.options,
+        upstream: [`127.0.0.1:${upstream.port}`],
+        'upstream-timeout-ms': '200',
+        'query-timeout-ms': '600',
+      });
     });
-  }
+    after(async () => {
+      await divert.close();
+      await upstream.close();
+      await backendCleanup();
+    });
 
-  test('the truncated reply over UDP has TC set and no records; the TCP one has all 12', async () => {
-    assert.ok(decode(await udpAsk(divert.port, query('big.fwd.test', 'TXT'))).flags! & dnsPacket.TRUNCATED_RESPONSE);
-    assert.equal(decode(await tcpAsk(divert.port, query('big.fwd.test', 'TXT'))).answers!.length, 12);
-  });
-
-  test('every forwarded query gets a fresh random ID and source port', async () => {
-    const ids = new Set<number>();
-    const ports = new Set<number>();
-    const fixedId = query('random.fwd.test');
-    for (let i = 0; i < 20; i++) {
-      const before = upstream.queries.length;
-      assert.ok(await udpAsk(divert.port, fixedId));
-      const asked = upstream.queries[before];
-      ids.add(asked.packet.id!);
-      ports.add(asked.from.port);
+    /** Asks divert and returns what the client got and what the upstream had sent for it. */
+    async function roundTrip(msg: Buffer, transport: 'udp' | 'tcp') {
+      const before = upstream.sent.length;
+      const got = transport === 'udp' ? await udpAsk(divert.port, msg) : await tcpAsk(divert.port, msg);
+      assert.ok(got, 'a reply');
+      assert.equal(upstream.sent.length, before + 1, 'the upstream answered once');
+      return { got, sent: upstream.sent[before], asked: upstream.queries[upstream.queries.length - 1] };
     }
-    assert.ok(ids.size >= 18, `IDs drawn at random (${ids.size} distinct of 20)`);
-    assert.ok(ports.size >= 18, `source ports drawn at random (${ports.size} distinct of 20)`);
-  });
 
-  test('a reply from another port, with a wrong ID or for another question is not delivered; the last two are counted', async () => {
-    const rejectedBefore = (await divert.stats()).rejectedReplies;
-    const saved = upstream.respond;
-    upstream.respond = async (q) => {
-      const to = q.from;
-      const spoof = (id: number, name: string) => {
-        const forged = rawReply(query(name), { flags: response, answers: [rr(name, A, IN, 60, ipv4('6.6.6.6'))] });
-        forged.writeUInt16BE(id, 0);
-        return forged;
+    const cases: [string, string, 'udp' | 'tcp', Partial<dnsPacket.Packet>?][] = [
+      ['a reply over 512 bytes reaches a UDP client truncated', 'big.fwd.test', 'udp'],
+      ['the same reply arrives whole over TCP', 'big.fwd.test', 'tcp'],
+      ['an unknown record type (RFC 3597)', 'unknown.fwd.test', 'udp'],
+      ['NXDOMAIN with the SOA', 'missing.fwd.test', 'udp'],
+      ['a CNAME chain', 'cname.fwd.test', 'udp'],
+      ['EDNS options NSID and cookie', 'edns.fwd.test', 'udp'],
+      ['RRSIG records and AD with DO', 'signed.fwd.test', 'udp'],
+      ['records in a deliberate order in every section', 'order.fwd.test', 'udp'],
+      ['REFUSED', 'refused.fwd.test', 'udp'],
+      ['flags the upstream sets or clears (AA, CD set; RA clear)', 'flags.fwd.test', 'udp'],
+      ['mixed-case name over TCP', 'ORDER.Fwd.Test', 'tcp'],
+    ];
+    for (const [title, name, transport] of cases) {
+      test(`byte for byte but the ID: ${title}`, async () => {
+        const msg = query(
+          name,
+          name.startsWith('big') ? 'TXT' : 'A',
+          name.startsWith('signed') || name.startsWith('edns')
+            ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: dnsPacket.DNSSEC_OK } as never] }
+            : {},
+        );
+        const { got, sent, asked } = await roundTrip(msg, transport);
+        assert.deepEqual(withoutId(got), withoutId(sent));
+        assert.equal(got.readUInt16BE(0), msg.readUInt16BE(0), "the client's ID");
+        assert.equal(asked.transport, transport, "the upstream was asked over the client's transport");
+        assert.deepEqual(withoutId(asked.raw), withoutId(msg), 'the query went up unchanged but for its ID');
+      });
+    }
+
+    test('the truncated reply over UDP has TC set and no records; the TCP one has all 12', async () => {
+      assert.ok(decode(await udpAsk(divert.port, query('big.fwd.test', 'TXT'))).flags! & dnsPacket.TRUNCATED_RESPONSE);
+      assert.equal(decode(await tcpAsk(divert.port, query('big.fwd.test', 'TXT'))).answers!.length, 12);
+    });
+
+    test('every forwarded query gets a fresh random ID and source port', async () => {
+      const ids = new Set<number>();
+      const ports = new Set<number>();
+      const fixedId = query('random.fwd.test');
+      for (let i = 0; i < 20; i++) {
+        const before = upstream.queries.length;
+        assert.ok(await udpAsk(divert.port, fixedId));
+        const asked = upstream.queries[before];
+        ids.add(asked.packet.id!);
+        ports.add(asked.from.port);
+      }
+      assert.ok(ids.size >= 18, `IDs drawn at random (${ids.size} distinct of 20)`);
+      assert.ok(ports.size >= 18, `source ports drawn at random (${ports.size} distinct of 20)`);
+    });
+
+    test('a reply from another port, with a wrong ID or for another question is not delivered; the last two are counted', async () => {
+      const rejectedBefore = (await divert.stats()).rejectedReplies;
+      const saved = upstream.respond;
+      upstream.respond = async (q) => {
+        const to = q.from;
+        const spoof = (id: number, name: string) => {
+          const forged = rawReply(query(name), { flags: response, answers: [rr(name, A, IN, 60, ipv4('6.6.6.6'))] });
+          forged.writeUInt16BE(id, 0);
+          return forged;
+        };
+        await upstream.sendFromOtherPort(spoof(q.packet.id!, 'victim.fwd.test'), to);
+        upstream.sendFromUpstreamPort(spoof((q.packet.id! + 1) & 0xffff, 'victim.fwd.test'), to);
+        upstream.sendFromUpstreamPort(spoof(q.packet.id!, 'other.fwd.test'), to);
+        await sleep(50);
+        return rawReply(q.raw, { flags: response, answers: [rr('victim.fwd.test', A, IN, 60, ipv4('203.0.113.99'))] });
       };
-      await upstream.sendFromOtherPort(spoof(q.packet.id!, 'victim.fwd.test'), to);
-      upstream.sendFromUpstreamPort(spoof((q.packet.id! + 1) & 0xffff, 'victim.fwd.test'), to);
-      upstream.sendFromUpstreamPort(spoof(q.packet.id!, 'other.fwd.test'), to);
-      await sleep(50);
-      return rawReply(q.raw, { flags: response, answers: [rr('victim.fwd.test', A, IN, 60, ipv4('203.0.113.99'))] });
-    };
-    try {
-      const got = decode(await udpAsk(divert.port, query('victim.fwd.test')));
-      assert.deepEqual(got.answers!.map((a) => (a as { data: string }).data), ['203.0.113.99']);
-      // the one from another port never reaches divert: the upstream socket is connected, so the kernel drops it
-      assert.equal((await divert.stats()).rejectedReplies - rejectedBefore, 2, 'the wrong-ID and wrong-question replies counted');
-    } finally {
-      upstream.respond = saved;
-    }
-  });
+      try {
+        const got = decode(await udpAsk(divert.port, query('victim.fwd.test')));
+        assert.deepEqual(
+          got.answers!.map((a) => (a as { data: string }).data),
+          ['203.0.113.99'],
+        );
+        // the one from another port never reaches divert: the upstream socket is connected, so the kernel drops it
+        assert.equal((await divert.stats()).rejectedReplies - rejectedBefore, 2, 'the wrong-ID and wrong-question replies counted');
+      } finally {
+        upstream.respond = saved;
+      }
+    });
 
-  test('an upstream that never answers gives SERVFAIL within the query timeout', async () => {
-    const started = Date.now();
-    const got = await udpAsk(divert.port, query('silent.fwd.test'));
-    const elapsed = Date.now() - started;
-    assert.equal(decode(got).rcode, 'SERVFAIL');
-    assert.ok(elapsed >= 550 && elapsed < 1500, `SERVFAIL after ${elapsed} ms (query timeout 600 ms)`);
-    const overTcp = await tcpAsk(divert.port, query('silent.fwd.test'));
-    assert.equal(decode(overTcp).rcode, 'SERVFAIL');
+    test('an upstream that never answers gives SERVFAIL within the query timeout', async () => {
+      const started = Date.now();
+      const got = await udpAsk(divert.port, query('silent.fwd.test'));
+      const elapsed = Date.now() - started;
+      assert.equal(decode(got).rcode, 'SERVFAIL');
+      assert.ok(elapsed >= 550 && elapsed < 1500, `SERVFAIL after ${elapsed} ms (query timeout 600 ms)`);
+      const overTcp = await tcpAsk(divert.port, query('silent.fwd.test'));
+      assert.equal(decode(overTcp).rcode, 'SERVFAIL');
+    });
   });
-});
 
 describe('several upstreams', () => {
   test('a silent first upstream is followed by the second, whose answer arrives; a failing one is then skipped', async () => {
     const silent = await startUpstream(() => null);
-    const good = await startUpstream((q) => rawReply(q.raw, { flags: response, answers: [rr(q.packet.questions![0].name, A, IN, 60, ipv4('203.0.113.2'))] }));
+    const good = await startUpstream((q) =>
+      rawReply(q.raw, { flags: response, answers: [rr(q.packet.questions![0].name, A, IN, 60, ipv4('203.0.113.2'))] }),
+    );
     const divert = await startDivert({
       upstream: [`127.0.0.1:${silent.port}`, `127.0.0.1:${good.port}`],
       'upstream-timeout-ms': '100',
@@ -214,14 +241,19 @@ describe('several upstreams', () => {
   });
 
   test('an upstream that refuses TCP connections gives way to the next at once', async () => {
-    const good = await startUpstream((q) => rawReply(q.raw, { flags: response, answers: [rr(q.packet.questions![0].name, A, IN, 60, ipv4('203.0.113.3'))] }));
+    const good = await startUpstream((q) =>
+      rawReply(q.raw, { flags: response, answers: [rr(q.packet.questions![0].name, A, IN, 60, ipv4('203.0.113.3'))] }),
+    );
     const closed = await startUpstream(() => null);
     await closed.close(); // nothing listens on its port any more
     const divert = await startDivert({ upstream: [`127.0.0.1:${closed.port}`, `127.0.0.1:${good.port}`], 'upstream-timeout-ms': '1000' });
     try {
       const started = Date.now();
       const got = decode(await tcpAsk(divert.port, query('tcp.two.test')));
-      assert.deepEqual(got.answers!.map((a) => (a as { data: string }).data), ['203.0.113.3']);
+      assert.deepEqual(
+        got.answers!.map((a) => (a as { data: string }).data),
+        ['203.0.113.3'],
+      );
       assert.ok(Date.now() - started < 900, 'did not wait for the attempt timeout');
     } finally {
       await divert.close();

@@ -28,7 +28,11 @@ test('an attempt that is late and then reset counts once against its upstream', 
   t.after(() => good.close());
 
   const slow = { host: '127.0.0.1', port: (resetter.address() as { port: number }).port };
-  const pool = new UpstreamPool([slow, { host: '127.0.0.1', port: good.port }], { failuresToMarkDown: 5, initialBackoffMs: 1000, maxBackoffMs: 1000 });
+  const pool = new UpstreamPool([slow, { host: '127.0.0.1', port: good.port }], {
+    failuresToMarkDown: 5,
+    initialBackoffMs: 1000,
+    maxBackoffMs: 1000,
+  });
   const forwarder = new Forwarder(pool, { attemptTimeoutMs: 50, queryTimeoutMs: 1000 });
   try {
     const msg = query('late.test');

@@ -40,7 +40,13 @@ function params(base: number): fc.Parameters<unknown> {
 const outcomes: Record<string, number> = {};
 const saw = (what: string) => void (outcomes[what] = (outcomes[what] ?? 0) + 1);
 after(() => {
-  if (RUNS > 0 || process.env.FUZZ_STATS) console.log(`fuzz outcomes (seed ${SEED}):\n${Object.entries(outcomes).sort().map(([k, n]) => `  ${k}: ${n}`).join('\n')}`);
+  if (RUNS > 0 || process.env.FUZZ_STATS)
+    console.log(
+      `fuzz outcomes (seed ${SEED}):\n${Object.entries(outcomes)
+        .sort()
+        .map(([k, n]) => `  ${k}: ${n}`)
+        .join('\n')}`,
+    );
 });
 
 // ---------------------------------------------------------------------------------
@@ -48,7 +54,10 @@ after(() => {
 
 /** Non-empty lines of a corpus file that are not `#` comments. */
 function corpusLines(file: string): string[] {
-  return readFileSync(join(CORPUS, file), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  return readFileSync(join(CORPUS, file), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
 }
 
 const hex = (text: string) => {
@@ -73,10 +82,13 @@ function labelsOf(name: string): Buffer[] {
   return name.split('.').map((label) => {
     assert.match(label, /^(?:[a-z0-9_*-]|\\[0-9]{3})+$/, `label "${label}" of "${name}" has the allowed form`);
     const bytes: number[] = [];
-    for (let i = 0; i < label.length; ) {
+    for (let i = 0; i < label.length;) {
       if (label[i] === '\\') {
         const b = Number(label.slice(i + 1, i + 4));
-        assert.ok(b <= 255 && !isPlain(b) && !(b >= 0x41 && b <= 0x5a), `escape \\${label.slice(i + 1, i + 4)} in "${name}" is of a byte that needs one`);
+        assert.ok(
+          b <= 255 && !isPlain(b) && !(b >= 0x41 && b <= 0x5a),
+          `escape \\${label.slice(i + 1, i + 4)} in "${name}" is of a byte that needs one`,
+        );
         bytes.push(b);
         i += 4;
       } else {
@@ -145,7 +157,12 @@ function crossCheckEdns(msg: Buffer, edns: Edns | null): void {
   const packet = tryDecode(msg);
   if (!packet) return;
   const counts = [6, 8, 10].map((at) => msg.readUInt16BE(at));
-  if ((packet.answers?.length ?? 0) !== counts[0] || (packet.authorities?.length ?? 0) !== counts[1] || (packet.additionals?.length ?? 0) !== counts[2]) return;
+  if (
+    (packet.answers?.length ?? 0) !== counts[0] ||
+    (packet.authorities?.length ?? 0) !== counts[1] ||
+    (packet.additionals?.length ?? 0) !== counts[2]
+  )
+    return;
   const opts = (packet.additionals ?? []).filter((r) => r.type === 'OPT') as OptRecord[];
   if (opts.length === 0) return assert.equal(edns, null, 'no OPT record, no Edns');
   assert.ok(edns, 'dns-packet found the OPT record that readEdns found');
@@ -234,7 +251,9 @@ function checkPacket(msg: Buffer): void {
   assert.equal(isReplyTo(flipped, msg, q.questionEnd), true, 'the query with QR set answers it');
 
   const edns = readEdns(msg, q);
-  saw(`packet: edns ${edns === null ? 'none' : edns === 'formerr' ? 'formerr' : edns.ecs ? `with ECS family ${edns.ecs.family}` : 'without ECS'}`);
+  saw(
+    `packet: edns ${edns === null ? 'none' : edns === 'formerr' ? 'formerr' : edns.ecs ? `with ECS family ${edns.ecs.family}` : 'without ECS'}`,
+  );
   if (edns !== null && edns !== 'formerr') checkEdns(edns);
   if (edns !== 'formerr') crossCheckEdns(msg, edns);
   const usable = edns === 'formerr' ? null : edns;
@@ -258,8 +277,18 @@ function checkPacket(msg: Buffer): void {
   }
 }
 
-function checkAnswers(msg: Buffer, q: Query, reply: Buffer, packet: dnsPacket.Packet, answers: AnswerRecords, edns: Edns | null, maxBytes: number, scope: number | null): void {
-  const [records, count] = q.qtype === 1 ? [answers.a, answers.aCount] : q.qtype === 28 ? [answers.aaaa, answers.aaaaCount] : [Buffer.alloc(0), 0];
+function checkAnswers(
+  msg: Buffer,
+  q: Query,
+  reply: Buffer,
+  packet: dnsPacket.Packet,
+  answers: AnswerRecords,
+  edns: Edns | null,
+  maxBytes: number,
+  scope: number | null,
+): void {
+  const [records, count] =
+    q.qtype === 1 ? [answers.a, answers.aCount] : q.qtype === 28 ? [answers.aaaa, answers.aaaaCount] : [Buffer.alloc(0), 0];
   const echo = scope !== null && edns?.ecs ? 8 + ((edns.ecs.sourcePrefix + 7) >> 3) : 0;
   const full = q.questionEnd + records.length + (edns ? 11 + echo : 0);
   const cut = full > maxBytes;
@@ -285,7 +314,13 @@ const ecs6 = (ip: string, source: number) => ({ code: 'CLIENT_SUBNET', family: 2
 const optRecord = (options: unknown[] = [], flags = 0, udpPayloadSize = 1232) =>
   ({ type: 'OPT', name: '.', udpPayloadSize, flags, options }) as unknown as dnsPacket.Answer;
 function seedQuery(name: string, type: string, additionals: dnsPacket.Answer[] = [], id = 0x1234): Buffer {
-  return dnsPacket.encode({ id, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: type as dnsPacket.RecordType, class: 'IN' }], additionals });
+  return dnsPacket.encode({
+    id,
+    type: 'query',
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ name, type: type as dnsPacket.RecordType, class: 'IN' }],
+    additionals,
+  });
 }
 const SEED_QUERIES: Buffer[] = [
   seedQuery('www.shop.example', 'A'),
@@ -311,11 +346,24 @@ type Mutation =
 
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant('flip' as const), at: fc.nat(), bit: fc.nat({ max: 7 }) }), weight: 4 },
-  { arbitrary: fc.record({ op: fc.constant('set' as const), at: fc.nat(), byte: fc.constantFrom(0, 1, 8, 0x29, 0x3f, 0x40, 0x80, 0xc0, 0xc0 | 12, 0xff) }), weight: 3 },
-  { arbitrary: fc.record({ op: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }) }), weight: 2 },
+  {
+    arbitrary: fc.record({
+      op: fc.constant('set' as const),
+      at: fc.nat(),
+      byte: fc.constantFrom(0, 1, 8, 0x29, 0x3f, 0x40, 0x80, 0xc0, 0xc0 | 12, 0xff),
+    }),
+    weight: 3,
+  },
+  {
+    arbitrary: fc.record({ op: fc.constant('insert' as const), at: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 8 }) }),
+    weight: 2,
+  },
   { arbitrary: fc.record({ op: fc.constant('delete' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 8 }) }), weight: 2 },
   { arbitrary: fc.record({ op: fc.constant('truncate' as const), at: fc.nat() }), weight: 1 },
-  { arbitrary: fc.record({ op: fc.constant('count' as const), field: fc.nat({ max: 3 }), value: fc.constantFrom(0, 1, 2, 0xffff) }), weight: 1 },
+  {
+    arbitrary: fc.record({ op: fc.constant('count' as const), field: fc.nat({ max: 3 }), value: fc.constantFrom(0, 1, 2, 0xffff) }),
+    weight: 1,
+  },
 );
 
 function mutate(seed: Buffer, mutations: Mutation[]): Buffer {
@@ -332,7 +380,9 @@ function mutate(seed: Buffer, mutations: Mutation[]): Buffer {
   return b;
 }
 
-const mutatedQuery = fc.tuple(fc.nat({ max: SEED_QUERIES.length - 1 }), fc.array(mutation, { minLength: 1, maxLength: 6 })).map(([i, ms]) => mutate(SEED_QUERIES[i], ms));
+const mutatedQuery = fc
+  .tuple(fc.nat({ max: SEED_QUERIES.length - 1 }), fc.array(mutation, { minLength: 1, maxLength: 6 }))
+  .map(([i, ms]) => mutate(SEED_QUERIES[i], ms));
 
 /** A query with one hand-made OPT record: any ECS family, prefixes, address bytes and lengths. */
 const ednsQuery = fc
@@ -385,7 +435,10 @@ describe('fuzz: packet reader and replies', () => {
   });
 
   test('arbitrary bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => checkPacket(Buffer.from(bytes))), params(3000));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => checkPacket(Buffer.from(bytes))),
+      params(3000),
+    );
   });
 
   test('arbitrary bytes behind a valid header (QDCOUNT 1, QR clear)', () => {
@@ -400,25 +453,37 @@ describe('fuzz: packet reader and replies', () => {
   });
 
   test('mutated real queries', () => {
-    fc.assert(fc.property(mutatedQuery, (msg) => checkPacket(msg)), params(3000));
+    fc.assert(
+      fc.property(mutatedQuery, (msg) => checkPacket(msg)),
+      params(3000),
+    );
   });
 
   test('queries with hand-made OPT and ECS options', () => {
-    fc.assert(fc.property(ednsQuery, (msg) => checkPacket(msg)), params(3000));
+    fc.assert(
+      fc.property(ednsQuery, (msg) => checkPacket(msg)),
+      params(3000),
+    );
   });
 
   test('isReplyTo on arbitrary bytes against a real query never throws, and is true only for a matching response', () => {
     const sent = SEED_QUERIES[1];
     const q = readQuery(sent) as Query;
     fc.assert(
-      fc.property(fc.oneof(fc.uint8Array({ maxLength: 80 }).map((b) => Buffer.from(b)), mutatedQuery), (reply) => {
-        const verdict = isReplyTo(reply, sent, q.questionEnd);
-        if (verdict) {
-          assert.equal(reply.readUInt16BE(0), q.id);
-          assert.ok(reply.readUInt16BE(2) & QR);
-          assert.deepEqual(lower(reply.subarray(12, q.questionEnd)), lower(sent.subarray(12, q.questionEnd)));
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 80 }).map((b) => Buffer.from(b)),
+          mutatedQuery,
+        ),
+        (reply) => {
+          const verdict = isReplyTo(reply, sent, q.questionEnd);
+          if (verdict) {
+            assert.equal(reply.readUInt16BE(0), q.id);
+            assert.ok(reply.readUInt16BE(2) & QR);
+            assert.deepEqual(lower(reply.subarray(12, q.questionEnd)), lower(sent.subarray(12, q.questionEnd)));
+          }
+        },
+      ),
       params(3000),
     );
   });
@@ -496,9 +561,18 @@ describe('fuzz: TCP framer', () => {
   });
 
   test('garbage in any chunks: no throw, the reference reading, nothing whole kept back', () => {
-    fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)), { maxLength: 10 }), (chunks) => {
-      checkStream(chunks);
-    }), params(2000));
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
+          { maxLength: 10 },
+        ),
+        (chunks) => {
+          checkStream(chunks);
+        },
+      ),
+      params(2000),
+    );
   });
 });
 
@@ -522,7 +596,13 @@ function checkZone(text: string): Map<string, EntryData> | null {
     assert.ok(Number(m[1]) >= 1 && Number(m[1]) <= lines, `line ${m[1]} is within the ${lines} lines`);
     return null;
   }
-  saw(entries.size === 0 ? 'zone: read, empty' : [...entries.values()].some((e) => e.rules || e.weights) ? 'zone: read, with rules or weights' : 'zone: read, plain');
+  saw(
+    entries.size === 0
+      ? 'zone: read, empty'
+      : [...entries.values()].some((e) => e.rules || e.weights)
+        ? 'zone: read, with rules or weights'
+        : 'zone: read, plain',
+  );
   for (const [name, data] of entries) {
     assert.equal(normalizeName(name), name, `"${name}" is a normal name`);
     assert.deepEqual(checkEntryData(data), data, `the entry of ${name} is its own normal form`);
@@ -541,23 +621,96 @@ function checkZone(text: string): Map<string, EntryData> | null {
 const EXAMPLE_ZONE = readFileSync(join(ROOT, 'zones', 'example.zone'), 'utf8');
 const ZONE_SEEDS: string[] = [
   EXAMPLE_ZONE,
-  ...readdirSync(join(CORPUS, 'zones')).filter((f) => f.endsWith('.zone')).sort().map((f) => readFileSync(join(CORPUS, 'zones', f), 'utf8')),
+  ...readdirSync(join(CORPUS, 'zones'))
+    .filter((f) => f.endsWith('.zone'))
+    .sort()
+    .map((f) => readFileSync(join(CORPUS, 'zones', f), 'utf8')),
 ];
 
 const zoneToken = fc.constantFrom(
-  '$ORIGIN', '$TTL', '$INCLUDE', 'shop.example.', 'example', '.', '@', 'www', '*', '*.cdn', 'a-b', '-x', 'x_y', 'ÿ', '\\046', 'IN', 'CH', 'CLASS1', 'A', 'AAAA',
-  'a', 'MX', 'SOA', 'TYPE1', 'TYPE028', 'TYPE65000', '10', '192.0.2.1', '192.0.2.01', '::1', '2001:DB8::1', '::ffff:1.2.3.4', 'fe80::1%eth0', '30', '0', '86400', '86401',
-  '1h30m', '2w', '99999999999', '(', ')', ';', ';divert ', ';divert www ', '"', '"x y"', '\\', '\n', '\n', '\n', ' ', ' ', ' ', '\t', '\r\n',
-  '{"ttl":5}', '{"pick":1}', '{"weights":{"192.0.2.1":3}}', '{"rules":[{"networks":["10.0.0.0/8"],"a":["192.0.2.9"]}]}',
-  '{"rules":[{"days":["mon"],"from":"08:00","to":"24:00","tz":"Europe/London"}]}', '{"rules":[]}', '{"ttl":null}', '{"color":1}', '{', '[]', 'null', '\uFEFF',
+  '$ORIGIN',
+  '$TTL',
+  '$INCLUDE',
+  'shop.example.',
+  'example',
+  '.',
+  '@',
+  'www',
+  '*',
+  '*.cdn',
+  'a-b',
+  '-x',
+  'x_y',
+  'ÿ',
+  '\\046',
+  'IN',
+  'CH',
+  'CLASS1',
+  'A',
+  'AAAA',
+  'a',
+  'MX',
+  'SOA',
+  'TYPE1',
+  'TYPE028',
+  'TYPE65000',
+  '10',
+  '192.0.2.1',
+  '192.0.2.01',
+  '::1',
+  '2001:DB8::1',
+  '::ffff:1.2.3.4',
+  'fe80::1%eth0',
+  '30',
+  '0',
+  '86400',
+  '86401',
+  '1h30m',
+  '2w',
+  '99999999999',
+  '(',
+  ')',
+  ';',
+  ';divert ',
+  ';divert www ',
+  '"',
+  '"x y"',
+  '\\',
+  '\n',
+  '\n',
+  '\n',
+  ' ',
+  ' ',
+  ' ',
+  '\t',
+  '\r\n',
+  '{"ttl":5}',
+  '{"pick":1}',
+  '{"weights":{"192.0.2.1":3}}',
+  '{"rules":[{"networks":["10.0.0.0/8"],"a":["192.0.2.9"]}]}',
+  '{"rules":[{"days":["mon"],"from":"08:00","to":"24:00","tz":"Europe/London"}]}',
+  '{"rules":[]}',
+  '{"ttl":null}',
+  '{"color":1}',
+  '{',
+  '[]',
+  'null',
+  '\uFEFF',
 );
 const tokenZone = fc.array(zoneToken, { maxLength: 60 }).map((ts) => ts.join(''));
 
-type ZoneMutation = { op: 'char'; at: number; text: string } | { op: 'delete'; at: number; count: number } | { op: 'line'; at: number; how: 'dup' | 'drop' | 'swap' | 'indent' };
+type ZoneMutation =
+  | { op: 'char'; at: number; text: string }
+  | { op: 'delete'; at: number; count: number }
+  | { op: 'line'; at: number; how: 'dup' | 'drop' | 'swap' | 'indent' };
 const zoneMutation: fc.Arbitrary<ZoneMutation> = fc.oneof(
   fc.record({ op: fc.constant('char' as const), at: fc.nat(), text: fc.oneof(zoneToken, fc.string({ maxLength: 3, unit: 'binary' })) }),
   fc.record({ op: fc.constant('delete' as const), at: fc.nat(), count: fc.integer({ min: 1, max: 12 }) }),
-  fc.record({ op: fc.constant('line' as const), at: fc.nat(), how: fc.constantFrom('dup' as const, 'drop' as const, 'swap' as const, 'indent' as const) }),
+  fc.record({
+    op: fc.constant('line' as const),
+    at: fc.nat(),
+    how: fc.constantFrom('dup' as const, 'drop' as const, 'swap' as const, 'indent' as const),
+  }),
 );
 
 function mutateZone(text: string, mutations: ZoneMutation[]): string {
@@ -588,16 +741,26 @@ describe('fuzz: zone-file reader', () => {
   });
 
   test('arbitrary text', () => {
-    fc.assert(fc.property(fc.string({ maxLength: 200, unit: 'binary' }), (text) => void checkZone(text)), params(2000));
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200, unit: 'binary' }), (text) => void checkZone(text)),
+      params(2000),
+    );
   });
 
   test('text made of zone-file tokens', () => {
-    fc.assert(fc.property(tokenZone, (text) => void checkZone(text)), params(3000));
+    fc.assert(
+      fc.property(tokenZone, (text) => void checkZone(text)),
+      params(3000),
+    );
   });
 
   test('mutated valid zone files (with ;divert lines)', () => {
     fc.assert(
-      fc.property(fc.nat({ max: ZONE_SEEDS.length - 1 }), fc.array(zoneMutation, { minLength: 1, maxLength: 5 }), (i, ms) => void checkZone(mutateZone(ZONE_SEEDS[i], ms))),
+      fc.property(
+        fc.nat({ max: ZONE_SEEDS.length - 1 }),
+        fc.array(zoneMutation, { minLength: 1, maxLength: 5 }),
+        (i, ms) => void checkZone(mutateZone(ZONE_SEEDS[i], ms)),
+      ),
       params(2000),
     );
   });
@@ -616,7 +779,10 @@ function checkRefusal(err: unknown, input: unknown, fields: string[]): void {
   const unknown = /^(.*): unknown field$/s.exec(err.message);
   if (unknown) {
     assert.equal(err.code, 'BAD_REQUEST');
-    assert.ok(typeof input === 'object' && input !== null && Object.keys(input).includes(unknown[1]) && !fields.includes(unknown[1]), `"${unknown[1]}" is a field of the body that is not known`);
+    assert.ok(
+      typeof input === 'object' && input !== null && Object.keys(input).includes(unknown[1]) && !fields.includes(unknown[1]),
+      `"${unknown[1]}" is a field of the body that is not known`,
+    );
     return;
   }
   assert.match(err.message, FIELD_MESSAGE, 'the message names the field');
@@ -630,7 +796,13 @@ function checkEntryBody(body: unknown): void {
     saw(`entry body: refused ${(err as DivertError).code}`);
     return checkRefusal(err, body, ENTRY_FIELDS);
   }
-  saw(entry.rules ? 'entry body: valid, with rules' : entry.weights || entry.pick ? 'entry body: valid, with sharing' : 'entry body: valid, plain');
+  saw(
+    entry.rules
+      ? 'entry body: valid, with rules'
+      : entry.weights || entry.pick
+        ? 'entry body: valid, with sharing'
+        : 'entry body: valid, plain',
+  );
   assert.deepEqual(checkEntryData(entry), entry, 'a valid entry is its own normal form');
   assert.deepEqual(entryFromBody(JSON.parse(JSON.stringify(entry))), entry, 'and reads back the same through the API');
   for (const key of Object.keys(entry)) assert.ok(ENTRY_FIELDS.includes(key), `no stray field "${key}"`);
@@ -664,34 +836,70 @@ function checkIfMatch(header: string | string[] | undefined): void {
 
 // near-valid entries: the values the checks look at, valid or just wrong
 const address4 = fc.constantFrom('192.0.2.1', '192.0.2.2', '10.0.0.1', '192.0.2.01', '256.1.1.1', '1.2.3', '', ' 192.0.2.1');
-const address6 = fc.constantFrom('2001:db8::1', '2001:DB8::1', '2001:db8:0:0:0:0:0:2', '::ffff:192.0.2.1', '::', 'fe80::1%eth0', '2001:db8::g', '1.2.3.4');
+const address6 = fc.constantFrom(
+  '2001:db8::1',
+  '2001:DB8::1',
+  '2001:db8:0:0:0:0:0:2',
+  '::ffff:192.0.2.1',
+  '::',
+  'fe80::1%eth0',
+  '2001:db8::g',
+  '1.2.3.4',
+);
 const anyAddress = fc.oneof(address4, address6, fc.constantFrom(5, null, {}, []));
 const weightValue = fc.constantFrom(0, 1, 3, 1000, 1001, -1, 1.5, '2', null);
 const weights = fc.oneof(fc.dictionary(fc.oneof(address4, address6), weightValue, { maxKeys: 4 }), fc.constantFrom(null, [], 'x', {}));
 const pick = fc.constantFrom(undefined, null, 0, 1, 2, 64, 65, 1.5, '1');
 const ttl = fc.constantFrom(undefined, null, 0, 30, 86400, 86401, -1, 1.5, '30', 1e21);
 const rule = fc.oneof(
-  { arbitrary: fc.record(
-    {
-      networks: fc.array(fc.constantFrom('10.0.0.0/8', '10.1.2.3/16', '192.0.2.1', '::ffff:10.0.0.0/104', '::ffff:0.0.0.0/90', '2001:db8::/32', '2001:db8::1/32', '0.0.0.0/0', '::/0', '10/8', 'x', '1.2.3.4/33', 7), { maxLength: 3 }),
-      days: fc.array(fc.constantFrom('mon', 'TUE', 'Sun', 'sun', 'xyz', 1), { maxLength: 3 }),
-      from: fc.constantFrom('00:00', '08:00', '23:59', '24:00', '7:00', '12:60', 8),
-      to: fc.constantFrom('00:00', '17:30', '24:00', '25:00', null),
-      tz: fc.constantFrom('UTC', 'Europe/London', 'America/New_York', 'Mars/Base', '', 0),
-      a: fc.array(address4, { maxLength: 3 }),
-      aaaa: fc.array(address6, { maxLength: 2 }),
-      weights,
-      pick,
-      color: fc.constant('red'),
-    },
-    { requiredKeys: [] },
-  ), weight: 8 },
+  {
+    arbitrary: fc.record(
+      {
+        networks: fc.array(
+          fc.constantFrom(
+            '10.0.0.0/8',
+            '10.1.2.3/16',
+            '192.0.2.1',
+            '::ffff:10.0.0.0/104',
+            '::ffff:0.0.0.0/90',
+            '2001:db8::/32',
+            '2001:db8::1/32',
+            '0.0.0.0/0',
+            '::/0',
+            '10/8',
+            'x',
+            '1.2.3.4/33',
+            7,
+          ),
+          { maxLength: 3 },
+        ),
+        days: fc.array(fc.constantFrom('mon', 'TUE', 'Sun', 'sun', 'xyz', 1), { maxLength: 3 }),
+        from: fc.constantFrom('00:00', '08:00', '23:59', '24:00', '7:00', '12:60', 8),
+        to: fc.constantFrom('00:00', '17:30', '24:00', '25:00', null),
+        tz: fc.constantFrom('UTC', 'Europe/London', 'America/New_York', 'Mars/Base', '', 0),
+        a: fc.array(address4, { maxLength: 3 }),
+        aaaa: fc.array(address6, { maxLength: 2 }),
+        weights,
+        pick,
+        color: fc.constant('red'),
+      },
+      { requiredKeys: [] },
+    ),
+    weight: 8,
+  },
   { arbitrary: fc.constantFrom(null, 1, 'rule', [], {}), weight: 1 },
 );
 const nearEntry = fc.record(
   {
-    a: fc.oneof({ arbitrary: fc.array(address4, { maxLength: 4 }), weight: 5 }, { arbitrary: fc.array(anyAddress, { maxLength: 3 }), weight: 1 }, { arbitrary: fc.constantFrom('192.0.2.1', null), weight: 1 }),
-    aaaa: fc.oneof({ arbitrary: fc.array(address6, { maxLength: 3 }), weight: 5 }, { arbitrary: fc.array(anyAddress, { maxLength: 2 }), weight: 1 }),
+    a: fc.oneof(
+      { arbitrary: fc.array(address4, { maxLength: 4 }), weight: 5 },
+      { arbitrary: fc.array(anyAddress, { maxLength: 3 }), weight: 1 },
+      { arbitrary: fc.constantFrom('192.0.2.1', null), weight: 1 },
+    ),
+    aaaa: fc.oneof(
+      { arbitrary: fc.array(address6, { maxLength: 3 }), weight: 5 },
+      { arbitrary: fc.array(anyAddress, { maxLength: 2 }), weight: 1 },
+    ),
     ttl,
     weights,
     pick,
@@ -704,7 +912,10 @@ const nearEntry = fc.record(
 const goodRule = fc
   .record(
     {
-      networks: fc.uniqueArray(fc.constantFrom('10.0.0.0/8', '192.0.2.1', '::ffff:10.0.0.0/104', '2001:db8::/32', '0.0.0.0/0', '2001:DB8:0::/48'), { minLength: 1, maxLength: 3 }),
+      networks: fc.uniqueArray(
+        fc.constantFrom('10.0.0.0/8', '192.0.2.1', '::ffff:10.0.0.0/104', '2001:db8::/32', '0.0.0.0/0', '2001:DB8:0::/48'),
+        { minLength: 1, maxLength: 3 },
+      ),
       days: fc.uniqueArray(fc.constantFrom('mon', 'tue', 'sat', 'sun'), { minLength: 1, maxLength: 3 }),
       window: fc.constantFrom(['08:00', '17:30'], ['22:00', '06:00'], ['00:00', '24:00']),
       tz: fc.constantFrom('UTC', 'Europe/London', 'Asia/Kolkata'),
@@ -728,7 +939,11 @@ const validEntry = fc
     shared: fc.boolean(),
     pick,
   })
-  .map(({ shared, ...e }) => ({ ...e, aaaa: ['2001:db8::1'], ...(shared ? { weights: Object.fromEntries(e.a.map((x, i) => [x, i])) } : {}) }));
+  .map(({ shared, ...e }) => ({
+    ...e,
+    aaaa: ['2001:db8::1'],
+    ...(shared ? { weights: Object.fromEntries(e.a.map((x, i) => [x, i])) } : {}),
+  }));
 
 describe('fuzz: admin request bodies', () => {
   test('corpus (test/fuzz-corpus/bodies.jsonl)', () => {
@@ -741,20 +956,35 @@ describe('fuzz: admin request bodies', () => {
   });
 
   test('entryFromBody on arbitrary JSON', () => {
-    fc.assert(fc.property(fc.oneof(fc.jsonValue(), fc.object()), (body) => checkEntryBody(body)), params(2000));
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue(), fc.object()), (body) => checkEntryBody(body)),
+      params(2000),
+    );
   });
 
   test('entryFromBody on near-valid entries with rules', () => {
-    fc.assert(fc.property(fc.oneof(nearEntry, validEntry), (body) => checkEntryBody(body)), params(4000));
+    fc.assert(
+      fc.property(fc.oneof(nearEntry, validEntry), (body) => checkEntryBody(body)),
+      params(4000),
+    );
   });
 
   test('diversionFromBody on arbitrary JSON and near-valid bodies', () => {
-    const near = fc.record({ from: fc.oneof(address4, address6, fc.jsonValue()), to: fc.oneof(address4, fc.jsonValue()), via: fc.string() }, { requiredKeys: [] });
-    fc.assert(fc.property(fc.oneof(fc.jsonValue(), fc.object(), near), (body) => checkDiversionBody(body)), params(2000));
+    const near = fc.record(
+      { from: fc.oneof(address4, address6, fc.jsonValue()), to: fc.oneof(address4, fc.jsonValue()), via: fc.string() },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(fc.oneof(fc.jsonValue(), fc.object(), near), (body) => checkDiversionBody(body)),
+      params(2000),
+    );
   });
 
   test('ifMatch on arbitrary header values', () => {
     const text = fc.oneof(fc.string({ maxLength: 20 }), fc.stringMatching(/^\s*(W\/)?"?\d{0,17}"?\s*$/));
-    fc.assert(fc.property(fc.oneof(text, fc.array(text, { maxLength: 3 }), fc.constant(undefined)), (header) => checkIfMatch(header)), params(2000));
+    fc.assert(
+      fc.property(fc.oneof(text, fc.array(text, { maxLength: 3 }), fc.constant(undefined)), (header) => checkIfMatch(header)),
+      params(2000),
+    );
   });
 });

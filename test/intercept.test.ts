@@ -33,7 +33,9 @@ function withType(msg: Buffer, qtype: number): Buffer {
 }
 
 function answerAddresses(reply: Buffer | null): string[] {
-  return decode(reply).answers!.map((a) => (a as { data: string }).data).sort();
+  return decode(reply)
+    .answers!.map((a) => (a as { data: string }).data)
+    .sort();
 }
 
 for (const [backend, makeBackend] of BACKENDS) {
@@ -59,13 +61,16 @@ for (const [backend, makeBackend] of BACKENDS) {
     test('A and AAAA of a name with both families, all addresses, the entry TTL', async () => {
       assert.deepEqual(
         (await divert.resolver.resolve4('both.corp.test', { ttl: true })).sort((x, y) => x.address.localeCompare(y.address)),
-        [{ address: '192.0.2.1', ttl: 45 }, { address: '192.0.2.2', ttl: 45 }],
+        [
+          { address: '192.0.2.1', ttl: 45 },
+          { address: '192.0.2.2', ttl: 45 },
+        ],
       );
       assert.deepEqual(await divert.resolver.resolve6('both.corp.test', { ttl: true }), [{ address: '2001:db8::1', ttl: 45 }]);
       assert.deepEqual(await divert.resolver.resolve4('long.corp.test', { ttl: true }), [{ address: '192.0.2.6', ttl: 300 }]);
     });
 
-    test('a missing address family is NODATA, not the upstream\'s answer', async () => {
+    test("a missing address family is NODATA, not the upstream's answer", async () => {
       await assert.rejects(divert.resolver.resolve6('v4only.corp.test'), { code: 'ENODATA' });
       await assert.rejects(divert.resolver.resolve4('v6only.corp.test'), { code: 'ENODATA' });
       assert.deepEqual(await divert.resolver.resolve4('v4only.corp.test'), ['192.0.2.3']);
@@ -102,9 +107,14 @@ for (const [backend, makeBackend] of BACKENDS) {
     test('an OPT record in the reply exactly when the query had one', async () => {
       const plain = decode(await udpAsk(divert.port, query('both.corp.test')));
       assert.equal(plain.additionals!.length, 0);
-      const withEdns = decode(await udpAsk(divert.port, query('both.corp.test', 'A', {
-        additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, flags: dnsPacket.DNSSEC_OK } as never],
-      })));
+      const withEdns = decode(
+        await udpAsk(
+          divert.port,
+          query('both.corp.test', 'A', {
+            additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, flags: dnsPacket.DNSSEC_OK } as never],
+          }),
+        ),
+      );
       assert.equal(withEdns.additionals!.length, 1);
       const opt = withEdns.additionals![0] as unknown as { type: string; flags: number };
       assert.equal(opt.type, 'OPT');
@@ -116,9 +126,12 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.ok(truncated.flags! & dnsPacket.TRUNCATED_RESPONSE);
       assert.equal(truncated.answers!.length, 0);
 
-      const edns = await udpAsk(divert.port, query('big.corp.test', 'A', {
-        additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232 } as never],
-      }));
+      const edns = await udpAsk(
+        divert.port,
+        query('big.corp.test', 'A', {
+          additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232 } as never],
+        }),
+      );
       assert.equal(decode(edns).flags! & dnsPacket.TRUNCATED_RESPONSE, 0);
       assert.deepEqual(answerAddresses(edns), [...bigAddresses].sort());
 

@@ -16,7 +16,11 @@ function ednsQuery(name: string, payload: number): Buffer {
   return query(name, 'AAAA', { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: payload, flags: 0, options: [] } as never] });
 }
 
-for (const [flags, limit] of [[{}, 1232], [{ 'max-udp-size': '4096' }, 4096], [{ 'max-udp-size': '512' }, 512]] as const) {
+for (const [flags, limit] of [
+  [{}, 1232],
+  [{ 'max-udp-size': '4096' }, 4096],
+  [{ 'max-udp-size': '512' }, 512],
+] as const) {
   describe(`UDP replies with --max-udp-size ${limit}${Object.keys(flags).length === 0 ? ' (the default)' : ''}`, () => {
     let divert: TestServer;
 

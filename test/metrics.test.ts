@@ -15,7 +15,11 @@ import { loadServeConfig } from '../src/config/load.js';
 import { QueryLog } from '../src/pipeline/query-log.js';
 import { QueryStats, sumFigures, outcomeTotals, OTHER_NAMES } from '../src/pipeline/query-stats.js';
 
-const entry = (a: string[], aaaa: string[] = []) => ({ method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ a, aaaa, ttl: 30 }) });
+const entry = (a: string[], aaaa: string[] = []) => ({
+  method: 'PUT',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ a, aaaa, ttl: 30 }),
+});
 
 for (const [backendName, makeBackend] of BACKENDS) {
   describe(`metrics and query log (${backendName}, ${TEST_WORKERS} worker(s))`, () => {
@@ -92,8 +96,16 @@ for (const [backendName, makeBackend] of BACKENDS) {
       assert.equal(moved('divert_queries_total'), 18);
     });
 
-    test('latency histograms per outcome: counts match the queries, and forwarded ones took the upstream\'s time', () => {
-      for (const [outcome, n] of [['intercepted', 9], ['forwarded', 4], ['servfail', 1], ['refused', 1], ['formerr', 1], ['notimp', 1], ['dropped', 1]] as const) {
+    test("latency histograms per outcome: counts match the queries, and forwarded ones took the upstream's time", () => {
+      for (const [outcome, n] of [
+        ['intercepted', 9],
+        ['forwarded', 4],
+        ['servfail', 1],
+        ['refused', 1],
+        ['formerr', 1],
+        ['notimp', 1],
+        ['dropped', 1],
+      ] as const) {
         assert.equal(moved('divert_query_duration_seconds_count', { outcome }), n, outcome);
         assert.equal(moved('divert_query_duration_seconds_bucket', { outcome, le: '+Inf' }), n, `${outcome} +Inf bucket`);
       }
@@ -104,8 +116,13 @@ for (const [backendName, makeBackend] of BACKENDS) {
       assert.equal(moved('divert_query_duration_seconds_bucket', { outcome: 'servfail', le: '0.25' }), 0);
       assert.equal(moved('divert_query_duration_seconds_bucket', { outcome: 'servfail', le: '0.5' }), 1);
       // buckets are cumulative
-      const buckets = after0.filter((s) => s.name === 'divert_query_duration_seconds_bucket' && s.labels.outcome === 'intercepted').map((s) => s.value);
-      assert.deepEqual(buckets, [...buckets].sort((x, y) => x - y));
+      const buckets = after0
+        .filter((s) => s.name === 'divert_query_duration_seconds_bucket' && s.labels.outcome === 'intercepted')
+        .map((s) => s.value);
+      assert.deepEqual(
+        buckets,
+        [...buckets].sort((x, y) => x - y),
+      );
     });
 
     test('queries per intercepted name, bounded by --metrics-max-names', () => {
@@ -142,25 +159,35 @@ for (const [backendName, makeBackend] of BACKENDS) {
       assert.equal(sumOf(after0, 'divert_workers'), Number(TEST_WORKERS));
       assert.ok(sumOf(after0, 'divert_process_resident_memory_bytes') > 0, 'process figures too');
       const workers = after0.filter((s) => s.name === 'divert_worker_resident_memory_bytes');
-      assert.deepEqual(workers.map((s) => s.labels.worker).sort(), Array.from({ length: Number(TEST_WORKERS) }, (_, i) => String(i + 1)));
-      assert.ok(workers.every((s) => s.value > 10_000_000), 'each worker\'s resident memory');
+      assert.deepEqual(
+        workers.map((s) => s.labels.worker).sort(),
+        Array.from({ length: Number(TEST_WORKERS) }, (_, i) => String(i + 1)),
+      );
+      assert.ok(
+        workers.every((s) => s.value > 10_000_000),
+        "each worker's resident memory",
+      );
       const loops = after0.filter((s) => s.name === 'divert_worker_event_loop_utilization');
       assert.equal(loops.length, Number(TEST_WORKERS));
       assert.ok(loops.every((s) => s.value >= 0 && s.value <= 1));
       assert.equal(after0.filter((s) => s.name === 'divert_worker_heap_used_bytes').length, Number(TEST_WORKERS));
     });
 
-    if (backendName === 'redis') test('Redis connection state', () => {
-      assert.equal(sumOf(after0, 'divert_redis_up', { process: 'primary' }), 1);
-      assert.equal(sumOf(after0, 'divert_redis_up', { process: 'workers' }), Number(TEST_WORKERS));
-    });
+    if (backendName === 'redis')
+      test('Redis connection state', () => {
+        assert.equal(sumOf(after0, 'divert_redis_up', { process: 'primary' }), 1);
+        assert.equal(sumOf(after0, 'divert_redis_up', { process: 'workers' }), Number(TEST_WORKERS));
+      });
 
     test('the query log has one JSON line per query, with what happened to it', async () => {
       const file = join(dir, 'queries.log');
       // the log is written asynchronously: wait for the last query's line
       let lines: Record<string, unknown>[] = [];
       for (let i = 0; i < 50; i++) {
-        lines = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+        lines = readFileSync(file, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
         if (lines.length >= 18) break;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
@@ -185,7 +212,15 @@ describe('query log rotation', () => {
   test('a reload opens the query log anew: logrotate can move it away first', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'divert-rotate-'));
     const upstream = await startUpstream((q) => replyTo(q));
-    const flags = { listen: ['127.0.0.1:0'], admin: '127.0.0.1:0', 'admin-token': 'test-token-0123456789abcdef', 'log-level': 'silent', workers: TEST_WORKERS, upstream: [`127.0.0.1:${upstream.port}`], 'query-log': join(dir, 'q.log') };
+    const flags = {
+      listen: ['127.0.0.1:0'],
+      admin: '127.0.0.1:0',
+      'admin-token': 'test-token-0123456789abcdef',
+      'log-level': 'silent',
+      workers: TEST_WORKERS,
+      upstream: [`127.0.0.1:${upstream.port}`],
+      'query-log': join(dir, 'q.log'),
+    };
     const divert = await startDivert(flags, { reloadConfig: () => loadServeConfig(flags, {}) });
     try {
       // the lines are written asynchronously (and the file, too, is opened so)
@@ -195,13 +230,24 @@ describe('query log rotation', () => {
         return read(file).map((l) => JSON.parse(l) as { name: string });
       };
       assert.equal(decode(await udpAsk(divert.port, query('before.rotate.test'))).rcode, 'NOERROR');
-      assert.deepEqual((await linesOf(join(dir, 'q.log'), 1)).map((l) => l.name), ['before.rotate.test']);
+      assert.deepEqual(
+        (await linesOf(join(dir, 'q.log'), 1)).map((l) => l.name),
+        ['before.rotate.test'],
+      );
       renameSync(join(dir, 'q.log'), join(dir, 'q.log.1'));
       const result = await divert.reload();
       assert.equal(result.ok, true);
       assert.equal(decode(await udpAsk(divert.port, query('after.rotate.test'))).rcode, 'NOERROR');
-      assert.deepEqual((await linesOf(join(dir, 'q.log'), 1)).map((l) => l.name), ['after.rotate.test'], 'the new file has the query after the reload');
-      assert.deepEqual((await linesOf(join(dir, 'q.log.1'), 1)).map((l) => l.name), ['before.rotate.test'], 'the rotated file is left as it was');
+      assert.deepEqual(
+        (await linesOf(join(dir, 'q.log'), 1)).map((l) => l.name),
+        ['after.rotate.test'],
+        'the new file has the query after the reload',
+      );
+      assert.deepEqual(
+        (await linesOf(join(dir, 'q.log.1'), 1)).map((l) => l.name),
+        ['before.rotate.test'],
+        'the rotated file is left as it was',
+      );
     } finally {
       await divert.close();
       await upstream.close();
@@ -228,7 +274,7 @@ describe('query figures', () => {
     const dir = mkdtempSync(join(tmpdir(), 'divert-qlog-'));
     try {
       let seed = 1;
-      const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+      const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
       const log = new QueryLog({ to: join(dir, 'q.log'), sample: 0.1, random });
       let written = 0;
       for (let i = 0; i < 10_000; i++) {

@@ -90,14 +90,31 @@ export interface MonitorProcess {
 }
 
 export async function startMonitor(configPath: string, server: TestServer, args: string[] = []): Promise<MonitorProcess> {
-  const proc = runDivert(['monitor', '--config', configPath, '--admin', server.adminUrl, '--token', TEST_TOKEN, '--status', '127.0.0.1:0', '--log-level', 'debug', ...args]);
+  const proc = runDivert([
+    'monitor',
+    '--config',
+    configPath,
+    '--admin',
+    server.adminUrl,
+    '--token',
+    TEST_TOKEN,
+    '--status',
+    '127.0.0.1:0',
+    '--log-level',
+    'debug',
+    ...args,
+  ]);
   const logs = (): LogLine[] =>
     proc
       .stdout()
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as LogLine);
-  const statusAt = await waitFor(async () => logs().find((l) => typeof l.status === 'string')?.status as string | undefined, 10_000, `monitor's start line; stderr: ${proc.stderr()}`);
+  const statusAt = await waitFor(
+    async () => logs().find((l) => typeof l.status === 'string')?.status as string | undefined,
+    10_000,
+    `monitor's start line; stderr: ${proc.stderr()}`,
+  );
   return {
     proc,
     statusAt,
@@ -109,7 +126,12 @@ export async function startMonitor(configPath: string, server: TestServer, args:
 }
 
 /** Polls `probe` until it gives a value other than undefined/false; fails after `timeoutMs`. */
-export async function waitFor<T>(probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what: string, everyMs = 20): Promise<T> {
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  what: string,
+  everyMs = 20,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -130,7 +152,12 @@ export async function answersBecome(server: TestServer, name: string, addresses:
   const want = [...addresses].sort().join(',');
   const started = performance.now();
   let last = '';
-  await waitFor(async () => (last = (await answersA(server, name)).join(',')) === want, timeoutMs, `${name} answering ${want} (last: ${last || 'nothing'})`, 5).catch((err: Error) => {
+  await waitFor(
+    async () => (last = (await answersA(server, name)).join(',')) === want,
+    timeoutMs,
+    `${name} answering ${want} (last: ${last || 'nothing'})`,
+    5,
+  ).catch((err: Error) => {
     throw new Error(`${err.message}; last answer ${last || 'none'}`);
   });
   return performance.now() - started;

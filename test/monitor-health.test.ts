@@ -7,7 +7,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Entry } from '../src/entry/entry.js';
 import { runDivert } from './helpers/process.js';
 import {
-  FAST_CHECK, answersA, answersBecome, metric, mirrorsOf, startMirrors, startMonitor, startServe, waitFor, writeConfig, type Mirror, type MonitorProcess,
+  FAST_CHECK,
+  answersA,
+  answersBecome,
+  metric,
+  mirrorsOf,
+  startMirrors,
+  startMonitor,
+  startServe,
+  waitFor,
+  writeConfig,
+  type Mirror,
+  type MonitorProcess,
 } from './monitor-fixtures.js';
 import type { TestServer } from './helpers/divert.js';
 
@@ -23,11 +34,18 @@ interface Setup {
   monitor: MonitorProcess;
 }
 
-async function setup(service: Record<string, unknown>, addresses = ['127.0.0.2', '127.0.0.3', '127.0.0.4'], mirrorExtra: Record<string, unknown>[] = [], prepare?: (m: Mirror[]) => void): Promise<Setup> {
+async function setup(
+  service: Record<string, unknown>,
+  addresses = ['127.0.0.2', '127.0.0.3', '127.0.0.4'],
+  mirrorExtra: Record<string, unknown>[] = [],
+  prepare?: (m: Mirror[]) => void,
+): Promise<Setup> {
   const mirrors = await startMirrors(addresses);
   prepare?.(mirrors);
   const server = await startServe();
-  const path = writeConfig({ services: [{ name: 'web', names: ['www.shop.example'], check: FAST_CHECK, mirrors: mirrorsOf(mirrors, mirrorExtra), ...service }] });
+  const path = writeConfig({
+    services: [{ name: 'web', names: ['www.shop.example'], check: FAST_CHECK, mirrors: mirrorsOf(mirrors, mirrorExtra), ...service }],
+  });
   const monitor = await startMonitor(path, server);
   return { server, mirrors, monitor };
 }
@@ -53,7 +71,10 @@ describe('a mirror stops and comes back', () => {
 
       await b.stop();
       const gone = await answersBecome(s.server, 'www.shop.example', [a.address, c.address], 5000);
-      assert.ok(gone <= INTERVAL * FALL + INTERVAL + SLACK, `left the answer after ${gone.toFixed(0)} ms (bound ${INTERVAL * FALL + INTERVAL} ms)`);
+      assert.ok(
+        gone <= INTERVAL * FALL + INTERVAL + SLACK,
+        `left the answer after ${gone.toFixed(0)} ms (bound ${INTERVAL * FALL + INTERVAL} ms)`,
+      );
 
       await b.start();
       const back = await answersBecome(s.server, 'www.shop.example', [a.address, b.address, c.address], 5000);
@@ -62,9 +83,16 @@ describe('a mirror stops and comes back', () => {
       assert.ok(back <= INTERVAL * RISE + INTERVAL + SLACK, `back after ${back.toFixed(0)} ms`);
 
       // the monitor's stdout reaches this process in chunks of its own: the line may lag the DNS answer
-      await waitFor(() => s!.monitor.logs().some((l) => l.msg === `mirror ${b.address}:${b.port} of web is up again after 2 good checks`), 3000, 'the up line');
+      await waitFor(
+        () => s!.monitor.logs().some((l) => l.msg === `mirror ${b.address}:${b.port} of web is up again after 2 good checks`),
+        3000,
+        'the up line',
+      );
       const logs = s.monitor.logs();
-      assert.ok(logs.some((l) => l.level === 40 && l.msg === `mirror ${b.address}:${b.port} of web is down after 2 failed checks (ECONNREFUSED)`), 'the down transition is logged with its reason');
+      assert.ok(
+        logs.some((l) => l.level === 40 && l.msg === `mirror ${b.address}:${b.port} of web is down after 2 failed checks (ECONNREFUSED)`),
+        'the down transition is logged with its reason',
+      );
     } finally {
       await teardown(s);
     }
@@ -112,7 +140,10 @@ describe('least-loaded', () => {
 
       b.load = 0.05;
       await answersBecome(s.server, 'www.shop.example', [a.address, b.address], 2000);
-      assert.match(await s.monitor.metrics(), new RegExp(`divert_monitor_mirror_load\\{service="web",mirror="${b.address.replace(/\./g, '\\.')}"\\} 0\\.05`));
+      assert.match(
+        await s.monitor.metrics(),
+        new RegExp(`divert_monitor_mirror_load\\{service="web",mirror="${b.address.replace(/\./g, '\\.')}"\\} 0\\.05`),
+      );
     } finally {
       await teardown(s);
     }
@@ -156,19 +187,27 @@ describe('weighted', () => {
       s = await setup({ policy: 'weighted', pick: 1 }, ['127.0.0.2', '127.0.0.3'], [{ weight: 3 }, { weight: 1 }]);
       const [a, b] = s.mirrors;
       const name = 'www.shop.example';
-      let e = await waitFor(async () => {
-        const got = await entry(s!.server, name);
-        return got.a?.length === 2 ? got : undefined;
-      }, 5000, 'the weighted entry');
+      let e = await waitFor(
+        async () => {
+          const got = await entry(s!.server, name);
+          return got.a?.length === 2 ? got : undefined;
+        },
+        5000,
+        'the weighted entry',
+      );
       assert.deepEqual(e.weights, { [a.address]: 3, [b.address]: 1 });
       assert.equal(e.pick, 1);
       assert.equal((await answersA(s.server, name)).length, 1, 'pick 1: one address per answer');
 
       b.healthy = false;
-      e = await waitFor(async () => {
-        const got = await entry(s!.server, name);
-        return got.a.length === 1 ? got : undefined;
-      }, 3000, 'the entry without the failed mirror');
+      e = await waitFor(
+        async () => {
+          const got = await entry(s!.server, name);
+          return got.a.length === 1 ? got : undefined;
+        },
+        3000,
+        'the entry without the failed mirror',
+      );
       assert.deepEqual(e.a, [a.address]);
       assert.deepEqual(e.weights, { [a.address]: 3 });
     } finally {
@@ -178,10 +217,15 @@ describe('weighted', () => {
 });
 
 describe('divert monitor status and metrics', () => {
-  test('every mirror with its state, last check, latency and load, and each service\'s answer', async () => {
+  test("every mirror with its state, last check, latency and load, and each service's answer", async () => {
     let s: Setup | undefined;
     try {
-      s = await setup({ policy: 'failover' }, ['127.0.0.2', '127.0.0.3'], [{ site: 'fra1' }, { priority: 5, site: 'ams1' }], ([, b]) => (b.healthy = false));
+      s = await setup(
+        { policy: 'failover' },
+        ['127.0.0.2', '127.0.0.3'],
+        [{ site: 'fra1' }, { priority: 5, site: 'ams1' }],
+        ([, b]) => (b.healthy = false),
+      );
       const [a, b] = s.mirrors;
       await answersBecome(s.server, 'www.shop.example', [a.address], 5000);
       await waitFor(async () => (await s!.monitor.status()).services[0].names[0].inSync, 3000, 'in sync');
@@ -193,8 +237,17 @@ describe('divert monitor status and metrics', () => {
       assert.match(out, /^SERVICE\s+POLICY\s+ANSWER\s+STATE$/m);
       assert.match(out, /^web\s+failover\s+127\.0\.0\.2\s+ok$/m);
       assert.match(out, /^www\.shop\.example\s+web\s+127\.0\.0\.2\s+\d+\s+(?:-|[\d.]+)\s+in sync$/m);
-      assert.match(out, new RegExp(`^web\\s+127\\.0\\.0\\.2:${a.port}\\s+fra1\\s+0\\s+1\\s+up\\s+yes\\s+\\d{4}-\\S+Z\\s+ok\\s+[\\d.]+ ms\\s+-$`, 'm'));
-      assert.match(out, new RegExp(`^web\\s+127\\.0\\.0\\.3:${b.port}\\s+ams1\\s+5\\s+1\\s+down\\s+no\\s+\\S+\\s+fail: HTTP 503 \\(expected 200\\)\\s+[\\d.]+ ms\\s+-$`, 'm'));
+      assert.match(
+        out,
+        new RegExp(`^web\\s+127\\.0\\.0\\.2:${a.port}\\s+fra1\\s+0\\s+1\\s+up\\s+yes\\s+\\d{4}-\\S+Z\\s+ok\\s+[\\d.]+ ms\\s+-$`, 'm'),
+      );
+      assert.match(
+        out,
+        new RegExp(
+          `^web\\s+127\\.0\\.0\\.3:${b.port}\\s+ams1\\s+5\\s+1\\s+down\\s+no\\s+\\S+\\s+fail: HTTP 503 \\(expected 200\\)\\s+[\\d.]+ ms\\s+-$`,
+          'm',
+        ),
+      );
 
       const json = runDivert(['monitor', 'status', '--json'], { env: { DIVERT_MONITOR_STATUS: s.monitor.statusAt } });
       assert.equal(await json.exited(10_000), 0, json.stderr());
@@ -223,28 +276,45 @@ describe('divert monitor status and metrics', () => {
   });
 });
 
-describe('divert\'s query counts reach the monitor', () => {
-  test('queries per second for each steered name, in status, the status table and the monitor\'s metrics', async () => {
+describe("divert's query counts reach the monitor", () => {
+  test("queries per second for each steered name, in status, the status table and the monitor's metrics", async () => {
     const mirrors = await startMirrors(['127.0.0.2', '127.0.0.3']);
     const server = await startServe();
     let monitor: MonitorProcess | undefined;
     try {
       const path = writeConfig({
         queryRates: '1s',
-        services: [{ name: 'web', names: ['www.shop.example', 'quiet.shop.example'], policy: 'all-healthy', check: FAST_CHECK, mirrors: mirrorsOf(mirrors) }],
+        services: [
+          {
+            name: 'web',
+            names: ['www.shop.example', 'quiet.shop.example'],
+            policy: 'all-healthy',
+            check: FAST_CHECK,
+            mirrors: mirrorsOf(mirrors),
+          },
+        ],
       });
       monitor = await startMonitor(path, server);
-      await answersBecome(server, 'www.shop.example', mirrors.map((m) => m.address), 5000);
+      await answersBecome(
+        server,
+        'www.shop.example',
+        mirrors.map((m) => m.address),
+        5000,
+      );
       // a steady 200 queries/s for www for 2.5 s (bounded: 500 queries), none for quiet
       const started = Date.now();
       for (let i = 0; i < 500 && Date.now() - started < 5000; i++) {
         await answersA(server, 'www.shop.example');
         await sleep(Math.max(0, started + (i + 1) * 5 - Date.now()));
       }
-      const names = await waitFor(async () => {
-        const n = (await monitor!.status()).services[0].names;
-        return n[0].queriesPerSecond !== null && n[0].queriesPerSecond > 20 && n;
-      }, 5000, 'a rate for www.shop.example');
+      const names = await waitFor(
+        async () => {
+          const n = (await monitor!.status()).services[0].names;
+          return n[0].queriesPerSecond !== null && n[0].queriesPerSecond > 20 && n;
+        },
+        5000,
+        'a rate for www.shop.example',
+      );
       assert.ok(names[0].queriesPerSecond! <= 400, `www: ${names[0].queriesPerSecond}/s for a client sending 200/s`);
       assert.equal(names[1].queriesPerSecond, 0, 'quiet.shop.example had no queries');
       const qps = metric(await monitor.metrics(), 'divert_monitor_name_queries_per_second{service="web",name="www.shop.example"}');

@@ -2,13 +2,27 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { choose, nextHealth, UNKNOWN, type Health, type MirrorView, type PolicyMemory, type PolicyParams } from '../src/monitor/policies.js';
+import {
+  choose,
+  nextHealth,
+  UNKNOWN,
+  type Health,
+  type MirrorView,
+  type PolicyMemory,
+  type PolicyParams,
+} from '../src/monitor/policies.js';
 import { sameContent } from '../src/monitor/table-sync.js';
 import { wantedOf } from '../src/monitor/monitor.js';
 import { parseMonitorConfig } from '../src/monitor/config.js';
 
 const EMPTY: PolicyMemory = { members: [], overloaded: [] };
-const params = (policy: PolicyParams['policy'], extra: Partial<PolicyParams> = {}): PolicyParams => ({ policy, count: 1, overload: 0.9, hysteresis: 0.1, ...extra });
+const params = (policy: PolicyParams['policy'], extra: Partial<PolicyParams> = {}): PolicyParams => ({
+  policy,
+  count: 1,
+  overload: 0.9,
+  hysteresis: 0.1,
+  ...extra,
+});
 const m = (address: string, extra: Partial<MirrorView> = {}): MirrorView => ({ address, priority: 0, weight: 1, up: true, ...extra });
 
 function run(results: boolean[], rise = 2, fall = 3): Health['state'][] {
@@ -54,7 +68,10 @@ test('all-healthy: every healthy mirror, whatever its priority, sorted', () => {
 
 test('weighted: the healthy mirrors with their weights, and only theirs', () => {
   const mirrors = [m('10.0.0.1', { weight: 3 }), m('10.0.0.2', { weight: 1, up: false }), m('10.0.0.3', { weight: 0 })];
-  assert.deepEqual(choose(mirrors, params('weighted'), EMPTY).answer, { addresses: ['10.0.0.1', '10.0.0.3'], weights: { '10.0.0.1': 3, '10.0.0.3': 0 } });
+  assert.deepEqual(choose(mirrors, params('weighted'), EMPTY).answer, {
+    addresses: ['10.0.0.1', '10.0.0.3'],
+    weights: { '10.0.0.1': 3, '10.0.0.3': 0 },
+  });
 });
 
 describe('least-loaded', () => {
@@ -62,7 +79,12 @@ describe('least-loaded', () => {
   const step = (mirrors: MirrorView[], memory: PolicyMemory, extra?: Partial<PolicyParams>) => choose(mirrors, ll(extra), memory);
 
   test('the N least-loaded healthy mirrors', () => {
-    const mirrors = [m('10.0.0.1', { load: 0.5 }), m('10.0.0.2', { load: 0.1 }), m('10.0.0.3', { load: 0.2 }), m('10.0.0.4', { load: 0.05, up: false })];
+    const mirrors = [
+      m('10.0.0.1', { load: 0.5 }),
+      m('10.0.0.2', { load: 0.1 }),
+      m('10.0.0.3', { load: 0.2 }),
+      m('10.0.0.4', { load: 0.05, up: false }),
+    ];
     assert.deepEqual(step(mirrors, EMPTY).answer, { addresses: ['10.0.0.2', '10.0.0.3'] });
   });
 
@@ -104,11 +126,23 @@ describe('least-loaded', () => {
 
 describe('answers as the table holds them', () => {
   const service = (policy: string, extra: Record<string, unknown> = {}) =>
-    parseMonitorConfig({ services: [{ name: 's', names: ['x.example'], policy, check: { type: 'tcp', port: 1 }, mirrors: [{ address: '10.0.0.1' }], ...extra }] }, 't').services[0];
+    parseMonitorConfig(
+      {
+        services: [
+          { name: 's', names: ['x.example'], policy, check: { type: 'tcp', port: 1 }, mirrors: [{ address: '10.0.0.1' }], ...extra },
+        ],
+      },
+      't',
+    ).services[0];
 
   test('addresses are sorted into a and aaaa; only weighted carries weights and pick', () => {
     assert.deepEqual(wantedOf(service('failover'), { addresses: ['10.0.0.1', '2001:db8::1'] }), { a: ['10.0.0.1'], aaaa: ['2001:db8::1'] });
-    assert.deepEqual(wantedOf(service('weighted', { pick: 1 }), { addresses: ['10.0.0.1'], weights: { '10.0.0.1': 4 } }), { a: ['10.0.0.1'], aaaa: [], weights: { '10.0.0.1': 4 }, pick: 1 });
+    assert.deepEqual(wantedOf(service('weighted', { pick: 1 }), { addresses: ['10.0.0.1'], weights: { '10.0.0.1': 4 } }), {
+      a: ['10.0.0.1'],
+      aaaa: [],
+      weights: { '10.0.0.1': 4 },
+      pick: 1,
+    });
   });
 
   test('compared as sets; a missing weight counts as 1', () => {

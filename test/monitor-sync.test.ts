@@ -11,14 +11,28 @@ import type { Entry, HistoryRecord } from '../src/entry/entry.js';
 import { runDivert } from './helpers/process.js';
 import type { TestServer } from './helpers/divert.js';
 import {
-  FAST_CHECK, answersA, answersBecome, metric, mirrorsOf, startMirrors, startMonitor, startServe, waitFor, writeConfig, type Mirror, type MonitorProcess,
+  FAST_CHECK,
+  answersA,
+  answersBecome,
+  metric,
+  mirrorsOf,
+  startMirrors,
+  startMonitor,
+  startServe,
+  waitFor,
+  writeConfig,
+  type Mirror,
+  type MonitorProcess,
 } from './monitor-fixtures.js';
 
 const NAME = 'www.shop.example';
 const MANUAL = '127.0.0.9';
 
 function configFor(mirrors: Mirror[], top: Record<string, unknown> = {}): string {
-  return writeConfig({ ...top, services: [{ name: 'web', names: [NAME], policy: 'all-healthy', check: FAST_CHECK, mirrors: mirrorsOf(mirrors) }] });
+  return writeConfig({
+    ...top,
+    services: [{ name: 'web', names: [NAME], policy: 'all-healthy', check: FAST_CHECK, mirrors: mirrorsOf(mirrors) }],
+  });
 }
 
 async function history(server: TestServer): Promise<HistoryRecord[]> {
@@ -108,9 +122,18 @@ describe('a manual change during monitoring', () => {
 
       const manual = await manualSet(server, [MANUAL]);
       b.healthy = false; // the monitor now wants a change: its write meets the person's
-      const warning = await waitFor(() => monitor!.logs().find((l) => l.level === 40 && l.name === NAME && l.by === 'cli:alice'), 3000, 'the conflict warning');
+      const warning = await waitFor(
+        () => monitor!.logs().find((l) => l.level === 40 && l.name === NAME && l.by === 'cli:alice'),
+        3000,
+        'the conflict warning',
+      );
       assert.equal(warning.version, manual.version);
-      assert.match(warning.msg, new RegExp(`www\\.shop\\.example was changed by "cli:alice" \\(version ${manual.version}, 127\\.0\\.0\\.9\\); the monitor does not overwrite it`));
+      assert.match(
+        warning.msg,
+        new RegExp(
+          `www\\.shop\\.example was changed by "cli:alice" \\(version ${manual.version}, 127\\.0\\.0\\.9\\); the monitor does not overwrite it`,
+        ),
+      );
       for (const end = Date.now() + 1500; Date.now() < end; await sleep(25)) {
         assert.deepEqual(await answersA(server, NAME), [MANUAL], 'the manual answer stands');
       }
@@ -120,7 +143,13 @@ describe('a manual change during monitoring', () => {
       assert.equal(report.services[0].names[0].hold?.version, manual.version);
       const shown = runDivert(['monitor', 'status', '--status', monitor.statusAt]);
       assert.equal(await shown.exited(10_000), 0);
-      assert.match(shown.stdout(), new RegExp(`^www\\.shop\\.example\\s+web\\s+127\\.0\\.0\\.9\\s+${manual.version}\\s+(?:-|[\\d.]+)\\s+HELD: changed by cli:alice \\(v${manual.version}\\); monitor writes again at \\S+Z$`, 'm'));
+      assert.match(
+        shown.stdout(),
+        new RegExp(
+          `^www\\.shop\\.example\\s+web\\s+127\\.0\\.0\\.9\\s+${manual.version}\\s+(?:-|[\\d.]+)\\s+HELD: changed by cli:alice \\(v${manual.version}\\); monitor writes again at \\S+Z$`,
+          'm',
+        ),
+      );
       const metrics = await monitor.metrics();
       assert.equal(metric(metrics, `divert_monitor_conflicts_total{service="web",name="${NAME}"}`), 1);
       assert.equal(metric(metrics, 'divert_monitor_pushes_total{service="web",result="conflict"}'), 1);
@@ -154,7 +183,11 @@ describe('a manual change during monitoring', () => {
       await answersBecome(server, NAME, [a.address, b.address], 5000);
       assert.ok(Date.now() - changed >= 1500, 'not before manualHold ran out');
       // the line is logged before the write, but reaches the test through the monitor's stdout, which may lag the DNS answer
-      await waitFor(() => monitor!.logs().some((l) => l.level === 40 && l.msg === `the hold on ${NAME} ran out; the monitor writes its answer again`), 3000, 'the line saying the hold ran out');
+      await waitFor(
+        () => monitor!.logs().some((l) => l.level === 40 && l.msg === `the hold on ${NAME} ran out; the monitor writes its answer again`),
+        3000,
+        'the line saying the hold ran out',
+      );
     } finally {
       await monitor?.stop();
       await server.close();
@@ -191,7 +224,7 @@ describe('divert serve restarts', () => {
       assert.equal(logs.filter((l) => /^admin API unreachable/.test(l.msg)).length, 1, 'one line per outage');
       assert.equal(logs.filter((l) => /answers again/.test(l.msg)).length, 1, 'one line on recovery');
       assert.ok(logs.some((l) => /was reset by a divert restart \(zone seed\)/.test(l.msg)));
-      assert.equal((await monitor.status()).services[0].names[0].hold, null, 'a re-seed is not a person\'s change');
+      assert.equal((await monitor.status()).services[0].names[0].hold, null, "a re-seed is not a person's change");
       assert.equal(monitor.proc.child.exitCode, null, 'still running');
     } finally {
       await monitor?.stop();
@@ -221,7 +254,7 @@ describe('an entry with local rules', () => {
       await b.stop();
       await answersBecome(server, NAME, [a.address, c.address], 5000);
       const entry = (await (await server.api(`/v1/names/${NAME}`)).json()) as Entry;
-      assert.deepEqual(entry.rules, [{ days: ['sat'], weights: { [a.address]: 2 } }], 'b\'s weights went, and the rule of nothing but them');
+      assert.deepEqual(entry.rules, [{ days: ['sat'], weights: { [a.address]: 2 } }], "b's weights went, and the rule of nothing but them");
       assert.equal((await monitor.status()).services[0].names[0].error, null);
     } finally {
       await monitor?.stop();

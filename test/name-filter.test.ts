@@ -67,36 +67,44 @@ describe('NameFilter', () => {
     const kept = all.filter((_, i) => i % 3 !== 0);
     for (const name of gone) assert.equal(filter.delete(name), true);
     assert.equal(filter.size, kept.length);
-    assert.deepEqual(kept.filter((name) => !filter.has(name)), [], 'kept names must stay');
+    assert.deepEqual(
+      kept.filter((name) => !filter.has(name)),
+      [],
+      'kept names must stay',
+    );
     assert.equal(gone.filter((name) => filter.has(name)).length, 0);
     assert.equal(filter.delete(gone[0]), false, 'deleting an absent name is a no-op');
     for (const name of gone) assert.equal(filter.add(name), true);
     assert.equal(filter.size, all.length);
-    assert.deepEqual(all.filter((name) => !filter.has(name)), []);
+    assert.deepEqual(
+      all.filter((name) => !filter.has(name)),
+      [],
+    );
   });
 
-  for (const poolSize of [12, 50, 2000]) it(`agrees with a Set through 100k random adds and deletes among ${poolSize} names`, () => {
-    // Few names, many operations: probe runs wrap around the end of the slot array.
-    const pool = names(poolSize, 5, 'x.test');
-    const next = random(6 + poolSize);
-    const filter = new NameFilter();
-    const model = new Set<string>();
-    for (let op = 0; op < 100_000; op++) {
-      const name = pool[Math.floor(next() * pool.length)];
-      if (next() < 0.5) {
-        assert.equal(filter.add(name), !model.has(name));
-        model.add(name);
-      } else {
-        assert.equal(filter.delete(name), model.has(name));
-        model.delete(name);
+  for (const poolSize of [12, 50, 2000])
+    it(`agrees with a Set through 100k random adds and deletes among ${poolSize} names`, () => {
+      // Few names, many operations: probe runs wrap around the end of the slot array.
+      const pool = names(poolSize, 5, 'x.test');
+      const next = random(6 + poolSize);
+      const filter = new NameFilter();
+      const model = new Set<string>();
+      for (let op = 0; op < 100_000; op++) {
+        const name = pool[Math.floor(next() * pool.length)];
+        if (next() < 0.5) {
+          assert.equal(filter.add(name), !model.has(name));
+          model.add(name);
+        } else {
+          assert.equal(filter.delete(name), model.has(name));
+          model.delete(name);
+        }
+        if (op % 10_000 === 0) {
+          for (const n of pool) assert.equal(filter.has(n), model.has(n), `${n} after ${op} operations`);
+        }
       }
-      if (op % 10_000 === 0) {
-        for (const n of pool) assert.equal(filter.has(n), model.has(n), `${n} after ${op} operations`);
-      }
-    }
-    assert.equal(filter.size, model.size);
-    for (const n of pool) assert.equal(filter.has(n), model.has(n));
-  });
+      assert.equal(filter.size, model.size);
+      for (const n of pool) assert.equal(filter.has(n), model.has(n));
+    });
 
   it('clears, and tells which fingerprints another filter lacks', () => {
     const a = new NameFilter();

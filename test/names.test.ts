@@ -28,7 +28,7 @@ const ascii = (text: string) => Buffer.from(text, 'latin1');
 const LONGEST = LONGEST_NAME;
 
 describe('names in presentation format', () => {
-  test('escapes, case and a trailing dot give the query path\'s text for the same wire name', () => {
+  test("escapes, case and a trailing dot give the query path's text for the same wire name", () => {
     const cases: [string, Buffer[], string][] = [
       ['WWW.Example.COM.', [ascii('www'), ascii('example'), ascii('com')], 'www.example.com'],
       ['Sp\\032Ace.corp.test', [ascii('sp ace'), ascii('corp'), ascii('test')], 'sp\\032ace.corp.test'],
@@ -90,17 +90,23 @@ describe('names in presentation format', () => {
       ['*', /a wildcard needs a parent/],
     ];
     for (const [input, message] of cases) {
-      assert.throws(() => normalizeName(input), (err: unknown) => {
-        assert.ok(isDivertError(err, 'BAD_NAME'), `${input}: ${String(err)}`);
-        assert.ok(err.message.startsWith(`name "${input}"`), err.message);
-        assert.match(err.message, message);
-        return true;
-      });
+      assert.throws(
+        () => normalizeName(input),
+        (err: unknown) => {
+          assert.ok(isDivertError(err, 'BAD_NAME'), `${input}: ${String(err)}`);
+          assert.ok(err.message.startsWith(`name "${input}"`), err.message);
+          assert.match(err.message, message);
+          return true;
+        },
+      );
     }
   });
 
   test('a runaway name is quoted cut short in the message', () => {
-    assert.throws(() => normalizeName('x.'.repeat(100_000)), (err: unknown) => isDivertError(err, 'BAD_NAME') && err.message.length < 1300);
+    assert.throws(
+      () => normalizeName('x.'.repeat(100_000)),
+      (err: unknown) => isDivertError(err, 'BAD_NAME') && err.message.length < 1300,
+    );
   });
 });
 
@@ -132,7 +138,17 @@ describe('zone files with such names', () => {
   });
 
   test('formatZone writes them so that parseZone reads back the same entries', () => {
-    const names = [LONGEST, '\\200high.corp.test', 'dot\\046in.corp.test', 'sp\\032ace.corp.test', 'q\\034\\059\\040.test', '\\036origin.test', '\\064.test', '*.wild.test', 'tab\\009x.test'];
+    const names = [
+      LONGEST,
+      '\\200high.corp.test',
+      'dot\\046in.corp.test',
+      'sp\\032ace.corp.test',
+      'q\\034\\059\\040.test',
+      '\\036origin.test',
+      '\\064.test',
+      '*.wild.test',
+      'tab\\009x.test',
+    ];
     const entries = names.map((name, i) => ({ name, a: [`192.0.2.${i + 1}`], aaaa: [], ttl: 30 }));
     entries.push({ name: 'empty\\032one.test', a: [], aaaa: [], ttl: 45 });
     const text = formatZone(entries);
@@ -141,8 +157,14 @@ describe('zone files with such names', () => {
   });
 
   test('a bad name in a zone file is refused with its line', () => {
-    assert.throws(() => parseZone(`${'x'.repeat(64)}.test. A 192.0.2.1`, 'z.zone'), (err: unknown) => isDivertError(err, 'BAD_ZONE') && /^z\.zone:1: name "x{64}\.test\." has a label of 64 octets/.test(err.message));
-    assert.throws(() => parseZone('$ORIGIN test\\.\nwww A 192.0.2.1', 'z.zone'), (err: unknown) => isDivertError(err, 'BAD_ZONE') && /^z\.zone:1: \$ORIGIN "test\\\." is not an absolute name/.test(err.message));
+    assert.throws(
+      () => parseZone(`${'x'.repeat(64)}.test. A 192.0.2.1`, 'z.zone'),
+      (err: unknown) => isDivertError(err, 'BAD_ZONE') && /^z\.zone:1: name "x{64}\.test\." has a label of 64 octets/.test(err.message),
+    );
+    assert.throws(
+      () => parseZone('$ORIGIN test\\.\nwww A 192.0.2.1', 'z.zone'),
+      (err: unknown) => isDivertError(err, 'BAD_ZONE') && /^z\.zone:1: \$ORIGIN "test\\\." is not an absolute name/.test(err.message),
+    );
   });
 });
 

@@ -45,7 +45,11 @@ describe('opcodes', () => {
   for (const transport of ['udp', 'tcp'] as const) {
     const ask = (msg: Buffer) => (transport === 'udp' ? udpAsk(divert.port, msg) : tcpAsk(divert.port, msg));
 
-    for (const [opcode, title] of [[2, 'STATUS'], [3, 'unassigned 3'], [15, 'unassigned 15']] as const) {
+    for (const [opcode, title] of [
+      [2, 'STATUS'],
+      [3, 'unassigned 3'],
+      [15, 'unassigned 15'],
+    ] as const) {
       for (const name of ['op.example', 'www.op.test', null]) {
         test(`${title} ${name === null ? 'without a question' : `for ${name}`} over ${transport}: forwarded unchanged, the upstream's reply returned as sent`, async () => {
           const before = upstream.queries.length;
@@ -55,13 +59,18 @@ describe('opcodes', () => {
           assert.equal(upstream.queries.length, before + 1, 'the upstream got it');
           const got = upstream.queries[before].raw;
           assert.deepEqual(withoutId(got), withoutId(sent), 'the upstream got the message unchanged but for the ID');
-          assert.equal(reply.readUInt16BE(0), sent.readUInt16BE(0), 'the client\'s ID is put back');
-          assert.deepEqual(withoutId(reply), withoutId(upstream.sent[upstream.sent.length - 1]), 'the upstream\'s reply, byte for byte');
+          assert.equal(reply.readUInt16BE(0), sent.readUInt16BE(0), "the client's ID is put back");
+          assert.deepEqual(withoutId(reply), withoutId(upstream.sent[upstream.sent.length - 1]), "the upstream's reply, byte for byte");
         });
       }
     }
 
-    for (const [opcode, title] of [[1, 'IQUERY'], [4, 'NOTIFY'], [5, 'UPDATE'], [6, 'DSO']] as const) {
+    for (const [opcode, title] of [
+      [1, 'IQUERY'],
+      [4, 'NOTIFY'],
+      [5, 'UPDATE'],
+      [6, 'DSO'],
+    ] as const) {
       test(`${title} over ${transport}: NOTIMP, nothing passed upstream`, async () => {
         const before = upstream.queries.length;
         for (const name of ['op.example', null]) {
@@ -82,6 +91,9 @@ describe('opcodes', () => {
 
   test('the intercepted name still answers a QUERY from the table', async () => {
     const d = decode(await udpAsk(divert.port, query('www.op.test')));
-    assert.deepEqual(d.answers!.map((a) => (a as { data: unknown }).data), ['192.0.2.44']);
+    assert.deepEqual(
+      d.answers!.map((a) => (a as { data: unknown }).data),
+      ['192.0.2.44'],
+    );
   });
 });

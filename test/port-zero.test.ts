@@ -42,16 +42,36 @@ for (const workers of ['1', '2']) {
     let raw: RawUdp;
 
     before(async () => {
-      upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 60, data: '203.0.113.9' }] }));
+      upstream = await startUpstream((q) =>
+        replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 60, data: '203.0.113.9' }] }),
+      );
       const dir = mkdtempSync(join(tmpdir(), 'divert-zero-'));
       const zone = join(dir, 'zero.zone');
       writeFileSync(zone, '$ORIGIN zero.test.\nwww 30 IN A 192.0.2.80\n');
       const keyFile = join(dir, 'update.key');
       writeFileSync(keyFile, `key "zero" { algorithm hmac-sha256; secret "${randomBytes(32).toString('base64')}"; };\n`, { mode: 0o600 });
       divert = runDivert([
-        'serve', '--listen', '127.0.0.1:0', '--listen', '[::1]:0', '--upstream', `127.0.0.1:${upstream.port}`, '--zones', zone,
-        '--allow', '127.0.0.1/32', '--allow', '::1/128', '--admin-token', TOKEN, '--workers', workers,
-        '--update-listen', '127.0.0.1:0', '--update-key-file', keyFile,
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--listen',
+        '[::1]:0',
+        '--upstream',
+        `127.0.0.1:${upstream.port}`,
+        '--zones',
+        zone,
+        '--allow',
+        '127.0.0.1/32',
+        '--allow',
+        '::1/128',
+        '--admin-token',
+        TOKEN,
+        '--workers',
+        workers,
+        '--update-listen',
+        '127.0.0.1:0',
+        '--update-key-file',
+        keyFile,
       ]);
       const line = await divert.listeningLine(20_000);
       [dns4, dns6] = line.listen.map(hostPort);
@@ -72,18 +92,33 @@ for (const workers of ['1', '2']) {
       assert.equal(divert.child.exitCode, null, `the server exited: ${divert.stderr()}`);
       assert.deepEqual(processTree(divert.child.pid!), pidsBefore, 'no process died or was replaced');
       const intercepted = decode(await udpAsk(dns4.port, query('www.zero.test'), 3000));
-      assert.deepEqual(intercepted.answers!.map((a) => (a as { data: unknown }).data), ['192.0.2.80']);
+      assert.deepEqual(
+        intercepted.answers!.map((a) => (a as { data: unknown }).data),
+        ['192.0.2.80'],
+      );
       const forwarded = decode(await udpAsk(dns6.port, query('fwd.zero.example'), 3000, '::1'));
-      assert.deepEqual(forwarded.answers!.map((a) => (a as { data: unknown }).data), ['203.0.113.9']);
+      assert.deepEqual(
+        forwarded.answers!.map((a) => (a as { data: unknown }).data),
+        ['203.0.113.9'],
+      );
     }
 
     const cases: [string, () => void][] = [
       ['a query for a forwarded name', () => raw.send({ address: '127.0.0.1', port: 0 }, dns4, query('fwd.zero.example'))],
       ['a query for an intercepted name', () => raw.send({ address: '127.0.0.1', port: 0 }, dns4, query('www.zero.test'))],
-      ['garbage (FORMERR when answered)', () => raw.send({ address: '127.0.0.1', port: 0 }, dns4, Buffer.from('this is not DNS at all, just bytes'))],
-      ['a query from outside --allow (REFUSED when answered)', () => raw.send({ address: '127.0.0.9', port: 0 }, dns4, query('www.zero.test'))],
+      [
+        'garbage (FORMERR when answered)',
+        () => raw.send({ address: '127.0.0.1', port: 0 }, dns4, Buffer.from('this is not DNS at all, just bytes')),
+      ],
+      [
+        'a query from outside --allow (REFUSED when answered)',
+        () => raw.send({ address: '127.0.0.9', port: 0 }, dns4, query('www.zero.test')),
+      ],
       ['a query over IPv6', () => raw.send({ address: '::1', port: 0 }, dns6, query('fwd.zero.example'))],
-      ['an unsigned UPDATE to the DNS UPDATE port (served by the primary)', () => raw.send({ address: '127.0.0.1', port: 0 }, update, unsignedUpdate())],
+      [
+        'an unsigned UPDATE to the DNS UPDATE port (served by the primary)',
+        () => raw.send({ address: '127.0.0.1', port: 0 }, update, unsignedUpdate()),
+      ],
       ['a query to the DNS UPDATE port', () => raw.send({ address: '127.0.0.1', port: 0 }, update, query('www.zero.test'))],
     ];
 

@@ -55,7 +55,10 @@ async function gone(pids: number[], withinMs: number): Promise<number> {
   for (;;) {
     const left = pids.filter((pid) => commandOf(pid) !== null);
     if (left.length === 0) return Date.now() - started;
-    if (Date.now() - started > withinMs) assert.fail(`still running ${withinMs} ms after their test process was killed: ${left.map((pid) => `${pid} ${commandOf(pid)}`).join('; ')}`);
+    if (Date.now() - started > withinMs)
+      assert.fail(
+        `still running ${withinMs} ms after their test process was killed: ${left.map((pid) => `${pid} ${commandOf(pid)}`).join('; ')}`,
+      );
     await sleep(50);
   }
 }
@@ -64,7 +67,10 @@ async function gone(pids: number[], withinMs: number): Promise<number> {
 function started(victim: number, serve: number): number[] {
   const pids = processTree(victim).filter((pid) => pid !== victim);
   const commands = pids.map((pid) => commandOf(pid) ?? '');
-  assert.ok(commands.some((c) => c.startsWith('redis-server')), `a redis-server among ${commands.join('; ')}`);
+  assert.ok(
+    commands.some((c) => c.startsWith('redis-server')),
+    `a redis-server among ${commands.join('; ')}`,
+  );
   assert.ok(pids.includes(serve) && commandOf(serve)!.includes(' serve '), `divert serve among ${commands.join('; ')}`);
   assert.equal(commands.filter((c) => c.includes('cluster/worker.js')).length, 2, `two workers among ${commands.join('; ')}`);
   return pids;

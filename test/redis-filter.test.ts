@@ -205,7 +205,10 @@ describe('RedisTable name filter', () => {
     assert.equal(await answer(reader, 'lost.test'), 'lost.test');
     assert.equal(await answer(reader, 'after.test'), 'after.test');
     assert.equal(await answer(reader, 'kept.test'), 'kept.test');
-    assert.ok(errors.every((e) => isDivertError(e, 'BACKEND_UNAVAILABLE')), errors.map((e) => e.message).join('\n'));
+    assert.ok(
+      errors.every((e) => isDivertError(e, 'BACKEND_UNAVAILABLE')),
+      errors.map((e) => e.message).join('\n'),
+    );
   });
 
   it('rebuilds when only the change feed was dropped', async (t) => {
@@ -241,7 +244,7 @@ describe('RedisTable name filter', () => {
     assert.equal(filterErrors().length, 1);
     await redis.restart();
     await eventually('filter loaded after retry', 10_000, () => inspect(table.redis).ready);
-    const entry = (await table.lookup(['there.test']));
+    const entry = await table.lookup(['there.test']);
     assert.equal(entry, null, 'not persisted: the restarted server is empty');
   });
 

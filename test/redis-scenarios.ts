@@ -78,7 +78,16 @@ export function sharedStoreSuite(label: string, store: () => SharedStore): void 
       };
       await expect([event(await writer.put('p.test', data(['192.0.2.1'])))]);
       await expect([event(await writer.put('q.test', data(['192.0.2.1'], ['2001:db8::1'])))]);
-      await expect((await writer.importEntries(new Map([['i.test', data(['192.0.2.1'])], ['j.test', data([])]]))).map(event));
+      await expect(
+        (
+          await writer.importEntries(
+            new Map([
+              ['i.test', data(['192.0.2.1'])],
+              ['j.test', data([])],
+            ]),
+          )
+        ).map(event),
+      );
       await expect((await writer.divert('192.0.2.1', '192.0.2.9')).map(event));
       await expect((await writer.seed(new Map([['s.test', data(['192.0.2.2'])]]))).map(event));
       await writer.delete('j.test');
@@ -92,7 +101,10 @@ export function sharedStoreSuite(label: string, store: () => SharedStore): void 
       assert.deepEqual(byVersion(r.events), byVersion([...expected, fromReader]), 'reader: each change once, as written');
       assert.deepEqual(byVersion(w.events), byVersion([...expected, fromReader]), 'writer: own changes once, and the other one');
       assert.deepEqual(r.events.slice(0, expected.length), expected, 'in the order written');
-      assert.ok(arrival.every((ms) => ms < 1000), `arrival times ${arrival}`);
+      assert.ok(
+        arrival.every((ms) => ms < 1000),
+        `arrival times ${arrival}`,
+      );
       assert.equal(r.resyncs + w.resyncs, 0);
     });
 
@@ -176,8 +188,18 @@ export function sharedStoreSuite(label: string, store: () => SharedStore): void 
         '2001:db8::1': ['a.test'],
       });
       await table.put('a.test', data(['192.0.2.2'], ['2001:db8::1']));
-      await table.seed(new Map([['c.test', data(['192.0.2.1'])], ['a.test', data(['192.0.2.4'])]]));
-      await table.importEntries(new Map([['b.test', data(['192.0.2.2'])], ['d.test', data([], ['2001:db8::1'])]]));
+      await table.seed(
+        new Map([
+          ['c.test', data(['192.0.2.1'])],
+          ['a.test', data(['192.0.2.4'])],
+        ]),
+      );
+      await table.importEntries(
+        new Map([
+          ['b.test', data(['192.0.2.2'])],
+          ['d.test', data([], ['2001:db8::1'])],
+        ]),
+      );
       assert.deepEqual(await index(), {
         '192.0.2.1': ['c.test'],
         '192.0.2.2': ['a.test', 'b.test'],
@@ -197,7 +219,10 @@ export function sharedStoreSuite(label: string, store: () => SharedStore): void 
       // A stale member (the entry no longer lists the address) is dropped, not diverted.
       await raw.sadd(key('192.0.2.3'), 'd.test');
       const changed = await table.divert('192.0.2.3', '192.0.2.4');
-      assert.deepEqual(changed.map((e) => e.name), ['b.test']);
+      assert.deepEqual(
+        changed.map((e) => e.name),
+        ['b.test'],
+      );
       assert.deepEqual((await table.get('d.test'))?.aaaa, ['2001:db8::2']);
       assert.deepEqual(await index(), { '192.0.2.4': ['b.test'], '2001:db8::2': ['d.test'] });
     });
@@ -214,16 +239,21 @@ export function sharedStoreSuite(label: string, store: () => SharedStore): void 
       const lists = names.map((_, k) => Array.from({ length: n }, (_, i) => from((i + 7 * k) % n)));
       const initial = await tables[0].importEntries(new Map(names.map((name, k) => [name, data(lists[k])])));
 
-      const results = await Promise.all(
-        Array.from({ length: n }, (_, i) => tables[i % 2].divert(from(i), to(i), { by: `d${i}` })),
-      );
-      for (const changed of results) assert.deepEqual(changed.map((e) => e.name), names);
+      const results = await Promise.all(Array.from({ length: n }, (_, i) => tables[i % 2].divert(from(i), to(i), { by: `d${i}` })));
+      for (const changed of results)
+        assert.deepEqual(
+          changed.map((e) => e.name),
+          names,
+        );
       const versions = results.flat().map((e) => e.version);
       assert.equal(new Set(versions).size, n * names.length, 'one version per entry per divert');
 
       for (const [k, name] of names.entries()) {
         const entry = await tables[1].get(name);
-        assert.deepEqual(entry?.a, lists[k].map((address) => to(Number(address.split('.')[3]))));
+        assert.deepEqual(
+          entry?.a,
+          lists[k].map((address) => to(Number(address.split('.')[3]))),
+        );
         assert.equal(entry?.version, Math.max(...results.map((changed) => changed[k].version)));
         const history = await tables[0].history(name);
         assert.equal(history.length, HISTORY_LENGTH);

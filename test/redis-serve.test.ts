@@ -22,7 +22,9 @@ describe('divert serve with --redis', () => {
 
   before(async () => {
     redis = await testRedis();
-    upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.70' }] }));
+    upstream = await startUpstream((q) =>
+      replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.70' }] }),
+    );
   });
   after(async () => {
     await dropPrefix(redis.url, prefix);
@@ -30,7 +32,19 @@ describe('divert serve with --redis', () => {
     await upstream.close();
   });
 
-  const serveArgs = () => ['serve', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--redis', redis.url, '--redis-prefix', prefix, '--zones', 'zones/'];
+  const serveArgs = () => [
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--upstream',
+    `127.0.0.1:${upstream.port}`,
+    '--redis',
+    redis.url,
+    '--redis-prefix',
+    prefix,
+    '--zones',
+    'zones/',
+  ];
 
   test('a seed does not overwrite a name already in Redis; a restart serves the same table', async (t) => {
     // a monitor moved www.shop.example before divert ever started
@@ -38,7 +52,10 @@ describe('divert serve with --redis', () => {
     t.after(() => table.close());
     await table.put('www.shop.example', { a: ['198.51.100.99'], aaaa: [], ttl: 30 });
 
-    for (const [round, api] of [['first start', '192.0.2.20'], ['restart', '198.51.100.20']]) {
+    for (const [round, api] of [
+      ['first start', '192.0.2.20'],
+      ['restart', '198.51.100.20'],
+    ]) {
       const divert = runDivert(serveArgs());
       try {
         const resolver = resolverFor(await divert.listening());
@@ -86,11 +103,27 @@ describe('divert serve while Redis is down', () => {
   test('cached names keep their answers, others are forwarded, and service resumes when Redis returns', async (t) => {
     const redis = await startRedis();
     t.after(() => redis.stop());
-    const upstream = await startUpstream((q) => replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.71' }] }));
+    const upstream = await startUpstream((q) =>
+      replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 5, data: '203.0.113.71' }] }),
+    );
     t.after(() => upstream.close());
     const prefix = uniquePrefix('outage');
     // one worker: each worker has a cache of its own, and this is about what one has seen
-    const divert = runDivert(['serve', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--redis', redis.url, '--redis-prefix', prefix, '--zones', 'zones/', '--workers', '1']);
+    const divert = runDivert([
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--upstream',
+      `127.0.0.1:${upstream.port}`,
+      '--redis',
+      redis.url,
+      '--redis-prefix',
+      prefix,
+      '--zones',
+      'zones/',
+      '--workers',
+      '1',
+    ]);
     t.after(() => divert.stop());
     const resolver = resolverFor(await divert.listening());
     assert.deepEqual(await resolver.resolve4('api.shop.example'), ['192.0.2.20']);

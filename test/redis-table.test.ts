@@ -79,15 +79,24 @@ describe('RedisTable on one server', () => {
     // as an older divert stored them: entries and seq only
     const stored = (a: string[], version: number) =>
       JSON.stringify({ a, aaaa: [], ttl: 30, version, updatedAt: '2024-01-01T00:00:00.000Z' });
-    await client.hset(`${prefix}{table}:entries`, 'old1.test', stored(['192.0.2.1'], 1), 'old2.test', stored(['192.0.2.1', '192.0.2.2'], 2));
+    await client.hset(
+      `${prefix}{table}:entries`,
+      'old1.test',
+      stored(['192.0.2.1'], 1),
+      'old2.test',
+      stored(['192.0.2.1', '192.0.2.2'], 2),
+    );
     await client.set(`${prefix}{table}:seq`, '2');
     const table = await redisTable({ url: redis.url, prefix });
     t.after(() => table.close());
     const changed = await table.divert('192.0.2.1', '192.0.2.7');
-    assert.deepEqual(changed.map((e) => [e.name, e.a, e.version]), [
-      ['old1.test', ['192.0.2.7'], 3],
-      ['old2.test', ['192.0.2.7', '192.0.2.2'], 4],
-    ]);
+    assert.deepEqual(
+      changed.map((e) => [e.name, e.a, e.version]),
+      [
+        ['old1.test', ['192.0.2.7'], 3],
+        ['old2.test', ['192.0.2.7', '192.0.2.2'], 4],
+      ],
+    );
     // the marker stops a second build: a member added by hand is not re-derived
     await client.srem(`${prefix}{table}:addr:192.0.2.2`, 'old2.test');
     const again = await redisTable({ url: redis.url, prefix });
@@ -155,10 +164,15 @@ describe('RedisTable with writes of many names', () => {
     const table = await open(t, fresh(t));
     const told = new Map<number, number>();
     table.onChange((event) => told.set(event.version, (told.get(event.version) ?? 0) + 1));
-    const written = await table.importEntries(new Map(names(12_000, 'import').map((name, i) => [name, data([`10.0.${i >> 8}.${i & 255}`])])));
+    const written = await table.importEntries(
+      new Map(names(12_000, 'import').map((name, i) => [name, data([`10.0.${i >> 8}.${i & 255}`])])),
+    );
     await table.redis.barrier(); // every change message of the import has come back on the feed
     assert.equal(written.length, 12_000);
-    assert.deepEqual([...told.keys()].sort((x, y) => x - y), written.map((entry) => entry.version).sort((x, y) => x - y));
+    assert.deepEqual(
+      [...told.keys()].sort((x, y) => x - y),
+      written.map((entry) => entry.version).sort((x, y) => x - y),
+    );
     const twice = [...told].filter(([, times]) => times > 1);
     assert.equal(twice.length, 0, `${twice.length} changes told more than once, e.g. version ${twice[0]?.[0]}`);
   });
@@ -172,10 +186,16 @@ describe('RedisTable with writes of many names', () => {
     t.after(() => client.disconnect());
     const stored = JSON.stringify({ a: ['192.0.2.1'], aaaa: [], ttl: 30, version: 1, updatedAt: '2024-01-01T00:00:00.000Z' });
     for (let i = 0; i < all.length - 1; i += 10_000) {
-      await client.hset(`${prefix}{table}:entries`, Object.fromEntries(all.slice(i, Math.min(i + 10_000, all.length - 1)).map((name) => [name, stored])));
+      await client.hset(
+        `${prefix}{table}:entries`,
+        Object.fromEntries(all.slice(i, Math.min(i + 10_000, all.length - 1)).map((name) => [name, stored])),
+      );
     }
     const inserted = await table.seed(new Map(all.map((name) => [name, data(['192.0.2.2'])])));
-    assert.deepEqual(inserted.map((entry) => [entry.name, entry.a]), [[all[all.length - 1], ['192.0.2.2']]]);
+    assert.deepEqual(
+      inserted.map((entry) => [entry.name, entry.a]),
+      [[all[all.length - 1], ['192.0.2.2']]],
+    );
     assert.equal(await table.size(), all.length);
   });
 });
@@ -214,7 +234,10 @@ describe('RedisTable through Sentinel', () => {
 describe('RedisTable.connect with Sentinel and Cluster URLs', () => {
   it('gives up on dead Sentinels and cluster nodes in time, hiding the password', async () => {
     const [p1, p2] = [await freePort(), await freePort()];
-    for (const url of [`redis-sentinel://:s3cret@127.0.0.1:${p1},127.0.0.1:${p2}/mymaster`, `redis-cluster://:s3cret@127.0.0.1:${p1},127.0.0.1:${p2}`]) {
+    for (const url of [
+      `redis-sentinel://:s3cret@127.0.0.1:${p1},127.0.0.1:${p2}/mymaster`,
+      `redis-cluster://:s3cret@127.0.0.1:${p1},127.0.0.1:${p2}`,
+    ]) {
       const started = Date.now();
       await assert.rejects(redisTable({ url, prefix: 'x:', connectTimeoutMs: 300 }), (err: unknown) => {
         assert.ok(isDivertError(err, 'BACKEND_UNAVAILABLE'), String(err));
@@ -227,8 +250,9 @@ describe('RedisTable.connect with Sentinel and Cluster URLs', () => {
   });
 
   it('refuses a malformed URL with BAD_CONFIG before connecting', async () => {
-    await assert.rejects(redisTable({ url: 'redis-sentinel://:s3cret@127.0.0.1:1', prefix: 'x:' }), (err: unknown) =>
-      isDivertError(err, 'BAD_CONFIG') && !err.message.includes('s3cret') && /master name/.test(err.message),
+    await assert.rejects(
+      redisTable({ url: 'redis-sentinel://:s3cret@127.0.0.1:1', prefix: 'x:' }),
+      (err: unknown) => isDivertError(err, 'BAD_CONFIG') && !err.message.includes('s3cret') && /master name/.test(err.message),
     );
   });
 });

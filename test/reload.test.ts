@@ -79,7 +79,10 @@ interface Serve {
 }
 
 const logLines = (text: string): LogLine[] =>
-  text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
+  text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine);
 
 async function serve(t: TestContext, workers: number, config: Record<string, unknown>): Promise<Serve> {
   const defer = deferrer(t);
@@ -98,7 +101,9 @@ async function serve(t: TestContext, workers: number, config: Record<string, unk
     proc.child.kill('SIGHUP');
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const outcome = since(mark).find((l) => l.msg.startsWith('configuration reloaded') || l.msg.startsWith('reload refused') || l.msg.startsWith('reload failed'));
+      const outcome = since(mark).find(
+        (l) => l.msg.startsWith('configuration reloaded') || l.msg.startsWith('reload refused') || l.msg.startsWith('reload failed'),
+      );
       if (outcome) return { line: outcome, since: mark };
       assert.ok(Date.now() < deadline, `no reload outcome logged within 10 s; stdout: ${proc.stdout()} stderr: ${proc.stderr()}`);
       await sleep(10);
@@ -114,7 +119,10 @@ async function serve(t: TestContext, workers: number, config: Record<string, unk
 /** UDP sockets on this machine connected to 127.0.0.1:`port` (divert's sockets to that upstream), as `ss -u dst` shows them. */
 function socketsTo(port: number): number {
   const remote = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1).filter((l) => l.trim().split(/\s+/)[2] === remote).length;
+  return readFileSync('/proc/net/udp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim().split(/\s+/)[2] === remote).length;
 }
 
 async function until(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<void> {
@@ -166,7 +174,11 @@ for (const workers of [1, 2]) {
           const sentAt = Date.now();
           const reply = await udpAsk(s.port, query(NAME), 2000);
           const packet = reply ? decode(reply) : null;
-          records.push({ sentAt, rcode: packet ? packet.rcode ?? 'NOERROR' : null, address: (packet?.answers?.[0] as { data?: string } | undefined)?.data ?? null });
+          records.push({
+            sentAt,
+            rcode: packet ? (packet.rcode ?? 'NOERROR') : null,
+            address: (packet?.answers?.[0] as { data?: string } | undefined)?.data ?? null,
+          });
           if (records.length === RELOAD_AFTER) {
             reloading = reload();
             reloading.catch(() => {}); // awaited below
@@ -182,19 +194,29 @@ for (const workers of [1, 2]) {
       const fromB = records.filter((r) => r.address === ADDRESS_B).length;
       const afterReload = records.filter((r) => r.sentAt > reloadedAt);
       const aAfterReload = a.arrivals.filter((at) => at > reloadedAt).length;
-      t.diagnostic(`${records.length} queries sent, ${records.length - lost} answered (${fromA} by A, ${fromB} by B), ${lost} lost, ${failed} failed; ${afterReload.length} sent after the reload was logged, upstream A got ${aAfterReload} of them`);
+      t.diagnostic(
+        `${records.length} queries sent, ${records.length - lost} answered (${fromA} by A, ${fromB} by B), ${lost} lost, ${failed} failed; ${afterReload.length} sent after the reload was logged, upstream A got ${aAfterReload} of them`,
+      );
       assert.equal(records.length, TOTAL, 'every query was sent within the time allowed');
       assert.equal(lost, 0, 'no query went unanswered');
       assert.equal(failed, 0, 'no query got SERVFAIL or another error');
       assert.equal(fromA + fromB, TOTAL, 'every answer came from A or B');
       assert.ok(fromA >= RELOAD_AFTER - CONCURRENCY, `A answered until the reload (${fromA})`);
       assert.ok(afterReload.length >= 500, `the stream went on after the reload (${afterReload.length})`);
-      assert.ok(afterReload.every((r) => r.address === ADDRESS_B), 'every query sent after the reload was answered by B');
+      assert.ok(
+        afterReload.every((r) => r.address === ADDRESS_B),
+        'every query sent after the reload was answered by B',
+      );
       assert.equal(aAfterReload, 0, 'upstream A got no query after the reload');
 
       // health and metrics name the new upstream only; the old one's sockets are closed
-      const health = (await (await fetch(`${s.admin}/healthz`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { upstreams: { upstream: string }[] };
-      assert.deepEqual(health.upstreams.map((u) => u.upstream), [upstreamOf(b)]);
+      const health = (await (await fetch(`${s.admin}/healthz`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+        upstreams: { upstream: string }[];
+      };
+      assert.deepEqual(
+        health.upstreams.map((u) => u.upstream),
+        [upstreamOf(b)],
+      );
       const metrics = await (await fetch(`${s.admin}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
       assert.match(metrics, new RegExp(`divert_upstream_up\\{upstream="${upstreamOf(b)}"\\} 1`));
       assert.ok(!metrics.includes(`divert_upstream_up{upstream="${upstreamOf(a)}"}`), 'the old upstream is gone from divert_upstream_up');
@@ -217,8 +239,15 @@ for (const workers of [1, 2]) {
       const { line } = await s.hup();
       assert.match(line.msg, /^configuration reloaded/);
       const answered = await Promise.all(inFlight);
-      assert.deepEqual(answered.filter((r) => r.rcode !== 'NOERROR'), [], 'no query in flight failed');
-      assert.ok(answered.every((r) => r.addresses[0] === ADDRESS_A), 'each was answered by A, where it was sent');
+      assert.deepEqual(
+        answered.filter((r) => r.rcode !== 'NOERROR'),
+        [],
+        'no query in flight failed',
+      );
+      assert.ok(
+        answered.every((r) => r.addresses[0] === ADDRESS_A),
+        'each was answered by A, where it was sent',
+      );
       assert.deepEqual(await s.ask(), { rcode: 'NOERROR', addresses: [ADDRESS_B] });
       assert.equal(a.arrivals.length, IN_FLIGHT, 'A got nothing more');
       await until('divert closes its sockets to upstream A', 5000, () => socketsTo(a.port) === 0);
@@ -236,15 +265,40 @@ for (const workers of [1, 2]) {
       writeFileSync(emptyResolvConf, '# no nameserver\nsearch example\n');
 
       const cases: [string, () => void, RegExp, () => void][] = [
-        ['an invalid value', () => writeConfig(s.configPath, { ...good, upstream: [upstreamOf(b)], allow: ['10.0.0.0/33'] }), /--allow "10\.0\.0\.0\/33"/, () => {}],
-        ['an unknown option', () => writeConfig(s.configPath, { ...good, upstream: [upstreamOf(b)], 'up-stream': 'x' }), /unknown option "up-stream"/, () => {}],
+        [
+          'an invalid value',
+          () => writeConfig(s.configPath, { ...good, upstream: [upstreamOf(b)], allow: ['10.0.0.0/33'] }),
+          /--allow "10\.0\.0\.0\/33"/,
+          () => {},
+        ],
+        [
+          'an unknown option',
+          () => writeConfig(s.configPath, { ...good, upstream: [upstreamOf(b)], 'up-stream': 'x' }),
+          /unknown option "up-stream"/,
+          () => {},
+        ],
         ['a file that is not YAML', () => writeFileSync(s.configPath, 'upstream: [127.0.0.1\n'), /not valid JSON or YAML/, () => {}],
-        ['an unreadable config file', () => renameSync(s.configPath, `${s.configPath}.away`), /--config ".*divert\.yaml": cannot read it \(ENOENT\)/, () => renameSync(`${s.configPath}.away`, s.configPath)],
-        ['a bad zone file', () => {
-          writeConfig(s.configPath, { ...good, upstream: [upstreamOf(b)] });
-          writeFileSync(join(zones, 'b.zone'), '$ORIGIN reload.test.\n$TTL 60\ntwo IN A 192.0.2.300\n');
-        }, /b\.zone.*3/, () => rmSync(join(zones, 'b.zone'))],
-        ['upstreams that come to none', () => writeConfig(s.configPath, { listen: '127.0.0.1:0', zones: [zones], 'resolv-conf': emptyResolvConf }), /no upstream resolver/, () => {}],
+        [
+          'an unreadable config file',
+          () => renameSync(s.configPath, `${s.configPath}.away`),
+          /--config ".*divert\.yaml": cannot read it \(ENOENT\)/,
+          () => renameSync(`${s.configPath}.away`, s.configPath),
+        ],
+        [
+          'a bad zone file',
+          () => {
+            writeConfig(s.configPath, { ...good, upstream: [upstreamOf(b)] });
+            writeFileSync(join(zones, 'b.zone'), '$ORIGIN reload.test.\n$TTL 60\ntwo IN A 192.0.2.300\n');
+          },
+          /b\.zone.*3/,
+          () => rmSync(join(zones, 'b.zone')),
+        ],
+        [
+          'upstreams that come to none',
+          () => writeConfig(s.configPath, { listen: '127.0.0.1:0', zones: [zones], 'resolv-conf': emptyResolvConf }),
+          /no upstream resolver/,
+          () => {},
+        ],
       ];
       for (const [what, breakIt, expected, repair] of cases) {
         breakIt();
@@ -258,7 +312,11 @@ for (const workers of [1, 2]) {
         assert.equal(s.proc.child.exitCode, null, `${what}: still running`);
         assert.deepEqual(await s.ask(), { rcode: 'NOERROR', addresses: [ADDRESS_A] }, `${what}: still forwarding to A`);
         assert.equal(a.arrivals.length, arrivals + 1);
-        assert.deepEqual(await s.ask('one.reload.test'), { rcode: 'NOERROR', addresses: ['192.0.2.1'] }, `${what}: still answering its names`);
+        assert.deepEqual(
+          await s.ask('one.reload.test'),
+          { rcode: 'NOERROR', addresses: ['192.0.2.1'] },
+          `${what}: still answering its names`,
+        );
         assert.deepEqual(await s.ask('two.reload.test'), { rcode: 'NOERROR', addresses: [ADDRESS_A] }, `${what}: nothing seeded`);
         repair();
         writeConfig(s.configPath, good);
@@ -281,7 +339,11 @@ for (const workers of [1, 2]) {
       writeFileSync(join(zones, 'a.zone'), '$ORIGIN reload.test.\n$TTL 60\none IN A 192.0.2.1\n');
       const base = { listen: '127.0.0.1:0', upstream: [upstreamOf(a)], zones: [zones] };
       const s = await serve(t, workers, base);
-      assert.deepEqual(await s.ask('two.reload.test'), { rcode: 'NOERROR', addresses: [ADDRESS_A] }, 'not a name of the table yet: forwarded');
+      assert.deepEqual(
+        await s.ask('two.reload.test'),
+        { rcode: 'NOERROR', addresses: [ADDRESS_A] },
+        'not a name of the table yet: forwarded',
+      );
 
       // zone files: a new name, and a held name's address changed in its file
       writeFileSync(join(zones, 'a.zone'), '$ORIGIN reload.test.\n$TTL 60\none IN A 192.0.2.9\n');
@@ -289,7 +351,11 @@ for (const workers of [1, 2]) {
       let { line } = await s.hup();
       assert.match(line.msg, /1 new name seeded from zone files \(1 already held, left as they are\)/);
       assert.deepEqual(await s.ask('two.reload.test'), { rcode: 'NOERROR', addresses: ['192.0.2.2'] });
-      assert.deepEqual(await s.ask('one.reload.test'), { rcode: 'NOERROR', addresses: ['192.0.2.1'] }, 'a name the table holds is not overwritten');
+      assert.deepEqual(
+        await s.ask('one.reload.test'),
+        { rcode: 'NOERROR', addresses: ['192.0.2.1'] },
+        'a name the table holds is not overwritten',
+      );
 
       // the allow list: a network without 127.0.0.1, then back
       writeConfig(s.configPath, { ...base, allow: ['10.0.0.0/8'] });
@@ -309,7 +375,10 @@ for (const workers of [1, 2]) {
       assert.match(line.msg, /log level info → debug/);
       await until('debug lines', 3000, () => s.since(since).filter((l) => l.level === 20).length >= 1 + (workers > 1 ? workers : 0));
       const debug = s.since(since).filter((l) => l.level === 20);
-      assert.ok(debug.some((l) => l.msg.startsWith('reload: the options a reload can change')), 'the primary writes debug lines');
+      assert.ok(
+        debug.some((l) => l.msg.startsWith('reload: the options a reload can change')),
+        'the primary writes debug lines',
+      );
       if (workers > 1) {
         const fromWorkers = new Set(debug.filter((l) => l.msg === 'worker applied the reloaded configuration').map((l) => l.worker));
         assert.equal(fromWorkers.size, workers, 'every worker writes debug lines');
@@ -323,7 +392,14 @@ for (const workers of [1, 2]) {
       since = s.logs().length;
       s.proc.child.kill('SIGHUP');
       await until('the warning of that reload', 5000, () => s.since(since).some((l) => l.level === 40));
-      assert.deepEqual(s.since(since).filter((l) => l.level < 40).map((l) => l.msg), [], 'nothing below warn is written any more');
+      assert.deepEqual(
+        s
+          .since(since)
+          .filter((l) => l.level < 40)
+          .map((l) => l.msg),
+        [],
+        'nothing below warn is written any more',
+      );
       assert.deepEqual(await s.ask(), { rcode: 'NOERROR', addresses: [ADDRESS_A] });
     });
 
@@ -352,9 +428,19 @@ describe('RunningServer.reload(), called directly', () => {
     defer(() => rmSync(dir, { recursive: true, force: true }));
     const configPath = join(dir, 'divert.yaml');
     writeConfig(configPath, { upstream: [upstreamOf(a)] });
-    const flags = { listen: ['127.0.0.1:0'], admin: '127.0.0.1:0', 'admin-token': TOKEN, 'log-level': logLevel, workers, config: configPath };
+    const flags = {
+      listen: ['127.0.0.1:0'],
+      admin: '127.0.0.1:0',
+      'admin-token': TOKEN,
+      'log-level': logLevel,
+      workers,
+      config: configPath,
+    };
     const lines: string[] = [];
-    const divert = await startDivert(flags, { reloadConfig: () => loadServeConfig(flags, {}), logStream: { write: (l) => void lines.push(l) } });
+    const divert = await startDivert(flags, {
+      reloadConfig: () => loadServeConfig(flags, {}),
+      logStream: { write: (l) => void lines.push(l) },
+    });
     defer(() => divert.close());
     return { a, b, configPath, divert, lines };
   }
@@ -371,7 +457,10 @@ describe('RunningServer.reload(), called directly', () => {
     assert.equal(second, third, 'the two asked for meanwhile share one run');
     assert.deepEqual(second.changed, []);
     assert.equal(logLines(lines.join('')).filter((l) => l.msg.startsWith('configuration reloaded')).length, 2);
-    assert.deepEqual(decode(await udpAsk(divert.port, query(NAME))).answers!.map((x) => (x as { data: string }).data), [ADDRESS_B]);
+    assert.deepEqual(
+      decode(await udpAsk(divert.port, query(NAME))).answers!.map((x) => (x as { data: string }).data),
+      [ADDRESS_B],
+    );
   });
 
   test('a worker started after a reload (a replacement after a crash) starts with the reloaded configuration', async (t) => {
@@ -392,9 +481,17 @@ describe('RunningServer.reload(), called directly', () => {
       return probes.length === 2 && probes.every((p) => p !== null);
     });
     // every worker, the new one too, forwards to B
-    for (const reply of probes) assert.deepEqual(decode(reply).answers!.map((x) => (x as { data: string }).data), [ADDRESS_B]);
+    for (const reply of probes)
+      assert.deepEqual(
+        decode(reply).answers!.map((x) => (x as { data: string }).data),
+        [ADDRESS_B],
+      );
     const replies = await Promise.all(Array.from({ length: 200 }, () => udpAsk(divert.port, query(NAME), 2000)));
-    for (const reply of replies) assert.deepEqual(decode(reply).answers!.map((x) => (x as { data: string }).data), [ADDRESS_B]);
+    for (const reply of replies)
+      assert.deepEqual(
+        decode(reply).answers!.map((x) => (x as { data: string }).data),
+        [ADDRESS_B],
+      );
     assert.equal(a.arrivals.filter((at) => at > reloadedAt).length, 0, 'A got nothing after the reload');
   });
 });

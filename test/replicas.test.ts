@@ -20,9 +20,28 @@ interface Replica {
 }
 
 async function startReplica(redis: { url: string }, prefix: string): Promise<Replica> {
-  const process = runDivert(['serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--query-timeout-ms', '200', '--redis', redis.url, '--redis-prefix', prefix]);
+  const process = runDivert([
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--admin',
+    '127.0.0.1:0',
+    '--admin-token',
+    TOKEN,
+    '--upstream',
+    '127.0.0.1:9',
+    '--query-timeout-ms',
+    '200',
+    '--redis',
+    redis.url,
+    '--redis-prefix',
+    prefix,
+  ]);
   const dnsPort = await process.listening();
-  const line = process.stdout().split('\n').find((l) => l.includes('"listening on'))!;
+  const line = process
+    .stdout()
+    .split('\n')
+    .find((l) => l.includes('"listening on'))!;
   const admin = `http://${JSON.parse(line).admin as string}`;
   const resolver = new Resolver({ timeout: 1000, tries: 1 });
   resolver.setServers([`127.0.0.1:${dnsPort}`]);
@@ -32,7 +51,8 @@ async function startReplica(redis: { url: string }, prefix: string): Promise<Rep
     resolver,
     put: (name, a) => fetch(`${admin}/v1/names/${name}`, { method: 'PUT', headers, body: JSON.stringify({ a }) }),
     get: (name) => fetch(`${admin}/v1/names/${name}`, { headers }),
-    post: (path, body, contentType = 'application/json') => fetch(admin + path, { method: 'POST', headers: { ...headers, 'content-type': contentType }, body }),
+    post: (path, body, contentType = 'application/json') =>
+      fetch(admin + path, { method: 'POST', headers: { ...headers, 'content-type': contentType }, body }),
   };
 }
 
@@ -147,13 +167,17 @@ describe('replicas on one Redis', () => {
     // A write each replica takes while Redis is down is refused (503), and changes nothing
     // (the name is never written again). The writers alone may not meet the outage: a write
     // already sent when Redis died is resent on reconnect, and can be acknowledged then.
-    for (const [replica, side] of [[a, 'a'], [b, 'b']] as const) {
+    for (const [replica, side] of [
+      [a, 'a'],
+      [b, 'b'],
+    ] as const) {
       const name = `outage.${side}.crash.test`;
       for (const deadline = Date.now() + 3000; ; await sleep(20)) {
         const response = await replica.put(name, ['192.0.2.99']).catch(() => null);
         await response?.body?.cancel();
         if (response?.status === 503) break;
-        if (Date.now() > deadline) assert.fail(`${side}: no write refused within 3 s of Redis dying (last: ${response?.status ?? 'no reply'})`);
+        if (Date.now() > deadline)
+          assert.fail(`${side}: no write refused within 3 s of Redis dying (last: ${response?.status ?? 'no reply'})`);
       }
       refused++;
     }
@@ -166,7 +190,9 @@ describe('replicas on one Redis', () => {
     await sleep(300);
     writing = false;
     await writers;
-    t.diagnostic(`${beforeCrash} names acknowledged before the crash, ${acknowledged.size} in all; ${refused} writes refused during the outage`);
+    t.diagnostic(
+      `${beforeCrash} names acknowledged before the crash, ${acknowledged.size} in all; ${refused} writes refused during the outage`,
+    );
     assert.ok(refused > 0, 'some writes met the outage');
 
     const read = async (replica: Replica, name: string): Promise<string[]> => {
@@ -208,8 +234,15 @@ describe('replicas on a 3-node Redis Cluster', () => {
     assert.equal((await a.put('www.shop.test', ['192.0.2.2'])).status, 200);
     await untilAnswers(b.resolver, 'www.shop.test', ['192.0.2.2'], 100);
 
-    const X = '203.0.113.10', Y = '203.0.113.20', Z = '203.0.113.30';
-    for (const [name, addresses] of [['d1.shop.test', [X]], ['d2.shop.test', [X, Y]], ['d3.shop.test', [X]], ['d4.shop.test', [Y]]] as const) {
+    const X = '203.0.113.10',
+      Y = '203.0.113.20',
+      Z = '203.0.113.30';
+    for (const [name, addresses] of [
+      ['d1.shop.test', [X]],
+      ['d2.shop.test', [X, Y]],
+      ['d3.shop.test', [X]],
+      ['d4.shop.test', [Y]],
+    ] as const) {
       assert.equal((await a.put(name, [...addresses])).status, 200);
     }
     const diverted = await b.post('/v1/diversions', JSON.stringify({ from: X, to: Z }));

@@ -146,7 +146,10 @@ describe('upstreamsFromResolvConf leaves out divert itself', () => {
   ];
   for (const c of cases) {
     test(c.name, () => {
-      assert.deepEqual(upstreamsFromResolvConf(RESOLV, c.listen, c.local ?? LOCAL), c.expect.map((host) => hp(host)));
+      assert.deepEqual(
+        upstreamsFromResolvConf(RESOLV, c.listen, c.local ?? LOCAL),
+        c.expect.map((host) => hp(host)),
+      );
     });
   }
 
@@ -163,7 +166,12 @@ describe('requireUpstreams', () => {
 
   const cases: { name: string; resolv: string; listen: HostPort[]; path: string }[] = [
     { name: 'an empty resolv.conf', resolv: '', listen: [hp('0.0.0.0')], path: '/etc/resolv.conf' },
-    { name: 'only divert itself listed', resolv: 'nameserver 127.0.0.1\nnameserver ::1\n', listen: [hp('0.0.0.0')], path: '/run/custom/resolv.conf' },
+    {
+      name: 'only divert itself listed',
+      resolv: 'nameserver 127.0.0.1\nnameserver ::1\n',
+      listen: [hp('0.0.0.0')],
+      path: '/run/custom/resolv.conf',
+    },
     { name: 'only host names listed', resolv: 'nameserver dns.example\n', listen: [hp('127.0.0.1', 5353)], path: '/tmp/resolv.test' },
   ];
   for (const c of cases) {

@@ -25,10 +25,14 @@ function addressesOf(reply: Buffer | null): string[] {
 
 function ecsQuery(name: string, ip: string, sourcePrefixLength: number): Buffer {
   return query(name, 'A', {
-    additionals: [{
-      type: 'OPT', name: '.', udpPayloadSize: 1232,
-      options: [{ code: 'CLIENT_SUBNET', family: 1, sourcePrefixLength, scopePrefixLength: 0, ip }],
-    } as unknown as dnsPacket.Answer],
+    additionals: [
+      {
+        type: 'OPT',
+        name: '.',
+        udpPayloadSize: 1232,
+        options: [{ code: 'CLIENT_SUBNET', family: 1, sourcePrefixLength, scopePrefixLength: 0, ip }],
+      } as unknown as dnsPacket.Answer,
+    ],
   });
 }
 
@@ -38,7 +42,11 @@ function ecsOf(reply: Buffer | null): EcsOption | undefined {
 }
 
 async function put(divert: TestServer, name: string, body: unknown): Promise<void> {
-  const res = await divert.api(`/v1/names/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await divert.api(`/v1/names/${name}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   assert.equal(res.status, 200, await res.text());
 }
 
@@ -101,7 +109,11 @@ for (const [backendName, makeBackend] of BACKENDS) {
     });
 
     it('shares load by weight: one address per answer, within 3 points of the weights over 10,000 queries', async () => {
-      await put(divert, 'weighted.rules.test', { a: ['192.0.2.1', '192.0.2.2', '192.0.2.3'], weights: { '192.0.2.1': 5, '192.0.2.2': 3, '192.0.2.3': 2 }, pick: 1 });
+      await put(divert, 'weighted.rules.test', {
+        a: ['192.0.2.1', '192.0.2.2', '192.0.2.3'],
+        weights: { '192.0.2.1': 5, '192.0.2.2': 3, '192.0.2.3': 2 },
+        pick: 1,
+      });
       const counts = new Map<string, number>();
       const total = 10_000;
       let next = 0;
@@ -117,7 +129,11 @@ for (const [backendName, makeBackend] of BACKENDS) {
       await Promise.all(Array.from({ length: 32 }, client));
       const answered = [...counts.values()].reduce((x, y) => x + y, 0);
       assert.equal(answered, total, 'every query answered');
-      for (const [address, weight] of [['192.0.2.1', 0.5], ['192.0.2.2', 0.3], ['192.0.2.3', 0.2]] as const) {
+      for (const [address, weight] of [
+        ['192.0.2.1', 0.5],
+        ['192.0.2.2', 0.3],
+        ['192.0.2.3', 0.2],
+      ] as const) {
         const share = (counts.get(address) ?? 0) / answered;
         assert.ok(Math.abs(share - weight) <= 0.03, `${address}: ${(share * 100).toFixed(1)} % of answers, weight ${weight * 100} %`);
       }
@@ -155,7 +171,7 @@ describe('time-of-day rules, with an injected clock', () => {
 
   const ask = async () => addressesOf(await udpAsk(divert.port, query('office.rules.test')));
 
-  it('answers the window\'s addresses only inside it, in the rule\'s time zone', async () => {
+  it("answers the window's addresses only inside it, in the rule's time zone", async () => {
     assert.deepEqual(await ask(), ['192.0.2.10'], 'Monday 08:59 London: before the window');
     now = Date.parse('2026-07-06T08:00:00Z');
     assert.deepEqual(await ask(), ['192.0.2.20'], 'Monday 09:00 London: inside');

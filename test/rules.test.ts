@@ -19,7 +19,11 @@ function addressesOf(records: Buffer, count: number, size: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < count; i++) {
     const rdata = records.subarray(i * size + 12, (i + 1) * size);
-    out.push(size === 16 ? [...rdata].join('.') : (dnsPacket as unknown as { aaaa: { decode(b: Buffer, o: number): string } }).aaaa.decode(records, i * size + 10));
+    out.push(
+      size === 16
+        ? [...rdata].join('.')
+        : (dnsPacket as unknown as { aaaa: { decode(b: Buffer, o: number): string } }).aaaa.decode(records, i * size + 10),
+    );
   }
   return out;
 }
@@ -84,7 +88,14 @@ describe('checkEntryData with load sharing and rules', () => {
       weights: { '192.0.2.2': 3, '2001:0db8:0:0::1': 2 },
       pick: 2,
       rules: [
-        { networks: ['10.1.0.0/16', '2001:DB8:0:0::/32', '::ffff:10.2.0.0/112', '10.9.9.9'], days: ['FRI', 'mon'], from: '09:00', to: '24:00', tz: 'Europe/London', a: ['192.0.2.9'] },
+        {
+          networks: ['10.1.0.0/16', '2001:DB8:0:0::/32', '::ffff:10.2.0.0/112', '10.9.9.9'],
+          days: ['FRI', 'mon'],
+          from: '09:00',
+          to: '24:00',
+          tz: 'Europe/London',
+          a: ['192.0.2.9'],
+        },
         { networks: [], days: ['sun'] },
         { weights: { '192.0.2.1': 0 } },
       ],
@@ -96,7 +107,14 @@ describe('checkEntryData with load sharing and rules', () => {
       weights: { '192.0.2.2': 3, '2001:db8::1': 2 },
       pick: 2,
       rules: [
-        { networks: ['10.1.0.0/16', '2001:db8::/32', '10.2.0.0/16', '10.9.9.9/32'], days: ['mon', 'fri'], from: '09:00', to: '24:00', tz: 'Europe/London', a: ['192.0.2.9'] },
+        {
+          networks: ['10.1.0.0/16', '2001:db8::/32', '10.2.0.0/16', '10.9.9.9/32'],
+          days: ['mon', 'fri'],
+          from: '09:00',
+          to: '24:00',
+          tz: 'Europe/London',
+          a: ['192.0.2.9'],
+        },
         { days: ['sun'] },
         { weights: { '192.0.2.1': 0 } },
       ],
@@ -106,57 +124,121 @@ describe('checkEntryData with load sharing and rules', () => {
   });
 
   test('a rule may weigh its own addresses', () => {
-    const out = checkEntryData({ a: ['192.0.2.1'], rules: [{ days: ['mon'], a: ['192.0.2.7', '192.0.2.8'], weights: { '192.0.2.8': 4 }, pick: 1 }] });
+    const out = checkEntryData({
+      a: ['192.0.2.1'],
+      rules: [{ days: ['mon'], a: ['192.0.2.7', '192.0.2.8'], weights: { '192.0.2.8': 4 }, pick: 1 }],
+    });
     assert.deepEqual(out.rules, [{ days: ['mon'], a: ['192.0.2.7', '192.0.2.8'], weights: { '192.0.2.8': 4 }, pick: 1 }]);
   });
 
   const longRules = Array.from({ length: 65 }, () => ({ days: ['mon'] }));
   const manyNetworks = Array.from({ length: 257 }, (_, i) => `10.0.${i >> 8}.${i & 255}/32`);
   const refused: { name: string; input: EntryInput; message: RegExp }[] = [
-    { name: 'host bits set', input: { rules: [{ days: ['mon'] }, { days: ['tue'] }, { networks: ['10.1.2.3/16'] }] }, message: /^rules\[2\]\.networks\[0\]: "10\.1\.2\.3\/16" has host bits set; did you mean 10\.1\.0\.0\/16\?$/ },
-    { name: 'IPv6 host bits set', input: { rules: [{ networks: ['2001:db8::1/32'] }] }, message: /rules\[0\]\.networks\[0\]: .* did you mean 2001:db8::\/32\?/ },
+    {
+      name: 'host bits set',
+      input: { rules: [{ days: ['mon'] }, { days: ['tue'] }, { networks: ['10.1.2.3/16'] }] },
+      message: /^rules\[2\]\.networks\[0\]: "10\.1\.2\.3\/16" has host bits set; did you mean 10\.1\.0\.0\/16\?$/,
+    },
+    {
+      name: 'IPv6 host bits set',
+      input: { rules: [{ networks: ['2001:db8::1/32'] }] },
+      message: /rules\[0\]\.networks\[0\]: .* did you mean 2001:db8::\/32\?/,
+    },
     { name: 'not a network', input: { rules: [{ networks: ['10/8'] }] }, message: /rules\[0\]\.networks\[0\]: "10\/8" is not a network/ },
     { name: 'prefix too long', input: { rules: [{ networks: ['10.0.0.0/33'] }] }, message: /rules\[0\]\.networks\[0\]: "10\.0\.0\.0\/33"/ },
     { name: 'network not a string', input: { rules: [{ networks: [42] }] }, message: /rules\[0\]\.networks\[0\]: 42/ },
     { name: 'networks not a list', input: { rules: [{ networks: '10.0.0.0/8' }] }, message: /rules\[0\]\.networks: expected a list/ },
-    { name: 'network twice', input: { rules: [{ networks: ['10.0.0.0/8', '10.0.0.0/8'] }] }, message: /rules\[0\]\.networks\[1\]: .* listed twice/ },
-    { name: 'too many networks', input: { rules: [{ networks: manyNetworks }] }, message: /rules\[0\]\.networks: 257 networks; the limit is 256/ },
+    {
+      name: 'network twice',
+      input: { rules: [{ networks: ['10.0.0.0/8', '10.0.0.0/8'] }] },
+      message: /rules\[0\]\.networks\[1\]: .* listed twice/,
+    },
+    {
+      name: 'too many networks',
+      input: { rules: [{ networks: manyNetworks }] },
+      message: /rules\[0\]\.networks: 257 networks; the limit is 256/,
+    },
     { name: 'unknown day', input: { rules: [{ days: ['mon', 'funday'] }] }, message: /rules\[0\]\.days\[1\]: "funday" is not a day/ },
     { name: 'day twice', input: { rules: [{ days: ['mon', 'Mon'] }] }, message: /rules\[0\]\.days\[1\]: "Mon" is listed twice/ },
-    { name: 'from without to', input: { rules: [{ from: '09:00' }] }, message: /rules\[0\]: "from" and "to" come together; only "from" is given/ },
+    {
+      name: 'from without to',
+      input: { rules: [{ from: '09:00' }] },
+      message: /rules\[0\]: "from" and "to" come together; only "from" is given/,
+    },
     { name: 'to without from', input: { rules: [{ to: '09:00' }] }, message: /only "to" is given/ },
     { name: 'from 24:00', input: { rules: [{ from: '24:00', to: '01:00' }] }, message: /rules\[0\]\.from: "24:00" is not a time/ },
     { name: 'to 24:30', input: { rules: [{ from: '09:00', to: '24:30' }] }, message: /rules\[0\]\.to: "24:30" is not a time/ },
     { name: 'time without leading zero', input: { rules: [{ from: '9:00', to: '17:00' }] }, message: /rules\[0\]\.from: "9:00"/ },
     { name: 'minute 60', input: { rules: [{ from: '09:60', to: '17:00' }] }, message: /rules\[0\]\.from: "09:60"/ },
-    { name: 'empty window', input: { rules: [{ from: '09:00', to: '09:00' }] }, message: /rules\[0\]\.to: the window 09:00–09:00 is empty/ },
-    { name: 'unknown zone', input: { rules: [{ days: ['mon'], tz: 'Mars/Olympus' }] }, message: /rules\[0\]\.tz: "Mars\/Olympus" is not an IANA time zone/ },
-    { name: 'zone without days or window', input: { rules: [{ networks: ['10.0.0.0/8'], tz: 'UTC' }] }, message: /rules\[0\]\.tz: a time zone needs/ },
+    {
+      name: 'empty window',
+      input: { rules: [{ from: '09:00', to: '09:00' }] },
+      message: /rules\[0\]\.to: the window 09:00–09:00 is empty/,
+    },
+    {
+      name: 'unknown zone',
+      input: { rules: [{ days: ['mon'], tz: 'Mars/Olympus' }] },
+      message: /rules\[0\]\.tz: "Mars\/Olympus" is not an IANA time zone/,
+    },
+    {
+      name: 'zone without days or window',
+      input: { rules: [{ networks: ['10.0.0.0/8'], tz: 'UTC' }] },
+      message: /rules\[0\]\.tz: a time zone needs/,
+    },
     { name: 'unknown key', input: { rules: [{ days: ['mon'], network: ['10.0.0.0/8'] }] }, message: /rules\[0\]: unknown key "network"/ },
-    { name: 'rule with nothing', input: { a: ['192.0.2.1'], rules: [{ days: ['mon'] }, { a: ['192.0.2.2'] }] }, message: /rules\[1\]: has no condition/ },
+    {
+      name: 'rule with nothing',
+      input: { a: ['192.0.2.1'], rules: [{ days: ['mon'] }, { a: ['192.0.2.2'] }] },
+      message: /rules\[1\]: has no condition/,
+    },
     { name: 'rule with pick only', input: { a: ['192.0.2.1'], rules: [{ pick: 1 }] }, message: /rules\[0\]: has no condition/ },
     { name: 'rule not an object', input: { rules: ['10.0.0.0/8'] }, message: /rules\[0\]: expected an object/ },
     { name: 'rules not a list', input: { rules: { networks: ['10.0.0.0/8'] } }, message: /^rules: expected a list of rules/ },
     { name: 'too many rules', input: { rules: longRules }, message: /^rules: 65 rules; the limit is 64/ },
-    { name: 'rule address', input: { rules: [{ days: ['mon'], a: ['192.0.2.300'] }] }, message: /rules\[0\]\.a\[0\]: "192\.0\.2\.300" is not an IPv4 address/ },
-    { name: 'rule IPv6 address', input: { rules: [{ days: ['mon'], aaaa: ['192.0.2.1'] }] }, message: /rules\[0\]\.aaaa\[0\]: "192\.0\.2\.1" is not an IPv6 address/ },
-    { name: 'weight of an address not in the answer', input: { a: ['192.0.2.1'], weights: { '192.0.2.9': 1 } }, message: /^weights\["192\.0\.2\.9"\]: "192\.0\.2\.9" is not one of the answer's a addresses \(192\.0\.2\.1\)/ },
+    {
+      name: 'rule address',
+      input: { rules: [{ days: ['mon'], a: ['192.0.2.300'] }] },
+      message: /rules\[0\]\.a\[0\]: "192\.0\.2\.300" is not an IPv4 address/,
+    },
+    {
+      name: 'rule IPv6 address',
+      input: { rules: [{ days: ['mon'], aaaa: ['192.0.2.1'] }] },
+      message: /rules\[0\]\.aaaa\[0\]: "192\.0\.2\.1" is not an IPv6 address/,
+    },
+    {
+      name: 'weight of an address not in the answer',
+      input: { a: ['192.0.2.1'], weights: { '192.0.2.9': 1 } },
+      message: /^weights\["192\.0\.2\.9"\]: "192\.0\.2\.9" is not one of the answer's a addresses \(192\.0\.2\.1\)/,
+    },
     {
       name: 'weight of an address not among many: the message lists ten of them, not all',
       input: { a: Array.from({ length: 5000 }, (_, i) => `10.0.${i >> 8}.${i & 255}`), weights: { '192.0.2.9': 1 } },
-      message: /^weights\["192\.0\.2\.9"\]: "192\.0\.2\.9" is not one of the answer's a addresses \(10\.0\.0\.0, 10\.0\.0\.1, [\d., ]*10\.0\.0\.9 and 4990 more\)$/,
+      message:
+        /^weights\["192\.0\.2\.9"\]: "192\.0\.2\.9" is not one of the answer's a addresses \(10\.0\.0\.0, 10\.0\.0\.1, [\d., ]*10\.0\.0\.9 and 4990 more\)$/,
     },
-    { name: 'weight key not an address', input: { a: ['192.0.2.1'], weights: { primary: 1 } }, message: /^weights\["primary"\]: "primary" is not an address/ },
-    { name: 'weight too large', input: { a: ['192.0.2.1'], weights: { '192.0.2.1': 1001 } }, message: /^weights\["192\.0\.2\.1"\]: 1001 is not a whole number from 0 to 1000/ },
+    {
+      name: 'weight key not an address',
+      input: { a: ['192.0.2.1'], weights: { primary: 1 } },
+      message: /^weights\["primary"\]: "primary" is not an address/,
+    },
+    {
+      name: 'weight too large',
+      input: { a: ['192.0.2.1'], weights: { '192.0.2.1': 1001 } },
+      message: /^weights\["192\.0\.2\.1"\]: 1001 is not a whole number from 0 to 1000/,
+    },
     { name: 'weight fractional', input: { a: ['192.0.2.1'], weights: { '192.0.2.1': 0.5 } }, message: /^weights\["192\.0\.2\.1"\]: 0\.5/ },
     { name: 'weight negative', input: { a: ['192.0.2.1'], weights: { '192.0.2.1': -1 } }, message: /^weights\["192\.0\.2\.1"\]: -1/ },
     { name: 'weight as text', input: { a: ['192.0.2.1'], weights: { '192.0.2.1': '3' } }, message: /^weights\["192\.0\.2\.1"\]: "3"/ },
-    { name: 'same address weighted twice', input: { aaaa: ['2001:db8::1'], weights: { '2001:db8::1': 1, '2001:DB8::1': 2 } }, message: /weighted twice/ },
+    {
+      name: 'same address weighted twice',
+      input: { aaaa: ['2001:db8::1'], weights: { '2001:db8::1': 1, '2001:DB8::1': 2 } },
+      message: /weighted twice/,
+    },
     { name: 'weights not an object', input: { a: ['192.0.2.1'], weights: [1] }, message: /^weights: expected an object/ },
     { name: 'pick 0', input: { a: ['192.0.2.1'], pick: 0 }, message: /^pick: 0 is not a whole number from 1 to 64/ },
     { name: 'pick 65', input: { a: ['192.0.2.1'], pick: 65 }, message: /^pick: 65/ },
     {
-      name: 'rule weights over the entry\'s addresses when the rule has its own',
+      name: "rule weights over the entry's addresses when the rule has its own",
       input: { a: ['192.0.2.1'], rules: [{ days: ['mon'], a: ['192.0.2.7'], weights: { '192.0.2.1': 2 } }] },
       message: /^rules\[0\]\.weights\["192\.0\.2\.1"\]: .* not one of the answer's a addresses \(192\.0\.2\.7\)/,
     },
@@ -169,8 +251,14 @@ describe('checkEntryData with load sharing and rules', () => {
   }
 
   test('a/aaaa/ttl errors keep their codes', () => {
-    assert.throws(() => checkEntryData({ a: ['nope'], rules: [{ days: ['mon'] }] }), (err) => isDivertError(err, 'BAD_ADDRESS'));
-    assert.throws(() => checkEntryData({ ttl: -1, weights: {} }), (err) => isDivertError(err, 'BAD_TTL'));
+    assert.throws(
+      () => checkEntryData({ a: ['nope'], rules: [{ days: ['mon'] }] }),
+      (err) => isDivertError(err, 'BAD_ADDRESS'),
+    );
+    assert.throws(
+      () => checkEntryData({ ttl: -1, weights: {} }),
+      (err) => isDivertError(err, 'BAD_TTL'),
+    );
   });
 });
 
@@ -248,7 +336,11 @@ describe('compileEntry', () => {
 
 describe('time windows', () => {
   const at = (iso: string) => Date.parse(iso);
-  const office = (tz: string) => compiled({ a: ['192.0.2.10'], rules: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri'], from: '09:00', to: '17:00', tz, a: ['192.0.2.1'] }] });
+  const office = (tz: string) =>
+    compiled({
+      a: ['192.0.2.10'],
+      rules: [{ days: ['mon', 'tue', 'wed', 'thu', 'fri'], from: '09:00', to: '17:00', tz, a: ['192.0.2.1'] }],
+    });
   const inOffice = (entry: CompiledAnswers, iso: string) => aOf(choose(entry, '192.0.2.200', at(iso)).answers)[0] === '192.0.2.1';
 
   const cases: { tz: string; iso: string; inside: boolean; why: string }[] = [
@@ -309,7 +401,10 @@ describe('time windows', () => {
   });
 
   test('a window past midnight in a zone with DST (New York, the night the clocks go forward)', () => {
-    const night = compiled({ a: ['192.0.2.10'], rules: [{ days: ['sat'], from: '23:00', to: '03:00', tz: 'America/New_York', a: ['192.0.2.1'] }] });
+    const night = compiled({
+      a: ['192.0.2.10'],
+      rules: [{ days: ['sat'], from: '23:00', to: '03:00', tz: 'America/New_York', a: ['192.0.2.1'] }],
+    });
     // Saturday 2026-03-07 23:00 EST = 04:00Z; 02:00 EST becomes 03:00 EDT at 07:00Z
     assert.equal(inOffice(night, '2026-03-08T03:59:00Z'), false);
     assert.equal(inOffice(night, '2026-03-08T04:00:00Z'), true);
@@ -345,7 +440,12 @@ describe('load sharing', () => {
   }
 
   function assertShares(counts: Map<string, number>, expected: Record<string, number>): void {
-    assert.deepEqual([...counts.keys()].sort(), Object.keys(expected).filter((k) => expected[k] > 0).sort());
+    assert.deepEqual(
+      [...counts.keys()].sort(),
+      Object.keys(expected)
+        .filter((k) => expected[k] > 0)
+        .sort(),
+    );
     for (const [address, share] of Object.entries(expected)) {
       const got = (counts.get(address) ?? 0) / DRAWS;
       assert.ok(Math.abs(got - share) <= 0.03, `${address}: ${(got * 100).toFixed(1)} % of first places, expected ${share * 100} %`);
@@ -354,14 +454,21 @@ describe('load sharing', () => {
 
   test('pick 1: one address per answer, as often as its weight says', (t) => {
     seededRandom(t, 1);
-    const entry = compiled({ a: ['192.0.2.1', '192.0.2.2', '192.0.2.3'], weights: { '192.0.2.1': 5, '192.0.2.2': 3, '192.0.2.3': 2 }, pick: 1 });
+    const entry = compiled({
+      a: ['192.0.2.1', '192.0.2.2', '192.0.2.3'],
+      weights: { '192.0.2.1': 5, '192.0.2.2': 3, '192.0.2.3': 2 },
+      pick: 1,
+    });
     assert.equal(choose(entry, '192.0.2.200').answers.aCount, 1);
     assertShares(firstAddresses(entry), { '192.0.2.1': 0.5, '192.0.2.2': 0.3, '192.0.2.3': 0.2 });
   });
 
   test('without pick: every address, the first by weight, the others by descending weight', (t) => {
     seededRandom(t, 2);
-    const entry = compiled({ a: ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4'], weights: { '192.0.2.1': 1, '192.0.2.2': 6, '192.0.2.4': 0 } });
+    const entry = compiled({
+      a: ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4'],
+      weights: { '192.0.2.1': 1, '192.0.2.2': 6, '192.0.2.4': 0 },
+    });
     // 192.0.2.3 has no weight: it weighs 1; 192.0.2.4 weighs 0: never first, still answered
     assertShares(firstAddresses(entry), { '192.0.2.1': 0.125, '192.0.2.2': 0.75, '192.0.2.3': 0.125, '192.0.2.4': 0 });
     const orders = new Set<string>();
@@ -375,7 +482,12 @@ describe('load sharing', () => {
 
   test('every address of a family at weight 0 (all standby): shared equally, never refused', (t) => {
     seededRandom(t, 4);
-    const entry = compiled({ a: ['192.0.2.1', '192.0.2.2'], aaaa: ['2001:db8::1'], weights: { '192.0.2.1': 0, '192.0.2.2': 0, '2001:db8::1': 0 }, pick: 1 });
+    const entry = compiled({
+      a: ['192.0.2.1', '192.0.2.2'],
+      aaaa: ['2001:db8::1'],
+      weights: { '192.0.2.1': 0, '192.0.2.2': 0, '2001:db8::1': 0 },
+      pick: 1,
+    });
     assertShares(firstAddresses(entry), { '192.0.2.1': 0.5, '192.0.2.2': 0.5 });
     assert.deepEqual(aaaaOf(choose(entry, '192.0.2.200').answers), ['2001:db8::1']);
   });
@@ -394,7 +506,7 @@ describe('load sharing', () => {
     assert.deepEqual(aOf(entry), ['192.0.2.3', '192.0.2.1']);
   });
 
-  test('a rule\'s sharing: its own, else the entry\'s for a family it takes from the entry', (t) => {
+  test("a rule's sharing: its own, else the entry's for a family it takes from the entry", (t) => {
     seededRandom(t, 4);
     const entry = compiled({
       a: ['192.0.2.1', '192.0.2.2'],
@@ -407,10 +519,10 @@ describe('load sharing', () => {
       ],
     });
     for (let i = 0; i < 50; i++) {
-      assert.deepEqual(aOf(choose(entry, '10.0.0.1').answers), ['192.0.2.1', '192.0.2.2'], 'the rule\'s weights, no pick');
+      assert.deepEqual(aOf(choose(entry, '10.0.0.1').answers), ['192.0.2.1', '192.0.2.2'], "the rule's weights, no pick");
       assert.deepEqual(aOf(choose(entry, '11.0.0.1').answers), ['192.0.2.7', '192.0.2.8'], 'own addresses: no sharing');
-      assert.deepEqual(aOf(choose(entry, '12.0.0.1').answers), ['192.0.2.2'], 'the entry\'s weights and pick');
-      assert.deepEqual(aOf(choose(entry, '13.0.0.1').answers), ['192.0.2.2'], 'no rule: the entry\'s sharing');
+      assert.deepEqual(aOf(choose(entry, '12.0.0.1').answers), ['192.0.2.2'], "the entry's weights and pick");
+      assert.deepEqual(aOf(choose(entry, '13.0.0.1').answers), ['192.0.2.2'], "no rule: the entry's sharing");
     }
   });
 
@@ -436,8 +548,8 @@ describe('choose with EDNS Client Subnet', () => {
   });
 
   const cases: { name: string; ecs: Ecs; a: string; scope: number }[] = [
-    { name: 'the subnet inside a rule\'s network: that network\'s prefix', ecs: v4('10.1.2.0', 24), a: '192.0.2.16', scope: 16 },
-    { name: 'the ECS address is used, not the resolver\'s', ecs: v4('127.0.0.2', 32), a: '192.0.2.2', scope: 32 },
+    { name: "the subnet inside a rule's network: that network's prefix", ecs: v4('10.1.2.0', 24), a: '192.0.2.16', scope: 16 },
+    { name: "the ECS address is used, not the resolver's", ecs: v4('127.0.0.2', 32), a: '192.0.2.2', scope: 32 },
     { name: 'the scope is capped at the source prefix', ecs: v4('10.0.0.0', 12), a: '192.0.2.8', scope: 12 },
     { name: 'a subnet wider than the network does not match it', ecs: v6('2001:db8::', 32), a: '192.0.2.10', scope: 32 },
     // 10.1.0.0/16 and 10.1.5.0/24 lie inside 10.0.0.0/8 and come first: the answer holds for a /24 only
@@ -473,7 +585,13 @@ describe('choose with EDNS Client Subnet', () => {
   });
 
   test('a rule without networks after network rules: the longest prefix before it', () => {
-    const mixed = compiled({ a: ['192.0.2.10'], rules: [{ networks: ['10.1.0.0/16'], a: ['192.0.2.1'] }, { days: ['mon'], a: ['192.0.2.2'] }] });
+    const mixed = compiled({
+      a: ['192.0.2.10'],
+      rules: [
+        { networks: ['10.1.0.0/16'], a: ['192.0.2.1'] },
+        { days: ['mon'], a: ['192.0.2.2'] },
+      ],
+    });
     const monday = Date.parse('2026-01-05T12:00:00Z');
     const { answers, scope } = choose(mixed, '127.0.0.1', monday, v4('172.16.0.0', 20));
     assert.deepEqual(aOf(answers), ['192.0.2.2']);

@@ -58,11 +58,28 @@ test('a stalled worker: the admin write is 202 naming it, the CLI warns, DNS UPD
     return join(dir, file);
   };
   let files = 0;
-  const key = await makeKeyFile(KEY, `update-policy {\n\tgrant ${KEY} subdomain settle.test.;\n};\n`, (text) => write(`key-${files++}`, text));
+  const key = await makeKeyFile(KEY, `update-policy {\n\tgrant ${KEY} subdomain settle.test.;\n};\n`, (text) =>
+    write(`key-${files++}`, text),
+  );
   write('settle.zone', `$ORIGIN settle.test.\n$TTL 60\nwww IN A 192.0.2.1\n`);
   const serve = runDivert([
-    'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9',
-    '--zones', join(dir, 'settle.zone'), '--workers', '2', '--update-listen', '127.0.0.1:0', '--update-key-file', key.path,
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--admin',
+    '127.0.0.1:0',
+    '--admin-token',
+    TOKEN,
+    '--upstream',
+    '127.0.0.1:9',
+    '--zones',
+    join(dir, 'settle.zone'),
+    '--workers',
+    '2',
+    '--update-listen',
+    '127.0.0.1:0',
+    '--update-key-file',
+    key.path,
   ]);
   const stopped = new Set<number>();
   let workers = new Map<number, number>();
@@ -71,9 +88,13 @@ test('a stalled worker: the admin write is 202 naming it, the CLI warns, DNS UPD
     const admin = `http://${line.admin}`;
     const dnsPort = Number(/:(\d+)$/.exec(line.listen[0])![1]);
     const updatePort = Number(/:(\d+)$/.exec(line.update!)![1]);
-    const put = (a: string[]) => fetch(`${admin}/v1/names/${NAME}`, {
-      method: 'PUT', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ a }), signal: AbortSignal.timeout(10_000),
-    });
+    const put = (a: string[]) =>
+      fetch(`${admin}/v1/names/${NAME}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ a }),
+        signal: AbortSignal.timeout(10_000),
+      });
     const stop = (pid: number) => {
       stopped.add(pid);
       signal(pid, 'SIGSTOP');
@@ -103,20 +124,36 @@ test('a stalled worker: the admin write is 202 naming it, the CLI warns, DNS UPD
     // the CLI: the write succeeded (exit 0), and stderr says which worker has not confirmed it
     const cli = runDivert(['names', 'set', NAME, '192.0.2.30', '--admin', admin, '--token', TOKEN]);
     assert.equal(await cli.exited(30_000), 0, cli.stderr());
-    assert.match(cli.stderr(), new RegExp(`^divert: warning: the change is stored, but worker ${stalledSlot} of divert serve did not confirm in time that it answers with it \\(HTTP 202\\)`, 'm'));
+    assert.match(
+      cli.stderr(),
+      new RegExp(
+        `^divert: warning: the change is stored, but worker ${stalledSlot} of divert serve did not confirm in time that it answers with it \\(HTTP 202\\)`,
+        'm',
+      ),
+    );
     assert.match(cli.stdout(), /192\.0\.2\.30/);
 
     // DNS UPDATE: written, but SERVFAIL rather than NOERROR as if every worker answered with it
-    const update = await nsupdate([`server 127.0.0.1 ${updatePort}`, 'zone settle.test.', `update delete ${NAME}. A`, `update add ${NAME}. 60 A 192.0.2.40`], ['-k', key.client]);
+    const update = await nsupdate(
+      [`server 127.0.0.1 ${updatePort}`, 'zone settle.test.', `update delete ${NAME}. A`, `update add ${NAME}. 60 A 192.0.2.40`],
+      ['-k', key.client],
+    );
     assert.notEqual(update.code, 0, `nsupdate reports the failure: ${update.output}`);
     assert.match(update.output, /update failed: SERVFAIL/);
     assert.deepEqual(await addresses(dnsPort), ['192.0.2.40'], 'it is written: the worker that runs answers with it');
-    assert.match(serve.stdout(), new RegExp(`"unconfirmed":\\[${stalledSlot}\\].*DNS UPDATE written, but worker ${stalledSlot} did not confirm in time`));
+    assert.match(
+      serve.stdout(),
+      new RegExp(`"unconfirmed":\\[${stalledSlot}\\].*DNS UPDATE written, but worker ${stalledSlot} did not confirm in time`),
+    );
 
     // the stalled worker runs again and catches up: with the other one stopped, it alone answers
     resume(stalled);
     stop(other);
-    await until(`worker ${stalledSlot} answers with the last change`, 10_000, async () => JSON.stringify(await addresses(dnsPort)) === JSON.stringify(['192.0.2.40']));
+    await until(
+      `worker ${stalledSlot} answers with the last change`,
+      10_000,
+      async () => JSON.stringify(await addresses(dnsPort)) === JSON.stringify(['192.0.2.40']),
+    );
     resume(other);
 
     // every worker confirms again: a plain 200, no header

@@ -43,7 +43,8 @@ const REFUSED: { what: string; plant(): Planted; message(p: Planted): RegExp }[]
   {
     what: 'a planted 0644 file',
     plant: () => plant(TOKEN + '\n', 0o644),
-    message: (p) => new RegExp(`^divert: admin token file "${esc(p.file)}" has mode 0644: group or others have access to it; chmod 600 ${esc(p.file)}$`),
+    message: (p) =>
+      new RegExp(`^divert: admin token file "${esc(p.file)}" has mode 0644: group or others have access to it; chmod 600 ${esc(p.file)}$`),
   },
   {
     what: 'a symlink to a good file',
@@ -54,17 +55,26 @@ const REFUSED: { what: string; plant(): Planted; message(p: Planted): RegExp }[]
       symlinkSync(good.file, p.file);
       return p;
     },
-    message: (p) => new RegExp(`^divert: admin token file "${esc(p.file)}" is a symbolic link, which could point anywhere; replace the link with the file itself$`),
+    message: (p) =>
+      new RegExp(
+        `^divert: admin token file "${esc(p.file)}" is a symbolic link, which could point anywhere; replace the link with the file itself$`,
+      ),
   },
   {
     what: 'a 0777 parent folder',
     plant: () => plant(TOKEN + '\n', 0o600, 0o777),
-    message: (p) => new RegExp(`^divert: admin token file "${esc(p.file)}" is in the folder "${esc(p.folder)}" of mode 0777, which group or others may write; chmod go-w ${esc(p.folder)}$`),
+    message: (p) =>
+      new RegExp(
+        `^divert: admin token file "${esc(p.file)}" is in the folder "${esc(p.folder)}" of mode 0777, which group or others may write; chmod go-w ${esc(p.folder)}$`,
+      ),
   },
   {
     what: 'a 1-character token',
     plant: () => plant('x\n'),
-    message: (p) => new RegExp(`^divert: admin token file "${esc(p.file)}" holds a token of 1 character: expected at least 16 characters; write a token of 16 or more printable characters there`),
+    message: (p) =>
+      new RegExp(
+        `^divert: admin token file "${esc(p.file)}" holds a token of 1 character: expected at least 16 characters; write a token of 16 or more printable characters there`,
+      ),
   },
   {
     what: 'a file owned by another user',
@@ -73,7 +83,10 @@ const REFUSED: { what: string; plant(): Planted; message(p: Planted): RegExp }[]
       chownSync(p.file, OTHER_UID, OTHER_UID);
       return p;
     },
-    message: (p) => new RegExp(`^divert: admin token file "${esc(p.file)}" is owned by uid ${OTHER_UID}, not by this user \\(uid ${process.getuid!()}\\); chown ${process.getuid!()} ${esc(p.file)}`),
+    message: (p) =>
+      new RegExp(
+        `^divert: admin token file "${esc(p.file)}" is owned by uid ${OTHER_UID}, not by this user \\(uid ${process.getuid!()}\\); chown ${process.getuid!()} ${esc(p.file)}`,
+      ),
   },
 ];
 
@@ -147,7 +160,13 @@ describe('divert serve and its token file', () => {
     const folder = join(home, 'divert');
     mkdirSync(folder);
     chmodSync(folder, 0o777);
-    await refusedWith(SERVE, { XDG_CONFIG_HOME: home }, new RegExp(`^divert: admin token file "${esc(join(folder, 'admin-token'))}" is in the folder .* of mode 0777, which group or others may write; chmod go-w ${esc(folder)}$`));
+    await refusedWith(
+      SERVE,
+      { XDG_CONFIG_HOME: home },
+      new RegExp(
+        `^divert: admin token file "${esc(join(folder, 'admin-token'))}" is in the folder .* of mode 0777, which group or others may write; chmod go-w ${esc(folder)}$`,
+      ),
+    );
     assert.throws(() => statSync(join(folder, 'admin-token')), /ENOENT/, 'no file written there');
   });
 });
@@ -174,7 +193,11 @@ describe('the CLI and its token file', () => {
   test('--token-file and DIVERT_ADMIN_TOKEN_FILE are checked as the default place is', async () => {
     const p = plant(TOKEN + '\n', 0o604);
     await refusedWith(['names', 'list', '--token-file', p.file], { DIVERT_ADMIN_URL: adminUrl }, /has mode 0604: .*chmod 600 /);
-    await refusedWith(['divert', '192.0.2.1', '192.0.2.2'], { DIVERT_ADMIN_URL: adminUrl, DIVERT_ADMIN_TOKEN_FILE: p.file }, /has mode 0604: .*chmod 600 /);
+    await refusedWith(
+      ['divert', '192.0.2.1', '192.0.2.2'],
+      { DIVERT_ADMIN_URL: adminUrl, DIVERT_ADMIN_TOKEN_FILE: p.file },
+      /has mode 0604: .*chmod 600 /,
+    );
   });
 
   test('a 0600 file in a 0700 folder is read', async () => {
@@ -186,7 +209,10 @@ describe('the CLI and its token file', () => {
   });
 
   test('a token given explicitly is not a file, and is not checked as one', async () => {
-    const { code, stderr } = await finished(['names', 'list', '--token', TOKEN], { XDG_CONFIG_HOME: plant('x\n', 0o666, 0o777).home, DIVERT_ADMIN_URL: adminUrl });
+    const { code, stderr } = await finished(['names', 'list', '--token', TOKEN], {
+      XDG_CONFIG_HOME: plant('x\n', 0o666, 0o777).home,
+      DIVERT_ADMIN_URL: adminUrl,
+    });
     assert.equal(code, 0, stderr);
   });
 });

@@ -42,13 +42,16 @@ describe('update-policy in the key file', () => {
   const secret = secretOf();
 
   test('rules are read in order, names in lower case without the dot, types A, AAAA and ANY', () => {
-    const { keys, grants } = parseKeyFile(`${keyText('a', secret)}${keyText('b', secret)}
+    const { keys, grants } = parseKeyFile(
+      `${keyText('a', secret)}${keyText('b', secret)}
 update-policy {
 \tgrant A subdomain Shop.Example.;
 \tdeny a name www.shop.example AAAA;
 };
 update-policy { grant b subdomain .; grant b name *.shop.example. a any; };
-`, 'F');
+`,
+      'F',
+    );
     assert.deepEqual([...keys.keys()], ['a', 'b']);
     assert.deepEqual(grants, [
       { allow: true, key: 'a', match: 'subdomain', name: 'shop.example', families: ['a', 'aaaa'], line: 11 },
@@ -61,36 +64,60 @@ update-policy { grant b subdomain .; grant b name *.shop.example. a any; };
   test('a malformed rule is BAD_CONFIG naming FILE:LINE and what is wrong', () => {
     const key = keyText('monitor', secret); // four lines, then a blank one and update-policy: the rule is on line 7
     const cases: [string, RegExp][] = [
-      ['grant monitor zonesub shop.test.;', /^--update-key-file F:7: rule type "zonesub" is not supported: divert takes name \(exactly that name\) and subdomain/],
+      [
+        'grant monitor zonesub shop.test.;',
+        /^--update-key-file F:7: rule type "zonesub" is not supported: divert takes name \(exactly that name\) and subdomain/,
+      ],
       ['grant ghost subdomain shop.test.;', /^--update-key-file F:7: grant for key "ghost": no key of that name in this file$/],
       ['grant monitor subdomain shop.test. TXT;', /^--update-key-file F:7: record type "TXT": divert holds only A and AAAA records/],
       ['grant monitor name .;', /^--update-key-file F:7: name "\.": the root is never a table name/],
-      ['grant monitor subdomain *.shop.test.;', /^--update-key-file F:7: subdomain "\*\.shop\.test\.": give the domain \(subdomain shop\.test\. covers \*\.shop\.test too\)$/],
-      ['grant monitor subdomain shop..test.;', /^--update-key-file F:7: name "shop\.\.test\." has an empty label( \(two dots in a row\))?$/],
+      [
+        'grant monitor subdomain *.shop.test.;',
+        /^--update-key-file F:7: subdomain "\*\.shop\.test\.": give the domain \(subdomain shop\.test\. covers \*\.shop\.test too\)$/,
+      ],
+      [
+        'grant monitor subdomain shop..test.;',
+        /^--update-key-file F:7: name "shop\.\.test\." has an empty label( \(two dots in a row\))?$/,
+      ],
       ['grant monitor subdomain;', /^--update-key-file F:7: expected the name after "subdomain", found ";"$/],
-      ['allow monitor subdomain shop.test.;', /^--update-key-file F:7: expected a rule of update-policy \(\(grant\|deny\) KEY \(name\|subdomain\) NAME/],
+      [
+        'allow monitor subdomain shop.test.;',
+        /^--update-key-file F:7: expected a rule of update-policy \(\(grant\|deny\) KEY \(name\|subdomain\) NAME/,
+      ],
       ['grant monitor subdomain shop.test.\n', /^--update-key-file F:9: expected ";" after the rule, found "}"$/],
     ];
     for (const [rule, message] of cases) {
       const text = `${key}\nupdate-policy {\n${rule}\n};\n`;
-      assert.throws(() => parseKeyFile(text, 'F'), (err: unknown) => {
-        assert.ok(isDivertError(err, 'BAD_CONFIG'), rule);
-        assert.match(err.message, message, rule);
-        return true;
-      });
+      assert.throws(
+        () => parseKeyFile(text, 'F'),
+        (err: unknown) => {
+          assert.ok(isDivertError(err, 'BAD_CONFIG'), rule);
+          assert.match(err.message, message, rule);
+          return true;
+        },
+      );
     }
     const whole: [string, RegExp][] = [
       [`${key}update-policy local;\n`, /^--update-key-file F:5: expected "\{" after update-policy, found "local"/],
       [`${key}update-policy { };\n`, /^--update-key-file F:5: update-policy has no rule/],
-      [`${key}update-policy { grant monitor subdomain shop.test.; }\n`, /^--update-key-file F:5: the file ends where ";" after the closing "\}" of update-policy was expected$/],
+      [
+        `${key}update-policy { grant monitor subdomain shop.test.; }\n`,
+        /^--update-key-file F:5: the file ends where ";" after the closing "\}" of update-policy was expected$/,
+      ],
     ];
     for (const [text, message] of whole) {
-      assert.throws(() => parseKeyFile(text, 'F'), (err: unknown) => isDivertError(err, 'BAD_CONFIG') && message.test(err.message), text);
+      assert.throws(
+        () => parseKeyFile(text, 'F'),
+        (err: unknown) => isDivertError(err, 'BAD_CONFIG') && message.test(err.message),
+        text,
+      );
     }
   });
 
   test('a malformed update-policy stops `divert serve` with one line naming FILE:LINE (exit 2); `divert validate` says the same', async () => {
-    const bad = writeTemp(`${keyText('monitor', secret)}update-policy {\n\tgrant monitor subdomain shop.test.;\n\tgrant monitor self shop.test.;\n};\n`);
+    const bad = writeTemp(
+      `${keyText('monitor', secret)}update-policy {\n\tgrant monitor subdomain shop.test.;\n\tgrant monitor self shop.test.;\n};\n`,
+    );
     const expected = `divert: --update-key-file ${bad}:7: rule type "self" is not supported: divert takes name (exactly that name) and subdomain (the name and every name below it), as in (grant|deny) KEY (name|subdomain) NAME [A] [AAAA] [ANY];\n`;
     const args = ['--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--update-listen', '127.0.0.1:0', '--update-key-file', bad];
     const serve = runDivert(['serve', '--workers', '1', ...args]);
@@ -108,9 +135,22 @@ update-policy { grant b subdomain .; grant b name *.shop.example. a any; };
 
   test('`divert validate` counts the rules and names a key without a grant', async () => {
     const file = writeTemp(`${keyText('a', secret)}${keyText('b', secret)}update-policy { grant a subdomain shop.test.; };\n`);
-    const run = runDivert(['validate', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--update-listen', '127.0.0.1:0', '--update-key-file', file]);
+    const run = runDivert([
+      'validate',
+      '--listen',
+      '127.0.0.1:0',
+      '--upstream',
+      '127.0.0.1:9',
+      '--update-listen',
+      '127.0.0.1:0',
+      '--update-key-file',
+      file,
+    ]);
     assert.equal(await run.exited(), 0, run.stderr());
-    assert.match(run.stdout(), /DNS UPDATE 127\.0\.0\.1:0, 2 TSIG keys, 1 update-policy rule \(key "b" has no grant: may change nothing\)\n$/);
+    assert.match(
+      run.stdout(),
+      /DNS UPDATE 127\.0\.0\.1:0, 2 TSIG keys, 1 update-policy rule \(key "b" has no grant: may change nothing\)\n$/,
+    );
   });
 });
 
@@ -134,10 +174,18 @@ for (const [backend, makeBackend] of BACKENDS) {
       const b = await makeBackend('grants');
       cleanup = b.cleanup;
       keys = keyFiles();
-      divert = await startDivert({
-        ...b.options, upstream: ['127.0.0.1:9'], 'query-timeout-ms': '200', 'log-level': 'info', 'max-addresses': '4',
-        'update-listen': '127.0.0.1:0', 'update-key-file': keys.server,
-      }, { logStream });
+      divert = await startDivert(
+        {
+          ...b.options,
+          upstream: ['127.0.0.1:9'],
+          'query-timeout-ms': '200',
+          'log-level': 'info',
+          'max-addresses': '4',
+          'update-listen': '127.0.0.1:0',
+          'update-key-file': keys.server,
+        },
+        { logStream },
+      );
     });
     after(async () => {
       await divert?.close();
@@ -158,7 +206,10 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.notEqual(run.code, 0, 'nsupdate reports the failure');
       assert.match(run.output, /update failed: REFUSED/);
       assert.deepEqual(await Promise.all(names.map(async (n) => [await entry(n), (await history(n)).length])), before, 'nothing changed');
-      const about = lines.slice(seen).map((l) => JSON.parse(l) as LogLine).filter((l) => l.rcode === 'REFUSED');
+      const about = lines
+        .slice(seen)
+        .map((l) => JSON.parse(l) as LogLine)
+        .filter((l) => l.rcode === 'REFUSED');
       assert.equal(about.length, 1, 'one log line says why');
       return about[0];
     }
@@ -171,7 +222,13 @@ for (const [backend, makeBackend] of BACKENDS) {
     });
 
     test('a granted key changes names below its subdomain grant, the domain itself, and the name of its name grant', async () => {
-      assertApplied(await update('monitor', 'shop.test.', ['update add www.shop.test. 60 A 192.0.2.1', 'update add shop.test. 60 A 192.0.2.2', 'update add a.b.shop.test. 60 AAAA 2001:db8::1']));
+      assertApplied(
+        await update('monitor', 'shop.test.', [
+          'update add www.shop.test. 60 A 192.0.2.1',
+          'update add shop.test. 60 A 192.0.2.2',
+          'update add a.b.shop.test. 60 AAAA 2001:db8::1',
+        ]),
+      );
       assertApplied(await update('monitor', 'other.test.', ['update add www.other.test. 60 A 192.0.2.3']));
       assert.deepEqual(await divert.resolver.resolve4('www.shop.test'), ['192.0.2.1']);
       assert.deepEqual(await divert.resolver.resolve4('shop.test'), ['192.0.2.2']);
@@ -182,20 +239,26 @@ for (const [backend, makeBackend] of BACKENDS) {
 
     test('the same key is REFUSED for a name outside its grants; the log names the key and the name; nothing of the update is written', async () => {
       // below a name grant, beside it, another domain, and a granted name in the same message as one that is not
-      const belowName = await refused(['x.www.other.test'], () => update('monitor', 'other.test.', ['update add x.www.other.test. 60 A 192.0.2.9']));
+      const belowName = await refused(['x.www.other.test'], () =>
+        update('monitor', 'other.test.', ['update add x.www.other.test. 60 A 192.0.2.9']),
+      );
       assert.equal(belowName.key, 'monitor');
       assert.equal(belowName.msg, 'DNS UPDATE not applied: key "monitor" has no grant for "x.www.other.test" (A)');
       await refused(['mail.other.test'], () => update('monitor', 'other.test.', ['update add mail.other.test. 60 A 192.0.2.9']));
       const elsewhere = await refused(['evil.test'], () => update('monitor', 'test.', ['update add evil.test. 60 A 192.0.2.9']));
       assert.match(elsewhere.msg, /key "monitor" has no grant for "evil\.test" \(A\)$/);
-      await refused(['www.shop.test', 'evil.test'], () => update('monitor', 'test.', ['update add www.shop.test. 60 A 192.0.2.9', 'update add evil.test. 60 A 192.0.2.9']));
+      await refused(['www.shop.test', 'evil.test'], () =>
+        update('monitor', 'test.', ['update add www.shop.test. 60 A 192.0.2.9', 'update add evil.test. 60 A 192.0.2.9']),
+      );
       // a deletion needs the grant as much as an addition
       assertApplied(await update('everything', 'other.test.', ['update add del.other.test. 60 A 192.0.2.8']));
       await refused(['del.other.test'], () => update('monitor', 'other.test.', ['update delete del.other.test.']));
     });
 
     test('a deny before the grant carves a name out of it', async () => {
-      const denied = await refused(['admin.shop.test'], () => update('monitor', 'shop.test.', ['update add admin.shop.test. 60 A 192.0.2.9']));
+      const denied = await refused(['admin.shop.test'], () =>
+        update('monitor', 'shop.test.', ['update add admin.shop.test. 60 A 192.0.2.9']),
+      );
       assert.match(denied.msg, /key "monitor" may not change "admin\.shop\.test" \(A\): denied by the update-policy rule on line \d+$/);
       assertApplied(await update('monitor', 'shop.test.', ['update add x.admin.shop.test. 60 A 192.0.2.9']));
     });
@@ -210,15 +273,23 @@ for (const [backend, makeBackend] of BACKENDS) {
     });
 
     test('a key without any grant may change nothing', async () => {
-      const line = await refused(['www.shop.test', 'fresh.shop.test'], () => update('nogrant', 'shop.test.', ['update add fresh.shop.test. 60 A 192.0.2.11', 'update delete www.shop.test.']));
-      assert.equal(line.msg, 'DNS UPDATE not applied: key "nogrant" has no grant in the update-policy of the key file, so it may change nothing');
+      const line = await refused(['www.shop.test', 'fresh.shop.test'], () =>
+        update('nogrant', 'shop.test.', ['update add fresh.shop.test. 60 A 192.0.2.11', 'update delete www.shop.test.']),
+      );
+      assert.equal(
+        line.msg,
+        'DNS UPDATE not applied: key "nogrant" has no grant in the update-policy of the key file, so it may change nothing',
+      );
     });
 
     test('subdomain . (written out) grants every name, zone "." too; *.com still needs --allow-tld-wildcards', async () => {
       assertApplied(await update('everything', '.', ['update add anything.example. 60 A 192.0.2.12']));
       assert.deepEqual(await divert.resolver.resolve4('anything.example'), ['192.0.2.12']);
       const tld = await refused(['*.com'], () => update('everything', 'com.', ['update add *.com. 60 A 192.0.2.12']));
-      assert.equal(tld.msg, 'DNS UPDATE not applied: update "*.com": a wildcard directly below the top-level domain "com" would answer for every name under it; refused unless the operator gives --allow-tld-wildcards');
+      assert.equal(
+        tld.msg,
+        'DNS UPDATE not applied: update "*.com": a wildcard directly below the top-level domain "com" would answer for every name under it; refused unless the operator gives --allow-tld-wildcards',
+      );
       assertApplied(await update('everything', 'shop.com.', ['update add *.shop.com. 60 A 192.0.2.13']));
     });
 
@@ -231,13 +302,25 @@ for (const [backend, makeBackend] of BACKENDS) {
     });
 
     test('the address cap: the add one over --max-addresses is REFUSED and changes nothing', async () => {
-      assertApplied(await update('monitor', 'shop.test.', ['update add cap.shop.test. 60 A 192.0.2.21', 'update add cap.shop.test. 60 A 192.0.2.22', 'update add cap.shop.test. 60 AAAA 2001:db8::21', 'update add cap.shop.test. 60 AAAA 2001:db8::22']));
+      assertApplied(
+        await update('monitor', 'shop.test.', [
+          'update add cap.shop.test. 60 A 192.0.2.21',
+          'update add cap.shop.test. 60 A 192.0.2.22',
+          'update add cap.shop.test. 60 AAAA 2001:db8::21',
+          'update add cap.shop.test. 60 AAAA 2001:db8::22',
+        ]),
+      );
       assert.equal((await entry('cap.shop.test'))!.a.length + (await entry('cap.shop.test'))!.aaaa.length, 4, 'at the cap');
       const over = await refused(['cap.shop.test'], () => update('monitor', 'shop.test.', ['update add cap.shop.test. 60 A 192.0.2.23']));
-      assert.equal(over.msg, 'DNS UPDATE not applied: update "cap.shop.test": a and aaaa hold 5 addresses (3 IPv4, 2 IPv6); the limit is 4 (--max-addresses)');
+      assert.equal(
+        over.msg,
+        'DNS UPDATE not applied: update "cap.shop.test": a and aaaa hold 5 addresses (3 IPv4, 2 IPv6); the limit is 4 (--max-addresses)',
+      );
       assert.deepEqual((await divert.resolver.resolve4('cap.shop.test')).sort(), ['192.0.2.21', '192.0.2.22']);
       // replacing one within the cap is fine
-      assertApplied(await update('monitor', 'shop.test.', ['update delete cap.shop.test. A 192.0.2.21', 'update add cap.shop.test. 60 A 192.0.2.23']));
+      assertApplied(
+        await update('monitor', 'shop.test.', ['update delete cap.shop.test. A 192.0.2.21', 'update add cap.shop.test. 60 A 192.0.2.23']),
+      );
     });
   });
 }
@@ -246,11 +329,17 @@ describe('DNS UPDATE with --allow-tld-wildcards', () => {
   test('a key granted the TLD may create *.com, and divert answers every name below it', async () => {
     const keys = keyFiles();
     const divert = await startDivert({
-      upstream: ['127.0.0.1:9'], 'query-timeout-ms': '200', 'allow-tld-wildcards': 'true',
-      'update-listen': '127.0.0.1:0', 'update-key-file': keys.server,
+      upstream: ['127.0.0.1:9'],
+      'query-timeout-ms': '200',
+      'allow-tld-wildcards': 'true',
+      'update-listen': '127.0.0.1:0',
+      'update-key-file': keys.server,
     });
     try {
-      const run = await nsupdate([`server 127.0.0.1 ${divert.update!.port}`, 'zone com.', 'update add *.com. 60 A 192.0.2.30'], ['-k', keys.client.everything]);
+      const run = await nsupdate(
+        [`server 127.0.0.1 ${divert.update!.port}`, 'zone com.', 'update add *.com. 60 A 192.0.2.30'],
+        ['-k', keys.client.everything],
+      );
       assert.equal(run.code, 0, run.output);
       assert.deepEqual(await divert.resolver.resolve4('www.example.com'), ['192.0.2.30']);
     } finally {

@@ -66,17 +66,20 @@ const RCODES = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NOTIMP: 4, REFUSED: 5, NXR
 describe('TSIG key file', () => {
   const secret = randomBytes(32).toString('base64');
 
-  test('reads several keys in BIND\'s format, with every comment style', () => {
-    const keys = parseKeyFile([
-      '# made by tsig-keygen',
-      'key "Monitor.Example." {',
-      '\talgorithm hmac-sha256; // the only one divert takes',
-      `\tsecret "${secret}";`,
-      '};',
-      '/* a second key,',
-      '   for the operator */',
-      `key operator { algorithm HMAC-SHA256; secret "${randomBytes(32).toString('base64')}"; };`,
-    ].join('\n'), 'keys.conf');
+  test("reads several keys in BIND's format, with every comment style", () => {
+    const keys = parseKeyFile(
+      [
+        '# made by tsig-keygen',
+        'key "Monitor.Example." {',
+        '\talgorithm hmac-sha256; // the only one divert takes',
+        `\tsecret "${secret}";`,
+        '};',
+        '/* a second key,',
+        '   for the operator */',
+        `key operator { algorithm HMAC-SHA256; secret "${randomBytes(32).toString('base64')}"; };`,
+      ].join('\n'),
+      'keys.conf',
+    );
     assert.deepEqual([...keys.keys.keys()], ['monitor.example', 'operator']);
     assert.equal(keys.keys.get('monitor.example')!.algorithm, 'hmac-sha256');
     assert.deepEqual(keys.keys.get('monitor.example')!.secret, Buffer.from(secret, 'base64'));
@@ -84,12 +87,24 @@ describe('TSIG key file', () => {
 
   test('an error names the file, the line and what is wrong, and never shows the secret', async () => {
     const cases: [string, RegExp][] = [
-      [`key "a" {\n\talgorithm hmac-md5;\n\tsecret "${secret}";\n};\n`, /^--update-key-file F:2: key "a": algorithm "hmac-md5" is not supported; divert accepts hmac-sha256 only/],
-      [`key "a" {\n\talgorithm hmac-sha256;\n\tsecret "${secret.slice(1)}!";\n};\n`, /^--update-key-file F:3: key "a": the secret is not valid base64$/],
-      [`key "a" {\n\talgorithm hmac-sha256\n\tsecret "${secret}";\n};\n`, /^--update-key-file F:3: expected ";" after algorithm of key "a", found "secret"$/],
+      [
+        `key "a" {\n\talgorithm hmac-md5;\n\tsecret "${secret}";\n};\n`,
+        /^--update-key-file F:2: key "a": algorithm "hmac-md5" is not supported; divert accepts hmac-sha256 only/,
+      ],
+      [
+        `key "a" {\n\talgorithm hmac-sha256;\n\tsecret "${secret.slice(1)}!";\n};\n`,
+        /^--update-key-file F:3: key "a": the secret is not valid base64$/,
+      ],
+      [
+        `key "a" {\n\talgorithm hmac-sha256\n\tsecret "${secret}";\n};\n`,
+        /^--update-key-file F:3: expected ";" after algorithm of key "a", found "secret"$/,
+      ],
       [`key "a" {\n\tsecret "${secret}";\n};\n`, /^--update-key-file F:1: key "a" has no algorithm/],
       [`key "a" {\n\talgorithm hmac-sha256;\n};\n`, /^--update-key-file F:1: key "a" has no secret/],
-      [`key "a" {\n\talgorithm hmac-sha256;\n\tsecret "${secret}";\n\tpolicy open;\n};\n`, /^--update-key-file F:4: key "a": unknown clause "policy"/],
+      [
+        `key "a" {\n\talgorithm hmac-sha256;\n\tsecret "${secret}";\n\tpolicy open;\n};\n`,
+        /^--update-key-file F:4: key "a": unknown clause "policy"/,
+      ],
       [`${keyText('a', secret)}${keyText('A.', secret)}`, /^--update-key-file F:5: key "a" is defined twice$/],
       [`options { };\n`, /^--update-key-file F:1: expected a key statement/],
       [`/* never closed\n${keyText('a', secret)}`, /^--update-key-file F:1: a "\/\*" comment is never closed$/],
@@ -97,12 +112,15 @@ describe('TSIG key file', () => {
       ['# nothing but a comment\n', /^--update-key-file F: no key in it/],
     ];
     for (const [text, message] of cases) {
-      assert.throws(() => parseKeyFile(text, 'F'), (err: unknown) => {
-        assert.ok(isDivertError(err, 'BAD_CONFIG'), text);
-        assert.match(err.message, message, text);
-        assert.ok(!err.message.includes(secret.slice(2, 20)), 'the secret is not in the message');
-        return true;
-      });
+      assert.throws(
+        () => parseKeyFile(text, 'F'),
+        (err: unknown) => {
+          assert.ok(isDivertError(err, 'BAD_CONFIG'), text);
+          assert.match(err.message, message, text);
+          assert.ok(!err.message.includes(secret.slice(2, 20)), 'the secret is not in the message');
+          return true;
+        },
+      );
     }
     await assert.rejects(readKeyFile(join(dir, 'absent.key')), (err: unknown) => {
       assert.ok(isDivertError(err, 'BAD_CONFIG'));
@@ -151,7 +169,7 @@ describe('TSIG sign and verify', () => {
     assert.equal(verifyMessage(message, keys, { now }).status, 'verified');
   });
 
-  test('the time must be within the fudge (the request\'s, at most 300 s)', () => {
+  test("the time must be within the fudge (the request's, at most 300 s)", () => {
     const { message } = signMessage(request, key, { now, fudge: 300 });
     assert.equal(verifyMessage(message, keys, { now: now + 300 }).status, 'verified');
     const late = verifyMessage(message, keys, { now: now + 301 });
@@ -163,7 +181,7 @@ describe('TSIG sign and verify', () => {
     assert.equal(verifyMessage(wide, keys, { now: now + 301 }).status, 'signed-error', 'a fudge above 300 s is not granted');
   });
 
-  test('a reply is signed over the request\'s MAC: it verifies with that MAC only', () => {
+  test("a reply is signed over the request's MAC: it verifies with that MAC only", () => {
     const { message, mac } = signMessage(request, key, { now });
     const verified = verifyMessage(message, keys, { now });
     assert.equal(verified.status, 'verified');
@@ -176,7 +194,7 @@ describe('TSIG sign and verify', () => {
     assert.equal(verifyMessage(signed, keys, { now: now + 1, requestMac: randomBytes(32) }).status, 'rejected');
   });
 
-  test('a BADTIME reply is signed, keeps the client\'s time and carries the server\'s as other data', () => {
+  test("a BADTIME reply is signed, keeps the client's time and carries the server's as other data", () => {
     const { message, mac } = signMessage(request, key, { now });
     const late = verifyMessage(message, keys, { now: now + 1000 });
     assert.equal(late.status, 'signed-error');
@@ -236,10 +254,16 @@ for (const [backend, makeBackend] of BACKENDS) {
       key = await makeKeyFile(KEY_NAME, `update-policy {\n\tgrant ${KEY_NAME} subdomain shop.test.;\n};\n`, writeTemp);
       // every forwarded name is NXDOMAIN upstream: a name divert lets go of answers NXDOMAIN
       upstream = await startUpstream((q) => replyTo(q, {}, RCODE.NXDOMAIN));
-      divert = await startDivert({
-        ...b.options, upstream: [`127.0.0.1:${upstream.port}`], 'log-level': 'info',
-        'update-listen': '127.0.0.1:0', 'update-key-file': key.path,
-      }, { logStream });
+      divert = await startDivert(
+        {
+          ...b.options,
+          upstream: [`127.0.0.1:${upstream.port}`],
+          'log-level': 'info',
+          'update-listen': '127.0.0.1:0',
+          'update-key-file': key.path,
+        },
+        { logStream },
+      );
     });
     after(async () => {
       await divert?.close();
@@ -258,7 +282,7 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.notEqual(divert.update.port, divert.port);
     });
 
-    test('adds an address to a new name, with the record\'s TTL; the history says dnsupdate:<key>', async () => {
+    test("adds an address to a new name, with the record's TTL; the history says dnsupdate:<key>", async () => {
       assertApplied(await signed(['update add new.shop.test. 120 A 192.0.2.10']));
       assert.deepEqual(await divert.resolver.resolve4('new.shop.test', { ttl: true }), [{ address: '192.0.2.10', ttl: 120 }]);
       await assert.rejects(divert.resolver.resolve6('new.shop.test'), { code: 'ENODATA' });
@@ -291,7 +315,9 @@ for (const [backend, makeBackend] of BACKENDS) {
     });
 
     test('AAAA: added and deleted over TCP too', async () => {
-      assertApplied(await signed(['update add new.shop.test. 60 AAAA 2001:DB8:0:0::20', 'update add new.shop.test. 60 AAAA 2001:db8::21'], ['-v']));
+      assertApplied(
+        await signed(['update add new.shop.test. 60 AAAA 2001:DB8:0:0::20', 'update add new.shop.test. 60 AAAA 2001:db8::21'], ['-v']),
+      );
       assert.deepEqual((await divert.resolver.resolve6('new.shop.test')).sort(), ['2001:db8::20', '2001:db8::21']);
       assert.deepEqual(await divert.resolver.resolve4('new.shop.test'), ['192.0.2.20'], 'A untouched');
       assertApplied(await signed(['update delete new.shop.test. AAAA 2001:db8::20'], ['-v']));
@@ -317,16 +343,20 @@ for (const [backend, makeBackend] of BACKENDS) {
     test('deletes the name: it is forwarded again, and the history says who', async () => {
       assertApplied(await signed(['update delete new.shop.test.']));
       assert.equal(await entry('new.shop.test'), null);
-      await assert.rejects(divert.resolver.resolve4('new.shop.test'), { code: 'ENOTFOUND' }, 'the upstream\'s NXDOMAIN');
+      await assert.rejects(divert.resolver.resolve4('new.shop.test'), { code: 'ENOTFOUND' }, "the upstream's NXDOMAIN");
       const [change] = await history('new.shop.test');
       assert.deepEqual([change.op, change.by, change.new], ['delete', `dnsupdate:${KEY_NAME}`, null]);
     });
 
     test('an entry keeps its TTL, pick, rules and the weights of the addresses still listed', async () => {
       const put = await divert.api('/v1/names/shared.shop.test', {
-        method: 'PUT', headers: { 'content-type': 'application/json' },
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({
-          a: ['192.0.2.1', '192.0.2.2', '192.0.2.3'], ttl: 45, weights: { '192.0.2.1': 5, '192.0.2.2': 3 }, pick: 2,
+          a: ['192.0.2.1', '192.0.2.2', '192.0.2.3'],
+          ttl: 45,
+          weights: { '192.0.2.1': 5, '192.0.2.2': 3 },
+          pick: 2,
           rules: [
             { networks: ['10.1.0.0/16'], a: ['192.0.2.30'] },
             { days: ['sat'], weights: { '192.0.2.1': 2, '192.0.2.2': 7 } },
@@ -343,14 +373,23 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.equal(after!.pick, 2);
       assert.deepEqual(after!.weights, { '192.0.2.1': 5 });
       // rules lose the weights of the address that went; one that was nothing but those weights goes
-      assert.deepEqual(after!.rules, [{ networks: ['10.1.0.0/16'], a: ['192.0.2.30'] }, { days: ['sat'], weights: { '192.0.2.1': 2 } }]);
+      assert.deepEqual(after!.rules, [
+        { networks: ['10.1.0.0/16'], a: ['192.0.2.30'] },
+        { days: ['sat'], weights: { '192.0.2.1': 2 } },
+      ]);
     });
 
     test('several names in one update are each written, in order', async () => {
-      assertApplied(await signed(['update add one.shop.test. 60 A 192.0.2.41', 'update add two.shop.test. 60 A 192.0.2.42', 'update add shop.test. 60 A 192.0.2.40']));
+      assertApplied(
+        await signed([
+          'update add one.shop.test. 60 A 192.0.2.41',
+          'update add two.shop.test. 60 A 192.0.2.42',
+          'update add shop.test. 60 A 192.0.2.40',
+        ]),
+      );
       assert.deepEqual(await divert.resolver.resolve4('one.shop.test'), ['192.0.2.41']);
       assert.deepEqual(await divert.resolver.resolve4('two.shop.test'), ['192.0.2.42']);
-      assert.deepEqual(await divert.resolver.resolve4('shop.test'), ['192.0.2.40'], 'the zone\'s own name is in the zone');
+      assert.deepEqual(await divert.resolver.resolve4('shop.test'), ['192.0.2.40'], "the zone's own name is in the zone");
       const versions = await Promise.all(['one.shop.test', 'two.shop.test', 'shop.test'].map(async (n) => (await entry(n))!.version));
       assert.ok(versions[0] < versions[1] && versions[1] < versions[2]);
     });
@@ -369,7 +408,8 @@ for (const [backend, makeBackend] of BACKENDS) {
 
     test('an unsigned update is REFUSED and changes nothing', async () => {
       const run = await unchanged('one.shop.test', () =>
-        nsupdate([`server 127.0.0.1 ${divert.update!.port}`, 'zone shop.test.', 'update add one.shop.test. 60 A 192.0.2.66']));
+        nsupdate([`server 127.0.0.1 ${divert.update!.port}`, 'zone shop.test.', 'update add one.shop.test. 60 A 192.0.2.66']),
+      );
       assert.match(run.output, /update failed: REFUSED/);
     });
 
@@ -384,27 +424,46 @@ for (const [backend, makeBackend] of BACKENDS) {
     });
 
     test('a prerequisite that fails changes nothing; one that holds lets the update through', async () => {
-      const yx = await unchanged('one.shop.test', () => signed(['prereq nxdomain one.shop.test.', 'update add one.shop.test. 60 A 192.0.2.66']));
+      const yx = await unchanged('one.shop.test', () =>
+        signed(['prereq nxdomain one.shop.test.', 'update add one.shop.test. 60 A 192.0.2.66']),
+      );
       assert.match(yx.output, /update failed: YXDOMAIN/);
-      const nx = await unchanged('one.shop.test', () => signed(['prereq yxrrset one.shop.test. A 192.0.2.99', 'update delete one.shop.test. A']));
+      const nx = await unchanged('one.shop.test', () =>
+        signed(['prereq yxrrset one.shop.test. A 192.0.2.99', 'update delete one.shop.test. A']),
+      );
       assert.match(nx.output, /update failed: NXRRSET/);
-      const yxrrset = await unchanged('one.shop.test', () => signed(['prereq nxrrset one.shop.test. A', 'update add one.shop.test. 60 A 192.0.2.66']));
+      const yxrrset = await unchanged('one.shop.test', () =>
+        signed(['prereq nxrrset one.shop.test. A', 'update add one.shop.test. 60 A 192.0.2.66']),
+      );
       assert.match(yxrrset.output, /update failed: YXRRSET/);
-      const nxdomain = await unchanged('one.shop.test', () => signed(['prereq yxdomain absent.shop.test.', 'update add one.shop.test. 60 A 192.0.2.66']));
+      const nxdomain = await unchanged('one.shop.test', () =>
+        signed(['prereq yxdomain absent.shop.test.', 'update add one.shop.test. 60 A 192.0.2.66']),
+      );
       assert.match(nxdomain.output, /update failed: NXDOMAIN/);
       // compare-and-swap from DNS: replace the address only while it is the one expected
-      assertApplied(await signed(['prereq yxrrset one.shop.test. A 192.0.2.41', 'prereq nxrrset one.shop.test. AAAA', 'update delete one.shop.test. A', 'update add one.shop.test. 60 A 192.0.2.51']));
+      assertApplied(
+        await signed([
+          'prereq yxrrset one.shop.test. A 192.0.2.41',
+          'prereq nxrrset one.shop.test. AAAA',
+          'update delete one.shop.test. A',
+          'update add one.shop.test. 60 A 192.0.2.51',
+        ]),
+      );
       assert.deepEqual(await divert.resolver.resolve4('one.shop.test'), ['192.0.2.51']);
     });
 
     test('a name outside the zone gets NOTZONE, and nothing of the update is written', async () => {
-      const run = await unchanged('two.shop.test', () => signed(['update add two.shop.test. 60 A 192.0.2.67', 'update add www.other.test. 60 A 192.0.2.67']));
+      const run = await unchanged('two.shop.test', () =>
+        signed(['update add two.shop.test. 60 A 192.0.2.67', 'update add www.other.test. 60 A 192.0.2.67']),
+      );
       assert.match(run.output, /update failed: NOTZONE/);
       assert.equal(await entry('www.other.test'), null);
     });
 
     test('a record type other than A or AAAA is REFUSED, the log says why, and nothing is written', async () => {
-      const run = await unchanged('two.shop.test', () => signed(['update add two.shop.test. 60 A 192.0.2.68', 'update add two.shop.test. 60 TXT "hello"']));
+      const run = await unchanged('two.shop.test', () =>
+        signed(['update add two.shop.test. 60 A 192.0.2.68', 'update add two.shop.test. 60 TXT "hello"']),
+      );
       assert.match(run.output, /update failed: REFUSED/);
       const line = lines.map((l) => JSON.parse(l) as { msg: string; rcode?: string }).find((l) => l.rcode === 'REFUSED');
       assert.ok(line, 'a log line about it');
@@ -412,7 +471,9 @@ for (const [backend, makeBackend] of BACKENDS) {
     });
 
     test('the log names the key and what was written, and never holds a secret', () => {
-      const applied = lines.map((l) => JSON.parse(l) as { msg: string; key?: string; written?: string[] }).filter((l) => l.msg === 'DNS UPDATE applied');
+      const applied = lines
+        .map((l) => JSON.parse(l) as { msg: string; key?: string; written?: string[] })
+        .filter((l) => l.msg === 'DNS UPDATE applied');
       assert.ok(applied.length > 5);
       assert.ok(applied.every((l) => l.key === KEY_NAME && Array.isArray(l.written)));
       assert.ok(!lines.some((l) => l.includes(key.secret)), 'no secret in the log');
@@ -425,7 +486,10 @@ for (const [backend, makeBackend] of BACKENDS) {
 describe('update server', () => {
   const key: TsigKey = { name: 'k1', algorithm: 'hmac-sha256', secret: randomBytes(32) };
   const keys = new Map([[key.name, key]]);
-  const { grants } = parseKeyFile(`${keyText(key.name, key.secret.toString('base64'))}update-policy { grant k1 subdomain shop.test.; };\n`, 'k1.key');
+  const { grants } = parseKeyFile(
+    `${keyText(key.name, key.secret.toString('base64'))}update-policy { grant k1 subdomain shop.test.; };\n`,
+    'k1.key',
+  );
   let nextId = 100;
 
   /** A table whose reads are followed by `meanwhile(name)` before the caller sees them: a concurrent writer. */
@@ -449,8 +513,13 @@ describe('update server', () => {
     const lines = options.lines ?? [];
     const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
     return startUpdateServer({
-      listen: { host: '127.0.0.1', port: 0 }, keys, grants,
-      table, settle: options.settle ?? (async () => ({ unconfirmed: [] })), log, clock: options.clock,
+      listen: { host: '127.0.0.1', port: 0 },
+      keys,
+      grants,
+      table,
+      settle: options.settle ?? (async () => ({ unconfirmed: [] })),
+      log,
+      clock: options.clock,
     });
   }
 
@@ -459,22 +528,24 @@ describe('update server', () => {
     const { message: signedMessage, mac } = signMessage(message, key);
     const reply = transport === 'udp' ? await udpAsk(port, signedMessage) : await tcpAsk(port, signedMessage);
     assert.ok(reply, 'a reply');
-    assert.equal(reply.readUInt16BE(0), message.readUInt16BE(0), 'the request\'s ID');
-    assert.equal(verifyMessage(reply, keys, { requestMac: mac }).status, 'verified', 'the reply is signed with the request\'s key');
+    assert.equal(reply.readUInt16BE(0), message.readUInt16BE(0), "the request's ID");
+    assert.equal(verifyMessage(reply, keys, { requestMac: mac }).status, 'verified', "the reply is signed with the request's key");
     return reply;
   }
 
   test('a concurrent change makes the update fail with SERVFAIL instead of being overwritten', async () => {
     const table = memoryTable();
     await table.put('www.shop.test', { a: ['192.0.2.1'], aaaa: [], ttl: 30 });
-    const server = await start(racing(table, async (name) => {
-      await table.put(name, { a: ['198.51.100.1'], aaaa: [], ttl: 30 }, { by: 'monitor' });
-    }));
+    const server = await start(
+      racing(table, async (name) => {
+        await table.put(name, { a: ['198.51.100.1'], aaaa: [], ttl: 30 }, { by: 'monitor' });
+      }),
+    );
     try {
       const reply = await ask(server.address.port, updateMessage(nextId++, 'shop.test', [], [addA('www.shop.test', '192.0.2.2')]));
       assert.equal(rcodeOf(reply), RCODES.SERVFAIL);
       const entry = await table.get('www.shop.test');
-      assert.deepEqual(entry!.a, ['198.51.100.1'], 'the monitor\'s change stands');
+      assert.deepEqual(entry!.a, ['198.51.100.1'], "the monitor's change stands");
       assert.equal((await table.history('www.shop.test'))[0].by, 'monitor');
     } finally {
       await server.close();
@@ -484,15 +555,23 @@ describe('update server', () => {
   test('several names: one failing part way gets SERVFAIL, and the log names what was written', async () => {
     const table = memoryTable();
     const lines: string[] = [];
-    const server = await start(racing(table, async (name) => {
-      if (name === 'second.shop.test') await table.put(name, { a: ['198.51.100.2'], aaaa: [], ttl: 30 }, { by: 'monitor' });
-    }), { lines });
+    const server = await start(
+      racing(table, async (name) => {
+        if (name === 'second.shop.test') await table.put(name, { a: ['198.51.100.2'], aaaa: [], ttl: 30 }, { by: 'monitor' });
+      }),
+      { lines },
+    );
     try {
-      const reply = await ask(server.address.port, updateMessage(nextId++, 'shop.test', [], [addA('first.shop.test', '192.0.2.1'), addA('second.shop.test', '192.0.2.2')]));
+      const reply = await ask(
+        server.address.port,
+        updateMessage(nextId++, 'shop.test', [], [addA('first.shop.test', '192.0.2.1'), addA('second.shop.test', '192.0.2.2')]),
+      );
       assert.equal(rcodeOf(reply), RCODES.SERVFAIL);
       assert.deepEqual((await table.get('first.shop.test'))!.a, ['192.0.2.1'], 'the first name was written');
       assert.deepEqual((await table.get('second.shop.test'))!.a, ['198.51.100.2'], 'the second was not');
-      const line = lines.map((l) => JSON.parse(l) as { msg: string; written?: string[]; notWritten?: string[] }).find((l) => l.written && l.notWritten);
+      const line = lines
+        .map((l) => JSON.parse(l) as { msg: string; written?: string[]; notWritten?: string[] })
+        .find((l) => l.written && l.notWritten);
       assert.deepEqual([line?.written, line?.notWritten], [['first.shop.test'], ['second.shop.test']]);
       assert.match(line!.msg, /failed part way: first\.shop\.test written, second\.shop\.test not/);
     } finally {
@@ -503,10 +582,13 @@ describe('update server', () => {
   test('NOERROR only once settle() has resolved', async () => {
     let settled = false;
     const server = await start(memoryTable(), {
-      settle: () => new Promise((resolve) => setTimeout(() => {
-        settled = true;
-        resolve({ unconfirmed: [] });
-      }, 150)),
+      settle: () =>
+        new Promise((resolve) =>
+          setTimeout(() => {
+            settled = true;
+            resolve({ unconfirmed: [] });
+          }, 150),
+        ),
     });
     try {
       const reply = await ask(server.address.port, updateMessage(nextId++, 'shop.test', [], [addA('www.shop.test', '192.0.2.1')]), 'tcp');
@@ -560,7 +642,10 @@ describe('update server', () => {
     const keyFile = writeTemp(keyText(key.name, key.secret.toString('base64')));
     const server = await start(table, { clock: () => Math.floor(Date.now() / 1000) + 3600 });
     try {
-      const run = await nsupdate([`server 127.0.0.1 ${server.address.port}`, 'zone shop.test.', 'update add www.shop.test. 60 A 192.0.2.1'], ['-k', keyFile]);
+      const run = await nsupdate(
+        [`server 127.0.0.1 ${server.address.port}`, 'zone shop.test.', 'update add www.shop.test. 60 A 192.0.2.1'],
+        ['-k', keyFile],
+      );
       assert.notEqual(run.code, 0);
       assert.match(run.output, /BADTIME/);
       // nsupdate checked the reply's signature: it says why, not that the signature failed
@@ -575,7 +660,17 @@ describe('update server', () => {
   test('dig checks the signature of a reply to a signed query (REFUSED: the port takes updates only)', async () => {
     const server = await start(memoryTable());
     try {
-      const { stdout: out } = await execChild('dig', ['@127.0.0.1', '-p', String(server.address.port), '+time=3', '+tries=1', '-y', `hmac-sha256:${key.name}:${key.secret.toString('base64')}`, 'www.shop.test', 'A']);
+      const { stdout: out } = await execChild('dig', [
+        '@127.0.0.1',
+        '-p',
+        String(server.address.port),
+        '+time=3',
+        '+tries=1',
+        '-y',
+        `hmac-sha256:${key.name}:${key.secret.toString('base64')}`,
+        'www.shop.test',
+        'A',
+      ]);
       assert.match(out, /status: REFUSED/);
       assert.match(out, /TSIG PSEUDOSECTION/);
       assert.doesNotMatch(out, /Couldn't verify|tsig verify failure|expected a TSIG/i);
@@ -599,10 +694,24 @@ describe('DNS UPDATE start-up', () => {
   test('a bad key file stops `divert serve` with one line naming file and line, exit status 2', async () => {
     const secret = randomBytes(32).toString('base64');
     const bad = writeTemp(`key "monitor" {\n\talgorithm hmac-sha512;\n\tsecret "${secret}";\n};\n`);
-    const serve = runDivert(['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--workers', '1',
-      '--update-listen', '127.0.0.1:0', '--update-key-file', bad]);
+    const serve = runDivert([
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--upstream',
+      '127.0.0.1:9',
+      '--workers',
+      '1',
+      '--update-listen',
+      '127.0.0.1:0',
+      '--update-key-file',
+      bad,
+    ]);
     assert.equal(await serve.exited(), 2);
-    assert.equal(serve.stderr(), `divert: --update-key-file ${bad}:2: key "monitor": algorithm "hmac-sha512" is not supported; divert accepts hmac-sha256 only (tsig-keygen -a hmac-sha256 NAME)\n`);
+    assert.equal(
+      serve.stderr(),
+      `divert: --update-key-file ${bad}:2: key "monitor": algorithm "hmac-sha512" is not supported; divert accepts hmac-sha256 only (tsig-keygen -a hmac-sha256 NAME)\n`,
+    );
     assert.ok(!serve.stdout().includes(secret) && !serve.stderr().includes(secret));
   });
 });

@@ -213,7 +213,10 @@ describe('pools sharing upstreams (one per worker)', () => {
     here.failTimes(here.a, 1);
     for (const n of news) here.pool.hear(n);
     assert.deepEqual(here.order(), [B, '[2001:db8::3]:53', A], 'two failures there and one here: down');
-    assert.deepEqual(news.map((n) => n.event), ['failed', 'failed']);
+    assert.deepEqual(
+      news.map((n) => n.event),
+      ['failed', 'failed'],
+    );
 
     news.length = 0;
     there.pool.succeeded(there.a, 5);

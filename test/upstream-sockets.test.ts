@@ -19,7 +19,8 @@ import { decode, query, startDivert, tcpSession, udpAsk, type TestServer } from 
 import { FLAG, ipv4, rawReply, rr } from './helpers/raw.js';
 import { startUpstream, type TestUpstream, type UpstreamQuery } from './helpers/upstream.js';
 
-const A = 1, IN = 1;
+const A = 1,
+  IN = 1;
 const response = FLAG.QR | FLAG.RD | FLAG.RA;
 
 /** The address the test upstreams give `n<i>.<anything>`: 10.0.hi(i).lo(i). */
@@ -117,12 +118,12 @@ describe('UDP: a pool of connected upstream sockets', () => {
     const replies = await Promise.all(asked.map((msg) => udpAsk(divert.port, msg, 5000)));
     replies.forEach((reply, i) => {
       assert.ok(reply, `a reply to query ${i}`);
-      assert.equal(reply.readUInt16BE(0), asked[i].readUInt16BE(0), 'the client\'s own ID');
+      assert.equal(reply.readUInt16BE(0), asked[i].readUInt16BE(0), "the client's own ID");
       assert.deepEqual(addressesIn(reply), [addressFor(i)], `the answer to n${i}`);
     });
   });
 
-  test('over 200 queries the upstream sees many source ports and none of the client\'s IDs', async () => {
+  test("over 200 queries the upstream sees many source ports and none of the client's IDs", async () => {
     const from = upstream.queries.length;
     const asked = Array.from({ length: 200 }, (_, i) => query(`n${i}.ports.test`));
     for (let i = 0; i < asked.length; i += 20) {
@@ -138,7 +139,7 @@ describe('UDP: a pool of connected upstream sockets', () => {
     assert.ok(new Set(seen.map((q) => q.packet.id)).size >= 190, 'IDs drawn at random');
   });
 
-  test('forged replies on the socket\'s port are dropped and counted; the real answer arrives', async () => {
+  test("forged replies on the socket's port are dropped and counted; the real answer arrives", async () => {
     const rejectedBefore = (await divert.stats()).rejectedReplies;
     upstream.respond = async (q) => {
       const forged = (id: number, name: string) => {
@@ -172,7 +173,10 @@ describe('UDP: rotation, failure and close', () => {
       const perPort = new Map<number, number>();
       for (const q of upstream.queries) perPort.set(q.from.port, (perPort.get(q.from.port) ?? 0) + 1);
       assert.ok(perPort.size >= 20, `${perPort.size} ports for 200 queries at 10 per socket`);
-      assert.ok([...perPort.values()].every((n) => n <= 10), 'no socket carried more than 10');
+      assert.ok(
+        [...perPort.values()].every((n) => n <= 10),
+        'no socket carried more than 10',
+      );
       const sockets = udpSockets(forwarder);
       assert.ok(sockets.open <= 4, `${sockets.open} sockets open (4 slots)`);
       assert.equal(sockets.opened - sockets.closed, sockets.open);
@@ -195,7 +199,10 @@ describe('UDP: rotation, failure and close', () => {
       assert.ok(await eventually(() => udpSockets(forwarder).open === 0), 'idle sockets closed after their lifetime');
       for (let i = 0; i < 10; i++) await forward(forwarder, query(`n${i}.age.test`));
       const later = upstream.queries.slice(10).map((q) => q.from.port);
-      assert.ok(later.every((p) => !first.has(p)), 'new sockets on new ports');
+      assert.ok(
+        later.every((p) => !first.has(p)),
+        'new sockets on new ports',
+      );
     } finally {
       forwarder.close();
       await upstream.close();
@@ -319,20 +326,26 @@ async function pipelined(port: number, zone: string, count: number, timeoutMs: n
 describe('TCP: pipelined upstream connections', () => {
   test('200 pipelined queries go up over a few connections, and replies sent in reverse order find their queries', async () => {
     // holds each connection's queries for 10 ms, then answers them last first
-    const upstream = await startTcpUpstream((() => {
-      const held = new Map<Socket, Buffer[]>();
-      return (socket, raw, _nth, reply) => {
-        const batch = held.get(socket);
-        if (batch) return void batch.push(raw);
-        held.set(socket, [raw]);
-        setTimeout(() => {
-          const all = held.get(socket)!;
-          held.delete(socket);
-          for (const q of all.reverse()) reply(answer(q));
-        }, 10);
-      };
-    })());
-    const divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '2000', 'query-timeout-ms': '4000' });
+    const upstream = await startTcpUpstream(
+      (() => {
+        const held = new Map<Socket, Buffer[]>();
+        return (socket, raw, _nth, reply) => {
+          const batch = held.get(socket);
+          if (batch) return void batch.push(raw);
+          held.set(socket, [raw]);
+          setTimeout(() => {
+            const all = held.get(socket)!;
+            held.delete(socket);
+            for (const q of all.reverse()) reply(answer(q));
+          }, 10);
+        };
+      })(),
+    );
+    const divert = await startDivert({
+      upstream: [`127.0.0.1:${upstream.port}`],
+      'upstream-timeout-ms': '2000',
+      'query-timeout-ms': '4000',
+    });
     try {
       const replies = await pipelined(divert.port, 'pipe.test', 200, 5000);
       for (const [i, reply] of replies) assert.deepEqual(addressesIn(reply), [addressFor(i)], `the answer to n${i}`);
@@ -354,7 +367,11 @@ describe('TCP: pipelined upstream connections', () => {
       reply(answer(raw));
       socket.end();
     });
-    const divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '2000', 'query-timeout-ms': '4000' });
+    const divert = await startDivert({
+      upstream: [`127.0.0.1:${upstream.port}`],
+      'upstream-timeout-ms': '2000',
+      'query-timeout-ms': '4000',
+    });
     try {
       for (let round = 0; round < 3; round++) {
         const replies = await pipelined(divert.port, `r${round}.closing.test`, 30, 5000);
@@ -375,18 +392,24 @@ describe('TCP: pipelined upstream connections', () => {
     // 60 ms after accepting it, so some of its queries are answered and the rest are not;
     // every fourth connection is reset on its first query instead, answering nothing
     let accepted = 0;
-    const upstream = await startTcpUpstream((() => {
-      const kind = new Map<Socket, number>();
-      return (socket, raw, nth, reply) => {
-        if (!kind.has(socket)) {
-          kind.set(socket, accepted++);
-          if (kind.get(socket)! % 4 !== 3) setTimeout(() => socket.resetAndDestroy(), 60);
-        }
-        if (kind.get(socket)! % 4 === 3) return void socket.resetAndDestroy();
-        setTimeout(() => reply(answer(raw)), (nth + 1) * 5);
-      };
-    })());
-    const divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'upstream-timeout-ms': '500', 'query-timeout-ms': '1500' });
+    const upstream = await startTcpUpstream(
+      (() => {
+        const kind = new Map<Socket, number>();
+        return (socket, raw, nth, reply) => {
+          if (!kind.has(socket)) {
+            kind.set(socket, accepted++);
+            if (kind.get(socket)! % 4 !== 3) setTimeout(() => socket.resetAndDestroy(), 60);
+          }
+          if (kind.get(socket)! % 4 === 3) return void socket.resetAndDestroy();
+          setTimeout(() => reply(answer(raw)), (nth + 1) * 5);
+        };
+      })(),
+    );
+    const divert = await startDivert({
+      upstream: [`127.0.0.1:${upstream.port}`],
+      'upstream-timeout-ms': '500',
+      'query-timeout-ms': '1500',
+    });
     try {
       const started = Date.now();
       const replies = await pipelined(divert.port, 'reset.test', 100, 3000);
@@ -417,7 +440,10 @@ describe('TCP: pipelined upstream connections', () => {
       const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => forward(forwarder, query(`n${i}.idle.test`), 'tcp')));
       replies.forEach((reply, i) => assert.deepEqual(addressesIn(reply), [addressFor(i)]));
       assert.ok(tcpConnections(forwarder).open >= 1);
-      assert.ok(await eventually(() => tcpConnections(forwarder).open === 0 && closedByDivert === upstream.connections), 'closed when idle');
+      assert.ok(
+        await eventually(() => tcpConnections(forwarder).open === 0 && closedByDivert === upstream.connections),
+        'closed when idle',
+      );
       await upstream.close();
       const started = Date.now();
       assert.equal(await forward(forwarder, query('n1.gone.test'), 'tcp'), null);

@@ -55,15 +55,15 @@ function question(name: Buffer, qtype = 1, qclass = 1): Buffer {
 }
 
 /** An OPT record in wire form. */
-function optRecord({ owner = Buffer.from([0]), payload = 1232, extRcode = 0, version = 0, doBit = false, rdata = Buffer.alloc(0) } = {}): Buffer {
-  return Buffer.concat([
-    owner,
-    u16(41),
-    u16(payload),
-    Buffer.from([extRcode, version, doBit ? 0x80 : 0, 0]),
-    u16(rdata.length),
-    rdata,
-  ]);
+function optRecord({
+  owner = Buffer.from([0]),
+  payload = 1232,
+  extRcode = 0,
+  version = 0,
+  doBit = false,
+  rdata = Buffer.alloc(0),
+} = {}): Buffer {
+  return Buffer.concat([owner, u16(41), u16(payload), Buffer.from([extRcode, version, doBit ? 0x80 : 0, 0]), u16(rdata.length), rdata]);
 }
 
 /** An A record in wire form whose owner is a pointer to the question name. */
@@ -79,7 +79,11 @@ type QType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'NS';
 function query(
   name: string,
   type: QType = 'A',
-  { id = 0x4242, flags = dnsPacket.RECURSION_DESIRED, edns }: { id?: number; flags?: number; edns?: { payload?: number; do?: boolean } } = {},
+  {
+    id = 0x4242,
+    flags = dnsPacket.RECURSION_DESIRED,
+    edns,
+  }: { id?: number; flags?: number; edns?: { payload?: number; do?: boolean } } = {},
 ): Buffer {
   return dnsPacket.encode({
     type: 'query',
@@ -87,7 +91,18 @@ function query(
     flags,
     questions: [{ type, name, class: 'IN' }],
     additionals: edns
-      ? [{ type: 'OPT', name: '.', udpPayloadSize: edns.payload ?? 4096, extendedRcode: 0, ednsVersion: 0, flags: edns.do ? dnsPacket.DNSSEC_OK : 0, flag_do: edns.do ?? false, options: [] }]
+      ? [
+          {
+            type: 'OPT',
+            name: '.',
+            udpPayloadSize: edns.payload ?? 4096,
+            extendedRcode: 0,
+            ednsVersion: 0,
+            flags: edns.do ? dnsPacket.DNSSEC_OK : 0,
+            flag_do: edns.do ?? false,
+            options: [],
+          },
+        ]
       : [],
   });
 }
@@ -230,7 +245,11 @@ describe('readQuery verdicts on unreadable messages', () => {
     { name: 'name without its root label', msg: raw({ body: Buffer.concat([Buffer.from([3]), Buffer.from('www')]) }), verdict: 'formerr' },
     { name: 'type and class missing', msg: raw({ body: wireName('www', 'example') }), verdict: 'formerr' },
     { name: 'class missing', msg: raw({ body: Buffer.concat([wireName('www', 'example'), u16(1)]) }), verdict: 'formerr' },
-    { name: 'class cut in half', msg: raw({ body: Buffer.concat([wireName('www', 'example'), u16(1), Buffer.from([0])]) }), verdict: 'formerr' },
+    {
+      name: 'class cut in half',
+      msg: raw({ body: Buffer.concat([wireName('www', 'example'), u16(1), Buffer.from([0])]) }),
+      verdict: 'formerr',
+    },
     {
       name: 'name of 257 bytes (four 63-byte labels)',
       msg: raw({ body: question(wireName('a'.repeat(63), 'b'.repeat(63), 'c'.repeat(63), 'd'.repeat(63))) }),
@@ -303,7 +322,11 @@ describe('readEdns', () => {
       name: 'OPT carrying options (rdata) after another additional record',
       msg: raw({
         arcount: 2,
-        body: Buffer.concat([q1, aRecordAtQuestion([192, 0, 2, 1]), optRecord({ doBit: true, rdata: Buffer.from([0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]) })]),
+        body: Buffer.concat([
+          q1,
+          aRecordAtQuestion([192, 0, 2, 1]),
+          optRecord({ doBit: true, rdata: Buffer.from([0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]) }),
+        ]),
       }),
       expect: { udpPayload: 1232, version: 0, dnssecOk: true },
     },
@@ -593,7 +616,11 @@ describe('errorReply', () => {
 describe('headerOnlyFormErr', () => {
   const cases: { name: string; msg: Buffer; rd: boolean }[] = [
     { name: 'QDCOUNT 0, RD set', msg: raw({ id: 0x1111, qdcount: 0, body: Buffer.alloc(0) }), rd: true },
-    { name: 'pointer in the question, RD clear', msg: raw({ id: 0x2222, flags: 0, body: Buffer.from([0xc0, 0x0c, 0, 1, 0, 1]) }), rd: false },
+    {
+      name: 'pointer in the question, RD clear',
+      msg: raw({ id: 0x2222, flags: 0, body: Buffer.from([0xc0, 0x0c, 0, 1, 0, 1]) }),
+      rd: false,
+    },
     { name: 'name running off the end', msg: raw({ id: 0x3333, body: Buffer.from([9, 0x61]) }), rd: true },
   ];
   for (const c of cases) {
@@ -625,8 +652,16 @@ describe('opcodes other than QUERY', () => {
 
   const cases: { name: string; msg: Buffer; opcode: number }[] = [
     { name: 'STATUS with QDCOUNT 0', msg: raw({ flags: 2 << 11, qdcount: 0, body: Buffer.alloc(0) }), opcode: 2 },
-    { name: 'opcode 3 with QDCOUNT 2', msg: raw({ flags: 3 << 11, qdcount: 2, body: Buffer.concat([question(wireName('a', 'test')), question(wireName('b', 'test'))]) }), opcode: 3 },
-    { name: 'opcode 15 with bytes that are no question', msg: raw({ flags: 15 << 11, body: Buffer.from('not a question at all') }), opcode: 15 },
+    {
+      name: 'opcode 3 with QDCOUNT 2',
+      msg: raw({ flags: 3 << 11, qdcount: 2, body: Buffer.concat([question(wireName('a', 'test')), question(wireName('b', 'test'))]) }),
+      opcode: 3,
+    },
+    {
+      name: 'opcode 15 with bytes that are no question',
+      msg: raw({ flags: 15 << 11, body: Buffer.from('not a question at all') }),
+      opcode: 15,
+    },
     { name: 'NOTIFY with a pointer in the question', msg: raw({ flags: 4 << 11, body: Buffer.from([0xc0, 0x0c, 0, 6, 0, 1]) }), opcode: 4 },
   ];
   for (const c of cases) {
@@ -649,7 +684,8 @@ describe('opcodes other than QUERY', () => {
 
   test('a reply to a message sent by its header alone: same ID and opcode, no question or as many as sent', () => {
     const sent = raw({ id: 0x7777, flags: 3 << 11, qdcount: 2, body: Buffer.alloc(0) });
-    const reply = (id: number, opcode: number, qdcount: number) => raw({ id, flags: FLAG_QR | (opcode << 11) | 4, qdcount, body: Buffer.alloc(0) });
+    const reply = (id: number, opcode: number, qdcount: number) =>
+      raw({ id, flags: FLAG_QR | (opcode << 11) | 4, qdcount, body: Buffer.alloc(0) });
     assert.ok(isReplyTo(reply(0x7777, 3, 0), sent, 12));
     assert.ok(isReplyTo(reply(0x7777, 3, 2), sent, 12));
     assert.ok(!isReplyTo(reply(0x7778, 3, 0), sent, 12), 'another ID');
@@ -691,7 +727,11 @@ describe('isReplyTo', () => {
     { name: 'different class (CH)', reply: response('www.Example.com', 'A', { klass: 'CH' }), expect: false },
     { name: 'different name of the same length', reply: response('www.example.org', 'A'), expect: false },
     { name: 'different name, shorter', reply: response('example.com', 'A'), expect: false },
-    { name: 'QR not set', reply: withBytes(response('www.Example.com', 'A'), (b) => b.writeUInt16BE(b.readUInt16BE(2) & ~FLAG_QR, 2)), expect: false },
+    {
+      name: 'QR not set',
+      reply: withBytes(response('www.Example.com', 'A'), (b) => b.writeUInt16BE(b.readUInt16BE(2) & ~FLAG_QR, 2)),
+      expect: false,
+    },
     { name: 'QDCOUNT 0', reply: withBytes(response('www.Example.com', 'A'), (b) => b.writeUInt16BE(0, 4)), expect: false },
     { name: 'reply shorter than the question', reply: response('www.Example.com', 'A').subarray(0, q.questionEnd - 1), expect: false },
     { name: 'header only', reply: response('www.Example.com', 'A').subarray(0, 12), expect: false },

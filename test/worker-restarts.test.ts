@@ -40,7 +40,21 @@ async function serve(t: TestContext, env: NodeJS.ProcessEnv = {}): Promise<Serve
   const dir = mkdtempSync(join(tmpdir(), 'divert-restarts-'));
   writeFileSync(join(dir, 'crash.zone'), `$ORIGIN crash.test.\n$TTL 60\nwww IN A 192.0.2.7\n`);
   const process = runDivert(
-    ['serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', `127.0.0.1:${upstream.port}`, '--zones', dir, '--workers', '2'],
+    [
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--admin',
+      '127.0.0.1:0',
+      '--admin-token',
+      TOKEN,
+      '--upstream',
+      `127.0.0.1:${upstream.port}`,
+      '--zones',
+      dir,
+      '--workers',
+      '2',
+    ],
     { env },
   );
   t.after(async () => {
@@ -84,7 +98,12 @@ function kill(pids: number[]): number {
 async function until(what: string, timeoutMs: number, check: () => Promise<boolean> | boolean): Promise<number> {
   const started = Date.now();
   for (;;) {
-    if (await Promise.resolve().then(check).catch(() => false)) return Date.now() - started;
+    if (
+      await Promise.resolve()
+        .then(check)
+        .catch(() => false)
+    )
+      return Date.now() - started;
     if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
     await sleep(20);
   }
@@ -92,7 +111,11 @@ async function until(what: string, timeoutMs: number, check: () => Promise<boole
 
 /** The primary's log lines about a worker that exited (crashed, or failed to start). */
 function exits(s: Serve): { worker: number; crashes: number; restartInMs: number }[] {
-  return s.process.stdout().split('\n').filter((l) => /"msg":"(worker exited|new worker failed)/.test(l)).map((l) => JSON.parse(l) as { worker: number; crashes: number; restartInMs: number });
+  return s.process
+    .stdout()
+    .split('\n')
+    .filter((l) => /"msg":"(worker exited|new worker failed)/.test(l))
+    .map((l) => JSON.parse(l) as { worker: number; crashes: number; restartInMs: number });
 }
 
 test('seven crashes of the workers 0.7 s apart: DNS is answered again within seconds, and /healthz says so while it lasts', async (t) => {
@@ -123,7 +146,10 @@ test('seven crashes of the workers 0.7 s apart: DNS is answered again within sec
   assert.equal(down.body.ok, false);
   assert.equal(down.body.workers.configured, 2);
   assert.ok(down.body.workers.restarting.length > 0 && down.body.workers.restarting.every((r) => r.crashes >= 1));
-  assert.ok(down.body.problems.some((p) => /^workers restarting: worker \d after \d+ crash(es)? in a row .*; no worker is running/.test(p)), down.body.problems.join('; '));
+  assert.ok(
+    down.body.problems.some((p) => /^workers restarting: worker \d after \d+ crash(es)? in a row .*; no worker is running/.test(p)),
+    down.body.problems.join('; '),
+  );
   // whenever every slot was down, one of them was starting or due within a second, whatever its back-off
   const allDown = seen.filter((h) => h.body.workers.restarting.length === 2);
   assert.ok(allDown.length > 0);
@@ -165,16 +191,32 @@ test('a worker that stayed up is forgiven its crashes: its next crash is restart
   for (let crash = 1; crash <= 3; crash++) {
     const before = childrenOf(primary);
     assert.equal(kill([victim]), 1);
-    await until(`worker replaced after crash ${crash}`, 20_000, async () => (await running()) && childrenOf(primary).some((p) => !before.includes(p)));
+    await until(
+      `worker replaced after crash ${crash}`,
+      20_000,
+      async () => (await running()) && childrenOf(primary).some((p) => !before.includes(p)),
+    );
     victim = childrenOf(primary).find((p) => !before.includes(p))!;
   }
   const slot = exits(s)[0].worker;
-  assert.deepEqual(exits(s).map((l) => [l.worker, l.crashes, l.restartInMs]), [[slot, 1, 500], [slot, 2, 1000], [slot, 3, 2000]]);
+  assert.deepEqual(
+    exits(s).map((l) => [l.worker, l.crashes, l.restartInMs]),
+    [
+      [slot, 1, 500],
+      [slot, 2, 1000],
+      [slot, 3, 2000],
+    ],
+  );
 
   // the other slot has a back-off of its own: its first crash waits the short delay
   assert.equal(kill([other]), 1);
   await until('the other worker replaced', 20_000, async () => exits(s).length === 4 && (await running()));
-  assert.deepEqual(exits(s).slice(3).map((l) => [l.worker, l.crashes, l.restartInMs]), [[3 - slot, 1, 500]]);
+  assert.deepEqual(
+    exits(s)
+      .slice(3)
+      .map((l) => [l.worker, l.crashes, l.restartInMs]),
+    [[3 - slot, 1, 500]],
+  );
 
   // the victim's slot has served long enough: its next crash counts as the first
   await sleep(STABLE_MS + 500);
@@ -188,7 +230,12 @@ test('a worker that stayed up is forgiven its crashes: its next crash is restart
   assert.equal(restarting!.crashes, 1);
   assert.ok(restarting!.state === 'starting' || restarting!.nextStartInMs! <= 500, JSON.stringify(restarting));
   await until('the crash logged', 5000, () => exits(s).length === 5);
-  assert.deepEqual(exits(s).slice(4).map((l) => [l.worker, l.crashes, l.restartInMs]), [[slot, 1, 500]]);
+  assert.deepEqual(
+    exits(s)
+      .slice(4)
+      .map((l) => [l.worker, l.crashes, l.restartInMs]),
+    [[slot, 1, 500]],
+  );
   await until('the victim replaced again', 20_000, running);
   assert.equal(sumOf(await metrics(s), 'divert_worker_restarts_total', { worker: String(slot) }), 4);
 });

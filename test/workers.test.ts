@@ -16,8 +16,15 @@ import { sumOf } from './helpers/metrics.js';
 const WORKERS = 2;
 const CHANGES = 100;
 
-const json = (body: unknown, method = 'PUT'): RequestInit => ({ method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-const addressesOf = (reply: Buffer | null) => decode(reply).answers!.map((a) => (a as { data: string }).data).sort();
+const json = (body: unknown, method = 'PUT'): RequestInit => ({
+  method,
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body),
+});
+const addressesOf = (reply: Buffer | null) =>
+  decode(reply)
+    .answers!.map((a) => (a as { data: string }).data)
+    .sort();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls until `check` holds, for at most `ms`. */
@@ -73,8 +80,15 @@ for (const [backend, makeBackend] of BACKENDS) {
       for (const reply of replies) assert.deepEqual(addressesOf(reply), ['192.0.2.1']);
       const afterStats = await divert.debug.statsEach();
       const served = afterStats.map((s, i) => s.counts.intercepted - before[i].counts.intercepted);
-      assert.equal(served.reduce((x, y) => x + y, 0), asked, `answered per worker: ${served.join(', ')}`);
-      assert.ok(served.every((n) => n > 0), `every worker answered some (${served.join(', ')})`);
+      assert.equal(
+        served.reduce((x, y) => x + y, 0),
+        asked,
+        `answered per worker: ${served.join(', ')}`,
+      );
+      assert.ok(
+        served.every((n) => n > 0),
+        `every worker answered some (${served.join(', ')})`,
+      );
     });
 
     test(`each of ${CHANGES} changes in a row reaches every worker, and the last one is what all of them answer`, async () => {
@@ -95,7 +109,10 @@ for (const [backend, makeBackend] of BACKENDS) {
         return now.every((s, i) => s.changes - before[i].changes === CHANGES);
       });
       const now = await divert.debug.statsEach();
-      assert.ok(seen, `changes applied per worker: ${now.map((s, i) => s.changes - before[i].changes).join(', ')} (expected ${CHANGES} each)`);
+      assert.ok(
+        seen,
+        `changes applied per worker: ${now.map((s, i) => s.changes - before[i].changes).join(', ')} (expected ${CHANGES} each)`,
+      );
     });
 
     test('a write is acknowledged only when every worker answers with it: no query after the reply gets the old address', async () => {
@@ -105,7 +122,8 @@ for (const [backend, makeBackend] of BACKENDS) {
         assert.equal(put.status, 200);
         // no waiting: straight after the reply, over the socket and in every worker
         assert.deepEqual(addressesOf(await udpAsk(divert.port, query('acked.w.test'))), [address], `change ${i} over the socket`);
-        for (const reply of await probeReplies(divert, query('acked.w.test'))) assert.deepEqual(addressesOf(reply), [address], `change ${i} in a worker`);
+        for (const reply of await probeReplies(divert, query('acked.w.test')))
+          assert.deepEqual(addressesOf(reply), [address], `change ${i} in a worker`);
       }
     });
 
@@ -113,7 +131,9 @@ for (const [backend, makeBackend] of BACKENDS) {
       await divert.api('/v1/names/gone.w.test', json({ a: ['192.0.2.77'] }));
       const del = await divert.api('/v1/names/gone.w.test', { method: 'DELETE' });
       assert.equal(del.status, 204);
-      const forwarded = await eventually(async () => (await probeReplies(divert, query('gone.w.test'))).every((r) => decode(r).rcode === 'NXDOMAIN'));
+      const forwarded = await eventually(async () =>
+        (await probeReplies(divert, query('gone.w.test'))).every((r) => decode(r).rcode === 'NXDOMAIN'),
+      );
       assert.ok(forwarded, 'every worker forwards the deleted name (the upstream says NXDOMAIN)');
     });
 
@@ -123,7 +143,11 @@ for (const [backend, makeBackend] of BACKENDS) {
       const lines = ['$ORIGIN many.w.test.'];
       for (let i = 0; i < 2500; i++) lines.push(`n${i} IN A 10.1.${i >> 8}.${i & 255}`);
       lines.push('*.wild IN A 192.0.2.50');
-      const imported = await divert.api('/v1/import', { method: 'POST', headers: { 'content-type': 'text/dns' }, body: lines.join('\n') + '\n' });
+      const imported = await divert.api('/v1/import', {
+        method: 'POST',
+        headers: { 'content-type': 'text/dns' },
+        body: lines.join('\n') + '\n',
+      });
       assert.equal(imported.status, 200);
       assert.equal((await divert.api('/v1/names/n2499.many.w.test', json({ a: ['192.0.2.98'] }))).status, 200);
       // no waiting: a write is acknowledged once every worker has it
@@ -138,13 +162,20 @@ for (const [backend, makeBackend] of BACKENDS) {
         for (const reply of await probeReplies(divert, query(name))) assert.deepEqual(addressesOf(reply), addresses, name);
       }
       const now = await divert.debug.statsEach();
-      assert.deepEqual(now.map((s, i) => s.changes - before[i].changes), before.map(() => 2503), 'changes applied per worker: the import, and a write before and after it');
+      assert.deepEqual(
+        now.map((s, i) => s.changes - before[i].changes),
+        before.map(() => 2503),
+        'changes applied per worker: the import, and a write before and after it',
+      );
     });
 
-    test('metrics add up the workers\' figures', async () => {
+    test("metrics add up the workers' figures", async () => {
       const total = await divert.stats();
       const each = await divert.debug.statsEach();
-      assert.equal(total.counts.intercepted, each.reduce((n, s) => n + s.counts.intercepted, 0));
+      assert.equal(
+        total.counts.intercepted,
+        each.reduce((n, s) => n + s.counts.intercepted, 0),
+      );
       const text = await (await divert.api('/metrics')).text();
       assert.ok(sumOf(text, 'divert_queries_total', { outcome: 'intercepted' }) >= total.counts.intercepted);
     });
@@ -156,9 +187,10 @@ for (const [backend, makeBackend] of BACKENDS) {
         const pids = divert.debug.pids();
         return pids.length === WORKERS && !pids.includes(victim);
       }, 10_000);
-      assert.ok(replaced, 'a new worker took the dead one\'s place');
+      assert.ok(replaced, "a new worker took the dead one's place");
       // queries in the meantime and afterwards are answered by whichever worker is alive
-      for (let i = 0; i < 20; i++) assert.deepEqual(addressesOf(await udpAsk(divert.port, query('moving.w.test'))), ['198.51.100.' + CHANGES]);
+      for (let i = 0; i < 20; i++)
+        assert.deepEqual(addressesOf(await udpAsk(divert.port, query('moving.w.test'))), ['198.51.100.' + CHANGES]);
       const ready = await eventually(async () => {
         const probes = await probeReplies(divert, query('moving.w.test'));
         return probes.length === WORKERS && probes.every((r) => r !== null && addressesOf(r).join() === '198.51.100.' + CHANGES);

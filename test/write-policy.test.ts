@@ -86,12 +86,22 @@ for (const [backend, makeBackend] of BACKENDS) {
       assert.equal((await divert.api('/v1/names/new.corp.test')).status, 404, 'not created');
     });
 
-    test('PUT: a rule that answers with more than the cap (its own list and the entry\'s other family) is refused', async () => {
-      const body = { a: v4(1), aaaa: v6(20), rules: [{ days: ['mon'], a: v4(10, 100) }, { networks: ['10.1.0.0/16'], a: v4(50, 200) }] };
+    test("PUT: a rule that answers with more than the cap (its own list and the entry's other family) is refused", async () => {
+      const body = {
+        a: v4(1),
+        aaaa: v6(20),
+        rules: [
+          { days: ['mon'], a: v4(10, 100) },
+          { networks: ['10.1.0.0/16'], a: v4(50, 200) },
+        ],
+      };
       const e = await errorOf(await divert.api('/v1/names/rules.corp.test', json(body)));
       assert.equal(e.status, 400);
       assert.equal(e.code, 'BAD_ADDRESS');
-      assert.equal(e.message, '"rules.corp.test": rules[1] answers with 70 addresses (50 IPv4, 20 IPv6), its own lists or else the entry\'s; the limit is 64 (--max-addresses)');
+      assert.equal(
+        e.message,
+        '"rules.corp.test": rules[1] answers with 70 addresses (50 IPv4, 20 IPv6), its own lists or else the entry\'s; the limit is 64 (--max-addresses)',
+      );
       body.rules[1].a = v4(44, 200);
       assert.equal((await divert.api('/v1/names/rules.corp.test', json(body))).status, 200, 'at the cap');
     });
@@ -101,7 +111,10 @@ for (const [backend, makeBackend] of BACKENDS) {
       const e = await errorOf(await divert.api('/v1/import', zoneBody(text)));
       assert.equal(e.status, 400);
       assert.equal(e.code, 'BAD_ADDRESS');
-      assert.equal(e.message, 'import "big.import.test": a and aaaa hold 65 addresses (65 IPv4, 0 IPv6); the limit is 64 (--max-addresses)');
+      assert.equal(
+        e.message,
+        'import "big.import.test": a and aaaa hold 65 addresses (65 IPv4, 0 IPv6); the limit is 64 (--max-addresses)',
+      );
       assert.equal((await divert.api('/v1/names/fine.import.test')).status, 404, 'nothing of the file is written');
       const ok = await divert.api('/v1/import', zoneBody(zoneOf('fine.import.test', v4(2)) + zoneOf('big.import.test', v4(64))));
       assert.equal(ok.status, 200);
@@ -121,7 +134,10 @@ for (const [backend, makeBackend] of BACKENDS) {
       const put = await errorOf(await divert.api('/v1/names/*.com', json({ a: ['192.0.2.1'] })));
       assert.equal(put.status, 400);
       assert.equal(put.code, 'BAD_NAME');
-      assert.equal(put.message, '"*.com": a wildcard directly below the top-level domain "com" would answer for every name under it; refused unless the operator gives --allow-tld-wildcards');
+      assert.equal(
+        put.message,
+        '"*.com": a wildcard directly below the top-level domain "com" would answer for every name under it; refused unless the operator gives --allow-tld-wildcards',
+      );
       const imported = await errorOf(await divert.api('/v1/import', zoneBody('*.net. 60 IN A 192.0.2.1\n')));
       assert.equal(imported.status, 400);
       assert.equal(imported.code, 'BAD_NAME');
@@ -159,16 +175,30 @@ describe('--allow-tld-wildcards', () => {
     assert.equal(loadServeConfig({ config }, {}).allowTldWildcards, true);
     assert.equal(loadServeConfig({ config }, {}).maxAddresses, 10);
     assert.equal(loadServeConfig({ config, 'allow-tld-wildcards': false }, {}).allowTldWildcards, false, 'the flag wins');
-    assert.equal(loadServeConfig({ config }, { DIVERT_ALLOW_TLD_WILDCARDS: 'false' }).allowTldWildcards, false, 'the variable wins over the file');
-    assert.throws(() => loadServeConfig({}, { DIVERT_ALLOW_TLD_WILDCARDS: 'yes' }), (err: unknown) =>
-      isDivertError(err, 'BAD_CONFIG') && err.message === '--allow-tld-wildcards "yes" (from DIVERT_ALLOW_TLD_WILDCARDS): expected true or false');
+    assert.equal(
+      loadServeConfig({ config }, { DIVERT_ALLOW_TLD_WILDCARDS: 'false' }).allowTldWildcards,
+      false,
+      'the variable wins over the file',
+    );
+    assert.throws(
+      () => loadServeConfig({}, { DIVERT_ALLOW_TLD_WILDCARDS: 'yes' }),
+      (err: unknown) =>
+        isDivertError(err, 'BAD_CONFIG') &&
+        err.message === '--allow-tld-wildcards "yes" (from DIVERT_ALLOW_TLD_WILDCARDS): expected true or false',
+    );
   });
 
   test('--max-addresses takes 1 to 1000', () => {
     assert.equal(loadServeConfig({ 'max-addresses': '1000' }, {}).maxAddresses, 1000);
-    for (const [value, expected] of [['0', 'expected at least 1'], ['1001', 'expected at most 1000'], ['many', 'expected a whole number']]) {
-      assert.throws(() => loadServeConfig({ 'max-addresses': value }, {}), (err: unknown) =>
-        isDivertError(err, 'BAD_CONFIG') && err.message === `--max-addresses "${value}": ${expected}`);
+    for (const [value, expected] of [
+      ['0', 'expected at least 1'],
+      ['1001', 'expected at most 1000'],
+      ['many', 'expected a whole number'],
+    ]) {
+      assert.throws(
+        () => loadServeConfig({ 'max-addresses': value }, {}),
+        (err: unknown) => isDivertError(err, 'BAD_CONFIG') && err.message === `--max-addresses "${value}": ${expected}`,
+      );
     }
   });
 
@@ -177,9 +207,16 @@ describe('--allow-tld-wildcards', () => {
     const base = ['validate', '--zones', zone, '--upstream', '127.0.0.1:9', '--listen', '127.0.0.1:0'];
     const refused = runDivert(base);
     assert.equal(await refused.exited(), 2);
-    assert.equal(refused.stderr(), `divert: ${zone}: "*.com": a wildcard directly below the top-level domain "com" would answer for every name under it; refused unless the operator gives --allow-tld-wildcards\n`);
+    assert.equal(
+      refused.stderr(),
+      `divert: ${zone}: "*.com": a wildcard directly below the top-level domain "com" would answer for every name under it; refused unless the operator gives --allow-tld-wildcards\n`,
+    );
     // the switch takes no value: the option after it is read as usual
-    for (const [args, env] of [[['--allow-tld-wildcards', ...base.slice(1)], {}], [[...base, '--allow-tld-wildcards=true'], {}], [base, { DIVERT_ALLOW_TLD_WILDCARDS: 'true' }]] as const) {
+    for (const [args, env] of [
+      [['--allow-tld-wildcards', ...base.slice(1)], {}],
+      [[...base, '--allow-tld-wildcards=true'], {}],
+      [base, { DIVERT_ALLOW_TLD_WILDCARDS: 'true' }],
+    ] as const) {
       const run = runDivert(['validate', ...args.filter((a) => a !== 'validate')], { env });
       assert.equal(await run.exited(), 0, `${args.join(' ')} ${JSON.stringify(env)}: ${run.stderr()}`);
       assert.match(run.stdout(), /^config OK: 1 zone name from /);
@@ -196,10 +233,25 @@ describe('zone seeds', () => {
     const err = await refusedStart({ zones: [fine, big] });
     assert.ok(isDivertError(err, 'BAD_ZONE'), String(err));
     assert.equal(err.message, `${big}: "big.seed.test": a and aaaa hold 65 addresses (65 IPv4, 0 IPv6); the limit is 64 (--max-addresses)`);
-    const serve = runDivert(['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--workers', '1', '--zones', fine, '--zones', big]);
+    const serve = runDivert([
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--upstream',
+      '127.0.0.1:9',
+      '--workers',
+      '1',
+      '--zones',
+      fine,
+      '--zones',
+      big,
+    ]);
     try {
       assert.equal(await serve.exited(), 2);
-      assert.equal(serve.stderr(), `divert: ${big}: "big.seed.test": a and aaaa hold 65 addresses (65 IPv4, 0 IPv6); the limit is 64 (--max-addresses)\n`);
+      assert.equal(
+        serve.stderr(),
+        `divert: ${big}: "big.seed.test": a and aaaa hold 65 addresses (65 IPv4, 0 IPv6); the limit is 64 (--max-addresses)\n`,
+      );
     } finally {
       await serve.stop();
     }
@@ -240,7 +292,10 @@ describe('zone seeds', () => {
       writeFileSync(zone, zoneOf('kept.reload.test', v4(2)) + zoneOf('added.reload.test', v4(1)) + zoneOf('big.reload.test', v4(65)));
       const result = await divert.reload();
       assert.equal(result.ok, false);
-      assert.equal((result as { error: string }).error, `${zone}: "big.reload.test": a and aaaa hold 65 addresses (65 IPv4, 0 IPv6); the limit is 64 (--max-addresses)`);
+      assert.equal(
+        (result as { error: string }).error,
+        `${zone}: "big.reload.test": a and aaaa hold 65 addresses (65 IPv4, 0 IPv6); the limit is 64 (--max-addresses)`,
+      );
       assert.equal((await divert.api('/v1/names/added.reload.test')).status, 404, 'nothing of the file was seeded');
       assert.equal((await divert.api('/v1/names/big.reload.test')).status, 404);
       assert.deepEqual(await answerOf(divert, 'kept.reload.test'), v4(2));

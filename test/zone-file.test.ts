@@ -131,10 +131,7 @@ describe('formatZone', () => {
 
   test('parseZone reads the output back to the same entries', () => {
     const back = parseZone(formatZone(entries), 'export.zone');
-    assert.deepEqual(
-      Object.fromEntries(back),
-      Object.fromEntries(entries.map(({ name, ...data }) => [name, data])),
-    );
+    assert.deepEqual(Object.fromEntries(back), Object.fromEntries(entries.map(({ name, ...data }) => [name, data])));
   });
 
   test('the example zone survives a round trip', async () => {
@@ -181,7 +178,10 @@ www IN A 192.0.2.2
     [';divert www {}\n;divert www {}', /bad\.zone:2: www\.shop\.example has a second ;divert line \(the first is on line 1\)/],
     [';divert www {"weights":{"192.0.2.7":1}}\nwww A 192.0.2.1', /bad\.zone:1: .*192\.0\.2\.7/],
     [';divert {"pick":1}', /bad\.zone:1: ";divert" needs an owner name/],
-    ['www 60 A 192.0.2.1\n;divert www {"ttl":5}', /bad\.zone:2: the ;divert line of www\.shop\.example says ttl 5 but its records have TTL 60/],
+    [
+      'www 60 A 192.0.2.1\n;divert www {"ttl":5}',
+      /bad\.zone:2: the ;divert line of www\.shop\.example says ttl 5 but its records have TTL 60/,
+    ],
   ] as const) {
     test(`refuses ${JSON.stringify(line.split('\n')[0])} with the line and the reason`, () => {
       assert.throws(
@@ -411,7 +411,10 @@ describe('large files of one name: read in one pass, merged like small ones', ()
     assert.deepEqual([...entries.keys()], ['www.big.example']);
     const entry = entries.get('www.big.example')!;
     assert.equal(entry.a.length, distinct);
-    assert.deepEqual(entry.a, Array.from({ length: distinct }, (_, i) => v4(i)));
+    assert.deepEqual(
+      entry.a,
+      Array.from({ length: distinct }, (_, i) => v4(i)),
+    );
     assert.deepEqual(entry.aaaa, ['2001:db8::1']);
     assert.equal(entry.ttl, 7);
   });
@@ -433,7 +436,11 @@ describe('large files of one name: read in one pass, merged like small ones', ()
     assert.equal(entry.a.length, 50_000);
     assert.equal(entry.a[0], first, 'the first record is first; it is not listed twice');
     assert.deepEqual(entry.weights, { [first]: 2, [v4(5)]: 3, [v4(25_600)]: 0 });
-    assert.deepEqual(Object.keys(entry.weights), [first, v4(5), v4(25_600)], 'in the order of the addresses, as every weights object reads back');
+    assert.deepEqual(
+      Object.keys(entry.weights),
+      [first, v4(5), v4(25_600)],
+      'in the order of the addresses, as every weights object reads back',
+    );
     assert.equal(entry.pick, 2);
   });
 

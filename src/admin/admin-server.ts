@@ -108,7 +108,8 @@ export function buildAdmin(options: AdminOptions) {
     // A client may not hold a request open: its headers must arrive within 10 s and the
     // whole of it (a 16 MiB import included) within a minute, checked every second (node
     // checks every 30 s by default); an idle kept-alive connection is closed after 10 s.
-    serverFactory: (handler) => createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 }, handler),
+    serverFactory: (handler) =>
+      createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 }, handler),
     requestTimeout: REQUEST_TIMEOUT_MS,
     keepAliveTimeout: 10_000,
   });
@@ -118,7 +119,9 @@ export function buildAdmin(options: AdminOptions) {
 
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${request.method} ${request.url}`));
-  app.addContentTypeParser(['text/dns', 'text/plain'], { parseAs: 'string', bodyLimit: ZONE_BODY_LIMIT }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(['text/dns', 'text/plain'], { parseAs: 'string', bodyLimit: ZONE_BODY_LIMIT }, (_req, body, done) =>
+    done(null, body),
+  );
 
   // a request on a kept-alive connection while the port closes: refused before the token
   // is checked and before any handler (the query path and the table are closing too)
@@ -127,7 +130,13 @@ export function buildAdmin(options: AdminOptions) {
     closing = true;
   });
   app.addHook('onRequest', async (_request, reply) => {
-    if (closing) return sendError(reply.header('connection', 'close'), 503, 'SHUTTING_DOWN', 'divert is shutting down; ask another replica, or again once it is back');
+    if (closing)
+      return sendError(
+        reply.header('connection', 'close'),
+        503,
+        'SHUTTING_DOWN',
+        'divert is shutting down; ask another replica, or again once it is back',
+      );
   });
 
   const failures = new AuthFailures();
@@ -144,12 +153,23 @@ export function buildAdmin(options: AdminOptions) {
     if (lockedFor > 0) {
       // nothing is logged per request while locked out
       reply.header('retry-after', String(Math.ceil(lockedFor / 1000)));
-      return sendError(reply, 429, 'TOO_MANY_FAILURES', `too many failed authentications from ${request.ip}; try again in ${Math.ceil(lockedFor / 1000)} s (the right token is still accepted)`);
+      return sendError(
+        reply,
+        429,
+        'TOO_MANY_FAILURES',
+        `too many failed authentications from ${request.ip}; try again in ${Math.ceil(lockedFor / 1000)} s (the right token is still accepted)`,
+      );
     }
-    warnAuth({ ip: request.ip, url: request.url.slice(0, 200) }, given === '' ? 'admin request without a token' : 'admin request with a wrong token');
+    warnAuth(
+      { ip: request.ip, url: request.url.slice(0, 200) },
+      given === '' ? 'admin request without a token' : 'admin request with a wrong token',
+    );
     // only wrong tokens count: a missing one guesses nothing (a scraper without its token, say)
     if (given !== '' && failures.fail(request.ip)) {
-      log.warn({ ip: request.ip, failures: AUTH_FAILURES_ALLOWED, lockoutSeconds: AUTH_LOCKOUT_MS / 1000 }, 'too many failed admin authentications; wrong tokens from this address get 429 for a while');
+      log.warn(
+        { ip: request.ip, failures: AUTH_FAILURES_ALLOWED, lockoutSeconds: AUTH_LOCKOUT_MS / 1000 },
+        'too many failed admin authentications; wrong tokens from this address get 429 for a while',
+      );
     }
     return sendError(reply, 401, 'UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer TOKEN)');
   });
@@ -179,7 +199,10 @@ export function buildAdmin(options: AdminOptions) {
       reply.code(success);
       return;
     }
-    log.warn({ write: what, unconfirmed }, `a write is stored, but worker ${unconfirmed.join(', ')} did not confirm in time that it answers with it`);
+    log.warn(
+      { write: what, unconfirmed },
+      `a write is stored, but worker ${unconfirmed.join(', ')} did not confirm in time that it answers with it`,
+    );
     reply.code(202).header('x-divert-unconfirmed', unconfirmed.join(','));
   };
 

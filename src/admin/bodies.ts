@@ -51,9 +51,15 @@ export function diversionFromBody(body: unknown): { from: string; to: string } {
 export function ifMatch(header: string | string[] | undefined): number | undefined {
   if (header === undefined) return undefined;
   // an empty list (a header given with no value) is no version either, not a TypeError
-  const text = (Array.isArray(header) ? header[0] ?? '' : header).trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+  const text = (Array.isArray(header) ? (header[0] ?? '') : header)
+    .trim()
+    .replace(/^W\//, '')
+    .replace(/^"(.*)"$/, '$1');
   if (!/^\d{1,15}$/.test(text)) {
-    throw new DivertError('BAD_REQUEST', `If-Match: "${String(header)}" is not an entry version (a whole number, as in the entry's "version" or ETag)`);
+    throw new DivertError(
+      'BAD_REQUEST',
+      `If-Match: "${String(header)}" is not an entry version (a whole number, as in the entry's "version" or ETag)`,
+    );
   }
   return Number(text);
 }
@@ -61,6 +67,10 @@ export function ifMatch(header: string | string[] | undefined): number | undefin
 export function limitOf(text: unknown): number {
   if (text === undefined) return 100;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new DivertError('BAD_REQUEST', `limit: "${typeof text === 'string' ? text : JSON.stringify(text)}" is not a whole number from 1 to 1000`);
+  if (!Number.isInteger(n) || n < 1 || n > 1000)
+    throw new DivertError(
+      'BAD_REQUEST',
+      `limit: "${typeof text === 'string' ? text : JSON.stringify(text)}" is not a whole number from 1 to 1000`,
+    );
   return n;
 }

@@ -69,7 +69,11 @@ export class EventStreams {
   /** One warning per spell at the limit, not one per refused request. */
   private warnedFull = false;
 
-  constructor(private readonly table: AddressTable, private readonly maxStreams: number, private readonly log: Logger) {}
+  constructor(
+    private readonly table: AddressTable,
+    private readonly maxStreams: number,
+    private readonly log: Logger,
+  ) {}
 
   figures(): EventStreamFigures {
     return { open: this.all.size, slowClosed: this.slowClosed, refused: this.refused };
@@ -83,8 +87,12 @@ export class EventStreams {
         this.warnedFull = true;
         this.log.warn({ ip: request.ip, maxStreams: this.maxStreams }, 'event streams at --events-max-streams: new ones are refused');
       }
-      void sendError(reply, 503, 'TOO_MANY_STREAMS',
-        `${this.all.size} event streams are open, the most --events-max-streams (${this.maxStreams}) allows; close one, or raise --events-max-streams`);
+      void sendError(
+        reply,
+        503,
+        'TOO_MANY_STREAMS',
+        `${this.all.size} event streams are open, the most --events-max-streams (${this.maxStreams}) allows; close one, or raise --events-max-streams`,
+      );
       return;
     }
     reply.hijack();
@@ -153,7 +161,8 @@ export class EventStreams {
     this.backlog.append(frame);
     if (this.backlog.bytes > MAX_BACKLOG_BYTES) {
       for (const stream of this.live) {
-        if (this.backlog.behind(stream.cursor) > MAX_BACKLOG_BYTES) this.closeSlow(stream, `more than ${MAX_BACKLOG_BYTES} bytes of events behind`);
+        if (this.backlog.behind(stream.cursor) > MAX_BACKLOG_BYTES)
+          this.closeSlow(stream, `more than ${MAX_BACKLOG_BYTES} bytes of events behind`);
       }
     }
     // the rest of a burst is written synchronously too: write it out in chunks once it is in
@@ -192,7 +201,8 @@ export class EventStreams {
     for (const stream of this.live) {
       const unsent = this.backlog.behind(stream.cursor) + stream.res.writableLength;
       if (stream.waiting && unsent > MAX_UNSENT_BYTES) {
-        if (++stream.strikes >= STALL_CHECKS) this.closeSlow(stream, `more than ${MAX_UNSENT_BYTES} bytes unsent, none taken for ${STALL_CHECKS * CHECK_MS / 1000} s`);
+        if (++stream.strikes >= STALL_CHECKS)
+          this.closeSlow(stream, `more than ${MAX_UNSENT_BYTES} bytes unsent, none taken for ${(STALL_CHECKS * CHECK_MS) / 1000} s`);
         continue;
       }
       stream.strikes = 0;

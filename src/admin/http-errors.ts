@@ -31,9 +31,12 @@ export function errorHandler(err: FastifyError | Error, request: FastifyRequest,
   if (isDivertError(err)) return sendError(reply, STATUS[err.code] ?? 500, err.code, err.message);
   const fastifyError = err as FastifyError;
   if (fastifyError.statusCode && fastifyError.statusCode < 500) {
-    const code = fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'BODY_TOO_LARGE'
-      : fastifyError.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'UNSUPPORTED_MEDIA_TYPE'
-      : 'BAD_REQUEST';
+    const code =
+      fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? 'BODY_TOO_LARGE'
+        : fastifyError.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+          ? 'UNSUPPORTED_MEDIA_TYPE'
+          : 'BAD_REQUEST';
     return sendError(reply, fastifyError.statusCode, code, err.message);
   }
   request.log.error({ err }, 'admin request failed');
@@ -47,9 +50,19 @@ export function errorHandler(err: FastifyError | Error, request: FastifyRequest,
 export function frameworkErrorHandler(maxParamLength: number) {
   return (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
     if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-      sendError(reply, 414, 'URI_TOO_LONG', `a segment of the path is longer than ${maxParamLength} characters, more than any name takes (253 characters, 1004 with every octet written as \\DDD)`);
+      sendError(
+        reply,
+        414,
+        'URI_TOO_LONG',
+        `a segment of the path is longer than ${maxParamLength} characters, more than any name takes (253 characters, 1004 with every octet written as \\DDD)`,
+      );
     } else if (err.code === 'FST_ERR_BAD_URL') {
-      sendError(reply, 400, 'BAD_REQUEST', `the URL ${JSON.stringify(cut(request.url))} cannot be read (expected a path of UTF-8 with %XX escapes, as encodeURIComponent writes a name)`);
+      sendError(
+        reply,
+        400,
+        'BAD_REQUEST',
+        `the URL ${JSON.stringify(cut(request.url))} cannot be read (expected a path of UTF-8 with %XX escapes, as encodeURIComponent writes a name)`,
+      );
     } else {
       errorHandler(err, request, reply);
     }
@@ -64,12 +77,16 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   // a reset connection is gone: there is nobody to answer
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const [status, code, message]: [number, string, string] =
-    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'REQUEST_TIMEOUT', 'the request did not arrive in time']
-    : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'HEADERS_TOO_LARGE', 'the request line and headers are larger than the server takes']
-    : [400, 'BAD_REQUEST', `the request is not valid HTTP/1.1 (${err.code ?? err.message})`];
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'REQUEST_TIMEOUT', 'the request did not arrive in time']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'HEADERS_TOO_LARGE', 'the request line and headers are larger than the server takes']
+        : [400, 'BAD_REQUEST', `the request is not valid HTTP/1.1 (${err.code ?? err.message})`];
   const body = JSON.stringify({ error: { code, message } });
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   }
   socket.destroy();
 }

@@ -4,7 +4,19 @@
 // folder no one else can write. Compared in constant time (token-match.ts, apart: the
 // CLI reads token files too, and node:crypto's ES module would load Web Crypto with it).
 
-import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { tokenProblem } from '../config/token-rule.js';
@@ -32,7 +44,8 @@ const ownUid = (): number | undefined => process.getuid?.();
 
 /** Like ssh with a private key: this user's, and no one else's to read or change. */
 function checkFile(path: string, stats: Stats, uid: number): void {
-  if (stats.uid !== uid) throw refused(path, `is owned by uid ${stats.uid}, not by this user (uid ${uid}); chown ${uid} ${path}, or give a file of your own`);
+  if (stats.uid !== uid)
+    throw refused(path, `is owned by uid ${stats.uid}, not by this user (uid ${uid}); chown ${uid} ${path}, or give a file of your own`);
   if (stats.mode & 0o077) throw refused(path, `has mode ${octal(stats.mode)}: group or others have access to it; chmod 600 ${path}`);
 }
 
@@ -46,7 +59,10 @@ function checkFolder(path: string, uid: number): void {
     throw refused(path, `is in the folder "${folder}", which cannot be examined (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
   if (stats.uid !== uid && stats.uid !== 0) {
-    throw refused(path, `is in the folder "${folder}" owned by uid ${stats.uid}, neither this user (uid ${uid}) nor root; chown ${uid} ${folder}, or use a folder of your own`);
+    throw refused(
+      path,
+      `is in the folder "${folder}" owned by uid ${stats.uid}, neither this user (uid ${uid}) nor root; chown ${uid} ${folder}, or use a folder of your own`,
+    );
   }
   if (stats.mode & 0o022 && !(stats.mode & STICKY)) {
     throw refused(path, `is in the folder "${folder}" of mode ${octal(stats.mode)}, which group or others may write; chmod go-w ${folder}`);
@@ -62,11 +78,13 @@ function readToken(path: string, fd: number): string {
     if (read === 0) break;
     length += read;
   }
-  if (length > MAX_TOKEN_FILE_BYTES) throw refused(path, `holds more than ${MAX_TOKEN_FILE_BYTES} bytes, too many for a token; put only the token in it`);
+  if (length > MAX_TOKEN_FILE_BYTES)
+    throw refused(path, `holds more than ${MAX_TOKEN_FILE_BYTES} bytes, too many for a token; put only the token in it`);
   const token = buffer.subarray(0, length).toString('utf8').trim();
   const problem = tokenProblem(token);
   if (problem !== undefined) {
-    const fix = 'write a token of 16 or more printable characters there (e.g. openssl rand -hex 32), or delete the file for divert serve to generate one';
+    const fix =
+      'write a token of 16 or more printable characters there (e.g. openssl rand -hex 32), or delete the file for divert serve to generate one';
     throw refused(path, `holds a token of ${token.length} character${token.length === 1 ? '' : 's'}: ${problem}; ${fix}`);
   }
   return token;
@@ -105,7 +123,10 @@ export function readTokenFile(path: string): string | null {
 
 function cannotWrite(path: string, err: unknown): DivertError {
   const code = (err as NodeJS.ErrnoException).code ?? String(err);
-  return new DivertError('BAD_CONFIG', `--admin-token-file "${path}": cannot write a new token there (${code}); give --admin-token or another --admin-token-file`);
+  return new DivertError(
+    'BAD_CONFIG',
+    `--admin-token-file "${path}": cannot write a new token there (${code}); give --admin-token or another --admin-token-file`,
+  );
 }
 
 /**
@@ -135,7 +156,7 @@ export function loadOrCreateToken(path: string): { token: string; created: boole
   try {
     fchmodSync(fd, 0o600); // a umask may have taken bits away, never added any
     const data = Buffer.from(token + '\n');
-    for (let written = 0; written < data.length; ) written += writeSync(fd, data, written);
+    for (let written = 0; written < data.length;) written += writeSync(fd, data, written);
   } catch (err) {
     // a half-written file would be refused at the next start
     closeSync(fd);

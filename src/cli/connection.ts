@@ -39,7 +39,7 @@ export function connectionOptions(yargs: Argv): Argv {
       type: 'string',
       requiresArg: true,
       group: GROUP,
-      describe: 'who is making the change, kept in each name\'s history [env DIVERT_CLIENT]',
+      describe: "who is making the change, kept in each name's history [env DIVERT_CLIENT]",
       defaultDescription: 'cli:<user name>',
     });
 }
@@ -50,7 +50,12 @@ export function usage(message: string): DivertError {
 }
 
 /** One value of `flag`, else of `variable`; an empty variable counts as unset. */
-function pick(argv: Record<string, unknown>, flag: string, env: NodeJS.ProcessEnv, variable: string): { value: string; from: string } | undefined {
+function pick(
+  argv: Record<string, unknown>,
+  flag: string,
+  env: NodeJS.ProcessEnv,
+  variable: string,
+): { value: string; from: string } | undefined {
   const given = argv[flag];
   if (Array.isArray(given)) throw usage(`--${flag} is given ${given.length} times; it takes one value`);
   if (typeof given === 'string') return { value: given, from: `--${flag}` };
@@ -103,7 +108,9 @@ export function resolveConnection(argv: Record<string, unknown>, env: NodeJS.Pro
     const read = readTokenFile(path);
     if (read === null) {
       const where = file ? `${file.from} "${path}"` : `"${path}" (the file divert serve writes)`;
-      throw usage(`no admin token: --token and DIVERT_ADMIN_TOKEN are not set, and ${where} does not exist; give --token TOKEN, or --token-file PATH for the file your divert serve wrote`);
+      throw usage(
+        `no admin token: --token and DIVERT_ADMIN_TOKEN are not set, and ${where} does not exist; give --token TOKEN, or --token-file PATH for the file your divert serve wrote`,
+      );
     }
     token = read;
     tokenSource = `the file ${path}`;

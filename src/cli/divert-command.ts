@@ -10,11 +10,13 @@ type Args = Record<string, unknown>;
 
 export function divertOptions(yargs: Argv): Argv {
   const withArgs = yargs
-    .usage('$0 divert <from> <to> [options]\n\nEvery intercepted name that answers FROM answers TO instead, all in one step.\nBoth addresses must be of the same family.')
+    .usage(
+      '$0 divert <from> <to> [options]\n\nEvery intercepted name that answers FROM answers TO instead, all in one step.\nBoth addresses must be of the same family.',
+    )
     .positional('from', { type: 'string', describe: 'the address to move away from (an overloaded or failed server)' })
     .positional('to', { type: 'string', describe: 'the address to answer instead' });
   return connectionOptions(withArgs)
-    .option('json', { type: 'boolean', describe: 'print the server\'s reply ({from, to, changed}) as JSON instead of a table' })
+    .option('json', { type: 'boolean', describe: "print the server's reply ({from, to, changed}) as JSON instead of a table" })
     .example('$0 divert 192.0.2.10 192.0.2.20', 'every name answering 192.0.2.10 answers 192.0.2.20 instead')
     .example('$0 divert 2001:db8::10 2001:db8::20 --json', 'the same for an IPv6 address; the changed entries as JSON');
 }
@@ -22,10 +24,14 @@ export function divertOptions(yargs: Argv): Argv {
 export async function runDiversion(argv: Args): Promise<void> {
   const from = String(argv.from);
   const to = String(argv.to);
-  for (const [which, address] of [['FROM', from], ['TO', to]]) {
+  for (const [which, address] of [
+    ['FROM', from],
+    ['TO', to],
+  ]) {
     if (isIP(address) === 0 || address.includes('%')) throw usage(`${which} "${address}" is not an IPv4 or IPv6 address`);
   }
-  if (isIP(from) !== isIP(to)) throw usage(`"${from}" and "${to}" are of different families (an A record cannot answer an IPv6 address, nor AAAA an IPv4 one)`);
+  if (isIP(from) !== isIP(to))
+    throw usage(`"${from}" and "${to}" are of different families (an A record cannot answer an IPv6 address, nor AAAA an IPv4 one)`);
   const reply = await new AdminClient(resolveConnection(argv), undefined, note).divert(from, to);
   if (argv.json) return printJson(reply);
   if (reply.changed.length === 0) return note(`no intercepted name answers ${from}; nothing changed`);

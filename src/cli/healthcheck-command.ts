@@ -95,7 +95,9 @@ export function planHealthcheck(argv: Args, env: NodeJS.ProcessEnv): Healthcheck
     tokenSource = '--admin-token';
   } else if (!fileFlag && serve.adminToken) {
     token = serve.adminToken;
-    tokenSource = env.DIVERT_ADMIN_TOKEN ? 'DIVERT_ADMIN_TOKEN' : `"admin-token" in ${typeof argv.config === 'string' ? argv.config : (env.DIVERT_CONFIG ?? 'the config file')}`;
+    tokenSource = env.DIVERT_ADMIN_TOKEN
+      ? 'DIVERT_ADMIN_TOKEN'
+      : `"admin-token" in ${typeof argv.config === 'string' ? argv.config : (env.DIVERT_CONFIG ?? 'the config file')}`;
   } else {
     const file = fileFlag?.value ?? serve.adminTokenFile ?? defaultTokenFile(env);
     token = readTokenFile(file);
@@ -126,7 +128,14 @@ function timeoutError(): NodeJS.ErrnoException {
 function adminGet(admin: HostPort, path: string, token: string, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = process.getBuiltinModule('node:http').request(
-      { host: admin.host, port: admin.port, path, method: 'GET', headers: { authorization: `Bearer ${token}`, 'x-divert-client': 'healthcheck' }, agent: false },
+      {
+        host: admin.host,
+        port: admin.port,
+        path,
+        method: 'GET',
+        headers: { authorization: `Bearer ${token}`, 'x-divert-client': 'healthcheck' },
+        agent: false,
+      },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -180,7 +189,8 @@ async function checkAdmin(plan: HealthcheckPlan, started: number, budget: number
   if (plan.token === null) {
     return {
       ok: false,
-      text: `${where}: no admin token: --admin-token and DIVERT_ADMIN_TOKEN are not set and ${plan.tokenSource.replace(/^the file /, '')} does not exist; ` +
+      text:
+        `${where}: no admin token: --admin-token and DIVERT_ADMIN_TOKEN are not set and ${plan.tokenSource.replace(/^the file /, '')} does not exist; ` +
         'give --admin-token, or --admin-token-file for the file divert serve wrote',
     };
   }
@@ -189,7 +199,8 @@ async function checkAdmin(plan: HealthcheckPlan, started: number, budget: number
   try {
     const health = await adminGet(plan.admin, '/healthz', token, left());
     const body = bodyOf(health.body);
-    if (health.status === 401) return { ok: false, text: `${where}: the token from ${plan.tokenSource} was refused (401); it is not the one divert serve uses` };
+    if (health.status === 401)
+      return { ok: false, text: `${where}: the token from ${plan.tokenSource} was refused (401); it is not the one divert serve uses` };
     if (health.status === 429) return { ok: false, text: `${where}: this address is locked out after too many wrong tokens (429)` };
     if (health.status !== 200 && health.status !== 503) return { ok: false, text: `${where}: GET /healthz answered HTTP ${health.status}` };
     // only once the token is known good (a wrong one must not count twice towards a
@@ -236,7 +247,10 @@ function checkDns(server: HostPort, name: string, type: 'A' | 'NS', deadline: nu
       socket.close();
       resolve(result);
     };
-    const timer = setTimeout(() => finish({ ok: false, text: `${where}: no reply to ${shown} within ${timeoutMs} ms` }), Math.max(deadline - Date.now(), 1));
+    const timer = setTimeout(
+      () => finish({ ok: false, text: `${where}: no reply to ${shown} within ${timeoutMs} ms` }),
+      Math.max(deadline - Date.now(), 1),
+    );
     socket.on('error', (err) => finish({ ok: false, text: `${where}: ${errorText(err, timeoutMs)}` }));
     socket.on('message', (msg) => {
       let reply: dnsPacket.Packet & { rcode?: string };
@@ -251,7 +265,10 @@ function checkDns(server: HostPort, name: string, type: 'A' | 'NS', deadline: nu
       const rcode = reply.rcode ?? 'NOERROR';
       const ms = Date.now() - started;
       if (rcode === 'SERVFAIL' || rcode === 'REFUSED') {
-        const why = rcode === 'REFUSED' ? ' (is this address outside --allow, or over --rate-limit?)' : ' (no upstream answered in time, or the table failed)';
+        const why =
+          rcode === 'REFUSED'
+            ? ' (is this address outside --allow, or over --rate-limit?)'
+            : ' (no upstream answered in time, or the table failed)';
         finish({ ok: false, text: `${where}: ${shown} answered ${rcode}${why}` });
       } else {
         finish({ ok: true, text: `${where} answered ${shown} with ${rcode} in ${ms} ms` });
@@ -269,13 +286,17 @@ export async function runHealthcheck(argv: Args, env: NodeJS.ProcessEnv = proces
   let admin: AdminResult;
   let dns: DnsResult;
   if (plan.name !== undefined) {
-    [admin, dns] = await Promise.all([checkAdmin(plan, started, plan.timeoutMs, false), checkDns(plan.server, plan.name, 'A', deadline, plan.timeoutMs)]);
+    [admin, dns] = await Promise.all([
+      checkAdmin(plan, started, plan.timeoutMs, false),
+      checkDns(plan.server, plan.name, 'A', deadline, plan.timeoutMs),
+    ]);
   } else {
     // one after the other: a stuck admin port must leave the DNS check a third of the time
     admin = await checkAdmin(plan, started, Math.round((plan.timeoutMs * 2) / 3), true);
-    dns = admin.tableName !== undefined
-      ? await checkDns(plan.server, admin.tableName, 'A', deadline, plan.timeoutMs)
-      : await checkDns(plan.server, '.', 'NS', deadline, plan.timeoutMs);
+    dns =
+      admin.tableName !== undefined
+        ? await checkDns(plan.server, admin.tableName, 'A', deadline, plan.timeoutMs)
+        : await checkDns(plan.server, '.', 'NS', deadline, plan.timeoutMs);
   }
   const failed = [admin, dns].filter((r) => !r.ok);
   if (failed.length > 0) {

@@ -11,19 +11,19 @@ export function healthcheckOptions(yargs: Argv): Argv {
       '$0 healthcheck [options]\n\n' +
         'Checks the divert serve on this machine: GET /healthz on its admin port must answer 200, and a DNS query over UDP must get ' +
         'an answer other than SERVFAIL or REFUSED. Exit 0: healthy; 1: not (one line on stderr says what failed); 2: bad usage. ' +
-        'Without flags it reads divert serve\'s own DIVERT_* variables and --config file, so a container\'s HEALTHCHECK needs none.',
+        "Without flags it reads divert serve's own DIVERT_* variables and --config file, so a container's HEALTHCHECK needs none.",
     )
     .option('server', {
       type: 'string',
       requiresArg: true,
       describe: 'DNS address HOST:PORT to query [env DIVERT_LISTEN: its first address]',
-      defaultDescription: 'divert serve\'s first --listen, with 0.0.0.0 and :: asked on 127.0.0.1 and ::1 (127.0.0.1:53)',
+      defaultDescription: "divert serve's first --listen, with 0.0.0.0 and :: asked on 127.0.0.1 and ::1 (127.0.0.1:53)",
     })
     .option('admin', {
       type: 'string',
       requiresArg: true,
       describe: 'admin API HOST:PORT whose GET /healthz must answer 200 [env DIVERT_ADMIN]',
-      defaultDescription: 'divert serve\'s --admin, 0.0.0.0 and :: asked on loopback (127.0.0.1:5380)',
+      defaultDescription: "divert serve's --admin, 0.0.0.0 and :: asked on loopback (127.0.0.1:5380)",
     })
     .option('admin-token', {
       type: 'string',
@@ -54,6 +54,9 @@ export function healthcheckOptions(yargs: Argv): Argv {
       requiresArg: true,
       describe: 'the JSON or YAML file divert serve reads, for its listen, admin and token [env DIVERT_CONFIG]',
     })
-    .example('$0 healthcheck', 'check the divert serve started with the same environment (a container\'s HEALTHCHECK)')
-    .example('$0 healthcheck --server 127.0.0.1:5353 --admin 127.0.0.1:5380 --name www.shop.example', 'check one elsewhere on this machine');
+    .example('$0 healthcheck', "check the divert serve started with the same environment (a container's HEALTHCHECK)")
+    .example(
+      '$0 healthcheck --server 127.0.0.1:5353 --admin 127.0.0.1:5380 --name www.shop.example',
+      'check one elsewhere on this machine',
+    );
 }

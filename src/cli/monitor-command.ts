@@ -33,31 +33,53 @@ function statusAddress(argv: Args, env: NodeJS.ProcessEnv): HostPort {
 }
 
 function statusOption(yargs: Argv, describe: string): Argv {
-  return yargs.option('status', { type: 'string', requiresArg: true, describe: `${describe} [env DIVERT_MONITOR_STATUS]`, defaultDescription: DEFAULT_STATUS });
+  return yargs.option('status', {
+    type: 'string',
+    requiresArg: true,
+    describe: `${describe} [env DIVERT_MONITOR_STATUS]`,
+    defaultDescription: DEFAULT_STATUS,
+  });
 }
 
 function runOptions(yargs: Argv): Argv {
   const withOwn = statusOption(yargs, 'HOST:PORT of the read-only status endpoint (GET /status, GET /metrics)')
     .usage('$0 monitor [run] --config FILE [options]\n\nChecks the mirrors of each service in FILE; keeps its names on the healthy ones.')
-    .option('config', { type: 'string', requiresArg: true, describe: 'YAML or JSON file of services, mirrors, checks and policies (see docker/monitor.example.yaml) [env DIVERT_MONITOR_CONFIG]' })
-    .option('log-level', { type: 'string', requiresArg: true, describe: `least severe log level written (${LOG_LEVELS.join(', ')}) [env DIVERT_MONITOR_LOG_LEVEL]`, defaultDescription: 'info' })
+    .option('config', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'YAML or JSON file of services, mirrors, checks and policies (see docker/monitor.example.yaml) [env DIVERT_MONITOR_CONFIG]',
+    })
+    .option('log-level', {
+      type: 'string',
+      requiresArg: true,
+      describe: `least severe log level written (${LOG_LEVELS.join(', ')}) [env DIVERT_MONITOR_LOG_LEVEL]`,
+      defaultDescription: 'info',
+    })
     .example('$0 monitor --config /etc/divert/monitor.yaml', 'monitor with the admin API and token divert serve uses on this machine')
-    .example('$0 monitor --config monitor.yaml --admin http://10.0.0.5:5380 --token-file /run/secrets/divert', 'against a divert serve elsewhere');
+    .example(
+      '$0 monitor --config monitor.yaml --admin http://10.0.0.5:5380 --token-file /run/secrets/divert',
+      'against a divert serve elsewhere',
+    );
   // the monitor's writer name defaults to the config's id, not to the user's
   return connectionOptions(withOwn).option('client', {
     type: 'string',
     requiresArg: true,
     group: 'Connection:',
-    describe: 'the monitor\'s name in each name\'s history (X-Divert-Client) [env DIVERT_CLIENT]',
+    describe: "the monitor's name in each name's history (X-Divert-Client) [env DIVERT_CLIENT]",
     defaultDescription: '"id" in the config, else "monitor"',
   });
 }
 
 /** Flags win over DIVERT_* variables, which win over the config file's admin, token and tokenFile. */
-function connectionArgs(argv: Args, config: { admin?: string; token?: string; tokenFile?: string; id: string }, env: NodeJS.ProcessEnv): Args {
+function connectionArgs(
+  argv: Args,
+  config: { admin?: string; token?: string; tokenFile?: string; id: string },
+  env: NodeJS.ProcessEnv,
+): Args {
   const out: Args = { ...argv };
   if (out.admin === undefined && !env.DIVERT_ADMIN_URL && config.admin) out.admin = config.admin;
-  const tokenGiven = out.token !== undefined || out['token-file'] !== undefined || !!env.DIVERT_ADMIN_TOKEN || !!env.DIVERT_ADMIN_TOKEN_FILE;
+  const tokenGiven =
+    out.token !== undefined || out['token-file'] !== undefined || !!env.DIVERT_ADMIN_TOKEN || !!env.DIVERT_ADMIN_TOKEN_FILE;
   if (!tokenGiven) {
     if (config.token) out.token = config.token;
     else if (config.tokenFile) out['token-file'] = config.tokenFile;
@@ -70,7 +92,8 @@ export async function runMonitor(argv: Args, env: NodeJS.ProcessEnv = process.en
   const configPath = given(argv, 'config', 'DIVERT_MONITOR_CONFIG', env);
   if (!configPath) throw usage('divert monitor needs --config FILE (or DIVERT_MONITOR_CONFIG): the services, mirrors and checks to run');
   const level = given(argv, 'log-level', 'DIVERT_MONITOR_LOG_LEVEL', env) ?? { value: 'info', from: '--log-level' };
-  if (!(LOG_LEVELS as readonly string[]).includes(level.value)) throw usage(`${level.from} "${level.value}": expected one of ${LOG_LEVELS.join(', ')}`);
+  if (!(LOG_LEVELS as readonly string[]).includes(level.value))
+    throw usage(`${level.from} "${level.value}": expected one of ${LOG_LEVELS.join(', ')}`);
   const listen = statusAddress(argv, env);
   // the monitor's own modules only when it runs: `divert monitor status` and --help need none of them
   const [{ pino }, { loadMonitorConfig }, { MonitorMetrics }, { Monitor }, { startStatusServer }, { AdminClient }] = await Promise.all([
@@ -93,7 +116,10 @@ export async function runMonitor(argv: Args, env: NodeJS.ProcessEnv = process.en
   try {
     server = await startStatusServer(listen, () => monitor.status(), metrics);
   } catch (err) {
-    throw new DivertError('LISTEN_FAILED', `--status ${formatHostPort(listen)}: cannot listen (${(err as NodeJS.ErrnoException).code ?? String(err)}); give another HOST:PORT`);
+    throw new DivertError(
+      'LISTEN_FAILED',
+      `--status ${formatHostPort(listen)}: cannot listen (${(err as NodeJS.ErrnoException).code ?? String(err)}); give another HOST:PORT`,
+    );
   }
   monitor.start();
   const mirrors = config.services.reduce((n, s) => n + s.mirrors.length, 0);
@@ -132,7 +158,12 @@ export function renderStatus(report: StatusReport): string {
     ['NAME', 'SERVICE', 'TABLE', 'VERSION', 'QUERIES/S', 'SYNC'],
     report.services.flatMap((s) =>
       s.names.map((n) => {
-        const table = n.table === undefined ? '(not read yet)' : n.table === null ? '(not intercepted)' : [...n.table.a, ...n.table.aaaa].join(',') || '(no addresses)';
+        const table =
+          n.table === undefined
+            ? '(not read yet)'
+            : n.table === null
+              ? '(not intercepted)'
+              : [...n.table.a, ...n.table.aaaa].join(',') || '(no addresses)';
         const sync = n.hold
           ? `HELD: changed by ${n.hold.by} (v${n.hold.version}); ${n.hold.until ? `monitor writes again at ${time(n.hold.until)}` : 'until the monitor restarts'}`
           : n.error
@@ -142,7 +173,14 @@ export function renderStatus(report: StatusReport): string {
               : s.answer === null
                 ? 'waiting for checks'
                 : 'pending write';
-        return [n.name, s.name, table, n.table ? String(n.table.version) : '-', n.queriesPerSecond === null ? '-' : String(n.queriesPerSecond), sync];
+        return [
+          n.name,
+          s.name,
+          table,
+          n.table ? String(n.table.version) : '-',
+          n.queriesPerSecond === null ? '-' : String(n.queriesPerSecond),
+          sync,
+        ];
       }),
     ),
   );
@@ -191,7 +229,10 @@ async function showStatus(argv: Args): Promise<void> {
   try {
     report = JSON.parse(await getText(`http://${at}/status`)) as StatusReport;
   } catch (err) {
-    throw new Error(`cannot read the monitor's status at http://${at}/status (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is divert monitor running with --status ${at}?`, { cause: err });
+    throw new Error(
+      `cannot read the monitor's status at http://${at}/status (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is divert monitor running with --status ${at}?`,
+      { cause: err },
+    );
   }
   if (argv.json) return printJson(report);
   process.stdout.write(renderStatus(report));
@@ -204,9 +245,9 @@ export function monitorCommand(yargs: Argv): Argv {
     .command(['run', '$0'], 'run the monitor (the default)', runOptions, (argv) => runMonitor(argv))
     .command(
       'status',
-      'show a running monitor\'s mirrors, their checks and each service\'s answer',
+      "show a running monitor's mirrors, their checks and each service's answer",
       (y) =>
-        statusOption(y, 'HOST:PORT where the monitor\'s status endpoint listens')
+        statusOption(y, "HOST:PORT where the monitor's status endpoint listens")
           .option('json', { type: 'boolean', describe: 'print the status as JSON instead of tables' })
           .example('$0 monitor status', 'the monitor on this machine')
           .example('$0 monitor status --status 127.0.0.1:5391 --json', 'another one, as JSON'),

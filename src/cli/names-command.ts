@@ -40,7 +40,9 @@ export function sortAddresses(addresses: string[]): Pick<EntryData, 'a' | 'aaaa'
   for (const address of addresses) {
     const family = isIP(address);
     if (family === 0 || address.includes('%')) {
-      throw usage(`"${address}" is not an IPv4 or IPv6 address (divert names set NAME ADDRESS... takes addresses, such as 192.0.2.10 or 2001:db8::10)`);
+      throw usage(
+        `"${address}" is not an IPv4 or IPv6 address (divert names set NAME ADDRESS... takes addresses, such as 192.0.2.10 or 2001:db8::10)`,
+      );
     }
     // The same address in two spellings (2001:db8::1, 2001:DB8:0::1) is still a duplicate.
     const canonical = family === 4 ? address : new URL(`http://[${address}]/`).hostname;
@@ -94,7 +96,9 @@ async function rulesOf(argv: Args): Promise<unknown[] | undefined> {
   try {
     rules = JSON.parse(text);
   } catch (err) {
-    throw usage(`--rules is not valid JSON (${(err as Error).message}); expected a list of rules, as in '[{"networks":["10.1.0.0/16"],"a":["192.0.2.30"]}]'`);
+    throw usage(
+      `--rules is not valid JSON (${(err as Error).message}); expected a list of rules, as in '[{"networks":["10.1.0.0/16"],"a":["192.0.2.30"]}]'`,
+    );
   }
   if (!Array.isArray(rules)) throw usage('--rules is not a JSON list (expected [{...}, ...])');
   return rules as unknown[];
@@ -175,7 +179,8 @@ async function exportZone(argv: Args): Promise<void> {
   const prefix = argv.prefix as string | undefined;
   const { formatZone } = await import('../table/zone/format.js');
   const entries = await client(argv).listAll(prefix);
-  if (entries.length === 0) note(prefix ? `no intercepted name starts with "${prefix}"; the zone is empty` : 'no names are intercepted; the zone is empty');
+  if (entries.length === 0)
+    note(prefix ? `no intercepted name starts with "${prefix}"; the zone is empty` : 'no names are intercepted; the zone is empty');
   process.stdout.write(formatZone(entries));
 }
 
@@ -186,14 +191,21 @@ async function history(argv: Args): Promise<void> {
   process.stdout.write(historyTable(reply.history));
 }
 
-const nameArg = (yargs: Argv) => yargs.positional('name', { type: 'string', describe: 'the name, as in www.shop.example or *.cdn.shop.example' });
+const nameArg = (yargs: Argv) =>
+  yargs.positional('name', { type: 'string', describe: 'the name, as in www.shop.example or *.cdn.shop.example' });
 const ifVersionOption = (yargs: Argv, what: string) =>
-  yargs.option('if-version', { type: 'string', requiresArg: true, describe: `${what} only if the entry is still at this version (as get shows it); 0: only if the name is not intercepted yet` });
+  yargs.option('if-version', {
+    type: 'string',
+    requiresArg: true,
+    describe: `${what} only if the entry is still at this version (as get shows it); 0: only if the name is not intercepted yet`,
+  });
 
 /** The `names` command's subcommands; main.ts registers it. */
 export function namesCommand(yargs: Argv): Argv {
   return yargs
-    .usage('$0 names <command> [options]\n\nRead and change the names divert answers itself, through the admin API of a running divert serve.')
+    .usage(
+      '$0 names <command> [options]\n\nRead and change the names divert answers itself, through the admin API of a running divert serve.',
+    )
     .command(
       'list',
       'list the intercepted names',
@@ -207,7 +219,8 @@ export function namesCommand(yargs: Argv): Argv {
     .command(
       'get <name>',
       'show one intercepted name',
-      (y) => connectionOptions(jsonOption(nameArg(y), 'the entry')).example('$0 names get www.shop.example', 'its addresses, TTL and version'),
+      (y) =>
+        connectionOptions(jsonOption(nameArg(y), 'the entry')).example('$0 names get www.shop.example', 'its addresses, TTL and version'),
       (argv) => get(argv),
     )
     .command(
@@ -215,21 +228,56 @@ export function namesCommand(yargs: Argv): Argv {
       'intercept a name, or replace its addresses',
       (y) =>
         connectionOptions(jsonOption(ifVersionOption(nameArg(y), 'replace it'), 'the new entry'))
-          .positional('addresses', { type: 'string', array: true, describe: 'IPv4 and IPv6 addresses; the name answers A and AAAA with them' })
-          .option('ttl', { type: 'string', requiresArg: true, describe: 'seconds clients may cache the answer (0 to 86400)', defaultDescription: 'the entry\'s current TTL, or 30 for a new name' })
-          .option('weight', { type: 'string', array: true, requiresArg: true, describe: 'ADDRESS=WEIGHT (0 to 1000, repeatable): load sharing; each answer puts one address first, chosen by weight', defaultDescription: 'the current weights of the addresses still listed' })
-          .option('pick', { type: 'string', requiresArg: true, describe: 'answer only this many addresses of each family, chosen by weight', defaultDescription: 'the entry\'s current pick, or all' })
-          .option('rules', { type: 'string', requiresArg: true, describe: 'local rules as a JSON list, or @FILE holding one ([] removes them); see the README', defaultDescription: 'the entry\'s current rules' })
+          .positional('addresses', {
+            type: 'string',
+            array: true,
+            describe: 'IPv4 and IPv6 addresses; the name answers A and AAAA with them',
+          })
+          .option('ttl', {
+            type: 'string',
+            requiresArg: true,
+            describe: 'seconds clients may cache the answer (0 to 86400)',
+            defaultDescription: "the entry's current TTL, or 30 for a new name",
+          })
+          .option('weight', {
+            type: 'string',
+            array: true,
+            requiresArg: true,
+            describe: 'ADDRESS=WEIGHT (0 to 1000, repeatable): load sharing; each answer puts one address first, chosen by weight',
+            defaultDescription: 'the current weights of the addresses still listed',
+          })
+          .option('pick', {
+            type: 'string',
+            requiresArg: true,
+            describe: 'answer only this many addresses of each family, chosen by weight',
+            defaultDescription: "the entry's current pick, or all",
+          })
+          .option('rules', {
+            type: 'string',
+            requiresArg: true,
+            describe: 'local rules as a JSON list, or @FILE holding one ([] removes them); see the README',
+            defaultDescription: "the entry's current rules",
+          })
           .example('$0 names set www.shop.example 192.0.2.20 2001:db8::20', 'answer A with 192.0.2.20 and AAAA with 2001:db8::20')
-          .example('$0 names set www.shop.example 192.0.2.10 192.0.2.20 --weight 192.0.2.10=3 --pick 1', 'one address per answer: 192.0.2.10 three times in four')
-          .example('$0 names set www.shop.example 192.0.2.10 --rules \'[{"networks":["10.1.0.0/16"],"a":["192.0.2.30"]}]\'', 'clients in 10.1.0.0/16 get 192.0.2.30, everyone else 192.0.2.10')
+          .example(
+            '$0 names set www.shop.example 192.0.2.10 192.0.2.20 --weight 192.0.2.10=3 --pick 1',
+            'one address per answer: 192.0.2.10 three times in four',
+          )
+          .example(
+            '$0 names set www.shop.example 192.0.2.10 --rules \'[{"networks":["10.1.0.0/16"],"a":["192.0.2.30"]}]\'',
+            'clients in 10.1.0.0/16 get 192.0.2.30, everyone else 192.0.2.10',
+          )
           .example('$0 names set api.shop.example 192.0.2.21 --ttl 5 --if-version 7', 'only if nobody changed it since version 7'),
       (argv) => set(argv),
     )
     .command(
       'delete <name>',
       'stop intercepting a name (its queries are forwarded again)',
-      (y) => connectionOptions(ifVersionOption(nameArg(y), 'delete it')).example('$0 names delete www.shop.example', 'forward www.shop.example upstream again'),
+      (y) =>
+        connectionOptions(ifVersionOption(nameArg(y), 'delete it')).example(
+          '$0 names delete www.shop.example',
+          'forward www.shop.example upstream again',
+        ),
       (argv) => remove(argv),
     )
     .command(
@@ -237,8 +285,11 @@ export function namesCommand(yargs: Argv): Argv {
       'apply a zone file: all of its names at once, or none',
       (y) =>
         connectionOptions(jsonOption(y, 'the entries written'))
-          .positional('file', { type: 'string', describe: 'an RFC 1035 master file (/dev/stdin: standard input); its A and AAAA records become entries' })
-          .option('origin', { type: 'string', requiresArg: true, describe: 'origin of relative names before the file\'s first $ORIGIN' })
+          .positional('file', {
+            type: 'string',
+            describe: 'an RFC 1035 master file (/dev/stdin: standard input); its A and AAAA records become entries',
+          })
+          .option('origin', { type: 'string', requiresArg: true, describe: "origin of relative names before the file's first $ORIGIN" })
           .example('$0 names import zones/example.zone', 'create or replace every name the file holds')
           .example('$0 names export > backup.zone && $0 names import backup.zone', 'an export imports back as it was'),
       (argv) => importZone(argv),
@@ -255,7 +306,11 @@ export function namesCommand(yargs: Argv): Argv {
     .command(
       'history <name>',
       'show the recent changes of a name, newest first',
-      (y) => connectionOptions(jsonOption(nameArg(y), 'the history')).example('$0 names history www.shop.example', 'who changed it, when, and from what to what'),
+      (y) =>
+        connectionOptions(jsonOption(nameArg(y), 'the history')).example(
+          '$0 names history www.shop.example',
+          'who changed it, when, and from what to what',
+        ),
       (argv) => history(argv),
     )
     .demandCommand(1, 'name a names command (divert names --help lists them)');

@@ -26,7 +26,8 @@ function time(iso: string): string {
 export function entriesTable(entries: Entry[]): string {
   // the RULES column only when some entry has rules or weights, so plain tables stay as they were
   const extra = entries.some((e) => e.rules || e.weights || e.pick !== undefined);
-  const more = (e: Entry) => (extra ? [[e.rules ? String(e.rules.length) : '-', e.weights || e.pick !== undefined ? 'weighted' : ''].join(' ').trim()] : []);
+  const more = (e: Entry) =>
+    extra ? [[e.rules ? String(e.rules.length) : '-', e.weights || e.pick !== undefined ? 'weighted' : ''].join(' ').trim()] : [];
   return textTable(
     ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED', ...(extra ? ['RULES'] : [])],
     entries.map((e) => [e.name, addresses(e.a), addresses(e.aaaa), String(e.ttl), String(e.version), time(e.updatedAt), ...more(e)]),
@@ -35,7 +36,12 @@ export function entriesTable(entries: Entry[]): string {
 
 function sharing(s: Sharing): string {
   const parts: string[] = [];
-  if (s.weights) parts.push(`weights ${Object.entries(s.weights).map(([address, w]) => `${address}=${w}`).join(',')}`);
+  if (s.weights)
+    parts.push(
+      `weights ${Object.entries(s.weights)
+        .map(([address, w]) => `${address}=${w}`)
+        .join(',')}`,
+    );
   if (s.pick !== undefined) parts.push(`pick ${s.pick}`);
   return parts.join(' ');
 }

@@ -40,7 +40,9 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
   running = server;
   log.info(
     {
-      listen: server.listening.map(formatHostPort), admin: formatHostPort(server.admin), upstreams: server.upstreams.map(formatHostPort),
+      listen: server.listening.map(formatHostPort),
+      admin: formatHostPort(server.admin),
+      upstreams: server.upstreams.map(formatHostPort),
       ...(server.update ? { update: formatHostPort(server.update) } : {}),
     },
     `listening on ${server.listening.map(formatHostPort).join(', ')} (UDP and TCP); admin API on http://${formatHostPort(server.admin)}`,

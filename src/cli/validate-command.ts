@@ -31,7 +31,10 @@ async function upstreamsOf(config: ServeConfig): Promise<string> {
 function keysSummary({ keys, grants }: KeyFile): string {
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
   const without = keysWithoutGrant(keys.keys(), grants);
-  const warning = without.length === 0 ? '' : ` (${without.map((k) => `key "${k}"`).join(', ')} ${without.length === 1 ? 'has' : 'have'} no grant: may change nothing)`;
+  const warning =
+    without.length === 0
+      ? ''
+      : ` (${without.map((k) => `key "${k}"`).join(', ')} ${without.length === 1 ? 'has' : 'have'} no grant: may change nothing)`;
   return `${plural(keys.size, 'TSIG key')}, ${plural(grants.length, 'update-policy rule')}${warning}`;
 }
 

@@ -110,7 +110,9 @@ export class AdminClient {
       if (err instanceof Error && err.name === 'TimeoutError') {
         throw new AdminError(`the admin API at ${this.where} did not answer within ${this.timeoutMs / 1000} s`);
       }
-      throw new AdminError(`cannot reach the admin API at ${this.where} (${reasonOf(err)}); is divert serve running with its --admin there? Point to it with --admin URL or DIVERT_ADMIN_URL`);
+      throw new AdminError(
+        `cannot reach the admin API at ${this.where} (${reasonOf(err)}); is divert serve running with its --admin there? Point to it with --admin URL or DIVERT_ADMIN_URL`,
+      );
     }
 
     let data: unknown;
@@ -122,7 +124,10 @@ export class AdminClient {
     if (!response.ok) {
       const error = (data as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
       if (typeof error?.message !== 'string') {
-        throw new AdminError(`${url.origin}${url.pathname} answered HTTP ${response.status} without a divert error; is ${this.where} a divert admin port?`, response.status);
+        throw new AdminError(
+          `${url.origin}${url.pathname} answered HTTP ${response.status} without a divert error; is ${this.where} a divert admin port?`,
+          response.status,
+        );
       }
       const code = typeof error.code === 'string' ? error.code : undefined;
       // The server's message as it came; the status says which kind of refusal it was.
@@ -130,9 +135,15 @@ export class AdminClient {
       throw new AdminError(`${error.message} (HTTP ${response.status}${code ? ' ' + code : ''}${hint})`, response.status, code);
     }
     const unconfirmed = response.status === 202 ? response.headers.get('x-divert-unconfirmed') : null;
-    if (unconfirmed !== null) this.warn(`warning: the change is stored, but worker ${unconfirmed} of divert serve did not confirm in time that it answers with it (HTTP 202); that worker may answer the old addresses until it catches up or is replaced (see GET /healthz)`);
+    if (unconfirmed !== null)
+      this.warn(
+        `warning: the change is stored, but worker ${unconfirmed} of divert serve did not confirm in time that it answers with it (HTTP 202); that worker may answer the old addresses until it catches up or is replaced (see GET /healthz)`,
+      );
     if (response.status !== 204 && data === undefined) {
-      throw new AdminError(`${url.origin}${url.pathname} answered HTTP ${response.status} with a body that is not JSON; is ${this.where} a divert admin port?`, response.status);
+      throw new AdminError(
+        `${url.origin}${url.pathname} answered HTTP ${response.status} with a body that is not JSON; is ${this.where} a divert admin port?`,
+        response.status,
+      );
     }
     return data as T;
   }

@@ -118,7 +118,13 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
       let started = false;
       worker.on('message', (message: FromWorker) => {
         if (message.t === 'ready') {
-          post(worker, { t: 'start', config: { ...current, listen }, upstreams: currentUpstreams, table: table.worker, workerId: slot + 1 });
+          post(worker, {
+            t: 'start',
+            config: { ...current, listen },
+            upstreams: currentUpstreams,
+            table: table.worker,
+            workerId: slot + 1,
+          });
           if (replicated) {
             sendChanges(); // to the others: the snapshot holds them
             post(worker, { t: 'snapshot', entries: replicated.snapshot() });
@@ -149,7 +155,10 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
         // a worker of the first start that fails fails the start
         if (stopping || (!started && !replacing)) return;
         // a crash must not leave a share of the clients' queries unanswered: start another
-        const { crashes, delayMs, upMs } = restarts.exited(slot, slots.some((w) => w !== null));
+        const { crashes, delayMs, upMs } = restarts.exited(
+          slot,
+          slots.some((w) => w !== null),
+        );
         log.error(
           { worker: slot + 1, code, signal, upSeconds: upMs === null ? null : Math.round(upMs / 100) / 10, crashes, restartInMs: delayMs },
           started ? 'worker exited; starting a new one' : 'new worker failed to start; trying again',
@@ -158,7 +167,11 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
     });
   };
 
-  const request = <T extends FromWorker>(worker: Worker, make: (id: number) => ToWorker, timeoutMs = REPLY_TIMEOUT_MS): Promise<T | null> => {
+  const request = <T extends FromWorker>(
+    worker: Worker,
+    make: (id: number) => ToWorker,
+    timeoutMs = REPLY_TIMEOUT_MS,
+  ): Promise<T | null> => {
     const id = nextRequest++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => done(null), timeoutMs);
@@ -172,26 +185,32 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
     });
   };
   const running = () => slots.filter((w): w is Worker => w !== null && serving.has(w) && w.isConnected());
-  const restarts = new RestartSchedule(config.workers, (slot) => {
-    // its failure is logged, and retried, when the worker exits
-    if (!stopping) fork(slot, true).catch(() => {});
-  }, restartTimes());
+  const restarts = new RestartSchedule(
+    config.workers,
+    (slot) => {
+      // its failure is logged, and retried, when the worker exits
+      if (!stopping) fork(slot, true).catch(() => {});
+    },
+    restartTimes(),
+  );
 
   const close = async () => {
     stopping = true;
     restarts.stop();
     stopReplicating?.();
     await Promise.all(
-      slots.filter((worker): worker is Worker => worker !== null && !worker.isDead()).map((worker) => {
-        return new Promise<void>((resolve) => {
-          const timer = setTimeout(() => worker.process.kill('SIGKILL'), longestQueryTimeoutMs + STOP_MARGIN_MS);
-          worker.once('exit', () => {
-            clearTimeout(timer);
-            resolve();
+      slots
+        .filter((worker): worker is Worker => worker !== null && !worker.isDead())
+        .map((worker) => {
+          return new Promise<void>((resolve) => {
+            const timer = setTimeout(() => worker.process.kill('SIGKILL'), longestQueryTimeoutMs + STOP_MARGIN_MS);
+            worker.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            post(worker, { t: 'close' });
           });
-          post(worker, { t: 'close' });
-        });
-      }),
+        }),
     );
   };
 
@@ -199,7 +218,9 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
     // the first worker binds; a requested port 0 becomes one port that every worker then shares
     let listening: HostPort[] | undefined;
     for (let tries = 0; !listening; tries++) {
-      listen = await Promise.all(config.listen.map(async (at) => (at.port === 0 ? { host: at.host, port: await freePortForBoth(at.host) } : at)));
+      listen = await Promise.all(
+        config.listen.map(async (at) => (at.port === 0 ? { host: at.host, port: await freePortForBoth(at.host) } : at)),
+      );
       try {
         listening = await fork(0);
       } catch (err) {
@@ -222,24 +243,37 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
         sendChanges();
         const workers = slots.flatMap((w, slot) => (w !== null && serving.has(w) && w.isConnected() ? [{ w, slot }] : []));
         const acks = await Promise.all(workers.map(({ w }) => request(w, (id) => ({ t: 'sync', id }), SETTLE_TIMEOUT_MS)));
-        const unconfirmed = workers.filter((_, i) => acks[i] === null && slots[workers[i].slot] === workers[i].w).map(({ slot }) => slot + 1);
+        const unconfirmed = workers
+          .filter((_, i) => acks[i] === null && slots[workers[i].slot] === workers[i].w)
+          .map(({ slot }) => slot + 1);
         return { unconfirmed };
       },
-      workers: () => ({ configured: config.workers, running: running().length, restarting: restarts.restarting(), restarts: restarts.restarts() }),
+      workers: () => ({
+        configured: config.workers,
+        running: running().length,
+        restarting: restarts.restarting(),
+        restarts: restarts.restarts(),
+      }),
       reconfigure: async (next, nextUpstreams) => {
         current = next;
         currentUpstreams = nextUpstreams;
         longestQueryTimeoutMs = Math.max(longestQueryTimeoutMs, next.queryTimeoutMs);
         const workers = slots.flatMap((w, slot) => (w !== null && w.isConnected() ? [{ w, slot }] : []));
-        const acks = await Promise.all(workers.map(({ w }) => request(w, (id) => ({ t: 'reconfigure', id, config: { ...next, listen }, upstreams: nextUpstreams }))));
+        const acks = await Promise.all(
+          workers.map(({ w }) => request(w, (id) => ({ t: 'reconfigure', id, config: { ...next, listen }, upstreams: nextUpstreams }))),
+        );
         return workers.filter((_, i) => acks[i] === null).map(({ slot }) => slot + 1);
       },
       close,
       debug: {
         statsEach,
         probe: async (query, address = '127.0.0.1') => {
-          const got = await Promise.all(running().map((w) => request<Extract<FromWorker, { t: 'probe' }>>(w, (id) => ({ t: 'probe', id, query, address }))));
-          return got.map((m) => (m?.result ? { reply: m.result.reply ? Buffer.from(m.result.reply) : null, outcome: m.result.outcome } : null));
+          const got = await Promise.all(
+            running().map((w) => request<Extract<FromWorker, { t: 'probe' }>>(w, (id) => ({ t: 'probe', id, query, address }))),
+          );
+          return got.map((m) =>
+            m?.result ? { reply: m.result.reply ? Buffer.from(m.result.reply) : null, outcome: m.result.outcome } : null,
+          );
         },
         pids: () => running().map((w) => w.process.pid!),
       },

@@ -89,7 +89,15 @@ export class RestartSchedule {
     return this.slots.flatMap((s, slot): SlotRestart[] => {
       if (s.servingSince !== undefined || s.crashes === 0) return [];
       if (s.dueAt === undefined) return [{ worker: slot + 1, crashes: s.crashes, state: 'starting' }];
-      return [{ worker: slot + 1, crashes: s.crashes, state: 'waiting', nextStartAt: new Date(s.dueAt).toISOString(), nextStartInMs: Math.max(0, s.dueAt - now) }];
+      return [
+        {
+          worker: slot + 1,
+          crashes: s.crashes,
+          state: 'waiting',
+          nextStartAt: new Date(s.dueAt).toISOString(),
+          nextStartInMs: Math.max(0, s.dueAt - now),
+        },
+      ];
     });
   }
 

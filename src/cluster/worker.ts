@@ -31,7 +31,11 @@ async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> 
   log = componentLogger(createLogger(config.logLevel, { worker: message.workerId }), 'dns');
   const tableLog = componentLogger(log, 'table');
   view = await openWorkerView(message.table, replica, (err) => tableLog.warn({ err: err.message }, 'redis table'));
-  serving = await startServing(config, view, upstreams, log, { exclusive: false, worker: message.workerId, onPoolNews: (news) => send({ t: 'upstream', news }) });
+  serving = await startServing(config, view, upstreams, log, {
+    exclusive: false,
+    worker: message.workerId,
+    onPoolNews: (news) => send({ t: 'upstream', news }),
+  });
   // in the same turn as the listeners were set up: no query is answered with the old configuration
   if (reload) reconfigure(reload);
   send({ t: 'listening', listening: serving.listening });
@@ -66,7 +70,10 @@ process.on('message', (message: ToWorker) => {
   switch (message.t) {
     case 'start':
       start(message).catch((err: unknown) => {
-        const failure = err instanceof DivertError ? { code: err.code, message: err.message } : { code: 'WORKER_FAILED', message: (err as Error).message };
+        const failure =
+          err instanceof DivertError
+            ? { code: err.code, message: err.message }
+            : { code: 'WORKER_FAILED', message: (err as Error).message };
         send({ t: 'failed', ...failure });
         void close(1);
       });

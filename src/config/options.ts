@@ -11,11 +11,15 @@ import { tokenProblem } from './token-rule.js';
 
 /** --allow's default: the networks a resolver's own clients use. */
 export const DEFAULT_ALLOW = [
-  '127.0.0.0/8', '::1/128', // loopback
-  '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', // RFC 1918
+  '127.0.0.0/8',
+  '::1/128', // loopback
+  '10.0.0.0/8',
+  '172.16.0.0/12',
+  '192.168.0.0/16', // RFC 1918
   '100.64.0.0/10', // RFC 6598 shared address space
   'fc00::/7', // unique local
-  '169.254.0.0/16', 'fe80::/10', // link-local
+  '169.254.0.0/16',
+  'fe80::/10', // link-local
 ];
 
 const hostPort = (defaultPort?: number) =>
@@ -50,7 +54,9 @@ const count = (min: number, max: number) =>
     .max(max, `expected at most ${max}`);
 
 /** true or false, as a flag (yargs gives a boolean), a DIVERT_* variable or a config key gives it. */
-const flag = z.union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' }).transform((v) => v === true || v === 'true');
+const flag = z
+  .union([z.boolean(), z.enum(['true', 'false'])], { error: 'expected true or false' })
+  .transform((v) => v === true || v === 'true');
 
 export interface OptionSpec {
   /** The flag without dashes; also the config-file key. */
@@ -74,143 +80,224 @@ export function envName(flag: string): string {
 
 export const SERVE_OPTIONS = {
   listen: {
-    flag: 'listen', repeatable: true, default: ['0.0.0.0:53'], schema: hostPort(),
+    flag: 'listen',
+    repeatable: true,
+    default: ['0.0.0.0:53'],
+    schema: hostPort(),
     describe: 'DNS listener HOST:PORT, UDP and TCP on the same port (port 0: any free port)',
   },
   admin: {
-    flag: 'admin', default: '127.0.0.1:5380', schema: hostPort(),
+    flag: 'admin',
+    default: '127.0.0.1:5380',
+    schema: hostPort(),
     describe: 'admin HTTP listener HOST:PORT (the API that rewrites the table); a non-loopback address needs --admin-token',
   },
   adminToken: {
-    flag: 'admin-token', schema: adminTokenSchema,
+    flag: 'admin-token',
+    schema: adminTokenSchema,
     defaultDescription: 'generated on first start into --admin-token-file',
     describe: 'bearer token the admin API demands (16 or more printable characters)',
   },
   adminTokenFile: {
-    flag: 'admin-token-file', schema: z.string().min(1),
+    flag: 'admin-token-file',
+    schema: z.string().min(1),
     defaultDescription: '$XDG_CONFIG_HOME/divert/admin-token or ~/.config/divert/admin-token',
-    describe: 'file (mode 0600) holding the generated token; the CLI reads it. Refused if it is a link, not this user\'s, open to group or others, or in a folder they may write',
+    describe:
+      "file (mode 0600) holding the generated token; the CLI reads it. Refused if it is a link, not this user's, open to group or others, or in a folder they may write",
   },
   upstream: {
-    flag: 'upstream', repeatable: true, schema: hostPort(53),
-    defaultDescription: 'the nameservers in --resolv-conf, minus divert\'s own addresses',
+    flag: 'upstream',
+    repeatable: true,
+    schema: hostPort(53),
+    defaultDescription: "the nameservers in --resolv-conf, minus divert's own addresses",
     describe: 'resolver HOST[:PORT] that gets every query divert does not answer itself; tried in order',
   },
   zones: {
-    flag: 'zones', repeatable: true, default: [], schema: z.string().min(1),
+    flag: 'zones',
+    repeatable: true,
+    default: [],
+    schema: z.string().min(1),
     describe: 'zone file, or folder of *.zone files, that seeds the table (never overwrites a name it holds)',
   },
   allow: {
-    flag: 'allow', repeatable: true, default: DEFAULT_ALLOW, schema: cidr,
+    flag: 'allow',
+    repeatable: true,
+    default: DEFAULT_ALLOW,
+    schema: cidr,
     defaultDescription: 'loopback, RFC 1918, RFC 6598, ULA and link-local',
     describe: 'client network (CIDR) that may query; others get REFUSED',
   },
   trustEcs: {
-    flag: 'trust-ecs', repeatable: true, default: [], schema: cidr,
+    flag: 'trust-ecs',
+    repeatable: true,
+    default: [],
+    schema: cidr,
     defaultDescription: 'none',
-    describe: 'resolver network (CIDR) whose EDNS Client Subnet option the rules\' networks match instead of its own address',
+    describe: "resolver network (CIDR) whose EDNS Client Subnet option the rules' networks match instead of its own address",
   },
   redis: {
-    flag: 'redis', schema: z.string().regex(/^(rediss?|redis-sentinel|redis-cluster):\/\//, 'expected a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL'),
-    describe: 'keep the address table in Redis (redis[s]://[:PASSWORD@]HOST:PORT, redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER, redis-cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...])',
+    flag: 'redis',
+    schema: z
+      .string()
+      .regex(/^(rediss?|redis-sentinel|redis-cluster):\/\//, 'expected a redis://, rediss://, redis-sentinel:// or redis-cluster:// URL'),
+    describe:
+      'keep the address table in Redis (redis[s]://[:PASSWORD@]HOST:PORT, redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER, redis-cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...])',
   },
   redisPrefix: {
-    flag: 'redis-prefix', default: 'divert:', schema: z.string().min(1).max(100).regex(/^[^{}\s]+$/, 'expected no spaces or braces'),
+    flag: 'redis-prefix',
+    default: 'divert:',
+    schema: z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[^{}\s]+$/, 'expected no spaces or braces'),
     describe: 'prefix of every Redis key, so deployments can share one Redis',
   },
   resolvConf: {
-    flag: 'resolv-conf', default: '/etc/resolv.conf', schema: z.string().min(1),
+    flag: 'resolv-conf',
+    default: '/etc/resolv.conf',
+    schema: z.string().min(1),
     describe: 'file whose nameservers are the upstreams when no --upstream is given',
   },
   upstreamTimeoutMs: {
-    flag: 'upstream-timeout-ms', default: 1000, schema: count(10, 60_000),
+    flag: 'upstream-timeout-ms',
+    default: 1000,
+    schema: count(10, 60_000),
     describe: 'wait this long for an upstream before also asking the next one',
   },
   queryTimeoutMs: {
-    flag: 'query-timeout-ms', default: 2500, schema: count(10, 60_000),
+    flag: 'query-timeout-ms',
+    default: 2500,
+    schema: count(10, 60_000),
     describe: 'answer SERVFAIL when no upstream has answered by then (stub resolvers give up at 5000)',
   },
   forwardMaxInFlight: {
-    flag: 'forward-max-in-flight', default: 10_000, schema: count(10, 1_000_000),
-    describe: 'forwarded queries waiting for an upstream at once, in each worker; beyond it a query gets SERVFAIL at once (a flood towards a silent upstream cannot pile up memory)',
+    flag: 'forward-max-in-flight',
+    default: 10_000,
+    schema: count(10, 1_000_000),
+    describe:
+      'forwarded queries waiting for an upstream at once, in each worker; beyond it a query gets SERVFAIL at once (a flood towards a silent upstream cannot pile up memory)',
   },
   tcpIdleTimeoutMs: {
-    flag: 'tcp-idle-timeout-ms', default: 10_000, schema: count(100, 600_000),
+    flag: 'tcp-idle-timeout-ms',
+    default: 10_000,
+    schema: count(100, 600_000),
     describe: 'close a TCP connection that has been idle this long',
   },
   tcpMaxConnections: {
-    flag: 'tcp-max-connections', default: 1000, schema: count(1, 1_000_000),
-    describe: 'TCP connections open at once, in each worker; when all are taken, a newcomer closes the least recently active idle one (and is refused only when none is idle)',
+    flag: 'tcp-max-connections',
+    default: 1000,
+    schema: count(1, 1_000_000),
+    describe:
+      'TCP connections open at once, in each worker; when all are taken, a newcomer closes the least recently active idle one (and is refused only when none is idle)',
   },
   tcpMaxPerClient: {
-    flag: 'tcp-max-per-client', default: 64, schema: count(1, 1_000_000),
-    describe: 'TCP connections open at once from one client network (the /24 or /56 of --rate-limit-v4-prefix and --rate-limit-v6-prefix), in each worker; more are reset at once',
+    flag: 'tcp-max-per-client',
+    default: 64,
+    schema: count(1, 1_000_000),
+    describe:
+      'TCP connections open at once from one client network (the /24 or /56 of --rate-limit-v4-prefix and --rate-limit-v6-prefix), in each worker; more are reset at once',
   },
   rateLimit: {
-    flag: 'rate-limit', default: 0, schema: count(0, 10_000_000),
+    flag: 'rate-limit',
+    default: 0,
+    schema: count(0, 10_000_000),
     defaultDescription: '0: off',
-    describe: 'queries per second each client network may send (burst: one second\'s worth), shared out among the workers; over it, --rate-limit-action',
+    describe:
+      "queries per second each client network may send (burst: one second's worth), shared out among the workers; over it, --rate-limit-action",
   },
   rateLimitV4Prefix: {
-    flag: 'rate-limit-v4-prefix', default: 24, schema: count(8, 32),
+    flag: 'rate-limit-v4-prefix',
+    default: 24,
+    schema: count(8, 32),
     describe: 'IPv4 clients share a rate limit, and --tcp-max-per-client, per network of this prefix length',
   },
   rateLimitV6Prefix: {
-    flag: 'rate-limit-v6-prefix', default: 56, schema: count(16, 128),
+    flag: 'rate-limit-v6-prefix',
+    default: 56,
+    schema: count(16, 128),
     describe: 'IPv6 clients share a rate limit, and --tcp-max-per-client, per network of this prefix length',
   },
   rateLimitAction: {
-    flag: 'rate-limit-action', default: 'drop', schema: z.enum(['drop', 'refuse']),
+    flag: 'rate-limit-action',
+    default: 'drop',
+    schema: z.enum(['drop', 'refuse']),
     describe: 'what a query over the rate limit gets: drop (no reply, nothing to reflect) or refuse (REFUSED)',
   },
   maxUdpSize: {
-    flag: 'max-udp-size', default: 1232, schema: count(512, 4096),
-    describe: 'largest UDP reply divert sends of its own (intercepted answers, errors), whatever size a client offers; a larger one goes out truncated (TC) and the client asks again over TCP',
+    flag: 'max-udp-size',
+    default: 1232,
+    schema: count(512, 4096),
+    describe:
+      'largest UDP reply divert sends of its own (intercepted answers, errors), whatever size a client offers; a larger one goes out truncated (TC) and the client asks again over TCP',
   },
   cacheNames: {
-    flag: 'cache-names', default: 100_000, schema: count(100, 100_000_000),
+    flag: 'cache-names',
+    default: 100_000,
+    schema: count(100, 100_000_000),
     describe: 'intercepted names (and names Redis said are not) whose answer each worker keeps in memory in front of the table',
   },
   workers: {
-    flag: 'workers', default: availableParallelism(), defaultDescription: `the number of CPUs (${availableParallelism()} here)`, schema: count(1, 256),
+    flag: 'workers',
+    default: availableParallelism(),
+    defaultDescription: `the number of CPUs (${availableParallelism()} here)`,
+    schema: count(1, 256),
     describe: 'processes answering DNS queries, sharing the listeners (1: everything in one process)',
   },
   queryLog: {
-    flag: 'query-log', schema: z.string().min(1),
+    flag: 'query-log',
+    schema: z.string().min(1),
     defaultDescription: 'off',
-    describe: 'write one JSON line per query (client, name, type, transport, outcome, rcode, milliseconds) to this file, or to stdout with -',
+    describe:
+      'write one JSON line per query (client, name, type, transport, outcome, rcode, milliseconds) to this file, or to stdout with -',
   },
   queryLogSample: {
-    flag: 'query-log-sample', default: 1, schema: z.coerce.number({ error: 'expected a number' }).gt(0, 'expected more than 0').max(1, 'expected at most 1'),
+    flag: 'query-log-sample',
+    default: 1,
+    schema: z.coerce.number({ error: 'expected a number' }).gt(0, 'expected more than 0').max(1, 'expected at most 1'),
     describe: 'fraction of queries the query log writes (0.01: one in a hundred, at random)',
   },
   metricsMaxNames: {
-    flag: 'metrics-max-names', default: 1000, schema: count(0, 100_000),
+    flag: 'metrics-max-names',
+    default: 1000,
+    schema: count(0, 100_000),
     describe: 'intercepted names that get their own divert_name_queries_total series; queries for others count under name="_other"',
   },
   eventsMaxStreams: {
-    flag: 'events-max-streams', default: 64, schema: count(1, 100_000),
+    flag: 'events-max-streams',
+    default: 64,
+    schema: count(1, 100_000),
     describe: 'admin GET /v1/events streams open at once; one more is refused (503 TOO_MANY_STREAMS)',
   },
   maxAddresses: {
-    flag: 'max-addresses', default: 64, schema: count(1, 1000),
+    flag: 'max-addresses',
+    default: 64,
+    schema: count(1, 1000),
     describe: 'addresses one entry, and each of its rules, may answer with (IPv4 and IPv6 together); a write over it is refused',
   },
   allowTldWildcards: {
-    flag: 'allow-tld-wildcards', boolean: true, default: false, schema: flag,
+    flag: 'allow-tld-wildcards',
+    boolean: true,
+    default: false,
+    schema: flag,
     describe: 'let writes create a wildcard directly below a top-level domain (*.com), which answers for every name under it',
   },
   updateListen: {
-    flag: 'update-listen', schema: hostPort(),
+    flag: 'update-listen',
+    schema: hostPort(),
     defaultDescription: 'off',
     describe: 'listener HOST:PORT (UDP and TCP) for RFC 2136 DNS UPDATE of the table, signed with TSIG (needs --update-key-file)',
   },
   updateKeyFile: {
-    flag: 'update-key-file', schema: z.string().min(1),
-    describe: 'TSIG keys (hmac-sha256) that may send DNS UPDATE, in BIND\'s key format, as tsig-keygen writes it, with the names each may change (update-policy { grant KEY subdomain NAME; };)',
+    flag: 'update-key-file',
+    schema: z.string().min(1),
+    describe:
+      "TSIG keys (hmac-sha256) that may send DNS UPDATE, in BIND's key format, as tsig-keygen writes it, with the names each may change (update-policy { grant KEY subdomain NAME; };)",
   },
   logLevel: {
-    flag: 'log-level', default: 'info', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    flag: 'log-level',
+    default: 'info',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     describe: 'least severe log level written (fatal, error, warn, info, debug, trace, silent)',
   },
 } satisfies Record<string, OptionSpec>;

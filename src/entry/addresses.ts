@@ -36,4 +36,3 @@ export function checkAddresses(field: 'a' | 'aaaa', list: unknown, path: string 
     return address;
   });
 }
-

@@ -190,8 +190,10 @@ function checkRule(value: unknown, path: string, entry: EntryData): Rule {
   const sharing = checkSharing(value, `${path}.`, rule.a ?? entry.a, rule.aaaa ?? entry.aaaa);
   Object.assign(rule, sharing);
   if (!rule.networks && !rule.days && !rule.from && !rule.weights) {
-    fail(path, 'has no condition (networks, days or from/to) and no weights, so it would always answer; '
-      + 'give the entry these addresses instead');
+    fail(
+      path,
+      'has no condition (networks, days or from/to) and no weights, so it would always answer; ' + 'give the entry these addresses instead',
+    );
   }
   return rule;
 }

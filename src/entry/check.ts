@@ -16,7 +16,10 @@ export const DEFAULT_TTL_SECONDS = 30;
 
 export function checkTtl(ttl: unknown): number {
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TTL_SECONDS) {
-    throw new DivertError('BAD_TTL', `ttl: ${typeof ttl === 'object' && ttl !== null ? showValue(ttl) : `"${String(ttl)}"`} is not a whole number of seconds from 0 to ${MAX_TTL_SECONDS}`);
+    throw new DivertError(
+      'BAD_TTL',
+      `ttl: ${typeof ttl === 'object' && ttl !== null ? showValue(ttl) : `"${String(ttl)}"`} is not a whole number of seconds from 0 to ${MAX_TTL_SECONDS}`,
+    );
   }
   return ttl;
 }

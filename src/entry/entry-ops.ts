@@ -142,4 +142,3 @@ export function withAddresses(current: EntryData, a: string[], aaaa: string[]): 
   if (rules && rules.length > 0) data.rules = rules;
   return data;
 }
-

@@ -33,9 +33,16 @@ const duration = (min: number, max: number) =>
   });
 
 const whole = (min: number, max: number) =>
-  z.number({ error: 'expected a whole number' }).int('expected a whole number').min(min, `expected at least ${min}`).max(max, `expected at most ${max}`);
+  z
+    .number({ error: 'expected a whole number' })
+    .int('expected a whole number')
+    .min(min, `expected at least ${min}`)
+    .max(max, `expected at most ${max}`);
 
-const fraction = z.number({ error: 'expected a number from 0 to 1' }).min(0, 'expected a number from 0 to 1').max(1, 'expected a number from 0 to 1');
+const fraction = z
+  .number({ error: 'expected a number from 0 to 1' })
+  .min(0, 'expected a number from 0 to 1')
+  .max(1, 'expected a number from 0 to 1');
 
 /** Canonical text, as the table stores it, so answer sets compare equal whatever the spelling. */
 export function canonicalAddress(address: string): string {
@@ -70,7 +77,10 @@ const mirrorSchema = z.strictObject({
 const loadSchema = z
   .strictObject({
     path: z.string().startsWith('/', 'expected a path starting with "/"').optional(),
-    url: z.string().regex(/^https?:\/\//, 'expected an http:// or https:// URL ({address} and {port} are replaced by the mirror\'s)').optional(),
+    url: z
+      .string()
+      .regex(/^https?:\/\//, "expected an http:// or https:// URL ({address} and {port} are replaced by the mirror's)")
+      .optional(),
     field: z.string().min(1).default('load'),
   })
   .refine((l) => (l.path === undefined) !== (l.url === undefined), { message: 'expected exactly one of "path" or "url"' });
@@ -89,14 +99,23 @@ const checkSchema = z
     fall: whole(1, 100).default(3),
     load: loadSchema.optional(),
   })
-  .refine((c) => c.timeout <= c.interval, { message: 'expected at most the interval (a check must end before the next one starts)', path: ['timeout'] });
+  .refine((c) => c.timeout <= c.interval, {
+    message: 'expected at most the interval (a check must end before the next one starts)',
+    path: ['timeout'],
+  });
 
 const serviceSchema = z
   .strictObject({
-    name: z.string({ error: 'expected a service name' }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected 1 to 64 letters, digits, ".", "_" or "-"'),
+    name: z
+      .string({ error: 'expected a service name' })
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected 1 to 64 letters, digits, ".", "_" or "-"'),
     names: z.array(interceptedName).min(1, 'expected at least one intercepted name'),
     ttl: whole(0, 86400).default(30),
-    policy: z.enum(['failover', 'all-healthy', 'weighted', 'least-loaded'], { error: 'expected "failover", "all-healthy", "weighted" or "least-loaded"' }).default('failover'),
+    policy: z
+      .enum(['failover', 'all-healthy', 'weighted', 'least-loaded'], {
+        error: 'expected "failover", "all-healthy", "weighted" or "least-loaded"',
+      })
+      .default('failover'),
     count: whole(1, 1000).default(1),
     overload: fraction.default(0.9),
     hysteresis: fraction.default(0.1),
@@ -106,25 +125,45 @@ const serviceSchema = z
   })
   .superRefine((s, ctx) => {
     if (s.policy === 'least-loaded' && !s.check.load) {
-      ctx.addIssue({ code: 'custom', path: ['check', 'load'], message: 'the least-loaded policy needs a load figure: expected check.load with a path or url' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['check', 'load'],
+        message: 'the least-loaded policy needs a load figure: expected check.load with a path or url',
+      });
     }
     if (s.pick !== undefined && s.policy !== 'weighted') {
-      ctx.addIssue({ code: 'custom', path: ['pick'], message: `only the weighted policy takes pick (this service's policy is ${s.policy})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pick'],
+        message: `only the weighted policy takes pick (this service's policy is ${s.policy})`,
+      });
     }
     // a DNS answer holds addresses, not ports: two mirrors on one address could not be told apart
     const seen = new Set<string>();
     s.mirrors.forEach((m, i) => {
-      if (seen.has(m.address)) ctx.addIssue({ code: 'custom', path: ['mirrors', i, 'address'], message: `${m.address} is listed twice (each mirror's address must be unique in a service)` });
+      if (seen.has(m.address))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['mirrors', i, 'address'],
+          message: `${m.address} is listed twice (each mirror's address must be unique in a service)`,
+        });
       seen.add(m.address);
       if (m.port === undefined && s.check.port === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['mirrors', i, 'port'], message: 'expected a port: give check.port for the service or port for the mirror' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['mirrors', i, 'port'],
+          message: 'expected a port: give check.port for the service or port for the mirror',
+        });
       }
     });
   });
 
 export const monitorConfigSchema = z
   .strictObject({
-    id: z.string().regex(/^[\x20-\x7e]{1,100}$/, 'expected 1 to 100 printable ASCII characters').default('monitor'),
+    id: z
+      .string()
+      .regex(/^[\x20-\x7e]{1,100}$/, 'expected 1 to 100 printable ASCII characters')
+      .default('monitor'),
     admin: z.string().min(1).optional(),
     token: z.string().min(1).optional(),
     tokenFile: z.string().min(1).optional(),
@@ -141,7 +180,12 @@ export const monitorConfigSchema = z
       ids.add(s.name);
       s.names.forEach((name, j) => {
         const other = owner.get(name);
-        if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['services', i, 'names', j], message: `"${name}" is already steered by service "${other}"` });
+        if (other !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['services', i, 'names', j],
+            message: `"${name}" is already steered by service "${other}"`,
+          });
         owner.set(name, s.name);
       });
     });

@@ -127,7 +127,14 @@ export class Monitor {
     });
     this.services = config.services.map((s) => ({
       config: s,
-      mirrors: s.mirrors.map((m) => ({ address: m.address, port: checkPort(s, m), priority: m.priority, weight: m.weight, site: m.site, health: UNKNOWN })),
+      mirrors: s.mirrors.map((m) => ({
+        address: m.address,
+        port: checkPort(s, m),
+        priority: m.priority,
+        weight: m.weight,
+        site: m.site,
+        health: UNKNOWN,
+      })),
       memory: { members: [], overloaded: [] },
       resumed: false,
       allDown: false,
@@ -169,7 +176,7 @@ export class Monitor {
         }
         this.lastCounts = { at: now, names };
       } catch (err) {
-        this.log.debug({ err: (err as Error).message }, 'reading divert\'s query counts failed');
+        this.log.debug({ err: (err as Error).message }, "reading divert's query counts failed");
       }
       await this.sleep(this.queryRatesMs);
     }
@@ -187,10 +194,13 @@ export class Monitor {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const entry = { timer: setTimeout(() => {
-        this.timers.delete(entry);
-        resolve();
-      }, ms), resolve };
+      const entry = {
+        timer: setTimeout(() => {
+          this.timers.delete(entry);
+          resolve();
+        }, ms),
+        resolve,
+      };
       this.timers.add(entry);
     });
   }
@@ -223,8 +233,10 @@ export class Monitor {
       m.since = m.lastCheck;
       this.metrics.mirrorUp.set({ ...labels, site: m.site ?? '' }, m.health.state === 'up' ? 1 : 0);
       const context = { service: s.config.name, mirror: where(m), site: m.site, state: m.health.state, error: result.error, load: m.load };
-      if (before === 'unknown') this.log.info(context, `mirror ${where(m)} of ${s.config.name} is ${m.health.state}${result.error ? ` (${result.error})` : ''}`);
-      else if (m.health.state === 'down') this.log.warn(context, `mirror ${where(m)} of ${s.config.name} is down after ${m.health.failRun} failed checks (${result.error})`);
+      if (before === 'unknown')
+        this.log.info(context, `mirror ${where(m)} of ${s.config.name} is ${m.health.state}${result.error ? ` (${result.error})` : ''}`);
+      else if (m.health.state === 'down')
+        this.log.warn(context, `mirror ${where(m)} of ${s.config.name} is down after ${m.health.failRun} failed checks (${result.error})`);
       else this.log.info(context, `mirror ${where(m)} of ${s.config.name} is up again after ${m.health.okRun} good checks`);
     }
     this.evaluate(s);
@@ -243,7 +255,13 @@ export class Monitor {
     if (s.mirrors.some((m) => m.health.state === 'unknown')) return;
     if (!s.resumed) this.resume(s);
     const { policy, count, overload, hysteresis } = s.config;
-    const views = s.mirrors.map((m) => ({ address: m.address, priority: m.priority, weight: m.weight, up: m.health.state === 'up', load: m.load }));
+    const views = s.mirrors.map((m) => ({
+      address: m.address,
+      priority: m.priority,
+      weight: m.weight,
+      up: m.health.state === 'up',
+      load: m.load,
+    }));
     const choice = choose(views, { policy, count, overload, hysteresis }, s.memory);
     s.memory = choice.memory;
     const service = s.config.name;
@@ -252,7 +270,10 @@ export class Monitor {
         s.allDown = true;
         this.metrics.allDown.set({ service }, 1);
         const kept = s.answer ? s.answer.addresses.join(',') : 'whatever the table holds';
-        this.log.error({ service, kept: s.answer?.addresses ?? null }, `EVERY MIRROR OF ${service} IS DOWN; its last answer (${kept}) stays in place: an empty answer is never pushed`);
+        this.log.error(
+          { service, kept: s.answer?.addresses ?? null },
+          `EVERY MIRROR OF ${service} IS DOWN; its last answer (${kept}) stays in place: an empty answer is never pushed`,
+        );
       }
       return;
     }
@@ -262,9 +283,15 @@ export class Monitor {
       this.log.warn({ service }, `${service} has a mirror up again`);
     }
     const answer = choice.answer;
-    const same = s.answer && s.answer.addresses.join() === answer.addresses.join() && JSON.stringify(s.answer.weights) === JSON.stringify(answer.weights);
+    const same =
+      s.answer &&
+      s.answer.addresses.join() === answer.addresses.join() &&
+      JSON.stringify(s.answer.weights) === JSON.stringify(answer.weights);
     if (same) return;
-    this.log.info({ service, answer: answer.addresses, weights: answer.weights, previous: s.answer?.addresses ?? null }, `${service} answers ${answer.addresses.join(',')}`);
+    this.log.info(
+      { service, answer: answer.addresses, weights: answer.weights, previous: s.answer?.addresses ?? null },
+      `${service} answers ${answer.addresses.join(',')}`,
+    );
     s.answer = answer;
     this.metrics.answerSize.set({ service }, answer.addresses.length);
     for (const name of s.config.names) this.sync.want(name, wantedOf(s.config, answer));

@@ -120,7 +120,10 @@ function leastLoaded(up: MirrorView[], params: PolicyParams, memory: PolicyMemor
   if (eligible.length === 0) eligible = up;
 
   const previous = new Set(memory.members);
-  const members = eligible.filter((m) => previous.has(m.address)).sort(byLoad).slice(0, params.count);
+  const members = eligible
+    .filter((m) => previous.has(m.address))
+    .sort(byLoad)
+    .slice(0, params.count);
   const others = eligible.filter((m) => !members.includes(m)).sort(byLoad);
   while (members.length < params.count && others.length > 0) members.push(others.shift()!);
   // swap the worst member for the best outsider while that outsider is clearly better
@@ -142,6 +145,11 @@ export function choose(mirrors: MirrorView[], params: PolicyParams, memory: Poli
   const up = mirrors.filter((m) => m.up);
   if (up.length === 0) return { answer: null, memory };
   if (params.policy === 'least-loaded') return leastLoaded(up, params, memory);
-  const answer = params.policy === 'failover' ? failover(up) : params.policy === 'weighted' ? weighted(up) : { addresses: sortedAddresses(up.map((m) => m.address)) };
+  const answer =
+    params.policy === 'failover'
+      ? failover(up)
+      : params.policy === 'weighted'
+        ? weighted(up)
+        : { addresses: sortedAddresses(up.map((m) => m.address)) };
   return { answer, memory: { members: answer.addresses, overloaded: [] } };
 }

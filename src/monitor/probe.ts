@@ -106,7 +106,8 @@ export function parseLoad(body: string, field: string): number | string {
   }
   if (value !== null && typeof value === 'object' && !Array.isArray(value)) value = (value as Record<string, unknown>)[field];
   if (typeof value === 'string' && value.trim() !== '') value = Number(value);
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) return `load: expected a number of 0 or more in "${field}" or as the body`;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+    return `load: expected a number of 0 or more in "${field}" or as the body`;
   return value;
 }
 
@@ -129,7 +130,8 @@ export async function probe(check: CheckConfig, target: ProbeTarget): Promise<Pr
     } else {
       const url = new URL(`${check.type}://${hostText(target.address)}:${target.port}${check.path}`);
       const reply = await get(url, check, controller.signal, false);
-      if (reply.status !== check.expect) return { ok: false, latencyMs: elapsed(), error: `HTTP ${reply.status} (expected ${check.expect})` };
+      if (reply.status !== check.expect)
+        return { ok: false, latencyMs: elapsed(), error: `HTTP ${reply.status} (expected ${check.expect})` };
     }
     const latencyMs = elapsed();
     const url = loadUrl(check, target);

@@ -20,7 +20,12 @@ export async function startStatusServer(listen: HostPort, status: () => StatusRe
       res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
       res.end(body);
     };
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'application/json', JSON.stringify({ error: { code: 'METHOD', message: 'the status endpoint is read-only: GET only' } }));
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return send(
+        405,
+        'application/json',
+        JSON.stringify({ error: { code: 'METHOD', message: 'the status endpoint is read-only: GET only' } }),
+      );
     if (path === '/status') return send(200, 'application/json', JSON.stringify(status(), null, 2) + '\n');
     if (path === '/metrics') {
       metrics.registry.metrics().then(
@@ -29,7 +34,11 @@ export async function startStatusServer(listen: HostPort, status: () => StatusRe
       );
       return;
     }
-    send(404, 'application/json', JSON.stringify({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${path} (GET /status, GET /metrics)` } }));
+    send(
+      404,
+      'application/json',
+      JSON.stringify({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${path} (GET /status, GET /metrics)` } }),
+    );
   });
   server.keepAliveTimeout = 5000;
   server.maxConnections = 64;

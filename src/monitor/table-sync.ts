@@ -186,7 +186,10 @@ export class TableSync {
         if (!this.outage) {
           this.outage = { since: Date.now(), error: message };
           this.metrics.adminUp.set(0);
-          this.log.error({ error: message }, `admin API unreachable; checks go on, and changes are pushed once it answers (retrying with back-off up to ${BACKOFF_MAX_MS / 1000} s)`);
+          this.log.error(
+            { error: message },
+            `admin API unreachable; checks go on, and changes are pushed once it answers (retrying with back-off up to ${BACKOFF_MAX_MS / 1000} s)`,
+          );
         } else {
           this.outage.error = message;
         }
@@ -216,7 +219,10 @@ export class TableSync {
   /** The first answer after an outage ends it; the pass it happens in reads every name again. */
   private recovered(): void {
     if (this.outage) {
-      this.log.info({ downSeconds: Math.round((Date.now() - this.outage.since) / 1000) }, `admin API at ${this.admin.where} answers again; every name is read again`);
+      this.log.info(
+        { downSeconds: Math.round((Date.now() - this.outage.since) / 1000) },
+        `admin API at ${this.admin.where} answers again; every name is read again`,
+      );
     }
     this.outage = undefined;
     this.metrics.adminUp.set(1);
@@ -270,7 +276,10 @@ export class TableSync {
     if (last && last.by !== this.options.id && last.op !== 'seed' && last.by !== SEED_AUTHOR) {
       this.conflict(n, entry, last);
     } else if (!last || last.op === 'seed') {
-      this.log.warn({ name: n.name, service: n.service, now: describe(entry), version: entry?.version ?? 0 }, `${n.name} was reset by a divert restart (${last ? 'zone seed' : 'no history'}); the monitor's answer is written again`);
+      this.log.warn(
+        { name: n.name, service: n.service, now: describe(entry), version: entry?.version ?? 0 },
+        `${n.name} was reset by a divert restart (${last ? 'zone seed' : 'no history'}); the monitor's answer is written again`,
+      );
     }
   }
 
@@ -282,7 +291,10 @@ export class TableSync {
     n.hold = { since: now, until, version, by };
     this.metrics.conflicts.inc({ service: n.service, name: n.name });
     this.metrics.held.set({ service: n.service, name: n.name }, 1);
-    const holdText = until === null ? 'until the monitor restarts' : `for ${Math.round(this.options.manualHoldMs / 1000)} s, or until the table matches the monitor's answer again`;
+    const holdText =
+      until === null
+        ? 'until the monitor restarts'
+        : `for ${Math.round(this.options.manualHoldMs / 1000)} s, or until the table matches the monitor's answer again`;
     this.log.warn(
       { name: n.name, service: n.service, version, by, op: last?.op, table: describe(entry), wanted: describe(n.wanted) },
       `${n.name} was changed by "${by}" (version ${version}, ${describe(entry)}); the monitor does not overwrite it and holds its writes ${holdText}`,
@@ -298,7 +310,10 @@ export class TableSync {
     }
     if (n.hold) {
       if (n.hold.until === null || Date.now() < n.hold.until) return;
-      this.log.warn({ name: n.name, service: n.service, heldSince: new Date(n.hold.since).toISOString() }, `the hold on ${n.name} ran out; the monitor writes its answer again`);
+      this.log.warn(
+        { name: n.name, service: n.service, heldSince: new Date(n.hold.since).toISOString() },
+        `the hold on ${n.name} ran out; the monitor writes its answer again`,
+      );
       this.endHold(n);
     }
     await this.write(n, n.wanted);
@@ -325,7 +340,10 @@ export class TableSync {
       n.lastError = undefined;
       n.lastPush = { at: Date.now(), version: entry.version };
       this.metrics.pushes.inc({ service: n.service, result: 'ok' });
-      this.log.info({ name: n.name, service: n.service, from: describe(current), to: describe(entry), version: entry.version }, `${n.name}: ${describe(current)} → ${describe(entry)}`);
+      this.log.info(
+        { name: n.name, service: n.service, from: describe(current), to: describe(entry), version: entry.version },
+        `${n.name}: ${describe(current)} → ${describe(entry)}`,
+      );
     } catch (err) {
       if (err instanceof Outage) {
         this.metrics.pushes.inc({ service: n.service, result: 'error' });
@@ -346,7 +364,8 @@ export class TableSync {
   /** A refusal that is not an outage (400, 401…): logged once per distinct message, retried on the next pass. */
   private failed(n: NameState, what: string, err: unknown): void {
     const message = err instanceof Error ? err.message : String(err);
-    if (n.lastError !== message) this.log.error({ name: n.name, service: n.service, error: message }, `cannot ${what} ${n.name}: ${message}`);
+    if (n.lastError !== message)
+      this.log.error({ name: n.name, service: n.service, error: message }, `cannot ${what} ${n.name}: ${message}`);
     n.lastError = message;
   }
 }

@@ -6,7 +6,6 @@ import ipaddr from 'ipaddr.js';
 import { LRUCache } from 'lru-cache';
 import { DivertError } from '../errors.js';
 
-
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
 /** An IPv4-mapped IPv6 network (::ffff:a.b.c.d/96+) matches clients as IPv4. */

@@ -178,9 +178,9 @@ export class QueryPipeline {
   }
 
   private forward(msg: Buffer, q: Query, client: Client): Promise<Result> {
-    return this.forwarder.forward(msg, q.questionEnd, client.transport).then((reply) =>
-      reply ? { reply, outcome: 'forwarded' } : { reply: errorReply(msg, q, Rcode.ServFail), outcome: 'servfail' },
-    );
+    return this.forwarder
+      .forward(msg, q.questionEnd, client.transport)
+      .then((reply) => (reply ? { reply, outcome: 'forwarded' } : { reply: errorReply(msg, q, Rcode.ServFail), outcome: 'servfail' }));
   }
 }
 

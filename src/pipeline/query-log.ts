@@ -26,7 +26,10 @@ export class QueryLog {
 
   constructor(private readonly options: QueryLogOptions) {
     this.destination = pino.destination({ dest: options.to === '-' ? 1 : options.to, sync: false, mkdir: true, append: true });
-    this.log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, this.destination);
+    this.log = pino(
+      { base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
+      this.destination,
+    );
     this.random = options.random ?? Math.random;
     this.sample = options.sample;
   }

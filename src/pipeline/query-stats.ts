@@ -7,7 +7,6 @@
 import { typeName } from '../wire/header.js';
 import { OUTCOMES, type Outcome } from './outcome.js';
 
-
 export const TRANSPORTS = ['udp', 'tcp'] as const;
 
 /** Query types with a series of their own; every other type counts as "other". */
@@ -20,7 +19,9 @@ LABELLED_TYPES.forEach((code, i) => (TYPE_INDEX[code] = i + 1));
 export const NO_TYPE = -1;
 
 /** Upper bounds (seconds) of the latency histogram's buckets; +Inf follows. */
-export const LATENCY_BUCKETS: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+];
 
 const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>;
 const PER_OUTCOME = TRANSPORTS.length * TYPE_LABELS.length;

@@ -26,8 +26,11 @@ function compileRule(rule: Rule, data: EntryData, entryA: Family, entryAaaa: Fam
   const own = sharingOf(rule);
   // the rule's sharing if it has any; else the entry's, for a family it takes from the entry
   const a = rule.a ? compileFamily(TYPE_A, data.ttl, rule.a, own) : own ? compileFamily(TYPE_A, data.ttl, data.a, own) : entryA;
-  const aaaa = rule.aaaa ? compileFamily(TYPE_AAAA, data.ttl, rule.aaaa, own)
-    : own ? compileFamily(TYPE_AAAA, data.ttl, data.aaaa, own) : entryAaaa;
+  const aaaa = rule.aaaa
+    ? compileFamily(TYPE_AAAA, data.ttl, rule.aaaa, own)
+    : own
+      ? compileFamily(TYPE_AAAA, data.ttl, data.aaaa, own)
+      : entryAaaa;
   const nets = rule.networks ? compileNets(rule.networks) : { v4: emptyNets(), v6: emptyNets() };
   return { ...nets, hasNetworks: rule.networks !== undefined, window: compileWindow(rule), a, aaaa };
 }
@@ -103,9 +106,10 @@ export function compileEntry(data: EntryData): CompiledAnswers {
   // With ECS the reply needs a scope as well: verdicts per subnet, worked out once each.
   const selectEcs = (ecs: Ecs, now: number, qtype: number, out: Selection): Selection => {
     // RFC 7871 7.1.2: source prefix 0 means "do not use my address"
-    const verdict = !anyNetworks || ecs.sourcePrefix === 0
-      ? blind
-      : remember(verdicts, `${ecs.address}/${ecs.sourcePrefix}`, () => verdictFor(ecsWords(ecs), ecs.sourcePrefix));
+    const verdict =
+      !anyNetworks || ecs.sourcePrefix === 0
+        ? blind
+        : remember(verdicts, `${ecs.address}/${ecs.sourcePrefix}`, () => verdictFor(ecsWords(ecs), ecs.sourcePrefix));
     const { holds, scopes } = verdict;
     let i = 0;
     while (i < n && (holds[i] === 0 || !windowAt(code, i, now))) i++;

@@ -25,9 +25,11 @@ const clocks: ZoneClock[] = [];
 export function zoneId(tz: string): number {
   let id = ids.get(tz);
   if (id === undefined) {
-    const format = tz === 'UTC' ? null
-      // en-US: weekday names are parsed below; h23: midnight is 00, never 24
-      : new Intl.DateTimeFormat('en-US', { timeZone: tz, weekday: 'short', hour: 'numeric', minute: 'numeric', hourCycle: 'h23' });
+    const format =
+      tz === 'UTC'
+        ? null
+        : // en-US: weekday names are parsed below; h23: midnight is 00, never 24
+          new Intl.DateTimeFormat('en-US', { timeZone: tz, weekday: 'short', hour: 'numeric', minute: 'numeric', hourCycle: 'h23' });
     id = clocks.push({ format, from: NaN, last: { day: 0, minute: 0 } }) - 1;
     ids.set(tz, id);
   }

@@ -41,7 +41,7 @@ export function maskWord(prefix: number, word: number): number {
 export function samePrefix(a: Words, aAt: number, b: Words, bAt: number, words: number, prefix: number): boolean {
   for (let w = 0; w < words; w++) {
     const mask = maskWord(prefix, w);
-    if (((a[aAt + w] & mask) >>> 0) !== ((b[bAt + w] & mask) >>> 0)) return false;
+    if ((a[aAt + w] & mask) >>> 0 !== (b[bAt + w] & mask) >>> 0) return false;
   }
   return true;
 }

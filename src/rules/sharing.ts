@@ -29,7 +29,12 @@ export function compileFamily(type: number, ttl: number, addresses: readonly str
   const count = Math.min(sharing.pick ?? addresses.length, addresses.length);
   // stable sort: equal weights keep their list order
   const byWeight = addresses.map((_, i) => i).sort((x, y) => weights[y] - weights[x]);
-  const encode = (order: number[]) => encodeRecords(type, ttl, order.map((i) => addresses[i]));
+  const encode = (order: number[]) =>
+    encodeRecords(
+      type,
+      ttl,
+      order.map((i) => addresses[i]),
+    );
   const candidates = byWeight.filter((i) => weights[i] > 0);
   // each variant: `first`, then the heaviest others up to `count`; built in `count` steps, not
   // in the length of the list, so pick 1 over many addresses costs what it keeps

@@ -14,7 +14,10 @@ const LOOPBACK = new AccessList(['127.0.0.0/8', '::1/128']);
 /** A generated token is for this machine: an admin port others can reach needs one given explicitly. */
 export function checkAdminExposure(config: ServeConfig): void {
   if (!config.adminToken && !LOOPBACK.allows(config.admin.host)) {
-    throw new DivertError('BAD_CONFIG', `--admin ${formatHostPort(config.admin)} is reachable from other machines: give --admin-token (or DIVERT_ADMIN_TOKEN) explicitly`);
+    throw new DivertError(
+      'BAD_CONFIG',
+      `--admin ${formatHostPort(config.admin)} is reachable from other machines: give --admin-token (or DIVERT_ADMIN_TOKEN) explicitly`,
+    );
   }
 }
 
@@ -27,4 +30,3 @@ export function resolveAdminToken(config: ServeConfig, log: Logger): string {
   log.info({ file }, created ? 'admin token generated' : 'admin token read');
   return token;
 }
-

@@ -11,8 +11,10 @@ import type { AddressTable } from '../table/address-table.js';
 function workersProblems({ configured, running, restarting }: WorkersState): string[] {
   const none = 'no worker is running: DNS queries go unanswered';
   if (restarting.length === 0) return running === 0 ? [none] : [];
-  const each = restarting.map((r) =>
-    `worker ${r.worker} after ${r.crashes} crash${r.crashes === 1 ? '' : 'es'} in a row (${r.state === 'starting' ? 'starting now' : `next start in ${(r.nextStartInMs! / 1000).toFixed(1)} s`})`);
+  const each = restarting.map(
+    (r) =>
+      `worker ${r.worker} after ${r.crashes} crash${r.crashes === 1 ? '' : 'es'} in a row (${r.state === 'starting' ? 'starting now' : `next start in ${(r.nextStartInMs! / 1000).toFixed(1)} s`})`,
+  );
   return [`workers restarting: ${each.join(', ')}; ${running === 0 ? none : `${running} of ${configured} workers answering`}`];
 }
 
@@ -34,4 +36,3 @@ export function healthOf(table: AddressTable, stats: ServingStats, config: Serve
     ],
   };
 }
-

@@ -67,7 +67,10 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   const adminToken = resolveAdminToken(config, componentLogger(log, 'serve'));
   const tableLog = componentLogger(log, 'table');
   if (config.redis) tableLog.info({ redis: maskUrl(config.redis), prefix: config.redisPrefix }, 'address table in Redis');
-  const opened = await openTable(config, { serving: config.workers === 1, onError: (err) => tableLog.warn({ err: err.message }, 'redis table') });
+  const opened = await openTable(config, {
+    serving: config.workers === 1,
+    onError: (err) => tableLog.warn({ err: err.message }, 'redis table'),
+  });
   const { table } = opened;
 
   let serving: ServingHandle | undefined;
@@ -85,9 +88,10 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       const inserted = await table.seed(seed);
       tableLog.info({ names: seed.size, inserted: inserted.length, kept: seed.size - inserted.length }, 'seeded table from zone files');
     }
-    serving = config.workers > 1
-      ? await startWorkers(config, opened, upstreams, componentLogger(log, 'cluster'))
-      : inProcess(await startServing(config, table, upstreams, componentLogger(log, 'dns'), { exclusive: true, clock: options.clock }));
+    serving =
+      config.workers > 1
+        ? await startWorkers(config, opened, upstreams, componentLogger(log, 'cluster'))
+        : inProcess(await startServing(config, table, upstreams, componentLogger(log, 'dns'), { exclusive: true, clock: options.clock }));
     const { stats, workers } = serving;
 
     const adminLog = componentLogger(log, 'admin');
@@ -98,8 +102,13 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       log: adminLog,
       events,
       metrics: createMetrics({
-        stats, workerRestarts: () => workers().restarts, tableReady: () => table.isReady(), tableSize: () => table.size(),
-        backend: opened.backend, updateListener: () => update?.listenerCounts, events: () => events.figures(),
+        stats,
+        workerRestarts: () => workers().restarts,
+        tableReady: () => table.isReady(),
+        tableSize: () => table.size(),
+        backend: opened.backend,
+        updateListener: () => update?.listenerCounts,
+        events: () => events.figures(),
       }),
       health: async () => healthOf(table, await stats(), config, workers()),
       nameQueries: async () => (await stats()).queries.names,
@@ -115,12 +124,35 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     }
     if (updateKeys && config.updateListen) {
       // DNS UPDATE writes as the admin API does, and is acknowledged once every worker answers with it
-      update = await startUpdateServer({ listen: config.updateListen, keys: updateKeys.keys, grants: updateKeys.grants, table, settle: serving.settle, log: updateLog });
+      update = await startUpdateServer({
+        listen: config.updateListen,
+        keys: updateKeys.keys,
+        grants: updateKeys.grants,
+        table,
+        settle: serving.settle,
+        log: updateLog,
+      });
     }
     return {
-      listening: serving.listening, admin: adminAddress, update: update?.address, adminToken, upstreams, table, workers: config.workers,
-      stats, close, debug: serving.debug,
-      reload: createReloader({ config, upstreams, table, serving, log: componentLogger(log, 'reload'), load: options.reloadConfig ?? (() => config), resolveUpstreams }).reload,
+      listening: serving.listening,
+      admin: adminAddress,
+      update: update?.address,
+      adminToken,
+      upstreams,
+      table,
+      workers: config.workers,
+      stats,
+      close,
+      debug: serving.debug,
+      reload: createReloader({
+        config,
+        upstreams,
+        table,
+        serving,
+        log: componentLogger(log, 'reload'),
+        load: options.reloadConfig ?? (() => config),
+        resolveUpstreams,
+      }).reload,
     };
   } catch (err) {
     await close();

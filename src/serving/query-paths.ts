@@ -60,7 +60,11 @@ export class QueryPaths {
     networkOf: (address) => this.networks.of(address),
   };
 
-  constructor(config: ServeConfig, upstreams: HostPort[], private readonly shared: SharedParts) {
+  constructor(
+    config: ServeConfig,
+    upstreams: HostPort[],
+    private readonly shared: SharedParts,
+  ) {
     this.config = config;
     this.pool = this.newPool(upstreams, null);
     this.forwarder = this.newForwarder(config);
@@ -86,7 +90,14 @@ export class QueryPaths {
 
   get upstreams(): UpstreamState[] {
     const pool = this.pool;
-    return pool.upstreams.map((u) => ({ upstream: u.label, up: !pool.isDown(u), lastRttMs: u.lastRttMs, srttMs: u.srttMs, answered: u.answered, failed: u.failed }));
+    return pool.upstreams.map((u) => ({
+      upstream: u.label,
+      up: !pool.isDown(u),
+      lastRttMs: u.lastRttMs,
+      srttMs: u.srttMs,
+      answered: u.answered,
+      failed: u.failed,
+    }));
   }
 
   /** Another worker's upstream news: the upstreams' health is one view for all workers. */
@@ -150,13 +161,20 @@ export class QueryPaths {
 
   private newForwarder(config: ServeConfig): Forwarder {
     return new Forwarder(this.pool, {
-      attemptTimeoutMs: config.upstreamTimeoutMs, queryTimeoutMs: config.queryTimeoutMs, maxInFlight: config.forwardMaxInFlight, stats: this.forwarded,
+      attemptTimeoutMs: config.upstreamTimeoutMs,
+      queryTimeoutMs: config.queryTimeoutMs,
+      maxInFlight: config.forwardMaxInFlight,
+      stats: this.forwarded,
     });
   }
 
   /** The workers read one socket, so a flood spreads over them: each keeps its share of the rate. */
   private newLimiter(config: ServeConfig): RateLimiter | null {
     if (config.rateLimit === 0) return null;
-    return new RateLimiter({ qps: config.rateLimit / this.shared.workers, v4Prefix: config.rateLimitV4Prefix, v6Prefix: config.rateLimitV6Prefix });
+    return new RateLimiter({
+      qps: config.rateLimit / this.shared.workers,
+      v4Prefix: config.rateLimitV4Prefix,
+      v6Prefix: config.rateLimitV6Prefix,
+    });
   }
 }

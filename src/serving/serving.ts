@@ -51,12 +51,19 @@ export interface ServingOptions {
 /** Beyond the query timeout, what the drain allows for the last replies to be sent. */
 const DRAIN_MARGIN_MS = 250;
 
-export async function startServing(config: ServeConfig, view: TableView, upstreams: HostPort[], log: Logger, options: ServingOptions): Promise<Serving> {
+export async function startServing(
+  config: ServeConfig,
+  view: TableView,
+  upstreams: HostPort[],
+  log: Logger,
+  options: ServingOptions,
+): Promise<Serving> {
   // while the store is down every lookup fails the same way: one line per 10 s, with a count
   const lookupFailed = throttledLog((details, message) => log.warn(details, message), 1, 10_000);
   const answers = new AnswerCache(view, {
     maxNames: config.cacheNames,
-    onLookupError: (err, name) => lookupFailed({ err: (err as Error).message, name }, 'table lookup failed; forwarding names not seen before'),
+    onLookupError: (err, name) =>
+      lookupFailed({ err: (err as Error).message, name }, 'table lookup failed; forwarding names not seen before'),
   });
   let changes = 0;
   const stopCounting = view.onChange(() => changes++);
@@ -66,12 +73,19 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
   };
   const inFlight = new InFlight();
   const paths = new QueryPaths(config, upstreams, {
-    answers, observers, inFlight, clock: options.clock ?? Date.now, onPoolNews: options.onPoolNews, workers: config.workers,
+    answers,
+    observers,
+    inFlight,
+    clock: options.clock ?? Date.now,
+    onPoolNews: options.onPoolNews,
+    workers: config.workers,
     onFault: (err) => log.error({ err }, 'query failed'),
   });
   // a failure to serve one message is that message's loss; a peer can provoke it at will, so the log is throttled
   const faultLog = throttledLog((details, message) => log.warn(details, message));
-  const report = listenerReport((event, err) => faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'a message could not be served'));
+  const report = listenerReport((event, err) =>
+    faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'a message could not be served'),
+  );
   const handler: Handler = (msg, client) => paths.current.answer(msg, client);
 
   const release = async () => {
@@ -83,7 +97,12 @@ export async function startServing(config: ServeConfig, view: TableView, upstrea
   let listeners: ListenerSet;
   try {
     listeners = await ListenerSet.open(config.listen, handler, {
-      limits: { ...DEFAULT_TCP_LIMITS, idleTimeoutMs: config.tcpIdleTimeoutMs, maxConnections: config.tcpMaxConnections, maxPerClient: config.tcpMaxPerClient },
+      limits: {
+        ...DEFAULT_TCP_LIMITS,
+        idleTimeoutMs: config.tcpIdleTimeoutMs,
+        maxConnections: config.tcpMaxConnections,
+        maxPerClient: config.tcpMaxPerClient,
+      },
       admission: paths.admission,
       report,
       exclusive: options.exclusive,

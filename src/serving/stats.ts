@@ -68,8 +68,17 @@ export function sumStats(all: ServingStats[]): ServingStats {
   const total: ServingStats = {
     counts: outcomeTotals(queries),
     queries,
-    rejectedReplies: 0, timeouts: 0, overloaded: 0, cacheHits: 0, cacheMisses: 0, cachedNames: 0, changes: 0, upstreams: [],
-    tableViewsReady: 0, processes: all.flatMap((s) => s.processes), listener: emptyListenerCounts(),
+    rejectedReplies: 0,
+    timeouts: 0,
+    overloaded: 0,
+    cacheHits: 0,
+    cacheMisses: 0,
+    cachedNames: 0,
+    changes: 0,
+    upstreams: [],
+    tableViewsReady: 0,
+    processes: all.flatMap((s) => s.processes),
+    listener: emptyListenerCounts(),
   };
   const upstreams = new Map<string, UpstreamState>();
   for (const s of all) {

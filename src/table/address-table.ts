@@ -51,7 +51,11 @@ export class AddressTable implements TableView {
   }
 
   async list(options: { prefix?: string; cursor?: string; limit: number }): Promise<ListPage> {
-    return this.store.list({ prefix: (options.prefix ?? '').toLowerCase(), cursor: options.cursor, limit: Math.max(1, Math.floor(options.limit)) });
+    return this.store.list({
+      prefix: (options.prefix ?? '').toLowerCase(),
+      cursor: options.cursor,
+      limit: Math.max(1, Math.floor(options.limit)),
+    });
   }
 
   /** Create or replace. Throws DivertError VERSION_MISMATCH when ifVersion does not hold. */

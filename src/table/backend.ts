@@ -44,7 +44,12 @@ export async function openTable(config: TableConfig, options: { serving: boolean
   }
   const store = await openRedisStore({ url: config.redis, prefix: config.redisPrefix, onError: options.onError });
   if (options.serving) void store.loadFilter();
-  return { table: new AddressTable(store, policy), backend: 'redis', worker: { kind: 'redis', url: config.redis, prefix: config.redisPrefix }, replication: null };
+  return {
+    table: new AddressTable(store, policy),
+    backend: 'redis',
+    worker: { kind: 'redis', url: config.redis, prefix: config.redisPrefix },
+    replication: null,
+  };
 }
 
 /** A worker's view: `replica` (fed by the primary over IPC) for the embedded store, else its own Redis connection. */

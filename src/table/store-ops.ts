@@ -15,17 +15,13 @@ export function authorOf(options: { by?: string } | undefined, fallback = UNKNOW
 
 export function versionMismatch(op: string, name: string, expected: number, current: number): DivertError {
   const show = (v: number) => (v === 0 ? '0 (absent)' : String(v));
-  return new DivertError(
-    'VERSION_MISMATCH',
-    `${op} "${name}": expected version ${show(expected)}, current version is ${show(current)}`,
-  );
+  return new DivertError('VERSION_MISMATCH', `${op} "${name}": expected version ${show(expected)}, current version is ${show(current)}`);
 }
 
 /** Entries are shared with callers (lookup returns them without copying), so freeze them. */
 export function freezeEntry(entry: Entry): Entry {
   return deepFreeze(entry);
 }
-
 
 /** Code-unit order, not locale order: stable across hosts and consistent with cursors. */
 export function compareNames(x: string, y: string): number {

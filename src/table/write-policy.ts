@@ -50,14 +50,16 @@ export class WritePolicy {
     if (this.allowTldWildcards || !isWildcard(name) || name.indexOf('.', 2) !== -1) return null;
     return {
       code: 'BAD_NAME',
-      message: `a wildcard directly below the top-level domain "${name.slice(2)}" would answer for every name under it; ` +
+      message:
+        `a wildcard directly below the top-level domain "${name.slice(2)}" would answer for every name under it; ` +
         'refused unless the operator gives --allow-tld-wildcards',
     };
   }
 
   private addressProblem(data: EntryData): { code: 'BAD_ADDRESS'; message: string } | null {
     const limit = `the limit is ${this.maxAddresses} (--max-addresses)`;
-    const count = (a: readonly string[], aaaa: readonly string[]) => `${a.length + aaaa.length} addresses (${a.length} IPv4, ${aaaa.length} IPv6)`;
+    const count = (a: readonly string[], aaaa: readonly string[]) =>
+      `${a.length + aaaa.length} addresses (${a.length} IPv4, ${aaaa.length} IPv6)`;
     if (data.a.length + data.aaaa.length > this.maxAddresses) {
       return { code: 'BAD_ADDRESS', message: `a and aaaa hold ${count(data.a, data.aaaa)}; ${limit}` };
     }

@@ -26,7 +26,10 @@ export interface ListenerSetOptions {
 
 /** A bind that failed: the OS's error, and the address it was for (with the port it had). */
 export class BindFailure extends Error {
-  constructor(override readonly cause: NodeJS.ErrnoException, readonly at: HostPort) {
+  constructor(
+    override readonly cause: NodeJS.ErrnoException,
+    readonly at: HostPort,
+  ) {
     super(cause.message);
   }
 }
@@ -97,7 +100,11 @@ export class ListenerSet {
       }
       const port = udp.address().port;
       const tcp = createTcpServer(handler, {
-        limits: options.limits, admission: options.admission ?? ADMIT_ALL, report: options.report, accepting, onError: options.onError,
+        limits: options.limits,
+        admission: options.admission ?? ADMIT_ALL,
+        report: options.report,
+        accepting,
+        onError: options.onError,
         onConnection: (socket) => {
           this.connections.add(socket);
           socket.once('close', () => this.connections.delete(socket));

@@ -59,7 +59,10 @@ class Slots {
   private readonly byActivity = new Map<Socket, Connection>();
   private readonly perNetwork = new Map<string, number>();
 
-  constructor(private readonly limits: TcpLimits, private readonly report: ListenerReport) {}
+  constructor(
+    private readonly limits: TcpLimits,
+    private readonly report: ListenerReport,
+  ) {}
 
   /** The new connection's slot, or null when it was refused (and reset). */
   take(socket: Socket, admission: TcpAdmission): Connection | null {

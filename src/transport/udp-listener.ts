@@ -27,7 +27,13 @@ export function bindUdp(host: string, port: number, exclusive = true): Promise<S
 }
 
 /** `accepting()` false: datagrams are dropped unread (a drain has begun). */
-export function serveUdp(socket: Socket, handler: Handler, report: ListenerReport, onError: (err: Error) => void, accepting: () => boolean): void {
+export function serveUdp(
+  socket: Socket,
+  handler: Handler,
+  report: ListenerReport,
+  onError: (err: Error) => void,
+  accepting: () => boolean,
+): void {
   socket.on('error', onError);
   const sendFailed = (err: Error | null) => {
     if (err) report.fault('send_error', err);

@@ -23,7 +23,10 @@ interface Token {
 }
 
 class KeyFileError extends Error {
-  constructor(readonly line: number, message: string) {
+  constructor(
+    readonly line: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -125,7 +128,10 @@ function readKey(reader: TokenReader, start: Token): { key: TsigKey; line: numbe
     if (clause.text === 'algorithm') {
       const given = value.text.toLowerCase().replace(/\.$/, '');
       if (given !== ALGORITHM) {
-        throw new KeyFileError(value.line, `key "${name}": algorithm "${value.text}" is not supported; divert accepts ${ALGORITHM} only (tsig-keygen -a ${ALGORITHM} NAME)`);
+        throw new KeyFileError(
+          value.line,
+          `key "${name}": algorithm "${value.text}" is not supported; divert accepts ${ALGORITHM} only (tsig-keygen -a ${ALGORITHM} NAME)`,
+        );
       }
       algorithm = value;
     } else if (clause.text === 'secret') {
@@ -146,7 +152,8 @@ const FAMILIES: Record<string, readonly Family[]> = { A: ['a'], AAAA: ['aaaa'], 
 
 /** The name of a rule: `.` is the root (for `subdomain` only), any other a name the table could hold. */
 function grantName(token: Token, match: Grant['match']): string {
-  if (!token.quoted && ['{', '}', ';'].includes(token.text)) throw new KeyFileError(token.line, `expected the name after "${match}", found "${token.text}"`);
+  if (!token.quoted && ['{', '}', ';'].includes(token.text))
+    throw new KeyFileError(token.line, `expected the name after "${match}", found "${token.text}"`);
   if (token.text === '.') {
     if (match === 'name') throw new KeyFileError(token.line, 'name ".": the root is never a table name (subdomain . grants every name)');
     return '';
@@ -170,16 +177,24 @@ function readRule(reader: TokenReader, verb: Token): Grant {
   const matchToken = reader.next(`a rule type (name or subdomain) after "${verb.text} ${key}"`);
   const match = matchToken.text.toLowerCase();
   if (match !== 'name' && match !== 'subdomain') {
-    throw new KeyFileError(matchToken.line, `rule type "${matchToken.text}" is not supported: divert takes name (exactly that name) and subdomain (the name and every name below it), as in ${GRANT_SYNTAX}`);
+    throw new KeyFileError(
+      matchToken.line,
+      `rule type "${matchToken.text}" is not supported: divert takes name (exactly that name) and subdomain (the name and every name below it), as in ${GRANT_SYNTAX}`,
+    );
   }
   const name = grantName(reader.next(`the name after "${match}"`), match);
   const families = new Set<Family>();
   for (;;) {
     const token = reader.next('";" after the rule');
     if (token.text === ';' && !token.quoted) break;
-    if (!token.quoted && (token.text === '{' || token.text === '}')) throw new KeyFileError(token.line, `expected ";" after the rule, found "${token.text}"`);
+    if (!token.quoted && (token.text === '{' || token.text === '}'))
+      throw new KeyFileError(token.line, `expected ";" after the rule, found "${token.text}"`);
     const type = FAMILIES[token.text.toUpperCase()];
-    if (!type) throw new KeyFileError(token.line, `record type "${token.text}": divert holds only A and AAAA records (ANY: both), as in ${GRANT_SYNTAX}`);
+    if (!type)
+      throw new KeyFileError(
+        token.line,
+        `record type "${token.text}": divert holds only A and AAAA records (ANY: both), as in ${GRANT_SYNTAX}`,
+      );
     for (const family of type) families.add(family);
   }
   return { allow: verb.text === 'grant', key, match, name, families: families.size > 0 ? [...families] : FAMILIES.ANY, line: verb.line };
@@ -189,7 +204,10 @@ function readRule(reader: TokenReader, verb: Token): Grant {
 function readPolicy(reader: TokenReader, start: Token): Grant[] {
   const open = reader.next('"{" after update-policy');
   if (open.text !== '{' || open.quoted) {
-    throw new KeyFileError(open.line, `expected "{" after update-policy, found "${open.text}" (divert has no session key for update-policy local; write update-policy { ${GRANT_SYNTAX} };)`);
+    throw new KeyFileError(
+      open.line,
+      `expected "{" after update-policy, found "${open.text}" (divert has no session key for update-policy local; write update-policy { ${GRANT_SYNTAX} };)`,
+    );
   }
   const rules: Grant[] = [];
   for (;;) {
@@ -218,7 +236,10 @@ export function parseKeyFile(text: string, file: string): KeyFile {
         continue;
       }
       if (start.quoted || start.text !== 'key') {
-        throw new KeyFileError(start.line, `expected a key statement (key "NAME" { algorithm hmac-sha256; secret "..."; };) or update-policy { ... };, found "${start.text}"`);
+        throw new KeyFileError(
+          start.line,
+          `expected a key statement (key "NAME" { algorithm hmac-sha256; secret "..."; };) or update-policy { ... };, found "${start.text}"`,
+        );
       }
       const { key, line } = readKey(reader, start);
       if (keys.has(key.name)) throw new KeyFileError(line, `key "${key.name}" is defined twice`);
@@ -226,12 +247,20 @@ export function parseKeyFile(text: string, file: string): KeyFile {
     }
     // after the whole file: a rule may come before its key
     const unknown = grants.find((g) => !keys.has(g.key));
-    if (unknown) throw new KeyFileError(unknown.line, `${unknown.allow ? 'grant' : 'deny'} for key "${unknown.key}": no key of that name in this file`);
+    if (unknown)
+      throw new KeyFileError(
+        unknown.line,
+        `${unknown.allow ? 'grant' : 'deny'} for key "${unknown.key}": no key of that name in this file`,
+      );
   } catch (err) {
     if (!(err instanceof KeyFileError)) throw err;
     throw new DivertError('BAD_CONFIG', `--update-key-file ${file}:${err.line}: ${err.message}`);
   }
-  if (keys.size === 0) throw new DivertError('BAD_CONFIG', `--update-key-file ${file}: no key in it (expected key "NAME" { algorithm ${ALGORITHM}; secret "..."; }; as tsig-keygen writes it)`);
+  if (keys.size === 0)
+    throw new DivertError(
+      'BAD_CONFIG',
+      `--update-key-file ${file}: no key in it (expected key "NAME" { algorithm ${ALGORITHM}; secret "..."; }; as tsig-keygen writes it)`,
+    );
   return { keys, grants };
 }
 
@@ -240,7 +269,10 @@ export async function readKeyFile(file: string): Promise<KeyFile> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new DivertError('BAD_CONFIG', `--update-key-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new DivertError(
+      'BAD_CONFIG',
+      `--update-key-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   return parseKeyFile(text, file);
 }

@@ -56,7 +56,7 @@ export function readName(msg: Buffer, pos: number): WireName | null {
   const labels: Buffer[] = [];
   let end = -1;
   let length = 1;
-  for (let hops = 0; ; ) {
+  for (let hops = 0; ;) {
     if (pos >= msg.length) return null;
     const len = msg[pos];
     if (len === 0) {
@@ -107,7 +107,16 @@ export function readMessage(msg: Buffer): WireMessage | null {
   }
   // trailing bytes after the last record mean the counts are wrong
   if (pos !== msg.length) return null;
-  return { id: msg.readUInt16BE(0), flags, opcode: (flags >> 11) & 0xf, questions, questionEnd, answers: sections[0], authority: sections[1], additional: sections[2] };
+  return {
+    id: msg.readUInt16BE(0),
+    flags,
+    opcode: (flags >> 11) & 0xf,
+    questions,
+    questionEnd,
+    answers: sections[0],
+    authority: sections[1],
+    additional: sections[2],
+  };
 }
 
 function readRecord(msg: Buffer, start: number): WireRecord | null {
@@ -147,6 +156,9 @@ export function canonicalName(labels: readonly Buffer[]): Buffer {
 
 /** Wire form of a presentation name ("a.b.c", a trailing dot or not); labels as given. */
 export function nameToWire(name: string): Buffer {
-  const labels = name.replace(/\.$/, '').split('.').filter((l) => l !== '');
+  const labels = name
+    .replace(/\.$/, '')
+    .split('.')
+    .filter((l) => l !== '');
   return canonicalName(labels.map((l) => Buffer.from(l, 'latin1')));
 }

@@ -72,8 +72,14 @@ function variablesBytes(v: TsigVariables): Buffer {
   classTtl.writeUInt16BE(v.klass, 0);
   classTtl.writeUInt32BE(v.ttl, 2);
   return Buffer.concat([
-    canonicalName(v.keyName), classTtl, canonicalName(v.algorithm),
-    u48(v.timeSigned), u16(v.fudge), u16(v.error), u16(v.other.length), v.other,
+    canonicalName(v.keyName),
+    classTtl,
+    canonicalName(v.algorithm),
+    u48(v.timeSigned),
+    u16(v.fudge),
+    u16(v.error),
+    u16(v.other.length),
+    v.other,
   ]);
 }
 
@@ -112,10 +118,21 @@ export interface SignOptions {
   timeSigned?: number;
 }
 
-function tsigRecordBytes(key: Buffer[], algorithm: Buffer[], v: { timeSigned: number; fudge: number; mac: Buffer; originalId: number; error: number; other: Buffer }): Buffer {
+function tsigRecordBytes(
+  key: Buffer[],
+  algorithm: Buffer[],
+  v: { timeSigned: number; fudge: number; mac: Buffer; originalId: number; error: number; other: Buffer },
+): Buffer {
   const rdata = Buffer.concat([
-    canonicalName(algorithm), u48(v.timeSigned), u16(v.fudge), u16(v.mac.length), v.mac,
-    u16(v.originalId), u16(v.error), u16(v.other.length), v.other,
+    canonicalName(algorithm),
+    u48(v.timeSigned),
+    u16(v.fudge),
+    u16(v.mac.length),
+    v.mac,
+    u16(v.originalId),
+    u16(v.error),
+    u16(v.other.length),
+    v.other,
   ]);
   const fixed = Buffer.alloc(10);
   fixed.writeUInt16BE(TYPE_TSIG, 0);
@@ -134,19 +151,31 @@ function appendRecord(msg: Buffer, record: Buffer): Buffer {
 const ALGORITHM_LABELS = [Buffer.from(ALGORITHM)];
 
 function labelsOf(name: string): Buffer[] {
-  return name.split('.').filter((l) => l !== '').map((l) => Buffer.from(l, 'latin1'));
+  return name
+    .split('.')
+    .filter((l) => l !== '')
+    .map((l) => Buffer.from(l, 'latin1'));
 }
 
 /** `msg` (a request, or a reply with `requestMac`) with a TSIG record signed by `key` appended. */
 export function signMessage(msg: Buffer, key: TsigKey, options: SignOptions = {}): { message: Buffer; mac: Buffer } {
   const now = options.now ?? Math.floor(Date.now() / 1000);
   const variables: TsigVariables = {
-    keyName: labelsOf(key.name), klass: CLASS_ANY, ttl: 0, algorithm: ALGORITHM_LABELS,
-    timeSigned: options.timeSigned ?? now, fudge: options.fudge ?? FUDGE_SECONDS,
-    error: options.error ?? TsigError.NONE, other: options.other ?? Buffer.alloc(0),
+    keyName: labelsOf(key.name),
+    klass: CLASS_ANY,
+    ttl: 0,
+    algorithm: ALGORITHM_LABELS,
+    timeSigned: options.timeSigned ?? now,
+    fudge: options.fudge ?? FUDGE_SECONDS,
+    error: options.error ?? TsigError.NONE,
+    other: options.other ?? Buffer.alloc(0),
   };
   const originalId = msg.readUInt16BE(0);
-  const mac = computeMac(key.secret, [...requestMacPrefix(options.requestMac), unsignedPart(msg, msg.length, originalId, false), variablesBytes(variables)]);
+  const mac = computeMac(key.secret, [
+    ...requestMacPrefix(options.requestMac),
+    unsignedPart(msg, msg.length, originalId, false),
+    variablesBytes(variables),
+  ]);
   const record = tsigRecordBytes(variables.keyName, variables.algorithm, { ...variables, mac, originalId });
   return { message: appendRecord(msg, record), mac };
 }
@@ -158,7 +187,12 @@ export function signMessage(msg: Buffer, key: TsigKey, options: SignOptions = {}
  */
 export function appendUnsignedError(msg: Buffer, request: TsigRecord, error: number): Buffer {
   const record = tsigRecordBytes(request.keyName, request.algorithm, {
-    timeSigned: request.timeSigned, fudge: request.fudge, mac: Buffer.alloc(0), originalId: msg.readUInt16BE(0), error, other: Buffer.alloc(0),
+    timeSigned: request.timeSigned,
+    fudge: request.fudge,
+    mac: Buffer.alloc(0),
+    originalId: msg.readUInt16BE(0),
+    error,
+    other: Buffer.alloc(0),
   });
   return appendRecord(msg, record);
 }
@@ -191,8 +225,17 @@ function readTsig(record: WireRecord): TsigRecord | null {
   pos += 6;
   if (pos + otherLength !== rdata.length) return null;
   return {
-    start: record.start, keyName: record.name, klass: record.klass, ttl: record.ttl, algorithm,
-    timeSigned, fudge, mac, originalId, error, other: rdata.subarray(pos),
+    start: record.start,
+    keyName: record.name,
+    klass: record.klass,
+    ttl: record.ttl,
+    algorithm,
+    timeSigned,
+    fudge,
+    mac,
+    originalId,
+    error,
+    other: rdata.subarray(pos),
   };
 }
 
@@ -221,7 +264,8 @@ function findTsig(msg: Buffer): { tsig: TsigRecord } | { reason: string } | null
   const all = [...message.answers, ...message.authority, ...message.additional];
   const at = all.findIndex((r) => r.type === TYPE_TSIG);
   if (at < 0) return null;
-  if (at !== all.length - 1 || message.additional.length === 0) return { reason: 'the TSIG record is not the last record of the additional section' };
+  if (at !== all.length - 1 || message.additional.length === 0)
+    return { reason: 'the TSIG record is not the last record of the additional section' };
   const tsig = readTsig(all[at]);
   if (!tsig) return { reason: 'the TSIG record is malformed' };
   if (tsig.klass !== CLASS_ANY) return { reason: 'the TSIG record is not of class ANY' };
@@ -244,7 +288,12 @@ export function verifyMessage(msg: Buffer, keys: TsigKeys, options: VerifyOption
   if (!key) return { status: 'rejected', error: TsigError.BADKEY, tsig, reason: `unknown key "${keyName}"` };
   const algorithm = nameText(tsig.algorithm);
   if (algorithm !== key.algorithm) {
-    return { status: 'rejected', error: TsigError.BADKEY, tsig, reason: `key "${keyName}" is ${key.algorithm}, the request says "${algorithm}"` };
+    return {
+      status: 'rejected',
+      error: TsigError.BADKEY,
+      tsig,
+      reason: `key "${keyName}" is ${key.algorithm}, the request says "${algorithm}"`,
+    };
   }
   if (tsig.mac.length > MAC_BYTES || tsig.mac.length < MIN_MAC_BYTES) {
     return { status: 'malformed', reason: `a MAC of ${tsig.mac.length} bytes (expected ${MIN_MAC_BYTES} to ${MAC_BYTES})` };
@@ -260,10 +309,22 @@ export function verifyMessage(msg: Buffer, keys: TsigKeys, options: VerifyOption
   const now = options.now ?? Math.floor(Date.now() / 1000);
   const window = Math.min(tsig.fudge, FUDGE_SECONDS);
   if (Math.abs(now - tsig.timeSigned) > window) {
-    return { status: 'signed-error', error: TsigError.BADTIME, key, tsig, reason: `signed at ${tsig.timeSigned}, ${now - tsig.timeSigned} s from the server's clock (allowed: ${window} s)` };
+    return {
+      status: 'signed-error',
+      error: TsigError.BADTIME,
+      key,
+      tsig,
+      reason: `signed at ${tsig.timeSigned}, ${now - tsig.timeSigned} s from the server's clock (allowed: ${window} s)`,
+    };
   }
   if (tsig.mac.length < MAC_BYTES) {
-    return { status: 'signed-error', error: TsigError.BADTRUNC, key, tsig, reason: `a MAC truncated to ${tsig.mac.length} bytes; divert wants all ${MAC_BYTES}` };
+    return {
+      status: 'signed-error',
+      error: TsigError.BADTRUNC,
+      key,
+      tsig,
+      reason: `a MAC truncated to ${tsig.mac.length} bytes; divert wants all ${MAC_BYTES}`,
+    };
   }
   return { status: 'verified', key, tsig };
 }
@@ -273,7 +334,13 @@ export function verifyMessage(msg: Buffer, keys: TsigKeys, options: VerifyOption
  * its MAC covers the request's MAC first. A BADTIME reply keeps the client's Time Signed
  * and carries the server's time as Other Data, so the client can check it (RFC 8945 5.2.3).
  */
-export function signReply(reply: Buffer, key: TsigKey, request: TsigRecord, error: number = TsigError.NONE, now = Math.floor(Date.now() / 1000)): Buffer {
+export function signReply(
+  reply: Buffer,
+  key: TsigKey,
+  request: TsigRecord,
+  error: number = TsigError.NONE,
+  now = Math.floor(Date.now() / 1000),
+): Buffer {
   const badTime = error === TsigError.BADTIME;
   return signMessage(reply, key, {
     now,

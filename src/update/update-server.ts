@@ -59,12 +59,18 @@ export async function loadUpdateKeys(config: Pick<ServeConfig, 'updateListen' | 
     return null;
   }
   if (!config.updateKeyFile) {
-    throw new DivertError('BAD_CONFIG', `--update-listen ${formatHostPort(config.updateListen)} needs --update-key-file FILE: the TSIG keys that may send updates (tsig-keygen -a hmac-sha256 NAME > FILE)`);
+    throw new DivertError(
+      'BAD_CONFIG',
+      `--update-listen ${formatHostPort(config.updateListen)} needs --update-key-file FILE: the TSIG keys that may send updates (tsig-keygen -a hmac-sha256 NAME > FILE)`,
+    );
   }
   const keyFile = await readKeyFile(config.updateKeyFile);
   log.info({ file: config.updateKeyFile, keys: [...keyFile.keys.keys()], grants: keyFile.grants.length }, 'DNS UPDATE keys read');
   for (const key of keysWithoutGrant(keyFile.keys.keys(), keyFile.grants)) {
-    log.warn({ file: config.updateKeyFile, key }, `DNS UPDATE key "${key}" has no grant in the update-policy of ${config.updateKeyFile}: it may change nothing`);
+    log.warn(
+      { file: config.updateKeyFile, key },
+      `DNS UPDATE key "${key}" has no grant in the update-policy of ${config.updateKeyFile}: it may change nothing`,
+    );
   }
   return keyFile;
 }
@@ -91,10 +97,14 @@ export interface UpdateServer {
 
 function listenError(err: NodeJS.ErrnoException, at: HostPort): DivertError {
   const where = formatHostPort(at);
-  const reason = err.code === 'EADDRINUSE' ? `${where} is already in use; choose another port`
-    : err.code === 'EACCES' ? `no permission to listen on ${where} (ports below 1024 need root or CAP_NET_BIND_SERVICE)`
-    : err.code === 'EADDRNOTAVAIL' ? `${at.host} is not an address of this machine`
-    : err.message;
+  const reason =
+    err.code === 'EADDRINUSE'
+      ? `${where} is already in use; choose another port`
+      : err.code === 'EACCES'
+        ? `no permission to listen on ${where} (ports below 1024 need root or CAP_NET_BIND_SERVICE)`
+        : err.code === 'EADDRNOTAVAIL'
+          ? `${at.host} is not an address of this machine`
+          : err.message;
   return new DivertError('LISTEN_FAILED', `--update-listen ${where}: ${reason}`, { cause: err });
 }
 
@@ -130,7 +140,12 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
   };
 
   /** The writes of a plan, in order; SERVFAIL, and the log says what was written, when one fails. */
-  async function write(plan: Map<string, EntryData | null>, entries: Map<string, Entry | null>, by: string, details: Record<string, unknown>): Promise<number> {
+  async function write(
+    plan: Map<string, EntryData | null>,
+    entries: Map<string, Entry | null>,
+    by: string,
+    details: Record<string, unknown>,
+  ): Promise<number> {
     const written: string[] = [];
     for (const [name, next] of plan) {
       const current = entries.get(name) ?? null;
@@ -139,10 +154,12 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
         else await table.put(name, next, { ifVersion: current?.version ?? 0, by });
       } catch (err) {
         const notWritten = [...plan.keys()].slice(written.length);
-        log.error({ ...details, failed: name, written, notWritten, err: (err as Error).message },
+        log.error(
+          { ...details, failed: name, written, notWritten, err: (err as Error).message },
           written.length > 0
             ? `DNS UPDATE failed part way: ${written.join(', ')} written, ${notWritten.join(', ')} not (each name is changed whole or not at all)`
-            : 'DNS UPDATE failed; nothing written');
+            : 'DNS UPDATE failed; nothing written',
+        );
         if (written.length > 0) await settle().catch(() => {});
         return UpdateRcode.SERVFAIL;
       }
@@ -157,7 +174,10 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
     }
     if (unconfirmed.length > 0) {
       // written, but not known to be answered everywhere: not acknowledged, as the admin API would not (it says 202)
-      log.error({ ...details, written, unconfirmed }, `DNS UPDATE written, but worker ${unconfirmed.join(', ')} did not confirm in time that it answers with it`);
+      log.error(
+        { ...details, written, unconfirmed },
+        `DNS UPDATE written, but worker ${unconfirmed.join(', ')} did not confirm in time that it answers with it`,
+      );
       return UpdateRcode.SERVFAIL;
     }
     log.info({ ...details, written }, written.length > 0 ? 'DNS UPDATE applied' : 'DNS UPDATE changed nothing');
@@ -215,17 +235,26 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
         return reply(opcode === OPCODE_UPDATE || opcode === OPCODE_QUERY ? UpdateRcode.REFUSED : UpdateRcode.NOTIMP);
       }
       case 'rejected':
-        warnRejected({ ...who, tsigError: verification.error, reason: verification.reason }, `DNS UPDATE refused (NOTAUTH): ${verification.reason}`);
+        warnRejected(
+          { ...who, tsigError: verification.error, reason: verification.reason },
+          `DNS UPDATE refused (NOTAUTH): ${verification.reason}`,
+        );
         return appendUnsignedError(reply(UpdateRcode.NOTAUTH), verification.tsig, verification.error);
       case 'signed-error':
-        warnRejected({ ...who, key: verification.key.name, tsigError: verification.error, reason: verification.reason }, `DNS UPDATE refused (NOTAUTH): ${verification.reason}`);
+        warnRejected(
+          { ...who, key: verification.key.name, tsigError: verification.error, reason: verification.reason },
+          `DNS UPDATE refused (NOTAUTH): ${verification.reason}`,
+        );
         return signReply(reply(UpdateRcode.NOTAUTH), verification.key, verification.tsig, verification.error, clock());
       case 'verified': {
         const { key, tsig } = verification;
         const replayKey = `${key.name} ${tsig.mac.toString('base64')}`;
         const earlier = seen.get(replayKey);
         if (earlier) {
-          log.info({ ...who, key: key.name }, 'DNS UPDATE seen before (a retransmission or a replay): sent the same reply again, applied nothing');
+          log.info(
+            { ...who, key: key.name },
+            'DNS UPDATE seen before (a retransmission or a replay): sent the same reply again, applied nothing',
+          );
           return earlier;
         }
         const replied = answerSigned(msg, key, tsig, questionEnd, client);
@@ -247,7 +276,9 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
   };
 
   const faultLog = throttledLog((details, message) => log.warn(details, message));
-  const report = listenerReport((event, err) => faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'DNS UPDATE port: a message could not be served'));
+  const report = listenerReport((event, err) =>
+    faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'DNS UPDATE port: a message could not be served'),
+  );
   // anyone may connect (TSIG decides what they may do), but one client network may not hold every slot
   const networks = new ClientNetworks({ v4Prefix: 24, v6Prefix: 56 });
   const admission: TcpAdmission = { admits: () => true, networkOf: (address) => networks.of(address) };
@@ -255,7 +286,10 @@ export async function startUpdateServer(options: UpdateServerOptions): Promise<U
   try {
     // updates are few and come from a handful of tools: small TCP caps
     listeners = await ListenerSet.open([options.listen], handler, {
-      limits: { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 }, admission, report, onError: (err) => log.warn({ err: err.message }, 'DNS UPDATE listener'),
+      limits: { ...DEFAULT_TCP_LIMITS, maxConnections: 100, maxPerClient: 16 },
+      admission,
+      report,
+      onError: (err) => log.warn({ err: err.message }, 'DNS UPDATE listener'),
     });
   } catch (err) {
     throw err instanceof BindFailure ? listenError(err.cause, err.at) : err;

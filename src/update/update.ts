@@ -19,8 +19,17 @@ import { CLASS_ANY, CLASS_NONE, TYPE_ANY, TYPE_SOA, nameText, type WireMessage, 
 
 /** RFC 2136 2.2 and RFC 1035 4.1.1 response codes. */
 export const UpdateRcode = {
-  NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5,
-  YXDOMAIN: 6, YXRRSET: 7, NXRRSET: 8, NOTAUTH: 9, NOTZONE: 10,
+  NOERROR: 0,
+  FORMERR: 1,
+  SERVFAIL: 2,
+  NXDOMAIN: 3,
+  NOTIMP: 4,
+  REFUSED: 5,
+  YXDOMAIN: 6,
+  YXRRSET: 7,
+  NXRRSET: 8,
+  NOTAUTH: 9,
+  NOTZONE: 10,
 } as const;
 
 /** Types that stand for several and so can never be added (RFC 2136 3.4.1.3). */
@@ -33,7 +42,10 @@ export type Family = 'a' | 'aaaa';
 
 /** An update that cannot be applied: the response code and why, for the log. */
 export class UpdateFailure extends Error {
-  constructor(readonly rcode: number, readonly reason: string) {
+  constructor(
+    readonly rcode: number,
+    readonly reason: string,
+  ) {
     super(reason);
   }
 }
@@ -102,9 +114,11 @@ function readPrerequisite(record: WireRecord, zone: string): Prerequisite {
   if (record.ttl !== 0) throw new UpdateFailure(UpdateRcode.FORMERR, `${what}: TTL ${record.ttl}, expected 0`);
   const name = ownerOf(record, zone, 'prerequisite');
   const family = familyOf(record.type);
-  const unsupported = () => new UpdateFailure(UpdateRcode.FORMERR, `${what}: divert holds only A and AAAA records, so it cannot check this prerequisite`);
+  const unsupported = () =>
+    new UpdateFailure(UpdateRcode.FORMERR, `${what}: divert holds only A and AAAA records, so it cannot check this prerequisite`);
   if (record.klass === CLASS_ANY || record.klass === CLASS_NONE) {
-    if (record.rdata.length !== 0) throw new UpdateFailure(UpdateRcode.FORMERR, `${what}: class ${record.klass === CLASS_ANY ? 'ANY' : 'NONE'} with data`);
+    if (record.rdata.length !== 0)
+      throw new UpdateFailure(UpdateRcode.FORMERR, `${what}: class ${record.klass === CLASS_ANY ? 'ANY' : 'NONE'} with data`);
     const exists = record.klass === CLASS_ANY;
     if (record.type === TYPE_ANY) return { kind: exists ? 'name-in-use' : 'name-not-in-use', name };
     if (!family) throw unsupported();
@@ -146,7 +160,8 @@ function readChange(record: WireRecord, zone: string): { name: string; change: C
   const family = familyOf(record.type);
   const refused = () => new UpdateFailure(UpdateRcode.REFUSED, `${what}: divert holds only A and AAAA records`);
   if (record.klass === CLASS_IN) {
-    if (record.type === TYPE_ANY || META_TYPES.has(record.type)) throw new UpdateFailure(UpdateRcode.FORMERR, `${what}: cannot add a meta type`);
+    if (record.type === TYPE_ANY || META_TYPES.has(record.type))
+      throw new UpdateFailure(UpdateRcode.FORMERR, `${what}: cannot add a meta type`);
     if (!family) throw refused();
     return { name, change: { kind: 'add', family, address: addressOf(record, family, what), ttl: record.ttl } };
   }
@@ -178,9 +193,11 @@ export function readUpdate(message: WireMessage): UpdateRequest {
     throw new UpdateFailure(UpdateRcode.FORMERR, `the zone section has ${message.questions.length} records, expected 1`);
   }
   const [zoneRecord] = message.questions;
-  if (zoneRecord.type !== TYPE_SOA) throw new UpdateFailure(UpdateRcode.FORMERR, `the zone section is of type ${typeName(zoneRecord.type)}, expected SOA`);
+  if (zoneRecord.type !== TYPE_SOA)
+    throw new UpdateFailure(UpdateRcode.FORMERR, `the zone section is of type ${typeName(zoneRecord.type)}, expected SOA`);
   const zone = nameText(zoneRecord.name);
-  if (zoneRecord.klass !== CLASS_IN) throw new UpdateFailure(UpdateRcode.NOTAUTH, `zone "${zone || '.'}" of class ${zoneRecord.klass}: divert holds class IN only`);
+  if (zoneRecord.klass !== CLASS_IN)
+    throw new UpdateFailure(UpdateRcode.NOTAUTH, `zone "${zone || '.'}" of class ${zoneRecord.klass}: divert holds class IN only`);
   const prerequisites = groupPrerequisites(message.answers.map((r) => readPrerequisite(r, zone)));
   const changes = new Map<string, Change[]>();
   for (const record of message.authority) {
@@ -277,7 +294,11 @@ export function sameData(x: EntryData | null, y: EntryData | null): boolean {
  * Each name's new entry, checked as the table will check it and held against the write
  * policy (as the admin API's PUT is); REFUSED (nothing written) when one does not pass.
  */
-export function planWrites(request: UpdateRequest, entries: ReadonlyMap<string, Entry | null>, policy: WritePolicy): Map<string, EntryData | null> {
+export function planWrites(
+  request: UpdateRequest,
+  entries: ReadonlyMap<string, Entry | null>,
+  policy: WritePolicy,
+): Map<string, EntryData | null> {
   const plan = new Map<string, EntryData | null>();
   for (const [name, changes] of request.changes) {
     const current = entries.get(name) ?? null;

@@ -11,7 +11,12 @@ import { setMessageId, messageId } from '../wire/header.js';
 import type { Transport } from '../transport/handler.js';
 import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpConnectionsState, type TcpPoolOptions } from './tcp-exchange.js';
 import {
-  DEFAULT_UDP_POOL_OPTIONS, failedExchange, UdpUpstreamSockets, type Exchange, type UdpPoolOptions, type UdpSocketsState,
+  DEFAULT_UDP_POOL_OPTIONS,
+  failedExchange,
+  UdpUpstreamSockets,
+  type Exchange,
+  type UdpPoolOptions,
+  type UdpSocketsState,
 } from './udp-exchange.js';
 import { UpstreamPool, type Upstream } from './upstream-pool.js';
 

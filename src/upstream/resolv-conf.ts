@@ -9,13 +9,20 @@ import { DivertError } from '../errors.js';
 import type { HostPort } from '../net/host-port.js';
 
 export function nameserversOf(resolvConf: string): string[] {
-  return resolvConf
-    .split('\n')
-    .map((line) => line.replace(/[#;].*$/, '').trim().split(/\s+/))
-    .filter((words) => words[0] === 'nameserver' && words[1] !== undefined)
-    // a link-local nameserver keeps its zone (fe80::1%eth0): it says which interface
-    .map((words) => words[1])
-    .filter((host) => isIP(host.split('%')[0]) !== 0);
+  return (
+    resolvConf
+      .split('\n')
+      .map((line) =>
+        line
+          .replace(/[#;].*$/, '')
+          .trim()
+          .split(/\s+/),
+      )
+      .filter((words) => words[0] === 'nameserver' && words[1] !== undefined)
+      // a link-local nameserver keeps its zone (fe80::1%eth0): it says which interface
+      .map((words) => words[1])
+      .filter((host) => isIP(host.split('%')[0]) !== 0)
+  );
 }
 
 function isLocalAddress(host: string, localAddresses: ReadonlySet<string>): boolean {
@@ -64,7 +71,10 @@ export async function resolveUpstreams(config: ServeConfig): Promise<HostPort[]>
   try {
     text = await readFile(config.resolvConf, 'utf8');
   } catch (err) {
-    throw new DivertError('NO_UPSTREAM', `--resolv-conf "${config.resolvConf}": cannot read it (${(err as NodeJS.ErrnoException).code}); give --upstream HOST[:PORT]`);
+    throw new DivertError(
+      'NO_UPSTREAM',
+      `--resolv-conf "${config.resolvConf}": cannot read it (${(err as NodeJS.ErrnoException).code}); give --upstream HOST[:PORT]`,
+    );
   }
   return requireUpstreams(upstreamsFromResolvConf(text, config.listen), config.resolvConf);
 }

@@ -56,7 +56,10 @@ class Connection {
   /** Sweep epoch of the last query sent or answered. */
   lastUsed: number;
 
-  constructor(readonly socket: Socket, readonly openedAt: number) {
+  constructor(
+    readonly socket: Socket,
+    readonly openedAt: number,
+  ) {
     this.lastUsed = openedAt;
   }
 }

@@ -41,7 +41,10 @@ export class UpstreamPool {
   /** Told of every failure while an upstream is in service, and of its first success after failures. */
   onNews?: (news: PoolNews) => void;
 
-  constructor(addresses: UpstreamAddress[], private readonly options: PoolOptions = DEFAULT_POOL_OPTIONS) {
+  constructor(
+    addresses: UpstreamAddress[],
+    private readonly options: PoolOptions = DEFAULT_POOL_OPTIONS,
+  ) {
     this.now = options.now ?? Date.now;
     this.upstreams = addresses.map((a) => ({
       ...a,
@@ -100,9 +103,8 @@ export class UpstreamPool {
   private countFailure(upstream: Upstream): void {
     upstream.consecutiveFailures++;
     if (upstream.consecutiveFailures < this.options.failuresToMarkDown) return;
-    upstream.backoffMs = upstream.backoffMs === 0
-      ? this.options.initialBackoffMs
-      : Math.min(upstream.backoffMs * 2, this.options.maxBackoffMs);
+    upstream.backoffMs =
+      upstream.backoffMs === 0 ? this.options.initialBackoffMs : Math.min(upstream.backoffMs * 2, this.options.maxBackoffMs);
     upstream.downUntil = this.now() + upstream.backoffMs;
   }
 }

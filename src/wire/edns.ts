@@ -124,13 +124,17 @@ function ecsIPv6(msg: Buffer, at: number, bytes: number): string {
   for (let i = 0; i < 16; i += 2) groups.push(((i < bytes ? msg[at + i] : 0) << 8) | (i + 1 < bytes ? msg[at + i + 1] : 0));
   let bestStart = -1;
   let bestLength = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
     if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
     i = j === i ? i + 1 : j;
   }
-  const hex = (from: number, to: number) => groups.slice(from, to).map((g) => g.toString(16)).join(':');
+  const hex = (from: number, to: number) =>
+    groups
+      .slice(from, to)
+      .map((g) => g.toString(16))
+      .join(':');
   if (bestStart < 0) return hex(0, 8);
   return `${hex(0, bestStart)}::${hex(bestStart + bestLength, 8)}`;
 }

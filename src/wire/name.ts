@@ -83,7 +83,7 @@ export function canonicalName(input: string): string {
   let labelStart = 0;
   let label = 0; // octets of the current label
   let wire = 1; // octets of the labels before it, with their length octets, and the root's zero
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     let c = input.charCodeAt(i);
     if (c === 0x2e) {
       if (label === 0) badName(input, i === 0 ? 'starts with "." (an empty label)' : 'has an empty label (two dots in a row)');
@@ -108,12 +108,20 @@ export function canonicalName(input: string): string {
         c = next;
         i += 2;
       } else {
-        badName(input, next < 0 ? 'ends in a lone "\\" (write \\\\ for a backslash)' : `has a bad escape: "\\" before ${JSON.stringify(input[i + 1])} (expected \\DDD, or "\\" and a printable ASCII character)`);
+        badName(
+          input,
+          next < 0
+            ? 'ends in a lone "\\" (write \\\\ for a backslash)'
+            : `has a bad escape: "\\" before ${JSON.stringify(input[i + 1])} (expected \\DDD, or "\\" and a printable ASCII character)`,
+        );
       }
     } else if (c > 0x20 && c < 0x7f) {
       i++;
     } else {
-      const what = c > 0x7f ? `the non-ASCII character ${JSON.stringify(String.fromCodePoint(input.codePointAt(i)!))} (write each octet as \\DDD, or an internationalised name in its xn-- form)` : `${c === 0x20 ? 'a space' : `the control character ${JSON.stringify(input[i])}`} (write it as \\${String(c).padStart(3, '0')})`;
+      const what =
+        c > 0x7f
+          ? `the non-ASCII character ${JSON.stringify(String.fromCodePoint(input.codePointAt(i)!))} (write each octet as \\DDD, or an internationalised name in its xn-- form)`
+          : `${c === 0x20 ? 'a space' : `the control character ${JSON.stringify(input[i])}`} (write it as \\${String(c).padStart(3, '0')})`;
       badName(input, `holds ${what}`);
     }
     label++;

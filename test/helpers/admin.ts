@@ -34,9 +34,14 @@ function responseOf(status: number, headers: OutgoingHttpHeaders, body: Buffer):
 export async function injectAdmin(table: AddressTable, token: string, options: Partial<AdminOptions> = {}): Promise<InjectedAdmin> {
   const log = options.log ?? pino({ level: 'silent' });
   const app = buildAdmin({
-    table, token, log,
-    health: async () => ({ ok: true }), nameQueries: async () => new Map(), settle: async () => ({ unconfirmed: [] }),
-    metrics: async () => ({ contentType: 'text/plain', body: '' }), events: new EventStreams(table, 4, log),
+    table,
+    token,
+    log,
+    health: async () => ({ ok: true }),
+    nameQueries: async () => new Map(),
+    settle: async () => ({ unconfirmed: [] }),
+    metrics: async () => ({ contentType: 'text/plain', body: '' }),
+    events: new EventStreams(table, 4, log),
     ...options,
   });
   await app.ready();
@@ -52,7 +57,8 @@ export async function injectAdmin(table: AddressTable, token: string, options: P
   return {
     table,
     request,
-    api: (path, init = {}) => request(path, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string>) } }),
+    api: (path, init = {}) =>
+      request(path, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string>) } }),
     close: async () => {
       await app.close();
     },

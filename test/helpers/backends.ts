@@ -10,15 +10,18 @@ export interface Backend {
 
 export const BACKENDS: [string, (label: string) => Promise<Backend>][] = [
   ['memory', async () => ({ options: {}, cleanup: async () => {} })],
-  ['redis', async (label) => {
-    const redis = await testRedis();
-    const prefix = uniquePrefix(label);
-    return {
-      options: { redis: redis.url, 'redis-prefix': prefix },
-      cleanup: async () => {
-        await dropPrefix(redis.url, prefix);
-        await redis.stop();
-      },
-    };
-  }],
+  [
+    'redis',
+    async (label) => {
+      const redis = await testRedis();
+      const prefix = uniquePrefix(label);
+      return {
+        options: { redis: redis.url, 'redis-prefix': prefix },
+        cleanup: async () => {
+          await dropPrefix(redis.url, prefix);
+          await redis.stop();
+        },
+      };
+    },
+  ],
 ];

@@ -12,7 +12,15 @@
 // module exits when its own parent dies, so a killed test runner takes the test files'
 // processes, and so their children, with it. test/reaping.test.ts proves both.
 
-import { execFile, execFileSync, spawn, type ChildProcess, type ExecFileOptions, type ExecFileSyncOptions, type SpawnOptions } from 'node:child_process';
+import {
+  execFile,
+  execFileSync,
+  spawn,
+  type ChildProcess,
+  type ExecFileOptions,
+  type ExecFileSyncOptions,
+  type SpawnOptions,
+} from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -37,7 +45,13 @@ setInterval(() => {
 }, 250).unref();
 
 function onPath(command: string): string | null {
-  const candidates = isAbsolute(command) || command.includes('/') ? [command] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
+  const candidates =
+    isAbsolute(command) || command.includes('/')
+      ? [command]
+      : (process.env.PATH ?? '')
+          .split(delimiter)
+          .filter(Boolean)
+          .map((dir) => join(dir, command));
   for (const path of candidates) {
     try {
       accessSync(path, constants.X_OK);
@@ -77,7 +91,11 @@ export function spawnChild(command: string, args: readonly string[], options: Sp
  * with its output when it exits with 0, rejects with execFile's error (code, signal,
  * stdout, stderr) otherwise.
  */
-export function execChild(command: string, args: readonly string[], options: ExecFileOptions = {}): Promise<{ stdout: string; stderr: string }> {
+export function execChild(
+  command: string,
+  args: readonly string[],
+  options: ExecFileOptions = {},
+): Promise<{ stdout: string; stderr: string }> {
   const [file, argv] = bound(command, args);
   const run = execFileAsync(file, argv, { ...options, encoding: 'utf8' });
   track(run.child);

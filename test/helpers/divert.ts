@@ -32,7 +32,10 @@ export interface LogSink {
   write(line: string): void;
 }
 
-export async function startDivert(options: Record<string, unknown>, start: StartOptions & { logStream?: LogSink } = {}): Promise<TestServer> {
+export async function startDivert(
+  options: Record<string, unknown>,
+  start: StartOptions & { logStream?: LogSink } = {},
+): Promise<TestServer> {
   const config = loadServeConfig(
     { listen: ['127.0.0.1:0'], admin: '127.0.0.1:0', 'admin-token': TEST_TOKEN, 'log-level': 'silent', workers: TEST_WORKERS, ...options },
     {},
@@ -44,7 +47,10 @@ export async function startDivert(options: Record<string, unknown>, start: Start
   resolver.setServers([`127.0.0.1:${port}`]);
   const adminUrl = `http://127.0.0.1:${server.admin.port}`;
   const api = (path: string, init: RequestInit = {}) =>
-    fetch(adminUrl + path, { ...init, headers: { authorization: `Bearer ${server.adminToken}`, ...(init.headers as Record<string, string>) } });
+    fetch(adminUrl + path, {
+      ...init,
+      headers: { authorization: `Bearer ${server.adminToken}`, ...(init.headers as Record<string, string>) },
+    });
   return { ...server, port, resolver, adminUrl, api };
 }
 
@@ -91,11 +97,13 @@ export function tcpSession(port: number, host = '127.0.0.1', localAddress?: stri
     waiters.splice(0).forEach((w) => w());
   });
   socket.on('error', () => {});
-  const closedPromise = new Promise<void>((resolve) => socket.on('close', () => {
-    closed = true;
-    waiters.splice(0).forEach((w) => w());
-    resolve();
-  }));
+  const closedPromise = new Promise<void>((resolve) =>
+    socket.on('close', () => {
+      closed = true;
+      waiters.splice(0).forEach((w) => w());
+      resolve();
+    }),
+  );
   const connected = new Promise<void>((resolve) => socket.once('connect', () => resolve()));
   return {
     socket,
@@ -153,7 +161,10 @@ let digPath: string | null | undefined;
 /** The path of dig, or null when it is not installed. */
 export async function findDig(): Promise<string | null> {
   if (digPath !== undefined) return digPath;
-  digPath = await execChild('sh', ['-c', 'command -v dig']).then(({ stdout }) => stdout.trim() || null, () => null);
+  digPath = await execChild('sh', ['-c', 'command -v dig']).then(
+    ({ stdout }) => stdout.trim() || null,
+    () => null,
+  );
   return digPath;
 }
 

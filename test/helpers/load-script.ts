@@ -5,7 +5,9 @@
 import { spawnChild } from './children.js';
 
 export function runLoadScript(script: string, args: (string | number)[], maxMs: number): Promise<string> {
-  const child = spawnChild(process.execPath, ['--input-type=module', '-e', script, ...args.map(String)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawnChild(process.execPath, ['--input-type=module', '-e', script, ...args.map(String)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   child.stdout!.on('data', (c) => (out += c));
   return new Promise((resolve, reject) => {

@@ -14,7 +14,10 @@ export function keyText(name: string, secret: string): string {
 }
 
 function onPath(command: string): Promise<boolean> {
-  return execChild('sh', ['-c', `command -v ${command}`]).then(() => true, () => false);
+  return execChild('sh', ['-c', `command -v ${command}`]).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
@@ -22,7 +25,11 @@ function onPath(command: string): Promise<boolean> {
  * holds the key alone, as nsupdate -k reads it; `path`, divert's --update-key-file, the
  * key and `policy` (update-policy rules, as divert reads them and nsupdate does not).
  */
-export async function makeKeyFile(name: string, policy: string, writeTemp: (text: string) => string): Promise<{ path: string; client: string; secret: string }> {
+export async function makeKeyFile(
+  name: string,
+  policy: string,
+  writeTemp: (text: string) => string,
+): Promise<{ path: string; client: string; secret: string }> {
   let text: string;
   if (await onPath('tsig-keygen')) {
     text = (await execChild('tsig-keygen', ['-a', 'hmac-sha256', name])).stdout;

@@ -49,7 +49,11 @@ export function runDivert(args: string[], options: { env?: NodeJS.ProcessEnv; pr
   const [command, ...rest] = [...prefix, process.execPath, MAIN, ...args, ...serveDefaults];
   // the V8 compile cache (content-keyed, shared by every divert a test run starts) takes
   // about a quarter off the CPU each start costs: the suite starts divert hundreds of times
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? COMPILE_CACHE, ...options.env };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? COMPILE_CACHE,
+    ...options.env,
+  };
   env.XDG_CONFIG_HOME ??= mkdtempSync(join(tmpdir(), 'divert-home-'));
   const child = spawnChild(command, rest, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -58,7 +62,12 @@ export function runDivert(args: string[], options: { env?: NodeJS.ProcessEnv; pr
   child.stderr!.on('data', (c) => (err += c));
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const within = <T>(p: Promise<T>, ms: number, what: string) =>
-    Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} not within ${ms} ms; stdout: ${out} stderr: ${err}`)), ms).unref())]);
+    Promise.race([
+      p,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`${what} not within ${ms} ms; stdout: ${out} stderr: ${err}`)), ms).unref(),
+      ),
+    ]);
   const listeningLine = (timeoutMs = 10_000) =>
     within(
       new Promise<ListeningLine>((resolve, reject) => {

@@ -2,7 +2,10 @@
 // unknown types, odd flags. Names are written uncompressed.
 
 export function encodeName(name: string): Buffer {
-  const labels = name.replace(/\.$/, '').split('.').filter((l) => l !== '');
+  const labels = name
+    .replace(/\.$/, '')
+    .split('.')
+    .filter((l) => l !== '');
   return Buffer.concat([...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, 'latin1')])), Buffer.from([0])]);
 }
 
@@ -48,17 +51,25 @@ export function rawReply(query: Buffer, reply: RawReply): Buffer {
   header.writeUInt16BE(reply.answers?.length ?? 0, 6);
   header.writeUInt16BE(reply.authority?.length ?? 0, 8);
   header.writeUInt16BE(reply.additional?.length ?? 0, 10);
-  return Buffer.concat([header, query.subarray(12, end), ...(reply.answers ?? []), ...(reply.authority ?? []), ...(reply.additional ?? [])]);
+  return Buffer.concat([
+    header,
+    query.subarray(12, end),
+    ...(reply.answers ?? []),
+    ...(reply.authority ?? []),
+    ...(reply.additional ?? []),
+  ]);
 }
 
 /** An OPT pseudo-record with the given options ([code, data] pairs). */
 export function opt(udpPayload: number, flags: number, options: [number, Buffer][] = []): Buffer {
-  const rdata = Buffer.concat(options.map(([code, data]) => {
-    const head = Buffer.alloc(4);
-    head.writeUInt16BE(code, 0);
-    head.writeUInt16BE(data.length, 2);
-    return Buffer.concat([head, data]);
-  }));
+  const rdata = Buffer.concat(
+    options.map(([code, data]) => {
+      const head = Buffer.alloc(4);
+      head.writeUInt16BE(code, 0);
+      head.writeUInt16BE(data.length, 2);
+      return Buffer.concat([head, data]);
+    }),
+  );
   const fixed = Buffer.alloc(11);
   fixed[0] = 0;
   fixed.writeUInt16BE(41, 1);

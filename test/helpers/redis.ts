@@ -93,9 +93,22 @@ export async function startRedis(options: { persist?: boolean; password?: string
   let port = 0;
   const url = () => `redis://${auth}127.0.0.1:${port}`;
   const args = () => [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-    '--appendonly', options.persist ? 'yes' : 'no', '--appendfsync', 'always',
-    '--logfile', join(dir, 'redis.log'), '--daemonize', 'no',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    options.persist ? 'yes' : 'no',
+    '--appendfsync',
+    'always',
+    '--logfile',
+    join(dir, 'redis.log'),
+    '--daemonize',
+    'no',
     ...(options.password ? ['--requirepass', options.password] : []),
   ];
   const launch = async () => {
@@ -215,20 +228,43 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     for (let i = 0; i < 3; i++) {
       const nodeDir = join(dir, String(i));
       mkdirSync(nodeDir);
-      ports.push(await onFreePorts(2, async ([port, busPort]) => {
-        const server = launch([
-          '--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1', '--dir', nodeDir,
-          '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', join(nodeDir, 'redis.log'),
-          '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}-${port}.conf`), '--cluster-node-timeout', '2000',
-        ]);
-        servers.push(server);
-        await waitForPing(`redis://127.0.0.1:${port}`, 10_000, isRunning(server.child));
-        return port;
-      }));
+      ports.push(
+        await onFreePorts(2, async ([port, busPort]) => {
+          const server = launch([
+            '--port',
+            String(port),
+            '--cluster-port',
+            String(busPort),
+            '--bind',
+            '127.0.0.1',
+            '--dir',
+            nodeDir,
+            '--save',
+            '',
+            '--appendonly',
+            'no',
+            '--daemonize',
+            'no',
+            '--logfile',
+            join(nodeDir, 'redis.log'),
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            join(dir, `nodes-${i}-${port}.conf`),
+            '--cluster-node-timeout',
+            '2000',
+          ]);
+          servers.push(server);
+          await waitForPing(`redis://127.0.0.1:${port}`, 10_000, isRunning(server.child));
+          return port;
+        }),
+      );
     }
-    await execChild('redis-cli', [
-      '--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes',
-    ], { timeout: 30_000 });
+    await execChild(
+      'redis-cli',
+      ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'],
+      { timeout: 30_000 },
+    );
     for (const port of ports) {
       await waitFor(`cluster node ${port} not ok`, 20_000, async () => /cluster_state:ok/.test(String(await ask(port, 'CLUSTER', 'INFO'))));
     }
@@ -267,19 +303,26 @@ export async function startRedisSentinel(options: { password?: string } = {}): P
   try {
     const port = await onFreePorts(1, async ([free]) => {
       const conf = join(dir, `sentinel-${free}.conf`); // Sentinel rewrites its config file, so it must be its own
-      writeFileSync(conf, [
-        `port ${free}`, 'bind 127.0.0.1', `dir ${dir}`, `logfile ${join(dir, 'sentinel.log')}`,
-        `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
-        ...(options.password ? [`sentinel auth-pass mymaster ${options.password}`] : []),
-        '',
-      ].join('\n'));
+      writeFileSync(
+        conf,
+        [
+          `port ${free}`,
+          'bind 127.0.0.1',
+          `dir ${dir}`,
+          `logfile ${join(dir, 'sentinel.log')}`,
+          `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
+          ...(options.password ? [`sentinel auth-pass mymaster ${options.password}`] : []),
+          '',
+        ].join('\n'),
+      );
       const started = launch([conf, '--sentinel']);
       sentinel = started;
       await waitForPing(`redis://127.0.0.1:${free}`, 10_000, isRunning(started.child));
       return free;
     });
     await waitFor('sentinel does not know mymaster', 10_000, async () =>
-      Array.isArray(await ask(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster')));
+      Array.isArray(await ask(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster')),
+    );
     const auth = options.password ? `:${encodeURIComponent(options.password)}@` : '';
     return { url: `redis-sentinel://${auth}127.0.0.1:${port}/mymaster`, master, stop };
   } catch (err) {

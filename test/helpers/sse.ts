@@ -36,7 +36,12 @@ export async function openEvents(url: string, token: string): Promise<SseStream>
         while ((end = buffered.indexOf('\n\n')) !== -1) {
           const block = buffered.slice(0, end);
           buffered = buffered.slice(end + 2);
-          const fields = Object.fromEntries(block.split('\n').filter((l) => !l.startsWith(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+          const fields = Object.fromEntries(
+            block
+              .split('\n')
+              .filter((l) => !l.startsWith(':'))
+              .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+          );
           if (fields.event) events.push({ event: fields.event, data: JSON.parse(fields.data ?? 'null') });
         }
       }

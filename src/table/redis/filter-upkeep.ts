@@ -46,7 +46,10 @@ export class FilterUpkeep {
   /** Lookups answered "absent" by the filter alone. */
   skips = 0;
 
-  constructor(private readonly source: FilterSource, private readonly enabled: boolean) {}
+  constructor(
+    private readonly source: FilterSource,
+    private readonly enabled: boolean,
+  ) {}
 
   /** The filter serving lookups, or null (and a load started) while there is none. */
   serving(): NameFilter | null {

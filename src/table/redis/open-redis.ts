@@ -47,21 +47,24 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
   client.on('node error', (err: Error) => reporter.connectionError('main', err));
   client.on('ready', () => reporter.connectionReady('main'));
   let bulk: TableClient | undefined;
-  const store = new RedisStore({
-    client,
-    reporter,
-    bulk: () => {
-      if (!bulk) {
-        bulk = createClient(target, { connectTimeoutMs, commandTimeoutMs: options.bulkTimeoutMs ?? 120_000 }, { offlineQueue: true });
-        bulk.on('error', (err: Error) => reporter.connectionError('main', err));
-        bulk.connect().catch(() => {}); // queued until ready; a failure fails the write
-      }
-      return bulk;
+  const store = new RedisStore(
+    {
+      client,
+      reporter,
+      bulk: () => {
+        if (!bulk) {
+          bulk = createClient(target, { connectTimeoutMs, commandTimeoutMs: options.bulkTimeoutMs ?? 120_000 }, { offlineQueue: true });
+          bulk.on('error', (err: Error) => reporter.connectionError('main', err));
+          bulk.connect().catch(() => {}); // queued until ready; a failure fails the write
+        }
+        return bulk;
+      },
+      close: async () => {
+        await Promise.all([quit(client), bulk ? quit(bulk) : undefined]);
+      },
     },
-    close: async () => {
-      await Promise.all([quit(client), bulk ? quit(bulk) : undefined]);
-    },
-  }, options);
+    options,
+  );
 
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => {

@@ -17,7 +17,7 @@ export class OwnVersions {
 
   /** Remembers `versions` (ascending). */
   add(versions: readonly number[]): void {
-    for (let i = 0; i < versions.length; ) {
+    for (let i = 0; i < versions.length;) {
       let j = i;
       while (j + 1 < versions.length && versions[j + 1] === versions[j] + 1) j++;
       this.insert({ from: versions[i], to: versions[j] });

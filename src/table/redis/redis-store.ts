@@ -53,7 +53,10 @@ export class RedisStore implements Store {
   private readonly filter: FilterUpkeep;
   private feed: ChangeFeed | undefined;
 
-  constructor(private readonly connections: RedisConnections, private readonly options: RedisStoreOptions) {
+  constructor(
+    private readonly connections: RedisConnections,
+    private readonly options: RedisStoreOptions,
+  ) {
     this.client = connections.client;
     this.reporter = connections.reporter;
     this.base = `${options.prefix}{table}:`;
@@ -63,16 +66,19 @@ export class RedisStore implements Store {
     this.listeners = new ChangeListeners((err) => this.reporter.report(err));
     this.resyncListeners = new ResyncListeners((err) => this.reporter.report(err));
     this.own = new OwnChanges((event) => this.emit(event));
-    this.filter = new FilterUpkeep({
-      count: () => this.reporter.run('HLEN', () => this.client.hlen(this.entriesKey)),
-      scan: async (cursor, count) => {
-        // Redis before 7.4 has no NOVALUES: the values come along and are dropped
-        const [next, flat] = await this.reporter.run('HSCAN', () => this.client.hscan(this.entriesKey, cursor, 'COUNT', count));
-        return [next, flat.filter((_, i) => i % 2 === 0)];
+    this.filter = new FilterUpkeep(
+      {
+        count: () => this.reporter.run('HLEN', () => this.client.hlen(this.entriesKey)),
+        scan: async (cursor, count) => {
+          // Redis before 7.4 has no NOVALUES: the values come along and are dropped
+          const [next, flat] = await this.reporter.run('HSCAN', () => this.client.hscan(this.entriesKey, cursor, 'COUNT', count));
+          return [next, flat.filter((_, i) => i % 2 === 0)];
+        },
+        report: (err) => this.reporter.report(err),
+        rebuiltWithNewNames: () => this.resyncListeners.emit(),
       },
-      report: (err) => this.reporter.report(err),
-      rebuiltWithNewNames: () => this.resyncListeners.emit(),
-    }, options.nameFilter !== false);
+      options.nameFilter !== false,
+    );
   }
 
   /** The change feed is attached once connected (open-redis.ts). */
@@ -151,7 +157,9 @@ export class RedisStore implements Store {
   async put(name: TableName, data: CheckedData, write: StoreWrite): Promise<Entry> {
     const updatedAt = this.now().toISOString();
     const ifVersion = write.ifVersion === undefined ? '' : String(write.ifVersion);
-    const [status, version] = await this.write('put', () => this.script(this.client, 'divertPut', [name, ifVersion, dataJson(data)], updatedAt, write.by));
+    const [status, version] = await this.write('put', () =>
+      this.script(this.client, 'divertPut', [name, ifVersion, dataJson(data)], updatedAt, write.by),
+    );
     if (status === 'MISMATCH') {
       this.own.settle([]);
       throw versionMismatch('put', name, write.ifVersion as number, version);
@@ -163,7 +171,9 @@ export class RedisStore implements Store {
 
   async delete(name: TableName, write: StoreWrite): Promise<void> {
     const ifVersion = write.ifVersion === undefined ? '' : String(write.ifVersion);
-    const [status, version] = await this.write('delete', () => this.script(this.client, 'divertDelete', [name, ifVersion], this.now().toISOString(), write.by));
+    const [status, version] = await this.write('delete', () =>
+      this.script(this.client, 'divertDelete', [name, ifVersion], this.now().toISOString(), write.by),
+    );
     if (status !== 'OK') this.own.settle([]);
     if (status === 'NOT_FOUND') throw new DivertError('NOT_FOUND', `delete "${name}": no such entry`);
     if (status === 'MISMATCH') throw versionMismatch('delete', name, write.ifVersion as number, version);
@@ -184,7 +194,9 @@ export class RedisStore implements Store {
   // The script reads only the set of names answering `from` (the reverse index), so its
   // cost follows the entries changed, not the table's size.
   async divert({ field, from, to }: Diversion, by: string): Promise<Entry[]> {
-    const reply = await this.write('divert', () => this.script(this.client, 'divertDivert', [field, from, to], this.now().toISOString(), by));
+    const reply = await this.write('divert', () =>
+      this.script(this.client, 'divertDivert', [field, from, to], this.now().toISOString(), by),
+    );
     const changed: Entry[] = [];
     for (let i = 0; i + 1 < reply.length; i += 2) {
       const entry = this.parse(String(reply[i]), String(reply[i + 1]));
@@ -273,7 +285,13 @@ export class RedisStore implements Store {
   }
 
   /** Calls one write script with the keys and leading arguments every script takes. */
-  private script<K extends keyof ScriptCommands>(client: TableClient, name: K, args: string[], at = '', by = ''): ReturnType<ScriptCommands[K]> {
+  private script<K extends keyof ScriptCommands>(
+    client: TableClient,
+    name: K,
+    args: string[],
+    at = '',
+    by = '',
+  ): ReturnType<ScriptCommands[K]> {
     const call = client[name] as (...a: (string | string[])[]) => ReturnType<ScriptCommands[K]>;
     // the arguments as one list, which ioredis flattens: spread, an import of 100k names
     // would pass 200k arguments and overflow the stack
@@ -281,7 +299,12 @@ export class RedisStore implements Store {
   }
 
   /** seed and import: name/data pairs in, name/version pairs back. */
-  private async writeEntries(what: 'seed' | 'import', script: 'divertSeed' | 'divertImport', entries: ReadonlyMap<TableName, CheckedData>, by: string): Promise<Entry[]> {
+  private async writeEntries(
+    what: 'seed' | 'import',
+    script: 'divertSeed' | 'divertImport',
+    entries: ReadonlyMap<TableName, CheckedData>,
+    by: string,
+  ): Promise<Entry[]> {
     if (entries.size === 0) return [];
     const updatedAt = this.now().toISOString();
     const args: string[] = [];
@@ -312,7 +335,11 @@ export class RedisStore implements Store {
     } catch (err) {
       this.own.failed();
       if (sent && isDivertError(err, 'BACKEND_UNAVAILABLE')) {
-        throw new DivertError('OUTCOME_UNKNOWN', `${err.message}; Redis went away with the write sent, so it may have been applied: read the entry (its version) before writing again`, { cause: err });
+        throw new DivertError(
+          'OUTCOME_UNKNOWN',
+          `${err.message}; Redis went away with the write sent, so it may have been applied: read the entry (its version) before writing again`,
+          { cause: err },
+        );
       }
       throw err;
     }
@@ -323,7 +350,8 @@ export class RedisStore implements Store {
     try {
       return entryOf(name, JSON.parse(raw));
     } catch (err) {
-      if (reportBad) this.reporter.reportOnce(name, raw, `entry "${name}" in ${this.entriesKey} is unreadable (${reason(err)}); treated as absent`);
+      if (reportBad)
+        this.reporter.reportOnce(name, raw, `entry "${name}" in ${this.entriesKey} is unreadable (${reason(err)}); treated as absent`);
       return null;
     }
   }

@@ -52,7 +52,7 @@ export function tokenize(text: string, fail: Fail, row: (row: Row) => void): voi
   let openParenLine = 0;
   let lineStart = true;
   const end = text.length;
-  for (let i = text.charCodeAt(0) === 0xfeff ? 1 : 0; i < end; ) {
+  for (let i = text.charCodeAt(0) === 0xfeff ? 1 : 0; i < end;) {
     const c = text.charCodeAt(i);
     if (c === NL) {
       if (openParenLine === 0 && tokens.length > 0) {
@@ -88,7 +88,8 @@ export function tokenize(text: string, fail: Fail, row: (row: Row) => void): voi
       for (let d = text.charCodeAt(j); j < end && d !== QUOTE && d !== NL; d = text.charCodeAt(j)) {
         j += d === BACKSLASH && text.charCodeAt(j + 1) !== NL ? 2 : 1;
       }
-      if (j >= end || text.charCodeAt(j) !== QUOTE) fail(line, `string ${text.slice(i, Math.min(j, i + 20))}… is not closed (expected '"' before the end of the line)`);
+      if (j >= end || text.charCodeAt(j) !== QUOTE)
+        fail(line, `string ${text.slice(i, Math.min(j, i + 20))}… is not closed (expected '"' before the end of the line)`);
       tokens.push({ text: text.slice(i + 1, j), line, quoted: true });
       i = j + 1;
     } else {

@@ -119,7 +119,11 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     const { tokens } = row;
     let k = 0;
     if (row.blankOwner) {
-      if (!previousOwner) fail(tokens[0].line, 'the line starts with a blank, but there is no previous record to take the owner name from (expected a name at the start of the line)');
+      if (!previousOwner)
+        fail(
+          tokens[0].line,
+          'the line starts with a blank, but there is no previous record to take the owner name from (expected a name at the start of the line)',
+        );
     } else {
       previousOwner = { name: ownerName(tokens[0]), line: tokens[0].line };
       k = 1;
@@ -144,13 +148,18 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     }
     const last = tokens[tokens.length - 1];
     if (!typeToken) return fail(last.line, `the record of "${owner.name}" has no type (expected a record type such as A or AAAA)`);
-    const ttl = explicitTtl ?? defaultTtl ?? previousTtl ?? { seconds: DEFAULT_TTL_SECONDS, line: typeToken.line, text: String(DEFAULT_TTL_SECONDS) };
+    const ttl = explicitTtl ??
+      defaultTtl ??
+      previousTtl ?? { seconds: DEFAULT_TTL_SECONDS, line: typeToken.line, text: String(DEFAULT_TTL_SECONDS) };
     previousTtl = ttl;
 
     const type = typeToken.quoted ? '' : typeToken.text.toUpperCase();
     if (type !== 'A' && type !== 'AAAA') {
       if (/^TYPE(?:1|28)$/.test(type.replace(/^TYPE0+/, 'TYPE'))) {
-        fail(typeToken.line, `"${typeToken.text}" is the generic form of an address record, which divert does not read (expected ${type.endsWith('1') ? 'A' : 'AAAA'} and the address in text form)`);
+        fail(
+          typeToken.line,
+          `"${typeToken.text}" is the generic form of an address record, which divert does not read (expected ${type.endsWith('1') ? 'A' : 'AAAA'} and the address in text form)`,
+        );
       }
       if (SKIPPED_TYPES.has(type) || /^TYPE\d+$/.test(type)) return;
       fail(typeToken.line, `"${typeToken.text}" is not a record type (expected a TTL, the class IN or a record type such as A or AAAA)`);
@@ -169,8 +178,13 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     }
     const address = tokens[k];
     const extra = tokens[k + 1];
-    if (!address) fail(typeToken.line, `the ${type} record of ${name} has no address (expected an ${type === 'A' ? 'IPv4' : 'IPv6'} address after "${typeToken.text}")`);
-    if (extra) fail(extra.line, `"${extra.text}" is unexpected after the address of the ${type} record of ${name} (expected the end of the record)`);
+    if (!address)
+      fail(
+        typeToken.line,
+        `the ${type} record of ${name} has no address (expected an ${type === 'A' ? 'IPv4' : 'IPv6'} address after "${typeToken.text}")`,
+      );
+    if (extra)
+      fail(extra.line, `"${extra.text}" is unexpected after the address of the ${type} record of ${name} (expected the end of the record)`);
     const field = type === 'A' ? 'a' : 'aaaa';
     const canonical = canonicalOf(field, address.text);
     if (canonical === null) fail(address.line, `${notAnAddress(field, address.text)} (${type} record of ${name})`);
@@ -188,7 +202,8 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
   const divertComment = ({ text: body, line }: { text: string; line: number }): void => {
     // the owner ends at the first blank that is not escaped ("a\ b" is one name)
     const space = /^(?:\\[^]|[^\s\\])*/.exec(body)![0].length;
-    if (space === 0 || space === body.length) fail(line, `";divert" needs an owner name and a JSON object, as in ;divert www {"rules":[...]}`);
+    if (space === 0 || space === body.length)
+      fail(line, `";divert" needs an owner name and a JSON object, as in ;divert www {"rules":[...]}`);
     let name: string;
     try {
       name = normalizeName(ownerName({ text: body.slice(0, space), line, quoted: false }));
@@ -203,7 +218,8 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
     }
     if (typeof data !== 'object' || data === null || Array.isArray(data)) fail(line, `the ;divert line of ${name} is not a JSON object`);
     const unknown = Object.keys(data).find((key) => !DIVERT_KEYS.has(key));
-    if (unknown !== undefined) fail(line, `"${unknown}" in the ;divert line of ${name} is not known (expected weights, pick, rules or ttl)`);
+    if (unknown !== undefined)
+      fail(line, `"${unknown}" in the ;divert line of ${name} is not known (expected weights, pick, rules or ttl)`);
     const earlier = diverts.get(name);
     if (earlier) fail(line, `${name} has a second ;divert line (the first is on line ${earlier.line})`);
     diverts.set(name, { data: data as Record<string, unknown>, line });
@@ -229,7 +245,10 @@ export function parseZone(text: string, fileName: string, options: { origin?: st
   for (const [name, { data, line }] of diverts) {
     const records = entries.get(name);
     if (records && data.ttl !== undefined && data.ttl !== records.ttl) {
-      fail(line, `the ;divert line of ${name} says ttl ${JSON.stringify(data.ttl)} but its records have TTL ${records.ttl} (give ttl only for a name without records)`);
+      fail(
+        line,
+        `the ;divert line of ${name} says ttl ${JSON.stringify(data.ttl)} but its records have TTL ${records.ttl} (give ttl only for a name without records)`,
+      );
     }
     const base = records ?? { a: [], aaaa: [], ttl: defaultTtl?.seconds ?? DEFAULT_TTL_SECONDS };
     try {
