@@ -14,6 +14,8 @@ import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 
 export function useCompileCache(env: NodeJS.ProcessEnv = process.env): void {
+  // Node has already opened the one named there, or been told to use none
+  if (env.NODE_COMPILE_CACHE || env.NODE_DISABLE_COMPILE_CACHE) return;
   try {
     const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
     if (!isAbsolute(base)) return;

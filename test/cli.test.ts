@@ -4,7 +4,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './helpers/redis.js';
@@ -212,5 +212,31 @@ describe('README', () => {
       await divert.stop();
       await upstream.close();
     }
+  });
+});
+
+describe('the compile cache', () => {
+  const help = async (env: NodeJS.ProcessEnv) => {
+    const d = runDivert(['--help'], { env: { NODE_COMPILE_CACHE: '', ...env } });
+    assert.equal(await d.exited(30_000), 0, d.stderr());
+    return d.stdout();
+  };
+
+  test("is kept in the user's own cache folder, readable by no one else, and reused", async () => {
+    const cacheHome = mkdtempSync(join(tmpdir(), 'divert-cache-'));
+    const first = await help({ XDG_CACHE_HOME: cacheHome });
+    const folder = join(cacheHome, 'divert', 'compile-cache');
+    assert.equal(statSync(join(cacheHome, 'divert')).mode & 0o777, 0o700);
+    assert.equal(statSync(folder).mode & 0o777, 0o700);
+    assert.ok(readdirSync(folder, { recursive: true }).length > 0, 'compiled code was written there');
+    assert.equal(await help({ XDG_CACHE_HOME: cacheHome }), first, 'the same help from the cache');
+  });
+
+  test('a folder it cannot use is skipped: the command still runs', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'divert-cache-')), 'a-file');
+    writeFileSync(file, '');
+    assert.match(await help({ XDG_CACHE_HOME: file }), /divert <command>/);
+    assert.match(await help({ XDG_CACHE_HOME: '/proc/self/nowhere' }), /divert <command>/);
+    assert.match(await help({ XDG_CACHE_HOME: 'relative/path' }), /divert <command>/);
   });
 });

@@ -20,6 +20,7 @@ import { defaultTokenFile, readTokenFile } from '../admin/token.js';
 import { formatHostPort, parseHostPort, type HostPort } from '../net/host-port.js';
 import { loadServeConfig } from '../config/load.js';
 import { usage } from './connection.js';
+import { httpRequest } from '../client/http-request.js';
 import { DEFAULT_HEALTHCHECK_TIMEOUT_MS } from './healthcheck-options.js';
 
 type Args = Record<string, unknown>;
@@ -124,31 +125,16 @@ function timeoutError(): NodeJS.ErrnoException {
   return Object.assign(new Error('timeout'), { code: 'TIMEOUT' });
 }
 
-/** GET on the admin port; node:http rather than fetch, which refuses some ports (and, like an ES import of node:http, loads undici: client/http-request.ts). */
-function adminGet(admin: HostPort, path: string, token: string, timeoutMs: number): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = process.getBuiltinModule('node:http').request(
-      {
-        host: admin.host,
-        port: admin.port,
-        path,
-        method: 'GET',
-        headers: { authorization: `Bearer ${token}`, 'x-divert-client': 'healthcheck' },
-        agent: false,
-      },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        res.on('error', reject);
-      },
-    );
-    const timer = setTimeout(() => req.destroy(timeoutError()), Math.max(timeoutMs, 1));
-    req.on('close', () => clearTimeout(timer));
-    req.on('error', reject);
-    req.end();
-  });
+/** GET on the admin port, through the admin client's HTTP request (client/http-request.ts). */
+async function adminGet(admin: HostPort, path: string, token: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+  const url = new URL(path, `http://${formatHostPort(admin)}`);
+  const headers = { authorization: `Bearer ${token}`, 'x-divert-client': 'healthcheck' };
+  try {
+    const reply = await httpRequest(url, { headers, signal: AbortSignal.timeout(Math.max(timeoutMs, 1)) });
+    return { status: reply.status, body: await reply.text() };
+  } catch (err) {
+    throw err instanceof Error && err.name === 'TimeoutError' ? timeoutError() : err;
+  }
 }
 
 function bodyOf(text: string): Record<string, unknown> {

@@ -4,6 +4,7 @@
 import type { Argv } from 'yargs';
 import { formatHostPort, parseHostPort, type HostPort } from '../net/host-port.js';
 import { DivertError } from '../errors.js';
+import { httpRequest } from '../client/http-request.js';
 import type { StatusReport } from '../monitor/monitor.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { note, printJson, textTable } from './render.js';
@@ -205,22 +206,13 @@ export function renderStatus(report: StatusReport): string {
   return `${header}${services}\n${names}\n${mirrors}`;
 }
 
-/**
- * node:http rather than fetch: fetch refuses ports on the WHATWG "bad ports" list. Taken
- * with process.getBuiltinModule: an ES import of node:http would load undici (client/http-request.ts).
- */
-function getText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = process.getBuiltinModule('node:http').get(url, { timeout: STATUS_TIMEOUT_MS }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`))));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${STATUS_TIMEOUT_MS / 1000} s`)));
-    req.on('error', reject);
+/** The monitor's status page, through the admin client's HTTP request (client/http-request.ts). */
+async function getText(url: string): Promise<string> {
+  const reply = await httpRequest(new URL(url), { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) }).catch((err: unknown) => {
+    throw err instanceof Error && err.name === 'TimeoutError' ? new Error(`no answer within ${STATUS_TIMEOUT_MS / 1000} s`) : err;
   });
+  if (reply.status !== 200) throw new Error(`HTTP ${reply.status}`);
+  return reply.text();
 }
 
 async function showStatus(argv: Args): Promise<void> {
