@@ -6,14 +6,13 @@
 //
 //   npm run bench:cli            (BENCH_RUNS, default 10)
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { MAIN, runDivert } from '../test/helpers/process.js';
 import { Processes } from './processes.js';
 
-const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 const TOKEN = 'bench-token-0123456789abcdef';
 const NAME = 'www.shop.example';
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
@@ -38,45 +37,12 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-/** Resolves with the admin address from serve's "listening on" line. */
-function adminOf(serve: ReturnType<typeof spawn>): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error('divert serve: no "listening on" line within 30 s')), 30_000);
-    serve.once('exit', (code) => reject(new Error(`divert serve exited with ${code} before listening`)));
-    serve.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const line = out.split('\n').find((l) => l.includes('"listening on'));
-      if (line) {
-        clearTimeout(timer);
-        resolve((JSON.parse(line) as { admin: string }).admin);
-      }
-    });
-  });
-}
-
 async function main(processes: Processes, home: string): Promise<void> {
-  const serve = processes.track(
-    spawn(
-      process.execPath,
-      [
-        MAIN,
-        'serve',
-        '--listen',
-        '127.0.0.1:0',
-        '--admin',
-        '127.0.0.1:0',
-        '--admin-token',
-        TOKEN,
-        '--upstream',
-        '127.0.0.1:9',
-        '--workers',
-        '1',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, XDG_CONFIG_HOME: home } },
-    ),
-  );
-  const admin = `http://${await adminOf(serve)}`;
+  const serve = runDivert(['serve', '--listen', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--workers', '1'], {
+    env: { XDG_CONFIG_HOME: home },
+  });
+  processes.track(serve.child);
+  const admin = `http://${(await serve.listeningLine(30_000)).admin}`;
   const connection = ['--admin', admin, '--token', TOKEN];
   // a handful of names, so that list and get print a table
   for (let i = 0; i < 5; i++) {
