@@ -115,6 +115,8 @@ export interface UdpSocketsState {
   closed: number;
   /** Queries waiting for a reply. */
   inFlight: number;
+  /** The local ports of the sockets connected now. */
+  ports: number[];
 }
 
 export class UdpUpstreamSockets {
@@ -181,9 +183,13 @@ export class UdpUpstreamSockets {
    * queries waiting for a reply on any of them. */
   [INSPECT](): UdpSocketsState {
     let inFlight = 0;
-    for (const s of this.slots) if (s) inFlight += s.live;
-    for (const s of this.retired) inFlight += s.live;
-    return { open: this.open, ...this.counts, inFlight };
+    const ports: number[] = [];
+    for (const s of [...this.slots, ...this.retired]) {
+      if (!s) continue;
+      inFlight += s.live;
+      if (s.state === OPEN) ports.push(s.socket.address().port);
+    }
+    return { open: this.open, ...this.counts, inFlight, ports };
   }
 
   private openSocket(slot: number): PooledSocket {
