@@ -19,7 +19,7 @@ function failure(err: unknown): never {
 // builder, and awaits it), its runner's when it runs: `divert --help` loads none, and the
 // client commands none of the server's (fastify, ioredis, pino, prom-client, zod).
 async function main(): Promise<void> {
-  const [{ default: yargs }, { hideBin }] = await Promise.all([import('yargs'), import('yargs/helpers')]);
+  const { default: yargs, hideBin } = await import('./cli/yargs.js');
   await yargs(hideBin(process.argv))
     .scriptName('divert')
     .usage('$0 <command> [options]')

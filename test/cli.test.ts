@@ -7,6 +7,7 @@ import { createSocket } from 'node:dgram';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { freePort } from './helpers/redis.js';
 import { MAIN, ROOT, runDivert } from './helpers/process.js';
 import { findDig } from './helpers/divert.js';
@@ -238,5 +239,32 @@ describe('the compile cache', () => {
     assert.match(await help({ XDG_CACHE_HOME: file }), /divert <command>/);
     assert.match(await help({ XDG_CACHE_HOME: '/proc/self/nowhere' }), /divert <command>/);
     assert.match(await help({ XDG_CACHE_HOME: 'relative/path' }), /divert <command>/);
+  });
+});
+
+describe('the CLI start', () => {
+  test('yargs comes bundled into one module by npm run build: divert --help reads no file from node_modules', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'divert-loads-'));
+    const hook = join(dir, 'hook.mjs');
+    const loaded = join(dir, 'loaded.txt');
+    writeFileSync(
+      hook,
+      `import { registerHooks } from 'node:module';
+import { appendFileSync } from 'node:fs';
+registerHooks({ load(url, context, next) { appendFileSync(${JSON.stringify(loaded)}, url + '\\n'); return next(url, context); } });
+`,
+    );
+    const d = runDivert(['--help'], { env: { NODE_OPTIONS: `--import=${pathToFileURL(hook).href}` } });
+    assert.equal(await d.exited(30_000), 0, d.stderr());
+    assert.match(d.stdout(), /divert <command>/);
+    const urls = readFileSync(loaded, 'utf8').split('\n').filter(Boolean);
+    assert.ok(
+      urls.some((url) => url.endsWith('/dist/src/cli/yargs.js')),
+      urls.join('\n'),
+    );
+    assert.deepEqual(
+      urls.filter((url) => url.includes('/node_modules/')),
+      [],
+    );
   });
 });
