@@ -164,6 +164,30 @@ describe('UDP: a pool of connected upstream sockets', () => {
   });
 });
 
+describe('--upstream-sockets', () => {
+  test('with 4, 100 forwarded queries leave from at most 4 ports, each with an ID of its own', async () => {
+    const upstream = await startUpstream((q) => answer(q.raw));
+    const divert = await startDivert({ upstream: [`127.0.0.1:${upstream.port}`], 'upstream-sockets': '4', workers: '1' });
+    try {
+      const asked = Array.from({ length: 100 }, (_, i) => query(`n${i}.few.test`));
+      for (let i = 0; i < asked.length; i += 10) {
+        const replies = await Promise.all(asked.slice(i, i + 10).map((msg) => udpAsk(divert.port, msg)));
+        replies.forEach((reply, j) => assert.deepEqual(addressesIn(reply), [addressFor(i + j)]));
+      }
+      const ports = new Set(upstream.queries.map((q) => q.from.port));
+      assert.equal(upstream.queries.length, 100);
+      assert.ok(ports.size >= 2 && ports.size <= 4, `${ports.size} source ports`);
+    } finally {
+      await divert.close();
+      await upstream.close();
+    }
+  });
+
+  test('a value out of range is refused at start, naming the flag', async () => {
+    await assert.rejects(startDivert({ upstream: ['127.0.0.1:9'], 'upstream-sockets': '0' }), /upstream-sockets/);
+  });
+});
+
 describe('UDP: rotation, failure and close', () => {
   test('a socket is retired after N queries and closed; new ports replace it', async () => {
     const upstream = await startUpstream((q) => answer(q.raw));

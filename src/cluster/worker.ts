@@ -13,8 +13,11 @@ import { ReplicaTable } from '../table/replica-table.js';
 import type { WorkerView } from '../table/table.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
+/** To the primary. Once it is gone, so is the channel: the message goes nowhere (this
+ * worker is on its way out) instead of throwing, or failing later with an 'error' event
+ * (EPIPE) that nothing handles, which ended the worker with a stack trace on stderr. */
 function send(message: FromWorker): void {
-  process.send?.(message);
+  if (process.connected) process.send?.(message, undefined, undefined, () => {});
 }
 
 let log: Logger = pino({ base: { component: 'worker' } });

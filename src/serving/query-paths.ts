@@ -164,6 +164,7 @@ export class QueryPaths {
       attemptTimeoutMs: config.upstreamTimeoutMs,
       queryTimeoutMs: config.queryTimeoutMs,
       maxInFlight: config.forwardMaxInFlight,
+      udp: { sockets: config.upstreamSockets },
       stats: this.forwarded,
     });
   }
