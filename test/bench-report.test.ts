@@ -4,7 +4,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseVerbose, percentile } from '../bench/dnsperf-verbose.js';
+import { parseVerbose, percentile, type FixedRate } from '../bench/dnsperf-verbose.js';
+import { parseCells } from '../bench/peerbench.js';
+import { DNSDIST, renderReport, SUT } from '../bench/report.js';
 
 const VERBOSE = `DNS Performance Testing Tool
 Version 2.10.0
@@ -55,4 +57,97 @@ test('p99 is the nearest rank', () => {
   assert.equal(percentile(upTo(1000), 99), 990);
   assert.equal(percentile([7], 99), 7);
   assert.ok(Number.isNaN(percentile([], 99)));
+});
+
+// label|mix|proto|setting|n|qps|min|max|maxloss|avg|sd|srvcpu|us/q|up|perf|other|steal|cmd|noerror%
+const cell = (label: string, mix: string, proto: string, qps: number, usPerQuery: number) =>
+  `${label}|${mix}|${proto}|-c 20 -T 1 -q 100|1|${qps}|${qps}|${qps}|0.00|1.000|0.500|90|${usPerQuery}|40|95|3|0|dnsperf -m ${proto}|100.00`;
+const CELLS = [
+  cell(SUT.memory, 'a', 'udp', 70000, 12.0),
+  cell(SUT.memory, 'b', 'udp', 50000, 30.0),
+  cell(SUT.memory, 'c', 'udp', 47000, 25.0),
+  cell(SUT.memory, 'u', 'udp', 40000, 26.0),
+  cell(SUT.memory, 'b', 'tcp', 25000, 35.0),
+  cell(DNSDIST, 'a', 'udp', 40000, 20.0),
+  cell(DNSDIST, 'b', 'udp', 46000, 18.0),
+  cell(DNSDIST, 'c', 'udp', 45000, 20.0),
+  cell(DNSDIST, 'b', 'tcp', 20000, 40.0),
+  cell('node (iv) echo x2 cluster', 'a', 'udp', 63000, 10.0),
+  cell('node (iii) raw forwarder', 'b', 'udp', 27500, 30.0),
+].join('\n');
+
+const fixed = (label: string, mix: string, avgMs: number, p99Ms: number): FixedRate => ({
+  label,
+  mix,
+  qps: 10000,
+  lossPct: 0,
+  answers: 50000,
+  avgMs,
+  p99Ms,
+});
+
+function render(fixedRate: FixedRate[]): string[] {
+  const memory = { exitCode: 0, cells: parseCells(CELLS), latency: [], markdownPath: undefined };
+  return renderReport({ workers: 2, memory, redis1k: undefined, redis1m: undefined, rss: [], latencyQps: 10000, fixedRate });
+}
+
+const columns = (line: string) => line.split('|').map((c) => c.trim());
+
+/** The cells, by column name, of the row starting with `start` in the table whose header starts with `header`. */
+function table(lines: string[], header: string): (start: string) => Record<string, string> {
+  const names = columns(lines.find((l) => l.startsWith(`| ${header}`))!);
+  return (start) => {
+    const line = lines.find((l) => l.startsWith(`| ${start}`));
+    assert.ok(line, `no row "${start}" in\n${lines.join('\n')}`);
+    const cells = columns(line);
+    return Object.fromEntries(names.map((name, i) => [name, cells[i]]));
+  };
+}
+
+test('report: QPS and CPU per query against dnsdist, with their targets and verdicts', () => {
+  const row = table(render([]), 'mix | divert QPS | loss %');
+  // QPS ahead, but CPU/q over 1.5×
+  assert.partialDeepStrictEqual(row('(b) forwarded 10k |'), {
+    'divert / dnsdist': '1.09×',
+    'divert CPU µs/q': '30.0',
+    'dnsdist CPU µs/q': '18.0',
+    'CPU/q divert / dnsdist': '1.67×',
+    target: '≥ 1.0× dnsdist, CPU/q ≤ 1.5× dnsdist',
+    met: 'missed',
+  });
+  assert.partialDeepStrictEqual(row('(c)'), { 'divert / dnsdist': '1.04×', 'CPU/q divert / dnsdist': '1.25×', met: 'met' });
+  // held against dnsdist's (b): 0.87× the QPS
+  assert.partialDeepStrictEqual(row("(b')"), { 'dnsdist QPS': '46,000', 'CPU/q divert / dnsdist': '1.44×', met: 'missed' });
+  assert.partialDeepStrictEqual(row('(a)'), {
+    'divert / dnsdist': '1.75×',
+    'CPU/q divert / dnsdist': '0.60×',
+    target: '≥ 1.5× dnsdist, ≥ 0.9× ceiling',
+    met: 'met',
+  });
+  assert.partialDeepStrictEqual(row('(b) forwarded 10k, TCP'), { 'divert / dnsdist': '1.25×', target: '≥ 1.0× dnsdist', met: 'met' });
+});
+
+test('report: latency at the fixed rate, average and p99, the average held to 1.5× dnsdist on (c)', () => {
+  const rate = (divertAvg: number) => [
+    fixed(SUT.memory, 'a', 0.21, 0.9),
+    fixed(SUT.memory, 'c', divertAvg, 2.5),
+    fixed(DNSDIST, 'c', 0.4, 1.25),
+  ];
+  const lines = render(rate(0.5));
+  assert.ok(lines.some((l) => l.startsWith('### Latency at a fixed 10,000 QPS')));
+  const latency = (rendered: string[]) => table(rendered, 'mix | divert QPS | divert loss %');
+  // p99 at 2× dnsdist's does not count
+  assert.partialDeepStrictEqual(latency(lines)('(c) 90 % fwd / 10 % int | 10000'), {
+    'divert avg ms': '0.500',
+    'divert p99 ms': '2.500',
+    'dnsdist p99 ms': '1.250',
+    'avg divert / dnsdist': '1.25×',
+    'p99 divert / dnsdist': '2.00×',
+    target: 'avg ≤ 1.5× dnsdist; p99 report only',
+    met: 'met',
+  });
+  assert.partialDeepStrictEqual(latency(lines)('(a) intercepted | 10000'), { 'divert p99 ms': '0.900', 'dnsdist avg ms': 'n/a', met: '—' });
+  const slow = latency(render(rate(0.8)))('(c) 90 % fwd / 10 % int | 10000');
+  assert.partialDeepStrictEqual(slow, { 'avg divert / dnsdist': '2.00×', met: 'missed' });
+  assert.equal(latency(render([]))('(c) 90 % fwd / 10 % int | n/a').met, 'n/a');
 });
