@@ -1,15 +1,20 @@
 // The bench's markdown: divert against dnsdist and the Node ceilings (one row per mix),
 // the Redis table with 1,000 against 1,000,000 names, and the RSS of every run.
 
-import type { Cell, Latency, PeerRun } from './peerbench.js';
+import type { FixedRate } from './dnsperf-verbose.js';
+import type { Cell, PeerRun } from './peerbench.js';
 import type { RssSummary } from './rss-sampler.js';
 
 export const SUT = { memory: 'divert', redis1k: 'divert redis 1k', redis1m: 'divert redis 1M' } as const;
-const DNSDIST = 'dnsdist lua / pc off';
+export const DNSDIST = 'dnsdist lua / pc off';
 const ECHO = 'node (i) byte echo';
 const ECHO_X2 = 'node (iv) echo x2 cluster';
 const RELAY = 'node (iii) raw forwarder';
 const RSS_LIMIT_MB = 150;
+/** divert's server CPU per query may be at most this many times dnsdist's on (b), (c), (b'). */
+const CPU_PER_QUERY_MAX = 1.5;
+/** divert's average latency at the fixed rate on (c) may be at most this many times dnsdist's. */
+const LATENCY_AVG_MAX = 1.5;
 /** 1M names may cost at most this much throughput against 1k. */
 const REDIS_SCALE_MIN = 0.9;
 
@@ -21,18 +26,20 @@ export interface ReportInput {
   redis1m: PeerRun | undefined;
   rss: { run: string; summary: RssSummary }[];
   latencyQps: number;
+  /** The fixed-rate dnsperf -v runs after run.sh (bench/latency-runs.ts). */
+  fixedRate: FixedRate[];
 }
 
 interface Row {
   name: string;
   mix: string;
   proto: string;
-  peer: { label: string; mix: string; proto: string; min: number };
+  peer: { label: string; mix: string; proto: string; min: number; cpuMax?: number };
   ceiling?: { label: string; mix: string; min?: number };
 }
 
 export function renderReport(input: ReportInput): string[] {
-  return [...mainTable(input), '', ...redisTable(input), '', ...rssTable(input)];
+  return [...mainTable(input), '', ...latencyTable(input), '', ...redisTable(input), '', ...rssTable(input)];
 }
 
 function mainTable(input: ReportInput): string[] {
@@ -50,22 +57,27 @@ function mainTable(input: ReportInput): string[] {
       name: '(b) forwarded 10k',
       mix: 'b',
       proto: 'udp',
-      peer: { label: DNSDIST, mix: 'b', proto: 'udp', min: 1.0 },
+      peer: { label: DNSDIST, mix: 'b', proto: 'udp', min: 1.0, cpuMax: CPU_PER_QUERY_MAX },
       ceiling: { label: RELAY, mix: 'b' },
     },
-    { name: '(c) 90 % fwd / 10 % int', mix: 'c', proto: 'udp', peer: { label: DNSDIST, mix: 'c', proto: 'udp', min: 1.0 } },
     {
-      name: "(u) unique names (vs dnsdist's b)",
+      name: '(c) 90 % fwd / 10 % int',
+      mix: 'c',
+      proto: 'udp',
+      peer: { label: DNSDIST, mix: 'c', proto: 'udp', min: 1.0, cpuMax: CPU_PER_QUERY_MAX },
+    },
+    {
+      name: "(b') forwarded unique [run.sh's u] (vs dnsdist's b)",
       mix: 'u',
       proto: 'udp',
-      peer: { label: DNSDIST, mix: 'b', proto: 'udp', min: 1.0 },
+      peer: { label: DNSDIST, mix: 'b', proto: 'udp', min: 1.0, cpuMax: CPU_PER_QUERY_MAX },
       ceiling: { label: RELAY, mix: 'b' },
     },
     { name: '(b) forwarded 10k, TCP', mix: 'b', proto: 'tcp', peer: { label: DNSDIST, mix: 'b', proto: 'tcp', min: 1.0 } },
   ];
   const out = [
-    '| mix | divert QPS | loss % | avg ms | dnsdist QPS | divert / dnsdist | Node ceiling | ceiling QPS | divert / ceiling | target | met |',
-    '|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|',
+    '| mix | divert QPS | loss % | avg ms | dnsdist QPS | divert / dnsdist | divert CPU µs/q | dnsdist CPU µs/q | CPU/q divert / dnsdist | Node ceiling | ceiling QPS | divert / ceiling | target | met |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|',
   ];
   for (const row of rows) {
     const sut = find(cells, SUT.memory, row.mix, row.proto);
@@ -73,23 +85,19 @@ function mainTable(input: ReportInput): string[] {
     const ceiling = row.ceiling && find(cells, row.ceiling.label, row.ceiling.mix, 'udp');
     const toPeer = ratio(sut?.qps, peer?.qps);
     const toCeiling = ratio(sut?.qps, ceiling?.qps);
-    const checks = [{ value: toPeer, min: row.peer.min }];
+    const cpuToPeer = ratio(sut?.usPerQuery, peer?.usPerQuery);
+    const checks: Check[] = [{ value: toPeer, min: row.peer.min }];
     const targets = [`≥ ${row.peer.min.toFixed(1)}× dnsdist`];
+    if (row.peer.cpuMax !== undefined) {
+      checks.push({ value: cpuToPeer, max: row.peer.cpuMax });
+      targets.push(`CPU/q ≤ ${row.peer.cpuMax.toFixed(1)}× dnsdist`);
+    }
     if (row.ceiling?.min !== undefined) {
       checks.push({ value: toCeiling, min: row.ceiling.min });
       targets.push(`≥ ${row.ceiling.min.toFixed(1)}× ceiling`);
     }
     out.push(
-      `| ${row.name} | ${qps(sut)} | ${num(sut?.maxLossPct, 2)} | ${num(sut?.avgMs, 2)} | ${qps(peer)} | ${times(toPeer)} | ${row.ceiling ? row.ceiling.label : '—'} | ${qps(ceiling)} | ${times(toCeiling)} | ${targets.join(', ')} | ${verdict(checks)} |`,
-    );
-  }
-  const lat = input.memory?.latency ?? [];
-  for (const mix of ['a', 'c']) {
-    const sut = findLatency(lat, SUT.memory, mix);
-    const peer = findLatency(lat, DNSDIST, mix);
-    if (!sut && !peer) continue;
-    out.push(
-      `| latency @ ${Math.round(input.latencyQps / 1000)}k QPS, (${mix}): avg ± sd ms | ${latency(sut)} | ${num(sut?.lossPct, 2)} | — | ${latency(peer)} | ${times(ratio(sut?.avgMs, peer?.avgMs))} | — | — | — | report only | — |`,
+      `| ${row.name} | ${qps(sut)} | ${num(sut?.maxLossPct, 2)} | ${num(sut?.avgMs, 2)} | ${qps(peer)} | ${times(toPeer)} | ${num(sut?.usPerQuery, 1)} | ${num(peer?.usPerQuery, 1)} | ${times(cpuToPeer)} | ${row.ceiling ? row.ceiling.label : '—'} | ${qps(ceiling)} | ${times(toCeiling)} | ${targets.join(', ')} | ${verdict(checks)} |`,
     );
   }
   return [
@@ -97,13 +105,42 @@ function mainTable(input: ReportInput): string[] {
     '',
     ...out,
     '',
-    `Ceiling for (a): ${echo} (${input.workers >= 2 ? 'divert runs ≥ 2 workers' : 'divert runs 1 process'}); for (b) and (u): ${RELAY} on (b), for reference only. ` +
-      "(u) has no dnsdist figure (run.sh measures dnsdist with packet cache off on a, b, c), so it is held against dnsdist's (b). " +
+    `Ceiling for (a): ${echo} (${input.workers >= 2 ? 'divert runs ≥ 2 workers' : 'divert runs 1 process'}); for (b) and (b'): ${RELAY} on (b), for reference only. ` +
+      "(b') has no dnsdist figure (run.sh measures dnsdist with packet cache off on a, b, c), so it is held against dnsdist's (b). " +
       'QPS: median of the runs with the best client setting under 1 % loss; loss and avg latency are at that saturating load. ' +
-      `Fixed-rate latency: run.sh's peer_cells runs it on mix (c) for dnsdist and the server under test (the node ceilings on their last mix); divert's (a) row is one more run of the same dnsperf command (-Q, -c 20, -q 100, 5 s) against divert alone after run.sh.`,
+      "CPU µs/q: run.sh's srv us/q, the server's CPU time (all its processes and threads) per answered query, median of the same runs.",
     '',
     `Rest of the machine (other sessions) during these cells: up to ${num(Math.max(...cells.map((c) => c.otherCpuPct)), 0)} % of one core ` +
       '(run.sh\'s "other" column); ratios taken while it is high are unreliable.',
+  ];
+}
+
+function latencyTable(input: ReportInput): string[] {
+  const rate = input.latencyQps.toLocaleString('en');
+  const out = [
+    `### Latency at a fixed ${rate} QPS (dnsperf -Q ${input.latencyQps} -c 20 -T 1 -q 100 -l 5 -v, one run each after run.sh)`,
+    '',
+    '| mix | divert QPS | divert loss % | divert avg ms | divert p99 ms | dnsdist QPS | dnsdist loss % | dnsdist avg ms | dnsdist p99 ms | avg divert / dnsdist | p99 divert / dnsdist | target | met |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
+  ];
+  for (const [mix, name, max] of [
+    ['a', '(a) intercepted', undefined],
+    ['c', '(c) 90 % fwd / 10 % int', LATENCY_AVG_MAX],
+  ] as const) {
+    const sut = findFixedRate(input.fixedRate, SUT.memory, mix);
+    const peer = findFixedRate(input.fixedRate, DNSDIST, mix);
+    const avg = ratio(sut?.avgMs, peer?.avgMs);
+    const target = max === undefined ? 'report only' : `avg ≤ ${max.toFixed(1)}× dnsdist; p99 report only`;
+    const met = max === undefined ? '—' : verdict([{ value: avg, max }]);
+    const cols = (r: FixedRate | undefined) => [num(r?.qps, 0), num(r?.lossPct, 2), num(r?.avgMs, 3), num(r?.p99Ms, 3)];
+    out.push(`| ${[name, ...cols(sut), ...cols(peer), times(avg), times(ratio(sut?.p99Ms, peer?.p99Ms)), target, met].join(' | ')} |`);
+  }
+  return [
+    ...out,
+    '',
+    "Average and p99 (nearest rank) over every answer's latency from dnsperf -v; QPS and loss from its summary. " +
+      'NSD, divert and dnsdist are started again from the configs run.sh rendered, one server at a time next to NSD, ' +
+      "each warmed for 2 s; dnsdist is measured on (c) only, as run.sh does. run.sh's own fixed-rate runs (no p99) are in its report.",
   ];
 }
 
@@ -117,7 +154,7 @@ function redisTable(input: ReportInput): string[] {
   ];
   for (const [mix, name] of [
     ['a', '(a) intercepted'],
-    ['u', '(u) unique names'],
+    ['u', "(b') forwarded unique"],
   ]) {
     const memory = find(input.memory?.cells ?? [], SUT.memory, mix, 'udp');
     const small = find(input.redis1k?.cells ?? [], SUT.redis1k, mix, 'udp');
@@ -151,20 +188,22 @@ function find(cells: Cell[], label: string, mix: string, proto: string): Cell | 
   return cells.find((c) => c.label === label && c.mix === mix && c.proto === proto);
 }
 
-function findLatency(rows: Latency[], label: string, mix: string): Latency | undefined {
-  return rows.find((r) => r.label === label && r.mix === mix && r.proto === 'udp');
+function findFixedRate(rows: FixedRate[], label: string, mix: string): FixedRate | undefined {
+  return rows.find((r) => r.label === label && r.mix === mix);
 }
 
 function ratio(a: number | undefined, b: number | undefined): number | undefined {
   return a !== undefined && b !== undefined && b > 0 && Number.isFinite(a) ? a / b : undefined;
 }
 
-function verdict(checks: { value: number | undefined; min: number }[]): string {
+/** A ratio held against a lower bound (min) or an upper bound (max). */
+type Check = { value: number | undefined; min: number } | { value: number | undefined; max: number };
+
+function verdict(checks: Check[]): string {
   if (checks.some((c) => c.value === undefined)) return 'n/a';
-  return checks.every((c) => c.value! >= c.min) ? 'met' : 'missed';
+  return checks.every((c) => ('min' in c ? c.value! >= c.min : c.value! <= c.max)) ? 'met' : 'missed';
 }
 
 const qps = (cell: Cell | undefined) => (cell ? Math.round(cell.qps).toLocaleString('en') : 'n/a');
 const times = (value: number | undefined) => (value === undefined ? 'n/a' : `${value.toFixed(2)}×`);
 const num = (value: number | undefined, digits: number) => (value === undefined || !Number.isFinite(value) ? 'n/a' : value.toFixed(digits));
-const latency = (row: Latency | undefined) => (row ? `${row.avgMs.toFixed(3)} ± ${row.sdMs.toFixed(3)}` : 'n/a');

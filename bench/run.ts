@@ -4,8 +4,9 @@
 // (also written to the temp folder, whose path goes to stderr). run.sh's folder is
 // read-only and writes next to itself, so a private copy of it is run, once per setting:
 //   1. ONLY="sut dnsdist node": divert (memory table, zone file) against dnsdist (Lua table,
-//      packet cache off) and the Node ceilings: mixes a, b, c, u, TCP b, latency at 10k QPS
-//      (run.sh's, on mix c; then one more run of divert alone for mix a, the same way);
+//      packet cache off) and the Node ceilings: mixes a, b, c, u, TCP b; then, with NSD
+//      started again from run.sh's rendered config, latency at 10k QPS with dnsperf -v
+//      (average and p99): divert on (a) and (c), dnsdist on (c) (bench/latency-runs.ts);
 //   2. ONLY=sut, table in a private redis-server, 1,000 names seeded from the zone file;
 //   3. the same with 999,000 more names loaded first (bench/million-names.ts).
 // The RSS of divert's processes is sampled about once a second while run.sh has it up.
@@ -27,11 +28,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execChildSync, spawnChild } from '../test/helpers/children.js';
-import { copyPeerbench, keepMarkdown, missingPackages, runPeerbench, type Latency, type PeerRun } from './peerbench.js';
+import { latencyRuns, type Server } from './latency-runs.js';
+import { copyPeerbench, keepMarkdown, missingPackages, runPeerbench, type PeerRun } from './peerbench.js';
 import { Processes } from './processes.js';
 import { startRedis } from './redis-server.js';
-import { renderReport, SUT } from './report.js';
+import { DNSDIST, renderReport, SUT } from './report.js';
 import { RssSampler, type RssSummary } from './rss-sampler.js';
 import { timeToDivert } from './time-to-divert.js';
 
@@ -72,33 +73,23 @@ const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 const workersArgs = settings.workers === 'omit' ? [] : ['--workers', String(settings.workers)];
 
+/** divert serve's arguments, as run.sh's SUT_CMD and for the fixed-rate latency runs after run.sh. */
+function serveArgs(listen: string, upstream: string, zone: string, extra: string[]): string[] {
+  const admin = ['--admin', '127.0.0.1:0', '--admin-token', TOKEN];
+  return ['serve', '--listen', listen, ...admin, '--upstream', upstream, '--zones', zone, '--log-level', 'warn', ...workersArgs, ...extra];
+}
+
 /** run.sh runs this with bash -c in the repository, with PORT, UPSTREAM and ZONE in its environment. */
 function sutCmd(extra: string[]): string {
-  return [
-    quote(process.execPath),
-    quote(main),
-    'serve',
-    '--listen',
-    '127.0.0.1:$PORT',
-    '--admin',
-    '127.0.0.1:0',
-    '--admin-token',
-    TOKEN,
-    '--upstream',
-    '$UPSTREAM',
-    '--zones',
-    '"$ZONE"',
-    '--log-level',
-    'warn',
-    ...workersArgs,
-    ...extra,
-  ].join(' ');
+  return [quote(process.execPath), quote(main), ...serveArgs('127.0.0.1:$PORT', '$UPSTREAM', '"$ZONE"', extra)].join(' ');
 }
 
 interface Measured {
   run: PeerRun;
   rss: RssSummary;
   markdown: string | undefined;
+  /** run.sh's RUNDIR: rendered configs, logs, raw dnsperf output. */
+  runDir: string;
 }
 
 async function measure(work: string, copy: string, name: string, label: string, only: string, extra: string[]): Promise<Measured> {
@@ -123,78 +114,13 @@ async function measure(work: string, copy: string, name: string, label: string, 
   }
   const markdown = keepMarkdown(run, join(work, `${name}.md`));
   log(`${name}: run.sh report ${markdown ?? '(none)'}; raw output in ${runDir}`);
-  return { run, rss, markdown };
+  return { run, rss, markdown, runDir };
 }
 
-/** run.sh measures latency at a fixed rate on mix (c) only: measure divert on (a) the same way. */
-async function interceptedLatency(copy: string): Promise<Latency | undefined> {
-  const port = 15351; // run.sh's range; nothing of run.sh runs any more
-  const child = processes.track(
-    spawnChild(
-      process.execPath,
-      [
-        main,
-        'serve',
-        '--listen',
-        `127.0.0.1:${port}`,
-        '--admin',
-        '127.0.0.1:0',
-        '--admin-token',
-        TOKEN,
-        '--upstream',
-        '127.0.0.1:15301',
-        '--zones',
-        join(copy, 'gen', 'shop.test.zone'),
-        '--log-level',
-        'warn',
-        ...workersArgs,
-      ],
-      { stdio: 'ignore' },
-    ),
-  );
-  try {
-    const ready = await waitForAnswer(port, 'www1.shop.test', 15_000);
-    if (!ready) return undefined;
-    const file = join(copy, 'gen', 'intercept.txt');
-    execChildSync('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '2', '-c', '4', '-q', '50'], { stdio: 'ignore' }); // warm
-    const out = execChildSync(
-      'dnsperf',
-      ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', '5', '-c', '20', '-T', '1', '-q', '100', '-Q', String(settings.latencyQps)],
-      { encoding: 'utf8' },
-    );
-    const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
-    return {
-      label: SUT.memory,
-      mix: 'a',
-      proto: 'udp',
-      qps: num(/Queries per second:\s+([\d.]+)/),
-      lossPct: num(/Queries lost:\s+\d+ \(([\d.]+)%\)/),
-      avgMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
-      sdMs: num(/Latency StdDev \(s\):\s+([\d.]+)/) * 1000,
-      usPerQuery: NaN,
-      srvCpuPct: NaN,
-    };
-  } finally {
-    await processes.stop(child);
-  }
-}
-
-async function waitForAnswer(port: number, name: string, ms: number): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    try {
-      if (
-        /^\d+\./m.test(
-          execChildSync('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', name, 'A'], { encoding: 'utf8' }),
-        )
-      )
-        return true;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  return false;
+/** divert serve on `port` with run.sh's upstream and zone file, for the fixed-rate latency runs after run.sh. */
+function divertServer(copy: string, port: number): Server {
+  const args = serveArgs(`127.0.0.1:${port}`, '127.0.0.1:15301', join(copy, 'gen', 'shop.test.zone'), []);
+  return { label: SUT.memory, port, command: process.execPath, args: [main, ...args] };
 }
 
 async function bench(): Promise<void> {
@@ -209,9 +135,17 @@ async function bench(): Promise<void> {
   log(`peerbench copied from ${settings.peerbenchDir} to ${copy}; divert ${main}, --workers ${settings.workers}`);
 
   const memory = await measure(work, copy, 'run-1-memory', SUT.memory, settings.peers ? 'sut dnsdist node' : 'sut', []);
-  const latency = await interceptedLatency(copy);
-  if (latency) memory.run.latency.push(latency);
-  else log('latency of intercepted answers: divert did not answer on 127.0.0.1:15351');
+  const fixedRate = await latencyRuns(
+    {
+      copy,
+      runDir: memory.runDir,
+      qps: settings.latencyQps,
+      divert: divertServer(copy, 15351), // run.sh's range; nothing of run.sh runs any more
+      dnsdistLabel: DNSDIST,
+      log,
+    },
+    processes,
+  );
   let redis1k: Measured | undefined;
   let redis1m: Measured | undefined;
   if (settings.million) {
@@ -245,6 +179,7 @@ async function bench(): Promise<void> {
       redis1m: redis1m?.run,
       rss: runs.flatMap(([run, m]) => (m ? [{ run, summary: m.rss }] : [])),
       latencyQps: settings.latencyQps,
+      fixedRate,
     }),
     '',
     'run.sh reports (every server, CPU columns, client settings):',
