@@ -2,13 +2,14 @@
 // or Redis (opened by open-redis.ts, here for the primary and for each worker alike).
 // Everything else asks this module, never the store's class: the primary's table layer,
 // what a worker reads (a replica the primary feeds, or its own Redis connection), and
-// the content and changes the primary sends such a replica.
+// the content and changes the primary sends such a replica. The Redis modules (ioredis
+// and its dependencies) are imported only when the table is in Redis: a worker fed by the
+// primary never loads them.
 
 import type { ServeConfig } from '../config/options.js';
 import type { ChangeListener, Entry } from '../entry/entry.js';
 import { AddressTable } from './address-table.js';
 import { MemoryStore } from './memory-store.js';
-import { openRedisStore } from './redis/open-redis.js';
 import type { ReplicaTable } from './replica-table.js';
 import type { WorkerView } from './table.js';
 import { WritePolicy } from './write-policy.js';
@@ -42,6 +43,7 @@ export async function openTable(config: TableConfig, options: { serving: boolean
     const store = new MemoryStore({ onError: options.onError });
     return { table: new AddressTable(store, policy), backend: 'memory', worker: { kind: 'replica' }, replication: store };
   }
+  const { openRedisStore } = await import('./redis/open-redis.js');
   const store = await openRedisStore({ url: config.redis, prefix: config.redisPrefix, onError: options.onError });
   if (options.serving) void store.loadFilter();
   return {
@@ -55,6 +57,7 @@ export async function openTable(config: TableConfig, options: { serving: boolean
 /** A worker's view: `replica` (fed by the primary over IPC) for the embedded store, else its own Redis connection. */
 export async function openWorkerView(spec: WorkerTable, replica: ReplicaTable, onError: (err: Error) => void): Promise<WorkerView> {
   if (spec.kind === 'replica') return replica;
+  const { openRedisStore } = await import('./redis/open-redis.js');
   const store = await openRedisStore({ url: spec.url, prefix: spec.prefix, onError });
   // the names in Redis, held in process so that names it lacks cost no round trip; until
   // the filter is loaded, lookups read Redis
