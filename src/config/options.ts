@@ -251,6 +251,14 @@ export const SERVE_OPTIONS = {
     schema: count(1, 256),
     describe: 'processes answering DNS queries, sharing the listeners (1: everything in one process)',
   },
+  udpBatch: {
+    flag: 'udp-batch',
+    boolean: true,
+    default: false,
+    schema: flag,
+    describe:
+      "receive and send client UDP with recvmmsg/sendmmsg through divert's native addon, one socket per worker (SO_REUSEPORT); falls back to node:dgram with a warning when the addon is not built",
+  },
   queryLog: {
     flag: 'query-log',
     schema: z.string().min(1),
@@ -337,6 +345,7 @@ export interface ServeConfig {
   maxUdpSize: number;
   cacheNames: number;
   workers: number;
+  udpBatch: boolean;
   queryLog: string | undefined;
   queryLogSample: number;
   metricsMaxNames: number;

@@ -18,6 +18,7 @@ import type { Handler } from '../transport/handler.js';
 import { listenerReport } from '../transport/listener-events.js';
 import { BindFailure, ListenerSet } from '../transport/listener-set.js';
 import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
+import { DEFAULT_ADDON_PATH, loadUdpBatch, type UdpBatchAddon } from '../transport/udp-batch.js';
 import type { PoolNews } from '../upstream/upstream-pool.js';
 import { bindError } from './bind-error.js';
 import { QueryPaths } from './query-paths.js';
@@ -46,6 +47,19 @@ export interface ServingOptions {
   onPoolNews?: (news: PoolNews) => void;
   /** The time the rules' windows see (tests inject one); Date.now by default. */
   clock?: () => number;
+}
+
+/** --udp-batch's addon, or null (node:dgram) with a warning when it was not built. DIVERT_UDP_BATCH_ADDON
+ * points elsewhere (tests use it to see the fallback). */
+function udpBatchAddon(log: Logger): UdpBatchAddon | null {
+  const path = process.env.DIVERT_UDP_BATCH_ADDON ?? DEFAULT_ADDON_PATH;
+  const addon = loadUdpBatch(path);
+  if (!addon)
+    log.warn(
+      { addon: path },
+      '--udp-batch: the native addon is not built or does not load here (npm run build needs cc); UDP goes through node:dgram',
+    );
+  return addon;
 }
 
 /** Beyond the query timeout, what the drain allows for the last replies to be sent. */
@@ -87,6 +101,7 @@ export async function startServing(
     faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'a message could not be served'),
   );
   const handler: Handler = (msg, client) => paths.current.answer(msg, client);
+  const udpBatch = config.udpBatch ? udpBatchAddon(log) : null;
 
   const release = async () => {
     paths.close();
@@ -107,6 +122,7 @@ export async function startServing(
       report,
       exclusive: options.exclusive,
       onError: (err) => log.warn({ err: err.message }, 'listener'),
+      udpBatch,
     });
   } catch (err) {
     await release();

@@ -5,12 +5,12 @@
 // connections admitted are tracked, so that a drain can stop taking messages, let the
 // replies under way go out, and then close every connection.
 
-import type { Socket as UdpSocket } from 'node:dgram';
 import type { Server, Socket } from 'node:net';
 import type { HostPort } from '../net/host-port.js';
 import type { Handler } from './handler.js';
 import type { ListenerReport } from './listener-events.js';
 import { ADMIT_ALL, createTcpServer, listenTcp, type TcpAdmission, type TcpLimits } from './tcp-listener.js';
+import { BatchUdpSocket, type UdpBatchAddon } from './udp-batch.js';
 import { bindUdp, serveUdp } from './udp-listener.js';
 
 export interface ListenerSetOptions {
@@ -22,6 +22,8 @@ export interface ListenerSetOptions {
   /** false in a cluster worker: the port is shared with the other workers. */
   exclusive?: boolean;
   onError: (err: Error) => void;
+  /** --udp-batch: UDP through divert's native addon (udp-batch.ts), a socket of its own per worker; node:dgram without. */
+  udpBatch?: UdpBatchAddon | null;
 }
 
 /** A bind that failed: the OS's error, and the address it was for (with the port it had). */
@@ -34,8 +36,14 @@ export class BindFailure extends Error {
   }
 }
 
+/** A bound UDP socket, of node:dgram or of the addon. */
+interface UdpListener {
+  port: number;
+  close(): void;
+}
+
 interface Pair {
-  udp: UdpSocket;
+  udp: UdpListener;
   tcp: Server;
   address: HostPort;
 }
@@ -92,13 +100,23 @@ export class ListenerSet {
     const exclusive = options.exclusive ?? true;
     const accepting = () => this.accepting;
     for (let tries = 0; ; tries++) {
-      let udp: UdpSocket;
+      let udp: UdpListener;
+      let serve: () => void;
       try {
-        udp = await bindUdp(at.host, at.port, exclusive);
+        if (options.udpBatch) {
+          // each worker binds its own socket (SO_REUSEPORT): the kernel spreads the clients, the primary holds nothing
+          const batch = BatchUdpSocket.open(options.udpBatch, at.host, at.port, !exclusive);
+          udp = batch;
+          serve = () => batch.serve(handler, options.report, accepting);
+        } else {
+          const socket = await bindUdp(at.host, at.port, exclusive);
+          udp = { port: socket.address().port, close: () => socket.close() };
+          serve = () => serveUdp(socket, handler, options.report, options.onError, accepting);
+        }
       } catch (err) {
         throw new BindFailure(err as NodeJS.ErrnoException, at);
       }
-      const port = udp.address().port;
+      const port = udp.port;
       const tcp = createTcpServer(handler, {
         limits: options.limits,
         admission: options.admission ?? ADMIT_ALL,
@@ -117,7 +135,7 @@ export class ListenerSet {
         if (at.port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE' && tries < 20) continue;
         throw new BindFailure(err as NodeJS.ErrnoException, { host: at.host, port });
       }
-      serveUdp(udp, handler, options.report, options.onError, accepting);
+      serve();
       return { udp, tcp, address: { host: at.host, port } };
     }
   }

@@ -1,0 +1,165 @@
+// The client UDP listener of --udp-batch: a socket of divert's native addon
+// (src/native/udp-batch.c) instead of node:dgram. The addon reads up to BATCH datagrams
+// with one recvmmsg and calls here once for them; the replies given at once go out
+// together with one sendmmsg at the end of the batch, and those that come later (a
+// forwarded query's) are gathered and sent together once per turn of the microtask
+// queue. What the dgram listener promises holds here too (udp-listener.ts): a datagram
+// from port 0, a handler that throws or rejects, and a reply the OS will not send each
+// cost that one datagram, counted.
+
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Handler, Reply } from './handler.js';
+import type { ListenerReport } from './listener-events.js';
+
+type NativeSocket = object;
+
+/** What src/native/udp-batch.c exports; its comment says how the arrays are laid out. */
+export interface UdpBatchAddon {
+  readonly BATCH: number;
+  readonly SLOT: number;
+  readonly NAME: number;
+  readonly TEXT: number;
+  open(host: string, port: number, reusePort: boolean): NativeSocket;
+  port(socket: NativeSocket): number;
+  start(socket: NativeSocket, data: Buffer, meta: Int32Array, names: Buffer, text: Buffer, onBatch: (count: number) => void): void;
+  send(socket: NativeSocket, data: Uint8Array, meta: Int32Array, names: Buffer, count: number): number;
+  stop(socket: NativeSocket): void;
+}
+
+/** Where npm run build puts the addon: dist/native/, from dist/src/transport/. */
+export const DEFAULT_ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'udp-batch.node');
+
+/** The addon, or null when it was not built (no cc) or will not load here. */
+export function loadUdpBatch(path = DEFAULT_ADDON_PATH): UdpBatchAddon | null {
+  try {
+    return createRequire(import.meta.url)(path) as UdpBatchAddon;
+  } catch {
+    return null;
+  }
+}
+
+export class BatchUdpSocket {
+  private closed = false;
+  private flushQueued = false;
+  /** Replies waiting for the next sendmmsg: bytes at i × SLOT, [offset, length, name index] in meta, the destination at i × NAME. */
+  private readonly out: Buffer;
+  private readonly outMeta: Int32Array;
+  private readonly outNames: Buffer;
+  private queued = 0;
+  private report: ListenerReport | undefined;
+
+  private constructor(
+    private readonly addon: UdpBatchAddon,
+    private readonly socket: NativeSocket,
+  ) {
+    this.out = Buffer.alloc(addon.BATCH * addon.SLOT);
+    this.outMeta = new Int32Array(addon.BATCH * 3);
+    this.outNames = Buffer.alloc(addon.BATCH * addon.NAME);
+  }
+
+  /** Binds `host:port`; `reusePort` lets each cluster worker bind a socket of its own to the port. Throws the OS's error (err.code). */
+  static open(addon: UdpBatchAddon, host: string, port: number, reusePort: boolean): BatchUdpSocket {
+    return new BatchUdpSocket(addon, addon.open(host, port, reusePort));
+  }
+
+  get port(): number {
+    return this.addon.port(this.socket);
+  }
+
+  /** `accepting()` false: datagrams are dropped unread (a drain has begun). */
+  serve(handler: Handler, report: ListenerReport, accepting: () => boolean): void {
+    this.report = report;
+    const { BATCH, SLOT, NAME, TEXT } = this.addon;
+    const data = Buffer.alloc(BATCH * SLOT);
+    const meta = new Int32Array(BATCH * 4); // length (-1: cut short), port, address text length, name length
+    const names = Buffer.alloc(BATCH * NAME);
+    const text = Buffer.alloc(BATCH * TEXT);
+    const failed = (err: unknown) => report.fault('handler_error', err);
+    const onBatch = (count: number) => {
+      if (!accepting()) return;
+      for (let i = 0; i < count; i++) {
+        const length = meta[i * 4];
+        // longer than any query a client sends over UDP: what was read of it is not a message
+        if (length < 0) continue;
+        // nothing can go back to port 0: answering it, or forwarding it, would only spend work
+        if (meta[i * 4 + 1] === 0) {
+          report.counts.unreplyable_source++;
+          continue;
+        }
+        const address = text.toString('latin1', i * TEXT, i * TEXT + meta[i * 4 + 2]);
+        // a copy: the batch buffer is read into again, and a forwarded query is read again when its reply comes
+        const msg = Buffer.allocUnsafe(length);
+        data.copy(msg, 0, i * SLOT, i * SLOT + length);
+        let reply: Reply | Promise<Reply>;
+        try {
+          reply = handler(msg, { transport: 'udp', address });
+        } catch (err) {
+          failed(err);
+          continue;
+        }
+        if (reply instanceof Promise) {
+          const name = Buffer.from(names.subarray(i * NAME, (i + 1) * NAME));
+          reply.then((r) => this.later(r, name), failed);
+        } else if (reply) {
+          this.queue(reply, names, i * NAME);
+        }
+      }
+      this.flush();
+    };
+    this.addon.start(this.socket, data, meta, names, text, onBatch);
+  }
+
+  /** Stops reading and closes the socket once the replies queued so far have gone out. */
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.addon.stop(this.socket);
+  }
+
+  /** A reply that came after its batch: sent with the others of this turn. */
+  private later(reply: Reply, name: Buffer): void {
+    if (!reply) return;
+    if (this.closed) {
+      this.report?.fault('send_error', new Error('the UDP socket is closed'));
+      return;
+    }
+    this.queue(reply, name, 0);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.flush();
+    });
+  }
+
+  private queue(reply: Buffer, names: Buffer, nameAt: number): void {
+    const { BATCH, SLOT, NAME } = this.addon;
+    if (reply.length > SLOT) {
+      // larger than a slot (a forwarded reply can be): on its own, from its own memory
+      const name = Buffer.from(names.subarray(nameAt, nameAt + NAME));
+      this.sent(this.addon.send(this.socket, reply, Int32Array.of(0, reply.length, 0), name, 1));
+      return;
+    }
+    if (this.queued === BATCH) this.flush();
+    const q = this.queued++;
+    reply.copy(this.out, q * SLOT);
+    this.outMeta[q * 3] = q * SLOT;
+    this.outMeta[q * 3 + 1] = reply.length;
+    this.outMeta[q * 3 + 2] = q;
+    names.copy(this.outNames, q * NAME, nameAt, nameAt + NAME);
+  }
+
+  private flush(): void {
+    if (this.queued === 0 || this.closed) return;
+    const count = this.queued;
+    this.queued = 0;
+    this.sent(this.addon.send(this.socket, this.out, this.outMeta, this.outNames, count));
+  }
+
+  private sent(failures: number): void {
+    for (let i = 0; i < failures; i++) this.report?.fault('send_error', new Error('sendmmsg: the OS did not send a reply'));
+  }
+}
