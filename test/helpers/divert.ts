@@ -26,6 +26,9 @@ export const TEST_TOKEN = 'test-token-0123456789abcdef';
  * files run whole suites again with several), else 1, so the server runs in this process. */
 export const TEST_WORKERS = process.env.DIVERT_TEST_WORKERS ?? '1';
 
+/** DIVERT_TEST_UDP_BATCH=1: every server the helpers start (here and in process.ts) has --udp-batch, to run whole suites on that path. */
+export const TEST_UDP_BATCH = process.env.DIVERT_TEST_UDP_BATCH === '1';
+
 /** `options` are flags as the command line takes them (without dashes). */
 /** Where a test reads the server's log lines (JSON, one per write). */
 export interface LogSink {
@@ -37,7 +40,15 @@ export async function startDivert(
   start: StartOptions & { logStream?: LogSink } = {},
 ): Promise<TestServer> {
   const config = loadServeConfig(
-    { listen: ['127.0.0.1:0'], admin: '127.0.0.1:0', 'admin-token': TEST_TOKEN, 'log-level': 'silent', workers: TEST_WORKERS, ...options },
+    {
+      listen: ['127.0.0.1:0'],
+      admin: '127.0.0.1:0',
+      'admin-token': TEST_TOKEN,
+      'log-level': 'silent',
+      workers: TEST_WORKERS,
+      'udp-batch': TEST_UDP_BATCH,
+      ...options,
+    },
     {},
   );
   const log = start.logStream ? pino({ level: config.logLevel }, start.logStream) : pino({ level: config.logLevel });

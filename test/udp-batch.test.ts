@@ -1,0 +1,316 @@
+// --udp-batch: client UDP through divert's native addon (recvmmsg/sendmmsg). The socket
+// alone keeps the dgram listener's promises (a copy per message, replies now and later,
+// faults counted, port 0 dropped, IPv6, close); divert serve answers on it in one process
+// and in each of two workers (each its own socket on the port); without the addon it
+// falls back to node:dgram with a warning. DIVERT_TEST_UDP_BATCH=1 runs other suites on it.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { emptyListenerCounts, listenerReport } from '../src/transport/listener-events.js';
+import { BatchUdpSocket, loadUdpBatch } from '../src/transport/udp-batch.js';
+import type { Handler } from '../src/transport/handler.js';
+import { decode, query, startDivert, udpAsk, withoutId, type TestServer } from './helpers/divert.js';
+import { runDivert, workersOf, type DivertProcess } from './helpers/process.js';
+import { RawUdp, rawUdpUnavailable } from './helpers/raw-udp.js';
+import { tempFiles } from './helpers/temp-files.js';
+import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
+
+const addon = loadUdpBatch();
+const noAddon = addon ? false : 'the addon was not built (npm run build needs cc)';
+
+/** Sends each of `messages` from a socket of its own, all at once; resolves with the replies in order (null: none in time). */
+function askAll(port: number, messages: Buffer[], host = '127.0.0.1'): Promise<(Buffer | null)[]> {
+  return Promise.all(messages.map((m) => udpAsk(port, m, 5000, host)));
+}
+
+function nameOf(reply: Buffer | null): string {
+  return decode(reply).questions![0].name;
+}
+
+describe('the batched socket', { skip: noAddon }, () => {
+  const counts = emptyListenerCounts();
+  const report = listenerReport(() => {}, counts);
+  let accepting = true;
+  let handler: Handler = () => null;
+  let v4: BatchUdpSocket;
+  let v6: BatchUdpSocket;
+
+  before(() => {
+    v4 = BatchUdpSocket.open(addon!, '127.0.0.1', 0, false);
+    v6 = BatchUdpSocket.open(addon!, '::1', 0, false);
+    for (const socket of [v4, v6])
+      socket.serve(
+        (msg, client) => handler(msg, client),
+        report,
+        () => accepting,
+      );
+  });
+  after(() => {
+    v4?.close();
+    v6?.close();
+  });
+
+  test('replies given at once and later (a promise) both go back, each to its own client, over IPv4 and IPv6', async () => {
+    const seen: string[] = [];
+    handler = (msg, client) => {
+      seen.push(client.address);
+      const reply = Buffer.concat([Buffer.from('re:'), msg]);
+      return msg[0] === 0x61 ? reply : sleep(Math.random() * 20).then(() => reply);
+    };
+    const messages = Array.from({ length: 200 }, (_, i) => Buffer.from(`${i % 2 ? 'a' : 'b'}-${i}`));
+    const replies = await askAll(v4.port, messages);
+    assert.deepEqual(
+      replies.map((r) => r?.toString()),
+      messages.map((m) => `re:${m.toString()}`),
+    );
+    const six = await udpAsk(v6.port, Buffer.from('a-six'), 3000, '::1');
+    assert.equal(six?.toString(), 're:a-six');
+    assert.ok(seen.includes('127.0.0.1') && seen.includes('::1'), 'the client address is given as text');
+  });
+
+  test('each message is a copy: the ones kept from earlier batches are intact', async () => {
+    const kept: Buffer[] = [];
+    handler = (msg) => {
+      kept.push(msg);
+      return msg;
+    };
+    const messages = Array.from({ length: 300 }, (_, i) => Buffer.from(`kept-${i}-${'x'.repeat(i % 50)}`));
+    await askAll(v4.port, messages);
+    assert.deepEqual(kept.map(String).sort(), messages.map(String).sort());
+  });
+
+  test('a reply larger than a slot goes out whole', async () => {
+    handler = () => Buffer.alloc(9000, 7);
+    assert.equal((await udpAsk(v4.port, Buffer.from('big')))?.length, 9000);
+    handler = () => Promise.resolve(Buffer.alloc(6000, 8));
+    assert.equal((await udpAsk(v4.port, Buffer.from('big later')))?.length, 6000);
+  });
+
+  test('a handler that throws or rejects costs its message, counted; no reply and null are silent', async () => {
+    const before = counts.handler_error;
+    handler = (msg) => {
+      if (msg.toString() === 'throw') throw new Error('boom');
+      if (msg.toString() === 'reject') return Promise.reject(new Error('boom later'));
+      return msg.toString() === 'null' ? null : Promise.resolve(null);
+    };
+    const replies = await Promise.all(['throw', 'reject', 'null', 'later null'].map((m) => udpAsk(v4.port, Buffer.from(m), 300)));
+    assert.deepEqual(replies, [null, null, null, null]);
+    assert.equal(counts.handler_error - before, 2);
+    handler = (msg) => msg;
+    assert.equal((await udpAsk(v4.port, Buffer.from('still here')))?.toString(), 'still here');
+  });
+
+  test('while not accepting, datagrams are dropped without reaching the handler', async () => {
+    let calls = 0;
+    handler = (msg) => {
+      calls++;
+      return msg;
+    };
+    accepting = false;
+    try {
+      assert.equal(await udpAsk(v4.port, Buffer.from('dropped'), 300), null);
+    } finally {
+      accepting = true;
+    }
+    assert.equal(calls, 0);
+  });
+
+  test('a datagram from source port 0 is dropped and counted', { skip: rawUdpUnavailable() }, async () => {
+    let calls = 0;
+    handler = (msg) => {
+      calls++;
+      return msg;
+    };
+    const raw = RawUdp.start();
+    try {
+      raw.send({ address: '127.0.0.1', port: 0 }, { address: '127.0.0.1', port: v4.port }, query('zero.example'));
+      raw.send({ address: '::1', port: 0 }, { address: '::1', port: v6.port }, query('zero.example'));
+      await raw.flushed();
+    } finally {
+      await raw.close();
+    }
+    await sleep(200);
+    assert.equal(counts.unreplyable_source, 2);
+    assert.equal(calls, 0);
+  });
+
+  test('a reply that comes after close is counted as a send error, and nothing crashes', async () => {
+    const socket = BatchUdpSocket.open(addon!, '127.0.0.1', 0, false);
+    let release!: () => void;
+    const pending = new Promise<void>((resolve) => (release = resolve));
+    socket.serve(
+      () => pending.then(() => Buffer.from('too late')),
+      report,
+      () => true,
+    );
+    const asked = udpAsk(socket.port, Buffer.from('q'), 300);
+    await sleep(100);
+    const before = counts.send_error;
+    socket.close();
+    socket.close();
+    release();
+    assert.equal(await asked, null);
+    assert.equal(counts.send_error - before, 1);
+  });
+
+  test('two sockets bind one port only when both ask for SO_REUSEPORT', () => {
+    const first = BatchUdpSocket.open(addon!, '127.0.0.1', 0, true);
+    try {
+      const second = BatchUdpSocket.open(addon!, '127.0.0.1', first.port, true);
+      second.close();
+      assert.throws(() => BatchUdpSocket.open(addon!, '127.0.0.1', first.port, false), { code: 'EADDRINUSE' });
+    } finally {
+      first.close();
+    }
+  });
+});
+
+describe('divert serve --udp-batch, one process', { skip: noAddon }, () => {
+  let upstream: TestUpstream;
+  let divert: TestServer;
+  const logs: string[] = [];
+
+  before(async () => {
+    upstream = await startUpstream(async (q) => {
+      await sleep(Math.random() * 10);
+      return replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 60, data: '203.0.113.7' }] });
+    });
+    const zone = tempFiles('udp-batch', '.zone')('$ORIGIN batch.test.\n$TTL 30\n@ IN A 192.0.2.1\n*.batch.test. IN A 192.0.2.2\n');
+    divert = await startDivert(
+      {
+        listen: ['127.0.0.1:0', '[::1]:0'],
+        upstream: [`127.0.0.1:${upstream.port}`],
+        zones: [zone],
+        'udp-batch': true,
+        workers: '1',
+        'log-level': 'warn',
+      },
+      { logStream: { write: (line) => logs.push(line) } },
+    );
+  });
+  after(async () => {
+    await divert?.close();
+    await upstream?.close();
+  });
+
+  test('the addon is used: no fallback warning', () => {
+    assert.deepEqual(
+      logs.filter((l) => l.includes('udp-batch')),
+      [],
+    );
+  });
+
+  test('an intercepted name is answered', async () => {
+    const reply = decode(await udpAsk(divert.port, query('www.batch.test')));
+    assert.deepEqual(
+      reply.answers!.map((a) => (a as { data: unknown }).data),
+      ['192.0.2.2'],
+    );
+  });
+
+  test("a forwarded name gets the upstream's reply unchanged but for the ID", async () => {
+    const msg = query('forwarded.example');
+    const got = await udpAsk(divert.port, msg);
+    assert.ok(got);
+    assert.equal(got.readUInt16BE(0), msg.readUInt16BE(0));
+    const sent = upstream.sent.find((s) => decode(s).questions![0].name === 'forwarded.example')!;
+    assert.deepEqual(withoutId(got), withoutId(sent));
+  });
+
+  test('500 queries in flight at once, intercepted and forwarded, each get their own answer', async () => {
+    const names = Array.from({ length: 500 }, (_, i) => (i % 2 ? `n${i}.batch.test` : `n${i}.forward.example`));
+    const messages = names.map((n) => query(n));
+    const replies = await askAll(divert.port, messages);
+    assert.deepEqual(replies.map(nameOf), names);
+    assert.deepEqual(
+      replies.map((r) => r!.readUInt16BE(0)),
+      messages.map((m) => m.readUInt16BE(0)),
+    );
+  });
+
+  test('over IPv6 on ::1', async () => {
+    const six = divert.listening[1].port;
+    assert.equal(nameOf(await udpAsk(six, query('v6.batch.test'), 3000, '::1')), 'v6.batch.test');
+    assert.equal(nameOf(await udpAsk(six, query('v6.forward.example'), 3000, '::1')), 'v6.forward.example');
+  });
+
+  test('nothing was counted as lost', async () => {
+    const { listener } = await divert.stats();
+    assert.deepEqual([listener.handler_error, listener.send_error], [0, 0]);
+  });
+});
+
+/** `divert serve --udp-batch` on a loopback port the OS picks. */
+function serveArgs(zone: string, upstream: string, workers: string): string[] {
+  return ['serve', '--listen', '127.0.0.1:0', '--zones', zone, '--upstream', upstream, '--workers', workers, '--udp-batch'];
+}
+
+/** The inodes of the UDP sockets bound to `port` on 127.0.0.1, from /proc/net/udp. */
+function udpInodes(port: number): Set<string> {
+  const hex = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const lines = readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1);
+  return new Set(lines.map((l) => l.trim().split(/\s+/)).flatMap((f) => (f[1] === hex ? [f[9]] : [])));
+}
+
+function holdsSocket(pid: number, inodes: Set<string>): boolean {
+  return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+    try {
+      return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? '');
+    } catch {
+      return false;
+    }
+  });
+}
+
+describe('divert serve --udp-batch --workers 2', { skip: noAddon }, () => {
+  let upstream: TestUpstream;
+  let divert: DivertProcess;
+  let port: number;
+
+  before(async () => {
+    upstream = await startUpstream((q) =>
+      replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 60, data: '203.0.113.8' }] }),
+    );
+    const zone = tempFiles('udp-batch-workers', '.zone')('$ORIGIN batch.test.\n*.batch.test. 30 IN A 192.0.2.2\n');
+    divert = runDivert(serveArgs(zone, `127.0.0.1:${upstream.port}`, '2'));
+    port = await divert.listening(20_000);
+  });
+  after(async () => {
+    await divert?.stop();
+    await upstream?.close();
+  });
+
+  test('each worker has a socket of its own on the port, and the primary none', () => {
+    const inodes = udpInodes(port);
+    assert.equal(inodes.size, 2);
+    const workers = [...workersOf(divert.child.pid!).values()];
+    assert.equal(workers.length, 2);
+    for (const pid of workers) assert.ok(holdsSocket(pid, inodes), `worker ${pid} holds one`);
+    assert.ok(!holdsSocket(divert.child.pid!, inodes));
+  });
+
+  test('400 queries from 400 source ports, all answered', async () => {
+    const names = Array.from({ length: 400 }, (_, i) => (i % 2 ? `w${i}.batch.test` : `w${i}.forward.example`));
+    const replies = await askAll(
+      port,
+      names.map((n) => query(n)),
+    );
+    assert.deepEqual(replies.map(nameOf), names);
+  });
+});
+
+describe('--udp-batch without the addon', () => {
+  test('falls back to node:dgram with a warning, and answers', async () => {
+    const zone = tempFiles('udp-batch-fallback', '.zone')('$ORIGIN batch.test.\nwww 30 IN A 192.0.2.3\n');
+    const divert = runDivert(serveArgs(zone, '127.0.0.1:9', '1'), { env: { DIVERT_UDP_BATCH_ADDON: '/nonexistent/udp-batch.node' } });
+    try {
+      const port = await divert.listening(20_000);
+      assert.equal(nameOf(await udpAsk(port, query('www.batch.test'))), 'www.batch.test');
+      assert.match(divert.stdout(), /udp-batch: the native addon is not built/);
+    } finally {
+      await divert.stop();
+    }
+  });
+});
