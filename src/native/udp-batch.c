@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,8 @@
 #define TEXT 48
 /** Batches read per readable event before libuv gets the loop back: other sockets and timers must not starve. */
 #define ROUNDS 8
+/** How long a send waits for room in a full send buffer before it gives the rest up. */
+#define SEND_WAIT_MS 20
 
 typedef struct {
   int fd;
@@ -110,9 +113,11 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   }
   int fd = socket(at.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
-  int one = 1, rcv = 4 << 20;
-  // a larger receive buffer rides out bursts; the system limit may be lower, and the default still works
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+  int one = 1, size = 4 << 20;
+  // larger buffers ride out bursts both ways (a datagram sent holds its share of the send
+  // buffer until the client reads it); the system limit may be lower, and the default still works
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   if (at.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
     int err = errno;
@@ -275,14 +280,22 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
     msgs[i].msg_hdr.msg_name = to;
     msgs[i].msg_hdr.msg_namelen = to->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
   }
+  int waited = 0;
   for (int sent = 0; sent < n;) {
     int k = sendmmsg(s->fd, msgs + sent, n - sent, MSG_DONTWAIT);
     if (k > 0) {
       sent += k;
     } else if (k < 0 && errno == EINTR) {
       continue;
+    } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !waited) {
+      // the send buffer is full: wait for room, once per call and briefly, rather than lose
+      // the replies (node:dgram queues them); meanwhile nothing is read, which is what an
+      // overloaded server should do: the excess is dropped by the kernel, unread
+      struct pollfd room = {.fd = s->fd, .events = POLLOUT};
+      waited = 1;
+      poll(&room, 1, SEND_WAIT_MS);
     } else {
-      // the first of the rest failed (a full send buffer too: the reply is lost, as a datagram may be)
+      // the first of the rest failed (the OS refuses its destination, or still no room): skip it
       failed++;
       sent++;
     }
