@@ -66,9 +66,7 @@ static void finalize(napi_env env, void *data, void *hint) {
 
 /** An OS error as Node gives one (err.code 'EADDRINUSE'), so bind failures read the same as on node:dgram. */
 static napi_value throw_errno(napi_env env, const char *what, int err) {
-  const char *code = err == EADDRINUSE ? "EADDRINUSE" : err == EADDRNOTAVAIL ? "EADDRNOTAVAIL" : err == EACCES ? "EACCES"
-                     : err == EINVAL   ? "EINVAL"
-                                       : "EIO";
+  const char *code = uv_err_name(uv_translate_sys_error(err));
   char message[160];
   snprintf(message, sizeof message, "%s %s: %s", what, code, strerror(err));
   napi_throw_error(env, code, message);
