@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
 import { loadServeConfig } from '../src/config/load.js';
-import { decode, probeReplies, query, startDivert, udpAsk } from './helpers/divert.js';
+import { decode, probeReplies, query, startDivert, TEST_UDP_BATCH, udpAsk } from './helpers/divert.js';
 import { runDivert, type DivertProcess } from './helpers/process.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -435,6 +435,8 @@ describe('RunningServer.reload(), called directly', () => {
       'log-level': logLevel,
       workers,
       config: configPath,
+      // as startDivert adds it: the reload must read the same flags as the start
+      'udp-batch': TEST_UDP_BATCH,
     };
     const lines: string[] = [];
     const divert = await startDivert(flags, {
