@@ -73,6 +73,16 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
   return NULL;
 }
 
+/** A typed array's memory and its size in bytes, if it is of `want` (Uint8Array or Int32Array); NULL otherwise. */
+static void *array_of(napi_env env, napi_value v, napi_typedarray_type want, size_t *bytes) {
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok || type != want) return NULL;
+  *bytes = length * (want == napi_int32_array ? 4 : 1);
+  return data;
+}
+
 static sock_t *handle_of(napi_env env, napi_value v) {
   sock_t *s = NULL;
   napi_get_value_external(env, v, (void **)&s);
@@ -207,23 +217,23 @@ static void on_readable(uv_poll_t *p, int status, int events) {
 static napi_value js_start(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6], name;
-  void *data;
-  size_t len;
-  napi_typedarray_type type;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = handle_of(env, argv[0]);
   if (!s || s->started) {
     napi_throw_error(env, NULL, "not a socket, or started already");
     return NULL;
   }
-  CHECK(napi_get_typedarray_info(env, argv[1], &type, &len, &data, NULL, NULL));
-  s->in = data;
-  CHECK(napi_get_typedarray_info(env, argv[2], &type, &len, &data, NULL, NULL));
-  s->meta = data;
-  CHECK(napi_get_typedarray_info(env, argv[3], &type, &len, &data, NULL, NULL));
-  s->names = data;
-  CHECK(napi_get_typedarray_info(env, argv[4], &type, &len, &data, NULL, NULL));
-  s->text = data;
+  // written from C on every batch: each must hold a whole batch, or the socket is not started
+  size_t in_bytes = 0, meta_bytes = 0, names_bytes = 0, text_bytes = 0;
+  s->in = array_of(env, argv[1], napi_uint8_array, &in_bytes);
+  s->meta = array_of(env, argv[2], napi_int32_array, &meta_bytes);
+  s->names = array_of(env, argv[3], napi_uint8_array, &names_bytes);
+  s->text = array_of(env, argv[4], napi_uint8_array, &text_bytes);
+  if (!s->in || !s->meta || !s->names || !s->text || in_bytes < (size_t)BATCH * SLOT || meta_bytes < (size_t)BATCH * 4 * 4 ||
+      names_bytes < (size_t)BATCH * NAME || text_bytes < (size_t)BATCH * TEXT) {
+    napi_throw_error(env, NULL, "start: buffers smaller than a batch");
+    return NULL;
+  }
   // the arrays are written from C between calls: they must outlive the socket's polling
   CHECK(napi_create_reference(env, argv[1], 1, &s->in_ref));
   CHECK(napi_create_reference(env, argv[2], 1, &s->meta_ref));
@@ -249,17 +259,21 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
 static napi_value js_send(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5], out;
-  void *data, *meta, *names;
-  size_t len;
-  napi_typedarray_type type;
+  size_t data_bytes = 0, meta_bytes = 0, names_bytes = 0;
   int32_t n, failed = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = handle_of(env, argv[0]);
-  CHECK(napi_get_typedarray_info(env, argv[1], &type, &len, &data, NULL, NULL));
-  CHECK(napi_get_typedarray_info(env, argv[2], &type, &len, &meta, NULL, NULL));
-  CHECK(napi_get_typedarray_info(env, argv[3], &type, &len, &names, NULL, NULL));
+  uint8_t *data = array_of(env, argv[1], napi_uint8_array, &data_bytes);
+  int32_t *meta = array_of(env, argv[2], napi_int32_array, &meta_bytes);
+  uint8_t *names = array_of(env, argv[3], napi_uint8_array, &names_bytes);
   CHECK(napi_get_value_int32(env, argv[4], &n));
+  if (!data || !meta || !names) {
+    napi_throw_error(env, NULL, "send: expected Uint8Array, Int32Array, Uint8Array");
+    return NULL;
+  }
   if (n > BATCH) n = BATCH;
+  if (n < 0) n = 0;
+  if ((size_t)n * 3 * 4 > meta_bytes) n = (int32_t)(meta_bytes / 12);
   if (!s || s->closing) {
     // closed: nothing goes out any more, and each reply counts as failed
     failed = n;
@@ -268,16 +282,30 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   struct mmsghdr msgs[BATCH];
   struct iovec iovs[BATCH];
   int32_t *m = meta;
+  int kept = 0;
   for (int i = 0; i < n; i++) {
-    iovs[i].iov_base = (uint8_t *)data + m[i * 3];
-    iovs[i].iov_len = m[i * 3 + 1];
-    memset(&msgs[i].msg_hdr, 0, sizeof(struct msghdr));
-    msgs[i].msg_hdr.msg_iov = &iovs[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-    struct sockaddr *to = (struct sockaddr *)((uint8_t *)names + m[i * 3 + 2] * NAME);
-    msgs[i].msg_hdr.msg_name = to;
-    msgs[i].msg_hdr.msg_namelen = to->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    // every offset, length and name index is checked against the arrays it points into: a
+    // bug on the JavaScript side costs that reply (counted as failed), never memory
+    int32_t off = m[i * 3], length = m[i * 3 + 1], name = m[i * 3 + 2];
+    if (off < 0 || length < 0 || (size_t)off + (size_t)length > data_bytes || name < 0 || (size_t)(name + 1) * NAME > names_bytes) {
+      failed++;
+      continue;
+    }
+    struct sockaddr *to = (struct sockaddr *)(names + (size_t)name * NAME);
+    if (to->sa_family != AF_INET && to->sa_family != AF_INET6) {
+      failed++;
+      continue;
+    }
+    iovs[kept].iov_base = data + off;
+    iovs[kept].iov_len = length;
+    memset(&msgs[kept].msg_hdr, 0, sizeof(struct msghdr));
+    msgs[kept].msg_hdr.msg_iov = &iovs[kept];
+    msgs[kept].msg_hdr.msg_iovlen = 1;
+    msgs[kept].msg_hdr.msg_name = to;
+    msgs[kept].msg_hdr.msg_namelen = to->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    kept++;
   }
+  n = kept;
   int waited = 0;
   for (int sent = 0; sent < n;) {
     int k = sendmmsg(s->fd, msgs + sent, n - sent, MSG_DONTWAIT);
