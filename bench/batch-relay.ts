@@ -1,14 +1,14 @@
 // npm run bench:batch-relay — how much a native, batched UDP path (recvmmsg/sendmmsg)
-// would save, measured on the shared peerbench's raw relay (node/forward.js, on
-// node:dgram) against the same relay on bench/batch-relay/udpbatch.c (relay.ts), both one
-// process forwarding the 10,000 names of mix (b) to NSD, with dnsperf as run.sh runs it.
-// Runs alternate (dgram, batch, dgram, …) so that a busy moment hurts both alike. The
-// addon is compiled here with the machine's cc against the headers of the Node running
-// this (its include/node). A benchmark prints figures; it asserts nothing.
+// saves where it matters most, on forwarding: the shared peerbench's raw relay
+// (node/forward.js, on node:dgram) against the same relay on divert's own batched UDP
+// addon (batch-relay/relay.ts on src/native/udp-batch.c, the socket of --udp-batch, built
+// by npm run build), both one process forwarding the 10,000 names of mix (b) to NSD, with
+// dnsperf as run.sh runs it. Runs alternate (dgram, batch, dgram, …) so that a busy
+// moment hurts both alike. A benchmark prints figures; it asserts nothing.
 //
 // Environment: BENCH_SECONDS (default 6), BENCH_REPS (default 3), PEERBENCH_DIR.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import { execChildSync, spawnChild } from '../test/helpers/children.js';
 import { parseVerbose } from './dnsperf-verbose.js';
 import { copyPeerbench } from './peerbench.js';
 import { Processes } from './processes.js';
+import { loadUdpBatch } from '../src/transport/udp-batch.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '..', '..');
@@ -72,16 +73,14 @@ async function main(processes: Processes, work: string): Promise<void> {
   execChildSync('bash', [join(copy, 'gen.sh')]);
   const gen = join(copy, 'gen');
   const runDir = join(work, 'run');
-  execChildSync('mkdir', ['-p', runDir]);
+  mkdirSync(runDir);
   const conf = readFileSync(join(copy, 'conf', 'nsd.conf.in'), 'utf8')
     .replaceAll('@GEN@', gen)
     .replaceAll('@RUN@', runDir)
     .replaceAll('@NSD_SERVERS@', '1');
   writeFileSync(join(runDir, 'nsd.conf'), conf);
 
-  const addon = join(work, 'udpbatch.node');
-  const include = join(dirname(process.execPath), '..', 'include', 'node');
-  execChildSync('cc', ['-O2', '-shared', '-fPIC', `-I${include}`, join(repoRoot, 'bench', 'batch-relay', 'udpbatch.c'), '-o', addon]);
+  if (!loadUdpBatch()) throw new Error('the udp-batch addon is not built (npm run build needs cc)');
 
   const nsd = processes.track(spawnChild('nsd', ['-d', '-c', join(runDir, 'nsd.conf')], { cwd: runDir, stdio: 'ignore' }));
   await sleep(1000);
@@ -91,8 +90,8 @@ async function main(processes: Processes, work: string): Promise<void> {
       command: [process.execPath, join(copy, 'node', 'forward.js'), String(RELAY_PORT), String(NSD_PORT)],
     },
     {
-      label: 'batched relay (udpbatch.c)',
-      command: [process.execPath, join(here, 'batch-relay', 'relay.js'), addon, String(RELAY_PORT), String(NSD_PORT)],
+      label: 'batched relay (divert udp-batch.c)',
+      command: [process.execPath, join(here, 'batch-relay', 'relay.js'), String(RELAY_PORT), String(NSD_PORT)],
     },
   ];
   const results = relays.map(() => [] as Figures[]);
