@@ -4,18 +4,17 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { spawnChild } from '../test/helpers/children.js';
+import { MAIN, runDivert } from '../test/helpers/process.js';
 import { createSocket } from 'node:dgram';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
 import { stringify } from 'yaml';
 
-const MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.js');
 const TOKEN = 'bench-token-0123456789abcdef';
 const NAME = 'www.shop.example';
 const POLL_MS = 5;
@@ -103,29 +102,9 @@ async function main(): Promise<void> {
     await active.start();
     await standby.start();
 
-    const serve = spawnChild(
-      process.execPath,
-      [
-        MAIN,
-        'serve',
-        '--listen',
-        '127.0.0.1:0',
-        '--admin',
-        '127.0.0.1:0',
-        '--admin-token',
-        TOKEN,
-        '--upstream',
-        '127.0.0.1:9',
-        '--workers',
-        '1',
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    children.push(serve);
-    const line = JSON.parse(await waitForLine(serve, (l) => l.includes('"listening on'), 'divert serve')) as {
-      listen: string[];
-      admin: string;
-    };
+    const serve = runDivert(['serve', '--listen', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9', '--workers', '1']);
+    children.push(serve.child);
+    const line = await serve.listeningLine(30_000);
     const dnsPort = Number(line.listen[0].split(':').pop());
 
     const config = {

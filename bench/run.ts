@@ -188,7 +188,7 @@ async function bench(): Promise<void> {
     '',
   ];
   log(`time to divert: ${settings.changes} changes`);
-  const timing = await timeToDivert(main, settings.changes, processes.list, workersArgs).catch((err: Error) => [
+  const timing = await timeToDivert(settings.changes, processes.list, workersArgs).catch((err: Error) => [
     `Time to divert: not measured: ${err.message}`,
   ]);
   const text = [...report, ...timing, ''].join('\n');

@@ -2,24 +2,15 @@
 // new address, on the instance written to and on a second replica sharing its Redis.
 
 import type { ChildProcess } from 'node:child_process';
-import { spawnChild } from '../test/helpers/children.js';
 import { createSocket, type Socket } from 'node:dgram';
-import { createServer } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { runDivert } from '../test/helpers/process.js';
+import { percentile } from './dnsperf-verbose.js';
+import { startRedis } from './redis-server.js';
 
 const TOKEN = 'bench-token-0123456789abcdef';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** A query for `name` A, built once; the reply's last 4 bytes are the (single) address. */
 function queryFor(name: string): Buffer {
@@ -53,74 +44,24 @@ function pollUntil(socket: Socket, port: number, query: Buffer, address: string,
   });
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
 /** `serveArgs` go to both replicas (e.g. --workers); each must report it listens within `startTimeoutMs`. */
 export async function timeToDivert(
-  main: string,
   changes: number,
   children: ChildProcess[],
   serveArgs: string[] = [],
   startTimeoutMs = 30_000,
 ): Promise<string[]> {
-  const redisPort = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'divert-bench-redis-'));
-  const redis = spawnChild(
-    'redis-server',
-    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  children.push(redis);
-  await sleep(300);
-
+  const redis = await startRedis(mkdtempSync(join(tmpdir(), 'divert-bench-redis-')), (child) => children.push(child));
   const replicas: { dns: number; admin: string }[] = [];
   for (let i = 0; i < 2; i++) {
-    const child = spawnChild(
-      process.execPath,
-      [
-        main,
-        'serve',
-        '--listen',
-        '127.0.0.1:0',
-        '--admin',
-        '127.0.0.1:0',
-        '--admin-token',
-        TOKEN,
-        '--upstream',
-        '127.0.0.1:9',
-        '--redis',
-        `redis://127.0.0.1:${redisPort}`,
-        '--redis-prefix',
-        'bench:',
-        ...serveArgs,
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    children.push(child);
-    replicas.push(
-      await new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () =>
-            reject(
-              new Error(`time-to-divert: replica ${i + 1} (pid ${child.pid}) did not report "listening on" within ${startTimeoutMs} ms`),
-            ),
-          startTimeoutMs,
-        );
-        child.once('exit', (code) => reject(new Error(`time-to-divert: replica ${i + 1} exited with ${code} before listening`)));
-        let out = '';
-        child.stdout!.on('data', (c) => {
-          out += c;
-          const line = out.split('\n').find((l) => l.includes('"listening on'));
-          if (line) {
-            const parsed = JSON.parse(line) as { listen: string[]; admin: string };
-            clearTimeout(timer);
-            resolve({ dns: Number(parsed.listen[0].split(':')[1]), admin: `http://${parsed.admin}` });
-          }
-        });
-      }),
-    );
+    const replica = runDivert([
+      'serve',
+      ...['--listen', '127.0.0.1:0', '--admin-token', TOKEN, '--upstream', '127.0.0.1:9'],
+      ...['--redis', redis.url, '--redis-prefix', 'bench:', ...serveArgs],
+    ]);
+    children.push(replica.child);
+    const line = await replica.listeningLine(startTimeoutMs);
+    replicas.push({ dns: Number(line.listen[0].split(':').pop()), admin: `http://${line.admin}` });
   }
   const [a, b] = replicas;
   const name = 'moving.bench.test';
