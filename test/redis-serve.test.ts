@@ -15,6 +15,23 @@ function resolverFor(port: number): Resolver {
   return resolver;
 }
 
+/** `divert serve` on a loopback port the OS picks, its table in Redis under `prefix`, seeded from zones/. */
+function redisServe(upstreamPort: number, redisUrl: string, prefix: string): string[] {
+  return [
+    'serve',
+    '--listen',
+    '127.0.0.1:0',
+    '--upstream',
+    `127.0.0.1:${upstreamPort}`,
+    '--redis',
+    redisUrl,
+    '--redis-prefix',
+    prefix,
+    '--zones',
+    'zones/',
+  ];
+}
+
 describe('divert serve with --redis', () => {
   let redis: { url: string; stop(): Promise<void> };
   let upstream: TestUpstream;
@@ -32,19 +49,7 @@ describe('divert serve with --redis', () => {
     await upstream.close();
   });
 
-  const serveArgs = () => [
-    'serve',
-    '--listen',
-    '127.0.0.1:0',
-    '--upstream',
-    `127.0.0.1:${upstream.port}`,
-    '--redis',
-    redis.url,
-    '--redis-prefix',
-    prefix,
-    '--zones',
-    'zones/',
-  ];
+  const serveArgs = () => redisServe(upstream.port, redis.url, prefix);
 
   test('a seed does not overwrite a name already in Redis; a restart serves the same table', async (t) => {
     // a monitor moved www.shop.example before divert ever started
@@ -109,21 +114,7 @@ describe('divert serve while Redis is down', () => {
     t.after(() => upstream.close());
     const prefix = uniquePrefix('outage');
     // one worker: each worker has a cache of its own, and this is about what one has seen
-    const divert = runDivert([
-      'serve',
-      '--listen',
-      '127.0.0.1:0',
-      '--upstream',
-      `127.0.0.1:${upstream.port}`,
-      '--redis',
-      redis.url,
-      '--redis-prefix',
-      prefix,
-      '--zones',
-      'zones/',
-      '--workers',
-      '1',
-    ]);
+    const divert = runDivert([...redisServe(upstream.port, redis.url, prefix), '--workers', '1']);
     t.after(() => divert.stop());
     const resolver = resolverFor(await divert.listening());
     assert.deepEqual(await resolver.resolve4('api.shop.example'), ['192.0.2.20']);
