@@ -6,6 +6,8 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Socket } from 'node:dgram';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { emptyListenerCounts, listenerReport } from '../src/transport/listener-events.js';
@@ -18,7 +20,10 @@ import { tempFiles } from './helpers/temp-files.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const addon = loadUdpBatch();
-const noAddon = addon ? false : 'the addon was not built (npm run build needs cc)';
+// skipped only on a machine without cc, where npm run build cannot make the addon: where cc
+// is, a missing addon is a build that failed, and these tests run and fail with it
+const noCc = spawnSync('cc', ['--version'], { stdio: 'ignore' }).error !== undefined;
+const noAddon = addon || !noCc ? false : 'no cc here, so no addon (npm run build needs cc)';
 
 /** Sends each of `messages` from a socket of its own, all at once; resolves with the replies in order (null: none in time). */
 function askAll(port: number, messages: Buffer[], host = '127.0.0.1'): Promise<(Buffer | null)[]> {
@@ -195,11 +200,27 @@ describe('divert serve --udp-batch, one process', { skip: noAddon }, () => {
     await upstream?.close();
   });
 
-  test('the addon is used: no fallback warning', () => {
+  test('the addon is used: no fallback warning, and no node:dgram socket of this process holds the DNS port', () => {
     assert.deepEqual(
       logs.filter((l) => l.includes('udp-batch')),
       [],
     );
+    // the server runs in this process: its node:dgram sockets are among the active handles
+    // (the addon's socket is a libuv poll handle, not one of them); one on the DNS port
+    // would mean the flag was ignored
+    const dgramPorts = (process as unknown as { _getActiveHandles(): unknown[] })
+      ._getActiveHandles()
+      .filter((h): h is Socket => h instanceof Socket)
+      .flatMap((socket) => {
+        try {
+          return [socket.address().port];
+        } catch {
+          return []; // not bound (an upstream socket still connecting)
+        }
+      });
+    assert.ok(dgramPorts.length > 0, 'the upstream test server, at least, is a node:dgram socket');
+    assert.ok(!dgramPorts.includes(divert.port), `node:dgram sockets on ${dgramPorts.join(', ')}`);
+    assert.ok(udpInodes(divert.port).size === 1, 'the DNS port is bound once');
   });
 
   test('an intercepted name is answered', async () => {
