@@ -100,7 +100,8 @@ export class BatchUdpSocket {
           continue;
         }
         if (reply instanceof Promise) {
-          const name = Buffer.from(names.subarray(i * NAME, (i + 1) * NAME));
+          const name = Buffer.allocUnsafe(NAME); // from Node's pool, as msg: no view made to copy it
+          names.copy(name, 0, i * NAME, (i + 1) * NAME);
           reply.then((r) => this.later(r, name), failed);
         } else if (reply) {
           this.queue(reply, names, i * NAME);
@@ -139,7 +140,8 @@ export class BatchUdpSocket {
     const { BATCH, SLOT, NAME } = this.addon;
     if (reply.length > SLOT) {
       // larger than a slot (a forwarded reply can be): on its own, from its own memory
-      const name = Buffer.from(names.subarray(nameAt, nameAt + NAME));
+      const name = Buffer.allocUnsafe(NAME);
+      names.copy(name, 0, nameAt, nameAt + NAME);
       this.sent(this.addon.send(this.socket, reply, Int32Array.of(0, reply.length, 0), name, 1));
       return;
     }
