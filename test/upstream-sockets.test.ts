@@ -6,11 +6,15 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdir, readFile, readlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
+import { CONNECTED_ADDON_NAME, ConnectedUdp } from '../src/transport/connected-udp.js';
 import { lengthPrefix, TcpFramer } from '../src/transport/tcp-framer.js';
+import { DEFAULT_ADDON_PATH } from '../src/transport/udp-batch.js';
 import { inspect } from '../src/debug.js';
 import { Forwarder, type ForwarderOptions } from '../src/upstream/forwarder.js';
 import { UpstreamPool } from '../src/upstream/upstream-pool.js';
@@ -42,7 +46,7 @@ function addressesIn(reply: Buffer | null): string[] {
 }
 
 /** A forwarder of our own, for settings the command line does not offer. */
-function forwarderTo(port: number, options: Partial<ForwarderOptions> = {}): Forwarder {
+function forwarderOf(port: number, options: Partial<ForwarderOptions> = {}): Forwarder {
   return new Forwarder(new UpstreamPool([{ host: '127.0.0.1', port }]), { attemptTimeoutMs: 500, queryTimeoutMs: 1500, ...options });
 }
 
@@ -188,116 +192,152 @@ describe('--upstream-sockets', () => {
   });
 });
 
-describe('UDP: rotation, failure and close', () => {
-  test('a socket is retired after N queries and closed; new ports replace it', async () => {
-    const upstream = await startUpstream((q) => answer(q.raw));
-    const forwarder = forwarderTo(upstream.port, { udp: { sockets: 4, queriesPerSocket: 10 } });
-    try {
-      // the kernel may give a closed socket's port to a later one: a socket is a port and
-      // how many times that port had been seen to close before (read after every query)
-      const closes = new Map<number, number>();
-      const lifeAt: number[] = [];
-      let open = new Set<number>();
-      for (let i = 0; i < 200; i++) {
-        assert.deepEqual(addressesIn(await forward(forwarder, query(`n${i}.rotate.test`))), [addressFor(i)]);
-        const port = upstream.queries[i].from.port;
-        lifeAt.push(closes.get(port) ?? 0);
-        const now = new Set(udpSockets(forwarder).ports);
-        for (const p of open) if (!now.has(p)) closes.set(p, (closes.get(p) ?? 0) + 1);
-        open = now;
+// the pool's sockets are node:dgram's, or the native addon's (--udp-batch): each test runs on both
+const native = ConnectedUdp.load(join(dirname(DEFAULT_ADDON_PATH), CONNECTED_ADDON_NAME));
+// skipped only on a machine without cc, where npm run build cannot make the addon (as in udp-batch.test.ts)
+const noCc = spawnSync('cc', ['--version'], { stdio: 'ignore' }).error !== undefined;
+const noAddon = native || !noCc ? false : 'no cc here, so no addon (npm run build needs cc)';
+
+for (const kind of ['node:dgram', 'native'] as const) {
+  const skip = kind === 'native' ? noAddon : false;
+  /** A forwarder of our own, its UDP sockets of `kind`. */
+  function forwarderTo(port: number, options: Partial<ForwarderOptions> = {}): Forwarder {
+    return forwarderOf(port, { ...options, udp: { ...options.udp, native: kind === 'native' ? native : null } });
+  }
+
+  describe(`UDP on ${kind} sockets: rotation, failure and close`, { skip }, () => {
+    test('a socket is retired after N queries and closed; new ports replace it', async () => {
+      const upstream = await startUpstream((q) => answer(q.raw));
+      const forwarder = forwarderTo(upstream.port, { udp: { sockets: 4, queriesPerSocket: 10 } });
+      try {
+        // the kernel may give a closed socket's port to a later one: a socket is a port and
+        // how many times that port had been seen to close before (read after every query)
+        const closes = new Map<number, number>();
+        const lifeAt: number[] = [];
+        let open = new Set<number>();
+        for (let i = 0; i < 200; i++) {
+          assert.deepEqual(addressesIn(await forward(forwarder, query(`n${i}.rotate.test`))), [addressFor(i)]);
+          const port = upstream.queries[i].from.port;
+          lifeAt.push(closes.get(port) ?? 0);
+          const now = new Set(udpSockets(forwarder).ports);
+          for (const p of open) if (!now.has(p)) closes.set(p, (closes.get(p) ?? 0) + 1);
+          open = now;
+        }
+        const perSocket = new Map<string, number>();
+        upstream.queries.forEach((q, i) =>
+          perSocket.set(`${q.from.port}/${lifeAt[i]}`, (perSocket.get(`${q.from.port}/${lifeAt[i]}`) ?? 0) + 1),
+        );
+        const perPort = new Set(upstream.queries.map((q) => q.from.port));
+        assert.ok(perSocket.size >= 20, `${perSocket.size} sockets for 200 queries at 10 per socket`);
+        const most = Math.max(...perSocket.values());
+        assert.ok(most <= 10, `a socket carried ${most} queries`);
+        const sockets = udpSockets(forwarder);
+        assert.ok(sockets.open <= 4, `${sockets.open} sockets open (4 slots)`);
+        assert.equal(sockets.opened - sockets.closed, sockets.open);
+        const lastPorts = new Set(upstream.queries.slice(-40).map((q) => q.from.port));
+        const retired = [...perPort].filter((p) => !lastPorts.has(p));
+        const free = await Promise.all(retired.map(portIsFree));
+        assert.ok(free.every(Boolean), 'every retired port was released');
+      } finally {
+        forwarder.close();
+        await upstream.close();
       }
-      const perSocket = new Map<string, number>();
-      upstream.queries.forEach((q, i) =>
-        perSocket.set(`${q.from.port}/${lifeAt[i]}`, (perSocket.get(`${q.from.port}/${lifeAt[i]}`) ?? 0) + 1),
-      );
-      const perPort = new Set(upstream.queries.map((q) => q.from.port));
-      assert.ok(perSocket.size >= 20, `${perSocket.size} sockets for 200 queries at 10 per socket`);
-      const most = Math.max(...perSocket.values());
-      assert.ok(most <= 10, `a socket carried ${most} queries`);
-      const sockets = udpSockets(forwarder);
-      assert.ok(sockets.open <= 4, `${sockets.open} sockets open (4 slots)`);
-      assert.equal(sockets.opened - sockets.closed, sockets.open);
-      const lastPorts = new Set(upstream.queries.slice(-40).map((q) => q.from.port));
-      const retired = [...perPort].filter((p) => !lastPorts.has(p));
-      const free = await Promise.all(retired.map(portIsFree));
-      assert.ok(free.every(Boolean), 'every retired port was released');
-    } finally {
-      forwarder.close();
-      await upstream.close();
-    }
-  });
-
-  test('a socket is retired after its lifetime even when idle, and the pool then holds nothing open', async () => {
-    const upstream = await startUpstream((q) => answer(q.raw));
-    const forwarder = forwarderTo(upstream.port, { udp: { sockets: 2, socketLifetimeMs: 200 } });
-    try {
-      for (let i = 0; i < 10; i++) await forward(forwarder, query(`n${i}.age.test`));
-      const first = new Set(upstream.queries.map((q) => q.from.port));
-      assert.ok(await eventually(() => udpSockets(forwarder).open === 0), 'idle sockets closed after their lifetime');
-      for (let i = 0; i < 10; i++) await forward(forwarder, query(`n${i}.age.test`));
-      const later = upstream.queries.slice(10).map((q) => q.from.port);
-      assert.ok(
-        later.every((p) => !first.has(p)),
-        'new sockets on new ports',
-      );
-    } finally {
-      forwarder.close();
-      await upstream.close();
-    }
-  });
-
-  test('an upstream port that is closed fails the query at once (ICMP), not at the timeout', async () => {
-    const closed = await startUpstream(() => null);
-    await closed.close();
-    const forwarder = forwarderTo(closed.port, { attemptTimeoutMs: 2000, queryTimeoutMs: 3000 });
-    try {
-      for (let i = 0; i < 5; i++) {
-        const started = Date.now();
-        assert.equal(await forward(forwarder, query(`n${i}.refused.test`)), null);
-        assert.ok(Date.now() - started < 1000, `failed after ${Date.now() - started} ms`);
-      }
-      assert.ok(await eventually(() => udpSockets(forwarder).open === 0), 'the failed sockets were closed');
-    } finally {
-      forwarder.close();
-    }
-  });
-
-  test('a query given up on leaves nothing in flight, and its late reply is not counted as forged', async () => {
-    const upstream = await startUpstream(async (q) => {
-      await sleep(300);
-      return answer(q.raw);
     });
-    const forwarder = forwarderTo(upstream.port, { attemptTimeoutMs: 100, queryTimeoutMs: 150 });
-    try {
-      assert.equal(await forward(forwarder, query('n1.late.test')), null, 'timed out');
-      assert.equal(udpSockets(forwarder).inFlight, 0, 'the cancelled attempts left nothing in flight');
-      assert.ok(await eventually(() => upstream.sent.length === upstream.queries.length), 'the upstream answered late');
-      await sleep(50);
-      assert.equal(forwarder.stats.rejectedReplies, 0);
-    } finally {
-      forwarder.close();
-      await upstream.close();
-    }
-  });
 
-  test('close() releases every socket and fails what is in flight', async () => {
-    const upstream = await startUpstream(() => null);
-    const forwarder = forwarderTo(upstream.port, { attemptTimeoutMs: 5000, queryTimeoutMs: 5000 });
-    try {
-      const pending = Array.from({ length: 20 }, (_, i) => forward(forwarder, query(`n${i}.close.test`)));
-      assert.ok(await eventually(() => upstream.queries.length === 20));
-      const ports = [...new Set(upstream.queries.map((q) => q.from.port))];
-      const started = Date.now();
-      forwarder.close();
-      assert.deepEqual(await Promise.all(pending), Array(20).fill(null));
-      assert.ok(Date.now() - started < 1000, 'failed at once');
-      assert.ok(await eventually(async () => (await Promise.all(ports.map(portIsFree))).every(Boolean)), 'every port released');
-      assert.equal(await forward(forwarder, query('n1.after.test')), null, 'nothing is sent after close');
-    } finally {
-      await upstream.close();
-    }
+    test('a socket is retired after its lifetime even when idle, and the pool then holds nothing open', async () => {
+      const upstream = await startUpstream((q) => answer(q.raw));
+      const forwarder = forwarderTo(upstream.port, { udp: { sockets: 2, socketLifetimeMs: 200 } });
+      try {
+        for (let i = 0; i < 10; i++) await forward(forwarder, query(`n${i}.age.test`));
+        const first = new Set(upstream.queries.map((q) => q.from.port));
+        assert.ok(await eventually(() => udpSockets(forwarder).open === 0), 'idle sockets closed after their lifetime');
+        for (let i = 0; i < 10; i++) await forward(forwarder, query(`n${i}.age.test`));
+        const later = upstream.queries.slice(10).map((q) => q.from.port);
+        assert.ok(
+          later.every((p) => !first.has(p)),
+          'new sockets on new ports',
+        );
+      } finally {
+        forwarder.close();
+        await upstream.close();
+      }
+    });
+
+    test('an upstream port that is closed fails the query at once (ICMP), not at the timeout', async () => {
+      const closed = await startUpstream(() => null);
+      await closed.close();
+      const forwarder = forwarderTo(closed.port, { attemptTimeoutMs: 2000, queryTimeoutMs: 3000 });
+      try {
+        for (let i = 0; i < 5; i++) {
+          const started = Date.now();
+          assert.equal(await forward(forwarder, query(`n${i}.refused.test`)), null);
+          assert.ok(Date.now() - started < 1000, `failed after ${Date.now() - started} ms`);
+        }
+        assert.ok(await eventually(() => udpSockets(forwarder).open === 0), 'the failed sockets were closed');
+      } finally {
+        forwarder.close();
+      }
+    });
+
+    test('a query given up on leaves nothing in flight, and its late reply is not counted as forged', async () => {
+      const upstream = await startUpstream(async (q) => {
+        await sleep(300);
+        return answer(q.raw);
+      });
+      const forwarder = forwarderTo(upstream.port, { attemptTimeoutMs: 100, queryTimeoutMs: 150 });
+      try {
+        assert.equal(await forward(forwarder, query('n1.late.test')), null, 'timed out');
+        assert.equal(udpSockets(forwarder).inFlight, 0, 'the cancelled attempts left nothing in flight');
+        assert.ok(await eventually(() => upstream.sent.length === upstream.queries.length), 'the upstream answered late');
+        await sleep(50);
+        assert.equal(forwarder.stats.rejectedReplies, 0);
+      } finally {
+        forwarder.close();
+        await upstream.close();
+      }
+    });
+
+    test('close() releases every socket and fails what is in flight', async () => {
+      const upstream = await startUpstream(() => null);
+      const forwarder = forwarderTo(upstream.port, { attemptTimeoutMs: 5000, queryTimeoutMs: 5000 });
+      try {
+        const pending = Array.from({ length: 20 }, (_, i) => forward(forwarder, query(`n${i}.close.test`)));
+        assert.ok(await eventually(() => upstream.queries.length === 20));
+        const ports = [...new Set(upstream.queries.map((q) => q.from.port))];
+        const started = Date.now();
+        forwarder.close();
+        assert.deepEqual(await Promise.all(pending), Array(20).fill(null));
+        assert.ok(Date.now() - started < 1000, 'failed at once');
+        assert.ok(await eventually(async () => (await Promise.all(ports.map(portIsFree))).every(Boolean)), 'every port released');
+        assert.equal(await forward(forwarder, query('n1.after.test')), null, 'nothing is sent after close');
+      } finally {
+        await upstream.close();
+      }
+    });
+
+    test('a reply larger than 4096 bytes arrives whole, and the sockets are of the kind asked for', async () => {
+      const big = (raw: Buffer) => {
+        const name = dnsPacket.decode(raw).questions![0].name;
+        const answers = Array.from({ length: 400 }, (_, i) => rr(name, A, IN, 60, ipv4(addressFor(i))));
+        return rawReply(raw, { flags: response, answers });
+      };
+      const upstream = await startUpstream((q) => big(q.raw));
+      const forwarder = forwarderTo(upstream.port);
+      const before = native?.open ?? 0;
+      try {
+        const reply = await forward(forwarder, query('n1.big.test'));
+        assert.ok(reply && reply.length > 6000, `a reply of ${reply?.length} bytes`);
+        assert.equal(addressesIn(reply).length, 400);
+        assert.equal(udpSockets(forwarder).open, 1);
+        assert.equal((native?.open ?? 0) - before, kind === 'native' ? 1 : 0, "the addon's sockets open for this forwarder");
+      } finally {
+        forwarder.close();
+        await upstream.close();
+      }
+      assert.equal(native?.open ?? 0, before, 'closed with the forwarder');
+    });
   });
-});
+}
 
 type Behaviour = (socket: Socket, raw: Buffer, nth: number, reply: (bytes: Buffer) => void) => void;
 
@@ -472,7 +512,7 @@ describe('TCP: pipelined upstream connections', () => {
       if (nth === 0) socket.on('end', () => closedByDivert++);
       reply(answer(raw));
     });
-    const forwarder = forwarderTo(upstream.port, { tcp: { idleTimeoutMs: 200 } });
+    const forwarder = forwarderOf(upstream.port, { tcp: { idleTimeoutMs: 200 } });
     try {
       const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => forward(forwarder, query(`n${i}.idle.test`), 'tcp')));
       replies.forEach((reply, i) => assert.deepEqual(addressesIn(reply), [addressFor(i)]));

@@ -1,8 +1,9 @@
-// Compiles src/native/udp-batch.c into dist/native/udp-batch.node (npm run build runs it
-// after tsc), with the machine's cc against the headers of the Node that runs this. The
-// addon is optional: without cc or the headers (the Docker build stage has neither) it
-// says so in one line and the build still succeeds; --udp-batch then falls back to
-// node:dgram with a warning.
+// Compiles the addons of --udp-batch, src/native/udp-batch.c (client listeners) and
+// udp-connected.c (upstream sockets), into dist/native/*.node (npm run build runs it after
+// tsc), with the machine's cc against the headers of the Node that runs this. The addons
+// are optional: without cc or the headers (the Docker build stage has neither) it says so
+// in one line and the build still succeeds; --udp-batch then falls back to node:dgram with
+// a warning.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -11,19 +12,22 @@ import { fileURLToPath } from 'node:url';
 
 // dist/src/native/build.js -> the repository's top folder
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const SOURCE = join(ROOT, 'src', 'native', 'udp-batch.c');
-const OUTPUT = join(ROOT, 'dist', 'native', 'udp-batch.node');
+const ADDONS = ['udp-batch', 'udp-connected'];
 const HEADERS = join(dirname(process.execPath), '..', 'include', 'node');
 
-function build(): string | null {
+function build(addon: string): string | null {
+  const source = join(ROOT, 'src', 'native', `${addon}.c`);
+  const output = join(ROOT, 'dist', 'native', `${addon}.node`);
   if (!existsSync(join(HEADERS, 'node_api.h'))) return `no Node headers in ${HEADERS}`;
-  mkdirSync(dirname(OUTPUT), { recursive: true });
+  mkdirSync(dirname(output), { recursive: true });
   // undefined symbols are the running node's (napi_*, uv_*): resolved when it loads the addon
-  const cc = spawnSync('cc', ['-O2', '-shared', '-fPIC', '-Wall', `-I${HEADERS}`, '-o', OUTPUT, SOURCE], { encoding: 'utf8' });
+  const cc = spawnSync('cc', ['-O2', '-shared', '-fPIC', '-Wall', `-I${HEADERS}`, '-o', output, source], { encoding: 'utf8' });
   if (cc.error) return `cc not found (${(cc.error as NodeJS.ErrnoException).code})`;
   if (cc.status !== 0) return `cc failed: ${cc.stderr.trim().split('\n')[0]}`;
   return null;
 }
 
-const problem = build();
-if (problem) console.log(`udp-batch addon not built (${problem}): --udp-batch will fall back to node:dgram`);
+for (const addon of ADDONS) {
+  const problem = build(addon);
+  if (problem) console.log(`${addon} addon not built (${problem}): --udp-batch will fall back to node:dgram`);
+}

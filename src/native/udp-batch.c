@@ -8,17 +8,9 @@
 //   meta:  BATCH x 4 int32: length (-1: truncated), source port, address text length, name length
 //   names: BATCH x NAME bytes, the source's sockaddr (what a reply is sent to)
 //   text:  BATCH x TEXT bytes, the source address as inet_ntop writes it
-#define _GNU_SOURCE
-#include <node_api.h>
-#include <uv.h>
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
+#include "native.h"
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define BATCH 64
@@ -43,14 +35,6 @@ typedef struct {
   struct iovec iovs[BATCH];
 } sock_t;
 
-#define CHECK(x)                                 \
-  do {                                           \
-    if ((x) != napi_ok) {                        \
-      napi_throw_error(env, NULL, #x " failed"); \
-      return NULL;                               \
-    }                                            \
-  } while (0)
-
 /** The socket's memory goes when both the JavaScript handle is collected and libuv is done with the poll handle. */
 static void release(sock_t *s) {
   if (s->finalized && (s->handle_closed || !s->started)) free(s);
@@ -62,25 +46,6 @@ static void finalize(napi_env env, void *data, void *hint) {
   if (!s->started && s->fd >= 0) close(s->fd);
   s->finalized = 1;
   release(s);
-}
-
-/** An OS error as Node gives one (err.code 'EADDRINUSE'), so bind failures read the same as on node:dgram. */
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  const char *code = uv_err_name(uv_translate_sys_error(err));
-  char message[160];
-  snprintf(message, sizeof message, "%s %s: %s", what, code, strerror(err));
-  napi_throw_error(env, code, message);
-  return NULL;
-}
-
-/** A typed array's memory and its size in bytes, if it is of `want` (Uint8Array or Int32Array); NULL otherwise. */
-static void *array_of(napi_env env, napi_value v, napi_typedarray_type want, size_t *bytes) {
-  napi_typedarray_type type;
-  size_t length;
-  void *data;
-  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok || type != want) return NULL;
-  *bytes = length * (want == napi_int32_array ? 4 : 1);
-  return data;
 }
 
 static sock_t *handle_of(napi_env env, napi_value v) {
@@ -104,21 +69,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_int32(env, argv[1], &port));
   CHECK(napi_get_value_bool(env, argv[2], &reuse));
   struct sockaddr_storage at;
-  socklen_t atlen;
-  memset(&at, 0, sizeof at);
-  struct sockaddr_in *a4 = (struct sockaddr_in *)&at;
-  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&at;
-  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons(port);
-    atlen = sizeof *a4;
-  } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons(port);
-    atlen = sizeof *a6;
-  } else {
-    return throw_errno(env, "bind", EINVAL);
-  }
+  socklen_t atlen = address_of(host, port, &at);
+  if (atlen == 0) return throw_errno(env, "bind", EINVAL);
   int fd = socket(at.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return throw_errno(env, "socket", errno);
   int one = 1, size = 4 << 20;
@@ -152,15 +104,10 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 
 static napi_value js_port(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], out;
+  napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = handle_of(env, argv[0]);
-  struct sockaddr_storage at;
-  socklen_t len = sizeof at;
-  if (!s || getsockname(s->fd, (struct sockaddr *)&at, &len) < 0) return throw_errno(env, "getsockname", errno);
-  int port = at.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&at)->sin_port) : ntohs(((struct sockaddr_in6 *)&at)->sin6_port);
-  CHECK(napi_create_int32(env, port, &out));
-  return out;
+  return local_port(env, s ? s->fd : -1);
 }
 
 static void on_readable(uv_poll_t *p, int status, int events) {
@@ -359,23 +306,11 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  struct {
-    const char *name;
-    napi_callback fn;
-  } fns[] = {{"open", js_open}, {"port", js_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}};
-  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
-    napi_value f;
-    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
-    napi_set_named_property(env, exports, fns[i].name, f);
-  }
-  napi_value v;
-  napi_create_int32(env, BATCH, &v);
-  napi_set_named_property(env, exports, "BATCH", v);
-  napi_create_int32(env, SLOT, &v);
-  napi_set_named_property(env, exports, "SLOT", v);
-  napi_create_int32(env, NAME, &v);
-  napi_set_named_property(env, exports, "NAME", v);
-  napi_create_int32(env, TEXT, &v);
-  napi_set_named_property(env, exports, "TEXT", v);
+  static const function_t fns[] = {{"open", js_open}, {"port", js_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}};
+  export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
+  export_int(env, exports, "BATCH", BATCH);
+  export_int(env, exports, "SLOT", SLOT);
+  export_int(env, exports, "NAME", NAME);
+  export_int(env, exports, "TEXT", TEXT);
   return exports;
 }

@@ -14,6 +14,7 @@ import { QueryPipeline, type Limits, type Observers } from '../pipeline/pipeline
 import { RateLimiter } from '../pipeline/rate-limit.js';
 import type { AnswerCache } from '../table/answer-cache.js';
 import type { TcpAdmission } from '../transport/tcp-listener.js';
+import type { ConnectedUdp } from '../transport/connected-udp.js';
 import { Forwarder, type ForwarderStats } from '../upstream/forwarder.js';
 import { UpstreamPool, type PoolNews } from '../upstream/upstream-pool.js';
 import type { UpstreamState } from './stats.js';
@@ -31,6 +32,8 @@ export interface SharedParts {
   onPoolNews?: (news: PoolNews) => void;
   /** Workers sharing the listeners: each keeps its share of --rate-limit. */
   workers: number;
+  /** --udp-batch: the upstream UDP sockets are the native addon's. */
+  connectedUdp?: ConnectedUdp | null;
 }
 
 function sameAddresses(a: readonly HostPort[], b: readonly HostPort[]): boolean {
@@ -164,7 +167,7 @@ export class QueryPaths {
       attemptTimeoutMs: config.upstreamTimeoutMs,
       queryTimeoutMs: config.queryTimeoutMs,
       maxInFlight: config.forwardMaxInFlight,
-      udp: { sockets: config.upstreamSockets },
+      udp: { sockets: config.upstreamSockets, native: this.shared.connectedUdp },
       stats: this.forwarded,
     });
   }

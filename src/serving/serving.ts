@@ -4,6 +4,7 @@
 // in every worker process (src/cluster/), where the table view is a replica fed by the
 // primary or a Redis connection of the worker's own.
 
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ServeConfig } from '../config/options.js';
 import { throttledLog } from '../log.js';
@@ -18,6 +19,7 @@ import type { Handler } from '../transport/handler.js';
 import { listenerReport } from '../transport/listener-events.js';
 import { BindFailure, ListenerSet } from '../transport/listener-set.js';
 import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
+import { CONNECTED_ADDON_NAME, ConnectedUdp } from '../transport/connected-udp.js';
 import { DEFAULT_ADDON_PATH, loadUdpBatch, type UdpBatchAddon } from '../transport/udp-batch.js';
 import type { PoolNews } from '../upstream/upstream-pool.js';
 import { bindError } from './bind-error.js';
@@ -49,17 +51,24 @@ export interface ServingOptions {
   clock?: () => number;
 }
 
-/** --udp-batch's addon, or null (node:dgram) with a warning when it was not built. DIVERT_UDP_BATCH_ADDON
- * points elsewhere (tests use it to see the fallback). */
-function udpBatchAddon(log: Logger): UdpBatchAddon | null {
+/** --udp-batch's addons: the client listeners' and the upstream sockets', each null
+ * (node:dgram) with a warning when it was not built. DIVERT_UDP_BATCH_ADDON points
+ * elsewhere (tests use it to see the fallback); the upstream addon is looked for beside it. */
+function udpBatchAddons(log: Logger): { listeners: UdpBatchAddon | null; upstreams: ConnectedUdp | null } {
   const path = process.env.DIVERT_UDP_BATCH_ADDON ?? DEFAULT_ADDON_PATH;
-  const addon = loadUdpBatch(path);
-  if (!addon)
-    log.warn(
-      { addon: path },
-      '--udp-batch: the native addon is not built or does not load here (npm run build needs cc); UDP goes through node:dgram',
-    );
-  return addon;
+  const listeners = loadUdpBatch(path);
+  const upstreamPath = join(dirname(path), CONNECTED_ADDON_NAME);
+  const upstreams = ConnectedUdp.load(upstreamPath);
+  for (const [addon, at] of [
+    [listeners, path],
+    [upstreams, upstreamPath],
+  ] as const)
+    if (!addon)
+      log.warn(
+        { addon: at },
+        '--udp-batch: the native addon is not built or does not load here (npm run build needs cc); UDP goes through node:dgram',
+      );
+  return { listeners, upstreams };
 }
 
 /** Beyond the query timeout, what the drain allows for the last replies to be sent. */
@@ -86,7 +95,9 @@ export async function startServing(
     queryLog: config.queryLog ? new QueryLog({ to: config.queryLog, sample: config.queryLogSample }) : null,
   };
   const inFlight = new InFlight();
+  const batch = config.udpBatch ? udpBatchAddons(log) : { listeners: null, upstreams: null };
   const paths = new QueryPaths(config, upstreams, {
+    connectedUdp: batch.upstreams,
     answers,
     observers,
     inFlight,
@@ -101,7 +112,6 @@ export async function startServing(
     faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'a message could not be served'),
   );
   const handler: Handler = (msg, client) => paths.current.answer(msg, client);
-  const udpBatch = config.udpBatch ? udpBatchAddon(log) : null;
 
   const release = async () => {
     paths.close();
@@ -122,7 +132,7 @@ export async function startServing(
       report,
       exclusive: options.exclusive,
       onError: (err) => log.warn({ err: err.message }, 'listener'),
-      udpBatch,
+      udpBatch: batch.listeners,
     });
   } catch (err) {
     await release();

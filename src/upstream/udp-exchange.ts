@@ -16,8 +16,10 @@
 // what was learned worthless within a socket's lifetime. A mostly idle server, whose
 // slots are nearly all empty, opens a fresh socket for nearly every query.
 
-import { createSocket, type Socket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
+import { constants } from 'node:os';
 import { INSPECT } from '../debug.js';
+import type { ConnectedUdp } from '../transport/connected-udp.js';
 import { isReplyTo } from '../wire/query.js';
 import { randomBelow, randomId } from './random-id.js';
 import type { Upstream } from './upstream-pool.js';
@@ -42,6 +44,8 @@ export interface UdpPoolOptions {
   socketLifetimeMs: number;
   /** SO_RCVBUF asked for (the system may cap it); bursts of replies must not be dropped. */
   recvBufferBytes: number;
+  /** --udp-batch: the sockets are the native addon's (read in batches), not node:dgram's. */
+  native?: ConnectedUdp | null;
 }
 
 // 1024 slots: consecutive queries nearly always leave from different ports. Fewer sockets
@@ -57,12 +61,21 @@ export const DEFAULT_UDP_POOL_OPTIONS: UdpPoolOptions = {
 
 /** A retired socket still waiting for replies after this long is closed anyway. */
 const RETIRED_GRACE_MS = 30_000;
+const { EAGAIN, ENOBUFS } = constants.errno;
 /** Tries to find an ID not in use on the chosen socket before giving up on the query. */
 const ID_TRIES = 8;
 
 const CONNECTING = 0;
 const OPEN = 1;
 const CLOSED = 2;
+
+/** What the pool needs of a socket, node:dgram's or the addon's. */
+interface SocketIo {
+  /** False when the query could not be sent (the caller fails it). */
+  send(data: Buffer): boolean;
+  port(): number;
+  close(): void;
+}
 
 /** One socket of the pool. Its map holds the queries in flight by ID and, for a few
  * seconds, the IDs of queries given up on (the sweep epoch they were given up in), so a
@@ -78,9 +91,9 @@ class PooledSocket {
   retiredAt = 0;
   /** Queries sent before the socket was connected; sent on connect. */
   backlog: UdpQuery[] | null = [];
+  io!: SocketIo;
 
   constructor(
-    readonly socket: Socket,
     readonly slot: number,
     readonly retireAt: number,
   ) {}
@@ -142,7 +155,11 @@ export class UdpUpstreamSockets {
     if (this.closed) return failedExchange();
     const slot = randomBelow(this.slots.length);
     let s = this.slots[slot];
-    if (s === undefined) s = this.openSocket(slot);
+    if (s === undefined) {
+      const opened = this.openSocket(slot);
+      if (opened === null) return failedExchange();
+      s = opened;
+    }
     let id = randomId();
     for (let tries = 1; s.queries.has(id); tries++) {
       if (tries === ID_TRIES) return failedExchange();
@@ -155,7 +172,7 @@ export class UdpUpstreamSockets {
     s.queries.set(id, q);
     s.live++;
     if (s.backlog) s.backlog.push(q);
-    else s.socket.send(sent);
+    else if (!s.io.send(sent)) this.cancel(q);
     if (++s.carried >= this.options.queriesPerSocket) this.retire(s);
     return q;
   }
@@ -187,25 +204,22 @@ export class UdpUpstreamSockets {
     for (const s of [...this.slots, ...this.retired]) {
       if (!s) continue;
       inFlight += s.live;
-      if (s.state === OPEN) ports.push(s.socket.address().port);
+      if (s.state === OPEN) ports.push(s.io.port());
     }
     return { open: this.open, ...this.counts, inFlight, ports };
   }
 
-  private openSocket(slot: number): PooledSocket {
-    const socket = createSocket(this.upstream.family === 6 ? 'udp6' : 'udp4');
-    const s = new PooledSocket(socket, slot, Date.now() + this.options.socketLifetimeMs);
+  /** The slot's new socket, or null when the OS would not give one (out of descriptors). */
+  private openSocket(slot: number): PooledSocket | null {
+    const s = new PooledSocket(slot, Date.now() + this.options.socketLifetimeMs);
+    if (this.options.native) {
+      if (!this.openNative(s, this.options.native)) return null;
+    } else {
+      this.openDgram(s);
+    }
     this.slots[slot] = s;
     this.open++;
     this.counts.opened++;
-    socket.on('message', (msg) => this.onMessage(s, msg));
-    // ICMP unreachable shows up here on a connected socket: what is in flight on it fails now
-    socket.on('error', () => this.fail(s));
-    socket.connect(this.upstream.port, this.upstream.host, (err?: Error) => {
-      if (err) this.fail(s);
-      else this.onConnect(s);
-    });
-    socket.unref();
     if (!this.sweeper) {
       this.sweeper = setInterval(() => this.sweep(), Math.min(5_000, Math.max(50, this.options.socketLifetimeMs / 4)));
       this.sweeper.unref();
@@ -213,17 +227,72 @@ export class UdpUpstreamSockets {
     return s;
   }
 
+  private openDgram(s: PooledSocket): void {
+    const socket = createSocket(this.upstream.family === 6 ? 'udp6' : 'udp4');
+    s.io = {
+      send: (data) => {
+        socket.send(data);
+        return true;
+      },
+      port: () => socket.address().port,
+      close: () => {
+        try {
+          socket.close();
+        } catch {
+          // already closed by an error
+        }
+      },
+    };
+    socket.on('message', (msg) => this.onMessage(s, msg));
+    // ICMP unreachable shows up here on a connected socket: what is in flight on it fails now
+    socket.on('error', () => this.fail(s));
+    socket.connect(this.upstream.port, this.upstream.host, (err?: Error) => {
+      if (err) {
+        this.fail(s);
+        return;
+      }
+      try {
+        socket.setRecvBufferSize(this.options.recvBufferBytes);
+      } catch {
+        // the default buffer still works; only a burst beyond it is lost
+      }
+      this.onConnect(s);
+    });
+    socket.unref();
+  }
+
+  /** Connected at once (a UDP connect only sets the peer); false when the OS refused a socket. */
+  private openNative(s: PooledSocket, native: ConnectedUdp): boolean {
+    let id: number;
+    try {
+      id = native.connect(this.upstream.host, this.upstream.port, this.options.recvBufferBytes, {
+        onMessage: (msg) => this.onMessage(s, msg),
+        onError: () => this.fail(s),
+      });
+    } catch {
+      return false;
+    }
+    s.io = {
+      send: (data) => {
+        const result = native.send(id, data);
+        if (result === 0) return true;
+        // a pending ICMP error: the socket is of no more use. A full buffer costs only this attempt
+        if (result !== -EAGAIN && result !== -ENOBUFS) this.fail(s);
+        return false;
+      },
+      port: () => native.port(id),
+      close: () => native.close(id),
+    };
+    this.onConnect(s);
+    return true;
+  }
+
   private onConnect(s: PooledSocket): void {
     if (s.state !== CONNECTING) return;
     s.state = OPEN;
-    try {
-      s.socket.setRecvBufferSize(this.options.recvBufferBytes);
-    } catch {
-      // the default buffer still works; only a burst beyond it is lost
-    }
     const backlog = s.backlog!;
     s.backlog = null;
-    for (const q of backlog) if (q.owner === s) s.socket.send(q.sent);
+    for (const q of backlog) if (q.owner === s && !s.io.send(q.sent)) this.cancel(q);
   }
 
   private onMessage(s: PooledSocket, msg: Buffer): void {
@@ -273,11 +342,7 @@ export class UdpUpstreamSockets {
     this.retired.delete(s);
     this.open--;
     this.counts.closed++;
-    try {
-      s.socket.close();
-    } catch {
-      // already closed by an error
-    }
+    s.io.close();
     if (this.open === 0) {
       clearInterval(this.sweeper);
       this.sweeper = undefined;
