@@ -162,8 +162,13 @@ describe('docker/Dockerfile', () => {
       [
         ['deps', ['/app/node_modules', './node_modules']],
         ['build', ['/app/dist/src', './dist/src']],
+        ['build', ['/app/dist/native', './dist/native']],
       ],
-      'the runtime gets node_modules from deps (production only) and the compiled code from build',
+      'the runtime gets node_modules from deps (production only) and the compiled code and addons from build',
+    );
+    assert.ok(
+      runs('build').some((r) => /apt-get install\b.*\bgcc\b/.test(r)),
+      'build: cc for the addons of --udp-batch (npm run build compiles them only where cc is)',
     );
     assert.ok(
       !runtime.some((i) => i.getKeyword() === 'RUN' && /npm (ci|install)/.test(i.getArgumentsContent() ?? '')),

@@ -1,7 +1,7 @@
 // Compiles the addons of --udp-batch, src/native/udp-batch.c (client listeners) and
 // udp-connected.c (upstream sockets), into dist/native/*.node (npm run build runs it after
 // tsc), with the machine's cc against the headers of the Node that runs this. The addons
-// are optional: without cc or the headers (the Docker build stage has neither) it says so
+// are optional: without cc or the headers (a slim image without gcc has no cc) it says so
 // in one line and the build still succeeds; --udp-batch then falls back to node:dgram with
 // a warning.
 
