@@ -96,7 +96,7 @@ describe('defaults', () => {
       upstreamTimeoutMs: 1000,
       queryTimeoutMs: 2500,
       forwardMaxInFlight: 10_000,
-      upstreamSockets: 1024,
+      upstreamSockets: 64,
       tcpIdleTimeoutMs: 10_000,
       tcpMaxConnections: 1000,
       tcpMaxPerClient: 64,

@@ -180,10 +180,10 @@ export const SERVE_OPTIONS = {
   },
   upstreamSockets: {
     flag: 'upstream-sockets',
-    default: 1024,
+    default: 64,
     schema: count(1, 65_536),
     describe:
-      'UDP sockets per upstream, in each worker, each on a random port and retired after 2,000 queries or 60 s; a query leaves from one picked at random. More: ports harder to learn (RFC 5452); fewer: cheaper under load',
+      'UDP sockets per upstream, in each worker, each on a random port and retired after 2,000 queries or 20 s; a query leaves from one picked at random. More: ports harder to learn (RFC 5452); fewer: cheaper under load',
   },
   tcpIdleTimeoutMs: {
     flag: 'tcp-idle-timeout-ms',
