@@ -8,11 +8,15 @@
 //   meta:  BATCH x 4 int32: length (-1: truncated), source port, address text length, name length
 //   names: BATCH x NAME bytes, the source's sockaddr (what a reply is sent to)
 //   text:  BATCH x TEXT bytes, the source address as inet_ntop writes it
+// With --workers the primary opens the socket (open, never started there) and every
+// worker takes the same one over by its descriptor (adopt): one socket, read by whichever
+// worker is free, so a stalled worker strands no client.
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <uv.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -89,20 +93,33 @@ static sock_t *handle_of(napi_env env, napi_value v) {
   return s;
 }
 
-// open(host, port, reusePort) -> handle. An IPv6 socket takes IPv6 only, as node:dgram's
-// listener is opened (ipv6Only); SO_REUSEPORT lets every worker bind its own socket to
-// the port, and the kernel spreads the clients over them.
+/** The handle JavaScript holds for a socket `fd`; the fd is closed if none can be made. */
+static napi_value wrap(napi_env env, int fd) {
+  sock_t *s = calloc(1, sizeof(sock_t));
+  napi_value handle;
+  if (!s || napi_create_external(env, s, finalize, NULL, &handle) != napi_ok) {
+    close(fd);
+    free(s);
+    napi_throw_error(env, NULL, "cannot make a socket handle");
+    return NULL;
+  }
+  s->fd = fd;
+  s->env = env;
+  return handle;
+}
+
+// open(host, port) -> handle. An IPv6 socket takes IPv6 only, as node:dgram's listener is
+// opened (ipv6Only). No SO_REUSEPORT: a second socket on the port would take a share of
+// the clients, and workers share this one instead (adopt).
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 2;
+  napi_value argv[2];
   char host[INET6_ADDRSTRLEN + 1];
   size_t hostlen;
   int32_t port;
-  bool reuse;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   CHECK(napi_get_value_string_utf8(env, argv[0], host, sizeof host, &hostlen));
   CHECK(napi_get_value_int32(env, argv[1], &port));
-  CHECK(napi_get_value_bool(env, argv[2], &reuse));
   struct sockaddr_storage at;
   socklen_t atlen;
   memset(&at, 0, sizeof at);
@@ -127,27 +144,51 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   if (at.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "setsockopt", err);
-  }
   if (bind(fd, (struct sockaddr *)&at, atlen) < 0) {
     int err = errno;
     close(fd);
     return throw_errno(env, "bind", err);
   }
-  sock_t *s = calloc(1, sizeof(sock_t));
-  s->fd = fd;
-  s->env = env;
-  napi_value handle;
-  if (napi_create_external(env, s, finalize, NULL, &handle) != napi_ok) {
-    close(fd);
-    free(s);
-    napi_throw_error(env, NULL, "napi_create_external failed");
+  return wrap(env, fd);
+}
+
+// adopt(fd) -> handle: a socket opened by another process (the primary, handed over as
+// one of this process's descriptors), to poll here like one of its own. It must be a
+// bound IPv4 or IPv6 datagram socket; anything else is refused with a message naming it.
+static napi_value js_adopt(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  int type = 0, domain = 0;
+  socklen_t len = sizeof type;
+  char what[64];
+  snprintf(what, sizeof what, "adopt: descriptor %d", fd);
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return throw_errno(env, what, fd < 0 ? EBADF : errno);
+  len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return throw_errno(env, what, errno);
+  if (type != SOCK_DGRAM || (domain != AF_INET && domain != AF_INET6)) {
+    char message[160];
+    snprintf(message, sizeof message, "%s is not a UDP socket (SO_TYPE %d, SO_DOMAIN %d)", what, type, domain);
+    napi_throw_error(env, "ENOTSOCK", message);
     return NULL;
   }
-  return handle;
+  // the file status flags belong to the socket, shared with the other processes: already
+  // non-blocking when the primary opened it; close-on-exec is this descriptor's own
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) return throw_errno(env, what, errno);
+  return wrap(env, fd);
+}
+
+// fd(handle) -> the socket's descriptor, for the primary to hand to its workers.
+static napi_value js_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = handle_of(env, argv[0]);
+  CHECK(napi_create_int32(env, s ? s->fd : -1, &out));
+  return out;
 }
 
 static napi_value js_port(napi_env env, napi_callback_info info) {
@@ -362,7 +403,7 @@ NAPI_MODULE_INIT() {
   struct {
     const char *name;
     napi_callback fn;
-  } fns[] = {{"open", js_open}, {"port", js_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}};
+  } fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_fd}, {"port", js_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;
     napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);

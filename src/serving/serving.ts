@@ -18,7 +18,7 @@ import type { Handler } from '../transport/handler.js';
 import { listenerReport } from '../transport/listener-events.js';
 import { BindFailure, ListenerSet } from '../transport/listener-set.js';
 import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
-import { DEFAULT_ADDON_PATH, loadUdpBatch, type UdpBatchAddon } from '../transport/udp-batch.js';
+import { loadUdpBatch, udpBatchAddonPath, type UdpBatchAddon } from '../transport/udp-batch.js';
 import type { PoolNews } from '../upstream/upstream-pool.js';
 import { bindError } from './bind-error.js';
 import { QueryPaths } from './query-paths.js';
@@ -47,12 +47,13 @@ export interface ServingOptions {
   onPoolNews?: (news: PoolNews) => void;
   /** The time the rules' windows see (tests inject one); Date.now by default. */
   clock?: () => number;
+  /** --udp-batch in a cluster worker: the UDP sockets the primary bound, as descriptors of this process, one per listen address. */
+  udpFds?: readonly number[];
 }
 
-/** --udp-batch's addon, or null (node:dgram) with a warning when it was not built. DIVERT_UDP_BATCH_ADDON
- * points elsewhere (tests use it to see the fallback). */
+/** --udp-batch's addon, or null (node:dgram) with a warning when it was not built. */
 function udpBatchAddon(log: Logger): UdpBatchAddon | null {
-  const path = process.env.DIVERT_UDP_BATCH_ADDON ?? DEFAULT_ADDON_PATH;
+  const path = udpBatchAddonPath();
   const addon = loadUdpBatch(path);
   if (!addon)
     log.warn(
@@ -123,6 +124,7 @@ export async function startServing(
       exclusive: options.exclusive,
       onError: (err) => log.warn({ err: err.message }, 'listener'),
       udpBatch,
+      udpFds: options.udpFds,
     });
   } catch (err) {
     await release();
