@@ -1,6 +1,8 @@
 // --udp-batch: client UDP through divert's native addon (recvmmsg/sendmmsg). The socket
 // alone keeps the dgram listener's promises (a copy per message, replies now and later,
-// faults counted, port 0 dropped, IPv6, close); divert serve answers on it in one process
+// faults counted, port 0 dropped, IPv6, close), and keeps replies that find the send buffer
+// full until it has room (a build of the addon whose sendmmsg says so on demand, as
+// loopback never does); divert serve answers on it in one process
 // and in each of two workers (one socket the primary binds, which every worker reads,
 // a stalled one or a new one alike); without the addon it falls back to node:dgram with a
 // warning. DIVERT_TEST_UDP_BATCH=1 runs other suites on it.
@@ -9,14 +11,17 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:dgram';
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { emptyListenerCounts, listenerReport } from '../src/transport/listener-events.js';
-import { BatchUdpSocket, loadUdpBatch } from '../src/transport/udp-batch.js';
+import { BatchUdpSocket, loadUdpBatch, type UdpBatchAddon } from '../src/transport/udp-batch.js';
+import { compileAddon } from '../src/native/build.js';
 import type { Handler } from '../src/transport/handler.js';
 import { decode, query, startDivert, udpAsk, withoutId, type TestServer } from './helpers/divert.js';
-import { runDivert, workersOf, type DivertProcess } from './helpers/process.js';
+import { ROOT, runDivert, workersOf, type DivertProcess } from './helpers/process.js';
 import { RawUdp, rawUdpUnavailable } from './helpers/raw-udp.js';
 import { tempFiles } from './helpers/temp-files.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
@@ -186,6 +191,83 @@ describe('the batched socket', { skip: noAddon }, () => {
       assert.throws(() => BatchUdpSocket.adopt(addon!, fd), { code: 'ENOTSOCK', message: /is not a UDP socket \(SO_TYPE 1,/ });
     } finally {
       tcp.close();
+    }
+  });
+});
+
+describe('a full send buffer', { skip: noAddon }, () => {
+  // the addon built with test/native/full-send-buffer.h: its sendmmsg finds the buffer full while FULL is set
+  const FULL = 'UDP_BATCH_TEST_SEND_FULL';
+  let full: UdpBatchAddon;
+  const counts = emptyListenerCounts();
+  const report = listenerReport(() => {}, counts);
+  const echo = (msg: Buffer) => Buffer.concat([Buffer.from('re:'), msg]);
+  const messages = (n: number, tag: string) => Array.from({ length: n }, (_, i) => Buffer.from(`${tag}-${i}`));
+
+  before(() => {
+    const output = join(mkdtempSync(join(tmpdir(), 'divert-full-send-')), 'udp-batch.node');
+    assert.equal(compileAddon(output, ['-include', join(ROOT, 'test', 'native', 'full-send-buffer.h')]), null);
+    full = loadUdpBatch(output)!;
+  });
+  after(() => delete process.env[FULL]);
+
+  test('replies wait for room instead of being dropped, and all go out once there is room', async () => {
+    const socket = BatchUdpSocket.open(full, '127.0.0.1', 0);
+    socket.serve(echo, report, () => true);
+    try {
+      process.env[FULL] = '1';
+      const sent = messages(100, 'wait');
+      let arrived = 0;
+      const replies = Promise.all(sent.map((m) => udpAsk(socket.port, m, 5000).finally(() => arrived++)));
+      await sleep(300);
+      assert.equal(arrived, 0, 'nothing goes out while the buffer is full');
+      delete process.env[FULL];
+      assert.deepEqual(
+        (await replies).map((r) => r?.toString()),
+        sent.map((m) => `re:${m.toString()}`),
+      );
+      assert.equal(counts.send_error, 0);
+    } finally {
+      delete process.env[FULL];
+      socket.close();
+    }
+  });
+
+  test('beyond four batches waiting a reply is dropped and counted, as is each still waiting at close', async () => {
+    const before = counts.send_error;
+    const socket = BatchUdpSocket.open(full, '127.0.0.1', 0);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let handled = 0;
+    socket.serve(
+      (msg) => (handled++, held.then(() => echo(msg))),
+      report,
+      () => true,
+    );
+    try {
+      const sent = messages(400, 'many');
+      const replies = Promise.all(sent.map((m) => udpAsk(socket.port, m, 2000)));
+      while (handled < sent.length) await sleep(10);
+      process.env[FULL] = '1';
+      release(); // 400 replies at once, into a full buffer
+      await sleep(100);
+      const room = 4 * full.BATCH;
+      assert.equal(counts.send_error - before, sent.length - room);
+      delete process.env[FULL];
+      assert.equal((await replies).filter((r) => r !== null).length, room);
+
+      // some waiting, then close: each counted
+      process.env[FULL] = '1';
+      const late = messages(10, 'late');
+      const lost = Promise.all(late.map((m) => udpAsk(socket.port, m, 300)));
+      while (handled < sent.length + late.length) await sleep(10);
+      await sleep(20);
+      socket.close();
+      assert.equal(counts.send_error - before, sent.length - room + late.length);
+      assert.deepEqual(await lost, new Array<null>(late.length).fill(null));
+    } finally {
+      delete process.env[FULL];
+      socket.close();
     }
   });
 });

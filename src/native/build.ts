@@ -2,12 +2,12 @@
 // after tsc), with the machine's cc against the headers of the Node that runs this. The
 // addon is optional: without cc or the headers (the Docker build stage has neither) it
 // says so in one line and the build still succeeds; --udp-batch then falls back to
-// node:dgram with a warning.
+// node:dgram with a warning. test/udp-batch.test.ts compiles a variant through compileAddon.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // dist/src/native/build.js -> the repository's top folder
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -15,15 +15,18 @@ const SOURCE = join(ROOT, 'src', 'native', 'udp-batch.c');
 const OUTPUT = join(ROOT, 'dist', 'native', 'udp-batch.node');
 const HEADERS = join(dirname(process.execPath), '..', 'include', 'node');
 
-function build(): string | null {
+/** Compiles the addon into `output`, with `flags` for cc besides the usual; what went wrong, or null. */
+export function compileAddon(output = OUTPUT, flags: readonly string[] = []): string | null {
   if (!existsSync(join(HEADERS, 'node_api.h'))) return `no Node headers in ${HEADERS}`;
-  mkdirSync(dirname(OUTPUT), { recursive: true });
+  mkdirSync(dirname(output), { recursive: true });
   // undefined symbols are the running node's (napi_*, uv_*): resolved when it loads the addon
-  const cc = spawnSync('cc', ['-O2', '-shared', '-fPIC', '-Wall', `-I${HEADERS}`, '-o', OUTPUT, SOURCE], { encoding: 'utf8' });
+  const cc = spawnSync('cc', ['-O2', '-shared', '-fPIC', '-Wall', `-I${HEADERS}`, ...flags, '-o', output, SOURCE], { encoding: 'utf8' });
   if (cc.error) return `cc not found (${(cc.error as NodeJS.ErrnoException).code})`;
   if (cc.status !== 0) return `cc failed: ${cc.stderr.trim().split('\n')[0]}`;
   return null;
 }
 
-const problem = build();
-if (problem) console.log(`udp-batch addon not built (${problem}): --udp-batch will fall back to node:dgram`);
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const problem = compileAddon();
+  if (problem) console.log(`udp-batch addon not built (${problem}): --udp-batch will fall back to node:dgram`);
+}

@@ -29,7 +29,8 @@ export interface UdpBatchAddon {
   port(socket: NativeSocket): number;
   start(socket: NativeSocket, data: Buffer, meta: Int32Array, names: Buffer, text: Buffer, onBatch: (count: number) => void): void;
   send(socket: NativeSocket, data: Uint8Array, meta: Int32Array, names: Buffer, count: number): number;
-  stop(socket: NativeSocket): void;
+  /** How many replies were still waiting for room in the send buffer: they are dropped. */
+  stop(socket: NativeSocket): number;
 }
 
 /** Where npm run build puts the addon: dist/native/, from dist/src/transport/. */
@@ -135,7 +136,8 @@ export class BatchUdpSocket {
     if (this.closed) return;
     this.flush();
     this.closed = true;
-    this.addon.stop(this.socket);
+    const dropped = this.addon.stop(this.socket);
+    for (let i = 0; i < dropped; i++) this.report?.fault('send_error', new Error('closed with the reply still waiting for room to send'));
   }
 
   /** A reply that came after its batch: sent with the others of this turn. */
