@@ -1,20 +1,27 @@
 // --udp-batch: client UDP through divert's native addon (recvmmsg/sendmmsg). The socket
 // alone keeps the dgram listener's promises (a copy per message, replies now and later,
-// faults counted, port 0 dropped, IPv6, close); divert serve answers on it in one process
-// and in each of two workers (each its own socket on the port); without the addon it
-// falls back to node:dgram with a warning. DIVERT_TEST_UDP_BATCH=1 runs other suites on it.
+// faults counted, port 0 dropped, IPv6, close), and keeps replies that find the send buffer
+// full until it has room (a build of the addon whose sendmmsg says so on demand, as
+// loopback never does); divert serve answers on it in one process
+// and in each of two workers (one socket the primary binds, which every worker reads,
+// a stalled one or a new one alike); without the addon it falls back to node:dgram with a
+// warning. DIVERT_TEST_UDP_BATCH=1 runs other suites on it.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:dgram';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { emptyListenerCounts, listenerReport } from '../src/transport/listener-events.js';
-import { BatchUdpSocket, loadUdpBatch } from '../src/transport/udp-batch.js';
+import { BatchUdpSocket, loadUdpBatch, type UdpBatchAddon } from '../src/transport/udp-batch.js';
+import { compileAddon } from '../src/native/build.js';
 import type { Handler } from '../src/transport/handler.js';
 import { decode, query, startDivert, udpAsk, withoutId, type TestServer } from './helpers/divert.js';
-import { runDivert, workersOf, type DivertProcess } from './helpers/process.js';
+import { ROOT, runDivert, workersOf, type DivertProcess } from './helpers/process.js';
 import { RawUdp, rawUdpUnavailable } from './helpers/raw-udp.js';
 import { tempFiles } from './helpers/temp-files.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
@@ -43,8 +50,8 @@ describe('the batched socket', { skip: noAddon }, () => {
   let v6: BatchUdpSocket;
 
   before(() => {
-    v4 = BatchUdpSocket.open(addon!, '127.0.0.1', 0, false);
-    v6 = BatchUdpSocket.open(addon!, '::1', 0, false);
+    v4 = BatchUdpSocket.open(addon!, '127.0.0.1', 0);
+    v6 = BatchUdpSocket.open(addon!, '::1', 0);
     for (const socket of [v4, v6])
       socket.serve(
         (msg, client) => handler(msg, client),
@@ -142,7 +149,7 @@ describe('the batched socket', { skip: noAddon }, () => {
   });
 
   test('a reply that comes after close is counted as a send error, and nothing crashes', async () => {
-    const socket = BatchUdpSocket.open(addon!, '127.0.0.1', 0, false);
+    const socket = BatchUdpSocket.open(addon!, '127.0.0.1', 0);
     let release!: () => void;
     const pending = new Promise<void>((resolve) => (release = resolve));
     socket.serve(
@@ -160,14 +167,109 @@ describe('the batched socket', { skip: noAddon }, () => {
     assert.equal(counts.send_error - before, 1);
   });
 
-  test('two sockets bind one port only when both ask for SO_REUSEPORT', () => {
-    const first = BatchUdpSocket.open(addon!, '127.0.0.1', 0, true);
+  test('a port is bound once: a second socket on it is refused', () => {
+    const first = BatchUdpSocket.open(addon!, '127.0.0.1', 0);
     try {
-      const second = BatchUdpSocket.open(addon!, '127.0.0.1', first.port, true);
-      second.close();
-      assert.throws(() => BatchUdpSocket.open(addon!, '127.0.0.1', first.port, false), { code: 'EADDRINUSE' });
+      assert.throws(() => BatchUdpSocket.open(addon!, '127.0.0.1', first.port), { code: 'EADDRINUSE' });
     } finally {
       first.close();
+    }
+  });
+
+  test('adopt refuses a descriptor that is not a UDP socket, naming it', async () => {
+    const file = openSync(process.execPath, 'r');
+    try {
+      assert.throws(() => BatchUdpSocket.adopt(addon!, file), { code: 'ENOTSOCK', message: new RegExp(`descriptor ${file} `) });
+    } finally {
+      closeSync(file);
+    }
+    assert.throws(() => BatchUdpSocket.adopt(addon!, file), { code: 'EBADF' });
+    const tcp = createServer();
+    await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+    try {
+      const fd = (tcp as unknown as { _handle: { fd: number } })._handle.fd;
+      assert.throws(() => BatchUdpSocket.adopt(addon!, fd), { code: 'ENOTSOCK', message: /is not a UDP socket \(SO_TYPE 1,/ });
+    } finally {
+      tcp.close();
+    }
+  });
+});
+
+describe('a full send buffer', { skip: noAddon }, () => {
+  // the addon built with test/native/full-send-buffer.h: its sendmmsg finds the buffer full while FULL is set
+  const FULL = 'UDP_BATCH_TEST_SEND_FULL';
+  let full: UdpBatchAddon;
+  const counts = emptyListenerCounts();
+  const report = listenerReport(() => {}, counts);
+  const echo = (msg: Buffer) => Buffer.concat([Buffer.from('re:'), msg]);
+  const messages = (n: number, tag: string) => Array.from({ length: n }, (_, i) => Buffer.from(`${tag}-${i}`));
+
+  before(() => {
+    const output = join(mkdtempSync(join(tmpdir(), 'divert-full-send-')), 'udp-batch.node');
+    assert.equal(compileAddon('udp-batch', output, ['-include', join(ROOT, 'test', 'native', 'full-send-buffer.h')]), null);
+    full = loadUdpBatch(output)!;
+  });
+  after(() => delete process.env[FULL]);
+
+  test('replies wait for room instead of being dropped, and all go out once there is room', async () => {
+    const socket = BatchUdpSocket.open(full, '127.0.0.1', 0);
+    socket.serve(echo, report, () => true);
+    try {
+      process.env[FULL] = '1';
+      const sent = messages(100, 'wait');
+      let arrived = 0;
+      const replies = Promise.all(sent.map((m) => udpAsk(socket.port, m, 5000).finally(() => arrived++)));
+      await sleep(300);
+      assert.equal(arrived, 0, 'nothing goes out while the buffer is full');
+      delete process.env[FULL];
+      assert.deepEqual(
+        (await replies).map((r) => r?.toString()),
+        sent.map((m) => `re:${m.toString()}`),
+      );
+      assert.equal(counts.send_error, 0);
+    } finally {
+      delete process.env[FULL];
+      socket.close();
+    }
+  });
+
+  test('beyond four batches waiting a reply is dropped and counted, as is each still waiting at close', async () => {
+    const before = counts.send_error;
+    const socket = BatchUdpSocket.open(full, '127.0.0.1', 0);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let handled = 0;
+    socket.serve(
+      (msg) => (handled++, held.then(() => echo(msg))),
+      report,
+      () => true,
+    );
+    try {
+      const sent = messages(400, 'many');
+      const replies = Promise.all(sent.map((m) => udpAsk(socket.port, m, 2000)));
+      while (handled < sent.length) await sleep(10);
+      process.env[FULL] = '1';
+      release(); // 400 replies at once, into a full buffer
+      await sleep(100);
+      const room = 4 * full.BATCH;
+      assert.equal(counts.send_error - before, sent.length - room);
+      delete process.env[FULL];
+      assert.equal((await replies).filter((r) => r !== null).length, room);
+
+      // some waiting, then close: each counted (the first batch's replies wait, and while
+      // they do nothing more is read: how many of the ten that is depends on their arrival)
+      process.env[FULL] = '1';
+      const late = messages(10, 'late');
+      const lost = Promise.all(late.map((m) => udpAsk(socket.port, m, 300)));
+      while (handled === sent.length) await sleep(10);
+      await sleep(50);
+      const waiting = handled - sent.length;
+      socket.close();
+      assert.equal(counts.send_error - before, sent.length - room + waiting);
+      assert.deepEqual(await lost, new Array<null>(late.length).fill(null));
+    } finally {
+      delete process.env[FULL];
+      socket.close();
     }
   });
 });
@@ -303,13 +405,13 @@ describe('divert serve --udp-batch --workers 2', { skip: noAddon }, () => {
     await upstream?.close();
   });
 
-  test('each worker has a socket of its own on the port, and the primary none', () => {
+  test('one socket on the port, bound by the primary and read by both workers', () => {
     const inodes = udpInodes(port);
-    assert.equal(inodes.size, 2);
+    assert.equal(inodes.size, 1);
     const workers = [...workersOf(divert.child.pid!).values()];
     assert.equal(workers.length, 2);
-    for (const pid of workers) assert.ok(holdsSocket(pid, inodes), `worker ${pid} holds one`);
-    assert.ok(!holdsSocket(divert.child.pid!, inodes));
+    for (const pid of workers) assert.ok(holdsSocket(pid, inodes), `worker ${pid} holds it`);
+    assert.ok(holdsSocket(divert.child.pid!, inodes));
   });
 
   test('400 queries from 400 source ports, all answered', async () => {
@@ -320,7 +422,52 @@ describe('divert serve --udp-batch --workers 2', { skip: noAddon }, () => {
     );
     assert.deepEqual(replies.map(nameOf), names);
   });
+
+  // with a socket per worker (SO_REUSEPORT) the kernel hashed each client to one worker's
+  // socket: the stalled worker's share of the clients went unanswered
+  test('a stalled worker (SIGSTOP) strands no client: queries from 200 source ports are all answered by the other', async () => {
+    await everyClientAnsweredWhileStalled(workersOf(divert.child.pid!).get(2)!, 'stalled');
+  });
+
+  test('a worker started in place of one that died reads the same socket: with the other stalled, it answers every client', async () => {
+    const workers = workersOf(divert.child.pid!);
+    process.kill(workers.get(2)!, 'SIGKILL');
+    let fresh: number | undefined;
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && ((fresh = workersOf(divert.child.pid!).get(2)) === undefined || fresh === workers.get(2)))
+      await sleep(50);
+    assert.ok(fresh !== undefined && fresh !== workers.get(2), 'a new worker 2');
+    await until(() => divert.stdout().includes('new worker serving'), 15_000);
+    assert.ok(holdsSocket(fresh, udpInodes(port)), 'the new worker holds the socket');
+    await everyClientAnsweredWhileStalled(workers.get(1)!, 'fresh');
+  });
+
+  /** With worker `pid` stopped, 200 queries from 200 source ports each get their answer (within udpAsk's 5 s). */
+  async function everyClientAnsweredWhileStalled(pid: number, tag: string): Promise<void> {
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const names = Array.from({ length: 200 }, (_, i) => (i % 2 ? `${tag}${i}.batch.test` : `${tag}${i}.forward.example`));
+      const replies = await askAll(
+        port,
+        names.map((n) => query(n)),
+      );
+      assert.deepEqual(
+        replies.map((r) => (r ? nameOf(r) : null)),
+        names,
+      );
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+  }
 });
+
+async function until(check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
 
 describe('--udp-batch without the addon', () => {
   test('falls back to node:dgram with a warning, and answers', async () => {

@@ -23,8 +23,8 @@ function receiver() {
   };
 }
 
-const client = addon.open('127.0.0.1', port, false);
-const upstream = addon.open('127.0.0.1', 0, false);
+const client = addon.open('127.0.0.1', port);
+const upstream = addon.open('127.0.0.1', 0);
 // where queries go: a sockaddr_in for 127.0.0.1:upstreamPort (family in host order, port and address in network order)
 const upstreamName = Buffer.alloc(NAME);
 upstreamName.writeUInt16LE(AF_INET, 0);

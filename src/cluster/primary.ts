@@ -1,14 +1,13 @@
 // `divert serve --workers N` (N > 1): N worker processes share the DNS sockets through
 // node:cluster (the primary holds each socket and hands the same one to every worker;
 // the kernel gives each datagram to whichever worker reads first, and TCP connections
-// are accepted by the workers directly). The primary owns the table and the admin API; every worker hears every
+// are accepted by the workers directly; --udp-batch's UDP sockets are handed over as
+// descriptors, src/cluster/shared-udp.ts). The primary owns the table and the admin API; every worker hears every
 // change: the in-process table's changes are sent to each worker in order after a
 // snapshot, and with Redis each worker follows the change channel itself. A worker that
 // dies is replaced (when: src/cluster/restarts.ts).
 
 import cluster, { type Worker } from 'node:cluster';
-import { createSocket } from 'node:dgram';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { DivertError, type ErrorCode } from '../errors.js';
@@ -20,6 +19,9 @@ import type { Replication, WorkerTable } from '../table/backend.js';
 import type { ChangeEvent } from '../entry/entry.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import { RESTART_TIMES, RestartSchedule } from './restarts.js';
+import { freePortForBoth } from './ports.js';
+import { SharedUdp } from './shared-udp.js';
+import { loadUdpBatch, udpBatchAddonPath } from '../transport/udp-batch.js';
 
 /** RESTART_TIMES, with the time a worker must serve to be forgiven its crashes shortened
  * by DIVERT_TEST_WORKER_STABLE_MS: for tests only (test/worker-restarts.test.ts), not an option. */
@@ -35,29 +37,6 @@ const SETTLE_TIMEOUT_MS = 5000;
 const CHANGES_PER_MESSAGE = 1000;
 /** A worker that has not exited this long after the query timeout (its drain) is killed. */
 const STOP_MARGIN_MS = 2000;
-
-/** A port that is free for both UDP and TCP on `host` now; the workers then all bind it. */
-async function freePortForBoth(host: string): Promise<number> {
-  for (let tries = 0; tries < 20; tries++) {
-    const udp = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: host.includes(':') });
-    const port = await new Promise<number>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind({ address: host, port: 0, exclusive: true }, () => resolve(udp.address().port));
-    }).catch((err: NodeJS.ErrnoException) => {
-      udp.close();
-      throw err;
-    });
-    const tcp = createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      tcp.once('error', () => resolve(false));
-      tcp.listen({ host, port, exclusive: true, ipv6Only: host.includes(':') }, () => resolve(true));
-    });
-    udp.close();
-    if (free) await new Promise<void>((resolve) => tcp.close(() => resolve()));
-    if (free) return port;
-  }
-  throw new DivertError('LISTEN_FAILED', `cannot find a port on ${host} free for both UDP and TCP`);
-}
 
 /** What the workers read their table from: each its own Redis connection, or a replica of the primary's store, fed from here. */
 export interface WorkersTable {
@@ -106,6 +85,9 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
   });
 
   let listen = config.listen;
+  /** --udp-batch: the UDP sockets the primary binds for the workers (null: the addon does not load; each worker says so). */
+  const addon = config.udpBatch ? loadUdpBatch(udpBatchAddonPath()) : null;
+  let shared: SharedUdp | null = null;
   // what a worker starts with: the configuration of the last reload (listen stays as bound)
   let current = config;
   let currentUpstreams = upstreams;
@@ -124,6 +106,7 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
             upstreams: currentUpstreams,
             table: table.worker,
             workerId: slot + 1,
+            udpFds: shared?.workerFds,
           });
           if (replicated) {
             sendChanges(); // to the others: the snapshot holds them
@@ -212,15 +195,21 @@ export async function startWorkers(config: ServeConfig, table: WorkersTable, ups
           });
         }),
     );
+    shared?.close();
   };
 
   try {
     // the first worker binds; a requested port 0 becomes one port that every worker then shares
     let listening: HostPort[] | undefined;
     for (let tries = 0; !listening; tries++) {
-      listen = await Promise.all(
-        config.listen.map(async (at) => (at.port === 0 ? { host: at.host, port: await freePortForBoth(at.host) } : at)),
-      );
+      shared?.close();
+      shared = addon ? await SharedUdp.bind(addon, config.listen) : null;
+      if (shared) cluster.setupPrimary({ stdio: shared.stdio });
+      listen =
+        shared?.listen ??
+        (await Promise.all(
+          config.listen.map(async (at) => (at.port === 0 ? { host: at.host, port: await freePortForBoth(at.host) } : at)),
+        ));
       try {
         listening = await fork(0);
       } catch (err) {

@@ -10,8 +10,9 @@ import type { Outcome } from '../pipeline/outcome.js';
 import type { WorkerTable } from '../table/backend.js';
 
 export type ToWorker =
-  /** Start serving, reading the table from a replica the primary feeds, or from Redis. */
-  | { t: 'start'; config: ServeConfig; upstreams: HostPort[]; table: WorkerTable; workerId: number }
+  /** Start serving, reading the table from a replica the primary feeds, or from Redis;
+   * udpFds: --udp-batch's UDP sockets, bound by the primary, as this worker's descriptors (one per listen address). */
+  | { t: 'start'; config: ServeConfig; upstreams: HostPort[]; table: WorkerTable; workerId: number; udpFds?: number[] }
   /** The primary's whole in-process table, before any change. */
   | { t: 'snapshot'; entries: Entry[] }
   /** Changes in the order they were made. */

@@ -37,6 +37,7 @@ async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> 
   serving = await startServing(config, view, upstreams, log, {
     exclusive: false,
     worker: message.workerId,
+    udpFds: message.udpFds,
     onPoolNews: (news) => send({ t: 'upstream', news }),
   });
   // in the same turn as the listeners were set up: no query is answered with the old configuration

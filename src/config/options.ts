@@ -257,7 +257,7 @@ export const SERVE_OPTIONS = {
     default: false,
     schema: flag,
     describe:
-      "receive and send client UDP with recvmmsg/sendmmsg through divert's native addon, one socket per worker (SO_REUSEPORT); falls back to node:dgram with a warning when the addon is not built",
+      "receive and send client UDP with recvmmsg/sendmmsg through divert's native addon, one socket per address that every worker reads; falls back to node:dgram with a warning when the addon is not built",
   },
   queryLog: {
     flag: 'query-log',

@@ -8,8 +8,11 @@
 //   meta:  BATCH x 4 int32: length (-1: truncated), source port, address text length, name length
 //   names: BATCH x NAME bytes, the source's sockaddr (what a reply is sent to)
 //   text:  BATCH x TEXT bytes, the source address as inet_ntop writes it
+// With --workers the primary opens the socket (open, never started there) and every
+// worker takes the same one over by its descriptor (adopt): one socket, read by whichever
+// worker is free, so a stalled worker strands no client.
 #include "native.h"
-#include <poll.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -19,8 +22,16 @@
 #define TEXT 48
 /** Batches read per readable event before libuv gets the loop back: other sockets and timers must not starve. */
 #define ROUNDS 8
-/** How long a send waits for room in a full send buffer before it gives the rest up. */
-#define SEND_WAIT_MS 20
+/** Replies kept while the send buffer is full, sent when it has room; beyond them a reply is dropped. */
+#define PENDING (4 * BATCH)
+
+/** A reply that found the send buffer full: its own copy, sent when the socket is writable. */
+typedef struct {
+  uint8_t *data;
+  size_t length;
+  struct sockaddr_storage to;
+  socklen_t tolen;
+} pending_t;
 
 typedef struct {
   int fd;
@@ -31,13 +42,27 @@ typedef struct {
   uint8_t *in, *names, *text;
   int32_t *meta;
   int started, closing, handle_closed, finalized;
+  /** What the poll handle watches: UV_READABLE, or UV_WRITABLE alone while replies wait. */
+  int events;
   struct mmsghdr msgs[BATCH];
   struct iovec iovs[BATCH];
+  /** The replies waiting for room, oldest at head; `lost`: those of them the OS refused since the last send call. */
+  pending_t pending[PENDING];
+  int head, waiting, lost;
 } sock_t;
+
+/** Frees the replies still waiting; how many there were. */
+static int drop_pending(sock_t *s) {
+  int dropped = s->waiting;
+  for (; s->waiting > 0; s->waiting--, s->head = (s->head + 1) % PENDING) free(s->pending[s->head].data);
+  return dropped;
+}
 
 /** The socket's memory goes when both the JavaScript handle is collected and libuv is done with the poll handle. */
 static void release(sock_t *s) {
-  if (s->finalized && (s->handle_closed || !s->started)) free(s);
+  if (!s->finalized || !(s->handle_closed || !s->started)) return;
+  drop_pending(s);
+  free(s);
 }
 
 static void finalize(napi_env env, void *data, void *hint) {
@@ -54,20 +79,33 @@ static sock_t *handle_of(napi_env env, napi_value v) {
   return s;
 }
 
-// open(host, port, reusePort) -> handle. An IPv6 socket takes IPv6 only, as node:dgram's
-// listener is opened (ipv6Only); SO_REUSEPORT lets every worker bind its own socket to
-// the port, and the kernel spreads the clients over them.
+/** The handle JavaScript holds for a socket `fd`; the fd is closed if none can be made. */
+static napi_value wrap(napi_env env, int fd) {
+  sock_t *s = calloc(1, sizeof(sock_t));
+  napi_value handle;
+  if (!s || napi_create_external(env, s, finalize, NULL, &handle) != napi_ok) {
+    close(fd);
+    free(s);
+    napi_throw_error(env, NULL, "cannot make a socket handle");
+    return NULL;
+  }
+  s->fd = fd;
+  s->env = env;
+  return handle;
+}
+
+// open(host, port) -> handle. An IPv6 socket takes IPv6 only, as node:dgram's listener is
+// opened (ipv6Only). No SO_REUSEPORT: a second socket on the port would take a share of
+// the clients, and workers share this one instead (adopt).
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 2;
+  napi_value argv[2];
   char host[INET6_ADDRSTRLEN + 1];
   size_t hostlen;
   int32_t port;
-  bool reuse;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   CHECK(napi_get_value_string_utf8(env, argv[0], host, sizeof host, &hostlen));
   CHECK(napi_get_value_int32(env, argv[1], &port));
-  CHECK(napi_get_value_bool(env, argv[2], &reuse));
   struct sockaddr_storage at;
   socklen_t atlen = address_of(host, port, &at);
   if (atlen == 0) return throw_errno(env, "bind", EINVAL);
@@ -79,27 +117,51 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
   if (at.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "setsockopt", err);
-  }
   if (bind(fd, (struct sockaddr *)&at, atlen) < 0) {
     int err = errno;
     close(fd);
     return throw_errno(env, "bind", err);
   }
-  sock_t *s = calloc(1, sizeof(sock_t));
-  s->fd = fd;
-  s->env = env;
-  napi_value handle;
-  if (napi_create_external(env, s, finalize, NULL, &handle) != napi_ok) {
-    close(fd);
-    free(s);
-    napi_throw_error(env, NULL, "napi_create_external failed");
+  return wrap(env, fd);
+}
+
+// adopt(fd) -> handle: a socket opened by another process (the primary, handed over as
+// one of this process's descriptors), to poll here like one of its own. It must be a
+// bound IPv4 or IPv6 datagram socket; anything else is refused with a message naming it.
+static napi_value js_adopt(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  int type = 0, domain = 0;
+  socklen_t len = sizeof type;
+  char what[64];
+  snprintf(what, sizeof what, "adopt: descriptor %d", fd);
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return throw_errno(env, what, fd < 0 ? EBADF : errno);
+  len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return throw_errno(env, what, errno);
+  if (type != SOCK_DGRAM || (domain != AF_INET && domain != AF_INET6)) {
+    char message[160];
+    snprintf(message, sizeof message, "%s is not a UDP socket (SO_TYPE %d, SO_DOMAIN %d)", what, type, domain);
+    napi_throw_error(env, "ENOTSOCK", message);
     return NULL;
   }
-  return handle;
+  // the file status flags belong to the socket, shared with the other processes: already
+  // non-blocking when the primary opened it; close-on-exec is this descriptor's own
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) return throw_errno(env, what, errno);
+  return wrap(env, fd);
+}
+
+// fd(handle) -> the socket's descriptor, for the primary to hand to its workers.
+static napi_value js_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = handle_of(env, argv[0]);
+  CHECK(napi_create_int32(env, s ? s->fd : -1, &out));
+  return out;
 }
 
 static napi_value js_port(napi_env env, napi_callback_info info) {
@@ -110,11 +172,78 @@ static napi_value js_port(napi_env env, napi_callback_info info) {
   return local_port(env, s ? s->fd : -1);
 }
 
-static void on_readable(uv_poll_t *p, int status, int events) {
+/** Sends the waiting replies, oldest first, until none is left or the send buffer is full
+ * again. One the OS refuses is dropped and counted in `lost`, for the next send call to report. */
+static void send_pending(sock_t *s) {
+  struct mmsghdr msgs[BATCH];
+  struct iovec iovs[BATCH];
+  while (s->waiting > 0) {
+    int n = 0;
+    for (; n < BATCH && n < s->waiting; n++) {
+      pending_t *q = &s->pending[(s->head + n) % PENDING];
+      iovs[n].iov_base = q->data;
+      iovs[n].iov_len = q->length;
+      memset(&msgs[n].msg_hdr, 0, sizeof(struct msghdr));
+      msgs[n].msg_hdr.msg_iov = &iovs[n];
+      msgs[n].msg_hdr.msg_iovlen = 1;
+      msgs[n].msg_hdr.msg_name = &q->to;
+      msgs[n].msg_hdr.msg_namelen = q->tolen;
+    }
+    int k = sendmmsg(s->fd, msgs, n, MSG_DONTWAIT);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (k <= 0) {
+      // the first of them is refused (its destination): it goes, the rest are tried again
+      k = 1;
+      s->lost++;
+    }
+    for (int i = 0; i < k; i++, s->waiting--, s->head = (s->head + 1) % PENDING) free(s->pending[s->head].data);
+  }
+}
+
+static void on_event(uv_poll_t *p, int status, int events);
+
+/** Reading while no reply waits; while some do, only waiting for room to send them. Reading
+ * then would only make replies with no room to go: the queries wait in the receive buffer
+ * instead (the kernel drops what exceeds it), or are read by another worker. */
+static void watch(sock_t *s) {
+  int want = s->waiting > 0 ? UV_WRITABLE : UV_READABLE;
+  if (!s->started || s->closing || want == s->events) return;
+  s->events = want;
+  uv_poll_start(&s->poll, want, on_event);
+}
+
+/** Keeps copies of `n` replies that found the send buffer full; how many did not fit (or
+ * cannot wait: a socket not polled never hears it is writable). */
+static int keep(sock_t *s, struct mmsghdr *msgs, int n) {
+  int dropped = 0;
+  for (int i = 0; i < n; i++) {
+    struct msghdr *h = &msgs[i].msg_hdr;
+    pending_t *q = &s->pending[(s->head + s->waiting) % PENDING];
+    if (s->waiting == PENDING || !s->started || !(q->data = malloc(h->msg_iov->iov_len ? h->msg_iov->iov_len : 1))) {
+      dropped++;
+      continue;
+    }
+    memcpy(q->data, h->msg_iov->iov_base, h->msg_iov->iov_len);
+    q->length = h->msg_iov->iov_len;
+    memcpy(&q->to, h->msg_name, h->msg_namelen);
+    q->tolen = h->msg_namelen;
+    s->waiting++;
+  }
+  watch(s);
+  return dropped;
+}
+
+static void on_event(uv_poll_t *p, int status, int events) {
   sock_t *s = p->data;
   napi_env env = s->env;
   if (status < 0) return;
-  for (int round = 0; round < ROUNDS && !s->closing; round++) {
+  if (events & UV_WRITABLE) {
+    send_pending(s);
+    watch(s);
+    return;
+  }
+  for (int round = 0; round < ROUNDS && !s->closing && s->waiting == 0; round++) {
     for (int i = 0; i < BATCH; i++) {
       s->iovs[i].iov_base = s->in + i * SLOT;
       s->iovs[i].iov_len = SLOT;
@@ -197,12 +326,15 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   if (uv_poll_init(loop, &s->poll, s->fd) != 0) return throw_errno(env, "uv_poll_init", EINVAL);
   s->poll.data = s;
   s->started = 1;
-  uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  s->events = UV_READABLE;
+  uv_poll_start(&s->poll, UV_READABLE, on_event);
   return NULL;
 }
 
 // send(handle, data, meta [offset, length, name index]*, names, count) -> how many failed.
 // One failing reply (the OS refuses its destination) is skipped and the rest still go.
+// Replies that find the send buffer full wait (keep) and go when it has room, after those
+// already waiting; the event loop is never held up for them.
 static napi_value js_send(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5], out;
@@ -253,25 +385,28 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
     kept++;
   }
   n = kept;
-  int waited = 0;
-  for (int sent = 0; sent < n;) {
+  int sent = 0;
+  // the ones waiting go first; while some still wait, these wait behind them
+  if (s && s->waiting > 0) send_pending(s);
+  while (sent < n && (!s || s->waiting == 0)) {
     int k = sendmmsg(s->fd, msgs + sent, n - sent, MSG_DONTWAIT);
     if (k > 0) {
       sent += k;
     } else if (k < 0 && errno == EINTR) {
       continue;
-    } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !waited) {
-      // the send buffer is full: wait for room, once per call and briefly, rather than lose
-      // the replies (node:dgram queues them); meanwhile nothing is read, which is what an
-      // overloaded server should do: the excess is dropped by the kernel, unread
-      struct pollfd room = {.fd = s->fd, .events = POLLOUT};
-      waited = 1;
-      poll(&room, 1, SEND_WAIT_MS);
+    } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break;
     } else {
-      // the first of the rest failed (the OS refuses its destination, or still no room): skip it
+      // the first of the rest failed (the OS refuses its destination): skip it
       failed++;
       sent++;
     }
+  }
+  if (sent < n) failed += keep(s, msgs + sent, n - sent);
+  if (s) {
+    if (s->waiting == 0) watch(s);
+    failed += s->lost;
+    s->lost = 0;
   }
   CHECK(napi_create_int32(env, failed, &out));
   return out;
@@ -284,29 +419,33 @@ static void on_closed(uv_handle_t *h) {
   release(s);
 }
 
-// stop(handle): no more reading; the fd closes once libuv lets go of the poll handle.
+// stop(handle) -> how many replies were still waiting for room (they are dropped): no
+// more reading; the fd closes once libuv lets go of the poll handle.
 static napi_value js_stop(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1];
+  napi_value argv[1], out;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = handle_of(env, argv[0]);
   if (!s || s->closing) return NULL;
   s->closing = 1;
+  int32_t dropped = drop_pending(s) + s->lost;
+  s->lost = 0;
+  CHECK(napi_create_int32(env, dropped, &out));
   if (!s->started) {
     close(s->fd);
     s->fd = -1;
-    return NULL;
+    return out;
   }
   uv_poll_stop(&s->poll);
   napi_ref refs[] = {s->cb, s->in_ref, s->meta_ref, s->names_ref, s->text_ref, s->resource};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) napi_delete_reference(env, refs[i]);
   napi_async_destroy(env, s->ctx);
   uv_close((uv_handle_t *)&s->poll, on_closed);
-  return NULL;
+  return out;
 }
 
 NAPI_MODULE_INIT() {
-  static const function_t fns[] = {{"open", js_open}, {"port", js_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}};
+  static const function_t fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_fd}, {"port", js_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}};
   export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
   export_int(env, exports, "BATCH", BATCH);
   export_int(env, exports, "SLOT", SLOT);

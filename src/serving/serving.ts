@@ -20,7 +20,7 @@ import { listenerReport } from '../transport/listener-events.js';
 import { BindFailure, ListenerSet } from '../transport/listener-set.js';
 import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
 import { CONNECTED_ADDON_NAME, ConnectedUdp } from '../transport/connected-udp.js';
-import { DEFAULT_ADDON_PATH, loadUdpBatch, type UdpBatchAddon } from '../transport/udp-batch.js';
+import { loadUdpBatch, udpBatchAddonPath, type UdpBatchAddon } from '../transport/udp-batch.js';
 import type { PoolNews } from '../upstream/upstream-pool.js';
 import { bindError } from './bind-error.js';
 import { QueryPaths } from './query-paths.js';
@@ -49,13 +49,15 @@ export interface ServingOptions {
   onPoolNews?: (news: PoolNews) => void;
   /** The time the rules' windows see (tests inject one); Date.now by default. */
   clock?: () => number;
+  /** --udp-batch in a cluster worker: the UDP sockets the primary bound, as descriptors of this process, one per listen address. */
+  udpFds?: readonly number[];
 }
 
 /** --udp-batch's addons: the client listeners' and the upstream sockets', each null
  * (node:dgram) with a warning when it was not built. DIVERT_UDP_BATCH_ADDON points
  * elsewhere (tests use it to see the fallback); the upstream addon is looked for beside it. */
 function udpBatchAddons(log: Logger): { listeners: UdpBatchAddon | null; upstreams: ConnectedUdp | null } {
-  const path = process.env.DIVERT_UDP_BATCH_ADDON ?? DEFAULT_ADDON_PATH;
+  const path = udpBatchAddonPath();
   const listeners = loadUdpBatch(path);
   const upstreamPath = join(dirname(path), CONNECTED_ADDON_NAME);
   const upstreams = ConnectedUdp.load(upstreamPath);
@@ -133,6 +135,7 @@ export async function startServing(
       exclusive: options.exclusive,
       onError: (err) => log.warn({ err: err.message }, 'listener'),
       udpBatch: batch.listeners,
+      udpFds: options.udpFds,
     });
   } catch (err) {
     await release();

@@ -22,8 +22,10 @@ export interface ListenerSetOptions {
   /** false in a cluster worker: the port is shared with the other workers. */
   exclusive?: boolean;
   onError: (err: Error) => void;
-  /** --udp-batch: UDP through divert's native addon (udp-batch.ts), a socket of its own per worker; node:dgram without. */
+  /** --udp-batch: UDP through divert's native addon (udp-batch.ts); node:dgram without. */
   udpBatch?: UdpBatchAddon | null;
+  /** With udpBatch in a cluster worker: the descriptors of the UDP sockets the primary bound, one per address in order, adopted instead of binding. */
+  udpFds?: readonly number[];
 }
 
 /** A bind that failed: the OS's error, and the address it was for (with the port it had). */
@@ -60,7 +62,7 @@ export class ListenerSet {
   static async open(addresses: readonly HostPort[], handler: Handler, options: ListenerSetOptions): Promise<ListenerSet> {
     const set = new ListenerSet();
     try {
-      for (const at of addresses) set.pairs.push(await set.bind(at, handler, options));
+      for (const [i, at] of addresses.entries()) set.pairs.push(await set.bind(at, handler, options, options.udpFds?.[i]));
     } catch (err) {
       await set.close(0);
       throw err;
@@ -96,16 +98,18 @@ export class ListenerSet {
     await this.serversClosed;
   }
 
-  private async bind(at: HostPort, handler: Handler, options: ListenerSetOptions): Promise<Pair> {
+  private async bind(at: HostPort, handler: Handler, options: ListenerSetOptions, udpFd: number | undefined): Promise<Pair> {
     const exclusive = options.exclusive ?? true;
     const accepting = () => this.accepting;
     for (let tries = 0; ; tries++) {
       let udp: UdpListener;
       let serve: () => void;
       try {
-        if (options.udpBatch) {
-          // each worker binds its own socket (SO_REUSEPORT): the kernel spreads the clients, the primary holds nothing
-          const batch = BatchUdpSocket.open(options.udpBatch, at.host, at.port, !exclusive);
+        // a worker adopts the one socket the primary bound, as do the others: whichever is free
+        // takes the next datagrams (a worker handed none shares a node:dgram socket instead)
+        if (options.udpBatch && (udpFd !== undefined || exclusive)) {
+          const batch =
+            udpFd === undefined ? BatchUdpSocket.open(options.udpBatch, at.host, at.port) : BatchUdpSocket.adopt(options.udpBatch, udpFd);
           udp = batch;
           serve = () => batch.serve(handler, options.report, accepting);
         } else {

@@ -5,7 +5,8 @@
 // forwarded query's) are gathered and sent together once per turn of the microtask
 // queue. What the dgram listener promises holds here too (udp-listener.ts): a datagram
 // from port 0, a handler that throws or rejects, and a reply the OS will not send each
-// cost that one datagram, counted.
+// cost that one datagram, counted. With cluster workers the primary opens the socket and
+// each worker adopts it (one socket per address, read by whichever worker is free).
 
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -21,15 +22,24 @@ export interface UdpBatchAddon {
   readonly SLOT: number;
   readonly NAME: number;
   readonly TEXT: number;
-  open(host: string, port: number, reusePort: boolean): NativeSocket;
+  open(host: string, port: number): NativeSocket;
+  /** Takes over a UDP socket this process was handed as descriptor `fd`; throws (err.code) if it is not one. */
+  adopt(fd: number): NativeSocket;
+  fd(socket: NativeSocket): number;
   port(socket: NativeSocket): number;
   start(socket: NativeSocket, data: Buffer, meta: Int32Array, names: Buffer, text: Buffer, onBatch: (count: number) => void): void;
   send(socket: NativeSocket, data: Uint8Array, meta: Int32Array, names: Buffer, count: number): number;
-  stop(socket: NativeSocket): void;
+  /** How many replies were still waiting for room in the send buffer: they are dropped. */
+  stop(socket: NativeSocket): number;
 }
 
 /** Where npm run build puts the addon: dist/native/, from dist/src/transport/. */
 export const DEFAULT_ADDON_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'udp-batch.node');
+
+/** Where divert serve loads the addon from: DIVERT_UDP_BATCH_ADDON points elsewhere (tests use it to see the fallback). */
+export function udpBatchAddonPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DIVERT_UDP_BATCH_ADDON ?? DEFAULT_ADDON_PATH;
+}
 
 /** The addon, or null when it was not built (no cc) or will not load here. */
 export function loadUdpBatch(path = DEFAULT_ADDON_PATH): UdpBatchAddon | null {
@@ -59,13 +69,22 @@ export class BatchUdpSocket {
     this.outNames = Buffer.alloc(addon.BATCH * addon.NAME);
   }
 
-  /** Binds `host:port`; `reusePort` lets each cluster worker bind a socket of its own to the port. Throws the OS's error (err.code). */
-  static open(addon: UdpBatchAddon, host: string, port: number, reusePort: boolean): BatchUdpSocket {
-    return new BatchUdpSocket(addon, addon.open(host, port, reusePort));
+  /** Binds `host:port`, for this process alone. Throws the OS's error (err.code). */
+  static open(addon: UdpBatchAddon, host: string, port: number): BatchUdpSocket {
+    return new BatchUdpSocket(addon, addon.open(host, port));
+  }
+
+  /** The socket another process bound and handed over as descriptor `fd` (a cluster worker's, from the primary). */
+  static adopt(addon: UdpBatchAddon, fd: number): BatchUdpSocket {
+    return new BatchUdpSocket(addon, addon.adopt(fd));
   }
 
   get port(): number {
     return this.addon.port(this.socket);
+  }
+
+  get fd(): number {
+    return this.addon.fd(this.socket);
   }
 
   /** `accepting()` false: datagrams are dropped unread (a drain has begun). */
@@ -117,7 +136,8 @@ export class BatchUdpSocket {
     if (this.closed) return;
     this.flush();
     this.closed = true;
-    this.addon.stop(this.socket);
+    const dropped = this.addon.stop(this.socket);
+    for (let i = 0; i < dropped; i++) this.report?.fault('send_error', new Error('closed with the reply still waiting for room to send'));
   }
 
   /** A reply that came after its batch: sent with the others of this turn. */
