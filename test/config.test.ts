@@ -107,7 +107,7 @@ describe('defaults', () => {
       maxUdpSize: 1232,
       cacheNames: 100_000,
       workers: availableParallelism(),
-      udpBatch: false,
+      udpBatch: true,
       queryLog: undefined,
       queryLogSample: 1,
       metricsMaxNames: 1000,

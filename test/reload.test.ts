@@ -436,7 +436,7 @@ describe('RunningServer.reload(), called directly', () => {
       workers,
       config: configPath,
       // as startDivert adds it: the reload must read the same flags as the start
-      'udp-batch': TEST_UDP_BATCH,
+      ...(TEST_UDP_BATCH === undefined ? {} : { 'udp-batch': TEST_UDP_BATCH }),
     };
     const lines: string[] = [];
     const divert = await startDivert(flags, {

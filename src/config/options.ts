@@ -254,7 +254,7 @@ export const SERVE_OPTIONS = {
   udpBatch: {
     flag: 'udp-batch',
     boolean: true,
-    default: false,
+    default: true,
     schema: flag,
     describe:
       "receive and send client UDP with recvmmsg/sendmmsg through divert's native addon, one socket per address that every worker reads; falls back to node:dgram with a warning when the addon is not built",

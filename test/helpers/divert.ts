@@ -26,8 +26,12 @@ export const TEST_TOKEN = 'test-token-0123456789abcdef';
  * files run whole suites again with several), else 1, so the server runs in this process. */
 export const TEST_WORKERS = process.env.DIVERT_TEST_WORKERS ?? '1';
 
-/** DIVERT_TEST_UDP_BATCH=1: every server the helpers start (here and in process.ts) has --udp-batch, to run whole suites on that path. */
-export const TEST_UDP_BATCH = process.env.DIVERT_TEST_UDP_BATCH === '1';
+/** DIVERT_TEST_UDP_BATCH=0: every server the helpers start (here and in process.ts) has
+ * --no-udp-batch, so that whole suites run on the node:dgram fallback (npm test's second
+ * pass); 1 forces the addon; unset, the servers keep the default (the addon, where built). */
+export const TEST_UDP_BATCH: boolean | undefined = ({ '0': false, '1': true } as Record<string, boolean>)[
+  process.env.DIVERT_TEST_UDP_BATCH ?? ''
+];
 
 /** `options` are flags as the command line takes them (without dashes). */
 /** Where a test reads the server's log lines (JSON, one per write). */
@@ -46,7 +50,7 @@ export async function startDivert(
       'admin-token': TEST_TOKEN,
       'log-level': 'silent',
       workers: TEST_WORKERS,
-      'udp-batch': TEST_UDP_BATCH,
+      ...(TEST_UDP_BATCH === undefined ? {} : { 'udp-batch': TEST_UDP_BATCH }),
       ...options,
     },
     {},
