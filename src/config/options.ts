@@ -257,7 +257,7 @@ export const SERVE_OPTIONS = {
     default: true,
     schema: flag,
     describe:
-      "receive and send client UDP with recvmmsg/sendmmsg through divert's native addon, one socket per address that every worker reads; falls back to node:dgram with a warning when the addon is not built",
+      "receive and send UDP, clients' and upstreams', with recvmmsg/sendmmsg through divert's native addons, one socket per listen address that every worker reads (--no-udp-batch: node:dgram); falls back to node:dgram with a warning when the addons are not built",
   },
   queryLog: {
     flag: 'query-log',
