@@ -169,7 +169,8 @@ for (const [backend, makeBackend] of BACKENDS)
         ports.add(asked.from.port);
       }
       assert.ok(ids.size >= 18, `IDs drawn at random (${ids.size} distinct of 20)`);
-      assert.ok(ports.size >= 18, `source ports drawn at random (${ports.size} distinct of 20)`);
+      // from the 64 sockets of --upstream-sockets' default: about 17 distinct expected, fewer than 12 about once in 10,000 runs
+      assert.ok(ports.size >= 12, `source ports drawn at random (${ports.size} distinct of 20)`);
     });
 
     test('a reply from another port, with a wrong ID or for another question is not delivered; the last two are counted', async () => {
