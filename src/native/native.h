@@ -58,6 +58,18 @@ static socklen_t address_of(const char *host, int port, struct sockaddr_storage 
   return 0;
 }
 
+/** Points message m at one buffer (its iovec `iov`) and, when name is not NULL, an address:
+ * what recvmmsg fills and sendmmsg sends, one datagram each. */
+static void set_message(struct mmsghdr *m, struct iovec *iov, void *base, size_t length, void *name, socklen_t namelen) {
+  iov->iov_base = base;
+  iov->iov_len = length;
+  memset(&m->msg_hdr, 0, sizeof m->msg_hdr);
+  m->msg_hdr.msg_iov = iov;
+  m->msg_hdr.msg_iovlen = 1;
+  m->msg_hdr.msg_name = name;
+  m->msg_hdr.msg_namelen = namelen;
+}
+
 /** The local port of socket fd, as a JavaScript number (throws the OS's error). */
 static napi_value local_port(napi_env env, int fd) {
   struct sockaddr_storage at;

@@ -181,13 +181,7 @@ static void send_pending(sock_t *s) {
     int n = 0;
     for (; n < BATCH && n < s->waiting; n++) {
       pending_t *q = &s->pending[(s->head + n) % PENDING];
-      iovs[n].iov_base = q->data;
-      iovs[n].iov_len = q->length;
-      memset(&msgs[n].msg_hdr, 0, sizeof(struct msghdr));
-      msgs[n].msg_hdr.msg_iov = &iovs[n];
-      msgs[n].msg_hdr.msg_iovlen = 1;
-      msgs[n].msg_hdr.msg_name = &q->to;
-      msgs[n].msg_hdr.msg_namelen = q->tolen;
+      set_message(&msgs[n], &iovs[n], q->data, q->length, &q->to, q->tolen);
     }
     int k = sendmmsg(s->fd, msgs, n, MSG_DONTWAIT);
     if (k < 0 && errno == EINTR) continue;
@@ -245,13 +239,7 @@ static void on_event(uv_poll_t *p, int status, int events) {
   }
   for (int round = 0; round < ROUNDS && !s->closing && s->waiting == 0; round++) {
     for (int i = 0; i < BATCH; i++) {
-      s->iovs[i].iov_base = s->in + i * SLOT;
-      s->iovs[i].iov_len = SLOT;
-      memset(&s->msgs[i].msg_hdr, 0, sizeof(struct msghdr));
-      s->msgs[i].msg_hdr.msg_iov = &s->iovs[i];
-      s->msgs[i].msg_hdr.msg_iovlen = 1;
-      s->msgs[i].msg_hdr.msg_name = s->names + i * NAME;
-      s->msgs[i].msg_hdr.msg_namelen = NAME;
+      set_message(&s->msgs[i], &s->iovs[i], s->in + i * SLOT, SLOT, s->names + i * NAME, NAME);
     }
     int n = recvmmsg(s->fd, s->msgs, BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0) return;
@@ -355,8 +343,8 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   if ((size_t)n * 3 * 4 > meta_bytes) n = (int32_t)(meta_bytes / 12);
   if (!s || s->closing) {
     // closed: nothing goes out any more, and each reply counts as failed
-    failed = n;
-    n = 0;
+    CHECK(napi_create_int32(env, n, &out));
+    return out;
   }
   struct mmsghdr msgs[BATCH];
   struct iovec iovs[BATCH];
@@ -375,20 +363,15 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
       failed++;
       continue;
     }
-    iovs[kept].iov_base = data + off;
-    iovs[kept].iov_len = length;
-    memset(&msgs[kept].msg_hdr, 0, sizeof(struct msghdr));
-    msgs[kept].msg_hdr.msg_iov = &iovs[kept];
-    msgs[kept].msg_hdr.msg_iovlen = 1;
-    msgs[kept].msg_hdr.msg_name = to;
-    msgs[kept].msg_hdr.msg_namelen = to->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    socklen_t tolen = to->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    set_message(&msgs[kept], &iovs[kept], data + off, length, to, tolen);
     kept++;
   }
   n = kept;
   int sent = 0;
   // the ones waiting go first; while some still wait, these wait behind them
-  if (s && s->waiting > 0) send_pending(s);
-  while (sent < n && (!s || s->waiting == 0)) {
+  if (s->waiting > 0) send_pending(s);
+  while (sent < n && s->waiting == 0) {
     int k = sendmmsg(s->fd, msgs + sent, n - sent, MSG_DONTWAIT);
     if (k > 0) {
       sent += k;
@@ -403,11 +386,9 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
     }
   }
   if (sent < n) failed += keep(s, msgs + sent, n - sent);
-  if (s) {
-    if (s->waiting == 0) watch(s);
-    failed += s->lost;
-    s->lost = 0;
-  }
+  if (s->waiting == 0) watch(s);
+  failed += s->lost;
+  s->lost = 0;
   CHECK(napi_create_int32(env, failed, &out));
   return out;
 }

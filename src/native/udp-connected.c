@@ -48,10 +48,12 @@ static group_t *group_of(napi_env env, napi_value v) {
   return g;
 }
 
-/** The open socket with this id, or NULL. */
-static conn_t *conn_of(group_t *g, int32_t id) {
-  if (!g || id < 0 || id >= g->capacity) return NULL;
-  conn_t *c = g->conns[id];
+/** The open socket that JavaScript's (group, id) arguments name, or NULL. */
+static conn_t *conn_of(napi_env env, napi_value group, napi_value id) {
+  group_t *g = group_of(env, group);
+  int32_t i;
+  if (!g || napi_get_value_int32(env, id, &i) != napi_ok || i < 0 || i >= g->capacity) return NULL;
+  conn_t *c = g->conns[i];
   return c && !c->closing ? c : NULL;
 }
 
@@ -85,11 +87,7 @@ static void on_readable(uv_poll_t *p, int status, int events) {
     if (c->closing) return; // closed by what the delivery ran
     int room = CAP - g->count;
     for (int i = 0; i < room; i++) {
-      g->iovs[i].iov_base = g->data + (size_t)(g->count + i) * SLOT;
-      g->iovs[i].iov_len = SLOT;
-      memset(&g->msgs[i].msg_hdr, 0, sizeof(struct msghdr));
-      g->msgs[i].msg_hdr.msg_iov = &g->iovs[i];
-      g->msgs[i].msg_hdr.msg_iovlen = 1;
+      set_message(&g->msgs[i], &g->iovs[i], g->data + (size_t)(g->count + i) * SLOT, SLOT, NULL, 0);
     }
     int n = recvmmsg(c->fd, g->msgs, room, MSG_DONTWAIT, NULL);
     if (n < 0) {
@@ -221,14 +219,12 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
 static napi_value js_send(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4], out;
-  int32_t id, length;
+  int32_t length;
   size_t bytes = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  group_t *g = group_of(env, argv[0]);
-  CHECK(napi_get_value_int32(env, argv[1], &id));
+  conn_t *c = conn_of(env, argv[0], argv[1]);
   uint8_t *data = array_of(env, argv[2], napi_uint8_array, &bytes);
   CHECK(napi_get_value_int32(env, argv[3], &length));
-  conn_t *c = conn_of(g, id);
   int result = 0;
   if (!c || !data || length < 0 || (size_t)length > bytes) {
     result = -EBADF;
@@ -245,10 +241,8 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
 static napi_value js_port(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  int32_t id;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  CHECK(napi_get_value_int32(env, argv[1], &id));
-  conn_t *c = conn_of(group_of(env, argv[0]), id);
+  conn_t *c = conn_of(env, argv[0], argv[1]);
   return local_port(env, c ? c->fd : -1);
 }
 
@@ -264,15 +258,13 @@ static void on_closed(uv_handle_t *h) {
 static napi_value js_close(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  int32_t id;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  CHECK(napi_get_value_int32(env, argv[1], &id));
-  group_t *g = group_of(env, argv[0]);
-  conn_t *c = conn_of(g, id);
+  conn_t *c = conn_of(env, argv[0], argv[1]);
   if (!c) return NULL;
   c->closing = 1;
+  group_t *g = c->g;
   for (int i = 0; i < g->count; i++)
-    if (g->meta[i * 2] == id) g->meta[i * 2] = -1;
+    if (g->meta[i * 2] == c->id) g->meta[i * 2] = -1;
   uv_poll_stop(&c->poll);
   uv_close((uv_handle_t *)&c->poll, on_closed);
   return NULL;
