@@ -9,7 +9,6 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:dgram';
 import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,7 @@ import { emptyListenerCounts, listenerReport } from '../src/transport/listener-e
 import { BatchUdpSocket, loadUdpBatch, type UdpBatchAddon } from '../src/transport/udp-batch.js';
 import { compileAddon } from '../src/native/build.js';
 import type { Handler } from '../src/transport/handler.js';
+import { skipWithoutAddon } from './helpers/addon.js';
 import { decode, query, startDivert, udpAsk, withoutId, type TestServer } from './helpers/divert.js';
 import { ROOT, runDivert, workersOf, type DivertProcess } from './helpers/process.js';
 import { RawUdp, rawUdpUnavailable } from './helpers/raw-udp.js';
@@ -27,10 +27,7 @@ import { tempFiles } from './helpers/temp-files.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const addon = loadUdpBatch();
-// skipped only on a machine without cc, where npm run build cannot make the addon: where cc
-// is, a missing addon is a build that failed, and these tests run and fail with it
-const noCc = spawnSync('cc', ['--version'], { stdio: 'ignore' }).error !== undefined;
-const noAddon = addon || !noCc ? false : 'no cc here, so no addon (npm run build needs cc)';
+const noAddon = skipWithoutAddon(addon);
 
 /** Sends each of `messages` from a socket of its own, all at once; resolves with the replies in order (null: none in time). */
 function askAll(port: number, messages: Buffer[], host = '127.0.0.1'): Promise<(Buffer | null)[]> {
@@ -307,19 +304,8 @@ describe('divert serve --udp-batch, one process', { skip: noAddon }, () => {
       logs.filter((l) => l.includes('udp-batch')),
       [],
     );
-    // the server runs in this process: its node:dgram sockets are among the active handles
-    // (the addon's socket is a libuv poll handle, not one of them); one on the DNS port
-    // would mean the flag was ignored
-    const dgramPorts = (process as unknown as { _getActiveHandles(): unknown[] })
-      ._getActiveHandles()
-      .filter((h): h is Socket => h instanceof Socket)
-      .flatMap((socket) => {
-        try {
-          return [socket.address().port];
-        } catch {
-          return []; // not bound (an upstream socket still connecting)
-        }
-      });
+    // one node:dgram socket on the DNS port would mean the flag was ignored
+    const dgramPorts = dgramPortsHere();
     assert.ok(dgramPorts.length > 0, 'the upstream test server, at least, is a node:dgram socket');
     assert.ok(!dgramPorts.includes(divert.port), `node:dgram sockets on ${dgramPorts.join(', ')}`);
     assert.ok(udpInodes(divert.port).size === 1, 'the DNS port is bound once');
@@ -468,6 +454,42 @@ async function until(check: () => boolean, timeoutMs: number): Promise<void> {
     await sleep(50);
   }
 }
+
+/** The ports of this process's node:dgram sockets: a server run in this process has its
+ * node:dgram sockets among the active handles (the addon's are libuv poll handles, not
+ * among them). */
+function dgramPortsHere(): number[] {
+  return (process as unknown as { _getActiveHandles(): unknown[] })
+    ._getActiveHandles()
+    .filter((h): h is Socket => h instanceof Socket)
+    .flatMap((socket) => {
+      try {
+        return [socket.address().port];
+      } catch {
+        return []; // not bound (an upstream socket still connecting)
+      }
+    });
+}
+
+// npm test runs the suite twice, the second time with DIVERT_TEST_UDP_BATCH=0: this shows
+// the two runs really differ, the servers the helpers start on the addon by default and on
+// node:dgram in the second run (were the setting lost, both would run the addon, and the
+// fallback would go untested)
+describe("the servers the tests start: on the addon by default, on node:dgram in npm test's second run", () => {
+  const second = process.env.DIVERT_TEST_UDP_BATCH === '0';
+  test(
+    second ? 'DIVERT_TEST_UDP_BATCH=0: the DNS port is a node:dgram socket' : "the DNS port is the addon's socket",
+    { skip: second ? false : noAddon },
+    async () => {
+      const divert = await startDivert({ workers: '1' });
+      try {
+        assert.equal(dgramPortsHere().includes(divert.port), second);
+      } finally {
+        await divert.close();
+      }
+    },
+  );
+});
 
 describe('--udp-batch without the addon', () => {
   test('falls back to node:dgram with a warning, and answers', async () => {

@@ -6,7 +6,6 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -19,6 +18,7 @@ import { inspect } from '../src/debug.js';
 import { Forwarder, type ForwarderOptions } from '../src/upstream/forwarder.js';
 import { UpstreamPool } from '../src/upstream/upstream-pool.js';
 import { readQuery } from '../src/wire/query.js';
+import { skipWithoutAddon } from './helpers/addon.js';
 import { decode, query, startDivert, tcpSession, udpAsk, type TestServer } from './helpers/divert.js';
 import { FLAG, ipv4, rawReply, rr } from './helpers/raw.js';
 import { startUpstream, type TestUpstream, type UpstreamQuery } from './helpers/upstream.js';
@@ -194,9 +194,7 @@ describe('--upstream-sockets', () => {
 
 // the pool's sockets are node:dgram's, or the native addon's (--udp-batch): each test runs on both
 const native = ConnectedUdp.load(join(dirname(DEFAULT_ADDON_PATH), CONNECTED_ADDON_NAME));
-// skipped only on a machine without cc, where npm run build cannot make the addon (as in udp-batch.test.ts)
-const noCc = spawnSync('cc', ['--version'], { stdio: 'ignore' }).error !== undefined;
-const noAddon = native || !noCc ? false : 'no cc here, so no addon (npm run build needs cc)';
+const noAddon = skipWithoutAddon(native);
 
 for (const kind of ['node:dgram', 'native'] as const) {
   const skip = kind === 'native' ? noAddon : false;
