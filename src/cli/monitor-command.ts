@@ -2,36 +2,16 @@
 // `divert monitor status` shows a running monitor's view of its mirrors and services.
 
 import type { Argv } from 'yargs';
-import { formatHostPort, parseHostPort, type HostPort } from '../net/host-port.js';
+import { formatHostPort } from '../net/host-port.js';
 import { DivertError } from '../errors.js';
-import { httpRequest } from '../client/http-request.js';
 import type { StatusReport } from '../monitor/monitor.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
+import { connectionArgs, getStatusText, given, logLevel, LOG_LEVELS, statusAddress, type Args } from './daemon-options.js';
 import { note, printJson, textTable } from './render.js';
 
-type Args = Record<string, unknown>;
-
 export const DEFAULT_STATUS = '127.0.0.1:5381';
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-type LogLevel = (typeof LOG_LEVELS)[number];
 /** A monitor must notice a stuck admin port long before an operator's shell would give up. */
 const ADMIN_TIMEOUT_MS = 5000;
-const STATUS_TIMEOUT_MS = 5000;
-
-/** A flag, else its variable (an empty one counts as unset). */
-function given(argv: Args, flag: string, variable: string, env: NodeJS.ProcessEnv): { value: string; from: string } | undefined {
-  const value = argv[flag];
-  if (Array.isArray(value)) throw usage(`--${flag} is given ${value.length} times; it takes one value`);
-  if (typeof value === 'string') return { value, from: `--${flag}` };
-  return env[variable] ? { value: env[variable], from: variable } : undefined;
-}
-
-function statusAddress(argv: Args, env: NodeJS.ProcessEnv): HostPort {
-  const chosen = given(argv, 'status', 'DIVERT_MONITOR_STATUS', env) ?? { value: DEFAULT_STATUS, from: '--status' };
-  const parsed = parseHostPort(chosen.value);
-  if (typeof parsed === 'string') throw usage(`${chosen.from} "${chosen.value}": ${parsed}`);
-  return parsed;
-}
 
 function statusOption(yargs: Argv, describe: string): Argv {
   return yargs.option('status', {
@@ -71,51 +51,32 @@ function runOptions(yargs: Argv): Argv {
   });
 }
 
-/** Flags win over DIVERT_* variables, which win over the config file's admin, token and tokenFile. */
-function connectionArgs(
-  argv: Args,
-  config: { admin?: string; token?: string; tokenFile?: string; id: string },
-  env: NodeJS.ProcessEnv,
-): Args {
-  const out: Args = { ...argv };
-  if (out.admin === undefined && !env.DIVERT_ADMIN_URL && config.admin) out.admin = config.admin;
-  const tokenGiven =
-    out.token !== undefined || out['token-file'] !== undefined || !!env.DIVERT_ADMIN_TOKEN || !!env.DIVERT_ADMIN_TOKEN_FILE;
-  if (!tokenGiven) {
-    if (config.token) out.token = config.token;
-    else if (config.tokenFile) out['token-file'] = config.tokenFile;
-  }
-  if (out.client === undefined && !env.DIVERT_CLIENT) out.client = config.id;
-  return out;
-}
-
 export async function runMonitor(argv: Args, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const configPath = given(argv, 'config', 'DIVERT_MONITOR_CONFIG', env);
   if (!configPath) throw usage('divert monitor needs --config FILE (or DIVERT_MONITOR_CONFIG): the services, mirrors and checks to run');
-  const level = given(argv, 'log-level', 'DIVERT_MONITOR_LOG_LEVEL', env) ?? { value: 'info', from: '--log-level' };
-  if (!(LOG_LEVELS as readonly string[]).includes(level.value))
-    throw usage(`${level.from} "${level.value}": expected one of ${LOG_LEVELS.join(', ')}`);
-  const listen = statusAddress(argv, env);
+  const level = logLevel(argv, 'DIVERT_MONITOR_LOG_LEVEL', env);
+  const listen = statusAddress(argv, 'DIVERT_MONITOR_STATUS', DEFAULT_STATUS, env);
   // the monitor's own modules only when it runs: `divert monitor status` and --help need none of them
   const [{ pino }, { loadMonitorConfig }, { MonitorMetrics }, { Monitor }, { startStatusServer }, { AdminClient }] = await Promise.all([
     import('pino'),
     import('../monitor/config.js'),
     import('../monitor/metrics.js'),
     import('../monitor/monitor.js'),
-    import('../monitor/status-server.js'),
+    import('../net/status-server.js'),
     import('../client/admin-client.js'),
   ]);
   const config = loadMonitorConfig(configPath.value);
   const merged = connectionArgs(argv, config, env);
+  if (merged.client === undefined && !env.DIVERT_CLIENT) merged.client = config.id;
   const connection = resolveConnection(merged, env);
   if (merged.token === config.token && config.token !== undefined) connection.tokenSource = `"token" in ${configPath.value}`;
 
-  const log = pino({ level: level.value as LogLevel, base: { component: 'monitor' } });
+  const log = pino({ level, base: { component: 'monitor' } });
   const metrics = new MonitorMetrics();
   const monitor = new Monitor(config, new AdminClient(connection, ADMIN_TIMEOUT_MS), connection.client, log, metrics);
   let server;
   try {
-    server = await startStatusServer(listen, () => monitor.status(), metrics);
+    server = await startStatusServer(listen, { '/status': () => monitor.status() }, metrics.registry);
   } catch (err) {
     throw new DivertError(
       'LISTEN_FAILED',
@@ -206,20 +167,11 @@ export function renderStatus(report: StatusReport): string {
   return `${header}${services}\n${names}\n${mirrors}`;
 }
 
-/** The monitor's status page, through the admin client's HTTP request (client/http-request.ts). */
-async function getText(url: string): Promise<string> {
-  const reply = await httpRequest(new URL(url), { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) }).catch((err: unknown) => {
-    throw err instanceof Error && err.name === 'TimeoutError' ? new Error(`no answer within ${STATUS_TIMEOUT_MS / 1000} s`) : err;
-  });
-  if (reply.status !== 200) throw new Error(`HTTP ${reply.status}`);
-  return reply.text();
-}
-
 async function showStatus(argv: Args): Promise<void> {
-  const at = formatHostPort(statusAddress(argv, process.env));
+  const at = formatHostPort(statusAddress(argv, 'DIVERT_MONITOR_STATUS', DEFAULT_STATUS, process.env));
   let report: StatusReport;
   try {
-    report = JSON.parse(await getText(`http://${at}/status`)) as StatusReport;
+    report = JSON.parse(await getStatusText(`http://${at}/status`)) as StatusReport;
   } catch (err) {
     throw new Error(
       `cannot read the monitor's status at http://${at}/status (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is divert monitor running with --status ${at}?`,

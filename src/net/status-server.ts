@@ -1,18 +1,21 @@
-// The monitor's read-only HTTP endpoint: GET /status (JSON) for `divert monitor status`,
-// GET /metrics for Prometheus. Nothing here changes the monitor.
+// The read-only HTTP endpoint of `divert monitor` and `divert proxy` (--status): JSON pages
+// for their `status` commands, GET /metrics for Prometheus. Nothing here changes anything.
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { HostPort } from '../net/host-port.js';
-import type { MonitorMetrics } from './metrics.js';
-import type { StatusReport } from './monitor.js';
+import type { Registry } from 'prom-client';
+import type { HostPort } from './host-port.js';
+
+/** Path → the JSON it serves, made at each request. */
+export type StatusPages = Record<string, () => unknown>;
 
 export interface StatusServer {
   address: HostPort;
   close(): Promise<void>;
 }
 
-export async function startStatusServer(listen: HostPort, status: () => StatusReport, metrics: MonitorMetrics): Promise<StatusServer> {
+export async function startStatusServer(listen: HostPort, pages: StatusPages, registry: Registry): Promise<StatusServer> {
+  const routes = [...Object.keys(pages), '/metrics'].map((path) => `GET ${path}`).join(', ');
   // read-only and small: a client may not hold a request open, nor many connections
   const server: Server = createServer({ headersTimeout: 10_000, requestTimeout: 10_000, connectionsCheckingInterval: 1000 }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -26,19 +29,16 @@ export async function startStatusServer(listen: HostPort, status: () => StatusRe
         'application/json',
         JSON.stringify({ error: { code: 'METHOD', message: 'the status endpoint is read-only: GET only' } }),
       );
-    if (path === '/status') return send(200, 'application/json', JSON.stringify(status(), null, 2) + '\n');
+    const page = Object.hasOwn(pages, path) ? pages[path] : undefined;
+    if (page) return send(200, 'application/json', JSON.stringify(page(), null, 2) + '\n');
     if (path === '/metrics') {
-      metrics.registry.metrics().then(
-        (body) => send(200, metrics.registry.contentType, body),
+      registry.metrics().then(
+        (body) => send(200, registry.contentType, body),
         (err: unknown) => send(500, 'text/plain', String(err)),
       );
       return;
     }
-    send(
-      404,
-      'application/json',
-      JSON.stringify({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${path} (GET /status, GET /metrics)` } }),
-    );
+    send(404, 'application/json', JSON.stringify({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${path} (${routes})` } }));
   });
   server.keepAliveTimeout = 5000;
   server.maxConnections = 64;
