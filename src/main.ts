@@ -41,6 +41,11 @@ async function main(): Promise<void> {
       async (y) => (await import('./cli/monitor-command.js')).monitorCommand(y),
     )
     .command(
+      'proxy',
+      'relay TCP connections and UDP flows to the address the table gives now, and move them when it changes (divert proxy status: its connections)',
+      async (y) => (await import('./cli/proxy-command.js')).proxyCommand(y),
+    )
+    .command(
       'divert <from> <to>',
       'make every name that answers one address answer another (through the admin API)',
       async (y) => (await import('./cli/divert-command.js')).divertOptions(y),

@@ -49,10 +49,18 @@ export class Mirror {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    if (!server) return;
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await stopServer(server, this.sockets);
   }
+}
+
+/** Drops the open connections, as a killed server would, and stops listening. */
+export async function stopServer(
+  server: { close(done: () => void): unknown } | undefined,
+  sockets: Iterable<{ destroy(): void }>,
+): Promise<void> {
+  if (!server) return;
+  for (const socket of sockets) socket.destroy();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
 export async function startMirrors(addresses: string[]): Promise<Mirror[]> {

@@ -40,6 +40,14 @@ export interface DiversionReply {
   changed: Entry[];
 }
 
+/** A diversion in force: an original destination and its diverted address. */
+export interface DiversionRecord {
+  from: string;
+  to: string;
+  by: string;
+  at: string;
+}
+
 export interface ImportReply {
   changed: Entry[];
 }
@@ -189,6 +197,10 @@ export class AdminClient {
 
   divert(from: string, to: string): Promise<DiversionReply> {
     return this.call('v1/diversions', { method: 'POST', json: { from, to } });
+  }
+
+  diversions(): Promise<{ diversions: DiversionRecord[] }> {
+    return this.call('v1/diversions');
   }
 
   importZone(zone: string, file: string, origin?: string): Promise<ImportReply> {

@@ -1,0 +1,170 @@
+// `divert proxy`: relays the connections of the config's services to the addresses the
+// table gives now, and moves them when it changes; `divert proxy status` shows a running
+// proxy's services and its connection table.
+
+import type { Argv } from 'yargs';
+import { DivertError } from '../errors.js';
+import { formatHostPort } from '../net/host-port.js';
+import type { Connection as Relayed } from '../proxy/connections.js';
+import type { ProxyStatus } from '../proxy/proxy.js';
+import { connectionOptions, resolveConnection, usage } from './connection.js';
+import { connectionArgs, getStatusText, given, logLevel, LOG_LEVELS, statusAddress, type Args } from './daemon-options.js';
+import { printJson, textTable } from './render.js';
+
+export const DEFAULT_PROXY_STATUS = '127.0.0.1:5382';
+const STATUS_VARIABLE = 'DIVERT_PROXY_STATUS';
+/** The proxy must notice a stuck admin port quickly; it keeps its last table meanwhile. */
+const ADMIN_TIMEOUT_MS = 5000;
+
+function statusOption(yargs: Argv, describe: string): Argv {
+  return yargs.option('status', {
+    type: 'string',
+    requiresArg: true,
+    describe: `${describe} [env ${STATUS_VARIABLE}]`,
+    defaultDescription: DEFAULT_PROXY_STATUS,
+  });
+}
+
+function runOptions(yargs: Argv): Argv {
+  const own = statusOption(yargs, 'HOST:PORT of the read-only status endpoint (GET /v1/connections, /v1/stats/targets, /status, /metrics)')
+    .usage(
+      "$0 proxy [run] --config FILE [options]\n\nRelays the TCP connections and UDP flows of the services in FILE to the address the table gives each client now;\nmoves them when divert serve's table changes (a name's entry, or a diversion for an address target).",
+    )
+    .option('config', {
+      type: 'string',
+      requiresArg: true,
+      describe:
+        'YAML or JSON file of services: listen, protocol, target, onChange (see docker/proxy.example.yaml) [env DIVERT_PROXY_CONFIG]',
+    })
+    .option('log-level', {
+      type: 'string',
+      requiresArg: true,
+      describe: `least severe log level written (${LOG_LEVELS.join(', ')}) [env DIVERT_PROXY_LOG_LEVEL]`,
+      defaultDescription: 'info',
+    })
+    .example('$0 proxy --config /etc/divert/proxy.yaml', 'with the admin API and token divert serve uses on this machine');
+  return connectionOptions(own);
+}
+
+export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const configPath = given(argv, 'config', 'DIVERT_PROXY_CONFIG', env);
+  if (!configPath) throw usage('divert proxy needs --config FILE (or DIVERT_PROXY_CONFIG): the services to relay');
+  const level = logLevel(argv, 'DIVERT_PROXY_LOG_LEVEL', env);
+  const listen = statusAddress(argv, STATUS_VARIABLE, DEFAULT_PROXY_STATUS, env);
+  const [{ pino }, { loadProxyConfig }, { Proxy }, { startStatusServer }, { AdminClient }] = await Promise.all([
+    import('pino'),
+    import('../proxy/config.js'),
+    import('../proxy/proxy.js'),
+    import('../net/status-server.js'),
+    import('../client/admin-client.js'),
+  ]);
+  const config = loadProxyConfig(configPath.value);
+  const merged = connectionArgs(argv, config, env);
+  if (merged.client === undefined && !env.DIVERT_CLIENT) merged.client = 'proxy';
+  const connection = resolveConnection(merged, env);
+  const log = pino({ level, base: { component: 'proxy' } });
+  const proxy = new Proxy(config, new AdminClient(connection, ADMIN_TIMEOUT_MS), connection, log);
+  let reached: boolean;
+  try {
+    reached = await proxy.start();
+  } catch (err) {
+    throw new DivertError('LISTEN_FAILED', `${(err as Error).message}; free the port or give another listen address`);
+  }
+  let server;
+  try {
+    server = await startStatusServer(
+      listen,
+      {
+        '/status': () => proxy.status(),
+        '/v1/connections': () => proxy.connections(),
+        '/v1/stats/targets': () => ({ targets: proxy.table.targetStats() }),
+      },
+      proxy.registry,
+    );
+  } catch (err) {
+    await proxy.stop();
+    throw new DivertError(
+      'LISTEN_FAILED',
+      `--status ${formatHostPort(listen)}: cannot listen (${(err as NodeJS.ErrnoException).code ?? String(err)}); give another HOST:PORT`,
+    );
+  }
+  if (!reached)
+    log.warn(
+      { admin: connection.url.href },
+      `divert serve's admin API at ${connection.url.href} is unreachable: name targets refuse connections (reset) and address targets go to their own address until it is reached`,
+    );
+  const listening = Object.fromEntries(Object.entries(proxy.listening()).map(([name, at]) => [name, at.map(formatHostPort)]));
+  log.info(
+    { status: formatHostPort(server.address), admin: connection.url.href, listening },
+    `relaying ${config.services.length} service(s); status on http://${formatHostPort(server.address)}/status`,
+  );
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    void Promise.all([proxy.stop(), server.close()]).then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+const time = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+
+export function renderProxyStatus(status: ProxyStatus, connections: Relayed[]): string {
+  const admin = status.admin.up ? 'reachable' : `UNREACHABLE since ${status.admin.since} (${status.admin.error}): last table kept`;
+  const header = `proxy since ${status.startedAt}; admin API ${status.admin.url} ${admin}\n\n`;
+  const services = textTable(
+    ['SERVICE', 'PROTOCOL', 'LISTEN', 'TARGET', 'ON CHANGE', 'OPEN'],
+    status.services.map((s) => [s.name, s.protocol, s.listen.join(','), s.target, s.onChange, String(s.open)]),
+  );
+  const table = textTable(
+    ['SERVICE', 'PROTO', 'CLIENT', 'LISTEN', 'SOURCE', 'TARGET', 'STARTED', 'IN', 'OUT', 'CONNECT', 'STATE'],
+    connections.map((c) => [
+      c.service,
+      c.protocol,
+      c.client,
+      c.listen,
+      c.source ?? '-',
+      c.target ?? '-',
+      time(c.startedAt),
+      String(c.bytesIn),
+      String(c.bytesOut),
+      c.connectMs === null ? '-' : `${c.connectMs} ms`,
+      c.drainEndsAt !== null ? `draining until ${time(c.drainEndsAt)}` : c.target === null ? 'connecting' : 'open',
+    ]),
+  );
+  return `${header}${services}\n${table}`;
+}
+
+async function showStatus(argv: Args): Promise<void> {
+  const at = formatHostPort(statusAddress(argv, STATUS_VARIABLE, DEFAULT_PROXY_STATUS, process.env));
+  let status: ProxyStatus;
+  let connections: Relayed[];
+  try {
+    status = JSON.parse(await getStatusText(`http://${at}/status`)) as ProxyStatus;
+    connections = (JSON.parse(await getStatusText(`http://${at}/v1/connections`)) as { connections: Relayed[] }).connections;
+  } catch (err) {
+    throw new Error(
+      `cannot read the proxy's status at http://${at}/status (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is divert proxy running with --status ${at}?`,
+      { cause: err },
+    );
+  }
+  if (argv.json) return printJson({ ...status, connections });
+  process.stdout.write(renderProxyStatus(status, connections));
+}
+
+/** `divert proxy` and `divert proxy status`; main.ts registers it. */
+export function proxyCommand(yargs: Argv): Argv {
+  return yargs
+    .command(['run', '$0'], 'run the proxy (the default)', runOptions, (argv) => runProxy(argv))
+    .command(
+      'status',
+      "show a running proxy's services and connection table",
+      (y) =>
+        statusOption(y, "HOST:PORT where the proxy's status endpoint listens")
+          .option('json', { type: 'boolean', describe: 'print the status and connections as JSON instead of tables' })
+          .example('$0 proxy status', 'the proxy on this machine'),
+      (argv) => showStatus(argv),
+    );
+}

@@ -1,0 +1,174 @@
+// The connection table: every TCP connection and UDP flow the proxy relays, with both
+// addresses of each side, its bytes and its times; per target the figures a monitor needs
+// (connects, failures, connect time, bytes); and the limits on how many may be open.
+
+import { isIPv4 } from 'node:net';
+
+export interface Connection {
+  id: number;
+  service: string;
+  protocol: 'tcp' | 'udp';
+  /** The client's address:port. */
+  client: string;
+  /** Where the client connected to (the original destination). */
+  listen: string;
+  /** The proxy's own address:port towards the target; null until connected. */
+  source: string | null;
+  /** The target's address:port; null until one is chosen. */
+  target: string | null;
+  /** ms since the epoch. */
+  startedAt: number;
+  lastActivity: number;
+  /** Client to target. */
+  bytesIn: number;
+  /** Target to client. */
+  bytesOut: number;
+  /** How long the connect to the target took (TCP), ms. */
+  connectMs: number | null;
+  /** When a drain closes it (its target left the answer), ms since the epoch. */
+  drainEndsAt: number | null;
+}
+
+export interface TargetStats {
+  connects: number;
+  connectFailures: number;
+  connectMsTotal: number;
+  bytesIn: number;
+  bytesOut: number;
+  open: number;
+}
+
+/** The network a client counts against for maxConnectionsPerNetwork: its /24, or /56 for IPv6. */
+export function networkOf(address: string): string {
+  if (isIPv4(address)) return address.slice(0, address.lastIndexOf('.'));
+  const groups = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const full = groups.includes('::') ? expand(groups) : groups.split(':');
+  return `${full.slice(0, 3).join(':')}:${full[3].padStart(4, '0').slice(0, 2)}`;
+}
+
+function expand(address: string): string[] {
+  const [head, tail] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  return [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+}
+
+export function formatAddress(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+export class ConnectionTable {
+  private readonly open = new Map<number, Connection>();
+  private readonly perNetwork = new Map<string, number>();
+  /** Each open connection's client network. */
+  private readonly networks = new Map<number, string>();
+  private readonly targets = new Map<string, TargetStats>();
+  private nextId = 1;
+  /** Refused at a limit, by which. */
+  readonly refused = { total: 0, network: 0 };
+  /** Connections and flows ever opened, per service. */
+  readonly opened = new Map<string, number>();
+
+  constructor(
+    private readonly maxConnections: number,
+    private readonly maxPerNetwork: number,
+  ) {}
+
+  /** A new connection from `clientAddress`, or null when a limit refuses it. */
+  add(service: string, protocol: 'tcp' | 'udp', clientAddress: string, clientPort: number, listen: string): Connection | null {
+    const network = networkOf(clientAddress);
+    if (this.open.size >= this.maxConnections) {
+      this.refused.total++;
+      return null;
+    }
+    const inNetwork = this.perNetwork.get(network) ?? 0;
+    if (inNetwork >= this.maxPerNetwork) {
+      this.refused.network++;
+      return null;
+    }
+    this.perNetwork.set(network, inNetwork + 1);
+    const now = Date.now();
+    const c: Connection = {
+      id: this.nextId++,
+      service,
+      protocol,
+      client: formatAddress(clientAddress, clientPort),
+      listen,
+      source: null,
+      target: null,
+      startedAt: now,
+      lastActivity: now,
+      bytesIn: 0,
+      bytesOut: 0,
+      connectMs: null,
+      drainEndsAt: null,
+    };
+    this.open.set(c.id, c);
+    this.opened.set(service, (this.opened.get(service) ?? 0) + 1);
+    this.networks.set(c.id, network);
+    return c;
+  }
+
+  remove(c: Connection): void {
+    if (!this.open.delete(c.id)) return;
+    const network = this.networks.get(c.id) ?? '';
+    this.networks.delete(c.id);
+    const left = (this.perNetwork.get(network) ?? 1) - 1;
+    if (left > 0) this.perNetwork.set(network, left);
+    else this.perNetwork.delete(network);
+    if (c.target) this.stats(c.target).open--;
+  }
+
+  /** The connection now relays to `target` (a UDP flow may move; its figures go with the target it had). */
+  attach(c: Connection, target: string, source: string | null, connectMs: number | null): void {
+    if (c.target) this.stats(c.target).open--;
+    c.target = target;
+    c.source = source;
+    const s = this.stats(target);
+    s.open++;
+    s.connects++;
+    if (connectMs !== null) {
+      c.connectMs = connectMs;
+      s.connectMsTotal += connectMs;
+    }
+  }
+
+  connectFailed(target: string): void {
+    this.stats(target).connectFailures++;
+  }
+
+  bytes(c: Connection, inbound: number, outbound: number): void {
+    c.bytesIn += inbound;
+    c.bytesOut += outbound;
+    c.lastActivity = Date.now();
+    if (c.target) {
+      const s = this.stats(c.target);
+      s.bytesIn += inbound;
+      s.bytesOut += outbound;
+    }
+  }
+
+  list(): Connection[] {
+    return [...this.open.values()];
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  targetStats(): Record<string, TargetStats & { connectMsAverage: number | null }> {
+    const out: Record<string, TargetStats & { connectMsAverage: number | null }> = {};
+    for (const [target, s] of [...this.targets].sort(([a], [b]) => a.localeCompare(b)))
+      out[target] = { ...s, connectMsAverage: s.connects > 0 ? Math.round((s.connectMsTotal / s.connects) * 100) / 100 : null };
+    return out;
+  }
+
+  private stats(target: string): TargetStats {
+    let s = this.targets.get(target);
+    if (!s) {
+      s = { connects: 0, connectFailures: 0, connectMsTotal: 0, bytesIn: 0, bytesOut: 0, open: 0 };
+      this.targets.set(target, s);
+    }
+    return s;
+  }
+}
