@@ -11,6 +11,7 @@ import { HISTORY_LENGTH } from '../src/table/table.js';
 import { type AddressTable } from '../src/table/address-table.js';
 import { wildcardCandidates } from '../src/entry/names.js';
 import { type ChangeEvent, type EntryData } from '../src/entry/entry.js';
+import type { DiversionChange } from '../src/entry/diversions.js';
 import { dropPrefix, freePort, startRedis, startRedisCluster, testRedis, uniquePrefix, type RedisCluster } from './helpers/redis.js';
 
 interface TableOptions {
@@ -477,6 +478,63 @@ function contract(name: string, makeTable: MakeTable): void {
         code('BAD_RULE'),
       );
       assert.deepEqual(await table.get('rules.test'), third, 'a bad rule changes nothing');
+    });
+
+    it('keeps diversions as records: chains collapse, a diversion back undoes one, delete forgets one; each change once, after the entries', async (t) => {
+      const table = await makeTable(t, { now: () => FIXED });
+      const at = FIXED.toISOString();
+      const order: number[] = [];
+      const changes: DiversionChange[] = [];
+      table.onChange((e) => order.push(e.version));
+      table.onDiversion((c) => {
+        changes.push(c);
+        order.push(c.version);
+      });
+      await table.put('c.test', data('192.0.2.1'));
+      const first = await table.divert('192.0.2.1', '192.0.2.2', { by: 'm' });
+      assert.deepEqual(first.diversion, { from: '192.0.2.1', to: '192.0.2.2', by: 'm', at });
+      assert.deepEqual(
+        first.changed.map((e) => e.a),
+        [['192.0.2.2']],
+      );
+      const second = await table.divert('192.0.2.2', '192.0.2.3', { by: 'n' });
+      assert.deepEqual(second.diversion, { from: '192.0.2.2', to: '192.0.2.3', by: 'n', at });
+      assert.deepEqual(await table.diversions(), [
+        { from: '192.0.2.1', to: '192.0.2.3', by: 'n', at },
+        { from: '192.0.2.2', to: '192.0.2.3', by: 'n', at },
+      ]);
+      const back = await table.divert('192.0.2.3', '192.0.2.2', { by: 'o' });
+      assert.equal(back.diversion, null);
+      assert.deepEqual((await table.get('c.test'))?.a, ['192.0.2.2']);
+      assert.deepEqual(await table.diversions(), [{ from: '192.0.2.1', to: '192.0.2.2', by: 'o', at }]);
+      assert.deepEqual(await table.deleteDiversion('192.0.2.1', { by: 'p' }), { from: '192.0.2.1', to: '192.0.2.2', by: 'o', at });
+      assert.deepEqual(await table.diversions(), []);
+      assert.deepEqual((await table.get('c.test'))?.a, ['192.0.2.2'], 'deleting a record leaves the entries');
+      await assert.rejects(table.deleteDiversion('192.0.2.1'), code('NOT_FOUND'));
+      await assert.rejects(table.deleteDiversion('c.test'), code('BAD_ADDRESS'));
+      assert.equal((await table.divert('2001:DB8::1', '2001:db8:0::2')).diversion?.from, '2001:db8::1');
+      assert.deepEqual(await table.deleteDiversion('2001:db8:0:0::1'), { from: '2001:db8::1', to: '2001:db8::2', by: 'unknown', at });
+
+      await sleep(100); // a shared store's own messages come back on its feed: none may be delivered twice
+      assert.deepEqual(
+        changes.map((c) => [c.action, c.from, c.to, c.by, c.at]),
+        [
+          ['set', '192.0.2.1', '192.0.2.2', 'm', at],
+          ['set', '192.0.2.1', '192.0.2.3', 'n', at],
+          ['set', '192.0.2.2', '192.0.2.3', 'n', at],
+          ['set', '192.0.2.1', '192.0.2.2', 'o', at],
+          ['delete', '192.0.2.2', '192.0.2.3', 'o', at],
+          ['delete', '192.0.2.1', '192.0.2.2', 'p', at],
+          ['set', '2001:db8::1', '2001:db8::2', 'unknown', at],
+          ['delete', '2001:db8::1', '2001:db8::2', 'unknown', at],
+        ],
+      );
+      assert.deepEqual(
+        order,
+        [...order].sort((x, y) => x - y),
+        'one sequence: the entries of a diversion, then its records',
+      );
+      assert.equal(new Set(order).size, order.length);
     });
 
     it('accepts resync listeners', async (t) => {
