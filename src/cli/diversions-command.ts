@@ -31,31 +31,34 @@ async function remove(argv: Args): Promise<void> {
 
 /** The `diversions` command's subcommands; main.ts registers it. */
 export function diversionsCommand(yargs: Argv): Argv {
-  return yargs
-    .usage(
-      '$0 diversions <command> [options]\n\n' +
-        'The diversions in force: each original destination FROM whose traffic goes to TO, as divert divert FROM TO (or the monitor)\n' +
-        'left it. divert proxy follows them for address targets. Diverting X to Y while Z goes to X makes Z go to Y too;\n' +
-        'diverting back (Y to X) removes X → Y.',
-    )
-    .command(
-      'list',
-      'list the diversions in force (FROM, TO, BY, AT)',
-      (y) =>
-        connectionOptions(y)
-          .option('json', { type: 'boolean', describe: 'print the records ({from, to, by, at}) as a JSON array instead of a table' })
-          .example('$0 diversions list', 'every diversion in force, as a table'),
-      (argv) => list(argv),
-    )
-    .command(
-      'delete <from>',
-      'forget the diversion of FROM; the names keep their answers (divert divert TO FROM moves them back)',
-      (y) =>
-        connectionOptions(y)
-          .positional('from', { type: 'string', describe: 'the original destination address, IPv4 or IPv6' })
-          .option('json', { type: 'boolean', describe: 'print the removed record as JSON' })
-          .example('$0 diversions delete 192.0.2.10', 'address targets of 192.0.2.10 connect to 192.0.2.10 again'),
-      (argv) => remove(argv),
-    )
-    .demandCommand(1, 'name a diversions command (divert diversions --help lists them)');
+  return (
+    yargs
+      .usage('$0 diversions <command> [options]\n\nThe diversions in force, as divert divert and the monitor leave them.')
+      // (an epilogue, not more usage lines: yargs wraps a usage of several lines badly)
+      .epilogue(
+        'Each is an original destination FROM and the address TO its traffic goes to; divert proxy follows them for\n' +
+          'address targets. Diverting X to Y while Z goes to X makes Z go to Y too; diverting back (Y to X) removes X → Y.\n' +
+          'Deleting one leaves the names as they are: divert divert TO FROM moves them back.',
+      )
+      .command(
+        'list',
+        'list the diversions in force (FROM, TO, BY, AT)',
+        (y) =>
+          connectionOptions(y)
+            .option('json', { type: 'boolean', describe: 'print the records ({from, to, by, at}) as a JSON array instead of a table' })
+            .example('$0 diversions list', 'every diversion in force, as a table'),
+        (argv) => list(argv),
+      )
+      .command(
+        'delete <from>',
+        'forget the diversion of FROM; the names keep their answers (divert divert TO FROM moves them back)',
+        (y) =>
+          connectionOptions(y)
+            .positional('from', { type: 'string', describe: 'the original destination address, IPv4 or IPv6' })
+            .option('json', { type: 'boolean', describe: 'print the removed record as JSON' })
+            .example('$0 diversions delete 192.0.2.10', 'address targets of 192.0.2.10 connect to 192.0.2.10 again'),
+        (argv) => remove(argv),
+      )
+      .demandCommand(1, 'name a diversions command (divert diversions --help lists them)')
+  );
 }

@@ -10,10 +10,12 @@ type Args = Record<string, unknown>;
 
 export function divertOptions(yargs: Argv): Argv {
   const withArgs = yargs
-    .usage(
-      '$0 divert <from> <to> [options]\n\nEvery intercepted name that answers FROM answers TO instead, all in one step.\nBoth addresses must be of the same family.\n' +
-        'The diversion is also kept as a record (divert diversions list), which divert proxy follows for address targets:\n' +
-        'diversions already to FROM now go to TO, and diverting back (TO FROM) removes FROM → TO.',
+    .usage('$0 divert <from> <to> [options]\n\nEvery intercepted name that answers FROM answers TO instead, all in one step.')
+    // (an epilogue, not more usage lines: yargs wraps a usage of several lines badly)
+    .epilogue(
+      'Both addresses must be of the same family. The diversion is also kept as a record (divert diversions list),\n' +
+        'which divert proxy follows for address targets: diversions to FROM now go to TO as well, and diverting\n' +
+        'back (divert divert TO FROM) removes FROM → TO instead of recording TO → FROM.',
     )
     .positional('from', { type: 'string', describe: 'the address to move away from (an overloaded or failed server)' })
     .positional('to', { type: 'string', describe: 'the address to answer instead' });
