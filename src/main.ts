@@ -51,6 +51,9 @@ async function main(): Promise<void> {
       async (y) => (await import('./cli/divert-command.js')).divertOptions(y),
       async (argv) => (await import('./cli/divert-command.js')).runDiversion(argv),
     )
+    .command('diversions', 'list the diversions in force, or delete one (through the admin API)', async (y) =>
+      (await import('./cli/diversions-command.js')).diversionsCommand(y),
+    )
     .command(
       'validate',
       'check a configuration, its zone files and key file as divert serve would read them, without starting it',

@@ -11,6 +11,7 @@ import { HISTORY_LENGTH } from '../src/table/table.js';
 import { type AddressTable } from '../src/table/address-table.js';
 import { wildcardCandidates } from '../src/entry/names.js';
 import { type ChangeEvent, type EntryData } from '../src/entry/entry.js';
+import type { DiversionChange } from '../src/entry/diversions.js';
 import { dropPrefix, freePort, startRedis, startRedisCluster, testRedis, uniquePrefix, type RedisCluster } from './helpers/redis.js';
 
 interface TableOptions {
@@ -223,7 +224,7 @@ function contract(name: string, makeTable: MakeTable): void {
       await table.seed(new Map([['h.test', data('10.0.0.1')]]));
       const put = await table.put('H.test.', { a: [], aaaa: ['2001:DB8::1'], ttl: 60 }, { by: 'monitor-1' });
       await table.importEntries(new Map([['h.test', data('10.0.0.2')]]), { by: 'admin' });
-      const [diverted] = await table.divert('10.0.0.2', '10.0.0.3', { by: 'monitor-2' });
+      const [diverted] = (await table.divert('10.0.0.2', '10.0.0.3', { by: 'monitor-2' })).changed;
       await table.delete('h.test', { ifVersion: diverted.version });
       const history = await table.history('H.TEST');
       assert.deepEqual(
@@ -356,7 +357,7 @@ function contract(name: string, makeTable: MakeTable): void {
       const events: ChangeEvent[] = [];
       table.onChange((e) => events.push(e));
 
-      const changed = await table.divert(x, z, { by: 'monitor' });
+      const changed = (await table.divert(x, z, { by: 'monitor' })).changed;
       assert.deepEqual(
         changed.map((e) => e.name),
         ['*.three.test', 'one.test', 'two.test'],
@@ -384,7 +385,7 @@ function contract(name: string, makeTable: MakeTable): void {
         [...changed].sort((p, q) => p.version - q.version).map((entry) => ({ name: entry.name, entry, version: entry.version })),
       );
       assert.deepEqual(await table.get('other.test'), other);
-      assert.deepEqual(await table.divert(x, z), [], 'nothing answers x any more');
+      assert.deepEqual((await table.divert(x, z)).changed, [], 'nothing answers x any more');
       assert.equal(events.length, 3);
     });
 
@@ -392,7 +393,7 @@ function contract(name: string, makeTable: MakeTable): void {
       const table = await makeTable(t);
       await table.put('v6.test', { a: ['192.0.2.1'], aaaa: ['2001:db8::1', '2001:db8::2'], ttl: 30 });
       await table.put('v6b.test', { a: [], aaaa: ['2001:db8::1'], ttl: 30 });
-      const changed = await table.divert('2001:DB8:0:0:0:0:0:1', '2001:db8:0::0:a');
+      const changed = (await table.divert('2001:DB8:0:0:0:0:0:1', '2001:db8:0::0:a')).changed;
       assert.deepEqual(
         changed.map((e) => [e.name, e.aaaa]),
         [
@@ -401,7 +402,10 @@ function contract(name: string, makeTable: MakeTable): void {
         ],
       );
       assert.deepEqual(changed[0].a, ['192.0.2.1']);
-      assert.deepEqual(await table.divert('2001:db8::a', '2001:db8::2'), [await table.get('v6.test'), await table.get('v6b.test')]);
+      assert.deepEqual((await table.divert('2001:db8::a', '2001:db8::2')).changed, [
+        await table.get('v6.test'),
+        await table.get('v6b.test'),
+      ]);
       assert.deepEqual((await table.get('v6.test'))?.aaaa, ['2001:db8::2']);
     });
 
@@ -448,7 +452,7 @@ function contract(name: string, makeTable: MakeTable): void {
       assert.deepEqual(events[0].entry?.rules, written.rules, 'the change event carries the rules');
 
       // 192.0.2.1 is answered by the entry and by rule 1: both move, with their weights
-      const [diverted] = await table.divert('192.0.2.1', '192.0.2.5');
+      const [diverted] = (await table.divert('192.0.2.1', '192.0.2.5')).changed;
       assert.deepEqual(diverted.a, ['192.0.2.5', '192.0.2.2']);
       assert.deepEqual(diverted.weights, { '192.0.2.5': 3, '192.0.2.2': 1 });
       assert.deepEqual(diverted.rules?.[0].a, ['192.0.2.9', '192.0.2.5']);
@@ -457,13 +461,13 @@ function contract(name: string, makeTable: MakeTable): void {
       assert.deepEqual(await table.get('rules.test'), diverted);
 
       // an address only a rule answers is found too (the Redis store's reverse index covers rules)
-      const [again] = await table.divert('192.0.2.9', '192.0.2.5');
+      const [again] = (await table.divert('192.0.2.9', '192.0.2.5')).changed;
       assert.deepEqual(again.rules?.[0].a, ['192.0.2.5'], 'to was listed already: from is dropped, not doubled');
       assert.deepEqual(again.rules?.[0].weights, { '192.0.2.5': 3 }, "its share goes to to: 2 + to's own 1");
       assert.deepEqual(again.a, ['192.0.2.5', '192.0.2.2'], 'the default answer did not name 192.0.2.9');
 
       // rule 3 lists no addresses of its own: its weights name the entry's, and follow them
-      const [third] = await table.divert('192.0.2.2', '192.0.2.7');
+      const [third] = (await table.divert('192.0.2.2', '192.0.2.7')).changed;
       assert.deepEqual(third.a, ['192.0.2.5', '192.0.2.7']);
       assert.deepEqual(third.weights, { '192.0.2.5': 3, '192.0.2.7': 1 });
       assert.deepEqual(third.rules?.[2], { days: ['mon'], weights: { '192.0.2.7': 5 } });
@@ -474,6 +478,63 @@ function contract(name: string, makeTable: MakeTable): void {
         code('BAD_RULE'),
       );
       assert.deepEqual(await table.get('rules.test'), third, 'a bad rule changes nothing');
+    });
+
+    it('keeps diversions as records: chains collapse, a diversion back undoes one, delete forgets one; each change once, after the entries', async (t) => {
+      const table = await makeTable(t, { now: () => FIXED });
+      const at = FIXED.toISOString();
+      const order: number[] = [];
+      const changes: DiversionChange[] = [];
+      table.onChange((e) => order.push(e.version));
+      table.onDiversion((c) => {
+        changes.push(c);
+        order.push(c.version);
+      });
+      await table.put('c.test', data('192.0.2.1'));
+      const first = await table.divert('192.0.2.1', '192.0.2.2', { by: 'm' });
+      assert.deepEqual(first.diversion, { from: '192.0.2.1', to: '192.0.2.2', by: 'm', at });
+      assert.deepEqual(
+        first.changed.map((e) => e.a),
+        [['192.0.2.2']],
+      );
+      const second = await table.divert('192.0.2.2', '192.0.2.3', { by: 'n' });
+      assert.deepEqual(second.diversion, { from: '192.0.2.2', to: '192.0.2.3', by: 'n', at });
+      assert.deepEqual(await table.diversions(), [
+        { from: '192.0.2.1', to: '192.0.2.3', by: 'n', at },
+        { from: '192.0.2.2', to: '192.0.2.3', by: 'n', at },
+      ]);
+      const back = await table.divert('192.0.2.3', '192.0.2.2', { by: 'o' });
+      assert.equal(back.diversion, null);
+      assert.deepEqual((await table.get('c.test'))?.a, ['192.0.2.2']);
+      assert.deepEqual(await table.diversions(), [{ from: '192.0.2.1', to: '192.0.2.2', by: 'o', at }]);
+      assert.deepEqual(await table.deleteDiversion('192.0.2.1', { by: 'p' }), { from: '192.0.2.1', to: '192.0.2.2', by: 'o', at });
+      assert.deepEqual(await table.diversions(), []);
+      assert.deepEqual((await table.get('c.test'))?.a, ['192.0.2.2'], 'deleting a record leaves the entries');
+      await assert.rejects(table.deleteDiversion('192.0.2.1'), code('NOT_FOUND'));
+      await assert.rejects(table.deleteDiversion('c.test'), code('BAD_ADDRESS'));
+      assert.equal((await table.divert('2001:DB8::1', '2001:db8:0::2')).diversion?.from, '2001:db8::1');
+      assert.deepEqual(await table.deleteDiversion('2001:db8:0:0::1'), { from: '2001:db8::1', to: '2001:db8::2', by: 'unknown', at });
+
+      await sleep(100); // a shared store's own messages come back on its feed: none may be delivered twice
+      assert.deepEqual(
+        changes.map((c) => [c.action, c.from, c.to, c.by, c.at]),
+        [
+          ['set', '192.0.2.1', '192.0.2.2', 'm', at],
+          ['set', '192.0.2.1', '192.0.2.3', 'n', at],
+          ['set', '192.0.2.2', '192.0.2.3', 'n', at],
+          ['set', '192.0.2.1', '192.0.2.2', 'o', at],
+          ['delete', '192.0.2.2', '192.0.2.3', 'o', at],
+          ['delete', '192.0.2.1', '192.0.2.2', 'p', at],
+          ['set', '2001:db8::1', '2001:db8::2', 'unknown', at],
+          ['delete', '2001:db8::1', '2001:db8::2', 'unknown', at],
+        ],
+      );
+      assert.deepEqual(
+        order,
+        [...order].sort((x, y) => x - y),
+        'one sequence: the entries of a diversion, then its records',
+      );
+      assert.equal(new Set(order).size, order.length);
     });
 
     it('accepts resync listeners', async (t) => {

@@ -277,11 +277,15 @@ for (const [backend, makeBackend] of BACKENDS) {
         assert.deepEqual((await divert.resolver.resolve4('d2.div.test')).sort(), [Y, Z].sort());
         assert.deepEqual((await divert.resolver.resolve4('d3.div.test')).sort(), ['192.0.2.1', Z].sort());
         assert.deepEqual(await divert.resolver.resolve4('d4.div.test'), [Y], 'the name answering Y is untouched');
-        const got = await events.waitFor(3);
+        const all = await events.waitFor(4);
         await new Promise((r) => setTimeout(r, 100));
-        assert.equal(events.events.length, 3, 'exactly one event per changed name');
+        assert.equal(events.events.length, 4, 'exactly one event per changed name, and one for the diversion record');
+        const got = all.filter((e) => e.event === 'change');
         assert.deepEqual(got.map((e) => (e.data as { name: string }).name).sort(), ['d1.div.test', 'd2.div.test', 'd3.div.test']);
-        assert.ok(got.every((e) => e.event === 'change'));
+        assert.deepEqual(
+          all.filter((e) => e.event !== 'change').map((e) => [e.event, (e.data as { action: string; from: string; to: string }).from]),
+          [['diversion', X]],
+        );
         const history = (
           (await (await divert.api('/v1/names/d2.div.test/history')).json()) as {
             history: { op: string; by: string; old: { a: string[] }; new: { a: string[] } }[];

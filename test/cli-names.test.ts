@@ -85,9 +85,10 @@ before(async () => {
 after(() => serve.stop());
 
 describe('help', () => {
-  test('divert --help lists serve, names, divert and monitor', async () => {
+  test('divert --help lists serve, names, divert, diversions and monitor', async () => {
     const out = await ok(['--help']);
-    for (const command of ['serve', 'names', 'divert', 'monitor']) assert.match(out, new RegExp(`^ +divert ${command}\\b`, 'm'));
+    for (const command of ['serve', 'names', 'divert', 'diversions', 'monitor'])
+      assert.match(out, new RegExp(`^ +divert ${command}\\b`, 'm'));
   });
 
   test('every command has a description and examples', async () => {
@@ -100,6 +101,12 @@ describe('help', () => {
       assert.match(out, /--token .*DIVERT_ADMIN_TOKEN/);
     }
     assert.match(await ok(['divert', '--help']), /Examples:\n +divert divert 192\.0\.2\.10 192\.0\.2\.20/);
+    const diversions = await ok(['diversions', '--help']);
+    for (const sub of ['list', 'delete']) {
+      assert.match(diversions, new RegExp(`divert diversions ${sub}\\b.*  \\w`), `diversions --help lists ${sub}`);
+      assert.match(await ok(['diversions', sub, '--help']), /Examples:\n +divert diversions /, `diversions ${sub} --help`);
+    }
+    assert.match(await ok(['diversions', 'delete', '--help']), /names keep their answers/);
   });
 });
 
@@ -432,7 +439,39 @@ describe('divert divert', () => {
 
     const none = await cli(['divert', '198.51.100.7', '198.51.100.9']);
     assert.equal(none.code, 0);
-    assert.match(none.stderr, /no intercepted name answers 198\.51\.100\.7; nothing changed/);
+    assert.match(none.stderr, /no intercepted name answers 198\.51\.100\.7; no name changed/);
+    assert.match(none.stderr, /198\.51\.100\.9 is diverted to 198\.51\.100\.10: traffic for 198\.51\.100\.7 goes there/);
+  });
+});
+
+describe('divert diversions', () => {
+  test('list shows the records divert divert keeps (a table, or --json); delete forgets one, then refuses it (exit 1)', async () => {
+    await ok(['divert', '198.51.100.50', '198.51.100.51', '--client', 'op-1']);
+    await ok(['divert', '2001:DB8::50', '2001:db8::51', '--client', 'op-2']);
+    const table = rows(await ok(['diversions', 'list']));
+    assert.deepEqual(table[0], ['FROM', 'TO', 'BY', 'AT']);
+    const row = table.find((r) => r[0] === '198.51.100.50');
+    assert.deepEqual(row?.slice(0, 3), ['198.51.100.50', '198.51.100.51', 'op-1']);
+    assert.match(row[3], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    const v6 = table.findIndex((r) => r[0] === '2001:db8::50');
+    assert.ok(v6 > table.indexOf(row), 'IPv6 after IPv4');
+
+    const records = await json<{ from: string; to: string; by: string; at: string }[]>(['diversions', 'list']);
+    assert.deepEqual(
+      records.find((r) => r.from === '2001:db8::50'),
+      { from: '2001:db8::50', to: '2001:db8::51', by: 'op-2', at: records.find((r) => r.from === '2001:db8::50')!.at },
+    );
+
+    const deleted = await ok(['diversions', 'delete', '198.51.100.50']);
+    assert.match(deleted, /^deleted the diversion 198\.51\.100\.50 → 198\.51\.100\.51 \(.*divert divert 198\.51\.100\.51 198\.51\.100\.50/);
+    assert.equal(
+      (await json<{ from: string }[]>(['diversions', 'list'])).find((r) => r.from === '198.51.100.50'),
+      undefined,
+    );
+    await fails(['diversions', 'delete', '198.51.100.50'], 1, /no diversion of 198\.51\.100\.50 is in force \(HTTP 404 NOT_FOUND\)/);
+    await fails(['diversions', 'delete', 'nowhere'], 2, /FROM "nowhere" is not an IPv4 or IPv6 address/);
+    await fails(['diversions', 'frobnicate'], 2, /Unknown argument: frobnicate/);
+    assert.equal((await cli(['diversions', 'delete', '2001:db8:0::50'])).code, 0, 'IPv6 in any spelling');
   });
 });
 

@@ -88,7 +88,7 @@ export function sharedStoreSuite(label: string, store: () => SharedStore): void 
           )
         ).map(event),
       );
-      await expect((await writer.divert('192.0.2.1', '192.0.2.9')).map(event));
+      await expect((await writer.divert('192.0.2.1', '192.0.2.9')).changed.map(event));
       await expect((await writer.seed(new Map([['s.test', data(['192.0.2.2'])]]))).map(event));
       await writer.delete('j.test');
       const deleted = w.events[w.events.length - 1];
@@ -218,7 +218,7 @@ export function sharedStoreSuite(label: string, store: () => SharedStore): void 
 
       // A stale member (the entry no longer lists the address) is dropped, not diverted.
       await raw.sadd(key('192.0.2.3'), 'd.test');
-      const changed = await table.divert('192.0.2.3', '192.0.2.4');
+      const changed = (await table.divert('192.0.2.3', '192.0.2.4')).changed;
       assert.deepEqual(
         changed.map((e) => e.name),
         ['b.test'],
@@ -239,7 +239,9 @@ export function sharedStoreSuite(label: string, store: () => SharedStore): void 
       const lists = names.map((_, k) => Array.from({ length: n }, (_, i) => from((i + 7 * k) % n)));
       const initial = await tables[0].importEntries(new Map(names.map((name, k) => [name, data(lists[k])])));
 
-      const results = await Promise.all(Array.from({ length: n }, (_, i) => tables[i % 2].divert(from(i), to(i), { by: `d${i}` })));
+      const results = await Promise.all(Array.from({ length: n }, (_, i) => tables[i % 2].divert(from(i), to(i), { by: `d${i}` }))).then(
+        (all) => all.map((diverted) => diverted.changed),
+      );
       for (const changed of results)
         assert.deepEqual(
           changed.map((e) => e.name),

@@ -89,7 +89,7 @@ describe('RedisTable on one server', () => {
     await client.set(`${prefix}{table}:seq`, '2');
     const table = await redisTable({ url: redis.url, prefix });
     t.after(() => table.close());
-    const changed = await table.divert('192.0.2.1', '192.0.2.7');
+    const changed = (await table.divert('192.0.2.1', '192.0.2.7')).changed;
     assert.deepEqual(
       changed.map((e) => [e.name, e.a, e.version]),
       [
@@ -101,7 +101,7 @@ describe('RedisTable on one server', () => {
     await client.srem(`${prefix}{table}:addr:192.0.2.2`, 'old2.test');
     const again = await redisTable({ url: redis.url, prefix });
     t.after(() => again.close());
-    assert.deepEqual(await again.divert('192.0.2.2', '192.0.2.8'), []);
+    assert.deepEqual((await again.divert('192.0.2.2', '192.0.2.8')).changed, []);
   });
 
   it('tells listeners to resync after redis-server restarts, then receives again', async (t) => {

@@ -227,11 +227,23 @@ export function buildAdmin(options: AdminOptions) {
     return { name, history: await table.history(name) };
   });
 
+  // `from` and `to` as given; `diversion` is the record kept for from (its to followed
+  // through a diversion of to already in force), or null when this diverted back and undid one
   app.post('/v1/diversions', async (request, reply) => {
     const { from, to } = diversionFromBody(request.body);
-    const changed = await table.divert(from, to, { by: clientOf(request.headers['x-divert-client']) });
+    const { changed, diversion } = await table.divert(from, to, { by: clientOf(request.headers['x-divert-client']) });
     await acknowledge(reply, `divert ${from}`);
-    return reply.send({ from, to, changed });
+    return reply.send({ from, to, changed, diversion });
+  });
+
+  app.get('/v1/diversions', async () => ({ diversions: await table.diversions() }));
+
+  // The record only: the entries keep answering its to (diverting back moves them back).
+  // Nothing the query path answers changes, so there is nothing for the workers to confirm.
+  app.delete('/v1/diversions/:from', async (request) => {
+    const from = (request.params as { from: string }).from;
+    const diversion = await table.deleteDiversion(from, { by: clientOf(request.headers['x-divert-client']) });
+    return { diversion };
   });
 
   // A zone file (Content-Type: text/dns) applied in one atomic step; ?file= names it in errors.

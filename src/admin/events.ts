@@ -8,6 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { AddressTable } from '../table/address-table.js';
 import type { ChangeEvent } from '../entry/entry.js';
+import type { DiversionChange } from '../entry/diversions.js';
 import { Backlog } from './event-backlog.js';
 import { sendError } from './http-errors.js';
 
@@ -33,6 +34,15 @@ const RESYNC = 'event: resync\ndata: {}\n\n';
 
 function changeFrame(event: ChangeEvent): string {
   return `event: change\nid: ${event.version}\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+/**
+ * A change of the diversion records: an event type of its own, so that a consumer that
+ * knows only `change` (and SSE clients skip types they do not listen for) is unaffected.
+ * Its id is from the same sequence as the entries' versions.
+ */
+function diversionFrame({ version, action, from, to, by, at }: DiversionChange): string {
+  return `event: diversion\nid: ${version}\ndata: ${JSON.stringify({ action, from, to, by, at })}\n\n`;
 }
 
 interface Stream {
@@ -137,10 +147,13 @@ export class EventStreams {
   private subscribe(): void {
     if (this.unsubscribe) return;
     const offChange = this.table.onChange((event) => this.append(changeFrame(event)));
+    const offDiversion = this.table.onDiversion((change) => this.append(diversionFrame(change)));
     // after a reconnection to a shared store, changes may have been missed: clients re-read
+    // (the entries, and GET /v1/diversions)
     const offResync = this.table.onResync(() => this.append(RESYNC));
     this.unsubscribe = () => {
       offChange();
+      offDiversion();
       offResync();
     };
     this.timer = setInterval(() => this.check(), CHECK_MS).unref();

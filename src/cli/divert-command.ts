@@ -10,13 +10,17 @@ type Args = Record<string, unknown>;
 
 export function divertOptions(yargs: Argv): Argv {
   const withArgs = yargs
-    .usage(
-      '$0 divert <from> <to> [options]\n\nEvery intercepted name that answers FROM answers TO instead, all in one step.\nBoth addresses must be of the same family.',
+    .usage('$0 divert <from> <to> [options]\n\nEvery intercepted name that answers FROM answers TO instead, all in one step.')
+    // (an epilogue, not more usage lines: yargs wraps a usage of several lines badly)
+    .epilogue(
+      'Both addresses must be of the same family. The diversion is also kept as a record (divert diversions list),\n' +
+        'which divert proxy follows for address targets: diversions to FROM now go to TO as well, and diverting\n' +
+        'back (divert divert TO FROM) removes FROM → TO instead of recording TO → FROM.',
     )
     .positional('from', { type: 'string', describe: 'the address to move away from (an overloaded or failed server)' })
     .positional('to', { type: 'string', describe: 'the address to answer instead' });
   return connectionOptions(withArgs)
-    .option('json', { type: 'boolean', describe: "print the server's reply ({from, to, changed}) as JSON instead of a table" })
+    .option('json', { type: 'boolean', describe: "print the server's reply ({from, to, changed, diversion}) as JSON instead of a table" })
     .example('$0 divert 192.0.2.10 192.0.2.20', 'every name answering 192.0.2.10 answers 192.0.2.20 instead')
     .example('$0 divert 2001:db8::10 2001:db8::20 --json', 'the same for an IPv6 address; the changed entries as JSON');
 }
@@ -34,6 +38,9 @@ export async function runDiversion(argv: Args): Promise<void> {
     throw usage(`"${from}" and "${to}" are of different families (an A record cannot answer an IPv6 address, nor AAAA an IPv4 one)`);
   const reply = await new AdminClient(resolveConnection(argv), undefined, note).divert(from, to);
   if (argv.json) return printJson(reply);
-  if (reply.changed.length === 0) return note(`no intercepted name answers ${from}; nothing changed`);
+  // what the record says, when it is not simply FROM → TO (divert diversions list shows them all)
+  if (reply.diversion === null) note(`this diverted back: ${to} → ${from} is no longer in force`);
+  else if (reply.diversion.to !== reply.to) note(`${reply.to} is diverted to ${reply.diversion.to}: traffic for ${from} goes there`);
+  if (reply.changed.length === 0) return note(`no intercepted name answers ${from}; no name changed`);
   process.stdout.write(entriesTable(reply.changed));
 }

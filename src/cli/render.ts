@@ -1,6 +1,7 @@
 // Human output of the CLI: entries and history records as aligned text tables (--json prints the server's JSON instead).
 
 import type { Entry, EntryState, HistoryRecord, Rule, Sharing } from '../entry/entry.js';
+import type { DiversionRecord } from '../entry/diversions.js';
 
 /** Columns padded to their widest cell and two spaces apart; the last column is not padded, so lines carry no trailing blanks. */
 export function textTable(headers: string[], rows: string[][]): string {
@@ -82,6 +83,13 @@ export function historyTable(records: HistoryRecord[]): string {
   return textTable(
     ['VERSION', 'AT', 'OP', 'BY', 'OLD → NEW'],
     records.map((r) => [String(r.version), time(r.at), r.op, r.by, `${state(r.old)} → ${state(r.new)}`]),
+  );
+}
+
+export function diversionsTable(records: DiversionRecord[]): string {
+  return textTable(
+    ['FROM', 'TO', 'BY', 'AT'],
+    records.map((r) => [r.from, r.to, r.by, time(r.at)]),
   );
 }
 

@@ -1,6 +1,7 @@
 // The admin API as the CLI calls it: one method per endpoint; a refusal or an unreachable port becomes an error main.ts prints on one line with exit status 1.
 
 import type { Entry, EntryData, HistoryRecord } from '../entry/entry.js';
+import type { DiversionRecord } from '../entry/diversions.js';
 import type { Connection } from './connection.js';
 import { httpRequest, type HttpResponse } from './http-request.js';
 
@@ -38,14 +39,8 @@ export interface DiversionReply {
   from: string;
   to: string;
   changed: Entry[];
-}
-
-/** A diversion in force: an original destination and its diverted address. */
-export interface DiversionRecord {
-  from: string;
-  to: string;
-  by: string;
-  at: string;
+  /** The record kept for from (its to may be further on: a diversion of to in force is followed); null when this undid one. */
+  diversion: DiversionRecord | null;
 }
 
 export interface ImportReply {
@@ -199,8 +194,14 @@ export class AdminClient {
     return this.call('v1/diversions', { method: 'POST', json: { from, to } });
   }
 
-  diversions(): Promise<{ diversions: DiversionRecord[] }> {
-    return this.call('v1/diversions');
+  /** The diversions in force, by from. */
+  async diversions(): Promise<DiversionRecord[]> {
+    return (await this.call<{ diversions: DiversionRecord[] }>('v1/diversions')).diversions;
+  }
+
+  /** Removes from's diversion record (the entries keep their answers); returns it. */
+  async deleteDiversion(from: string): Promise<DiversionRecord> {
+    return (await this.call<{ diversion: DiversionRecord }>(`v1/diversions/${encodeURIComponent(from)}`, { method: 'DELETE' })).diversion;
   }
 
   importZone(zone: string, file: string, origin?: string): Promise<ImportReply> {

@@ -15,7 +15,8 @@ export interface Diversion {
   to: string;
 }
 
-function checkAddress(which: 'from' | 'to', value: unknown): { field: 'a' | 'aaaa'; address: string } {
+/** An address of either family in the table's canonical form, with its family's field; BAD_ADDRESS naming `which` otherwise. */
+export function checkAddress(which: 'from' | 'to', value: unknown): { field: 'a' | 'aaaa'; address: string } {
   if (typeof value === 'string' && isIPv4(value)) return { field: 'a', address: value };
   if (typeof value === 'string' && isIPv6(value) && !value.includes('%')) {
     // the same canonical form the table stores, so the text comparison finds it

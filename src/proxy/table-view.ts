@@ -109,7 +109,7 @@ export class TableView {
 
   private async readDiversions(): Promise<Map<string, string>> {
     try {
-      const { diversions } = await this.client.diversions();
+      const diversions = await this.client.diversions();
       return new Map(diversions.map((d) => [d.from, d.to]));
     } catch (err) {
       // a divert serve from before diversions were kept: address targets stay where they are

@@ -10,8 +10,9 @@ import { ensureChecked, type CheckedData, type EntryInput } from '../entry/check
 import type { ChangeListener, Entry, HistoryRecord } from '../entry/entry.js';
 import { checkDiversion } from '../entry/entry-ops.js';
 import { normalizeName, type TableName } from '../entry/names.js';
+import { checkDiversionFrom, type DiversionListener, type DiversionRecord } from '../entry/diversions.js';
 import { authorOf, SEED_AUTHOR } from './store-ops.js';
-import type { ListPage, Store, TableView } from './table.js';
+import type { Diverted, ListPage, Store, TableView } from './table.js';
 import { WritePolicy } from './write-policy.js';
 
 export interface WriteOptions {
@@ -107,11 +108,26 @@ export class AddressTable implements TableView {
 
   /**
    * In one atomic step, every entry that answers `from` answers `to` instead (same address
-   * family). Returns the entries changed, each one version up. Not held against the write
-   * policy: a diversion never adds an address or a name.
+   * family), and the diversion is kept as a record (diversionSteps() says how it changes
+   * the records). Returns the entries changed, each one version up, and `from`'s record.
+   * Not held against the write policy: a diversion never adds an address or a name.
    */
-  async divert(from: unknown, to: unknown, options: { by?: string } = {}): Promise<Entry[]> {
+  async divert(from: unknown, to: unknown, options: { by?: string } = {}): Promise<Diverted> {
     return this.store.divert(checkDiversion(from, to), authorOf(options));
+  }
+
+  /** The diversions in force, by `from` in address order. */
+  diversions(): Promise<DiversionRecord[]> {
+    return this.store.diversions();
+  }
+
+  /** Removes `from`'s diversion record (BAD_ADDRESS for a non-address, NOT_FOUND for none); the entries stay as they are. */
+  async deleteDiversion(from: unknown, options: { by?: string } = {}): Promise<DiversionRecord> {
+    return this.store.deleteDiversion(checkDiversionFrom(from), authorOf(options));
+  }
+
+  onDiversion(listener: DiversionListener): () => void {
+    return this.store.onDiversion(listener);
   }
 
   async history(name: string): Promise<HistoryRecord[]> {

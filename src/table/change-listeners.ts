@@ -3,6 +3,7 @@
 // other listeners.
 
 import type { ChangeEvent } from '../entry/entry.js';
+import type { DiversionChange } from '../entry/diversions.js';
 
 export class Listeners<T> {
   private readonly listeners = new Set<(event: T) => void>();
@@ -41,3 +42,5 @@ export class ChangeListeners extends Listeners<ChangeEvent> {}
 
 /** Listeners told that changes may have been missed. */
 export class ResyncListeners extends Listeners<void> {}
+
+export class DiversionListeners extends Listeners<DiversionChange> {}

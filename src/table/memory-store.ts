@@ -7,9 +7,10 @@ import type { CheckedData } from '../entry/check.js';
 import type { ChangeEvent, ChangeListener, Entry, EntryData, HistoryRecord } from '../entry/entry.js';
 import { divertData, stateOf, type Diversion } from '../entry/entry-ops.js';
 import type { TableName } from '../entry/names.js';
-import { ChangeListeners, ResyncListeners } from './change-listeners.js';
+import { compareAddresses, diversionSteps, recordOf, type DiversionListener, type DiversionRecord } from '../entry/diversions.js';
+import { ChangeListeners, DiversionListeners, ResyncListeners } from './change-listeners.js';
 import { compareNames, freezeEntry, versionMismatch } from './store-ops.js';
-import { HISTORY_LENGTH, lookupIn, type ListPage, type Store, type StoreWrite } from './table.js';
+import { HISTORY_LENGTH, lookupIn, type Diverted, type ListPage, type Store, type StoreWrite } from './table.js';
 
 export interface MemoryStoreOptions {
   /** Clock for `updatedAt`; injectable so tests get stable times. */
@@ -24,6 +25,9 @@ export class MemoryStore implements Store {
   private readonly histories = new Map<string, HistoryRecord[]>();
   private readonly listeners: ChangeListeners;
   private readonly resyncListeners = new ResyncListeners();
+  /** The diversions in force, by from. */
+  private readonly records = new Map<string, DiversionRecord>();
+  private readonly diversionListeners: DiversionListeners;
   private readonly now: () => Date;
   /** Table-wide, so a name deleted and created again still gets a higher version. */
   private seq = 0;
@@ -31,6 +35,7 @@ export class MemoryStore implements Store {
   constructor(options: MemoryStoreOptions = {}) {
     this.now = options.now ?? (() => new Date());
     this.listeners = new ChangeListeners(options.onError);
+    this.diversionListeners = new DiversionListeners(options.onError);
   }
 
   async get(name: TableName): Promise<Entry | null> {
@@ -99,7 +104,7 @@ export class MemoryStore implements Store {
 
   // Visits every entry: O(n) per call. The Redis store keeps a reverse index instead,
   // as its entries are not in process.
-  async divert({ field, from, to }: Diversion, by: string): Promise<Entry[]> {
+  async divert({ field, from, to }: Diversion, by: string): Promise<Diverted> {
     const at = this.now().toISOString();
     const names = [...this.entries.keys()].sort(compareNames);
     const changed: Entry[] = [];
@@ -107,8 +112,32 @@ export class MemoryStore implements Store {
       const data = divertData(this.entries.get(name) as Entry, field, from, to);
       if (data !== null) changed.push(this.store(name, data, 'divert', by, at));
     }
+    const steps = diversionSteps(this.records, from, to, by, at).map((step) => ({ ...step, version: ++this.seq }));
+    for (const step of steps) {
+      const record = recordOf(step);
+      if (record) this.records.set(step.from, Object.freeze(record));
+      else this.records.delete(step.from);
+    }
     for (const entry of changed) this.emit({ name: entry.name, entry, version: entry.version });
-    return changed;
+    for (const step of steps) this.diversionListeners.emit(Object.freeze(step));
+    return { changed, diversion: this.records.get(from) ?? null };
+  }
+
+  async diversions(): Promise<DiversionRecord[]> {
+    return [...this.records.values()].sort((x, y) => compareAddresses(x.from, y.from));
+  }
+
+  async deleteDiversion(from: string, by: string): Promise<DiversionRecord> {
+    const record = this.records.get(from);
+    if (!record) throw new DivertError('NOT_FOUND', `no diversion of ${from} is in force`);
+    this.records.delete(from);
+    const at = this.now().toISOString();
+    this.diversionListeners.emit(Object.freeze({ action: 'delete', from, to: record.to, by, at, version: ++this.seq }));
+    return record;
+  }
+
+  onDiversion(listener: DiversionListener): () => void {
+    return this.diversionListeners.add(listener);
   }
 
   async history(name: TableName): Promise<HistoryRecord[]> {
@@ -136,6 +165,7 @@ export class MemoryStore implements Store {
   async close(): Promise<void> {
     this.listeners.clear();
     this.resyncListeners.clear();
+    this.diversionListeners.clear();
   }
 
   private store(name: string, data: EntryData, op: HistoryRecord['op'], by: string, at = this.now().toISOString()): Entry {

@@ -7,9 +7,16 @@ import type { ChangeListener, Entry, HistoryRecord } from '../entry/entry.js';
 import type { CheckedData } from '../entry/check.js';
 import type { TableName } from '../entry/names.js';
 import type { Diversion } from '../entry/entry-ops.js';
+import type { DiversionListener, DiversionRecord } from '../entry/diversions.js';
 
 /** How many changes each entry's history keeps. */
 export const HISTORY_LENGTH = 50;
+
+/** What a diversion did: the entries it rewrote, and the record it left for `from` (null: it undid one). */
+export interface Diverted {
+  changed: Entry[];
+  diversion: DiversionRecord | null;
+}
 
 export interface ListPage {
   entries: Entry[];
@@ -63,8 +70,17 @@ export interface Store extends TableView {
   seed(entries: ReadonlyMap<TableName, CheckedData>, by: string): Promise<Entry[]>;
   /** Creates or replaces every entry given, in one atomic step: all or nothing. Returns the entries written. */
   importEntries(entries: ReadonlyMap<TableName, CheckedData>, by: string): Promise<Entry[]>;
-  /** In one atomic step, every entry that answers `from` answers `to` instead. Returns the entries changed, by name. */
-  divert(diversion: Diversion, by: string): Promise<Entry[]>;
+  /**
+   * In one atomic step, every entry that answers `from` answers `to` instead, and the
+   * diversion records change as diversionSteps() says. Returns the entries changed, by name.
+   */
+  divert(diversion: Diversion, by: string): Promise<Diverted>;
+  /** The diversions in force, by `from` in address order. */
+  diversions(): Promise<DiversionRecord[]>;
+  /** Removes the record of `from` (the entries are left as they are); returns it. Throws NOT_FOUND when there is none. */
+  deleteDiversion(from: string, by: string): Promise<DiversionRecord>;
+  /** Every change of the diversion records, made here or (for shared stores) elsewhere. */
+  onDiversion(listener: DiversionListener): () => void;
   /** The entry's recent changes, newest first (empty for a name never written). */
   history(name: TableName): Promise<HistoryRecord[]>;
   /** Number of entries. */

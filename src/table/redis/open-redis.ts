@@ -74,8 +74,8 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
     const ready = new Promise<void>((resolve) => client.once('ready', () => resolve()));
     client.connect().catch(() => {}); // failures are retried by the retry strategy until the deadline
     if ((await Promise.race([ready, timedOut])) === 'timeout') throw reporter.unreachable(connectTimeoutMs);
-    const feed = new ChangeFeed(createSubscriber(target, client, timeouts), store.channel, {
-      message: (raw) => store.received(raw),
+    const feed = new ChangeFeed(createSubscriber(target, client, timeouts), store.channels, {
+      message: (channel, raw) => store.received(channel, raw),
       resync: () => {
         reporter.connectionReady('feed');
         store.resync();

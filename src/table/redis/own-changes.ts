@@ -5,10 +5,14 @@
 // a message whose version is one of ours was already emitted (before the write returned)
 // and is dropped; any other is emitted.
 
-import type { ChangeEvent } from '../../entry/entry.js';
 import { OwnVersions } from './own-versions.js';
 
-export class OwnChanges {
+/** A change with its place in the table's version sequence: an entry's, or a diversion record's. */
+export interface Versioned {
+  version: number;
+}
+
+export class OwnChanges<ChangeEvent extends Versioned> {
   private inFlight = 0;
   /** A queue: `held[heldAt]` is the oldest (shift() would copy a long one per message). */
   private held: ChangeEvent[] = [];

@@ -2,7 +2,7 @@
 // the pub/sub subscriber, for one server, Sentinel or Cluster alike.
 
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { DELETE_LUA, DIVERT_LUA, IMPORT_LUA, INDEX_LUA, PUT_LUA, SEED_LUA } from './redis-scripts.js';
+import { DELETE_DIVERSION_LUA, DELETE_LUA, DIVERT_LUA, IMPORT_LUA, INDEX_LUA, PUT_LUA, SEED_LUA } from './redis-scripts.js';
 import type { RedisTarget } from './redis-url.js';
 
 export type ScriptReply = [string, number];
@@ -15,7 +15,8 @@ export interface ScriptCommands {
   divertDelete: Script<ScriptReply>;
   divertSeed: Script<(string | number)[]>;
   divertImport: Script<(string | number)[]>;
-  divertDivert: Script<string[]>;
+  divertDivert: Script<[string[], string[]]>;
+  divertDeleteDiversion: Script<[string, string] | null>;
   divertIndex: Script<number>;
 }
 
@@ -32,6 +33,7 @@ const SCRIPTS = {
   divertSeed: { lua: SEED_LUA, numberOfKeys: 2 },
   divertImport: { lua: IMPORT_LUA, numberOfKeys: 2 },
   divertDivert: { lua: DIVERT_LUA, numberOfKeys: 2 },
+  divertDeleteDiversion: { lua: DELETE_DIVERSION_LUA, numberOfKeys: 2 },
   divertIndex: { lua: INDEX_LUA, numberOfKeys: 2 },
 };
 

@@ -1,10 +1,11 @@
-// The change feed of a RedisTable: one subscriber connection on the changes channel that
-// delivers every message and says when messages may have been missed.
+// The change feed of a RedisTable: one subscriber connection on its channels (the entries'
+// changes, the diversion records') that delivers every message, in the order Redis
+// published them, and says when messages may have been missed.
 
 import type { Cluster, Redis } from 'ioredis';
 
 export interface FeedHandlers {
-  message(raw: string): void;
+  message(channel: string, raw: string): void;
   /** The subscription is back after a loss: messages sent meanwhile are gone. */
   resync(): void;
   /** Connection trouble; the feed keeps trying by itself. */
@@ -22,14 +23,14 @@ export class ChangeFeed {
 
   constructor(
     private readonly client: Redis | Cluster,
-    private readonly channel: string,
+    private readonly channels: string[],
     private readonly handlers: FeedHandlers,
   ) {
     // Without error listeners an 'error' event would crash the process.
     client.on('error', (err: Error) => this.handlers.error(err));
     client.on('node error', (err: Error) => this.handlers.error(err));
     client.on('message', (channel: string, message: string) => {
-      if (channel === this.channel && !this.closed) this.handlers.message(message);
+      if (this.channels.includes(channel) && !this.closed) this.handlers.message(channel, message);
     });
     // After every (re)connect of a single server or Sentinel master, and after a Cluster
     // client reconnected as a whole.
@@ -61,7 +62,7 @@ export class ChangeFeed {
 
   private subscribe(): void {
     const generation = ++this.generation;
-    this.client.subscribe(this.channel).then(
+    this.client.subscribe(...this.channels).then(
       () => {
         if (generation !== this.generation || this.closed) return;
         this.subscribed();
@@ -88,7 +89,7 @@ export class ChangeFeed {
    */
   private clusterResubscribed(connection: Redis): void {
     if (!this.subscribedOnce || this.closed) return;
-    connection.subscribe(this.channel).then(
+    connection.subscribe(...this.channels).then(
       () => {
         if (!this.closed) this.handlers.resync();
       },

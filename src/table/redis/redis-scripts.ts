@@ -3,6 +3,7 @@
 
 import { MAX_WEIGHT } from '../../entry/check-rules.js';
 import { HISTORY_LENGTH } from '../table.js';
+import { DELETE_DIVERSION_BODY, RECORDS_LUA } from './diversion-scripts.js';
 
 // Key layout, all under `${prefix}{table}:` (the hash tag keeps every key in one Cluster slot):
 //   entries            hash: name -> entry JSON {"a","aaaa","ttl","weights"?,"pick"?,"rules"?,"version","updatedAt"}
@@ -10,6 +11,7 @@ import { HISTORY_LENGTH } from '../table.js';
 //   history:<name>     list of HistoryRecord JSON, newest first, at most HISTORY_LENGTH
 //   addr:<address>     set of the names whose a or aaaa lists, or one of whose rules lists, <address> (for divert)
 //   indexed            marker: the addr sets cover every entry (see INDEX_LUA)
+//   diversions         hash: the diversion records (diversion-scripts.ts)
 // Changes are published as JSON {"name","entry","version"} (entry with its name, or null
 // on delete) on the channel `${prefix}changes`, from inside the script, so a message is
 // sent exactly when a change is made and in version order.
@@ -175,13 +177,16 @@ return out
 `;
 
 /**
- * ARGV[5..]: field ('a' or 'aaaa'), from, to. Reads only the reverse index of \`from\`.
+ * ARGV[5..]: field ('a' or 'aaaa'), from, to, the diversions channel. Reads only the
+ * reverse index of \`from\` (and the diversion records, a handful).
  * Replaces \`from\` in the entry's own list and in every rule's, and moves its weight to
  * \`to\` (added to \`to\`'s own when \`to\` is listed already); divertData in table-ops.ts
  * does the same in process.
- * Reply: flat {name, stored JSON, ...} of the changed entries, in name order.
+ * Then the diversion records change as diversionSteps() says (diversion-scripts.ts).
+ * Reply: {flat {name, stored JSON, ...} of the changed entries in name order, the
+ * records' change messages}.
  */
-export const DIVERT_LUA = `${LIBRARY}
+export const DIVERT_LUA = `${LIBRARY}${RECORDS_LUA}
 local field, from, to = ARGV[5], ARGV[6], ARGV[7]
 local set = base .. 'addr:' .. from
 
@@ -260,5 +265,10 @@ for _, name in ipairs(names) do
     out[#out + 1] = stored
   end
 end
-return out
+local messages = {}
+divert_records(from, to, ARGV[8], messages)
+return {out, messages}
 `;
+
+/** ARGV[5..]: from, the diversions channel. Deletes from's diversion record, leaving the entries as they are. */
+export const DELETE_DIVERSION_LUA = `${LIBRARY}${RECORDS_LUA}${DELETE_DIVERSION_BODY}`;

@@ -11,18 +11,20 @@ import type { CheckedData } from '../../entry/check.js';
 import type { ChangeEvent, ChangeListener, Entry, HistoryRecord } from '../../entry/entry.js';
 import { normalizeName, type TableName } from '../../entry/names.js';
 import type { Diversion } from '../../entry/entry-ops.js';
+import type { DiversionChange, DiversionListener, DiversionRecord } from '../../entry/diversions.js';
 import { ChangeListeners, ResyncListeners } from '../change-listeners.js';
 import { compareNames, freezeEntry, versionMismatch } from '../store-ops.js';
-import { HISTORY_LENGTH, type ListPage, type Store, type StoreWrite } from '../table.js';
+import { HISTORY_LENGTH, type Diverted, type ListPage, type Store, type StoreWrite } from '../table.js';
 import { FilterUpkeep } from './filter-upkeep.js';
 import { OwnChanges } from './own-changes.js';
 import type { ScriptCommands, TableClient } from './redis-client.js';
 import type { ChangeFeed } from './redis-feed.js';
+import { isDiversionChange, RedisDiversions } from './redis-diversions.js';
 import type { RedisReporter } from './redis-reporter.js';
 import { dataJson, entryOf, globPrefix, parseHistory, reason } from './redis-values.js';
 
 export interface RedisStoreOptions {
-  /** Prepended to every key and to the changes channel, e.g. `divert:`. */
+  /** Prepended to every key and to the channels, e.g. `divert:`. */
   prefix: string;
   now?: () => Date;
   /** Keep the in-process name filter of every stored name, loaded on the first lookup(). Default true. */
@@ -49,7 +51,9 @@ export class RedisStore implements Store {
   readonly channel: string;
   private readonly client: TableClient;
   private readonly reporter: RedisReporter;
-  private readonly own: OwnChanges;
+  private readonly own: OwnChanges<ChangeEvent | DiversionChange>;
+  /** The diversion records and their channel. */
+  private readonly records: RedisDiversions;
   private readonly filter: FilterUpkeep;
   private feed: ChangeFeed | undefined;
 
@@ -65,6 +69,7 @@ export class RedisStore implements Store {
     this.channel = `${options.prefix}changes`;
     this.listeners = new ChangeListeners((err) => this.reporter.report(err));
     this.resyncListeners = new ResyncListeners((err) => this.reporter.report(err));
+    this.records = new RedisDiversions(this.base, `${options.prefix}diversions`, this.reporter);
     this.own = new OwnChanges((event) => this.emit(event));
     this.filter = new FilterUpkeep(
       {
@@ -193,17 +198,40 @@ export class RedisStore implements Store {
 
   // The script reads only the set of names answering `from` (the reverse index), so its
   // cost follows the entries changed, not the table's size.
-  async divert({ field, from, to }: Diversion, by: string): Promise<Entry[]> {
-    const reply = await this.write('divert', () =>
-      this.script(this.client, 'divertDivert', [field, from, to], this.now().toISOString(), by),
+  // The diversion records change in the same script, so entries and records never disagree.
+  async divert({ field, from, to }: Diversion, by: string): Promise<Diverted> {
+    const [entries, messages] = await this.write('divert', () =>
+      this.script(this.client, 'divertDivert', [field, from, to, this.records.channel], this.now().toISOString(), by),
     );
     const changed: Entry[] = [];
-    for (let i = 0; i + 1 < reply.length; i += 2) {
-      const entry = this.parse(String(reply[i]), String(reply[i + 1]));
+    for (let i = 0; i + 1 < entries.length; i += 2) {
+      const entry = this.parse(String(entries[i]), String(entries[i + 1]));
       if (entry) changed.push(entry);
     }
-    this.own.settle(changed.map((entry) => ({ name: entry.name, entry, version: entry.version })));
-    return changed.sort((x, y) => compareNames(x.name, y.name));
+    const steps = messages.map((raw) => this.records.change(String(raw))).filter((step) => step !== null);
+    this.own.settle([...changed.map((entry) => ({ name: entry.name, entry, version: entry.version })), ...steps]);
+    const last = steps.filter((step) => step.from === from).pop();
+    const diversion = last?.action === 'set' ? { from, to: last.to, by: last.by, at: last.at } : null;
+    return { changed: changed.sort((x, y) => compareNames(x.name, y.name)), diversion };
+  }
+
+  diversions(): Promise<DiversionRecord[]> {
+    return this.records.list(this.client);
+  }
+
+  async deleteDiversion(from: string, by: string): Promise<DiversionRecord> {
+    const reply = await this.write('delete diversion', () =>
+      this.script(this.client, 'divertDeleteDiversion', [from, this.records.channel], this.now().toISOString(), by),
+    );
+    const step = reply && this.records.change(String(reply[1]));
+    this.own.settle(step ? [step] : []);
+    const record = reply && this.records.record(String(reply[0]));
+    if (!record) throw new DivertError('NOT_FOUND', `no diversion of ${from} is in force`);
+    return record;
+  }
+
+  onDiversion(listener: DiversionListener): () => void {
+    return this.records.onChange(listener);
   }
 
   async history(name: TableName): Promise<HistoryRecord[]> {
@@ -245,13 +273,14 @@ export class RedisStore implements Store {
     this.filter.close();
     this.listeners.clear();
     this.resyncListeners.clear();
+    this.records.listeners.clear();
     this.feed?.close();
     await this.connections.close();
   }
 
-  /** One message from the changes channel. */
-  received(raw: string): void {
-    const event = this.parseMessage(raw);
+  /** One message from the changes or the diversions channel. */
+  received(channel: string, raw: string): void {
+    const event = channel === this.records.channel ? this.records.change(raw) : this.parseMessage(raw);
     // a change we cannot read is a change listeners (and the name filter) miss
     if (!event) this.resync();
     else this.own.received(event);
@@ -263,8 +292,14 @@ export class RedisStore implements Store {
     this.resyncListeners.emit();
   }
 
-  /** Delivers one change to the name filter, then to this store's listeners. */
-  private emit(event: ChangeEvent): void {
+  /** The channels the change feed follows. */
+  get channels(): string[] {
+    return [this.channel, this.records.channel];
+  }
+
+  /** Delivers one change of an entry to the name filter, then to this store's listeners; a record's to the diversions' listeners. */
+  private emit(event: ChangeEvent | DiversionChange): void {
+    if (isDiversionChange(event)) return this.records.listeners.emit(event);
     this.filter.apply(event);
     this.listeners.emit(event);
   }
