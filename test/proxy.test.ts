@@ -136,6 +136,43 @@ describe('divert proxy: a name target', () => {
   });
 });
 
+describe('divert proxy: an address target follows the diversions', () => {
+  test('POST /v1/diversions moves new connections and closes open ones (onChange close); DELETE moves them back', async () => {
+    const mirrors = await startTcpMirrors([A, B]);
+    const server = await startServe();
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await startProxy(
+        { services: [{ name: 'fixed', listen: '127.0.0.1:0', target: { address: A, port: mirrors[0].port }, onChange: 'close' }] },
+        server,
+      );
+      const port = proxy.port('fixed');
+      const open = await lineClient(port);
+      assert.equal(await open.say('1'), `${A}:1`);
+      const divert = async (method: string, path: string, body?: unknown) => {
+        const res = await server.api(path, {
+          method,
+          headers: body === undefined ? {} : { 'content-type': 'application/json' },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+        assert.ok(res.ok, `${method} ${path}: HTTP ${res.status} ${await res.text()}`);
+      };
+      // no entry answers 127.0.0.2: the diversion is still recorded, and the proxy follows it
+      await divert('POST', '/v1/diversions', { from: A, to: B });
+      // a connection made just before the change reaches the proxy is closed by it (onChange close): asked again
+      const settled = (want: string) => async () => (await whoAnswers(port).catch(() => '')) === want;
+      await waitFor(settled(B), 2000, 'new connections reaching 127.0.0.3');
+      await waitFor(() => open.ended, 2000, 'the open connection to 127.0.0.2 closed');
+      await divert('DELETE', `/v1/diversions/${A}`);
+      await waitFor(settled(A), 2000, 'new connections back on 127.0.0.2');
+    } finally {
+      await proxy?.stop();
+      await server.close();
+      for (const m of mirrors) await m.stop();
+    }
+  });
+});
+
 describe('divert proxy: open connections on a change (onChange)', () => {
   test('keep: the open connection runs on to the old mirror', async () => {
     let s: Setup | undefined;
