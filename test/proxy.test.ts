@@ -225,6 +225,29 @@ describe('divert proxy: open connections on a change (onChange)', () => {
       await teardown(s);
     }
   });
+
+  test('move: the client gets every reply, and the new mirror serves what it sends after the change, on the same connection', async () => {
+    let s: Setup | undefined;
+    try {
+      s = await setup({ onChange: 'move' });
+      const client = await lineClient(s.proxy.port('web'));
+      assert.equal(await client.say('1'), `${A}:1`);
+      assert.equal(await client.say('2'), `${A}:2`);
+      await setName(s.server, [B]);
+      await waitFor(async () => (await whoAnswers(s!.proxy.port('web'))) === B, 2000, 'the change reaching the proxy');
+      assert.equal(await client.say('3'), `${B}:3`);
+      assert.equal(await client.say('4'), `${B}:4`);
+      assert.equal(client.ended, false);
+      const [c] = (await s.proxy.connections()).filter((x) => x.client === `127.0.0.1:${client.socket.localPort}`);
+      assert.equal(c.target, `${B}:${s.mirrors[0].port}`);
+      assert.equal(c.bytesIn, '1\n2\n3\n4\n'.length);
+      // the old mirror's connection is closed once the client has moved
+      await waitFor(() => (s!.mirrors[0] as TcpMirror).sockets.size === 0, 2000, 'the connection to 127.0.0.2 closed');
+      client.close();
+    } finally {
+      await teardown(s);
+    }
+  });
 });
 
 describe('divert proxy: UDP flows', () => {

@@ -31,7 +31,7 @@ const targetSchema = z.union([z.strictObject({ name, port: whole(1, 65535) }), z
 });
 
 /** What an open TCP connection does when its target leaves the answer. */
-export const ON_CHANGE = ['keep', 'drain', 'close'] as const;
+export const ON_CHANGE = ['keep', 'drain', 'close', 'move'] as const;
 
 const serviceSchema = z.strictObject({
   name: z

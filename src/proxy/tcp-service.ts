@@ -2,13 +2,19 @@
 // table gives for that client now (both addresses rewritten: the target sees the proxy),
 // bytes passed through as they come with backpressure both ways, half-close and reset
 // passed on. When a change takes a connection's target out of the answer, the service's
-// onChange decides: keep it, drain it (closed after drainSeconds), or close it at once.
+// onChange decides: keep it, drain it (closed after drainSeconds), close it at once, or
+// move it: once the client speaks again after the target has answered, with no byte
+// waiting either way, its next bytes go to a new connection to the target the table gives
+// now (the client's own connection untouched). That is safe only for protocols in which a
+// client sends its next request after the whole reply and no state lives in the server's
+// connection (HTTP/1.1 without pipelining, many line protocols); README says when.
 
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '../net/host-port.js';
 import { idleTimeoutOf, type ProxyService } from './config.js';
 import { formatAddress, type Connection, type ConnectionTable } from './connections.js';
+import { dial, type Dialled } from './dial.js';
 import type { TableView } from './table-view.js';
 import { stillTargeted, targetsFor } from './targets.js';
 
@@ -19,6 +25,16 @@ interface Relay {
   /** The target's address (without port), what the answer is checked against. */
   address: string | null;
   drain: NodeJS.Timeout | null;
+  /** onChange move: its target left the answer; it moves at the next quiet moment. */
+  moving: boolean;
+  /** The last bytes relayed came from the target (it answered the client's last bytes). */
+  lastFromTarget: boolean;
+}
+
+/** A reset is passed on as a reset; any other failure of one side closes the other. */
+function passOn(err: NodeJS.ErrnoException, other: Socket): void {
+  if (err.code === 'ECONNRESET') other.resetAndDestroy();
+  else other.destroy();
 }
 
 export class TcpService {
@@ -68,6 +84,7 @@ export class TcpService {
       if (relay.address === null) continue;
       const holds = stillTargeted(this.service, this.view, relay.address);
       if (holds) {
+        relay.moving = false;
         // back in the answer before its drain ended: it runs on
         if (relay.drain) {
           clearTimeout(relay.drain);
@@ -77,6 +94,7 @@ export class TcpService {
         continue;
       }
       if (onChange === 'close') this.end(relay, false);
+      else if (onChange === 'move') relay.moving = true;
       else if (onChange === 'drain' && !relay.drain) {
         relay.record.drainEndsAt = Date.now() + drainSeconds * 1000;
         relay.drain = setTimeout(() => this.end(relay, false), drainSeconds * 1000);
@@ -101,82 +119,109 @@ export class TcpService {
       client.resetAndDestroy();
       return;
     }
-    const relay: Relay = { record, client, upstream: null, address: null, drain: null };
+    const relay: Relay = { record, client, upstream: null, address: null, drain: null, moving: false, lastFromTarget: false };
     this.relays.add(relay);
     client.on('error', () => {});
     client.once('close', () => this.end(relay, false));
     void this.connect(relay, targetsFor(this.service, this.view, clientAddress));
   }
 
-  /** Tries the addresses in order within one connect timeout; the client is reset if none answers. */
+  /** Connects to the first address that answers; the client is reset if none does within the connect timeout. */
   private async connect(relay: Relay, addresses: string[]): Promise<void> {
-    const deadline = Date.now() + this.service.connectTimeout;
-    const port = this.service.target.port;
-    for (const address of addresses) {
-      const left = deadline - Date.now();
-      if (left <= 0 || relay.client.destroyed) break;
-      const started = performance.now();
-      const upstream = await this.open(address, port, left);
-      if (!upstream) {
-        this.table.connectFailed(formatAddress(address, port));
-        continue;
-      }
-      if (relay.client.destroyed) {
-        upstream.destroy();
-        return;
-      }
-      const source = upstream.localAddress !== undefined ? formatAddress(upstream.localAddress, upstream.localPort ?? 0) : null;
-      this.table.attach(relay.record, formatAddress(address, port), source, Math.round((performance.now() - started) * 100) / 100);
-      relay.upstream = upstream;
-      relay.address = address;
-      this.pipe(relay, upstream);
+    const { port } = this.service.target;
+    const dialled = await dial(addresses, port, this.service.connectTimeout, this.table, () => relay.client.destroyed);
+    if (!dialled) {
+      if (addresses.length === 0) this.log.debug({ service: this.service.name, client: relay.record.client }, 'no target known: reset');
+      if (!relay.client.destroyed) relay.client.resetAndDestroy();
+      this.end(relay, false);
       return;
     }
-    if (addresses.length === 0) this.log.debug({ service: this.service.name, client: relay.record.client }, 'no target known: reset');
-    relay.client.resetAndDestroy();
-    this.end(relay, false);
-  }
-
-  private open(host: string, port: number, timeoutMs: number): Promise<Socket | null> {
-    return new Promise((resolve) => {
-      const socket = createConnection({ host, port, allowHalfOpen: true, noDelay: true });
-      const timer = setTimeout(() => fail(), timeoutMs);
-      const fail = () => {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(null);
-      };
-      socket.once('error', fail);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.off('error', fail);
-        resolve(socket);
-      });
+    this.table.attach(relay.record, formatAddress(dialled.address, port), dialled.source, dialled.ms);
+    const { client } = relay;
+    client.on('data', (chunk: Buffer) => this.fromClient(relay, chunk));
+    // the client's FIN is passed on as one (half-close): the target may still answer
+    client.on('end', () => relay.upstream?.end());
+    client.on('error', (err: NodeJS.ErrnoException) => {
+      if (relay.upstream) passOn(err, relay.upstream);
     });
+    this.idleTimer(relay, client);
+    this.attach(relay, dialled);
+    client.resume();
   }
 
-  private pipe(relay: Relay, upstream: Socket): void {
+  /** `dialled` becomes the relay's target side: its bytes go to the client, with backpressure. */
+  private attach(relay: Relay, dialled: Dialled): void {
     const { client, record } = relay;
-    const idle = idleTimeoutOf(this.service);
-    client.on('data', (chunk: Buffer) => this.table.bytes(record, chunk.length, 0));
-    upstream.on('data', (chunk: Buffer) => this.table.bytes(record, 0, chunk.length));
-    // pipe: each side's FIN is passed on as one (half-close), and a slow side pauses the other
-    client.pipe(upstream);
-    upstream.pipe(client);
-    // a reset is passed on as a reset; any other end of one side ends the other
-    const onError = (other: Socket) => (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNRESET') other.resetAndDestroy();
-      else other.destroy();
-    };
-    client.on('error', onError(upstream));
-    upstream.on('error', onError(client));
-    upstream.once('close', () => this.end(relay, false));
-    for (const side of [client, upstream]) {
-      side.setTimeout(idle, () => {
-        if (Date.now() - record.lastActivity >= idle) this.end(relay, false);
-      });
+    const upstream = dialled.socket;
+    relay.upstream = upstream;
+    relay.address = dialled.address;
+    const current = () => relay.upstream === upstream;
+    upstream.on('data', (chunk: Buffer) => {
+      this.table.bytes(record, 0, chunk.length);
+      relay.lastFromTarget = true;
+      if (!client.write(chunk)) {
+        upstream.pause();
+        client.once('drain', () => upstream.resume());
+      }
+    });
+    upstream.on('end', () => {
+      if (current()) client.end();
+    });
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (current()) passOn(err, client);
+    });
+    upstream.once('close', () => {
+      if (current()) this.end(relay, false);
+    });
+    this.idleTimer(relay, upstream);
+  }
+
+  private fromClient(relay: Relay, chunk: Buffer): void {
+    const upstream = relay.upstream!;
+    this.table.bytes(relay.record, chunk.length, 0);
+    // move: the client speaks again after the target answered, with nothing unsent either way
+    if (relay.moving && relay.lastFromTarget && upstream.writableLength === 0 && relay.client.writableLength === 0) {
+      void this.move(relay, chunk);
+      return;
     }
+    relay.lastFromTarget = false;
+    if (!upstream.write(chunk)) {
+      relay.client.pause();
+      upstream.once('drain', () => relay.client.resume());
+    }
+  }
+
+  /** onChange move: the client's next bytes go to a new connection to the target the table gives now; the old one is ended. */
+  private async move(relay: Relay, chunk: Buffer): Promise<void> {
+    const { client } = relay;
+    client.pause();
+    const { port } = this.service.target;
+    const addresses = targetsFor(this.service, this.view, client.remoteAddress ?? '');
+    const dialled = await dial(addresses, port, this.service.connectTimeout, this.table, () => client.destroyed);
+    if (!dialled) {
+      // nowhere to go: the connection ends as close would end it
+      this.end(relay, false);
+      return;
+    }
+    const old = relay.upstream!;
+    this.table.attach(relay.record, formatAddress(dialled.address, port), dialled.source, dialled.ms);
+    relay.moving = false;
+    relay.lastFromTarget = false;
+    this.attach(relay, dialled);
+    // the old target gets a FIN; one that does not close its side soon is closed for it
+    old.on('error', () => {});
+    old.end();
+    old.setTimeout(5000, () => old.destroy());
+    this.log.debug({ service: this.service.name, client: relay.record.client, to: relay.record.target }, 'connection moved');
+    dialled.socket.write(chunk);
     client.resume();
+  }
+
+  private idleTimer(relay: Relay, side: Socket): void {
+    const idle = idleTimeoutOf(this.service);
+    side.setTimeout(idle, () => {
+      if (Date.now() - relay.record.lastActivity >= idle) this.end(relay, false);
+    });
   }
 
   /** Both sides closed (reset when `reset`), the drain timer stopped, the record gone. */

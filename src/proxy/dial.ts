@@ -1,0 +1,60 @@
+// Connecting to a target: the addresses a service gives for a client, tried in order
+// within one connect timeout; each refusal or timeout is counted against its target.
+
+import { createConnection, type Socket } from 'node:net';
+import { formatAddress, type ConnectionTable } from './connections.js';
+
+export interface Dialled {
+  socket: Socket;
+  address: string;
+  /** How long the connect took, ms. */
+  ms: number;
+  /** The proxy's own address:port towards the target. */
+  source: string | null;
+}
+
+function open(host: string, port: number, timeoutMs: number): Promise<Socket | null> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port, allowHalfOpen: true, noDelay: true });
+    const timer = setTimeout(() => fail(), timeoutMs);
+    const fail = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(null);
+    };
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', fail);
+      resolve(socket);
+    });
+  });
+}
+
+/** The first of `addresses` that accepts on `port` within `timeoutMs` in all; null when none does or `abandoned()` says the client went. */
+export async function dial(
+  addresses: readonly string[],
+  port: number,
+  timeoutMs: number,
+  table: ConnectionTable,
+  abandoned: () => boolean,
+): Promise<Dialled | null> {
+  const deadline = Date.now() + timeoutMs;
+  for (const address of addresses) {
+    const left = deadline - Date.now();
+    if (left <= 0 || abandoned()) return null;
+    const started = performance.now();
+    const socket = await open(address, port, left);
+    if (!socket) {
+      table.connectFailed(formatAddress(address, port));
+      continue;
+    }
+    if (abandoned()) {
+      socket.destroy();
+      return null;
+    }
+    const source = socket.localAddress !== undefined ? formatAddress(socket.localAddress, socket.localPort ?? 0) : null;
+    return { socket, address, ms: Math.round((performance.now() - started) * 100) / 100, source };
+  }
+  return null;
+}
