@@ -37,7 +37,11 @@ const serviceSchema = z.strictObject({
   name: z
     .string({ error: 'expected a service name' })
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected 1 to 64 letters, digits, ".", "_" or "-"'),
-  listen: z.union([hostPort.transform((one) => [one]), z.array(hostPort).min(1, 'expected at least one HOST:PORT')]),
+  // one HOST:PORT, or a list of them
+  listen: z.preprocess(
+    (value) => (typeof value === 'string' ? [value] : value),
+    z.array(hostPort).min(1, 'expected at least one HOST:PORT'),
+  ),
   protocol: z.enum(['tcp', 'udp'], { error: 'expected "tcp" or "udp"' }).default('tcp'),
   target: targetSchema,
   onChange: z.enum(ON_CHANGE, { error: `expected one of ${ON_CHANGE.map((p) => `"${p}"`).join(', ')}` }).default('drain'),
