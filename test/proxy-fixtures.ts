@@ -104,7 +104,12 @@ export interface ProxyProcess {
   stop(): Promise<void>;
 }
 
-export async function startProxy(config: Record<string, unknown>, server: TestServer | { adminUrl: string }): Promise<ProxyProcess> {
+/** `divert proxy` on the config; one process unless `args` say otherwise (its default is one worker per CPU). */
+export async function startProxy(
+  config: Record<string, unknown>,
+  server: TestServer | { adminUrl: string },
+  args: string[] = ['--workers', '1'],
+): Promise<ProxyProcess> {
   const path = writeConfig(config);
   const proc = runDivert([
     'proxy',
@@ -118,6 +123,7 @@ export async function startProxy(config: Record<string, unknown>, server: TestSe
     '127.0.0.1:0',
     '--log-level',
     'debug',
+    ...args,
   ]);
   const logs = (): LogLine[] =>
     proc

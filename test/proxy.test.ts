@@ -275,6 +275,72 @@ describe('divert proxy: UDP flows', () => {
   });
 });
 
+describe('divert proxy --workers 2', () => {
+  test('both workers relay; the table and figures are merged; a change reaches both; a UDP flow stays with its worker', async () => {
+    const tcp = await startTcpMirrors([A, B]);
+    const udp = await startUdpMirrors([A, B]);
+    const server = await startServe();
+    let proxy: ProxyProcess | undefined;
+    const socket = createSocket('udp4');
+    try {
+      await setName(server, [A]);
+      proxy = await startProxy(
+        {
+          services: [
+            { name: 'web', listen: '127.0.0.1:0', target: { name: NAME, port: tcp[0].port }, onChange: 'keep' },
+            { name: 'dgram', listen: '127.0.0.1:0', protocol: 'udp', target: { name: NAME, port: udp[0].port } },
+          ],
+        },
+        server,
+        ['--workers', '2'],
+      );
+      const status = (await (await proxy.get('/status')).json()) as { workers: number };
+      assert.equal(status.workers, 2);
+      const port = proxy.port('web');
+      // 40 open connections: the kernel hands them to both workers, and the table lists them all
+      const clients = await Promise.all(Array.from({ length: 40 }, () => lineClient(port)));
+      for (const c of clients) assert.equal(await c.say('x'), `${A}:x`);
+      const table = await proxy.connections();
+      assert.equal(table.filter((c) => c.service === 'web').length, 40);
+      assert.equal(new Set(table.map((c) => c.id)).size, table.length, 'connection ids unique across workers');
+      const workerIds = new Set(table.map((c) => Math.floor(c.id / 2 ** 40)));
+      assert.equal(workerIds.size, 2, `connections in both workers (ids ${[...workerIds].join(', ')})`);
+      const stats = (await (await proxy.get('/v1/stats/targets')).json()) as { targets: Record<string, { connects: number }> };
+      assert.equal(stats.targets[`${A}:${tcp[0].port}`].connects, 40);
+      for (const c of clients) c.close();
+
+      socket.bind(0, '127.0.0.1');
+      await once(socket, 'listening');
+      const udpPort = proxy.port('dgram');
+      for (let i = 0; i < 5; i++) assert.equal(await udpSay(socket, udpPort, `d${i}`), `${A}:d${i}`);
+      await waitFor(
+        async () => (await proxy!.connections()).filter((c) => c.service === 'web').length === 0,
+        3000,
+        'closed connections gone',
+      );
+      const flows = (await proxy.connections()).filter((c) => c.service === 'dgram');
+      assert.equal(flows.length, 1, 'one flow for one client: its datagrams all reached one worker');
+
+      await setName(server, [B]);
+      // every new connection, whichever worker takes it, goes to the new address
+      await waitFor(
+        async () => {
+          const seen = await Promise.all(Array.from({ length: 10 }, () => whoAnswers(port).catch(() => '')));
+          return seen.every((who) => who === B);
+        },
+        3000,
+        'new connections in both workers reaching 127.0.0.3',
+      );
+      await waitFor(async () => (await udpSay(socket, udpPort, 'again')).startsWith(`${B}:`), 2000, 'the flow moved');
+    } finally {
+      socket.close();
+      await proxy?.stop();
+      await server.close();
+      for (const m of [...tcp, ...udp]) await m.stop();
+    }
+  });
+});
+
 describe('divert proxy: start-up and resources', () => {
   const file = tempFiles('divert-proxy', '.yaml');
 

@@ -7,6 +7,9 @@ import { DivertError } from '../errors.js';
 import { formatHostPort } from '../net/host-port.js';
 import type { Connection as Relayed } from '../proxy/connections.js';
 import type { ProxyStatus } from '../proxy/proxy.js';
+import type { ProxyFigures } from '../proxy/figures.js';
+import type { HostPort } from '../net/host-port.js';
+import { availableParallelism } from 'node:os';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
 import { connectionArgs, getStatusText, given, logLevel, LOG_LEVELS, statusAddress, type Args } from './daemon-options.js';
 import { printJson, textTable } from './render.js';
@@ -36,6 +39,12 @@ function runOptions(yargs: Argv): Argv {
       describe:
         'YAML or JSON file of services: listen, protocol, target, onChange (see docker/proxy.example.yaml) [env DIVERT_PROXY_CONFIG]',
     })
+    .option('workers', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'processes relaying (each runs every service; TCP listeners shared, UDP ones one per worker) [env DIVERT_PROXY_WORKERS]',
+      defaultDescription: 'one per CPU',
+    })
     .option('log-level', {
       type: 'string',
       requiresArg: true,
@@ -46,64 +55,100 @@ function runOptions(yargs: Argv): Argv {
   return connectionOptions(own);
 }
 
+/** --workers, else DIVERT_PROXY_WORKERS, else one per CPU. */
+function workerCount(argv: Args, env: NodeJS.ProcessEnv): number {
+  const chosen = given(argv, 'workers', 'DIVERT_PROXY_WORKERS', env);
+  if (!chosen) return Math.max(1, availableParallelism());
+  const n = Number(chosen.value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw usage(`${chosen.from} "${chosen.value}": expected a whole number from 1 to 64`);
+  return n;
+}
+
 export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const configPath = given(argv, 'config', 'DIVERT_PROXY_CONFIG', env);
   if (!configPath) throw usage('divert proxy needs --config FILE (or DIVERT_PROXY_CONFIG): the services to relay');
   const level = logLevel(argv, 'DIVERT_PROXY_LOG_LEVEL', env);
   const listen = statusAddress(argv, STATUS_VARIABLE, DEFAULT_PROXY_STATUS, env);
-  const [{ pino }, { loadProxyConfig }, { Proxy }, { startStatusServer }, { AdminClient }] = await Promise.all([
+  const workers = workerCount(argv, env);
+  const [
+    { pino },
+    { loadProxyConfig },
+    { Proxy, statusOf },
+    { startStatusServer },
+    { AdminClient },
+    w,
+    { proxyRegistry },
+    { targetReport },
+  ] = await Promise.all([
     import('pino'),
     import('../proxy/config.js'),
     import('../proxy/proxy.js'),
     import('../net/status-server.js'),
     import('../client/admin-client.js'),
+    import('../proxy/workers.js'),
+    import('../proxy/metrics.js'),
+    import('../proxy/figures.js'),
   ]);
   const config = loadProxyConfig(configPath.value);
   const merged = connectionArgs(argv, config, env);
   if (merged.client === undefined && !env.DIVERT_CLIENT) merged.client = 'proxy';
   const connection = resolveConnection(merged, env);
-  const log = pino({ level, base: { component: 'proxy' } });
-  const proxy = new Proxy(config, new AdminClient(connection, ADMIN_TIMEOUT_MS), connection, log);
-  let reached: boolean;
+  const worker = w.workerNumber();
+  const log = pino({ level, base: { component: 'proxy', ...(worker === null ? {} : { worker }) } });
+  const client = new AdminClient(connection, ADMIN_TIMEOUT_MS);
+  if (worker !== null) {
+    const options = { firstId: w.firstIdOf(worker), share: workers, reusePort: true };
+    return w.serveAsWorker(new Proxy(w.withChosenPorts(config), client, connection, log, options));
+  }
+
+  let running: { figures(): Promise<ProxyFigures>; listening(): Record<string, HostPort[]>; stop(): Promise<void> };
   try {
-    reached = await proxy.start();
+    if (workers === 1) {
+      const proxy = new Proxy(config, client, connection, log);
+      await proxy.start();
+      running = { figures: () => Promise.resolve(proxy.figures()), listening: () => proxy.listening(), stop: () => proxy.stop() };
+    } else {
+      const primary = await w.ProxyPrimary.start(config, workers, log);
+      running = { figures: () => primary.figures(), listening: () => primary.listening, stop: () => primary.stop() };
+    }
   } catch (err) {
     throw new DivertError('LISTEN_FAILED', `${(err as Error).message}; free the port or give another listen address`);
   }
+  const started = { at: new Date().toISOString(), workers, adminUrl: connection.url.href };
   let server;
   try {
     server = await startStatusServer(
       listen,
       {
-        '/status': () => proxy.status(),
-        '/v1/connections': () => proxy.connections(),
-        '/v1/stats/targets': () => ({ targets: proxy.table.targetStats() }),
+        '/status': async () => statusOf(config, running.listening(), await running.figures(), started),
+        '/v1/connections': async () => ({ connections: (await running.figures()).connections }),
+        '/v1/stats/targets': async () => targetReport(await running.figures()),
       },
-      proxy.registry,
+      proxyRegistry(() => running.figures()),
     );
   } catch (err) {
-    await proxy.stop();
+    await running.stop();
     throw new DivertError(
       'LISTEN_FAILED',
       `--status ${formatHostPort(listen)}: cannot listen (${(err as NodeJS.ErrnoException).code ?? String(err)}); give another HOST:PORT`,
     );
   }
-  if (!reached)
+  if (!(await running.figures()).admin.up)
     log.warn(
       { admin: connection.url.href },
       `divert serve's admin API at ${connection.url.href} is unreachable: name targets refuse connections (reset) and address targets go to their own address until it is reached`,
     );
-  const listening = Object.fromEntries(Object.entries(proxy.listening()).map(([name, at]) => [name, at.map(formatHostPort)]));
+  const listening = Object.fromEntries(Object.entries(running.listening()).map(([name, at]) => [name, at.map(formatHostPort)]));
   log.info(
-    { status: formatHostPort(server.address), admin: connection.url.href, listening },
-    `relaying ${config.services.length} service(s); status on http://${formatHostPort(server.address)}/status`,
+    { status: formatHostPort(server.address), admin: connection.url.href, listening, workers },
+    `relaying ${config.services.length} service(s) with ${workers} worker(s); status on http://${formatHostPort(server.address)}/status`,
   );
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
-    void Promise.all([proxy.stop(), server.close()]).then(() => process.exit(0));
+    void Promise.all([running.stop(), server.close()]).then(() => process.exit(0));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
@@ -113,7 +158,7 @@ const time = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
 export function renderProxyStatus(status: ProxyStatus, connections: Relayed[]): string {
   const admin = status.admin.up ? 'reachable' : `UNREACHABLE since ${status.admin.since} (${status.admin.error}): last table kept`;
-  const header = `proxy since ${status.startedAt}; admin API ${status.admin.url} ${admin}\n\n`;
+  const header = `proxy since ${status.startedAt}, ${status.workers} worker(s); admin API ${status.admin.url} ${admin}\n\n`;
   const services = textTable(
     ['SERVICE', 'PROTOCOL', 'LISTEN', 'TARGET', 'ON CHANGE', 'OPEN'],
     status.services.map((s) => [s.name, s.protocol, s.listen.join(','), s.target, s.onChange, String(s.open)]),

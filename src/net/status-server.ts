@@ -30,7 +30,16 @@ export async function startStatusServer(listen: HostPort, pages: StatusPages, re
         JSON.stringify({ error: { code: 'METHOD', message: 'the status endpoint is read-only: GET only' } }),
       );
     const page = Object.hasOwn(pages, path) ? pages[path] : undefined;
-    if (page) return send(200, 'application/json', JSON.stringify(page(), null, 2) + '\n');
+    if (page) {
+      // a page may be read from elsewhere (a proxy's workers): it is sent once it is made
+      Promise.resolve()
+        .then(page)
+        .then(
+          (value) => send(200, 'application/json', JSON.stringify(value, null, 2) + '\n'),
+          (err: unknown) => send(500, 'application/json', JSON.stringify({ error: { code: 'INTERNAL', message: String(err) } })),
+        );
+      return;
+    }
     if (path === '/metrics') {
       registry.metrics().then(
         (body) => send(200, registry.contentType, body),

@@ -62,17 +62,21 @@ export class ConnectionTable {
   private readonly perNetwork = new Map<string, number>();
   /** Each open connection's client network. */
   private readonly networks = new Map<number, string>();
-  private readonly targets = new Map<string, TargetStats>();
-  private nextId = 1;
+  private readonly perTarget = new Map<string, TargetStats>();
+  private nextId: number;
   /** Refused at a limit, by which. */
   readonly refused = { total: 0, network: 0 };
   /** Connections and flows ever opened, per service. */
   readonly opened = new Map<string, number>();
 
+  /** `firstId`: where this process's connection ids start (workers' ids must not meet). */
   constructor(
     private readonly maxConnections: number,
     private readonly maxPerNetwork: number,
-  ) {}
+    firstId = 1,
+  ) {
+    this.nextId = firstId;
+  }
 
   /** A new connection from `clientAddress`, or null when a limit refuses it. */
   add(service: string, protocol: 'tcp' | 'udp', clientAddress: string, clientPort: number, listen: string): Connection | null {
@@ -156,18 +160,16 @@ export class ConnectionTable {
     return this.open.size;
   }
 
-  targetStats(): Record<string, TargetStats & { connectMsAverage: number | null }> {
-    const out: Record<string, TargetStats & { connectMsAverage: number | null }> = {};
-    for (const [target, s] of [...this.targets].sort(([a], [b]) => a.localeCompare(b)))
-      out[target] = { ...s, connectMsAverage: s.connects > 0 ? Math.round((s.connectMsTotal / s.connects) * 100) / 100 : null };
-    return out;
+  /** A copy of every target's figures. */
+  targets(): Record<string, TargetStats> {
+    return Object.fromEntries([...this.perTarget].map(([target, s]) => [target, { ...s }]));
   }
 
   private stats(target: string): TargetStats {
-    let s = this.targets.get(target);
+    let s = this.perTarget.get(target);
     if (!s) {
       s = { connects: 0, connectFailures: 0, connectMsTotal: 0, bytesIn: 0, bytesOut: 0, open: 0 };
-      this.targets.set(target, s);
+      this.perTarget.set(target, s);
     }
     return s;
   }

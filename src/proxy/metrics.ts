@@ -1,24 +1,40 @@
-// GET /metrics of `divert proxy`: figures read from the connection table when scraped
-// (nothing on the relay path but the table's own counters), and Node's process figures.
+// GET /metrics of `divert proxy`: read from the proxy's figures when scraped (nothing on
+// the relay path but the connection table's own counters; with --workers, every worker's
+// merged), and Node's process figures of the process that serves --status.
 
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ConnectionTable } from './connections.js';
-import type { TableView } from './table-view.js';
+import type { TargetStats } from './connections.js';
+import type { ProxyFigures } from './figures.js';
 
-export function proxyRegistry(table: ConnectionTable, view: TableView): Registry {
+/** Figures for one scrape: the metrics of a scrape share one read. */
+function perScrape(read: () => Promise<ProxyFigures>): () => Promise<ProxyFigures> {
+  let last: { at: number; figures: Promise<ProxyFigures> } | undefined;
+  return () => {
+    if (!last || Date.now() - last.at > 200) last = { at: Date.now(), figures: read() };
+    return last.figures;
+  };
+}
+
+export function proxyRegistry(read: () => Promise<ProxyFigures>): Registry {
+  const figures = perScrape(read);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'divert_proxy_' });
-  const perTarget = (name: string, help: string, read: (s: ReturnType<ConnectionTable['targetStats']>[string]) => number) =>
-    new Counter({
+  const perTarget = (name: string, help: string, value: (s: TargetStats) => number, kind: 'counter' | 'gauge' = 'counter') => {
+    const options = {
       name,
       help,
       labelNames: ['target'],
       registers: [registry],
-      collect() {
+      async collect(this: Counter | Gauge) {
         this.reset();
-        for (const [target, s] of Object.entries(table.targetStats())) this.inc({ target }, read(s));
+        for (const [target, s] of Object.entries((await figures()).targets)) {
+          if (this instanceof Counter) this.inc({ target }, value(s));
+          else this.set({ target }, value(s));
+        }
       },
-    });
+    };
+    return kind === 'counter' ? new Counter(options) : new Gauge(options);
+  };
   perTarget('divert_proxy_target_connects_total', 'Connections (TCP) and flows (UDP) relayed to the target', (s) => s.connects);
   perTarget('divert_proxy_target_connect_failures_total', 'Connects to the target that failed or timed out', (s) => s.connectFailures);
   perTarget(
@@ -28,22 +44,13 @@ export function proxyRegistry(table: ConnectionTable, view: TableView): Registry
   );
   perTarget('divert_proxy_target_received_bytes_total', 'Bytes from clients sent on to the target', (s) => s.bytesIn);
   perTarget('divert_proxy_target_sent_bytes_total', 'Bytes from the target sent back to clients', (s) => s.bytesOut);
-  new Gauge({
-    name: 'divert_proxy_target_open',
-    help: 'Connections and flows open to the target',
-    labelNames: ['target'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [target, s] of Object.entries(table.targetStats())) this.set({ target }, s.open);
-    },
-  });
+  perTarget('divert_proxy_target_open', 'Connections and flows open to the target', (s) => s.open, 'gauge');
   new Gauge({
     name: 'divert_proxy_connections_open',
     help: 'TCP connections and UDP flows open, all services',
     registers: [registry],
-    collect() {
-      this.set(table.size);
+    async collect() {
+      this.set((await figures()).connections.length);
     },
   });
   new Counter({
@@ -51,9 +58,9 @@ export function proxyRegistry(table: ConnectionTable, view: TableView): Registry
     help: 'TCP connections and UDP flows accepted, per service',
     labelNames: ['service'],
     registers: [registry],
-    collect() {
+    async collect() {
       this.reset();
-      for (const [service, n] of table.opened) this.inc({ service }, n);
+      for (const [service, n] of Object.entries((await figures()).opened)) this.inc({ service }, n);
     },
   });
   new Counter({
@@ -61,18 +68,19 @@ export function proxyRegistry(table: ConnectionTable, view: TableView): Registry
     help: 'Connections and flows refused at a limit (total: maxConnections; network: maxConnectionsPerNetwork)',
     labelNames: ['limit'],
     registers: [registry],
-    collect() {
+    async collect() {
       this.reset();
-      this.inc({ limit: 'total' }, table.refused.total);
-      this.inc({ limit: 'network' }, table.refused.network);
+      const { refused } = await figures();
+      this.inc({ limit: 'total' }, refused.total);
+      this.inc({ limit: 'network' }, refused.network);
     },
   });
   new Gauge({
     name: 'divert_proxy_admin_up',
     help: "1 while divert serve's admin API is reachable and followed; 0 while the last table read is in use",
     registers: [registry],
-    collect() {
-      this.set(view.admin().up ? 1 : 0);
+    async collect() {
+      this.set((await figures()).admin.up ? 1 : 0);
     },
   });
   return registry;

@@ -1,14 +1,14 @@
-// `divert proxy`: the services of the config, each listening and relaying, on one view of
-// divert serve's table; the connection table and the status endpoint read from them.
+// `divert proxy` in one process: the services of the config, each listening and relaying,
+// on one view of divert serve's table; the figures the status endpoint shows. With
+// --workers N each worker runs one of these (src/proxy/workers.ts).
 
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import type { AdminClient } from '../client/admin-client.js';
 import type { Connection } from '../client/connection.js';
 import { formatHostPort, type HostPort } from '../net/host-port.js';
-import type { ProxyConfig, ProxyService } from './config.js';
-import { ConnectionTable, type Connection as Relayed } from './connections.js';
-import { proxyRegistry } from './metrics.js';
+import type { ProxyConfig } from './config.js';
+import { ConnectionTable } from './connections.js';
+import { figuresOf, type ProxyFigures } from './figures.js';
 import { TableView, type AdminState } from './table-view.js';
 import { targetKey } from './targets.js';
 import { TcpService } from './tcp-service.js';
@@ -17,60 +17,66 @@ import { UdpService } from './udp-service.js';
 /** GET /status of the proxy: each service, where it listens and what it targets now. */
 export interface ProxyStatus {
   startedAt: string;
+  workers: number;
   admin: AdminState & { url: string };
   services: { name: string; protocol: string; listen: string[]; target: string; onChange: string; open: number }[];
   connections: number;
 }
 
+export interface ProxyOptions {
+  /** Where this process's connection ids start. */
+  firstId: number;
+  /** The limits are shared by this many processes: each takes its part. */
+  share: number;
+  /** UDP listeners bound with SO_REUSEPORT, one per worker (a flow stays with one worker). */
+  reusePort: boolean;
+}
+
 export class Proxy {
   readonly table: ConnectionTable;
   readonly view: TableView;
-  readonly registry: Registry;
-  private readonly services: { config: ProxyService; relay: TcpService | UdpService; bound: HostPort[] }[] = [];
-  private readonly startedAt = new Date().toISOString();
+  private readonly services: { name: string; relay: TcpService | UdpService; bound: HostPort[] }[] = [];
 
   constructor(
     private readonly config: ProxyConfig,
     client: AdminClient,
-    private readonly connection: Connection,
+    connection: Connection,
     private readonly log: Logger,
+    private readonly options: ProxyOptions = { firstId: 1, share: 1, reusePort: false },
   ) {
-    this.table = new ConnectionTable(config.maxConnections, config.maxConnectionsPerNetwork);
+    const part = (limit: number) => Math.max(1, Math.ceil(limit / options.share));
+    this.table = new ConnectionTable(part(config.maxConnections), part(config.maxConnectionsPerNetwork), options.firstId);
     const names = config.services.flatMap((s) => ('name' in s.target ? [s.target.name] : []));
     this.view = new TableView(client, connection, names, log);
-    this.registry = proxyRegistry(this.table, this.view);
   }
 
-  /** Reads the table, then listens on every service's addresses; rejects naming the address that failed. */
+  /** Reads the table (true: it was reached), then listens on every service's addresses; rejects naming the address that failed. */
   async start(): Promise<boolean> {
     const reached = await this.view.start();
     for (const config of this.config.services) {
       const relay =
         config.protocol === 'tcp'
           ? new TcpService(config, this.view, this.table, this.log)
-          : new UdpService(config, this.view, this.table, this.log);
-      this.services.push({ config, relay, bound: [] });
-    }
-    for (const service of this.services) {
+          : new UdpService(config, this.view, this.table, this.log, this.options.reusePort);
+      const service = { name: config.name, relay, bound: [] as HostPort[] };
+      this.services.push(service);
       try {
-        service.bound = await service.relay.listen();
+        service.bound = await relay.listen();
       } catch (err) {
         await this.stop();
         const code = (err as NodeJS.ErrnoException).code ?? String(err);
-        const at = service.config.listen.map(formatHostPort).join(', ');
-        throw Object.assign(new Error(`service "${service.config.name}": cannot listen on ${service.config.protocol} ${at} (${code})`), {
-          code,
-        });
+        const at = config.listen.map(formatHostPort).join(', ');
+        throw Object.assign(new Error(`service "${config.name}": cannot listen on ${config.protocol} ${at} (${code})`), { code });
       }
     }
     this.view.onChange((change) => {
-      for (const { config, relay } of this.services) {
+      this.config.services.forEach((config, i) => {
         const concerned =
           change.kind === 'all' ||
           (change.kind === 'diversions' && 'address' in config.target) ||
           (change.kind === 'name' && targetKey(config) === change.name);
-        if (concerned) relay.changed();
-      }
+        if (concerned) this.services[i].relay.changed();
+      });
     });
     return reached;
   }
@@ -82,31 +88,36 @@ export class Proxy {
 
   /** Where each service listens, as bound (port 0 in the config becomes the OS's choice). */
   listening(): Record<string, HostPort[]> {
-    return Object.fromEntries(this.services.map((s) => [s.config.name, s.bound]));
+    return Object.fromEntries(this.services.map((s) => [s.name, s.bound]));
   }
 
-  connections(): { connections: Relayed[] } {
-    return { connections: this.table.list() };
+  figures(): ProxyFigures {
+    return figuresOf(this.table, this.view.admin());
   }
+}
 
-  status(): ProxyStatus {
-    const open = new Map<string, number>();
-    for (const c of this.table.list()) open.set(c.service, (open.get(c.service) ?? 0) + 1);
-    return {
-      startedAt: this.startedAt,
-      admin: { ...this.view.admin(), url: this.connection.url.href },
-      services: this.services.map(({ config, bound }) => ({
-        name: config.name,
-        protocol: config.protocol,
-        listen: bound.map(formatHostPort),
-        target:
-          'name' in config.target
-            ? `${config.target.name} port ${config.target.port}`
-            : formatHostPort({ host: config.target.address, port: config.target.port }),
-        onChange: config.onChange,
-        open: open.get(config.name) ?? 0,
-      })),
-      connections: this.table.size,
-    };
-  }
+/** The status page from the config, where the services listen and the figures of every process. */
+export function statusOf(
+  config: ProxyConfig,
+  listening: Record<string, HostPort[]>,
+  figures: ProxyFigures,
+  started: { at: string; workers: number; adminUrl: string },
+): ProxyStatus {
+  const open = new Map<string, number>();
+  for (const c of figures.connections) open.set(c.service, (open.get(c.service) ?? 0) + 1);
+  return {
+    startedAt: started.at,
+    workers: started.workers,
+    admin: { ...figures.admin, url: started.adminUrl },
+    services: config.services.map((s) => ({
+      name: s.name,
+      protocol: s.protocol,
+      listen: (listening[s.name] ?? []).map(formatHostPort),
+      target:
+        'name' in s.target ? `${s.target.name} port ${s.target.port}` : formatHostPort({ host: s.target.address, port: s.target.port }),
+      onChange: s.onChange,
+      open: open.get(s.name) ?? 0,
+    })),
+    connections: figures.connections.length,
+  };
 }

@@ -32,15 +32,22 @@ export class UdpService {
     private readonly view: TableView,
     private readonly table: ConnectionTable,
     private readonly log: Logger,
+    /** With workers: each binds its own socket with SO_REUSEPORT, and the kernel keeps a client's datagrams on one. */
+    private readonly reusePort = false,
   ) {}
 
   async listen(): Promise<HostPort[]> {
     const bound: HostPort[] = [];
     for (const at of this.service.listen) {
-      const socket = createSocket({ type: at.host.includes(':') ? 'udp6' : 'udp4', ipv6Only: at.host.includes(':') });
+      const socket = createSocket({
+        type: at.host.includes(':') ? 'udp6' : 'udp4',
+        ipv6Only: at.host.includes(':'),
+        reusePort: this.reusePort,
+      });
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
-        socket.bind(at.port, at.host, () => {
+        // exclusive: a cluster worker binds its own socket instead of sharing the primary's
+        socket.bind({ port: at.port, address: at.host, exclusive: true }, () => {
           socket.off('error', reject);
           resolve();
         });
