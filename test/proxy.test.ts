@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { proxyHeader } from '../src/proxy/proxy-protocol.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServe, waitFor } from './monitor-fixtures.js';
 import type { TestServer } from './helpers/divert.js';
@@ -272,6 +273,54 @@ describe('divert proxy: UDP flows', () => {
       socket.close();
       await teardown(s);
     }
+  });
+});
+
+describe('divert proxy: PROXY protocol v2 towards the target (proxyProtocol: true)', () => {
+  test("the target reads the client's address and port, and the address it connected to, before the client's bytes", async () => {
+    const received: Buffer[] = [];
+    const target = createServer((socket) => socket.on('data', (chunk: Buffer) => received.push(chunk)));
+    target.listen(0, A);
+    await once(target, 'listening');
+    let proxy: ProxyProcess | undefined;
+    try {
+      const port = (target.address() as { port: number }).port;
+      proxy = await startProxy(
+        { services: [{ name: 'pp', listen: '127.0.0.1:0', target: { address: A, port }, proxyProtocol: true }] },
+        { adminUrl: 'http://127.0.0.1:9' },
+      );
+      const client = connect({ port: proxy.port('pp'), host: '127.0.0.1' });
+      await once(client, 'connect');
+      client.write('hello');
+      await waitFor(() => Buffer.concat(received).length >= 28 + 5, 3000, 'the header and the bytes at the target');
+      const bytes = Buffer.concat(received);
+      assert.deepEqual([...bytes.subarray(0, 12)], [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+      assert.equal(bytes[12], 0x21, 'version 2, PROXY');
+      assert.equal(bytes[13], 0x11, 'TCP over IPv4');
+      assert.equal(bytes.readUInt16BE(14), 12);
+      assert.equal([...bytes.subarray(16, 20)].join('.'), '127.0.0.1', 'source: the client');
+      assert.equal([...bytes.subarray(20, 24)].join('.'), '127.0.0.1', 'destination: where the client connected');
+      assert.equal(bytes.readUInt16BE(24), client.localPort);
+      assert.equal(bytes.readUInt16BE(26), proxy.port('pp'));
+      assert.equal(bytes.subarray(28).toString(), 'hello');
+      client.destroy();
+    } finally {
+      await proxy?.stop();
+      await new Promise<void>((resolve) => target.close(() => resolve()));
+    }
+  });
+
+  test('the header for IPv6, and for one side of each family', () => {
+    const six = proxyHeader({ address: '2001:db8::1', port: 1000 }, { address: '2001:db8::2', port: 443 });
+    assert.equal(six[13], 0x21, 'TCP over IPv6');
+    assert.equal(six.readUInt16BE(14), 36);
+    assert.equal(six.subarray(16, 32).toString('hex'), '20010db8000000000000000000000001');
+    assert.equal(six.readUInt16BE(48), 1000);
+    assert.equal(six.readUInt16BE(50), 443);
+    const mixed = proxyHeader({ address: '192.0.2.1', port: 1 }, { address: '2001:db8::2', port: 2 });
+    assert.equal(mixed.subarray(16, 32).toString('hex'), '00000000000000000000ffffc0000201');
+    const mapped = proxyHeader({ address: '::ffff:192.0.2.1', port: 1 }, { address: '::ffff:192.0.2.2', port: 2 });
+    assert.equal(mapped[13], 0x11, 'IPv4 as Node shows it on a dual-stack socket');
   });
 });
 

@@ -47,8 +47,15 @@ const serviceSchema = z.strictObject({
   onChange: z.enum(ON_CHANGE, { error: `expected one of ${ON_CHANGE.map((p) => `"${p}"`).join(', ')}` }).default('drain'),
   drainSeconds: whole(0, 86_400).default(30),
   connectTimeout: duration(10, 60_000).default(3000),
+  /** TCP: a PROXY protocol v2 header goes to the target first, naming the client (off: the target sees the proxy). */
+  proxyProtocol: z.boolean({ error: 'expected true or false' }).default(false),
   /** TCP: a connection with no bytes either way for this long is closed; UDP: a flow is forgotten. */
   idleTimeout: duration(100, 86_400_000).optional(),
+});
+
+const checkedService = serviceSchema.refine((s) => !(s.proxyProtocol && s.protocol === 'udp'), {
+  message: 'the PROXY protocol header is sent on TCP connections only (this service is udp)',
+  path: ['proxyProtocol'],
 });
 
 export const proxyConfigSchema = z
@@ -60,7 +67,7 @@ export const proxyConfigSchema = z
     maxConnections: whole(1, 1_000_000).default(10_000),
     /** The same, per client /24 (IPv4) or /56 (IPv6): one network cannot take them all. */
     maxConnectionsPerNetwork: whole(1, 1_000_000).default(1_000),
-    services: z.array(serviceSchema).min(1, 'expected at least one service'),
+    services: z.array(checkedService).min(1, 'expected at least one service'),
   })
   .superRefine((c, ctx) => {
     const names = new Set<string>();

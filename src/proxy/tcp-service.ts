@@ -15,6 +15,7 @@ import { formatHostPort, type HostPort } from '../net/host-port.js';
 import { idleTimeoutOf, type ProxyService } from './config.js';
 import { formatAddress, type Connection, type ConnectionTable } from './connections.js';
 import { dial, type Dialled } from './dial.js';
+import { proxyHeader } from './proxy-protocol.js';
 import type { TableView } from './table-view.js';
 import { stillTargeted, targetsFor } from './targets.js';
 
@@ -137,6 +138,7 @@ export class TcpService {
       return;
     }
     this.table.attach(relay.record, formatAddress(dialled.address, port), dialled.source, dialled.ms);
+    this.announce(relay, dialled);
     const { client } = relay;
     client.on('data', (chunk: Buffer) => this.fromClient(relay, chunk));
     // the client's FIN is passed on as one (half-close): the target may still answer
@@ -208,6 +210,7 @@ export class TcpService {
     relay.moving = false;
     relay.lastFromTarget = false;
     this.attach(relay, dialled);
+    this.announce(relay, dialled);
     // the old target gets a FIN; one that does not close its side soon is closed for it
     old.on('error', () => {});
     old.end();
@@ -215,6 +218,18 @@ export class TcpService {
     this.log.debug({ service: this.service.name, client: relay.record.client, to: relay.record.target }, 'connection moved');
     dialled.socket.write(chunk);
     client.resume();
+  }
+
+  /** proxyProtocol: the target learns the client's address and port before its first byte. */
+  private announce(relay: Relay, dialled: Dialled): void {
+    const { client } = relay;
+    if (!this.service.proxyProtocol) return;
+    dialled.socket.write(
+      proxyHeader(
+        { address: client.remoteAddress ?? '0.0.0.0', port: client.remotePort ?? 0 },
+        { address: client.localAddress ?? '0.0.0.0', port: client.localPort ?? 0 },
+      ),
+    );
   }
 
   private idleTimer(relay: Relay, side: Socket): void {
