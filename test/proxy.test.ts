@@ -6,7 +6,11 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { connect, createServer } from 'node:net';
 import { proxyHeader } from '../src/proxy/proxy-protocol.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -321,6 +325,107 @@ describe('divert proxy: PROXY protocol v2 towards the target (proxyProtocol: tru
     assert.equal(mixed.subarray(16, 32).toString('hex'), '00000000000000000000ffffc0000201');
     const mapped = proxyHeader({ address: '::ffff:192.0.2.1', port: 1 }, { address: '::ffff:192.0.2.2', port: 2 });
     assert.equal(mapped[13], 0x11, 'IPv4 as Node shows it on a dual-stack socket');
+  });
+});
+
+describe('divert proxy: TLS on either side (tls, targetTls)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'divert-proxy-tls-'));
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  // one self-signed certificate for the mirror (mirror.test, 127.0.0.2) and the proxy (127.0.0.1), trusted as its own CA
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=mirror.test',
+      '-addext',
+      'subjectAltName=DNS:mirror.test,IP:127.0.0.2,IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+
+  async function tlsMirror(): Promise<{ port: number; close(): Promise<void> }> {
+    const server = createTlsServer({ cert: readFileSync(cert), key: readFileSync(key) }, (socket) => {
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => socket.write(`${A}:${chunk.toString()}`));
+    });
+    server.listen(0, A);
+    await once(server, 'listening');
+    return { port: (server.address() as { port: number }).port, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  }
+
+  test('targetTls: the target is spoken to over TLS and its certificate checked for the name; a wrong name is refused', async () => {
+    const mirror = await tlsMirror();
+    let proxy: ProxyProcess | undefined;
+    try {
+      const target = { address: A, port: mirror.port };
+      proxy = await startProxy(
+        {
+          services: [
+            { name: 'good', listen: '127.0.0.1:0', target, targetTls: { servername: 'mirror.test', ca: cert } },
+            { name: 'wrong', listen: '127.0.0.1:0', target, targetTls: { servername: 'other.test', ca: cert } },
+          ],
+        },
+        { adminUrl: 'http://127.0.0.1:9' },
+      );
+      const good = await lineClient(proxy.port('good'));
+      assert.equal(await good.say('x'), `${A}:x`);
+      good.close();
+      const wrong = await lineClient(proxy.port('wrong'));
+      await assert.rejects(wrong.say('x'), /the connection ended/);
+      const stats = (await (await proxy.get('/v1/stats/targets')).json()) as {
+        targets: Record<string, { connects: number; connectFailures: number }>;
+      };
+      assert.deepEqual(stats.targets[`${A}:${mirror.port}`].connectFailures, 1);
+    } finally {
+      await proxy?.stop();
+      await mirror.close();
+    }
+  });
+
+  test('tls: clients speak TLS to the proxy, which relays the plain bytes to the target', async () => {
+    const [mirror] = await startTcpMirrors([A]);
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await startProxy(
+        { services: [{ name: 'front', listen: '127.0.0.1:0', target: { address: A, port: mirror.port }, tls: { cert, key } }] },
+        { adminUrl: 'http://127.0.0.1:9' },
+      );
+      const socket = tlsConnect({ host: '127.0.0.1', port: proxy.port('front'), ca: readFileSync(cert) });
+      await once(socket, 'secureConnect');
+      socket.write('hello\n');
+      const [reply] = (await once(socket, 'data')) as [Buffer];
+      assert.equal(reply.toString(), `${A}:hello\n`);
+      socket.destroy();
+    } finally {
+      await proxy?.stop();
+      await mirror.stop();
+    }
+  });
+
+  test('a key that does not load stops the start with one line naming the service and file', async () => {
+    const path = tempFiles(
+      'divert-proxy',
+      '.yaml',
+    )(
+      `services:\n  - name: front\n    listen: 127.0.0.1:0\n    target: { address: ${A}, port: 9 }\n    tls: { cert: ${cert}, key: ${join(dir, 'missing.pem')} }\n`,
+    );
+    const proc = runDivert(['proxy', '--config', path, '--admin', 'http://127.0.0.1:9', '--token', 'x', '--status', '127.0.0.1:0']);
+    assert.notEqual(await proc.exited(), 0);
+    assert.match(proc.stderr().trim(), /^divert: service "front": tls\.key ".*missing\.pem": cannot read it \(ENOENT\)$/);
   });
 });
 

@@ -79,6 +79,7 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     w,
     { proxyRegistry },
     { targetReport },
+    { checkTlsFiles },
   ] = await Promise.all([
     import('pino'),
     import('../proxy/config.js'),
@@ -88,8 +89,10 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     import('../proxy/workers.js'),
     import('../proxy/metrics.js'),
     import('../proxy/figures.js'),
+    import('../proxy/tls.js'),
   ]);
   const config = loadProxyConfig(configPath.value);
+  checkTlsFiles(config.services);
   const merged = connectionArgs(argv, config, env);
   if (merged.client === undefined && !env.DIVERT_CLIENT) merged.client = 'proxy';
   const connection = resolveConnection(merged, env);
@@ -112,6 +115,7 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
       running = { figures: () => primary.figures(), listening: () => primary.listening, stop: () => primary.stop() };
     }
   } catch (err) {
+    if (err instanceof DivertError) throw err;
     throw new DivertError('LISTEN_FAILED', `${(err as Error).message}; free the port or give another listen address`);
   }
   const started = { at: new Date().toISOString(), workers, adminUrl: connection.url.href };

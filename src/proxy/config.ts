@@ -47,15 +47,28 @@ const serviceSchema = z.strictObject({
   onChange: z.enum(ON_CHANGE, { error: `expected one of ${ON_CHANGE.map((p) => `"${p}"`).join(', ')}` }).default('drain'),
   drainSeconds: whole(0, 86_400).default(30),
   connectTimeout: duration(10, 60_000).default(3000),
+  /** TCP: clients speak TLS to the proxy, which holds this certificate (PEM, chain allowed) and key. */
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+  /** TCP: the proxy speaks TLS to the target, verifying its certificate (servername: the name checked and sent as SNI; ca: a PEM file instead of the system's CAs). */
+  targetTls: z
+    .union([z.boolean(), z.strictObject({ servername: z.string().min(1).optional(), ca: z.string().min(1).optional() })], {
+      error: 'expected true, false or { servername, ca }',
+    })
+    .default(false),
   /** TCP: a PROXY protocol v2 header goes to the target first, naming the client (off: the target sees the proxy). */
   proxyProtocol: z.boolean({ error: 'expected true or false' }).default(false),
   /** TCP: a connection with no bytes either way for this long is closed; UDP: a flow is forgotten. */
   idleTimeout: duration(100, 86_400_000).optional(),
 });
 
-const checkedService = serviceSchema.refine((s) => !(s.proxyProtocol && s.protocol === 'udp'), {
-  message: 'the PROXY protocol header is sent on TCP connections only (this service is udp)',
-  path: ['proxyProtocol'],
+const checkedService = serviceSchema.superRefine((s, ctx) => {
+  if (s.protocol !== 'udp') return;
+  for (const [key, set] of [
+    ['proxyProtocol', s.proxyProtocol],
+    ['tls', s.tls !== undefined],
+    ['targetTls', s.targetTls !== false],
+  ] as const)
+    if (set) ctx.addIssue({ code: 'custom', path: [key], message: `${key} applies to TCP services only (this service is udp)` });
 });
 
 export const proxyConfigSchema = z
@@ -78,7 +91,8 @@ export const proxyConfigSchema = z
       names.add(s.name);
       s.listen.forEach((l, j) => {
         const key = `${s.protocol} ${l.host} ${l.port}`;
-        if (listens.has(key))
+        // port 0: the OS picks a free one for each
+        if (l.port !== 0 && listens.has(key))
           ctx.addIssue({
             code: 'custom',
             path: ['services', i, 'listen', j],

@@ -2,6 +2,7 @@
 // within one connect timeout; each refusal or timeout is counted against its target.
 
 import { createConnection, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { formatAddress, type ConnectionTable } from './connections.js';
 
 export interface Dialled {
@@ -13,9 +14,11 @@ export interface Dialled {
   source: string | null;
 }
 
-function open(host: string, port: number, timeoutMs: number): Promise<Socket | null> {
+/** A connection to host:port (TLS when `tls` is given: connected once the handshake and the certificate check pass). */
+function open(host: string, port: number, timeoutMs: number, tls: ConnectionOptions | null): Promise<Socket | null> {
   return new Promise((resolve) => {
-    const socket = createConnection({ host, port, allowHalfOpen: true, noDelay: true });
+    const socket = tls ? tlsConnect({ ...tls, host, port }) : createConnection({ host, port, allowHalfOpen: true, noDelay: true });
+    const ready = tls ? 'secureConnect' : 'connect';
     const timer = setTimeout(() => fail(), timeoutMs);
     const fail = () => {
       clearTimeout(timer);
@@ -23,7 +26,7 @@ function open(host: string, port: number, timeoutMs: number): Promise<Socket | n
       resolve(null);
     };
     socket.once('error', fail);
-    socket.once('connect', () => {
+    socket.once(ready, () => {
       clearTimeout(timer);
       socket.off('error', fail);
       resolve(socket);
@@ -38,13 +41,14 @@ export async function dial(
   timeoutMs: number,
   table: ConnectionTable,
   abandoned: () => boolean,
+  tls: ConnectionOptions | null = null,
 ): Promise<Dialled | null> {
   const deadline = Date.now() + timeoutMs;
   for (const address of addresses) {
     const left = deadline - Date.now();
     if (left <= 0 || abandoned()) return null;
     const started = performance.now();
-    const socket = await open(address, port, left);
+    const socket = await open(address, port, left, tls);
     if (!socket) {
       table.connectFailed(formatAddress(address, port));
       continue;

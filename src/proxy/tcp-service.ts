@@ -10,12 +10,17 @@
 // connection (HTTP/1.1 without pipelining, many line protocols); README says when.
 
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '../net/host-port.js';
 import { idleTimeoutOf, type ProxyService } from './config.js';
 import { formatAddress, type Connection, type ConnectionTable } from './connections.js';
 import { dial, type Dialled } from './dial.js';
 import { proxyHeader } from './proxy-protocol.js';
+import { listenContext, MIN_TLS_VERSION, targetTlsOptions } from './tls.js';
+
+/** A client that has not finished its TLS handshake by then is dropped. */
+const HANDSHAKE_MS = 10_000;
 import type { TableView } from './table-view.js';
 import { stillTargeted, targetsFor } from './targets.js';
 
@@ -41,19 +46,44 @@ function passOn(err: NodeJS.ErrnoException, other: Socket): void {
 export class TcpService {
   private readonly servers: Server[] = [];
   private readonly relays = new Set<Relay>();
+  /** tls: the certificate clients get; null: plain TCP. */
+  private readonly secure: { cert: Buffer; key: Buffer } | null;
+  /** targetTls: how the target is spoken to; null: plain TCP. */
+  private readonly targetTls: ConnectionOptions | null;
 
+  /** Throws a BAD_CONFIG DivertError when tls or targetTls name files that do not load. */
   constructor(
     private readonly service: ProxyService,
     private readonly view: TableView,
     private readonly table: ConnectionTable,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.secure = listenContext(service);
+    this.targetTls = targetTlsOptions(service);
+  }
+
+  private server(at: HostPort): Server {
+    const options = { allowHalfOpen: true, pauseOnConnect: true, noDelay: true };
+    if (!this.secure) return createServer(options, (socket) => this.accept(socket, at));
+    const server = createTlsServer(
+      { ...options, ...this.secure, minVersion: MIN_TLS_VERSION, handshakeTimeout: HANDSHAKE_MS },
+      (socket) => {
+        // held until the target is connected, as a plain connection is
+        socket.pause();
+        this.accept(socket, at);
+      },
+    );
+    server.on('tlsClientError', (err) =>
+      this.log.debug({ service: this.service.name, error: err.message }, 'TLS handshake with a client failed'),
+    );
+    return server;
+  }
 
   /** Listens on every address of the service; rejects with the OS's error (err.code) naming the address. */
   async listen(): Promise<HostPort[]> {
     const bound: HostPort[] = [];
     for (const at of this.service.listen) {
-      const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => this.accept(socket, at));
+      const server = this.server(at);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ host: at.host, port: at.port, ipv6Only: at.host.includes(':') }, () => {
@@ -130,7 +160,7 @@ export class TcpService {
   /** Connects to the first address that answers; the client is reset if none does within the connect timeout. */
   private async connect(relay: Relay, addresses: string[]): Promise<void> {
     const { port } = this.service.target;
-    const dialled = await dial(addresses, port, this.service.connectTimeout, this.table, () => relay.client.destroyed);
+    const dialled = await dial(addresses, port, this.service.connectTimeout, this.table, () => relay.client.destroyed, this.targetTls);
     if (!dialled) {
       if (addresses.length === 0) this.log.debug({ service: this.service.name, client: relay.record.client }, 'no target known: reset');
       if (!relay.client.destroyed) relay.client.resetAndDestroy();
@@ -199,7 +229,7 @@ export class TcpService {
     client.pause();
     const { port } = this.service.target;
     const addresses = targetsFor(this.service, this.view, client.remoteAddress ?? '');
-    const dialled = await dial(addresses, port, this.service.connectTimeout, this.table, () => client.destroyed);
+    const dialled = await dial(addresses, port, this.service.connectTimeout, this.table, () => client.destroyed, this.targetTls);
     if (!dialled) {
       // nowhere to go: the connection ends as close would end it
       this.end(relay, false);
