@@ -518,6 +518,27 @@ describe('divert proxy: start-up and resources', () => {
     }
   });
 
+  test('a name with no entry: it starts, says so in one line, and resets clients until the name has one', async () => {
+    const [mirror] = await startTcpMirrors([A]);
+    const server = await startServe();
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await startProxy({ services: [{ name: 'web', listen: '127.0.0.1:0', target: { name: NAME, port: mirror.port } }] }, server);
+      assert.ok(
+        proxy
+          .logs()
+          .some((l) => String(l.msg) === `service "web": ${NAME} has no entry in the table: its clients are reset until it has one`),
+      );
+      await assert.rejects(whoAnswers(proxy.port('web')), /the connection ended/);
+      await setName(server, [A]);
+      await waitFor(async () => (await whoAnswers(proxy!.port('web')).catch(() => '')) === A, 2000, 'the name, once set, relayed');
+    } finally {
+      await proxy?.stop();
+      await server.close();
+      await mirror.stop();
+    }
+  });
+
   test('divert serve unreachable at start: it runs, says so, and an address target still relays', async () => {
     const [mirror] = await startTcpMirrors([A]);
     let proxy: ProxyProcess | undefined;

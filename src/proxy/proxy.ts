@@ -53,6 +53,14 @@ export class Proxy {
   /** Reads the table (true: it was reached), then listens on every service's addresses; rejects naming the address that failed. */
   async start(): Promise<boolean> {
     const reached = await this.view.start();
+    if (reached) {
+      for (const s of this.config.services)
+        if ('name' in s.target && !this.view.entry(s.target.name))
+          this.log.warn(
+            { service: s.name, name: s.target.name },
+            `service "${s.name}": ${s.target.name} has no entry in the table: its clients are reset until it has one`,
+          );
+    }
     for (const config of this.config.services) {
       const relay =
         config.protocol === 'tcp'
