@@ -51,6 +51,33 @@ describe('the proxy config', () => {
     assert.equal(config.maxConnections, 10_000);
   });
 
+  test("timeouts: a service's own win; the proxy-wide ones fill the others; a flag wins over the file", () => {
+    const data = {
+      connectTimeout: '2s',
+      udpIdleTimeout: '30s',
+      services: [
+        { name: 'a', listen: '127.0.0.1:1', target: { address: '192.0.2.1', port: 1 }, connectTimeout: '500ms' },
+        { name: 'b', listen: '127.0.0.1:2', protocol: 'udp', target: { address: '192.0.2.1', port: 1 } },
+        { name: 'c', listen: '127.0.0.1:3', target: { address: '192.0.2.1', port: 1 } },
+      ],
+    };
+    const config = parseProxyConfig(data, 'p.yaml');
+    assert.deepEqual(
+      config.services.map((s) => [s.connectTimeout, s.idleTimeout]),
+      [
+        [500, 3_600_000],
+        [2000, 30_000],
+        [2000, 3_600_000],
+      ],
+    );
+    const flagged = parseProxyConfig(data, 'p.yaml', { connectTimeout: 100, maxConnections: 5 });
+    assert.deepEqual(
+      flagged.services.map((s) => s.connectTimeout),
+      [500, 100, 100],
+    );
+    assert.equal(flagged.maxConnections, 5);
+  });
+
   test('bad files name the field', () => {
     rejects({}, /services: required/);
     rejects(service({ listen: 'localhost:80' }), /services\[0\]\.listen\[0\]: "localhost:80": "localhost" is not an IPv4 or IPv6 address/);

@@ -539,6 +539,38 @@ describe('divert proxy: start-up and resources', () => {
     }
   });
 
+  test('limits from flags: --max-connections refuses the connection beyond it (reset, counted); --idle-timeout closes a quiet one', async () => {
+    const [mirror] = await startTcpMirrors([A]);
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await startProxy(
+        { services: [{ name: 'fixed', listen: '127.0.0.1:0', target: { address: A, port: mirror.port } }] },
+        { adminUrl: 'http://127.0.0.1:9' },
+        ['--workers', '1', '--max-connections', '2', '--idle-timeout', '400ms'],
+      );
+      const port = proxy.port('fixed');
+      const first = await lineClient(port);
+      const second = await lineClient(port);
+      assert.equal(await first.say('1'), `${A}:1`);
+      assert.equal(await second.say('2'), `${A}:2`);
+      await assert.rejects(whoAnswers(port), /the connection ended/);
+      const metrics = await (await proxy.get('/metrics')).text();
+      assert.match(metrics, /divert_proxy_refused_total\{limit="total"\} 1/);
+      // quiet for the idle timeout: both are closed by the proxy, and a new one fits again
+      await waitFor(() => first.ended && second.ended, 3000, 'the idle connections closed');
+      assert.equal(await whoAnswers(port), A);
+    } finally {
+      await proxy?.stop();
+      await mirror.stop();
+    }
+  });
+
+  test('a bad limit flag: one line naming it, exit 2', async () => {
+    const proc = runDivert(['proxy', '--config', '/nonexistent.yaml', '--connect-timeout', 'soon']);
+    assert.equal(await proc.exited(), 2);
+    assert.match(proc.stderr().trim(), /^divert: --connect-timeout "soon": expected a duration/);
+  });
+
   test('divert serve unreachable at start: it runs, says so, and an address target still relays', async () => {
     const [mirror] = await startTcpMirrors([A]);
     let proxy: ProxyProcess | undefined;

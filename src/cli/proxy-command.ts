@@ -8,6 +8,8 @@ import { formatHostPort } from '../net/host-port.js';
 import type { Connection as Relayed } from '../proxy/connections.js';
 import type { ProxyStatus } from '../proxy/proxy.js';
 import type { ProxyFigures } from '../proxy/figures.js';
+import type { LimitFlags } from '../proxy/config.js';
+import { parseDuration } from '../config/schema-parts.js';
 import type { HostPort } from '../net/host-port.js';
 import { availableParallelism } from 'node:os';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
@@ -39,6 +41,20 @@ function runOptions(yargs: Argv): Argv {
       describe:
         'YAML or JSON file of services: listen, protocol, target, onChange (see docker/proxy.example.yaml) [env DIVERT_PROXY_CONFIG]',
     })
+    .options(
+      Object.fromEntries(
+        Object.entries(LIMIT_FLAGS).map(([flag, spec]) => [
+          flag,
+          {
+            type: 'string' as const,
+            requiresArg: true,
+            group: 'Limits:',
+            describe: `${spec.describe} [env DIVERT_PROXY_${flag.toUpperCase().replace(/-/g, '_')}]`,
+            defaultDescription: `the config's ${spec.key}, else ${spec.fallback}`,
+          },
+        ]),
+      ),
+    )
     .option('workers', {
       type: 'string',
       requiresArg: true,
@@ -53,6 +69,55 @@ function runOptions(yargs: Argv): Argv {
     })
     .example('$0 proxy --config /etc/divert/proxy.yaml', 'with the admin API and token divert serve uses on this machine');
   return connectionOptions(own);
+}
+
+/** The limit flags, proxy-wide: each wins over the config file's value (a service's own timeouts win for that service). */
+const LIMIT_FLAGS = {
+  'max-connections': {
+    key: 'maxConnections',
+    kind: 'count',
+    describe: 'open TCP connections and UDP flows, all services together',
+    fallback: '10000',
+  },
+  'max-connections-per-network': {
+    key: 'maxConnectionsPerNetwork',
+    kind: 'count',
+    describe: 'the same, per client /24 or /56',
+    fallback: '1000',
+  },
+  'connect-timeout': {
+    key: 'connectTimeout',
+    kind: 'duration',
+    describe: 'for a connect to the target, all addresses tried together',
+    fallback: '3s',
+  },
+  'idle-timeout': {
+    key: 'idleTimeout',
+    kind: 'duration',
+    describe: 'a TCP connection with no byte either way for this long is closed',
+    fallback: '1h',
+  },
+  'udp-idle-timeout': {
+    key: 'udpIdleTimeout',
+    kind: 'duration',
+    describe: 'a UDP flow with no datagram either way for this long is forgotten',
+    fallback: '1m',
+  },
+} as const;
+
+function limitFlags(argv: Args, env: NodeJS.ProcessEnv): LimitFlags {
+  const out: Record<string, number> = {};
+  for (const [flag, spec] of Object.entries(LIMIT_FLAGS)) {
+    const chosen = given(argv, flag, `DIVERT_PROXY_${flag.toUpperCase().replace(/-/g, '_')}`, env);
+    if (!chosen) continue;
+    const value = spec.kind === 'count' ? Number(chosen.value) : parseDuration(chosen.value);
+    if (value === undefined || !Number.isInteger(value) || value < 1)
+      throw usage(
+        `${chosen.from} "${chosen.value}": expected ${spec.kind === 'count' ? 'a whole number of at least 1' : 'a duration such as "500ms", "5s", "2m"'}`,
+      );
+    out[spec.key] = value;
+  }
+  return out as LimitFlags;
 }
 
 /** --workers, else DIVERT_PROXY_WORKERS, else one per CPU. */
@@ -91,7 +156,7 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     import('../proxy/figures.js'),
     import('../proxy/tls.js'),
   ]);
-  const config = loadProxyConfig(configPath.value);
+  const config = loadProxyConfig(configPath.value, limitFlags(argv, env));
   checkTlsFiles(config.services);
   const merged = connectionArgs(argv, config, env);
   if (merged.client === undefined && !env.DIVERT_CLIENT) merged.client = 'proxy';

@@ -46,7 +46,8 @@ const serviceSchema = z.strictObject({
   target: targetSchema,
   onChange: z.enum(ON_CHANGE, { error: `expected one of ${ON_CHANGE.map((p) => `"${p}"`).join(', ')}` }).default('drain'),
   drainSeconds: whole(0, 86_400).default(30),
-  connectTimeout: duration(10, 60_000).default(3000),
+  /** Unset: the config's connectTimeout (or --connect-timeout). */
+  connectTimeout: duration(10, 60_000).optional(),
   /** TCP: clients speak TLS to the proxy, which holds this certificate (PEM, chain allowed) and key. */
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
   /** TCP: the proxy speaks TLS to the target, verifying its certificate (servername: the name checked and sent as SNI; ca: a PEM file instead of the system's CAs). */
@@ -57,7 +58,7 @@ const serviceSchema = z.strictObject({
     .default(false),
   /** TCP: a PROXY protocol v2 header goes to the target first, naming the client (off: the target sees the proxy). */
   proxyProtocol: z.boolean({ error: 'expected true or false' }).default(false),
-  /** TCP: a connection with no bytes either way for this long is closed; UDP: a flow is forgotten. */
+  /** TCP: a connection with no bytes either way for this long is closed; UDP: a flow is forgotten. Unset: the config's idleTimeout or udpIdleTimeout. */
   idleTimeout: duration(100, 86_400_000).optional(),
 });
 
@@ -80,6 +81,10 @@ export const proxyConfigSchema = z
     maxConnections: whole(1, 1_000_000).default(10_000),
     /** The same, per client /24 (IPv4) or /56 (IPv6): one network cannot take them all. */
     maxConnectionsPerNetwork: whole(1, 1_000_000).default(1_000),
+    /** For every service that sets none of its own. */
+    connectTimeout: duration(10, 60_000).default(3000),
+    idleTimeout: duration(100, 86_400_000).default(3_600_000),
+    udpIdleTimeout: duration(100, 86_400_000).default(60_000),
     services: z.array(checkedService).min(1, 'expected at least one service'),
   })
   .superRefine((c, ctx) => {
@@ -108,15 +113,37 @@ export type ProxyService = ProxyConfig['services'][number];
 export type Target = ProxyService['target'];
 export type OnChange = ProxyService['onChange'];
 
-/** Idle timeouts when the service gives none: TCP connections an hour, UDP flows a minute. */
+/** The proxy-wide limits a flag may set (--max-connections …); a flag wins over the config file. */
+export type LimitFlags = Partial<
+  Pick<ProxyConfig, 'maxConnections' | 'maxConnectionsPerNetwork' | 'connectTimeout' | 'idleTimeout' | 'udpIdleTimeout'>
+>;
+
+/** The config with the flags applied, and every service's timeouts set (its own, else the proxy-wide ones). */
+export function withLimits(config: ProxyConfig, flags: LimitFlags = {}): ProxyConfig {
+  const top = { ...config, ...Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) };
+  return {
+    ...top,
+    services: top.services.map((s) => ({
+      ...s,
+      connectTimeout: s.connectTimeout ?? top.connectTimeout,
+      idleTimeout: s.idleTimeout ?? (s.protocol === 'tcp' ? top.idleTimeout : top.udpIdleTimeout),
+    })),
+  };
+}
+
+/** A service's timeouts, as withLimits set them (the defaults only for a config that did not pass through it). */
 export function idleTimeoutOf(service: ProxyService): number {
   return service.idleTimeout ?? (service.protocol === 'tcp' ? 3_600_000 : 60_000);
 }
 
-export function parseProxyConfig(data: unknown, source: string): ProxyConfig {
-  return checked(proxyConfigSchema, data, source);
+export function connectTimeoutOf(service: ProxyService): number {
+  return service.connectTimeout ?? 3000;
 }
 
-export function loadProxyConfig(path: string): ProxyConfig {
-  return parseProxyConfig(readYamlFile(path), path);
+export function parseProxyConfig(data: unknown, source: string, flags: LimitFlags = {}): ProxyConfig {
+  return withLimits(checked(proxyConfigSchema, data, source), flags);
+}
+
+export function loadProxyConfig(path: string, flags: LimitFlags = {}): ProxyConfig {
+  return parseProxyConfig(readYamlFile(path), path, flags);
 }

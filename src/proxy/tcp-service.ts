@@ -13,7 +13,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type ConnectionOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '../net/host-port.js';
-import { idleTimeoutOf, type ProxyService } from './config.js';
+import { connectTimeoutOf, idleTimeoutOf, type ProxyService } from './config.js';
 import { formatAddress, type Connection, type ConnectionTable } from './connections.js';
 import { dial, type Dialled } from './dial.js';
 import { proxyHeader } from './proxy-protocol.js';
@@ -160,7 +160,7 @@ export class TcpService {
   /** Connects to the first address that answers; the client is reset if none does within the connect timeout. */
   private async connect(relay: Relay, addresses: string[]): Promise<void> {
     const { port } = this.service.target;
-    const dialled = await dial(addresses, port, this.service.connectTimeout, this.table, () => relay.client.destroyed, this.targetTls);
+    const dialled = await dial(addresses, port, connectTimeoutOf(this.service), this.table, () => relay.client.destroyed, this.targetTls);
     if (!dialled) {
       if (addresses.length === 0) this.log.debug({ service: this.service.name, client: relay.record.client }, 'no target known: reset');
       if (!relay.client.destroyed) relay.client.resetAndDestroy();
@@ -229,7 +229,7 @@ export class TcpService {
     client.pause();
     const { port } = this.service.target;
     const addresses = targetsFor(this.service, this.view, client.remoteAddress ?? '');
-    const dialled = await dial(addresses, port, this.service.connectTimeout, this.table, () => client.destroyed, this.targetTls);
+    const dialled = await dial(addresses, port, connectTimeoutOf(this.service), this.table, () => client.destroyed, this.targetTls);
     if (!dialled) {
       // nowhere to go: the connection ends as close would end it
       this.end(relay, false);
@@ -264,9 +264,13 @@ export class TcpService {
 
   private idleTimer(relay: Relay, side: Socket): void {
     const idle = idleTimeoutOf(this.service);
-    side.setTimeout(idle, () => {
-      if (Date.now() - relay.record.lastActivity >= idle) this.end(relay, false);
-    });
+    // a side is quiet while the other is busy: then the timer waits for the rest of the idle time
+    const check = () => {
+      const quiet = Date.now() - relay.record.lastActivity;
+      if (quiet >= idle) this.end(relay, false);
+      else side.setTimeout(idle - quiet, check);
+    };
+    side.setTimeout(idle, check);
   }
 
   /** Both sides closed (reset when `reset`), the drain timer stopped, the record gone. */
