@@ -74,6 +74,16 @@ export class UdpMirror {
   }
 }
 
+/** Sets `name`'s A addresses (TTL 30) through the admin API, as an operator would. */
+export async function setAddresses(server: TestServer, name: string, addresses: string[]): Promise<void> {
+  const res = await server.api(`/v1/names/${name}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ a: addresses, ttl: 30 }),
+  });
+  if (!res.ok) throw new Error(`PUT ${name}: HTTP ${res.status} ${await res.text()}`);
+}
+
 /** Mirrors on each address, all on one port (a target has one port): the first picks it. */
 export async function startTcpMirrors(addresses: string[]): Promise<TcpMirror[]> {
   const first = new TcpMirror(addresses[0]);
