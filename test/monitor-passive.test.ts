@@ -6,6 +6,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { parseMonitorConfig, passiveTarget } from '../src/monitor/config.js';
 import { FailureWindow, growth } from '../src/monitor/passive.js';
 import type { TestServer } from './helpers/divert.js';
@@ -121,6 +123,16 @@ function monitorConfig(port: number, check: Record<string, unknown>, passive: Re
   };
 }
 
+/** A loopback HOST:PORT nothing listens on (the OS's pick, released). */
+async function freePort(): Promise<string> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `127.0.0.1:${port}`;
+}
+
 async function teardown(s: Setup): Promise<void> {
   await s.monitor?.stop();
   await s.proxy?.stop();
@@ -133,14 +145,14 @@ async function teardown(s: Setup): Promise<void> {
  * whose active checks are 30 s apart reading that proxy (3 failures in 10 s) every 200 ms;
  * resolves once both mirrors were checked and the proxy read, so counting has begun.
  */
-async function startThroughProxy(s: Setup) {
+async function startThroughProxy(s: Setup, activeInterval = '30s') {
   s.mirrors = await startTcpMirrors([A, B]);
   const server = (s.server = await startServe());
   const port = s.mirrors[0].port;
   await setAddresses(server, NAME, [A]);
   const proxy = (s.proxy = await startProxy({ services: [{ name: 'web', listen: '127.0.0.1:0', target: { name: NAME, port } }] }, server));
   const path = writeConfig(
-    monitorConfig(port, { interval: '30s' }, { proxy: proxy.statusAt, failures: 3, window: '10s', interval: '200ms' }),
+    monitorConfig(port, { interval: activeInterval }, { proxy: proxy.statusAt, failures: 3, window: '10s', interval: '200ms' }),
   );
   const monitor = (s.monitor = await startMonitor(path, server));
   await waitFor(
@@ -208,6 +220,30 @@ describe('passive health: connect failures through divert proxy', () => {
     }
   });
 
+  test('a mirror marked down passively comes back after rise good active checks, and stays', async () => {
+    const s: Setup = { mirrors: [] };
+    try {
+      // active checks 1 s apart, rise 2
+      const { server, monitor, proxyPort, mirrors } = await startThroughProxy(s, '1s');
+      await mirrors[0].stop();
+      for (let i = 0; i < 3; i++) await assert.rejects(whoAnswers(proxyPort), /the connection ended|ECONNRESET/);
+      await answersBecome(server, NAME, [B], 2000);
+      assert.match((await monitor.status()).services[0].mirrors[0].reason ?? '', /^passive: 3 connect failures/);
+      await mirrors[0].start();
+      const back = await answersBecome(server, NAME, [A], 5000);
+      // two good checks 1 s apart: not at the first one
+      assert.ok(back >= 900, `back after ${back.toFixed(0)} ms, before 2 good checks`);
+      const a = (await monitor.status()).services[0].mirrors[0];
+      assert.deepEqual([a.state, a.reason], ['up', '2 good checks']);
+      // the failures counted before do not put it down again
+      await sleep(600);
+      assert.deepEqual(await answersA(server, NAME), [A]);
+      assert.equal(await whoAnswers(proxyPort), A);
+    } finally {
+      await teardown(s);
+    }
+  });
+
   test('fewer failures than `failures` within the window leave the mirror up', async () => {
     const s: Setup = { mirrors: [] };
     try {
@@ -223,15 +259,16 @@ describe('passive health: connect failures through divert proxy', () => {
     }
   });
 
-  test('a proxy that cannot be read: logged once, shown in status, passive health paused while the active checks go on', async () => {
+  test('a proxy that cannot be read: logged once, shown in status, passive health paused while the active checks go on; resumed when it can', async () => {
     const s: Setup = { mirrors: [] };
     try {
       const mirrors = (s.mirrors = await startTcpMirrors([A, B]));
       const server = (s.server = await startServe());
       const port = mirrors[0].port;
-      // nothing listens on port 1
+      // the proxy is not started yet: nothing listens on its status port
+      const statusAt = await freePort();
       const path = writeConfig(
-        monitorConfig(port, { interval: '200ms', timeout: '150ms' }, { proxy: '127.0.0.1:1', interval: '100ms', window: '1s' }),
+        monitorConfig(port, { interval: '200ms', timeout: '150ms' }, { proxy: statusAt, interval: '100ms', window: '1s' }),
       );
       const monitor = (s.monitor = await startMonitor(path, server));
       await answersBecome(server, NAME, [A], 5000);
@@ -243,7 +280,7 @@ describe('passive health: connect failures through divert proxy', () => {
         3000,
         'passive health paused in status',
       );
-      assert.equal(passive.proxy, '127.0.0.1:1');
+      assert.equal(passive.proxy, statusAt);
       assert.equal(passive.error, 'ECONNREFUSED');
       assert.match(passive.since ?? '', /^\d{4}-\d\d-\d\dT/);
       assert.equal(passive.lastRead, null);
@@ -255,7 +292,7 @@ describe('passive health: connect failures through divert proxy', () => {
       // reads go on every 100 ms: still one line
       await sleep(500);
 
-      const paused = monitor.logs().filter((l) => /^divert proxy at 127\.0\.0\.1:1 cannot be read/.test(l.msg));
+      const paused = monitor.logs().filter((l) => l.msg.startsWith(`divert proxy at ${statusAt} cannot be read`));
       assert.equal(paused.length, 1, 'one line for the whole outage, not one per read');
       assert.equal(paused[0].level, 40);
       assert.match(paused[0].msg, /\(ECONNREFUSED\): passive health of www paused, the active checks go on$/);
@@ -264,8 +301,18 @@ describe('passive health: connect failures through divert proxy', () => {
       assert.equal(await text.exited(), 0, text.stderr());
       assert.match(
         text.stdout(),
-        /www +127\.0\.0\.1:1 +3 connect failures in 1 s +PAUSED: proxy unreachable since \S+ \(ECONNREFUSED\); active checks go on/,
+        /www +127\.0\.0\.1:\d+ +3 connect failures in 1 s +PAUSED: proxy unreachable since \S+ \(ECONNREFUSED\); active checks go on/,
       );
+
+      // the proxy starts: passive health resumes, with one line
+      s.proxy = await startProxy({ services: [{ name: 'web', listen: '127.0.0.1:0', target: { name: NAME, port } }] }, server, statusAt);
+      await waitFor(async () => (await monitor.status()).services[0].passive?.up === true, 3000, 'passive health resumed in status');
+      await waitFor(
+        () => monitor.logs().some((l) => l.msg === `divert proxy at ${statusAt} can be read again: passive health of www resumes`),
+        3000,
+        'the resume line',
+      );
+      assert.equal(metric(await monitor.metrics(), 'divert_monitor_passive_proxy_up{service="www"}'), 1);
     } finally {
       await teardown(s);
     }

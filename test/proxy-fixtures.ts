@@ -114,7 +114,12 @@ export interface ProxyProcess {
   stop(): Promise<void>;
 }
 
-export async function startProxy(config: Record<string, unknown>, server: TestServer | { adminUrl: string }): Promise<ProxyProcess> {
+/** A divert proxy process; its status endpoint on `status` (default: a port the OS picks). */
+export async function startProxy(
+  config: Record<string, unknown>,
+  server: TestServer | { adminUrl: string },
+  status = '127.0.0.1:0',
+): Promise<ProxyProcess> {
   const path = writeConfig(config);
   const proc = runDivert([
     'proxy',
@@ -125,7 +130,7 @@ export async function startProxy(config: Record<string, unknown>, server: TestSe
     '--token',
     TEST_TOKEN,
     '--status',
-    '127.0.0.1:0',
+    status,
     '--log-level',
     'debug',
   ]);
