@@ -6,12 +6,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
 import { parseMonitorConfig, passiveTarget } from '../src/monitor/config.js';
 import { FailureWindow, growth } from '../src/monitor/passive.js';
 import type { TestServer } from './helpers/divert.js';
 import { runDivert } from './helpers/process.js';
+import { freePort } from './helpers/redis.js';
 import {
   answersA,
   answersBecome,
@@ -121,16 +120,6 @@ function monitorConfig(port: number, check: Record<string, unknown>, passive: Re
       },
     ],
   };
-}
-
-/** A loopback HOST:PORT nothing listens on (the OS's pick, released). */
-async function freePort(): Promise<string> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return `127.0.0.1:${port}`;
 }
 
 async function teardown(s: Setup): Promise<void> {
@@ -266,7 +255,7 @@ describe('passive health: connect failures through divert proxy', () => {
       const server = (s.server = await startServe());
       const port = mirrors[0].port;
       // the proxy is not started yet: nothing listens on its status port
-      const statusAt = await freePort();
+      const statusAt = `127.0.0.1:${await freePort()}`;
       const path = writeConfig(
         monitorConfig(port, { interval: '200ms', timeout: '150ms' }, { proxy: statusAt, interval: '100ms', window: '1s' }),
       );
