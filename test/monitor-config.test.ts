@@ -6,9 +6,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadMonitorConfig, parseDuration, parseMonitorConfig } from '../src/monitor/config.js';
 import { parseLoad } from '../src/monitor/probe.js';
-import { isDivertError } from '../src/errors.js';
 import { ROOT, runDivert } from './helpers/process.js';
-import { writeConfig } from './monitor-fixtures.js';
+import { rejectsConfig as rejects, writeConfig } from './monitor-fixtures.js';
 
 const minimal = (service: Record<string, unknown> = {}, top: Record<string, unknown> = {}) => ({
   ...top,
@@ -16,18 +15,6 @@ const minimal = (service: Record<string, unknown> = {}, top: Record<string, unkn
     { name: 'web', names: ['www.shop.example'], check: { type: 'http', port: 8080 }, mirrors: [{ address: '192.0.2.1' }], ...service },
   ],
 });
-
-function rejects(data: unknown, pattern: RegExp): void {
-  assert.throws(
-    () => parseMonitorConfig(data, 'm.yaml'),
-    (err: unknown) => {
-      assert.ok(isDivertError(err, 'BAD_CONFIG'), String(err));
-      assert.match((err as Error).message, pattern);
-      assert.doesNotMatch((err as Error).message, /\n/);
-      return true;
-    },
-  );
-}
 
 describe('the example config', () => {
   test('docker/monitor.example.yaml validates with the loader divert monitor uses', () => {
@@ -153,6 +140,8 @@ describe('errors name the field and what is expected', () => {
       /mirrors\[1\]\.address: 192\.0\.2\.1 is listed twice/,
     ));
   test('no services', () => rejects({ services: [] }, /services: expected at least one service/));
+  test('a value of the wrong type is not called missing', () =>
+    rejects(minimal({ check: { type: 'tcp', port: 1, fall: 'x' } }), /services\[0\]\.check\.fall: expected a whole number$/));
 });
 
 describe('divert monitor, started wrongly', () => {

@@ -11,6 +11,9 @@ import { stringify } from 'yaml';
 import { decode, query, startDivert, TEST_TOKEN, udpAsk, type TestServer } from './helpers/divert.js';
 import { runDivert, type DivertProcess } from './helpers/process.js';
 import type { StatusReport } from '../src/monitor/monitor.js';
+import { parseMonitorConfig } from '../src/monitor/config.js';
+import { isDivertError } from '../src/errors.js';
+import assert from 'node:assert/strict';
 
 /** An HTTP mirror: GET /health answers 200 while healthy (503 otherwise), GET /load its load as JSON. */
 export class Mirror {
@@ -183,3 +186,16 @@ export function metric(text: string, prefix: string): number | undefined {
 }
 
 export { TEST_TOKEN };
+
+/** That the monitor's config `data` is refused with one line (from "m.yaml") matching `pattern`. */
+export function rejectsConfig(data: unknown, pattern: RegExp): void {
+  assert.throws(
+    () => parseMonitorConfig(data, 'm.yaml'),
+    (err: unknown) => {
+      assert.ok(isDivertError(err, 'BAD_CONFIG'), String(err));
+      assert.match((err as Error).message, pattern);
+      assert.doesNotMatch((err as Error).message, /\n/);
+      return true;
+    },
+  );
+}

@@ -74,6 +74,16 @@ export class UdpMirror {
   }
 }
 
+/** Sets `name`'s A addresses (TTL 30) through the admin API, as an operator would. */
+export async function setAddresses(server: TestServer, name: string, addresses: string[]): Promise<void> {
+  const res = await server.api(`/v1/names/${name}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ a: addresses, ttl: 30 }),
+  });
+  if (!res.ok) throw new Error(`PUT ${name}: HTTP ${res.status} ${await res.text()}`);
+}
+
 /** Mirrors on each address, all on one port (a target has one port): the first picks it. */
 export async function startTcpMirrors(addresses: string[]): Promise<TcpMirror[]> {
   const first = new TcpMirror(addresses[0]);
@@ -104,11 +114,12 @@ export interface ProxyProcess {
   stop(): Promise<void>;
 }
 
-/** `divert proxy` on the config; one process unless `args` say otherwise (its default is one worker per CPU). */
+/** `divert proxy` on the config; one process unless `args` say otherwise (its default is one worker per CPU); its status endpoint on `status` (default: a port the OS picks). */
 export async function startProxy(
   config: Record<string, unknown>,
   server: TestServer | { adminUrl: string },
   args: string[] = ['--workers', '1'],
+  status = '127.0.0.1:0',
 ): Promise<ProxyProcess> {
   const path = writeConfig(config);
   const proc = runDivert([
@@ -120,7 +131,7 @@ export async function startProxy(
     '--token',
     TEST_TOKEN,
     '--status',
-    '127.0.0.1:0',
+    status,
     '--log-level',
     'debug',
     ...args,

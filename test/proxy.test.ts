@@ -20,6 +20,7 @@ import { runDivert } from './helpers/process.js';
 import { tempFiles } from './helpers/temp-files.js';
 import {
   lineClient,
+  setAddresses,
   startProxy,
   startTcpMirrors,
   startUdpMirrors,
@@ -34,14 +35,7 @@ const NAME = 'www.shop.example';
 const A = '127.0.0.2';
 const B = '127.0.0.3';
 
-async function setName(server: TestServer, addresses: string[]): Promise<void> {
-  const res = await server.api(`/v1/names/${NAME}`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ a: addresses, ttl: 30 }),
-  });
-  assert.ok(res.ok, `PUT ${NAME}: HTTP ${res.status} ${await res.text()}`);
-}
+const setName = (server: TestServer, addresses: string[]) => setAddresses(server, NAME, addresses);
 
 interface Setup {
   server: TestServer;

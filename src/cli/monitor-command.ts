@@ -28,7 +28,8 @@ function runOptions(yargs: Argv): Argv {
     .option('config', {
       type: 'string',
       requiresArg: true,
-      describe: 'YAML or JSON file of services, mirrors, checks and policies (see docker/monitor.example.yaml) [env DIVERT_MONITOR_CONFIG]',
+      describe:
+        "YAML or JSON file of services, mirrors, checks, policies and passive health (divert proxy's connect failures) (see docker/monitor.example.yaml) [env DIVERT_MONITOR_CONFIG]",
     })
     .option('log-level', {
       type: 'string',
@@ -40,6 +41,9 @@ function runOptions(yargs: Argv): Argv {
     .example(
       '$0 monitor --config monitor.yaml --admin http://10.0.0.5:5380 --token-file /run/secrets/divert',
       'against a divert serve elsewhere',
+    )
+    .epilogue(
+      "Passive health: a service with `passive: { proxy: 127.0.0.1:5382, failures: 3, window: 10s }` also reads divert proxy's GET /v1/stats/targets; that many new connect failures to a mirror within the window mark it down at once (as `fall` failed checks would). Only active checks bring it back.",
     );
   // the monitor's writer name defaults to the config's id, not to the user's
   return connectionOptions(withOwn).option('client', {
@@ -155,7 +159,7 @@ export function renderStatus(report: StatusReport): string {
         m.site ?? '-',
         String(m.priority),
         String(m.weight),
-        m.state + (m.overloaded ? ' (overloaded)' : ''),
+        m.state + (m.overloaded ? ' (overloaded)' : '') + (m.state === 'down' && m.reason?.startsWith('passive:') ? ` (${m.reason})` : ''),
         m.inAnswer ? 'yes' : 'no',
         time(m.lastCheck),
         m.lastResult === null ? '-' : m.lastResult === 'ok' ? 'ok' : `fail: ${m.error}`,
@@ -164,7 +168,26 @@ export function renderStatus(report: StatusReport): string {
       ]),
     ),
   );
-  return `${header}${services}\n${names}\n${mirrors}`;
+  const passive = report.services.filter((s) => s.passive !== null);
+  const proxies =
+    passive.length === 0
+      ? ''
+      : '\n' +
+        textTable(
+          ['SERVICE', 'PASSIVE HEALTH VIA PROXY', 'MARKS DOWN AT', 'STATE', 'LAST READ'],
+          passive.map(({ name, passive: p }) => [
+            name,
+            p!.proxy,
+            `${p!.failures} connect failures in ${p!.windowMs / 1000} s`,
+            p!.up === null
+              ? 'starting'
+              : p!.up
+                ? `reading every ${p!.intervalMs} ms`
+                : `PAUSED: proxy unreachable since ${time(p!.since)} (${p!.error}); active checks go on`,
+            time(p!.lastRead),
+          ]),
+        );
+  return `${header}${services}\n${names}\n${mirrors}${proxies}`;
 }
 
 async function showStatus(argv: Args): Promise<void> {

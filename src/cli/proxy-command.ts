@@ -106,7 +106,7 @@ const LIMIT_FLAGS = {
 } as const;
 
 function limitFlags(argv: Args, env: NodeJS.ProcessEnv): LimitFlags {
-  const out: Record<string, number> = {};
+  const out: LimitFlags = {};
   for (const [flag, spec] of Object.entries(LIMIT_FLAGS)) {
     const chosen = given(argv, flag, `DIVERT_PROXY_${flag.toUpperCase().replace(/-/g, '_')}`, env);
     if (!chosen) continue;
@@ -117,7 +117,7 @@ function limitFlags(argv: Args, env: NodeJS.ProcessEnv): LimitFlags {
       );
     out[spec.key] = value;
   }
-  return out as LimitFlags;
+  return out;
 }
 
 /** --workers, else DIVERT_PROXY_WORKERS, else one per CPU. */

@@ -4,6 +4,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DivertError } from '../errors.js';
+import { parseHostPort, type HostPort } from '../net/host-port.js';
 
 /** "500ms", "5s", "2m", "1h", or a number of seconds; returns milliseconds. */
 export function parseDuration(value: unknown): number | undefined {
@@ -55,13 +56,22 @@ export const address = z.string({ error: 'expected an IPv4 or IPv6 address' }).t
   return canonicalAddress(text);
 });
 
+export const hostPort = z.string({ error: 'expected HOST:PORT, such as 0.0.0.0:443 or [::]:443' }).transform((text, ctx): HostPort => {
+  const parsed = parseHostPort(text);
+  if (typeof parsed === 'string') {
+    ctx.addIssue({ code: 'custom', message: `"${text}": ${parsed}` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
 function fieldOf(path: PropertyKey[]): string {
   return path.reduce<string>((out, key) => (typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), '');
 }
 
 /** `data` checked against `schema`; the first problem stops start-up with one line naming the field. */
 export function checked<S extends z.ZodType>(schema: S, data: unknown, source: string): z.output<S> {
-  const result = schema.safeParse(data);
+  const result = schema.safeParse(data, { reportInput: true });
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const field = fieldOf(issue.path);

@@ -4,7 +4,8 @@
 import { z } from 'zod';
 import { DivertError } from '../errors.js';
 import { readYamlFile } from '../config/load.js';
-import { address, checked, duration, fraction, whole } from '../config/schema-parts.js';
+import { address, checked, duration, fraction, hostPort, whole } from '../config/schema-parts.js';
+import { formatHostPort } from '../net/host-port.js';
 
 export { canonicalAddress, parseDuration } from '../config/schema-parts.js';
 import { normalizeName } from '../entry/names.js';
@@ -56,6 +57,34 @@ const checkSchema = z
     path: ['timeout'],
   });
 
+/** The proxy's default --status: where its GET /v1/stats/targets is read when `proxy` is left out. */
+export const DEFAULT_PASSIVE_PROXY = { host: '127.0.0.1', port: 5382 };
+
+/**
+ * Passive health: a mirror's connect failures as divert proxy counts them (GET
+ * /v1/stats/targets on its --status endpoint) count as failed checks.
+ */
+const passiveSchema = z
+  .strictObject(
+    {
+      proxy: hostPort
+        .refine((at) => at.port !== 0, { message: "expected the proxy's --status HOST:PORT, with a port other than 0" })
+        .default(DEFAULT_PASSIVE_PROXY),
+      port: whole(1, 65535).optional(),
+      failures: whole(1, 1_000_000).default(3),
+      window: duration(100, 3_600_000).default(10_000),
+      interval: duration(100, 600_000).default(1000),
+    },
+    {
+      error:
+        "expected a map such as { proxy: 127.0.0.1:5382, failures: 3, window: 10s } (divert proxy's --status and when to count a mirror down)",
+    },
+  )
+  .refine((p) => p.interval <= p.window, {
+    message: 'expected at most the window (a failure must stay counted until the next read)',
+    path: ['interval'],
+  });
+
 const serviceSchema = z
   .strictObject({
     name: z
@@ -73,6 +102,7 @@ const serviceSchema = z
     hysteresis: fraction.default(0.1),
     pick: whole(1, 1000).optional(),
     check: checkSchema,
+    passive: passiveSchema.optional(),
     mirrors: z.array(mirrorSchema).min(1, 'expected at least one mirror'),
   })
   .superRefine((s, ctx) => {
@@ -148,6 +178,7 @@ export type ServiceConfig = MonitorConfig['services'][number];
 export type MirrorConfig = ServiceConfig['mirrors'][number];
 export type CheckConfig = ServiceConfig['check'];
 export type Policy = ServiceConfig['policy'];
+export type PassiveConfig = NonNullable<ServiceConfig['passive']>;
 
 /** The config as data (already parsed from YAML or JSON); `source` names it in errors. */
 export function parseMonitorConfig(data: unknown, source: string): MonitorConfig {
@@ -164,4 +195,12 @@ export function loadMonitorConfig(path: string): MonitorConfig {
 /** The port a mirror is checked on. */
 export function checkPort(service: ServiceConfig, mirror: MirrorConfig): number {
   return mirror.port ?? service.check.port!;
+}
+
+/**
+ * The proxy's key for a mirror in GET /v1/stats/targets ("ADDRESS:PORT", IPv6 bracketed):
+ * passive.port when given, else the port the mirror is checked on.
+ */
+export function passiveTarget(service: ServiceConfig, mirror: MirrorConfig): string {
+  return formatHostPort({ host: mirror.address, port: service.passive?.port ?? checkPort(service, mirror) });
 }

@@ -67,6 +67,18 @@ export class MonitorMetrics {
     labelNames: ['service', 'name'],
     registers: [this.registry],
   });
+  readonly passiveFailures = new Counter({
+    name: 'divert_monitor_passive_failures_total',
+    help: "connect failures divert proxy counted for a mirror (passive health), read from the proxy's GET /v1/stats/targets",
+    labelNames: ['service', 'mirror'],
+    registers: [this.registry],
+  });
+  readonly passiveProxyUp = new Gauge({
+    name: 'divert_monitor_passive_proxy_up',
+    help: "1 while a service's passive health reads its proxy, 0 while the proxy cannot be read (passive health paused)",
+    labelNames: ['service'],
+    registers: [this.registry],
+  });
   readonly adminUp = new Gauge({
     name: 'divert_monitor_admin_up',
     help: '1 while the admin API answers, 0 during an outage',

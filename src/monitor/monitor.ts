@@ -3,11 +3,13 @@
 
 import type { Logger } from 'pino';
 import type { AdminClient } from '../client/admin-client.js';
-import { checkPort, type MonitorConfig, type ServiceConfig } from './config.js';
+import { checkPort, passiveTarget, type MonitorConfig, type PassiveConfig, type ServiceConfig } from './config.js';
 import type { MonitorMetrics } from './metrics.js';
+import { FailureWindow, growth, readConnectFailures, readTimeout } from './passive.js';
 import { choose, nextHealth, UNKNOWN, type Answer, type Health, type PolicyMemory } from './policies.js';
 import { probe, type ProbeResult } from './probe.js';
 import { TableSync, type Hold, type Wanted } from './table-sync.js';
+import { formatHostPort } from '../net/host-port.js';
 
 interface MirrorRuntime {
   address: string;
@@ -21,6 +23,24 @@ interface MirrorRuntime {
   load?: number;
   /** When the state last changed (ms since the epoch). */
   since?: number;
+  /** Why the state last changed. */
+  reason?: string;
+  /** The proxy's name for this mirror in GET /v1/stats/targets. */
+  target: string;
+  /** Passive health: the failures read within the window, all counted so far, when they last marked it down. */
+  window?: FailureWindow;
+  passiveFailures: number;
+  passiveDownAt?: number;
+}
+
+interface PassiveRuntime {
+  config: PassiveConfig;
+  /** The proxy's HOST:PORT, as logs and status show it. */
+  at: string;
+  /** The counters of the last read; undefined until one (and after an outage: the next read is a new start). */
+  last?: Map<string, number>;
+  lastRead?: number;
+  outage?: { since: number; error: string };
 }
 
 interface ServiceRuntime {
@@ -31,6 +51,7 @@ interface ServiceRuntime {
   resumed: boolean;
   answer?: Answer;
   allDown: boolean;
+  passive?: PassiveRuntime;
 }
 
 export interface MirrorStatus {
@@ -50,6 +71,24 @@ export interface MirrorStatus {
   failRun: number;
   overloaded: boolean;
   inAnswer: boolean;
+  /** Why the state last changed: "passive: 3 connect failures via proxy 127.0.0.1:5382" when passive health made it down. */
+  reason: string | null;
+  /** Connect failures divert proxy counted for this mirror since the monitor started (passive health only). */
+  passiveFailures: number | null;
+}
+
+/** Passive health of a service: the proxy it reads, and whether that works. */
+export interface PassiveStatus {
+  proxy: string;
+  /** null before the first read; false while the proxy cannot be read (passive health paused). */
+  up: boolean | null;
+  /** When the proxy became unreachable. */
+  since: string | null;
+  error: string | null;
+  lastRead: string | null;
+  failures: number;
+  windowMs: number;
+  intervalMs: number;
 }
 
 export interface NameStatusReport {
@@ -72,6 +111,7 @@ export interface ServiceStatus {
   answer: string[] | null;
   weights: Record<string, number> | null;
   allDown: boolean;
+  passive: PassiveStatus | null;
   names: NameStatusReport[];
   mirrors: MirrorStatus[];
 }
@@ -134,10 +174,14 @@ export class Monitor {
         weight: m.weight,
         site: m.site,
         health: UNKNOWN,
+        target: passiveTarget(s, m),
+        ...(s.passive && { window: new FailureWindow(s.passive.window) }),
+        passiveFailures: 0,
       })),
       memory: { members: [], overloaded: [] },
       resumed: false,
       allDown: false,
+      ...(s.passive && { passive: { config: s.passive, at: formatHostPort(s.passive.proxy) } }),
     }));
     for (const s of this.services) for (const name of s.config.names) this.sync.add(s.config.name, name, s.config.ttl);
   }
@@ -147,6 +191,10 @@ export class Monitor {
     for (const s of this.services) {
       this.metrics.allDown.set({ service: s.config.name }, 0);
       for (const m of s.mirrors) this.loops.push(this.checkLoop(s, m));
+      if (s.passive) {
+        this.metrics.passiveProxyUp.set({ service: s.config.name }, 0);
+        this.loops.push(this.passiveLoop(s, s.passive));
+      }
     }
     this.loops.push(this.rateLoop());
   }
@@ -211,12 +259,82 @@ export class Monitor {
       const started = Date.now();
       const result = await probe(s.config.check, m);
       if (this.stopped) return;
-      this.record(s, m, result);
+      this.record(s, m, result, started);
       await this.sleep(Math.max(0, started + s.config.check.interval - Date.now()));
     }
   }
 
-  private record(s: ServiceRuntime, m: MirrorRuntime, result: ProbeResult): void {
+  /**
+   * Passive health: the proxy's counters read every passive interval. The first read (and
+   * the first after an outage) only sets where counting starts; after that each mirror's
+   * new connect failures are counted in its window.
+   */
+  private async passiveLoop(s: ServiceRuntime, p: PassiveRuntime): Promise<void> {
+    const service = s.config.name;
+    while (!this.stopped) {
+      const started = Date.now();
+      let counts: Map<string, number> | undefined;
+      try {
+        counts = await readConnectFailures(p.config.proxy, readTimeout(p.config.interval));
+      } catch (err) {
+        const error = (err as Error).message;
+        if (!p.outage && !this.stopped)
+          this.log.warn(
+            { service, proxy: p.at, error },
+            `divert proxy at ${p.at} cannot be read (${error}): passive health of ${service} paused, the active checks go on`,
+          );
+        p.outage = { since: p.outage?.since ?? Date.now(), error };
+        p.last = undefined;
+        this.metrics.passiveProxyUp.set({ service }, 0);
+      }
+      if (this.stopped) return;
+      if (counts) this.passiveRead(s, p, counts);
+      await this.sleep(Math.max(0, started + p.config.interval - Date.now()));
+    }
+  }
+
+  private passiveRead(s: ServiceRuntime, p: PassiveRuntime, counts: Map<string, number>): void {
+    const service = s.config.name;
+    const now = Date.now();
+    if (p.outage) {
+      this.log.info({ service, proxy: p.at }, `divert proxy at ${p.at} can be read again: passive health of ${service} resumes`);
+      p.outage = undefined;
+    }
+    this.metrics.passiveProxyUp.set({ service }, 1);
+    const last = p.last;
+    p.last = counts;
+    p.lastRead = now;
+    if (!last) return;
+    for (const m of s.mirrors) {
+      const count = growth(last.get(m.target), counts.get(m.target));
+      if (count > 0) {
+        m.passiveFailures += count;
+        this.metrics.passiveFailures.inc({ service, mirror: m.address }, count);
+      }
+      // a mirror already down stays so until its active checks bring it back
+      if (m.health.state === 'down') continue;
+      const inWindow = m.window!.add(now, count);
+      if (inWindow >= p.config.failures) this.passiveDown(s, p, m, inWindow, now);
+    }
+  }
+
+  /** `failures` connect failures within the window: down at once, as `fall` failed checks would make it. */
+  private passiveDown(s: ServiceRuntime, p: PassiveRuntime, m: MirrorRuntime, failures: number, now: number): void {
+    const service = s.config.name;
+    m.window!.clear();
+    m.health = { state: 'down', okRun: 0, failRun: m.health.failRun };
+    m.since = now;
+    m.passiveDownAt = now;
+    m.reason = `passive: ${failures} connect failures via proxy ${p.at}`;
+    this.metrics.mirrorUp.set({ service, mirror: m.address, site: m.site ?? '' }, 0);
+    this.log.warn(
+      { service, mirror: where(m), site: m.site, state: 'down', reason: m.reason, proxy: p.at },
+      `mirror ${where(m)} of ${service} is down: ${failures} connect failures via proxy ${p.at} within ${p.config.window} ms (passive health); it comes back after ${s.config.check.rise} good checks`,
+    );
+    this.evaluate(s);
+  }
+
+  private record(s: ServiceRuntime, m: MirrorRuntime, result: ProbeResult, started: number): void {
     const { rise, fall } = s.config.check;
     const labels = { service: s.config.name, mirror: m.address };
     m.lastCheck = Date.now();
@@ -228,9 +346,17 @@ export class Monitor {
     this.metrics.checks.inc({ ...labels, result: result.ok ? 'ok' : 'fail' });
     this.metrics.checkDuration.observe({ service: s.config.name }, result.latencyMs / 1000);
     const before = m.health.state;
-    m.health = nextHealth(m.health, result.ok, rise, fall);
+    // a good check that began before passive health marked the mirror down says nothing of it since
+    const stale = result.ok && m.passiveDownAt !== undefined && started < m.passiveDownAt;
+    if (!stale) m.health = nextHealth(m.health, result.ok, rise, fall);
     if (m.health.state !== before) {
       m.since = m.lastCheck;
+      m.reason =
+        m.health.state === 'up'
+          ? `${m.health.okRun} good check${m.health.okRun === 1 ? '' : 's'}`
+          : `${m.health.failRun} failed check${m.health.failRun === 1 ? '' : 's'} (${result.error})`;
+      // failures counted before it was down (or while it was) do not count against it once up
+      if (m.health.state === 'up') m.window?.clear();
       this.metrics.mirrorUp.set({ ...labels, site: m.site ?? '' }, m.health.state === 'up' ? 1 : 0);
       const context = { service: s.config.name, mirror: where(m), site: m.site, state: m.health.state, error: result.error, load: m.load };
       if (before === 'unknown')
@@ -297,6 +423,19 @@ export class Monitor {
     for (const name of s.config.names) this.sync.want(name, wantedOf(s.config, answer));
   }
 
+  private passiveStatus(p: PassiveRuntime): PassiveStatus {
+    return {
+      proxy: p.at,
+      up: p.outage ? false : p.lastRead === undefined ? null : true,
+      since: iso(p.outage?.since),
+      error: p.outage?.error ?? null,
+      lastRead: iso(p.lastRead),
+      failures: p.config.failures,
+      windowMs: p.config.window,
+      intervalMs: p.config.interval,
+    };
+  }
+
   status(): StatusReport {
     const names = new Map(this.sync.status().map((n) => [n.name, n]));
     const outage = this.sync.adminDown;
@@ -314,6 +453,7 @@ export class Monitor {
           answer: s.answer?.addresses ?? null,
           weights: s.answer?.weights ?? null,
           allDown: s.allDown,
+          passive: s.passive ? this.passiveStatus(s.passive) : null,
           names: s.config.names.map((name) => {
             const n = names.get(name)!;
             const hold: Hold | undefined = n.hold;
@@ -344,6 +484,8 @@ export class Monitor {
             failRun: m.health.failRun,
             overloaded: overloaded.has(m.address),
             inAnswer: inAnswer.has(m.address),
+            reason: m.reason ?? null,
+            passiveFailures: s.passive ? m.passiveFailures : null,
           })),
         };
       }),

@@ -4,18 +4,8 @@
 
 import { z } from 'zod';
 import { readYamlFile } from '../config/load.js';
-import { address, checked, duration, whole } from '../config/schema-parts.js';
+import { address, checked, duration, hostPort, whole } from '../config/schema-parts.js';
 import { normalizeName } from '../entry/names.js';
-import { parseHostPort, type HostPort } from '../net/host-port.js';
-
-const hostPort = z.string({ error: 'expected HOST:PORT, such as 0.0.0.0:443 or [::]:443' }).transform((text, ctx): HostPort => {
-  const parsed = parseHostPort(text);
-  if (typeof parsed === 'string') {
-    ctx.addIssue({ code: 'custom', message: `"${text}": ${parsed}` });
-    return z.NEVER;
-  }
-  return parsed;
-});
 
 const name = z.string({ error: 'expected a name such as www.shop.example' }).transform((text, ctx) => {
   try {
