@@ -245,9 +245,8 @@ describe('several upstreams', () => {
     const good = await startUpstream((q) =>
       rawReply(q.raw, { flags: response, answers: [rr(q.packet.questions![0].name, A, IN, 60, ipv4('203.0.113.3'))] }),
     );
-    const closed = await startUpstream(() => null);
-    await closed.close(); // nothing listens on its port any more
-    const divert = await startDivert({ upstream: [`127.0.0.1:${closed.port}`, `127.0.0.1:${good.port}`], 'upstream-timeout-ms': '1000' });
+    // port 9 (discard): nothing listens, and being below the ephemeral range no parallel test's socket can take it
+    const divert = await startDivert({ upstream: ['127.0.0.1:9', `127.0.0.1:${good.port}`], 'upstream-timeout-ms': '1000' });
     try {
       const started = Date.now();
       const got = decode(await tcpAsk(divert.port, query('tcp.two.test')));
