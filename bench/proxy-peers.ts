@@ -133,8 +133,9 @@ export async function startDivertProxy(
   ports: { bulk: number; short: number; status: number },
   to: Backends,
   nodeArgs: string[],
+  name = 'divert-proxy',
 ): Promise<Peer> {
-  const label = 'divert proxy';
+  const label = name;
   const service = (name: string, listen: number, port: number) =>
     [
       `  - name: ${name}`,
@@ -150,7 +151,7 @@ export async function startDivertProxy(
     service('bulk', ports.bulk, to.iperf),
     service('short', ports.short, to.http),
   ];
-  const path = join(ctx.dir, 'divert-proxy.yaml');
+  const path = join(ctx.dir, `${name}.yaml`);
   writeFileSync(path, config.join('\n') + '\n');
   const args = [
     ...nodeArgs,
@@ -167,7 +168,7 @@ export async function startDivertProxy(
     '--log-level',
     'warn',
   ];
-  const { child, log } = spawnLogged(ctx, 'divert-proxy', process.execPath, args);
+  const { child, log } = spawnLogged(ctx, name, process.execPath, args);
   await ready(child, label, [ports.short], log);
   return { label, child, bulk: ports.bulk, short: ports.short };
 }

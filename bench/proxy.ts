@@ -21,7 +21,9 @@
 //   BENCH_PROXY_STREAMS      parallel iperf3 streams, default 20
 //   BENCH_PROXY_CONNECTIONS  wrk's connections, default 50
 //   BENCH_PROXY_RATE         new connections a second for the latency run, default 500
-//   BENCH_PROXY_ONLY         comma list of direct, divert, haproxy1, haproxy2 (default all)
+//   BENCH_PROXY_ONLY         comma list of direct, divert, before, haproxy1, haproxy2 (default all)
+//   BENCH_PROXY_BEFORE       another build's dist/src/main.js (kept below this repository, so that it finds
+//                            node_modules): measured in the same rounds as "before", for before/after figures
 //   BENCH_PROXY_CPU_PROF     a folder: divert proxy runs under node --cpu-prof, its profile written there
 //   BENCH_PROXY_LOCK         0: do not take /tmp/bench.lock
 
@@ -42,7 +44,7 @@ import { RssSampler } from './rss-sampler.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const main = join(here, '..', 'src', 'main.js');
 const LOCK = '/tmp/bench.lock';
-const TARGETS = ['direct', 'divert', 'haproxy1', 'haproxy2'] as const;
+const TARGETS = ['direct', 'divert', 'before', 'haproxy1', 'haproxy2'] as const;
 type TargetId = (typeof TARGETS)[number];
 
 const settings = {
@@ -54,6 +56,7 @@ const settings = {
   only: (process.env.BENCH_PROXY_ONLY || TARGETS.join(',')).split(',').map((s) => s.trim()),
   cpuProf: process.env.BENCH_PROXY_CPU_PROF ? resolve(process.env.BENCH_PROXY_CPU_PROF) : undefined,
   lock: process.env.BENCH_PROXY_LOCK !== '0',
+  before: process.env.BENCH_PROXY_BEFORE ? resolve(process.env.BENCH_PROXY_BEFORE) : undefined,
 };
 const processes = new Processes();
 
@@ -159,6 +162,7 @@ function render(targets: Target[], rounds: Map<TargetId, Round[]>, rss: Map<Targ
     `BENCH_PROXY_RATE=${s.rate}`,
     ...(process.env.BENCH_PROXY_ONLY ? [`BENCH_PROXY_ONLY=${process.env.BENCH_PROXY_ONLY}`] : []),
     ...(s.cpuProf ? [`BENCH_PROXY_CPU_PROF=${s.cpuProf}`] : []),
+    ...(s.before ? [`BENCH_PROXY_BEFORE=${s.before}`] : []),
   ];
   const cell = (id: TargetId, pick: (r: Round) => number | undefined) => median((rounds.get(id) ?? []).map((r) => pick(r) ?? NaN));
   interface Row {
@@ -180,16 +184,29 @@ function render(targets: Target[], rounds: Map<TargetId, Round[]>, rss: Map<Targ
       ratio: false,
     },
     {
+      // CPU per unit of work holds up better than the rates when other work shares the cores
+      name: `proxy CPU per GB relayed, ${s.streams} streams, ms (lower is better)`,
+      pick: (r) => (r.bulkNCpu === undefined ? undefined : (r.bulkNCpu / (r.bulkN / 8)) * 1000),
+      digits: 0,
+      ratio: true,
+    },
+    {
       name: 'proxy CPU, new connections, % of a core',
       pick: (r) => (r.shortCpu === undefined ? undefined : r.shortCpu * 100),
       digits: 0,
       ratio: false,
     },
+    {
+      name: 'proxy CPU per new connection, µs (lower is better)',
+      pick: (r) => (r.shortCpu === undefined ? undefined : (r.shortCpu / r.perSecond) * 1e6),
+      digits: 0,
+      ratio: true,
+    },
     { name: "wrk's CPU, new connections, % of a core", pick: (r) => r.wrkCpu * 100, digits: 0, ratio: false },
   ];
   const has = (id: TargetId) => targets.some((t) => t.id === id);
   const peers = targets.map((t) => t.label);
-  const ratios = (['haproxy1', 'haproxy2'] as const).filter((id) => has(id) && has('divert'));
+  const ratios = (['haproxy1', 'haproxy2', 'before'] as const).filter((id) => has(id) && has('divert'));
   const header = `| metric | ${peers.join(' | ')} |${ratios.map((id) => ` divert / ${targets.find((t) => t.id === id)!.label} |`).join('')}`;
   const lines = [header, `|---|${peers.map(() => '---:|').join('')}${ratios.map(() => '---:|').join('')}`];
   for (const row of rows) {
@@ -260,6 +277,11 @@ async function bench(): Promise<void> {
     const ports = { bulk: await freePort(), short: await freePort(), status: await freePort() };
     const peer = await startDivertProxy(ctx, main, ports, backends, nodeArgs);
     targets.push({ id: 'divert', label: 'divert proxy (1 process)', child: peer.child, bulk: peer.bulk, short: peer.short });
+  }
+  if (settings.before && want('before')) {
+    const ports = { bulk: await freePort(), short: await freePort(), status: await freePort() };
+    const peer = await startDivertProxy(ctx, settings.before, ports, backends, [], 'divert-proxy-before');
+    targets.push({ id: 'before', label: 'divert proxy, BENCH_PROXY_BEFORE', child: peer.child, bulk: peer.bulk, short: peer.short });
   }
   for (const threads of [1, 2] as const) {
     if (!want(`haproxy${threads}`)) continue;
