@@ -18,6 +18,7 @@ export interface Connection {
   target: string | null;
   /** ms since the epoch. */
   startedAt: number;
+  /** UDP: the last datagram either way; TCP: when the table last saw its byte counts move (they are read when the table is read, and at close). */
   lastActivity: number;
   /** Client to target. */
   bytesIn: number;
@@ -64,6 +65,8 @@ export class ConnectionTable {
   private readonly networks = new Map<number, string>();
   private readonly targets = new Map<string, TargetStats>();
   private nextId = 1;
+  /** Run before the table is read: services that count bytes lazily bring them up to date. */
+  private readonly readers: (() => void)[] = [];
   /** Refused at a limit, by which. */
   readonly refused = { total: 0, network: 0 };
   /** Connections and flows ever opened, per service. */
@@ -148,7 +151,12 @@ export class ConnectionTable {
     }
   }
 
+  onRead(update: () => void): void {
+    this.readers.push(update);
+  }
+
   list(): Connection[] {
+    for (const update of this.readers) update();
     return [...this.open.values()];
   }
 
@@ -157,6 +165,7 @@ export class ConnectionTable {
   }
 
   targetStats(): Record<string, TargetStats & { connectMsAverage: number | null }> {
+    for (const update of this.readers) update();
     const out: Record<string, TargetStats & { connectMsAverage: number | null }> = {};
     for (const [target, s] of [...this.targets].sort(([a], [b]) => a.localeCompare(b)))
       out[target] = { ...s, connectMsAverage: s.connects > 0 ? Math.round((s.connectMsTotal / s.connects) * 100) / 100 : null };
