@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnChild } from '../test/helpers/children.js';
 import type { Processes } from './processes.js';
 
@@ -60,21 +61,35 @@ export async function runTool(processes: Processes, command: string, args: strin
 export interface Bulk {
   gbps: number;
   clientCpu: number;
+  /** The proxy's CPU over the run that counted, as a share of one core; undefined without its PID. */
+  proxyCpu: number | undefined;
 }
 
-/** iperf3 through `port` for `seconds` with `streams` parallel streams: what the receiver got, Gbit/s. */
-export async function iperf(processes: Processes, port: number, seconds: number, streams: number): Promise<Bulk> {
+/**
+ * iperf3 through `port` for `seconds` with `streams` parallel streams: what the receiver got,
+ * Gbit/s. iperf3 -s runs one test at a time and may still be closing the last one (its
+ * connections go through the proxy): "busy" is tried again, up to 10 times, 500 ms apart.
+ */
+export async function iperf(processes: Processes, port: number, seconds: number, streams: number, proxyPid?: number): Promise<Bulk> {
   const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-P', String(streams), '-J', '--connect-timeout', '3000'];
-  const run = await runTool(processes, 'iperf3', args, (seconds + 20) * 1000);
-  let parsed: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
-  try {
-    parsed = JSON.parse(run.stdout) as typeof parsed;
-  } catch {
-    throw new Error(`iperf3 ${args.join(' ')}: no JSON (exit ${run.code}): ${run.stderr.trim() || run.stdout.slice(0, 300)}`);
+  for (let attempt = 1; ; attempt++) {
+    const proxyBefore = proxyPid === undefined ? 0 : cpuSeconds(proxyPid);
+    const run = await runTool(processes, 'iperf3', args, (seconds + 20) * 1000);
+    const proxyCpu = proxyPid === undefined ? undefined : (cpuSeconds(proxyPid) - proxyBefore) / run.wallSeconds;
+    let parsed: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
+    try {
+      parsed = JSON.parse(run.stdout) as typeof parsed;
+    } catch {
+      throw new Error(`iperf3 ${args.join(' ')}: no JSON (exit ${run.code}): ${run.stderr.trim() || run.stdout.slice(0, 300)}`);
+    }
+    if (parsed.error?.includes('busy') && attempt < 10) {
+      await sleep(500);
+      continue;
+    }
+    const bps = parsed.end?.sum_received?.bits_per_second;
+    if (parsed.error || bps === undefined) throw new Error(`iperf3 ${args.join(' ')}: ${parsed.error ?? 'no sum_received'}`);
+    return { gbps: bps / 1e9, clientCpu: run.cpu / run.wallSeconds, proxyCpu };
   }
-  const bps = parsed.end?.sum_received?.bits_per_second;
-  if (parsed.error || bps === undefined) throw new Error(`iperf3 ${args.join(' ')}: ${parsed.error ?? 'no sum_received'}`);
-  return { gbps: bps / 1e9, clientCpu: run.cpu / run.wallSeconds };
 }
 
 export interface Short {

@@ -35,6 +35,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnChild } from '../test/helpers/children.js';
 import { positive } from './env-knobs.js';
+import { missingPackages } from './peerbench.js';
 import { Processes, runBench } from './processes.js';
 import { cpuSeconds, fixedRate, iperf, wrk } from './proxy-load.js';
 import { startDivertProxy, startHaproxy, startHttpBackend, startIperfServer, type Backends } from './proxy-peers.js';
@@ -97,13 +98,13 @@ async function withCpu<T>(target: Target, work: () => Promise<T>): Promise<[T, n
 async function round(target: Target): Promise<Round> {
   const { seconds } = settings;
   const bulk1 = await iperf(processes, target.bulk, seconds, 1);
-  const [bulkN, bulkNCpu] = await withCpu(target, () => iperf(processes, target.bulk, seconds, settings.streams));
+  const bulkN = await iperf(processes, target.bulk, seconds, settings.streams, target.child?.pid);
   const [short, shortCpu] = await withCpu(target, () => wrk(processes, target.short, seconds, settings.connections));
   const latency = await fixedRate(target.short, settings.rate, seconds);
   return {
     bulk1: bulk1.gbps,
     bulkN: bulkN.gbps,
-    bulkNCpu,
+    bulkNCpu: bulkN.proxyCpu,
     perSecond: short.perSecond,
     shortErrors: short.errors,
     shortCpu,
@@ -260,6 +261,15 @@ function render(targets: Target[], rounds: Map<TargetId, Round[]>, rss: Map<Targ
 }
 
 async function bench(): Promise<void> {
+  const missing = missingPackages([
+    ['haproxy', 'haproxy'],
+    ['iperf3', 'iperf3'],
+    ['wrk', 'wrk'],
+  ]);
+  if (missing.length > 0) {
+    log(`missing ${missing.join(', ')}; install with:\n  apt-get install -y ${missing.join(' ')}`);
+    process.exit(2);
+  }
   const started = new Date();
   const work = mkdtempSync(join(tmpdir(), 'divert-proxybench-'));
   const ctx = { dir: work, track: (child: ChildProcess) => void processes.track(child) };
