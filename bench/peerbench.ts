@@ -22,10 +22,11 @@ const REQUIRED: readonly (readonly [string, string])[] = [
 ];
 
 /** Packages whose command `command -v` does not find. */
-export function missingPackages(): string[] {
-  return REQUIRED.filter(
-    ([, command]) => spawnSync('bash', ['-c', 'command -v "$1"', 'bash', command], { stdio: 'ignore' }).status !== 0,
-  ).map(([pkg]) => pkg);
+/** The Debian packages (of [package, command] pairs) whose command is not on PATH. */
+export function missingPackages(required: readonly (readonly [string, string])[] = REQUIRED): string[] {
+  return required
+    .filter(([, command]) => spawnSync('bash', ['-c', 'command -v "$1"', 'bash', command], { stdio: 'ignore' }).status !== 0)
+    .map(([pkg]) => pkg);
 }
 
 /** Copies `source` (without gen/ and results/) to `dest` and makes the copy writable. */

@@ -41,3 +41,29 @@ function signal(pid: number, name: NodeJS.Signals): void {
     if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
   }
 }
+
+/**
+ * Runs a bench's main function; every tracked process is stopped by its PID when it ends,
+ * throws (the stack on stderr, exit status 1), or on SIGINT / SIGTERM (130 / 143).
+ */
+export async function runBench(processes: Processes, main: () => Promise<void>, graceMs = 5000): Promise<void> {
+  let interrupted = false;
+  for (const [name, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.once(name, () => {
+      interrupted = true;
+      process.stderr.write(`bench: ${name}: stopping ${processes.list.length} started processes\n`);
+      void processes.stopAll(graceMs).finally(() => process.exit(code));
+    });
+  }
+  try {
+    await main();
+  } catch (err) {
+    if (!interrupted) process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  } finally {
+    await processes.stopAll(graceMs);
+  }
+}

@@ -28,9 +28,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { positive } from './env-knobs.js';
 import { latencyRuns, type Server } from './latency-runs.js';
 import { copyPeerbench, keepMarkdown, missingPackages, runPeerbench, type PeerRun } from './peerbench.js';
-import { Processes } from './processes.js';
+import { Processes, runBench } from './processes.js';
 import { startRedis } from './redis-server.js';
 import { DNSDIST, renderReport, SUT } from './report.js';
 import { RssSampler, type RssSummary } from './rss-sampler.js';
@@ -55,18 +56,6 @@ const settings = {
 // run.sh finishes its current dnsperf run (≤ DUR s, LATDUR 5 s) before its trap stops its servers
 const stopGraceMs = (Math.max(settings.seconds, 5) + 30) * 1000;
 const processes = new Processes();
-let interrupted = false;
-
-function positive(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) {
-    process.stderr.write(`bench: ${name} must be a positive integer, got "${raw}"\n`);
-    process.exit(2);
-  }
-  return value;
-}
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
@@ -198,22 +187,4 @@ async function bench(): Promise<void> {
   log(`report written to ${path}`);
 }
 
-for (const [signal, code] of [
-  ['SIGINT', 130],
-  ['SIGTERM', 143],
-] as const) {
-  process.once(signal, () => {
-    interrupted = true;
-    log(`${signal}: stopping ${processes.list.length} started processes`);
-    void processes.stopAll(stopGraceMs).finally(() => process.exit(code));
-  });
-}
-
-try {
-  await bench();
-} catch (err) {
-  if (!interrupted) log((err as Error).stack ?? String(err));
-  process.exitCode = 1;
-} finally {
-  await processes.stopAll(stopGraceMs);
-}
+await runBench(processes, bench, stopGraceMs);
