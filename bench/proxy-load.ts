@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnChild } from '../test/helpers/children.js';
+import { childrenOf } from '../test/helpers/process.js';
 import type { Processes } from './processes.js';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
@@ -18,10 +19,16 @@ function statFields(pid: number | 'self'): string[] {
   return text.slice(text.lastIndexOf(')') + 2).split(' ');
 }
 
-/** CPU seconds (user + system, all threads) the process has used so far. */
+/** CPU seconds (user + system, all threads) the process and its live children (a proxy's workers) have used so far. */
 export function cpuSeconds(pid: number): number {
-  const f = statFields(pid);
-  return (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
+  return [pid, ...childrenOf(pid)].reduce((sum, p) => {
+    try {
+      const f = statFields(p);
+      return sum + (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
+    } catch {
+      return sum; // it ended meanwhile
+    }
+  }, 0);
 }
 
 /** CPU seconds of this process's children that have exited and been reaped. */

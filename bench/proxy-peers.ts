@@ -123,6 +123,9 @@ export async function startHaproxy(
   return { label, child, ...ports };
 }
 
+/** divert proxy's workers: BENCH_PROXY_WORKERS, default 2 (one per core here, as its own default). */
+export const PROXY_WORKERS = Number(process.env.BENCH_PROXY_WORKERS ?? 2);
+
 /**
  * divert proxy with two address targets. No divert serve runs: an address target relays
  * with the admin API unreachable (the proxy keeps retrying it in the background).
@@ -167,6 +170,8 @@ export async function startDivertProxy(
     `127.0.0.1:${ports.status}`,
     '--log-level',
     'warn',
+    '--workers',
+    String(PROXY_WORKERS),
   ];
   const { child, log } = spawnLogged(ctx, name, process.execPath, args);
   await ready(child, label, [ports.short], log);

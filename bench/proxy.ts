@@ -9,7 +9,7 @@
 //     client: connect() until the first reply byte);
 //   - RSS of each proxy (largest seen, sampled every 200 ms), and each proxy's CPU.
 // The same loads go straight to the backends too ("direct"), which marks the ceiling of
-// the client and backend on these cores. divert proxy runs as one process; HAProxy runs
+// the client and backend on these cores. divert proxy runs with BENCH_PROXY_WORKERS workers; HAProxy runs
 // with nbthread 1 (the same cores) and nbthread 2. Every round measures every target once
 // in turn; each cell shows the median of BENCH_PROXY_REPS rounds. The load phases hold
 // flock /tmp/bench.lock (other benches on this machine may take it too). Every process
@@ -26,6 +26,7 @@
 //                            node_modules): measured in the same rounds as "before", for before/after figures
 //   BENCH_PROXY_CPU_PROF     a folder: divert proxy runs under node --cpu-prof, its profile written there
 //   BENCH_PROXY_LOCK         0: do not take /tmp/bench.lock
+//   BENCH_PROXY_WORKERS      divert proxy's --workers, default 2 (its CPU counted over the primary and its workers)
 
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
@@ -38,7 +39,7 @@ import { positive } from './env-knobs.js';
 import { missingPackages } from './peerbench.js';
 import { Processes, runBench } from './processes.js';
 import { cpuSeconds, fixedRate, iperf, wrk } from './proxy-load.js';
-import { startDivertProxy, startHaproxy, startHttpBackend, startIperfServer, type Backends } from './proxy-peers.js';
+import { PROXY_WORKERS, startDivertProxy, startHaproxy, startHttpBackend, startIperfServer, type Backends } from './proxy-peers.js';
 import { freePort } from './redis-server.js';
 import { RssSampler } from './rss-sampler.js';
 
@@ -247,7 +248,7 @@ function render(targets: Target[], rounds: Map<TargetId, Round[]>, rss: Map<Targ
       .map((l) => l.toFixed(2))
       .join(' ')} at the end; node ${process.version}; ${version('haproxy', ['-v'])}; ${version('iperf3', ['--version'])}; ` +
       `${version('wrk', ['-v'])}. Client, backends and proxies share these cores. HAProxy: \`mode tcp\`, default ` +
-      `settings (no splicing), timeouts 3 s connect / 60 s client and server. divert proxy: one process, two address targets, ` +
+      `settings (no splicing), timeouts 3 s connect / 60 s client and server. divert proxy: ${PROXY_WORKERS} worker(s) (BENCH_PROXY_WORKERS), two address targets, ` +
       `no divert serve (an address target relays without it). Each cell: median of ${s.reps} rounds; every round measures ` +
       `every target once, in turn.`,
     '',
@@ -286,7 +287,13 @@ async function bench(): Promise<void> {
     const nodeArgs = settings.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', settings.cpuProf] : [];
     const ports = { bulk: await freePort(), short: await freePort(), status: await freePort() };
     const peer = await startDivertProxy(ctx, main, ports, backends, nodeArgs);
-    targets.push({ id: 'divert', label: 'divert proxy (1 process)', child: peer.child, bulk: peer.bulk, short: peer.short });
+    targets.push({
+      id: 'divert',
+      label: `divert proxy (${PROXY_WORKERS} worker${PROXY_WORKERS === 1 ? '' : 's'})`,
+      child: peer.child,
+      bulk: peer.bulk,
+      short: peer.short,
+    });
   }
   if (settings.before && want('before')) {
     const ports = { bulk: await freePort(), short: await freePort(), status: await freePort() };
