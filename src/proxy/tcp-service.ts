@@ -188,20 +188,14 @@ export class TcpService {
     relay.upstream = upstream;
     relay.address = dialled.address;
     const current = () => relay.upstream === upstream;
-    const deliver = (chunk: Buffer): boolean => {
+    upstream.on('data', (chunk: Buffer) => {
       this.table.bytes(record, 0, chunk.length);
       relay.lastFromTarget = true;
-      const ok = client.write(chunk);
-      // a write not finished at once holds the buffer: the next read gets a fresh one
-      if (dialled.reader && client.writableLength > 0) dialled.reader.retained = true;
-      if (!ok) {
+      if (!client.write(chunk)) {
         upstream.pause();
         client.once('drain', () => upstream.resume());
       }
-      return ok;
-    };
-    if (dialled.reader) dialled.reader.sink = deliver;
-    else upstream.on('data', deliver);
+    });
     upstream.on('end', () => {
       if (current()) client.end();
     });
