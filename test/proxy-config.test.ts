@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadProxyConfig, parseProxyConfig } from '../src/proxy/config.js';
 import { answerFor, divertedAddress, knownEntry } from '../src/proxy/answer.js';
-import { networkOf } from '../src/proxy/connections.js';
+import { clientNetwork } from '../src/proxy/connections.js';
 import { isDivertError } from '../src/errors.js';
 import { ROOT } from './helpers/process.js';
 
@@ -128,9 +128,9 @@ describe('choosing a target', () => {
   });
 
   test('client networks for the per-network limit: /24 and /56', () => {
-    assert.equal(networkOf('192.0.2.77'), networkOf('192.0.2.1'));
-    assert.notEqual(networkOf('192.0.2.77'), networkOf('192.0.3.1'));
-    assert.equal(networkOf('2001:db8:1:ff::1'), networkOf('2001:db8:1:0::2'));
-    assert.notEqual(networkOf('2001:db8:1:100::1'), networkOf('2001:db8:1:0::2'));
+    assert.equal(clientNetwork('192.0.2.77'), clientNetwork('192.0.2.1'));
+    assert.notEqual(clientNetwork('192.0.2.77'), clientNetwork('192.0.3.1'));
+    assert.equal(clientNetwork('2001:db8:1:ff::1'), clientNetwork('2001:db8:1:0::2'));
+    assert.notEqual(clientNetwork('2001:db8:1:100::1'), clientNetwork('2001:db8:1:0::2'));
   });
 });

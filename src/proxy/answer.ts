@@ -3,6 +3,7 @@
 // read back out of their wire form; and an address target moved by the diversions in force.
 
 import { isIPv4, isIPv6 } from 'node:net';
+import { canonicalIPv6 } from '../entry/addresses.js';
 import type { EntryData } from '../entry/entry.js';
 import { compileEntry } from '../rules/compile.js';
 import type { CompiledAnswers, Selection } from '../wire/answers.js';
@@ -32,14 +33,10 @@ function addressesOf(records: Buffer, count: number, type: number): string[] {
     else {
       const groups: string[] = [];
       for (let g = 0; g < 8; g++) groups.push(records.readUInt16BE(at + g * 2).toString(16));
-      out.push(canonical6(groups.join(':')));
+      out.push(canonicalIPv6(groups.join(':')));
     }
   }
   return out;
-}
-
-function canonical6(address: string): string {
-  return new URL(`http://[${address}]/`).hostname.slice(1, -1);
 }
 
 /**

@@ -2,7 +2,9 @@
 // addresses of each side, its bytes and its times; per target the figures a monitor needs
 // (connects, failures, connect time, bytes); and the limits on how many may be open.
 
-import { isIPv4 } from 'node:net';
+import ipaddr from 'ipaddr.js';
+import { networkOf } from '../net/cidr.js';
+import { formatHostPort } from '../net/host-port.js';
 
 export interface Connection {
   id: number;
@@ -39,22 +41,14 @@ export interface TargetStats {
 }
 
 /** The network a client counts against for maxConnectionsPerNetwork: its /24, or /56 for IPv6. */
-export function networkOf(address: string): string {
-  if (isIPv4(address)) return address.slice(0, address.lastIndexOf('.'));
-  const groups = new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  const full = groups.includes('::') ? expand(groups) : groups.split(':');
-  return `${full.slice(0, 3).join(':')}:${full[3].padStart(4, '0').slice(0, 2)}`;
+export function clientNetwork(address: string): string {
+  const parsed = ipaddr.process(address);
+  return networkOf(parsed, parsed.kind() === 'ipv4' ? 24 : 56).toString();
 }
 
-function expand(address: string): string[] {
-  const [head, tail] = address.split('::');
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  return [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-}
-
-export function formatAddress(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+/** address:port as the table shows it (IPv6 in brackets). */
+export function formatAddress(host: string, port: number): string {
+  return formatHostPort({ host, port });
 }
 
 export class ConnectionTable {
@@ -80,7 +74,7 @@ export class ConnectionTable {
 
   /** A new connection from `clientAddress`, or null when a limit refuses it. */
   add(service: string, protocol: 'tcp' | 'udp', clientAddress: string, clientPort: number, listen: string): Connection | null {
-    const network = networkOf(clientAddress);
+    const network = clientNetwork(clientAddress);
     if (this.open.size >= this.maxConnections) {
       this.refused.total++;
       return null;

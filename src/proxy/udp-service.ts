@@ -55,7 +55,8 @@ export class UdpService {
       socket.on('error', (err) => this.log.warn({ service: this.service.name, error: String(err) }, 'UDP listener error'));
       const own = socket.address();
       const listened: HostPort = { host: own.address, port: own.port };
-      socket.on('message', (msg, rinfo) => this.fromClient(socket, listened, msg, rinfo));
+      const listenText = formatHostPort(listened);
+      socket.on('message', (msg, rinfo) => this.fromClient(socket, listenText, msg, rinfo));
       this.listeners.push(socket);
       bound.push(listened);
     }
@@ -77,12 +78,13 @@ export class UdpService {
     }
   }
 
-  private fromClient(listener: Socket, at: HostPort, msg: Buffer, rinfo: RemoteInfo): void {
+  /** `listen`: the listener's address:port, made once per listener, not per datagram. */
+  private fromClient(listener: Socket, listen: string, msg: Buffer, rinfo: RemoteInfo): void {
     if (rinfo.port === 0) return;
-    const key = `${rinfo.address}|${rinfo.port}|${formatHostPort(at)}`;
+    const key = `${rinfo.address}|${rinfo.port}|${listen}`;
     let flow = this.flows.get(key);
     if (!flow) {
-      const record = this.table.add(this.service.name, 'udp', rinfo.address, rinfo.port, formatHostPort(at));
+      const record = this.table.add(this.service.name, 'udp', rinfo.address, rinfo.port, listen);
       if (!record) return;
       const upstream = createSocket(rinfo.family === 'IPv6' ? 'udp6' : 'udp4');
       const created: Flow = { key, record, listener, clientAddress: rinfo.address, clientPort: rinfo.port, upstream, address: null };
