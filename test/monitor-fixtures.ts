@@ -91,6 +91,15 @@ export interface LogLine {
   [key: string]: unknown;
 }
 
+/** The JSON log lines a divert process has written to stdout so far. */
+export function logLinesOf(proc: DivertProcess): LogLine[] {
+  return proc
+    .stdout()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine);
+}
+
 export interface MonitorProcess {
   proc: DivertProcess;
   statusAt: string;
@@ -115,12 +124,7 @@ export async function startMonitor(configPath: string, server: TestServer, args:
     'debug',
     ...args,
   ]);
-  const logs = (): LogLine[] =>
-    proc
-      .stdout()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as LogLine);
+  const logs = () => logLinesOf(proc);
   const statusAt = await waitFor(
     async () => logs().find((l) => typeof l.status === 'string')?.status as string | undefined,
     10_000,

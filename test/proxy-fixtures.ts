@@ -5,7 +5,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { runDivert, type DivertProcess } from './helpers/process.js';
-import { stopServer, waitFor, writeConfig, TEST_TOKEN, type LogLine } from './monitor-fixtures.js';
+import { logLinesOf, stopServer, waitFor, writeConfig, TEST_TOKEN, type LogLine } from './monitor-fixtures.js';
 import type { TestServer } from './helpers/divert.js';
 import type { Connection } from '../src/proxy/connections.js';
 
@@ -136,12 +136,7 @@ export async function startProxy(
     'debug',
     ...args,
   ]);
-  const logs = (): LogLine[] =>
-    proc
-      .stdout()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as LogLine);
+  const logs = () => logLinesOf(proc);
   const start = await waitFor(
     async () => logs().find((l) => typeof l.status === 'string' && l.listening !== undefined),
     10_000,

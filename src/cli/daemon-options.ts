@@ -57,3 +57,16 @@ export async function getStatusText(url: string): Promise<string> {
   if (reply.status !== 200) throw new Error(`HTTP ${reply.status}`);
   return reply.text();
 }
+
+/** SIGTERM or SIGINT: logs it once, stops everything `stop` names, and exits 0. */
+export function stopOnSignals(log: { info(fields: object, message: string): void }, stop: () => Promise<unknown>): void {
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    void stop().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+}

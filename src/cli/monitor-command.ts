@@ -6,7 +6,7 @@ import { formatHostPort } from '../net/host-port.js';
 import { DivertError } from '../errors.js';
 import type { StatusReport } from '../monitor/monitor.js';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
-import { connectionArgs, getStatusText, given, logLevel, LOG_LEVELS, statusAddress, type Args } from './daemon-options.js';
+import { connectionArgs, getStatusText, given, logLevel, LOG_LEVELS, statusAddress, stopOnSignals, type Args } from './daemon-options.js';
 import { note, printJson, textTable } from './render.js';
 
 export const DEFAULT_STATUS = '127.0.0.1:5381';
@@ -95,15 +95,7 @@ export async function runMonitor(argv: Args, env: NodeJS.ProcessEnv = process.en
     `monitoring ${config.services.length} service(s), ${mirrors} mirror(s); writing to ${connection.url.href} as "${connection.client}"; status on http://${statusAt}/status`,
   );
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    void Promise.all([monitor.stop(), server.close()]).then(() => process.exit(0));
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(log, () => Promise.all([monitor.stop(), server.close()]));
 }
 
 const time = (iso: string | null) => (iso === null ? '-' : iso.replace(/\.\d+Z$/, 'Z'));

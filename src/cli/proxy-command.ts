@@ -13,7 +13,7 @@ import { parseDuration } from '../config/schema-parts.js';
 import type { HostPort } from '../net/host-port.js';
 import { availableParallelism } from 'node:os';
 import { connectionOptions, resolveConnection, usage } from './connection.js';
-import { connectionArgs, getStatusText, given, logLevel, LOG_LEVELS, statusAddress, type Args } from './daemon-options.js';
+import { connectionArgs, getStatusText, given, logLevel, LOG_LEVELS, statusAddress, stopOnSignals, type Args } from './daemon-options.js';
 import { printJson, textTable } from './render.js';
 
 export const DEFAULT_PROXY_STATUS = '127.0.0.1:5382';
@@ -212,15 +212,7 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     { status: formatHostPort(server.address), admin: connection.url.href, listening, workers },
     `relaying ${config.services.length} service(s) with ${workers} worker(s); status on http://${formatHostPort(server.address)}/status`,
   );
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    void Promise.all([running.stop(), server.close()]).then(() => process.exit(0));
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  stopOnSignals(log, () => Promise.all([running.stop(), server.close()]));
 }
 
 const time = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
