@@ -35,6 +35,12 @@ export class TableView {
   private stopped = false;
   private state: AdminState = { up: false, since: new Date().toISOString(), error: 'not reached yet' };
   private readonly listeners: ((change: ViewChange) => void)[] = [];
+  /**
+   * How many times the stream has changed each target name ('' for the diversions): a read
+   * begun before a change may return what the change replaced, so it is applied only where
+   * no change came in meanwhile.
+   */
+  private readonly changes = new Map<string, number>();
 
   constructor(
     private readonly client: AdminClient,
@@ -81,10 +87,14 @@ export class TableView {
   private async sync(): Promise<boolean> {
     try {
       const names = [...this.entries.keys()];
+      const before = new Map(this.changes);
       const entries = await Promise.all(names.map((name) => this.resolve(name)));
       const diversions = await this.readDiversions();
-      names.forEach((name, i) => this.entries.set(name, entries[i]));
-      this.diversionMap = diversions;
+      const unchanged = (key: string) => this.changes.get(key) === before.get(key);
+      names.forEach((name, i) => {
+        if (unchanged(name)) this.entries.set(name, entries[i]);
+      });
+      if (unchanged('')) this.diversionMap = diversions;
       this.reached();
       this.emit({ kind: 'all' });
       return true;
@@ -144,8 +154,10 @@ export class TableView {
       return;
     }
     if (type === 'diversion') {
+      const mine = this.changed('');
       void this.readDiversions().then(
         (map) => {
+          if (this.changes.get('') !== mine) return; // a later event's read applies instead
           this.diversionMap = map;
           this.emit({ kind: 'diversions' });
         },
@@ -157,6 +169,7 @@ export class TableView {
     const change = data as { name?: unknown; entry?: Entry | null };
     if (typeof change.name !== 'string') return;
     for (const target of this.watched.get(change.name) ?? []) {
+      const mine = this.changed(target);
       if (change.name === target) {
         this.entries.set(target, change.entry ? knownEntry(change.entry) : null);
         this.emit({ kind: 'name', name: target });
@@ -165,12 +178,20 @@ export class TableView {
       // a wildcard above it changed, or the name itself went: which entry answers is read again
       void this.resolve(target).then(
         (entry) => {
+          if (this.changes.get(target) !== mine) return; // a later event's value stands
           this.entries.set(target, entry);
           this.emit({ kind: 'name', name: target });
         },
         (err: unknown) => this.lost(err),
       );
     }
+  }
+
+  /** Counts a change from the stream to `key` and returns its number. */
+  private changed(key: string): number {
+    const n = (this.changes.get(key) ?? 0) + 1;
+    this.changes.set(key, n);
+    return n;
   }
 
   private reached(): void {
