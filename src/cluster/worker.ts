@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import { componentLogger, createLogger, setLogLevel } from '../log.js';
 import { DivertError } from '../errors.js';
 import type { Result } from '../pipeline/outcome.js';
+import { whenOrphaned } from '../orphan.js';
 import { startServing, type Serving } from '../serving/serving.js';
 import { openWorkerView } from '../table/backend.js';
 import { ReplicaTable } from '../table/replica-table.js';
@@ -57,7 +58,11 @@ function reconfigure(message: Extract<ToWorker, { t: 'reconfigure' }>): void {
   send({ t: 'reconfigured', id: message.id });
 }
 
-async function close(code: number): Promise<never> {
+/** How long a worker whose primary is gone may take over its queries in flight before it exits anyway. */
+const ORPHAN_CLOSE_MS = 2000;
+
+async function close(code: number, limitMs?: number): Promise<never> {
+  if (limitMs !== undefined) setTimeout(() => process.exit(code), limitMs).unref();
   if (!closing) {
     closing = true;
     await serving?.close().catch(() => {});
@@ -119,6 +124,6 @@ process.on('SIGINT', () => {});
 // a hangup of the terminal reaches the workers too: only the primary reloads (and tells them)
 process.on('SIGHUP', () => {});
 process.on('SIGTERM', () => void close(0));
-process.on('disconnect', () => void close(0));
+whenOrphaned(() => void close(0, ORPHAN_CLOSE_MS));
 // messages sent before this module had its listener would be lost: say when to begin
 send({ t: 'ready' });

@@ -10,6 +10,10 @@ import type { HostPort } from '../net/host-port.js';
 import type { ProxyConfig } from './config.js';
 import { mergeFigures, type ProxyFigures } from './figures.js';
 import type { Proxy } from './proxy.js';
+import { whenOrphaned } from '../orphan.js';
+
+/** How long a worker whose primary is gone may take to close before it exits anyway. */
+const ORPHAN_CLOSE_MS = 2000;
 
 export type ToWorker = { t: 'figures'; id: number };
 export type FromWorker =
@@ -168,9 +172,17 @@ export class ProxyPrimary {
 
 /** In a worker: tells the primary it listens (or why not), answers its requests for figures, and stops with it. */
 export async function serveAsWorker(proxy: Proxy): Promise<void> {
+  const stop = () => void proxy.stop().then(() => process.exit(0));
   const send = (m: FromWorker) => {
     if (process.connected) process.send?.(m, undefined, undefined, () => {});
   };
+  // a primary gone while this worker starts (it reads the table first) ends it too
+  let started = false;
+  whenOrphaned(() => {
+    if (!started) process.exit(0);
+    setTimeout(() => process.exit(0), ORPHAN_CLOSE_MS).unref();
+    stop();
+  });
   try {
     await proxy.start();
   } catch (err) {
@@ -181,8 +193,7 @@ export async function serveAsWorker(proxy: Proxy): Promise<void> {
   process.on('message', (m: ToWorker) => {
     if (m.t === 'figures') send({ t: 'figures', id: m.id, figures: proxy.figures() });
   });
-  const stop = () => void proxy.stop().then(() => process.exit(0));
+  started = true;
   process.once('SIGTERM', stop);
-  process.once('disconnect', stop);
   send({ t: 'ready', listening: proxy.listening() });
 }
