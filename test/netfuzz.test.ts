@@ -43,7 +43,8 @@ test(
       assert.ok(report.admin && report.admin.conversations >= 10, `${report.admin?.conversations} admin conversations`);
       assert.deepEqual(report.admin.bad, [], "no admin response over 499 or out of divert's error format");
       assert.deepEqual(report.admin.controlFailed, [], 'the token holder is served throughout');
-      assert.ok(report.udpSent > SECONDS * 500, `${report.udpSent} datagrams sent`);
+      // the fuzzer itself sends at 1000/s; on a machine busy with other work it gets less done
+      assert.ok(report.udpSent > SECONDS * 100, `${report.udpSent} datagrams sent`);
       assert.ok(report.udpReplies > 0 && report.tcpReplies > 0, 'replies over UDP and TCP');
       assert.ok(report.tcpConnections >= 8, `${report.tcpConnections} TCP connections`);
       assert.deepEqual(report.controlFailed, [], 'every control query is answered right');
