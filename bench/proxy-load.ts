@@ -78,7 +78,20 @@ export interface Bulk {
  * connections go through the proxy): "busy" is tried again, up to 10 times, 500 ms apart.
  */
 export async function iperf(processes: Processes, port: number, seconds: number, streams: number, proxyPid?: number): Promise<Bulk> {
-  const args = ['-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-P', String(streams), '-J', '--connect-timeout', '3000'];
+  const args = [
+    '-c',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-t',
+    String(seconds),
+    '-P',
+    String(streams),
+    '-J',
+    '--connect-timeout',
+    '3000',
+    ...(process.env.BENCH_PROXY_REVERSE === '1' ? ['-R'] : []),
+  ];
   for (let attempt = 1; ; attempt++) {
     const proxyBefore = proxyPid === undefined ? 0 : cpuSeconds(proxyPid);
     const run = await runTool(processes, 'iperf3', args, (seconds + 20) * 1000);

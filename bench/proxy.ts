@@ -27,6 +27,7 @@
 //   BENCH_PROXY_CPU_PROF     a folder: divert proxy runs under node --cpu-prof, its profile written there
 //   BENCH_PROXY_LOCK         0: do not take /tmp/bench.lock
 //   BENCH_PROXY_WORKERS      divert proxy's --workers, default 2 (its CPU counted over the primary and its workers)
+//   BENCH_PROXY_REVERSE      1: iperf3 -R, the backend sends (the direction a mirror serves in); default: the client sends
 
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +132,62 @@ describe('divert proxy: a name target', () => {
       assert.equal(stats.targets[`127.0.0.9:${s.mirrors[0].port}`].connectFailures, 1);
     } finally {
       await teardown(s);
+    }
+  });
+});
+
+describe('divert proxy: bytes arrive whole and in order', () => {
+  test('48 MB from the target to a client that stalls (reads go into reused buffers) and 48 MB the other way', async () => {
+    // more than the kernel's socket buffers hold: while the client stalls, the proxy's writes to it queue
+    const size = 48 << 20;
+    const pattern = Buffer.alloc(size);
+    for (let i = 0; i < size; i++) pattern[i] = (i * 7 + (i >> 9)) & 255;
+    const digest = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const uploads: Buffer[] = [];
+    let uploaded = '';
+    const target = createServer((socket) => {
+      socket.on('data', (chunk: Buffer) => uploads.push(chunk));
+      socket.on('end', () => (uploaded = digest(Buffer.concat(uploads))));
+      // written in pieces, so that many reads happen while the client is paused
+      for (let at = 0; at < size; at += 256 << 10) socket.write(pattern.subarray(at, at + (256 << 10)));
+    });
+    target.listen(0, A);
+    await once(target, 'listening');
+    let proxy: ProxyProcess | undefined;
+    try {
+      const port = (target.address() as { port: number }).port;
+      proxy = await startProxy(
+        { services: [{ name: 'bulk', listen: '127.0.0.1:0', target: { address: A, port } }] },
+        { adminUrl: 'http://127.0.0.1:9' },
+      );
+      const client = connect({ port: proxy.port('bulk'), host: '127.0.0.1' });
+      await once(client, 'connect');
+      const got: Buffer[] = [];
+      let length = 0;
+      let pauses = 0;
+      const done = new Promise<void>((resolve) => {
+        client.on('data', (chunk: Buffer) => {
+          got.push(chunk);
+          length += chunk.length;
+          // a slow reader: the proxy's writes to it queue up while the target keeps sending
+          if (pauses < 3 && length > pauses * (8 << 20)) {
+            pauses++;
+            client.pause();
+            setTimeout(() => client.resume(), 300);
+          }
+          if (length >= size) resolve();
+        });
+      });
+      client.end(pattern);
+      await done;
+      assert.equal(length, size);
+      assert.equal(digest(Buffer.concat(got)), digest(pattern), 'the download arrived unchanged');
+      await waitFor(() => uploaded !== '', 5000, 'the upload complete at the target');
+      assert.equal(uploaded, digest(pattern), 'the upload arrived unchanged');
+      client.destroy();
+    } finally {
+      await proxy?.stop();
+      await new Promise<void>((resolve) => target.close(() => resolve()));
     }
   });
 });

@@ -188,14 +188,20 @@ export class TcpService {
     relay.upstream = upstream;
     relay.address = dialled.address;
     const current = () => relay.upstream === upstream;
-    upstream.on('data', (chunk: Buffer) => {
+    const deliver = (chunk: Buffer): boolean => {
       this.table.bytes(record, 0, chunk.length);
       relay.lastFromTarget = true;
-      if (!client.write(chunk)) {
+      const ok = client.write(chunk);
+      // a write not finished at once holds the buffer: the next read gets a fresh one
+      if (dialled.reader && client.writableLength > 0) dialled.reader.retained = true;
+      if (!ok) {
         upstream.pause();
         client.once('drain', () => upstream.resume());
       }
-    });
+      return ok;
+    };
+    if (dialled.reader) dialled.reader.sink = deliver;
+    else upstream.on('data', deliver);
     upstream.on('end', () => {
       if (current()) client.end();
     });
