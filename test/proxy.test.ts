@@ -165,8 +165,22 @@ describe('divert proxy: bytes arrive whole and in order', () => {
       const got: Buffer[] = [];
       let length = 0;
       let pauses = 0;
-      const done = new Promise<void>((resolve) => {
+      const done = new Promise<void>((resolve, reject) => {
+        // a relay that stops reading (the failure this test is for) shows as a stall, not a hang of the suite
+        let stalled: NodeJS.Timeout | undefined;
+        const watch = () => {
+          clearTimeout(stalled);
+          stalled = setTimeout(() => {
+            void proxy!.connections().then(
+              (table) =>
+                reject(new Error(`the download stalled at ${length} of ${size} bytes for 20 s; proxy table: ${JSON.stringify(table)}`)),
+              () => reject(new Error(`the download stalled at ${length} of ${size} bytes for 20 s`)),
+            );
+          }, 20_000);
+        };
+        watch();
         client.on('data', (chunk: Buffer) => {
+          watch();
           got.push(chunk);
           length += chunk.length;
           // a slow reader: the proxy's writes to it queue up while the target keeps sending
@@ -175,7 +189,10 @@ describe('divert proxy: bytes arrive whole and in order', () => {
             client.pause();
             setTimeout(() => client.resume(), 300);
           }
-          if (length >= size) resolve();
+          if (length >= size) {
+            clearTimeout(stalled);
+            resolve();
+          }
         });
       });
       client.end(pattern);
