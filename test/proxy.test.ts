@@ -382,6 +382,57 @@ describe('divert proxy: PROXY protocol v2 towards the target (proxyProtocol: tru
     }
   });
 
+  test('UDP: every datagram reaches the target behind a header naming the client (DGRAM over IPv4); replies pass back bare', async () => {
+    const target = createSocket('udp4');
+    const seen: Buffer[] = [];
+    target.on('message', (msg, from) => {
+      seen.push(msg);
+      target.send(`reply to ${msg.subarray(28).toString()}`, from.port, from.address);
+    });
+    target.bind(0, A);
+    await once(target, 'listening');
+    const client = createSocket('udp4');
+    client.bind(0, '127.0.0.1');
+    await once(client, 'listening');
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await startProxy(
+        {
+          services: [
+            {
+              name: 'dgram-pp',
+              listen: '127.0.0.1:0',
+              protocol: 'udp',
+              target: { address: A, port: target.address().port },
+              proxyProtocol: true,
+            },
+          ],
+        },
+        { adminUrl: 'http://127.0.0.1:9' },
+      );
+      const port = proxy.port('dgram-pp');
+      assert.equal(await udpSay(client, port, 'one'), 'reply to one', 'the reply reaches the client without the header');
+      assert.equal(await udpSay(client, port, 'two'), 'reply to two');
+      assert.equal(seen.length, 2);
+      for (const [i, text] of ['one', 'two'].entries()) {
+        const bytes = seen[i];
+        assert.deepEqual([...bytes.subarray(0, 12)], [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+        assert.equal(bytes[12], 0x21, 'version 2, PROXY');
+        assert.equal(bytes[13], 0x12, 'DGRAM (UDP) over IPv4');
+        assert.equal(bytes.readUInt16BE(14), 12);
+        assert.equal([...bytes.subarray(16, 20)].join('.'), '127.0.0.1', 'source: the client');
+        assert.equal([...bytes.subarray(20, 24)].join('.'), '127.0.0.1', "destination: the proxy's listen address");
+        assert.equal(bytes.readUInt16BE(24), client.address().port);
+        assert.equal(bytes.readUInt16BE(26), port);
+        assert.equal(bytes.subarray(28).toString(), text, `datagram ${i + 1} whole after its header`);
+      }
+    } finally {
+      await proxy?.stop();
+      client.close();
+      target.close();
+    }
+  });
+
   test('the header for IPv6, and for one side of each family', () => {
     const six = proxyHeader({ address: '2001:db8::1', port: 1000 }, { address: '2001:db8::2', port: 443 });
     assert.equal(six[13], 0x21, 'TCP over IPv6');

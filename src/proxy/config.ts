@@ -46,7 +46,7 @@ const serviceSchema = z.strictObject({
       error: 'expected true, false or { servername, ca }',
     })
     .default(false),
-  /** TCP: a PROXY protocol v2 header goes to the target first, naming the client (off: the target sees the proxy). */
+  /** A PROXY protocol v2 header names the client to the target (off: the target sees the proxy): TCP, once before the client's bytes; UDP, at the head of every datagram. */
   proxyProtocol: z.boolean({ error: 'expected true or false' }).default(false),
   /** TCP: a connection with no bytes either way for this long is closed; UDP: a flow is forgotten. Unset: the config's idleTimeout or udpIdleTimeout. */
   idleTimeout: duration(100, 86_400_000).optional(),
@@ -55,7 +55,6 @@ const serviceSchema = z.strictObject({
 const checkedService = serviceSchema.superRefine((s, ctx) => {
   if (s.protocol !== 'udp') return;
   for (const [key, set] of [
-    ['proxyProtocol', s.proxyProtocol],
     ['tls', s.tls !== undefined],
     ['targetTls', s.targetTls !== false],
   ] as const)

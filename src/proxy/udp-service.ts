@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '../net/host-port.js';
 import { idleTimeoutOf, type ProxyService } from './config.js';
 import { formatAddress, type Connection, type ConnectionTable } from './connections.js';
+import { proxyHeader } from './proxy-protocol.js';
 import type { TableView } from './table-view.js';
 import { stillTargeted, targetsFor } from './targets.js';
 
@@ -20,6 +21,8 @@ interface Flow {
   clientPort: number;
   upstream: Socket;
   address: string | null;
+  /** proxyProtocol: the PROXY v2 header sent ahead of each datagram; null without it. */
+  header: Buffer | null;
 }
 
 export class UdpService {
@@ -87,7 +90,17 @@ export class UdpService {
       const record = this.table.add(this.service.name, 'udp', rinfo.address, rinfo.port, listen);
       if (!record) return;
       const upstream = createSocket(rinfo.family === 'IPv6' ? 'udp6' : 'udp4');
-      const created: Flow = { key, record, listener, clientAddress: rinfo.address, clientPort: rinfo.port, upstream, address: null };
+      const created: Flow = {
+        key,
+        record,
+        listener,
+        clientAddress: rinfo.address,
+        clientPort: rinfo.port,
+        upstream,
+        address: null,
+        // proxyProtocol: the same header leads every datagram of the flow (the listener's own address as the destination)
+        header: this.service.proxyProtocol ? proxyHeader(rinfo, listener.address(), 'udp') : null,
+      };
       upstream.on('error', (err) => this.log.debug({ service: this.service.name, error: String(err) }, 'UDP flow socket error'));
       upstream.on('message', (reply, from) => this.fromTarget(created, reply, from));
       this.flows.set(key, created);
@@ -102,7 +115,7 @@ export class UdpService {
     }
     this.table.bytes(flow.record, msg.length, 0);
     const current = flow;
-    flow.upstream.send(msg, this.service.target.port, flow.address, (err) => {
+    flow.upstream.send(flow.header ? [flow.header, msg] : msg, this.service.target.port, flow.address, (err) => {
       if (err) this.table.connectFailed(formatAddress(current.address ?? '?', this.service.target.port));
       else if (current.record.source === null) {
         const own = current.upstream.address();
