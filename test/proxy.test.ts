@@ -324,6 +324,37 @@ describe('divert proxy: open connections on a change (onChange)', () => {
 });
 
 describe('divert proxy: UDP flows', () => {
+  test('a flow to a port nobody listens on: the ICMP refusal counts as a failed connect of that target (what passive health reads)', async () => {
+    const client = createSocket('udp4');
+    client.bind(0, '127.0.0.1');
+    await once(client, 'listening');
+    let proxy: ProxyProcess | undefined;
+    try {
+      // port 9 (discard): nothing listens on it here, so the kernel answers with ICMP port unreachable
+      proxy = await startProxy(
+        { services: [{ name: 'dead', listen: '127.0.0.1:0', protocol: 'udp', target: { address: A, port: 9 } }] },
+        { adminUrl: 'http://127.0.0.1:9' },
+      );
+      const port = proxy.port('dead');
+      const failures = async () => {
+        const stats = (await (await proxy!.get('/v1/stats/targets')).json()) as { targets: Record<string, { connectFailures: number }> };
+        return stats.targets[`${A}:9`]?.connectFailures ?? 0;
+      };
+      assert.equal(await failures(), 0);
+      for (let i = 0; i < 3; i++) {
+        client.send(`probe ${i}`, port, '127.0.0.1');
+        await sleep(100);
+      }
+      await waitFor(async () => (await failures()) >= 2, 3000, 'refusals counted for 127.0.0.2:9');
+      const flows = (await proxy.connections()).filter((c) => c.service === 'dead');
+      assert.equal(flows.length, 1, 'one flow for the client');
+      assert.equal(flows[0].target, `${A}:9`);
+    } finally {
+      await proxy?.stop();
+      client.close();
+    }
+  });
+
   test('a flow sends its next datagram to the new target, and new flows go there at once', async () => {
     let s: Setup | undefined;
     const socket = createSocket('udp4');

@@ -19,11 +19,18 @@ interface Flow {
   listener: Socket;
   clientAddress: string;
   clientPort: number;
-  upstream: Socket;
+  family: 'udp4' | 'udp6';
+  /** Datagrams that came while `upstream` was connecting; null once it is connected. */
+  waiting: Buffer[] | null;
+  /** Connected to `address`; null until the flow's first datagram picks a target. */
+  upstream: Socket | null;
   address: string | null;
   /** proxyProtocol: the PROXY v2 header sent ahead of each datagram; null without it. */
   header: Buffer | null;
 }
+
+/** Datagrams a flow keeps while its socket connects; more are dropped, as a full socket buffer would. */
+const MAX_WAITING = 64;
 
 export class UdpService {
   private readonly listeners: Socket[] = [];
@@ -89,44 +96,74 @@ export class UdpService {
     if (!flow) {
       const record = this.table.add(this.service.name, 'udp', rinfo.address, rinfo.port, listen);
       if (!record) return;
-      const upstream = createSocket(rinfo.family === 'IPv6' ? 'udp6' : 'udp4');
-      const created: Flow = {
+      flow = {
         key,
         record,
         listener,
         clientAddress: rinfo.address,
         clientPort: rinfo.port,
-        upstream,
+        family: rinfo.family === 'IPv6' ? 'udp6' : 'udp4',
+        upstream: null,
+        waiting: null,
         address: null,
         // proxyProtocol: the same header leads every datagram of the flow (the listener's own address as the destination)
         header: this.service.proxyProtocol ? proxyHeader(rinfo, listener.address(), 'udp') : null,
       };
-      upstream.on('error', (err) => this.log.debug({ service: this.service.name, error: String(err) }, 'UDP flow socket error'));
-      upstream.on('message', (reply, from) => this.fromTarget(created, reply, from));
-      this.flows.set(key, created);
-      flow = created;
+      this.flows.set(key, flow);
     }
-    if (flow.address === null) {
+    if (flow.address === null || flow.upstream === null) {
       const address = targetsFor(this.service, this.view, flow.clientAddress)[0];
       if (address === undefined) return;
-      flow.address = address;
-      // the flow's own source port is known once its socket has sent (bound on the first send)
-      this.table.attach(flow.record, formatAddress(address, this.service.target.port), flow.record.source, null);
+      this.aim(flow, address);
     }
     this.table.bytes(flow.record, msg.length, 0);
-    const current = flow;
-    flow.upstream.send(flow.header ? [flow.header, msg] : msg, this.service.target.port, flow.address, (err) => {
-      if (err) this.table.connectFailed(formatAddress(current.address ?? '?', this.service.target.port));
-      else if (current.record.source === null) {
-        const own = current.upstream.address();
-        current.record.source = formatAddress(own.address, own.port);
-      }
+    if (flow.waiting) {
+      // its socket is connecting (a turn of the event loop): a few datagrams wait for it
+      if (flow.waiting.length < MAX_WAITING) flow.waiting.push(msg);
+      return;
+    }
+    this.send(flow, msg);
+  }
+
+  private send(flow: Flow, msg: Buffer): void {
+    flow.upstream!.send(flow.header ? [flow.header, msg] : msg, (err) => {
+      if (err) this.table.connectFailed(formatAddress(flow.address ?? '?', this.service.target.port));
     });
   }
 
-  private fromTarget(flow: Flow, reply: Buffer, from: RemoteInfo): void {
-    // only the flow's target may answer it: anything else on its port is dropped
-    if (from.address !== flow.address || from.port !== this.service.target.port) return;
+  /**
+   * The flow's datagrams go to `address` from now on, from a socket connected to it: the
+   * kernel lets only that target answer it, and an ICMP "port unreachable" comes back as
+   * an error on it, counted as a failed connect (what passive health reads). A flow that
+   * changes target gets a new socket (a new source port: the new target never saw the old).
+   */
+  private aim(flow: Flow, address: string): void {
+    flow.upstream?.close();
+    const target = formatAddress(address, this.service.target.port);
+    const upstream = createSocket(flow.family);
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (flow.upstream !== upstream) return;
+      if (err.code === 'ECONNREFUSED') this.table.connectFailed(target);
+      else this.log.debug({ service: this.service.name, error: String(err) }, 'UDP flow socket error');
+    });
+    upstream.on('message', (reply) => this.fromTarget(flow, upstream, reply));
+    upstream.connect(this.service.target.port, address, () => {
+      if (flow.upstream !== upstream) return;
+      const own = upstream.address();
+      flow.record.source = formatAddress(own.address, own.port);
+      const waiting = flow.waiting ?? [];
+      flow.waiting = null;
+      for (const msg of waiting) this.send(flow, msg);
+    });
+    flow.waiting = [];
+    flow.upstream = upstream;
+    flow.address = address;
+    this.table.attach(flow.record, target, null, null);
+  }
+
+  private fromTarget(flow: Flow, upstream: Socket, reply: Buffer): void {
+    // the socket is connected: only the flow's target reaches it; a reply from a target the flow has left is dropped
+    if (flow.upstream !== upstream) return;
     this.table.bytes(flow.record, 0, reply.length);
     flow.listener.send(reply, flow.clientPort, flow.clientAddress);
   }
@@ -138,7 +175,7 @@ export class UdpService {
 
   private forget(flow: Flow): void {
     this.flows.delete(flow.key);
-    flow.upstream.close();
+    flow.upstream?.close();
     this.table.remove(flow.record);
   }
 }
