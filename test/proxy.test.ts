@@ -8,7 +8,7 @@ import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
@@ -563,6 +563,86 @@ describe('divert proxy: TLS on either side (tls, targetTls)', () => {
     } finally {
       await proxy?.stop();
       await mirror.stop();
+    }
+  });
+
+  test('SIGHUP: new handshakes get the certificate now in the files, open connections go on; a bad pair is refused with one line and the old one kept', async () => {
+    const [mirror] = await startTcpMirrors([A]);
+    const live = mkdtempSync(join(tmpdir(), 'divert-proxy-tls-'));
+    const liveCert = join(live, 'cert.pem');
+    const liveKey = join(live, 'key.pem');
+    copyFileSync(cert, liveCert);
+    copyFileSync(key, liveKey);
+    const second = mkdtempSync(join(tmpdir(), 'divert-proxy-tls-'));
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(second, 'key.pem'),
+        '-out', join(second, 'cert.pem'), '-days', '2', '-subj', '/CN=rotated.test', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      { stdio: 'ignore' },
+    ); // prettier-ignore
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await startProxy(
+        {
+          services: [
+            { name: 'front', listen: '127.0.0.1:0', target: { address: A, port: mirror.port }, tls: { cert: liveCert, key: liveKey } },
+          ],
+        },
+        { adminUrl: 'http://127.0.0.1:9' },
+        ['--workers', '2'],
+      );
+      const port = proxy.port('front');
+      /** A new TLS connection: the certificate's subject CN, and its text echoed back. */
+      const handshake = async (ca: string) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(ca) });
+        await once(socket, 'secureConnect');
+        return { socket, cn: String(socket.getPeerCertificate().subject.CN) };
+      };
+      const before = await handshake(cert);
+      assert.equal(before.cn, 'mirror.test');
+
+      copyFileSync(join(second, 'cert.pem'), liveCert);
+      copyFileSync(join(second, 'key.pem'), liveKey);
+      proxy.proc.child.kill('SIGHUP');
+      // every worker reloads: a run of new connections all see the new certificate
+      await waitFor(
+        async () => {
+          const seen = await Promise.all(
+            Array.from({ length: 6 }, () =>
+              handshake(join(second, 'cert.pem')).then(
+                (h) => (h.socket.destroy(), h.cn),
+                () => '',
+              ),
+            ),
+          );
+          return seen.every((cn) => cn === 'rotated.test');
+        },
+        5000,
+        'new handshakes with the rotated certificate',
+      );
+      before.socket.write('still here\n');
+      const [reply] = (await once(before.socket, 'data')) as [Buffer];
+      assert.equal(reply.toString(), `${A}:still here\n`, 'the connection opened before the reload goes on');
+      before.socket.destroy();
+
+      // a certificate whose key does not match: refused with one line, the rotated one stays
+      copyFileSync(cert, liveCert);
+      const errors = () => proxy!.logs().filter((l) => l.level === 50 && /certificate in use stays/.test(String(l.msg)));
+      proxy.proc.child.kill('SIGHUP');
+      await waitFor(() => errors().length === 2, 5000, 'one refusal line from each worker');
+      assert.match(
+        String(errors()[0].msg),
+        /^service "front": tls: the certificate and key do not load as a pair .*: not reloaded, the certificate in use stays$/,
+      );
+      const after = await handshake(join(second, 'cert.pem'));
+      assert.equal(after.cn, 'rotated.test');
+      after.socket.destroy();
+      assert.equal(proxy.proc.child.exitCode, null, 'the proxy runs on');
+    } finally {
+      await proxy?.stop();
+      await mirror.stop();
+      rmSync(live, { recursive: true, force: true });
+      rmSync(second, { recursive: true, force: true });
     }
   });
 

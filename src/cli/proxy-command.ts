@@ -169,15 +169,30 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     return w.serveAsWorker(new Proxy(w.withChosenPorts(config), client, connection, log, options));
   }
 
-  let running: { figures(): Promise<ProxyFigures>; listening(): Record<string, HostPort[]>; stop(): Promise<void> };
+  let running: {
+    figures(): Promise<ProxyFigures>;
+    listening(): Record<string, HostPort[]>;
+    reloadTls(): void;
+    stop(): Promise<void>;
+  };
   try {
     if (workers === 1) {
       const proxy = new Proxy(config, client, connection, log);
       await proxy.start();
-      running = { figures: () => Promise.resolve(proxy.figures()), listening: () => proxy.listening(), stop: () => proxy.stop() };
+      running = {
+        figures: () => Promise.resolve(proxy.figures()),
+        listening: () => proxy.listening(),
+        reloadTls: () => proxy.reloadTls(),
+        stop: () => proxy.stop(),
+      };
     } else {
       const primary = await w.ProxyPrimary.start(config, workers, log);
-      running = { figures: () => primary.figures(), listening: () => primary.listening, stop: () => primary.stop() };
+      running = {
+        figures: () => primary.figures(),
+        listening: () => primary.listening,
+        reloadTls: () => primary.reloadTls(),
+        stop: () => primary.stop(),
+      };
     }
   } catch (err) {
     if (err instanceof DivertError) throw err;
@@ -213,6 +228,11 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     `relaying ${config.services.length} service(s) with ${workers} worker(s); status on http://${formatHostPort(server.address)}/status`,
   );
   stopOnSignals(log, () => Promise.all([running.stop(), server.close()]));
+  // SIGHUP: TLS services read their certificate and key again (rotation without a restart)
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading the TLS certificates');
+    running.reloadTls();
+  });
 }
 
 const time = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');

@@ -89,6 +89,11 @@ export class Proxy {
     return reached;
   }
 
+  /** SIGHUP: every TLS service reads its certificate and key again (see TcpService.reloadTls). */
+  reloadTls(): void {
+    for (const s of this.services) if (s.relay instanceof TcpService) s.relay.reloadTls();
+  }
+
   async stop(): Promise<void> {
     this.view.stop();
     await Promise.all(this.services.map((s) => s.relay.close()));

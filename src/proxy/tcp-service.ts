@@ -10,7 +10,7 @@
 // connection (HTTP/1.1 without pipelining, many line protocols); README says when.
 
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type ConnectionOptions } from 'node:tls';
+import { createServer as createTlsServer, type ConnectionOptions, type Server as TlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '../net/host-port.js';
 import { connectTimeoutOf, idleTimeoutOf, type ProxyService } from './config.js';
@@ -47,7 +47,7 @@ export class TcpService {
   private readonly servers: Server[] = [];
   private readonly relays = new Set<Relay>();
   /** tls: the certificate clients get; null: plain TCP. */
-  private readonly secure: { cert: Buffer; key: Buffer } | null;
+  private secure: { cert: Buffer; key: Buffer } | null;
   /** targetTls: how the target is spoken to; null: plain TCP. */
   private readonly targetTls: ConnectionOptions | null;
 
@@ -77,6 +77,23 @@ export class TcpService {
       this.log.debug({ service: this.service.name, error: err.message }, 'TLS handshake with a client failed'),
     );
     return server;
+  }
+
+  /**
+   * SIGHUP: the tls certificate and key are read again and given to new handshakes (open
+   * connections keep theirs). A pair that does not load or match is refused with one line
+   * and the one in use stays. Nothing to do without tls.
+   */
+  reloadTls(): void {
+    if (!this.secure) return;
+    try {
+      const fresh = listenContext(this.service)!;
+      for (const server of this.servers) (server as TlsServer).setSecureContext({ ...fresh, minVersion: MIN_TLS_VERSION });
+      this.secure = fresh;
+      this.log.info({ service: this.service.name, cert: this.service.tls?.cert }, `service "${this.service.name}": certificate reloaded`);
+    } catch (err) {
+      this.log.error({ service: this.service.name }, `${(err as Error).message}: not reloaded, the certificate in use stays`);
+    }
   }
 
   /** Listens on every address of the service; rejects with the OS's error (err.code) naming the address. */

@@ -15,7 +15,7 @@ import { whenOrphaned } from '../orphan.js';
 /** How long a worker whose primary is gone may take to close before it exits anyway. */
 const ORPHAN_CLOSE_MS = 2000;
 
-export type ToWorker = { t: 'figures'; id: number };
+export type ToWorker = { t: 'figures'; id: number } | { t: 'reload' };
 export type FromWorker =
   | { t: 'ready'; listening: Record<string, HostPort[]> }
   | { t: 'failed'; message: string; code?: string }
@@ -105,6 +105,11 @@ export class ProxyPrimary {
     return mergeFigures(got, admin);
   }
 
+  /** SIGHUP: every worker reads its TLS certificates again. */
+  reloadTls(): void {
+    for (const w of this.workers.values()) if (w.isConnected()) w.send({ t: 'reload' } satisfies ToWorker, undefined, undefined, () => {});
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     await Promise.all(
@@ -176,6 +181,8 @@ export async function serveAsWorker(proxy: Proxy): Promise<void> {
   const send = (m: FromWorker) => {
     if (process.connected) process.send?.(m, undefined, undefined, () => {});
   };
+  // a hangup sent to the whole process group: the primary tells the workers to reload, they do not end
+  process.on('SIGHUP', () => {});
   // a primary gone while this worker starts (it reads the table first) ends it too
   let started = false;
   whenOrphaned(() => {
@@ -192,7 +199,9 @@ export async function serveAsWorker(proxy: Proxy): Promise<void> {
   }
   process.on('message', (m: ToWorker) => {
     if (m.t === 'figures') send({ t: 'figures', id: m.id, figures: proxy.figures() });
+    else if (m.t === 'reload') proxy.reloadTls();
   });
+
   started = true;
   process.once('SIGTERM', stop);
   send({ t: 'ready', listening: proxy.listening() });
