@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { execFileSync } from 'node:child_process';
+import { selfSignedCertificate } from './helpers/certificate.js';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -324,32 +324,8 @@ describe('divert proxy: PROXY protocol v2 towards the target (proxyProtocol: tru
 
 describe('divert proxy: TLS on either side (tls, targetTls)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'divert-proxy-tls-'));
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
   // one self-signed certificate for the mirror (mirror.test, 127.0.0.2) and the proxy (127.0.0.1), trusted as its own CA
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=mirror.test',
-      '-addext',
-      'subjectAltName=DNS:mirror.test,IP:127.0.0.2,IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  const { cert, key } = selfSignedCertificate(dir, 'mirror.test', 'DNS:mirror.test,IP:127.0.0.2,IP:127.0.0.1');
 
   async function tlsMirror(): Promise<{ port: number; close(): Promise<void> }> {
     const server = createTlsServer({ cert: readFileSync(cert), key: readFileSync(key) }, (socket) => {
