@@ -8,11 +8,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
 import { decode, query, startDivert, tcpAsk, tcpSession, udpAsk, withoutId, type LogSink, type TestServer } from './helpers/divert.js';
 import { missingDotTools, startDotServer, type DotServer } from './helpers/dot-server.js';
 import { sumOf } from './helpers/metrics.js';
+import { loadServeConfig } from '../src/config/load.js';
 import { freePort } from './helpers/redis.js';
 
 const missing = await missingDotTools();
@@ -196,6 +200,30 @@ describe('DNS over TLS to the upstream', { skip }, () => {
       assert.ok(health.upstreams[0].failed >= 2);
     });
   }
+
+  test('a reload reads --upstream-ca again: a CA file rewritten in place applies to new connections', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'divert-dot-reload-'));
+    try {
+      const caFile = join(dir, 'upstream-ca.pem');
+      copyFileSync(dot.otherCaFile, caFile);
+      const flags = { workers: 1, ...TIMEOUTS, upstream: [`tls://127.0.0.1:${dot.dotPort}#dot.test`], 'upstream-ca': caFile };
+      const divert = await startDivert(flags, { reloadConfig: () => loadServeConfig(flags, {}) });
+      servers.push(divert);
+      assert.equal(decode(await udpAsk(divert.port, query('www.dot.test'))).rcode, 'SERVFAIL');
+      copyFileSync(dot.caFile, caFile);
+      const result = await divert.reload();
+      assert.ok(result.ok, JSON.stringify(result));
+      await untilAnswered(() => udpAsk(divert.port, query('www.dot.test'), 2000), 5_000);
+      // a CA file that no longer parses is refused whole; the server keeps the CAs it has
+      writeFileSync(caFile, 'garbage\n');
+      const refused = await divert.reload();
+      assert.equal(refused.ok, false);
+      assert.match(refused.ok ? '' : refused.error, /--upstream-ca ".*": holds no PEM certificate/);
+      assert.equal(decode(await tcpAsk(divert.port, query('www.dot.test'))).rcode, 'NOERROR');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test("the upstream's restart is survived: SERVFAIL while it is down, answers again once it is back", async () => {
     const divert = await start({ upstream: [`tls://127.0.0.1:${dot.dotPort}`], 'upstream-ca': dot.caFile });

@@ -155,7 +155,8 @@ export class QueryPaths {
     pool.onNews = this.shared.onPoolNews;
     for (const u of pool.upstreams) {
       const kept = previous?.upstreams.find((p) => p.label === u.label);
-      if (kept) Object.assign(u, kept);
+      // the health and figures carry over; the certificate check is the new one (a reloaded --upstream-ca)
+      if (kept) Object.assign(u, kept, u.tls ? { tls: u.tls } : {});
     }
     return pool;
   }
