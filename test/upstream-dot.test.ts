@@ -201,6 +201,17 @@ describe('DNS over TLS to the upstream', { skip }, () => {
     });
   }
 
+  test('with 2 workers, each forwards over DoT with the CAs of --upstream-ca', async () => {
+    const divert = await start({ workers: 2, upstream: [`tls://127.0.0.1:${dot.dotPort}#dot.test`], 'upstream-ca': dot.caFile });
+    const direct = await tcpAsk(dot.nsdPort, query('www.dot.test'));
+    // each worker's own query path, without a socket, then many queries over the shared listeners
+    const probed = await divert.debug.probe(query('www.dot.test'));
+    assert.equal(probed.length, 2);
+    for (const result of probed) assert.deepEqual(withoutId(result!.reply!), withoutId(direct));
+    const replies = await Promise.all(Array.from({ length: 20 }, () => udpAsk(divert.port, query('www.dot.test'))));
+    for (const reply of replies) assert.deepEqual(withoutId(reply!), withoutId(direct));
+  });
+
   test('a reload reads --upstream-ca again: a CA file rewritten in place applies to new connections', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'divert-dot-reload-'));
     try {
