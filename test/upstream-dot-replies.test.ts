@@ -1,13 +1,16 @@
-// RFC 5452 over DoT: queries go up to a tls:// upstream with random IDs of divert's
-// choosing, and a reply is taken only with the ID and question of a query in flight on
-// its connection. The upstream here is a Node TLS server that answers every query with a
-// reply of the wrong ID, then one of the wrong question, then the right one.
+// A DoT upstream that misbehaves. RFC 5452 over DoT: queries go up to a tls:// upstream
+// with random IDs of divert's choosing, and a reply is taken only with the ID and
+// question of a query in flight on its connection (the upstream here is a Node TLS server
+// that answers every query with a reply of the wrong ID, then one of the wrong question,
+// then the right one). And one that accepts connections but never starts TLS costs a
+// few connections, not one per query, and its queries get SERVFAIL in time.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server } from 'node:tls';
 import dnsPacket from 'dns-packet';
 import { lengthPrefix, TcpFramer } from '../src/transport/tcp-framer.js';
@@ -79,5 +82,45 @@ describe('a DoT upstream that sends forged replies first', () => {
     assert.ok(received.filter((id) => clientIds.has(id)).length <= 2, 'the IDs are not the clients’');
     const metrics = await (await divert.api('/metrics')).text();
     assert.ok(sumOf(metrics, 'divert_forward_rejected_replies_total') >= 40, 'the forged replies were counted as rejected');
+  });
+});
+
+describe('a DoT upstream that accepts connections and never answers the TLS handshake', () => {
+  const held = new Set<Socket>();
+  let accepted = 0;
+  const silent = createTcpServer((socket) => {
+    accepted++;
+    held.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => held.delete(socket));
+  });
+  let divert: TestServer;
+
+  before(async () => {
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as { port: number }).port;
+    divert = await startDivert({ workers: 1, upstream: [`tls://127.0.0.1:${port}`], 'upstream-timeout-ms': 200, 'query-timeout-ms': 600 });
+  });
+
+  after(async () => {
+    await divert?.close();
+    for (const s of held) s.destroy();
+    await new Promise<void>((resolve) => silent.close(() => resolve()));
+  });
+
+  test('30 queries at once get SERVFAIL within the query timeout, over at most 4 connections', async () => {
+    const started = Date.now();
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        i % 2 ? tcpAsk(divert.port, query(`q${i}.silent.test`)) : udpAsk(divert.port, query(`q${i}.silent.test`)),
+      ),
+    );
+    for (const reply of replies) assert.equal(decode(reply).rcode, 'SERVFAIL');
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+    assert.ok(accepted >= 1 && accepted <= 4, `${accepted} connections for 30 queries`);
+    // the server is alive, and says its only upstream is not answering
+    const health = await divert.api('/healthz');
+    assert.equal(health.status, 503);
+    assert.match(JSON.stringify(await health.json()), /no upstream is answering/);
   });
 });
