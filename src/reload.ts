@@ -22,7 +22,7 @@
 import type { Logger } from 'pino';
 import { DivertError } from './errors.js';
 import { setLogLevel } from './log.js';
-import { formatUpstream, type UpstreamSpec } from './net/upstream-spec.js';
+import { formatUpstream, sameUpstreams, type UpstreamSpec } from './net/upstream-spec.js';
 import { SERVE_OPTIONS, type ServeConfig, type ServeOptionKey } from './config/options.js';
 import type { ServingHandle } from './serving/handle.js';
 import { maskUrl } from './redact.js';
@@ -152,6 +152,7 @@ export function createReloader(deps: ReloadDeps): Reloader {
 
     const changed: string[] = [];
     if (labels(upstreams) !== labels(nextUpstreams)) changed.push(`upstreams ${labels(upstreams)} → ${labels(nextUpstreams)}`);
+    else if (!sameUpstreams(upstreams, nextUpstreams)) changed.push('new CA certificates of the tls:// upstreams (--upstream-ca)');
     if (!same(current.allow, next.allow))
       changed.push(`allow list ${current.allow.length} → ${next.allow.length} networks (${shown('allow', next.allow)})`);
     if (!same(current.trustEcs, next.trustEcs))

@@ -217,13 +217,23 @@ describe('DNS over TLS to the upstream', { skip }, () => {
     try {
       const caFile = join(dir, 'upstream-ca.pem');
       copyFileSync(dot.otherCaFile, caFile);
-      const flags = { workers: 1, ...TIMEOUTS, upstream: [`tls://127.0.0.1:${dot.dotPort}#dot.test`], 'upstream-ca': caFile };
+      const flags = {
+        workers: 1,
+        'log-level': 'silent',
+        ...TIMEOUTS,
+        upstream: [`tls://127.0.0.1:${dot.dotPort}#dot.test`],
+        'upstream-ca': caFile,
+      };
       const divert = await startDivert(flags, { reloadConfig: () => loadServeConfig(flags, {}) });
       servers.push(divert);
       assert.equal(decode(await udpAsk(divert.port, query('www.dot.test'))).rcode, 'SERVFAIL');
       copyFileSync(dot.caFile, caFile);
       const result = await divert.reload();
       assert.ok(result.ok, JSON.stringify(result));
+      assert.ok(
+        result.ok && result.changed.includes('new CA certificates of the tls:// upstreams (--upstream-ca)'),
+        JSON.stringify(result),
+      );
       await untilAnswered(() => udpAsk(divert.port, query('www.dot.test'), 2000), 5_000);
       // a CA file that no longer parses is refused whole; the server keeps the CAs it has
       writeFileSync(caFile, 'garbage\n');
