@@ -1,12 +1,13 @@
 // Reloading `divert serve` (SIGHUP, or RunningServer.reload()): the configuration is read
 // again as at start (the same flags and DIVERT_* variables, the --config file read anew),
-// with the zone files and, without --upstream, the --resolv-conf file. Everything is
-// checked before anything is applied: a bad new configuration is refused whole, with one
-// error line, and the server keeps serving with what it had. Then:
+// with the zone files, --upstream-ca's certificates and, without --upstream, the
+// --resolv-conf file. Everything is checked before anything is applied: a bad new
+// configuration is refused whole, with one error line, and the server keeps serving with
+// what it had. Then:
 //
 // - new names of the zone files are seeded (as at start, a name the table holds is never
 //   overwritten, and a name no longer in the files is not removed);
-// - the upstreams, --allow, --trust-ecs, the upstream timeouts and the rate limit apply to
+// - the upstreams (with their CAs), --allow, --trust-ecs, the upstream timeouts and the rate limit apply to
 //   the queries from then on (in every worker); a query already forwarded finishes with
 //   the upstreams it was sent to, whose sockets then close;
 // - --query-log-sample applies, and the query log file is opened anew (after logrotate
@@ -21,7 +22,7 @@
 import type { Logger } from 'pino';
 import { DivertError } from './errors.js';
 import { setLogLevel } from './log.js';
-import { formatHostPort, type HostPort } from './net/host-port.js';
+import { formatUpstream, sameUpstreams, type UpstreamSpec } from './net/upstream-spec.js';
 import { SERVE_OPTIONS, type ServeConfig, type ServeOptionKey } from './config/options.js';
 import type { ServingHandle } from './serving/handle.js';
 import { maskUrl } from './redact.js';
@@ -32,6 +33,7 @@ import { WritePolicy } from './table/write-policy.js';
 /** The options a reload applies; every other option needs a restart. */
 export const RELOADABLE: readonly ServeOptionKey[] = [
   'upstream',
+  'upstreamCa',
   'resolvConf',
   'zones',
   'allow',
@@ -53,7 +55,7 @@ export type ReloadResult =
       ok: true;
       /** The configuration now in force (options that need a restart keep their running value). */
       config: ServeConfig;
-      upstreams: HostPort[];
+      upstreams: UpstreamSpec[];
       /** What changed, as the log line says it. */
       changed: string[];
       /** Flags (without dashes) whose change was not applied: they need a restart. */
@@ -68,14 +70,14 @@ export type ReloadResult =
 export interface ReloadDeps {
   /** The configuration in force at start. */
   config: ServeConfig;
-  upstreams: HostPort[];
+  upstreams: UpstreamSpec[];
   table: AddressTable;
   serving: Pick<ServingHandle, 'reconfigure' | 'settle'>;
   log: Logger;
   /** Reads the configuration again (throws DivertError on a bad one). */
   load: () => ServeConfig;
   /** The upstreams of a configuration: --upstream, or the nameservers of --resolv-conf. */
-  resolveUpstreams: (config: ServeConfig) => Promise<HostPort[]>;
+  resolveUpstreams: (config: ServeConfig) => Promise<UpstreamSpec[]>;
 }
 
 export interface Reloader {
@@ -94,14 +96,14 @@ function shown(key: ServeOptionKey, value: unknown): string {
   if (key === 'adminToken') return '(hidden)';
   if (key === 'redis') return maskUrl(typeof value === 'string' ? value : JSON.stringify(value));
   const one = (v: unknown): string => {
-    if (typeof v === 'object' && v !== null && 'host' in v) return formatHostPort(v as HostPort);
+    if (typeof v === 'object' && v !== null && 'host' in v) return formatUpstream(v as UpstreamSpec);
     return typeof v === 'string' ? v : JSON.stringify(v);
   };
   return Array.isArray(value) ? (value.length === 0 ? 'none' : value.map(one).join(',')) : one(value);
 }
 
 const flag = (key: ServeOptionKey) => SERVE_OPTIONS[key].flag;
-const labels = (upstreams: HostPort[]) => upstreams.map(formatHostPort).join(',');
+const labels = (upstreams: UpstreamSpec[]) => upstreams.map(formatUpstream).join(',');
 
 export function createReloader(deps: ReloadDeps): Reloader {
   const { table, serving, log } = deps;
@@ -117,7 +119,7 @@ export function createReloader(deps: ReloadDeps): Reloader {
   const run = async (): Promise<ReloadResult> => {
     // 1. read and check everything; nothing has changed yet
     let next: ServeConfig;
-    let nextUpstreams: HostPort[];
+    let nextUpstreams: UpstreamSpec[];
     let seed: Awaited<ReturnType<typeof readZones>>;
     let restartNeeded: ServeOptionKey[];
     let loaded: ServeConfig;
@@ -150,6 +152,7 @@ export function createReloader(deps: ReloadDeps): Reloader {
 
     const changed: string[] = [];
     if (labels(upstreams) !== labels(nextUpstreams)) changed.push(`upstreams ${labels(upstreams)} → ${labels(nextUpstreams)}`);
+    else if (!sameUpstreams(upstreams, nextUpstreams)) changed.push('new CA certificates of the tls:// upstreams (--upstream-ca)');
     if (!same(current.allow, next.allow))
       changed.push(`allow list ${current.allow.length} → ${next.allow.length} networks (${shown('allow', next.allow)})`);
     if (!same(current.trustEcs, next.trustEcs))
@@ -178,7 +181,7 @@ export function createReloader(deps: ReloadDeps): Reloader {
       log.warn({ workers: unconfirmed }, `reload: worker ${unconfirmed.join(', ')} did not confirm the new configuration in time`);
     log.info(
       {
-        upstreams: nextUpstreams.map(formatHostPort),
+        upstreams: nextUpstreams.map(formatUpstream),
         allow: next.allow.length,
         seeded,
         logLevel: next.logLevel,

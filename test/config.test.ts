@@ -87,6 +87,7 @@ describe('defaults', () => {
       adminToken: undefined,
       adminTokenFile: undefined,
       upstream: undefined,
+      upstreamCa: undefined,
       zones: [],
       allow: DEFAULT_ALLOW,
       trustEcs: [],

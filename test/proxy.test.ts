@@ -6,8 +6,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { selfSignedCertificate } from './helpers/certificate.js';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -480,32 +480,8 @@ describe('divert proxy: PROXY protocol v2 towards the target (proxyProtocol: tru
 
 describe('divert proxy: TLS on either side (tls, targetTls)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'divert-proxy-tls-'));
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
   // one self-signed certificate for the mirror (mirror.test, 127.0.0.2) and the proxy (127.0.0.1), trusted as its own CA
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=mirror.test',
-      '-addext',
-      'subjectAltName=DNS:mirror.test,IP:127.0.0.2,IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  const { cert, key } = selfSignedCertificate(dir, 'mirror.test', 'DNS:mirror.test,IP:127.0.0.2,IP:127.0.0.1');
 
   async function tlsMirror(): Promise<{ port: number; close(): Promise<void> }> {
     const server = createTlsServer({ cert: readFileSync(cert), key: readFileSync(key) }, (socket) => {
@@ -574,12 +550,7 @@ describe('divert proxy: TLS on either side (tls, targetTls)', () => {
     copyFileSync(cert, liveCert);
     copyFileSync(key, liveKey);
     const second = mkdtempSync(join(tmpdir(), 'divert-proxy-tls-'));
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(second, 'key.pem'),
-        '-out', join(second, 'cert.pem'), '-days', '2', '-subj', '/CN=rotated.test', '-addext', 'subjectAltName=IP:127.0.0.1'],
-      { stdio: 'ignore' },
-    ); // prettier-ignore
+    const rotated = selfSignedCertificate(second, 'rotated.test', 'IP:127.0.0.1');
     let proxy: ProxyProcess | undefined;
     try {
       proxy = await startProxy(
@@ -601,15 +572,15 @@ describe('divert proxy: TLS on either side (tls, targetTls)', () => {
       const before = await handshake(cert);
       assert.equal(before.cn, 'mirror.test');
 
-      copyFileSync(join(second, 'cert.pem'), liveCert);
-      copyFileSync(join(second, 'key.pem'), liveKey);
+      copyFileSync(rotated.cert, liveCert);
+      copyFileSync(rotated.key, liveKey);
       proxy.proc.child.kill('SIGHUP');
       // every worker reloads: a run of new connections all see the new certificate
       await waitFor(
         async () => {
           const seen = await Promise.all(
             Array.from({ length: 6 }, () =>
-              handshake(join(second, 'cert.pem')).then(
+              handshake(rotated.cert).then(
                 (h) => (h.socket.destroy(), h.cn),
                 () => '',
               ),
@@ -634,7 +605,7 @@ describe('divert proxy: TLS on either side (tls, targetTls)', () => {
         String(errors()[0].msg),
         /^service "front": tls: the certificate and key do not load as a pair .*: not reloaded, the certificate in use stays$/,
       );
-      const after = await handshake(join(second, 'cert.pem'));
+      const after = await handshake(rotated.cert);
       assert.equal(after.cn, 'rotated.test');
       after.socket.destroy();
       assert.equal(proxy.proc.child.exitCode, null, 'the proxy runs on');

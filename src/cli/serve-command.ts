@@ -4,6 +4,7 @@
 
 import { componentLogger, createLogger } from '../log.js';
 import { formatHostPort } from '../net/host-port.js';
+import { formatUpstream } from '../net/upstream-spec.js';
 import { loadServeConfig } from '../config/load.js';
 import type { RunningServer } from '../server/server.js';
 
@@ -42,7 +43,7 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
     {
       listen: server.listening.map(formatHostPort),
       admin: formatHostPort(server.admin),
-      upstreams: server.upstreams.map(formatHostPort),
+      upstreams: server.upstreams.map(formatUpstream),
       ...(server.update ? { update: formatHostPort(server.update) } : {}),
     },
     `listening on ${server.listening.map(formatHostPort).join(', ')} (UDP and TCP); admin API on http://${formatHostPort(server.admin)}`,

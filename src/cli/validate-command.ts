@@ -6,6 +6,7 @@
 
 import { pino } from 'pino';
 import { formatHostPort } from '../net/host-port.js';
+import { formatUpstream } from '../net/upstream-spec.js';
 import { loadServeConfig } from '../config/load.js';
 import type { ServeConfig } from '../config/options.js';
 import { maskUrl } from '../redact.js';
@@ -24,7 +25,8 @@ const silent = pino({ level: 'silent' });
 
 async function upstreamsOf(config: ServeConfig): Promise<string> {
   const found = await resolveUpstreams(config);
-  return `${found.map(formatHostPort).join(', ')}${config.upstream ? '' : ` (from ${config.resolvConf})`}`;
+  const ca = config.upstreamCa === undefined ? '' : ` (CAs of tls:// upstreams from ${config.upstreamCa})`;
+  return `${found.map(formatUpstream).join(', ')}${config.upstream ? '' : ` (from ${config.resolvConf})`}${ca}`;
 }
 
 /** "2 TSIG keys, 3 update-policy rules (key "ops" has no grant: may change nothing)" */

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { DivertError, type ErrorCode } from '../errors.js';
 import type { HostPort } from '../net/host-port.js';
+import type { UpstreamSpec } from '../net/upstream-spec.js';
 import type { ServeConfig } from '../config/options.js';
 import { sumStats } from '../serving/stats.js';
 import type { ServingHandle } from '../serving/handle.js';
@@ -44,7 +45,12 @@ export interface WorkersTable {
   replication: Replication | null;
 }
 
-export async function startWorkers(config: ServeConfig, table: WorkersTable, upstreams: HostPort[], log: Logger): Promise<ServingHandle> {
+export async function startWorkers(
+  config: ServeConfig,
+  table: WorkersTable,
+  upstreams: UpstreamSpec[],
+  log: Logger,
+): Promise<ServingHandle> {
   // workers accept TCP connections themselves: no hand-off through the primary per connection
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({

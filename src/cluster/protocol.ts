@@ -2,6 +2,7 @@
 // cluster's IPC channel (structured clone: Buffers arrive as Uint8Arrays).
 
 import type { HostPort } from '../net/host-port.js';
+import type { UpstreamSpec } from '../net/upstream-spec.js';
 import type { ServeConfig } from '../config/options.js';
 import type { ServingStats } from '../serving/stats.js';
 import type { ChangeEvent, Entry } from '../entry/entry.js';
@@ -12,7 +13,7 @@ import type { WorkerTable } from '../table/backend.js';
 export type ToWorker =
   /** Start serving, reading the table from a replica the primary feeds, or from Redis;
    * udpFds: --udp-batch's UDP sockets, bound by the primary, as this worker's descriptors (one per listen address). */
-  | { t: 'start'; config: ServeConfig; upstreams: HostPort[]; table: WorkerTable; workerId: number; udpFds?: number[] }
+  | { t: 'start'; config: ServeConfig; upstreams: UpstreamSpec[]; table: WorkerTable; workerId: number; udpFds?: number[] }
   /** The primary's whole in-process table, before any change. */
   | { t: 'snapshot'; entries: Entry[] }
   /** Changes in the order they were made. */
@@ -25,7 +26,7 @@ export type ToWorker =
   /** Another worker's upstream failure or recovery. */
   | { t: 'upstream'; news: PoolNews }
   /** A reload (src/reload.ts), already validated by the primary: apply it, then say so. */
-  | { t: 'reconfigure'; id: number; config: ServeConfig; upstreams: HostPort[] }
+  | { t: 'reconfigure'; id: number; config: ServeConfig; upstreams: UpstreamSpec[] }
   | { t: 'close' };
 
 export type FromWorker =

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseCidr } from '../net/cidr.js';
 
 import { parseHostPort, type HostPort } from '../net/host-port.js';
+import { parseUpstream, type UpstreamSpec } from '../net/upstream-spec.js';
 import { tokenProblem } from './token-rule.js';
 
 /** --allow's default: the networks a resolver's own clients use. */
@@ -22,15 +23,18 @@ export const DEFAULT_ALLOW = [
   'fe80::/10', // link-local
 ];
 
-const hostPort = (defaultPort?: number) =>
+/** A string turned into a value by `parse`, whose message (a string) names what is wrong. */
+const parsedBy = <T>(parse: (text: string) => T | string) =>
   z.string().transform((text, ctx) => {
-    const parsed = parseHostPort(text, defaultPort);
+    const parsed = parse(text);
     if (typeof parsed === 'string') {
       ctx.addIssue({ code: 'custom', message: parsed });
       return z.NEVER;
     }
     return parsed;
   });
+
+const hostPort = () => parsedBy((text) => parseHostPort(text));
 
 /** An admin token given by --admin-token: too long to guess, fit for a header (config/token-rule.ts). */
 const adminTokenSchema = z.string().superRefine((token, ctx) => {
@@ -108,9 +112,16 @@ export const SERVE_OPTIONS = {
   upstream: {
     flag: 'upstream',
     repeatable: true,
-    schema: hostPort(53),
+    schema: parsedBy(parseUpstream),
     defaultDescription: "the nameservers in --resolv-conf, minus divert's own addresses",
-    describe: 'resolver HOST[:PORT] that gets every query divert does not answer itself; tried in order',
+    describe:
+      'resolver that gets every query divert does not answer itself; tried in order. HOST[:PORT] (UDP, and TCP for TCP queries; port 53) or tls://HOST[:PORT][#NAME] (DNS over TLS for every query; port 853; the certificate must carry NAME, or HOST among its IP addresses when no NAME is given)',
+  },
+  upstreamCa: {
+    flag: 'upstream-ca',
+    schema: z.string().min(1),
+    defaultDescription: "the system's CAs",
+    describe: "PEM file of the CA certificates a tls:// upstream's certificate must chain to (read again on reload)",
   },
   zones: {
     flag: 'zones',
@@ -324,7 +335,8 @@ export interface ServeConfig {
   admin: HostPort;
   adminToken: string | undefined;
   adminTokenFile: string | undefined;
-  upstream: HostPort[] | undefined;
+  upstream: UpstreamSpec[] | undefined;
+  upstreamCa: string | undefined;
   zones: string[];
   allow: string[];
   trustEcs: string[];

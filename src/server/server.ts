@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import { componentLogger } from '../log.js';
 import type { HostPort } from '../net/host-port.js';
+import type { UpstreamSpec } from '../net/upstream-spec.js';
 import { maskUrl } from '../redact.js';
 import type { ServeConfig } from '../config/options.js';
 import { buildAdmin } from '../admin/admin-server.js';
@@ -34,7 +35,7 @@ export interface RunningServer {
   /** The DNS UPDATE port (--update-listen), when it is on. */
   update?: HostPort;
   adminToken: string;
-  upstreams: HostPort[];
+  upstreams: UpstreamSpec[];
   table: AddressTable;
   /** Processes answering queries (1: this one). */
   workers: number;

@@ -5,6 +5,7 @@
 
 import type { ServeConfig } from '../config/options.js';
 import type { HostPort } from '../net/host-port.js';
+import type { UpstreamSpec } from '../net/upstream-spec.js';
 import type { Result } from '../pipeline/outcome.js';
 import type { Serving } from './serving.js';
 import type { ServingStats } from './stats.js';
@@ -45,7 +46,7 @@ export interface ServingHandle {
   workers: () => WorkersState;
   /** A reload, validated: every worker applies it (and a worker started later starts with
    * it). Resolves with the workers (1-based) that did not confirm in time. */
-  reconfigure: (config: ServeConfig, upstreams: HostPort[]) => Promise<number[]>;
+  reconfigure: (config: ServeConfig, upstreams: UpstreamSpec[]) => Promise<number[]>;
   close: () => Promise<void>;
   /** For tests and debugging, not for serving: each worker's own figures, its reply to a
    * query run through its query path without a socket, and its process ID. */

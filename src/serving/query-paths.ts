@@ -8,7 +8,7 @@
 import type { ServeConfig } from '../config/options.js';
 import { AccessList } from '../net/cidr.js';
 import { ClientNetworks } from '../net/client-networks.js';
-import type { HostPort } from '../net/host-port.js';
+import { sameUpstreams, type UpstreamSpec } from '../net/upstream-spec.js';
 import type { InFlight } from '../pipeline/in-flight.js';
 import { QueryPipeline, type Limits, type Observers } from '../pipeline/pipeline.js';
 import { RateLimiter } from '../pipeline/rate-limit.js';
@@ -16,7 +16,7 @@ import type { AnswerCache } from '../table/answer-cache.js';
 import type { TcpAdmission } from '../transport/tcp-listener.js';
 import type { ConnectedUdp } from '../transport/connected-udp.js';
 import { Forwarder, type ForwarderStats } from '../upstream/forwarder.js';
-import { UpstreamPool, type PoolNews } from '../upstream/upstream-pool.js';
+import { UpstreamPool, type PoolNews, type Upstream } from '../upstream/upstream-pool.js';
 import type { UpstreamState } from './stats.js';
 
 /** What every path of a process shares. */
@@ -30,14 +30,12 @@ export interface SharedParts {
   onFault: (err: unknown) => void;
   /** Upstream failures and recoveries seen here, for the other workers' pools. */
   onPoolNews?: (news: PoolNews) => void;
+  /** Why a connection to an upstream failed (a DoT handshake, a certificate refused). */
+  onUpstreamError?: (upstream: Upstream, err: Error) => void;
   /** Workers sharing the listeners: each keeps its share of --rate-limit. */
   workers: number;
   /** --udp-batch: the upstream UDP sockets are the native addon's. */
   connectedUdp?: ConnectedUdp | null;
-}
-
-function sameAddresses(a: readonly HostPort[], b: readonly HostPort[]): boolean {
-  return a.length === b.length && a.every((u, i) => u.host === b[i].host && u.port === b[i].port);
 }
 
 function sameRate(a: ServeConfig, b: ServeConfig): boolean {
@@ -65,7 +63,7 @@ export class QueryPaths {
 
   constructor(
     config: ServeConfig,
-    upstreams: HostPort[],
+    upstreams: UpstreamSpec[],
     private readonly shared: SharedParts,
   ) {
     this.config = config;
@@ -109,11 +107,11 @@ export class QueryPaths {
   }
 
   /** A reload: a path for `next`, reusing what it does not change. */
-  reconfigure(next: ServeConfig, upstreams: HostPort[]): void {
+  reconfigure(next: ServeConfig, upstreams: UpstreamSpec[]): void {
     const current = this.config;
-    const sameUpstreams = sameAddresses(this.pool.upstreams, upstreams);
-    if (!sameUpstreams) this.pool = this.newPool(upstreams, this.pool);
-    if (!sameUpstreams || next.upstreamTimeoutMs !== current.upstreamTimeoutMs || next.queryTimeoutMs !== current.queryTimeoutMs) {
+    const unchanged = sameUpstreams(this.pool.upstreams, upstreams);
+    if (!unchanged) this.pool = this.newPool(upstreams, this.pool);
+    if (!unchanged || next.upstreamTimeoutMs !== current.upstreamTimeoutMs || next.queryTimeoutMs !== current.queryTimeoutMs) {
       const previous = this.forwarder;
       this.forwarder = this.newForwarder(next);
       // the queries it has in flight finish there; then it closes its sockets
@@ -152,12 +150,13 @@ export class QueryPaths {
   }
 
   /** An upstream kept from the previous list keeps its health (a backed-off one stays so) and figures. */
-  private newPool(upstreams: HostPort[], previous: UpstreamPool | null): UpstreamPool {
+  private newPool(upstreams: UpstreamSpec[], previous: UpstreamPool | null): UpstreamPool {
     const pool = new UpstreamPool(upstreams);
     pool.onNews = this.shared.onPoolNews;
     for (const u of pool.upstreams) {
       const kept = previous?.upstreams.find((p) => p.label === u.label);
-      if (kept) Object.assign(u, kept);
+      // the health and figures carry over; the certificate check is the new one (a reloaded --upstream-ca)
+      if (kept) Object.assign(u, kept, u.tls ? { tls: u.tls } : {});
     }
     return pool;
   }
@@ -169,6 +168,8 @@ export class QueryPaths {
       maxInFlight: config.forwardMaxInFlight,
       udp: { sockets: config.upstreamSockets, native: this.shared.connectedUdp },
       stats: this.forwarded,
+      maxUdpSize: config.maxUdpSize,
+      onConnectionError: this.shared.onUpstreamError,
     });
   }
 

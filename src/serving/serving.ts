@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { ServeConfig } from '../config/options.js';
 import { throttledLog } from '../log.js';
 import type { HostPort } from '../net/host-port.js';
+import type { UpstreamSpec } from '../net/upstream-spec.js';
 import { InFlight } from '../pipeline/in-flight.js';
 import type { Result } from '../pipeline/outcome.js';
 import { QueryLog } from '../pipeline/query-log.js';
@@ -33,7 +34,7 @@ export interface Serving {
   hear(news: PoolNews): void;
   /** A reload (src/reload.ts): a new query path for the queries from now on; a query in
    * flight finishes on the path it came in on. */
-  reconfigure(config: ServeConfig, upstreams: HostPort[]): void;
+  reconfigure(config: ServeConfig, upstreams: UpstreamSpec[]): void;
   stats(): ServingStats;
   close(): Promise<void>;
   /** For tests and debugging, not the query path: run one query through the path in force, without a socket. */
@@ -79,7 +80,7 @@ const DRAIN_MARGIN_MS = 250;
 export async function startServing(
   config: ServeConfig,
   view: TableView,
-  upstreams: HostPort[],
+  upstreams: UpstreamSpec[],
   log: Logger,
   options: ServingOptions,
 ): Promise<Serving> {
@@ -97,6 +98,8 @@ export async function startServing(
     queryLog: config.queryLog ? new QueryLog({ to: config.queryLog, sample: config.queryLogSample }) : null,
   };
   const inFlight = new InFlight();
+  // a DoT upstream whose certificate is refused fails every connection: a few lines per 10 s
+  const upstreamLog = throttledLog((details, message) => log.warn(details, message), 5, 10_000);
   const batch = config.udpBatch ? udpBatchAddons(log) : { listeners: null, upstreams: null };
   const paths = new QueryPaths(config, upstreams, {
     connectedUdp: batch.upstreams,
@@ -107,6 +110,11 @@ export async function startServing(
     onPoolNews: options.onPoolNews,
     workers: config.workers,
     onFault: (err) => log.error({ err }, 'query failed'),
+    onUpstreamError: (upstream, err) =>
+      upstreamLog(
+        { upstream: upstream.label, err: err.message, code: (err as NodeJS.ErrnoException).code },
+        `upstream ${upstream.label}: connection failed: ${err.message}`,
+      ),
   });
   // a failure to serve one message is that message's loss; a peer can provoke it at will, so the log is throttled
   const faultLog = throttledLog((details, message) => log.warn(details, message));

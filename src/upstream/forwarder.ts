@@ -5,10 +5,16 @@
 // valid reply wins, until the query's overall deadline, after which the client gets
 // SERVFAIL. Each upstream has its own pool of UDP sockets and of TCP connections, opened
 // on first use; each attempt copies the query once, with an ID of its socket's choosing.
+// A DoT upstream (tls://) gets every query on its TLS connections, whatever transport the
+// query came in on; a reply from it to a UDP query that is larger than the client takes
+// goes back truncated (TC), as a UDP upstream would have sent it, and the client asks
+// again over TCP.
 
 import { INSPECT } from '../debug.js';
 import { setMessageId, messageId } from '../wire/header.js';
 import type { Transport } from '../transport/handler.js';
+import { fitUdp } from '../wire/reply.js';
+import { tlsDial } from './stream-dial.js';
 import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpConnectionsState, type TcpPoolOptions } from './tcp-exchange.js';
 import {
   DEFAULT_UDP_POOL_OPTIONS,
@@ -30,6 +36,10 @@ export interface ForwarderOptions {
   tcp?: Partial<TcpPoolOptions>;
   /** Count into these figures (a reload's new forwarder carries on its predecessor's). */
   stats?: ForwarderStats;
+  /** --max-udp-size: the most a DoT upstream's reply to a UDP query may take before it is truncated. */
+  maxUdpSize?: number;
+  /** A connection to a DoT upstream failed for this reason (the handshake, the certificate refused, reset). */
+  onConnectionError?: (upstream: Upstream, err: Error) => void;
 }
 
 export interface ForwarderStats {
@@ -124,7 +134,7 @@ export class Forwarder {
           live.delete(e);
           if (reply) {
             this.pool.succeeded(upstream, Date.now() - sentAt);
-            finish(reply);
+            finish(transport === 'udp' && upstream.tls ? fitUdp(reply, query, questionEnd, this.options.maxUdpSize) : reply);
             return;
           }
           // failed outright (refused, reset): move on without waiting for the timer; an
@@ -173,13 +183,19 @@ export class Forwarder {
 
   private exchange(query: Buffer, questionEnd: number, upstream: Upstream, transport: Transport): Exchange {
     if (this.closed) return failedExchange();
-    if (transport === 'tcp') {
+    if (transport === 'tcp' || upstream.tls) {
       let connections = this.tcp.get(upstream);
-      if (!connections) this.tcp.set(upstream, (connections = new TcpUpstreamConnections(upstream, this.tcpOptions, this.onRejected)));
+      if (!connections) this.tcp.set(upstream, (connections = this.streamConnections(upstream)));
       return connections.exchange(query, questionEnd);
     }
     let sockets = this.udp.get(upstream);
     if (!sockets) this.udp.set(upstream, (sockets = new UdpUpstreamSockets(upstream, this.udpOptions, this.onRejected)));
     return sockets.exchange(query, questionEnd);
+  }
+
+  private streamConnections(upstream: Upstream): TcpUpstreamConnections {
+    if (!upstream.tls) return new TcpUpstreamConnections(upstream, this.tcpOptions, this.onRejected);
+    const report = (err: Error) => this.options.onConnectionError?.(upstream, err);
+    return new TcpUpstreamConnections(upstream, this.tcpOptions, this.onRejected, tlsDial({ ...upstream, tls: upstream.tls }, report));
   }
 }

@@ -7,6 +7,8 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { DivertError } from '../errors.js';
 import type { HostPort } from '../net/host-port.js';
+import type { UpstreamSpec } from '../net/upstream-spec.js';
+import { readUpstreamCa, withUpstreamCa } from './upstream-ca.js';
 
 export function nameserversOf(resolvConf: string): string[] {
   return (
@@ -64,9 +66,11 @@ export function requireUpstreams(upstreams: HostPort[], resolvConfPath: string):
   return upstreams;
 }
 
-/** The upstreams: --upstream, or the nameservers of --resolv-conf (minus divert's own addresses). */
-export async function resolveUpstreams(config: ServeConfig): Promise<HostPort[]> {
-  if (config.upstream) return config.upstream;
+/** The upstreams: --upstream (the tls:// ones with --upstream-ca's certificates, read
+ * now), or the nameservers of --resolv-conf (minus divert's own addresses). */
+export async function resolveUpstreams(config: ServeConfig): Promise<UpstreamSpec[]> {
+  const ca = config.upstreamCa === undefined ? undefined : await readUpstreamCa(config.upstreamCa);
+  if (config.upstream) return withUpstreamCa(config.upstream, ca);
   let text: string;
   try {
     text = await readFile(config.resolvConf, 'utf8');

@@ -1,7 +1,8 @@
-// Queries to one upstream over TCP (RFC 7766), pipelined on a few persistent connections
-// opened when needed: each query gets an ID not in use on its connection, and replies are
-// matched by ID and question, in whatever order they come. Used for queries that reached
-// divert over TCP, so a reply too large for UDP reaches the client whole.
+// Queries to one upstream over TCP (RFC 7766) or TLS (RFC 7858; stream-dial.ts opens the
+// connections), pipelined on a few persistent connections opened when needed: each query
+// gets an ID not in use on its connection, and replies are matched by ID and question, in
+// whatever order they come. Used for queries that reached divert over TCP, so a reply too
+// large for UDP reaches the client whole, and for every query to a DoT upstream.
 //
 // When the upstream closes or resets an established connection, the queries it left
 // unanswered are sent once more on a new connection (RFC 7766 6.2.1 lets a server close
@@ -11,11 +12,12 @@
 // minute, so an upstream that closes after every reply gets one query per connection (on
 // more connections) instead of losing all but the first of a pipeline.
 
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { INSPECT } from '../debug.js';
 import { isReplyTo } from '../wire/query.js';
 import { TcpFramer } from '../transport/tcp-framer.js';
 import { randomId } from './random-id.js';
+import { tcpDial, type StreamDial } from './stream-dial.js';
 import { failedExchange, type Exchange } from './udp-exchange.js';
 import type { Upstream } from './upstream-pool.js';
 
@@ -110,6 +112,8 @@ export class TcpUpstreamConnections {
     private readonly upstream: Upstream,
     private readonly options: TcpPoolOptions,
     private readonly onRejected: () => void,
+    /** How connections are opened: plain TCP, or TLS for a DoT upstream. */
+    private readonly dial: StreamDial = tcpDial(upstream),
   ) {}
 
   exchange(query: Buffer, questionEnd: number): Exchange {
@@ -237,11 +241,12 @@ export class TcpUpstreamConnections {
   }
 
   private openConnection(): Connection {
-    const socket = connect({ host: this.upstream.host, port: this.upstream.port, noDelay: true });
+    const socket = this.dial.open();
     const conn = new Connection(socket, this.epoch);
     this.conns.push(conn);
     socket.unref();
-    socket.on('connect', () => {
+    // a TLS connection is ready once its handshake is done and the certificate checked
+    socket.on(this.dial.ready, () => {
       conn.connected = true;
     });
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));

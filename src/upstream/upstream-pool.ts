@@ -1,14 +1,15 @@
 // Which upstream to ask next. Upstreams are tried in the order given; one that keeps
 // failing is moved to the back for a back-off period that doubles while it keeps
-// failing, and is probed again by real queries once the period ends.
+// failing, and is probed again by real queries once the period ends. Plain and DoT
+// upstreams are kept alike.
 
-export interface UpstreamAddress {
-  host: string;
-  port: number;
-}
+import { formatUpstream, type UpstreamSpec } from '../net/upstream-spec.js';
+
+/** An upstream's address (and, for DoT, its certificate check) as configured. */
+export type UpstreamAddress = UpstreamSpec;
 
 export interface Upstream extends UpstreamAddress {
-  /** "host:port" ("[v6]:port"), for logs and metrics. */
+  /** "host:port" ("[v6]:port"), "tls://host:port[#name]" for DoT, for logs and metrics. */
   label: string;
   family: 4 | 6;
   consecutiveFailures: number;
@@ -48,7 +49,7 @@ export class UpstreamPool {
     this.now = options.now ?? Date.now;
     this.upstreams = addresses.map((a) => ({
       ...a,
-      label: a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`,
+      label: formatUpstream(a),
       family: a.host.includes(':') ? 6 : 4,
       consecutiveFailures: 0,
       downUntil: 0,

@@ -45,7 +45,7 @@ function skipName(msg: Buffer, pos: number): number {
  * need this; forwarded ones go upstream as they are. Returns null when there is none,
  * 'formerr' when the records cannot be walked or OPT is misplaced or repeated.
  */
-export function readEdns(msg: Buffer, q: Query): Edns | null | 'formerr' {
+export function readEdns(msg: Buffer, q: Pick<Query, 'questionEnd'>): Edns | null | 'formerr' {
   const records = msg.readUInt16BE(6) + msg.readUInt16BE(8) + msg.readUInt16BE(10);
   const additionalFrom = msg.readUInt16BE(6) + msg.readUInt16BE(8);
   let pos = q.questionEnd;

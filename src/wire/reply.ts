@@ -3,7 +3,7 @@
 
 import { AA, HEADER_BYTES, OPCODE_MASK, QR, RA, RD, Rcode, CD, TC, TYPE_A, TYPE_AAAA } from './header.js';
 import type { Query } from './query.js';
-import { ecsOptionBytes, OPT_BYTES, writeOpt, type Edns, type EcsEcho } from './edns.js';
+import { ecsOptionBytes, MIN_UDP_PAYLOAD, OPT_BYTES, readEdns, udpLimit, writeOpt, type Edns, type EcsEcho } from './edns.js';
 import type { AnswerRecords } from './answers.js';
 
 function replyFlags(q: { flags: number }, rcode: number, authoritative: boolean): number {
@@ -96,4 +96,23 @@ export function headerOnlyReply(msg: Buffer, rcode: number): Buffer {
 /** FORMERR for a message whose header could be read but not its question: header only. */
 export function headerOnlyFormErr(msg: Buffer): Buffer {
   return headerOnlyReply(msg, Rcode.FormErr);
+}
+
+/**
+ * An upstream's reply that came over a stream (DoT), for a client that asked over UDP:
+ * unchanged when it fits what the client takes (512, or its EDNS size, at most
+ * `maxUdpSize`); otherwise its header with TC set and its question, no records, as a
+ * UDP upstream truncates (RFC 2181 9), so the client asks again over TCP. `query` is the
+ * client's query, whose question the reply was checked to repeat (query.ts isReplyTo).
+ */
+export function fitUdp(reply: Buffer, query: Buffer, questionEnd: number, maxUdpSize?: number): Buffer {
+  if (reply.length <= MIN_UDP_PAYLOAD) return reply;
+  const edns = readEdns(query, { questionEnd });
+  if (reply.length <= udpLimit(edns === 'formerr' ? null : edns, maxUdpSize)) return reply;
+  const out = Buffer.from(reply.subarray(0, questionEnd));
+  out.writeUInt16BE(out.readUInt16BE(2) | TC, 2);
+  // a message forwarded by its header alone keeps no question either
+  if (questionEnd === HEADER_BYTES) out.writeUInt16BE(0, 4);
+  out.fill(0, 6, HEADER_BYTES);
+  return out;
 }
