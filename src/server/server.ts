@@ -10,6 +10,7 @@ import type { HostPort } from '../net/host-port.js';
 import { maskUrl } from '../redact.js';
 import type { ServeConfig } from '../config/options.js';
 import { buildAdmin } from '../admin/admin-server.js';
+import { RecentLoadSampler } from '../admin/recent-load.js';
 import { EventStreams } from '../admin/events.js';
 import { createMetrics } from '../admin/metrics.js';
 import { startWorkers } from '../cluster/primary.js';
@@ -112,6 +113,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       }),
       health: async () => healthOf(table, await stats(), config, workers()),
       nameQueries: async () => (await stats()).queries.names,
+      recentLoad: new RecentLoadSampler(stats),
       // a write is acknowledged once every worker answers with it
       settle: serving.settle,
     });
