@@ -90,13 +90,14 @@ export const SERVE_OPTIONS = {
     flag: 'admin',
     default: '127.0.0.1:5380',
     schema: hostPort(),
-    describe: 'admin HTTP listener HOST:PORT (the API that rewrites the table); a non-loopback address needs --admin-token',
+    describe:
+      'admin HTTP listener HOST:PORT (the API that rewrites the table, and the dashboard at /); a non-loopback address needs --admin-token',
   },
   adminToken: {
     flag: 'admin-token',
     schema: adminTokenSchema,
     defaultDescription: 'generated on first start into --admin-token-file',
-    describe: 'bearer token the admin API demands (16 or more printable characters)',
+    describe: 'bearer token the admin API and the dashboard demand (16 or more printable characters)',
   },
   adminTokenFile: {
     flag: 'admin-token-file',
