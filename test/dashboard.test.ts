@@ -6,6 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchBrowser, screenshot, watchConsole } from './helpers/browser.js';
@@ -23,6 +24,41 @@ let browser: Browser | undefined;
 let context: BrowserContext | undefined;
 let page: Page;
 let consoleLog: { messages: string[]; errors: string[] };
+/** A stand-in for `divert monitor`'s status listener (GET /status), on loopback. */
+let monitorServer: Server | undefined;
+
+/** What the stand-in monitor reports, in the shape of `divert monitor`'s GET /status. */
+const MONITOR_REPORT = {
+  id: 'monitor-<b>1</b>',
+  startedAt: '2026-11-24T06:00:00.000Z',
+  admin: { url: 'http://127.0.0.1:5380', up: true, since: null, error: null },
+  services: [
+    {
+      name: 'www',
+      policy: 'failover',
+      ready: true,
+      allDown: false,
+      answer: ['192.0.2.10'],
+      weights: null,
+      passive: null,
+      names: [],
+      mirrors: [
+        { address: '192.0.2.10', port: 443, state: 'up', inAnswer: true, latencyMs: 3.1, error: null },
+        { address: '198.51.100.10', port: 443, state: 'down', inAnswer: false, latencyMs: 2.4, error: 'HTTP 503 (expected 200)' },
+      ],
+    },
+  ],
+};
+
+function startMonitorStandIn(): Promise<number> {
+  monitorServer = createServer((req, res) => {
+    if (req.url !== '/status') return res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(MONITOR_REPORT));
+  });
+  return new Promise((resolve) =>
+    monitorServer!.listen(0, '127.0.0.1', () => resolve((monitorServer!.address() as { port: number }).port)),
+  );
+}
 
 const api = (path: string, init: RequestInit = {}) =>
   fetch(adminUrl + path, { ...init, headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers as Record<string, string>) } });
@@ -49,9 +85,15 @@ async function edit(name: string): Promise<void> {
 }
 
 before(async () => {
-  serve = runDivert(['serve', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--zones', join(ROOT, 'zones')], {
-    env: { DIVERT_ADMIN_TOKEN: TOKEN },
-  });
+  const monitorPort = await startMonitorStandIn();
+  serve = runDivert(
+    [
+      'serve',
+      ...['--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--zones', join(ROOT, 'zones')],
+      ...['--dashboard-monitor', `http://127.0.0.1:${monitorPort}`],
+    ],
+    { env: { DIVERT_ADMIN_TOKEN: TOKEN } },
+  );
   const line = await serve.listeningLine();
   adminUrl = `http://${line.admin}`;
   resolver = new Resolver({ timeout: 3000, tries: 1 });
@@ -70,6 +112,8 @@ after(async () => {
   await bounded(context?.close());
   await bounded(browser?.close());
   await serve?.stop();
+  monitorServer?.closeAllConnections();
+  await new Promise((resolve) => (monitorServer ? monitorServer.close(resolve) : resolve(undefined)));
 });
 
 describe('dashboard', () => {
@@ -219,7 +263,7 @@ describe('dashboard', () => {
     while (Date.now() < stop) await Promise.all(Array.from({ length: 20 }, () => resolver.resolve4('api.shop.example')));
     await page.locator('#chart .uplot canvas').waitFor();
     await page.locator('#upstreams li', { hasText: '127.0.0.1:9' }).waitFor();
-    await page.locator('#workers li', { hasText: 'worker 1' }).waitFor();
+    await page.locator('#workers li', { hasText: /worker 1: \d+ MB resident, \d+ MB heap, CPU \d+ %, event loop \d+ % busy/ }).waitFor();
     const recent = (await (await api('/v1/stats/recent')).json()) as { samples: { intercepted: number }[] };
     assert.ok(
       recent.samples.some((s) => s.intercepted > 0),
@@ -227,6 +271,22 @@ describe('dashboard', () => {
     );
     await page.waitForTimeout(2500); // the next poll draws them
     await screenshot(page, 'dashboard');
+  });
+
+  test("the monitor panel shows --dashboard-monitor's services and mirrors, as text", async () => {
+    await page.locator('#monitor-summary', { hasText: 'monitor "monitor-<b>1</b>" at http://127.0.0.1:' }).waitFor();
+    await page.locator('#monitor-services > li', { hasText: 'www failover, answer 192.0.2.10, ok' }).waitFor();
+    await page.locator('#monitor-services li li.up', { hasText: '192.0.2.10:443 up, in answer, 3.1 ms' }).waitFor();
+    await page.locator('#monitor-services li li.down', { hasText: '198.51.100.10:443 down, 2.4 ms, HTTP 503 (expected 200)' }).waitFor();
+    assert.equal(await page.locator('#monitor b').count(), 0, 'the id is text, not markup');
+    // the page asks divert serve, which asks the monitor: the browser talks to its own origin only
+    const res = await api('/v1/dashboard/monitor');
+    assert.deepEqual(await res.json(), {
+      url: `http://127.0.0.1:${(monitorServer!.address() as { port: number }).port}`,
+      ok: true,
+      status: MONITOR_REPORT,
+    });
+    assert.equal((await fetch(adminUrl + '/v1/dashboard/monitor')).status, 401, 'with the token only');
   });
 
   test('the page ran under the CSP without a violation or an error', () => {

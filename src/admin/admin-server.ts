@@ -19,6 +19,7 @@ import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendError } fr
 import { tokenMatcher } from './token-match.js';
 import { isPublicRoute, registerDashboard } from './dashboard-assets.js';
 import type { RecentLoadSampler } from './recent-load.js';
+import { monitorStatusReader, type MonitorView } from './monitor-status.js';
 
 export interface Health {
   ok: boolean;
@@ -39,6 +40,8 @@ export interface AdminOptions {
   events: EventStreams;
   /** GET /v1/stats/recent: queries per second over the last minutes, upstreams and workers (the dashboard's load chart). */
   recentLoad: RecentLoadSampler;
+  /** GET /v1/dashboard/monitor: the status of the monitor given by --dashboard-monitor (none: url null). */
+  monitorStatus?: () => Promise<MonitorView>;
 }
 
 const JSON_BODY_LIMIT = 64 * 1024;
@@ -276,6 +279,8 @@ export function buildAdmin(options: AdminOptions) {
 
   app.get('/v1/stats/recent', async () => options.recentLoad.recent());
   app.addHook('onClose', async () => options.recentLoad.stop());
+  const monitorStatus = options.monitorStatus ?? monitorStatusReader(undefined);
+  app.get('/v1/dashboard/monitor', async () => monitorStatus());
 
   registerDashboard(app);
 

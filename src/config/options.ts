@@ -310,6 +310,12 @@ export const SERVE_OPTIONS = {
     describe:
       "TSIG keys (hmac-sha256) that may send DNS UPDATE, in BIND's key format, as tsig-keygen writes it, with the names each may change (update-policy { grant KEY subdomain NAME; };)",
   },
+  dashboardMonitor: {
+    flag: 'dashboard-monitor',
+    schema: z.string().regex(/^https?:\/\/[^/?#\s@]+\/?$/, "expected http://HOST:PORT, a divert monitor's --status address"),
+    defaultDescription: 'off',
+    describe: 'status address http://HOST:PORT of a divert monitor (its --status) whose GET /status the dashboard shows',
+  },
   logLevel: {
     flag: 'log-level',
     default: 'info',
@@ -355,5 +361,6 @@ export interface ServeConfig {
   allowTldWildcards: boolean;
   updateListen: HostPort | undefined;
   updateKeyFile: string | undefined;
+  dashboardMonitor: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }

@@ -41,6 +41,7 @@ export interface ProcessFigures {
   residentBytes: number;
   heapUsedBytes: number;
   eventLoopUtilization: number;
+  cpuUtilization: number;
 }
 
 export interface RecentLoad {
@@ -48,6 +49,13 @@ export interface RecentLoad {
   samples: LoadSample[];
   upstreams: UpstreamState[];
   processes: ProcessFigures[];
+}
+
+export interface MonitorView {
+  url: string | null;
+  ok: boolean;
+  status?: unknown;
+  error?: string;
 }
 
 export interface DiversionResult {
@@ -142,6 +150,10 @@ export class Api {
 
   recentLoad(): Promise<RecentLoad> {
     return this.json('GET', '/v1/stats/recent');
+  }
+
+  monitor(): Promise<MonitorView> {
+    return this.json('GET', '/v1/dashboard/monitor');
   }
 
   /** The change stream: a fetch (EventSource cannot send the header), read by feed.ts. */

@@ -9,6 +9,7 @@ import { Diversions } from './diversions.js';
 import { Editor } from './editor.js';
 import { Feed } from './feed.js';
 import { LoadView } from './load-view.js';
+import { MonitorPanel } from './monitor-view.js';
 import { forgetToken, resume, signIn } from './login.js';
 import { NamesTable } from './names-table.js';
 
@@ -21,6 +22,7 @@ function startApp(api: Api): void {
     stopped = true;
     feed.stop();
     load.stop();
+    monitor.stop();
     forgetToken();
     if (reason) sessionStorage.setItem(REASON_KEY, reason);
     // nothing read with the old token stays on the page
@@ -32,6 +34,7 @@ function startApp(api: Api): void {
   const table = new NamesTable(api, (entry) => editor.open(entry), authFailed);
   const diversions = new Diversions(api, authFailed);
   const load = new LoadView(api, authFailed);
+  const monitor = new MonitorPanel(api, authFailed);
   const feed = new Feed(api, {
     change: (name, entry) => table.apply(name, entry),
     diversion: () => void diversions.load(),
@@ -49,6 +52,7 @@ function startApp(api: Api): void {
   void diversions.load();
   feed.start();
   load.start();
+  monitor.start();
 }
 
 /** Why the last session ended, shown on the login form after the reload. */
