@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { launchBrowser, screenshot, watchConsole } from './helpers/browser.js';
 import { ROOT, runDivert, type DivertProcess } from './helpers/process.js';
@@ -24,6 +25,8 @@ let browser: Browser | undefined;
 let context: BrowserContext | undefined;
 let page: Page;
 let consoleLog: { messages: string[]; errors: string[] };
+/** Every URL the page requested: its own origin only (nothing from a CDN, nothing off loopback). */
+const requested: string[] = [];
 /** A stand-in for `divert monitor`'s status listener (GET /status), on loopback. */
 let monitorServer: Server | undefined;
 
@@ -103,6 +106,7 @@ before(async () => {
   page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   consoleLog = watchConsole(page);
+  page.on('request', (request) => requested.push(request.url()));
 });
 
 after(async () => {
@@ -135,6 +139,11 @@ describe('dashboard', () => {
       assert.equal(got.headers.get('content-security-policy'), DASHBOARD_CSP, asset);
       assert.equal(got.headers.get('x-content-type-options'), 'nosniff', asset);
     }
+    // the first load (page, script, styles, uPlot included) stays under 300 kB compressed
+    let gzipped = Buffer.byteLength(gzipSync(html));
+    for (const asset of ['/dashboard/app.js', '/dashboard/app.css'])
+      gzipped += gzipSync(Buffer.from(await (await fetch(adminUrl + asset)).arrayBuffer())).length;
+    assert.ok(gzipped < 300 * 1024, `first load ${gzipped} bytes gzip`);
     const names = await fetch(adminUrl + '/v1/names');
     assert.equal(names.status, 401, 'the API still demands the token');
     assert.equal(names.headers.get('x-content-type-options'), 'nosniff');
@@ -293,5 +302,11 @@ describe('dashboard', () => {
     const violations = consoleLog.messages.filter((m) => /Content Security Policy|Refused to/i.test(m));
     assert.deepEqual(violations, []);
     assert.deepEqual(consoleLog.errors, []);
+    assert.ok(requested.length > 0);
+    assert.deepEqual(
+      requested.filter((url) => !url.startsWith(adminUrl + '/')),
+      [],
+      "every request to the page's own origin",
+    );
   });
 });
