@@ -266,6 +266,42 @@ describe('dashboard', () => {
     await page.locator('#diversions li', { hasText: '192.0.2.30 → 192.0.2.130' }).waitFor();
   });
 
+  test("search by prefix, and paging 50 names at a time through the API's cursor", async () => {
+    const zone = Array.from({ length: 60 }, (_, i) => `page-${String(i).padStart(2, '0')}.example. 30 IN A 192.0.2.${i + 1}`).join('\n');
+    const imported = await api('/v1/import?file=pages.zone', {
+      method: 'POST',
+      headers: { 'content-type': 'text/dns' },
+      body: zone + '\n',
+    });
+    assert.equal(imported.status, 200, await imported.text());
+    const names = () => page.locator('#rows td.name').allTextContents();
+    await page.locator('#search').fill('page-');
+    await page.locator('#search-form button[type=submit]').click();
+    await page.locator('#page-info', { hasText: 'page 1, 50 names' }).waitFor();
+    assert.deepEqual(
+      await names(),
+      Array.from({ length: 50 }, (_, i) => `page-${String(i).padStart(2, '0')}.example`),
+    );
+    assert.equal(await page.locator('#prev-page').isDisabled(), true);
+    await page.locator('#next-page').click();
+    await page.locator('#page-info', { hasText: 'page 2, 10 names' }).waitFor();
+    assert.deepEqual(
+      await names(),
+      Array.from({ length: 10 }, (_, i) => `page-${i + 50}.example`),
+    );
+    assert.equal(await page.locator('#next-page').isDisabled(), true, 'the last page');
+    await page.locator('#prev-page').click();
+    await page.locator('#page-info', { hasText: 'page 1, 50 names' }).waitFor();
+    assert.equal((await names())[0], 'page-00.example');
+    await page.locator('#search').fill('nothing-like-this');
+    await page.locator('#search-form button[type=submit]').click();
+    await page.locator('#table-message', { hasText: 'No names match.' }).waitFor();
+    assert.equal(await page.locator('#rows tr').count(), 0);
+    await page.locator('#search').fill('');
+    await page.locator('#search-form button[type=submit]').click();
+    await page.locator('#page-info', { hasText: 'page 1, 50 names' }).waitFor();
+  });
+
   test('the load panel draws queries per second with uPlot and shows the upstream', async () => {
     const stop = Date.now() + 4000;
     // a few seconds of intercepted queries, so that the chart has a rate to draw
