@@ -14,6 +14,7 @@ import { sumOf } from './helpers/metrics.js';
 import { LONGEST_NAME, rawQuery } from './helpers/raw.js';
 import { buildAdmin } from '../src/admin/admin-server.js';
 import { EventStreams } from '../src/admin/events.js';
+import { RecentLoadSampler } from '../src/admin/recent-load.js';
 import { memoryTable } from './helpers/tables.js';
 import { pino } from 'pino';
 
@@ -556,6 +557,7 @@ describe('a request while the admin port closes', () => {
       log: pino({ level: 'silent' }),
       health: async () => ({ ok: true }),
       events: new EventStreams(table, 4, pino({ level: 'silent' })),
+      recentLoad: new RecentLoadSampler(() => Promise.reject(new Error('no serving figures in this test'))),
       nameQueries: async () => new Map(),
       metrics: async () => ({ contentType: 'text/plain', body: '' }),
       settle: async () => {

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { buildAdmin } from '../src/admin/admin-server.js';
 import { EventStreams } from '../src/admin/events.js';
+import { RecentLoadSampler } from '../src/admin/recent-load.js';
 import { memoryTable } from './helpers/tables.js';
 
 const TOKEN = 'bodies-token-0123456789abcdef';
@@ -35,6 +36,7 @@ describe('admin request bodies of any shape', () => {
     settle: async () => ({ unconfirmed: [] }),
     metrics: async () => ({ contentType: 'text/plain', body: '' }),
     events: new EventStreams(table, 4, silent),
+    recentLoad: new RecentLoadSampler(() => Promise.reject(new Error('no serving figures in this test'))),
   });
   before(async () => app.ready());
   after(async () => app.close());

@@ -117,6 +117,7 @@ describe('defaults', () => {
       allowTldWildcards: false,
       updateListen: undefined,
       updateKeyFile: undefined,
+      dashboardMonitor: undefined,
       logLevel: 'info',
     };
     assert.deepEqual({ ...config }, { ...expected });
@@ -343,6 +344,11 @@ describe('bad values: BAD_CONFIG naming the flag, the value and the source', () 
       name: 'redis URL of another scheme',
       env: { DIVERT_REDIS: 'memcached://cache:11211' },
       parts: ['--redis', '"memcached://cache:11211"', '(from DIVERT_REDIS)', 'redis://'],
+    },
+    {
+      name: 'dashboard monitor that is not an http://HOST:PORT',
+      env: { DIVERT_DASHBOARD_MONITOR: 'http://127.0.0.1:5381/status?x' },
+      parts: ['--dashboard-monitor', '"http://127.0.0.1:5381/status?x"', '(from DIVERT_DASHBOARD_MONITOR)', 'http://HOST:PORT'],
     },
     {
       name: 'redis prefix with a space',

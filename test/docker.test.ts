@@ -163,8 +163,9 @@ describe('docker/Dockerfile', () => {
         ['deps', ['/app/node_modules', './node_modules']],
         ['build', ['/app/dist/src', './dist/src']],
         ['build', ['/app/dist/native', './dist/native']],
+        ['build', ['/app/dist/dashboard', './dist/dashboard']],
       ],
-      'the runtime gets node_modules from deps (production only) and the compiled code and addons from build',
+      'the runtime gets node_modules from deps (production only) and the compiled code, addons and dashboard from build',
     );
     assert.ok(
       runs('build').some((r) => /apt-get install\b.*\bgcc\b/.test(r)),

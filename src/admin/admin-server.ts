@@ -17,6 +17,9 @@ import { diversionFromBody, entryFromBody, ifMatch, limitOf } from './bodies.js'
 import type { EventStreams } from './events.js';
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendError } from './http-errors.js';
 import { tokenMatcher } from './token-match.js';
+import { isPublicRoute, registerDashboard } from './dashboard-assets.js';
+import type { RecentLoadSampler } from './recent-load.js';
+import { monitorStatusReader, type MonitorView } from './monitor-status.js';
 
 export interface Health {
   ok: boolean;
@@ -35,6 +38,10 @@ export interface AdminOptions {
   metrics: () => Promise<{ contentType: string; body: string }>;
   /** GET /v1/events: the streams, their limits and figures. */
   events: EventStreams;
+  /** GET /v1/stats/recent: queries per second over the last minutes, upstreams and workers (the dashboard's load chart). */
+  recentLoad: RecentLoadSampler;
+  /** GET /v1/dashboard/monitor: the status of the monitor given by --dashboard-monitor (none: url null). */
+  monitorStatus?: () => Promise<MonitorView>;
 }
 
 const JSON_BODY_LIMIT = 64 * 1024;
@@ -139,10 +146,17 @@ export function buildAdmin(options: AdminOptions) {
       );
   });
 
+  // every reply: a browser takes a JSON error or a zone file for what it says it is, never for a page
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+  });
+
   const failures = new AuthFailures();
   // anyone who reaches the port can send requests without the token: the lines are throttled
   const warnAuth = throttledLog((details, message) => log.warn(details, message));
   app.addHook('onRequest', async (request, reply) => {
+    // the dashboard's static files hold no data; what the page shows, it asks the API for with the token
+    if (isPublicRoute(request.routeOptions.config)) return;
     const header = request.headers.authorization ?? '';
     const given = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
     // Valid credentials are never locked out: only failing attempts are throttled, so a
@@ -262,6 +276,13 @@ export function buildAdmin(options: AdminOptions) {
 
   // what a monitor reads to see each name's load: the counts of divert_name_queries_total as JSON
   app.get('/v1/stats/names', async () => ({ names: Object.fromEntries(await options.nameQueries()) }));
+
+  app.get('/v1/stats/recent', async () => options.recentLoad.recent());
+  app.addHook('onClose', async () => options.recentLoad.stop());
+  const monitorStatus = options.monitorStatus ?? monitorStatusReader(undefined);
+  app.get('/v1/dashboard/monitor', async () => monitorStatus());
+
+  registerDashboard(app);
 
   app.get('/healthz', async (_request, reply) => {
     const health = await options.health();

@@ -94,13 +94,14 @@ export const SERVE_OPTIONS = {
     flag: 'admin',
     default: '127.0.0.1:5380',
     schema: hostPort(),
-    describe: 'admin HTTP listener HOST:PORT (the API that rewrites the table); a non-loopback address needs --admin-token',
+    describe:
+      'admin HTTP listener HOST:PORT (the API that rewrites the table, and the dashboard at /); a non-loopback address needs --admin-token',
   },
   adminToken: {
     flag: 'admin-token',
     schema: adminTokenSchema,
     defaultDescription: 'generated on first start into --admin-token-file',
-    describe: 'bearer token the admin API demands (16 or more printable characters)',
+    describe: 'bearer token the admin API and the dashboard demand (16 or more printable characters)',
   },
   adminTokenFile: {
     flag: 'admin-token-file',
@@ -320,6 +321,12 @@ export const SERVE_OPTIONS = {
     describe:
       "TSIG keys (hmac-sha256) that may send DNS UPDATE, in BIND's key format, as tsig-keygen writes it, with the names each may change (update-policy { grant KEY subdomain NAME; };)",
   },
+  dashboardMonitor: {
+    flag: 'dashboard-monitor',
+    schema: z.string().regex(/^https?:\/\/[^/?#\s@]+\/?$/, "expected http://HOST:PORT, a divert monitor's --status address"),
+    defaultDescription: 'off',
+    describe: 'status address http://HOST:PORT of a divert monitor (its --status) whose GET /status the dashboard shows',
+  },
   logLevel: {
     flag: 'log-level',
     default: 'info',
@@ -366,5 +373,6 @@ export interface ServeConfig {
   allowTldWildcards: boolean;
   updateListen: HostPort | undefined;
   updateKeyFile: string | undefined;
+  dashboardMonitor: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }

@@ -11,6 +11,8 @@ import type { UpstreamSpec } from '../net/upstream-spec.js';
 import { maskUrl } from '../redact.js';
 import type { ServeConfig } from '../config/options.js';
 import { buildAdmin } from '../admin/admin-server.js';
+import { RecentLoadSampler } from '../admin/recent-load.js';
+import { monitorStatusReader } from '../admin/monitor-status.js';
 import { EventStreams } from '../admin/events.js';
 import { createMetrics } from '../admin/metrics.js';
 import { startWorkers } from '../cluster/primary.js';
@@ -113,6 +115,8 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       }),
       health: async () => healthOf(table, await stats(), config, workers()),
       nameQueries: async () => (await stats()).queries.names,
+      recentLoad: new RecentLoadSampler(stats),
+      monitorStatus: monitorStatusReader(config.dashboardMonitor),
       // a write is acknowledged once every worker answers with it
       settle: serving.settle,
     });

@@ -48,17 +48,32 @@ export interface ProcessFigures {
   heapUsedBytes: number;
   /** The share of time the event loop was busy since the previous reading (0-1): how near saturation. */
   eventLoopUtilization: number;
+  /** CPU time (user and system, all its threads) over wall time since the previous reading: 1 is one core's worth. */
+  cpuUtilization: number;
 }
 
 /** A reader of this process's figures; the event loop's share is since the previous reading. */
 export function processFigures(worker: number): () => ProcessFigures {
   let lastLoop = performance.eventLoopUtilization();
+  let lastCpu = process.cpuUsage();
+  let lastAt = performance.now();
   return () => {
     const loop = performance.eventLoopUtilization();
     const utilization = performance.eventLoopUtilization(loop, lastLoop).utilization;
     lastLoop = loop;
+    const cpu = process.cpuUsage(lastCpu);
+    lastCpu = process.cpuUsage();
+    const at = performance.now();
+    const wallMicros = (at - lastAt) * 1000;
+    lastAt = at;
     const memory = process.memoryUsage();
-    return { worker, residentBytes: memory.rss, heapUsedBytes: memory.heapUsed, eventLoopUtilization: utilization };
+    return {
+      worker,
+      residentBytes: memory.rss,
+      heapUsedBytes: memory.heapUsed,
+      eventLoopUtilization: utilization,
+      cpuUtilization: wallMicros > 0 ? (cpu.user + cpu.system) / wallMicros : 0,
+    };
   };
 }
 

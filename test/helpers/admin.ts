@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { buildAdmin, type AdminOptions } from '../../src/admin/admin-server.js';
 import { EventStreams } from '../../src/admin/events.js';
+import { RecentLoadSampler } from '../../src/admin/recent-load.js';
 import type { AddressTable } from '../../src/table/address-table.js';
 import { memoryTable, redisTable } from './tables.js';
 
@@ -42,6 +43,7 @@ export async function injectAdmin(table: AddressTable, token: string, options: P
     settle: async () => ({ unconfirmed: [] }),
     metrics: async () => ({ contentType: 'text/plain', body: '' }),
     events: new EventStreams(table, 4, log),
+    recentLoad: new RecentLoadSampler(() => Promise.reject(new Error('no serving figures in this test'))),
     ...options,
   });
   await app.ready();
