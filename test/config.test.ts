@@ -83,6 +83,10 @@ describe('defaults', () => {
     const config = loadServeConfig({}, {});
     const expected: ServeConfig = {
       listen: [hp('0.0.0.0', 53)],
+      listenTls: [],
+      listenHttps: [],
+      tlsCert: undefined,
+      tlsKey: undefined,
       admin: hp('127.0.0.1', 5380),
       adminToken: undefined,
       adminTokenFile: undefined,

@@ -6,6 +6,26 @@ import type { ServeConfig } from '../config/options.js';
 import type { WorkersState } from '../serving/handle.js';
 import type { ServingStats } from '../serving/stats.js';
 import type { AddressTable } from '../table/address-table.js';
+import { formatHostPort, type HostPort } from '../net/host-port.js';
+import { describeCertificate, type TlsCredentials } from '../serving/tls-credentials.js';
+
+/** The DNS listeners as bound, and the DoT and DoH certificate in force. */
+export interface ListenerState {
+  listeners: { dns: HostPort[]; dot: HostPort[]; doh: HostPort[] };
+  certificate: TlsCredentials | null;
+}
+
+/** Each listener by transport and address, for /healthz and /metrics. */
+export function listenerList({ dns, dot, doh }: ListenerState['listeners']): { transport: string; address: string }[] {
+  return [
+    ...dns.flatMap((at) => [
+      { transport: 'udp', address: formatHostPort(at) },
+      { transport: 'tcp', address: formatHostPort(at) },
+    ]),
+    ...dot.map((at) => ({ transport: 'dot', address: formatHostPort(at) })),
+    ...doh.map((at) => ({ transport: 'doh', address: formatHostPort(at) })),
+  ];
+}
 
 /** What /healthz says of the workers when some are not serving: which are being replaced, after how many crashes, and when. */
 function workersProblems({ configured, running, restarting }: WorkersState): string[] {
@@ -19,7 +39,13 @@ function workersProblems({ configured, running, restarting }: WorkersState): str
 }
 
 /** GET /healthz: ready when the table is reachable, at least one worker serves and at least one upstream is in service. */
-export function healthOf(table: AddressTable, stats: ServingStats, config: ServeConfig, workers: WorkersState): Health {
+export function healthOf(
+  table: AddressTable,
+  stats: ServingStats,
+  config: ServeConfig,
+  workers: WorkersState,
+  listeners: ListenerState,
+): Health {
   const ready = table.isReady();
   const anyWorker = workers.running > 0;
   // with no worker running there are no upstream figures either: that says nothing of the upstreams
@@ -29,6 +55,8 @@ export function healthOf(table: AddressTable, stats: ServingStats, config: Serve
     table: { backend: config.redis ? 'redis' : 'memory', ready, cachedNames: stats.cachedNames },
     workers: { configured: workers.configured, running: workers.running, restarting: workers.restarting },
     upstreams: stats.upstreams,
+    listeners: listenerList(listeners.listeners),
+    ...(listeners.certificate ? { tlsCertificate: describeCertificate(listeners.certificate) } : {}),
     problems: [
       ...(ready ? [] : ['the address table (Redis) is unreachable: intercepted names answer from cache, writes are refused']),
       ...workersProblems(workers),
