@@ -18,6 +18,7 @@ import { startServe, waitFor } from './monitor-fixtures.js';
 import type { TestServer } from './helpers/divert.js';
 import { runDivert } from './helpers/process.js';
 import { tempFiles } from './helpers/temp-files.js';
+import { selfSignedArgs } from './helpers/tls.js';
 import {
   lineClient,
   setAddresses,
@@ -327,29 +328,7 @@ describe('divert proxy: TLS on either side (tls, targetTls)', () => {
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   // one self-signed certificate for the mirror (mirror.test, 127.0.0.2) and the proxy (127.0.0.1), trusted as its own CA
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=mirror.test',
-      '-addext',
-      'subjectAltName=DNS:mirror.test,IP:127.0.0.2,IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  execFileSync('openssl', selfSignedArgs(cert, key, 'mirror.test', 'DNS:mirror.test,IP:127.0.0.2,IP:127.0.0.1'), { stdio: 'ignore' });
 
   async function tlsMirror(): Promise<{ port: number; close(): Promise<void> }> {
     const server = createTlsServer({ cert: readFileSync(cert), key: readFileSync(key) }, (socket) => {

@@ -149,7 +149,11 @@ export class ListenerSet {
 
   /** DoT and DoH: TCP listeners alone, whose connections one TLS server of each kind takes over. */
   private async bindEncrypted(encrypted: EncryptedOptions, handler: Handler, options: ListenerSetOptions): Promise<void> {
-    const serving = this.tcpServing(options);
+    // every client gets a connection (within the caps), and a client outside the allow list
+    // a REFUSED answer, as over UDP: a DoT or DoH client (a phone, a browser) shows a reset as
+    // a broken server, but takes REFUSED for what it is
+    const admission = options.admission ?? ADMIT_ALL;
+    const serving = { ...this.tcpServing(options), admission: { admits: () => true, networkOf: (a: string) => admission.networkOf(a) } };
     const services = {
       dot: new DotService(encrypted.pem, handler, serving),
       doh: new DohService(encrypted.pem, handler, serving, encrypted.dns),
