@@ -9,16 +9,24 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { connect as http2Connect } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
-import { decode, query, startDivert, withoutId, type TestServer } from './helpers/divert.js';
+import { lengthPrefix } from '../src/transport/tcp-framer.js';
+import { decode, query, startDivert, TEST_WORKERS, withoutId, type TestServer } from './helpers/divert.js';
 import { execChild } from './helpers/children.js';
 import { parseMetrics, sumOf } from './helpers/metrics.js';
-import { tempFiles } from './helpers/temp-files.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
 import {
   certFolder,
   dotAsk,
+  dotSession,
   getPath,
+  type DotSession,
   h1Request,
   h2Request,
   makeCert,
@@ -39,6 +47,7 @@ let divert: TestServer;
 let cert: CertFiles;
 let dotPort: number;
 let dohPort: number;
+let zone: string;
 const folder = certFolder();
 
 /** Every forwarded name gets two A records, a TXT and an authority NS, with TTLs 300, 120 and 3600. */
@@ -65,7 +74,8 @@ function upstreamSent(name: string): Buffer {
 before(async () => {
   cert = await makeCert(folder.dir, 'server');
   upstream = await startUpstream(upstreamAnswer);
-  const zone = tempFiles('dot-doh', '.zone')(ZONE);
+  zone = join(folder.dir, 'shop.zone');
+  writeFileSync(zone, ZONE);
   divert = await startDivert({
     upstream: [`127.0.0.1:${upstream.port}`],
     zones: [zone],
@@ -250,3 +260,89 @@ describe('/metrics and /healthz', () => {
     assert.equal(new Date(health.tlsCertificate.notAfter).getTime() / 1000, notAfter);
   });
 });
+
+describe('what a peer may hold: the TCP limits on DoT and DoH connections', () => {
+  let limited: TestServer;
+  const IDLE_MS = 400;
+  before(async () => {
+    limited = await startDivert({
+      upstream: [`127.0.0.1:${upstream.port}`],
+      zones: [zone],
+      'listen-tls': ['127.0.0.1:0'],
+      'listen-https': ['127.0.0.1:0'],
+      'tls-cert': cert.cert,
+      'tls-key': cert.key,
+      'tcp-idle-timeout-ms': String(IDLE_MS),
+      'tcp-max-per-client': '2',
+    });
+  });
+  after(() => limited?.close());
+
+  /** Resolves with how long `socket` stayed open, or rejects when it is still open after `withinMs`. */
+  const closedWithin = (socket: Socket | TLSSocket, withinMs: number) =>
+    new Promise<number>((resolve, reject) => {
+      const started = Date.now();
+      if (socket.destroyed) return resolve(0);
+      const timer = setTimeout(() => reject(new Error(`still open after ${withinMs} ms`)), withinMs);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(Date.now() - started);
+      });
+    });
+
+  test('a connection that never begins its TLS handshake, and one that speaks plain DNS, are closed', async () => {
+    const silent = connect({ host: '127.0.0.1', port: limited.encrypted.dot[0].port });
+    silent.on('error', () => {});
+    await closedWithin(silent, 5000);
+    const plain = connect({ host: '127.0.0.1', port: limited.encrypted.dot[0].port });
+    plain.on('error', () => {});
+    const q = query(INTERCEPTED, 'A');
+    plain.write(Buffer.concat([lengthPrefix(q), q]));
+    await closedWithin(plain, 5000);
+  });
+
+  test('an idle DoT connection and an idle HTTP/2 session are closed after --tcp-idle-timeout-ms', async () => {
+    const session = await dotSession(limited.encrypted.dot[0].port);
+    assert.deepEqual(addressesOf(await session.ask(query(INTERCEPTED, 'A'))), [INTERCEPTED_ADDRESS]);
+    const dotOpen = await closedWithin(session.socket, 5000);
+    assert.ok(dotOpen >= IDLE_MS - 50, `closed after ${dotOpen} ms`);
+
+    const h2 = http2Connect(`https://127.0.0.1:${limited.encrypted.doh[0].port}`, { rejectUnauthorized: false });
+    h2.on('error', () => {});
+    const h2Closed = new Promise<void>((resolve) => h2.once('close', () => resolve()));
+    const stream = h2.request({ ':method': 'GET', ':path': getPath(query(INTERCEPTED, 'A', { id: 0 })) });
+    stream.resume();
+    stream.end();
+    await Promise.race([h2Closed, sleep(5000).then(() => assert.fail('the HTTP/2 session is still open after 5 s'))]);
+    h2.destroy();
+  });
+
+  test('connections from one client network beyond --tcp-max-per-client are reset at accept, on each listener', async () => {
+    const port = limited.encrypted.dot[0].port;
+    // the cap is per worker, and the kernel hands each connection to one: with W workers the
+    // (2W + 1)th connection held open at once is refused at the latest
+    const open: DotSession[] = [];
+    let refused: Error | undefined;
+    try {
+      for (let i = 0; i < 2 * Number(TEST_WORKERS) + 1 && !refused; i++) {
+        await dotSession(port).then(
+          (session) => open.push(session),
+          (err: Error) => (refused = err),
+        );
+      }
+      assert.ok(open.length >= 2, `${open.length} connections admitted`);
+      assert.match(refused?.message ?? 'none refused', /closed before its handshake|ECONNRESET|socket hang up/);
+      // another listener counts its own
+      const reply = await h2Request(limited.encrypted.doh[0].port, post(query(INTERCEPTED, 'A', { id: 0 })));
+      assert.equal(reply.status, 200);
+      const metrics = parseMetrics(await (await limited.api('/metrics')).text());
+      assert.ok(sumOf(metrics, 'divert_listener_events_total', { listener: 'dns', event: 'tcp_client_limit' }) >= 1);
+    } finally {
+      for (const session of open) session.close();
+    }
+  });
+});
+
+function addressesOf(reply: Buffer): unknown[] {
+  return (decode(reply).answers ?? []).map((a) => (a as { data: unknown }).data);
+}

@@ -41,6 +41,7 @@ function respond(res: Response, status: number, headers: Record<string, string>,
 export class DohService {
   private readonly http: Http2SecureServer;
   private readonly peers = new PeerSlots();
+  private readonly handshakeMs: number;
 
   constructor(
     pem: TlsPem,
@@ -49,12 +50,13 @@ export class DohService {
     private readonly dns: DnsInspection,
   ) {
     const idleMs = serving.limits.idleTimeoutMs;
+    this.handshakeMs = Math.min(HANDSHAKE_TIMEOUT_MS, idleMs);
     this.http = createSecureServer({
       ...TLS_SERVER_SETTINGS,
       cert: pem.cert,
       key: pem.key,
       allowHTTP1: true,
-      handshakeTimeout: Math.min(HANDSHAKE_TIMEOUT_MS, idleMs),
+      handshakeTimeout: this.handshakeMs,
       settings: { maxConcurrentStreams: MAX_STREAMS, maxHeaderListSize: MAX_HEADER_BYTES, enablePush: false },
       maxHeaderListPairs: 64,
       maxSessionMemory: 4,
@@ -83,7 +85,7 @@ export class DohService {
 
   /** For the stream server: each admitted connection goes through the handshake here. */
   readonly service: ConnectionService = (socket, connection, slots) => {
-    this.peers.add(socket, connection, slots);
+    this.peers.add(socket, connection, slots, this.handshakeMs);
     this.http.emit('connection', socket);
   };
 

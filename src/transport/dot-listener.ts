@@ -19,19 +19,28 @@ export function peerKey(socket: { remoteAddress?: string; remotePort?: number })
 export interface PeerSlot {
   connection: Connection;
   slots: Slots;
+  /** Its TLS handshake is done. */
+  secure: boolean;
 }
 
 /** The admitted connections waiting for their TLS socket, or served over it, by peer. */
 export class PeerSlots {
   private readonly byPeer = new Map<string, PeerSlot>();
 
-  add(socket: Socket, connection: Connection, slots: Slots): void {
+  add(socket: Socket, connection: Connection, slots: Slots, handshakeMs: number): void {
     const key = peerKey(socket);
-    const entry = { connection, slots };
+    const entry: PeerSlot = { connection, slots, secure: false };
     this.byPeer.set(key, entry);
     socket.once('close', () => {
       if (this.byPeer.get(key) === entry) this.byPeer.delete(key);
     });
+    // node's handshakeTimeout does not reach a connection handed in with emit('connection'):
+    // one that has not finished its handshake in time is closed here
+    const timer = setTimeout(() => {
+      if (!entry.secure) socket.destroy();
+    }, handshakeMs);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
   }
 
   of(socket: { remoteAddress?: string; remotePort?: number }): PeerSlot | undefined {
@@ -43,8 +52,12 @@ export class PeerSlots {
     tls.on('secureConnection', (stream: TLSSocket) => {
       stream.on('error', () => stream.destroy());
       const slot = this.of(stream);
-      if (slot) serve(stream, slot);
-      else stream.destroy();
+      if (!slot) {
+        stream.destroy();
+        return;
+      }
+      slot.secure = true;
+      serve(stream, slot);
     });
     // a failed handshake (a plain-text client, no common protocol): node has closed the socket; nothing more to do
     tls.on('tlsClientError', () => {});
@@ -54,21 +67,23 @@ export class PeerSlots {
 export class DotService {
   private readonly tls: TlsServer;
   private readonly peers = new PeerSlots();
+  private readonly handshakeMs: number;
 
   constructor(pem: TlsPem, handler: Handler, serving: TcpServing) {
+    this.handshakeMs = Math.min(HANDSHAKE_TIMEOUT_MS, serving.limits.idleTimeoutMs);
     this.tls = createServer({
       ...TLS_SERVER_SETTINGS,
       cert: pem.cert,
       key: pem.key,
       ALPNProtocols: ['dot'],
-      handshakeTimeout: Math.min(HANDSHAKE_TIMEOUT_MS, serving.limits.idleTimeoutMs),
+      handshakeTimeout: this.handshakeMs,
     });
     this.peers.serveOn(this.tls, (stream, slot) => serveFramed(stream, 'dot', slot.connection, slot.slots, handler, serving));
   }
 
   /** For the stream server: each admitted connection goes through the handshake here. */
   readonly service: ConnectionService = (socket, connection, slots) => {
-    this.peers.add(socket, connection, slots);
+    this.peers.add(socket, connection, slots, this.handshakeMs);
     this.tls.emit('connection', socket);
   };
 
