@@ -199,8 +199,8 @@ export function createReloader(deps: ReloadDeps): Reloader {
     const rank = (level: ServeConfig['logLevel']) => (level === 'silent' ? Infinity : log.levels.values[level]);
     const louder = rank(next.logLevel) <= rank(current.logLevel);
     if (louder) setLogLevel(log, next.logLevel);
-    const expiry = nextTls && next.tlsCert ? validityProblem(nextTls, next.tlsCert) : undefined;
-    if (expiry) log.warn({ tlsCert: next.tlsCert }, `reload: ${expiry}: DoT and DoH clients will refuse it`);
+    const expiry = nextTls ? validityProblem(nextTls) : undefined;
+    if (expiry) log.warn({ tlsCert: next.tlsCert }, `reload: --tls-cert "${next.tlsCert}" ${expiry}: DoT and DoH clients will refuse it`);
     if (unconfirmed.length > 0)
       log.warn({ workers: unconfirmed }, `reload: worker ${unconfirmed.join(', ')} did not confirm the new configuration in time`);
     log.info(

@@ -118,6 +118,31 @@ describe('a bad certificate at start', () => {
   });
 });
 
+describe('an expired certificate at start', () => {
+  test('served with one error line (plain DNS must not go down with it); /healthz names the problem', async () => {
+    const token = 'dot-doh-test-token-0123456789abcdef';
+    const proc = serve(expired.cert, expired.key, ['--admin-token', token, '--workers', '1']);
+    try {
+      const line = await proc.listeningLine(20_000);
+      const errors = logLinesOf(proc).filter((l) => l.level >= 50);
+      assert.equal(errors.length, 1, JSON.stringify(errors));
+      assert.match(errors[0].msg, /^--tls-cert ".*expired\.pem" expired on 2020-01-02T00:00:00\.000Z: DoT and DoH clients will refuse it$/);
+      const { reply, fingerprint256 } = await dotAsk(portOf(line.dot?.[0]), query(NAME));
+      assert.equal(fingerprint256, expired.fingerprint256);
+      assert.deepEqual(addresses(reply), [ADDRESS]);
+      const health = (await (await fetch(`http://${line.admin}/healthz`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+        problems: string[];
+      };
+      assert.ok(
+        health.problems.includes('the DoT and DoH certificate expired on 2020-01-02T00:00:00.000Z: encrypted clients refuse it'),
+        JSON.stringify(health.problems),
+      );
+    } finally {
+      await proc.stop();
+    }
+  });
+});
+
 describe('SIGHUP replaces the certificate (two workers)', () => {
   test('no query lost while the files are replaced; new connections get the new certificate, a bad pair is refused and the old kept', async () => {
     const certPath = join(folder.dir, 'live.pem');

@@ -28,8 +28,8 @@ const EXPIRY_WARNING_DAYS = 14;
 function tlsSummary(config: ServeConfig, now = Date.now()): string {
   const tls = loadTlsCredentials(config);
   if (!tls) return 'off';
-  const problem = validityProblem(tls, config.tlsCert!, now);
-  if (problem) throw new DivertError('BAD_CONFIG', problem);
+  const problem = validityProblem(tls, now);
+  if (problem) throw new DivertError('BAD_CONFIG', `--tls-cert "${config.tlsCert}" ${problem}`);
   const days = Math.floor((tls.notAfter.getTime() - now) / 86_400_000);
   const listeners = [
     ...config.listenTls.map((at) => `DoT ${formatHostPort(at)}`),

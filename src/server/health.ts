@@ -7,7 +7,7 @@ import type { WorkersState } from '../serving/handle.js';
 import type { ServingStats } from '../serving/stats.js';
 import type { AddressTable } from '../table/address-table.js';
 import { formatHostPort, type HostPort } from '../net/host-port.js';
-import { describeCertificate, type TlsCredentials } from '../serving/tls-credentials.js';
+import { describeCertificate, validityProblem, type TlsCredentials } from '../serving/tls-credentials.js';
 
 /** The DNS listeners as bound, and the DoT and DoH certificate in force. */
 export interface ListenerState {
@@ -38,6 +38,12 @@ function workersProblems({ configured, running, restarting }: WorkersState): str
   return [`workers restarting: ${each.join(', ')}; ${running === 0 ? none : `${running} of ${configured} workers answering`}`];
 }
 
+/** An expired DoT and DoH certificate (or one not valid yet): encrypted clients refuse it; plain DNS is unharmed. */
+function certificateProblems(certificate: TlsCredentials | null): string[] {
+  const problem = certificate ? validityProblem(certificate) : undefined;
+  return problem ? [`the DoT and DoH certificate ${problem}: encrypted clients refuse it`] : [];
+}
+
 /** GET /healthz: ready when the table is reachable, at least one worker serves and at least one upstream is in service. */
 export function healthOf(
   table: AddressTable,
@@ -61,6 +67,7 @@ export function healthOf(
       ...(ready ? [] : ['the address table (Redis) is unreachable: intercepted names answer from cache, writes are refused']),
       ...workersProblems(workers),
       ...(anyUpstream ? [] : ['no upstream is answering: forwarded queries get SERVFAIL']),
+      ...certificateProblems(listeners.certificate),
     ],
   };
 }

@@ -71,8 +71,12 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   // a certificate that does not load or match stops the start; an expired one is served, with a warning
   // (DoT and DoH clients refuse it, but plain DNS must not go down with it)
   const tls = loadTlsCredentials(config);
-  const expiry = tls && config.tlsCert ? validityProblem(tls, config.tlsCert) : undefined;
-  if (expiry) componentLogger(log, 'serve').error({ tlsCert: config.tlsCert }, `${expiry}: DoT and DoH clients will refuse it`);
+  const expiry = tls ? validityProblem(tls) : undefined;
+  if (expiry)
+    componentLogger(log, 'serve').error(
+      { tlsCert: config.tlsCert },
+      `--tls-cert "${config.tlsCert}" ${expiry}: DoT and DoH clients will refuse it`,
+    );
   const adminToken = resolveAdminToken(config, componentLogger(log, 'serve'));
   const tableLog = componentLogger(log, 'table');
   if (config.redis) tableLog.info({ redis: maskUrl(config.redis), prefix: config.redisPrefix }, 'address table in Redis');

@@ -73,10 +73,10 @@ export function checkPair(pem: TlsPem, certPath: string, keyPath: string): TlsCr
   return { pem, certificate, notBefore: new Date(certificate.validFrom), notAfter: new Date(certificate.validTo) };
 }
 
-/** What is wrong with the pair's dates at `now`, if anything: expired, or not valid yet. */
-export function validityProblem(credentials: TlsCredentials, certPath: string, now = Date.now()): string | undefined {
-  if (credentials.notAfter.getTime() <= now) return `--tls-cert "${certPath}" expired on ${credentials.notAfter.toISOString()}`;
-  if (credentials.notBefore.getTime() > now) return `--tls-cert "${certPath}" is not valid before ${credentials.notBefore.toISOString()}`;
+/** What is wrong with the certificate's dates at `now`, if anything: "expired on …", "is not valid before …". */
+export function validityProblem(credentials: TlsCredentials, now = Date.now()): string | undefined {
+  if (credentials.notAfter.getTime() <= now) return `expired on ${credentials.notAfter.toISOString()}`;
+  if (credentials.notBefore.getTime() > now) return `is not valid before ${credentials.notBefore.toISOString()}`;
   return undefined;
 }
 
