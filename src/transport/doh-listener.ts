@@ -9,7 +9,7 @@
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Handler, Reply } from './handler.js';
-import { PeerSlots } from './dot-listener.js';
+import { PeerSlots } from './peer-slots.js';
 import { DNS_MESSAGE, MAX_DNS_MESSAGE, readHead, TOO_LARGE, type Refusal } from './doh-request.js';
 import type { ConnectionService, TcpServing } from './tcp-listener.js';
 import { HANDSHAKE_TIMEOUT_MS, TLS_SERVER_SETTINGS, type TlsPem } from './tls-settings.js';

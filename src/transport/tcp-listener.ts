@@ -4,7 +4,8 @@
 // queries in flight per connection and on unsent replies, so a client that stops or
 // crawls cannot hold memory. DNS over TLS (dot-listener.ts) is the same framing on a TLS
 // stream, and DNS over HTTPS (doh-listener.ts) takes over its accepted connections too:
-// every stream listener admits at accept here, and is drained and counted the same way.
+// every stream listener takes its connections here, under the same caps, and is drained
+// and counted the same way.
 
 import { createServer, type Server, type Socket } from 'node:net';
 import { lengthPrefix, TcpFramer } from './tcp-framer.js';
