@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { lengthPrefix, TcpFramer } from '../src/transport/tcp-framer.js';
-import { DEFAULT_TCP_LIMITS } from '../src/transport/tcp-listener.js';
+import { DEFAULT_TCP_LIMITS } from '../src/transport/connection-slots.js';
 import { readQuery } from '../src/wire/query.js';
 import type { TsigKey } from '../src/update/tsig.js';
 import { runDivert, type DivertProcess } from '../test/helpers/process.js';

@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     )
     .command(
       'serve',
-      'run the naming server (DNS on UDP and TCP)',
+      'run the naming server (DNS on UDP and TCP; DoT and DoH with a certificate)',
       async (y) => (await import('./cli/serve-options.js')).serveOptions(y),
       async (argv) => (await import('./cli/serve-command.js')).runServe(argv),
     )

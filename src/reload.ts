@@ -13,6 +13,9 @@
 // - --query-log-sample applies, and the query log file is opened anew (after logrotate
 //   has moved it);
 // - --log-level applies in this process and in every worker;
+// - the DoT and DoH certificate and key (--tls-cert, --tls-key) are read again: a new pair
+//   serves the connections from then on (open ones keep theirs), so a renewed certificate
+//   needs no restart; a pair that does not load or match refuses the reload;
 // - any other option (listeners, admin port, Redis, workers, TCP limits, cache size, the
 //   query log's file, ...) needs a restart: a change is named in one warning and the running value kept.
 //
@@ -29,6 +32,7 @@ import { maskUrl } from './redact.js';
 import type { AddressTable } from './table/address-table.js';
 import { readZones } from './table/zone/read.js';
 import { WritePolicy } from './table/write-policy.js';
+import { describeCertificate, loadTlsCredentials, validityProblem, type TlsCredentials } from './serving/tls-credentials.js';
 
 /** The options a reload applies; every other option needs a restart. */
 export const RELOADABLE: readonly ServeOptionKey[] = [
@@ -46,6 +50,8 @@ export const RELOADABLE: readonly ServeOptionKey[] = [
   'rateLimitV6Prefix',
   'logLevel',
   'queryLogSample',
+  'tlsCert',
+  'tlsKey',
 ];
 
 const NEEDS_RESTART = (Object.keys(SERVE_OPTIONS) as ServeOptionKey[]).filter((key) => !RELOADABLE.includes(key));
@@ -72,7 +78,9 @@ export interface ReloadDeps {
   config: ServeConfig;
   upstreams: UpstreamSpec[];
   table: AddressTable;
-  serving: Pick<ServingHandle, 'reconfigure' | 'settle'>;
+  serving: Pick<ServingHandle, 'reconfigure' | 'settle' | 'setCertificate'>;
+  /** The DoT and DoH certificate in force at start (null without those listeners). */
+  tls: TlsCredentials | null;
   log: Logger;
   /** Reads the configuration again (throws DivertError on a bad one). */
   load: () => ServeConfig;
@@ -84,6 +92,8 @@ export interface Reloader {
   reload: () => Promise<ReloadResult>;
   /** The configuration in force. */
   current: () => ServeConfig;
+  /** The DoT and DoH certificate in force. */
+  certificate: () => TlsCredentials | null;
 }
 
 function same(a: unknown, b: unknown): boolean {
@@ -109,6 +119,7 @@ export function createReloader(deps: ReloadDeps): Reloader {
   const { table, serving, log } = deps;
   let current = deps.config;
   let upstreams = deps.upstreams;
+  let tls = deps.tls;
 
   const refuse = (what: string, err: unknown): ReloadResult => {
     const message = err instanceof Error ? err.message : String(err);
@@ -123,6 +134,7 @@ export function createReloader(deps: ReloadDeps): Reloader {
     let seed: Awaited<ReturnType<typeof readZones>>;
     let restartNeeded: ServeOptionKey[];
     let loaded: ServeConfig;
+    let nextTls: TlsCredentials | null;
     try {
       loaded = deps.load();
       restartNeeded = NEEDS_RESTART.filter((key) => !same(loaded[key], current[key]));
@@ -134,6 +146,8 @@ export function createReloader(deps: ReloadDeps): Reloader {
         throw new DivertError('NO_UPSTREAM', 'no upstream resolver: give at least one --upstream HOST[:PORT]');
       // the policy's options need a restart: `next` holds the running ones
       seed = await readZones(next.zones, new WritePolicy(next));
+      // the certificate and key as the files hold them now (after an ACME client's renewal)
+      nextTls = loadTlsCredentials(next);
     } catch (err) {
       return refuse('reload refused', err);
     }
@@ -144,6 +158,10 @@ export function createReloader(deps: ReloadDeps): Reloader {
     try {
       if (seed.size > 0) seeded = (await table.seed(seed, { by: 'reload' })).length;
       unconfirmed = await serving.reconfigure(next, nextUpstreams);
+      if (nextTls && nextTls.pem.cert + nextTls.pem.key !== (tls ? tls.pem.cert + tls.pem.key : '')) {
+        const late = await serving.setCertificate(nextTls.pem);
+        unconfirmed = [...new Set([...unconfirmed, ...late])];
+      }
       // a worker answers a new name once it has heard of it
       if (seeded > 0) await serving.settle();
     } catch (err) {
@@ -161,9 +179,16 @@ export function createReloader(deps: ReloadDeps): Reloader {
       changed.push(
         `${seeded} new name${seeded === 1 ? '' : 's'} seeded from zone files (${seed.size - seeded} already held, left as they are)`,
       );
+    if (nextTls && nextTls.certificate.fingerprint256 !== tls?.certificate.fingerprint256) {
+      const shownTls = describeCertificate(nextTls);
+      changed.push(
+        `TLS certificate ${tls ? tls.certificate.serialNumber : 'none'} → ${shownTls.serial} (${shownTls.subject}, expires ${shownTls.notAfter})`,
+      );
+    }
     if (current.logLevel !== next.logLevel) changed.push(`log level ${current.logLevel} → ${next.logLevel}`);
     for (const key of RELOADABLE) {
-      if (['upstream', 'resolvConf', 'allow', 'trustEcs', 'logLevel'].includes(key) || same(current[key], next[key])) continue;
+      if (['upstream', 'resolvConf', 'allow', 'trustEcs', 'logLevel', 'tlsCert', 'tlsKey'].includes(key) || same(current[key], next[key]))
+        continue;
       changed.push(`--${flag(key)} ${shown(key, current[key])} → ${shown(key, next[key])}`);
     }
 
@@ -177,6 +202,8 @@ export function createReloader(deps: ReloadDeps): Reloader {
     const rank = (level: ServeConfig['logLevel']) => (level === 'silent' ? Infinity : log.levels.values[level]);
     const louder = rank(next.logLevel) <= rank(current.logLevel);
     if (louder) setLogLevel(log, next.logLevel);
+    const expiry = nextTls ? validityProblem(nextTls) : undefined;
+    if (expiry) log.warn({ tlsCert: next.tlsCert }, `reload: --tls-cert "${next.tlsCert}" ${expiry}: DoT and DoH clients will refuse it`);
     if (unconfirmed.length > 0)
       log.warn({ workers: unconfirmed }, `reload: worker ${unconfirmed.join(', ')} did not confirm the new configuration in time`);
     log.info(
@@ -196,6 +223,7 @@ export function createReloader(deps: ReloadDeps): Reloader {
     );
     current = next;
     upstreams = nextUpstreams;
+    tls = nextTls;
     return { ok: true, config: next, upstreams: nextUpstreams, changed, restartNeeded: restartNeeded.map(flag), seeded, unconfirmed };
   };
 
@@ -215,5 +243,5 @@ export function createReloader(deps: ReloadDeps): Reloader {
     });
     return queued;
   };
-  return { reload, current: () => current };
+  return { reload, current: () => current, certificate: () => tls };
 }

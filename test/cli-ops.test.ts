@@ -350,7 +350,7 @@ describe('divert validate', () => {
     assert.equal(
       line,
       `config OK: ${zoneNames} zone names from ${ZONES}; listen 127.0.0.1:5353, [::1]:5353; admin 127.0.0.1:5380; upstreams 127.0.0.1:5399; ` +
-        'table redis redis://:***@127.0.0.1:6390/2 (standalone; not contacted); DNS UPDATE 127.0.0.1:5354, 1 TSIG key, 1 update-policy rule',
+        'table redis redis://:***@127.0.0.1:6390/2 (standalone; not contacted); DNS UPDATE 127.0.0.1:5354, 1 TSIG key, 1 update-policy rule; TLS off',
     );
     assert.doesNotMatch(line, /secret-password/);
     assert.deepEqual(readdirSync(home), [], 'no admin token generated');
@@ -361,7 +361,7 @@ describe('divert validate', () => {
     assert.match(
       fromFlags,
       new RegExp(
-        `^config OK: ${zoneNames} zone names from zones/; listen 0\\.0\\.0\\.0:53; admin 127\\.0\\.0\\.1:5380; upstreams 127\\.0\\.0\\.1:53; table memory; DNS UPDATE off$`,
+        `^config OK: ${zoneNames} zone names from zones/; listen 0\\.0\\.0\\.0:53; admin 127\\.0\\.0\\.1:5380; upstreams 127\\.0\\.0\\.1:53; table memory; DNS UPDATE off; TLS off$`,
       ),
     );
     assert.ok(zoneNames >= 5);

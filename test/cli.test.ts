@@ -121,7 +121,21 @@ describe('start-up errors', () => {
 
   test('--help lists every option with its variable', async () => {
     const { stdout } = await run(process.execPath, [MAIN, 'serve', '--help']);
-    for (const flag of ['listen', 'admin', 'admin-token', 'upstream', 'zones', 'allow', 'redis', 'redis-prefix', 'config']) {
+    for (const flag of [
+      'listen',
+      'admin',
+      'admin-token',
+      'upstream',
+      'zones',
+      'allow',
+      'redis',
+      'redis-prefix',
+      'config',
+      'listen-tls',
+      'listen-https',
+      'tls-cert',
+      'tls-key',
+    ]) {
       assert.match(stdout, new RegExp(`--${flag}\\b`));
     }
     assert.match(stdout, /DIVERT_REDIS_PREFIX/);

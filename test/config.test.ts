@@ -27,6 +27,10 @@ before(() => {
     writeFileSync(files[name], text);
   };
   write(
+    'tls.yaml',
+    'listen-tls: ["0.0.0.0:853"]\nlisten-https: 0.0.0.0:443, [::]:443\ntls-cert: /etc/tls/fullchain.pem\ntls-key: /etc/tls/privkey.pem\n',
+  );
+  write(
     'full.json',
     JSON.stringify({
       listen: ['127.0.0.1:5300', '[::1]:5300'],
@@ -83,6 +87,10 @@ describe('defaults', () => {
     const config = loadServeConfig({}, {});
     const expected: ServeConfig = {
       listen: [hp('0.0.0.0', 53)],
+      listenTls: [],
+      listenHttps: [],
+      tlsCert: undefined,
+      tlsKey: undefined,
       admin: hp('127.0.0.1', 5380),
       adminToken: undefined,
       adminTokenFile: undefined,
@@ -224,6 +232,14 @@ describe('precedence: flag > DIVERT_* variable > config file > default', () => {
   });
 });
 
+test('DoT and DoH in a YAML config file', () => {
+  const config = loadServeConfig({ config: fileOf('tls.yaml') }, {});
+  assert.deepEqual(config.listenTls, [hp('0.0.0.0', 853)]);
+  assert.deepEqual(config.listenHttps, [hp('0.0.0.0', 443), hp('::', 443)]);
+  assert.equal(config.tlsCert, '/etc/tls/fullchain.pem');
+  assert.equal(config.tlsKey, '/etc/tls/privkey.pem');
+});
+
 describe('repeatable options from a DIVERT_* variable', () => {
   const cases: { name: string; env: NodeJS.ProcessEnv; check: (c: ServeConfig) => void }[] = [
     {
@@ -250,6 +266,21 @@ describe('repeatable options from a DIVERT_* variable', () => {
       name: 'zones',
       env: { DIVERT_ZONES: 'a.zone b.zone' },
       check: (c) => assert.deepEqual(c.zones, ['a.zone', 'b.zone']),
+    },
+    {
+      name: 'DoT and DoH listeners, with their certificate and key',
+      env: {
+        DIVERT_LISTEN_TLS: '0.0.0.0:853,[::]:853',
+        DIVERT_LISTEN_HTTPS: '127.0.0.1:443',
+        DIVERT_TLS_CERT: '/etc/tls/fullchain.pem',
+        DIVERT_TLS_KEY: '/etc/tls/privkey.pem',
+      },
+      check: (c) => {
+        assert.deepEqual(c.listenTls, [hp('0.0.0.0', 853), hp('::', 853)]);
+        assert.deepEqual(c.listenHttps, [hp('127.0.0.1', 443)]);
+        assert.equal(c.tlsCert, '/etc/tls/fullchain.pem');
+        assert.equal(c.tlsKey, '/etc/tls/privkey.pem');
+      },
     },
   ];
   for (const c of cases) {

@@ -149,7 +149,7 @@ update-policy { grant b subdomain .; grant b name *.shop.example. a any; };
     assert.equal(await run.exited(), 0, run.stderr());
     assert.match(
       run.stdout(),
-      /DNS UPDATE 127\.0\.0\.1:0, 2 TSIG keys, 1 update-policy rule \(key "b" has no grant: may change nothing\)\n$/,
+      /DNS UPDATE 127\.0\.0\.1:0, 2 TSIG keys, 1 update-policy rule \(key "b" has no grant: may change nothing\); TLS off\n$/,
     );
   });
 });

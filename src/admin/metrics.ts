@@ -33,6 +33,10 @@ export interface MetricSources {
   updateListener?: () => ListenerCounts | undefined;
   /** The admin API's GET /v1/events streams. */
   events: () => EventStreamFigures;
+  /** Each DNS listener: its transport (udp, tcp, dot, doh) and address. */
+  listeners?: () => { transport: string; address: string }[];
+  /** The DoT and DoH certificate in force, when there are such listeners. */
+  certificate?: () => { notAfter: Date; certificate: { serialNumber: string } } | null;
 }
 
 type Labels = Record<string, string>;
@@ -252,6 +256,23 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
   mirrorCounter(registry, 'divert_event_streams_refused_total', 'GET /v1/events requests refused at --events-max-streams', [], () => [
     [{}, sources.events().refused],
   ]);
+  readGauge(
+    registry,
+    'divert_listener_info',
+    'each DNS listener, by transport (udp, tcp, dot, doh) and address; always 1',
+    ['transport', 'address'],
+    () => (sources.listeners?.() ?? []).map((l) => [l, 1]),
+  );
+  readGauge(
+    registry,
+    'divert_tls_certificate_expiry_seconds',
+    "when the DoT and DoH listeners' certificate expires (its notAfter), in seconds since the Unix epoch; reloaded on SIGHUP",
+    ['serial'],
+    () => {
+      const tls = sources.certificate?.();
+      return tls ? [[{ serial: tls.certificate.serialNumber }, Math.floor(tls.notAfter.getTime() / 1000)]] : [];
+    },
+  );
   readGauge(registry, 'divert_workers', 'processes answering DNS queries', [], () => [[{}, now().processes.length]]);
   mirrorCounter(
     registry,

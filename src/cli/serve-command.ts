@@ -3,10 +3,16 @@
 // non-zero exit.
 
 import { componentLogger, createLogger } from '../log.js';
-import { formatHostPort } from '../net/host-port.js';
+import { formatHostPort, type HostPort } from '../net/host-port.js';
 import { formatUpstream } from '../net/upstream-spec.js';
 import { loadServeConfig } from '../config/load.js';
 import type { RunningServer } from '../server/server.js';
+
+/** ", DoT on …, DoH on …" for the listening line, or nothing. */
+function encryptedText({ dot, doh }: RunningServer['encrypted']): string {
+  const list = (addresses: HostPort[]) => addresses.map(formatHostPort).join(', ');
+  return `${dot.length > 0 ? `, DoT on ${list(dot)}` : ''}${doh.length > 0 ? `, DoH on https://${list(doh)}/dns-query` : ''}`;
+}
 
 /** How long a stop may take beyond the query timeout before the process exits anyway. */
 const STOP_MARGIN_MS = 5000;
@@ -45,8 +51,10 @@ export async function runServe(argv: Record<string, unknown>): Promise<void> {
       admin: formatHostPort(server.admin),
       upstreams: server.upstreams.map(formatUpstream),
       ...(server.update ? { update: formatHostPort(server.update) } : {}),
+      ...(server.encrypted.dot.length > 0 ? { dot: server.encrypted.dot.map(formatHostPort) } : {}),
+      ...(server.encrypted.doh.length > 0 ? { doh: server.encrypted.doh.map(formatHostPort) } : {}),
     },
-    `listening on ${server.listening.map(formatHostPort).join(', ')} (UDP and TCP); admin API on http://${formatHostPort(server.admin)}`,
+    `listening on ${server.listening.map(formatHostPort).join(', ')} (UDP and TCP)${encryptedText(server.encrypted)}; admin API on http://${formatHostPort(server.admin)}`,
   );
   // On a signal: stop accepting, let the queries and admin requests in flight finish
   // (a query takes at most --query-timeout-ms), then exit 0. A close that hangs beyond

@@ -1,7 +1,8 @@
 // `divert validate`: checks a configuration as `divert serve` would read it (the same
 // options, flags, DIVERT_* variables and --config file, through the same loader), with
 // the zone files, the upstreams from --resolv-conf, the Redis URL's form and the TSIG key
-// file, without binding a port, writing a token file or contacting Redis. Exit 0 with a
+// file, and the DoT and DoH certificate and key (they load, match and have not expired),
+// without binding a port, writing a token file or contacting Redis. Exit 0 with a
 // one-line summary on stdout; exit 2 with the error line on stderr.
 
 import { pino } from 'pino';
@@ -18,6 +19,26 @@ import { resolveUpstreams } from '../upstream/resolv-conf.js';
 import { keysWithoutGrant } from '../update/grants.js';
 import type { KeyFile } from '../update/key-file.js';
 import { loadUpdateKeys } from '../update/update-server.js';
+import { DivertError } from '../errors.js';
+import { loadTlsCredentials, validityProblem } from '../serving/tls-credentials.js';
+
+/** Fewer days than this left on the certificate: the summary says so (an ACME client renews at 30). */
+const EXPIRY_WARNING_DAYS = 14;
+
+/** "DoT 0.0.0.0:853, DoH 0.0.0.0:443 with CN=dns.example, expires 2026-03-01 (89 days)", or "off"; throws on a bad or expired pair. */
+function tlsSummary(config: ServeConfig, now = Date.now()): string {
+  const tls = loadTlsCredentials(config);
+  if (!tls) return 'off';
+  const problem = validityProblem(tls, now);
+  if (problem) throw new DivertError('BAD_CONFIG', `--tls-cert "${config.tlsCert}" ${problem}`);
+  const days = Math.floor((tls.notAfter.getTime() - now) / 86_400_000);
+  const listeners = [
+    ...config.listenTls.map((at) => `DoT ${formatHostPort(at)}`),
+    ...config.listenHttps.map((at) => `DoH ${formatHostPort(at)}`),
+  ].join(', ');
+  const soon = days < EXPIRY_WARNING_DAYS ? ' — renew it soon' : '';
+  return `${listeners} with ${tls.certificate.subject.replace(/\n/g, ', ')}, expires ${tls.notAfter.toISOString()} (${days} days${soon})`;
+}
 
 type Args = Record<string, unknown>;
 
@@ -53,12 +74,13 @@ export async function validateConfig(argv: Args, env: NodeJS.ProcessEnv): Promis
   // serve's own check and reader; nothing is logged (a key file without --update-listen is just "off")
   const keyFile = await loadUpdateKeys(config, silent);
   const update = keyFile ? `${formatHostPort(config.updateListen!)}, ${keysSummary(keyFile)}` : 'off';
+  const tls = tlsSummary(config);
 
   const zones = config.zones.length > 0 ? ` from ${config.zones.join(', ')}` : '';
   return (
     `config OK: ${zoneNames} zone name${zoneNames === 1 ? '' : 's'}${zones}; ` +
     `listen ${config.listen.map(formatHostPort).join(', ')}; admin ${formatHostPort(config.admin)}; ` +
-    `upstreams ${upstreams}; table ${table}; DNS UPDATE ${update}`
+    `upstreams ${upstreams}; table ${table}; DNS UPDATE ${update}; TLS ${tls}`
   );
 }
 

@@ -16,6 +16,17 @@ export async function tcpPortFree(host: string, port: number): Promise<boolean> 
   return free;
 }
 
+/** A TCP port free on `host` now (for a DoT or DoH listener asked for on port 0); the workers then all bind it. */
+export async function freeTcpPort(host: string): Promise<number> {
+  const tcp = createServer();
+  const port = await new Promise<number>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen({ host, port: 0, exclusive: true, ipv6Only: host.includes(':') }, () => resolve((tcp.address() as { port: number }).port));
+  });
+  await new Promise<void>((resolve) => tcp.close(() => resolve()));
+  return port;
+}
+
 /** A port that is free for both UDP and TCP on `host` now; the workers then all bind it. */
 export async function freePortForBoth(host: string): Promise<number> {
   for (let tries = 0; tries < 20; tries++) {

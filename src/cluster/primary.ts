@@ -20,7 +20,8 @@ import type { Replication, WorkerTable } from '../table/backend.js';
 import type { ChangeEvent } from '../entry/entry.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import { RESTART_TIMES, RestartSchedule } from './restarts.js';
-import { freePortForBoth } from './ports.js';
+import { freePortForBoth, freeTcpPort } from './ports.js';
+import type { TlsPem } from '../transport/tls-settings.js';
 import { SharedUdp } from './shared-udp.js';
 import { loadUdpBatch, udpBatchAddonPath } from '../transport/udp-batch.js';
 
@@ -45,11 +46,17 @@ export interface WorkersTable {
   replication: Replication | null;
 }
 
+/** Each address as asked for, a port 0 replaced by a TCP port free now (that every worker then binds). */
+function withTcpPorts(addresses: readonly HostPort[]): Promise<HostPort[]> {
+  return Promise.all(addresses.map(async (at) => (at.port === 0 ? { host: at.host, port: await freeTcpPort(at.host) } : at)));
+}
+
 export async function startWorkers(
   config: ServeConfig,
   table: WorkersTable,
   upstreams: UpstreamSpec[],
   log: Logger,
+  tls: TlsPem | null,
 ): Promise<ServingHandle> {
   // workers accept TCP connections themselves: no hand-off through the primary per connection
   cluster.schedulingPolicy = cluster.SCHED_NONE;
@@ -91,6 +98,11 @@ export async function startWorkers(
   });
 
   let listen = config.listen;
+  let listenTls = config.listenTls;
+  let listenHttps = config.listenHttps;
+  /** The listen addresses as bound, which every worker (a respawned one too) binds. */
+  const bound = () => ({ listen, listenTls, listenHttps });
+  let certificate = tls;
   /** --udp-batch: the UDP sockets the primary binds for the workers (null: the addon does not load; each worker says so). */
   const addon = config.udpBatch ? loadUdpBatch(udpBatchAddonPath()) : null;
   let shared: SharedUdp | null = null;
@@ -99,7 +111,7 @@ export async function startWorkers(
   let currentUpstreams = upstreams;
   let longestQueryTimeoutMs = config.queryTimeoutMs;
   /** `replacing`: the slot's worker exited; a failed start is then retried, not fatal. */
-  const fork = (slot: number, replacing = false): Promise<HostPort[]> => {
+  const fork = (slot: number, replacing = false): Promise<Extract<FromWorker, { t: 'listening' }>> => {
     const worker = cluster.fork({ DIVERT_WORKER: String(slot + 1) });
     slots[slot] = worker;
     return new Promise((resolve, reject) => {
@@ -108,8 +120,9 @@ export async function startWorkers(
         if (message.t === 'ready') {
           post(worker, {
             t: 'start',
-            config: { ...current, listen },
+            config: { ...current, ...bound() },
             upstreams: currentUpstreams,
+            tls: certificate,
             table: table.worker,
             workerId: slot + 1,
             udpFds: shared?.workerFds,
@@ -124,7 +137,7 @@ export async function startWorkers(
           serving.add(worker);
           restarts.serving(slot);
           if (replacing) log.info({ worker: slot + 1, pid: worker.process.pid }, 'new worker serving');
-          resolve(message.listening);
+          resolve(message);
         } else if (message.t === 'failed') {
           reject(new DivertError(message.code as ErrorCode, message.message));
         } else if (message.t === 'upstream') {
@@ -173,6 +186,12 @@ export async function startWorkers(
       post(worker, make(id));
     });
   };
+  /** Sends each connected worker its message; resolves with the workers (1-based) that did not confirm in time. */
+  const unconfirmedOf = async (make: (id: number) => ToWorker): Promise<number[]> => {
+    const workers = slots.flatMap((w, slot) => (w !== null && w.isConnected() ? [{ w, slot }] : []));
+    const acks = await Promise.all(workers.map(({ w }) => request(w, make)));
+    return workers.filter((_, i) => acks[i] === null).map(({ slot }) => slot + 1);
+  };
   const running = () => slots.filter((w): w is Worker => w !== null && serving.has(w) && w.isConnected());
   const restarts = new RestartSchedule(
     config.workers,
@@ -206,7 +225,7 @@ export async function startWorkers(
 
   try {
     // the first worker binds; a requested port 0 becomes one port that every worker then shares
-    let listening: HostPort[] | undefined;
+    let listening: Extract<FromWorker, { t: 'listening' }> | undefined;
     for (let tries = 0; !listening; tries++) {
       shared?.close();
       shared = addon ? await SharedUdp.bind(addon, config.listen) : null;
@@ -216,10 +235,13 @@ export async function startWorkers(
         (await Promise.all(
           config.listen.map(async (at) => (at.port === 0 ? { host: at.host, port: await freePortForBoth(at.host) } : at)),
         ));
+      listenTls = await withTcpPorts(config.listenTls);
+      listenHttps = await withTcpPorts(config.listenHttps);
       try {
         listening = await fork(0);
       } catch (err) {
-        const retry = err instanceof DivertError && err.code === 'LISTEN_FAILED' && config.listen.some((at) => at.port === 0) && tries < 5;
+        const anyPortZero = [...config.listen, ...config.listenTls, ...config.listenHttps].some((at) => at.port === 0);
+        const retry = err instanceof DivertError && err.code === 'LISTEN_FAILED' && anyPortZero && tries < 5;
         if (!retry) throw err;
       }
     }
@@ -229,7 +251,12 @@ export async function startWorkers(
       return got.filter((m) => m !== null).map((m) => m.stats);
     };
     return {
-      listening,
+      listening: listening.listening,
+      encrypted: listening.encrypted,
+      setCertificate: async (pem) => {
+        certificate = pem;
+        return unconfirmedOf((id) => ({ t: 'certificate', id, pem }));
+      },
       stats: async () => sumStats(await statsEach()),
       // every worker that answers queries must say it has applied every change so far;
       // one that does not within SETTLE_TIMEOUT_MS is named, and the write is not
@@ -253,11 +280,7 @@ export async function startWorkers(
         current = next;
         currentUpstreams = nextUpstreams;
         longestQueryTimeoutMs = Math.max(longestQueryTimeoutMs, next.queryTimeoutMs);
-        const workers = slots.flatMap((w, slot) => (w !== null && w.isConnected() ? [{ w, slot }] : []));
-        const acks = await Promise.all(
-          workers.map(({ w }) => request(w, (id) => ({ t: 'reconfigure', id, config: { ...next, listen }, upstreams: nextUpstreams }))),
-        );
-        return workers.filter((_, i) => acks[i] === null).map(({ slot }) => slot + 1);
+        return unconfirmedOf((id) => ({ t: 'reconfigure', id, config: { ...next, ...bound() }, upstreams: nextUpstreams }));
       },
       close,
       debug: {

@@ -9,11 +9,22 @@ import type { ChangeEvent, Entry } from '../entry/entry.js';
 import type { PoolNews } from '../upstream/upstream-pool.js';
 import type { Outcome } from '../pipeline/outcome.js';
 import type { WorkerTable } from '../table/backend.js';
+import type { EncryptedAddresses } from '../transport/listener-set.js';
+import type { TlsPem } from '../transport/tls-settings.js';
 
 export type ToWorker =
   /** Start serving, reading the table from a replica the primary feeds, or from Redis;
-   * udpFds: --udp-batch's UDP sockets, bound by the primary, as this worker's descriptors (one per listen address). */
-  | { t: 'start'; config: ServeConfig; upstreams: UpstreamSpec[]; table: WorkerTable; workerId: number; udpFds?: number[] }
+   * udpFds: --udp-batch's UDP sockets, bound by the primary, as this worker's descriptors (one per listen address);
+   * tls: the DoT and DoH certificate and key, checked by the primary. */
+  | {
+      t: 'start';
+      config: ServeConfig;
+      upstreams: UpstreamSpec[];
+      table: WorkerTable;
+      workerId: number;
+      udpFds?: number[];
+      tls: TlsPem | null;
+    }
   /** The primary's whole in-process table, before any change. */
   | { t: 'snapshot'; entries: Entry[] }
   /** Changes in the order they were made. */
@@ -27,15 +38,18 @@ export type ToWorker =
   | { t: 'upstream'; news: PoolNews }
   /** A reload (src/reload.ts), already validated by the primary: apply it, then say so. */
   | { t: 'reconfigure'; id: number; config: ServeConfig; upstreams: UpstreamSpec[] }
+  /** A new DoT and DoH certificate (SIGHUP), checked by the primary: use it for new connections, then say so. */
+  | { t: 'certificate'; id: number; pem: TlsPem }
   | { t: 'close' };
 
 export type FromWorker =
   /** Listening for the primary's messages: anything sent before this would be lost. */
   | { t: 'ready' }
-  | { t: 'listening'; listening: HostPort[] }
+  | { t: 'listening'; listening: HostPort[]; encrypted: EncryptedAddresses }
   | { t: 'failed'; code: string; message: string }
   | { t: 'stats'; id: number; stats: ServingStats }
   | { t: 'probe'; id: number; result: { reply: Uint8Array | null; outcome: Outcome } | null }
   | { t: 'synced'; id: number }
   | { t: 'reconfigured'; id: number }
+  | { t: 'certified'; id: number }
   | { t: 'upstream'; news: PoolNews };

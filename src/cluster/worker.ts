@@ -29,6 +29,8 @@ let view: WorkerView | undefined;
 let closing = false;
 /** A reload that came while the worker was starting: applied as soon as it serves. */
 let reload: Extract<ToWorker, { t: 'reconfigure' }> | undefined;
+/** Likewise a new certificate. */
+let certificate: Extract<ToWorker, { t: 'certificate' }> | undefined;
 
 async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> {
   const { config, upstreams } = message;
@@ -39,11 +41,14 @@ async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> 
     exclusive: false,
     worker: message.workerId,
     udpFds: message.udpFds,
+    tls: message.tls,
     onPoolNews: (news) => send({ t: 'upstream', news }),
   });
   // in the same turn as the listeners were set up: no query is answered with the old configuration
   if (reload) reconfigure(reload);
-  send({ t: 'listening', listening: serving.listening });
+  // a certificate that came while starting (a SIGHUP meanwhile) replaces the one started with
+  if (certificate) setCertificate(certificate);
+  send({ t: 'listening', listening: serving.listening, encrypted: serving.encrypted });
 }
 
 function reconfigure(message: Extract<ToWorker, { t: 'reconfigure' }>): void {
@@ -56,6 +61,16 @@ function reconfigure(message: Extract<ToWorker, { t: 'reconfigure' }>): void {
   serving.reconfigure(message.config, message.upstreams);
   log.debug({ upstreams: message.upstreams.length, allow: message.config.allow.length }, 'worker applied the reloaded configuration');
   send({ t: 'reconfigured', id: message.id });
+}
+
+function setCertificate(message: Extract<ToWorker, { t: 'certificate' }>): void {
+  if (!serving) {
+    certificate = message;
+    return;
+  }
+  certificate = undefined;
+  serving.setCertificate(message.pem);
+  send({ t: 'certified', id: message.id });
 }
 
 /** How long a worker whose primary is gone may take over its queries in flight before it exits anyway. */
@@ -111,6 +126,9 @@ process.on('message', (message: ToWorker) => {
       break;
     case 'reconfigure':
       reconfigure(message);
+      break;
+    case 'certificate':
+      setCertificate(message);
       break;
     case 'close':
       void close(0);

@@ -90,6 +90,33 @@ export const SERVE_OPTIONS = {
     schema: hostPort(),
     describe: 'DNS listener HOST:PORT, UDP and TCP on the same port (port 0: any free port)',
   },
+  listenTls: {
+    flag: 'listen-tls',
+    repeatable: true,
+    default: [],
+    schema: hostPort(),
+    defaultDescription: 'none',
+    describe: 'DNS over TLS (RFC 7858) listener HOST:PORT, usually port 853; needs --tls-cert and --tls-key',
+  },
+  listenHttps: {
+    flag: 'listen-https',
+    repeatable: true,
+    default: [],
+    schema: hostPort(),
+    defaultDescription: 'none',
+    describe:
+      'DNS over HTTPS (RFC 8484) listener HOST:PORT, usually port 443: GET and POST on /dns-query, HTTP/2 and HTTP/1.1; needs --tls-cert and --tls-key',
+  },
+  tlsCert: {
+    flag: 'tls-cert',
+    schema: z.string().min(1),
+    describe: 'PEM certificate (the chain: leaf first, e.g. an ACME fullchain.pem) of the DoT and DoH listeners; read again on SIGHUP',
+  },
+  tlsKey: {
+    flag: 'tls-key',
+    schema: z.string().min(1),
+    describe: 'PEM private key of --tls-cert (e.g. privkey.pem); read again on SIGHUP',
+  },
   admin: {
     flag: 'admin',
     default: '127.0.0.1:5380',
@@ -339,6 +366,10 @@ export type ServeOptionKey = keyof typeof SERVE_OPTIONS;
 
 export interface ServeConfig {
   listen: HostPort[];
+  listenTls: HostPort[];
+  listenHttps: HostPort[];
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
   admin: HostPort;
   adminToken: string | undefined;
   adminTokenFile: string | undefined;

@@ -4,10 +4,12 @@
 // are copied out on a scrape, summed over the workers, and turned into Prometheus
 // series by src/admin/metrics.ts.
 
+import type { Transport } from '../transport/handler.js';
 import { typeName } from '../wire/header.js';
 import { OUTCOMES, type Outcome } from './outcome.js';
 
-export const TRANSPORTS = ['udp', 'tcp'] as const;
+export const TRANSPORTS = ['udp', 'tcp', 'dot', 'doh'] as const satisfies readonly Transport[];
+const TRANSPORT_INDEX: Record<Transport, number> = { udp: 0, tcp: 1, dot: 2, doh: 3 };
 
 /** Query types with a series of their own; every other type counts as "other". */
 const LABELLED_TYPES = [1, 2, 5, 6, 12, 15, 16, 28, 33, 35, 43, 48, 64, 65, 257, 255];
@@ -57,10 +59,10 @@ export class QueryStats {
   /** `maxNames`: names counted on their own; queries for the rest count under OTHER_NAMES. */
   constructor(private readonly maxNames: number) {}
 
-  record(outcome: Outcome, transport: 'udp' | 'tcp', qtype: number, seconds: number): void {
+  record(outcome: Outcome, transport: Transport, qtype: number, seconds: number): void {
     const o = OUTCOME_INDEX[outcome];
     const type = qtype === NO_TYPE ? 0 : TYPE_INDEX[qtype];
-    this.figures.counts[o * PER_OUTCOME + (transport === 'udp' ? 0 : TYPE_LABELS.length) + type]++;
+    this.figures.counts[o * PER_OUTCOME + TRANSPORT_INDEX[transport] * TYPE_LABELS.length + type]++;
     let bucket = 0;
     while (bucket < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[bucket]) bucket++;
     this.figures.latency[o * BUCKETS + bucket]++;

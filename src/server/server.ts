@@ -28,11 +28,15 @@ import { createReloader, type ReloadResult } from '../reload.js';
 import { resolveUpstreams } from '../upstream/resolv-conf.js';
 import { loadUpdateKeys, startUpdateServer, type UpdateServer } from '../update/update-server.js';
 import { resolveAdminToken } from './admin-token.js';
-import { healthOf } from './health.js';
+import { healthOf, listenerList } from './health.js';
+import { loadTlsCredentials, validityProblem } from '../serving/tls-credentials.js';
+import type { EncryptedAddresses } from '../transport/listener-set.js';
 
 export interface RunningServer {
   /** The addresses actually bound (a requested port 0 replaced by the one given). */
   listening: HostPort[];
+  /** The DoT and DoH addresses bound. */
+  encrypted: EncryptedAddresses;
   admin: HostPort;
   /** The DNS UPDATE port (--update-listen), when it is on. */
   update?: HostPort;
@@ -67,6 +71,15 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
   const seed = await readZones(config.zones, new WritePolicy(config));
   const updateLog = componentLogger(log, 'update');
   const updateKeys = await loadUpdateKeys(config, updateLog);
+  // a certificate that does not load or match stops the start; an expired one is served, with a warning
+  // (DoT and DoH clients refuse it, but plain DNS must not go down with it)
+  const tls = loadTlsCredentials(config);
+  const expiry = tls ? validityProblem(tls) : undefined;
+  if (expiry)
+    componentLogger(log, 'serve').error(
+      { tlsCert: config.tlsCert },
+      `--tls-cert "${config.tlsCert}" ${expiry}: DoT and DoH clients will refuse it`,
+    );
   const adminToken = resolveAdminToken(config, componentLogger(log, 'serve'));
   const tableLog = componentLogger(log, 'table');
   if (config.redis) tableLog.info({ redis: maskUrl(config.redis), prefix: config.redisPrefix }, 'address table in Redis');
@@ -93,9 +106,30 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     }
     serving =
       config.workers > 1
-        ? await startWorkers(config, opened, upstreams, componentLogger(log, 'cluster'))
-        : inProcess(await startServing(config, table, upstreams, componentLogger(log, 'dns'), { exclusive: true, clock: options.clock }));
+        ? await startWorkers(config, opened, upstreams, componentLogger(log, 'cluster'), tls?.pem ?? null)
+        : inProcess(
+            await startServing(config, table, upstreams, componentLogger(log, 'dns'), {
+              exclusive: true,
+              clock: options.clock,
+              tls: tls?.pem ?? null,
+            }),
+          );
     const { stats, workers } = serving;
+    const reloader = createReloader({
+      config,
+      upstreams,
+      table,
+      serving,
+      tls,
+      log: componentLogger(log, 'reload'),
+      load: options.reloadConfig ?? (() => config),
+      resolveUpstreams,
+    });
+    const listeners = {
+      dns: serving.listening,
+      dot: serving.encrypted.dot,
+      doh: serving.encrypted.doh,
+    };
 
     const adminLog = componentLogger(log, 'admin');
     const events = new EventStreams(table, config.eventsMaxStreams, adminLog);
@@ -112,8 +146,10 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
         backend: opened.backend,
         updateListener: () => update?.listenerCounts,
         events: () => events.figures(),
+        certificate: reloader.certificate,
+        listeners: () => listenerList(listeners),
       }),
-      health: async () => healthOf(table, await stats(), config, workers()),
+      health: async () => healthOf(table, await stats(), config, workers(), { listeners, certificate: reloader.certificate() }),
       nameQueries: async () => (await stats()).queries.names,
       recentLoad: new RecentLoadSampler(stats),
       monitorStatus: monitorStatusReader(config.dashboardMonitor),
@@ -140,6 +176,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
     }
     return {
       listening: serving.listening,
+      encrypted: serving.encrypted,
       admin: adminAddress,
       update: update?.address,
       adminToken,
@@ -149,15 +186,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       stats,
       close,
       debug: serving.debug,
-      reload: createReloader({
-        config,
-        upstreams,
-        table,
-        serving,
-        log: componentLogger(log, 'reload'),
-        load: options.reloadConfig ?? (() => config),
-        resolveUpstreams,
-      }).reload,
+      reload: reloader.reload,
     };
   } catch (err) {
     await close();

@@ -7,6 +7,8 @@ import type { ServeConfig } from '../config/options.js';
 import type { HostPort } from '../net/host-port.js';
 import type { UpstreamSpec } from '../net/upstream-spec.js';
 import type { Result } from '../pipeline/outcome.js';
+import type { EncryptedAddresses } from '../transport/listener-set.js';
+import type { TlsPem } from '../transport/tls-settings.js';
 import type { Serving } from './serving.js';
 import type { ServingStats } from './stats.js';
 
@@ -38,6 +40,12 @@ export interface Settled {
 
 export interface ServingHandle {
   listening: HostPort[];
+  /** The DoT and DoH addresses bound. */
+  encrypted: EncryptedAddresses;
+  /** A new DoT and DoH certificate (checked: tls-credentials.ts), for the connections from now
+   * on, in every worker (and a worker started later starts with it). Resolves with the
+   * workers (1-based) that did not confirm in time. */
+  setCertificate: (pem: TlsPem) => Promise<number[]>;
   /** Query and cache figures, summed over the workers. */
   stats: () => Promise<ServingStats>;
   /** Resolves once every worker has applied every change made so far, or says which did not in time. */
@@ -61,6 +69,11 @@ export interface ServingHandle {
 export function inProcess(serving: Serving): ServingHandle {
   return {
     listening: serving.listening,
+    encrypted: serving.encrypted,
+    setCertificate: async (pem) => {
+      serving.setCertificate(pem);
+      return [];
+    },
     stats: async () => serving.stats(),
     // the table tells the query path of a change before the write returns
     settle: async () => ({ unconfirmed: [] }),

@@ -13,7 +13,7 @@ import type { InFlight } from '../pipeline/in-flight.js';
 import { QueryPipeline, type Limits, type Observers } from '../pipeline/pipeline.js';
 import { RateLimiter } from '../pipeline/rate-limit.js';
 import type { AnswerCache } from '../table/answer-cache.js';
-import type { TcpAdmission } from '../transport/tcp-listener.js';
+import type { TcpAdmission } from '../transport/connection-slots.js';
 import type { ConnectedUdp } from '../transport/connected-udp.js';
 import { Forwarder, type ForwarderStats } from '../upstream/forwarder.js';
 import { UpstreamPool, type PoolNews, type Upstream } from '../upstream/upstream-pool.js';

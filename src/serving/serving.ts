@@ -1,6 +1,6 @@
 // The DNS-serving half of `divert serve`: the answer cache in front of a view of the
-// address table, the query path of the configuration in force, and the UDP/TCP
-// listeners that hand it each message. It runs in the one process of `--workers 1`, or
+// address table, the query path of the configuration in force, and the UDP/TCP (and
+// DoT/DoH) listeners that hand it each message. It runs in the one process of `--workers 1`, or
 // in every worker process (src/cluster/), where the table view is a replica fed by the
 // primary or a Redis connection of the worker's own.
 
@@ -18,8 +18,11 @@ import { AnswerCache } from '../table/answer-cache.js';
 import type { TableView } from '../table/table.js';
 import type { Handler } from '../transport/handler.js';
 import { listenerReport } from '../transport/listener-events.js';
-import { BindFailure, ListenerSet } from '../transport/listener-set.js';
-import { DEFAULT_TCP_LIMITS } from '../transport/tcp-listener.js';
+import { BindFailure, ListenerSet, type EncryptedAddresses } from '../transport/listener-set.js';
+import type { TlsPem } from '../transport/tls-settings.js';
+import { isUnreadable, readQuery } from '../wire/query.js';
+import { minRecordTtl } from '../wire/ttl.js';
+import { DEFAULT_TCP_LIMITS } from '../transport/connection-slots.js';
 import { CONNECTED_ADDON_NAME, ConnectedUdp } from '../transport/connected-udp.js';
 import { loadUdpBatch, udpBatchAddonPath, type UdpBatchAddon } from '../transport/udp-batch.js';
 import type { PoolNews } from '../upstream/upstream-pool.js';
@@ -30,6 +33,10 @@ import { processFigures, type ServingStats } from './stats.js';
 export interface Serving {
   /** The addresses actually bound (a requested port 0 replaced by the one given). */
   listening: HostPort[];
+  /** The DoT and DoH addresses bound. */
+  encrypted: EncryptedAddresses;
+  /** The DoT and DoH certificate for new connections (already checked: src/serving/tls-credentials.ts). */
+  setCertificate(pem: TlsPem): void;
   /** Another worker's upstream news: the upstreams' health is one view for all workers. */
   hear(news: PoolNews): void;
   /** A reload (src/reload.ts): a new query path for the queries from now on; a query in
@@ -52,6 +59,8 @@ export interface ServingOptions {
   clock?: () => number;
   /** --udp-batch in a cluster worker: the UDP sockets the primary bound, as descriptors of this process, one per listen address. */
   udpFds?: readonly number[];
+  /** The DoT and DoH listeners' certificate and key, checked (none without those listeners). */
+  tls?: TlsPem | null;
 }
 
 /** --udp-batch's addons: the client listeners' and the upstream sockets', each null
@@ -144,6 +153,14 @@ export async function startServing(
       onError: (err) => log.warn({ err: err.message }, 'listener'),
       udpBatch: batch.listeners,
       udpFds: options.udpFds,
+      encrypted: options.tls
+        ? {
+            dot: config.listenTls,
+            doh: config.listenHttps,
+            pem: options.tls,
+            dns: { isQuery: (msg) => !isUnreadable(readQuery(msg)), minTtl: minRecordTtl },
+          }
+        : undefined,
     });
   } catch (err) {
     await release();
@@ -182,6 +199,8 @@ export async function startServing(
   };
   return {
     listening: listeners.addresses,
+    encrypted: listeners.encryptedAddresses,
+    setCertificate: (pem) => listeners.setCertificate(pem),
     hear: (news) => paths.hear(news),
     reconfigure: (next, nextUpstreams) => paths.reconfigure(next, nextUpstreams),
     stats,

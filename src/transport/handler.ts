@@ -2,7 +2,8 @@
 // DNS beyond framing: a handler takes the bytes and the client, and returns the reply's
 // bytes, nothing (no reply), or a promise of either.
 
-export type Transport = 'udp' | 'tcp';
+/** How the query came: DNS over UDP, TCP, TLS (RFC 7858) or HTTPS (RFC 8484). */
+export type Transport = 'udp' | 'tcp' | 'dot' | 'doh';
 
 export interface Client {
   transport: Transport;

@@ -1,15 +1,19 @@
 // The listeners of one role (the DNS ports, the DNS UPDATE port): UDP and TCP on each
-// address, bound together and released together. UDP comes first, on the port asked for
+// address, and DNS over TLS and over HTTPS on theirs, bound together and released together. UDP comes first, on the port asked for
 // or one the OS picks, then TCP on the same port (with port 0 the OS may hand out a UDP
-// port whose TCP twin is taken: then both are let go and it tries again). The TCP
-// connections admitted are tracked, so that a drain can stop taking messages, let the
+// port whose TCP twin is taken: then both are let go and it tries again). The TCP, DoT
+// and DoH connections admitted are tracked, so that a drain can stop taking messages, let the
 // replies under way go out, and then close every connection.
 
 import type { Server, Socket } from 'node:net';
 import type { HostPort } from '../net/host-port.js';
 import type { Handler } from './handler.js';
 import type { ListenerReport } from './listener-events.js';
-import { ADMIT_ALL, createTcpServer, listenTcp, type TcpAdmission, type TcpLimits } from './tcp-listener.js';
+import { ADMIT_ALL, type TcpAdmission, type TcpLimits } from './connection-slots.js';
+import { DohService, type DnsInspection } from './doh-listener.js';
+import { DotService } from './dot-listener.js';
+import { createStreamServer, createTcpServer, listenTcp, type TcpServing } from './tcp-listener.js';
+import type { TlsPem } from './tls-settings.js';
 import { BatchUdpSocket, type UdpBatchAddon } from './udp-batch.js';
 import { bindUdp, serveUdp } from './udp-listener.js';
 
@@ -26,6 +30,22 @@ export interface ListenerSetOptions {
   udpBatch?: UdpBatchAddon | null;
   /** With udpBatch in a cluster worker: the descriptors of the UDP sockets the primary bound, one per address in order, adopted instead of binding. */
   udpFds?: readonly number[];
+  /** DNS over TLS and over HTTPS: their addresses, and the certificate they share. */
+  encrypted?: EncryptedOptions;
+}
+
+export interface EncryptedOptions {
+  dot: readonly HostPort[];
+  doh: readonly HostPort[];
+  pem: TlsPem;
+  /** What DoH asks of the DNS side (is a body a query; a reply's least TTL). */
+  dns: DnsInspection;
+}
+
+/** The DoT and DoH addresses bound. */
+export interface EncryptedAddresses {
+  dot: HostPort[];
+  doh: HostPort[];
 }
 
 /** A bind that failed: the OS's error, and the address it was for (with the port it had). */
@@ -52,6 +72,8 @@ interface Pair {
 
 export class ListenerSet {
   private readonly pairs: Pair[] = [];
+  private readonly streams: { server: Server; address: HostPort; transport: 'dot' | 'doh' }[] = [];
+  private services: { dot: DotService; doh: DohService } | null = null;
   private readonly connections = new Set<Socket>();
   private accepting = true;
   private serversClosed: Promise<void> | undefined;
@@ -63,6 +85,7 @@ export class ListenerSet {
     const set = new ListenerSet();
     try {
       for (const [i, at] of addresses.entries()) set.pairs.push(await set.bind(at, handler, options, options.udpFds?.[i]));
+      if (options.encrypted) await set.bindEncrypted(options.encrypted, handler, options);
     } catch (err) {
       await set.close(0);
       throw err;
@@ -75,11 +98,23 @@ export class ListenerSet {
     return this.pairs.map((p) => p.address);
   }
 
+  get encryptedAddresses(): EncryptedAddresses {
+    const of = (transport: 'dot' | 'doh') => this.streams.filter((s) => s.transport === transport).map((s) => s.address);
+    return { dot: of('dot'), doh: of('doh') };
+  }
+
+  /** The DoT and DoH certificate for new connections from now on (checked by the caller: a pair that does not load throws). */
+  setCertificate(pem: TlsPem): void {
+    this.services?.dot.setCertificate(pem);
+    this.services?.doh.setCertificate(pem);
+  }
+
   /** Stops taking connections and messages, UDP and on open connections alike; replies under way still go out. */
   stopAccepting(): void {
     if (!this.accepting) return;
     this.accepting = false;
-    this.serversClosed = Promise.all(this.pairs.map((p) => new Promise<void>((resolve) => p.tcp.close(() => resolve())))).then(() => {});
+    const servers = [...this.pairs.map((p) => p.tcp), ...this.streams.map((s) => s.server)];
+    this.serversClosed = Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())))).then(() => {});
   }
 
   /**
@@ -96,6 +131,45 @@ export class ListenerSet {
       setTimeout(() => socket.destroy(), marginMs).unref();
     }
     await this.serversClosed;
+  }
+
+  private tcpServing(options: ListenerSetOptions): TcpServing {
+    return {
+      limits: options.limits,
+      admission: options.admission ?? ADMIT_ALL,
+      report: options.report,
+      accepting: () => this.accepting,
+      onError: options.onError,
+      onConnection: (socket) => {
+        this.connections.add(socket);
+        socket.once('close', () => this.connections.delete(socket));
+      },
+    };
+  }
+
+  /** DoT and DoH: TCP listeners alone, whose connections one TLS server of each kind takes over. */
+  private async bindEncrypted(encrypted: EncryptedOptions, handler: Handler, options: ListenerSetOptions): Promise<void> {
+    // every client gets a connection (within the caps), and a client outside the allow list
+    // a REFUSED answer, as over UDP: a DoT or DoH client (a phone, a browser) shows a reset as
+    // a broken server, but takes REFUSED for what it is
+    const admission = options.admission ?? ADMIT_ALL;
+    const serving = { ...this.tcpServing(options), admission: { admits: () => true, networkOf: (a: string) => admission.networkOf(a) } };
+    const services = {
+      dot: new DotService(encrypted.pem, handler, serving),
+      doh: new DohService(encrypted.pem, handler, serving, encrypted.dns),
+    };
+    this.services = services;
+    for (const transport of ['dot', 'doh'] as const) {
+      for (const at of encrypted[transport]) {
+        const server = createStreamServer(serving, services[transport].service);
+        try {
+          const port = await listenTcp(server, at.host, at.port, options.exclusive ?? true);
+          this.streams.push({ server, address: { host: at.host, port }, transport });
+        } catch (err) {
+          throw new BindFailure(err as NodeJS.ErrnoException, at);
+        }
+      }
+    }
   }
 
   private async bind(at: HostPort, handler: Handler, options: ListenerSetOptions, udpFd: number | undefined): Promise<Pair> {
@@ -121,17 +195,7 @@ export class ListenerSet {
         throw new BindFailure(err as NodeJS.ErrnoException, at);
       }
       const port = udp.port;
-      const tcp = createTcpServer(handler, {
-        limits: options.limits,
-        admission: options.admission ?? ADMIT_ALL,
-        report: options.report,
-        accepting,
-        onError: options.onError,
-        onConnection: (socket) => {
-          this.connections.add(socket);
-          socket.once('close', () => this.connections.delete(socket));
-        },
-      });
+      const tcp = createTcpServer(handler, this.tcpServing(options));
       try {
         await listenTcp(tcp, at.host, port, exclusive);
       } catch (err) {

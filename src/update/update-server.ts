@@ -26,7 +26,7 @@ import type { AddressTable } from '../table/address-table.js';
 import type { Settled } from '../serving/handle.js';
 import type { Entry, EntryData } from '../entry/entry.js';
 import { BindFailure, ListenerSet } from '../transport/listener-set.js';
-import { DEFAULT_TCP_LIMITS, type TcpAdmission } from '../transport/tcp-listener.js';
+import { DEFAULT_TCP_LIMITS, type TcpAdmission } from '../transport/connection-slots.js';
 import { listenerReport, type ListenerCounts } from '../transport/listener-events.js';
 import { ClientNetworks } from '../net/client-networks.js';
 import { throttledLog } from '../log.js';

@@ -21,6 +21,9 @@ export interface ListeningLine {
   upstreams: string[];
   /** The DNS UPDATE port, when --update-listen is on. */
   update?: string;
+  /** The DoT and DoH listeners, when there are any. */
+  dot?: string[];
+  doh?: string[];
 }
 
 export interface DivertProcess {

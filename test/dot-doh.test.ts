@@ -1,0 +1,348 @@
+// DNS over TLS and over HTTPS as clients use them: dig and kdig (+tls, +https,
+// +https-get) and node's own tls, http2 and https clients against `divert serve
+// --listen-tls --listen-https` on loopback, with a certificate made by openssl for the
+// test. What must hold: an intercepted name is answered from the table; a forwarded one
+// arrives as the upstream sent it but for the ID (0 stays 0 over DoH); a client outside
+// --allow gets REFUSED and nothing reaches the upstream; what is not a DoH query gets its
+// 4xx and the server answers on; /metrics and /healthz show the transports, listeners and
+// the certificate. With one process, and with two workers (workers.dot-doh.test.ts).
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { connect as http2Connect } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import dnsPacket from 'dns-packet';
+import { lengthPrefix } from '../src/transport/tcp-framer.js';
+import { decode, query, startDivert, TEST_WORKERS, withoutId, type TestServer } from './helpers/divert.js';
+import { execChild } from './helpers/children.js';
+import { parseMetrics, sumOf } from './helpers/metrics.js';
+import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
+import {
+  certFolder,
+  dotAsk,
+  dotSession,
+  getPath,
+  type DotSession,
+  h1Request,
+  h2Request,
+  makeCert,
+  post,
+  type CertFiles,
+  type DohRequest,
+  type HttpReply,
+} from './helpers/tls.js';
+
+const INTERCEPTED = 'www.shop.divert.test';
+const INTERCEPTED_ADDRESS = '192.0.2.10';
+const ZONE = `$ORIGIN shop.divert.test.\n$TTL 30\nwww IN A ${INTERCEPTED_ADDRESS}\n`;
+/** Outside --allow (which is 127.0.0.1/32 alone). */
+const OUTSIDER = '127.0.0.2';
+
+let upstream: TestUpstream;
+let divert: TestServer;
+let cert: CertFiles;
+let dotPort: number;
+let dohPort: number;
+let zone: string;
+const folder = certFolder();
+
+/** Every forwarded name gets two A records, a TXT and an authority NS, with TTLs 300, 120 and 3600. */
+function upstreamAnswer(q: Parameters<Parameters<typeof startUpstream>[0]>[0]): Buffer | null {
+  const name = q.packet.questions?.[0]?.name;
+  if (name === undefined) return null;
+  return replyTo(q, {
+    answers: [
+      { type: 'A', class: 'IN', name, ttl: 300, data: '198.51.100.7' },
+      { type: 'A', class: 'IN', name, ttl: 300, data: '198.51.100.8' },
+      { type: 'TXT', class: 'IN', name, ttl: 120, data: 'forwarded as sent' },
+    ] as dnsPacket.Answer[],
+    authorities: [{ type: 'NS', class: 'IN', name: 'example', ttl: 3600, data: 'ns.example' }] as dnsPacket.Answer[],
+  });
+}
+
+/** The bytes the upstream sent for `name` (each test asks for a name of its own). */
+function upstreamSent(name: string): Buffer {
+  const sent = upstream.sent.filter((bytes) => dnsPacket.decode(bytes).questions![0].name === name);
+  assert.equal(sent.length, 1, `the upstream answered ${name} ${sent.length} times`);
+  return sent[0];
+}
+
+before(async () => {
+  cert = await makeCert(folder.dir, 'server');
+  upstream = await startUpstream(upstreamAnswer);
+  zone = join(folder.dir, 'shop.zone');
+  writeFileSync(zone, ZONE);
+  divert = await startDivert({
+    upstream: [`127.0.0.1:${upstream.port}`],
+    zones: [zone],
+    allow: ['127.0.0.1/32'],
+    'listen-tls': ['127.0.0.1:0'],
+    'listen-https': ['127.0.0.1:0'],
+    'tls-cert': cert.cert,
+    'tls-key': cert.key,
+  });
+  dotPort = divert.encrypted.dot[0].port;
+  dohPort = divert.encrypted.doh[0].port;
+});
+
+after(async () => {
+  await divert?.close();
+  await upstream?.close();
+  folder.remove();
+});
+
+/** dig or kdig's output without what differs from run to run (ID, timing, server line, transport). */
+function core(output: string): string {
+  return output
+    .split('\n')
+    .filter(
+      (line) =>
+        line.trim() !== '' &&
+        !/^;; (Query time|SERVER|WHEN|MSG SIZE|TLS session|HTTP session|Received|Time|From)|^; <<>>|^;; global options|^; \(\d server found\)/.test(
+          line,
+        ),
+    )
+    .join('\n')
+    .replace(/id: \d+/, 'id: N');
+}
+
+const DIG = ['@127.0.0.1', '+time=3', '+tries=1', '+nocookie'];
+const dig = async (args: string[]) => (await execChild('dig', [...DIG, ...args])).stdout;
+const kdig = async (args: string[]) => (await execChild('kdig', ['@127.0.0.1', '+time=3', '+retry=0', ...args])).stdout;
+
+/** The encrypted ways dig and kdig ask divert, each with its port. */
+const clients = (): [string, () => string[], (args: string[]) => Promise<string>][] => [
+  ['dig +tls', () => ['+tls', '-p', String(dotPort)], dig],
+  ['kdig +tls', () => ['+tls', '-p', String(dotPort)], kdig],
+  ['dig +https (POST)', () => ['+https', '-p', String(dohPort)], dig],
+  ['dig +https-get', () => ['+https-get', '-p', String(dohPort)], dig],
+  ['kdig +https', () => ['+https', '-p', String(dohPort)], kdig],
+];
+
+describe('dig and kdig over DoT and DoH', () => {
+  test('an intercepted name is answered from the table', async () => {
+    for (const [label, args, run] of clients()) {
+      const out = await run([...args(), INTERCEPTED, 'A']);
+      assert.match(out, /status: NOERROR/, `${label}: ${out}`);
+      assert.match(
+        out,
+        new RegExp(`${INTERCEPTED.replace(/\./g, '\\.')}\\.\\s+30\\s+IN\\s+A\\s+${INTERCEPTED_ADDRESS.replace(/\./g, '\\.')}`),
+        `${label}: ${out}`,
+      );
+    }
+    assert.equal(upstream.queries.filter((q) => q.packet.questions?.[0]?.name === INTERCEPTED).length, 0, 'the upstream was asked');
+  });
+
+  test('a forwarded name: the reply is what the upstream gives when asked directly', async () => {
+    for (const [i, [label, args, run]] of clients().entries()) {
+      const name = `fwd-${i}.example`;
+      const direct = core(await run(['-p', String(upstream.port), '+tcp', name, 'A']));
+      const through = core(await run([...args(), name, 'A']));
+      assert.match(through, /198\.51\.100\.7/, `${label}: ${through}`);
+      assert.equal(through, direct, `${label}: divert's reply differs from the upstream's`);
+    }
+  });
+
+  test(`a client outside --allow (${OUTSIDER}) gets REFUSED, and nothing reaches the upstream`, async () => {
+    const name = 'outsider.example';
+    for (const [label, args, run] of clients()) {
+      const out = await run(['-b', OUTSIDER, ...args(), name, 'A']);
+      assert.match(out, /status: REFUSED/, `${label}: ${out}`);
+    }
+    assert.equal(upstream.queries.filter((q) => q.packet.questions?.[0]?.name === name).length, 0);
+  });
+});
+
+describe('node clients: bytes', () => {
+  test("DoT: a forwarded reply is the upstream bytes but for the ID, which is the query's", async () => {
+    const q = query('bytes-dot.example', 'A');
+    const { reply, fingerprint256 } = await dotAsk(dotPort, q);
+    assert.equal(fingerprint256, cert.fingerprint256);
+    assert.equal(reply.readUInt16BE(0), q.readUInt16BE(0));
+    assert.deepEqual(withoutId(reply), withoutId(upstreamSent('bytes-dot.example')));
+  });
+
+  const doh: [string, (port: number, r: DohRequest) => Promise<HttpReply>][] = [
+    ['HTTP/2', h2Request],
+    ['HTTP/1.1', h1Request],
+  ];
+  for (const [version, request] of doh) {
+    for (const method of ['GET', 'POST'] as const) {
+      test(`DoH ${version} ${method}: ID 0 comes back 0, the rest as the upstream sent it; an intercepted name from the table`, async () => {
+        const name = `bytes-${version.replace(/\W/g, '')}-${method}.example`.toLowerCase();
+        const q = query(name, 'A', { id: 0 });
+        const reply = await request(dohPort, method === 'GET' ? { path: getPath(q) } : post(q));
+        assert.equal(reply.status, 200, reply.body.toString());
+        assert.equal(reply.headers['content-type'], 'application/dns-message');
+        assert.equal(reply.headers['cache-control'], 'max-age=120', 'the least TTL of the reply');
+        assert.equal(reply.body.readUInt16BE(0), 0);
+        assert.deepEqual(withoutId(reply.body), withoutId(upstreamSent(name)));
+
+        const mine = query(INTERCEPTED, 'A', { id: 0 });
+        const answered = await request(dohPort, method === 'GET' ? { path: getPath(mine) } : post(mine));
+        const packet = decode(answered.body);
+        assert.equal(packet.id, 0);
+        assert.deepEqual(
+          packet.answers!.map((a) => (a as { data: unknown }).data),
+          [INTERCEPTED_ADDRESS],
+        );
+        assert.equal(answered.headers['cache-control'], 'max-age=30');
+      });
+    }
+
+    test(`DoH ${version}: a client outside --allow gets REFUSED`, async () => {
+      const reply = await request(dohPort, post(query('outsider-node.example', 'A', { id: 0 }), OUTSIDER));
+      assert.equal(reply.status, 200);
+      assert.equal(decode(reply.body).rcode, 'REFUSED');
+    });
+
+    test(`DoH ${version}: what is not a DoH query gets its 4xx, and the server answers on`, async () => {
+      const good = query(INTERCEPTED, 'A', { id: 0 });
+      const cases: [string, DohRequest, number][] = [
+        ['bad base64url', { path: '/dns-query?dns=!!not*base64' }, 400],
+        ['base64 with padding', { path: `/dns-query?dns=${good.toString('base64')}=` }, 400],
+        ['no dns parameter', { path: '/dns-query' }, 400],
+        // a QUERY whose one question runs off the end (0xff is no label length); other opcodes are forwarded, as over UDP
+        ['a body that is not a DNS query', { ...post(Buffer.from('1234010000010000000000003f0a66', 'hex')) }, 400],
+        ['text', { ...post(Buffer.from('not DNS')) }, 400],
+        ['a body too short for a header', { ...post(Buffer.from([1, 2, 3])) }, 400],
+        ['a DNS response, not a query', { ...post(Buffer.from(upstreamSent('bytes-dot.example'))) }, 400],
+        ['the wrong content type', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: good }, 415],
+        ['no content type', { method: 'POST', body: good }, 415],
+        ['a body over 65535 bytes', { ...post(Buffer.alloc(70_000, 7)) }, 413],
+        ['another method', { method: 'PUT', headers: { 'content-type': 'application/dns-message' }, body: good }, 405],
+        ['another path', { path: '/resolve?name=example.com' }, 404],
+      ];
+      for (const [what, req, status] of cases) {
+        const reply = await request(dohPort, req);
+        assert.equal(reply.status, status, `${what}: ${reply.status} ${reply.body.toString()}`);
+      }
+      const after = await request(dohPort, post(good));
+      assert.equal(after.status, 200);
+      assert.deepEqual(
+        decode(after.body).answers!.map((a) => (a as { data: unknown }).data),
+        [INTERCEPTED_ADDRESS],
+      );
+    });
+  }
+});
+
+describe('/metrics and /healthz', () => {
+  test('queries counted with transport="dot" and "doh"; each listener and the certificate\'s expiry shown', async () => {
+    await dotAsk(dotPort, query(INTERCEPTED, 'A'));
+    await h2Request(dohPort, post(query(INTERCEPTED, 'A', { id: 0 })));
+    const metrics = parseMetrics(await (await divert.api('/metrics')).text());
+    assert.ok(sumOf(metrics, 'divert_queries_total', { transport: 'dot' }) >= 1);
+    assert.ok(sumOf(metrics, 'divert_queries_total', { transport: 'doh' }) >= 1);
+    assert.equal(sumOf(metrics, 'divert_listener_info', { transport: 'dot', address: `127.0.0.1:${dotPort}` }), 1);
+    assert.equal(sumOf(metrics, 'divert_listener_info', { transport: 'doh', address: `127.0.0.1:${dohPort}` }), 1);
+    const { X509Certificate } = await import('node:crypto');
+    const { readFileSync } = await import('node:fs');
+    const notAfter = new Date(new X509Certificate(readFileSync(cert.cert)).validTo).getTime() / 1000;
+    assert.equal(sumOf(metrics, 'divert_tls_certificate_expiry_seconds'), notAfter);
+
+    const health = (await (await divert.api('/healthz')).json()) as {
+      listeners: { transport: string; address: string }[];
+      tlsCertificate: { fingerprint256: string; notAfter: string };
+    };
+    assert.deepEqual(
+      health.listeners.filter((l) => l.transport === 'dot' || l.transport === 'doh'),
+      [
+        { transport: 'dot', address: `127.0.0.1:${dotPort}` },
+        { transport: 'doh', address: `127.0.0.1:${dohPort}` },
+      ],
+    );
+    assert.equal(health.tlsCertificate.fingerprint256, cert.fingerprint256);
+    assert.equal(new Date(health.tlsCertificate.notAfter).getTime() / 1000, notAfter);
+  });
+});
+
+describe('what a peer may hold: the TCP limits on DoT and DoH connections', () => {
+  let limited: TestServer;
+  const IDLE_MS = 400;
+  before(async () => {
+    limited = await startDivert({
+      upstream: [`127.0.0.1:${upstream.port}`],
+      zones: [zone],
+      'listen-tls': ['127.0.0.1:0'],
+      'listen-https': ['127.0.0.1:0'],
+      'tls-cert': cert.cert,
+      'tls-key': cert.key,
+      'tcp-idle-timeout-ms': String(IDLE_MS),
+      'tcp-max-per-client': '2',
+    });
+  });
+  after(() => limited?.close());
+
+  /** Resolves with how long `socket` stayed open, or rejects when it is still open after `withinMs`. */
+  const closedWithin = (socket: Socket | TLSSocket, withinMs: number) =>
+    new Promise<number>((resolve, reject) => {
+      const started = Date.now();
+      if (socket.destroyed) return resolve(0);
+      const timer = setTimeout(() => reject(new Error(`still open after ${withinMs} ms`)), withinMs);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(Date.now() - started);
+      });
+    });
+
+  test('a connection that never begins its TLS handshake, and one that speaks plain DNS, are closed', async () => {
+    const silent = connect({ host: '127.0.0.1', port: limited.encrypted.dot[0].port });
+    silent.on('error', () => {});
+    await closedWithin(silent, 5000);
+    const plain = connect({ host: '127.0.0.1', port: limited.encrypted.dot[0].port });
+    plain.on('error', () => {});
+    const q = query(INTERCEPTED, 'A');
+    plain.write(Buffer.concat([lengthPrefix(q), q]));
+    await closedWithin(plain, 5000);
+  });
+
+  test('an idle DoT connection and an idle HTTP/2 session are closed after --tcp-idle-timeout-ms', async () => {
+    const session = await dotSession(limited.encrypted.dot[0].port);
+    assert.deepEqual(addressesOf(await session.ask(query(INTERCEPTED, 'A'))), [INTERCEPTED_ADDRESS]);
+    const dotOpen = await closedWithin(session.socket, 5000);
+    assert.ok(dotOpen >= IDLE_MS - 50, `closed after ${dotOpen} ms`);
+
+    const h2 = http2Connect(`https://127.0.0.1:${limited.encrypted.doh[0].port}`, { rejectUnauthorized: false });
+    h2.on('error', () => {});
+    const h2Closed = new Promise<void>((resolve) => h2.once('close', () => resolve()));
+    const stream = h2.request({ ':method': 'GET', ':path': getPath(query(INTERCEPTED, 'A', { id: 0 })) });
+    stream.resume();
+    stream.end();
+    await Promise.race([h2Closed, sleep(5000).then(() => assert.fail('the HTTP/2 session is still open after 5 s'))]);
+    h2.destroy();
+  });
+
+  test('connections from one client network beyond --tcp-max-per-client are reset at accept, on each listener', async () => {
+    const port = limited.encrypted.dot[0].port;
+    // the cap is per worker, and the kernel hands each connection to one: with W workers the
+    // (2W + 1)th connection held open at once is refused at the latest
+    const open: DotSession[] = [];
+    let refused: Error | undefined;
+    try {
+      for (let i = 0; i < 2 * Number(TEST_WORKERS) + 1 && !refused; i++) {
+        await dotSession(port).then(
+          (session) => open.push(session),
+          (err: Error) => (refused = err),
+        );
+      }
+      assert.ok(open.length >= 2, `${open.length} connections admitted`);
+      assert.match(refused?.message ?? 'none refused', /closed before its handshake|ECONNRESET|socket hang up/);
+      // another listener counts its own
+      const reply = await h2Request(limited.encrypted.doh[0].port, post(query(INTERCEPTED, 'A', { id: 0 })));
+      assert.equal(reply.status, 200);
+      const metrics = parseMetrics(await (await limited.api('/metrics')).text());
+      assert.ok(sumOf(metrics, 'divert_listener_events_total', { listener: 'dns', event: 'tcp_client_limit' }) >= 1);
+    } finally {
+      for (const session of open) session.close();
+    }
+  });
+});
+
+function addressesOf(reply: Buffer): unknown[] {
+  return (decode(reply).answers ?? []).map((a) => (a as { data: unknown }).data);
+}
