@@ -91,7 +91,8 @@ async function measureServer(options: LatencyRunsOptions, processes: Processes, 
   }
 }
 
-async function waitForAnswer(port: number, name: string, ms: number): Promise<boolean> {
+/** True once `name` gets an A answer over UDP on 127.0.0.1:`port`, false after `ms`. */
+export async function waitForAnswer(port: number, name: string, ms: number): Promise<boolean> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
     try {

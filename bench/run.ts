@@ -7,6 +7,8 @@
 //      packet cache off) and the Node ceilings: mixes a, b, c, u, TCP b; then, with NSD
 //      started again from run.sh's rendered config, latency at 10k QPS with dnsperf -v
 //      (average and p99): divert on (a) and (c), dnsdist on (c) (bench/latency-runs.ts);
+//      then DoT and DoH (dnsperf -m dot / -m doh) on (a) and (c), divert against dnsdist
+//      with addTLSLocal/addDOHLocal (bench/encrypted-runs.ts);
 //   2. ONLY=sut, table in a private redis-server, 1,000 names seeded from the zone file;
 //   3. the same with 999,000 more names loaded first (bench/million-names.ts).
 // The RSS of divert's processes is sampled about once a second while run.sh has it up.
@@ -20,6 +22,7 @@
 //                   "omit" leaves the flag out (divert's own default)
 //   BENCH_PEERS     0: run 1 measures divert only (no dnsdist, no Node ceilings)
 //   BENCH_MILLION   0: skip runs 2 and 3 (Redis 1k / 1M names)
+//   BENCH_ENCRYPTED 0: skip the DoT and DoH rows (bench/encrypted-runs.ts)
 //   BENCH_CHANGES   changes measured by time-to-divert, default 1000
 //   PEERBENCH_DIR   the peerbench folder, default ../shared/peerbench from the repository
 // run.sh's own variables (LATQ, LATDUR, NODE_DEPS) pass through unchanged.
@@ -29,6 +32,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { positive } from './env-knobs.js';
+import { encryptedRuns, renderEncrypted, type EncryptedCell } from './encrypted-runs.js';
 import { latencyRuns, type Server } from './latency-runs.js';
 import { copyPeerbench, keepMarkdown, missingPackages, runPeerbench, type PeerRun } from './peerbench.js';
 import { Processes, runBench } from './processes.js';
@@ -49,6 +53,7 @@ const settings = {
   workers: process.env.BENCH_WORKERS === 'omit' ? ('omit' as const) : positive('BENCH_WORKERS', availableParallelism()),
   peers: process.env.BENCH_PEERS !== '0',
   million: process.env.BENCH_MILLION !== '0',
+  encrypted: process.env.BENCH_ENCRYPTED !== '0',
   changes: positive('BENCH_CHANGES', 1000),
   peerbenchDir: resolve(process.env.PEERBENCH_DIR ?? join(repoRoot, '..', 'shared', 'peerbench')),
   latencyQps: positive('LATQ', 10_000),
@@ -135,6 +140,23 @@ async function bench(): Promise<void> {
     },
     processes,
   );
+  let encrypted: EncryptedCell[] = [];
+  if (settings.encrypted)
+    encrypted = await encryptedRuns(
+      {
+        copy,
+        runDir: memory.runDir,
+        seconds: settings.seconds,
+        divert: (listen, extra) => ({
+          command: process.execPath,
+          args: [main, ...serveArgs(listen, '127.0.0.1:15301', join(copy, 'gen', 'shop.test.zone'), extra)],
+        }),
+        divertLabel: SUT.memory,
+        dnsdistLabel: DNSDIST,
+        log,
+      },
+      processes,
+    );
   let redis1k: Measured | undefined;
   let redis1m: Measured | undefined;
   if (settings.million) {
@@ -171,6 +193,7 @@ async function bench(): Promise<void> {
       fixedRate,
     }),
     '',
+    ...(settings.encrypted ? [...renderEncrypted(encrypted, SUT.memory, DNSDIST, settings.seconds), ''] : []),
     'run.sh reports (every server, CPU columns, client settings):',
     '',
     ...runs.flatMap(([run, m]) => (m ? [`- ${run}: ${m.markdown ?? '(none)'}`] : [])),
