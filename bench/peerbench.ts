@@ -9,7 +9,7 @@ import { chmodSync, copyFileSync, cpSync, existsSync, readFileSync, readdirSync,
 import { join, relative } from 'node:path';
 import type { Processes } from './processes.js';
 
-/** Debian package → a command it installs; run.sh needs the first six, the Redis runs the last. */
+/** Debian package → a command it installs; run.sh needs the first seven, the Redis runs redis-server, the DoT/DoH rows the last two. */
 const REQUIRED: readonly (readonly [string, string])[] = [
   ['dnsperf', 'dnsperf'],
   ['nsd', 'nsd'],
@@ -19,6 +19,8 @@ const REQUIRED: readonly (readonly [string, string])[] = [
   ['dnsutils', 'dig'],
   ['time', '/usr/bin/time'],
   ['redis-server', 'redis-server'],
+  ['openssl', 'openssl'],
+  ['nghttp2-client', 'h2load'],
 ];
 
 /** Packages whose command `command -v` does not find. */
