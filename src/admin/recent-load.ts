@@ -3,23 +3,10 @@
 // bounded ring of rates — only while someone reads it (a dashboard polls): with none open,
 // nothing is sampled, and a multi-worker server is not asked for its figures every second.
 
-import type { ProcessFigures, ServingStats, UpstreamState } from '../serving/stats.js';
+import type { ServingStats } from '../serving/stats.js';
+import type { LoadSample, RecentLoad } from './recent-load-shape.js';
 
-/** Queries per second over one interval, ending at `at` (ms since the epoch). */
-export interface LoadSample {
-  at: number;
-  total: number;
-  intercepted: number;
-  forwarded: number;
-}
-
-export interface RecentLoad {
-  intervalMs: number;
-  /** Oldest first, at most `keep` of them. */
-  samples: LoadSample[];
-  upstreams: UpstreamState[];
-  processes: ProcessFigures[];
-}
+export type { LoadSample, RecentLoad };
 
 export interface RecentLoadOptions {
   intervalMs?: number;

@@ -5,17 +5,9 @@ import { performance } from 'node:perf_hooks';
 import type { OutcomeCounts } from '../pipeline/outcome.js';
 import { outcomeTotals, sumFigures, type QueryFigures } from '../pipeline/query-stats.js';
 import { emptyListenerCounts, LISTENER_EVENTS, type ListenerCounts } from '../transport/listener-events.js';
+import type { ProcessFigures, UpstreamState } from './stats-shapes.js';
 
-export interface UpstreamState {
-  upstream: string;
-  up: boolean;
-  lastRttMs: number;
-  /** Smoothed round-trip time of its answers (0 before the first). */
-  srttMs: number;
-  /** Attempts it answered, and attempts that failed (timed out, or a socket error). */
-  answered: number;
-  failed: number;
-}
+export type { ProcessFigures, UpstreamState };
 
 /** What /metrics and /healthz read; with several workers, the sum over all of them. */
 export interface ServingStats {
@@ -40,16 +32,6 @@ export interface ServingStats {
   tableViewsReady: number;
   /** Messages the listeners could not serve, and TCP connections their limits closed. */
   listener: ListenerCounts;
-}
-
-export interface ProcessFigures {
-  worker: number;
-  residentBytes: number;
-  heapUsedBytes: number;
-  /** The share of time the event loop was busy since the previous reading (0-1): how near saturation. */
-  eventLoopUtilization: number;
-  /** CPU time (user and system, all its threads) over wall time since the previous reading: 1 is one core's worth. */
-  cpuUtilization: number;
 }
 
 /** A reader of this process's figures; the event loop's share is since the previous reading. */

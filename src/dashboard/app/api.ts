@@ -5,6 +5,10 @@
 import type { Entry, EntryData, HistoryRecord } from '../../entry/entry.js';
 
 export type { Entry, HistoryRecord };
+import type { LoadSample, RecentLoad } from '../../admin/recent-load-shape.js';
+import type { ProcessFigures, UpstreamState } from '../../serving/stats-shapes.js';
+
+export type { LoadSample, ProcessFigures, RecentLoad, UpstreamState };
 
 export class ApiError extends Error {
   constructor(
@@ -19,36 +23,6 @@ export class ApiError extends Error {
 export interface NamesPage {
   names: Entry[];
   cursor?: string;
-}
-
-export interface LoadSample {
-  at: number;
-  total: number;
-  intercepted: number;
-  forwarded: number;
-}
-
-export interface UpstreamState {
-  upstream: string;
-  up: boolean;
-  srttMs: number;
-  answered: number;
-  failed: number;
-}
-
-export interface ProcessFigures {
-  worker: number;
-  residentBytes: number;
-  heapUsedBytes: number;
-  eventLoopUtilization: number;
-  cpuUtilization: number;
-}
-
-export interface RecentLoad {
-  intervalMs: number;
-  samples: LoadSample[];
-  upstreams: UpstreamState[];
-  processes: ProcessFigures[];
 }
 
 export interface MonitorView {

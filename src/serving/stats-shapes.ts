@@ -1,0 +1,24 @@
+// The shapes of the serving figures that leave the process as JSON (/healthz,
+// /v1/stats/recent) and are read by the dashboard in the browser too: plain types, no
+// imports, so the front-end's build can use them as they are.
+
+export interface UpstreamState {
+  upstream: string;
+  up: boolean;
+  lastRttMs: number;
+  /** Smoothed round-trip time of its answers (0 before the first). */
+  srttMs: number;
+  /** Attempts it answered, and attempts that failed (timed out, or a socket error). */
+  answered: number;
+  failed: number;
+}
+
+export interface ProcessFigures {
+  worker: number;
+  residentBytes: number;
+  heapUsedBytes: number;
+  /** The share of time the event loop was busy since the previous reading (0-1): how near saturation. */
+  eventLoopUtilization: number;
+  /** CPU time (user and system, all its threads) over wall time since the previous reading: 1 is one core's worth. */
+  cpuUtilization: number;
+}
