@@ -3,7 +3,14 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_POOL_OPTIONS, UpstreamPool, type PoolNews, type PoolOptions, type Upstream } from '../src/upstream/upstream-pool.js';
+import {
+  carryHealth,
+  DEFAULT_POOL_OPTIONS,
+  UpstreamPool,
+  type PoolNews,
+  type PoolOptions,
+  type Upstream,
+} from '../src/upstream/upstream-pool.js';
 
 const ADDRESSES = [
   { host: '192.0.2.1', port: 53 },
@@ -232,5 +239,29 @@ describe('pools sharing upstreams (one per worker)', () => {
     pool.onNews = (n) => news.push(n);
     failTimes(a, 5);
     assert.equal(news.length, 3);
+  });
+});
+
+describe('a reload keeps an upstream’s health (carryHealth)', () => {
+  test('a backed-off upstream stays at the back with its figures; its certificate check is the new list’s', () => {
+    const options = { ...DEFAULT_POOL_OPTIONS, now: () => 1_000_000 };
+    const dot = (ca: string) => ({ host: '192.0.2.1', port: 853, tls: { name: 'dns.test', ca } });
+    const old = new UpstreamPool([dot('OLD CA'), ADDRESSES[1]], options);
+    for (let i = 0; i < 3; i++) old.failed(old.upstreams[0]);
+    old.succeeded(old.upstreams[1], 12);
+    const next = new UpstreamPool([dot('NEW CA'), ADDRESSES[1]], options);
+    for (const u of next.upstreams)
+      carryHealth(
+        u,
+        old.upstreams.find((p) => p.label === u.label)!,
+      );
+    const [tls, plain] = next.upstreams;
+    assert.equal(next.isDown(tls), true, 'still backed off after the reload');
+    assert.deepEqual(
+      next.order().map((u) => u.label),
+      [plain.label, tls.label],
+    );
+    assert.equal(tls.tls?.ca, 'NEW CA', 'the reloaded CA, not the one carried over');
+    assert.deepEqual([plain.answered, plain.lastRttMs], [1, 12], 'figures carried over');
   });
 });

@@ -16,7 +16,7 @@ import type { AnswerCache } from '../table/answer-cache.js';
 import type { TcpAdmission } from '../transport/connection-slots.js';
 import type { ConnectedUdp } from '../transport/connected-udp.js';
 import { Forwarder, type ForwarderStats } from '../upstream/forwarder.js';
-import { UpstreamPool, type PoolNews, type Upstream } from '../upstream/upstream-pool.js';
+import { carryHealth, UpstreamPool, type PoolNews, type Upstream } from '../upstream/upstream-pool.js';
 import type { UpstreamState } from './stats.js';
 
 /** What every path of a process shares. */
@@ -155,8 +155,7 @@ export class QueryPaths {
     pool.onNews = this.shared.onPoolNews;
     for (const u of pool.upstreams) {
       const kept = previous?.upstreams.find((p) => p.label === u.label);
-      // the health and figures carry over; the certificate check is the new one (a reloaded --upstream-ca)
-      if (kept) Object.assign(u, kept, u.tls ? { tls: u.tls } : {});
+      if (kept) carryHealth(u, kept);
     }
     return pool;
   }

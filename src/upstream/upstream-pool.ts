@@ -23,6 +23,14 @@ export interface Upstream extends UpstreamAddress {
   failed: number;
 }
 
+/** An upstream's health and figures, which a reload carries over to the same upstream in its new list. */
+const HEALTH_AND_FIGURES = ['consecutiveFailures', 'downUntil', 'backoffMs', 'lastRttMs', 'srttMs', 'answered', 'failed'] as const;
+
+/** `to` takes `from`'s health and figures; its address and certificate check stay its own (a reloaded --upstream-ca). */
+export function carryHealth(to: Upstream, from: Upstream): void {
+  for (const key of HEALTH_AND_FIGURES) to[key] = from[key];
+}
+
 export interface PoolOptions {
   /** Failures in a row that mark an upstream down. */
   failuresToMarkDown: number;
