@@ -9,11 +9,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Socket } from 'node:dgram';
+import { createSocket, Socket } from 'node:dgram';
 import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { on, once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { emptyListenerCounts, listenerReport } from '../src/transport/listener-events.js';
 import { BatchUdpSocket, loadUdpBatch, type UdpBatchAddon } from '../src/transport/udp-batch.js';
@@ -189,6 +191,69 @@ describe('the batched socket', { skip: noAddon }, () => {
     } finally {
       tcp.close();
     }
+  });
+});
+
+// Each process adopts the socket (as a cluster worker does) and echoes; asked, it tells how
+// many times its main thread slept and woke (voluntary context switches).
+const SHARER = `
+import { readFileSync } from 'node:fs';
+const switches = () => Number(/voluntary_ctxt_switches:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
+import { BatchUdpSocket, loadUdpBatch } from ${JSON.stringify(join(ROOT, 'dist', 'src', 'transport', 'udp-batch.js'))};
+const socket = BatchUdpSocket.adopt(loadUdpBatch(process.env.ADDON || undefined), 4);
+socket.serve((msg) => msg, { counts: {}, fault() {} }, () => true);
+process.on('message', () => process.send(switches(), () => process.exit(0)));
+process.send('ready');
+`;
+
+describe('two processes reading one socket', { skip: noAddon }, () => {
+  let shared: BatchUdpSocket;
+  const sharers: ChildProcess[] = [];
+  let client: Socket;
+
+  before(async () => {
+    shared = BatchUdpSocket.open(addon!, '127.0.0.1', 0);
+    for (let i = 0; i < 2; i++) {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', SHARER], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc', shared.fd],
+        env: { ...process.env, ADDON: process.env.DIVERT_UDP_BATCH_ADDON ?? '' },
+      });
+      sharers.push(child);
+      const exited = once(child, 'exit').then(([code]) =>
+        assert.fail(`a reading process ended (exit ${String(code)}) before it was ready`),
+      );
+      await Promise.race([once(child, 'message'), exited]);
+    }
+    client = createSocket('udp4');
+  });
+  after(() => {
+    for (const child of sharers) child.kill('SIGKILL');
+    client?.close();
+    shared?.close();
+  });
+
+  // libuv registers the socket in each process's epoll without EPOLLEXCLUSIVE: every
+  // datagram woke both processes (each slept again at once, or found nothing to read), so
+  // an idle pair cost two wake-ups per query; the count is each one's voluntary context switches
+  test('each datagram wakes one of them: 200 queries one at a time cost about 200 wake-ups, not 400', async () => {
+    const replies = (async function* () {
+      for await (const [msg] of on(client, 'message')) yield msg as Buffer;
+    })();
+    for (let i = 0; i < 200; i++) {
+      client.send(Buffer.from(`q${i}`), shared.port, '127.0.0.1');
+      const { value } = await Promise.race([replies.next(), sleep(2000).then(() => ({ value: null }))]);
+      assert.equal(value?.toString(), `q${i}`, `the echo of query ${i}`);
+      await sleep(1); // both idle again, waiting in epoll_wait
+    }
+    const each: number[] = [];
+    for (const child of sharers) {
+      child.send('switches');
+      each.push(((await once(child, 'message')) as [number])[0]);
+    }
+    assert.ok(
+      each[0] + each[1] < 300,
+      `wake-ups of the two (voluntary context switches), about 400 when both wake for each: ${each.join(' + ')}`,
+    );
   });
 });
 

@@ -14,6 +14,7 @@
 #include "native.h"
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #define BATCH 64
@@ -49,6 +50,8 @@ typedef struct {
   /** The replies waiting for room, oldest at head; `lost`: those of them the OS refused since the last send call. */
   pending_t pending[PENDING];
   int head, waiting, lost;
+  /** 1 once the read registration was made exclusive (or tried: at most once per registration). */
+  int exclusive;
 } sock_t;
 
 /** Frees the replies still waiting; how many there were. */
@@ -197,6 +200,40 @@ static void send_pending(sock_t *s) {
 
 static void on_event(uv_poll_t *p, int status, int events);
 
+/** Workers share the socket, and libuv registers it in each worker's epoll without
+ * EPOLLEXCLUSIVE: every datagram would wake every idle worker, and all but one would find
+ * nothing to read (CPU and, on a busy machine, latency). Once libuv has registered it (at
+ * the first readable event), the registration is replaced by the same one with
+ * EPOLLEXCLUSIVE: the kernel then wakes one worker waiting in epoll_wait, and passes a busy
+ * one over for an idle one. The events and data libuv gave it are read back from
+ * /proc/self/fdinfo and kept as they were, so libuv's bookkeeping still matches. An
+ * exclusive registration cannot be modified (EPOLL_CTL_MOD fails), so watch() stops and
+ * restarts the handle instead, and the next registration is made exclusive again. Where
+ * any step fails (no /proc, an old kernel) the registration stays as libuv made it. */
+static void make_exclusive(sock_t *s) {
+  s->exclusive = 1;
+  int epfd = uv_backend_fd(s->poll.loop);
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", epfd);
+  FILE *f = fopen(path, "re");
+  if (!f) return;
+  unsigned int events = 0;
+  unsigned long long data = 0;
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    int tfd;
+    found = sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &events, &data) == 3 && tfd == s->fd;
+  }
+  fclose(f);
+  // the kernel shows EPOLLERR and EPOLLHUP, which every registration has; libuv asked for reading alone
+  if (!found || (events & ~(unsigned int)(EPOLLERR | EPOLLHUP)) != EPOLLIN) return;
+  struct epoll_event e = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = data};
+  if (epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, &e) != 0) return;
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &e) == 0) return;
+  e.events = EPOLLIN;
+  epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &e);
+}
+
 /** Reading while no reply waits; while some do, only waiting for room to send them. Reading
  * then would only make replies with no room to go: the queries wait in the receive buffer
  * instead (the kernel drops what exceeds it), or are read by another worker. */
@@ -204,6 +241,11 @@ static void watch(sock_t *s) {
   int want = s->waiting > 0 ? UV_WRITABLE : UV_READABLE;
   if (!s->started || s->closing || want == s->events) return;
   s->events = want;
+  if (s->exclusive) {
+    // an exclusive registration cannot be modified: deleted (stop) and added anew (start)
+    uv_poll_stop(&s->poll);
+    s->exclusive = 0;
+  }
   uv_poll_start(&s->poll, want, on_event);
 }
 
@@ -237,6 +279,7 @@ static void on_event(uv_poll_t *p, int status, int events) {
     watch(s);
     return;
   }
+  if (!s->exclusive) make_exclusive(s);
   for (int round = 0; round < ROUNDS && !s->closing && s->waiting == 0; round++) {
     for (int i = 0; i < BATCH; i++) {
       set_message(&s->msgs[i], &s->iovs[i], s->in + i * SLOT, SLOT, s->names + i * NAME, NAME);
