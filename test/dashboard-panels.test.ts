@@ -1,21 +1,32 @@
-// The dashboard's busiest names end to end: a real `divert serve` (seeded from zones/),
-// DNS queries from a real resolver, and a headless Chromium reading it all from the page.
+// The dashboard's busiest names and proxy panel end to end: a real `divert serve` (seeded
+// from zones/, --dashboard-proxy set), a real `divert proxy` relaying to a TCP mirror and
+// to an address that refuses, DNS queries from a real resolver, and a headless Chromium
+// reading it all from the page.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser, Page } from 'playwright-core';
 import { bounded, launchBrowser, screenshot, watchConsole } from './helpers/browser.js';
 import { TEST_TOKEN } from './helpers/divert.js';
 import { ROOT, runDivert, type DivertProcess } from './helpers/process.js';
+import { freePort } from './helpers/redis.js';
+import { lineClient, startProxy, startTcpMirrors, type ProxyProcess, type TcpMirror } from './proxy-fixtures.js';
 
 const WAIT_MS = 10_000;
+/** The name the proxy's "web" service targets, answered by the mirror on 127.0.0.2. */
+const WEB = 'web.panel.example';
+/** An address where nothing listens on the mirror's port: connects to it are refused. */
+const REFUSING = '127.0.0.9';
 
 let serve: DivertProcess;
 let adminUrl: string;
 let resolver: Resolver;
+let mirror: TcpMirror | undefined;
+let proxy: ProxyProcess | undefined;
 let browser: Browser | undefined;
 let page: Page;
 let consoleLog: { messages: string[]; errors: string[] };
@@ -23,14 +34,42 @@ let consoleLog: { messages: string[]; errors: string[] };
 const api = (path: string, init: RequestInit = {}) =>
   fetch(adminUrl + path, { ...init, headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(init.headers as Record<string, string>) } });
 
-before(async () => {
-  serve = runDivert(['serve', ...['--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--zones', join(ROOT, 'zones')]], {
-    env: { DIVERT_ADMIN_TOKEN: TEST_TOKEN },
+async function put(name: string, a: string[], by: string): Promise<void> {
+  const res = await api(`/v1/names/${encodeURIComponent(name)}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', 'x-divert-client': by },
+    body: JSON.stringify({ a, aaaa: [], ttl: 30 }),
   });
+  assert.equal(res.status, 200, `PUT ${name}: ${await res.text()}`);
+}
+
+before(async () => {
+  const proxyStatus = `127.0.0.1:${await freePort()}`;
+  [mirror] = await startTcpMirrors(['127.0.0.2']);
+  serve = runDivert(
+    [
+      'serve',
+      ...['--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--zones', join(ROOT, 'zones')],
+      ...['--dashboard-proxy', `http://${proxyStatus}`],
+    ],
+    { env: { DIVERT_ADMIN_TOKEN: TEST_TOKEN } },
+  );
   const line = await serve.listeningLine();
   adminUrl = `http://${line.admin}`;
   resolver = new Resolver({ timeout: 3000, tries: 1 });
   resolver.setServers([line.listen[0]]);
+  await put(WEB, ['127.0.0.2'], 'test');
+  proxy = await startProxy(
+    {
+      services: [
+        { name: 'web', listen: '127.0.0.1:0', protocol: 'tcp', target: { name: WEB, port: mirror.port } },
+        { name: 'refused', listen: '127.0.0.1:0', protocol: 'tcp', target: { address: REFUSING, port: mirror.port } },
+      ],
+    },
+    { adminUrl },
+    ['--workers', '1'],
+    proxyStatus,
+  );
   browser = await launchBrowser();
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
   page = await context.newPage();
@@ -44,7 +83,9 @@ before(async () => {
 
 after(async () => {
   await bounded(browser?.close());
+  await bounded(proxy?.stop());
   await serve?.stop();
+  await mirror?.stop();
 });
 
 describe('dashboard panels', () => {
@@ -75,6 +116,52 @@ describe('dashboard panels', () => {
     const recent = (await (await api('/v1/stats/recent')).json()) as { samples: { names: Record<string, number> }[] };
     assert.ok(recent.samples.some((s) => (s.names['www.shop.example'] ?? 0) > 0));
     await screenshot(page, 'busiest-names');
+  });
+
+  test('the proxy panel shows its services, an open connection, and a target whose connects are refused', async () => {
+    const client = await lineClient(proxy!.port('web'));
+    try {
+      assert.equal(await client.say('hello'), '127.0.0.2:hello');
+      // a connection to the refusing target: the proxy resets it and counts the failed connect
+      const refused = connect({ port: proxy!.port('refused'), host: '127.0.0.1' });
+      refused.on('error', () => {}); // the reset (events.once would reject on it)
+      await new Promise((resolve) => refused.once('close', resolve));
+      const target = `127.0.0.2:${mirror!.port}`;
+      const refusing = `${REFUSING}:${mirror!.port}`;
+      await page.locator('#proxy-summary', { hasText: /1 open connection;.*reachable/ }).waitFor();
+      const service = (name: string) => page.locator('#proxy-services tr', { has: page.locator('td:first-child', { hasText: name }) });
+      assert.deepEqual(await service('web').locator('td').allTextContents(), [
+        'web',
+        'tcp',
+        `127.0.0.1:${proxy!.port('web')}`,
+        `${WEB} port ${mirror!.port}`,
+        'drain',
+        '1',
+      ]);
+      assert.equal(await service('refused').locator('td:nth-child(6)').textContent(), '0');
+      // Target, Connects, Failed, Connect time, Bytes in, Bytes out, Open
+      const good = await page.locator(`#proxy-targets tr[data-target="${target}"] td`).allTextContents();
+      assert.deepEqual([good[1], good[2], good[6]], ['1', '0', '1']);
+      assert.match(good[3], /^\d+\.\d ms$/);
+      assert.equal(good[4], '6 B');
+      const bad = page.locator(`#proxy-targets tr.failing[data-target="${refusing}"] td`);
+      await bad.first().waitFor();
+      assert.deepEqual((await bad.allTextContents()).slice(1, 4), ['0', '1', '–']);
+      // the open connection, named by the client's address and port
+      const open = page.locator('#proxy-connections tr', { hasText: `127.0.0.1:${client.socket.localPort}` });
+      await open.waitFor();
+      assert.match(
+        (await open.textContent()) ?? '',
+        new RegExp(`webtcp127\\.0\\.0\\.1:${client.socket.localPort}${target.replace(/\./g, '\\.')}`),
+      );
+      await screenshot(page, 'proxy');
+    } finally {
+      client.close();
+    }
+    const relayed = (await (await api('/v1/dashboard/proxy')).json()) as { url: string; ok: boolean; status: { targets: object } };
+    assert.equal(relayed.ok, true);
+    assert.ok(Object.hasOwn(relayed.status.targets, `${REFUSING}:${mirror!.port}`));
+    assert.equal((await fetch(adminUrl + '/v1/dashboard/proxy')).status, 401, 'with the token only');
   });
 
   test('the page ran under the CSP without a violation or an error', () => {

@@ -1,5 +1,5 @@
 // The dashboard's entry point: sign in, then the names table, the editor, diversions, the
-// live feed and the load panel, all on one API client. A refused token anywhere (it was
+// live feed, the load panel and the monitor and proxy panels, all on one API client. A refused token anywhere (it was
 // changed on the server) drops everything shown and asks again.
 
 import './style.css';
@@ -12,6 +12,7 @@ import { LoadView } from './load-view.js';
 import { MonitorPanel } from './monitor-view.js';
 import { forgetToken, resume, signIn } from './login.js';
 import { NamesTable } from './names-table.js';
+import { ProxyPanel } from './proxy-view.js';
 
 function startApp(api: Api): void {
   const app = byId('app');
@@ -23,6 +24,7 @@ function startApp(api: Api): void {
     feed.stop();
     load.stop();
     monitor.stop();
+    proxy.stop();
     forgetToken();
     if (reason) sessionStorage.setItem(REASON_KEY, reason);
     // nothing read with the old token stays on the page
@@ -35,6 +37,7 @@ function startApp(api: Api): void {
   const diversions = new Diversions(api, authFailed);
   const load = new LoadView(api, authFailed);
   const monitor = new MonitorPanel(api, authFailed);
+  const proxy = new ProxyPanel(api, authFailed);
   const feed = new Feed(api, {
     change: (name, entry) => table.apply(name, entry),
     diversion: () => void diversions.load(),
@@ -53,6 +56,7 @@ function startApp(api: Api): void {
   feed.start();
   load.start();
   monitor.start();
+  proxy.start();
 }
 
 /** Why the last session ended, shown on the login form after the reload. */
