@@ -1,7 +1,7 @@
-// The dashboard's busiest names and proxy panel end to end: a real `divert serve` (seeded
-// from zones/, --dashboard-proxy set), a real `divert proxy` relaying to a TCP mirror and
-// to an address that refuses, DNS queries from a real resolver, and a headless Chromium
-// reading it all from the page.
+// The dashboard's busiest names, proxy panel and timeline end to end: a real `divert serve`
+// (seeded from zones/, --dashboard-proxy set), a real `divert proxy` relaying to a TCP
+// mirror and to an address that refuses, DNS queries from a real resolver, changes by the
+// API and the CLI, and a headless Chromium reading it all from the page.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -162,6 +162,60 @@ describe('dashboard panels', () => {
     assert.equal(relayed.ok, true);
     assert.ok(Object.hasOwn(relayed.status.targets, `${REFUSING}:${mirror!.port}`));
     assert.equal((await fetch(adminUrl + '/v1/dashboard/proxy')).status, 401, 'with the token only');
+  });
+
+  test("a name's timeline lists each change of its answers in order: when, from what to what, and who", async () => {
+    const name = 'timeline.panel.example';
+    await put(name, ['192.0.2.1'], 'operator-<b>a</b>');
+    const cli = runDivert(['names', 'set', name, '192.0.2.2', '--client', 'operator-b'], {
+      env: { DIVERT_ADMIN_URL: adminUrl, DIVERT_ADMIN_TOKEN: TEST_TOKEN },
+    });
+    assert.equal(await cli.exited(30_000), 0, `divert names set: ${cli.stderr()}`);
+    await page.locator('#timeline-name').fill(name);
+    await page.locator('#timeline-form button[type=submit]').click();
+    const items = page.locator('#timeline-events li');
+    await items.nth(1).waitFor();
+    const read = async () =>
+      Promise.all(
+        (await items.all()).map(async (item) => ({
+          version: Number(await item.getAttribute('data-version')),
+          how: (await item.locator('.how').textContent())!.trim(),
+          by: await item.locator('.by').textContent(),
+          from: await item.locator('.from').textContent(),
+          to: await item.locator('.to').textContent(),
+          at: await item.locator('time').getAttribute('datetime'),
+        })),
+      );
+    const first = await read();
+    assert.deepEqual(
+      first.map(({ how, by, from, to }) => ({ how, by, from, to })),
+      [
+        { how: 'set by', by: 'operator-<b>a</b>', from: 'absent', to: '192.0.2.1' },
+        { how: 'set by', by: 'operator-b', from: '192.0.2.1', to: '192.0.2.2' },
+      ],
+    );
+    assert.ok(first[0].version < first[1].version && first[0].at! <= first[1].at!, 'oldest first');
+    assert.match((await items.nth(1).locator('.version').textContent()) ?? '', new RegExp(`^v${first[1].version}$`));
+    assert.equal(await page.locator('#timeline-events b').count(), 0, 'the author is text, not markup');
+    // a diversion while it is shown: the feed brings it, the timeline reads it again
+    const divert = await api('/v1/diversions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-divert-client': 'monitor-x' },
+      body: JSON.stringify({ from: '192.0.2.2', to: '192.0.2.3' }),
+    });
+    assert.equal(divert.status, 200);
+    await items.nth(2).waitFor();
+    const { how, by, from, to } = (await read())[2];
+    assert.deepEqual({ how, by, from, to }, { how: 'diverted by', by: 'monitor-x', from: '192.0.2.2', to: '192.0.2.3' });
+    await screenshot(page, 'timeline'); // the README's (test/screenshots/dashboard.png)
+    // chosen from the names table too
+    await page.locator('#timeline-name').fill('');
+    await page
+      .locator('#rows tr', { has: page.locator('td.name', { hasText: 'admin.shop.example' }) })
+      .locator('button.timeline')
+      .click();
+    await page.locator('#timeline-events li .to', { hasText: '192.0.2.40' }).first().waitFor();
+    assert.equal(await page.locator('#timeline-name').inputValue(), 'admin.shop.example');
   });
 
   test('the page ran under the CSP without a violation or an error', () => {
