@@ -126,6 +126,7 @@ describe('defaults', () => {
       updateListen: undefined,
       updateKeyFile: undefined,
       dashboardMonitor: undefined,
+      dashboardProxy: undefined,
       logLevel: 'info',
     };
     assert.deepEqual({ ...config }, { ...expected });
@@ -380,6 +381,11 @@ describe('bad values: BAD_CONFIG naming the flag, the value and the source', () 
       name: 'dashboard monitor that is not an http://HOST:PORT',
       env: { DIVERT_DASHBOARD_MONITOR: 'http://127.0.0.1:5381/status?x' },
       parts: ['--dashboard-monitor', '"http://127.0.0.1:5381/status?x"', '(from DIVERT_DASHBOARD_MONITOR)', 'http://HOST:PORT'],
+    },
+    {
+      name: 'dashboard proxy that is not an http://HOST:PORT',
+      env: { DIVERT_DASHBOARD_PROXY: '127.0.0.1:5382' },
+      parts: ['--dashboard-proxy', '"127.0.0.1:5382"', '(from DIVERT_DASHBOARD_PROXY)', "a divert proxy's --status address"],
     },
     {
       name: 'redis prefix with a space',

@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { launchBrowser, screenshot, watchConsole } from './helpers/browser.js';
+import { bounded, launchBrowser, screenshot, watchConsole } from './helpers/browser.js';
 import { ROOT, runDivert, type DivertProcess } from './helpers/process.js';
 import { DASHBOARD_CSP } from '../src/admin/dashboard-assets.js';
 
@@ -111,8 +111,6 @@ before(async () => {
 
 after(async () => {
   // each step bounded: a hung browser must not keep the server (or the run) alive
-  const bounded = (p: Promise<unknown> | undefined) =>
-    Promise.race([p?.catch(() => {}), new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
   await bounded(context?.close());
   await bounded(browser?.close());
   await serve?.stop();

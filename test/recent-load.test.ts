@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RecentLoadSampler } from '../src/admin/recent-load.js';
+import { RecentLoadSampler, TOP_NAMES } from '../src/admin/recent-load.js';
 import { sumStats, type ServingStats } from '../src/serving/stats.js';
 
 function figures(intercepted: number, forwarded: number, refused = 0): ServingStats {
@@ -26,8 +26,8 @@ test('samples are queries per second between readings: total, intercepted and fo
     at += 1000;
     await sampler.sample();
     assert.deepEqual((await sampler.recent()).samples, [
-      { at: 1_002_000, total: 75, intercepted: 50, forwarded: 20 },
-      { at: 1_003_000, total: 200, intercepted: 200, forwarded: 0 },
+      { at: 1_002_000, total: 75, intercepted: 50, forwarded: 20, names: {} },
+      { at: 1_003_000, total: 200, intercepted: 200, forwarded: 0, names: {} },
     ]);
   } finally {
     sampler.stop();
@@ -77,6 +77,43 @@ test('a reading that fails leaves the ring as it was', async () => {
     const recent = await sampler.recent();
     assert.deepEqual(recent.samples, []);
     assert.ok(Array.isArray(recent.upstreams));
+  } finally {
+    sampler.stop();
+  }
+});
+
+test('each sample names the busiest names of its second, at most TOP_NAMES, busiest first; a quiet name is left out, a new one counts from zero', async () => {
+  let at = 0;
+  let counts = new Map<string, number>();
+  const reading = (): ServingStats => {
+    const stats = figures(0, 0);
+    return { ...stats, queries: { ...stats.queries, names: new Map(counts) } };
+  };
+  const sampler = new RecentLoadSampler(async () => reading(), { now: () => at, intervalMs: 60_000 });
+  try {
+    counts = new Map([
+      ['quiet.example', 7],
+      ['www.example', 100],
+    ]);
+    await sampler.recent();
+    // 2 s later: www 40 more, api (new since the baseline) 10, quiet none; 12 busy names in all
+    counts = new Map([
+      ['quiet.example', 7],
+      ['www.example', 140],
+      ['api.example', 10],
+      ...Array.from({ length: 10 }, (_, i): [string, number] => [`n${i}.example`, 2 + i]),
+    ]);
+    at += 2000;
+    await sampler.sample();
+    const [sample] = (await sampler.recent()).samples;
+    assert.deepEqual(Object.entries(sample.names).slice(0, 3), [
+      ['www.example', 20],
+      ['n9.example', 5.5],
+      ['api.example', 5], // a tie goes by name
+    ]);
+    assert.equal(Object.keys(sample.names).length, TOP_NAMES);
+    assert.ok(!('quiet.example' in sample.names));
+    assert.equal(Object.keys(sample.names).at(-1), 'n4.example');
   } finally {
     sampler.stop();
   }

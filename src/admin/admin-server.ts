@@ -19,7 +19,8 @@ import { clientErrorHandler, errorHandler, frameworkErrorHandler, sendError } fr
 import { tokenMatcher } from './token-match.js';
 import { isPublicRoute, registerDashboard } from './dashboard-assets.js';
 import type { RecentLoadSampler } from './recent-load.js';
-import { monitorStatusReader, type MonitorView } from './monitor-status.js';
+import { monitorStatusReader, type RelayedStatus } from './status-relay.js';
+import { proxyStatusReader } from './proxy-status.js';
 
 export interface Health {
   ok: boolean;
@@ -41,7 +42,9 @@ export interface AdminOptions {
   /** GET /v1/stats/recent: queries per second over the last minutes, upstreams and workers (the dashboard's load chart). */
   recentLoad: RecentLoadSampler;
   /** GET /v1/dashboard/monitor: the status of the monitor given by --dashboard-monitor (none: url null). */
-  monitorStatus?: () => Promise<MonitorView>;
+  monitorStatus?: () => Promise<RelayedStatus>;
+  /** GET /v1/dashboard/proxy: the status, targets and newest connections of the proxy given by --dashboard-proxy (none: url null). */
+  proxyStatus?: () => Promise<RelayedStatus>;
 }
 
 const JSON_BODY_LIMIT = 64 * 1024;
@@ -281,6 +284,8 @@ export function buildAdmin(options: AdminOptions) {
   app.addHook('onClose', async () => options.recentLoad.stop());
   const monitorStatus = options.monitorStatus ?? monitorStatusReader(undefined);
   app.get('/v1/dashboard/monitor', async () => monitorStatus());
+  const proxyStatus = options.proxyStatus ?? proxyStatusReader(undefined);
+  app.get('/v1/dashboard/proxy', async () => proxyStatus());
 
   registerDashboard(app);
 

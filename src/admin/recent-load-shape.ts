@@ -9,6 +9,8 @@ export interface LoadSample {
   total: number;
   intercepted: number;
   forwarded: number;
+  /** Intercepted queries per second of the busiest names in it (at most 8), busiest first. */
+  names: Record<string, number>;
 }
 
 export interface RecentLoad {

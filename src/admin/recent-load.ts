@@ -2,11 +2,16 @@
 // chart. The serving figures are running totals; this samples them once a second into a
 // bounded ring of rates — only while someone reads it (a dashboard polls): with none open,
 // nothing is sampled, and a multi-worker server is not asked for its figures every second.
+// Each sample names the busiest intercepted names of its second (at most TOP_NAMES), so the
+// ring stays bounded whatever the number of names (which --metrics-max-names bounds too).
 
 import type { ServingStats } from '../serving/stats.js';
 import type { LoadSample, RecentLoad } from './recent-load-shape.js';
 
 export type { LoadSample, RecentLoad };
+
+/** Names each sample keeps: the busiest of its second. */
+export const TOP_NAMES = 8;
 
 export interface RecentLoadOptions {
   intervalMs?: number;
@@ -22,16 +27,28 @@ interface Totals {
   total: number;
   intercepted: number;
   forwarded: number;
+  names: Map<string, number>;
 }
 
 function totalsOf(stats: ServingStats, at: number): Totals {
   const total = Object.values(stats.counts).reduce((sum, n) => sum + n, 0);
-  return { at, total, intercepted: stats.counts.intercepted, forwarded: stats.counts.forwarded };
+  return { at, total, intercepted: stats.counts.intercepted, forwarded: stats.counts.forwarded, names: stats.queries.names };
 }
 
 /** A rate from two readings; a total that went down (a worker replaced) counts as none. */
 function rate(now: number, before: number, seconds: number): number {
   return Math.max(0, now - before) / seconds;
+}
+
+/** The busiest names between two readings, at most TOP_NAMES of them, busiest first (ties by name). */
+function topNames(now: Map<string, number>, before: Map<string, number>, seconds: number): Record<string, number> {
+  const rates: [string, number][] = [];
+  for (const [name, count] of now) {
+    const r = rate(count, before.get(name) ?? 0, seconds);
+    if (r > 0) rates.push([name, r]);
+  }
+  rates.sort(([a, x], [b, y]) => y - x || (a < b ? -1 : 1));
+  return Object.fromEntries(rates.slice(0, TOP_NAMES));
 }
 
 export class RecentLoadSampler {
@@ -89,6 +106,7 @@ export class RecentLoadSampler {
         total: rate(totals.total, before.total, seconds),
         intercepted: rate(totals.intercepted, before.intercepted, seconds),
         forwarded: rate(totals.forwarded, before.forwarded, seconds),
+        names: topNames(totals.names, before.names, seconds),
       });
       if (this.samples.length > this.keep) this.samples.splice(0, this.samples.length - this.keep);
     } catch {

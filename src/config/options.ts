@@ -35,6 +35,9 @@ const parsedBy = <T>(parse: (text: string) => T | string) =>
   });
 
 const hostPort = () => parsedBy((text) => parseHostPort(text));
+/** The --status address of a divert monitor or proxy, whose status the dashboard shows. */
+const statusUrl = (of: string) =>
+  z.string().regex(/^https?:\/\/[^/?#\s@]+\/?$/, `expected http://HOST:PORT, a divert ${of}'s --status address`);
 
 /** An admin token given by --admin-token: too long to guess, fit for a header (config/token-rule.ts). */
 const adminTokenSchema = z.string().superRefine((token, ctx) => {
@@ -350,9 +353,16 @@ export const SERVE_OPTIONS = {
   },
   dashboardMonitor: {
     flag: 'dashboard-monitor',
-    schema: z.string().regex(/^https?:\/\/[^/?#\s@]+\/?$/, "expected http://HOST:PORT, a divert monitor's --status address"),
+    schema: statusUrl('monitor'),
     defaultDescription: 'off',
     describe: 'status address http://HOST:PORT of a divert monitor (its --status) whose GET /status the dashboard shows',
+  },
+  dashboardProxy: {
+    flag: 'dashboard-proxy',
+    schema: statusUrl('proxy'),
+    defaultDescription: 'off',
+    describe:
+      'status address http://HOST:PORT of a divert proxy (its --status, by default 127.0.0.1:5382) whose services, connections and targets the dashboard shows',
   },
   logLevel: {
     flag: 'log-level',
@@ -405,5 +415,6 @@ export interface ServeConfig {
   updateListen: HostPort | undefined;
   updateKeyFile: string | undefined;
   dashboardMonitor: string | undefined;
+  dashboardProxy: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }

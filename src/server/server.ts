@@ -12,7 +12,8 @@ import { maskUrl } from '../redact.js';
 import type { ServeConfig } from '../config/options.js';
 import { buildAdmin } from '../admin/admin-server.js';
 import { RecentLoadSampler } from '../admin/recent-load.js';
-import { monitorStatusReader } from '../admin/monitor-status.js';
+import { monitorStatusReader } from '../admin/status-relay.js';
+import { proxyStatusReader } from '../admin/proxy-status.js';
 import { EventStreams } from '../admin/events.js';
 import { createMetrics } from '../admin/metrics.js';
 import { startWorkers } from '../cluster/primary.js';
@@ -153,6 +154,7 @@ export async function startServer(config: ServeConfig, log: Logger, options: Sta
       nameQueries: async () => (await stats()).queries.names,
       recentLoad: new RecentLoadSampler(stats),
       monitorStatus: monitorStatusReader(config.dashboardMonitor),
+      proxyStatus: proxyStatusReader(config.dashboardProxy),
       // a write is acknowledged once every worker answers with it
       settle: serving.settle,
     });

@@ -41,3 +41,8 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await page.screenshot({ path, fullPage: true });
   return path;
 }
+
+/** Waits for `p` (a browser's close, a server's stop) at most `ms`: a hung browser must not keep the run alive. */
+export function bounded(p: Promise<unknown> | undefined, ms = 10_000): Promise<unknown> {
+  return Promise.race([p?.catch(() => {}), new Promise((resolve) => setTimeout(resolve, ms).unref())]);
+}

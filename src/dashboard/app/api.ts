@@ -7,8 +7,9 @@ import type { Entry, EntryData, HistoryRecord } from '../../entry/entry.js';
 export type { Entry, HistoryRecord };
 import type { LoadSample, RecentLoad } from '../../admin/recent-load-shape.js';
 import type { ProcessFigures, UpstreamState } from '../../serving/stats-shapes.js';
+import type { RelayedStatus } from '../../admin/status-relay-shape.js';
 
-export type { LoadSample, ProcessFigures, RecentLoad, UpstreamState };
+export type { LoadSample, ProcessFigures, RecentLoad, RelayedStatus, UpstreamState };
 
 export class ApiError extends Error {
   constructor(
@@ -23,13 +24,6 @@ export class ApiError extends Error {
 export interface NamesPage {
   names: Entry[];
   cursor?: string;
-}
-
-export interface MonitorView {
-  url: string | null;
-  ok: boolean;
-  status?: unknown;
-  error?: string;
 }
 
 export interface DiversionResult {
@@ -126,8 +120,9 @@ export class Api {
     return this.json('GET', '/v1/stats/recent');
   }
 
-  monitor(): Promise<MonitorView> {
-    return this.json('GET', '/v1/dashboard/monitor');
+  /** What divert serve relays of the monitor (--dashboard-monitor) or the proxy (--dashboard-proxy). */
+  relayed(of: 'monitor' | 'proxy'): Promise<RelayedStatus> {
+    return this.json('GET', `/v1/dashboard/${of}`);
   }
 
   /** The change stream: a fetch (EventSource cannot send the header), read by feed.ts. */

@@ -1,6 +1,7 @@
-// The dashboard's entry point: sign in, then the names table, the editor, diversions, the
-// live feed and the load panel, all on one API client. A refused token anywhere (it was
-// changed on the server) drops everything shown and asks again.
+// The dashboard's entry point: sign in, then the names table, the editor, a name's
+// timeline, diversions, the live feed, the load panel and the monitor and proxy panels,
+// all on one API client. A refused token anywhere (it was changed on the server) drops
+// everything shown and asks again.
 
 import './style.css';
 import type { Api, ApiError } from './api.js';
@@ -12,6 +13,8 @@ import { LoadView } from './load-view.js';
 import { MonitorPanel } from './monitor-view.js';
 import { forgetToken, resume, signIn } from './login.js';
 import { NamesTable } from './names-table.js';
+import { ProxyPanel } from './proxy-view.js';
+import { Timeline } from './timeline.js';
 
 function startApp(api: Api): void {
   const app = byId('app');
@@ -23,6 +26,7 @@ function startApp(api: Api): void {
     feed.stop();
     load.stop();
     monitor.stop();
+    proxy.stop();
     forgetToken();
     if (reason) sessionStorage.setItem(REASON_KEY, reason);
     // nothing read with the old token stays on the page
@@ -31,12 +35,22 @@ function startApp(api: Api): void {
   const authFailed = (err: ApiError) => stop(`Signed out: the server refused the token (${err.message}).`);
 
   const editor = new Editor(api, authFailed);
-  const table = new NamesTable(api, (entry) => editor.open(entry), authFailed);
+  const timeline = new Timeline(api, authFailed);
+  const table = new NamesTable(
+    api,
+    (entry) => editor.open(entry),
+    (name) => void timeline.show(name),
+    authFailed,
+  );
   const diversions = new Diversions(api, authFailed);
   const load = new LoadView(api, authFailed);
   const monitor = new MonitorPanel(api, authFailed);
+  const proxy = new ProxyPanel(api, authFailed);
   const feed = new Feed(api, {
-    change: (name, entry) => table.apply(name, entry),
+    change: (name, entry) => {
+      table.apply(name, entry);
+      timeline.changed(name);
+    },
     diversion: () => void diversions.load(),
     resync: () => {
       void table.load();
@@ -53,6 +67,7 @@ function startApp(api: Api): void {
   feed.start();
   load.start();
   monitor.start();
+  proxy.start();
 }
 
 /** Why the last session ended, shown on the login form after the reload. */

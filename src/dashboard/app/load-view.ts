@@ -1,11 +1,12 @@
 // The load panel: queries per second over the last minutes (total, intercepted,
-// forwarded) from GET /v1/stats/recent, drawn with uPlot; the upstreams' health and each
-// worker's memory and event-loop load beside it. Polled while the page is open.
+// forwarded) from GET /v1/stats/recent, drawn with uPlot; the busiest names below it; the
+// upstreams' health and each worker's memory and event-loop load beside it. Polled while
+// the page is open.
 
-import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
 import { Api, ApiError, type RecentLoad } from './api.js';
+import { rateChart, type uPlot } from './chart.js';
 import { byId, el } from './dom.js';
+import { NamesLoad } from './names-load.js';
 
 const POLL_MS = 2000;
 const MB = 1024 * 1024;
@@ -15,6 +16,7 @@ export class LoadView {
   private readonly upstreams = byId('upstreams');
   private readonly workers = byId('workers');
   private chart: uPlot | undefined;
+  private readonly names = new NamesLoad();
   private timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
@@ -31,6 +33,7 @@ export class LoadView {
     clearInterval(this.timer);
     this.chart?.destroy();
     this.chart = undefined;
+    this.names.stop();
   }
 
   private async poll(): Promise<void> {
@@ -55,8 +58,18 @@ export class LoadView {
       s.map((x) => x.intercepted),
       s.map((x) => x.forwarded),
     ];
-    if (!this.chart) this.chart = this.create(data);
+    if (!this.chart)
+      this.chart = rateChart(
+        this.chartBox,
+        [
+          { label: 'total', stroke: '#1f5fa8', width: 2 },
+          { label: 'intercepted', stroke: '#c2410c' },
+          { label: 'forwarded', stroke: '#15803d' },
+        ],
+        data,
+      );
     else this.chart.setData(data);
+    this.names.show(s);
     this.upstreams.replaceChildren(
       ...load.upstreams.map((u) =>
         el('li', {
@@ -71,26 +84,6 @@ export class LoadView {
           text: `worker ${p.worker}: ${(p.residentBytes / MB).toFixed(0)} MB resident, ${(p.heapUsedBytes / MB).toFixed(0)} MB heap, CPU ${(p.cpuUtilization * 100).toFixed(0)} %, event loop ${(p.eventLoopUtilization * 100).toFixed(0)} % busy`,
         }),
       ),
-    );
-  }
-
-  private create(data: uPlot.AlignedData): uPlot {
-    const width = Math.max(320, this.chartBox.clientWidth || 640);
-    return new uPlot(
-      {
-        width,
-        height: 220,
-        scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
-        axes: [{}, { label: 'queries/s', size: 70 }],
-        series: [
-          {},
-          { label: 'total', stroke: '#1f5fa8', width: 2 },
-          { label: 'intercepted', stroke: '#c2410c', width: 1.5 },
-          { label: 'forwarded', stroke: '#15803d', width: 1.5 },
-        ],
-      },
-      data,
-      this.chartBox,
     );
   }
 }

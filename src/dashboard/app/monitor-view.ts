@@ -2,10 +2,9 @@
 // mirror's health, from the monitor's GET /status as divert serve passes it on. Hidden
 // when no monitor is configured.
 
-import { Api, ApiError, type MonitorView } from './api.js';
+import type { Api, ApiError } from './api.js';
 import { byId, el, say } from './dom.js';
-
-const POLL_MS = 5000;
+import { RelayPanel } from './relay-panel.js';
 
 /** The part of the monitor's status report shown here (docs: README, "divert monitor" status). */
 interface MonitorReport {
@@ -27,51 +26,18 @@ function serviceState(service: MonitorReport['services'][number]): string {
   return service.ready ? 'ok' : 'starting';
 }
 
-export class MonitorPanel {
-  private readonly section = byId('monitor');
-  private readonly summary = byId('monitor-summary');
+export class MonitorPanel extends RelayPanel<MonitorReport> {
   private readonly services = byId('monitor-services');
-  private timer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(
-    private readonly api: Api,
-    private readonly onAuthFailed: (err: ApiError) => void,
-  ) {}
-
-  start(): void {
-    void this.poll(true);
-    this.timer = setInterval(() => void this.poll(false), POLL_MS);
+  constructor(api: Api, onAuthFailed: (err: ApiError) => void) {
+    super(api, 'monitor', onAuthFailed);
   }
 
-  stop(): void {
-    clearInterval(this.timer);
+  protected clear(): void {
+    this.services.replaceChildren();
   }
 
-  private async poll(first: boolean): Promise<void> {
-    let view: MonitorView;
-    try {
-      view = await this.api.monitor();
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 401) {
-        this.stop();
-        return this.onAuthFailed(err);
-      }
-      return say(this.summary, `monitor status unavailable: ${err instanceof Error ? err.message : String(err)}`, 'error');
-    }
-    if (view.url === null) {
-      if (first) this.stop(); // not configured: nothing to show, nothing to poll
-      return;
-    }
-    this.section.hidden = false;
-    if (!view.ok) {
-      say(this.summary, `monitor at ${view.url} unreachable: ${view.error ?? 'no answer'}`, 'error');
-      this.services.replaceChildren();
-      return;
-    }
-    this.show(view.url, view.status as MonitorReport);
-  }
-
-  private show(url: string, report: MonitorReport): void {
+  protected show(url: string, report: MonitorReport): void {
     say(
       this.summary,
       `monitor "${report.id}" at ${url}, since ${report.startedAt}; admin API ${report.admin.url} ${report.admin.up ? 'reachable' : 'UNREACHABLE'}`,

@@ -40,6 +40,7 @@ export class NamesTable {
   constructor(
     private readonly api: Api,
     private readonly onEdit: (entry: Entry) => void,
+    private readonly onTimeline: (name: string) => void,
     private readonly onAuthFailed: (err: ApiError) => void,
   ) {
     byId('search-form').addEventListener('submit', (event) => {
@@ -123,7 +124,11 @@ export class NamesTable {
       el('td', { text: sharingOf(entry) }),
       el('td', { class: 'version', text: String(entry.version) }),
       el('td', { text: new Date(entry.updatedAt).toLocaleString(), attrs: { title: entry.updatedAt } }),
-      el('td', {}, [button('Edit', () => this.onEdit(entry), { class: 'edit' })]),
+      el('td', { class: 'actions' }, [
+        button('Edit', () => this.onEdit(entry), { class: 'edit' }),
+        ' ',
+        button('Timeline', () => this.onTimeline(entry.name), { class: 'timeline' }),
+      ]),
     ]);
     row.dataset.name = entry.name;
     return row;
