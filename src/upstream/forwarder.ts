@@ -16,14 +16,8 @@ import type { Transport } from '../transport/handler.js';
 import { fitUdp } from '../wire/reply.js';
 import { tlsDial } from './stream-dial.js';
 import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpConnectionsState, type TcpPoolOptions } from './tcp-exchange.js';
-import {
-  DEFAULT_UDP_POOL_OPTIONS,
-  failedExchange,
-  UdpUpstreamSockets,
-  type Exchange,
-  type UdpPoolOptions,
-  type UdpSocketsState,
-} from './udp-exchange.js';
+import { DEFAULT_UDP_POOL_OPTIONS, UdpUpstreamSockets, type UdpPoolOptions, type UdpSocketsState } from './udp-exchange.js';
+import { ForwardJob, type JobOwner } from './forward-job.js';
 import { UpstreamPool, type Upstream } from './upstream-pool.js';
 
 export interface ForwarderOptions {
@@ -67,6 +61,9 @@ export class Forwarder {
   private inFlight = 0;
   private retired = false;
 
+  /** What the forwarded queries' jobs call back: one object for all of them. */
+  private readonly jobs: JobOwner;
+
   constructor(
     readonly pool: UpstreamPool,
     private readonly options: ForwarderOptions,
@@ -74,6 +71,21 @@ export class Forwarder {
     this.stats = options.stats ?? { rejectedReplies: 0, timeouts: 0, overloaded: 0 };
     this.udpOptions = { ...DEFAULT_UDP_POOL_OPTIONS, ...options.udp };
     this.tcpOptions = { ...DEFAULT_TCP_POOL_OPTIONS, ...options.tcp };
+    this.jobs = {
+      attemptTimeoutMs: options.attemptTimeoutMs,
+      exchange: (query, questionEnd, upstream, transport, target, attempt) =>
+        this.exchange(query, questionEnd, upstream, transport, target, attempt),
+      succeeded: (upstream, rttMs) => this.pool.succeeded(upstream, rttMs),
+      failed: (upstream) => this.pool.failed(upstream),
+      fit: (reply, upstream, transport, query, questionEnd) =>
+        transport === 'udp' && upstream.tls ? fitUdp(reply, query, questionEnd, this.options.maxUdpSize) : reply,
+      done: (job, reply) => {
+        if (reply) setMessageId(reply, job.clientId);
+        else this.stats.timeouts++;
+        job.answer(reply);
+        if (--this.inFlight === 0 && this.retired) this.close();
+      },
+    };
   }
 
   /** The upstream's reply with the client's ID put back, or null when none answered in time. */
@@ -82,80 +94,9 @@ export class Forwarder {
       this.stats.overloaded++;
       return Promise.resolve(null);
     }
-    const clientId = messageId(query);
-    const order = this.pool.order();
-    const started = Date.now();
     this.inFlight++;
-
-    return new Promise<Buffer | null>((resolve) => {
-      const live = new Map<Exchange, Upstream>();
-      /** Attempts already counted as failures for not answering within the attempt timeout. */
-      const late = new Set<Exchange>();
-      let attempts = 0;
-      let failedOutright = 0;
-      let finished = false;
-      let nextTimer: NodeJS.Timeout | undefined;
-
-      const finish = (reply: Buffer | null) => {
-        if (finished) return;
-        finished = true;
-        clearTimeout(nextTimer);
-        clearTimeout(deadline);
-        for (const e of live.keys()) e.cancel();
-        if (reply) setMessageId(reply, clientId);
-        else this.stats.timeouts++;
-        resolve(reply);
-        if (--this.inFlight === 0 && this.retired) this.close();
-      };
-
-      const scheduleNext = (delayMs: number) => {
-        clearTimeout(nextTimer);
-        const remaining = started + this.options.queryTimeoutMs - Date.now();
-        if (remaining <= delayMs) return; // the deadline comes first
-        nextTimer = setTimeout(attempt, delayMs);
-      };
-
-      const attempt = () => {
-        if (finished) return;
-        // whoever is still unanswered now did not answer in time; a late answer undoes it
-        for (const [e, u] of live) {
-          if (!late.has(e)) {
-            late.add(e);
-            this.pool.failed(u);
-          }
-        }
-        const upstream = order[attempts % order.length];
-        attempts++;
-        const sentAt = Date.now();
-        const e = this.exchange(query, questionEnd, upstream, transport);
-        live.set(e, upstream);
-        void e.reply.then((reply) => {
-          if (finished) return;
-          live.delete(e);
-          if (reply) {
-            this.pool.succeeded(upstream, Date.now() - sentAt);
-            finish(transport === 'udp' && upstream.tls ? fitUdp(reply, query, questionEnd, this.options.maxUdpSize) : reply);
-            return;
-          }
-          // failed outright (refused, reset): move on without waiting for the timer; an
-          // attempt already counted as late is not counted against its upstream again
-          if (!late.has(e)) this.pool.failed(upstream);
-          failedOutright++;
-          if (live.size > 0) return;
-          if (attempts < order.length) scheduleNext(0);
-          else if (failedOutright === attempts) finish(null);
-        });
-        scheduleNext(this.options.attemptTimeoutMs);
-      };
-
-      const deadline = setTimeout(() => {
-        // attempts still unanswered at the deadline count against their upstreams
-        for (const [e, upstream] of live) if (!late.has(e)) this.pool.failed(upstream);
-        finish(null);
-      }, this.options.queryTimeoutMs);
-
-      attempt();
-    });
+    const job = new ForwardJob(this.jobs, query, questionEnd, transport, this.pool.order(), messageId(query), this.options.queryTimeoutMs);
+    return job.reply;
   }
 
   /** For tests and debugging (debug.ts): the state of `upstream`'s UDP sockets and TCP
@@ -181,17 +122,17 @@ export class Forwarder {
     this.tcp.clear();
   }
 
-  private exchange(query: Buffer, questionEnd: number, upstream: Upstream, transport: Transport): Exchange {
-    if (this.closed) return failedExchange();
+  private readonly exchange: JobOwner['exchange'] = (query, questionEnd, upstream, transport, target, attempt) => {
+    if (this.closed) return null;
     if (transport === 'tcp' || upstream.tls) {
       let connections = this.tcp.get(upstream);
       if (!connections) this.tcp.set(upstream, (connections = this.streamConnections(upstream)));
-      return connections.exchange(query, questionEnd);
+      return connections.exchange(query, questionEnd, target, attempt);
     }
     let sockets = this.udp.get(upstream);
     if (!sockets) this.udp.set(upstream, (sockets = new UdpUpstreamSockets(upstream, this.udpOptions, this.onRejected)));
-    return sockets.exchange(query, questionEnd);
-  }
+    return sockets.exchange(query, questionEnd, target, attempt);
+  };
 
   private streamConnections(upstream: Upstream): TcpUpstreamConnections {
     if (!upstream.tls) return new TcpUpstreamConnections(upstream, this.tcpOptions, this.onRejected);

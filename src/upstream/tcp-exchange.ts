@@ -18,7 +18,7 @@ import { isReplyTo } from '../wire/query.js';
 import { TcpFramer } from '../transport/tcp-framer.js';
 import { randomId } from './random-id.js';
 import { tcpDial, type StreamDial } from './stream-dial.js';
-import { failedExchange, type Exchange } from './udp-exchange.js';
+import type { Exchange, ReplyTarget } from './udp-exchange.js';
 import type { Upstream } from './upstream-pool.js';
 
 export interface TcpPoolOptions {
@@ -67,8 +67,6 @@ class Connection {
 }
 
 class TcpQuery implements Exchange {
-  readonly reply: Promise<Buffer | null>;
-  resolve!: (reply: Buffer | null) => void;
   /** Where it is in flight; null while queued or once settled. */
   conn: Connection | null = null;
   id = -1;
@@ -82,9 +80,14 @@ class TcpQuery implements Exchange {
     /** Length prefix and message, written in one piece. */
     readonly framed: Buffer,
     readonly questionEnd: number,
+    private readonly target: ReplyTarget,
+    private readonly attempt: number,
   ) {
     this.message = framed.subarray(2);
-    this.reply = new Promise((resolve) => (this.resolve = resolve));
+  }
+
+  resolve(reply: Buffer | null): void {
+    this.target.settled(this.attempt, reply);
   }
 
   cancel(): void {
@@ -116,12 +119,14 @@ export class TcpUpstreamConnections {
     private readonly dial: StreamDial = tcpDial(upstream),
   ) {}
 
-  exchange(query: Buffer, questionEnd: number): Exchange {
-    if (this.closed) return failedExchange();
+  /** Sends `query` with an ID of its connection's choosing; its outcome goes to `target`.
+   * Null: it failed before anything was sent. */
+  exchange(query: Buffer, questionEnd: number, target: ReplyTarget, attempt: number): Exchange | null {
+    if (this.closed) return null;
     const framed = Buffer.allocUnsafe(query.length + 2);
     framed.writeUInt16BE(query.length, 0);
     query.copy(framed, 2);
-    const q = new TcpQuery(this, framed, questionEnd);
+    const q = new TcpQuery(this, framed, questionEnd, target, attempt);
     this.place(q);
     return q;
   }

@@ -24,15 +24,17 @@ import { isReplyTo } from '../wire/query.js';
 import { randomBelow, randomId } from './random-id.js';
 import type { Upstream } from './upstream-pool.js';
 
-export interface Exchange {
-  /** The upstream's reply, or null when it failed or the exchange was cancelled. */
-  readonly reply: Promise<Buffer | null>;
-  cancel(): void;
+/** Where an exchange's outcome goes: the upstream's reply, or null when it failed or was
+ * cancelled; `attempt` is what its owner gave exchange(), to tell its attempts apart.
+ * Called once per exchange, possibly before exchange() has returned. */
+export interface ReplyTarget {
+  settled(attempt: number, reply: Buffer | null): void;
 }
 
-/** An exchange that failed before anything was sent. */
-export function failedExchange(): Exchange {
-  return { reply: Promise.resolve(null), cancel: () => {} };
+/** A query sent upstream and not yet settled. */
+export interface Exchange {
+  /** Gives it up: its target hears null, unless it has heard already. */
+  cancel(): void;
 }
 
 export interface UdpPoolOptions {
@@ -102,8 +104,6 @@ class PooledSocket {
 }
 
 class UdpQuery implements Exchange {
-  readonly reply: Promise<Buffer | null>;
-  resolve!: (reply: Buffer | null) => void;
   /** The socket it is outstanding on; null once settled. */
   owner: PooledSocket | null;
 
@@ -113,9 +113,14 @@ class UdpQuery implements Exchange {
     readonly id: number,
     readonly sent: Buffer,
     readonly questionEnd: number,
+    private readonly target: ReplyTarget,
+    private readonly attempt: number,
   ) {
     this.owner = owner;
-    this.reply = new Promise((resolve) => (this.resolve = resolve));
+  }
+
+  resolve(reply: Buffer | null): void {
+    this.target.settled(this.attempt, reply);
   }
 
   cancel(): void {
@@ -152,25 +157,26 @@ export class UdpUpstreamSockets {
     this.slots = new Array<PooledSocket | undefined>(options.sockets).fill(undefined);
   }
 
-  /** Sends `query` with a fresh ID of its own (the caller's buffer is left alone). */
-  exchange(query: Buffer, questionEnd: number): Exchange {
-    if (this.closed) return failedExchange();
+  /** Sends `query` with a fresh ID of its own (the caller's buffer is left alone); its
+   * outcome goes to `target`. Null: it failed before anything was sent. */
+  exchange(query: Buffer, questionEnd: number, target: ReplyTarget, attempt: number): Exchange | null {
+    if (this.closed) return null;
     const slot = randomBelow(this.slots.length);
     let s = this.slots[slot];
     if (s === undefined) {
       const opened = this.openSocket(slot);
-      if (opened === null) return failedExchange();
+      if (opened === null) return null;
       s = opened;
     }
     let id = randomId();
     for (let tries = 1; s.queries.has(id); tries++) {
-      if (tries === ID_TRIES) return failedExchange();
+      if (tries === ID_TRIES) return null;
       id = randomId();
     }
     const sent = Buffer.allocUnsafe(query.length);
     query.copy(sent);
     sent.writeUInt16BE(id, 0);
-    const q = new UdpQuery(this, s, id, sent, questionEnd);
+    const q = new UdpQuery(this, s, id, sent, questionEnd, target, attempt);
     s.queries.set(id, q);
     s.live++;
     if (s.backlog) s.backlog.push(q);
