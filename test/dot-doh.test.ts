@@ -17,7 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { lengthPrefix } from '../src/transport/tcp-framer.js';
-import { decode, query, startDivert, TEST_WORKERS, withoutId, type TestServer } from './helpers/divert.js';
+import { decode, query, startDivert, tcpAsk, TEST_WORKERS, withoutId, type TestServer } from './helpers/divert.js';
 import { execChild } from './helpers/children.js';
 import { parseMetrics, sumOf } from './helpers/metrics.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
@@ -50,10 +50,19 @@ let dohPort: number;
 let zone: string;
 const folder = certFolder();
 
+/** Names under this get 100 A records (some 1.6 kB): over UDP the upstream sends only the header, question and TC. */
+const LARGE = 'large.example';
+
 /** Every forwarded name gets two A records, a TXT and an authority NS, with TTLs 300, 120 and 3600. */
 function upstreamAnswer(q: Parameters<Parameters<typeof startUpstream>[0]>[0]): Buffer | null {
   const name = q.packet.questions?.[0]?.name;
   if (name === undefined) return null;
+  if (name.endsWith(LARGE)) {
+    if (q.transport === 'udp')
+      return replyTo(q, { flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | dnsPacket.TRUNCATED_RESPONSE });
+    const answers = Array.from({ length: 100 }, (_, i) => ({ type: 'A', class: 'IN', name, ttl: 60, data: `198.51.${i >> 8}.${i & 255}` }));
+    return replyTo(q, { answers: answers as dnsPacket.Answer[] });
+  }
   return replyTo(q, {
     answers: [
       { type: 'A', class: 'IN', name, ttl: 300, data: '198.51.100.7' },
@@ -229,6 +238,43 @@ describe('node clients: bytes', () => {
       );
     });
   }
+});
+
+describe('forwarding for DoT and DoH clients: over UDP, over TCP when truncated', () => {
+  /** The transports the upstream was asked `name` over, in order. */
+  const askedOver = (name: string) => upstream.queries.filter((q) => q.packet.questions?.[0]?.name === name).map((q) => q.transport);
+
+  test('an ordinary forwarded query goes up over UDP alone, from DoT and DoH (HTTP/2, HTTP/1.1) alike', async () => {
+    await dotAsk(dotPort, query('udp-dot.example', 'A'));
+    await h2Request(dohPort, { path: getPath(query('udp-h2.example', 'A', { id: 0 })) });
+    await h1Request(dohPort, post(query('udp-h1.example', 'A', { id: 0 })));
+    for (const name of ['udp-dot.example', 'udp-h2.example', 'udp-h1.example']) assert.deepEqual(askedOver(name), ['udp'], name);
+  });
+
+  test('a reply truncated over UDP is asked again over TCP and reaches the DoT and DoH client whole', async () => {
+    const ask: [string, (q: Buffer) => Promise<Buffer>][] = [
+      ['dot', async (q) => (await dotAsk(dotPort, q)).reply],
+      ['h2', async (q) => (await h2Request(dohPort, { path: getPath(q) })).body],
+      ['h1', async (q) => (await h1Request(dohPort, post(q))).body],
+    ];
+    for (const [label, send] of ask) {
+      const name = `${label}.${LARGE}`;
+      const reply = await send(query(name, 'A', { id: label === 'dot' ? 4242 : 0 }));
+      const packet = decode(reply);
+      assert.equal(packet.flags! & dnsPacket.TRUNCATED_RESPONSE, 0, `${label}: TC set`);
+      assert.equal(packet.answers!.length, 100, label);
+      assert.deepEqual(withoutId(reply), withoutId(upstream.sent.at(-1)!), `${label}: not the upstream's TCP reply`);
+      assert.deepEqual(askedOver(name), ['udp', 'tcp'], label);
+    }
+  });
+
+  test('a plain TCP client is forwarded over TCP as before', async () => {
+    assert.deepEqual(addressesOf(await tcpAsk(divert.port, query('tcp-client.example', 'A'))).slice(0, 2), [
+      '198.51.100.7',
+      '198.51.100.8',
+    ]);
+    assert.deepEqual(askedOver('tcp-client.example'), ['tcp']);
+  });
 });
 
 describe('/metrics and /healthz', () => {

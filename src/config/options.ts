@@ -146,7 +146,7 @@ export const SERVE_OPTIONS = {
     schema: parsedBy(parseUpstream),
     defaultDescription: "the nameservers in --resolv-conf, minus divert's own addresses",
     describe:
-      'resolver that gets every query divert does not answer itself; tried in order. HOST[:PORT] (UDP, and TCP for TCP queries; port 53) or tls://HOST[:PORT][#NAME] (DNS over TLS for every query; port 853; the certificate must carry NAME, or HOST among its IP addresses when no NAME is given)',
+      'resolver that gets every query divert does not answer itself; tried in order. HOST[:PORT] (UDP; TCP for TCP queries, and for DoT and DoH ones whose UDP reply came truncated; port 53) or tls://HOST[:PORT][#NAME] (DNS over TLS for every query; port 853; the certificate must carry NAME, or HOST among its IP addresses when no NAME is given)',
   },
   upstreamCa: {
     flag: 'upstream-ca',

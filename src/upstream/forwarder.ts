@@ -5,13 +5,18 @@
 // valid reply wins, until the query's overall deadline, after which the client gets
 // SERVFAIL. Each upstream has its own pool of UDP sockets and of TCP connections, opened
 // on first use; each attempt copies the query once, with an ID of its socket's choosing.
+// A query that came over UDP goes up over UDP, one that came over TCP over TCP; one that
+// came over DoT or DoH goes up over UDP too, as dnsdist does — its client takes a reply of
+// any size, but most replies fit a datagram, and a UDP exchange costs far less than a
+// write on a shared connection — and is asked again over TCP when the reply comes back
+// truncated (TC), so the client still gets it whole.
 // A DoT upstream (tls://) gets every query on its TLS connections, whatever transport the
 // query came in on; a reply from it to a UDP query that is larger than the client takes
 // goes back truncated (TC), as a UDP upstream would have sent it, and the client asks
 // again over TCP.
 
 import { INSPECT } from '../debug.js';
-import { setMessageId, messageId } from '../wire/header.js';
+import { setMessageId, messageId, TC } from '../wire/header.js';
 import type { Transport } from '../transport/handler.js';
 import { fitUdp } from '../wire/reply.js';
 import { tlsDial } from './stream-dial.js';
@@ -183,14 +188,36 @@ export class Forwarder {
 
   private exchange(query: Buffer, questionEnd: number, upstream: Upstream, transport: Transport): Exchange {
     if (this.closed) return failedExchange();
-    if (transport === 'tcp' || upstream.tls) {
-      let connections = this.tcp.get(upstream);
-      if (!connections) this.tcp.set(upstream, (connections = this.streamConnections(upstream)));
-      return connections.exchange(query, questionEnd);
-    }
+    if (transport === 'tcp' || upstream.tls) return this.streamExchange(query, questionEnd, upstream);
     let sockets = this.udp.get(upstream);
     if (!sockets) this.udp.set(upstream, (sockets = new UdpUpstreamSockets(upstream, this.udpOptions, this.onRejected)));
-    return sockets.exchange(query, questionEnd);
+    const udp = sockets.exchange(query, questionEnd);
+    return transport === 'udp' ? udp : this.overTcpIfTruncated(udp, query, questionEnd, upstream);
+  }
+
+  private streamExchange(query: Buffer, questionEnd: number, upstream: Upstream): Exchange {
+    let connections = this.tcp.get(upstream);
+    if (!connections) this.tcp.set(upstream, (connections = this.streamConnections(upstream)));
+    return connections.exchange(query, questionEnd);
+  }
+
+  /** For a stream client: `udp`'s reply, or when it came truncated the same upstream's over TCP. */
+  private overTcpIfTruncated(udp: Exchange, query: Buffer, questionEnd: number, upstream: Upstream): Exchange {
+    let live = udp;
+    let cancelled = false;
+    const reply = udp.reply.then((first) => {
+      if (first === null || (first.readUInt16BE(2) & TC) === 0) return first;
+      if (cancelled || this.closed) return null;
+      live = this.streamExchange(query, questionEnd, upstream);
+      return live.reply;
+    });
+    return {
+      reply,
+      cancel: () => {
+        cancelled = true;
+        live.cancel();
+      },
+    };
   }
 
   private streamConnections(upstream: Upstream): TcpUpstreamConnections {
