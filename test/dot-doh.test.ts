@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { connect as http2Connect } from 'node:http2';
-import type { TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -361,6 +361,37 @@ describe('what a peer may hold: the TCP limits on DoT and DoH connections', () =
     stream.end();
     await Promise.race([h2Closed, sleep(5000).then(() => assert.fail('the HTTP/2 session is still open after 5 s'))]);
     h2.destroy();
+  });
+
+  test('HTTP/1.1: a client that dribbles its headers (a line every 100 ms) is closed after --tcp-idle-timeout-ms; keep-alive requests go on', async () => {
+    const port = limited.encrypted.doh[0].port;
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    socket.write(`GET ${getPath(query(INTERCEPTED, 'A', { id: 0 }))} HTTP/1.1\r\n`);
+    let lines = 0;
+    const dribble = setInterval(() => socket.write(`x-dribble-${lines++}: 1\r\n`), 100);
+    try {
+      const open = await closedWithin(socket, 5000);
+      assert.ok(open >= IDLE_MS - 50, `closed after ${open} ms`);
+      assert.ok(lines >= 2, `only ${lines} header lines were sent`);
+    } finally {
+      clearInterval(dribble);
+    }
+
+    // a connection that keeps asking is not cut by it: requests a quarter of the timeout apart, on one connection, past it
+    const keepAlive = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    keepAlive.on('error', () => {});
+    await new Promise((resolve) => keepAlive.once('secureConnect', resolve));
+    let answers = 0;
+    keepAlive.on('data', (chunk: Buffer) => (answers += chunk.toString('latin1').split('HTTP/1.1 200').length - 1));
+    for (let i = 0; i < 6; i++) {
+      keepAlive.write(`GET ${getPath(query(INTERCEPTED, 'A', { id: 0 }))} HTTP/1.1\r\nhost: divert\r\n\r\n`);
+      await sleep(IDLE_MS / 4);
+    }
+    assert.equal(keepAlive.destroyed, false, 'the keep-alive connection was closed');
+    assert.equal(answers, 6);
+    keepAlive.destroy();
   });
 
   test('connections from one client network beyond --tcp-max-per-client are reset at accept, on each listener', async () => {

@@ -231,7 +231,8 @@ export const SERVE_OPTIONS = {
     flag: 'tcp-idle-timeout-ms',
     default: 10_000,
     schema: count(100, 600_000),
-    describe: 'close a TCP connection that has been idle this long',
+    describe:
+      'close a TCP, DoT or DoH connection that has been idle this long (an HTTP/1.1 one that has not brought a whole request in this long, however slowly it sends)',
   },
   tcpMaxConnections: {
     flag: 'tcp-max-connections',
