@@ -54,9 +54,10 @@ const folder = certFolder();
 const LARGE = 'large.example';
 
 /** Every forwarded name gets two A records, a TXT and an authority NS, with TTLs 300, 120 and 3600. */
-function upstreamAnswer(q: Parameters<Parameters<typeof startUpstream>[0]>[0]): Buffer | null {
+function upstreamAnswer(q: Parameters<Parameters<typeof startUpstream>[0]>[0]): Buffer | null | Promise<Buffer> {
   const name = q.packet.questions?.[0]?.name;
   if (name === undefined) return null;
+  if (name.startsWith('slow-')) return sleep(300).then(() => replyTo(q));
   if (name.endsWith(LARGE)) {
     if (q.transport === 'udp')
       return replyTo(q, { flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | dnsPacket.TRUNCATED_RESPONSE });
@@ -238,6 +239,33 @@ describe('node clients: bytes', () => {
       );
     });
   }
+});
+
+describe('clients that leave before their answer', () => {
+  test('HTTP/2 streams reset, a session destroyed and an HTTP/1.1 connection closed while their queries are forwarded: the server answers on', async () => {
+    const session = http2Connect(`https://127.0.0.1:${dohPort}`, { rejectUnauthorized: false });
+    session.on('error', () => {});
+    for (let i = 0; i < 20; i++) {
+      const stream = session.request({ ':method': 'GET', ':path': getPath(query(`slow-reset-${i}.example`, 'A', { id: 0 })) });
+      stream.on('error', () => {});
+      stream.end();
+      if (i % 2 === 0) setTimeout(() => stream.close(), 50);
+    }
+    await sleep(100);
+    session.destroy();
+    const h1 = tlsConnect({ host: '127.0.0.1', port: dohPort, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    h1.on('error', () => {});
+    await new Promise((resolve) => h1.once('secureConnect', resolve));
+    h1.write(`GET ${getPath(query('slow-h1.example', 'A', { id: 0 }))} HTTP/1.1\r\nhost: divert\r\n\r\n`);
+    await sleep(50);
+    h1.destroy();
+    await sleep(400); // the upstream's answers arrive with nobody to take them
+    for (const request of [h2Request, h1Request]) {
+      const reply = await request(dohPort, post(query(INTERCEPTED, 'A', { id: 0 })));
+      assert.equal(reply.status, 200);
+      assert.deepEqual(addressesOf(reply.body), [INTERCEPTED_ADDRESS]);
+    }
+  });
 });
 
 describe('forwarding for DoT and DoH clients: over UDP, over TCP when truncated', () => {

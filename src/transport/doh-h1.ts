@@ -45,6 +45,7 @@ export class DohH1 extends DohExchange<ServerResponse, H1Peer> {
       if (h1.answering > 0) deadline.refresh();
       else socket.destroy();
     }, this.idleMs);
+    deadline.unref();
     const h1: H1Peer = { ...peer, deadline };
     socket.once('close', () => clearTimeout(deadline));
     this.peers.set(socket, h1);
@@ -67,8 +68,9 @@ export class DohH1 extends DohExchange<ServerResponse, H1Peer> {
     this.request(peer, res, req.method, req.url, req.headers['content-type'], req.headers['content-length'], req);
   }
 
+  /** writeHead() throws once headers went out: never called then. */
   protected open(res: ServerResponse): boolean {
-    return !res.writableEnded && !res.destroyed;
+    return !res.writableEnded && !res.destroyed && !res.headersSent;
   }
 
   protected sendReply(res: ServerResponse, reply: Buffer, ttl: number | undefined): void {

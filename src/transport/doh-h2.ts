@@ -40,8 +40,9 @@ export class DohH2 extends DohExchange<ServerHttp2Stream> {
     });
   }
 
+  /** respond() throws on a stream closed or reset, or already answered: never called then. */
   protected open(stream: ServerHttp2Stream): boolean {
-    return !stream.destroyed && !stream.headersSent;
+    return !stream.destroyed && !stream.closed && !stream.headersSent;
   }
 
   protected sendReply(stream: ServerHttp2Stream, reply: Buffer, ttl: number | undefined): void {
