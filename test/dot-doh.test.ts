@@ -11,13 +11,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { connect as http2Connect } from 'node:http2';
-import type { TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dnsPacket from 'dns-packet';
 import { lengthPrefix } from '../src/transport/tcp-framer.js';
-import { decode, query, startDivert, TEST_WORKERS, withoutId, type TestServer } from './helpers/divert.js';
+import { decode, query, startDivert, tcpAsk, TEST_WORKERS, withoutId, type TestServer } from './helpers/divert.js';
 import { execChild } from './helpers/children.js';
 import { parseMetrics, sumOf } from './helpers/metrics.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
@@ -50,10 +50,20 @@ let dohPort: number;
 let zone: string;
 const folder = certFolder();
 
+/** Names under this get 100 A records (some 1.6 kB): over UDP the upstream sends only the header, question and TC. */
+const LARGE = 'large.example';
+
 /** Every forwarded name gets two A records, a TXT and an authority NS, with TTLs 300, 120 and 3600. */
-function upstreamAnswer(q: Parameters<Parameters<typeof startUpstream>[0]>[0]): Buffer | null {
+function upstreamAnswer(q: Parameters<Parameters<typeof startUpstream>[0]>[0]): Buffer | null | Promise<Buffer> {
   const name = q.packet.questions?.[0]?.name;
   if (name === undefined) return null;
+  if (name.startsWith('slow-')) return sleep(300).then(() => replyTo(q));
+  if (name.endsWith(LARGE)) {
+    if (q.transport === 'udp')
+      return replyTo(q, { flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | dnsPacket.TRUNCATED_RESPONSE });
+    const answers = Array.from({ length: 100 }, (_, i) => ({ type: 'A', class: 'IN', name, ttl: 60, data: `198.51.${i >> 8}.${i & 255}` }));
+    return replyTo(q, { answers: answers as dnsPacket.Answer[] });
+  }
   return replyTo(q, {
     answers: [
       { type: 'A', class: 'IN', name, ttl: 300, data: '198.51.100.7' },
@@ -231,6 +241,70 @@ describe('node clients: bytes', () => {
   }
 });
 
+describe('clients that leave before their answer', () => {
+  test('HTTP/2 streams reset, a session destroyed and an HTTP/1.1 connection closed while their queries are forwarded: the server answers on', async () => {
+    const session = http2Connect(`https://127.0.0.1:${dohPort}`, { rejectUnauthorized: false });
+    session.on('error', () => {});
+    for (let i = 0; i < 20; i++) {
+      const stream = session.request({ ':method': 'GET', ':path': getPath(query(`slow-reset-${i}.example`, 'A', { id: 0 })) });
+      stream.on('error', () => {});
+      stream.end();
+      if (i % 2 === 0) setTimeout(() => stream.close(), 50);
+    }
+    await sleep(100);
+    session.destroy();
+    const h1 = tlsConnect({ host: '127.0.0.1', port: dohPort, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    h1.on('error', () => {});
+    await new Promise((resolve) => h1.once('secureConnect', resolve));
+    h1.write(`GET ${getPath(query('slow-h1.example', 'A', { id: 0 }))} HTTP/1.1\r\nhost: divert\r\n\r\n`);
+    await sleep(50);
+    h1.destroy();
+    await sleep(400); // the upstream's answers arrive with nobody to take them
+    for (const request of [h2Request, h1Request]) {
+      const reply = await request(dohPort, post(query(INTERCEPTED, 'A', { id: 0 })));
+      assert.equal(reply.status, 200);
+      assert.deepEqual(addressesOf(reply.body), [INTERCEPTED_ADDRESS]);
+    }
+  });
+});
+
+describe('forwarding for DoT and DoH clients: over UDP, over TCP when truncated', () => {
+  /** The transports the upstream was asked `name` over, in order. */
+  const askedOver = (name: string) => upstream.queries.filter((q) => q.packet.questions?.[0]?.name === name).map((q) => q.transport);
+
+  test('an ordinary forwarded query goes up over UDP alone, from DoT and DoH (HTTP/2, HTTP/1.1) alike', async () => {
+    await dotAsk(dotPort, query('udp-dot.example', 'A'));
+    await h2Request(dohPort, { path: getPath(query('udp-h2.example', 'A', { id: 0 })) });
+    await h1Request(dohPort, post(query('udp-h1.example', 'A', { id: 0 })));
+    for (const name of ['udp-dot.example', 'udp-h2.example', 'udp-h1.example']) assert.deepEqual(askedOver(name), ['udp'], name);
+  });
+
+  test('a reply truncated over UDP is asked again over TCP and reaches the DoT and DoH client whole', async () => {
+    const ask: [string, (q: Buffer) => Promise<Buffer>][] = [
+      ['dot', async (q) => (await dotAsk(dotPort, q)).reply],
+      ['h2', async (q) => (await h2Request(dohPort, { path: getPath(q) })).body],
+      ['h1', async (q) => (await h1Request(dohPort, post(q))).body],
+    ];
+    for (const [label, send] of ask) {
+      const name = `${label}.${LARGE}`;
+      const reply = await send(query(name, 'A', { id: label === 'dot' ? 4242 : 0 }));
+      const packet = decode(reply);
+      assert.equal(packet.flags! & dnsPacket.TRUNCATED_RESPONSE, 0, `${label}: TC set`);
+      assert.equal(packet.answers!.length, 100, label);
+      assert.deepEqual(withoutId(reply), withoutId(upstream.sent.at(-1)!), `${label}: not the upstream's TCP reply`);
+      assert.deepEqual(askedOver(name), ['udp', 'tcp'], label);
+    }
+  });
+
+  test('a plain TCP client is forwarded over TCP as before', async () => {
+    assert.deepEqual(addressesOf(await tcpAsk(divert.port, query('tcp-client.example', 'A'))).slice(0, 2), [
+      '198.51.100.7',
+      '198.51.100.8',
+    ]);
+    assert.deepEqual(askedOver('tcp-client.example'), ['tcp']);
+  });
+});
+
 describe('/metrics and /healthz', () => {
   test('queries counted with transport="dot" and "doh"; each listener and the certificate\'s expiry shown', async () => {
     await dotAsk(dotPort, query(INTERCEPTED, 'A'));
@@ -315,6 +389,37 @@ describe('what a peer may hold: the TCP limits on DoT and DoH connections', () =
     stream.end();
     await Promise.race([h2Closed, sleep(5000).then(() => assert.fail('the HTTP/2 session is still open after 5 s'))]);
     h2.destroy();
+  });
+
+  test('HTTP/1.1: a client that dribbles its headers (a line every 100 ms) is closed after --tcp-idle-timeout-ms; keep-alive requests go on', async () => {
+    const port = limited.encrypted.doh[0].port;
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    socket.write(`GET ${getPath(query(INTERCEPTED, 'A', { id: 0 }))} HTTP/1.1\r\n`);
+    let lines = 0;
+    const dribble = setInterval(() => socket.write(`x-dribble-${lines++}: 1\r\n`), 100);
+    try {
+      const open = await closedWithin(socket, 5000);
+      assert.ok(open >= IDLE_MS - 50, `closed after ${open} ms`);
+      assert.ok(lines >= 2, `only ${lines} header lines were sent`);
+    } finally {
+      clearInterval(dribble);
+    }
+
+    // a connection that keeps asking is not cut by it: requests a quarter of the timeout apart, on one connection, past it
+    const keepAlive = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    keepAlive.on('error', () => {});
+    await new Promise((resolve) => keepAlive.once('secureConnect', resolve));
+    let answers = 0;
+    keepAlive.on('data', (chunk: Buffer) => (answers += chunk.toString('latin1').split('HTTP/1.1 200').length - 1));
+    for (let i = 0; i < 6; i++) {
+      keepAlive.write(`GET ${getPath(query(INTERCEPTED, 'A', { id: 0 }))} HTTP/1.1\r\nhost: divert\r\n\r\n`);
+      await sleep(IDLE_MS / 4);
+    }
+    assert.equal(keepAlive.destroyed, false, 'the keep-alive connection was closed');
+    assert.equal(answers, 6);
+    keepAlive.destroy();
   });
 
   test('connections from one client network beyond --tcp-max-per-client are reset at accept, on each listener', async () => {

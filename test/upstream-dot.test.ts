@@ -18,6 +18,7 @@ import { missingDotTools, startDotServer, type DotServer } from './helpers/dot-s
 import { sumOf } from './helpers/metrics.js';
 import { loadServeConfig } from '../src/config/load.js';
 import { freePort } from './helpers/redis.js';
+import { tlsDial } from '../src/upstream/stream-dial.js';
 
 const missing = await missingDotTools();
 
@@ -278,5 +279,36 @@ describe('DNS over TLS to the upstream', () => {
     const figures = await (await dotFirst.api('/metrics')).text();
     assert.ok(sumOf(figures, 'divert_upstream_attempts_total', { upstream: `127.0.0.1:${dot.nsdPort}`, result: 'answered' }) >= 6);
     assert.ok(sumOf(figures, 'divert_upstream_attempts_total', { upstream: `tls://127.0.0.1:${dead}`, result: 'failed' }) >= 1);
+  });
+});
+
+describe('a DoT upstream that accepts the connection and never answers the handshake', () => {
+  test('the connection fails after the handshake timeout, with the reason reported', async () => {
+    const held = new Set<Socket>();
+    const silent: Server = createServer((socket) => {
+      held.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const reasons: Error[] = [];
+      const dial = tlsDial(
+        { host: '127.0.0.1', port: (silent.address() as { port: number }).port, tls: {} },
+        (err) => reasons.push(err),
+        200,
+      );
+      const started = Date.now();
+      const socket = dial.open();
+      await new Promise<void>((resolve, reject) => {
+        socket.once('close', () => resolve());
+        setTimeout(() => reject(new Error('still open after 3 s')), 3000).unref();
+      });
+      const took = Date.now() - started;
+      assert.ok(took >= 150 && took < 2000, `closed after ${took} ms`);
+      assert.match(reasons.map((r) => r.message).join('; '), /TLS handshake not done within 200 ms/);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });

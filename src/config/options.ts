@@ -146,7 +146,7 @@ export const SERVE_OPTIONS = {
     schema: parsedBy(parseUpstream),
     defaultDescription: "the nameservers in --resolv-conf, minus divert's own addresses",
     describe:
-      'resolver that gets every query divert does not answer itself; tried in order. HOST[:PORT] (UDP, and TCP for TCP queries; port 53) or tls://HOST[:PORT][#NAME] (DNS over TLS for every query; port 853; the certificate must carry NAME, or HOST among its IP addresses when no NAME is given)',
+      'resolver that gets every query divert does not answer itself; tried in order. HOST[:PORT] (UDP; TCP for TCP queries, and for DoT and DoH ones whose UDP reply came truncated; port 53) or tls://HOST[:PORT][#NAME] (DNS over TLS for every query; port 853; the certificate must carry NAME, or HOST among its IP addresses when no NAME is given)',
   },
   upstreamCa: {
     flag: 'upstream-ca',
@@ -231,7 +231,8 @@ export const SERVE_OPTIONS = {
     flag: 'tcp-idle-timeout-ms',
     default: 10_000,
     schema: count(100, 600_000),
-    describe: 'close a TCP connection that has been idle this long',
+    describe:
+      'close a TCP, DoT or DoH connection that has been idle this long (an HTTP/1.1 one that has not brought a whole request in this long, however slowly it sends)',
   },
   tcpMaxConnections: {
     flag: 'tcp-max-connections',

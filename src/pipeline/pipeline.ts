@@ -178,9 +178,9 @@ export class QueryPipeline {
   }
 
   private forward(msg: Buffer, q: Query, client: Client): Promise<Result> {
-    // a client on a stream (TCP, DoT, DoH) takes a reply of any size: it is asked for over TCP, never truncated
+    // the forwarder picks the upstream transport by the client's: a stream client's reply is never truncated
     return this.forwarder
-      .forward(msg, q.questionEnd, client.transport === 'udp' ? 'udp' : 'tcp')
+      .forward(msg, q.questionEnd, client.transport)
       .then((reply) => (reply ? { reply, outcome: 'forwarded' } : { reply: errorReply(msg, q, Rcode.ServFail), outcome: 'servfail' }));
   }
 }

@@ -22,8 +22,8 @@ export type DohAsk = { query: Buffer } | Refusal;
 export function readHead(method: string | undefined, url: string | undefined, contentType: string | undefined): DohAsk | 'body' {
   const target = url ?? '';
   const queryAt = target.indexOf('?');
-  const path = queryAt === -1 ? target : target.slice(0, queryAt);
-  if (path !== DOH_PATH) return { status: 404, message: `not found: DNS over HTTPS is at ${DOH_PATH}` };
+  if (queryAt === -1 ? target !== DOH_PATH : queryAt !== DOH_PATH.length || !target.startsWith(DOH_PATH))
+    return { status: 404, message: `not found: DNS over HTTPS is at ${DOH_PATH}` };
   if (method === 'GET') return readGet(queryAt === -1 ? '' : target.slice(queryAt + 1));
   if (method !== 'POST') return { status: 405, message: 'method not allowed: GET or POST' };
   const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
@@ -33,8 +33,20 @@ export function readHead(method: string | undefined, url: string | undefined, co
 
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
+/** The first dns= parameter's value; URLSearchParams only when something in the query is percent-encoded. */
+function dnsParameter(search: string): string | null {
+  if (search.includes('%')) return new URLSearchParams(search).get('dns');
+  for (let at = 0; at < search.length;) {
+    const end = search.indexOf('&', at);
+    const next = end === -1 ? search.length : end;
+    if (search.startsWith('dns=', at)) return search.slice(at + 4, next);
+    at = next + 1;
+  }
+  return null;
+}
+
 function readGet(search: string): DohAsk {
-  const dns = new URLSearchParams(search).get('dns');
+  const dns = dnsParameter(search);
   if (dns === null || dns === '') return { status: 400, message: 'bad request: no dns parameter' };
   // base64url without padding (RFC 8484 4.1): a stray '=' or '+' is refused, as is a length no encoding gives
   if (!BASE64URL.test(dns) || dns.length % 4 === 1) return { status: 400, message: 'bad request: dns is not base64url' };

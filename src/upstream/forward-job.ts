@@ -10,6 +10,7 @@
 // for the next attempt or the deadline, whichever comes first.
 
 import type { Transport } from '../transport/handler.js';
+import { TC } from '../wire/header.js';
 import type { Exchange, ReplyTarget } from './udp-exchange.js';
 import type { Upstream } from './upstream-pool.js';
 
@@ -40,6 +41,8 @@ const STARTING: Exchange = Object.freeze({ cancel: () => {} });
 
 /** Per attempt: counted as failed for not answering in time (a late answer still counts as success). */
 const LATE = 1;
+/** Per attempt: asked again over TCP after a truncated UDP reply. */
+const OVER_TCP = 2;
 
 export class ForwardJob implements ReplyTarget {
   readonly reply: Promise<Buffer | null>;
@@ -75,9 +78,10 @@ export class ForwardJob implements ReplyTarget {
   /** An exchange's outcome; one that was cancelled or already settled is ignored. */
   settled(attempt: number, reply: Buffer | null): void {
     if (this.finished || this.exchanges[attempt] === null) return;
+    const upstream = this.upstreams[attempt];
+    if (reply !== null && this.askedAgainOverTcp(reply, attempt, upstream)) return;
     this.exchanges[attempt] = null;
     this.live--;
-    const upstream = this.upstreams[attempt];
     if (reply) {
       this.owner.succeeded(upstream, Date.now() - this.sentAt[attempt]);
       this.finish(this.owner.fit(reply, upstream, this.transport, this.query, this.questionEnd));
@@ -95,6 +99,20 @@ export class ForwardJob implements ReplyTarget {
   /** The resolve of the promise the pipeline waits on: called once, by the owner's done(). */
   answer(reply: Buffer | null): void {
     this.resolve(reply);
+  }
+
+  /** A DoT or DoH client's query goes up over UDP (the forwarder's choice, for a plain
+   * upstream); when the reply comes truncated, the same attempt asks the same upstream
+   * over TCP, so the client, which takes a reply of any size, gets it whole. */
+  private askedAgainOverTcp(reply: Buffer, attempt: number, upstream: Upstream): boolean {
+    if ((this.transport !== 'dot' && this.transport !== 'doh') || upstream.tls) return false;
+    if ((this.flags[attempt] & OVER_TCP) !== 0 || (reply.readUInt16BE(2) & TC) === 0) return false;
+    this.flags[attempt] |= OVER_TCP;
+    this.exchanges[attempt] = STARTING;
+    const e = this.owner.exchange(this.query, this.questionEnd, upstream, 'tcp', this, attempt);
+    if (e === null) this.settled(attempt, null);
+    else if (this.exchanges[attempt] === STARTING) this.exchanges[attempt] = e;
+    return true;
   }
 
   private attempt(): void {

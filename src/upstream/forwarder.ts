@@ -5,6 +5,11 @@
 // valid reply wins, until the query's overall deadline, after which the client gets
 // SERVFAIL. Each upstream has its own pool of UDP sockets and of TCP connections, opened
 // on first use; each attempt copies the query once, with an ID of its socket's choosing.
+// A query that came over UDP goes up over UDP, one that came over TCP over TCP; one that
+// came over DoT or DoH goes up over UDP too, as dnsdist does — its client takes a reply of
+// any size, but most replies fit a datagram, and a UDP exchange costs far less than a
+// write on a shared connection — and is asked again over TCP when the reply comes back
+// truncated (TC), so the client still gets it whole.
 // A DoT upstream (tls://) gets every query on its TLS connections, whatever transport the
 // query came in on; a reply from it to a UDP query that is larger than the client takes
 // goes back truncated (TC), as a UDP upstream would have sent it, and the client asks

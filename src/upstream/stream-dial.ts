@@ -6,8 +6,9 @@
 // A DoT upstream's certificate must chain to --upstream-ca's certificates, or to the
 // system's and Node's own, and carry the upstream's name (tls://HOST#NAME) among its DNS
 // names, or HOST among its IP addresses when no name is given; TLS 1.2 at least. A
-// connection that fails either is closed, its queries fail over to the next upstream,
-// and the reason is reported (serving.ts throttles the log lines).
+// connection that fails either, or has not finished its handshake within 5 s, is closed,
+// its queries fail over to the next upstream, and the reason is reported (serving.ts
+// throttles the log lines).
 
 import { connect, type Socket } from 'node:net';
 import { checkServerIdentity, connect as tlsConnect, createSecureContext, getCACertificates, type SecureContext } from 'node:tls';
@@ -36,9 +37,17 @@ function defaultCas(): string[] {
   return systemCas;
 }
 
+/** A DoT upstream's TLS handshake must be done within this, from the connect call, or the
+ * connection fails (its queries go on to the next upstream at once). */
+export const UPSTREAM_HANDSHAKE_TIMEOUT_MS = 5000;
+
 /** DNS over TLS to `upstream` (which has `tls`). One secure context per upstream; the
  * last TLS session is offered again, so a new connection can resume instead of a full handshake. */
-export function tlsDial(upstream: UpstreamSpec & { tls: UpstreamTls }, report: ReportConnectionError): StreamDial {
+export function tlsDial(
+  upstream: UpstreamSpec & { tls: UpstreamTls },
+  report: ReportConnectionError,
+  handshakeMs = UPSTREAM_HANDSHAKE_TIMEOUT_MS,
+): StreamDial {
   const { name, ca } = upstream.tls;
   const secureContext: SecureContext = createSecureContext({ ca: ca ?? defaultCas(), minVersion: 'TLSv1.2' });
   const identity = name ?? upstream.host;
@@ -56,6 +65,11 @@ export function tlsDial(upstream: UpstreamSpec & { tls: UpstreamTls }, report: R
       session,
     });
     socket.setNoDelay(true);
+    // an upstream that accepts the connection and then says nothing must not hold its queries until they time out
+    const handshake = setTimeout(() => socket.destroy(new Error(`TLS handshake not done within ${handshakeMs} ms`)), handshakeMs);
+    handshake.unref();
+    socket.once('secureConnect', () => clearTimeout(handshake));
+    socket.once('close', () => clearTimeout(handshake));
     socket.on('session', (ticket: Buffer) => (session = ticket));
     socket.on('error', (err: Error) => {
       // a session the upstream no longer takes is not offered again

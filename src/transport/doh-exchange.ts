@@ -1,0 +1,150 @@
+// What DNS over HTTPS does the same over HTTP/2 and HTTP/1.1 once a request's head is
+// read: refuse what asks for no DNS query (doh-request.ts says which status), read a
+// POST's body up to one DNS message, hand the query to the handler and send its reply
+// (200, Cache-Control from the least TTL), or the status that says why not (429 the rate
+// limit dropped it, 500 a fault). Each HTTP version says how a response goes out on its
+// own objects: doh-h2.ts on node:http2's streams, doh-h1.ts on node:http's responses.
+// Every request ends in exactly one finish(), so a connection's count of requests in
+// flight (which keeps it from being closed as idle) cannot drift.
+
+import type { Readable } from 'node:stream';
+import type { Connection, Slots } from './connection-slots.js';
+import type { Client, Handler, Reply } from './handler.js';
+import { MAX_DNS_MESSAGE, readHead, TOO_LARGE, type Refusal } from './doh-request.js';
+import type { TcpServing } from './tcp-listener.js';
+
+/** What the DoH listener asks of the DNS side, which it does not itself read. */
+export interface DnsInspection {
+  /** Whether the message is a query divert can read (else: 400). */
+  isQuery(msg: Buffer): boolean;
+  /** The least TTL of a reply's records, for Cache-Control; undefined when it has none. */
+  minTtl(reply: Buffer): number | undefined;
+}
+
+/** One DoH connection, made once when its handshake is done: its slot, and the client every query on it comes from. */
+export interface DohPeer {
+  readonly connection: Connection;
+  readonly slots: Slots;
+  readonly client: Client;
+  /** Queries handed to the handler and not yet answered. */
+  answering: number;
+}
+
+const NOT_A_QUERY: Refusal = { status: 400, message: 'bad request: not a DNS query' };
+const RATE_LIMITED: Refusal = { status: 429, message: 'too many requests' };
+const FAULT: Refusal = { status: 500, message: 'internal error' };
+const UNAVAILABLE: Refusal = { status: 503, message: 'service unavailable' };
+
+/** `T`: what a response goes out on (an HTTP/2 stream, an HTTP/1.1 response). */
+export abstract class DohExchange<T, P extends DohPeer = DohPeer> {
+  constructor(
+    private readonly handler: Handler,
+    private readonly serving: TcpServing,
+    private readonly dns: DnsInspection,
+  ) {}
+
+  /** Whether a response can still go out on `target` (its client has not reset or gone). */
+  protected abstract open(target: T): boolean;
+  protected abstract sendReply(target: T, reply: Buffer, ttl: number | undefined): void;
+  /** `close`: over HTTP/1.1 the connection closes after it (the rest of a body too large is not read). */
+  protected abstract sendRefusal(target: T, refusal: Refusal, close: boolean): void;
+
+  /** One request from its head; a POST's body is read from `body`. */
+  protected request(
+    peer: P,
+    target: T,
+    method: string | undefined,
+    path: string | undefined,
+    contentType: string | undefined,
+    contentLength: string | undefined,
+    body: Readable,
+  ): void {
+    if (!this.serving.accepting()) {
+      if (this.open(target)) this.sendRefusal(target, UNAVAILABLE, false);
+      return;
+    }
+    peer.connection.inFlight++;
+    peer.slots.touch(peer.connection);
+    const head = readHead(method, path, contentType);
+    if (head === 'body') this.readBody(peer, target, contentLength, body);
+    else if ('status' in head) this.refuse(peer, target, head);
+    else this.answer(peer, target, head.query);
+  }
+
+  /** The request is done with (answered, refused, or its client gone): called once for each. */
+  protected finish(peer: P): void {
+    peer.connection.inFlight--;
+    peer.slots.touch(peer.connection);
+  }
+
+  private readBody(peer: P, target: T, declared: string | undefined, body: Readable): void {
+    if (Number(declared ?? 0) > MAX_DNS_MESSAGE) {
+      this.refuse(peer, target, TOO_LARGE, true);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    let ended = false;
+    body.on('data', (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
+      if (size > MAX_DNS_MESSAGE) {
+        over = true;
+        this.refuse(peer, target, TOO_LARGE, true);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    body.on('end', () => {
+      ended = true;
+      if (!over) this.answer(peer, target, Buffer.concat(chunks, size));
+    });
+    // a client gone before the end of its body
+    body.on('close', () => {
+      if (!ended && !over) this.finish(peer);
+    });
+  }
+
+  private answer(peer: P, target: T, query: Buffer): void {
+    if (!this.dns.isQuery(query)) {
+      this.refuse(peer, target, NOT_A_QUERY);
+      return;
+    }
+    peer.answering++;
+    let result: Reply | Promise<Reply>;
+    try {
+      result = this.handler(query, peer.client);
+    } catch (err) {
+      this.fail(peer, target, err);
+      return;
+    }
+    if (result instanceof Promise)
+      result.then(
+        (reply) => this.send(peer, target, reply),
+        (err: unknown) => this.fail(peer, target, err),
+      );
+    else this.send(peer, target, result);
+  }
+
+  private send(peer: P, target: T, reply: Reply): void {
+    peer.answering--;
+    // a query readable but unanswered: the rate limit dropped it
+    if (reply === null) this.refuse(peer, target, RATE_LIMITED);
+    else {
+      if (this.open(target)) this.sendReply(target, reply, this.dns.minTtl(reply));
+      this.finish(peer);
+    }
+  }
+
+  private fail(peer: P, target: T, err: unknown): void {
+    peer.answering--;
+    this.serving.report.fault('handler_error', err);
+    this.refuse(peer, target, FAULT);
+  }
+
+  private refuse(peer: P, target: T, refusal: Refusal, close = false): void {
+    if (this.open(target)) this.sendRefusal(target, refusal, close);
+    this.finish(peer);
+  }
+}
