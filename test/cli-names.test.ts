@@ -3,13 +3,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseZone } from '../src/table/zone/parse.js';
 import type { Entry, HistoryRecord } from '../src/entry/entry.js';
 import { freePort } from './helpers/redis.js';
 import { runDivert, type DivertProcess } from './helpers/process.js';
+import { tempDir } from './helpers/temp-files.js';
 import { decode, udpAsk } from './helpers/divert.js';
 import { LONGEST_NAME, rawQuery } from './helpers/raw.js';
 
@@ -25,7 +25,7 @@ let home: string;
 let resolver: Resolver;
 let dnsPort: number;
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'divert-names-'));
+const tmp = () => tempDir('names');
 
 /** The CLI as an operator runs it: same XDG_CONFIG_HOME as serve, so the token is found without flags. */
 async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {

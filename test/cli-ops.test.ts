@@ -7,17 +7,17 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type AddressInfo } from 'node:net';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { planHealthcheck } from '../src/cli/healthcheck-command.js';
 import { readZones } from '../src/table/zone/read.js';
 import { query, startDivert, TEST_TOKEN, udpAsk, type TestServer } from './helpers/divert.js';
 import { ROOT, runDivert } from './helpers/process.js';
+import { tempDir } from './helpers/temp-files.js';
 import { freePort } from './helpers/redis.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'divert-ops-'));
+const tmp = () => tempDir('ops');
 const ZONES = join(ROOT, 'zones');
 
 interface Run {

@@ -3,13 +3,13 @@
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { decode, query, startDivert, TEST_TOKEN, udpAsk, type TestServer } from './helpers/divert.js';
 import { runDivert, type DivertProcess } from './helpers/process.js';
+import { tempDir } from './helpers/temp-files.js';
 import type { StatusReport } from '../src/monitor/monitor.js';
 import { parseMonitorConfig } from '../src/monitor/config.js';
 import { isDivertError } from '../src/errors.js';
@@ -75,7 +75,7 @@ export async function startMirrors(addresses: string[]): Promise<Mirror[]> {
 export const FAST_CHECK = { type: 'http', path: '/health', interval: '200ms', timeout: '150ms', rise: 2, fall: 2 };
 
 export function writeConfig(config: unknown, ext: 'yaml' | 'json' = 'yaml'): string {
-  const dir = mkdtempSync(join(tmpdir(), 'divert-monitor-'));
+  const dir = tempDir('monitor');
   const path = join(dir, `monitor.${ext}`);
   writeFileSync(path, ext === 'json' ? JSON.stringify(config, null, 2) : stringify(config));
   return path;

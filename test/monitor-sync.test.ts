@@ -3,12 +3,12 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Entry, HistoryRecord } from '../src/entry/entry.js';
 import { runDivert } from './helpers/process.js';
+import { tempDir } from './helpers/temp-files.js';
 import type { TestServer } from './helpers/divert.js';
 import {
   FAST_CHECK,
@@ -200,7 +200,7 @@ describe('divert serve restarts', () => {
   test('the monitor rides out the outage with back-off and writes its answer over the re-seeded table', async () => {
     const mirrors = await startMirrors(['127.0.0.2', '127.0.0.3']);
     const [a, b] = mirrors;
-    const dir = mkdtempSync(join(tmpdir(), 'divert-monitor-zone-'));
+    const dir = tempDir('monitor-zone');
     const zone = join(dir, 'shop.zone');
     writeFileSync(zone, `${NAME}. 30 IN A ${MANUAL}\n`);
     let server = await startServe({ zones: [zone] });

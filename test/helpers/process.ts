@@ -3,9 +3,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawnChild } from './children.js';
+import { tempDir } from './temp-files.js';
 
 /** The repository root (tests run from dist/test/). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -60,7 +61,7 @@ export function runDivert(args: string[], options: { env?: NodeJS.ProcessEnv; pr
     ...(process.env.DIVERT_TEST_UDP_BATCH === '1' ? { DIVERT_UDP_BATCH: 'true' } : {}),
     ...options.env,
   };
-  env.XDG_CONFIG_HOME ??= mkdtempSync(join(tmpdir(), 'divert-home-'));
+  env.XDG_CONFIG_HOME ??= tempDir('home');
   const child = spawnChild(command, rest, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
