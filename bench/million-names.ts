@@ -70,7 +70,8 @@ function batchCommands(base: string, names: string[], first: number, firstVersio
     .bulk(`${base}entries`);
   names.forEach((name, k) => {
     const a = `[${JSON.stringify(address(first + k))}]`;
-    out.bulk(name).bulk(`{"a":${a},"aaaa":[],"ttl":${TTL},"version":${firstVersion + k},"updatedAt":${at}}`);
+    // keys in the order the script's encode writes them (sorted)
+    out.bulk(name).bulk(`{"a":${a},"aaaa":[],"ttl":${TTL},"updatedAt":${at},"updatedBy":"${BY}","version":${firstVersion + k}}`);
   });
   names.forEach((name, k) => {
     const version = firstVersion + k;

@@ -256,6 +256,39 @@ function contract(name: string, makeTable: MakeTable): void {
       await assert.rejects(table.history('bad name.test'), code('BAD_NAME'));
     });
 
+    it('says in each entry who made its last change (updatedBy), as its history does', async (t) => {
+      const table = await makeTable(t);
+      const events: ChangeEvent[] = [];
+      table.onChange((e) => events.push(e));
+      const [seeded] = await table.seed(new Map([['by.test', data('10.0.0.1')]]));
+      assert.equal(seeded.updatedBy, 'zone seed');
+      const first = await table.put('by.test', data('10.0.0.2'), { by: 'operator-a' });
+      assert.equal(first.updatedBy, 'operator-a');
+      assert.deepEqual(await table.get('by.test'), first);
+      const second = await table.put('by.test', data('10.0.0.3'), { by: 'operator-b' });
+      assert.equal(second.updatedBy, 'operator-b');
+      assert.equal((await table.get('by.test'))?.updatedBy, 'operator-b');
+      assert.equal((await table.list({ prefix: 'by.', limit: 10 })).entries[0].updatedBy, 'operator-b');
+      assert.equal((await table.lookup(['by.test']))?.updatedBy, 'operator-b');
+      const [imported] = await table.importEntries(new Map([['by.test', data('10.0.0.4')]]), { by: '<script>x</script>' });
+      assert.equal(imported.updatedBy, '<script>x</script>');
+      const [diverted] = (await table.divert('10.0.0.4', '10.0.0.5', { by: 'monitor-1' })).changed;
+      assert.equal(diverted.updatedBy, 'monitor-1');
+      assert.equal((await table.get('by.test'))?.updatedBy, 'monitor-1');
+      const unsigned = await table.put('by.test', data('10.0.0.6'));
+      assert.equal(unsigned.updatedBy, 'unknown', 'a write that names no author, as the history says');
+      assert.deepEqual(
+        events.map((e) => e.entry?.updatedBy),
+        ['zone seed', 'operator-a', 'operator-b', '<script>x</script>', 'monitor-1', 'unknown'],
+        'the change events carry it',
+      );
+      const history = await table.history('by.test');
+      assert.deepEqual(
+        history.map((r) => r.by),
+        ['unknown', 'monitor-1', '<script>x</script>', 'operator-b', 'operator-a', 'zone seed'],
+      );
+    });
+
     it(`keeps exactly the last ${HISTORY_LENGTH} changes of a name`, async (t) => {
       const table = await makeTable(t);
       const versions: number[] = [];

@@ -60,6 +60,19 @@ for (const [backend, makeBackend] of BACKENDS) {
       await assert.rejects(divert.resolver.resolve6('www.corp.test'), { code: 'ENODATA' });
     });
 
+    test('an entry says who made its last change (updatedBy: X-Divert-Client, else "admin"), in GET, the list and PUT replies', async () => {
+      const as = (client: string) => ({ 'content-type': 'application/json', 'x-divert-client': client });
+      const put = await divert.api('/v1/names/by.corp.test', { ...json({ a: ['192.0.2.40'] }), headers: as('operator-a') });
+      assert.equal(((await put.json()) as { updatedBy?: string }).updatedBy, 'operator-a');
+      await divert.api('/v1/names/by.corp.test', { ...json({ a: ['192.0.2.41'] }), headers: as('operator-b') });
+      const got = (await (await divert.api('/v1/names/by.corp.test')).json()) as { a: string[]; updatedBy?: string };
+      assert.deepEqual([got.a, got.updatedBy], [['192.0.2.41'], 'operator-b']);
+      const listed = (await (await divert.api('/v1/names?prefix=by.corp.')).json()) as { names: unknown[] };
+      assert.deepEqual(listed.names, [got]);
+      await divert.api('/v1/names/by.corp.test', json({ a: ['192.0.2.42'] }));
+      assert.equal(((await (await divert.api('/v1/names/by.corp.test')).json()) as { updatedBy?: string }).updatedBy, 'admin');
+    });
+
     test('any DNS name (253 characters, escapes, upper case, octets over 127) is written, answered, read, kept in history and deleted', async () => {
       const high = Buffer.from([200, ...Buffer.from('HIGH')]);
       const names: [string, (string | Buffer)[], string][] = [
@@ -271,8 +284,13 @@ for (const [backend, makeBackend] of BACKENDS) {
           headers: { 'content-type': 'application/json', 'x-divert-client': 'monitor-test' },
         });
         assert.equal(response.status, 200);
-        const changed = ((await response.json()) as { changed: { name: string; a: string[]; version: number }[] }).changed;
+        const changed = ((await response.json()) as { changed: { name: string; a: string[]; version: number; updatedBy?: string }[] })
+          .changed;
         assert.deepEqual(changed.map((e) => e.name).sort(), ['d1.div.test', 'd2.div.test', 'd3.div.test']);
+        assert.deepEqual(
+          changed.map((e) => e.updatedBy),
+          ['monitor-test', 'monitor-test', 'monitor-test'],
+        );
         for (const e of changed) assert.ok(e.version > before[e.name], `${e.name} got a new version`);
         assert.deepEqual(await divert.resolver.resolve4('d1.div.test'), [Z]);
         assert.deepEqual((await divert.resolver.resolve4('d2.div.test')).sort(), [Y, Z].sort());
@@ -283,6 +301,11 @@ for (const [backend, makeBackend] of BACKENDS) {
         assert.equal(events.events.length, 4, 'exactly one event per changed name, and one for the diversion record');
         const got = all.filter((e) => e.event === 'change');
         assert.deepEqual(got.map((e) => (e.data as { name: string }).name).sort(), ['d1.div.test', 'd2.div.test', 'd3.div.test']);
+        assert.deepEqual(
+          got.map((e) => (e.data as { entry: { updatedBy?: string } }).entry.updatedBy),
+          ['monitor-test', 'monitor-test', 'monitor-test'],
+          'the change stream carries who made each change',
+        );
         assert.deepEqual(
           all.filter((e) => e.event !== 'change').map((e) => [e.event, (e.data as { action: string; from: string; to: string }).from]),
           [['diversion', X]],

@@ -113,7 +113,7 @@ describe('help', () => {
 describe('divert names', () => {
   test('set, then get shows it, and DNS answers it', async () => {
     const set = rows(await ok(['names', 'set', 'www.set.test', '192.0.2.10', '192.0.2.11', '--ttl', '60']));
-    assert.deepEqual(set[0], ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED']);
+    assert.deepEqual(set[0], ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED', 'BY']);
     assert.deepEqual(set[1].slice(0, 4), ['www.set.test', '192.0.2.10,192.0.2.11', '-', '60']);
 
     const got = rows(await ok(['names', 'get', 'WWW.set.test.']));
@@ -243,7 +243,7 @@ describe('divert names', () => {
     for (let i = 0; i < 3; i++) await ok(['names', 'set', `n${i}.list.test`, `192.0.2.${50 + i}`]);
     await ok(['names', 'set', 'other.test', '192.0.2.59']);
     const table = rows(await ok(['names', 'list', '--prefix', 'n']));
-    assert.deepEqual(table[0], ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED']);
+    assert.deepEqual(table[0], ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED', 'BY']);
     assert.deepEqual(
       table.slice(1).map((r) => r[0]),
       ['n0.list.test', 'n1.list.test', 'n2.list.test'],
@@ -309,7 +309,8 @@ describe('divert names', () => {
     const parsed = parseZone(zone, 'export');
     assert.deepEqual(
       [...parsed].map(([name, data]) => ({ name, ...data })).sort((x, y) => x.name.localeCompare(y.name)),
-      listed.map(({ version: _v, updatedAt: _u, ...entry }) => entry).sort((x, y) => x.name.localeCompare(y.name)),
+      // a zone file holds the answers, not when or by whom they were last changed
+      listed.map(({ version: _v, updatedAt: _u, updatedBy: _b, ...entry }) => entry).sort((x, y) => x.name.localeCompare(y.name)),
       'the zone holds every entry: names without addresses, rules and weights too',
     );
     await ok(['names', 'delete', '*.cdn.exp.test']);
@@ -350,12 +351,31 @@ describe('divert names', () => {
         [String(reply.history[2].version), 'put', 'ops-alice', '(none) → 192.0.2.90 ttl 30'],
       ],
     );
+
+    // the entry names its last author, as the newest history record does
+    assert.equal((await json<Entry>(['names', 'get', 'hist.test'])).updatedBy, 'ops-bob');
+    const got = rows(await ok(['names', 'get', 'hist.test']));
+    assert.deepEqual([got[0][6], got[1][6]], ['BY', 'ops-bob']);
+    await ok(['names', 'set', 'hist.test', '192.0.2.93', '--client', 'ops-alice']);
+    const listed = rows(await ok(['names', 'list', '--prefix', 'hist.']));
+    assert.deepEqual(
+      listed.map((r) => [r[0], r[6]]),
+      [
+        ['NAME', 'BY'],
+        ['hist.test', 'ops-alice'],
+      ],
+    );
+    assert.deepEqual(
+      (await json<Entry[]>(['names', 'list', '--prefix', 'hist.'])).map((e) => e.updatedBy),
+      ['ops-alice'],
+    );
   });
 
   test('without --client, the change is recorded as cli:<user name>', async () => {
     await ok(['names', 'set', 'who.test', '192.0.2.93']);
     const [record] = (await json<{ history: HistoryRecord[] }>(['names', 'history', 'who.test'])).history;
     assert.match(record.by, /^cli:./);
+    assert.equal((await json<Entry>(['names', 'get', 'who.test'])).updatedBy, record.by);
   });
 });
 

@@ -162,6 +162,7 @@ describe('dashboard', () => {
     const www = await entry('www.shop.example');
     assert.equal(await row('www.shop.example').locator('td.addresses').textContent(), '192.0.2.10 192.0.2.11 2001:db8::10');
     assert.equal(await row('www.shop.example').locator('td.version').textContent(), String(www.version));
+    assert.equal(await row('www.shop.example').locator('td.updated .by').textContent(), 'by zone seed', 'who made the last change');
     for (const name of ['api.shop.example', '*.cdn.shop.example', 'admin.shop.example', 'downloads.example.net'])
       assert.equal(await row(name).count(), 1, name);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('divert-admin-token')), TOKEN);
@@ -181,10 +182,11 @@ describe('dashboard', () => {
     const history = (await (await api('/v1/names/api.shop.example/history')).json()) as { history: { by: string }[] };
     assert.equal(history.history[0].by, 'dashboard', 'the history names the dashboard as the writer');
     await row('api.shop.example').locator('td.addresses', { hasText: '192.0.2.77' }).waitFor();
+    assert.equal(await row('api.shop.example').locator('td.updated .by').textContent(), 'by dashboard');
   });
 
   test('a change made with the CLI appears in the feed, and its row is highlighted, within a second', async () => {
-    const cli = runDivert(['names', 'set', 'admin.shop.example', '192.0.2.99'], {
+    const cli = runDivert(['names', 'set', 'admin.shop.example', '192.0.2.99', '--client', 'operator-b'], {
       env: { DIVERT_ADMIN_URL: adminUrl, DIVERT_ADMIN_TOKEN: TOKEN },
     });
     assert.equal(await cli.exited(30_000), 0, `divert names set: ${cli.stderr()}`);
@@ -195,6 +197,8 @@ describe('dashboard', () => {
       .locator('td.addresses', { hasText: '192.0.2.99' })
       .waitFor({ timeout: 1000 });
     assert.ok(Date.now() - acknowledged <= 1000, `shown ${Date.now() - acknowledged} ms after the CLI's write was acknowledged`);
+    // the row says who made the change (the CLI's --client), from the entry the feed carried
+    assert.equal(await row('admin.shop.example').locator('td.updated .by').textContent(), 'by operator-b');
     await screenshot(page, 'feed');
   });
 
@@ -227,6 +231,7 @@ describe('dashboard', () => {
     assert.equal(await page.locator('[data-x]').count(), 0, 'no element made from the data');
     assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'nothing ran');
     assert.equal(await row(created.name).locator('td.name').textContent(), created.name);
+    assert.equal(await row(created.name).locator('td.updated .by').textContent(), `by ${markup}`, 'the author too');
     await page.locator('#editor-close').click();
   });
 

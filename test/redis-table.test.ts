@@ -71,6 +71,15 @@ describe('RedisTable on one server', () => {
     assert.match(history[0], /"old":\{"a":\[\],"aaaa":\[\],"ttl":30\}/);
     assert.match(history[0], /"new":\{"a":\["192\.0\.2\.1"\],"aaaa":\[\],"ttl":30\}/);
     assert.equal((await table.history('k.test'))[1].by, 'who "quoted" /slash');
+    // the entry keeps the last author too: the second put named none
+    assert.deepEqual(JSON.parse((await client.hget(`${prefix}{table}:entries`, 'k.test')) as string), {
+      a: ['192.0.2.1'],
+      aaaa: [],
+      ttl: 30,
+      version: 2,
+      updatedAt: '2024-01-02T03:04:05.000Z',
+      updatedBy: 'unknown',
+    });
   });
 
   it('indexes, on connect, entries written before the index existed', async (t) => {
@@ -89,14 +98,19 @@ describe('RedisTable on one server', () => {
     await client.set(`${prefix}{table}:seq`, '2');
     const table = await redisTable({ url: redis.url, prefix });
     t.after(() => table.close());
-    const changed = (await table.divert('192.0.2.1', '192.0.2.7')).changed;
+    // written before entries kept their last author: they read as they did, without one
+    const old = { name: 'old1.test', a: ['192.0.2.1'], aaaa: [], ttl: 30, version: 1, updatedAt: '2024-01-01T00:00:00.000Z' };
+    assert.deepEqual(await table.get('old1.test'), old);
+    assert.deepEqual((await table.list({ prefix: 'old1', limit: 10 })).entries, [old]);
+    const changed = (await table.divert('192.0.2.1', '192.0.2.7', { by: 'operator-b' })).changed;
     assert.deepEqual(
-      changed.map((e) => [e.name, e.a, e.version]),
+      changed.map((e) => [e.name, e.a, e.version, e.updatedBy]),
       [
-        ['old1.test', ['192.0.2.7'], 3],
-        ['old2.test', ['192.0.2.7', '192.0.2.2'], 4],
+        ['old1.test', ['192.0.2.7'], 3, 'operator-b'],
+        ['old2.test', ['192.0.2.7', '192.0.2.2'], 4, 'operator-b'],
       ],
     );
+    assert.equal((await table.get('old2.test'))?.updatedBy, 'operator-b');
     // the marker stops a second build: a member added by hand is not re-derived
     await client.srem(`${prefix}{table}:addr:192.0.2.2`, 'old2.test');
     const again = await redisTable({ url: redis.url, prefix });

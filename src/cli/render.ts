@@ -29,9 +29,19 @@ export function entriesTable(entries: Entry[]): string {
   const extra = entries.some((e) => e.rules || e.weights || e.pick !== undefined);
   const more = (e: Entry) =>
     extra ? [[e.rules ? String(e.rules.length) : '-', e.weights || e.pick !== undefined ? 'weighted' : ''].join(' ').trim()] : [];
+  // BY: who made the last change ("-" for an entry stored before the table kept it)
   return textTable(
-    ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED', ...(extra ? ['RULES'] : [])],
-    entries.map((e) => [e.name, addresses(e.a), addresses(e.aaaa), String(e.ttl), String(e.version), time(e.updatedAt), ...more(e)]),
+    ['NAME', 'A', 'AAAA', 'TTL', 'VERSION', 'UPDATED', 'BY', ...(extra ? ['RULES'] : [])],
+    entries.map((e) => [
+      e.name,
+      addresses(e.a),
+      addresses(e.aaaa),
+      String(e.ttl),
+      String(e.version),
+      time(e.updatedAt),
+      e.updatedBy ?? '-',
+      ...more(e),
+    ]),
   );
 }
 

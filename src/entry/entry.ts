@@ -56,6 +56,9 @@ export interface Entry extends EntryData {
   version: number;
   /** ISO 8601 time of the last change. */
   updatedAt: string;
+  /** Who made the last change: the `by` of its newest history record. Absent on entries
+   * stored before divert kept it here. */
+  updatedBy?: string;
 }
 
 /** One change of the table: `entry` is null when the name was deleted. */

@@ -170,7 +170,7 @@ export class MemoryStore implements Store {
 
   private store(name: string, data: EntryData, op: HistoryRecord['op'], by: string, at = this.now().toISOString()): Entry {
     const old = this.entries.get(name);
-    const entry = freezeEntry({ name, ...data, version: ++this.seq, updatedAt: at });
+    const entry = freezeEntry({ name, ...data, version: ++this.seq, updatedAt: at, updatedBy: by });
     this.entries.set(name, entry);
     this.record(name, { version: entry.version, at: entry.updatedAt, op, by, old: stateOf(old), new: stateOf(entry) });
     return entry;

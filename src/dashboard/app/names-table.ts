@@ -24,6 +24,15 @@ function sharingOf(entry: Entry): string {
   return parts.join('; ');
 }
 
+/** When the entry last changed and who made the change (an entry stored before the table kept the author has none), as text. */
+function lastChange(entry: Entry): HTMLTableCellElement {
+  return el('td', { class: 'updated', attrs: { title: entry.updatedAt } }, [
+    el('span', { class: 'at', text: new Date(entry.updatedAt).toLocaleString() }),
+    entry.updatedBy !== undefined && ' ',
+    entry.updatedBy !== undefined && el('span', { class: 'by', text: `by ${entry.updatedBy}` }),
+  ]);
+}
+
 export class NamesTable {
   private readonly rows = byId<HTMLTableSectionElement>('rows');
   private readonly message = byId('table-message');
@@ -123,7 +132,7 @@ export class NamesTable {
       el('td', { text: String(entry.ttl) }),
       el('td', { text: sharingOf(entry) }),
       el('td', { class: 'version', text: String(entry.version) }),
-      el('td', { text: new Date(entry.updatedAt).toLocaleString(), attrs: { title: entry.updatedAt } }),
+      lastChange(entry),
       el('td', { class: 'actions' }, [
         button('Edit', () => this.onEdit(entry), { class: 'edit' }),
         ' ',

@@ -6,7 +6,8 @@ import { HISTORY_LENGTH } from '../table.js';
 import { DELETE_DIVERSION_BODY, RECORDS_LUA } from './diversion-scripts.js';
 
 // Key layout, all under `${prefix}{table}:` (the hash tag keeps every key in one Cluster slot):
-//   entries            hash: name -> entry JSON {"a","aaaa","ttl","weights"?,"pick"?,"rules"?,"version","updatedAt"}
+//   entries            hash: name -> entry JSON {"a","aaaa","ttl","weights"?,"pick"?,"rules"?,"version","updatedAt","updatedBy"?}
+//                      (updatedBy: absent in entries written before it was kept)
 //   seq                counter: the table-wide version sequence
 //   history:<name>     list of HistoryRecord JSON, newest first, at most HISTORY_LENGTH
 //   addr:<address>     set of the names whose a or aaaa lists, or one of whose rules lists, <address> (for divert)
@@ -20,7 +21,8 @@ import { DELETE_DIVERSION_BODY, RECORDS_LUA } from './diversion-scripts.js';
 // hash tag, so Cluster accepts them as local keys.
 //
 // Every script takes ARGV[1] base, ARGV[2] the change channel, ARGV[3] the change time
-// (ISO 8601, from the writer's clock like updatedAt), ARGV[4] who made the change.
+// (ISO 8601, from the writer's clock like updatedAt), ARGV[4] who made the change (kept in
+// the history record and as the entry's updatedBy).
 // Entry data arrives as JSON, already checked by the writer (validate.ts). cjson.decode
 // cannot tell an empty list from an empty object, so JSON is written back by `encode`,
 // which knows from the key which values are lists.
@@ -96,6 +98,7 @@ local function write(name, old, new_state, op)
     local value = state_of(new_state)
     value.version = version
     value.updatedAt = at
+    value.updatedBy = by
     stored = encode(value, nil)
     redis.call('HSET', KEYS[1], name, stored)
     index(name, new_state, 'SADD')

@@ -169,7 +169,7 @@ export class RedisStore implements Store {
       this.own.settle([]);
       throw versionMismatch('put', name, write.ifVersion as number, version);
     }
-    const entry = freezeEntry({ name, ...data, version, updatedAt });
+    const entry = freezeEntry({ name, ...data, version, updatedAt, updatedBy: write.by });
     this.own.settle([{ name, entry, version }]);
     return entry;
   }
@@ -351,7 +351,7 @@ export class RedisStore implements Store {
     for (let i = 0; i + 1 < reply.length; i += 2) {
       const name = String(reply[i]) as TableName;
       const data = entries.get(name) as CheckedData;
-      written.push(freezeEntry({ name, ...data, version: Number(reply[i + 1]), updatedAt }));
+      written.push(freezeEntry({ name, ...data, version: Number(reply[i + 1]), updatedAt, updatedBy: by }));
     }
     this.own.settle(written.map((entry) => ({ name: entry.name, entry, version: entry.version })));
     return written;

@@ -32,7 +32,13 @@ export function entryOf(name: string, value: unknown): Entry {
   if (!data) throw new Error('a, aaaa or ttl missing');
   if (!Number.isSafeInteger(v.version) || (v.version as number) < 1) throw new Error('bad version');
   if (typeof v.updatedAt !== 'string') throw new Error('bad updatedAt');
-  return freezeEntry({ name, ...data, version: v.version as number, updatedAt: v.updatedAt });
+  const entry: Entry = { name, ...data, version: v.version as number, updatedAt: v.updatedAt };
+  // absent in entries written before divert kept it: those read as they did
+  if (v.updatedBy !== undefined) {
+    if (typeof v.updatedBy !== 'string') throw new Error('bad updatedBy');
+    entry.updatedBy = v.updatedBy;
+  }
+  return freezeEntry(entry);
 }
 
 /** A history record as stored, or null when it is unreadable. */
