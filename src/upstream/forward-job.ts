@@ -32,7 +32,7 @@ export interface JobOwner {
   failed(upstream: Upstream): void;
   /** The reply that goes back (a DoT upstream's reply to a UDP client may need truncating). */
   fit(reply: Buffer, upstream: Upstream, transport: Transport, query: Buffer, questionEnd: number): Buffer;
-  /** The query ended: its reply, or null when none came in time. */
+  /** The query ended: its reply (the client's ID is put back here), or null when none came in time. */
   done(job: ForwardJob, reply: Buffer | null): void;
 }
 
@@ -96,11 +96,6 @@ export class ForwardJob implements ReplyTarget {
     else if (this.failedOutright === this.attempts) this.finish(null);
   }
 
-  /** The resolve of the promise the pipeline waits on: called once, by the owner's done(). */
-  answer(reply: Buffer | null): void {
-    this.resolve(reply);
-  }
-
   /** A DoT or DoH client's query goes up over UDP (the forwarder's choice, for a plain
    * upstream); when the reply comes truncated, the same attempt asks the same upstream
    * over TCP, so the client, which takes a reply of any size, gets it whole. */
@@ -161,6 +156,7 @@ export class ForwardJob implements ReplyTarget {
     clearTimeout(this.timer);
     for (const e of this.exchanges) e?.cancel();
     this.owner.done(this, reply);
+    this.resolve(reply);
   }
 
   /** For the timer, which calls it with the job as argument: no closure per job. */

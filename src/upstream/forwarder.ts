@@ -78,8 +78,7 @@ export class Forwarder {
     this.tcpOptions = { ...DEFAULT_TCP_POOL_OPTIONS, ...options.tcp };
     this.jobs = {
       attemptTimeoutMs: options.attemptTimeoutMs,
-      exchange: (query, questionEnd, upstream, transport, target, attempt) =>
-        this.exchange(query, questionEnd, upstream, transport, target, attempt),
+      exchange: this.exchange,
       succeeded: (upstream, rttMs) => this.pool.succeeded(upstream, rttMs),
       failed: (upstream) => this.pool.failed(upstream),
       fit: (reply, upstream, transport, query, questionEnd) =>
@@ -87,7 +86,6 @@ export class Forwarder {
       done: (job, reply) => {
         if (reply) setMessageId(reply, job.clientId);
         else this.stats.timeouts++;
-        job.answer(reply);
         if (--this.inFlight === 0 && this.retired) this.close();
       },
     };
