@@ -10,7 +10,7 @@
 import type { Readable } from 'node:stream';
 import type { Connection, Slots } from './connection-slots.js';
 import type { Client, Handler, Reply } from './handler.js';
-import { MAX_DNS_MESSAGE, readHead, TOO_LARGE, type Refusal } from './doh-request.js';
+import { DNS_MESSAGE, MAX_DNS_MESSAGE, readHead, TOO_LARGE, type Refusal } from './doh-request.js';
 import type { TcpServing } from './tcp-listener.js';
 
 /** What the DoH listener asks of the DNS side, which it does not itself read. */
@@ -34,6 +34,20 @@ const NOT_A_QUERY: Refusal = { status: 400, message: 'bad request: not a DNS que
 const RATE_LIMITED: Refusal = { status: 429, message: 'too many requests' };
 const FAULT: Refusal = { status: 500, message: 'internal error' };
 const UNAVAILABLE: Refusal = { status: 503, message: 'service unavailable' };
+
+/** A reply's headers, over either HTTP version (HTTP/2's respond() adds :status 200 itself);
+ * `ttl` says how long an HTTP cache may keep it (RFC 8484 5.1). A new object each time:
+ * node:http2 adds to it. */
+export function replyHeaders(length: number, ttl: number | undefined): Record<string, string | number> {
+  return ttl === undefined
+    ? { 'content-type': DNS_MESSAGE, 'content-length': length }
+    : { 'content-type': DNS_MESSAGE, 'content-length': length, 'cache-control': `max-age=${ttl}` };
+}
+
+/** A refusal's headers (HTTP/2 adds `:status`, HTTP/1.1 gives the status on its own). */
+export function refusalHeaders(refusal: Refusal): Record<string, string> {
+  return { 'content-type': 'text/plain; charset=utf-8', ...(refusal.status === 405 ? { allow: 'GET, POST' } : {}) };
+}
 
 /** `T`: what a response goes out on (an HTTP/2 stream, an HTTP/1.1 response). */
 export abstract class DohExchange<T, P extends DohPeer = DohPeer> {

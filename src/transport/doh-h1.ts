@@ -9,8 +9,8 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { DohExchange, type DnsInspection, type DohPeer } from './doh-exchange.js';
-import { DNS_MESSAGE, type Refusal } from './doh-request.js';
+import { DohExchange, refusalHeaders, replyHeaders, type DnsInspection, type DohPeer } from './doh-exchange.js';
+import type { Refusal } from './doh-request.js';
 import { MAX_HEADER_BYTES } from './doh-h2.js';
 import type { Handler } from './handler.js';
 import type { TcpServing } from './tcp-listener.js';
@@ -74,22 +74,12 @@ export class DohH1 extends DohExchange<ServerResponse, H1Peer> {
   }
 
   protected sendReply(res: ServerResponse, reply: Buffer, ttl: number | undefined): void {
-    res.writeHead(
-      200,
-      ttl === undefined
-        ? { 'content-type': DNS_MESSAGE, 'content-length': reply.length }
-        : // how long an HTTP cache may keep it (RFC 8484 5.1)
-          { 'content-type': DNS_MESSAGE, 'content-length': reply.length, 'cache-control': `max-age=${ttl}` },
-    );
+    res.writeHead(200, replyHeaders(reply.length, ttl));
     res.end(reply);
   }
 
   protected sendRefusal(res: ServerResponse, refusal: Refusal, close: boolean): void {
-    res.writeHead(refusal.status, {
-      'content-type': 'text/plain; charset=utf-8',
-      ...(refusal.status === 405 ? { allow: 'GET, POST' } : {}),
-      ...(close ? { connection: 'close' } : {}),
-    });
+    res.writeHead(refusal.status, close ? { ...refusalHeaders(refusal), connection: 'close' } : refusalHeaders(refusal));
     res.end(`${refusal.message}\n`);
   }
 }

@@ -7,8 +7,8 @@
 
 import { performServerHandshake, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { DohExchange, type DohPeer } from './doh-exchange.js';
-import { DNS_MESSAGE, type Refusal } from './doh-request.js';
+import { DohExchange, refusalHeaders, replyHeaders, type DohPeer } from './doh-exchange.js';
+import type { Refusal } from './doh-request.js';
 
 /** HTTP/2 streams one connection may have open at once. */
 const MAX_STREAMS = 100;
@@ -46,21 +46,12 @@ export class DohH2 extends DohExchange<ServerHttp2Stream> {
   }
 
   protected sendReply(stream: ServerHttp2Stream, reply: Buffer, ttl: number | undefined): void {
-    stream.respond(
-      ttl === undefined
-        ? { ':status': 200, 'content-type': DNS_MESSAGE, 'content-length': reply.length }
-        : // how long an HTTP cache may keep it (RFC 8484 5.1)
-          { ':status': 200, 'content-type': DNS_MESSAGE, 'content-length': reply.length, 'cache-control': `max-age=${ttl}` },
-    );
+    stream.respond(replyHeaders(reply.length, ttl));
     stream.end(reply);
   }
 
   protected sendRefusal(stream: ServerHttp2Stream, refusal: Refusal): void {
-    stream.respond({
-      ':status': refusal.status,
-      'content-type': 'text/plain; charset=utf-8',
-      ...(refusal.status === 405 ? { allow: 'GET, POST' } : {}),
-    });
+    stream.respond({ ':status': refusal.status, ...refusalHeaders(refusal) });
     stream.end(`${refusal.message}\n`);
   }
 }
