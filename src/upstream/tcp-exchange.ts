@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import { INSPECT } from '../debug.js';
 import { isReplyTo } from '../wire/query.js';
 import { TcpFramer } from '../transport/tcp-framer.js';
+import { IdTable } from './id-table.js';
 import { randomId } from './random-id.js';
 import { tcpDial, type StreamDial } from './stream-dial.js';
 import type { Exchange, ReplyTarget } from './udp-exchange.js';
@@ -49,7 +50,7 @@ class Connection {
   readonly framer = new TcpFramer();
   /** Queries in flight by ID, and for a few seconds the IDs of those given up on (the
    * sweep epoch they were given up in): a late reply to them is not counted as forged. */
-  readonly queries = new Map<number, TcpQuery | number>();
+  readonly queries = new IdTable<TcpQuery | number>();
   live = 0;
   sent = 0;
   answered = 0;
@@ -313,7 +314,7 @@ export class TcpUpstreamConnections {
       this.budgetUntil = Date.now() + BUDGET_MS;
     }
     const again: TcpQuery[] = [];
-    for (const q of conn.queries.values()) {
+    for (const q of conn.queries.list()) {
       if (typeof q === 'number' || q.conn !== conn) continue;
       if (retry && !q.retried) {
         q.retried = true;
@@ -347,7 +348,7 @@ export class TcpUpstreamConnections {
       } else if (!conn.connected && conn.openedAt <= idleBefore) {
         this.drop(conn, true); // never connected: its queries fail (answered is 0)
       } else if (conn.queries.size !== conn.live) {
-        for (const [id, q] of conn.queries) if (typeof q === 'number' && q <= idleBefore) conn.queries.delete(id);
+        conn.queries.deleteWhere((q) => typeof q === 'number' && q <= idleBefore);
       }
     }
   }

@@ -21,6 +21,7 @@ import { constants } from 'node:os';
 import { INSPECT } from '../debug.js';
 import type { ConnectedUdp } from '../transport/connected-udp.js';
 import { isReplyTo } from '../wire/query.js';
+import { IdTable } from './id-table.js';
 import { randomBelow, randomId } from './random-id.js';
 import type { Upstream } from './upstream-pool.js';
 
@@ -86,7 +87,7 @@ interface SocketIo {
  * late reply to a hedged or timed-out attempt is dropped quietly instead of being counted
  * as forged, and the ID is not handed out again meanwhile. */
 class PooledSocket {
-  readonly queries = new Map<number, UdpQuery | number>();
+  readonly queries = new IdTable<UdpQuery | number>();
   /** Queries in `queries` still waiting for a reply. */
   live = 0;
   carried = 0;
@@ -331,7 +332,7 @@ export class UdpUpstreamSockets {
 
   /** The socket failed: whatever is in flight on it gets null now, and it is replaced. */
   private fail(s: PooledSocket): void {
-    for (const q of s.queries.values()) {
+    for (const q of s.queries.list()) {
       if (typeof q === 'number' || q.owner !== s) continue;
       q.owner = null;
       q.resolve(null);
@@ -377,5 +378,5 @@ export class UdpUpstreamSockets {
 
 function forget(s: PooledSocket, before: number): void {
   if (s.queries.size === s.live) return;
-  for (const [id, q] of s.queries) if (typeof q === 'number' && q < before) s.queries.delete(id);
+  s.queries.deleteWhere((q) => typeof q === 'number' && q < before);
 }
