@@ -18,6 +18,8 @@ export interface FixedRate {
   avgMs: number;
   /** 99th percentile (nearest rank) of the answers' latencies, ms (NaN without answers). */
   p99Ms: number;
+  /** Runs this one is the median of (by average), when more than one was made. */
+  runs?: number;
 }
 
 export type VerboseStats = Omit<FixedRate, 'label' | 'mix'>;

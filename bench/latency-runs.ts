@@ -1,10 +1,11 @@
 // Latency at a fixed rate, measured after run.sh: run.sh's own fixed-rate run has no -v, so
 // no p99, and covers mix (c) only. With the configs run.sh rendered into its RUNDIR, NSD
 // (the upstream, 127.0.0.1:15301) is started again, and next to it divert, then dnsdist,
-// one at a time; each is warmed for 2 s and measured with run.sh's fixed-rate command plus
-// -v (dnsperf -Q <qps> -c 20 -T 1 -q 100 -l 5 -v): divert on (a) and (c), dnsdist on (c).
-// Every process started here is tracked by `processes` and stopped by its PID, also when a
-// step fails.
+// one at a time, `reps` times in turn (a fresh process each time, so neither gets the
+// quieter minutes); each is warmed for 2 s and measured with run.sh's fixed-rate command
+// plus -v (dnsperf -Q <qps> -c 20 -T 1 -q 100 -l 5 -v): divert on (a) and (c), dnsdist on
+// (c). Per server and mix the run with the median average is kept. Every process started
+// here is tracked by `processes` and stopped by its PID, also when a step fails.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,6 +31,8 @@ export interface LatencyRunsOptions {
   /** run.sh's RUNDIR for that run: nsd.conf and dnsdist.conf, rendered. */
   runDir: string;
   qps: number;
+  /** Runs per server and mix; the one with the median average is kept. */
+  reps: number;
   divert: Server;
   dnsdistLabel: string;
   log: (line: string) => void;
@@ -42,18 +45,35 @@ export async function latencyRuns(options: LatencyRunsOptions, processes: Proces
   try {
     const upstream = await waitForAnswer(NSD_PORT, 'h00001.bench.test', 15_000);
     if (!upstream) log(`fixed-rate latency: NSD did not answer on 127.0.0.1:${NSD_PORT}; only divert's (a) is measured`);
-    results.push(...(await measureServer(options, processes, options.divert, upstream ? ['a', 'c'] : ['a'])));
     const conf = join(runDir, 'dnsdist.conf');
-    if (upstream && existsSync(conf)) {
-      const args = ['--supervised', '--disable-syslog', '-C', conf];
-      results.push(
-        ...(await measureServer(options, processes, { label: options.dnsdistLabel, port: DNSDIST_PORT, command: 'dnsdist', args }, ['c'])),
-      );
+    const dnsdist: Server = {
+      label: options.dnsdistLabel,
+      port: DNSDIST_PORT,
+      command: 'dnsdist',
+      args: ['--supervised', '--disable-syslog', '-C', conf],
+    };
+    for (let rep = 1; rep <= options.reps; rep++) {
+      log(`fixed-rate latency: run ${rep} of ${options.reps}`);
+      results.push(...(await measureServer(options, processes, options.divert, upstream ? ['a', 'c'] : ['a'])));
+      if (upstream && existsSync(conf)) results.push(...(await measureServer(options, processes, dnsdist, ['c'])));
     }
   } finally {
     await processes.stop(nsd);
   }
-  return results;
+  return medianRuns(results);
+}
+
+/** Per server and mix, the run with the median average (the lower middle one of an even count), with `runs` set. */
+export function medianRuns(runs: FixedRate[]): FixedRate[] {
+  const groups = new Map<string, FixedRate[]>();
+  for (const run of runs) {
+    const key = `${run.label}\u0000${run.mix}`;
+    groups.set(key, [...(groups.get(key) ?? []), run]);
+  }
+  return [...groups.values()].map((group) => {
+    const sorted = group.toSorted((x, y) => x.avgMs - y.avgMs);
+    return { ...sorted[Math.floor((sorted.length - 1) / 2)], runs: group.length };
+  });
 }
 
 /** Starts `server`, waits for its answers, measures it on each mix, and stops it. */

@@ -117,8 +117,10 @@ function mainTable(input: ReportInput): string[] {
 
 function latencyTable(input: ReportInput): string[] {
   const rate = input.latencyQps.toLocaleString('en');
+  const runs = Math.max(1, ...input.fixedRate.map((r) => r.runs ?? 1));
+  const how = runs === 1 ? 'one run each' : `the median of ${runs} runs each, by average`;
   const out = [
-    `### Latency at a fixed ${rate} QPS (dnsperf -Q ${input.latencyQps} -c 20 -T 1 -q 100 -l 5 -v, one run each after run.sh)`,
+    `### Latency at a fixed ${rate} QPS (dnsperf -Q ${input.latencyQps} -c 20 -T 1 -q 100 -l 5 -v, ${how}, after run.sh)`,
     '',
     '| mix | divert QPS | divert loss % | divert avg ms | divert p99 ms | dnsdist QPS | dnsdist loss % | dnsdist avg ms | dnsdist p99 ms | avg divert / dnsdist | p99 divert / dnsdist | target | met |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
@@ -140,7 +142,8 @@ function latencyTable(input: ReportInput): string[] {
     '',
     "Average and p99 (nearest rank) over every answer's latency from dnsperf -v; QPS and loss from its summary. " +
       'NSD, divert and dnsdist are started again from the configs run.sh rendered, one server at a time next to NSD, ' +
-      "each warmed for 2 s; dnsdist is measured on (c) only, as run.sh does. run.sh's own fixed-rate runs (no p99) are in its report.",
+      'the two in turn and each started afresh for every run, warmed for 2 s; dnsdist is measured on (c) only, as run.sh does. ' +
+      "run.sh's own fixed-rate runs (no p99) are in its report.",
   ];
 }
 

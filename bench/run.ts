@@ -134,6 +134,7 @@ async function bench(): Promise<void> {
       copy,
       runDir: memory.runDir,
       qps: settings.latencyQps,
+      reps: settings.reps,
       divert: divertServer(copy, 15351), // run.sh's range; nothing of run.sh runs any more
       dnsdistLabel: DNSDIST,
       log,

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { parseVerbose, percentile, type FixedRate } from '../bench/dnsperf-verbose.js';
 import { parseCells } from '../bench/peerbench.js';
 import { DNSDIST, renderReport, SUT } from '../bench/report.js';
+import { medianRuns } from '../bench/latency-runs.js';
 
 const VERBOSE = `DNS Performance Testing Tool
 Version 2.10.0
@@ -150,4 +151,34 @@ test('report: latency at the fixed rate, average and p99, the average held to 1.
   const slow = latency(render(rate(0.8)))('(c) 90 % fwd / 10 % int | 10000');
   assert.partialDeepStrictEqual(slow, { 'avg divert / dnsdist': '2.00×', met: 'missed' });
   assert.equal(latency(render([]))('(c) 90 % fwd / 10 % int | n/a').met, 'n/a');
+});
+
+test('report: of several fixed-rate runs per server and mix, the median by average is shown, and how many there were', () => {
+  const runs = [
+    fixed(SUT.memory, 'c', 0.9, 5),
+    fixed(DNSDIST, 'c', 0.3, 1),
+    fixed(SUT.memory, 'c', 0.2, 2),
+    fixed(DNSDIST, 'c', 0.1, 1),
+    fixed(SUT.memory, 'c', 0.4, 3),
+    fixed(DNSDIST, 'c', 0.2, 1),
+    fixed(SUT.memory, 'a', 0.1, 0.5),
+  ];
+  const kept = medianRuns(runs);
+  assert.deepEqual(
+    kept.map((r) => [r.label, r.mix, r.avgMs, r.p99Ms, r.runs]),
+    [
+      [SUT.memory, 'c', 0.4, 3, 3],
+      [DNSDIST, 'c', 0.2, 1, 3],
+      [SUT.memory, 'a', 0.1, 0.5, 1],
+    ],
+  );
+  const lines = render(kept);
+  assert.ok(lines.some((l) => l.includes('the median of 3 runs each, by average')));
+  const row = table(lines, 'mix | divert QPS | divert loss %')('(c) 90 % fwd / 10 % int | 10000');
+  assert.partialDeepStrictEqual(row, {
+    'divert avg ms': '0.400',
+    'divert p99 ms': '3.000',
+    'avg divert / dnsdist': '2.00×',
+    met: 'missed',
+  });
 });
