@@ -51,6 +51,10 @@ export class AddressTable implements TableView {
     return this.store.lookup(candidates);
   }
 
+  lookupName(name: string): Entry | null | Promise<Entry | null> {
+    return this.store.lookupName(name);
+  }
+
   async list(options: { prefix?: string; cursor?: string; limit: number }): Promise<ListPage> {
     return this.store.list({
       prefix: (options.prefix ?? '').toLowerCase(),

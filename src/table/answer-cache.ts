@@ -6,7 +6,7 @@
 import { LRUCache } from 'lru-cache';
 import { compileEntry } from '../rules/compile.js';
 import type { CompiledAnswers } from '../wire/answers.js';
-import { wildcardCandidates, isWildcard } from '../entry/names.js';
+import { isWildcard } from '../entry/names.js';
 import { type ChangeEvent, type Entry } from '../entry/entry.js';
 import { type TableView } from './table.js';
 
@@ -65,13 +65,14 @@ export class AnswerCache {
       return slot === NOT_INTERCEPTED ? null : (slot as CompiledAnswers);
     }
     this.misses++;
-    const inFlight = this.pending.get(name);
+    // only a shared store's lookups are ever pending: an in-process table's cost no lookup here
+    const inFlight = this.pending.size === 0 ? undefined : this.pending.get(name);
     if (inFlight) return inFlight;
 
     const generation = this.generation;
     let found: Entry | null | Promise<Entry | null>;
     try {
-      found = this.table.lookup(wildcardCandidates(name));
+      found = this.table.lookupName(name);
     } catch (err) {
       this.options.onLookupError?.(err, name);
       return null;

@@ -10,7 +10,7 @@ import type { TableName } from '../entry/names.js';
 import { compareAddresses, diversionSteps, recordOf, type DiversionListener, type DiversionRecord } from '../entry/diversions.js';
 import { ChangeListeners, DiversionListeners, ResyncListeners } from './change-listeners.js';
 import { compareNames, freezeEntry, versionMismatch } from './store-ops.js';
-import { HISTORY_LENGTH, lookupIn, type Diverted, type ListPage, type Store, type StoreWrite } from './table.js';
+import { EntryMap, HISTORY_LENGTH, lookupIn, type Diverted, type ListPage, type Store, type StoreWrite } from './table.js';
 
 export interface MemoryStoreOptions {
   /** Clock for `updatedAt`; injectable so tests get stable times. */
@@ -20,7 +20,7 @@ export interface MemoryStoreOptions {
 }
 
 export class MemoryStore implements Store {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new EntryMap();
   /** Newest first, at most HISTORY_LENGTH each; kept after a delete. */
   private readonly histories = new Map<string, HistoryRecord[]>();
   private readonly listeners: ChangeListeners;
@@ -44,6 +44,10 @@ export class MemoryStore implements Store {
 
   lookup(candidates: readonly string[]): Entry | null {
     return lookupIn(this.entries, candidates);
+  }
+
+  lookupName(name: string): Entry | null {
+    return this.entries.lookupName(name);
   }
 
   /** Every entry now, for a worker's replica; changes after this come through onChange. */

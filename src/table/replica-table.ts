@@ -3,12 +3,12 @@
 // through the primary (admin API), which owns the table.
 
 import { ChangeListeners, ResyncListeners } from './change-listeners.js';
-import { lookupIn, type WorkerView } from './table.js';
+import { EntryMap, lookupIn, type WorkerView } from './table.js';
 import { type ChangeEvent, type ChangeListener, type Entry } from '../entry/entry.js';
 import { freezeEntry } from './store-ops.js';
 
 export class ReplicaTable implements WorkerView {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new EntryMap();
   private readonly listeners: ChangeListeners;
   private readonly resyncListeners = new ResyncListeners();
 
@@ -31,6 +31,10 @@ export class ReplicaTable implements WorkerView {
 
   lookup(candidates: readonly string[]): Entry | null {
     return lookupIn(this.entries, candidates);
+  }
+
+  lookupName(name: string): Entry | null {
+    return this.entries.lookupName(name);
   }
 
   onChange(listener: ChangeListener): () => void {

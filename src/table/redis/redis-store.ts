@@ -9,7 +9,7 @@ import { DivertError, isDivertError } from '../../errors.js';
 import { INSPECT } from '../../debug.js';
 import type { CheckedData } from '../../entry/check.js';
 import type { ChangeEvent, ChangeListener, Entry, HistoryRecord } from '../../entry/entry.js';
-import { normalizeName, type TableName } from '../../entry/names.js';
+import { normalizeName, wildcardCandidates, type TableName } from '../../entry/names.js';
 import type { Diversion } from '../../entry/entry-ops.js';
 import type { DiversionChange, DiversionListener, DiversionRecord } from '../../entry/diversions.js';
 import { ChangeListeners, ResyncListeners } from '../change-listeners.js';
@@ -122,6 +122,10 @@ export class RedisStore implements Store {
       return null;
     }
     return this.read(maybe);
+  }
+
+  lookupName(name: string): Entry | null | Promise<Entry | null> {
+    return this.lookup(wildcardCandidates(name));
   }
 
   /** Loads the name filter now (lookup() starts it by itself); resolves true once loaded, false when it failed (it is retried). */
