@@ -11,6 +11,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { DivertError, type ErrorCode } from '../errors.js';
+import { WORKER_HEAP_FLAGS } from '../worker-heap.js';
 import type { HostPort } from '../net/host-port.js';
 import type { UpstreamSpec } from '../net/upstream-spec.js';
 import type { ServeConfig } from '../config/options.js';
@@ -62,10 +63,8 @@ export async function startWorkers(
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({
     exec: fileURLToPath(new URL('./worker.js', import.meta.url)),
-    // not the primary's own flags (a test runner's, say); NODE_OPTIONS still reaches the
-    // workers. A young generation of 8 MB semi-spaces instead of 16: under load the
-    // default grew a worker to ~150 MB RSS; this keeps it near 110 MB at the same QPS.
-    execArgv: ['--max-semi-space-size=8'],
+    // not the primary's own flags (a test runner's, say); NODE_OPTIONS still reaches the workers
+    execArgv: [...WORKER_HEAP_FLAGS],
     serialization: 'advanced',
   });
 

@@ -11,6 +11,7 @@ import type { ProxyConfig } from './config.js';
 import { mergeFigures, type ProxyFigures } from './figures.js';
 import type { Proxy } from './proxy.js';
 import { whenOrphaned } from '../orphan.js';
+import { WORKER_HEAP_FLAGS } from '../worker-heap.js';
 
 /** How long a worker whose primary is gone may take to close before it exits anyway. */
 const ORPHAN_CLOSE_MS = 2000;
@@ -83,6 +84,8 @@ export class ProxyPrimary {
   static async start(config: ProxyConfig, count: number, log: Logger): Promise<ProxyPrimary> {
     // every worker accepts from the shared TCP listeners itself, instead of the primary handing each connection over
     cluster.schedulingPolicy = cluster.SCHED_NONE;
+    // the primary's own flags (--cpu-prof, say) and a bounded young generation (worker-heap.ts)
+    cluster.setupPrimary({ execArgv: [...process.execArgv, ...WORKER_HEAP_FLAGS] });
     const primary = new ProxyPrimary(count, { [UDP_PORTS_VARIABLE]: JSON.stringify(await udpPorts(config)) }, log);
     try {
       await Promise.all(Array.from({ length: count }, (_, i) => primary.fork(i + 1)));
