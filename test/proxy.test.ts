@@ -12,7 +12,7 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
-import { connect, createServer } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { proxyHeader } from '../src/proxy/proxy-protocol.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServe, waitFor } from './monitor-fixtures.js';
@@ -136,6 +136,17 @@ describe('divert proxy: a name target', () => {
   });
 });
 
+/** `target` listening on A, and a proxy in front of it (service "bulk"; no divert serve: an address target). */
+async function proxyInFrontOf(target: Server): Promise<ProxyProcess> {
+  target.listen(0, A);
+  await once(target, 'listening');
+  const port = (target.address() as { port: number }).port;
+  return startProxy(
+    { services: [{ name: 'bulk', listen: '127.0.0.1:0', target: { address: A, port } }] },
+    { adminUrl: 'http://127.0.0.1:9' },
+  );
+}
+
 describe('divert proxy: bytes arrive whole and in order', () => {
   test('48 MB from the target to a client that stalls (reads go into reused buffers) and 48 MB the other way', async () => {
     // more than the kernel's socket buffers hold: while the client stalls, the proxy's writes to it queue
@@ -151,15 +162,9 @@ describe('divert proxy: bytes arrive whole and in order', () => {
       // written in pieces, so that many reads happen while the client is paused
       for (let at = 0; at < size; at += 256 << 10) socket.write(pattern.subarray(at, at + (256 << 10)));
     });
-    target.listen(0, A);
-    await once(target, 'listening');
     let proxy: ProxyProcess | undefined;
     try {
-      const port = (target.address() as { port: number }).port;
-      proxy = await startProxy(
-        { services: [{ name: 'bulk', listen: '127.0.0.1:0', target: { address: A, port } }] },
-        { adminUrl: 'http://127.0.0.1:9' },
-      );
+      proxy = await proxyInFrontOf(target);
       const client = connect({ port: proxy.port('bulk'), host: '127.0.0.1' });
       await once(client, 'connect');
       const got: Buffer[] = [];
@@ -202,6 +207,73 @@ describe('divert proxy: bytes arrive whole and in order', () => {
       await waitFor(() => uploaded !== '', 5000, 'the upload complete at the target');
       assert.equal(uploaded, digest(pattern), 'the upload arrived unchanged');
       client.destroy();
+    } finally {
+      await proxy?.stop();
+      await new Promise<void>((resolve) => target.close(() => resolve()));
+    }
+  });
+});
+
+describe('divert proxy: connections that share the read buffer', () => {
+  test('four downloads at once, in small pieces, to clients that stall in turn: each arrives unchanged', async () => {
+    // every plain target connection of a process reads into one buffer: bytes a stalled
+    // client has not taken yet must survive the other connections' reads
+    const size = 8 << 20;
+    const patterns = [0, 1, 2, 3].map((n) => {
+      const b = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) b[i] = (i * (n * 2 + 3) + (i >> 11) + n * 61) & 255;
+      return b;
+    });
+    const digest = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    let accepted = 0;
+    const target = createServer((socket) => {
+      const pattern = patterns[accepted++ % patterns.length];
+      socket.on('error', () => {});
+      // small writes, so that the proxy reads small pieces from every connection at once
+      let at = 0;
+      const more = () => {
+        while (at < size) {
+          const ok = socket.write(pattern.subarray(at, at + 3000));
+          at += 3000;
+          if (!ok) return void socket.once('drain', more);
+        }
+        socket.end();
+      };
+      more();
+    });
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await proxyInFrontOf(target);
+      const download = async (n: number): Promise<string> => {
+        const client = connect({ port: proxy!.port('bulk'), host: '127.0.0.1' });
+        await once(client, 'connect');
+        const got: Buffer[] = [];
+        let length = 0;
+        let pauses = 0;
+        return new Promise<string>((resolve, reject) => {
+          const stalled = setTimeout(() => reject(new Error(`download ${n} stalled at ${length} of ${size} bytes`)), 60_000);
+          client.on('data', (chunk: Buffer) => {
+            got.push(chunk);
+            length += chunk.length;
+            // each client stalls now and then, at its own moments, while the others read on
+            if (length > (pauses + 1) * (1 << 20) + n * 200_000) {
+              pauses++;
+              client.pause();
+              setTimeout(() => client.resume(), 50 + 40 * n);
+            }
+          });
+          client.on('end', () => {
+            clearTimeout(stalled);
+            client.destroy();
+            resolve(digest(Buffer.concat(got)));
+          });
+          client.on('error', reject);
+        });
+      };
+      const digests = await Promise.all([0, 1, 2, 3].map((n) => download(n)));
+      const expected = new Set(patterns.map(digest));
+      for (const [n, d] of digests.entries()) assert.ok(expected.has(d), `download ${n} arrived changed`);
+      assert.equal(new Set(digests).size, 4, 'each connection got its own bytes');
     } finally {
       await proxy?.stop();
       await new Promise<void>((resolve) => target.close(() => resolve()));
