@@ -11,7 +11,7 @@ import { type Client } from '../src/transport/handler.js';
 import { compileEntry } from '../src/rules/compile.js';
 import { AnswerCache } from '../src/table/answer-cache.js';
 import type { Entry, EntryData } from '../src/entry/entry.js';
-import type { TableView } from '../src/table/table.js';
+import { lookupIn, type TableView } from '../src/table/table.js';
 import { wildcardCandidates } from '../src/entry/names.js';
 import { checkEntryData, type EntryInput } from '../src/entry/check.js';
 import type { Forwarder } from '../src/upstream/forwarder.js';
@@ -253,10 +253,8 @@ function pipelineOver(entries: Record<string, EntryInput>, now: () => number = D
   for (const [name, data] of Object.entries(entries)) {
     table.set(name, { name, version: 1, updatedAt: new Date(0).toISOString(), ...checkEntryData(data) });
   }
-  const lookup = (candidates: readonly string[]) => candidates.map((c) => table.get(c)).find((e) => e !== undefined) ?? null;
   const view: TableView = {
-    lookup,
-    lookupName: (name) => lookup(wildcardCandidates(name)),
+    lookupName: (name) => lookupIn(table, wildcardCandidates(name)),
     onChange: () => () => {},
     onResync: () => () => {},
     isReady: () => true,

@@ -47,10 +47,6 @@ export class AddressTable implements TableView {
     return this.store.get(normalizeName(name));
   }
 
-  lookup(candidates: readonly string[]): Entry | null | Promise<Entry | null> {
-    return this.store.lookup(candidates);
-  }
-
   lookupName(name: string): Entry | null | Promise<Entry | null> {
     return this.store.lookupName(name);
   }

@@ -10,7 +10,7 @@ import type { TableName } from '../entry/names.js';
 import { compareAddresses, diversionSteps, recordOf, type DiversionListener, type DiversionRecord } from '../entry/diversions.js';
 import { ChangeListeners, DiversionListeners, ResyncListeners } from './change-listeners.js';
 import { compareNames, freezeEntry, versionMismatch } from './store-ops.js';
-import { EntryMap, HISTORY_LENGTH, lookupIn, type Diverted, type ListPage, type Store, type StoreWrite } from './table.js';
+import { EntryMap, HISTORY_LENGTH, type Diverted, type ListPage, type Store, type StoreWrite } from './table.js';
 
 export interface MemoryStoreOptions {
   /** Clock for `updatedAt`; injectable so tests get stable times. */
@@ -40,10 +40,6 @@ export class MemoryStore implements Store {
 
   async get(name: TableName): Promise<Entry | null> {
     return this.entries.get(name) ?? null;
-  }
-
-  lookup(candidates: readonly string[]): Entry | null {
-    return lookupIn(this.entries, candidates);
   }
 
   lookupName(name: string): Entry | null {

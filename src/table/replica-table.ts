@@ -3,7 +3,7 @@
 // through the primary (admin API), which owns the table.
 
 import { ChangeListeners, ResyncListeners } from './change-listeners.js';
-import { EntryMap, lookupIn, type WorkerView } from './table.js';
+import { EntryMap, type WorkerView } from './table.js';
 import { type ChangeEvent, type ChangeListener, type Entry } from '../entry/entry.js';
 import { freezeEntry } from './store-ops.js';
 
@@ -27,10 +27,6 @@ export class ReplicaTable implements WorkerView {
     if (event.entry) this.entries.set(event.name, freezeEntry(event.entry));
     else this.entries.delete(event.name);
     this.listeners.emit(event.entry ? { ...event, entry: this.entries.get(event.name)! } : event);
-  }
-
-  lookup(candidates: readonly string[]): Entry | null {
-    return lookupIn(this.entries, candidates);
   }
 
   lookupName(name: string): Entry | null {

@@ -35,13 +35,10 @@ export interface StoreWrite {
  * be read now. A worker's replica of the primary's table (replica-table.ts) is one too. */
 export interface TableView {
   /**
-   * The entry that answers a name: the first of `candidates` (the name, then its
-   * wildcards: wildcardCandidates()) the table holds. A store that holds everything in
-   * process answers synchronously.
+   * The entry that answers a name: its own, else its nearest wildcard's
+   * (wildcardCandidates()). A store that holds everything in process answers
+   * synchronously, and with one look at the name when it holds no wildcard.
    */
-  lookup(candidates: readonly string[]): Entry | null | Promise<Entry | null>;
-  /** lookup() for `name` and its wildcards: the query path's question, which a store that
-   * knows it holds no wildcard answers with one look at the name alone. */
   lookupName(name: string): Entry | null | Promise<Entry | null>;
   /** Every change, made here or (for shared stores) elsewhere. */
   onChange(listener: ChangeListener): () => void;

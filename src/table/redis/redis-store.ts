@@ -109,8 +109,8 @@ export class RedisStore implements Store {
    * left the answer is null at once, without Redis. Otherwise one HMGET for the
    * candidates left; the first readable one answers.
    */
-  lookup(candidates: readonly string[]): Entry | null | Promise<Entry | null> {
-    if (candidates.length === 0) return null;
+  lookupName(name: string): Entry | null | Promise<Entry | null> {
+    const candidates = wildcardCandidates(name);
     const filter = this.filter.serving();
     if (filter === null) return this.read(candidates);
     let maybe: string[] | undefined;
@@ -124,11 +124,7 @@ export class RedisStore implements Store {
     return this.read(maybe);
   }
 
-  lookupName(name: string): Entry | null | Promise<Entry | null> {
-    return this.lookup(wildcardCandidates(name));
-  }
-
-  /** Loads the name filter now (lookup() starts it by itself); resolves true once loaded, false when it failed (it is retried). */
+  /** Loads the name filter now (lookupName() starts it by itself); resolves true once loaded, false when it failed (it is retried). */
   loadFilter(): Promise<boolean> {
     return this.filter.load();
   }
