@@ -34,8 +34,14 @@ describe('--forward-max-in-flight', () => {
 
   test('beyond the cap a forwarded query gets SERVFAIL at once; the cap frees up as the waiting ones end', async () => {
     const started = Date.now();
-    const replies = await Promise.all(Array.from({ length: 30 }, (_, i) => udpAsk(divert.port, query(`q${i}.inflight.example`), 5000)));
+    const asked = Array.from({ length: 30 }, (_, i) => query(`q${i}.inflight.example`));
+    const replies = await Promise.all(asked.map((q) => udpAsk(divert.port, q, 5000)));
     const rcodes = replies.map((r) => decode(r).rcode);
+    // each to its own client, with its ID and question: those refused at once as those that went up under another ID
+    assert.deepEqual(
+      replies.map((r) => [r?.readUInt16BE(0), decode(r).questions![0].name]),
+      asked.map((q, i) => [q.readUInt16BE(0), `q${i}.inflight.example`]),
+    );
     assert.deepEqual(
       rcodes.filter((r) => r !== 'SERVFAIL'),
       [],

@@ -416,6 +416,49 @@ describe('divert serve --udp-batch, one process', { skip: noAddon }, () => {
   });
 });
 
+describe('divert serve --udp-batch: each datagram of a batch is judged by its own client', { skip: noAddon }, () => {
+  let upstream: TestUpstream;
+  let divert: TestServer;
+
+  before(async () => {
+    upstream = await startUpstream((q) =>
+      replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 60, data: '203.0.113.9' }] }),
+    );
+    const zone = tempFiles('udp-batch-clients', '.zone')('$ORIGIN clients.test.\n$TTL 30\n*.clients.test. IN A 192.0.2.9\n');
+    divert = await startDivert({
+      listen: ['127.0.0.1:0'],
+      upstream: [`127.0.0.1:${upstream.port}`],
+      zones: [zone],
+      allow: ['127.0.0.2/32', '127.0.0.4/32'],
+      'udp-batch': true,
+      workers: '1',
+    });
+  });
+  after(async () => {
+    await divert?.close();
+    await upstream?.close();
+  });
+
+  test('300 queries at once from three addresses: the two allowed get answers, forwarded and intercepted, the other REFUSED', async () => {
+    const sources = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+    const asked = Array.from({ length: 300 }, (_, i) => ({
+      source: sources[i % 3],
+      name: i % 2 ? `n${i}.clients.test` : `n${i}.forward.example`,
+    }));
+    const replies = await Promise.all(asked.map((a) => udpAsk(divert.port, query(a.name), 5000, '127.0.0.1', a.source)));
+    const got = replies.map((r) => {
+      const d = decode(r);
+      return `${d.questions![0].name} ${d.rcode} ${(d.answers ?? []).map((x) => (x as { data: string }).data).join(',')}`;
+    });
+    const expected = asked.map((a) =>
+      a.source === '127.0.0.3'
+        ? `${a.name} REFUSED `
+        : `${a.name} NOERROR ${a.name.endsWith('.clients.test') ? '192.0.2.9' : '203.0.113.9'}`,
+    );
+    assert.deepEqual(got, expected);
+  });
+});
+
 /** `divert serve --udp-batch` on a loopback port the OS picks. */
 function serveArgs(zone: string, upstream: string, workers: string): string[] {
   return ['serve', '--listen', '127.0.0.1:0', '--zones', zone, '--upstream', upstream, '--workers', workers, '--udp-batch'];

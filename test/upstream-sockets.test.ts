@@ -277,6 +277,25 @@ for (const kind of ['node:dgram', 'native'] as const) {
       }
     });
 
+    test("hedged attempts go up under IDs of their own, and the caller's query is left as it was", async () => {
+      // silent to the first two attempts: the third, 100 ms apart, is answered
+      const upstream = await startUpstream((q) => (upstream.queries.length < 3 ? null : answer(q.raw)));
+      const forwarder = forwarderTo(upstream.port, { attemptTimeoutMs: 100, queryTimeoutMs: 1500 });
+      try {
+        const msg = query('n7.hedge.test');
+        const before = Buffer.from(msg);
+        assert.deepEqual(addressesIn(await forward(forwarder, msg)), [addressFor(7)]);
+        assert.deepEqual(msg, before, "the caller's buffer, ID and all");
+        const ids = upstream.queries.map((q) => q.raw.readUInt16BE(0));
+        assert.equal(ids.length, 3);
+        assert.equal(new Set([...ids, msg.readUInt16BE(0)]).size, 4, `upstream IDs ${ids.join(', ')}; the client's ${msg.readUInt16BE(0)}`);
+        for (const q of upstream.queries) assert.deepEqual(q.raw.subarray(2), msg.subarray(2), 'the query itself, unchanged');
+      } finally {
+        forwarder.close();
+        await upstream.close();
+      }
+    });
+
     test('a query given up on leaves nothing in flight, and its late reply is not counted as forged', async () => {
       const upstream = await startUpstream(async (q) => {
         await sleep(300);

@@ -17,11 +17,12 @@ import { answerReply, errorReply, headerOnlyFormErr, headerOnlyReply, recordsRep
 import type { AnswerCache, Resolution } from '../table/answer-cache.js';
 import type { Forwarder } from '../upstream/forwarder.js';
 import type { AccessList } from '../net/cidr.js';
-import type { Client, Reply } from '../transport/handler.js';
+import { LATER, type Client, type IntoHandler, type Reply, type ReplySink } from '../transport/handler.js';
 import type { RateLimiter } from './rate-limit.js';
 import type { QueryLog } from './query-log.js';
 import { NO_TYPE, QueryStats } from './query-stats.js';
-import type { Result } from './outcome.js';
+import type { Outcome, Result } from './outcome.js';
+import { PendingQuery } from './pending-query.js';
 import type { InFlight } from './in-flight.js';
 
 const BADVERS = 16;
@@ -99,17 +100,52 @@ export class QueryPipeline {
     return result instanceof Promise ? result.then(replyOf) : result.reply;
   };
 
+  /** The reply's bytes at once, or LATER: then they go to `sink` with `tag`. A forwarded
+   * query's job reports straight to a PendingQuery here, with no promise on the way. */
+  readonly answerInto: IntoHandler = (msg, client, sink, tag) => {
+    const started = performance.now();
+    const q = readQuery(msg);
+    let result: Result | Promise<Result> | typeof LATER;
+    try {
+      result = this.route(msg, q, client, sink, tag, started);
+    } catch (err) {
+      result = this.fault(msg, q, err);
+    }
+    if (result === LATER) return LATER;
+    if (!(result instanceof Promise)) return this.count(result.outcome, result.reply, msg, q, client, started);
+    this.later(result, msg, q, client, started).then(
+      (r) => sink.later(r.reply, tag),
+      (err: unknown) => sink.failed(err),
+    );
+    return LATER;
+  };
+
   /** The reply and who gave it; the query counted in the figures and the query log. */
   handle(msg: Buffer, client: Client): Result | Promise<Result> {
     const started = performance.now();
     const q = readQuery(msg);
     let result: Result | Promise<Result>;
     try {
-      result = this.route(msg, q, client);
+      result = withoutSink(this.route(msg, q, client, null, null, started));
     } catch (err) {
       result = this.fault(msg, q, err);
     }
-    if (!(result instanceof Promise)) return this.count(result, msg, q, client, started);
+    if (!(result instanceof Promise)) {
+      this.count(result.outcome, result.reply, msg, q, client, started);
+      return result;
+    }
+    return this.later(result, msg, q, client, started);
+  }
+
+  /** A forwarded query of answerInto's has its reply (null: none in time): counted, and the reply it gets. */
+  forwarded(reply: Buffer | null, msg: Buffer, q: Query, client: Client, started: number): Reply {
+    this.inFlight?.end();
+    if (reply) return this.count('forwarded', reply, msg, q, client, started);
+    return this.count('servfail', errorReply(msg, q, Rcode.ServFail), msg, q, client, started);
+  }
+
+  /** A result still to come: counted in flight meanwhile. */
+  private later(result: Promise<Result>, msg: Buffer, q: Query | Unreadable, client: Client, started: number): Promise<Result> {
     this.inFlight?.begin();
     return result.then(
       (r) => this.settle(r, msg, q, client, started),
@@ -123,15 +159,17 @@ export class QueryPipeline {
 
   private settle(result: Result, msg: Buffer, q: Query | Unreadable, client: Client, started: number): Result {
     this.inFlight?.end();
-    return this.count(result, msg, q, client, started);
+    this.count(result.outcome, result.reply, msg, q, client, started);
+    return result;
   }
 
-  private count(result: Result, msg: Buffer, q: Query | Unreadable, client: Client, started: number): Result {
+  /** Counts the query in the figures and the query log; returns its reply. */
+  private count(outcome: Outcome, reply: Reply, msg: Buffer, q: Query | Unreadable, client: Client, started: number): Reply {
     const ms = performance.now() - started;
-    this.observers.stats.record(result.outcome, client.transport, isUnreadable(q) ? NO_TYPE : q.qtype, ms / 1000);
+    this.observers.stats.record(outcome, client.transport, isUnreadable(q) ? NO_TYPE : q.qtype, ms / 1000);
     const log = this.observers.queryLog;
-    if (log !== null && log.sampled()) log.write(msg, client, result.outcome, result.reply, ms);
-    return result;
+    if (log !== null && log.sampled()) log.write(msg, client, outcome, reply, ms);
+    return reply;
   }
 
   /** A bug must cost one query a SERVFAIL, never the process. */
@@ -140,7 +178,15 @@ export class QueryPipeline {
     return isUnreadable(q) ? DROPPED : { reply: errorReply(msg, q, Rcode.ServFail), outcome: 'servfail' };
   }
 
-  private route(msg: Buffer, q: Query | Unreadable, client: Client): Result | Promise<Result> {
+  /** `sink` null: a forwarded query's result is a promise; otherwise it is LATER, and its reply goes to `sink` with `tag`. */
+  private route<T>(
+    msg: Buffer,
+    q: Query | Unreadable,
+    client: Client,
+    sink: ReplySink<T> | null,
+    tag: T,
+    started: number,
+  ): Result | Promise<Result> | typeof LATER {
     if (q === 'drop') return DROPPED;
     if (this.limits.limiter !== null && !this.limits.limiter.allows(client.address)) {
       if (this.limits.action === 'drop') return LIMITED;
@@ -150,17 +196,26 @@ export class QueryPipeline {
     if (!this.access.allows(client.address)) return { reply: errorReply(msg, q, Rcode.Refused), outcome: 'refused' };
     if (q.opcode !== OPCODE_QUERY) {
       // STATUS and unassigned opcodes go upstream as they came; UPDATE, NOTIFY, IQUERY and DSO never do
-      return isPassedOn(q.opcode) ? this.forward(msg, q, client) : { reply: errorReply(msg, q, Rcode.NotImp), outcome: 'notimp' };
+      if (!isPassedOn(q.opcode)) return { reply: errorReply(msg, q, Rcode.NotImp), outcome: 'notimp' };
+      return this.forward(msg, q, client, sink, tag, started);
     }
-    if (q.qclass !== CLASS_IN || q.name === '') return this.forward(msg, q, client);
+    if (q.qclass !== CLASS_IN || q.name === '') return this.forward(msg, q, client, sink, tag, started);
 
     const found = this.answers.resolve(q.name);
-    if (found instanceof Promise) return found.then((answers) => this.answerOrForward(msg, q, client, answers));
-    return this.answerOrForward(msg, q, client, found);
+    if (found instanceof Promise) return found.then((answers) => withoutSink(this.answerOrForward(msg, q, client, answers, null, null, 0)));
+    return this.answerOrForward(msg, q, client, found, sink, tag, started);
   }
 
-  private answerOrForward(msg: Buffer, q: Query, client: Client, answers: Resolution): Result | Promise<Result> {
-    if (!answers) return this.forward(msg, q, client);
+  private answerOrForward<T>(
+    msg: Buffer,
+    q: Query,
+    client: Client,
+    answers: Resolution,
+    sink: ReplySink<T> | null,
+    tag: T,
+    started: number,
+  ): Result | Promise<Result> | typeof LATER {
+    if (!answers) return this.forward(msg, q, client, sink, tag, started);
     this.observers.stats.answeredBy(answers.owner ?? q.name);
     const edns: Edns | null | 'formerr' = readEdns(msg, q);
     if (edns === 'formerr') return { reply: errorReply(msg, q, Rcode.FormErr), outcome: 'formerr' };
@@ -177,12 +232,30 @@ export class QueryPipeline {
     return { reply: recordsReply(msg, q, chosen.records, chosen.count, edns, limit, chosen.scope), outcome: 'intercepted' };
   }
 
-  private forward(msg: Buffer, q: Query, client: Client): Promise<Result> {
+  private forward<T>(
+    msg: Buffer,
+    q: Query,
+    client: Client,
+    sink: ReplySink<T> | null,
+    tag: T,
+    started: number,
+  ): Promise<Result> | typeof LATER {
     // the forwarder picks the upstream transport by the client's: a stream client's reply is never truncated
+    if (sink !== null) {
+      this.inFlight?.begin();
+      this.forwarder.forwardTo(msg, q.questionEnd, client.transport, new PendingQuery(this, msg, q, client, started, sink, tag));
+      return LATER;
+    }
     return this.forwarder
       .forward(msg, q.questionEnd, client.transport)
       .then((reply) => (reply ? { reply, outcome: 'forwarded' } : { reply: errorReply(msg, q, Rcode.ServFail), outcome: 'servfail' }));
   }
+}
+
+/** What route() gives when it has no sink: LATER comes only with one. */
+function withoutSink(result: Result | Promise<Result> | typeof LATER): Result | Promise<Result> {
+  if (result === LATER) throw new Error('a query went on without a sink for its reply');
+  return result;
 }
 
 function replyOf(result: Result): Reply {

@@ -16,7 +16,7 @@ import { QueryLog } from '../pipeline/query-log.js';
 import { outcomeTotals, QueryStats } from '../pipeline/query-stats.js';
 import { AnswerCache } from '../table/answer-cache.js';
 import type { TableView } from '../table/table.js';
-import type { Handler } from '../transport/handler.js';
+import type { Client, Handler, ReplySink } from '../transport/handler.js';
 import { listenerReport } from '../transport/listener-events.js';
 import { BindFailure, ListenerSet, type EncryptedAddresses } from '../transport/listener-set.js';
 import type { TlsPem } from '../transport/tls-settings.js';
@@ -130,7 +130,9 @@ export async function startServing(
   const report = listenerReport((event, err) =>
     faultLog({ event, err: err instanceof Error ? err.message : String(err) }, 'a message could not be served'),
   );
-  const handler: Handler = (msg, client) => paths.current.answer(msg, client);
+  const handler: Handler = Object.assign((msg: Buffer, client: Client) => paths.current.answer(msg, client), {
+    into: <T>(msg: Buffer, client: Client, sink: ReplySink<T>, tag: T) => paths.current.answerInto(msg, client, sink, tag),
+  });
 
   const release = async () => {
     paths.close();

@@ -11,8 +11,22 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Handler, Reply } from './handler.js';
+import { LATER, type Client, type Handler, type Reply, type ReplySink } from './handler.js';
 import type { ListenerReport } from './listener-events.js';
+import { AddressTexts } from './address-texts.js';
+
+/** A client of the batched listener: its reply's destination, the sockaddr at names[nameAt]. */
+interface BatchClient extends Client {
+  names: Buffer;
+  nameAt: number;
+}
+
+/** A copy of the sockaddr at `names[at]`, from Node's pool (as a query's copy is): the batch's buffer is read into again. */
+function nameOf(names: Buffer, at: number, length: number): Buffer {
+  const name = Buffer.allocUnsafe(length);
+  names.copy(name, 0, at, at + length);
+  return name;
+}
 
 type NativeSocket = object;
 
@@ -96,6 +110,11 @@ export class BatchUdpSocket {
     const names = Buffer.alloc(BATCH * NAME);
     const text = Buffer.alloc(BATCH * TEXT);
     const failed = (err: unknown) => report.fault('handler_error', err);
+    const words = new Int32Array(names.buffer, names.byteOffset, names.length / 4);
+    const addresses = new AddressTexts();
+    const into = handler.into;
+    // a forwarded query's reply comes here, with its client: where it goes travels in it
+    const sink: ReplySink<BatchClient> = { later: (reply, client) => this.later(reply, client.names, client.nameAt), failed };
     const onBatch = (count: number) => {
       if (!accepting()) return;
       for (let i = 0; i < count; i++) {
@@ -107,21 +126,25 @@ export class BatchUdpSocket {
           report.counts.unreplyable_source++;
           continue;
         }
-        const address = text.toString('latin1', i * TEXT, i * TEXT + meta[i * 4 + 2]);
+        const address = addresses.textOf(words, (i * NAME) / 4, meta[i * 4 + 3], text, i * TEXT, meta[i * 4 + 2]);
         // a copy: the batch buffer is read into again, and a forwarded query is read again when its reply comes
         const msg = Buffer.allocUnsafe(length);
         data.copy(msg, 0, i * SLOT, i * SLOT + length);
-        let reply: Reply | Promise<Reply>;
+        let reply: Reply | Promise<Reply> | typeof LATER;
+        // while the batch lasts, the client's sockaddr is read from the batch's own buffer
+        const client: BatchClient = { transport: 'udp', address, names, nameAt: i * NAME };
         try {
-          reply = handler(msg, { transport: 'udp', address });
+          reply = into ? into(msg, client, sink, client) : handler(msg, client);
         } catch (err) {
           failed(err);
           continue;
         }
-        if (reply instanceof Promise) {
-          const name = Buffer.allocUnsafe(NAME); // from Node's pool, as msg: no view made to copy it
-          names.copy(name, 0, i * NAME, (i + 1) * NAME);
-          reply.then((r) => this.later(r, name), failed);
+        if (reply === LATER) {
+          client.names = nameOf(names, i * NAME, NAME);
+          client.nameAt = 0;
+        } else if (reply instanceof Promise) {
+          const name = nameOf(names, i * NAME, NAME);
+          reply.then((r) => this.later(r, name, 0), failed);
         } else if (reply) {
           this.queue(reply, names, i * NAME);
         }
@@ -140,14 +163,15 @@ export class BatchUdpSocket {
     for (let i = 0; i < dropped; i++) this.report?.fault('send_error', new Error('closed with the reply still waiting for room to send'));
   }
 
-  /** A reply that came after its batch: sent with the others of this turn. */
-  private later(reply: Reply, name: Buffer): void {
+  /** A reply that came after its batch (or during it, from a forward that failed at once):
+   * sent with the others of this turn, to the sockaddr at `names[nameAt]`. */
+  private later(reply: Reply, names: Buffer, nameAt: number): void {
     if (!reply) return;
     if (this.closed) {
       this.report?.fault('send_error', new Error('the UDP socket is closed'));
       return;
     }
-    this.queue(reply, name, 0);
+    this.queue(reply, names, nameAt);
     if (this.flushQueued) return;
     this.flushQueued = true;
     queueMicrotask(() => {
@@ -160,8 +184,7 @@ export class BatchUdpSocket {
     const { BATCH, SLOT, NAME } = this.addon;
     if (reply.length > SLOT) {
       // larger than a slot (a forwarded reply can be): on its own, from its own memory
-      const name = Buffer.allocUnsafe(NAME);
-      names.copy(name, 0, nameAt, nameAt + NAME);
+      const name = nameOf(names, nameAt, NAME);
       this.sent(this.addon.send(this.socket, reply, Int32Array.of(0, reply.length, 0), name, 1));
       return;
     }

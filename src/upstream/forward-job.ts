@@ -5,9 +5,10 @@
 // deadline it ends with null (the client gets SERVFAIL).
 //
 // Callback-driven, as the exchanges are: an exchange reports to its job by the attempt's
-// index (ReplyTarget), so a forwarded query costs one job, one promise for the pipeline
-// and one timer — no promise, closure, Map or Set per attempt. Each job holds one timer,
-// for the next attempt or the deadline, whichever comes first.
+// index (ReplyTarget), and the job reports its reply to its waiter (JobWaiter), so a
+// forwarded query costs one job and one timer — no promise, closure, Map or Set per
+// attempt, nor per query on the UDP path (pipeline/pending-query.ts). Each job holds one
+// timer, for the next attempt or the deadline, whichever comes first.
 
 import type { Transport } from '../transport/handler.js';
 import { TC } from '../wire/header.js';
@@ -36,6 +37,12 @@ export interface JobOwner {
   done(job: ForwardJob, reply: Buffer | null): void;
 }
 
+/** Who hears how a forwarded query ended: once, possibly before the job's constructor returns. */
+export interface JobWaiter {
+  /** The upstream's reply with the client's ID put back, or null when none answered in time. */
+  forwarded(reply: Buffer | null): void;
+}
+
 /** An attempt's exchange while exchange() has not returned it yet. */
 const STARTING: Exchange = Object.freeze({ cancel: () => {} });
 
@@ -45,8 +52,6 @@ const LATE = 1;
 const OVER_TCP = 2;
 
 export class ForwardJob implements ReplyTarget {
-  readonly reply: Promise<Buffer | null>;
-  private resolve!: (reply: Buffer | null) => void;
   /** Per attempt: its upstream, its exchange (null once settled), when it went, LATE. */
   private readonly upstreams: Upstream[] = [];
   private readonly exchanges: (Exchange | null)[] = [];
@@ -69,8 +74,8 @@ export class ForwardJob implements ReplyTarget {
     private readonly order: readonly Upstream[],
     readonly clientId: number,
     queryTimeoutMs: number,
+    private readonly waiter: JobWaiter,
   ) {
-    this.reply = new Promise((resolve) => (this.resolve = resolve));
     this.deadline = Date.now() + queryTimeoutMs;
     this.attempt();
   }
@@ -156,7 +161,7 @@ export class ForwardJob implements ReplyTarget {
     clearTimeout(this.timer);
     for (const e of this.exchanges) e?.cancel();
     this.owner.done(this, reply);
-    this.resolve(reply);
+    this.waiter.forwarded(reply);
   }
 
   /** For the timer, which calls it with the job as argument: no closure per job. */

@@ -22,7 +22,7 @@ import { fitUdp } from '../wire/reply.js';
 import { tlsDial } from './stream-dial.js';
 import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpConnectionsState, type TcpPoolOptions } from './tcp-exchange.js';
 import { DEFAULT_UDP_POOL_OPTIONS, UdpUpstreamSockets, type UdpPoolOptions, type UdpSocketsState } from './udp-exchange.js';
-import { ForwardJob, type JobOwner } from './forward-job.js';
+import { ForwardJob, type JobOwner, type JobWaiter } from './forward-job.js';
 import { UpstreamPool, type Upstream } from './upstream-pool.js';
 
 export interface ForwarderOptions {
@@ -93,13 +93,18 @@ export class Forwarder {
 
   /** The upstream's reply with the client's ID put back, or null when none answered in time. */
   forward(query: Buffer, questionEnd: number, transport: Transport): Promise<Buffer | null> {
+    return new Promise((forwarded) => this.forwardTo(query, questionEnd, transport, { forwarded }));
+  }
+
+  /** As forward(), the reply going to `waiter` (possibly before this returns): no promise. */
+  forwardTo(query: Buffer, questionEnd: number, transport: Transport, waiter: JobWaiter): void {
     if (this.inFlight >= (this.options.maxInFlight ?? Infinity)) {
       this.stats.overloaded++;
-      return Promise.resolve(null);
+      waiter.forwarded(null);
+      return;
     }
     this.inFlight++;
-    const job = new ForwardJob(this.jobs, query, questionEnd, transport, this.pool.order(), messageId(query), this.options.queryTimeoutMs);
-    return job.reply;
+    new ForwardJob(this.jobs, query, questionEnd, transport, this.pool.order(), messageId(query), this.options.queryTimeoutMs, waiter);
   }
 
   /** For tests and debugging (debug.ts): the state of `upstream`'s UDP sockets and TCP

@@ -76,8 +76,9 @@ const CLOSED = 2;
 
 /** What the pool needs of a socket, node:dgram's or the addon's. */
 interface SocketIo {
-  /** False when the query could not be sent (the caller fails it). */
-  send(data: Buffer): boolean;
+  /** Sends `query` with ID `id` (`query` itself is left as it was). False when it could
+   * not be sent (the caller fails it). */
+  send(query: Buffer, id: number): boolean;
   port(): number;
   close(): void;
 }
@@ -112,6 +113,7 @@ class UdpQuery implements Exchange {
     private readonly pool: UdpUpstreamSockets,
     owner: PooledSocket,
     readonly id: number,
+    /** The client's query, as it came: it goes out with `id` in place of the client's ID. */
     readonly sent: Buffer,
     readonly questionEnd: number,
     private readonly target: ReplyTarget,
@@ -174,14 +176,11 @@ export class UdpUpstreamSockets {
       if (tries === ID_TRIES) return null;
       id = randomId();
     }
-    const sent = Buffer.allocUnsafe(query.length);
-    query.copy(sent);
-    sent.writeUInt16BE(id, 0);
-    const q = new UdpQuery(this, s, id, sent, questionEnd, target, attempt);
+    const q = new UdpQuery(this, s, id, query, questionEnd, target, attempt);
     s.queries.set(id, q);
     s.live++;
     if (s.backlog) s.backlog.push(q);
-    else if (!s.io.send(sent)) this.cancel(q);
+    else if (!s.io.send(query, id)) this.cancel(q);
     if (++s.carried >= this.options.queriesPerSocket) this.retire(s);
     return q;
   }
@@ -239,7 +238,11 @@ export class UdpUpstreamSockets {
   private openDgram(s: PooledSocket): void {
     const socket = createSocket(this.upstream.family === 6 ? 'udp6' : 'udp4');
     s.io = {
-      send: (data) => {
+      // node:dgram may send later, from the buffer it was given: a copy of its own
+      send: (query, id) => {
+        const data = Buffer.allocUnsafe(query.length);
+        query.copy(data);
+        data.writeUInt16BE(id, 0);
         socket.send(data);
         return true;
       },
@@ -282,8 +285,12 @@ export class UdpUpstreamSockets {
       return false;
     }
     s.io = {
-      send: (data) => {
-        const result = native.send(id, data);
+      // the addon sends before it returns: the query goes with the ID written in for the call
+      send: (query, queryId) => {
+        const clientId = query.readUInt16BE(0);
+        query.writeUInt16BE(queryId, 0);
+        const result = native.send(id, query);
+        query.writeUInt16BE(clientId, 0);
         if (result === 0) return true;
         // a pending ICMP error: the socket is of no more use. A full buffer costs only this attempt
         if (result !== -EAGAIN && result !== -ENOBUFS) this.fail(s);
@@ -301,14 +308,14 @@ export class UdpUpstreamSockets {
     s.state = OPEN;
     const backlog = s.backlog!;
     s.backlog = null;
-    for (const q of backlog) if (q.owner === s && !s.io.send(q.sent)) this.cancel(q);
+    for (const q of backlog) if (q.owner === s && !s.io.send(q.sent, q.id)) this.cancel(q);
   }
 
   private onMessage(s: PooledSocket, msg: Buffer): void {
     if (msg.length >= 2) {
       const q = s.queries.get(msg.readUInt16BE(0));
       if (typeof q === 'number') return; // a late reply to an attempt given up on
-      if (q !== undefined && isReplyTo(msg, q.sent, q.questionEnd)) {
+      if (q !== undefined && isReplyTo(msg, q.sent, q.questionEnd, q.id)) {
         s.queries.delete(q.id);
         q.owner = null;
         s.live--;

@@ -77,11 +77,12 @@ export function readQuery(msg: Buffer): Query | Unreadable {
 
 /**
  * Whether `reply` answers `sent` (RFC 5452 9.1): a response with the same ID and one
- * question of the same name (ASCII case-insensitive), type and class.
+ * question of the same name (ASCII case-insensitive), type and class. `id`: the ID the
+ * query went out with, when `sent` does not carry it.
  */
-export function isReplyTo(reply: Buffer, sent: Buffer, questionEnd: number): boolean {
+export function isReplyTo(reply: Buffer, sent: Buffer, questionEnd: number, id = sent.readUInt16BE(0)): boolean {
   if (reply.length < questionEnd || reply.length < HEADER_BYTES) return false;
-  if (reply.readUInt16BE(0) !== sent.readUInt16BE(0)) return false;
+  if (reply.readUInt16BE(0) !== id) return false;
   if ((reply.readUInt16BE(2) & QR) === 0) return false;
   // a message forwarded by its header alone (another opcode, no readable question): the
   // answer must be of the same opcode, with no question or as many as were sent
