@@ -243,7 +243,7 @@ export class QueryPipeline {
     // the forwarder picks the upstream transport by the client's: a stream client's reply is never truncated
     if (sink !== null) {
       this.inFlight?.begin();
-      this.forwarder.forwardTo(msg, q.questionEnd, client.transport, new PendingQuery(this, msg, q, client, started, sink, tag));
+      this.forwarder.forwardTo(msg, q.questionEnd, client.transport, new PendingQuery(this, msg, q, client, started, sink, tag), started);
       return LATER;
     }
     return this.forwarder

@@ -14,10 +14,13 @@ import type { Transport } from '../transport/handler.js';
 import { TC } from '../wire/header.js';
 import type { Exchange, ReplyTarget } from './udp-exchange.js';
 import type { Upstream } from './upstream-pool.js';
+import { NO_TIMER, type Due, type FixedDelayTimers } from './fixed-delay-timers.js';
 
 /** What a job needs of its forwarder. */
 export interface JobOwner {
   readonly attemptTimeoutMs: number;
+  /** Where every job's first timer goes: the attempt timeout, or the query timeout when that is shorter. */
+  readonly firstTimers: FixedDelayTimers;
   /** Starts an attempt: `target.settled(attempt, …)` gets its outcome, possibly before this
    * returns. Null: it failed before anything was sent. */
   exchange(
@@ -51,17 +54,26 @@ const LATE = 1;
 /** Per attempt: asked again over TCP after a truncated UDP reply. */
 const OVER_TCP = 2;
 
-export class ForwardJob implements ReplyTarget {
-  /** Per attempt: its upstream, its exchange (null once settled), when it went, LATE. */
-  private readonly upstreams: Upstream[] = [];
-  private readonly exchanges: (Exchange | null)[] = [];
-  private readonly sentAt: number[] = [];
-  private readonly flags: number[] = [];
-  private attempts = 0;
+/** One attempt of a job: its upstream, its exchange (null once settled), when it went, LATE and OVER_TCP. */
+class Attempt {
+  exchange: Exchange | null = STARTING;
+  flags = 0;
+
+  constructor(
+    readonly upstream: Upstream,
+    readonly sentAt: number,
+  ) {}
+}
+
+export class ForwardJob implements ReplyTarget, Due {
+  /** In the order they went; most queries make one. */
+  private attempts: Attempt[] | null = null;
   private live = 0;
   private failedOutright = 0;
   private finished = false;
   private timer: NodeJS.Timeout | undefined;
+  /** The first timer's ticket with the owner's firstTimers, while it is armed. */
+  private ticket = NO_TIMER;
   /** What the timer is for: the deadline, or the next attempt. */
   private timerIsDeadline = false;
   private readonly deadline: number;
@@ -75,73 +87,96 @@ export class ForwardJob implements ReplyTarget {
     readonly clientId: number,
     queryTimeoutMs: number,
     private readonly waiter: JobWaiter,
+    /** performance.now() when the query came (the pipeline has read the clock already). */
+    now: number,
   ) {
-    this.deadline = Date.now() + queryTimeoutMs;
-    this.attempt();
+    this.deadline = now + queryTimeoutMs;
+    // from the settings, not the clock: (now + q) - now need not be q in floating point
+    this.timerIsDeadline = queryTimeoutMs <= owner.attemptTimeoutMs;
+    this.attempt(now);
   }
 
   /** An exchange's outcome; one that was cancelled or already settled is ignored. */
   settled(attempt: number, reply: Buffer | null): void {
-    if (this.finished || this.exchanges[attempt] === null) return;
-    const upstream = this.upstreams[attempt];
-    if (reply !== null && this.askedAgainOverTcp(reply, attempt, upstream)) return;
-    this.exchanges[attempt] = null;
+    if (this.finished) return;
+    const a = this.attempts![attempt];
+    if (a.exchange === null) return;
+    if (reply !== null && this.askedAgainOverTcp(reply, attempt, a)) return;
+    a.exchange = null;
     this.live--;
     if (reply) {
-      this.owner.succeeded(upstream, Date.now() - this.sentAt[attempt]);
-      this.finish(this.owner.fit(reply, upstream, this.transport, this.query, this.questionEnd));
+      this.owner.succeeded(a.upstream, performance.now() - a.sentAt);
+      this.finish(this.owner.fit(reply, a.upstream, this.transport, this.query, this.questionEnd));
       return;
     }
     // failed outright (refused, reset): move on without waiting for the timer; an attempt
     // already counted as late is not counted against its upstream again
-    if ((this.flags[attempt] & LATE) === 0) this.owner.failed(upstream);
+    if ((a.flags & LATE) === 0) this.owner.failed(a.upstream);
     this.failedOutright++;
     if (this.live > 0) return;
-    if (this.attempts < this.order.length) this.schedule(0);
-    else if (this.failedOutright === this.attempts) this.finish(null);
+    const made = this.attempts!.length;
+    if (made < this.order.length) this.schedule(0);
+    else if (this.failedOutright === made) this.finish(null);
   }
 
   /** A DoT or DoH client's query goes up over UDP (the forwarder's choice, for a plain
    * upstream); when the reply comes truncated, the same attempt asks the same upstream
    * over TCP, so the client, which takes a reply of any size, gets it whole. */
-  private askedAgainOverTcp(reply: Buffer, attempt: number, upstream: Upstream): boolean {
-    if ((this.transport !== 'dot' && this.transport !== 'doh') || upstream.tls) return false;
-    if ((this.flags[attempt] & OVER_TCP) !== 0 || (reply.readUInt16BE(2) & TC) === 0) return false;
-    this.flags[attempt] |= OVER_TCP;
-    this.exchanges[attempt] = STARTING;
-    const e = this.owner.exchange(this.query, this.questionEnd, upstream, 'tcp', this, attempt);
+  private askedAgainOverTcp(reply: Buffer, attempt: number, a: Attempt): boolean {
+    if ((this.transport !== 'dot' && this.transport !== 'doh') || a.upstream.tls) return false;
+    if ((a.flags & OVER_TCP) !== 0 || (reply.readUInt16BE(2) & TC) === 0) return false;
+    a.flags |= OVER_TCP;
+    a.exchange = STARTING;
+    const e = this.owner.exchange(this.query, this.questionEnd, a.upstream, 'tcp', this, attempt);
     if (e === null) this.settled(attempt, null);
-    else if (this.exchanges[attempt] === STARTING) this.exchanges[attempt] = e;
+    else if (a.exchange === STARTING) a.exchange = e;
     return true;
   }
 
-  private attempt(): void {
+  private attempt(now = performance.now()): void {
     if (this.finished) return;
     // whoever is still unanswered now did not answer in time
-    for (let i = 0; i < this.attempts; i++) {
-      if (this.exchanges[i] !== null && (this.flags[i] & LATE) === 0) {
-        this.flags[i] |= LATE;
-        this.owner.failed(this.upstreams[i]);
+    let i = 0;
+    for (; this.attempts !== null && i < this.attempts.length; i++) {
+      const late = this.attempts[i];
+      if (late.exchange !== null && (late.flags & LATE) === 0) {
+        late.flags |= LATE;
+        this.owner.failed(late.upstream);
       }
     }
-    const i = this.attempts++;
-    const upstream = this.order[i % this.order.length];
-    this.upstreams.push(upstream);
-    this.sentAt.push(Date.now());
-    this.flags.push(0);
-    this.exchanges.push(STARTING);
+    const a = new Attempt(this.order[i % this.order.length], now);
+    if (this.attempts === null) this.attempts = [a];
+    else this.attempts.push(a);
     this.live++;
     // armed first: an exchange that fails at once reschedules at once
-    this.schedule(this.owner.attemptTimeoutMs);
-    const e = this.owner.exchange(this.query, this.questionEnd, upstream, this.transport, this, i);
+    if (i === 0) this.armFirst(now);
+    else this.schedule(this.owner.attemptTimeoutMs, now);
+    const e = this.owner.exchange(this.query, this.questionEnd, a.upstream, this.transport, this, i);
     if (e === null) this.settled(i, null);
-    else if (this.exchanges[i] === STARTING) this.exchanges[i] = e;
+    else if (a.exchange === STARTING) a.exchange = e;
   }
 
-  private schedule(delayMs: number): void {
-    if (this.finished) return;
+  /** The first attempt's timer, which every job arms after the same time: one queue for them all. */
+  private armFirst(now: number): void {
+    this.ticket = this.owner.firstTimers.add(this, now);
+  }
+
+  /** The first timer fell due. */
+  due(): void {
+    this.ticket = NO_TIMER;
+    this.timedOut();
+  }
+
+  private disarm(): void {
     clearTimeout(this.timer);
-    const remaining = this.deadline - Date.now();
+    this.owner.firstTimers.cancel(this.ticket);
+    this.ticket = NO_TIMER;
+  }
+
+  private schedule(delayMs: number, now = performance.now()): void {
+    if (this.finished) return;
+    this.disarm();
+    const remaining = this.deadline - now;
     this.timerIsDeadline = remaining <= delayMs; // the deadline comes first
     this.timer = setTimeout(fire, this.timerIsDeadline ? Math.max(0, remaining) : delayMs, this);
   }
@@ -149,8 +184,8 @@ export class ForwardJob implements ReplyTarget {
   private timedOut(): void {
     if (!this.timerIsDeadline) return this.attempt();
     // attempts still unanswered at the deadline count against their upstreams
-    for (let i = 0; i < this.attempts; i++) {
-      if (this.exchanges[i] !== null && (this.flags[i] & LATE) === 0) this.owner.failed(this.upstreams[i]);
+    for (const a of this.attempts ?? []) {
+      if (a.exchange !== null && (a.flags & LATE) === 0) this.owner.failed(a.upstream);
     }
     this.finish(null);
   }
@@ -158,8 +193,8 @@ export class ForwardJob implements ReplyTarget {
   private finish(reply: Buffer | null): void {
     if (this.finished) return;
     this.finished = true;
-    clearTimeout(this.timer);
-    for (const e of this.exchanges) e?.cancel();
+    this.disarm();
+    for (const a of this.attempts ?? []) a.exchange?.cancel();
     this.owner.done(this, reply);
     this.waiter.forwarded(reply);
   }

@@ -22,6 +22,7 @@ import { fitUdp } from '../wire/reply.js';
 import { tlsDial } from './stream-dial.js';
 import { DEFAULT_TCP_POOL_OPTIONS, TcpUpstreamConnections, type TcpConnectionsState, type TcpPoolOptions } from './tcp-exchange.js';
 import { DEFAULT_UDP_POOL_OPTIONS, UdpUpstreamSockets, type UdpPoolOptions, type UdpSocketsState } from './udp-exchange.js';
+import { FixedDelayTimers } from './fixed-delay-timers.js';
 import { ForwardJob, type JobOwner, type JobWaiter } from './forward-job.js';
 import { UpstreamPool, type Upstream } from './upstream-pool.js';
 
@@ -78,6 +79,7 @@ export class Forwarder {
     this.tcpOptions = { ...DEFAULT_TCP_POOL_OPTIONS, ...options.tcp };
     this.jobs = {
       attemptTimeoutMs: options.attemptTimeoutMs,
+      firstTimers: new FixedDelayTimers(Math.min(options.attemptTimeoutMs, options.queryTimeoutMs), () => performance.now()),
       exchange: this.exchange,
       succeeded: (upstream, rttMs) => this.pool.succeeded(upstream, rttMs),
       failed: (upstream) => this.pool.failed(upstream),
@@ -96,15 +98,16 @@ export class Forwarder {
     return new Promise((forwarded) => this.forwardTo(query, questionEnd, transport, { forwarded }));
   }
 
-  /** As forward(), the reply going to `waiter` (possibly before this returns): no promise. */
-  forwardTo(query: Buffer, questionEnd: number, transport: Transport, waiter: JobWaiter): void {
+  /** As forward(), the reply going to `waiter` (possibly before this returns): no promise.
+   * `now`: performance.now(), when the caller has just read it. */
+  forwardTo(query: Buffer, questionEnd: number, transport: Transport, waiter: JobWaiter, now = performance.now()): void {
     if (this.inFlight >= (this.options.maxInFlight ?? Infinity)) {
       this.stats.overloaded++;
       waiter.forwarded(null);
       return;
     }
     this.inFlight++;
-    new ForwardJob(this.jobs, query, questionEnd, transport, this.pool.order(), messageId(query), this.options.queryTimeoutMs, waiter);
+    new ForwardJob(this.jobs, query, questionEnd, transport, this.pool.order(), messageId(query), this.options.queryTimeoutMs, waiter, now);
   }
 
   /** For tests and debugging (debug.ts): the state of `upstream`'s UDP sockets and TCP

@@ -71,9 +71,16 @@ export class UpstreamPool {
 
   /** The order to try upstreams in for one query: the ones up first, then the ones down. */
   order(): Upstream[] {
+    // every query asks: with none ever marked down since its last answer (the usual case),
+    // the list itself, with no array made and no reading of the clock
+    let marked = false;
+    for (const u of this.upstreams) if (u.downUntil !== 0) marked = true;
+    if (!marked) return this.upstreams;
     const now = this.now();
+    let down = 0;
+    for (const u of this.upstreams) if (u.downUntil > now) down++;
+    if (down === 0) return this.upstreams;
     const up = this.upstreams.filter((u) => u.downUntil <= now);
-    if (up.length === this.upstreams.length) return this.upstreams;
     return up.concat(this.upstreams.filter((u) => u.downUntil > now));
   }
 
