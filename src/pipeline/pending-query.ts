@@ -29,7 +29,7 @@ export class PendingQuery<T> implements JobWaiter {
     try {
       out = this.owner.forwarded(reply, this.msg, this.q, this.client, this.started);
     } catch (err) {
-      this.sink.failed(err);
+      this.sink.failed(err, this.tag);
       return;
     }
     this.sink.later(out, this.tag);

@@ -115,7 +115,7 @@ export class QueryPipeline {
     if (!(result instanceof Promise)) return this.count(result.outcome, result.reply, msg, q, client, started);
     this.later(result, msg, q, client, started).then(
       (r) => sink.later(r.reply, tag),
-      (err: unknown) => sink.failed(err),
+      (err: unknown) => sink.failed(err, tag),
     );
     return LATER;
   };
@@ -243,7 +243,13 @@ export class QueryPipeline {
     // the forwarder picks the upstream transport by the client's: a stream client's reply is never truncated
     if (sink !== null) {
       this.inFlight?.begin();
-      this.forwarder.forwardTo(msg, q.questionEnd, client.transport, new PendingQuery(this, msg, q, client, started, sink, tag), started);
+      try {
+        this.forwarder.forwardTo(msg, q.questionEnd, client.transport, new PendingQuery(this, msg, q, client, started, sink, tag), started);
+      } catch (err) {
+        // a bug before the job began: it will not end, so it is not waited for
+        this.inFlight?.end();
+        throw err;
+      }
       return LATER;
     }
     return this.forwarder

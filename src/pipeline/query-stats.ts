@@ -53,8 +53,15 @@ export function emptyFigures(): QueryFigures {
   };
 }
 
+/** A name's count, changed in place: one map lookup per query instead of a get and a set. */
+interface Tally {
+  n: number;
+}
+
 export class QueryStats {
   private readonly figures = emptyFigures();
+  /** Intercepted queries by owner (QueryFigures.names, as snapshot() gives it). */
+  private readonly names = new Map<string, Tally>();
 
   /** `maxNames`: names counted on their own; queries for the rest count under OTHER_NAMES. */
   constructor(private readonly maxNames: number) {}
@@ -71,11 +78,15 @@ export class QueryStats {
 
   /** An intercepted query answered by the entry `owner`. */
   answeredBy(owner: string): void {
-    const names = this.figures.names;
+    const names = this.names;
     const seen = names.get(owner);
-    if (seen !== undefined) names.set(owner, seen + 1);
-    else if (names.size < this.maxNames) names.set(owner, 1);
-    else names.set(OTHER_NAMES, (names.get(OTHER_NAMES) ?? 0) + 1);
+    if (seen !== undefined) seen.n++;
+    else if (names.size < this.maxNames) names.set(owner, { n: 1 });
+    else {
+      const other = names.get(OTHER_NAMES);
+      if (other !== undefined) other.n++;
+      else names.set(OTHER_NAMES, { n: 1 });
+    }
   }
 
   /** A copy, for a scrape. */
@@ -84,7 +95,7 @@ export class QueryStats {
       counts: this.figures.counts.slice(),
       latency: this.figures.latency.slice(),
       latencySum: this.figures.latencySum.slice(),
-      names: new Map(this.figures.names),
+      names: new Map([...this.names].map(([name, tally]) => [name, tally.n])),
     };
   }
 }

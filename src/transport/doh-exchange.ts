@@ -9,7 +9,7 @@
 
 import type { Readable } from 'node:stream';
 import type { Connection, Slots } from './connection-slots.js';
-import type { Client, Handler, Reply } from './handler.js';
+import { LATER, type Client, type Handler, type Reply, type ReplySink } from './handler.js';
 import { DNS_MESSAGE, MAX_DNS_MESSAGE, readHead, TOO_LARGE, type Refusal } from './doh-request.js';
 import type { TcpServing } from './tcp-listener.js';
 
@@ -49,8 +49,20 @@ export function refusalHeaders(refusal: Refusal): Record<string, string> {
   return { 'content-type': 'text/plain; charset=utf-8', ...(refusal.status === 405 ? { allow: 'GET, POST' } : {}) };
 }
 
+/** A request whose reply is on its way. */
+interface Waiting<T, P> {
+  peer: P;
+  target: T;
+}
+
 /** `T`: what a response goes out on (an HTTP/2 stream, an HTTP/1.1 response). */
 export abstract class DohExchange<T, P extends DohPeer = DohPeer> {
+  /** Where a reply that comes later goes, with the request it answers. */
+  private readonly sink: ReplySink<Waiting<T, P>> = {
+    later: (reply, waiting) => this.send(waiting.peer, waiting.target, reply),
+    failed: (err, waiting) => this.fail(waiting.peer, waiting.target, err),
+  };
+
   constructor(
     private readonly handler: Handler,
     private readonly serving: TcpServing,
@@ -126,13 +138,16 @@ export abstract class DohExchange<T, P extends DohPeer = DohPeer> {
       return;
     }
     peer.answering++;
-    let result: Reply | Promise<Reply>;
+    const into = this.handler.into;
+    let result: Reply | Promise<Reply> | typeof LATER;
     try {
-      result = this.handler(query, peer.client);
+      // with into, a forwarded query's reply comes to the sink: no promise on its way
+      result = into ? into(query, peer.client, this.sink, { peer, target }) : this.handler(query, peer.client);
     } catch (err) {
       this.fail(peer, target, err);
       return;
     }
+    if (result === LATER) return;
     if (result instanceof Promise)
       result.then(
         (reply) => this.send(peer, target, reply),

@@ -23,7 +23,7 @@ export interface ReplySink<T> {
   /** `tag`: what the listener passed in with the query (where the reply goes). */
   later(reply: Reply, tag: T): void;
   /** Serving the query failed (a bug): it gets no reply. */
-  failed(err: unknown): void;
+  failed(err: unknown, tag: T): void;
 }
 
 export type IntoHandler = <T>(msg: Buffer, client: Client, sink: ReplySink<T>, tag: T) => Reply | typeof LATER;
