@@ -59,7 +59,7 @@ function tcpConnections(forwarder: Forwarder) {
   return inspect(forwarder, forwarder.pool.upstreams[0]).tcp!;
 }
 
-async function forward(forwarder: Forwarder, msg: Buffer, transport: 'udp' | 'tcp' = 'udp'): Promise<Buffer | null> {
+async function forward(forwarder: Forwarder, msg: Buffer, transport: 'udp' | 'tcp' | 'doh' = 'udp'): Promise<Buffer | null> {
   const q = readQuery(msg);
   assert.ok(typeof q !== 'string');
   return forwarder.forward(msg, q.questionEnd, transport);
@@ -274,6 +274,33 @@ for (const kind of ['node:dgram', 'native'] as const) {
         assert.ok(await eventually(() => udpSockets(forwarder).open === 0), 'the failed sockets were closed');
       } finally {
         forwarder.close();
+      }
+    });
+
+    test('DoH queries go up together at the end of the loop turn: each answered; closed before then, none goes up and each fails', async () => {
+      const upstream = await startUpstream((q) => answer(q.raw));
+      const forwarder = forwarderTo(upstream.port);
+      try {
+        const msgs = Array.from({ length: 20 }, (_, i) => query(`n${i}.together.test`));
+        const pending = msgs.map((m) => forward(forwarder, m, 'doh'));
+        const sentBefore = msgs.map((m) => Buffer.from(m));
+        const replies = await Promise.all(pending);
+        assert.deepEqual(
+          replies.map(addressesIn),
+          msgs.map((_, i) => [addressFor(i)]),
+        );
+        assert.deepEqual(msgs, sentBefore, "the callers' buffers, IDs and all");
+        assert.equal(upstream.queries.length, 20);
+
+        const closing = forwarderTo(upstream.port);
+        const failed = [0, 1, 2].map((i) => forward(closing, query(`n${i}.closed.test`), 'doh'));
+        closing.close();
+        assert.deepEqual(await Promise.all(failed), [null, null, null]);
+        await sleep(100);
+        assert.equal(upstream.queries.length, 20, 'nothing sent after the close');
+      } finally {
+        forwarder.close();
+        await upstream.close();
       }
     });
 

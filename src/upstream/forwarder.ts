@@ -142,7 +142,8 @@ export class Forwarder {
     }
     let sockets = this.udp.get(upstream);
     if (!sockets) this.udp.set(upstream, (sockets = new UdpUpstreamSockets(upstream, this.udpOptions, this.onRejected)));
-    return sockets.exchange(query, questionEnd, target, attempt);
+    // DoT and DoH queries come one per callback: sent together at the end of the loop turn
+    return sockets.exchange(query, questionEnd, target, attempt, transport === 'dot' || transport === 'doh');
   };
 
   private streamConnections(upstream: Upstream): TcpUpstreamConnections {

@@ -161,8 +161,9 @@ export class UdpUpstreamSockets {
   }
 
   /** Sends `query` with a fresh ID of its own (the caller's buffer is left alone); its
-   * outcome goes to `target`. Null: it failed before anything was sent. */
-  exchange(query: Buffer, questionEnd: number, target: ReplyTarget, attempt: number): Exchange | null {
+   * outcome goes to `target`. Null: it failed before anything was sent. `together`: sent at
+   * the end of this turn of the event loop with the others so asked (see deferSend), not now. */
+  exchange(query: Buffer, questionEnd: number, target: ReplyTarget, attempt: number, together = false): Exchange | null {
     if (this.closed) return null;
     const slot = randomBelow(this.slots.length);
     let s = this.slots[slot];
@@ -180,10 +181,37 @@ export class UdpUpstreamSockets {
     s.queries.set(id, q);
     s.live++;
     if (s.backlog) s.backlog.push(q);
+    else if (together) this.deferSend(q);
     else if (!s.io.send(query, id)) this.cancel(q);
     if (++s.carried >= this.options.queriesPerSocket) this.retire(s);
     return q;
   }
+
+  /**
+   * Queries that came one per callback (DoT, DoH: a TLS record or an HTTP/2 stream each) go
+   * out together once the event loop's poll phase is done, so the upstream is woken once for
+   * them, not once per query with JavaScript's work in between — on a machine it shares, each
+   * wake-up of an idle upstream is paid in the send. A batched UDP listener's queries come up
+   * to 64 per callback and are sent at once. A query whose socket has failed meanwhile was
+   * already given its outcome (fail()); its send is skipped.
+   */
+  private deferSend(q: UdpQuery): void {
+    this.deferred.push(q);
+    if (this.deferredQueued) return;
+    this.deferredQueued = true;
+    setImmediate(this.sendDeferred);
+  }
+
+  private readonly deferred: UdpQuery[] = [];
+  private deferredQueued = false;
+  private readonly sendDeferred = (): void => {
+    this.deferredQueued = false;
+    const queries = this.deferred.splice(0);
+    for (const q of queries) {
+      const s = q.owner;
+      if (s !== null && s.state === OPEN && !s.io.send(q.sent, q.id)) this.cancel(q);
+    }
+  };
 
   cancel(q: UdpQuery): void {
     const s = q.owner;
