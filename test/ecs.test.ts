@@ -10,9 +10,8 @@ import { QueryPipeline } from '../src/pipeline/pipeline.js';
 import { type Client } from '../src/transport/handler.js';
 import { compileEntry } from '../src/rules/compile.js';
 import { AnswerCache } from '../src/table/answer-cache.js';
-import type { Entry, EntryData } from '../src/entry/entry.js';
-import { lookupIn, type TableView } from '../src/table/table.js';
-import { wildcardCandidates } from '../src/entry/names.js';
+import type { EntryData } from '../src/entry/entry.js';
+import { EntryMap, type TableView } from '../src/table/table.js';
 import { checkEntryData, type EntryInput } from '../src/entry/check.js';
 import type { Forwarder } from '../src/upstream/forwarder.js';
 import { isUnreadable, readQuery, type Query } from '../src/wire/query.js';
@@ -249,12 +248,12 @@ describe('answerReply: the client-subnet option in the reply', () => {
 
 /** A table view of fixed entries, and a pipeline over it that never forwards. */
 function pipelineOver(entries: Record<string, EntryInput>, now: () => number = Date.now): QueryPipeline {
-  const table = new Map<string, Entry>();
+  const table = new EntryMap();
   for (const [name, data] of Object.entries(entries)) {
     table.set(name, { name, version: 1, updatedAt: new Date(0).toISOString(), ...checkEntryData(data) });
   }
   const view: TableView = {
-    lookupName: (name) => lookupIn(table, wildcardCandidates(name)),
+    lookupName: (name) => table.lookupName(name),
     onChange: () => () => {},
     onResync: () => () => {},
     isReady: () => true,

@@ -59,7 +59,8 @@ interface Tally {
 }
 
 export class QueryStats {
-  private readonly figures = emptyFigures();
+  /** The figures but the names, which are kept as tallies below. */
+  private readonly figures: Omit<QueryFigures, 'names'> = emptyFigures();
   /** Intercepted queries by owner (QueryFigures.names, as snapshot() gives it). */
   private readonly names = new Map<string, Tally>();
 

@@ -116,16 +116,13 @@ export class EntryMap extends Map<string, Entry> {
   /** The entry that answers `name`: its own, or that of its nearest wildcard. */
   lookupName(name: string): Entry | null {
     const own = super.get(name);
-    if (own !== undefined) return own;
-    return this.wildcards === 0 ? null : lookupIn(this, wildcardCandidates(name));
+    if (own !== undefined || this.wildcards === 0) return own ?? null;
+    // the name itself, the first candidate, was looked at already
+    const candidates = wildcardCandidates(name);
+    for (let i = 1; i < candidates.length; i++) {
+      const entry = super.get(candidates[i]);
+      if (entry !== undefined) return entry;
+    }
+    return null;
   }
-}
-
-/** The entry of the first candidate held in `entries`. */
-export function lookupIn(entries: ReadonlyMap<string, Entry>, candidates: readonly string[]): Entry | null {
-  for (const candidate of candidates) {
-    const entry = entries.get(candidate);
-    if (entry) return entry;
-  }
-  return null;
 }

@@ -139,12 +139,11 @@ export class BatchUdpSocket {
           failed(err);
           continue;
         }
-        if (reply === LATER) {
+        if (reply === LATER || reply instanceof Promise) {
+          // the reply comes after the batch: the client's sockaddr goes with it, in a copy
           client.names = nameOf(names, i * NAME, NAME);
           client.nameAt = 0;
-        } else if (reply instanceof Promise) {
-          const name = nameOf(names, i * NAME, NAME);
-          reply.then((r) => this.later(r, name, 0), failed);
+          if (reply !== LATER) reply.then((r) => sink.later(r, client), failed);
         } else if (reply) {
           this.queue(reply, names, i * NAME);
         }

@@ -79,7 +79,7 @@ export class Forwarder {
     this.tcpOptions = { ...DEFAULT_TCP_POOL_OPTIONS, ...options.tcp };
     this.jobs = {
       attemptTimeoutMs: options.attemptTimeoutMs,
-      firstTimers: new FixedDelayTimers(Math.min(options.attemptTimeoutMs, options.queryTimeoutMs), () => performance.now()),
+      firstTimers: new FixedDelayTimers(Math.min(options.attemptTimeoutMs, options.queryTimeoutMs)),
       exchange: this.exchange,
       succeeded: (upstream, rttMs) => this.pool.succeeded(upstream, rttMs),
       failed: (upstream) => this.pool.failed(upstream),

@@ -77,10 +77,8 @@ export class UpstreamPool {
     for (const u of this.upstreams) if (u.downUntil !== 0) marked = true;
     if (!marked) return this.upstreams;
     const now = this.now();
-    let down = 0;
-    for (const u of this.upstreams) if (u.downUntil > now) down++;
-    if (down === 0) return this.upstreams;
     const up = this.upstreams.filter((u) => u.downUntil <= now);
+    if (up.length === this.upstreams.length) return this.upstreams;
     return up.concat(this.upstreams.filter((u) => u.downUntil > now));
   }
 
