@@ -59,3 +59,18 @@ test('cancelling the last armed timer leaves no node timer; one armed from due()
   assert.deepEqual(order, ['first', 'second', 'armed by the first']);
   assert.equal(timeouts(), before);
 });
+
+test('the queue grows while its head has moved on: what is armed still falls due in order', async () => {
+  const timers = new FixedDelayTimers(20);
+  const fired: number[] = [];
+  const arm = (n: number) => timers.add({ due: () => fired.push(n) }, performance.now());
+  for (let n = 0; n < 200; n++) arm(n);
+  for (let i = 0; i < 500 && fired.length < 200; i++) await sleep(10);
+  // the head is at 200 of 256 slots: 300 more wrap around the end and make it grow
+  for (let n = 200; n < 500; n++) arm(n);
+  for (let i = 0; i < 500 && timers.armed > 0; i++) await sleep(10);
+  assert.deepEqual(
+    fired,
+    Array.from({ length: 500 }, (_, n) => n),
+  );
+});
