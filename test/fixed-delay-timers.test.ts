@@ -1,6 +1,7 @@
 // The forwarder's queue of first timers (src/upstream/fixed-delay-timers.ts): what is armed
 // falls due in order and not before its time, what is cancelled never does, the queue
-// keeps its order as it grows, and once nothing is armed no node timer is left.
+// keeps its order as it grows, and once nothing is armed no node timer holds the process
+// (the one kept for the next timer is unref'd, and re-arms when it fires too soon).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,7 +32,7 @@ test('1,000 timers fall due in the order armed, none early; the cancelled ones n
   assert.deepEqual(early, [], 'none before its 300 ms');
 });
 
-test('cancelling the last armed timer leaves no node timer; one armed from due() falls due later', async () => {
+test('cancelling the last armed timer leaves no node timer holding the process; one armed from due() falls due later', async () => {
   const before = timeouts();
   const timers = new FixedDelayTimers(30);
   const a = timers.add({ due: () => assert.fail('cancelled') }, performance.now());
@@ -40,7 +41,7 @@ test('cancelling the last armed timer leaves no node timer; one armed from due()
   timers.cancel(a);
   assert.equal(timeouts(), before + 1, 'one still armed');
   timers.cancel(b);
-  assert.equal(timeouts(), before, 'none left armed: no node timer');
+  assert.equal(timeouts(), before, 'none left armed: no node timer holds the process');
 
   const order: string[] = [];
   timers.add(
@@ -73,4 +74,23 @@ test('the queue grows while its head has moved on: what is armed still falls due
     fired,
     Array.from({ length: 500 }, (_, n) => n),
   );
+});
+
+test('a timer armed while the kept node timer is due sooner falls due at its own time, not that one', async () => {
+  const before = timeouts();
+  const timers = new FixedDelayTimers(80);
+  timers.cancel(timers.add({ due: () => assert.fail('cancelled') }, performance.now()));
+  assert.equal(timeouts(), before, 'the kept node timer holds nothing');
+  await sleep(40); // the kept node timer is due in about 40 ms, the next timer in 80
+  const armedAt = performance.now();
+  const fired: number[] = [];
+  timers.add({ due: () => fired.push(performance.now() - armedAt) }, armedAt);
+  assert.equal(timeouts(), before + 1, 'held again while one is armed');
+  await sleep(55); // the kept node timer has fired by now, with nothing due yet
+  assert.equal(fired.length, 0, "not at the kept node timer's time");
+  assert.equal(timers.armed, 1);
+  while (timers.armed > 0) await sleep(10);
+  assert.equal(fired.length, 1);
+  assert.ok(fired[0] >= 80, `fell due after ${fired[0].toFixed(1)} ms, not before its 80`);
+  assert.equal(timeouts(), before);
 });

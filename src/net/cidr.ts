@@ -5,6 +5,7 @@
 import ipaddr from 'ipaddr.js';
 import { LRUCache } from 'lru-cache';
 import { DivertError } from '../errors.js';
+import { lruGet } from '../lru-get.js';
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
 
@@ -49,7 +50,7 @@ export class AccessList {
   }
 
   allows(address: string): boolean {
-    let verdict = this.verdicts.get(address);
+    let verdict = lruGet(this.verdicts, address);
     if (verdict === undefined) {
       verdict = this.check(address);
       this.verdicts.set(address, verdict);

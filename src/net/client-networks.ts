@@ -7,6 +7,7 @@
 import ipaddr from 'ipaddr.js';
 import { LRUCache } from 'lru-cache';
 import { networkOf } from './cidr.js';
+import { lruGet } from '../lru-get.js';
 
 export interface NetworkPrefixes {
   v4Prefix: number;
@@ -23,7 +24,7 @@ export class ClientNetworks {
 
   /** The client's network as text ("192.0.2.0/24"). */
   of(address: string): string {
-    let key = this.keys.get(address);
+    let key = lruGet(this.keys, address);
     if (key === undefined) {
       key = networkKey(address, this.prefixes);
       this.keys.set(address, key);

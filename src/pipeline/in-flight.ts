@@ -15,7 +15,7 @@ export class InFlight {
   }
 
   end(): void {
-    if (--this.count === 0) for (const done of this.waiters.splice(0)) done();
+    if (--this.count === 0 && this.waiters.length > 0) for (const done of this.waiters.splice(0)) done();
   }
 
   /** Resolves once none is waiting, or after `timeoutMs` (a forwarded query ends by the query timeout). */

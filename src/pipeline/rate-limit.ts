@@ -5,6 +5,7 @@
 
 import { LRUCache } from 'lru-cache';
 import { ClientNetworks, type NetworkPrefixes } from '../net/client-networks.js';
+import { lruGet } from '../lru-get.js';
 
 export interface RateLimitOptions extends NetworkPrefixes {
   /** Queries per second per client network; a bucket holds one second's worth (at least one query). */
@@ -36,7 +37,7 @@ export class RateLimiter {
   /** Whether a query from `address` is within its network's rate; takes a token if so. */
   allows(address: string, now = performance.now()): boolean {
     const key = this.networks.of(address);
-    let bucket = this.buckets.get(key);
+    let bucket = lruGet(this.buckets, key);
     if (bucket === undefined) {
       bucket = { tokens: this.capacity, at: now };
       this.buckets.set(key, bucket);

@@ -9,6 +9,7 @@ import type { CompiledAnswers } from '../wire/answers.js';
 import { isWildcard } from '../entry/names.js';
 import { type ChangeEvent, type Entry } from '../entry/entry.js';
 import { type TableView } from './table.js';
+import { lruGet } from '../lru-get.js';
 
 /** What the cache holds for a name: compiled answers, or NOT_INTERCEPTED. */
 const NOT_INTERCEPTED = Object.freeze({ intercepted: false as const });
@@ -59,7 +60,7 @@ export class AnswerCache {
 
   /** Synchronous when the name is cached or the store is in process. */
   resolve(name: string): Resolution | Promise<Resolution> {
-    const slot = this.slots.get(name);
+    const slot = lruGet(this.slots, name);
     if (slot !== undefined) {
       this.hits++;
       return slot === NOT_INTERCEPTED ? null : (slot as CompiledAnswers);

@@ -173,11 +173,14 @@ export class BatchUdpSocket {
     this.queue(reply, names, nameAt);
     if (this.flushQueued) return;
     this.flushQueued = true;
-    queueMicrotask(() => {
-      this.flushQueued = false;
-      this.flush();
-    });
+    queueMicrotask(this.flushLater);
   }
+
+  /** One function for every turn's flush: no closure per turn. */
+  private readonly flushLater = (): void => {
+    this.flushQueued = false;
+    this.flush();
+  };
 
   private queue(reply: Buffer, names: Buffer, nameAt: number): void {
     const { BATCH, SLOT, NAME } = this.addon;

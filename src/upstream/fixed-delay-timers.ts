@@ -3,8 +3,11 @@
 // due, so one queue and one node timer serve them all, instead of a Timeout object, an
 // async ID and a list insertion and removal per query. A timer is cancelled by its ticket:
 // its slot is emptied at once, so the queue never keeps what it timed alive, and the
-// emptied slot is passed over when its time comes; once none is left armed, the node timer
-// is stopped too (it keeps the process alive as the timers it stands for would). What is
+// emptied slot is passed over when its time comes. Once none is left armed, the node timer
+// no longer holds the process (unref), but it stays, to be held again by the next timer
+// armed: at a few queries at a time, each query would otherwise make and drop a Timeout
+// (an allocation, an async ID, a list insertion and removal). When it fires for nothing,
+// or before the head's time, it re-arms for what is there. What is
 // armed and not cancelled falls due in the order armed, no sooner than its delay (later
 // when the event loop is busy, as with setTimeout).
 
@@ -44,8 +47,9 @@ export class FixedDelayTimers {
     const i = ticket & (this.items.length - 1);
     this.items[i] = item;
     this.at[i] = now + this.delayMs;
-    this.live++;
-    if (this.timer === undefined) this.arm(now);
+    // the node timer, kept while none was armed, is due no later than this one: it re-arms
+    if (++this.live === 1 && this.timer !== undefined) this.timer.ref();
+    else if (this.timer === undefined) this.arm(now);
     return ticket;
   }
 
@@ -56,9 +60,8 @@ export class FixedDelayTimers {
     if (this.items[i] === null) return;
     this.items[i] = null;
     if (--this.live > 0) return;
-    // none left: the emptied slots are dropped, and nothing is waited for
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    // none left: the emptied slots are dropped, and the node timer holds the process no more
+    this.timer?.unref();
     this.head = this.tail;
   }
 
