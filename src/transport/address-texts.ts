@@ -32,6 +32,9 @@ export class AddressTexts {
     const slot = Math.imul(h, 0x9e3779b1) >>> SHIFT;
     const k = slot * KEY;
     const keys = this.keys;
+    // the length too: with this hash an IPv4 address and the IPv6 address of its words and
+    // zeros never share a slot (their hashes differ in bits the multiply carries to the top),
+    // but no change of the hash may make them one address
     if (keys[k] === length && keys[k + 1] === w0 && keys[k + 2] === w1 && keys[k + 3] === w2 && keys[k + 4] === w3) {
       return this.texts[slot];
     }
