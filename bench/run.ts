@@ -18,6 +18,9 @@
 // Environment:
 //   BENCH_SECONDS   seconds per dnsperf run (run.sh DUR), default 10
 //   BENCH_REPS      runs per cell, median shown (run.sh REPS), default 3
+//   BENCH_ROUNDS    run 1's run.sh this many times (dnsdist, then divert, each time; the
+//                   Node ceilings in the first only); each cell is its round with the
+//                   median QPS (bench/rounds.ts), default 1
 //   BENCH_WORKERS   divert serve --workers N, default os.availableParallelism();
 //                   "omit" leaves the flag out (divert's own default)
 //   BENCH_PEERS     0: run 1 measures divert only (no dnsdist, no Node ceilings)
@@ -38,6 +41,7 @@ import { copyPeerbench, keepMarkdown, missingPackages, runPeerbench, type PeerRu
 import { Processes, runBench } from './processes.js';
 import { startRedis } from './redis-server.js';
 import { DNSDIST, renderReport, SUT } from './report.js';
+import { mergeRounds, mergeRss } from './rounds.js';
 import { RssSampler, type RssSummary } from './rss-sampler.js';
 import { timeToDivert } from './time-to-divert.js';
 
@@ -50,6 +54,7 @@ const MILLION_EXTRA = 999_000;
 const settings = {
   seconds: positive('BENCH_SECONDS', 10),
   reps: positive('BENCH_REPS', 3),
+  rounds: positive('BENCH_ROUNDS', 1),
   workers: process.env.BENCH_WORKERS === 'omit' ? ('omit' as const) : positive('BENCH_WORKERS', availableParallelism()),
   peers: process.env.BENCH_PEERS !== '0',
   million: process.env.BENCH_MILLION !== '0',
@@ -128,7 +133,17 @@ async function bench(): Promise<void> {
   copyPeerbench(settings.peerbenchDir, copy);
   log(`peerbench copied from ${settings.peerbenchDir} to ${copy}; divert ${main}, --workers ${settings.workers}`);
 
-  const memory = await measure(work, copy, 'run-1-memory', SUT.memory, settings.peers ? 'sut dnsdist node' : 'sut', []);
+  const rounds: Measured[] = [];
+  for (let round = 1; round <= settings.rounds; round++) {
+    const only = !settings.peers ? 'sut' : round === 1 ? 'sut dnsdist node' : 'sut dnsdist';
+    rounds.push(await measure(work, copy, settings.rounds === 1 ? 'run-1-memory' : `run-1-memory-round-${round}`, SUT.memory, only, []));
+  }
+  const memory: Measured = {
+    run: mergeRounds(rounds.map((r) => r.run)),
+    rss: mergeRss(rounds.map((r) => r.rss)),
+    markdown: rounds[0].markdown,
+    runDir: rounds[0].runDir,
+  };
   const fixedRate = await latencyRuns(
     {
       copy,
@@ -184,6 +199,13 @@ async function bench(): Promise<void> {
     `## divert bench ${new Date().toISOString()}: ${availableParallelism()} cores, node ${process.version}, ` +
       `BENCH_SECONDS=${settings.seconds}, BENCH_REPS=${settings.reps}, --workers ${settings.workers}`,
     '',
+    ...(settings.rounds > 1
+      ? [
+          `BENCH_ROUNDS=${settings.rounds}: run.sh ran ${settings.rounds} times, dnsdist then divert each time (the Node ceilings in the first); ` +
+            "each cell below is its round with the median QPS, and its loss, latency and CPU are that round's.",
+          '',
+        ]
+      : []),
     ...renderReport({
       workers,
       memory: memory.run,
@@ -197,7 +219,8 @@ async function bench(): Promise<void> {
     ...(settings.encrypted ? [...renderEncrypted(encrypted, SUT.memory, DNSDIST, settings.seconds), ''] : []),
     'run.sh reports (every server, CPU columns, client settings):',
     '',
-    ...runs.flatMap(([run, m]) => (m ? [`- ${run}: ${m.markdown ?? '(none)'}`] : [])),
+    ...(settings.rounds > 1 ? rounds.map((m, i) => `- 1: memory table, round ${i + 1}: ${m.markdown ?? '(none)'}`) : []),
+    ...runs.flatMap(([run, m]) => (m && (m !== memory || settings.rounds === 1) ? [`- ${run}: ${m.markdown ?? '(none)'}`] : [])),
     '',
   ];
   log(`time to divert: ${settings.changes} changes`);
