@@ -20,7 +20,8 @@
 //   BENCH_REPS      runs per cell, median shown (run.sh REPS), default 3
 //   BENCH_ROUNDS    run 1's run.sh this many times (dnsdist, then divert, each time; the
 //                   Node ceilings in the first only); each cell is its round with the
-//                   median QPS (bench/rounds.ts), default 1
+//                   median QPS (bench/rounds.ts), and the fixed-rate latency runs
+//                   BENCH_REPS × BENCH_ROUNDS times per server; default 1
 //   BENCH_WORKERS   divert serve --workers N, default os.availableParallelism();
 //                   "omit" leaves the flag out (divert's own default)
 //   BENCH_PEERS     0: run 1 measures divert only (no dnsdist, no Node ceilings)
@@ -149,7 +150,7 @@ async function bench(): Promise<void> {
       copy,
       runDir: memory.runDir,
       qps: settings.latencyQps,
-      reps: settings.reps,
+      reps: settings.reps * settings.rounds, // with rounds, as many fixed-rate runs per server as saturating runs per cell
       divert: divertServer(copy, 15351), // run.sh's range; nothing of run.sh runs any more
       dnsdistLabel: DNSDIST,
       log,
