@@ -220,8 +220,9 @@ async function bench(): Promise<void> {
     ...(settings.encrypted ? [...renderEncrypted(encrypted, SUT.memory, DNSDIST, settings.seconds), ''] : []),
     'run.sh reports (every server, CPU columns, client settings):',
     '',
-    ...(settings.rounds > 1 ? rounds.map((m, i) => `- 1: memory table, round ${i + 1}: ${m.markdown ?? '(none)'}`) : []),
-    ...runs.flatMap(([run, m]) => (m && (m !== memory || settings.rounds === 1) ? [`- ${run}: ${m.markdown ?? '(none)'}`] : [])),
+    // run 1 as its rounds (one when BENCH_ROUNDS is 1), then the Redis runs
+    ...rounds.map((m, i) => `- 1: memory table${settings.rounds > 1 ? `, round ${i + 1}` : ''}: ${m.markdown ?? '(none)'}`),
+    ...runs.slice(1).flatMap(([run, m]) => (m ? [`- ${run}: ${m.markdown ?? '(none)'}`] : [])),
     '',
   ];
   log(`time to divert: ${settings.changes} changes`);
