@@ -1,6 +1,9 @@
 // Encrypted DNS rows of `npm run bench` (issue 17): divert and dnsdist answering DNS over
 // TLS and DNS over HTTPS (HTTP/2) on the intercepted mix (a) and the 90 % forwarded mix
-// (c), one server at a time, in the same run. DoT is loaded with dnsperf -m dot. DoH with
+// (c), one server at a time, in the same run: divert, then dnsdist, `reps` times in turn,
+// each started afresh, and per server and cell the run with the median QPS (this
+// machine's speed drifts over minutes: one run each put dnsdist's DoH on (a) anywhere
+// from 47k to 109k queries/s on different runs, and the ratio with it). DoT is loaded with dnsperf -m dot. DoH with
 // h2load (nghttp2-client), GET /dns-query?dns= for every query of the mix: dnsperf 2.10's
 // -m doh takes one reply per connection at a time (a second one in flight ends it with
 // "frame received when already having a dns msg"; with one query in flight it manages a
@@ -18,6 +21,7 @@ import { execChild, execChildSync, spawnChild } from '../test/helpers/children.j
 import { waitForAnswer } from './latency-runs.js';
 import type { Processes } from './processes.js';
 import { cpuSeconds } from './proxy-load.js';
+import { medians } from './rounds.js';
 
 const NSD_PORT = 15301;
 const MIX_FILES: Record<string, string> = { a: 'intercept.txt', c: 'mix90.txt' };
@@ -35,6 +39,8 @@ export interface EncryptedCell {
   avgMs: number;
   /** Server CPU per answered query, µs. */
   usPerQuery: number;
+  /** How many runs this cell is the median of (1 for one run). */
+  runs: number;
 }
 
 export interface EncryptedRunsOptions {
@@ -43,6 +49,8 @@ export interface EncryptedRunsOptions {
   /** run.sh's RUNDIR for that run: nsd.conf and dnsdist.conf, rendered. */
   runDir: string;
   seconds: number;
+  /** Runs per server and cell, divert and dnsdist in turn; the one with the median QPS is kept. */
+  reps: number;
   /** divert serve's command line, given its UDP listen address and the extra TLS arguments. */
   divert: (listen: string, extra: string[]) => { command: string; args: string[] };
   divertLabel: string;
@@ -68,7 +76,6 @@ export async function encryptedRuns(options: EncryptedRunsOptions, processes: Pr
     }
     const tls = ['--listen-tls', `127.0.0.1:${PORTS.divert.dot}`, '--listen-https', `127.0.0.1:${PORTS.divert.doh}`];
     const divert = options.divert(`127.0.0.1:${PORTS.divert.udp}`, [...tls, '--tls-cert', cert, '--tls-key', key]);
-    cells.push(...(await measureServer(options, processes, options.divertLabel, divert, PORTS.divert.udp, PORTS.divert)));
     const conf = join(runDir, 'dnsdist-tls.conf');
     writeFileSync(
       conf,
@@ -77,11 +84,24 @@ export async function encryptedRuns(options: EncryptedRunsOptions, processes: Pr
         `addDOHLocal('127.0.0.1:${PORTS.dnsdist.doh}', '${cert}', '${key}', '/dns-query')\n`,
     );
     const dnsdist = { command: 'dnsdist', args: ['--supervised', '--disable-syslog', '-C', conf] };
-    cells.push(...(await measureServer(options, processes, options.dnsdistLabel, dnsdist, 15310, PORTS.dnsdist)));
+    for (let rep = 1; rep <= options.reps; rep++) {
+      if (options.reps > 1) log(`encrypted DNS: run ${rep} of ${options.reps}`);
+      cells.push(...(await measureServer(options, processes, options.divertLabel, divert, PORTS.divert.udp, PORTS.divert)));
+      cells.push(...(await measureServer(options, processes, options.dnsdistLabel, dnsdist, 15310, PORTS.dnsdist)));
+    }
   } finally {
     await processes.stop(nsd);
   }
-  return cells;
+  return medianCells(cells);
+}
+
+/** Per server, transport and mix, the run with the median QPS (the lower middle for an even count), with `runs` set. */
+export function medianCells(cells: readonly EncryptedCell[]): EncryptedCell[] {
+  return medians(
+    cells,
+    (c) => `${c.label}\u0000${c.transport}\u0000${c.mix}`,
+    (c) => c.qps,
+  ).map(({ median, group }) => ({ ...median, runs: group.length }));
 }
 
 /** Starts a server, waits for its answers over UDP, measures DoT and DoH on (a) and (c), and stops it. */
@@ -110,7 +130,7 @@ async function measureServer(
           const before = cpuSeconds(child.pid!);
           const { stdout } = await execChild(load.command, load.args(options.seconds), { maxBuffer: 64 << 20 });
           const cpu = cpuSeconds(child.pid!) - before;
-          const cell = { label, transport, mix, ...load.parse(stdout), usPerQuery: NaN };
+          const cell = { label, transport, mix, ...load.parse(stdout), usPerQuery: NaN, runs: 1 };
           cell.usPerQuery = (cpu * 1e6) / (cell.qps * options.seconds);
           options.log(
             `encrypted DNS: ${label} ${transport} (${mix}) ${cell.qps.toFixed(0)} QPS, lost ${cell.lossPct} %, ` +
@@ -198,8 +218,10 @@ export function renderEncrypted(cells: EncryptedCell[], divertLabel: string, dns
       );
     }),
   );
+  const runs = Math.max(...cells.map((c) => c.runs));
+  const each = runs === 1 ? 'one run each' : `the median of ${runs} runs each by QPS, divert and dnsdist in turn, each started afresh`;
   return [
-    `### Encrypted DNS: DoT with dnsperf -m dot -c 20 -q 200, DoH with h2load -c 20 -m 10 (GET), ${seconds} s per cell, one run each`,
+    `### Encrypted DNS: DoT with dnsperf -m dot -c 20 -q 200, DoH with h2load -c 20 -m 10 (GET), ${seconds} s per run, ${each}`,
     '',
     `| transport | mix | ${divertLabel} QPS | ${dnsdistLabel} QPS | ratio | CPU µs/query divert / dnsdist | avg ms divert / dnsdist |`,
     '|---|---|---:|---:|---:|---:|---:|',

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { execChild, execChildSync, spawnChild } from '../test/helpers/children.js';
 import { parseVerbose, type FixedRate } from './dnsperf-verbose.js';
 import type { Processes } from './processes.js';
+import { medians } from './rounds.js';
 
 const NSD_PORT = 15301;
 const DNSDIST_PORT = 15310; // run.sh's rendered dnsdist.conf listens here
@@ -65,15 +66,11 @@ export async function latencyRuns(options: LatencyRunsOptions, processes: Proces
 
 /** Per server and mix, the run with the median average (the lower middle one of an even count), with `runs` set. */
 export function medianRuns(runs: FixedRate[]): FixedRate[] {
-  const groups = new Map<string, FixedRate[]>();
-  for (const run of runs) {
-    const key = `${run.label}\u0000${run.mix}`;
-    groups.set(key, [...(groups.get(key) ?? []), run]);
-  }
-  return [...groups.values()].map((group) => {
-    const sorted = group.toSorted((x, y) => x.avgMs - y.avgMs);
-    return { ...sorted[Math.floor((sorted.length - 1) / 2)], runs: group.length };
-  });
+  return medians(
+    runs,
+    (run) => `${run.label}\u0000${run.mix}`,
+    (run) => run.avgMs,
+  ).map(({ median, group }) => ({ ...median, runs: group.length }));
 }
 
 /** Starts `server`, waits for its answers, measures it on each mix, and stops it. */

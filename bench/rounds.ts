@@ -5,32 +5,40 @@
 // time — and each server's cell is its round with the median QPS (the lower middle for an
 // even count): a bad stretch in one round moves neither side's figure.
 
-import type { Cell, PeerRun } from './peerbench.js';
+import type { PeerRun } from './peerbench.js';
 import type { RssSummary } from './rss-sampler.js';
+
+/** The runs grouped by `key` (in the order each group first appears), each group with its run of the median `value` (the lower middle for an even count). */
+export function medians<T>(runs: readonly T[], key: (run: T) => string, value: (run: T) => number): { median: T; group: T[] }[] {
+  const groups = new Map<string, T[]>();
+  for (const run of runs) {
+    const k = key(run);
+    const group = groups.get(k);
+    if (group) group.push(run);
+    else groups.set(k, [run]);
+  }
+  return [...groups.values()].map((group) => {
+    const sorted = group.toSorted((a, b) => value(a) - value(b));
+    return { median: sorted[Math.floor((sorted.length - 1) / 2)], group };
+  });
+}
 
 /** One PeerRun of several rounds: per server, mix and transport, the round with the median QPS. */
 export function mergeRounds(runs: readonly PeerRun[]): PeerRun {
   if (runs.length === 1) return runs[0];
-  const byCell = new Map<string, Cell[]>();
-  for (const run of runs) {
-    for (const cell of run.cells) {
-      const key = `${cell.label}\u0000${cell.mix}\u0000${cell.proto}`;
-      const list = byCell.get(key);
-      if (list) list.push(cell);
-      else byCell.set(key, [cell]);
-    }
-  }
-  const cells = [...byCell.values()].map((rounds) => {
-    const sorted = [...rounds].sort((a, b) => a.qps - b.qps);
-    const median = sorted[Math.floor((sorted.length - 1) / 2)];
-    return {
-      ...median,
-      reps: rounds.reduce((sum, c) => sum + c.reps, 0),
-      minQps: Math.min(...rounds.map((c) => c.minQps)),
-      maxQps: Math.max(...rounds.map((c) => c.maxQps)),
-      otherCpuPct: Math.max(...rounds.map((c) => c.otherCpuPct)),
-    };
-  });
+  const all = runs.flatMap((run) => run.cells);
+  const byCell = medians(
+    all,
+    (cell) => `${cell.label}\u0000${cell.mix}\u0000${cell.proto}`,
+    (cell) => cell.qps,
+  );
+  const cells = byCell.map(({ median, group: rounds }) => ({
+    ...median,
+    reps: rounds.reduce((sum, c) => sum + c.reps, 0),
+    minQps: Math.min(...rounds.map((c) => c.minQps)),
+    maxQps: Math.max(...rounds.map((c) => c.maxQps)),
+    otherCpuPct: Math.max(...rounds.map((c) => c.otherCpuPct)),
+  }));
   return {
     exitCode: runs.find((r) => r.exitCode !== 0)?.exitCode ?? 0,
     cells,

@@ -7,8 +7,9 @@
 //      packet cache off) and the Node ceilings: mixes a, b, c, u, TCP b; then, with NSD
 //      started again from run.sh's rendered config, latency at 10k QPS with dnsperf -v
 //      (average and p99): divert on (a) and (c), dnsdist on (c) (bench/latency-runs.ts);
-//      then DoT and DoH (dnsperf -m dot / -m doh) on (a) and (c), divert against dnsdist
-//      with addTLSLocal/addDOHLocal (bench/encrypted-runs.ts);
+//      then DoT and DoH (dnsperf -m dot / h2load) on (a) and (c), divert against dnsdist
+//      with addTLSLocal/addDOHLocal, BENCH_REPS × BENCH_ROUNDS runs each in turn, the
+//      median kept (bench/encrypted-runs.ts);
 //   2. ONLY=sut, table in a private redis-server, 1,000 names seeded from the zone file;
 //   3. the same with 999,000 more names loaded first (bench/million-names.ts).
 // The RSS of divert's processes is sampled about once a second while run.sh has it up.
@@ -21,7 +22,8 @@
 //   BENCH_ROUNDS    run 1's run.sh this many times (dnsdist, then divert, each time; the
 //                   Node ceilings in the first only); each cell is its round with the
 //                   median QPS (bench/rounds.ts), and the fixed-rate latency runs
-//                   BENCH_REPS × BENCH_ROUNDS times per server; default 1
+//                   BENCH_REPS × BENCH_ROUNDS times per server, as do the DoT and DoH
+//                   runs; default 1
 //   BENCH_WORKERS   divert serve --workers N, default os.availableParallelism();
 //                   "omit" leaves the flag out (divert's own default)
 //   BENCH_PEERS     0: run 1 measures divert only (no dnsdist, no Node ceilings)
@@ -164,6 +166,7 @@ async function bench(): Promise<void> {
         copy,
         runDir: memory.runDir,
         seconds: settings.seconds,
+        reps: settings.reps * settings.rounds, // as the fixed-rate latency runs
         divert: (listen, extra) => ({
           command: process.execPath,
           args: [main, ...serveArgs(listen, '127.0.0.1:15301', join(copy, 'gen', 'shop.test.zone'), extra)],

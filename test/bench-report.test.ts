@@ -8,6 +8,7 @@ import { parseVerbose, percentile, type FixedRate } from '../bench/dnsperf-verbo
 import { parseCells } from '../bench/peerbench.js';
 import { DNSDIST, renderReport, SUT } from '../bench/report.js';
 import { medianRuns } from '../bench/latency-runs.js';
+import { medianCells, renderEncrypted, type EncryptedCell } from '../bench/encrypted-runs.js';
 
 const VERBOSE = `DNS Performance Testing Tool
 Version 2.10.0
@@ -181,4 +182,38 @@ test('report: of several fixed-rate runs per server and mix, the median by avera
     'avg divert / dnsdist': '2.00×',
     met: 'missed',
   });
+});
+
+test('encrypted rows: of several runs per server, transport and mix, the median by QPS is shown, with its ratio and how many runs', () => {
+  const cell = (label: string, transport: 'dot' | 'doh', mix: string, qps: number, usPerQuery: number): EncryptedCell => ({
+    label,
+    transport,
+    mix,
+    qps,
+    lossPct: 0,
+    avgMs: 1,
+    usPerQuery,
+    runs: 1,
+  });
+  const kept = medianCells([
+    cell(SUT.memory, 'doh', 'a', 50_000, 30),
+    cell(DNSDIST, 'doh', 'a', 109_000, 15),
+    cell(SUT.memory, 'doh', 'a', 60_000, 28),
+    cell(DNSDIST, 'doh', 'a', 47_000, 21),
+    cell(SUT.memory, 'doh', 'a', 40_000, 33),
+    cell(DNSDIST, 'doh', 'a', 55_000, 19),
+    cell(SUT.memory, 'dot', 'c', 48_000, 21),
+  ]);
+  assert.deepEqual(
+    kept.map((c) => [c.label, c.transport, c.mix, c.qps, c.usPerQuery, c.runs]),
+    [
+      [SUT.memory, 'doh', 'a', 50_000, 30, 3],
+      [DNSDIST, 'doh', 'a', 55_000, 19, 3],
+      [SUT.memory, 'dot', 'c', 48_000, 21, 1],
+    ],
+  );
+  const lines = renderEncrypted(kept, SUT.memory, DNSDIST, 10);
+  assert.ok(lines[0].includes('the median of 3 runs each by QPS'), lines[0]);
+  const row = lines.find((l) => l.startsWith('| DoH (HTTP/2) | (a)'));
+  assert.ok(row?.includes('| 50,000 | 55,000 | **0.91×** | 30 / 19 |'), row);
 });
