@@ -35,13 +35,15 @@ const RATE_LIMITED: Refusal = { status: 429, message: 'too many requests' };
 const FAULT: Refusal = { status: 500, message: 'internal error' };
 const UNAVAILABLE: Refusal = { status: 503, message: 'service unavailable' };
 
-/** A reply's headers, over either HTTP version (HTTP/2's respond() adds :status 200 itself);
- * `ttl` says how long an HTTP cache may keep it (RFC 8484 5.1). A new object each time:
- * node:http2 adds to it. */
-export function replyHeaders(length: number, ttl: number | undefined): Record<string, string | number> {
-  return ttl === undefined
-    ? { 'content-type': DNS_MESSAGE, 'content-length': length }
-    : { 'content-type': DNS_MESSAGE, 'content-length': length, 'cache-control': `max-age=${ttl}` };
+const NONE: readonly string[] = [];
+
+/** A reply's headers as one flat list of names and values, after `first` (HTTP/2's
+ * `:status`); both HTTP versions take such a list as it is, where an object is walked and
+ * copied per reply. `ttl` says how long an HTTP cache may keep it (RFC 8484 5.1). */
+export function replyHeaders(length: number, ttl: number | undefined, first: readonly string[] = NONE): string[] {
+  const headers = [...first, 'content-type', DNS_MESSAGE, 'content-length', String(length)];
+  if (ttl !== undefined) headers.push('cache-control', `max-age=${ttl}`);
+  return headers;
 }
 
 /** A refusal's headers (HTTP/2 adds `:status`, HTTP/1.1 gives the status on its own). */

@@ -23,6 +23,8 @@ const SESSION_OPTIONS = {
   maxSessionInvalidFrames: 100,
 };
 
+const STATUS_OK: readonly string[] = [':status', '200'];
+
 /** A stream's error (a reset, a session gone) ends only that stream. */
 function ignore(): void {}
 
@@ -46,7 +48,7 @@ export class DohH2 extends DohExchange<ServerHttp2Stream> {
   }
 
   protected sendReply(stream: ServerHttp2Stream, reply: Buffer, ttl: number | undefined): void {
-    stream.respond(replyHeaders(reply.length, ttl));
+    stream.respond(replyHeaders(reply.length, ttl, STATUS_OK));
     stream.end(reply);
   }
 
