@@ -57,6 +57,8 @@ export class ConnectionTable {
   /** Each open connection's client network. */
   private readonly networks = new Map<number, string>();
   private readonly perTarget = new Map<string, TargetStats>();
+  /** Open TCP connections whose source is read when the table is listed. */
+  private readonly sources = new Map<number, () => string | null>();
   private nextId: number;
   /** Refused at a limit, by which. */
   readonly refused = { total: 0, network: 0 };
@@ -111,17 +113,23 @@ export class ConnectionTable {
     if (!this.open.delete(c.id)) return;
     const network = this.networks.get(c.id) ?? '';
     this.networks.delete(c.id);
+    this.sources.delete(c.id);
     const left = (this.perNetwork.get(network) ?? 1) - 1;
     if (left > 0) this.perNetwork.set(network, left);
     else this.perNetwork.delete(network);
     if (c.target) this.stats(c.target).open--;
   }
 
-  /** The connection now relays to `target` (a UDP flow may move; its figures go with the target it had). */
-  attach(c: Connection, target: string, source: string | null, connectMs: number | null): void {
+  /** The connection now relays to `target` (a UDP flow may move; its figures go with the target it had);
+   * `source` is the proxy's address towards it, or how to read it once the table is listed. */
+  attach(c: Connection, target: string, source: string | (() => string | null) | null, connectMs: number | null): void {
     if (c.target) this.stats(c.target).open--;
     c.target = target;
-    c.source = source;
+    this.sources.delete(c.id);
+    if (typeof source === 'function') {
+      c.source = null;
+      this.sources.set(c.id, source);
+    } else c.source = source;
     const s = this.stats(target);
     s.open++;
     s.connects++;
@@ -147,6 +155,14 @@ export class ConnectionTable {
   }
 
   list(): Connection[] {
+    for (const [id, read] of this.sources) {
+      const c = this.open.get(id);
+      const source = c ? read() : null;
+      if (c && source !== null) {
+        c.source = source;
+        this.sources.delete(id);
+      }
+    }
     return [...this.open.values()];
   }
 

@@ -41,8 +41,8 @@ export interface Dialled {
   address: string;
   /** How long the connect took, ms. */
   ms: number;
-  /** The proxy's own address:port towards the target. */
-  source: string | null;
+  /** The proxy's own address:port towards the target, asked of the OS when the table is read (a system call not made per connection). */
+  source: () => string | null;
 }
 
 /** A connection to host:port (TLS when `tls` is given: connected once the handshake and the certificate check pass). */
@@ -103,7 +103,7 @@ export async function dial(
       socket.destroy();
       return null;
     }
-    const source = socket.localAddress !== undefined ? formatAddress(socket.localAddress, socket.localPort ?? 0) : null;
+    const source = () => (socket.localAddress !== undefined ? formatAddress(socket.localAddress, socket.localPort ?? 0) : null);
     return { reader: tls ? null : reader, socket, address, ms: Math.round((performance.now() - started) * 100) / 100, source };
   }
   return null;

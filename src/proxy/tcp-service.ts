@@ -21,6 +21,8 @@ import { listenContext, MIN_TLS_VERSION, targetTlsOptions } from './tls.js';
 
 /** A client that has not finished its TLS handshake by then is dropped. */
 const HANDSHAKE_MS = 10_000;
+/** Listen addresses that take connections for any local address. */
+const WILDCARDS = new Set(['0.0.0.0', '::']);
 import type { TableView } from './table-view.js';
 import { stillTargeted, targetsFor } from './targets.js';
 
@@ -62,15 +64,17 @@ export class TcpService {
     this.targetTls = targetTlsOptions(service);
   }
 
-  private server(at: HostPort): Server {
+  /** `where.text`: the address clients reach this listener on, once it listens on one address
+   * (null for a wildcard one, where each connection's own local address is asked for). */
+  private server(at: HostPort, where: { text: string | null }): Server {
     const options = { allowHalfOpen: true, pauseOnConnect: true, noDelay: true };
-    if (!this.secure) return createServer(options, (socket) => this.accept(socket, at));
+    if (!this.secure) return createServer(options, (socket) => this.accept(socket, at, where.text));
     const server = createTlsServer(
       { ...options, ...this.secure, minVersion: MIN_TLS_VERSION, handshakeTimeout: HANDSHAKE_MS },
       (socket) => {
         // held until the target is connected, as a plain connection is
         socket.pause();
-        this.accept(socket, at);
+        this.accept(socket, at, where.text);
       },
     );
     server.on('tlsClientError', (err) =>
@@ -100,7 +104,8 @@ export class TcpService {
   async listen(): Promise<HostPort[]> {
     const bound: HostPort[] = [];
     for (const at of this.service.listen) {
-      const server = this.server(at);
+      const where = { text: null as string | null };
+      const server = this.server(at, where);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ host: at.host, port: at.port, ipv6Only: at.host.includes(':') }, () => {
@@ -112,7 +117,10 @@ export class TcpService {
       server.on('error', (err) => this.log.warn({ service: this.service.name, error: String(err) }, 'accept failed'));
       this.servers.push(server);
       const address = server.address();
-      if (address && typeof address === 'object') bound.push({ host: address.address, port: address.port });
+      if (address && typeof address === 'object') {
+        bound.push({ host: address.address, port: address.port });
+        if (!WILDCARDS.has(address.address)) where.text = formatAddress(address.address, address.port);
+      }
     }
     return bound;
   }
@@ -150,18 +158,20 @@ export class TcpService {
     }
   }
 
-  private accept(client: Socket, at: HostPort): void {
+  /** `listenText`: the listener's own address, when it has one (null: a wildcard listener). */
+  private accept(client: Socket, at: HostPort, listenText: string | null): void {
     const clientAddress = client.remoteAddress;
     const clientPort = client.remotePort;
     if (clientAddress === undefined || clientPort === undefined) {
       client.destroy();
       return;
     }
-    // where the client connected to: the listener's own address, or the one a wildcard listener was reached on
+    // where the client connected to: the listener's own address, or (a system call) the one a wildcard listener was reached on
     const listen =
-      client.localAddress !== undefined && client.localPort !== undefined
+      listenText ??
+      (client.localAddress !== undefined && client.localPort !== undefined
         ? formatAddress(client.localAddress, client.localPort)
-        : formatHostPort(at);
+        : formatHostPort(at));
     const record = this.table.add(this.service.name, 'tcp', clientAddress, clientPort, listen);
     if (!record) {
       client.resetAndDestroy();
