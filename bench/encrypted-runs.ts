@@ -3,16 +3,17 @@
 // (c), one server at a time, in the same run: divert, then dnsdist, `reps` times in turn,
 // each started afresh, and per server and cell the run with the median QPS (this
 // machine's speed drifts over minutes: one run each put dnsdist's DoH on (a) anywhere
-// from 47k to 109k queries/s on different runs, and the ratio with it). DoT is loaded with dnsperf -m dot. DoH with
-// h2load (nghttp2-client), GET /dns-query?dns= for every query of the mix: dnsperf 2.10's
-// -m doh takes one reply per connection at a time (a second one in flight ends it with
-// "frame received when already having a dns msg"; with one query in flight it manages a
-// few dozen a second against either server), so it cannot load a server. With the configs run.sh rendered into its RUNDIR: NSD (the upstream,
-// 127.0.0.1:15301) is started again; divert gets --listen-tls/--listen-https with a
-// certificate made here; dnsdist gets run.sh's rendered config (Lua table of the 1,000
-// names, packet cache off) plus addTLSLocal and addDOHLocal with the same certificate.
-// Server CPU is read from /proc (the process and its children) around each dnsperf run.
-// Every process started here is tracked by `processes` and stopped by its PID.
+// from 47k to 109k queries/s on different runs, and the ratio with it). DoT is loaded
+// with dnsperf -m dot. DoH with h2load (nghttp2-client), GET /dns-query?dns= for every
+// query of the mix: dnsperf 2.10's -m doh takes one reply per connection at a time (a
+// second one in flight ends it with "frame received when already having a dns msg"; with
+// one query in flight it manages a few dozen a second against either server), so it
+// cannot load a server. With the configs run.sh rendered into its RUNDIR: NSD (the
+// upstream, 127.0.0.1:15301) is started again; divert gets --listen-tls/--listen-https
+// with a certificate made here; dnsdist gets run.sh's rendered config (Lua table of the
+// 1,000 names, packet cache off) plus addTLSLocal and addDOHLocal with the same
+// certificate. Server CPU is read from /proc (the process and its children) around each
+// run. Every process started here is tracked by `processes` and stopped by its PID.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import dnsPacket from 'dns-packet';

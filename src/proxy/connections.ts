@@ -120,16 +120,14 @@ export class ConnectionTable {
     if (c.target) this.stats(c.target).open--;
   }
 
-  /** The connection now relays to `target` (a UDP flow may move; its figures go with the target it had);
-   * `source` is the proxy's address towards it, or how to read it once the table is listed. */
-  attach(c: Connection, target: string, source: string | (() => string | null) | null, connectMs: number | null): void {
+  /** The connection now relays to `target` (a UDP flow may move; its figures go with the target it had).
+   * `source` reads the proxy's address towards it, once the table is listed (a UDP flow sets its own). */
+  attach(c: Connection, target: string, source: (() => string | null) | null, connectMs: number | null): void {
     if (c.target) this.stats(c.target).open--;
     c.target = target;
-    this.sources.delete(c.id);
-    if (typeof source === 'function') {
-      c.source = null;
-      this.sources.set(c.id, source);
-    } else c.source = source;
+    c.source = null;
+    if (source) this.sources.set(c.id, source);
+    else this.sources.delete(c.id);
     const s = this.stats(target);
     s.open++;
     s.connects++;
@@ -155,13 +153,12 @@ export class ConnectionTable {
   }
 
   list(): Connection[] {
+    // an entry leaves `sources` with its connection (remove), so each names an open one
     for (const [id, read] of this.sources) {
-      const c = this.open.get(id);
-      const source = c ? read() : null;
-      if (c && source !== null) {
-        c.source = source;
-        this.sources.delete(id);
-      }
+      const source = read();
+      if (source === null) continue;
+      this.open.get(id)!.source = source;
+      this.sources.delete(id);
     }
     return [...this.open.values()];
   }

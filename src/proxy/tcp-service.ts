@@ -17,14 +17,14 @@ import { connectTimeoutOf, idleTimeoutOf, type ProxyService } from './config.js'
 import { formatAddress, type Connection, type ConnectionTable } from './connections.js';
 import { dial, type Dialled } from './dial.js';
 import { proxyHeader } from './proxy-protocol.js';
+import type { TableView } from './table-view.js';
+import { stillTargeted, targetsFor } from './targets.js';
 import { listenContext, MIN_TLS_VERSION, targetTlsOptions } from './tls.js';
 
 /** A client that has not finished its TLS handshake by then is dropped. */
 const HANDSHAKE_MS = 10_000;
 /** Listen addresses that take connections for any local address. */
 const WILDCARDS = new Set(['0.0.0.0', '::']);
-import type { TableView } from './table-view.js';
-import { stillTargeted, targetsFor } from './targets.js';
 
 interface Relay {
   record: Connection;
