@@ -95,7 +95,8 @@ async function measureServer(options: LatencyRunsOptions, processes: Processes, 
         const { stdout } = await execChild('dnsperf', [...base, ...run], { maxBuffer: 512 << 20 });
         const stats = parseVerbose(stdout);
         options.log(
-          `fixed-rate latency: ${label} (${mix}) ${stats.answers} answers, avg ${stats.avgMs.toFixed(3)} ms, p99 ${stats.p99Ms.toFixed(3)} ms`,
+          `fixed-rate latency: ${label} (${mix}) ${stats.answers} answers, avg ${stats.avgMs.toFixed(3)} ms, p50 ${stats.p50Ms.toFixed(3)} ms, ` +
+            `p99 ${stats.p99Ms.toFixed(3)} ms, ${stats.slowPct.toFixed(2)} % over 1 ms`,
         );
         results.push({ label, mix, ...stats });
       } catch (err) {

@@ -1,7 +1,7 @@
 // The bench's markdown: divert against dnsdist and the Node ceilings (one row per mix),
 // the Redis table with 1,000 against 1,000,000 names, and the RSS of every run.
 
-import type { FixedRate } from './dnsperf-verbose.js';
+import { SLOW_MS, type FixedRate } from './dnsperf-verbose.js';
 import type { Cell, PeerRun } from './peerbench.js';
 import type { RssSummary } from './rss-sampler.js';
 
@@ -143,8 +143,31 @@ function latencyTable(input: ReportInput): string[] {
     "Average and p99 (nearest rank) over every answer's latency from dnsperf -v; QPS and loss from its summary. " +
       'NSD, divert and dnsdist are started again from the configs run.sh rendered, one server at a time next to NSD, ' +
       'the two in turn and each started afresh for every run, warmed for 2 s; dnsdist is measured on (c) only, as run.sh does. ' +
-      "run.sh's own fixed-rate runs (no p99) are in its report.",
+      "run.sh's own fixed-rate runs (no p99) are in its report. The same runs split at " +
+      `${SLOW_MS} ms below: a gap in the median and in the answers within it is in every answer's path (wake-ups, CPU per query); ` +
+      'one in the answers over it is in stalls (GC, scheduling).',
+    '',
+    ...bodyAndTail(input.fixedRate),
   ];
+}
+
+/** The same runs split at SLOW_MS: whether a gap in the average is in every answer (the body) or in a few (the tail). */
+function bodyAndTail(fixedRate: readonly FixedRate[]): string[] {
+  const out = [
+    `| server | mix | p50 ms | avg ms of answers ≤ ${SLOW_MS} ms | answers > ${SLOW_MS} ms % | their part of the avg, ms | avg ms |`,
+    '|---|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const [label, mix] of [
+    [SUT.memory, 'a'],
+    [SUT.memory, 'c'],
+    [DNSDIST, 'c'],
+  ] as const) {
+    const r = findFixedRate(fixedRate, label, mix);
+    out.push(
+      `| ${label} | (${mix}) | ${[r?.p50Ms, r?.bodyAvgMs].map((v) => num(v, 3)).join(' | ')} | ${num(r?.slowPct, 2)} | ${num(r?.slowPartMs, 3)} | ${num(r?.avgMs, 3)} |`,
+    );
+  }
+  return out;
 }
 
 function redisTable(input: ReportInput): string[] {
@@ -191,7 +214,7 @@ function find(cells: Cell[], label: string, mix: string, proto: string): Cell | 
   return cells.find((c) => c.label === label && c.mix === mix && c.proto === proto);
 }
 
-function findFixedRate(rows: FixedRate[], label: string, mix: string): FixedRate | undefined {
+function findFixedRate(rows: readonly FixedRate[], label: string, mix: string): FixedRate | undefined {
   return rows.find((r) => r.label === label && r.mix === mix);
 }
 

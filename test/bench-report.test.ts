@@ -47,9 +47,15 @@ test('dnsperf -v: every answer line counts, lost queries and other lines are ski
   assert.ok(Math.abs(stats.p99Ms - 4.1) < 1e-9, `p99 ${stats.p99Ms}`);
   assert.equal(stats.qps, 0.999907);
   assert.equal(stats.lossPct, 16.67);
+  // 0.2, 0.3, 0.4 and 1.0 ms within 1 ms, 4.1 ms over it
+  assert.ok(Math.abs(stats.p50Ms - 0.4) < 1e-9, `p50 ${stats.p50Ms}`);
+  assert.ok(Math.abs(stats.bodyAvgMs - 0.475) < 1e-9, `body ${stats.bodyAvgMs}`);
+  assert.equal(stats.slowPct, 20);
+  assert.ok(Math.abs(stats.slowPartMs - 0.82) < 1e-9, `tail part ${stats.slowPartMs}`);
   const none = parseVerbose('dnsperf: error: could not open file\n');
   assert.equal(none.answers, 0);
   assert.ok(Number.isNaN(none.avgMs) && Number.isNaN(none.p99Ms) && Number.isNaN(none.qps));
+  assert.ok(Number.isNaN(none.p50Ms) && Number.isNaN(none.bodyAvgMs) && Number.isNaN(none.slowPct));
 });
 
 test('p99 is the nearest rank', () => {
@@ -86,6 +92,10 @@ const fixed = (label: string, mix: string, avgMs: number, p99Ms: number): FixedR
   answers: 50000,
   avgMs,
   p99Ms,
+  p50Ms: avgMs / 2,
+  bodyAvgMs: avgMs * 0.75,
+  slowPct: 2,
+  slowPartMs: avgMs / 4,
 });
 
 function render(fixedRate: FixedRate[]): string[] {
@@ -149,6 +159,22 @@ test('report: latency at the fixed rate, average and p99, the average held to 1.
     met: 'met',
   });
   assert.partialDeepStrictEqual(latency(lines)('(a) intercepted | 10000'), { 'divert p99 ms': '0.900', 'dnsdist avg ms': 'n/a', met: '—' });
+  // the same runs as body and tail, each server's own row
+  const split = table(lines, 'server | mix | p50 ms');
+  assert.partialDeepStrictEqual(split(`${SUT.memory} | (c)`), {
+    server: SUT.memory,
+    mix: '(c)',
+    'p50 ms': '0.250',
+    'avg ms of answers ≤ 1 ms': '0.375',
+    'answers > 1 ms %': '2.00',
+    'their part of the avg, ms': '0.125',
+    'avg ms': '0.500',
+  });
+  assert.partialDeepStrictEqual(split(`${DNSDIST} | (c)`), { 'p50 ms': '0.200', 'avg ms': '0.400' });
+  assert.partialDeepStrictEqual(table(render([]), 'server | mix | p50 ms')(`${SUT.memory} | (a)`), {
+    'p50 ms': 'n/a',
+    'answers > 1 ms %': 'n/a',
+  });
   const slow = latency(render(rate(0.8)))('(c) 90 % fwd / 10 % int | 10000');
   assert.partialDeepStrictEqual(slow, { 'avg divert / dnsdist': '2.00×', met: 'missed' });
   assert.equal(latency(render([]))('(c) 90 % fwd / 10 % int | n/a').met, 'n/a');
