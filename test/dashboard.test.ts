@@ -311,7 +311,11 @@ describe('dashboard', () => {
     while (Date.now() < stop) await Promise.all(Array.from({ length: 20 }, () => resolver.resolve4('api.shop.example')));
     await page.locator('#chart .uplot canvas').waitFor();
     await page.locator('#upstreams li', { hasText: '127.0.0.1:9' }).waitFor();
-    await page.locator('#workers li', { hasText: /worker 1: \d+ MB resident, \d+ MB heap, CPU \d+ %, event loop \d+ % busy/ }).waitFor();
+    await page
+      .locator('#workers li', {
+        hasText: /worker 1: \d+ MB resident, \d+ MB heap, CPU \d+ %, event loop \d+ % busy, connections open: TCP \d+, DoT \d+, DoH \d+/,
+      })
+      .waitFor();
     const recent = (await (await api('/v1/stats/recent')).json()) as { samples: { intercepted: number }[] };
     assert.ok(
       recent.samples.some((s) => s.intercepted > 0),

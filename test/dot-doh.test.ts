@@ -9,6 +9,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { connect as http2Connect } from 'node:http2';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
@@ -332,6 +333,67 @@ describe('/metrics and /healthz', () => {
     );
     assert.equal(health.tlsCertificate.fingerprint256, cert.fingerprint256);
     assert.equal(new Date(health.tlsCertificate.notAfter).getTime() / 1000, notAfter);
+  });
+
+  test("a DoH client that closes its connection without HTTP/2's GOAWAY (dig +https exits) frees it at once, not after the idle timeout", async () => {
+    const openDoh = async () =>
+      sumOf(parseMetrics(await (await divert.api('/metrics')).text()), 'divert_worker_open_connections', { transport: 'doh' });
+    const until = async (want: number, ms: number) => {
+      const deadline = Date.now() + ms;
+      let n = await openDoh();
+      while (n !== want && Date.now() < deadline) {
+        await sleep(50);
+        n = await openDoh();
+      }
+      return n;
+    };
+    assert.equal(await until(0, 12_000), 0, 'DoH connections of earlier tests still open after the idle timeout');
+    assert.match(await dig(['+https', '-p', String(dohPort), INTERCEPTED, 'A']), new RegExp(INTERCEPTED_ADDRESS.replace(/\./g, '\\.')));
+    // the idle timeout is 10 s: well before it
+    assert.equal(await until(0, 2000), 0, 'the connection dig left is still open 2 s after it exited');
+  });
+
+  test('connections open now, by worker and transport: three DoT, one HTTP/2 and one plain TCP counted while open, none once closed', async () => {
+    const open = async () => {
+      const metrics = parseMetrics(await (await divert.api('/metrics')).text());
+      const of = (transport: string) => sumOf(metrics, 'divert_worker_open_connections', { transport });
+      const workers = new Set(metrics.filter((m) => m.name === 'divert_worker_open_connections').map((m) => m.labels.worker));
+      return { tcp: of('tcp'), dot: of('dot'), doh: of('doh'), workers: workers.size };
+    };
+    const settled = async (want: { tcp: number; dot: number; doh: number }) => {
+      let got = await open();
+      for (let i = 0; i < 50 && (got.tcp !== want.tcp || got.dot !== want.dot || got.doh !== want.doh); i++) {
+        await sleep(100);
+        got = await open();
+      }
+      return got;
+    };
+    // what earlier tests opened has closed
+    assert.partialDeepStrictEqual(await settled({ tcp: 0, dot: 0, doh: 0 }), { tcp: 0, dot: 0, doh: 0, workers: Number(TEST_WORKERS) });
+    const dot = await Promise.all([dotSession(dotPort), dotSession(dotPort), dotSession(dotPort)]);
+    const h2 = http2Connect(`https://127.0.0.1:${dohPort}`, { rejectUnauthorized: false });
+    h2.on('error', () => {});
+    const h2Up = new Promise((resolve) => h2.once('connect', resolve));
+    const tcp = connect({ host: '127.0.0.1', port: divert.port });
+    tcp.on('error', () => {});
+    const tcpUp = new Promise((resolve) => tcp.once('connect', resolve));
+    try {
+      await Promise.all([h2Up, tcpUp]);
+      // each DoT session and the HTTP/2 one asks once, as a client does
+      for (const session of dot) assert.deepEqual(addressesOf(await session.ask(query(INTERCEPTED, 'A'))), [INTERCEPTED_ADDRESS]);
+      const stream = h2.request({ ':method': 'GET', ':path': getPath(query(INTERCEPTED, 'A', { id: 0 })) });
+      stream.end();
+      const [headers] = (await once(stream, 'response')) as [Record<string, unknown>];
+      assert.equal(headers[':status'], 200);
+      stream.resume();
+      await once(stream, 'end');
+      assert.deepEqual(await settled({ tcp: 1, dot: 3, doh: 1 }), { tcp: 1, dot: 3, doh: 1, workers: Number(TEST_WORKERS) });
+    } finally {
+      for (const session of dot) session.close();
+      h2.destroy();
+      tcp.destroy();
+    }
+    assert.partialDeepStrictEqual(await settled({ tcp: 0, dot: 0, doh: 0 }), { tcp: 0, dot: 0, doh: 0 });
   });
 });
 

@@ -15,9 +15,11 @@ import {
 } from 'prom-client';
 import { countSeries, latencyOf, LATENCY_BUCKETS } from '../pipeline/query-stats.js';
 import { OUTCOMES } from '../pipeline/outcome.js';
-import type { ServingStats } from '../serving/stats.js';
+import type { OpenConnections, ServingStats } from '../serving/stats.js';
 import { LISTENER_EVENTS, type ListenerCounts } from '../transport/listener-events.js';
 import type { EventStreamFigures } from './events.js';
+
+const STREAM_TRANSPORTS: readonly (keyof OpenConnections)[] = ['tcp', 'dot', 'doh'];
 
 export interface MetricSources {
   /** Summed over the workers; read once per scrape. */
@@ -297,6 +299,16 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
     "share of time each process's event loop was busy since the previous reading (a scrape, or /healthz) (0-1; near 1: saturated)",
     ['worker'],
     () => now().processes.map((p) => [{ worker: String(p.worker) }, p.eventLoopUtilization]),
+  );
+  readGauge(
+    registry,
+    'divert_worker_open_connections',
+    "connections open on each process's DNS listeners, by transport (tcp, dot, doh): how the workers share long-lived DoT and DoH clients",
+    ['worker', 'transport'],
+    () =>
+      now().processes.flatMap((p) =>
+        STREAM_TRANSPORTS.map((transport): [Labels, number] => [{ worker: String(p.worker), transport }, p.openConnections[transport]]),
+      ),
   );
 
   return async () => {

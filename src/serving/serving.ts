@@ -179,7 +179,7 @@ export async function startServing(
     await release();
   };
 
-  const readProcess = processFigures(options.worker ?? 1);
+  const readProcess = processFigures(options.worker ?? 1, () => listeners.openConnections);
   const stats = (): ServingStats => {
     const queries = observers.stats.snapshot();
     const forwarded = paths.forwarderStats;

@@ -21,4 +21,12 @@ export interface ProcessFigures {
   eventLoopUtilization: number;
   /** CPU time (user and system, all its threads) over wall time since the previous reading: 1 is one core's worth. */
   cpuUtilization: number;
+  /** Connections open now on its DNS listeners, by transport (DNS over TCP, DoT, DoH): how the workers share them. */
+  openConnections: OpenConnections;
+}
+
+export interface OpenConnections {
+  tcp: number;
+  dot: number;
+  doh: number;
 }

@@ -5,9 +5,9 @@ import { performance } from 'node:perf_hooks';
 import type { OutcomeCounts } from '../pipeline/outcome.js';
 import { outcomeTotals, sumFigures, type QueryFigures } from '../pipeline/query-stats.js';
 import { emptyListenerCounts, LISTENER_EVENTS, type ListenerCounts } from '../transport/listener-events.js';
-import type { ProcessFigures, UpstreamState } from './stats-shapes.js';
+import type { OpenConnections, ProcessFigures, UpstreamState } from './stats-shapes.js';
 
-export type { ProcessFigures, UpstreamState };
+export type { OpenConnections, ProcessFigures, UpstreamState };
 
 /** What /metrics and /healthz read; with several workers, the sum over all of them. */
 export interface ServingStats {
@@ -34,8 +34,8 @@ export interface ServingStats {
   listener: ListenerCounts;
 }
 
-/** A reader of this process's figures; the event loop's share is since the previous reading. */
-export function processFigures(worker: number): () => ProcessFigures {
+/** A reader of this process's figures; the event loop's share is since the previous reading; `open` counts the connections of its listeners. */
+export function processFigures(worker: number, open: () => OpenConnections): () => ProcessFigures {
   let lastLoop = performance.eventLoopUtilization();
   let lastCpu = process.cpuUsage();
   let lastAt = performance.now();
@@ -55,6 +55,7 @@ export function processFigures(worker: number): () => ProcessFigures {
       heapUsedBytes: memory.heapUsed,
       eventLoopUtilization: utilization,
       cpuUtilization: wallMicros > 0 ? (cpu.user + cpu.system) / wallMicros : 0,
+      openConnections: open(),
     };
   };
 }

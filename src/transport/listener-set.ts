@@ -75,6 +75,8 @@ export class ListenerSet {
   private readonly streams: { server: Server; address: HostPort; transport: 'dot' | 'doh' }[] = [];
   private services: { dot: DotService; doh: DohService } | null = null;
   private readonly connections = new Set<Socket>();
+  /** Of those, how many each kind of listener took. */
+  private readonly open = { tcp: 0, dot: 0, doh: 0 };
   private accepting = true;
   private serversClosed: Promise<void> | undefined;
 
@@ -101,6 +103,11 @@ export class ListenerSet {
   get encryptedAddresses(): EncryptedAddresses {
     const of = (transport: 'dot' | 'doh') => this.streams.filter((s) => s.transport === transport).map((s) => s.address);
     return { dot: of('dot'), doh: of('doh') };
+  }
+
+  /** The TCP, DoT and DoH connections open now, by transport. */
+  get openConnections(): { tcp: number; dot: number; doh: number } {
+    return { ...this.open };
   }
 
   /** The DoT and DoH certificate for new connections from now on (checked by the caller: a pair that does not load throws). */
@@ -133,7 +140,7 @@ export class ListenerSet {
     await this.serversClosed;
   }
 
-  private tcpServing(options: ListenerSetOptions): TcpServing {
+  private tcpServing(options: ListenerSetOptions, transport: 'tcp' | 'dot' | 'doh'): TcpServing {
     return {
       limits: options.limits,
       admission: options.admission ?? ADMIT_ALL,
@@ -142,7 +149,11 @@ export class ListenerSet {
       onError: options.onError,
       onConnection: (socket) => {
         this.connections.add(socket);
-        socket.once('close', () => this.connections.delete(socket));
+        this.open[transport]++;
+        socket.once('close', () => {
+          this.connections.delete(socket);
+          this.open[transport]--;
+        });
       },
     };
   }
@@ -153,15 +164,16 @@ export class ListenerSet {
     // a REFUSED answer, as over UDP: a DoT or DoH client (a phone, a browser) shows a reset as
     // a broken server, but takes REFUSED for what it is
     const admission = options.admission ?? ADMIT_ALL;
-    const serving = { ...this.tcpServing(options), admission: { admits: () => true, networkOf: (a: string) => admission.networkOf(a) } };
+    const admitAll = { admits: () => true, networkOf: (a: string) => admission.networkOf(a) };
+    const serving = (transport: 'dot' | 'doh') => ({ ...this.tcpServing(options, transport), admission: admitAll });
     const services = {
-      dot: new DotService(encrypted.pem, handler, serving),
-      doh: new DohService(encrypted.pem, handler, serving, encrypted.dns),
+      dot: new DotService(encrypted.pem, handler, serving('dot')),
+      doh: new DohService(encrypted.pem, handler, serving('doh'), encrypted.dns),
     };
     this.services = services;
     for (const transport of ['dot', 'doh'] as const) {
       for (const at of encrypted[transport]) {
-        const server = createStreamServer(serving, services[transport].service);
+        const server = createStreamServer(serving(transport), services[transport].service);
         try {
           const port = await listenTcp(server, at.host, at.port, options.exclusive ?? true);
           this.streams.push({ server, address: { host: at.host, port }, transport });
@@ -195,7 +207,7 @@ export class ListenerSet {
         throw new BindFailure(err as NodeJS.ErrnoException, at);
       }
       const port = udp.port;
-      const tcp = createTcpServer(handler, this.tcpServing(options));
+      const tcp = createTcpServer(handler, this.tcpServing(options, 'tcp'));
       try {
         await listenTcp(tcp, at.host, port, exclusive);
       } catch (err) {

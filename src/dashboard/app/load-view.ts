@@ -81,7 +81,7 @@ export class LoadView {
     this.workers.replaceChildren(
       ...load.processes.map((p) =>
         el('li', {
-          text: `worker ${p.worker}: ${(p.residentBytes / MB).toFixed(0)} MB resident, ${(p.heapUsedBytes / MB).toFixed(0)} MB heap, CPU ${(p.cpuUtilization * 100).toFixed(0)} %, event loop ${(p.eventLoopUtilization * 100).toFixed(0)} % busy`,
+          text: `worker ${p.worker}: ${(p.residentBytes / MB).toFixed(0)} MB resident, ${(p.heapUsedBytes / MB).toFixed(0)} MB heap, CPU ${(p.cpuUtilization * 100).toFixed(0)} %, event loop ${(p.eventLoopUtilization * 100).toFixed(0)} % busy, connections open: TCP ${p.openConnections.tcp}, DoT ${p.openConnections.dot}, DoH ${p.openConnections.doh}`,
         }),
       ),
     );
