@@ -261,6 +261,8 @@ describe('clients that leave before their answer', () => {
     await sleep(50);
     h1.destroy();
     await sleep(400); // the upstream's answers arrive with nobody to take them
+    // and the two connections are let go, not held (each held a slot of the client's cap)
+    assert.equal(await openDohWithin(0, 2000), 0, 'a DoH connection whose client left is still open');
     for (const request of [h2Request, h1Request]) {
       const reply = await request(dohPort, post(query(INTERCEPTED, 'A', { id: 0 })));
       assert.equal(reply.status, 200);
@@ -336,21 +338,10 @@ describe('/metrics and /healthz', () => {
   });
 
   test("a DoH client that closes its connection without HTTP/2's GOAWAY (dig +https exits) frees it at once, not after the idle timeout", async () => {
-    const openDoh = async () =>
-      sumOf(parseMetrics(await (await divert.api('/metrics')).text()), 'divert_worker_open_connections', { transport: 'doh' });
-    const until = async (want: number, ms: number) => {
-      const deadline = Date.now() + ms;
-      let n = await openDoh();
-      while (n !== want && Date.now() < deadline) {
-        await sleep(50);
-        n = await openDoh();
-      }
-      return n;
-    };
-    assert.equal(await until(0, 12_000), 0, 'DoH connections of earlier tests still open after the idle timeout');
+    assert.equal(await openDohWithin(0, 12_000), 0, 'DoH connections of earlier tests still open after the idle timeout');
     assert.match(await dig(['+https', '-p', String(dohPort), INTERCEPTED, 'A']), new RegExp(INTERCEPTED_ADDRESS.replace(/\./g, '\\.')));
     // the idle timeout is 10 s: well before it
-    assert.equal(await until(0, 2000), 0, 'the connection dig left is still open 2 s after it exited');
+    assert.equal(await openDohWithin(0, 2000), 0, 'the connection dig left is still open 2 s after it exited');
   });
 
   test('connections open now, by worker and transport: three DoT, one HTTP/2 and one plain TCP counted while open, none once closed', async () => {
@@ -509,6 +500,19 @@ describe('what a peer may hold: the TCP limits on DoT and DoH connections', () =
     }
   });
 });
+
+/** The DoH connections open (summed over the workers) once they are `want`, or when `ms` have passed. */
+async function openDohWithin(want: number, ms: number): Promise<number> {
+  const open = async () =>
+    sumOf(parseMetrics(await (await divert.api('/metrics')).text()), 'divert_worker_open_connections', { transport: 'doh' });
+  const deadline = Date.now() + ms;
+  let n = await open();
+  while (n !== want && Date.now() < deadline) {
+    await sleep(50);
+    n = await open();
+  }
+  return n;
+}
 
 function addressesOf(reply: Buffer): unknown[] {
   return (decode(reply).answers ?? []).map((a) => (a as { data: unknown }).data);
