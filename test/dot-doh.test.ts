@@ -262,7 +262,7 @@ describe('clients that leave before their answer', () => {
     h1.destroy();
     await sleep(400); // the upstream's answers arrive with nobody to take them
     // and the two connections are let go, not held (each held a slot of the client's cap)
-    assert.equal(await openDohWithin(0, 2000), 0, 'a DoH connection whose client left is still open');
+    assert.equal((await openOnce({ doh: 0 }, 2000)).doh, 0, 'a DoH connection whose client left is still open');
     for (const request of [h2Request, h1Request]) {
       const reply = await request(dohPort, post(query(INTERCEPTED, 'A', { id: 0 })));
       assert.equal(reply.status, 200);
@@ -338,29 +338,15 @@ describe('/metrics and /healthz', () => {
   });
 
   test("a DoH client that closes its connection without HTTP/2's GOAWAY (dig +https exits) frees it at once, not after the idle timeout", async () => {
-    assert.equal(await openDohWithin(0, 12_000), 0, 'DoH connections of earlier tests still open after the idle timeout');
+    assert.equal((await openOnce({ doh: 0 }, 12_000)).doh, 0, 'DoH connections of earlier tests still open after the idle timeout');
     assert.match(await dig(['+https', '-p', String(dohPort), INTERCEPTED, 'A']), new RegExp(INTERCEPTED_ADDRESS.replace(/\./g, '\\.')));
     // the idle timeout is 10 s: well before it
-    assert.equal(await openDohWithin(0, 2000), 0, 'the connection dig left is still open 2 s after it exited');
+    assert.equal((await openOnce({ doh: 0 }, 2000)).doh, 0, 'the connection dig left is still open 2 s after it exited');
   });
 
   test('connections open now, by worker and transport: three DoT, one HTTP/2 and one plain TCP counted while open, none once closed', async () => {
-    const open = async () => {
-      const metrics = parseMetrics(await (await divert.api('/metrics')).text());
-      const of = (transport: string) => sumOf(metrics, 'divert_worker_open_connections', { transport });
-      const workers = new Set(metrics.filter((m) => m.name === 'divert_worker_open_connections').map((m) => m.labels.worker));
-      return { tcp: of('tcp'), dot: of('dot'), doh: of('doh'), workers: workers.size };
-    };
-    const settled = async (want: { tcp: number; dot: number; doh: number }) => {
-      let got = await open();
-      for (let i = 0; i < 50 && (got.tcp !== want.tcp || got.dot !== want.dot || got.doh !== want.doh); i++) {
-        await sleep(100);
-        got = await open();
-      }
-      return got;
-    };
     // what earlier tests opened has closed
-    assert.partialDeepStrictEqual(await settled({ tcp: 0, dot: 0, doh: 0 }), { tcp: 0, dot: 0, doh: 0, workers: Number(TEST_WORKERS) });
+    assert.deepEqual(await openOnce({ tcp: 0, dot: 0, doh: 0 }, 5000), { tcp: 0, dot: 0, doh: 0, workers: Number(TEST_WORKERS) });
     const dot = await Promise.all([dotSession(dotPort), dotSession(dotPort), dotSession(dotPort)]);
     const h2 = http2Connect(`https://127.0.0.1:${dohPort}`, { rejectUnauthorized: false });
     h2.on('error', () => {});
@@ -378,13 +364,13 @@ describe('/metrics and /healthz', () => {
       assert.equal(headers[':status'], 200);
       stream.resume();
       await once(stream, 'end');
-      assert.deepEqual(await settled({ tcp: 1, dot: 3, doh: 1 }), { tcp: 1, dot: 3, doh: 1, workers: Number(TEST_WORKERS) });
+      assert.deepEqual(await openOnce({ tcp: 1, dot: 3, doh: 1 }, 5000), { tcp: 1, dot: 3, doh: 1, workers: Number(TEST_WORKERS) });
     } finally {
       for (const session of dot) session.close();
       h2.destroy();
       tcp.destroy();
     }
-    assert.partialDeepStrictEqual(await settled({ tcp: 0, dot: 0, doh: 0 }), { tcp: 0, dot: 0, doh: 0 });
+    assert.partialDeepStrictEqual(await openOnce({ tcp: 0, dot: 0, doh: 0 }, 5000), { tcp: 0, dot: 0, doh: 0 });
   });
 });
 
@@ -501,17 +487,25 @@ describe('what a peer may hold: the TCP limits on DoT and DoH connections', () =
   });
 });
 
-/** The DoH connections open (summed over the workers) once they are `want`, or when `ms` have passed. */
-async function openDohWithin(want: number, ms: number): Promise<number> {
-  const open = async () =>
-    sumOf(parseMetrics(await (await divert.api('/metrics')).text()), 'divert_worker_open_connections', { transport: 'doh' });
+/** divert's open TCP, DoT and DoH connections (summed over the workers), and how many workers report them. */
+async function openConnections(): Promise<{ tcp: number; dot: number; doh: number; workers: number }> {
+  const metrics = parseMetrics(await (await divert.api('/metrics')).text());
+  const of = (transport: string) => sumOf(metrics, 'divert_worker_open_connections', { transport });
+  const workers = new Set(metrics.filter((m) => m.name === 'divert_worker_open_connections').map((m) => m.labels.worker));
+  return { tcp: of('tcp'), dot: of('dot'), doh: of('doh'), workers: workers.size };
+}
+
+/** The open connections once those named in `want` are as given, or when `ms` have passed. */
+async function openOnce(want: Partial<Record<'tcp' | 'dot' | 'doh', number>>, ms: number): ReturnType<typeof openConnections> {
   const deadline = Date.now() + ms;
-  let n = await open();
-  while (n !== want && Date.now() < deadline) {
+  const reached = (got: Awaited<ReturnType<typeof openConnections>>) =>
+    Object.entries(want).every(([transport, n]) => got[transport as keyof typeof want] === n);
+  let got = await openConnections();
+  while (!reached(got) && Date.now() < deadline) {
     await sleep(50);
-    n = await open();
+    got = await openConnections();
   }
-  return n;
+  return got;
 }
 
 function addressesOf(reply: Buffer): unknown[] {

@@ -33,13 +33,6 @@ export class DohH2 extends DohExchange<ServerHttp2Stream> {
   serve(socket: TLSSocket, peer: DohPeer, idleMs: number): void {
     const session = performServerHandshake(socket, SESSION_OPTIONS);
     session.on('error', () => session.destroy());
-    // a client's FIN ends its session, as HTTP/2 servers take it (an HTTP/2 client that
-    // wants its answers says goodbye with GOAWAY, not a half-close): the TLS socket keeps
-    // the accepted socket's allowHalfOpen, and node:http2 does not end the session itself,
-    // so it stayed open (dig +https, a browser that quits) until idle, and for good when
-    // the client vanished with streams in flight, holding a slot of the client's cap.
-    // Replies still on their way find their streams gone and are dropped.
-    socket.once('end', () => session.destroy());
     session.setTimeout(idleMs, () => {
       if (peer.connection.inFlight === 0) session.destroy();
     });

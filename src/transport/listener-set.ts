@@ -74,9 +74,8 @@ export class ListenerSet {
   private readonly pairs: Pair[] = [];
   private readonly streams: { server: Server; address: HostPort; transport: 'dot' | 'doh' }[] = [];
   private services: { dot: DotService; doh: DohService } | null = null;
-  private readonly connections = new Set<Socket>();
-  /** Of those, how many each kind of listener took. */
-  private readonly open = { tcp: 0, dot: 0, doh: 0 };
+  /** The connections admitted and still open, by the kind of listener that took them. */
+  private readonly connections = { tcp: new Set<Socket>(), dot: new Set<Socket>(), doh: new Set<Socket>() };
   private accepting = true;
   private serversClosed: Promise<void> | undefined;
 
@@ -107,7 +106,8 @@ export class ListenerSet {
 
   /** The TCP, DoT and DoH connections open now, by transport. */
   get openConnections(): { tcp: number; dot: number; doh: number } {
-    return { ...this.open };
+    const { tcp, dot, doh } = this.connections;
+    return { tcp: tcp.size, dot: dot.size, doh: doh.size };
   }
 
   /** The DoT and DoH certificate for new connections from now on (checked by the caller: a pair that does not load throws). */
@@ -133,7 +133,7 @@ export class ListenerSet {
     this.stopAccepting();
     await new Promise<void>((resolve) => setImmediate(resolve));
     for (const p of this.pairs) p.udp.close();
-    for (const socket of this.connections) {
+    for (const socket of [...this.connections.tcp, ...this.connections.dot, ...this.connections.doh]) {
       socket.destroySoon();
       setTimeout(() => socket.destroy(), marginMs).unref();
     }
@@ -148,12 +148,9 @@ export class ListenerSet {
       accepting: () => this.accepting,
       onError: options.onError,
       onConnection: (socket) => {
-        this.connections.add(socket);
-        this.open[transport]++;
-        socket.once('close', () => {
-          this.connections.delete(socket);
-          this.open[transport]--;
-        });
+        const open = this.connections[transport];
+        open.add(socket);
+        socket.once('close', () => open.delete(socket));
       },
     };
   }
