@@ -61,6 +61,12 @@ function runOptions(yargs: Argv): Argv {
       describe: 'processes relaying (each runs every service; TCP listeners shared, UDP ones one per worker) [env DIVERT_PROXY_WORKERS]',
       defaultDescription: 'one per CPU',
     })
+    .option('native-relay', {
+      type: 'boolean',
+      describe:
+        "relay plain TCP services (no TLS, onChange not move) through divert's native addon: accept, connect and bytes in C (--no-native-relay: node:net); node:net with a warning when the addon is not built [env DIVERT_PROXY_NATIVE_RELAY]",
+      defaultDescription: 'true',
+    })
     .option('log-level', {
       type: 'string',
       requiresArg: true,
@@ -120,6 +126,17 @@ function limitFlags(argv: Args, env: NodeJS.ProcessEnv): LimitFlags {
   return out;
 }
 
+/** --native-relay / --no-native-relay, else DIVERT_PROXY_NATIVE_RELAY (false, 0 or no: off), else on. */
+export function nativeRelayWanted(argv: Args, env: NodeJS.ProcessEnv): boolean {
+  const flag = argv['native-relay'];
+  if (typeof flag === 'boolean') return flag;
+  const text = env.DIVERT_PROXY_NATIVE_RELAY?.trim().toLowerCase();
+  if (text === undefined || text === '') return true;
+  if (['false', '0', 'no', 'off'].includes(text)) return false;
+  if (['true', '1', 'yes', 'on'].includes(text)) return true;
+  throw usage(`DIVERT_PROXY_NATIVE_RELAY="${env.DIVERT_PROXY_NATIVE_RELAY}": expected true or false`);
+}
+
 /** --workers, else DIVERT_PROXY_WORKERS, else one per CPU. */
 function workerCount(argv: Args, env: NodeJS.ProcessEnv): number {
   const chosen = given(argv, 'workers', 'DIVERT_PROXY_WORKERS', env);
@@ -145,6 +162,7 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     { proxyRegistry },
     { targetReport },
     { checkTlsFiles },
+    { loadTcpRelay },
   ] = await Promise.all([
     import('pino'),
     import('../proxy/config.js'),
@@ -155,6 +173,7 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     import('../proxy/metrics.js'),
     import('../proxy/figures.js'),
     import('../proxy/tls.js'),
+    import('../proxy/native-relay.js'),
   ]);
   const config = loadProxyConfig(configPath.value, limitFlags(argv, env));
   checkTlsFiles(config.services);
@@ -164,8 +183,9 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
   const worker = w.workerNumber();
   const log = pino({ level, base: { component: 'proxy', ...(worker === null ? {} : { worker }) } });
   const client = new AdminClient(connection, ADMIN_TIMEOUT_MS);
+  const nativeRelay = nativeRelayWanted(argv, env) ? loadTcpRelay() : null;
   if (worker !== null) {
-    const options = { firstId: w.firstIdOf(worker), share: workers, reusePort: true };
+    const options = { firstId: w.firstIdOf(worker), share: workers, reusePort: true, nativeRelay, inherited: w.inheritedListeners() };
     return w.serveAsWorker(new Proxy(w.withChosenPorts(config), client, connection, log, options));
   }
 
@@ -176,8 +196,10 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     stop(): Promise<void>;
   };
   try {
+    if (nativeRelayWanted(argv, env) && !nativeRelay)
+      log.warn('--native-relay: the native addon is not built or does not load here (npm run build needs cc); node:net relays TCP');
     if (workers === 1) {
-      const proxy = new Proxy(config, client, connection, log);
+      const proxy = new Proxy(config, client, connection, log, { firstId: 1, share: 1, reusePort: false, nativeRelay });
       await proxy.start();
       running = {
         figures: () => Promise.resolve(proxy.figures()),
@@ -186,7 +208,7 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
         stop: () => proxy.stop(),
       };
     } else {
-      const primary = await w.ProxyPrimary.start(config, workers, log);
+      const primary = await w.ProxyPrimary.start(config, workers, log, nativeRelay);
       running = {
         figures: () => primary.figures(),
         listening: () => primary.listening,
@@ -198,7 +220,7 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     if (err instanceof DivertError) throw err;
     throw new DivertError('LISTEN_FAILED', `${(err as Error).message}; free the port or give another listen address`);
   }
-  const started = { at: new Date().toISOString(), workers, adminUrl: connection.url.href };
+  const started = { at: new Date().toISOString(), workers, adminUrl: connection.url.href, nativeRelay: nativeRelay !== null };
   let server;
   try {
     server = await startStatusServer(
@@ -241,8 +263,8 @@ export function renderProxyStatus(status: ProxyStatus, connections: Relayed[]): 
   const admin = status.admin.up ? 'reachable' : `UNREACHABLE since ${status.admin.since} (${status.admin.error}): last table kept`;
   const header = `proxy since ${status.startedAt}, ${status.workers} worker(s); admin API ${status.admin.url} ${admin}\n\n`;
   const services = textTable(
-    ['SERVICE', 'PROTOCOL', 'LISTEN', 'TARGET', 'ON CHANGE', 'OPEN'],
-    status.services.map((s) => [s.name, s.protocol, s.listen.join(','), s.target, s.onChange, String(s.open)]),
+    ['SERVICE', 'PROTOCOL', 'LISTEN', 'TARGET', 'ON CHANGE', 'OPEN', 'RELAY'],
+    status.services.map((s) => [s.name, s.protocol, s.listen.join(','), s.target, s.onChange, String(s.open), s.relay]),
   );
   const table = textTable(
     ['SERVICE', 'PROTO', 'CLIENT', 'LISTEN', 'SOURCE', 'TARGET', 'STARTED', 'IN', 'OUT', 'CONNECT', 'STATE'],

@@ -1,9 +1,10 @@
 // Compiles the addons of --udp-batch, src/native/udp-batch.c (client listeners) and
-// udp-connected.c (upstream sockets), into dist/native/*.node (npm run build runs it after
-// tsc), with the machine's cc against the headers of the Node that runs this. The addons
-// are optional: without cc or the headers (a slim image without gcc has no cc) it says so
-// in one line and the build still succeeds; --udp-batch then falls back to node:dgram with
-// a warning. test/udp-batch.test.ts compiles a variant through compileAddon.
+// udp-connected.c (upstream sockets), and divert proxy's TCP relay, tcp-relay.c, into
+// dist/native/*.node (npm run build runs it after tsc), with the machine's cc against the
+// headers of the Node that runs this. The addons are optional: without cc or the headers
+// (a slim image without gcc has no cc) it says so in one line and the build still
+// succeeds; --udp-batch then falls back to node:dgram and divert proxy to node:net, each
+// with a warning. test/udp-batch.test.ts compiles a variant through compileAddon.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -12,7 +13,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // dist/src/native/build.js -> the repository's top folder
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const ADDONS = ['udp-batch', 'udp-connected'];
+/** Each addon, and what runs without it. */
+const ADDONS: Record<string, string> = {
+  'udp-batch': '--udp-batch will fall back to node:dgram',
+  'udp-connected': '--udp-batch will fall back to node:dgram',
+  'tcp-relay': 'divert proxy will relay TCP through node:net',
+};
 const HEADERS = join(dirname(process.execPath), '..', 'include', 'node');
 
 /** Compiles src/native/<addon>.c into `output`, with `flags` for cc besides the usual; what went wrong, or null. */
@@ -32,8 +38,8 @@ export function compileAddon(
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  for (const addon of ADDONS) {
+  for (const [addon, fallback] of Object.entries(ADDONS)) {
     const problem = compileAddon(addon);
-    if (problem) console.log(`${addon} addon not built (${problem}): --udp-batch will fall back to node:dgram`);
+    if (problem) console.log(`${addon} addon not built (${problem}): ${fallback}`);
   }
 }

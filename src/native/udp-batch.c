@@ -35,6 +35,7 @@ typedef struct {
 } pending_t;
 
 typedef struct {
+  /** First: js_handle_fd and js_handle_port read it (native.h). */
   int fd;
   uv_poll_t poll;
   napi_env env;
@@ -101,25 +102,15 @@ static napi_value wrap(napi_env env, int fd) {
 // opened (ipv6Only). No SO_REUSEPORT: a second socket on the port would take a share of
 // the clients, and workers share this one instead (adopt).
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  char host[INET6_ADDRSTRLEN + 1];
-  size_t hostlen;
-  int32_t port;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  CHECK(napi_get_value_string_utf8(env, argv[0], host, sizeof host, &hostlen));
-  CHECK(napi_get_value_int32(env, argv[1], &port));
   struct sockaddr_storage at;
-  socklen_t atlen = address_of(host, port, &at);
-  if (atlen == 0) return throw_errno(env, "bind", EINVAL);
-  int fd = socket(at.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(env, "socket", errno);
-  int one = 1, size = 4 << 20;
+  socklen_t atlen;
+  int fd = socket_for(env, info, SOCK_DGRAM, &at, &atlen);
+  if (fd < 0) return NULL;
+  int size = 4 << 20;
   // larger buffers ride out bursts both ways (a datagram sent holds its share of the send
   // buffer until the client reads it); the system limit may be lower, and the default still works
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-  if (at.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (bind(fd, (struct sockaddr *)&at, atlen) < 0) {
     int err = errno;
     close(fd);
@@ -150,29 +141,9 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ENOTSOCK", message);
     return NULL;
   }
-  // the file status flags belong to the socket, shared with the other processes: already
-  // non-blocking when the primary opened it; close-on-exec is this descriptor's own
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) return throw_errno(env, what, errno);
+  int err = take_descriptor(fd);
+  if (err) return throw_errno(env, what, err);
   return wrap(env, fd);
-}
-
-// fd(handle) -> the socket's descriptor, for the primary to hand to its workers.
-static napi_value js_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], out;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = handle_of(env, argv[0]);
-  CHECK(napi_create_int32(env, s ? s->fd : -1, &out));
-  return out;
-}
-
-static napi_value js_port(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = handle_of(env, argv[0]);
-  return local_port(env, s ? s->fd : -1);
 }
 
 /** Sends the waiting replies, oldest first, until none is left or the send buffer is full
@@ -199,40 +170,6 @@ static void send_pending(sock_t *s) {
 }
 
 static void on_event(uv_poll_t *p, int status, int events);
-
-/** Workers share the socket, and libuv registers it in each worker's epoll without
- * EPOLLEXCLUSIVE: every datagram would wake every idle worker, and all but one would find
- * nothing to read (CPU and, on a busy machine, latency). Once libuv has registered it (at
- * the first readable event), the registration is replaced by the same one with
- * EPOLLEXCLUSIVE: the kernel then wakes one worker waiting in epoll_wait, and passes a busy
- * one over for an idle one. The events and data libuv gave it are read back from
- * /proc/self/fdinfo and kept as they were, so libuv's bookkeeping still matches. An
- * exclusive registration cannot be modified (EPOLL_CTL_MOD fails), so watch() stops and
- * restarts the handle instead, and the next registration is made exclusive again. Where
- * any step fails (no /proc, an old kernel) the registration stays as libuv made it. */
-static void make_exclusive(sock_t *s) {
-  s->exclusive = 1;
-  int epfd = uv_backend_fd(s->poll.loop);
-  char path[64], line[256];
-  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", epfd);
-  FILE *f = fopen(path, "re");
-  if (!f) return;
-  unsigned int events = 0;
-  unsigned long long data = 0;
-  int found = 0;
-  while (!found && fgets(line, sizeof line, f)) {
-    int tfd;
-    found = sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &events, &data) == 3 && tfd == s->fd;
-  }
-  fclose(f);
-  // the kernel shows EPOLLERR and EPOLLHUP, which every registration has; libuv asked for reading alone
-  if (!found || (events & ~(unsigned int)(EPOLLERR | EPOLLHUP)) != EPOLLIN) return;
-  struct epoll_event e = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = data};
-  if (epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, &e) != 0) return;
-  if (epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &e) == 0) return;
-  e.events = EPOLLIN;
-  epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &e);
-}
 
 /** Reading while no reply waits; while some do, only waiting for room to send them. Reading
  * then would only make replies with no room to go: the queries wait in the receive buffer
@@ -279,7 +216,10 @@ static void on_event(uv_poll_t *p, int status, int events) {
     watch(s);
     return;
   }
-  if (!s->exclusive) make_exclusive(s);
+  if (!s->exclusive) {
+    s->exclusive = 1;
+    make_exclusive(s->poll.loop, s->fd);
+  }
   for (int round = 0; round < ROUNDS && !s->closing && s->waiting == 0; round++) {
     for (int i = 0; i < BATCH; i++) {
       set_message(&s->msgs[i], &s->iovs[i], s->in + i * SLOT, SLOT, s->names + i * NAME, NAME);
@@ -469,7 +409,7 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  static const function_t fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_fd}, {"port", js_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}};
+  static const function_t fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_handle_fd}, {"port", js_handle_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}};
   export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
   export_int(env, exports, "BATCH", BATCH);
   export_int(env, exports, "SLOT", SLOT);

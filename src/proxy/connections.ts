@@ -46,6 +46,9 @@ export function clientNetwork(address: string): string {
   return networkOf(parsed, parsed.kind() === 'ipv4' ? 24 : 56).toString();
 }
 
+/** Client addresses whose network is remembered at most (then forgotten all at once). */
+const NETWORK_CACHE = 10_000;
+
 /** address:port as the table shows it (IPv6 in brackets). */
 export function formatAddress(host: string, port: number): string {
   return formatHostPort({ host, port });
@@ -64,6 +67,10 @@ export class ConnectionTable {
   readonly refused = { total: 0, network: 0 };
   /** Connections and flows ever opened, per service. */
   readonly opened = new Map<string, number>();
+  /** Client addresses' networks, as clientNetwork gives them (the same clients come back: parsing each time cost more than the rest of a connection's bookkeeping). */
+  private readonly networkCache = new Map<string, string>();
+  /** Run before the table is listed or its targets' figures are read. */
+  private readonly refreshers: (() => void)[] = [];
 
   /** `firstId`: where this process's connection ids start (workers' ids must not meet). */
   constructor(
@@ -76,7 +83,7 @@ export class ConnectionTable {
 
   /** A new connection from `clientAddress`, or null when a limit refuses it. */
   add(service: string, protocol: 'tcp' | 'udp', clientAddress: string, clientPort: number, listen: string): Connection | null {
-    const network = clientNetwork(clientAddress);
+    const network = this.networkFor(clientAddress);
     if (this.open.size >= this.maxConnections) {
       this.refused.total++;
       return null;
@@ -109,6 +116,16 @@ export class ConnectionTable {
     return c;
   }
 
+  private networkFor(address: string): string {
+    let network = this.networkCache.get(address);
+    if (network === undefined) {
+      if (this.networkCache.size >= NETWORK_CACHE) this.networkCache.clear();
+      network = clientNetwork(address);
+      this.networkCache.set(address, network);
+    }
+    return network;
+  }
+
   remove(c: Connection): void {
     if (!this.open.delete(c.id)) return;
     const network = this.networks.get(c.id) ?? '';
@@ -137,6 +154,11 @@ export class ConnectionTable {
     }
   }
 
+  /** `refresh` brings the figures of connections counted elsewhere (the native relay) up to date before each read. */
+  beforeRead(refresh: () => void): void {
+    this.refreshers.push(refresh);
+  }
+
   connectFailed(target: string): void {
     this.stats(target).connectFailures++;
   }
@@ -153,6 +175,7 @@ export class ConnectionTable {
   }
 
   list(): Connection[] {
+    for (const refresh of this.refreshers) refresh();
     // an entry leaves `sources` with its connection (remove), so each names an open one
     for (const [id, read] of this.sources) {
       const source = read();
@@ -169,6 +192,7 @@ export class ConnectionTable {
 
   /** A copy of every target's figures. */
   targets(): Record<string, TargetStats> {
+    for (const refresh of this.refreshers) refresh();
     return Object.fromEntries([...this.perTarget].map(([target, s]) => [target, { ...s }]));
   }
 

@@ -11,6 +11,8 @@ import { ConnectionTable } from './connections.js';
 import { figuresOf, type ProxyFigures } from './figures.js';
 import { TableView, type AdminState } from './table-view.js';
 import { targetKey } from './targets.js';
+import { NativeTcpService } from './native-tcp-service.js';
+import { relaysNatively, type TcpRelayAddon } from './native-relay.js';
 import { TcpService } from './tcp-service.js';
 import { UdpService } from './udp-service.js';
 
@@ -19,7 +21,16 @@ export interface ProxyStatus {
   startedAt: string;
   workers: number;
   admin: AdminState & { url: string };
-  services: { name: string; protocol: string; listen: string[]; target: string; onChange: string; open: number }[];
+  services: {
+    name: string;
+    protocol: string;
+    listen: string[];
+    target: string;
+    onChange: string;
+    open: number;
+    /** What relays it: divert's native addon, or node:net / node:dgram. */
+    relay: 'native' | 'node';
+  }[];
   connections: number;
 }
 
@@ -30,12 +41,16 @@ export interface ProxyOptions {
   share: number;
   /** UDP listeners bound with SO_REUSEPORT, one per worker (a flow stays with one worker). */
   reusePort: boolean;
+  /** The native TCP relay, for the services it can carry (null: node:net relays every one). */
+  nativeRelay?: TcpRelayAddon | null;
+  /** In a worker: the native services' listeners the primary opened, as this process's descriptors (by listenKey). */
+  inherited?: Record<string, number>;
 }
 
 export class Proxy {
   readonly table: ConnectionTable;
   readonly view: TableView;
-  private readonly services: { name: string; relay: TcpService | UdpService; bound: HostPort[] }[] = [];
+  private readonly services: { name: string; relay: TcpService | NativeTcpService | UdpService; bound: HostPort[] }[] = [];
 
   constructor(
     private readonly config: ProxyConfig,
@@ -62,10 +77,13 @@ export class Proxy {
           );
     }
     for (const config of this.config.services) {
+      const { nativeRelay, inherited } = this.options;
       const relay =
-        config.protocol === 'tcp'
-          ? new TcpService(config, this.view, this.table, this.log)
-          : new UdpService(config, this.view, this.table, this.log, this.options.reusePort);
+        config.protocol === 'udp'
+          ? new UdpService(config, this.view, this.table, this.log, this.options.reusePort)
+          : nativeRelay && relaysNatively(config)
+            ? new NativeTcpService(config, this.view, this.table, this.log, nativeRelay, inherited)
+            : new TcpService(config, this.view, this.table, this.log);
       const service = { name: config.name, relay, bound: [] as HostPort[] };
       this.services.push(service);
       try {
@@ -91,7 +109,7 @@ export class Proxy {
 
   /** SIGHUP: every TLS service reads its certificate and key again (see TcpService.reloadTls). */
   reloadTls(): void {
-    for (const s of this.services) if (s.relay instanceof TcpService) s.relay.reloadTls();
+    for (const s of this.services) if (!(s.relay instanceof UdpService)) s.relay.reloadTls();
   }
 
   async stop(): Promise<void> {
@@ -114,7 +132,7 @@ export function statusOf(
   config: ProxyConfig,
   listening: Record<string, HostPort[]>,
   figures: ProxyFigures,
-  started: { at: string; workers: number; adminUrl: string },
+  started: { at: string; workers: number; adminUrl: string; nativeRelay: boolean },
 ): ProxyStatus {
   const open = new Map<string, number>();
   for (const c of figures.connections) open.set(c.service, (open.get(c.service) ?? 0) + 1);
@@ -130,6 +148,7 @@ export function statusOf(
         'name' in s.target ? `${s.target.name} port ${s.target.port}` : formatHostPort({ host: s.target.address, port: s.target.port }),
       onChange: s.onChange,
       open: open.get(s.name) ?? 0,
+      relay: started.nativeRelay && relaysNatively(s) ? 'native' : 'node',
     })),
     connections: figures.connections.length,
   };

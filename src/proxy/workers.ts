@@ -6,9 +6,10 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createSocket } from 'node:dgram';
 import type { Logger } from 'pino';
-import type { HostPort } from '../net/host-port.js';
+import { formatHostPort, type HostPort } from '../net/host-port.js';
 import type { ProxyConfig } from './config.js';
 import { mergeFigures, type ProxyFigures } from './figures.js';
+import { listenKey, relaysNatively, type RelayListener, type TcpRelayAddon } from './native-relay.js';
 import type { Proxy } from './proxy.js';
 import { whenOrphaned } from '../orphan.js';
 import { WORKER_HEAP_FLAGS } from '../worker-heap.js';
@@ -22,9 +23,13 @@ export type FromWorker =
   | { t: 'failed'; message: string; code?: string }
   | { t: 'figures'; id: number; figures: ProxyFigures };
 
-/** The variable that tells a worker its number, and the one that carries the UDP ports the primary chose for port 0. */
+/** The variable that tells a worker its number, the one that carries the ports the primary chose for port 0 (UDP, and
+ * the native relay's TCP listeners), and the one that names the descriptors of the native relay's listeners. */
 const WORKER_VARIABLE = 'DIVERT_PROXY_WORKER';
 const UDP_PORTS_VARIABLE = 'DIVERT_PROXY_UDP_PORTS';
+const TCP_FDS_VARIABLE = 'DIVERT_PROXY_TCP_FDS';
+/** A worker's descriptors 0-2 are its stdio and 3 the IPC channel: the listeners follow. */
+const FIRST_FD = 4;
 /** Each worker's connection ids start here times its number, so that merged ids stay unique. */
 const ID_SPAN = 2 ** 40;
 const FIGURES_TIMEOUT_MS = 2000;
@@ -56,7 +61,36 @@ async function udpPorts(config: ProxyConfig): Promise<Record<string, number>> {
   return ports;
 }
 
-/** In a worker: the config with the UDP ports the primary chose. */
+/**
+ * The native relay's listeners, opened here (one socket per listen address, which every
+ * worker accepts from, as node:cluster shares node:net's): each worker, respawned ones too,
+ * gets them as its descriptors FIRST_FD on. Throws naming the address that failed.
+ */
+function openNative(config: ProxyConfig, addon: TcpRelayAddon | null): { key: string; listener: RelayListener; port: number }[] {
+  const opened: { key: string; listener: RelayListener; port: number }[] = [];
+  if (!addon) return opened;
+  for (const s of config.services) {
+    if (!relaysNatively(s)) continue;
+    for (const [i, at] of s.listen.entries()) {
+      try {
+        const listener = addon.listen(at.host, at.port);
+        opened.push({ key: listenKey(s, i), listener, port: addon.port(listener) });
+      } catch (err) {
+        for (const o of opened) addon.stop(o.listener);
+        const code = (err as NodeJS.ErrnoException).code ?? String(err);
+        throw Object.assign(new Error(`service "${s.name}": cannot listen on tcp ${formatHostPort(at)} (${code})`), { code });
+      }
+    }
+  }
+  return opened;
+}
+
+/** In a worker: the native relay's listeners the primary opened, as this process's descriptors. */
+export function inheritedListeners(): Record<string, number> {
+  return JSON.parse(process.env[TCP_FDS_VARIABLE] ?? '{}') as Record<string, number>;
+}
+
+/** In a worker: the config with the ports the primary chose. */
 export function withChosenPorts(config: ProxyConfig): ProxyConfig {
   const ports = JSON.parse(process.env[UDP_PORTS_VARIABLE] ?? '{}') as Record<string, number>;
   return {
@@ -78,15 +112,28 @@ export class ProxyPrimary {
     private readonly count: number,
     private readonly env: Record<string, string>,
     private readonly log: Logger,
+    /** The native relay's listeners, held for the workers (closed when the primary stops). */
+    private readonly native: { addon: TcpRelayAddon | null; listeners: RelayListener[] } = { addon: null, listeners: [] },
   ) {}
 
   /** Forks the workers and waits until every one listens; rejects with the first failure's message (its code as err.code). */
-  static async start(config: ProxyConfig, count: number, log: Logger): Promise<ProxyPrimary> {
+  static async start(config: ProxyConfig, count: number, log: Logger, nativeRelay: TcpRelayAddon | null = null): Promise<ProxyPrimary> {
     // every worker accepts from the shared TCP listeners itself, instead of the primary handing each connection over
     cluster.schedulingPolicy = cluster.SCHED_NONE;
+    const ports = await udpPorts(config);
+    const native = openNative(config, nativeRelay);
+    const fds: Record<string, number> = {};
+    native.forEach((n, i) => {
+      ports[n.key] = n.port;
+      fds[n.key] = FIRST_FD + i;
+    });
     // the primary's own flags (--cpu-prof, say) and a bounded young generation (worker-heap.ts)
-    cluster.setupPrimary({ execArgv: [...process.execArgv, ...WORKER_HEAP_FLAGS] });
-    const primary = new ProxyPrimary(count, { [UDP_PORTS_VARIABLE]: JSON.stringify(await udpPorts(config)) }, log);
+    cluster.setupPrimary({
+      execArgv: [...process.execArgv, ...WORKER_HEAP_FLAGS],
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc', ...native.map((n) => nativeRelay!.fd(n.listener))],
+    });
+    const env = { [UDP_PORTS_VARIABLE]: JSON.stringify(ports), [TCP_FDS_VARIABLE]: JSON.stringify(fds) };
+    const primary = new ProxyPrimary(count, env, log, { addon: nativeRelay, listeners: native.map((n) => n.listener) });
     try {
       await Promise.all(Array.from({ length: count }, (_, i) => primary.fork(i + 1)));
     } catch (err) {
@@ -115,6 +162,8 @@ export class ProxyPrimary {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    for (const listener of this.native.listeners) this.native.addon?.stop(listener);
+    this.native.listeners.length = 0;
     await Promise.all(
       [...this.workers.values()].map(
         (w) =>

@@ -57,7 +57,8 @@ export function runDivert(args: string[], options: { env?: NodeJS.ProcessEnv; pr
     PATH: process.env.PATH,
     NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? COMPILE_CACHE,
     // as TEST_UDP_BATCH in divert.ts (not imported: that module starts servers in this process)
-    ...(process.env.DIVERT_TEST_UDP_BATCH === '0' ? { DIVERT_UDP_BATCH: 'false' } : {}),
+    // and divert proxy's TCP goes through node:net instead of the native relay
+    ...(process.env.DIVERT_TEST_UDP_BATCH === '0' ? { DIVERT_UDP_BATCH: 'false', DIVERT_PROXY_NATIVE_RELAY: 'false' } : {}),
     ...(process.env.DIVERT_TEST_UDP_BATCH === '1' ? { DIVERT_UDP_BATCH: 'true' } : {}),
     ...options.env,
   };

@@ -1,0 +1,211 @@
+// How `divert proxy` relays TCP, as a client and a target see it, whichever relay carries
+// the service: divert's native addon (the default for plain TCP) or node:net (TLS, onChange
+// move, --no-native-relay, and npm test's second pass, DIVERT_TEST_UDP_BATCH=0). A FIN is
+// passed on as a FIN with the other way still open, a reset as a reset, a target that
+// speaks first is heard, and /status says which relay carries each service.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { childrenOf, runDivert } from './helpers/process.js';
+import { waitFor } from './monitor-fixtures.js';
+import { startProxy, type ProxyProcess } from './proxy-fixtures.js';
+
+const TARGET = '127.0.0.2';
+/** The relay a plain TCP service gets in this run of the suite. */
+const PLAIN = process.env.DIVERT_TEST_UDP_BATCH === '0' ? 'node' : 'native';
+/** No divert serve: address targets relay without it. */
+const NO_ADMIN = { adminUrl: 'http://127.0.0.1:9' };
+
+/** A target on 127.0.0.2 whose connections `onConnection` handles (half-open allowed). */
+async function target(onConnection: (socket: Socket) => void): Promise<{ server: Server; port: number; stop(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    onConnection(socket);
+  });
+  server.listen(0, TARGET);
+  await once(server, 'listening');
+  return {
+    server,
+    port: (server.address() as { port: number }).port,
+    stop: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function proxyTo(port: number, extra: Record<string, unknown> = {}, args: string[] = []): Promise<ProxyProcess> {
+  return startProxy(
+    { services: [{ name: 'tcp', listen: '127.0.0.1:0', target: { address: TARGET, port }, onChange: 'keep', ...extra }] },
+    NO_ADMIN,
+    args.includes('--workers') ? args : ['--workers', '1', ...args],
+  );
+}
+
+/** Writes `text` and resolves with the first bytes that come back (within 3 s). */
+async function firstReply(client: Socket, text: string): Promise<string> {
+  client.write(text);
+  const [back] = (await once(client, 'data', { signal: AbortSignal.timeout(3000) })) as [Buffer];
+  return back.toString();
+}
+
+/** Everything the client reads until the proxy ends its side, and how it ended. */
+/** `ended`: 'fin', or the error's code. */
+function readAll(socket: Socket): Promise<{ text: string; ended: string }> {
+  return new Promise((resolve) => {
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    socket.once('end', () => resolve({ text, ended: 'fin' }));
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve({ text, ended: err.code ?? err.message }));
+  });
+}
+
+describe('divert proxy: how TCP is relayed', () => {
+  test('a FIN is passed on with the other way open: the target answers after the client has finished sending', async () => {
+    // the target reads to the client's FIN, then answers with what it got and ends
+    const t = await target((socket) => {
+      let got = '';
+      socket.on('data', (chunk: Buffer) => (got += chunk.toString()));
+      socket.on('end', () => setTimeout(() => socket.end(`got ${got.length} bytes: ${got}`), 50));
+    });
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await proxyTo(t.port);
+      const client = connect({ port: proxy.port('tcp'), host: '127.0.0.1', allowHalfOpen: true });
+      await once(client, 'connect');
+      const reply = readAll(client);
+      client.end('hello, then FIN');
+      assert.deepEqual(await reply, { text: 'got 15 bytes: hello, then FIN', ended: 'fin' });
+      client.destroy();
+    } finally {
+      await proxy?.stop();
+      await t.stop();
+    }
+  });
+
+  test('a reset is passed on as a reset, both ways', async () => {
+    let targetSaw: Promise<string> | undefined;
+    const t = await target((socket) => {
+      socket.once('data', (chunk: Buffer) => {
+        // "reset": the target resets; anything else: it waits to see how the client leaves
+        if (chunk.toString() === 'reset') socket.resetAndDestroy();
+        else
+          targetSaw = new Promise((resolve) => {
+            socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+            socket.once('end', () => resolve('fin'));
+          });
+      });
+    });
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await proxyTo(t.port);
+      const port = proxy.port('tcp');
+      const first = connect({ port, host: '127.0.0.1' });
+      await once(first, 'connect');
+      const ended = readAll(first);
+      first.write('reset');
+      assert.deepEqual(await ended, { text: '', ended: 'ECONNRESET' }, "the target's reset reaches the client");
+
+      const second = connect({ port, host: '127.0.0.1' });
+      await once(second, 'connect');
+      second.write('wait');
+      await waitFor(() => targetSaw !== undefined, 3000, 'the target reading the second client');
+      second.resetAndDestroy();
+      assert.equal(await targetSaw, 'ECONNRESET', "the client's reset reaches the target");
+    } finally {
+      await proxy?.stop();
+      await t.stop();
+    }
+  });
+
+  test('a target that speaks first is heard before the client sends anything', async () => {
+    const t = await target((socket) => socket.write('220 ready\r\n'));
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await proxyTo(t.port);
+      const client = connect({ port: proxy.port('tcp'), host: '127.0.0.1' });
+      const [banner] = (await once(client, 'data', { signal: AbortSignal.timeout(3000) })) as [Buffer];
+      assert.equal(banner.toString(), '220 ready\r\n');
+      client.destroy();
+    } finally {
+      await proxy?.stop();
+      await t.stop();
+    }
+  });
+
+  test('/status and `divert proxy status` say which relay carries each service; --no-native-relay puts them all on node:net', async () => {
+    const t = await target((socket) => socket.pipe(socket));
+    const services = [
+      { name: 'plain', listen: '127.0.0.1:0', target: { address: TARGET, port: t.port } },
+      { name: 'moving', listen: '127.0.0.1:0', target: { address: TARGET, port: t.port }, onChange: 'move' },
+    ];
+    const relays = async (p: ProxyProcess) =>
+      Object.fromEntries(
+        ((await (await p.get('/status')).json()) as { services: { name: string; relay: string }[] }).services.map((s) => [s.name, s.relay]),
+      );
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await startProxy({ services }, NO_ADMIN);
+      assert.deepEqual(await relays(proxy), { plain: PLAIN, moving: 'node' });
+      const status = runDivert(['proxy', 'status', '--status', proxy.statusAt]);
+      assert.equal(await status.exited(), 0, status.stderr());
+      assert.match(status.stdout(), /SERVICE +PROTOCOL +LISTEN +TARGET +ON CHANGE +OPEN +RELAY/);
+      assert.match(status.stdout(), new RegExp(`plain +tcp .* ${PLAIN}\n`));
+      await proxy.stop();
+      proxy = await startProxy({ services }, NO_ADMIN, ['--workers', '1', '--no-native-relay']);
+      assert.deepEqual(await relays(proxy), { plain: 'node', moving: 'node' });
+      // and both relay
+      for (const name of ['plain', 'moving']) {
+        const client: Socket = connect({ port: proxy.port(name), host: '127.0.0.1' });
+        await once(client, 'connect');
+        assert.equal(await firstReply(client, 'echo'), 'echo');
+        client.destroy();
+      }
+    } finally {
+      await proxy?.stop();
+      await t.stop();
+    }
+  });
+
+  test('--workers 2: a worker that dies is started again and accepts from the same listener as the other', async () => {
+    const t = await target((socket) => socket.pipe(socket));
+    let proxy: ProxyProcess | undefined;
+    try {
+      proxy = await proxyTo(t.port, {}, ['--workers', '2']);
+      const primary = proxy.proc.child.pid!;
+      await waitFor(() => childrenOf(primary).length === 2, 5000, 'two workers');
+      const [victim] = childrenOf(primary);
+      process.kill(victim, 'SIGKILL');
+      await waitFor(() => childrenOf(primary).length === 2 && !childrenOf(primary).includes(victim), 10_000, 'the worker started again');
+      const port = proxy.port('tcp');
+      // 20 connections open at once, each echoing: once the new worker listens, both take some
+      const batch = async () => {
+        const clients = await Promise.all(
+          Array.from({ length: 20 }, async () => {
+            const client = connect({ port, host: '127.0.0.1' });
+            client.on('error', () => {});
+            await once(client, 'connect');
+            return client;
+          }),
+        );
+        try {
+          for (const [i, client] of clients.entries()) {
+            assert.equal(await firstReply(client, `c${i}`), `c${i}`);
+          }
+          return new Set((await proxy!.connections()).map((c) => Math.floor(c.id / 2 ** 40))).size === 2;
+        } finally {
+          for (const client of clients) client.destroy();
+        }
+      };
+      await waitFor(batch, 10_000, 'connections taken by both workers, the new one too');
+    } finally {
+      await proxy?.stop();
+      await t.stop();
+    }
+  });
+});
