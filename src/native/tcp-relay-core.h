@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/** Connections accepted per readable event before libuv gets the loop back. */
-#define ACCEPTS 64
+/** Connections accepted per readable event before libuv gets the loop back: a burst is
+ * shared with the other workers (one of them is woken while this one is busy) rather than
+ * taken whole by the first awake. */
+#define ACCEPTS 16
 /** Bytes read at once; at most this much waits per direction while the other side is full. */
 #define CHUNK 65536
 /** Reads per connection and direction before others get a turn (the rest waits for an idle turn of the loop). */
