@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { childrenOf, runDivert } from './helpers/process.js';
-import { waitFor } from './monitor-fixtures.js';
+import { waitFor, writeConfig } from './monitor-fixtures.js';
 import { startProxy, type ProxyProcess } from './proxy-fixtures.js';
 
 const TARGET = '127.0.0.2';
@@ -39,12 +39,22 @@ async function target(onConnection: (socket: Socket) => void): Promise<{ server:
   };
 }
 
-async function proxyTo(port: number, extra: Record<string, unknown> = {}, args: string[] = []): Promise<ProxyProcess> {
-  return startProxy(
-    { services: [{ name: 'tcp', listen: '127.0.0.1:0', target: { address: TARGET, port }, onChange: 'keep', ...extra }] },
-    NO_ADMIN,
-    args.includes('--workers') ? args : ['--workers', '1', ...args],
-  );
+/** A target on 127.0.0.2 whose connections `onConnection` handles, a proxy to it (one
+ * process unless `args` say otherwise), `run` with the proxy, then both stopped. */
+async function throughProxy(onConnection: (socket: Socket) => void, run: (proxy: ProxyProcess) => Promise<void>, args: string[] = []) {
+  const t = await target(onConnection);
+  let proxy: ProxyProcess | undefined;
+  try {
+    proxy = await startProxy(
+      { services: [{ name: 'tcp', listen: '127.0.0.1:0', target: { address: TARGET, port: t.port }, onChange: 'keep' }] },
+      NO_ADMIN,
+      args.includes('--workers') ? args : ['--workers', '1', ...args],
+    );
+    await run(proxy);
+  } finally {
+    await proxy?.stop();
+    await t.stop();
+  }
 }
 
 /** Writes `text` and resolves with the first bytes that come back (within 3 s). */
@@ -54,8 +64,7 @@ async function firstReply(client: Socket, text: string): Promise<string> {
   return back.toString();
 }
 
-/** Everything the client reads until the proxy ends its side, and how it ended. */
-/** `ended`: 'fin', or the error's code. */
+/** Everything the client reads until the proxy ends its side, and how it ended: 'fin', or the error's code. */
 function readAll(socket: Socket): Promise<{ text: string; ended: string }> {
   return new Promise((resolve) => {
     let text = '';
@@ -68,31 +77,26 @@ function readAll(socket: Socket): Promise<{ text: string; ended: string }> {
 describe('divert proxy: how TCP is relayed', () => {
   test('a FIN is passed on with the other way open: the target answers after the client has finished sending', async () => {
     // the target reads to the client's FIN, then answers with what it got and ends
-    const t = await target((socket) => {
+    const answerAtFin = (socket: Socket) => {
       let got = '';
       socket.on('data', (chunk: Buffer) => (got += chunk.toString()));
       socket.on('end', () => setTimeout(() => socket.end(`got ${got.length} bytes: ${got}`), 50));
-    });
-    let proxy: ProxyProcess | undefined;
-    try {
-      proxy = await proxyTo(t.port);
+    };
+    await throughProxy(answerAtFin, async (proxy) => {
       const client = connect({ port: proxy.port('tcp'), host: '127.0.0.1', allowHalfOpen: true });
       await once(client, 'connect');
       const reply = readAll(client);
       client.end('hello, then FIN');
       assert.deepEqual(await reply, { text: 'got 15 bytes: hello, then FIN', ended: 'fin' });
       client.destroy();
-    } finally {
-      await proxy?.stop();
-      await t.stop();
-    }
+    });
   });
 
   test('a reset is passed on as a reset, both ways', async () => {
     let targetSaw: Promise<string> | undefined;
-    const t = await target((socket) => {
+    // "reset": the target resets; anything else: it waits to see how the client leaves
+    const resetOrWatch = (socket: Socket) =>
       socket.once('data', (chunk: Buffer) => {
-        // "reset": the target resets; anything else: it waits to see how the client leaves
         if (chunk.toString() === 'reset') socket.resetAndDestroy();
         else
           targetSaw = new Promise((resolve) => {
@@ -100,10 +104,7 @@ describe('divert proxy: how TCP is relayed', () => {
             socket.once('end', () => resolve('fin'));
           });
       });
-    });
-    let proxy: ProxyProcess | undefined;
-    try {
-      proxy = await proxyTo(t.port);
+    await throughProxy(resetOrWatch, async (proxy) => {
       const port = proxy.port('tcp');
       const first = connect({ port, host: '127.0.0.1' });
       await once(first, 'connect');
@@ -117,25 +118,19 @@ describe('divert proxy: how TCP is relayed', () => {
       await waitFor(() => targetSaw !== undefined, 3000, 'the target reading the second client');
       second.resetAndDestroy();
       assert.equal(await targetSaw, 'ECONNRESET', "the client's reset reaches the target");
-    } finally {
-      await proxy?.stop();
-      await t.stop();
-    }
+    });
   });
 
   test('a target that speaks first is heard before the client sends anything', async () => {
-    const t = await target((socket) => socket.write('220 ready\r\n'));
-    let proxy: ProxyProcess | undefined;
-    try {
-      proxy = await proxyTo(t.port);
-      const client = connect({ port: proxy.port('tcp'), host: '127.0.0.1' });
-      const [banner] = (await once(client, 'data', { signal: AbortSignal.timeout(3000) })) as [Buffer];
-      assert.equal(banner.toString(), '220 ready\r\n');
-      client.destroy();
-    } finally {
-      await proxy?.stop();
-      await t.stop();
-    }
+    await throughProxy(
+      (socket) => socket.write('220 ready\r\n'),
+      async (proxy) => {
+        const client = connect({ port: proxy.port('tcp'), host: '127.0.0.1' });
+        const [banner] = (await once(client, 'data', { signal: AbortSignal.timeout(3000) })) as [Buffer];
+        assert.equal(banner.toString(), '220 ready\r\n');
+        client.destroy();
+      },
+    );
   });
 
   test('/status and `divert proxy status` say which relay carries each service; --no-native-relay puts them all on node:net', async () => {
@@ -173,39 +168,45 @@ describe('divert proxy: how TCP is relayed', () => {
   });
 
   test('--workers 2: a worker that dies is started again and accepts from the same listener as the other', async () => {
-    const t = await target((socket) => socket.pipe(socket));
-    let proxy: ProxyProcess | undefined;
-    try {
-      proxy = await proxyTo(t.port, {}, ['--workers', '2']);
-      const primary = proxy.proc.child.pid!;
-      await waitFor(() => childrenOf(primary).length === 2, 5000, 'two workers');
-      const [victim] = childrenOf(primary);
-      process.kill(victim, 'SIGKILL');
-      await waitFor(() => childrenOf(primary).length === 2 && !childrenOf(primary).includes(victim), 10_000, 'the worker started again');
-      const port = proxy.port('tcp');
-      // 20 connections open at once, each echoing: once the new worker listens, both take some
-      const batch = async () => {
-        const clients = await Promise.all(
-          Array.from({ length: 20 }, async () => {
-            const client = connect({ port, host: '127.0.0.1' });
-            client.on('error', () => {});
-            await once(client, 'connect');
-            return client;
-          }),
-        );
-        try {
-          for (const [i, client] of clients.entries()) {
-            assert.equal(await firstReply(client, `c${i}`), `c${i}`);
+    const echo = (socket: Socket) => socket.pipe(socket);
+    await throughProxy(
+      echo,
+      async (proxy) => {
+        const primary = proxy.proc.child.pid!;
+        await waitFor(() => childrenOf(primary).length === 2, 5000, 'two workers');
+        const [victim] = childrenOf(primary);
+        process.kill(victim, 'SIGKILL');
+        await waitFor(() => childrenOf(primary).length === 2 && !childrenOf(primary).includes(victim), 10_000, 'the worker started again');
+        const port = proxy.port('tcp');
+        // 20 connections open at once, each echoing: once the new worker listens, both take some
+        const batch = async () => {
+          const clients = await Promise.all(
+            Array.from({ length: 20 }, async () => {
+              const client = connect({ port, host: '127.0.0.1' });
+              client.on('error', () => {});
+              await once(client, 'connect');
+              return client;
+            }),
+          );
+          try {
+            for (const [i, client] of clients.entries()) assert.equal(await firstReply(client, `c${i}`), `c${i}`);
+            return new Set((await proxy.connections()).map((c) => Math.floor(c.id / 2 ** 40))).size === 2;
+          } finally {
+            for (const client of clients) client.destroy();
           }
-          return new Set((await proxy!.connections()).map((c) => Math.floor(c.id / 2 ** 40))).size === 2;
-        } finally {
-          for (const client of clients) client.destroy();
-        }
-      };
-      await waitFor(batch, 10_000, 'connections taken by both workers, the new one too');
-    } finally {
-      await proxy?.stop();
-      await t.stop();
-    }
+        };
+        await waitFor(batch, 10_000, 'connections taken by both workers, the new one too');
+      },
+      ['--workers', '2'],
+    );
+  });
+
+  test('DIVERT_PROXY_NATIVE_RELAY takes true or false; anything else stops the start with one line naming it', async () => {
+    const config = writeConfig({ services: [{ name: 'tcp', listen: '127.0.0.1:0', target: { address: TARGET, port: 9 } }] });
+    const proc = runDivert(['proxy', '--config', config, '--admin', NO_ADMIN.adminUrl, '--token', 'x', '--status', '127.0.0.1:0'], {
+      env: { DIVERT_PROXY_NATIVE_RELAY: 'maybe' },
+    });
+    assert.equal(await proc.exited(), 2);
+    assert.equal(proc.stderr().trim(), 'divert: DIVERT_PROXY_NATIVE_RELAY="maybe": expected true or false');
   });
 });

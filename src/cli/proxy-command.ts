@@ -126,15 +126,14 @@ function limitFlags(argv: Args, env: NodeJS.ProcessEnv): LimitFlags {
   return out;
 }
 
-/** --native-relay / --no-native-relay, else DIVERT_PROXY_NATIVE_RELAY (false, 0 or no: off), else on. */
-export function nativeRelayWanted(argv: Args, env: NodeJS.ProcessEnv): boolean {
+/** --native-relay / --no-native-relay, else DIVERT_PROXY_NATIVE_RELAY (true or false, as serve's DIVERT_UDP_BATCH), else on. */
+function nativeRelayWanted(argv: Args, env: NodeJS.ProcessEnv): boolean {
   const flag = argv['native-relay'];
   if (typeof flag === 'boolean') return flag;
-  const text = env.DIVERT_PROXY_NATIVE_RELAY?.trim().toLowerCase();
-  if (text === undefined || text === '') return true;
-  if (['false', '0', 'no', 'off'].includes(text)) return false;
-  if (['true', '1', 'yes', 'on'].includes(text)) return true;
-  throw usage(`DIVERT_PROXY_NATIVE_RELAY="${env.DIVERT_PROXY_NATIVE_RELAY}": expected true or false`);
+  const text = env.DIVERT_PROXY_NATIVE_RELAY;
+  if (!text) return true;
+  if (text === 'true' || text === 'false') return text === 'true';
+  throw usage(`DIVERT_PROXY_NATIVE_RELAY="${text}": expected true or false`);
 }
 
 /** --workers, else DIVERT_PROXY_WORKERS, else one per CPU. */
@@ -183,7 +182,8 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
   const worker = w.workerNumber();
   const log = pino({ level, base: { component: 'proxy', ...(worker === null ? {} : { worker }) } });
   const client = new AdminClient(connection, ADMIN_TIMEOUT_MS);
-  const nativeRelay = nativeRelayWanted(argv, env) ? loadTcpRelay() : null;
+  const nativeWanted = nativeRelayWanted(argv, env);
+  const nativeRelay = nativeWanted ? loadTcpRelay() : null;
   if (worker !== null) {
     const options = { firstId: w.firstIdOf(worker), share: workers, reusePort: true, nativeRelay, inherited: w.inheritedListeners() };
     return w.serveAsWorker(new Proxy(w.withChosenPorts(config), client, connection, log, options));
@@ -196,7 +196,7 @@ export async function runProxy(argv: Args, env: NodeJS.ProcessEnv = process.env)
     stop(): Promise<void>;
   };
   try {
-    if (nativeRelayWanted(argv, env) && !nativeRelay)
+    if (nativeWanted && !nativeRelay)
       log.warn('--native-relay: the native addon is not built or does not load here (npm run build needs cc); node:net relays TCP');
     if (workers === 1) {
       const proxy = new Proxy(config, client, connection, log, { firstId: 1, share: 1, reusePort: false, nativeRelay });

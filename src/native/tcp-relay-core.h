@@ -39,8 +39,6 @@ typedef struct conn conn_t;
 typedef struct {
   conn_t *c;
   int fd;
-  /** Registered in the epoll set. */
-  int polled;
   /** Edge-triggered readiness: set by an event, cleared when the socket says EAGAIN (or a read comes back short). */
   int can_read, can_write;
   /** The peer closed or reset (EPOLLRDHUP, EPOLLHUP): read until EOF even after a short read. */
@@ -190,7 +188,7 @@ static void close_side(side_t *sd, int reset) {
   }
   free(sd->pending);
   sd->pending = NULL;
-  sd->polled = sd->can_read = sd->can_write = sd->hup = 0;
+  sd->can_read = sd->can_write = sd->hup = 0;
 }
 
 /** The connection ends (both sides closed, RST when `reset`); CLOSED is queued when `notify`. The id finds nothing from here on. */
@@ -218,9 +216,7 @@ static void fail(conn_t *c, int err) {
 
 static int watch(side_t *sd) {
   struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = sd};
-  if (epoll_ctl(set.fd, EPOLL_CTL_ADD, sd->fd, &e) < 0) return errno;
-  sd->polled = 1;
-  return 0;
+  return epoll_ctl(set.fd, EPOLL_CTL_ADD, sd->fd, &e) < 0 ? errno : 0;
 }
 
 /** The other side sent its FIN: passed on once nothing waits for this side. A side that sent

@@ -35,3 +35,11 @@ export function parseHostPort(text: string, defaultPort?: number): HostPort | st
   if (!/^\d+$/.test(portText) || port > 65535) return `"${portText}" is not a port number (0-65535)`;
   return { host, port };
 }
+
+/** Listen addresses that take connections for any local address. */
+const WILDCARDS = new Set(['0.0.0.0', '::']);
+
+/** Whether a listener on `host` takes connections for any local address (its clients' destination must be asked per connection). */
+export function isWildcard(host: string): boolean {
+  return WILDCARDS.has(host);
+}

@@ -7,16 +7,13 @@
 
 import type { Logger } from 'pino';
 import { getSystemErrorName } from 'node:util';
-import type { HostPort } from '../net/host-port.js';
+import { isWildcard, type HostPort } from '../net/host-port.js';
 import { connectTimeoutOf, idleTimeoutOf, type ProxyService } from './config.js';
 import { formatAddress, type Connection, type ConnectionTable } from './connections.js';
 import { listenKey, relayEvents, type RelayListener, type TcpRelayAddon } from './native-relay.js';
 import { proxyHeader } from './proxy-protocol.js';
 import type { TableView } from './table-view.js';
-import { stillTargeted, targetsFor } from './targets.js';
-
-/** Listen addresses that take connections for any local address. */
-const WILDCARDS = new Set(['0.0.0.0', '::']);
+import { followChange, targetsFor } from './targets.js';
 
 interface NativeRelay {
   id: number;
@@ -32,7 +29,8 @@ interface NativeRelay {
   header: Buffer | null;
   drain: NodeJS.Timeout | null;
   /** Bytes already counted in the table, each way. */
-  counted: [number, number];
+  countedIn: number;
+  countedOut: number;
 }
 
 export class NativeTcpService {
@@ -61,7 +59,7 @@ export class NativeTcpService {
       const listener = fd === undefined ? this.addon.listen(at.host, at.port) : this.addon.adopt(fd);
       this.listeners.push(listener);
       const port = this.addon.port(listener);
-      const wildcard = WILDCARDS.has(at.host);
+      const wildcard = isWildcard(at.host);
       const listenText = wildcard ? null : formatAddress(at.host, port);
       this.addon.start(
         listener,
@@ -87,29 +85,9 @@ export class NativeTcpService {
     return Promise.resolve();
   }
 
-  /** Nothing to reload: TLS services are relayed by node:net. */
-  reloadTls(): void {}
-
   /** The table changed: connections whose target left the answer follow onChange (keep, drain or close). */
   changed(): void {
-    const { onChange, drainSeconds } = this.service;
-    for (const relay of this.relays.values()) {
-      if (relay.address === null) continue;
-      if (stillTargeted(this.service, this.view, relay.address)) {
-        // back in the answer before its drain ended: it runs on
-        if (relay.drain) {
-          clearTimeout(relay.drain);
-          relay.drain = null;
-          relay.record.drainEndsAt = null;
-        }
-        continue;
-      }
-      if (onChange === 'close') this.close1(relay);
-      else if (onChange === 'drain' && !relay.drain) {
-        relay.record.drainEndsAt = Date.now() + drainSeconds * 1000;
-        relay.drain = setTimeout(() => this.close1(relay), drainSeconds * 1000);
-      }
-    }
+    for (const relay of this.relays.values()) followChange(this.service, this.view, relay, () => this.closeNow(relay));
   }
 
   private accept(
@@ -145,7 +123,8 @@ export class NativeTcpService {
       address: null,
       header,
       drain: null,
-      counted: [0, 0],
+      countedIn: 0,
+      countedOut: 0,
     };
     this.relays.set(id, relay);
     this.dial(relay);
@@ -194,14 +173,15 @@ export class NativeTcpService {
   }
 
   private count(relay: NativeRelay, bytesIn: number, bytesOut: number, msAgo: number): void {
-    const [countedIn, countedOut] = relay.counted;
-    if (bytesIn > countedIn || bytesOut > countedOut) this.table.bytes(relay.record, bytesIn - countedIn, bytesOut - countedOut);
-    relay.counted = [bytesIn, bytesOut];
+    if (bytesIn > relay.countedIn || bytesOut > relay.countedOut)
+      this.table.bytes(relay.record, bytesIn - relay.countedIn, bytesOut - relay.countedOut);
+    relay.countedIn = bytesIn;
+    relay.countedOut = bytesOut;
     if (msAgo >= 0) relay.record.lastActivity = Date.now() - msAgo;
   }
 
   /** Closed by the proxy (onChange, drain's end): its last bytes counted first. */
-  private close1(relay: NativeRelay): void {
+  private closeNow(relay: NativeRelay): void {
     if (this.addon.counters(relay.id, this.counters)) this.count(relay, this.counters[0], this.counters[1], this.counters[2]);
     this.addon.close(relay.id, false);
     this.end(relay);

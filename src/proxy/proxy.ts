@@ -109,7 +109,7 @@ export class Proxy {
 
   /** SIGHUP: every TLS service reads its certificate and key again (see TcpService.reloadTls). */
   reloadTls(): void {
-    for (const s of this.services) if (!(s.relay instanceof UdpService)) s.relay.reloadTls();
+    for (const s of this.services) if (s.relay instanceof TcpService) s.relay.reloadTls();
   }
 
   async stop(): Promise<void> {

@@ -12,19 +12,17 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type ConnectionOptions, type Server as TlsServer } from 'node:tls';
 import type { Logger } from 'pino';
-import { formatHostPort, type HostPort } from '../net/host-port.js';
+import { formatHostPort, isWildcard, type HostPort } from '../net/host-port.js';
 import { connectTimeoutOf, idleTimeoutOf, type ProxyService } from './config.js';
 import { formatAddress, type Connection, type ConnectionTable } from './connections.js';
 import { dial, type Dialled } from './dial.js';
 import { proxyHeader } from './proxy-protocol.js';
 import type { TableView } from './table-view.js';
-import { stillTargeted, targetsFor } from './targets.js';
+import { followChange, targetsFor } from './targets.js';
 import { listenContext, MIN_TLS_VERSION, targetTlsOptions } from './tls.js';
 
 /** A client that has not finished its TLS handshake by then is dropped. */
 const HANDSHAKE_MS = 10_000;
-/** Listen addresses that take connections for any local address. */
-const WILDCARDS = new Set(['0.0.0.0', '::']);
 
 interface Relay {
   record: Connection;
@@ -119,7 +117,7 @@ export class TcpService {
       const address = server.address();
       if (address && typeof address === 'object') {
         bound.push({ host: address.address, port: address.port });
-        if (!WILDCARDS.has(address.address)) where.text = formatAddress(address.address, address.port);
+        if (!isWildcard(address.address)) where.text = formatAddress(address.address, address.port);
       }
     }
     return bound;
@@ -135,26 +133,10 @@ export class TcpService {
 
   /** The table changed: connections whose target left the answer follow onChange. */
   changed(): void {
-    const { onChange, drainSeconds } = this.service;
     for (const relay of this.relays) {
-      if (relay.address === null) continue;
-      const holds = stillTargeted(this.service, this.view, relay.address);
-      if (holds) {
-        relay.moving = false;
-        // back in the answer before its drain ended: it runs on
-        if (relay.drain) {
-          clearTimeout(relay.drain);
-          relay.drain = null;
-          relay.record.drainEndsAt = null;
-        }
-        continue;
-      }
-      if (onChange === 'close') this.end(relay, false);
-      else if (onChange === 'move') relay.moving = true;
-      else if (onChange === 'drain' && !relay.drain) {
-        relay.record.drainEndsAt = Date.now() + drainSeconds * 1000;
-        relay.drain = setTimeout(() => this.end(relay, false), drainSeconds * 1000);
-      }
+      const holds = followChange(this.service, this.view, relay, () => this.end(relay, false));
+      // move: at the next quiet moment (fromClient); back in the answer: it stays
+      relay.moving = !holds && this.service.onChange === 'move';
     }
   }
 
