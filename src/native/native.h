@@ -174,6 +174,62 @@ static inline int take_descriptor(int fd) {
   return 0;
 }
 
+/** A JavaScript function called back from libuv's loop, with the async context that makes
+ * each call one async operation to Node (async_hooks, AsyncLocalStorage). */
+typedef struct {
+  napi_ref fn, resource;
+  napi_async_context ctx;
+} callback_t;
+
+/** Keeps `fn` to be called back as `name`; napi_ok or the failing step's status. */
+static inline napi_status callback_init(napi_env env, napi_value fn, const char *name, callback_t *cb) {
+  napi_value resource, text;
+  napi_status status;
+  if ((status = napi_create_reference(env, fn, 1, &cb->fn)) != napi_ok || (status = napi_create_object(env, &resource)) != napi_ok ||
+      (status = napi_create_reference(env, resource, 1, &cb->resource)) != napi_ok ||
+      (status = napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &text)) != napi_ok)
+    return status;
+  return napi_async_init(env, resource, text, &cb->ctx);
+}
+
+/** Calls it with one number (how many results wait in the arrays it shares with C), through
+ * napi_make_callback: its microtasks run before this returns. What it throws is Node's
+ * uncaught exception, as from any callback. */
+static inline void callback_count(napi_env env, callback_t *cb, int32_t count) {
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value fn, resource, arg, result;
+  napi_get_reference_value(env, cb->fn, &fn);
+  napi_get_reference_value(env, cb->resource, &resource);
+  napi_create_int32(env, count, &arg);
+  if (napi_make_callback(env, cb->ctx, resource, fn, 1, &arg, &result) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/** It will not be called again: its function and context are let go. */
+static inline void callback_release(napi_env env, callback_t *cb) {
+  napi_delete_reference(env, cb->fn);
+  napi_delete_reference(env, cb->resource);
+  napi_async_destroy(env, cb->ctx);
+}
+
+/** The descriptor adopt(fd) was called with, its name for messages written into `what`;
+ * -1 with an exception thrown when the argument is not a descriptor number. */
+static inline int32_t descriptor_argument(napi_env env, napi_callback_info info, char *what, size_t size) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok)
+    fd = -1;
+  snprintf(what, size, "adopt: descriptor %d", fd);
+  if (fd < 0) throw_errno(env, what, EBADF);
+  return fd;
+}
+
 typedef struct {
   const char *name;
   napi_callback fn;

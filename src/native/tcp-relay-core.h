@@ -73,8 +73,8 @@ struct listener {
   uv_poll_t poll;
   uv_timer_t sweep, rest;
   napi_env env;
-  napi_ref on_accept, resource;
-  napi_async_context ctx;
+  /** onAccept(id, address, port, localAddress, localPort) */
+  callback_t on_accept;
   int started, closing, finalized, exclusive, wildcard, handles;
   double tag;
   uint64_t idle_ms;
@@ -92,8 +92,9 @@ static struct {
   uv_idle_t idle;
   uv_loop_t *loop;
   napi_env env;
-  napi_ref on_events, array, resource;
-  napi_async_context ctx;
+  napi_ref array;
+  /** onEvents(count) */
+  callback_t on_events;
   double *events;
   int queued;
   conn_t *again;
@@ -142,20 +143,9 @@ static void on_timer_closed(uv_handle_t *h) {
 /** Hands the queued events to JavaScript in one call: an exception in it is Node's uncaught exception. */
 static void flush(void) {
   if (set.queued == 0) return;
-  napi_env env = set.env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value cb, resource, arg, result;
-  napi_get_reference_value(env, set.on_events, &cb);
-  napi_get_reference_value(env, set.resource, &resource);
-  napi_create_int32(env, set.queued, &arg);
+  int count = set.queued;
   set.queued = 0;
-  if (napi_make_callback(env, set.ctx, resource, cb, 1, &arg, &result) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
-  }
-  napi_close_handle_scope(env, scope);
+  callback_count(set.env, &set.on_events, count);
 }
 
 static void emit(conn_t *c, int type, double a, double b) {
@@ -439,10 +429,10 @@ static void on_accept(uv_poll_t *p, int status, int events) {
   napi_callback_scope cscope;
   napi_value resource, cb, global, result;
   napi_open_handle_scope(env, &scope);
-  napi_get_reference_value(env, l->resource, &resource);
-  napi_get_reference_value(env, l->on_accept, &cb);
+  napi_get_reference_value(env, l->on_accept.resource, &resource);
+  napi_get_reference_value(env, l->on_accept.fn, &cb);
   napi_get_global(env, &global);
-  napi_open_callback_scope(env, resource, l->ctx, &cscope);
+  napi_open_callback_scope(env, resource, l->on_accept.ctx, &cscope);
   for (int k = 0; k < ACCEPTS && !l->closing; k++) {
     struct sockaddr_storage from;
     socklen_t flen = sizeof from;

@@ -60,7 +60,7 @@ static napi_value wrap_listener(napi_env env, int fd) {
 
 static napi_value js_init(napi_env env, napi_callback_info info) {
   size_t argc = 2;
-  napi_value argv[2], name, resource;
+  napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (set.fd >= 0) {
     napi_throw_error(env, NULL, "init: called already");
@@ -86,12 +86,8 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   set.loop = loop;
   set.env = env;
   set.events = data;
-  CHECK(napi_create_reference(env, argv[0], 1, &set.on_events));
   CHECK(napi_create_reference(env, argv[1], 1, &set.array));
-  CHECK(napi_create_object(env, &resource));
-  CHECK(napi_create_reference(env, resource, 1, &set.resource));
-  CHECK(napi_create_string_utf8(env, "divert.tcp-relay", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_async_init(env, resource, name, &set.ctx));
+  CHECK(callback_init(env, argv[0], "divert.tcp-relay", &set.on_events));
   uv_idle_init(loop, &set.idle);
   uv_poll_start(&set.poll, UV_READABLE, on_set);
   // the set alone keeps no process alive: the listeners and timers do
@@ -117,16 +113,12 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_adopt(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  int32_t fd;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  char what[64];
+  int32_t fd = descriptor_argument(env, info, what, sizeof what);
+  if (fd < 0) return NULL;
   int listening = 0;
   socklen_t len = sizeof listening;
-  char what[64];
-  snprintf(what, sizeof what, "adopt: descriptor %d", fd);
-  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0) return throw_errno(env, what, fd < 0 ? EBADF : errno);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0) return throw_errno(env, what, errno);
   if (!listening) {
     napi_throw_error(env, "ENOTSOCK", "adopt: not a listening socket");
     return NULL;
@@ -138,7 +130,7 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
 
 static napi_value js_start(napi_env env, napi_callback_info info) {
   size_t argc = 5;
-  napi_value argv[5], name;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   listener_t *l = listener_of(env, argv[0]);
   if (!l || l->started || l->fd < 0 || set.fd < 0) {
@@ -150,12 +142,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_double(env, argv[2], &idle));
   CHECK(napi_get_value_bool(env, argv[3], &wildcard));
   CHECK(napi_get_value_double(env, argv[4], &l->tag));
-  CHECK(napi_create_reference(env, argv[1], 1, &l->on_accept));
-  napi_value resource;
-  CHECK(napi_create_object(env, &resource));
-  CHECK(napi_create_reference(env, resource, 1, &l->resource));
-  CHECK(napi_create_string_utf8(env, "divert.tcp-relay.accept", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_async_init(env, resource, name, &l->ctx));
+  CHECK(callback_init(env, argv[1], "divert.tcp-relay.accept", &l->on_accept));
   if (uv_poll_init(set.loop, &l->poll, l->fd) != 0) return throw_errno(env, "uv_poll_init", EINVAL);
   l->env = env;
   l->idle_ms = idle > 0 ? (uint64_t)idle : 0;
@@ -305,9 +292,7 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
     return NULL;
   }
   while (l->conns) finish(l->conns, 1, 0);
-  napi_delete_reference(env, l->on_accept);
-  napi_delete_reference(env, l->resource);
-  napi_async_destroy(env, l->ctx);
+  callback_release(env, &l->on_accept);
   uv_close((uv_handle_t *)&l->poll, on_listener_closed);
   uv_close((uv_handle_t *)&l->sweep, on_listener_closed);
   uv_close((uv_handle_t *)&l->rest, on_listener_closed);

@@ -39,8 +39,9 @@ typedef struct {
   int fd;
   uv_poll_t poll;
   napi_env env;
-  napi_ref cb, in_ref, meta_ref, names_ref, text_ref, resource;
-  napi_async_context ctx;
+  napi_ref in_ref, meta_ref, names_ref, text_ref;
+  /** onBatch(count) */
+  callback_t on_batch;
   uint8_t *in, *names, *text;
   int32_t *meta;
   int started, closing, handle_closed, finalized;
@@ -123,16 +124,12 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 // one of this process's descriptors), to poll here like one of its own. It must be a
 // bound IPv4 or IPv6 datagram socket; anything else is refused with a message naming it.
 static napi_value js_adopt(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  int32_t fd;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  char what[64];
+  int32_t fd = descriptor_argument(env, info, what, sizeof what);
+  if (fd < 0) return NULL;
   int type = 0, domain = 0;
   socklen_t len = sizeof type;
-  char what[64];
-  snprintf(what, sizeof what, "adopt: descriptor %d", fd);
-  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return throw_errno(env, what, fd < 0 ? EBADF : errno);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return throw_errno(env, what, errno);
   len = sizeof domain;
   if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return throw_errno(env, what, errno);
   if (type != SOCK_DGRAM || (domain != AF_INET && domain != AF_INET6)) {
@@ -244,26 +241,15 @@ static void on_event(uv_poll_t *p, int status, int events) {
       m[2] = (int32_t)strlen(text);
       m[3] = (int32_t)s->msgs[i].msg_hdr.msg_namelen;
     }
-    napi_handle_scope scope;
-    napi_open_handle_scope(env, &scope);
-    napi_value cb, resource, arg, result;
-    napi_get_reference_value(env, s->cb, &cb);
-    napi_get_reference_value(env, s->resource, &resource);
-    napi_create_int32(env, n, &arg);
-    // through make_callback: the microtasks (promise replies, the flush) run when it returns
-    if (napi_make_callback(env, s->ctx, resource, cb, 1, &arg, &result) == napi_pending_exception) {
-      napi_value err;
-      napi_get_and_clear_last_exception(env, &err);
-      napi_fatal_exception(env, err);
-    }
-    napi_close_handle_scope(env, scope);
+    // the microtasks (promise replies, the flush) run before it returns
+    callback_count(env, &s->on_batch, n);
     if (n < BATCH) return;
   }
 }
 
 static napi_value js_start(napi_env env, napi_callback_info info) {
   size_t argc = 6;
-  napi_value argv[6], name;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = handle_of(env, argv[0]);
   if (!s || s->started) {
@@ -286,12 +272,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   CHECK(napi_create_reference(env, argv[2], 1, &s->meta_ref));
   CHECK(napi_create_reference(env, argv[3], 1, &s->names_ref));
   CHECK(napi_create_reference(env, argv[4], 1, &s->text_ref));
-  CHECK(napi_create_reference(env, argv[5], 1, &s->cb));
-  napi_value resource;
-  CHECK(napi_create_object(env, &resource));
-  CHECK(napi_create_reference(env, resource, 1, &s->resource));
-  CHECK(napi_create_string_utf8(env, "divert.udp-batch", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_async_init(env, resource, name, &s->ctx));
+  CHECK(callback_init(env, argv[5], "divert.udp-batch", &s->on_batch));
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   if (uv_poll_init(loop, &s->poll, s->fd) != 0) return throw_errno(env, "uv_poll_init", EINVAL);
@@ -401,9 +382,9 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
     return out;
   }
   uv_poll_stop(&s->poll);
-  napi_ref refs[] = {s->cb, s->in_ref, s->meta_ref, s->names_ref, s->text_ref, s->resource};
+  napi_ref refs[] = {s->in_ref, s->meta_ref, s->names_ref, s->text_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) napi_delete_reference(env, refs[i]);
-  napi_async_destroy(env, s->ctx);
+  callback_release(env, &s->on_batch);
   uv_close((uv_handle_t *)&s->poll, on_closed);
   return out;
 }

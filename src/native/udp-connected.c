@@ -23,8 +23,9 @@ typedef struct conn conn_t;
 
 typedef struct {
   napi_env env;
-  napi_ref cb, data_ref, meta_ref, resource;
-  napi_async_context ctx;
+  napi_ref data_ref, meta_ref;
+  /** onReplies(count) */
+  callback_t on_replies;
   uint8_t *data;
   int32_t *meta;
   int count;
@@ -60,20 +61,9 @@ static conn_t *conn_of(napi_env env, napi_value group, napi_value id) {
 /** Hands the replies gathered so far to JavaScript; its microtasks run before this returns. */
 static void deliver(group_t *g) {
   if (g->count == 0) return;
-  napi_env env = g->env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  napi_value cb, resource, arg, result;
-  napi_get_reference_value(env, g->cb, &cb);
-  napi_get_reference_value(env, g->resource, &resource);
-  napi_create_int32(env, g->count, &arg);
+  int count = g->count;
   g->count = 0;
-  if (napi_make_callback(env, g->ctx, resource, cb, 1, &arg, &result) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
-  }
-  napi_close_handle_scope(env, scope);
+  callback_count(g->env, &g->on_replies, count);
 }
 
 static void on_check(uv_check_t *h) { deliver(h->data); }
@@ -113,7 +103,7 @@ static void on_readable(uv_poll_t *p, int status, int events) {
 // socket of every forwarder reads into it.
 static napi_value js_group(napi_env env, napi_callback_info info) {
   size_t argc = 4;
-  napi_value argv[4], name, handle;
+  napi_value argv[4], handle;
   int32_t capacity;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   size_t data_bytes = 0, meta_bytes = 0;
@@ -140,12 +130,7 @@ static napi_value js_group(napi_env env, napi_callback_info info) {
   // the group lives as long as the process: nothing here is ever released
   CHECK(napi_create_reference(env, argv[0], 1, &g->data_ref));
   CHECK(napi_create_reference(env, argv[1], 1, &g->meta_ref));
-  CHECK(napi_create_reference(env, argv[2], 1, &g->cb));
-  napi_value resource;
-  CHECK(napi_create_object(env, &resource));
-  CHECK(napi_create_reference(env, resource, 1, &g->resource));
-  CHECK(napi_create_string_utf8(env, "divert.udp-connected", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_async_init(env, resource, name, &g->ctx));
+  CHECK(callback_init(env, argv[2], "divert.udp-connected", &g->on_replies));
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   uv_check_init(loop, &g->check);

@@ -105,7 +105,7 @@ export function relaysNatively(service: ProxyService): boolean {
   return service.protocol === 'tcp' && !service.tls && service.targetTls === false && service.onChange !== 'move';
 }
 
-/** Each native service's listen addresses, keyed as the primary hands their descriptors to workers. */
+/** A service's listen address `index`, keyed as the primary hands workers its chosen ports and the native relay's descriptors. */
 export function listenKey(service: ProxyService, index: number): string {
   return `${service.name}#${index}`;
 }

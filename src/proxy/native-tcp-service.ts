@@ -151,11 +151,8 @@ export class NativeTcpService {
     const { port } = this.service.target;
     if (type === this.addon.CONNECTED) {
       relay.address = relay.trying;
-      const source = () => {
-        const s = this.addon.source(id);
-        return s ? formatAddress(s[0], s[1]) : null;
-      };
-      this.table.attach(relay.record, formatAddress(relay.trying, port), source, Math.round(a / 10) / 100);
+      // its source address is read when the table is (refresh)
+      this.table.attach(relay.record, formatAddress(relay.trying, port), null, Math.round(a / 10) / 100);
     } else if (type === this.addon.FAILED) {
       this.table.connectFailed(formatAddress(relay.trying, port));
       this.dial(relay);
@@ -165,11 +162,17 @@ export class NativeTcpService {
     }
   }
 
-  /** The table is read: each connection's bytes and last activity, as the addon has them now. */
+  /** The table is read: each connection's bytes and last activity as the addon has them now,
+   * and the proxy's own address towards the target, asked once per connection. */
   private refresh(): void {
     const c = this.counters;
-    for (const relay of this.relays.values())
-      if (relay.address !== null && this.addon.counters(relay.id, c)) this.count(relay, c[0], c[1], c[2]);
+    for (const relay of this.relays.values()) {
+      if (relay.address === null || !this.addon.counters(relay.id, c)) continue;
+      this.count(relay, c[0], c[1], c[2]);
+      if (relay.record.source !== null) continue;
+      const source = this.addon.source(relay.id);
+      if (source) relay.record.source = formatAddress(source[0], source[1]);
+    }
   }
 
   private count(relay: NativeRelay, bytesIn: number, bytesOut: number, msAgo: number): void {

@@ -51,7 +51,7 @@ async function udpPorts(config: ProxyConfig): Promise<Record<string, number>> {
     for (const [i, at] of s.listen.entries()) {
       if (at.port !== 0) continue;
       const socket = createSocket(at.host.includes(':') ? 'udp6' : 'udp4');
-      ports[`${s.name}#${i}`] = await new Promise<number>((resolve, reject) => {
+      ports[listenKey(s, i)] = await new Promise<number>((resolve, reject) => {
         socket.once('error', reject);
         socket.bind(0, at.host, () => resolve(socket.address().port));
       });
@@ -97,7 +97,7 @@ export function withChosenPorts(config: ProxyConfig): ProxyConfig {
     ...config,
     services: config.services.map((s) => ({
       ...s,
-      listen: s.listen.map((at, i) => ({ ...at, port: ports[`${s.name}#${i}`] ?? at.port })),
+      listen: s.listen.map((at, i) => ({ ...at, port: ports[listenKey(s, i)] ?? at.port })),
     })),
   };
 }
