@@ -171,6 +171,12 @@ for (const [backendName, makeBackend] of BACKENDS) {
       assert.equal(loops.length, Number(TEST_WORKERS));
       assert.ok(loops.every((s) => s.value >= 0 && s.value <= 1));
       assert.equal(after0.filter((s) => s.name === 'divert_worker_heap_used_bytes').length, Number(TEST_WORKERS));
+      // the first worker (or the one process) always reads its UDP socket; another reads a shared one only while the first falls behind
+      const reading = after0.filter((s) => s.name === 'divert_worker_udp_reading');
+      assert.equal(reading.length, Number(TEST_WORKERS));
+      assert.equal(sumOf(after0, 'divert_worker_udp_reading', { worker: '1' }), 1);
+      assert.ok(reading.every((s) => s.value === 0 || s.value === 1));
+      assert.equal(sumOf(after0, 'divert_worker_udp_spill_total', { worker: '1' }), 0, 'the first worker never leaves');
     });
 
     if (backendName === 'redis')

@@ -27,6 +27,7 @@ import { ROOT, runDivert, workersOf, type DivertProcess } from './helpers/proces
 import { RawUdp, rawUdpUnavailable } from './helpers/raw-udp.js';
 import { tempFiles } from './helpers/temp-files.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
+import { sumOf } from './helpers/metrics.js';
 
 const addon = loadUdpBatch();
 const noAddon = skipWithoutAddon(addon);
@@ -485,14 +486,22 @@ describe('divert serve --udp-batch --workers 2', { skip: noAddon }, () => {
   let upstream: TestUpstream;
   let divert: DivertProcess;
   let port: number;
+  let admin: string;
+  const token = 'udp-batch-workers-token-0123456789';
+  const metrics = async () => {
+    const res = await fetch(`http://${admin}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 200);
+    return res.text();
+  };
 
   before(async () => {
     upstream = await startUpstream((q) =>
       replyTo(q, { answers: [{ name: q.packet.questions![0].name, type: 'A', ttl: 60, data: '203.0.113.8' }] }),
     );
     const zone = tempFiles('udp-batch-workers', '.zone')('$ORIGIN batch.test.\n*.batch.test. 30 IN A 192.0.2.2\n');
-    divert = runDivert(serveArgs(zone, `127.0.0.1:${upstream.port}`, '2'));
+    divert = runDivert([...serveArgs(zone, `127.0.0.1:${upstream.port}`, '2'), '--admin-token', token]);
     port = await divert.listening(20_000);
+    admin = (await divert.listeningLine()).admin;
   });
   after(async () => {
     await divert?.stop();
@@ -515,6 +524,26 @@ describe('divert serve --udp-batch --workers 2', { skip: noAddon }, () => {
       names.map((n) => query(n)),
     );
     assert.deepEqual(replies.map(nameOf), names);
+  });
+
+  // below one worker's capacity every datagram waking whichever worker is free costs a
+  // wake-up per query in each: the second leaves the socket to the first, and comes back
+  // when a datagram has waited 10 ms (or a batch's worth waits), as when the first stalls
+  test('the second worker leaves the socket to the first while it keeps up, and reads it again when the first stalls', async () => {
+    const deadline = Date.now() + 15_000;
+    let text = await metrics();
+    while (sumOf(text, 'divert_worker_udp_reading', { worker: '2' }) !== 0) {
+      assert.ok(Date.now() < deadline, 'worker 2 left the socket within 15 s of quiet');
+      await sleep(200);
+      text = await metrics();
+    }
+    assert.equal(sumOf(text, 'divert_worker_udp_reading', { worker: '1' }), 1, 'the first worker reads it');
+    assert.ok(sumOf(text, 'divert_worker_udp_spill_total', { worker: '2', event: 'leave' }) >= 1);
+    assert.equal(sumOf(text, 'divert_worker_udp_spill_total', { worker: '1' }), 0, 'the first worker never leaves');
+    const joins = sumOf(text, 'divert_worker_udp_spill_total', { worker: '2', event: 'join' });
+    await everyClientAnsweredWhileStalled(workersOf(divert.child.pid!).get(1)!, 'first');
+    text = await metrics();
+    assert.ok(sumOf(text, 'divert_worker_udp_spill_total', { worker: '2', event: 'join' }) > joins, 'worker 2 came back');
   });
 
   // with a socket per worker (SO_REUSEPORT) the kernel hashed each client to one worker's

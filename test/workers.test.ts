@@ -73,7 +73,9 @@ for (const [backend, makeBackend] of BACKENDS) {
       }
     });
 
-    test('queries from many clients at once are all answered, and the workers share them', async () => {
+    // which worker answers is the kernel's choice and divert's (udp-batch.test.ts: a worker
+    // other than the first reads only while the first falls behind), not this test's
+    test('queries from many clients at once are all answered, each once', async () => {
       const before = await divert.debug.statsEach();
       const asked = 400;
       const replies = await Promise.all(Array.from({ length: asked }, () => udpAsk(divert.port, query('seeded.w.test'))));
@@ -84,10 +86,6 @@ for (const [backend, makeBackend] of BACKENDS) {
         served.reduce((x, y) => x + y, 0),
         asked,
         `answered per worker: ${served.join(', ')}`,
-      );
-      assert.ok(
-        served.every((n) => n > 0),
-        `every worker answered some (${served.join(', ')})`,
       );
     });
 

@@ -129,7 +129,10 @@ class CountedHistogram extends Histogram<'outcome'> {
 
 export function createMetrics(sources: MetricSources): () => Promise<{ contentType: string; body: string }> {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'divert_' });
+  // the event-loop lag histogram samples every 100 ms, not prom-client's 10: each sample wakes
+  // this process (the primary, or the one process of --workers 1), and 100 wake-ups a second
+  // cost the queries' cores more than the finer sampling is worth
+  collectDefaultMetrics({ register: registry, prefix: 'divert_', eventLoopMonitoringPrecision: 100 });
   // fetched from the workers once per scrape, before the collectors below read it
   let stats: ServingStats | undefined;
   const now = () => stats!;
@@ -299,6 +302,24 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
     "share of time each process's event loop was busy since the previous reading (a scrape, or /healthz) (0-1; near 1: saturated)",
     ['worker'],
     () => now().processes.map((p) => [{ worker: String(p.worker) }, p.eventLoopUtilization]),
+  );
+  readGauge(
+    registry,
+    'divert_worker_udp_reading',
+    'UDP listen sockets each process reads now: a worker other than the first reads a shared one only while the first falls behind (0: away, the first worker reads alone)',
+    ['worker'],
+    () => now().processes.map((p) => [{ worker: String(p.worker) }, p.udp.reading]),
+  );
+  mirrorCounter(
+    registry,
+    'divert_worker_udp_spill_total',
+    'times a worker other than the first came back to a shared UDP socket (join: the first fell behind) or left it to the first (leave: its own loop mostly idle)',
+    ['worker', 'event'],
+    () =>
+      now().processes.flatMap((p): [Labels, number][] => [
+        [{ worker: String(p.worker), event: 'join' }, p.udp.joins],
+        [{ worker: String(p.worker), event: 'leave' }, p.udp.leaves],
+      ]),
   );
   readGauge(
     registry,

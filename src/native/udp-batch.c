@@ -12,6 +12,7 @@
 // worker takes the same one over by its descriptor (adopt): one socket, read by whichever
 // worker is free, so a stalled worker strands no client.
 #include "native.h"
+#include "udp-spill.h"
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -44,7 +45,7 @@ typedef struct {
   callback_t on_batch;
   uint8_t *in, *names, *text;
   int32_t *meta;
-  int started, closing, handle_closed, finalized;
+  int started, closing, finalized;
   /** What the poll handle watches: UV_READABLE, or UV_WRITABLE alone while replies wait. */
   int events;
   struct mmsghdr msgs[BATCH];
@@ -54,6 +55,11 @@ typedef struct {
   int head, waiting, lost;
   /** 1 once the read registration was made exclusive (or tried: at most once per registration). */
   int exclusive;
+  /** libuv handles of this socket not yet closed (the poll handle, the spill timer). */
+  int handles;
+  /** spill(): not the socket's first reader (udp-spill.h). */
+  int spill;
+  spill_t spilling;
 } sock_t;
 
 /** Frees the replies still waiting; how many there were. */
@@ -65,7 +71,7 @@ static int drop_pending(sock_t *s) {
 
 /** The socket's memory goes when both the JavaScript handle is collected and libuv is done with the poll handle. */
 static void release(sock_t *s) {
-  if (!s->finalized || !(s->handle_closed || !s->started)) return;
+  if (!s->finalized || s->handles > 0) return;
   drop_pending(s);
   free(s);
 }
@@ -170,17 +176,23 @@ static void on_event(uv_poll_t *p, int status, int events);
 
 /** Reading while no reply waits; while some do, only waiting for room to send them. Reading
  * then would only make replies with no room to go: the queries wait in the receive buffer
- * instead (the kernel drops what exceeds it), or are read by another worker. */
+ * instead (the kernel drops what exceeds it), or are read by another worker. A spill reader
+ * away from the socket watches nothing while no reply waits. */
 static void watch(sock_t *s) {
-  int want = s->waiting > 0 ? UV_WRITABLE : UV_READABLE;
+  int want = s->waiting > 0 ? UV_WRITABLE : s->spilling.away ? 0 : UV_READABLE;
   if (!s->started || s->closing || want == s->events) return;
   s->events = want;
-  if (s->exclusive) {
+  if (s->exclusive || want == 0) {
     // an exclusive registration cannot be modified: deleted (stop) and added anew (start)
     uv_poll_stop(&s->poll);
     s->exclusive = 0;
   }
-  uv_poll_start(&s->poll, want, on_event);
+  if (want) uv_poll_start(&s->poll, want, on_event);
+}
+
+/** udp-spill.h's word that the socket is to be read, or left, from now. */
+static void rewatch(void *owner) {
+  watch(owner);
 }
 
 /** Keeps copies of `n` replies that found the send buffer full; how many did not fit (or
@@ -247,6 +259,39 @@ static void on_event(uv_poll_t *p, int status, int events) {
   }
 }
 
+// spill(handle): this process is not the socket's first reader (a worker other than the
+// first, which reads it always): it reads only while the first falls behind (udp-spill.h).
+static napi_value js_spill(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = handle_of(env, argv[0]);
+  if (!s || !s->started || s->closing || s->spill) {
+    napi_throw_error(env, NULL, "spill: not a started socket, or spilling already");
+    return NULL;
+  }
+  s->handles++;
+  s->spill = 1;
+  spill_start(&s->spilling, s->poll.loop, s->fd, rewatch, s);
+  return NULL;
+}
+
+// spilled(handle) -> [joins, leaves, away]: how often a spill reader came back to the
+// socket and left it, and whether it is away now.
+static napi_value js_spilled(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out, v;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = handle_of(env, argv[0]);
+  uint32_t values[3] = {s ? s->spilling.joins : 0, s ? s->spilling.leaves : 0, s ? (uint32_t)s->spilling.away : 0};
+  CHECK(napi_create_array_with_length(env, 3, &out));
+  for (uint32_t i = 0; i < 3; i++) {
+    CHECK(napi_create_uint32(env, values[i], &v));
+    CHECK(napi_set_element(env, out, i, v));
+  }
+  return out;
+}
+
 static napi_value js_start(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -277,6 +322,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   CHECK(napi_get_uv_event_loop(env, &loop));
   if (uv_poll_init(loop, &s->poll, s->fd) != 0) return throw_errno(env, "uv_poll_init", EINVAL);
   s->poll.data = s;
+  s->handles++;
   s->started = 1;
   s->events = UV_READABLE;
   uv_poll_start(&s->poll, UV_READABLE, on_event);
@@ -358,9 +404,9 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
 }
 
 static void on_closed(uv_handle_t *h) {
-  sock_t *s = h->data;
-  close(s->fd);
-  s->handle_closed = 1;
+  sock_t *s = h->data; // the spill timer's too (spill_start)
+  if (h == (uv_handle_t *)&s->poll) close(s->fd);
+  s->handles--;
   release(s);
 }
 
@@ -382,6 +428,7 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
     return out;
   }
   uv_poll_stop(&s->poll);
+  if (s->spill) spill_close(&s->spilling, on_closed);
   napi_ref refs[] = {s->in_ref, s->meta_ref, s->names_ref, s->text_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) napi_delete_reference(env, refs[i]);
   callback_release(env, &s->on_batch);
@@ -390,7 +437,7 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  static const function_t fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_handle_fd}, {"port", js_handle_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}};
+  static const function_t fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_handle_fd}, {"port", js_handle_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}, {"spill", js_spill}, {"spilled", js_spilled}};
   export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
   export_int(env, exports, "BATCH", BATCH);
   export_int(env, exports, "SLOT", SLOT);

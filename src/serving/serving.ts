@@ -155,6 +155,7 @@ export async function startServing(
       onError: (err) => log.warn({ err: err.message }, 'listener'),
       udpBatch: batch.listeners,
       udpFds: options.udpFds,
+      spill: (options.worker ?? 1) > 1,
       encrypted: options.tls
         ? {
             dot: config.listenTls,
@@ -179,7 +180,11 @@ export async function startServing(
     await release();
   };
 
-  const readProcess = processFigures(options.worker ?? 1, () => listeners.openConnections);
+  const readProcess = processFigures(
+    options.worker ?? 1,
+    () => listeners.openConnections,
+    () => listeners.udpReading,
+  );
   const stats = (): ServingStats => {
     const queries = observers.stats.snapshot();
     const forwarded = paths.forwarderStats;

@@ -23,6 +23,16 @@ export interface ProcessFigures {
   cpuUtilization: number;
   /** Connections open now on its DNS listeners, by transport (DNS over TCP, DoT, DoH): how the workers share them. */
   openConnections: OpenConnections;
+  /** Its UDP listen sockets and how it reads them: a worker other than the first reads a shared one only while the first falls behind. */
+  udp: UdpReading;
+}
+
+export interface UdpReading {
+  /** Sockets it reads now. */
+  reading: number;
+  /** Times since start it came back to a shared socket, and left one to the first worker. */
+  joins: number;
+  leaves: number;
 }
 
 export interface OpenConnections {

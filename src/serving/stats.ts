@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { OutcomeCounts } from '../pipeline/outcome.js';
 import { outcomeTotals, sumFigures, type QueryFigures } from '../pipeline/query-stats.js';
 import { emptyListenerCounts, LISTENER_EVENTS, type ListenerCounts } from '../transport/listener-events.js';
-import type { OpenConnections, ProcessFigures, UpstreamState } from './stats-shapes.js';
+import type { OpenConnections, ProcessFigures, UdpReading, UpstreamState } from './stats-shapes.js';
 
 export type { OpenConnections, ProcessFigures, UpstreamState };
 
@@ -35,7 +35,7 @@ export interface ServingStats {
 }
 
 /** A reader of this process's figures; the event loop's share is since the previous reading; `open` counts the connections of its listeners. */
-export function processFigures(worker: number, open: () => OpenConnections): () => ProcessFigures {
+export function processFigures(worker: number, open: () => OpenConnections, udp: () => UdpReading): () => ProcessFigures {
   let lastLoop = performance.eventLoopUtilization();
   let lastCpu = process.cpuUsage();
   let lastAt = performance.now();
@@ -56,6 +56,7 @@ export function processFigures(worker: number, open: () => OpenConnections): () 
       eventLoopUtilization: utilization,
       cpuUtilization: wallMicros > 0 ? (cpu.user + cpu.system) / wallMicros : 0,
       openConnections: open(),
+      udp: udp(),
     };
   };
 }

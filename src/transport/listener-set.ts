@@ -30,6 +30,8 @@ export interface ListenerSetOptions {
   udpBatch?: UdpBatchAddon | null;
   /** With udpBatch in a cluster worker: the descriptors of the UDP sockets the primary bound, one per address in order, adopted instead of binding. */
   udpFds?: readonly number[];
+  /** With udpFds: this worker is not the first, and reads those sockets only while the first falls behind (BatchUdpSocket.spill). */
+  spill?: boolean;
   /** DNS over TLS and over HTTPS: their addresses, and the certificate they share. */
   encrypted?: EncryptedOptions;
 }
@@ -58,10 +60,11 @@ export class BindFailure extends Error {
   }
 }
 
-/** A bound UDP socket, of node:dgram or of the addon. */
+/** A bound UDP socket, of node:dgram or of the addon (which may be a spill reader: BatchUdpSocket.spill). */
 interface UdpListener {
   port: number;
   close(): void;
+  readonly spillState?: { joins: number; leaves: number; away: boolean };
 }
 
 interface Pair {
@@ -108,6 +111,18 @@ export class ListenerSet {
   get openConnections(): { tcp: number; dot: number; doh: number } {
     const { tcp, dot, doh } = this.connections;
     return { tcp: tcp.size, dot: dot.size, doh: doh.size };
+  }
+
+  /** Its UDP sockets it reads now (a worker other than the first may be away from a shared one), and how often it came back to them and left. */
+  get udpReading(): { reading: number; joins: number; leaves: number } {
+    const reading = { reading: 0, joins: 0, leaves: 0 };
+    for (const { udp } of this.pairs) {
+      const state = udp.spillState;
+      if (!state?.away) reading.reading++;
+      reading.joins += state?.joins ?? 0;
+      reading.leaves += state?.leaves ?? 0;
+    }
+    return reading;
   }
 
   /** The DoT and DoH certificate for new connections from now on (checked by the caller: a pair that does not load throws). */
@@ -194,7 +209,10 @@ export class ListenerSet {
           const batch =
             udpFd === undefined ? BatchUdpSocket.open(options.udpBatch, at.host, at.port) : BatchUdpSocket.adopt(options.udpBatch, udpFd);
           udp = batch;
-          serve = () => batch.serve(handler, options.report, accepting);
+          serve = () => {
+            batch.serve(handler, options.report, accepting);
+            if (udpFd !== undefined && options.spill) batch.spill();
+          };
         } else {
           const socket = await bindUdp(at.host, at.port, exclusive);
           udp = { port: socket.address().port, close: () => socket.close() };

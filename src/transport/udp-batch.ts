@@ -45,6 +45,10 @@ export interface UdpBatchAddon {
   send(socket: NativeSocket, data: Uint8Array, meta: Int32Array, names: Buffer, count: number): number;
   /** How many replies were still waiting for room in the send buffer: they are dropped. */
   stop(socket: NativeSocket): number;
+  /** Started, and not the socket's first reader: reads only while the first falls behind (udp-batch.c). */
+  spill(socket: NativeSocket): void;
+  /** [joins, leaves, away]: a spill reader's returns to the socket, departures, and 1 while away. */
+  spilled(socket: NativeSocket): [number, number, number];
 }
 
 /** Where npm run build puts the addon: dist/native/, from dist/src/transport/. */
@@ -95,6 +99,22 @@ export class BatchUdpSocket {
 
   get port(): number {
     return this.addon.port(this.socket);
+  }
+
+  /**
+   * After serve(), in a worker other than the first: this one reads the shared socket only
+   * while the first falls behind (a queue building up, or waiting 50 ms), and leaves it again
+   * once its own event loop was busy under a quarter of a second. Below one worker's capacity
+   * a datagram then wakes one process instead of whichever is free.
+   */
+  spill(): void {
+    this.addon.spill(this.socket);
+  }
+
+  /** A spill reader's returns to the socket and departures from it, and whether it is away now. */
+  get spillState(): { joins: number; leaves: number; away: boolean } {
+    const [joins, leaves, away] = this.addon.spilled(this.socket);
+    return { joins, leaves, away: away === 1 };
   }
 
   get fd(): number {

@@ -1,0 +1,150 @@
+// A spill reader of a UDP socket that several processes share (udp-batch.c's spill): a
+// worker other than the first, which reads the socket always. Below one worker's capacity
+// a datagram that finds the first busy for a moment wakes another, and a wake-up costs
+// more than the query it carries (README, Batched UDP): so this one reads only while the
+// first falls behind. Every WINDOW_MS it weighs its own event loop's work (libuv's idle
+// time); under LEAVE_BUSY it stops reading, and looks at the socket's queue every PROBE_MS
+// instead, reading again once the oldest datagram there has waited JOIN_WAIT_MS (its
+// arrival stamped by the kernel: SO_TIMESTAMPNS) or JOIN_QUEUE_BYTES wait at two looks in
+// a row: the first reader is stalled, or saturated. The owner polls the socket or not as
+// `away` says, told by `changed` whenever it flips.
+#ifndef DIVERT_UDP_SPILL_H
+#define DIVERT_UDP_SPILL_H
+
+#include "native.h"
+#include <linux/sock_diag.h>
+#include <stddef.h>
+#include <time.h>
+
+/** Away from the socket, it looks at its queue this often, */
+#define PROBE_MS 5
+/** and reads again once the oldest datagram there has waited this long (the first reader is stalled, or saturated), */
+#define JOIN_WAIT_MS 10
+/** or this much waits at two looks in a row (~a batch of small datagrams: the kernel counts ~830 bytes for one) —
+ * a client that keeps a fixed number of queries in flight saturates the first reader without making any wait long. */
+#define JOIN_QUEUE_BYTES (48 << 10)
+/** Reading, it weighs its event loop's work over this long, */
+#define WINDOW_MS 1000
+/** and leaves the socket to the first reader when the loop was busy less than this share of it (per mille). */
+#define LEAVE_BUSY 400
+/** Back within this long of leaving, it weighs the next window twice as long (up to MAX_WINDOWS of them): no flapping near the edge. */
+#define SOON_MS 5000
+#define MAX_WINDOWS 64
+
+typedef struct {
+  uv_timer_t timer;
+  int fd;
+  /** Not reading the socket now, and the timer closing (no more flips). */
+  int away, closing;
+  /** Away: looks in a row that found JOIN_QUEUE_BYTES waiting. */
+  int full_looks;
+  /** The window's length, in WINDOW_MS. */
+  int windows;
+  /** Reading: when the window began, and the loop's idle time then (ns); away: when it left (ns). */
+  uint64_t window_at, idle_at, left_at;
+  /** Times it came back to the socket, and left it. */
+  uint32_t joins, leaves;
+  void (*changed)(void *owner);
+  void *owner;
+} spill_t;
+
+/** The socket's receive queue as the kernel counts it (bytes); 0 when it cannot tell. */
+static inline uint32_t spill_queued_bytes(int fd) {
+  uint32_t mem[SK_MEMINFO_VARS];
+  socklen_t len = sizeof mem;
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 || len <= SK_MEMINFO_RMEM_ALLOC * sizeof mem[0]) return 0;
+  return mem[SK_MEMINFO_RMEM_ALLOC];
+}
+
+/** How long the oldest datagram in the socket's queue has waited (ms), from the time the
+ * kernel stamped on it (SO_TIMESTAMPNS, turned on by spill_start); -1 when none waits. */
+static inline int64_t spill_oldest_wait_ms(int fd) {
+  char data[1];
+  union {
+    char buf[CMSG_SPACE(sizeof(struct timespec))];
+    struct cmsghdr align;
+  } control;
+  struct iovec iov = {data, sizeof data};
+  struct msghdr h = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+  if (recvmsg(fd, &h, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) < 0) return -1;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+    struct timespec at, now;
+    memcpy(&at, CMSG_DATA(c), sizeof at);
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)(now.tv_sec - at.tv_sec) * 1000 + (now.tv_nsec - at.tv_nsec) / 1000000;
+  }
+  return 0;
+}
+
+static void spill_tick(uv_timer_t *t);
+
+/** Reading again (the owner's poll handle reports the queue in this same turn of the loop), its work weighed from now. */
+static inline void spill_join(spill_t *sp) {
+  sp->away = 0;
+  sp->window_at = uv_hrtime();
+  sp->idle_at = uv_metrics_idle_time(sp->timer.loop);
+  if (sp->left_at && sp->window_at - sp->left_at < (uint64_t)SOON_MS * 1000000) {
+    if (sp->windows < MAX_WINDOWS) sp->windows *= 2;
+  } else {
+    sp->windows = 1;
+  }
+  sp->changed(sp->owner);
+  uv_timer_start(&sp->timer, spill_tick, (uint64_t)WINDOW_MS * sp->windows, 0);
+}
+
+/** The socket left to the first reader; its queue looked at from now. */
+static inline void spill_leave(spill_t *sp) {
+  sp->away = 1;
+  sp->leaves++;
+  sp->left_at = uv_hrtime();
+  sp->full_looks = 0;
+  sp->changed(sp->owner);
+  uv_timer_start(&sp->timer, spill_tick, PROBE_MS, PROBE_MS);
+}
+
+static void spill_tick(uv_timer_t *t) {
+  spill_t *sp = (spill_t *)((char *)t - offsetof(spill_t, timer));
+  if (sp->closing) return;
+  if (sp->away) {
+    uint32_t queued = spill_queued_bytes(sp->fd);
+    sp->full_looks = queued >= JOIN_QUEUE_BYTES ? sp->full_looks + 1 : 0;
+    if (sp->full_looks >= 2 || (queued > 0 && spill_oldest_wait_ms(sp->fd) >= JOIN_WAIT_MS)) {
+      sp->joins++;
+      spill_join(sp);
+    }
+    return;
+  }
+  uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(t->loop);
+  uint64_t span = now - sp->window_at, idle_span = idle - sp->idle_at;
+  sp->window_at = now;
+  sp->idle_at = idle;
+  if (span > 0 && (idle_span >= span || (span - idle_span) * 1000 / span < LEAVE_BUSY)) {
+    spill_leave(sp);
+  } else {
+    uv_timer_start(&sp->timer, spill_tick, (uint64_t)WINDOW_MS * sp->windows, 0);
+  }
+}
+
+/** Starts reading as a spill reader of `fd` on `loop`: its first window begins now. The
+ * timer's data is `owner` (for the owner's close callback); it keeps no loop alive. */
+static inline void spill_start(spill_t *sp, uv_loop_t *loop, int fd, void (*changed)(void *owner), void *owner) {
+  int on = 1;
+  setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+  uv_timer_init(loop, &sp->timer);
+  uv_unref((uv_handle_t *)&sp->timer);
+  sp->timer.data = owner;
+  sp->fd = fd;
+  sp->changed = changed;
+  sp->owner = owner;
+  spill_join(sp);
+}
+
+/** No more looks or flips; `closed` runs once libuv lets go of the timer. */
+static inline void spill_close(spill_t *sp, uv_close_cb closed) {
+  sp->closing = 1;
+  uv_timer_stop(&sp->timer);
+  uv_close((uv_handle_t *)&sp->timer, closed);
+}
+
+#endif
