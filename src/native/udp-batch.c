@@ -235,6 +235,7 @@ static void on_event(uv_poll_t *p, int status, int events) {
     }
     int n = recvmmsg(s->fd, s->msgs, BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0) return;
+    if (s->spill) spill_read(&s->spilling, n);
     for (int i = 0; i < n; i++) {
       struct sockaddr *from = (struct sockaddr *)(s->names + i * NAME);
       char *text = (char *)s->text + i * TEXT;
