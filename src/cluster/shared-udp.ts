@@ -1,9 +1,10 @@
 // --udp-batch with workers: the primary binds the UDP socket of each listen address with
 // divert's addon (and never reads it) and hands it to every worker, respawned ones too, as
 // a descriptor of the worker's own (node:cluster's stdio), which the worker adopts and
-// polls. One socket, read by whichever worker is free: a stalled worker strands no client,
-// as it did when each worker bound a socket of its own with SO_REUSEPORT (the kernel
-// hashes each client to one of those sockets for good).
+// polls. One socket, read by the first worker and by the others while it falls behind
+// (BatchUdpSocket.spill): a stalled worker strands no client for more than ~15 ms, as it
+// did when each worker bound a socket of its own with SO_REUSEPORT (the kernel hashes
+// each client to one of those sockets for good).
 
 import type { HostPort } from '../net/host-port.js';
 import { bindError } from '../serving/bind-error.js';

@@ -9,8 +9,9 @@
 //   names: BATCH x NAME bytes, the source's sockaddr (what a reply is sent to)
 //   text:  BATCH x TEXT bytes, the source address as inet_ntop writes it
 // With --workers the primary opens the socket (open, never started there) and every
-// worker takes the same one over by its descriptor (adopt): one socket, read by whichever
-// worker is free, so a stalled worker strands no client.
+// worker takes the same one over by its descriptor (adopt): one socket, read by the first
+// worker always and by the others while it falls behind (spill, udp-spill.h), so a
+// stalled worker strands no client for longer than a spill reader takes to come back.
 #include "native.h"
 #include "udp-spill.h"
 #include <fcntl.h>

@@ -203,8 +203,8 @@ export class ListenerSet {
       let udp: UdpListener;
       let serve: () => void;
       try {
-        // a worker adopts the one socket the primary bound, as do the others: whichever is free
-        // takes the next datagrams (a worker handed none shares a node:dgram socket instead)
+        // a worker adopts the one socket the primary bound, as do the others: the first reads it,
+        // the others while the first falls behind (a worker handed none shares a node:dgram socket instead)
         if (options.udpBatch && (udpFd !== undefined || exclusive)) {
           const batch =
             udpFd === undefined ? BatchUdpSocket.open(options.udpBatch, at.host, at.port) : BatchUdpSocket.adopt(options.udpBatch, udpFd);

@@ -6,7 +6,8 @@
 // queue. What the dgram listener promises holds here too (udp-listener.ts): a datagram
 // from port 0, a handler that throws or rejects, and a reply the OS will not send each
 // cost that one datagram, counted. With cluster workers the primary opens the socket and
-// each worker adopts it (one socket per address, read by whichever worker is free).
+// each worker adopts it (one socket per address, read by the first worker, and by the
+// others while the first falls behind: spill).
 
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
