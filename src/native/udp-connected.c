@@ -5,6 +5,7 @@
 // from every socket in one turn of the event loop are handed to JavaScript in one call,
 // from a uv_check handle, instead of one call per datagram. A query goes out with one
 // send() straight from its buffer. N-API and libuv only, as udp-batch.c.
+// A turn's queries to one socket go out with one sendmmsg (sendBatch), the rest with send().
 // src/transport/connected-udp.ts is the only caller; what it hands in is sized by it:
 //   data:  CAP x SLOT bytes, reply i at i x SLOT
 //   meta:  CAP x 2 int32: socket id, length (< 0: minus the errno the socket reported)
@@ -35,6 +36,9 @@ typedef struct {
   int capacity, hint;
   struct mmsghdr msgs[CAP];
   struct iovec iovs[CAP];
+  /** sendBatch's messages (CAP at most per call). */
+  struct mmsghdr send_msgs[CAP];
+  struct iovec send_iovs[CAP];
 } group_t;
 
 struct conn {
@@ -223,6 +227,48 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// sendBatch(group, id, data, lengths, count) -> how many were sent (from the first), or
+// minus the errno when not even the first was (the socket's pending ICMP error, a full
+// buffer). Message i is lengths[i] bytes of data, right after message i - 1: the queries of
+// one turn of the event loop that went to this socket, sent with one sendmmsg.
+static napi_value js_send_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], out;
+  int32_t count;
+  size_t bytes = 0, lengths_bytes = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  conn_t *c = conn_of(env, argv[0], argv[1]);
+  uint8_t *data = array_of(env, argv[2], napi_uint8_array, &bytes);
+  int32_t *lengths = array_of(env, argv[3], napi_int32_array, &lengths_bytes);
+  CHECK(napi_get_value_int32(env, argv[4], &count));
+  int result = -EBADF;
+  if (c && data && lengths && count > 0 && count <= CAP && (size_t)count * 4 <= lengths_bytes) {
+    group_t *g = c->g;
+    size_t at = 0;
+    int ok = 1;
+    for (int i = 0; i < count && ok; i++) {
+      if (lengths[i] < 0 || at + (size_t)lengths[i] > bytes) ok = 0;
+      else set_message(&g->send_msgs[i], &g->send_iovs[i], data + at, (size_t)lengths[i], NULL, 0);
+      at += (size_t)lengths[i];
+    }
+    if (ok) {
+      int sent = 0;
+      while (sent < count) {
+        int k = sendmmsg(c->fd, g->send_msgs + sent, (unsigned)(count - sent), MSG_DONTWAIT);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+          if (sent == 0) sent = k < 0 ? -errno : -EAGAIN;
+          break;
+        }
+        sent += k;
+      }
+      result = sent;
+    }
+  }
+  CHECK(napi_create_int32(env, result, &out));
+  return out;
+}
+
 static napi_value js_port(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -256,7 +302,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  static const function_t fns[] = {{"group", js_group}, {"connect", js_connect}, {"send", js_send}, {"port", js_port}, {"close", js_close}};
+  static const function_t fns[] = {{"group", js_group}, {"connect", js_connect}, {"send", js_send}, {"sendBatch", js_send_batch}, {"port", js_port}, {"close", js_close}};
   export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
   export_int(env, exports, "CAP", CAP);
   export_int(env, exports, "SLOT", SLOT);

@@ -15,6 +15,7 @@ interface UdpConnectedAddon {
   group(data: Buffer, meta: Int32Array, onReplies: (count: number) => void, capacity: number): NativeGroup;
   connect(group: NativeGroup, host: string, port: number, recvBufferBytes: number): number;
   send(group: NativeGroup, id: number, data: Uint8Array, length: number): number;
+  sendBatch(group: NativeGroup, id: number, data: Uint8Array, lengths: Int32Array, count: number): number;
   port(group: NativeGroup, id: number): number;
   close(group: NativeGroup, id: number): void;
 }
@@ -90,6 +91,13 @@ export class ConnectedUdp {
   /** 0, or minus the errno the OS gave (the socket's pending ICMP error, a full buffer). */
   send(id: number, data: Buffer): number {
     return this.addon.send(this.group, id, data, data.length);
+  }
+
+  /** Sends `count` datagrams with one sendmmsg: datagram i is lengths[i] bytes of `data`,
+   * right after datagram i - 1. How many went (from the first), or minus the errno the OS
+   * gave when not even the first did. `count` is at most the addon's CAP (64). */
+  sendBatch(id: number, data: Buffer, lengths: Int32Array, count: number): number {
+    return this.addon.sendBatch(this.group, id, data, lengths, count);
   }
 
   port(id: number): number {

@@ -67,6 +67,15 @@ export const DEFAULT_UDP_POOL_OPTIONS: UdpPoolOptions = {
 /** A retired socket still waiting for replies after this long is closed anyway. */
 const RETIRED_GRACE_MS = 30_000;
 const { EAGAIN, ENOBUFS } = constants.errno;
+/** The most queries one flush sends (the addon's sendmmsg takes 64). */
+const BATCH = 64;
+/** A turn's queries to one socket, one after another with their IDs written in, for one
+ * sendmmsg (flush): one buffer for every pool (a flush stages and sends before anything
+ * else runs). Room for BATCH of the largest; only what is staged is ever touched (a query
+ * is mostly under 100 bytes), so the rest of it costs no memory. */
+const stage = Buffer.allocUnsafeSlow(BATCH * 65536);
+const stageLengths = new Int32Array(BATCH);
+const staged: (UdpQuery | undefined)[] = new Array<UdpQuery | undefined>(BATCH).fill(undefined);
 /** Tries to find an ID not in use on the chosen socket before giving up on the query. */
 const ID_TRIES = 8;
 
@@ -79,6 +88,9 @@ interface SocketIo {
   /** Sends `query` with ID `id` (`query` itself is left as it was). False when it could
    * not be sent (the caller fails it). */
   send(query: Buffer, id: number): boolean;
+  /** The addon's sockets: sends `count` queries staged one after another in `data` (IDs
+   * written in) with one system call; how many went, or minus the errno. */
+  sendBatch?(data: Buffer, lengths: Int32Array, count: number): number;
   port(): number;
   close(): void;
 }
@@ -165,12 +177,16 @@ export class UdpUpstreamSockets {
    * the end of this turn of the event loop with the others so asked (see deferSend), not now. */
   exchange(query: Buffer, questionEnd: number, target: ReplyTarget, attempt: number, together = false): Exchange | null {
     if (this.closed) return null;
-    const slot = randomBelow(this.slots.length);
-    let s = this.slots[slot];
-    if (s === undefined) {
-      const opened = this.openSocket(slot);
-      if (opened === null) return null;
-      s = opened;
+    // this turn's socket while it takes queries; else a slot picked at random
+    let s = this.turn;
+    if (s === undefined || s.retired || s.state !== OPEN) {
+      const slot = randomBelow(this.slots.length);
+      s = this.slots[slot];
+      if (s === undefined) {
+        const opened = this.openSocket(slot);
+        if (opened === null) return null;
+        s = opened;
+      }
     }
     let id = randomId();
     for (let tries = 1; s.queries.has(id); tries++) {
@@ -181,10 +197,85 @@ export class UdpUpstreamSockets {
     s.queries.set(id, q);
     s.live++;
     if (s.backlog) s.backlog.push(q);
+    else if (s.io.sendBatch) this.batch(s, q, together);
     else if (together) this.deferSend(q);
     else if (!s.io.send(query, id)) this.cancel(q);
     if (++s.carried >= this.options.queriesPerSocket) this.retire(s);
     return q;
+  }
+
+  /**
+   * The addon's sockets: the queries of one turn of the event loop go out on one socket,
+   * picked at random for the turn, with one sendmmsg — a batched listener hands over up
+   * to 64 queries in one call, and a system call per query was most of what sending cost.
+   * Each query's socket is still one of the slots drawn uniformly at random (CSPRNG) and
+   * its ID random and not outstanding there: what a blind spoofer must guess is unchanged.
+   * Sent once the caller's JavaScript is done (a microtask), or, `together` (DoT, DoH: a
+   * query per callback), once the poll phase is (setImmediate), so that the queries of many
+   * callbacks go together.
+   */
+  private batch(s: PooledSocket, q: UdpQuery, together: boolean): void {
+    if (this.turn !== s) {
+      this.flush();
+      this.turn = s;
+    }
+    this.batched.push(q);
+    if (this.batched.length >= BATCH) {
+      this.flush();
+    } else if (together) {
+      if (!this.immediateQueued) {
+        this.immediateQueued = true;
+        setImmediate(this.flushImmediate);
+      }
+    } else if (!this.microtaskQueued) {
+      this.microtaskQueued = true;
+      queueMicrotask(this.flushMicrotask);
+    }
+  }
+
+  /** The socket this turn's queries go out on, and those not sent yet. */
+  private turn: PooledSocket | undefined;
+  private readonly batched: UdpQuery[] = [];
+  private immediateQueued = false;
+  private microtaskQueued = false;
+  private readonly flushImmediate = (): void => {
+    this.immediateQueued = false;
+    this.flush();
+  };
+  private readonly flushMicrotask = (): void => {
+    this.microtaskQueued = false;
+    this.flush();
+  };
+
+  /** Sends the turn's queries. One that was settled meanwhile (cancelled, its socket
+   * failed) is skipped; a full buffer fails only the queries it refused. */
+  private flush(): void {
+    const s = this.turn;
+    this.turn = undefined;
+    const batched = this.batched;
+    if (s === undefined || batched.length === 0) return;
+    let count = 0;
+    let at = 0;
+    for (const q of batched) {
+      if (q.owner !== s) continue;
+      const length = q.sent.length;
+      q.sent.copy(stage, at);
+      stage.writeUInt16BE(q.id, at);
+      staged[count] = q;
+      stageLengths[count++] = length;
+      at += length;
+    }
+    batched.length = 0;
+    if (count === 0 || s.state !== OPEN) return;
+    const first = staged[0]!;
+    const sent = count === 1 ? (s.io.send(first.sent, first.id) ? 1 : 0) : s.io.sendBatch!(stage, stageLengths, count);
+    // what settling a query runs may send queries of its own (and flush): the refused ones are taken out first
+    const refused = sent < count ? staged.slice(Math.max(sent, 0), count) : null;
+    staged.fill(undefined, 0, count);
+    if (refused === null) return;
+    if (sent < 0 && sent !== -EAGAIN && sent !== -ENOBUFS)
+      this.fail(s); // a pending ICMP error: the socket is of no more use
+    else for (const q of refused) this.cancel(q!);
   }
 
   /**
@@ -313,6 +404,7 @@ export class UdpUpstreamSockets {
       return false;
     }
     s.io = {
+      sendBatch: (data, lengths, count) => native.sendBatch(id, data, lengths, count),
       // the addon sends before it returns: the query goes with the ID written in for the call
       send: (query, queryId) => {
         const clientId = query.readUInt16BE(0);
