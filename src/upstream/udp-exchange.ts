@@ -1,11 +1,12 @@
 // Queries to one upstream over UDP, from a rotating pool of connected sockets (RFC 5452).
 // Opening a socket per query cost about a third of the CPU in bind and close; instead a
 // query goes out on one of `sockets` slots picked uniformly at random (CSPRNG), with a
-// random ID not outstanding on that socket. A slot's socket is opened when a query first
-// picks it, on a port the kernel picks at random, and connect()ed to the upstream, so the
-// kernel itself drops datagrams from any other address or port (and an off-path prober
-// sending from its own address cannot even tell which ports are open: every probe gets
-// the same ICMP reply). A socket is retired after `queriesPerSocket` queries or
+// random ID not outstanding on that socket (on the addon's sockets, one slot drawn per
+// turn of the event loop for that turn's queries, sent with one sendmmsg: turn-batch.ts).
+// A slot's socket is opened when a query first picks it, on a port the kernel picks at
+// random, and connect()ed to the upstream, so the kernel itself drops datagrams from any
+// other address or port (and an off-path prober sending from its own address cannot even
+// tell which ports are open: every probe gets the same ICMP reply). A socket is retired after `queriesPerSocket` queries or
 // `socketLifetimeMs`, whichever comes first, and closed once its last query settles.
 //
 // What a blind spoofer must guess: the port of the one socket carrying the query and its
@@ -22,6 +23,7 @@ import { INSPECT } from '../debug.js';
 import type { ConnectedUdp } from '../transport/connected-udp.js';
 import { isReplyTo } from '../wire/query.js';
 import { IdTable } from './id-table.js';
+import { TurnBatch } from './turn-batch.js';
 import { randomBelow, randomId } from './random-id.js';
 import type { Upstream } from './upstream-pool.js';
 
@@ -67,15 +69,6 @@ export const DEFAULT_UDP_POOL_OPTIONS: UdpPoolOptions = {
 /** A retired socket still waiting for replies after this long is closed anyway. */
 const RETIRED_GRACE_MS = 30_000;
 const { EAGAIN, ENOBUFS } = constants.errno;
-/** The most queries one flush sends (the addon's sendmmsg takes 64). */
-const BATCH = 64;
-/** A turn's queries to one socket, one after another with their IDs written in, for one
- * sendmmsg (flush): one buffer for every pool (a flush stages and sends before anything
- * else runs). Room for BATCH of the largest; only what is staged is ever touched (a query
- * is mostly under 100 bytes), so the rest of it costs no memory. */
-const stage = Buffer.allocUnsafeSlow(BATCH * 65536);
-const stageLengths = new Int32Array(BATCH);
-const staged: (UdpQuery | undefined)[] = new Array<UdpQuery | undefined>(BATCH).fill(undefined);
 /** Tries to find an ID not in use on the chosen socket before giving up on the query. */
 const ID_TRIES = 8;
 
@@ -173,12 +166,14 @@ export class UdpUpstreamSockets {
   }
 
   /** Sends `query` with a fresh ID of its own (the caller's buffer is left alone); its
-   * outcome goes to `target`. Null: it failed before anything was sent. `together`: sent at
-   * the end of this turn of the event loop with the others so asked (see deferSend), not now. */
+   * outcome goes to `target`. Null: it failed before anything was sent. On the addon's
+   * sockets it goes with the turn's others once the caller's JavaScript is done
+   * (turn-batch.ts); `together`: once the poll phase is, with the others so asked (on
+   * node:dgram's, see deferSend; without it, node:dgram's send at once). */
   exchange(query: Buffer, questionEnd: number, target: ReplyTarget, attempt: number, together = false): Exchange | null {
     if (this.closed) return null;
-    // this turn's socket while it takes queries; else a slot picked at random
-    let s = this.turn;
+    // this turn's socket while it takes queries (turn-batch.ts); else a slot picked at random
+    let s = this.batch.turn;
     if (s === undefined || s.retired || s.state !== OPEN) {
       const slot = randomBelow(this.slots.length);
       s = this.slots[slot];
@@ -197,7 +192,7 @@ export class UdpUpstreamSockets {
     s.queries.set(id, q);
     s.live++;
     if (s.backlog) s.backlog.push(q);
-    else if (s.io.sendBatch) this.batch(s, q, together);
+    else if (s.io.sendBatch) this.batch.add(s, q, together);
     else if (together) this.deferSend(q);
     else if (!s.io.send(query, id)) this.cancel(q);
     if (++s.carried >= this.options.queriesPerSocket) this.retire(s);
@@ -205,86 +200,12 @@ export class UdpUpstreamSockets {
   }
 
   /**
-   * The addon's sockets: the queries of one turn of the event loop go out on one socket,
-   * picked at random for the turn, with one sendmmsg — a batched listener hands over up
-   * to 64 queries in one call, and a system call per query was most of what sending cost.
-   * Each query's socket is still one of the slots drawn uniformly at random (CSPRNG) and
-   * its ID random and not outstanding there: what a blind spoofer must guess is unchanged.
-   * Sent once the caller's JavaScript is done (a microtask), or, `together` (DoT, DoH: a
-   * query per callback), once the poll phase is (setImmediate), so that the queries of many
-   * callbacks go together.
-   */
-  private batch(s: PooledSocket, q: UdpQuery, together: boolean): void {
-    if (this.turn !== s) {
-      this.flush();
-      this.turn = s;
-    }
-    this.batched.push(q);
-    if (this.batched.length >= BATCH) {
-      this.flush();
-    } else if (together) {
-      if (!this.immediateQueued) {
-        this.immediateQueued = true;
-        setImmediate(this.flushImmediate);
-      }
-    } else if (!this.microtaskQueued) {
-      this.microtaskQueued = true;
-      queueMicrotask(this.flushMicrotask);
-    }
-  }
-
-  /** The socket this turn's queries go out on, and those not sent yet. */
-  private turn: PooledSocket | undefined;
-  private readonly batched: UdpQuery[] = [];
-  private immediateQueued = false;
-  private microtaskQueued = false;
-  private readonly flushImmediate = (): void => {
-    this.immediateQueued = false;
-    this.flush();
-  };
-  private readonly flushMicrotask = (): void => {
-    this.microtaskQueued = false;
-    this.flush();
-  };
-
-  /** Sends the turn's queries. One that was settled meanwhile (cancelled, its socket
-   * failed) is skipped; a full buffer fails only the queries it refused. */
-  private flush(): void {
-    const s = this.turn;
-    this.turn = undefined;
-    const batched = this.batched;
-    if (s === undefined || batched.length === 0) return;
-    let count = 0;
-    let at = 0;
-    for (const q of batched) {
-      if (q.owner !== s) continue;
-      const length = q.sent.length;
-      q.sent.copy(stage, at);
-      stage.writeUInt16BE(q.id, at);
-      staged[count] = q;
-      stageLengths[count++] = length;
-      at += length;
-    }
-    batched.length = 0;
-    if (count === 0 || s.state !== OPEN) return;
-    const first = staged[0]!;
-    const sent = count === 1 ? (s.io.send(first.sent, first.id) ? 1 : 0) : s.io.sendBatch!(stage, stageLengths, count);
-    // what settling a query runs may send queries of its own (and flush): the refused ones are taken out first
-    const refused = sent < count ? staged.slice(Math.max(sent, 0), count) : null;
-    staged.fill(undefined, 0, count);
-    if (refused === null) return;
-    if (sent < 0 && sent !== -EAGAIN && sent !== -ENOBUFS)
-      this.fail(s); // a pending ICMP error: the socket is of no more use
-    else for (const q of refused) this.cancel(q!);
-  }
-
-  /**
    * Queries that came one per callback (DoT, DoH: a TLS record or an HTTP/2 stream each) go
    * out together once the event loop's poll phase is done, so the upstream is woken once for
    * them, not once per query with JavaScript's work in between — on a machine it shares, each
-   * wake-up of an idle upstream is paid in the send. A batched UDP listener's queries come up
-   * to 64 per callback and are sent at once. A query whose socket has failed meanwhile was
-   * already given its outcome (fail()); its send is skipped.
+   * wake-up of an idle upstream is paid in the send (node:dgram's sockets; the addon's batch
+   * them, turn-batch.ts). A query whose socket has failed meanwhile was already given its
+   * outcome (fail()); its send is skipped.
    */
   private deferSend(q: UdpQuery): void {
     this.deferred.push(q);
@@ -294,6 +215,17 @@ export class UdpUpstreamSockets {
   }
 
   private readonly deferred: UdpQuery[] = [];
+  /** The addon's sockets: a turn's queries go out on one socket with one sendmmsg. */
+  private readonly batch = new TurnBatch<PooledSocket, UdpQuery>({
+    isOpen: (s) => s.state === OPEN,
+    sendOne: (s, q) => s.io.send(q.sent, q.id),
+    sendStaged: (s, data, lengths, count) => s.io.sendBatch!(data, lengths, count),
+    refused: (s, queries, errno) => {
+      if (errno !== 0 && errno !== EAGAIN && errno !== ENOBUFS)
+        this.fail(s); // a pending ICMP error: the socket is of no more use
+      else for (const q of queries) this.cancel(q); // a full buffer costs only these
+    },
+  });
   private deferredQueued = false;
   private readonly sendDeferred = (): void => {
     this.deferredQueued = false;
