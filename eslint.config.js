@@ -9,7 +9,9 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
-    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: { project: ['./tsconfig.json', './src/dashboard/app/tsconfig.json'], tsconfigRootDir: import.meta.dirname },
+    },
     rules: {
       // an async method that does not await is how a synchronous store implements an async interface
       '@typescript-eslint/require-await': 'off',
