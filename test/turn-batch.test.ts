@@ -28,14 +28,10 @@ function queryOn(socket: Socket, name: string, id: number): Query {
 
 /** A pool that records each call, and answers sendStaged with `take(count)`. */
 function recordingPool(take: (count: number) => number = (count) => count) {
-  const calls: { socket: string; kind: 'one' | 'staged'; messages: { id: number; body: string }[] }[] = [];
+  const calls: { socket: string; messages: { id: number; body: string }[] }[] = [];
   const refused: { socket: string; names: string[]; errno: number }[] = [];
   const pool: BatchPool<Socket, Query> & { onRefused?: (queries: Query[]) => void } = {
     isOpen: (s) => s.open,
-    sendOne: (s, q) => {
-      calls.push({ socket: s.name, kind: 'one', messages: [{ id: q.id, body: q.sent.subarray(2).toString() }] });
-      return true;
-    },
     sendStaged: (s, data, lengths, count) => {
       const messages = [];
       let at = 0;
@@ -43,7 +39,7 @@ function recordingPool(take: (count: number) => number = (count) => count) {
         messages.push({ id: data.readUInt16BE(at), body: data.subarray(at + 2, at + lengths[i]).toString() });
         at += lengths[i];
       }
-      calls.push({ socket: s.name, kind: 'staged', messages });
+      calls.push({ socket: s.name, messages });
       return take(count);
     },
     refused: (s, queries, errno) => {
@@ -66,7 +62,6 @@ describe('a turn of forwarded queries to one upstream socket', () => {
     assert.deepEqual(calls, [
       {
         socket: 'a',
-        kind: 'staged',
         messages: [
           { id: 101, body: 'one' },
           { id: 202, body: 'two' },
@@ -78,13 +73,13 @@ describe('a turn of forwarded queries to one upstream socket', () => {
     assert.deepEqual(refused, []);
   });
 
-  test('a lone query is sent by itself; DoT/DoH queries wait for the end of the poll phase', async () => {
+  test("a lone query leaves at the end of the caller's JavaScript too; DoT/DoH queries wait for the end of the poll phase", async () => {
     const { pool, calls } = recordingPool();
     const batch = new TurnBatch<Socket, Query>(pool);
     const s = { name: 'a', open: true };
     batch.add(s, queryOn(s, 'alone', 7), false);
     await Promise.resolve();
-    assert.deepEqual(calls, [{ socket: 'a', kind: 'one', messages: [{ id: 7, body: 'alone' }] }]);
+    assert.deepEqual(calls, [{ socket: 'a', messages: [{ id: 7, body: 'alone' }] }]);
     calls.length = 0;
     batch.add(s, queryOn(s, 'h2-a', 8), true);
     batch.add(s, queryOn(s, 'h2-b', 9), true);
@@ -107,7 +102,7 @@ describe('a turn of forwarded queries to one upstream socket', () => {
     batch.add(a, settled, false);
     settled.owner = null; // cancelled, say
     batch.add(b, queryOn(b, 'other', 3), false);
-    assert.deepEqual(calls, [{ socket: 'a', kind: 'one', messages: [{ id: 1, body: 'first' }] }], 'sent when the turn moved to b');
+    assert.deepEqual(calls, [{ socket: 'a', messages: [{ id: 1, body: 'first' }] }], 'sent when the turn moved to b');
     b.open = false;
     await Promise.resolve();
     assert.equal(calls.length, 1, "nothing sent on b once it closed (its queries were settled by the pool's fail)");

@@ -298,6 +298,26 @@ for (const kind of ['node:dgram', 'native'] as const) {
       }
     });
 
+    test("a turn's queries go up together: on the addon's sockets from one port drawn for the turn, each with an ID of its own", async () => {
+      const upstream = await startUpstream((q) => answer(q.raw));
+      const forwarder = forwarderTo(upstream.port);
+      try {
+        const msgs = Array.from({ length: 20 }, (_, i) => query(`n${i}.turn.test`));
+        const replies = await Promise.all(msgs.map((m) => forward(forwarder, m)));
+        assert.deepEqual(
+          replies.map(addressesIn),
+          msgs.map((_, i) => [addressFor(i)]),
+        );
+        const ports = new Set(upstream.queries.map((q) => q.from.port));
+        if (kind === 'native') assert.equal(ports.size, 1, `one sendmmsg, one port: ${[...ports].join(', ')}`);
+        else assert.ok(ports.size >= 5, `node:dgram: a slot per query, ${ports.size} ports`);
+        assert.equal(new Set(upstream.queries.map((q) => q.packet.id)).size, 20, 'IDs of their own');
+      } finally {
+        forwarder.close();
+        await upstream.close();
+      }
+    });
+
     test('DoH queries go up together at the end of the loop turn: each answered; closed before then, none goes up and each fails', async () => {
       const upstream = await startUpstream((q) => answer(q.raw));
       const forwarder = forwarderTo(upstream.port);

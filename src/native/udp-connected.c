@@ -3,9 +3,8 @@
 // node:dgram, but polled here with libuv: a readable socket is read with one recvmmsg
 // (node:dgram reads until EAGAIN: two recvmsg calls for one reply), and the replies read
 // from every socket in one turn of the event loop are handed to JavaScript in one call,
-// from a uv_check handle, instead of one call per datagram. A query goes out with one
-// send() straight from its buffer. N-API and libuv only, as udp-batch.c.
-// A turn's queries to one socket go out with one sendmmsg (sendBatch), the rest with send().
+// from a uv_check handle, instead of one call per datagram. A turn's queries to one socket
+// go out with one sendmmsg (sendBatch). N-API and libuv only, as udp-batch.c.
 // src/transport/connected-udp.ts is the only caller; what it hands in is sized by it:
 //   data:  CAP x SLOT bytes, reply i at i x SLOT
 //   meta:  CAP x 2 int32: socket id, length (< 0: minus the errno the socket reported)
@@ -203,30 +202,6 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// send(group, id, data, length) -> 0, or minus the errno (the socket's pending ICMP error,
-// a full buffer). data is sent from its first byte.
-static napi_value js_send(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], out;
-  int32_t length;
-  size_t bytes = 0;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  conn_t *c = conn_of(env, argv[0], argv[1]);
-  uint8_t *data = array_of(env, argv[2], napi_uint8_array, &bytes);
-  CHECK(napi_get_value_int32(env, argv[3], &length));
-  int result = 0;
-  if (!c || !data || length < 0 || (size_t)length > bytes) {
-    result = -EBADF;
-  } else {
-    ssize_t k;
-    do k = send(c->fd, data, (size_t)length, MSG_DONTWAIT);
-    while (k < 0 && errno == EINTR);
-    if (k < 0) result = -errno;
-  }
-  CHECK(napi_create_int32(env, result, &out));
-  return out;
-}
-
 // sendBatch(group, id, data, lengths, count) -> how many were sent (from the first), or
 // minus the errno when not even the first was (the socket's pending ICMP error, a full
 // buffer). Message i is lengths[i] bytes of data, right after message i - 1: the queries of
@@ -302,7 +277,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  static const function_t fns[] = {{"group", js_group}, {"connect", js_connect}, {"send", js_send}, {"sendBatch", js_send_batch}, {"port", js_port}, {"close", js_close}};
+  static const function_t fns[] = {{"group", js_group}, {"connect", js_connect}, {"sendBatch", js_send_batch}, {"port", js_port}, {"close", js_close}};
   export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
   export_int(env, exports, "CAP", CAP);
   export_int(env, exports, "SLOT", SLOT);

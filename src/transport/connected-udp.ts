@@ -14,7 +14,6 @@ interface UdpConnectedAddon {
   readonly SLOT: number;
   group(data: Buffer, meta: Int32Array, onReplies: (count: number) => void, capacity: number): NativeGroup;
   connect(group: NativeGroup, host: string, port: number, recvBufferBytes: number): number;
-  send(group: NativeGroup, id: number, data: Uint8Array, length: number): number;
   sendBatch(group: NativeGroup, id: number, data: Uint8Array, lengths: Int32Array, count: number): number;
   port(group: NativeGroup, id: number): number;
   close(group: NativeGroup, id: number): void;
@@ -86,11 +85,6 @@ export class ConnectedUdp {
     this.owners[id] = owner;
     this.open++;
     return id;
-  }
-
-  /** 0, or minus the errno the OS gave (the socket's pending ICMP error, a full buffer). */
-  send(id: number, data: Buffer): number {
-    return this.addon.send(this.group, id, data, data.length);
   }
 
   /** Sends `count` datagrams with one sendmmsg: datagram i is lengths[i] bytes of `data`,

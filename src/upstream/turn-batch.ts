@@ -21,8 +21,6 @@ export interface BatchedQuery<S> {
 export interface BatchPool<S, Q> {
   /** Whether `s` can still send (not closed, not failed). */
   isOpen(s: S): boolean;
-  /** Sends one query; false when it could not (the pool has already dealt with the socket). */
-  sendOne(s: S, q: Q): boolean;
   /** Sends `count` staged queries with one system call: how many went, or minus the errno. */
   sendStaged(s: S, data: Buffer, lengths: Int32Array, count: number): number;
   /** Queries the socket did not take: `errno` is what it said (0: it took fewer than asked). */
@@ -99,7 +97,7 @@ export class TurnBatch<S, Q extends BatchedQuery<S>> {
     }
     queries.length = 0;
     if (count === 0 || !this.pool.isOpen(s)) return;
-    const sent = count === 1 ? (this.pool.sendOne(s, staged[0] as Q) ? 1 : 0) : this.pool.sendStaged(s, stage, stageLengths, count);
+    const sent = this.pool.sendStaged(s, stage, stageLengths, count);
     // what settling a query runs may send queries of its own (and flush): the refused ones are taken out first
     const refused = sent < count ? (staged.slice(Math.max(sent, 0), count) as Q[]) : null;
     staged.fill(undefined, 0, count);

@@ -6,8 +6,9 @@
 // A slot's socket is opened when a query first picks it, on a port the kernel picks at
 // random, and connect()ed to the upstream, so the kernel itself drops datagrams from any
 // other address or port (and an off-path prober sending from its own address cannot even
-// tell which ports are open: every probe gets the same ICMP reply). A socket is retired after `queriesPerSocket` queries or
-// `socketLifetimeMs`, whichever comes first, and closed once its last query settles.
+// tell which ports are open: every probe gets the same ICMP reply). A socket is retired
+// after `queriesPerSocket` queries or `socketLifetimeMs`, whichever comes first, and
+// closed once its last query settles.
 //
 // What a blind spoofer must guess: the port of the one socket carrying the query and its
 // 16-bit ID. Not knowing which ports are open, that is ~15 bits of port (Linux draws from
@@ -78,9 +79,9 @@ const CLOSED = 2;
 
 /** What the pool needs of a socket, node:dgram's or the addon's. */
 interface SocketIo {
-  /** Sends `query` with ID `id` (`query` itself is left as it was). False when it could
-   * not be sent (the caller fails it). */
-  send(query: Buffer, id: number): boolean;
+  /** node:dgram's sockets: sends `query` with ID `id` (`query` itself is left as it was).
+   * False when it could not be sent (the caller fails it). */
+  send?(query: Buffer, id: number): boolean;
   /** The addon's sockets: sends `count` queries staged one after another in `data` (IDs
    * written in) with one system call; how many went, or minus the errno. */
   sendBatch?(data: Buffer, lengths: Int32Array, count: number): number;
@@ -194,7 +195,7 @@ export class UdpUpstreamSockets {
     if (s.backlog) s.backlog.push(q);
     else if (s.io.sendBatch) this.batch.add(s, q, together);
     else if (together) this.deferSend(q);
-    else if (!s.io.send(query, id)) this.cancel(q);
+    else if (!s.io.send!(query, id)) this.cancel(q);
     if (++s.carried >= this.options.queriesPerSocket) this.retire(s);
     return q;
   }
@@ -215,10 +216,19 @@ export class UdpUpstreamSockets {
   }
 
   private readonly deferred: UdpQuery[] = [];
+  private deferredQueued = false;
+  private readonly sendDeferred = (): void => {
+    this.deferredQueued = false;
+    const queries = this.deferred.splice(0);
+    for (const q of queries) {
+      const s = q.owner;
+      if (s !== null && s.state === OPEN && !s.io.send!(q.sent, q.id)) this.cancel(q);
+    }
+  };
+
   /** The addon's sockets: a turn's queries go out on one socket with one sendmmsg. */
   private readonly batch = new TurnBatch<PooledSocket, UdpQuery>({
     isOpen: (s) => s.state === OPEN,
-    sendOne: (s, q) => s.io.send(q.sent, q.id),
     sendStaged: (s, data, lengths, count) => s.io.sendBatch!(data, lengths, count),
     refused: (s, queries, errno) => {
       if (errno !== 0 && errno !== EAGAIN && errno !== ENOBUFS)
@@ -226,15 +236,6 @@ export class UdpUpstreamSockets {
       else for (const q of queries) this.cancel(q); // a full buffer costs only these
     },
   });
-  private deferredQueued = false;
-  private readonly sendDeferred = (): void => {
-    this.deferredQueued = false;
-    const queries = this.deferred.splice(0);
-    for (const q of queries) {
-      const s = q.owner;
-      if (s !== null && s.state === OPEN && !s.io.send(q.sent, q.id)) this.cancel(q);
-    }
-  };
 
   cancel(q: UdpQuery): void {
     const s = q.owner;
@@ -337,17 +338,6 @@ export class UdpUpstreamSockets {
     }
     s.io = {
       sendBatch: (data, lengths, count) => native.sendBatch(id, data, lengths, count),
-      // the addon sends before it returns: the query goes with the ID written in for the call
-      send: (query, queryId) => {
-        const clientId = query.readUInt16BE(0);
-        query.writeUInt16BE(queryId, 0);
-        const result = native.send(id, query);
-        query.writeUInt16BE(clientId, 0);
-        if (result === 0) return true;
-        // a pending ICMP error: the socket is of no more use. A full buffer costs only this attempt
-        if (result !== -EAGAIN && result !== -ENOBUFS) this.fail(s);
-        return false;
-      },
       port: () => native.port(id),
       close: () => native.close(id),
     };
@@ -360,7 +350,7 @@ export class UdpUpstreamSockets {
     s.state = OPEN;
     const backlog = s.backlog!;
     s.backlog = null;
-    for (const q of backlog) if (q.owner === s && !s.io.send(q.sent, q.id)) this.cancel(q);
+    for (const q of backlog) if (q.owner === s && !s.io.send!(q.sent, q.id)) this.cancel(q); // node:dgram's: the addon's connect at once
   }
 
   private onMessage(s: PooledSocket, msg: Buffer): void {
