@@ -27,7 +27,7 @@ import { ROOT, runDivert, workersOf, type DivertProcess } from './helpers/proces
 import { RawUdp, rawUdpUnavailable } from './helpers/raw-udp.js';
 import { tempFiles } from './helpers/temp-files.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
-import { sumOf } from './helpers/metrics.js';
+import { parseMetrics, sumOf } from './helpers/metrics.js';
 
 const addon = loadUdpBatch();
 const noAddon = skipWithoutAddon(addon);
@@ -564,6 +564,61 @@ describe('divert serve --udp-batch --workers 2', { skip: noAddon }, () => {
     assert.ok(holdsSocket(fresh, udpInodes(port)), 'the new worker holds the socket');
     await everyClientAnsweredWhileStalled(workers.get(1)!, 'fresh');
   });
+
+  // the second worker joins a queue that waits only when the first's thread is on a CPU 90 % of
+  // the time (a client keeping many queries in flight keeps a queue waiting either way, and two
+  // readers split each batch): it weighs the first worker's CPU, the worker the primary names,
+  // a restarted one too; without that name it could not tell, and the metric would be gone
+  test("the second worker weighs the first worker's CPU, and a restarted first worker's", async () => {
+    for (const round of ['first', 'restarted']) {
+      // weighed at its looks (away) and at the end of each window (reading: 1 s, or longer)
+      let idle = firstBusyOf(await metrics());
+      for (const deadline = Date.now() + 10_000; idle === null && Date.now() < deadline; idle = firstBusyOf(await metrics()))
+        await sleep(200);
+      assert.ok(idle !== null && idle < 0.5, `${round}: worker 2 reports the first worker's CPU share at rest (${idle})`);
+      const loaded = await whileLoading(async () => {
+        await sleep(500);
+        return firstBusyOf(await metrics());
+      });
+      assert.ok(loaded !== null && loaded > idle + 0.02, `${round}: the share rises while the first worker answers (${idle} -> ${loaded})`);
+      if (round === 'restarted') break;
+      const first = workersOf(divert.child.pid!).get(1)!;
+      const served = divert.stdout().split('new worker serving').length;
+      process.kill(first, 'SIGKILL');
+      await until(() => divert.stdout().split('new worker serving').length > served, 15_000);
+      const fresh = workersOf(divert.child.pid!).get(1);
+      assert.ok(fresh !== undefined && fresh !== first, 'a new worker 1');
+    }
+  });
+
+  /** worker 2's divert_worker_udp_first_busy, or null when it does not report one. */
+  function firstBusyOf(text: string): number | null {
+    const sample = parseMetrics(text).find((s) => s.name === 'divert_worker_udp_first_busy' && s.labels.worker === '2');
+    return sample ? sample.value : null;
+  }
+
+  /** Runs `during` while one socket sends intercepted queries as fast as it can (at most 4 s, 400,000 queries). */
+  async function whileLoading<T>(during: () => Promise<T>): Promise<T> {
+    const socket = createSocket('udp4');
+    socket.on('message', () => {});
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    const messages = Array.from({ length: 100 }, (_, i) => query(`load${i}.batch.test`));
+    let stop = false;
+    const deadline = Date.now() + 4000;
+    const load = (async () => {
+      for (let sent = 0; !stop && sent < 400_000 && Date.now() < deadline; sent += messages.length) {
+        for (const m of messages) socket.send(m, port, '127.0.0.1');
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    try {
+      return await during();
+    } finally {
+      stop = true;
+      await load;
+      socket.close();
+    }
+  }
 
   /** With worker `pid` stopped, 200 queries from 200 source ports each get their answer (within udpAsk's 5 s). */
   async function everyClientAnsweredWhileStalled(pid: number, tag: string): Promise<void> {

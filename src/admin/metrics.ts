@@ -310,10 +310,20 @@ export function createMetrics(sources: MetricSources): () => Promise<{ contentTy
     ['worker'],
     () => now().processes.map((p) => [{ worker: String(p.worker) }, p.udp.reading]),
   );
+  readGauge(
+    registry,
+    'divert_worker_udp_first_busy',
+    "the first worker's thread's CPU share (0-1; 1 is a core) as each other worker last weighed it: at 0.9 with a queue waiting, that worker reads the shared UDP socket too",
+    ['worker'],
+    () =>
+      now().processes.flatMap((p): [Labels, number][] =>
+        p.udp.firstBusy === null ? [] : [[{ worker: String(p.worker) }, p.udp.firstBusy]],
+      ),
+  );
   mirrorCounter(
     registry,
     'divert_worker_udp_spill_total',
-    'times a worker other than the first came back to a shared UDP socket (join: the first fell behind) or left it to the first (leave: its own loop mostly idle)',
+    'times a worker other than the first came back to a shared UDP socket (join: the first fell behind: stalled, or saturated) or left it to the first (leave: one reader can do the work)',
     ['worker', 'event'],
     () =>
       now().processes.flatMap((p): [Labels, number][] => [

@@ -113,6 +113,9 @@ export async function startWorkers(
   const fork = (slot: number, replacing = false): Promise<Extract<FromWorker, { t: 'listening' }>> => {
     const worker = cluster.fork({ DIVERT_WORKER: String(slot + 1) });
     slots[slot] = worker;
+    // the others read the shared UDP sockets while the first falls behind, judged by its CPU: tell them who it is now
+    const pid = worker.process.pid;
+    if (slot === 0 && pid !== undefined) for (const other of slots) if (other && other !== worker) post(other, { t: 'first-reader', pid });
     return new Promise((resolve, reject) => {
       let started = false;
       worker.on('message', (message: FromWorker) => {
@@ -125,6 +128,7 @@ export async function startWorkers(
             table: table.worker,
             workerId: slot + 1,
             udpFds: shared?.workerFds,
+            firstReader: slot > 0 ? slots[0]?.process.pid : undefined,
           });
           if (replicated) {
             sendChanges(); // to the others: the snapshot holds them

@@ -23,6 +23,8 @@ export type ToWorker =
       table: WorkerTable;
       workerId: number;
       udpFds?: number[];
+      /** The first worker's pid, to a worker other than the first (it reads a shared UDP socket only while the first falls behind). */
+      firstReader?: number;
       tls: TlsPem | null;
     }
   /** The primary's whole in-process table, before any change. */
@@ -40,6 +42,8 @@ export type ToWorker =
   | { t: 'reconfigure'; id: number; config: ServeConfig; upstreams: UpstreamSpec[] }
   /** A new DoT and DoH certificate (SIGHUP), checked by the primary: use it for new connections, then say so. */
   | { t: 'certificate'; id: number; pem: TlsPem }
+  /** The first worker is process `pid` from now (it was restarted): to the others. */
+  | { t: 'first-reader'; pid: number }
   | { t: 'close' };
 
 export type FromWorker =

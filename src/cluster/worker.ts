@@ -31,6 +31,8 @@ let closing = false;
 let reload: Extract<ToWorker, { t: 'reconfigure' }> | undefined;
 /** Likewise a new certificate. */
 let certificate: Extract<ToWorker, { t: 'certificate' }> | undefined;
+/** The first worker's pid, when it changed after the start message (a restart of it). */
+let firstReader: number | undefined;
 
 async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> {
   const { config, upstreams } = message;
@@ -41,6 +43,7 @@ async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> 
     exclusive: false,
     worker: message.workerId,
     udpFds: message.udpFds,
+    firstReader: message.firstReader,
     tls: message.tls,
     onPoolNews: (news) => send({ t: 'upstream', news }),
   });
@@ -48,6 +51,7 @@ async function start(message: Extract<ToWorker, { t: 'start' }>): Promise<void> 
   if (reload) reconfigure(reload);
   // a certificate that came while starting (a SIGHUP meanwhile) replaces the one started with
   if (certificate) setCertificate(certificate);
+  if (firstReader !== undefined) serving.setFirstReader(firstReader);
   send({ t: 'listening', listening: serving.listening, encrypted: serving.encrypted });
 }
 
@@ -129,6 +133,10 @@ process.on('message', (message: ToWorker) => {
       break;
     case 'certificate':
       setCertificate(message);
+      break;
+    case 'first-reader':
+      firstReader = message.pid;
+      serving?.setFirstReader(message.pid);
       break;
     case 'close':
       void close(0);

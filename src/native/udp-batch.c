@@ -261,13 +261,21 @@ static void on_event(uv_poll_t *p, int status, int events) {
   }
 }
 
-// spill(handle): this process is not the socket's first reader (a worker other than the
-// first, which reads it always): it reads only while the first falls behind (udp-spill.h).
+/** A pid argument: a positive whole number, or 0 (not known) for anything else. */
+static int pid_of(napi_env env, napi_value v) {
+  int32_t pid = 0;
+  if (napi_get_value_int32(env, v, &pid) != napi_ok || pid < 0) pid = 0;
+  return pid;
+}
+
+// spill(handle, firstPid): this process is not the socket's first reader (a worker other
+// than the first, which reads it always, and is process firstPid: 0 when not known): it
+// reads only while the first falls behind (udp-spill.h).
 static napi_value js_spill(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = handle_of(env, argv[0]);
+  sock_t *s = argc >= 1 ? handle_of(env, argv[0]) : NULL;
   if (!s || !s->started || s->closing || s->spill) {
     napi_throw_error(env, NULL, "spill: not a started socket, or spilling already");
     return NULL;
@@ -275,20 +283,34 @@ static napi_value js_spill(napi_env env, napi_callback_info info) {
   s->handles++;
   s->spill = 1;
   spill_start(&s->spilling, s->poll.loop, s->fd, rewatch, s);
+  if (argc >= 2) spill_peer(&s->spilling, pid_of(env, argv[1]));
   return NULL;
 }
 
-// spilled(handle) -> [joins, leaves, away]: how often a spill reader came back to the
-// socket and left it, and whether it is away now.
+// spillPeer(handle, firstPid): the first reader is another process from now (a restarted one).
+static napi_value js_spill_peer(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  sock_t *s = argc >= 2 ? handle_of(env, argv[0]) : NULL;
+  if (s && s->spill && !s->closing) spill_peer(&s->spilling, pid_of(env, argv[1]));
+  return NULL;
+}
+
+// spilled(handle) -> [joins, leaves, away, firstBusy]: how often a spill reader came back
+// to the socket and left it, whether it is away now, and the first reader's CPU share as
+// it last weighed it (per mille; -1 when it does not know the first reader).
 static napi_value js_spilled(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], out, v;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *s = handle_of(env, argv[0]);
-  uint32_t values[3] = {s ? s->spilling.joins : 0, s ? s->spilling.leaves : 0, s ? (uint32_t)s->spilling.away : 0};
-  CHECK(napi_create_array_with_length(env, 3, &out));
-  for (uint32_t i = 0; i < 3; i++) {
-    CHECK(napi_create_uint32(env, values[i], &v));
+  int on = s && s->spill;
+  int32_t values[4] = {on ? (int32_t)s->spilling.joins : 0, on ? (int32_t)s->spilling.leaves : 0, on ? s->spilling.away : 0,
+                       on ? s->spilling.peer_busy : -1};
+  CHECK(napi_create_array_with_length(env, 4, &out));
+  for (uint32_t i = 0; i < 4; i++) {
+    CHECK(napi_create_int32(env, values[i], &v));
     CHECK(napi_set_element(env, out, i, v));
   }
   return out;
@@ -439,7 +461,7 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  static const function_t fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_handle_fd}, {"port", js_handle_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}, {"spill", js_spill}, {"spilled", js_spilled}};
+  static const function_t fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_handle_fd}, {"port", js_handle_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}, {"spill", js_spill}, {"spillPeer", js_spill_peer}, {"spilled", js_spilled}};
   export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
   export_int(env, exports, "BATCH", BATCH);
   export_int(env, exports, "SLOT", SLOT);

@@ -37,6 +37,8 @@ export interface Serving {
   encrypted: EncryptedAddresses;
   /** The DoT and DoH certificate for new connections (already checked: src/serving/tls-credentials.ts). */
   setCertificate(pem: TlsPem): void;
+  /** A worker other than the first: the first worker is process `pid` from now (restarted), whose CPU decides when this one reads a shared UDP socket too. */
+  setFirstReader(pid: number): void;
   /** Another worker's upstream news: the upstreams' health is one view for all workers. */
   hear(news: PoolNews): void;
   /** A reload (src/reload.ts): a new query path for the queries from now on; a query in
@@ -59,6 +61,8 @@ export interface ServingOptions {
   clock?: () => number;
   /** --udp-batch in a cluster worker: the UDP sockets the primary bound, as descriptors of this process, one per listen address. */
   udpFds?: readonly number[];
+  /** With udpFds in a worker other than the first: the first worker's pid (0: not known yet). */
+  firstReader?: number;
   /** The DoT and DoH listeners' certificate and key, checked (none without those listeners). */
   tls?: TlsPem | null;
 }
@@ -155,7 +159,7 @@ export async function startServing(
       onError: (err) => log.warn({ err: err.message }, 'listener'),
       udpBatch: batch.listeners,
       udpFds: options.udpFds,
-      spill: (options.worker ?? 1) > 1,
+      spill: (options.worker ?? 1) > 1 ? { firstReader: options.firstReader ?? 0 } : undefined,
       encrypted: options.tls
         ? {
             dot: config.listenTls,
@@ -208,6 +212,7 @@ export async function startServing(
     listening: listeners.addresses,
     encrypted: listeners.encryptedAddresses,
     setCertificate: (pem) => listeners.setCertificate(pem),
+    setFirstReader: (pid) => listeners.setFirstReader(pid),
     hear: (news) => paths.hear(news),
     reconfigure: (next, nextUpstreams) => paths.reconfigure(next, nextUpstreams),
     stats,

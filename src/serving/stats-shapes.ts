@@ -33,6 +33,8 @@ export interface UdpReading {
   /** Times since start it came back to a shared socket, and left one to the first worker. */
   joins: number;
   leaves: number;
+  /** A worker other than the first: the first worker's thread's CPU share as this one last weighed it (0-1; 1 is a core), what it joins a shared socket on; null when not known. */
+  firstBusy: number | null;
 }
 
 export interface OpenConnections {

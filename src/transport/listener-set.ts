@@ -14,7 +14,7 @@ import { DohService, type DnsInspection } from './doh-listener.js';
 import { DotService } from './dot-listener.js';
 import { createStreamServer, createTcpServer, listenTcp, type TcpServing } from './tcp-listener.js';
 import type { TlsPem } from './tls-settings.js';
-import { BatchUdpSocket, type UdpBatchAddon } from './udp-batch.js';
+import { BatchUdpSocket, type SpillState, type UdpBatchAddon } from './udp-batch.js';
 import { bindUdp, serveUdp } from './udp-listener.js';
 
 export interface ListenerSetOptions {
@@ -30,8 +30,8 @@ export interface ListenerSetOptions {
   udpBatch?: UdpBatchAddon | null;
   /** With udpBatch in a cluster worker: the descriptors of the UDP sockets the primary bound, one per address in order, adopted instead of binding. */
   udpFds?: readonly number[];
-  /** With udpFds: this worker is not the first, and reads those sockets only while the first falls behind (BatchUdpSocket.spill). */
-  spill?: boolean;
+  /** With udpFds: this worker is not the first, and reads those sockets only while the first falls behind (BatchUdpSocket.spill); firstReader: the first worker's pid (0: not known yet). */
+  spill?: { firstReader: number };
   /** DNS over TLS and over HTTPS: their addresses, and the certificate they share. */
   encrypted?: EncryptedOptions;
 }
@@ -64,7 +64,16 @@ export class BindFailure extends Error {
 interface UdpListener {
   port: number;
   close(): void;
-  readonly spillState?: { joins: number; leaves: number; away: boolean };
+  readonly spillState?: SpillState;
+  setFirstReader?(firstPid: number): void;
+}
+
+/** How a worker reads its UDP sockets: how many now, its returns to shared ones and departures, and the first worker's CPU share as last weighed (null: not known). */
+interface UdpReadingState {
+  reading: number;
+  joins: number;
+  leaves: number;
+  firstBusy: number | null;
 }
 
 interface Pair {
@@ -113,16 +122,22 @@ export class ListenerSet {
     return { tcp: tcp.size, dot: dot.size, doh: doh.size };
   }
 
-  /** Its UDP sockets it reads now (a worker other than the first may be away from a shared one), and how often it came back to them and left. */
-  get udpReading(): { reading: number; joins: number; leaves: number } {
-    const reading = { reading: 0, joins: 0, leaves: 0 };
+  /** Its UDP sockets it reads now (a worker other than the first may be away from a shared one), how often it came back to them and left, and the first worker's CPU share as it last weighed it. */
+  get udpReading(): UdpReadingState {
+    const reading: UdpReadingState = { reading: 0, joins: 0, leaves: 0, firstBusy: null };
     for (const { udp } of this.pairs) {
       const state = udp.spillState;
       if (!state?.away) reading.reading++;
       reading.joins += state?.joins ?? 0;
       reading.leaves += state?.leaves ?? 0;
+      if (state?.firstBusy != null) reading.firstBusy = Math.max(reading.firstBusy ?? 0, state.firstBusy);
     }
     return reading;
+  }
+
+  /** A worker other than the first: the first worker is process `firstPid` from now (it was restarted). */
+  setFirstReader(firstPid: number): void {
+    for (const { udp } of this.pairs) udp.setFirstReader?.(firstPid);
   }
 
   /** The DoT and DoH certificate for new connections from now on (checked by the caller: a pair that does not load throws). */
@@ -211,7 +226,7 @@ export class ListenerSet {
           udp = batch;
           serve = () => {
             batch.serve(handler, options.report, accepting);
-            if (udpFd !== undefined && options.spill) batch.spill();
+            if (udpFd !== undefined && options.spill) batch.spill(options.spill.firstReader);
           };
         } else {
           const socket = await bindUdp(at.host, at.port, exclusive);

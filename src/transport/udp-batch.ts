@@ -31,6 +31,15 @@ function nameOf(names: Buffer, at: number, length: number): Buffer {
 
 type NativeSocket = object;
 
+/** How a spill reader reads a shared socket (BatchUdpSocket.spillState). */
+export interface SpillState {
+  joins: number;
+  leaves: number;
+  away: boolean;
+  /** The first reader's thread's CPU share as this one last weighed it (0-1; 1 is a core); null: not known. */
+  firstBusy: number | null;
+}
+
 /** What src/native/udp-batch.c exports; its comment says how the arrays are laid out. */
 export interface UdpBatchAddon {
   readonly BATCH: number;
@@ -46,10 +55,12 @@ export interface UdpBatchAddon {
   send(socket: NativeSocket, data: Uint8Array, meta: Int32Array, names: Buffer, count: number): number;
   /** How many replies were still waiting for room in the send buffer: they are dropped. */
   stop(socket: NativeSocket): number;
-  /** Started, and not the socket's first reader: reads only while the first falls behind (udp-batch.c). */
-  spill(socket: NativeSocket): void;
-  /** [joins, leaves, away]: a spill reader's returns to the socket, departures, and 1 while away. */
-  spilled(socket: NativeSocket): [number, number, number];
+  /** Started, and not the socket's first reader (process firstPid; 0: not known): reads only while the first falls behind (udp-spill.h). */
+  spill(socket: NativeSocket, firstPid: number): void;
+  /** The first reader is process firstPid from now (one restarted). */
+  spillPeer(socket: NativeSocket, firstPid: number): void;
+  /** [joins, leaves, away, firstBusy]: a spill reader's returns to the socket, departures, 1 while away, and the first reader's CPU share as last weighed (per mille; -1: not known). */
+  spilled(socket: NativeSocket): [number, number, number, number];
 }
 
 /** Where npm run build puts the addon: dist/native/, from dist/src/transport/. */
@@ -103,19 +114,26 @@ export class BatchUdpSocket {
   }
 
   /**
-   * After serve(), in a worker other than the first: this one reads the shared socket only
-   * while the first falls behind (a queue building up, or waiting 50 ms), and leaves it again
-   * once its own event loop was busy under a quarter of a second. Below one worker's capacity
-   * a datagram then wakes one process instead of whichever is free.
+   * After serve(), in a worker other than the first (process `firstPid`, 0 when not known):
+   * this one reads the shared socket only while the first falls behind (stalled: a datagram
+   * waiting 10 ms; saturated: a queue waiting while the first's thread is on a CPU 90 % of
+   * the time), and leaves it again once the two together did less than one reader can
+   * (udp-spill.h). Below one worker's capacity a datagram then wakes one process, and a
+   * batch is read whole, instead of split between two.
    */
-  spill(): void {
-    this.addon.spill(this.socket);
+  spill(firstPid: number): void {
+    this.addon.spill(this.socket, firstPid);
   }
 
-  /** A spill reader's returns to the socket and departures from it, and whether it is away now. */
-  get spillState(): { joins: number; leaves: number; away: boolean } {
-    const [joins, leaves, away] = this.addon.spilled(this.socket);
-    return { joins, leaves, away: away === 1 };
+  /** The first reader is process `firstPid` from now (the first worker restarted). */
+  setFirstReader(firstPid: number): void {
+    this.addon.spillPeer(this.socket, firstPid);
+  }
+
+  /** A spill reader's returns to the socket and departures from it, whether it is away now, and the first reader's CPU share as it last weighed it (0-1; null: not known). */
+  get spillState(): SpillState {
+    const [joins, leaves, away, firstBusy] = this.addon.spilled(this.socket);
+    return { joins, leaves, away: away === 1, firstBusy: firstBusy < 0 ? null : firstBusy / 1000 };
   }
 
   get fd(): number {
