@@ -252,6 +252,11 @@ static inline void spill_peer(spill_t *sp, int pid) {
     snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
     sp->peer_fd = open(path, O_RDONLY | O_CLOEXEC);
   }
+  if (sp->away) return;
+  // reading: the window's weighing starts again, both threads' CPU from the same moment
+  sp->window_at = uv_hrtime();
+  sp->idle_at = uv_metrics_idle_time(sp->timer.loop);
+  sp->reads = sp->datagrams = 0;
   sp->peer_at = spill_peer_cpu(sp);
   sp->own_at = spill_own_cpu();
 }
