@@ -571,14 +571,21 @@ describe('divert serve --udp-batch --workers 2', { skip: noAddon }, () => {
   // a restarted one too; without that name it could not tell, and the metric would be gone
   test("the second worker weighs the first worker's CPU, and a restarted first worker's", async () => {
     for (const round of ['first', 'restarted']) {
-      // weighed at its looks (away) and at the end of each window (reading: 1 s, or longer)
+      // weighed once the new first worker has had 10 looks (50 ms), and at rest once its start-up is over
       let idle = firstBusyOf(await metrics());
-      for (const deadline = Date.now() + 10_000; idle === null && Date.now() < deadline; idle = firstBusyOf(await metrics()))
+      for (
+        const deadline = Date.now() + 10_000;
+        (idle === null || idle >= 0.5) && Date.now() < deadline;
+        idle = firstBusyOf(await metrics())
+      )
         await sleep(200);
       assert.ok(idle !== null && idle < 0.5, `${round}: worker 2 reports the first worker's CPU share at rest (${idle})`);
+      // weighed every 5 ms over the last 320 ms: looked at until it rises, while the load lasts
       const loaded = await whileLoading(async () => {
-        await sleep(500);
-        return firstBusyOf(await metrics());
+        let busy = firstBusyOf(await metrics());
+        for (const deadline = Date.now() + 3000; (busy ?? 0) <= idle + 0.02 && Date.now() < deadline; busy = firstBusyOf(await metrics()))
+          await sleep(200);
+        return busy;
       });
       assert.ok(loaded !== null && loaded > idle + 0.02, `${round}: the share rises while the first worker answers (${idle} -> ${loaded})`);
       if (round === 'restarted') break;

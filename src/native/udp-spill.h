@@ -2,7 +2,8 @@
 // worker other than the first, which reads the socket always. Below one worker's capacity
 // a datagram that finds the first busy for a moment wakes another, and a wake-up costs
 // more than the query it carries (README, Batched UDP): so this one reads only while the
-// first falls behind. Away from the socket it looks at the socket's queue every PROBE_MS,
+// first falls behind. Every PROBE_MS it weighs the first reader's CPU (reading or away);
+// away from the socket it looks at the socket's queue then too,
 // and reads again once the oldest datagram there has waited JOIN_WAIT_MS (its arrival
 // stamped by the kernel: SO_TIMESTAMPNS) — the first reader is stalled — or once
 // JOIN_QUEUE_BYTES wait at two looks in a row while the first reader's thread was on a
@@ -72,7 +73,7 @@ typedef struct {
   uint32_t reads, datagrams;
   /** The first reader's main thread's /proc/<pid>/schedstat, open while it is known and alive; -1 otherwise. */
   int peer_fd;
-  /** Away: the first reader's CPU time (ns) at the last looks, and when (ns), a ring; `looks` of them filled. */
+  /** The first reader's CPU time (ns) at the last looks, and when (ns), a ring; `looks` of them filled. */
   uint64_t peer_cpu[PEER_LOOKS], peer_time[PEER_LOOKS];
   int looks, look_next;
   /** Reading: the first reader's CPU time and this thread's when the window began (ns); peer_at 0: not known then. */
@@ -136,8 +137,8 @@ static inline uint64_t spill_own_cpu(void) {
   return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/** Away: the first reader's CPU at this look, into the ring; 1 when it was saturated over the ring, 0 when not,
- * -1 when it cannot tell (not known, or too few looks yet). */
+/** The first reader's CPU at this look (every PROBE_MS, reading or away), into the ring; 1 when it was saturated
+ * over the ring, 0 when not, -1 when it cannot tell (not known); too few looks yet (a new first reader): 0. */
 static inline int spill_peer_saturated(spill_t *sp, uint64_t now) {
   uint64_t cpu = spill_peer_cpu(sp);
   if (!cpu) return -1;
@@ -174,7 +175,6 @@ static inline void spill_join(spill_t *sp) {
   sp->peer_at = spill_peer_cpu(sp);
   sp->own_at = spill_own_cpu();
   sp->changed(sp->owner);
-  uv_timer_start(&sp->timer, spill_tick, (uint64_t)WINDOW_MS * sp->windows, 0);
 }
 
 /** The socket left to the first reader; its queue looked at from now. */
@@ -183,32 +183,32 @@ static inline void spill_leave(spill_t *sp) {
   sp->leaves++;
   sp->left_at = uv_hrtime();
   sp->full_looks = 0;
-  sp->looks = sp->look_next = 0;
   sp->changed(sp->owner);
-  uv_timer_start(&sp->timer, spill_tick, PROBE_MS, PROBE_MS);
 }
 
 static void spill_tick(uv_timer_t *t) {
   spill_t *sp = (spill_t *)((char *)t - offsetof(spill_t, timer));
   if (sp->closing) return;
+  // the first reader's CPU is weighed at every look, reading or away (divert_worker_udp_first_busy follows it)
+  uint64_t now = uv_hrtime();
+  int saturated = spill_peer_saturated(sp, now);
   if (sp->away) {
     uint32_t queued = spill_queued_bytes(sp->fd);
     sp->full_looks = queued >= JOIN_QUEUE_BYTES ? sp->full_looks + 1 : 0;
     // a queue that waits is the first reader's falling behind only if it is saturated (or it cannot tell)
-    int saturated = spill_peer_saturated(sp, uv_hrtime());
     if ((sp->full_looks >= 2 && saturated != 0) || (queued > 0 && spill_oldest_wait_ms(sp->fd) >= JOIN_WAIT_MS)) {
       sp->joins++;
       spill_join(sp);
     }
     return;
   }
-  uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(t->loop);
+  if (now - sp->window_at < (uint64_t)WINDOW_MS * sp->windows * 1000000) return;
+  uint64_t idle = uv_metrics_idle_time(t->loop);
   uint64_t span = now - sp->window_at, idle_span = idle - sp->idle_at;
   uint64_t peer = spill_peer_cpu(sp), own = spill_own_cpu();
   // both threads' work of the window, had one reader done it: under a core's LEAVE_PAIR_BUSY, one does
   int pair_light = 0;
   if (peer && sp->peer_at && span > 0 && peer >= sp->peer_at) {
-    sp->peer_busy = (int32_t)((peer - sp->peer_at) * 1000 / span);
     pair_light = (peer - sp->peer_at + own - sp->own_at) * 1000 / span < LEAVE_PAIR_BUSY;
   }
   sp->peer_at = peer;
@@ -218,11 +218,7 @@ static void spill_tick(uv_timer_t *t) {
   sp->reads = sp->datagrams = 0;
   sp->window_at = now;
   sp->idle_at = idle;
-  if (pair_light || (!backed_up && span > 0 && (idle_span >= span || (span - idle_span) * 1000 / span < LEAVE_BUSY))) {
-    spill_leave(sp);
-  } else {
-    uv_timer_start(&sp->timer, spill_tick, (uint64_t)WINDOW_MS * sp->windows, 0);
-  }
+  if (pair_light || (!backed_up && span > 0 && (idle_span >= span || (span - idle_span) * 1000 / span < LEAVE_BUSY))) spill_leave(sp);
 }
 
 /** Starts reading as a spill reader of `fd` on `loop`: its first window begins now. The
@@ -239,6 +235,7 @@ static inline void spill_start(spill_t *sp, uv_loop_t *loop, int fd, void (*chan
   sp->changed = changed;
   sp->owner = owner;
   spill_join(sp);
+  uv_timer_start(&sp->timer, spill_tick, PROBE_MS, PROBE_MS);
 }
 
 /** The first reader is process `pid` from now (a new one after a restart); 0: not known. */
