@@ -2,7 +2,7 @@
 // the addon's connected sockets (--udp-batch) a send() per query was most of what
 // forwarding cost, so the pool (udp-exchange.ts) draws one socket at random for the turn,
 // hands each query to this batch with its own random ID, and the batch goes out with one
-// sendmmsg once the caller's JavaScript is done (a microtask) — a batched listener hands
+// sendmmsg (node:dgram's sockets: a send each) once the caller's JavaScript is done (a microtask) — a batched listener hands
 // over up to 64 client datagrams in one call — or, for DoT and DoH, whose queries come one
 // per callback, once the poll phase is (setImmediate), so that those of many callbacks go
 // together. Each query's socket is still a slot drawn uniformly at random (CSPRNG), which

@@ -1,8 +1,8 @@
 // Queries to one upstream over UDP, from a rotating pool of connected sockets (RFC 5452).
 // Opening a socket per query cost about a third of the CPU in bind and close; instead a
 // query goes out on one of `sockets` slots picked uniformly at random (CSPRNG), with a
-// random ID not outstanding on that socket (on the addon's sockets, one slot drawn per
-// turn of the event loop for that turn's queries, sent with one sendmmsg: turn-batch.ts).
+// random ID not outstanding on that socket (one slot drawn per turn of the event loop for
+// that turn's queries, sent together: on the addon's sockets with one sendmmsg; turn-batch.ts).
 // A slot's socket is opened when a query first picks it, on a port the kernel picks at
 // random, and connect()ed to the upstream, so the kernel itself drops datagrams from any
 // other address or port (and an off-path prober sending from its own address cannot even
@@ -79,12 +79,9 @@ const CLOSED = 2;
 
 /** What the pool needs of a socket, node:dgram's or the addon's. */
 interface SocketIo {
-  /** node:dgram's sockets: sends `query` with ID `id` (`query` itself is left as it was).
-   * False when it could not be sent (the caller fails it). */
-  send?(query: Buffer, id: number): boolean;
-  /** The addon's sockets: sends `count` queries staged one after another in `data` (IDs
-   * written in) with one system call; how many went, or minus the errno. */
-  sendBatch?(data: Buffer, lengths: Int32Array, count: number): number;
+  /** Sends `count` queries staged one after another in `data` (IDs written in): how many
+   * went, or minus the errno (the addon: one sendmmsg; node:dgram: a send each, of a copy). */
+  sendBatch(data: Buffer, lengths: Int32Array, count: number): number;
   port(): number;
   close(): void;
 }
@@ -167,10 +164,9 @@ export class UdpUpstreamSockets {
   }
 
   /** Sends `query` with a fresh ID of its own (the caller's buffer is left alone); its
-   * outcome goes to `target`. Null: it failed before anything was sent. On the addon's
-   * sockets it goes with the turn's others once the caller's JavaScript is done
-   * (turn-batch.ts); `together`: once the poll phase is, with the others so asked (on
-   * node:dgram's, see deferSend; without it, node:dgram's send at once). */
+   * outcome goes to `target`. Null: it failed before anything was sent. It goes with the
+   * turn's others once the caller's JavaScript is done (turn-batch.ts); `together` (DoT and
+   * DoH, a query per callback): once the poll phase is, with the others so asked. */
   exchange(query: Buffer, questionEnd: number, target: ReplyTarget, attempt: number, together = false): Exchange | null {
     if (this.closed) return null;
     // this turn's socket while it takes queries (turn-batch.ts); else a slot picked at random
@@ -193,43 +189,15 @@ export class UdpUpstreamSockets {
     s.queries.set(id, q);
     s.live++;
     if (s.backlog) s.backlog.push(q);
-    else if (s.io.sendBatch) this.batch.add(s, q, together);
-    else if (together) this.deferSend(q);
-    else if (!s.io.send!(query, id)) this.cancel(q);
+    else this.batch.add(s, q, together);
     if (++s.carried >= this.options.queriesPerSocket) this.retire(s);
     return q;
   }
 
-  /**
-   * Queries that came one per callback (DoT, DoH: a TLS record or an HTTP/2 stream each) go
-   * out together once the event loop's poll phase is done, so the upstream is woken once for
-   * them, not once per query with JavaScript's work in between — on a machine it shares, each
-   * wake-up of an idle upstream is paid in the send (node:dgram's sockets; the addon's batch
-   * them, turn-batch.ts). A query whose socket has failed meanwhile was already given its
-   * outcome (fail()); its send is skipped.
-   */
-  private deferSend(q: UdpQuery): void {
-    this.deferred.push(q);
-    if (this.deferredQueued) return;
-    this.deferredQueued = true;
-    setImmediate(this.sendDeferred);
-  }
-
-  private readonly deferred: UdpQuery[] = [];
-  private deferredQueued = false;
-  private readonly sendDeferred = (): void => {
-    this.deferredQueued = false;
-    const queries = this.deferred.splice(0);
-    for (const q of queries) {
-      const s = q.owner;
-      if (s !== null && s.state === OPEN && !s.io.send!(q.sent, q.id)) this.cancel(q);
-    }
-  };
-
-  /** The addon's sockets: a turn's queries go out on one socket with one sendmmsg. */
+  /** A turn's queries go out on one socket together (the addon's: with one sendmmsg). */
   private readonly batch = new TurnBatch<PooledSocket, UdpQuery>({
     isOpen: (s) => s.state === OPEN,
-    sendStaged: (s, data, lengths, count) => s.io.sendBatch!(data, lengths, count),
+    sendStaged: (s, data, lengths, count) => s.io.sendBatch(data, lengths, count),
     refused: (s, queries, errno) => {
       if (errno !== 0 && errno !== EAGAIN && errno !== ENOBUFS)
         this.fail(s); // a pending ICMP error: the socket is of no more use
@@ -290,13 +258,11 @@ export class UdpUpstreamSockets {
   private openDgram(s: PooledSocket): void {
     const socket = createSocket(this.upstream.family === 6 ? 'udp6' : 'udp4');
     s.io = {
-      // node:dgram may send later, from the buffer it was given: a copy of its own
-      send: (query, id) => {
-        const data = Buffer.allocUnsafe(query.length);
-        query.copy(data);
-        data.writeUInt16BE(id, 0);
-        socket.send(data);
-        return true;
+      // node:dgram may send later, from the buffer it was given: a copy of its own for each
+      // (its errors come as the socket's 'error' event)
+      sendBatch: (data, lengths, count) => {
+        for (let i = 0, at = 0; i < count; at += lengths[i++]) socket.send(Buffer.from(data.subarray(at, at + lengths[i])));
+        return count;
       },
       port: () => socket.address().port,
       close: () => {
@@ -350,7 +316,8 @@ export class UdpUpstreamSockets {
     s.state = OPEN;
     const backlog = s.backlog!;
     s.backlog = null;
-    for (const q of backlog) if (q.owner === s && !s.io.send!(q.sent, q.id)) this.cancel(q); // node:dgram's: the addon's connect at once
+    // node:dgram's: the addon's connect at once
+    for (const q of backlog) if (q.owner === s) this.batch.add(s, q, false);
   }
 
   private onMessage(s: PooledSocket, msg: Buffer): void {
