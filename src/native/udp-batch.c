@@ -270,30 +270,23 @@ static int pid_of(napi_env env, napi_value v) {
 
 // spill(handle, firstPid): this process is not the socket's first reader (a worker other
 // than the first, which reads it always, and is process firstPid: 0 when not known): it
-// reads only while the first falls behind (udp-spill.h).
+// reads only while the first falls behind (udp-spill.h). Called again: the first reader is
+// another process from now (a restarted one).
 static napi_value js_spill(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = argc >= 1 ? handle_of(env, argv[0]) : NULL;
-  if (!s || !s->started || s->closing || s->spill) {
-    napi_throw_error(env, NULL, "spill: not a started socket, or spilling already");
+  sock_t *s = argc >= 2 ? handle_of(env, argv[0]) : NULL;
+  if (!s || !s->started || s->closing) {
+    napi_throw_error(env, NULL, "spill: not a started socket");
     return NULL;
   }
-  s->handles++;
-  s->spill = 1;
-  spill_start(&s->spilling, s->poll.loop, s->fd, rewatch, s);
-  if (argc >= 2) spill_peer(&s->spilling, pid_of(env, argv[1]));
-  return NULL;
-}
-
-// spillPeer(handle, firstPid): the first reader is another process from now (a restarted one).
-static napi_value js_spill_peer(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = argc >= 2 ? handle_of(env, argv[0]) : NULL;
-  if (s && s->spill && !s->closing) spill_peer(&s->spilling, pid_of(env, argv[1]));
+  if (!s->spill) {
+    s->handles++;
+    s->spill = 1;
+    spill_start(&s->spilling, s->poll.loop, s->fd, rewatch, s);
+  }
+  spill_peer(&s->spilling, pid_of(env, argv[1]));
   return NULL;
 }
 
@@ -461,7 +454,7 @@ static napi_value js_stop(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  static const function_t fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_handle_fd}, {"port", js_handle_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}, {"spill", js_spill}, {"spillPeer", js_spill_peer}, {"spilled", js_spilled}};
+  static const function_t fns[] = {{"open", js_open}, {"adopt", js_adopt}, {"fd", js_handle_fd}, {"port", js_handle_port}, {"start", js_start}, {"send", js_send}, {"stop", js_stop}, {"spill", js_spill}, {"spilled", js_spilled}};
   export_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
   export_int(env, exports, "BATCH", BATCH);
   export_int(env, exports, "SLOT", SLOT);

@@ -55,10 +55,9 @@ export interface UdpBatchAddon {
   send(socket: NativeSocket, data: Uint8Array, meta: Int32Array, names: Buffer, count: number): number;
   /** How many replies were still waiting for room in the send buffer: they are dropped. */
   stop(socket: NativeSocket): number;
-  /** Started, and not the socket's first reader (process firstPid; 0: not known): reads only while the first falls behind (udp-spill.h). */
+  /** Started, and not the socket's first reader (process firstPid; 0: not known): reads only while the first falls behind (udp-spill.h).
+   * Called again: the first reader is process firstPid from now (one restarted). */
   spill(socket: NativeSocket, firstPid: number): void;
-  /** The first reader is process firstPid from now (one restarted). */
-  spillPeer(socket: NativeSocket, firstPid: number): void;
   /** [joins, leaves, away, firstBusy]: a spill reader's returns to the socket, departures, 1 while away, and the first reader's CPU share as last weighed (per mille; -1: not known). */
   spilled(socket: NativeSocket): [number, number, number, number];
 }
@@ -127,7 +126,7 @@ export class BatchUdpSocket {
 
   /** The first reader is process `firstPid` from now (the first worker restarted). */
   setFirstReader(firstPid: number): void {
-    this.addon.spillPeer(this.socket, firstPid);
+    this.addon.spill(this.socket, firstPid);
   }
 
   /** A spill reader's returns to the socket and departures from it, whether it is away now, and the first reader's CPU share as it last weighed it (0-1; null: not known). */
