@@ -35,6 +35,13 @@ interface Relay {
   moving: boolean;
   /** The last bytes relayed came from the target (it answered the client's last bytes). */
   lastFromTarget: boolean;
+  /** Ending: the side the relay has ended that still has bytes queued for its peer; they go first. */
+  flushing: Socket | null;
+}
+
+/** A side the relay has sent its FIN (end()) with bytes still queued behind it: a peer that reads slowly has them to take. */
+function flushing(side: Socket | null): side is Socket {
+  return side !== null && !side.destroyed && side.writableEnded && !side.writableFinished && side.writableLength > 0;
 }
 
 /** A reset is passed on as a reset; any other failure of one side closes the other. */
@@ -159,7 +166,16 @@ export class TcpService {
       client.resetAndDestroy();
       return;
     }
-    const relay: Relay = { record, client, upstream: null, address: null, drain: null, moving: false, lastFromTarget: false };
+    const relay: Relay = {
+      record,
+      client,
+      upstream: null,
+      address: null,
+      drain: null,
+      moving: false,
+      lastFromTarget: false,
+      flushing: null,
+    };
     this.relays.add(relay);
     client.on('error', () => {});
     client.once('close', () => this.end(relay, false));
@@ -288,9 +304,24 @@ export class TcpService {
     side.setTimeout(idle, check);
   }
 
-  /** Both sides closed (reset when `reset`), the drain timer stopped, the record gone. */
+  /**
+   * Both sides closed (reset when `reset`), the drain timer stopped, the record gone. Not
+   * reset, a side already ended with bytes still queued for its peer (the target wrote its
+   * last bytes and closed while the client reads slowly) is let finish first: closing it then
+   * would drop them. A peer that takes nothing for the idle timeout is closed without them.
+   */
   private end(relay: Relay, reset: boolean): void {
-    if (!this.relays.delete(relay)) return;
+    if (!this.relays.has(relay)) return;
+    const rest = reset ? null : flushing(relay.client) ? relay.client : flushing(relay.upstream) ? relay.upstream : null;
+    if (rest) {
+      if (relay.flushing === rest) return;
+      relay.flushing = rest;
+      rest.removeAllListeners('timeout');
+      rest.setTimeout(idleTimeoutOf(this.service), () => rest.destroy());
+      rest.once('finish', () => this.end(relay, false));
+      return;
+    }
+    this.relays.delete(relay);
     if (relay.drain) clearTimeout(relay.drain);
     for (const side of [relay.client, relay.upstream]) {
       if (!side || side.destroyed) continue;
