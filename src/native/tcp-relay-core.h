@@ -253,8 +253,11 @@ static int relay_from(conn_t *c, int i) {
     else if (errno != EINTR) fail(c, errno);
     return 0;
   }
-  // a short read emptied the socket: the next bytes bring a new event (a FIN that came with these does not: read on)
-  if (n < CHUNK && !a->hup) a->can_read = 0;
+  // a short read emptied the socket: the next bytes bring a new event. When the peer's FIN
+  // had come (hup: EPOLLRDHUP; the kernel queues it behind every byte before it), these
+  // were its last bytes: EOF without another read(2)
+  int last = n < CHUNK && a->hup;
+  if (n < CHUNK) a->can_read = 0;
   c->bytes[i] += (double)n;
   c->last = uv_now(set.loop);
   ssize_t w = b->can_write ? send(b->fd, scratch, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
@@ -265,16 +268,21 @@ static int relay_from(conn_t *c, int i) {
     }
     w = 0;
   }
-  if (w == n) return 1;
-  b->can_write = 0;
-  b->pending = malloc((size_t)(n - w));
-  if (!b->pending) {
-    fail(c, ENOMEM);
-    return 0;
+  if (w < n) {
+    b->can_write = 0;
+    b->pending = malloc((size_t)(n - w));
+    if (!b->pending) {
+      fail(c, ENOMEM);
+      return 0;
+    }
+    memcpy(b->pending, scratch + w, (size_t)(n - w));
+    b->plen = (size_t)(n - w);
+    b->poff = 0;
   }
-  memcpy(b->pending, scratch + w, (size_t)(n - w));
-  b->plen = (size_t)(n - w);
-  b->poff = 0;
+  if (last) {
+    a->eof = 1;
+    pass_fin(b, a);
+  }
   return 1;
 }
 
@@ -449,8 +457,7 @@ static void on_accept(uv_poll_t *p, int status, int events) {
       }
       break;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // TCP_NODELAY: inherited from the listener (js_listen, js_adopt)
     conn_t *c = calloc(1, sizeof *c);
     if (!c || !take_slot(c)) {
       free(c);
