@@ -111,8 +111,12 @@ describe('choosing a target', () => {
     assert.deepEqual([...entry.all].sort(), ['192.0.2.10', '192.0.2.11', '192.0.2.99', '2001:db8::10']);
   });
 
-  test('a plain entry answers its lists in order', () => {
+  test('a plain entry answers its lists in order, its own family first, IPv4-mapped clients as IPv4', () => {
     assert.deepEqual(answerFor(knownEntry({ a: ['192.0.2.1'], aaaa: [], ttl: 30 }), '127.0.0.1'), ['192.0.2.1']);
+    const both = knownEntry({ a: ['192.0.2.1', '192.0.2.2'], aaaa: ['2001:db8::1'], ttl: 30 });
+    assert.deepEqual(answerFor(both, '127.0.0.1'), ['192.0.2.1', '192.0.2.2', '2001:db8::1']);
+    assert.deepEqual(answerFor(both, '::ffff:127.0.0.1'), ['192.0.2.1', '192.0.2.2', '2001:db8::1']);
+    assert.deepEqual(answerFor(both, '::1'), ['2001:db8::1', '192.0.2.1', '192.0.2.2']);
   });
 
   test('diversions are followed to their end, and a loop stops where it would repeat', () => {

@@ -15,12 +15,25 @@ export interface KnownEntry {
   answers: CompiledAnswers;
   /** Every address the entry can answer anyone with (its lists and every rule's). */
   all: ReadonlySet<string>;
+  /** An entry without rules or load sharing answers every client alike: its two orders
+   * (IPv4 first, IPv6 first), read out of the records once; null when `select` decides. */
+  fixed: { v4First: readonly string[]; v6First: readonly string[] } | null;
 }
+
+const V4_FIRST = [TYPE_A, TYPE_AAAA] as const;
+const V6_FIRST = [TYPE_AAAA, TYPE_A] as const;
 
 export function knownEntry(data: EntryData): KnownEntry {
   const all = new Set<string>([...data.a, ...data.aaaa]);
   for (const rule of data.rules ?? []) for (const address of [...(rule.a ?? []), ...(rule.aaaa ?? [])]) all.add(address);
-  return { data, answers: compileEntry(data), all };
+  const answers = compileEntry(data);
+  let fixed: KnownEntry['fixed'] = null;
+  if (!answers.select) {
+    const v4 = addressesOf(answers.a, answers.aCount, TYPE_A);
+    const v6 = addressesOf(answers.aaaa, answers.aaaaCount, TYPE_AAAA);
+    fixed = { v4First: [...v4, ...v6], v6First: [...v6, ...v4] };
+  }
+  return { data, answers, all, fixed };
 }
 
 /** The addresses in records encoded by wire/answers.ts (a 12-byte head, then the address). */
@@ -43,24 +56,25 @@ function addressesOf(records: Buffer, count: number, type: number): string[] {
  * The addresses the entry answers `client` with, in answer order: of the client's own
  * family first (an IPv4 client is answered from A, an IPv6 one from AAAA), then the other.
  */
-export function answerFor(entry: KnownEntry, client: string, now = Date.now()): string[] {
-  const first = isIPv6(client) && !client.startsWith('::ffff:') ? TYPE_AAAA : TYPE_A;
+export function answerFor(entry: KnownEntry, client: string, now = Date.now()): readonly string[] {
+  const v6 = isIPv6(client) && !client.startsWith('::ffff:');
+  // the same for every client: read once (knownEntry), not per connection
+  if (entry.fixed) return v6 ? entry.fixed.v6First : entry.fixed.v4First;
+  const { answers } = entry;
+  const asked = client.startsWith('::ffff:') ? client.replace(/^::ffff:(?=\d+\.)/, '') : client;
   const out: string[] = [];
-  for (const type of first === TYPE_A ? [TYPE_A, TYPE_AAAA] : [TYPE_AAAA, TYPE_A]) {
-    const { answers } = entry;
-    if (answers.select) {
-      const selection: Selection = { records: Buffer.alloc(0), count: 0, scope: null };
-      answers.select(client.replace(/^::ffff:(?=\d+\.)/, ''), null, now, type, selection);
-      out.push(...addressesOf(selection.records, selection.count, type));
-    } else {
-      out.push(...(type === TYPE_A ? addressesOf(answers.a, answers.aCount, type) : addressesOf(answers.aaaa, answers.aaaaCount, type)));
-    }
+  for (const type of v6 ? V6_FIRST : V4_FIRST) {
+    const selection: Selection = { records: Buffer.alloc(0), count: 0, scope: null };
+    answers.select!(asked, null, now, type, selection);
+    out.push(...addressesOf(selection.records, selection.count, type));
   }
   return out;
 }
 
 /** Where an address target goes now: `from` followed through the diversions in force (a loop stops where it would repeat). */
 export function divertedAddress(diversions: ReadonlyMap<string, string>, address: string): string {
+  // not diverted (the usual case, once per new connection): no set of addresses seen
+  if (!diversions.has(address)) return address;
   const seen = new Set<string>([address]);
   let at = address;
   for (let next = diversions.get(at); next !== undefined && !seen.has(next); next = diversions.get(at)) {

@@ -19,7 +19,7 @@ interface NativeRelay {
   id: number;
   record: Connection;
   /** The addresses to try, in order, and the next one. */
-  addresses: string[];
+  addresses: readonly string[];
   next: number;
   deadline: number;
   /** The address being connected to. */

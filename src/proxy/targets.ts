@@ -8,7 +8,7 @@ import type { Connection } from './connections.js';
 import type { TableView } from './table-view.js';
 
 /** The addresses to try for a new connection from `client`, in order (empty: none known). */
-export function targetsFor(service: ProxyService, view: TableView, client: string): string[] {
+export function targetsFor(service: ProxyService, view: TableView, client: string): readonly string[] {
   const { target } = service;
   if ('address' in target) return [divertedAddress(view.diversions, target.address)];
   const entry = view.entry(target.name);

@@ -183,7 +183,7 @@ export class TcpService {
   }
 
   /** Connects to the first address that answers; the client is reset if none does within the connect timeout. */
-  private async connect(relay: Relay, addresses: string[]): Promise<void> {
+  private async connect(relay: Relay, addresses: readonly string[]): Promise<void> {
     const { port } = this.service.target;
     const dialled = await dial(addresses, port, connectTimeoutOf(this.service), this.table, () => relay.client.destroyed, this.targetTls);
     if (!dialled) {
