@@ -457,7 +457,7 @@ static void on_accept(uv_poll_t *p, int status, int events) {
       }
       break;
     }
-    // TCP_NODELAY: inherited from the listener (js_listen, js_adopt)
+    // TCP_NODELAY: inherited from the listener (wrap_listener)
     conn_t *c = calloc(1, sizeof *c);
     if (!c || !take_slot(c)) {
       free(c);

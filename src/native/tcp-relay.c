@@ -55,6 +55,9 @@ static napi_value wrap_listener(napi_env env, int fd) {
     return NULL;
   }
   l->fd = fd;
+  // Linux's accepted sockets inherit it: no setsockopt per connection
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return handle;
 }
 
@@ -104,8 +107,6 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
   int one = 1;
   // as node:net's listeners: a port whose last connections are in TIME_WAIT can be bound again
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  // Linux's accepted sockets inherit it: no setsockopt per connection
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (bind(fd, (struct sockaddr *)&at, atlen) < 0 || listen(fd, BACKLOG) < 0) {
     int err = errno;
     close(fd);
@@ -127,8 +128,6 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   }
   int err = take_descriptor(fd);
   if (err) return throw_errno(env, what, err);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return wrap_listener(env, fd);
 }
 
