@@ -137,10 +137,9 @@ static inline uint64_t spill_own_cpu(void) {
   return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/** The first reader's CPU at this look (every PROBE_MS, reading or away), into the ring; 1 when it was saturated
- * over the ring, 0 when not, -1 when it cannot tell (not known); too few looks yet (a new first reader): 0. */
-static inline int spill_peer_saturated(spill_t *sp, uint64_t now) {
-  uint64_t cpu = spill_peer_cpu(sp);
+/** The first reader's CPU at this look (`cpu`, read every PROBE_MS, reading or away), into the ring; 1 when it
+ * was saturated over the ring, 0 when not, -1 when it cannot tell (not known); too few looks yet (a new first reader): 0. */
+static inline int spill_peer_saturated(spill_t *sp, uint64_t now, uint64_t cpu) {
   if (!cpu) return -1;
   // the oldest look still in the ring (the slot this one replaces once it is full)
   int oldest = sp->looks < PEER_LOOKS ? 0 : sp->look_next;
@@ -162,18 +161,25 @@ static inline void spill_read(spill_t *sp, int n) {
   sp->datagrams += (uint32_t)n;
 }
 
+/** A window of reading begins at `now`: its reads, the loop's idle time, and both threads' CPU counted from here. */
+static inline void spill_window(spill_t *sp, uint64_t now, uint64_t idle, uint64_t peer, uint64_t own) {
+  sp->window_at = now;
+  sp->idle_at = idle;
+  sp->reads = sp->datagrams = 0;
+  sp->peer_at = peer;
+  sp->own_at = own;
+}
+
 /** Reading again (the owner's poll handle reports the queue in this same turn of the loop), its work weighed from now. */
 static inline void spill_join(spill_t *sp) {
+  uint64_t now = uv_hrtime();
   sp->away = 0;
-  sp->window_at = uv_hrtime();
-  sp->idle_at = uv_metrics_idle_time(sp->timer.loop);
-  if (sp->left_at && sp->window_at - sp->left_at < (uint64_t)SOON_MS * 1000000) {
+  if (sp->left_at && now - sp->left_at < (uint64_t)SOON_MS * 1000000) {
     if (sp->windows < MAX_WINDOWS) sp->windows *= 2;
   } else {
     sp->windows = 1;
   }
-  sp->peer_at = spill_peer_cpu(sp);
-  sp->own_at = spill_own_cpu();
+  spill_window(sp, now, uv_metrics_idle_time(sp->timer.loop), spill_peer_cpu(sp), spill_own_cpu());
   sp->changed(sp->owner);
 }
 
@@ -190,8 +196,8 @@ static void spill_tick(uv_timer_t *t) {
   spill_t *sp = (spill_t *)((char *)t - offsetof(spill_t, timer));
   if (sp->closing) return;
   // the first reader's CPU is weighed at every look, reading or away (divert_worker_udp_first_busy follows it)
-  uint64_t now = uv_hrtime();
-  int saturated = spill_peer_saturated(sp, now);
+  uint64_t now = uv_hrtime(), peer = spill_peer_cpu(sp);
+  int saturated = spill_peer_saturated(sp, now, peer);
   if (sp->away) {
     uint32_t queued = spill_queued_bytes(sp->fd);
     sp->full_looks = queued >= JOIN_QUEUE_BYTES ? sp->full_looks + 1 : 0;
@@ -205,19 +211,15 @@ static void spill_tick(uv_timer_t *t) {
   if (now - sp->window_at < (uint64_t)WINDOW_MS * sp->windows * 1000000) return;
   uint64_t idle = uv_metrics_idle_time(t->loop);
   uint64_t span = now - sp->window_at, idle_span = idle - sp->idle_at;
-  uint64_t peer = spill_peer_cpu(sp), own = spill_own_cpu();
+  uint64_t own = spill_own_cpu();
   // both threads' work of the window, had one reader done it: under a core's LEAVE_PAIR_BUSY, one does
   int pair_light = 0;
   if (peer && sp->peer_at && span > 0 && peer >= sp->peer_at) {
     pair_light = (peer - sp->peer_at + own - sp->own_at) * 1000 / span < LEAVE_PAIR_BUSY;
   }
-  sp->peer_at = peer;
-  sp->own_at = own;
   // reads that found a batch waiting on average: the socket backs up even with both reading
   int backed_up = sp->datagrams >= (uint64_t)BACKED_UP * sp->reads && sp->reads > 0;
-  sp->reads = sp->datagrams = 0;
-  sp->window_at = now;
-  sp->idle_at = idle;
+  spill_window(sp, now, idle, peer, own);
   if (pair_light || (!backed_up && span > 0 && (idle_span >= span || (span - idle_span) * 1000 / span < LEAVE_BUSY))) spill_leave(sp);
 }
 
@@ -249,13 +251,8 @@ static inline void spill_peer(spill_t *sp, int pid) {
     snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
     sp->peer_fd = open(path, O_RDONLY | O_CLOEXEC);
   }
-  if (sp->away) return;
   // reading: the window's weighing starts again, both threads' CPU from the same moment
-  sp->window_at = uv_hrtime();
-  sp->idle_at = uv_metrics_idle_time(sp->timer.loop);
-  sp->reads = sp->datagrams = 0;
-  sp->peer_at = spill_peer_cpu(sp);
-  sp->own_at = spill_own_cpu();
+  if (!sp->away) spill_window(sp, uv_hrtime(), uv_metrics_idle_time(sp->timer.loop), spill_peer_cpu(sp), spill_own_cpu());
 }
 
 /** No more looks or flips; `closed` runs once libuv lets go of the timer. */
