@@ -218,7 +218,9 @@ describe('divert proxy: bytes arrive whole and in order', () => {
     // the relay ends only once they are delivered. The drop this guards against (seen once in
     // CI) needs the proxy's last write to the client queued short of its high-water mark just
     // as the target closes; a slow reader and a late small tail give it its chance, but the
-    // kernel's buffer sizes (autotuned) decide whether a run meets it: a few rounds in a hundred
+    // kernel's buffer sizes (autotuned) decide whether a run meets it: a few rounds in a hundred.
+    // What it does catch every time: the tail and the target's FIN read together (the native
+    // relay's short read after EPOLLRDHUP, taken as the last) must still pass the FIN on
     const size = 8 << 20;
     const pattern = Buffer.alloc(size);
     for (let i = 0; i < size; i++) pattern[i] = (i * 13 + (i >> 10)) & 255;
