@@ -3,11 +3,10 @@
 // POST's body up to one DNS message, hand the query to the handler and send its reply
 // (200, Cache-Control from the least TTL), or the status that says why not (429 the rate
 // limit dropped it, 500 a fault). Each HTTP version says how a response goes out on its
-// own objects: doh-h2.ts on node:http2's streams, doh-h1.ts on node:http's responses.
+// own objects: doh-h2.ts on h2-session.ts's streams, doh-h1.ts on node:http's responses.
 // Every request ends in exactly one finish(), so a connection's count of requests in
 // flight (which keeps it from being closed as idle) cannot drift.
 
-import type { Readable } from 'node:stream';
 import type { Connection, Slots } from './connection-slots.js';
 import { LATER, type Client, type Handler, type Reply, type ReplySink } from './handler.js';
 import { DNS_MESSAGE, MAX_DNS_MESSAGE, readHead, TOO_LARGE, type Refusal } from './doh-request.js';
@@ -51,6 +50,12 @@ export function refusalHeaders(refusal: Refusal): Record<string, string> {
   return { 'content-type': 'text/plain; charset=utf-8', ...(refusal.status === 405 ? { allow: 'GET, POST' } : {}) };
 }
 
+/** A request's body as it is read: node:http's request, or h2-session.ts's stream. */
+export interface RequestBody {
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'end' | 'close', listener: () => void): unknown;
+}
+
 /** A request whose reply is on its way. */
 interface Waiting<T, P> {
   peer: P;
@@ -64,6 +69,9 @@ export abstract class DohExchange<T, P extends DohPeer = DohPeer> {
     later: (reply, waiting) => this.send(waiting.peer, waiting.target, reply),
     failed: (err, waiting) => this.fail(waiting.peer, waiting.target, err),
   };
+
+  /** Reports a fault of this server's own (never what a peer sent). */
+  protected readonly fault = (err: unknown): void => this.serving.report.fault('handler_error', err);
 
   constructor(
     private readonly handler: Handler,
@@ -85,7 +93,7 @@ export abstract class DohExchange<T, P extends DohPeer = DohPeer> {
     path: string | undefined,
     contentType: string | undefined,
     contentLength: string | undefined,
-    body: Readable,
+    body: RequestBody,
   ): void {
     if (!this.serving.accepting()) {
       if (this.open(target)) this.sendRefusal(target, UNAVAILABLE, false);
@@ -105,7 +113,7 @@ export abstract class DohExchange<T, P extends DohPeer = DohPeer> {
     peer.slots.touch(peer.connection);
   }
 
-  private readBody(peer: P, target: T, declared: string | undefined, body: Readable): void {
+  private readBody(peer: P, target: T, declared: string | undefined, body: RequestBody): void {
     if (Number(declared ?? 0) > MAX_DNS_MESSAGE) {
       this.refuse(peer, target, TOO_LARGE, true);
       return;
@@ -170,7 +178,7 @@ export abstract class DohExchange<T, P extends DohPeer = DohPeer> {
 
   private fail(peer: P, target: T, err: unknown): void {
     peer.answering--;
-    this.serving.report.fault('handler_error', err);
+    this.fault(err);
     this.refuse(peer, target, FAULT);
   }
 

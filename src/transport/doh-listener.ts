@@ -51,9 +51,9 @@ export class DohService {
   readonly service: ConnectionService = (socket, connection, slots) => {
     // the stream server accepts half-open (DNS over TCP and DoT answer what was asked before
     // a client's FIN), and the TLS socket made over this one inherits that; HTTP takes a FIN
-    // as the end (a client that wants its answers sends GOAWAY, or waits), and node:http2
-    // did not end a half-closed session: it stayed open until idle after dig +https exited,
-    // and for good when the client vanished with streams in flight, holding a slot of the
+    // as the end (a client that wants its answers sends GOAWAY, or waits); a session kept
+    // half-closed stayed open until idle after dig +https exited (node:http2's did), and
+    // for good when the client vanished with streams in flight, holding a slot of the
     // client's cap. Replies still on their way find their streams gone and are dropped.
     socket.allowHalfOpen = false;
     this.peers.add(socket, connection, slots, this.handshakeMs);
