@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import dnsPacket from 'dns-packet';
 import { decode, query, startDivert, type TestServer } from './helpers/divert.js';
-import { certFolder, h2Request, getPath, makeCert } from './helpers/tls.js';
+import { certFolder, h2Request, getPath, makeCert, type CertFiles } from './helpers/tls.js';
 import { replyTo, startUpstream, type TestUpstream } from './helpers/upstream.js';
 import { F, frame, headerBlock, RawH2, settings, T } from './helpers/h2-raw.js';
 
@@ -30,17 +30,18 @@ const ENHANCE_YOUR_CALM = 11;
 let upstream: TestUpstream;
 let divert: TestServer;
 let port: number;
+let cert: CertFiles;
 const folder = certFolder();
 const open: RawH2[] = [];
 
 before(async () => {
-  const cert = await makeCert(folder.dir, 'h2');
-  // forwarded names are answered after 300 ms, so that streams stay open a while
-  upstream = await startUpstream((q) =>
-    sleep(300).then(() =>
-      replyTo(q, { answers: [{ type: 'A', class: 'IN', name: q.packet.questions![0].name, ttl: 60, data: '198.51.100.9' }] }),
-    ),
-  );
+  cert = await makeCert(folder.dir, 'h2');
+  // forwarded names are answered after 300 ms, so that streams stay open a while; slower- ones after 800 ms
+  upstream = await startUpstream((q) => {
+    const name = q.packet.questions![0].name;
+    const answer = () => replyTo(q, { answers: [{ type: 'A', class: 'IN', name, ttl: 60, data: '198.51.100.9' }] });
+    return sleep(name.startsWith('slower-') ? 800 : 300).then(answer);
+  });
   const zone = join(folder.dir, 'h2.zone');
   writeFileSync(zone, ZONE);
   divert = await startDivert({
@@ -174,6 +175,42 @@ describe('requests written frame by frame', () => {
     c.send(frame(T.HEADERS, F.END_STREAM | F.END_HEADERS, 3, headerBlock(get(NAME))));
     assert.deepEqual(addresses((await c.response(3)).body), [ADDRESS]);
   });
+});
+
+test('a client that resets each request before its answer ("rapid reset"): 1,000 pass, then GOAWAY ENHANCE_YOUR_CALM', async () => {
+  const c = await client();
+  const frames: Buffer[] = [];
+  for (let i = 0; i < 1100; i++) {
+    const id = 1 + 2 * i;
+    frames.push(
+      frame(T.HEADERS, F.END_STREAM | F.END_HEADERS, id, headerBlock(get(`reset-${i}.example`))),
+      frame(T.RST_STREAM, 0, id, Buffer.alloc(4, 0)),
+    );
+  }
+  c.send(...frames);
+  assert.equal(await c.goaway(), ENHANCE_YOUR_CALM);
+  const last = (await c.next((f) => f.type === T.GOAWAY)).payload.readUInt32BE(0) & 0x7fffffff;
+  assert.ok(last > 2 * 1000 && last < 2 * 1100, `GOAWAY after stream ${last}`);
+});
+
+test('a session found busy when it first falls idle (a query outliving --tcp-idle-timeout-ms) is still closed once idle after its answer', async () => {
+  const short = await startDivert({
+    upstream: [`127.0.0.1:${upstream.port}`],
+    'listen-https': ['127.0.0.1:0'],
+    'tls-cert': cert.cert,
+    'tls-key': cert.key,
+    'tcp-idle-timeout-ms': '300',
+    'upstream-timeout-ms': '2000',
+  });
+  try {
+    const c = await RawH2.open(short.encrypted.doh[0].port);
+    open.push(c);
+    c.send(frame(T.HEADERS, F.END_STREAM | F.END_HEADERS, 1, headerBlock(get('slower-idle.example'))));
+    assert.deepEqual(addresses((await c.response(1, 3000)).body), ['198.51.100.9']);
+    await Promise.race([c.closed, sleep(3000).then(() => assert.fail('the session is still open 3 s after its answer'))]);
+  } finally {
+    await short.close();
+  }
 });
 
 describe('breaches of the protocol', () => {

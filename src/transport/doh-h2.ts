@@ -21,7 +21,10 @@ export class DohH2 extends DohExchange<H2Stream> {
       (stream, head) => this.request(peer, stream, head.method, head.path, head.contentType, head.contentLength, stream),
       this.fault,
     );
-    socket.setTimeout(idleMs, () => {
+    // on(), not setTimeout's callback, which node adds with once(): a session found busy at
+    // its first idle moment must still be closed at a later one
+    socket.setTimeout(idleMs);
+    socket.on('timeout', () => {
       if (peer.connection.inFlight === 0) socket.destroy();
     });
   }

@@ -9,7 +9,8 @@
 // REFUSED_STREAM, and a peer that keeps opening them past the limit is sent away), a
 // header block (16 KiB, compressed or not), a frame (16 KiB), bytes waiting to be sent
 // (4 MiB, beyond which the peer is not reading and the connection is closed), frames that
-// break a stream's rules (100). A breach of the protocol ends the connection with GOAWAY
+// break a stream's rules (100), requests reset before their answer (a burst of 1,000,
+// then 33 a second). A breach of the protocol ends the connection with GOAWAY
 // and the error's code; nothing a peer sends throws out of here.
 
 import { EventEmitter } from 'node:events';
@@ -25,6 +26,9 @@ const STREAM_WINDOW = 0x10000;
 const MAX_REJECTED = 100;
 const MAX_INVALID = 100;
 const MAX_QUEUED = 4 * 1024 * 1024;
+/** Requests a client may reset before their answer (the "rapid reset" of CVE-2023-44487, each a query sent on for nothing): a burst, then so many a second, as nghttp2 allows. */
+const RESET_BURST = 1000;
+const RESET_RATE = 33;
 
 const SERVER_SETTINGS = h2.settingsFrame([
   [h2.SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS],
@@ -107,6 +111,8 @@ export class H2Session {
   private unacked = 0;
   private rejected = 0;
   private invalid = 0;
+  private resetTokens = RESET_BURST;
+  private resetAt = 0;
   private corked = false;
   private peerGone = false;
   closed = false;
@@ -383,7 +389,19 @@ export class H2Session {
 
   private reset(id: number): void {
     const stream = this.streams.get(id);
-    if (stream) this.close(stream);
+    if (!stream) return;
+    if (!stream.responded && !this.mayReset()) return this.fail(h2.ENHANCE_YOUR_CALM);
+    this.close(stream);
+  }
+
+  /** Takes one of the resets the client may make before an answer; false when it has none left. */
+  private mayReset(): boolean {
+    const now = performance.now();
+    this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetAt) * RESET_RATE) / 1000);
+    this.resetAt = now;
+    if (this.resetTokens < 1) return false;
+    this.resetTokens--;
+    return true;
   }
 
   /** A stream error (RFC 9113 5.4.2): that stream ends; many of them end the connection. */
