@@ -145,6 +145,41 @@ describe('requests written frame by frame', () => {
     assert.ok(reply.frames.filter((f) => f.type === T.DATA).every((f) => f.payload.length <= 16));
   });
 
+  test('a POST whose stream is ended twice (DATA with END_STREAM, then trailers) is reset with STREAM_CLOSED and asked upstream once', async () => {
+    const c = await client();
+    const name = 'twice-ended.example';
+    const postHead = headerBlock([
+      [':method', 'POST'],
+      [':scheme', 'https'],
+      [':path', '/dns-query'],
+      ['content-type', 'application/dns-message'],
+    ]);
+    c.send(
+      frame(T.HEADERS, F.END_HEADERS, 1, postHead),
+      frame(T.DATA, F.END_STREAM, 1, query(name, 'A', { id: 0 })),
+      frame(T.HEADERS, F.END_STREAM | F.END_HEADERS, 1, headerBlock([['x-trailer', '1']])),
+    );
+    const reset = await c.next((f) => f.type === T.RST_STREAM && f.stream === 1);
+    assert.equal(reset.payload.readUInt32BE(0), 5);
+    await sleep(500); // past the upstream's 300 ms
+    assert.equal(upstream.queries.filter((q) => q.packet.questions?.[0]?.name === name).length, 1);
+    // the connection answers on
+    c.send(frame(T.HEADERS, F.END_STREAM | F.END_HEADERS, 3, headerBlock(get(NAME))));
+    assert.deepEqual(addresses((await c.response(3)).body), [ADDRESS]);
+  });
+
+  test('a POST that ends with its headers (no body) gets 400 at once', async () => {
+    const c = await client();
+    const postHead = headerBlock([
+      [':method', 'POST'],
+      [':scheme', 'https'],
+      [':path', '/dns-query'],
+      ['content-type', 'application/dns-message'],
+    ]);
+    c.send(frame(T.HEADERS, F.END_STREAM | F.END_HEADERS, 1, postHead));
+    assert.equal((await c.response(1)).status, 400);
+  });
+
   test('a GET that does not end its stream is answered, then told to stop with RST_STREAM NO_ERROR', async () => {
     const c = await client();
     c.send(frame(T.HEADERS, F.END_HEADERS, 1, headerBlock(get(NAME))));

@@ -324,7 +324,7 @@ export class H2Session {
   }
 
   private remoteEnd(stream: H2Stream): void {
-    if (stream.closed) return;
+    if (stream.closed || stream.remoteEnded) return;
     stream.remoteEnded = true;
     stream.emit('end');
     if (stream.responded && !stream.pending) this.close(stream);
@@ -366,7 +366,8 @@ export class H2Session {
     if (result === 'malformed') return this.fail(h2.COMPRESSION_ERROR);
     const known = this.streams.get(id);
     if (known) {
-      // trailers: they end the request, and say nothing DoH reads
+      // trailers: they end the request, and say nothing DoH reads; after its end, a stream takes no more (RFC 9113 5.1)
+      if (known.remoteEnded) return this.resetStream(known, h2.STREAM_CLOSED);
       if (!endStream) return this.resetStream(known, h2.PROTOCOL_ERROR);
       return this.remoteEnd(known);
     }
@@ -385,6 +386,8 @@ export class H2Session {
       return;
     }
     this.onRequest(stream, head);
+    // a request that ended with its headers has an empty body, for whoever reads it
+    if (endStream) stream.emit('end');
   }
 
   private reset(id: number): void {
