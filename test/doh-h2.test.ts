@@ -40,6 +40,12 @@ before(async () => {
   upstream = await startUpstream((q) => {
     const name = q.packet.questions?.[0]?.name;
     if (name === undefined) return null; // what the fuzzing below sends on
+    if (name.startsWith('big-')) {
+      // truncated over UDP; over TCP 200 TXT records of 255 octets (some 53 KB)
+      if (q.transport === 'udp') return replyTo(q, { flags: dnsPacket.RECURSION_DESIRED | dnsPacket.TRUNCATED_RESPONSE });
+      const txt = Array.from({ length: 200 }, () => ({ type: 'TXT', class: 'IN', name, ttl: 60, data: 't'.repeat(255) }));
+      return replyTo(q, { answers: txt as dnsPacket.Answer[] });
+    }
     const answer = () => replyTo(q, { answers: [{ type: 'A', class: 'IN', name, ttl: 60, data: '198.51.100.9' }] });
     return sleep(name.startsWith('slower-') ? 800 : 300).then(answer);
   });
@@ -179,6 +185,18 @@ describe('requests written frame by frame', () => {
     ]);
     c.send(frame(T.HEADERS, F.END_STREAM | F.END_HEADERS, 1, postHead));
     assert.equal((await c.response(1)).status, 400);
+  });
+
+  test('a client that gives no window: replies are held for it up to 4 MiB, then GOAWAY ENHANCE_YOUR_CALM', async () => {
+    const c = await client(settings([[4, 0]]));
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 95; i++)
+      frames.push(frame(T.HEADERS, F.END_STREAM | F.END_HEADERS, 1 + 2 * i, headerBlock(get(`big-${i}.example`))));
+    c.send(...frames);
+    assert.equal(await c.goaway(10_000), ENHANCE_YOUR_CALM);
+    // none of the bodies went out, only heads
+    assert.equal(c.frames.filter((f) => f.type === T.DATA).length, 0);
+    assert.ok(c.frames.filter((f) => f.type === T.HEADERS).length >= 70);
   });
 
   test('a GET that does not end its stream is answered, then told to stop with RST_STREAM NO_ERROR', async () => {

@@ -7,8 +7,9 @@
 //
 // What a peer may do is bounded: streams open at once (100; more are refused with
 // REFUSED_STREAM, and a peer that keeps opening them past the limit is sent away), a
-// header block (16 KiB, compressed or not), a frame (16 KiB), bytes waiting to be sent
-// (4 MiB, beyond which the peer is not reading and the connection is closed), frames that
+// header block (16 KiB, compressed or not), a frame (16 KiB), bytes queued to the socket
+// (4 MiB, beyond which the peer is not reading and the connection is closed), replies
+// held for a client that gives them no window (4 MiB, then GOAWAY), frames that
 // break a stream's rules (100), requests reset before their answer (a burst of 1,000,
 // then 33 a second). A breach of the protocol ends the connection with GOAWAY
 // and the error's code; nothing a peer sends throws out of here.
@@ -101,6 +102,8 @@ export class H2Session {
   private readonly streams = new Map<number, H2Stream>();
   /** Streams with DATA waiting for window, in the order they began waiting. */
   private blocked: H2Stream[] = [];
+  /** Octets of replies waiting for window, all streams together. */
+  private held = 0;
   private partial: Buffer | null = null;
   private preface = false;
   private lastStream = 0;
@@ -155,9 +158,17 @@ export class H2Session {
     if (frames > 0) at = this.writeData(out, at, stream, body, now);
     this.write(at === out.length ? out : out.subarray(0, at));
     if (now < body.length) {
-      stream.pending = body.subarray(now);
+      this.hold(stream, body.subarray(now));
       this.blocked.push(stream);
+      // replies the client will not take: held for it no further than what is queued to the socket is
+      if (this.held > MAX_QUEUED) this.fail(h2.ENHANCE_YOUR_CALM);
     } else this.sent(stream);
+  }
+
+  /** Keeps `bytes` as what waits for window on `stream` (null: nothing), counted in `held`. */
+  private hold(stream: H2Stream, bytes: Buffer | null): void {
+    this.held += (bytes?.length ?? 0) - (stream.pending?.length ?? 0);
+    stream.pending = bytes;
   }
 
   /** DATA frames of `body`'s first `length` octets into `out`; END_STREAM on the last when that is all of it. */
@@ -184,7 +195,7 @@ export class H2Session {
   private close(stream: H2Stream): void {
     if (stream.closed) return;
     stream.closed = true;
-    stream.pending = null;
+    this.hold(stream, null);
     this.streams.delete(stream.id);
     stream.emit('close');
     if (this.peerGone && this.streams.size === 0) this.end();
@@ -205,9 +216,12 @@ export class H2Session {
       const out = Buffer.allocUnsafe(h2.FRAME_HEADER * Math.max(1, Math.ceil(now / h2.MAX_FRAME)) + now);
       this.write(out.subarray(0, this.writeData(out, 0, stream, pending, now)));
       if (now < pending.length) {
-        stream.pending = pending.subarray(now);
+        this.hold(stream, pending.subarray(now));
         this.blocked.push(stream);
-      } else this.sent(stream);
+      } else {
+        this.hold(stream, null);
+        this.sent(stream);
+      }
     }
   }
 
