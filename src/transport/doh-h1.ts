@@ -11,7 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { TLSSocket } from 'node:tls';
 import { DohExchange, refusalHeaders, replyHeaders, type DnsInspection, type DohPeer } from './doh-exchange.js';
 import type { Refusal } from './doh-request.js';
-import { MAX_HEADER_BYTES } from './doh-h2.js';
+import { MAX_HEADER_BYTES } from './h2-session.js';
 import type { Handler } from './handler.js';
 import type { TcpServing } from './tcp-listener.js';
 

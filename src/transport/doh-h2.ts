@@ -11,8 +11,6 @@ import { DohExchange, refusalHeaders, replyHeaders, type DohPeer } from './doh-e
 import type { Refusal } from './doh-request.js';
 import { H2Session, type H2Stream } from './h2-session.js';
 
-export { MAX_HEADER_BYTES } from './h2-session.js';
-
 export class DohH2 extends DohExchange<H2Stream> {
   /** Serves the HTTP/2 connection on `socket` until it closes or has been idle for `idleMs`. */
   serve(socket: TLSSocket, peer: DohPeer, idleMs: number): void {
@@ -30,7 +28,7 @@ export class DohH2 extends DohExchange<H2Stream> {
   }
 
   protected open(stream: H2Stream): boolean {
-    return stream.open && !stream.session.closed;
+    return stream.open;
   }
 
   protected sendReply(stream: H2Stream, reply: Buffer, ttl: number | undefined): void {

@@ -19,7 +19,7 @@ import type { TLSSocket } from 'node:tls';
 import { HpackDecoder } from './hpack-decoder.js';
 import * as h2 from './h2-frames.js';
 
-export const MAX_STREAMS = 100;
+const MAX_STREAMS = 100;
 /** The request's headers, all together (a DoH request needs a few hundred bytes). */
 export const MAX_HEADER_BYTES = 16 * 1024;
 /** A stream's receive window: one byte over the largest DNS message, so a body too large shows as such without waiting. */
@@ -39,7 +39,7 @@ const SERVER_SETTINGS = h2.settingsFrame([
 ]);
 const SETTINGS_ACK = h2.frame(h2.SETTINGS, h2.ACK, 0);
 
-/** A request's head: what DoH reads of it. */
+/** A request's head: what DoH reads of it, valid during the onRequest call it is given to. */
 export interface H2Head {
   method: string | undefined;
   path: string | undefined;
@@ -118,7 +118,15 @@ export class H2Session {
   private resetAt = 0;
   private corked = false;
   private peerGone = false;
-  closed = false;
+  private closed = false;
+  /** The head of the request being decoded, filled by `take`: made once, as the request is handed on at once. */
+  private readonly head: H2Head = { method: undefined, path: undefined, contentType: undefined, contentLength: undefined };
+  private readonly take = (name: string, value: string): void => {
+    if (name === ':method') this.head.method = value;
+    else if (name === ':path') this.head.path = value;
+    else if (name === 'content-type') this.head.contentType = value;
+    else if (name === 'content-length') this.head.contentLength = value;
+  };
   private readonly uncork = (): void => {
     this.corked = false;
     this.socket.uncork();
@@ -144,25 +152,37 @@ export class H2Session {
 
   /** Sends `status`, `fields` (name, value, …) and `body` on `stream`, with END_STREAM. */
   respond(stream: H2Stream, status: number, fields: readonly string[], body: Buffer): void {
-    if (!stream.open || this.closed) return;
+    // every stream is closed with its connection: an open one has its connection too
+    if (!stream.open) return;
     stream.responded = true;
     const sizeUpdate = this.sizeUpdate;
     this.sizeUpdate = false;
-    const blockLength = h2.headerBlockLength(status, fields, sizeUpdate);
+    this.send(stream, body, status, fields, sizeUpdate);
+  }
+
+  /**
+   * What the windows let go now of `body` on `stream`, after the response's HEADERS (`status`
+   * and `fields`) when a status is given, in one write; the rest is held until a
+   * WINDOW_UPDATE (flush), and the stream is done once all of it went.
+   */
+  private send(stream: H2Stream, body: Buffer, status?: number, fields: readonly string[] = [], sizeUpdate = false): void {
     const now = Math.max(0, Math.min(body.length, this.sendWindow, stream.sendWindow));
     // no DATA at all while there is no window for any of a body
-    const frames = now === 0 && body.length > 0 ? 0 : Math.max(1, Math.ceil(now / h2.MAX_FRAME));
-    const out = Buffer.allocUnsafe(h2.FRAME_HEADER * (1 + frames) + blockLength + now);
-    let at = h2.writeFrameHeader(out, 0, blockLength, h2.HEADERS, h2.END_HEADERS, stream.id);
-    at = h2.writeHeaderBlock(out, at, status, fields, sizeUpdate);
-    if (frames > 0) at = this.writeData(out, at, stream, body, now);
-    this.write(at === out.length ? out : out.subarray(0, at));
-    if (now < body.length) {
-      this.hold(stream, body.subarray(now));
-      this.blocked.push(stream);
-      // replies the client will not take: held for it no further than what is queued to the socket is
-      if (this.held > MAX_QUEUED) this.fail(h2.ENHANCE_YOUR_CALM);
-    } else this.sent(stream);
+    const frames = now === 0 && body.length > 0 ? 0 : Math.ceil(now / h2.MAX_FRAME) || 1;
+    const blockLength = status === undefined ? 0 : h2.headerBlockLength(status, fields, sizeUpdate);
+    const out = Buffer.allocUnsafe(h2.FRAME_HEADER * ((status === undefined ? 0 : 1) + frames) + blockLength + now);
+    let at = 0;
+    if (status !== undefined) {
+      at = h2.writeFrameHeader(out, at, blockLength, h2.HEADERS, h2.END_HEADERS, stream.id);
+      at = h2.writeHeaderBlock(out, at, status, fields, sizeUpdate);
+    }
+    if (frames > 0) this.writeData(out, at, stream, body, now);
+    this.write(out);
+    if (now === body.length) return this.sent(stream);
+    this.blocked.push(stream);
+    this.hold(stream, body.subarray(now));
+    // replies the client will not take: held for it no further than what is queued to the socket is
+    if (this.held > MAX_QUEUED) this.fail(h2.ENHANCE_YOUR_CALM);
   }
 
   /** Keeps `bytes` as what waits for window on `stream` (null: nothing), counted in `held`. */
@@ -201,26 +221,17 @@ export class H2Session {
     if (this.peerGone && this.streams.size === 0) this.end();
   }
 
-  /** What may go now of the DATA that waited for window. */
+  /** What may go now of the DATA that waited for window, in the order it began waiting. */
   private flush(): void {
     const waiting = this.blocked;
     this.blocked = [];
     for (const stream of waiting) {
-      const pending = stream.pending;
-      if (!pending || stream.closed) continue;
-      const now = Math.max(0, Math.min(pending.length, this.sendWindow, stream.sendWindow));
-      if (now === 0) {
-        this.blocked.push(stream);
-        continue;
-      }
-      const out = Buffer.allocUnsafe(h2.FRAME_HEADER * Math.max(1, Math.ceil(now / h2.MAX_FRAME)) + now);
-      this.write(out.subarray(0, this.writeData(out, 0, stream, pending, now)));
-      if (now < pending.length) {
-        this.hold(stream, pending.subarray(now));
-        this.blocked.push(stream);
-      } else {
+      if (stream.pending === null) continue; // closed meanwhile
+      if (Math.min(this.sendWindow, stream.sendWindow) <= 0) this.blocked.push(stream);
+      else {
+        const pending = stream.pending;
         this.hold(stream, null);
-        this.sent(stream);
+        this.send(stream, pending);
       }
     }
   }
@@ -341,7 +352,6 @@ export class H2Session {
     if (stream.closed || stream.remoteEnded) return;
     stream.remoteEnded = true;
     stream.emit('end');
-    if (stream.responded && !stream.pending) this.close(stream);
   }
 
   private headers(flags: number, id: number, data: Buffer, from: number, to: number): void {
@@ -370,13 +380,9 @@ export class H2Session {
   }
 
   private headerBlock(id: number, endStream: boolean, bytes: Buffer): void {
-    const head: H2Head = { method: undefined, path: undefined, contentType: undefined, contentLength: undefined };
-    const result = this.decoder.decode(bytes, MAX_HEADER_BYTES, (name, value) => {
-      if (name === ':method') head.method = value;
-      else if (name === ':path') head.path = value;
-      else if (name === 'content-type') head.contentType = value;
-      else if (name === 'content-length') head.contentLength = value;
-    });
+    const head = this.head;
+    head.method = head.path = head.contentType = head.contentLength = undefined;
+    const result = this.decoder.decode(bytes, MAX_HEADER_BYTES, this.take);
     if (result === 'malformed') return this.fail(h2.COMPRESSION_ERROR);
     const known = this.streams.get(id);
     if (known) {

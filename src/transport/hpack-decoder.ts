@@ -109,18 +109,11 @@ export class HpackDecoder {
       } else {
         const indexing = (octet & 0xc0) === 0x40;
         const index = this.integer(indexing ? 6 : 4);
-        if (index < 0) return 'malformed';
-        if (index > 0) {
-          const entry = this.entry(index);
-          if (!entry) return 'malformed';
-          name = entry[0];
-        } else {
-          const literal = this.string();
-          if (literal === null) return 'malformed';
-          name = literal;
-        }
-        const literal = this.string();
-        if (literal === null) return 'malformed';
+        // the name from a table (index > 0) or a literal (0), then the value's literal
+        const named = index < 0 ? null : index > 0 ? (this.entry(index)?.[0] ?? null) : this.string();
+        const literal = named === null ? null : this.string();
+        if (named === null || literal === null) return 'malformed';
+        name = named;
         value = literal;
         if (indexing) this.add(name, value);
       }
