@@ -93,6 +93,13 @@ test('RFC 7541 C.6: Huffman-coded blocks into a 256-octet table, the oldest entr
   });
 });
 
+test("Huffman: the code lengths make a complete prefix code (Kraft's sum is exactly 1), as RFC 7541's does", () => {
+  // a length wrong by one anywhere breaks the sum; the examples below check actual codes
+  const sum = HUFFMAN_LENGTHS.reduce((total, length) => total + 2 ** (30 - length), 0);
+  assert.equal(HUFFMAN_LENGTHS.length, 257);
+  assert.equal(sum, 2 ** 30);
+});
+
 test('Huffman: every octet value comes back as it went in, and bad padding or EOS is refused', () => {
   const every = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
   const coded = huffmanEncode(every);

@@ -5,36 +5,30 @@
 
 import { connect, type TLSSocket } from 'node:tls';
 import { HpackDecoder } from '../../src/transport/hpack-decoder.js';
+import * as h2 from '../../src/transport/h2-frames.js';
 
-export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+// frames are written with the server's own writer (h2-frames.ts): what is tested here is how
+// the server reads them; real clients (dig, kdig, node, h2load) check the writer itself
 export const T = {
-  DATA: 0,
-  HEADERS: 1,
-  PRIORITY: 2,
-  RST_STREAM: 3,
-  SETTINGS: 4,
-  PUSH_PROMISE: 5,
-  PING: 6,
-  GOAWAY: 7,
-  WINDOW_UPDATE: 8,
-  CONTINUATION: 9,
+  DATA: h2.DATA,
+  HEADERS: h2.HEADERS,
+  PRIORITY: h2.PRIORITY,
+  RST_STREAM: h2.RST_STREAM,
+  SETTINGS: h2.SETTINGS,
+  PUSH_PROMISE: h2.PUSH_PROMISE,
+  PING: h2.PING,
+  GOAWAY: h2.GOAWAY,
+  WINDOW_UPDATE: h2.WINDOW_UPDATE,
+  CONTINUATION: h2.CONTINUATION,
 };
-export const F = { END_STREAM: 1, ACK: 1, END_HEADERS: 4, PADDED: 8, PRIORITY: 0x20 };
+export const F = { END_STREAM: h2.END_STREAM, ACK: h2.ACK, END_HEADERS: h2.END_HEADERS, PADDED: h2.PADDED, PRIORITY: h2.PRIORITY_FLAG };
+export const frame = h2.frame;
 
 export interface Frame {
   type: number;
   flags: number;
   stream: number;
   payload: Buffer;
-}
-
-export function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream, 5);
-  return Buffer.concat([head, payload]);
 }
 
 function integer(value: number, prefixBits: number, pattern: number): number[] {
@@ -58,12 +52,7 @@ export function headerBlock(fields: [string, string][], indexed = false): Buffer
 }
 
 export function settings(entries: [number, number][]): Buffer {
-  const payload = Buffer.alloc(6 * entries.length);
-  entries.forEach(([id, value], i) => {
-    payload.writeUInt16BE(id, 6 * i);
-    payload.writeUInt32BE(value, 6 * i + 2);
-  });
-  return frame(T.SETTINGS, 0, 0, payload);
+  return h2.settingsFrame(entries);
 }
 
 export class RawH2 {
@@ -102,7 +91,7 @@ export class RawH2 {
       socket.once('secureConnect', () => resolve());
       socket.once('error', reject);
     });
-    if (preface) socket.write(Buffer.concat([PREFACE, initial]));
+    if (preface) socket.write(Buffer.concat([h2.PREFACE, initial]));
     return client;
   }
 
