@@ -201,6 +201,44 @@ describe('divert proxy: how TCP is relayed', () => {
     );
   });
 
+  test('--workers 2: long-lived connections opened one after another are spread over both workers, not piled on the first', async () => {
+    await throughProxy(
+      (socket) => socket.pipe(socket),
+      async (proxy) => {
+        await waitFor(() => childrenOf(proxy.proc.child.pid!).length === 2, 5000, 'two workers');
+        const port = proxy.port('tcp');
+        const clients: Socket[] = [];
+        try {
+          // one at a time, each answered (so accepted) before the next: both workers are idle at every connect
+          for (let i = 0; i < 20; i++) {
+            const client = connect({ port, host: '127.0.0.1' });
+            client.on('error', () => {});
+            clients.push(client);
+            await once(client, 'connect');
+            assert.equal(await firstReply(client, `c${i}`), `c${i}`);
+          }
+          const perWorker = new Map<number, number>();
+          for (const c of await proxy.connections()) {
+            const worker = Math.floor(c.id / 2 ** 40);
+            perWorker.set(worker, (perWorker.get(worker) ?? 0) + 1);
+          }
+          const counts = [...perWorker.values()];
+          assert.equal(
+            counts.reduce((a, b) => a + b, 0),
+            20,
+            'all 20 in the table',
+          );
+          assert.equal(counts.length, 2, `both workers hold some: ${JSON.stringify([...perWorker])}`);
+          // each connection stays with the worker that accepted it: a lopsided split leaves one core to relay most of them
+          assert.ok(Math.min(...counts) >= 5, `each worker holds at least 5 of 20: ${JSON.stringify([...perWorker])}`);
+        } finally {
+          for (const client of clients) client.destroy();
+        }
+      },
+      ['--workers', '2'],
+    );
+  });
+
   test('DIVERT_PROXY_NATIVE_RELAY takes true or false; anything else stops the start with one line naming it', async () => {
     const config = writeConfig({ services: [{ name: 'tcp', listen: '127.0.0.1:0', target: { address: TARGET, port: 9 } }] });
     const proc = runDivert(['proxy', '--config', config, '--admin', NO_ADMIN.adminUrl, '--token', 'x', '--status', '127.0.0.1:0'], {

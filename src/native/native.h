@@ -93,13 +93,14 @@ static inline napi_value local_port(napi_env env, int fd) {
  * still matches. An exclusive registration cannot be modified (EPOLL_CTL_MOD fails), so a
  * caller that changes what it polls for stops and restarts the handle instead, and makes
  * the next registration exclusive again. Where any step fails (no /proc, an old kernel) the
- * registration stays as libuv made it. */
-static inline void make_exclusive(uv_loop_t *loop, int fd) {
+ * registration stays as libuv made it and 0 is returned; 1 when it is exclusive now, with
+ * libuv's data for it in *data_out (for requeue_exclusive). */
+static inline int make_exclusive(uv_loop_t *loop, int fd, uint64_t *data_out) {
   int epfd = uv_backend_fd(loop);
   char path[64], line[256];
   snprintf(path, sizeof path, "/proc/self/fdinfo/%d", epfd);
   FILE *f = fopen(path, "re");
-  if (!f) return;
+  if (!f) return 0;
   unsigned int events = 0;
   unsigned long long data = 0;
   int found = 0;
@@ -109,12 +110,33 @@ static inline void make_exclusive(uv_loop_t *loop, int fd) {
   }
   fclose(f);
   // the kernel shows EPOLLERR and EPOLLHUP, which every registration has; libuv asked for reading alone
-  if (!found || (events & ~(unsigned int)(EPOLLERR | EPOLLHUP)) != EPOLLIN) return;
+  if (!found || (events & ~(unsigned int)(EPOLLERR | EPOLLHUP)) != EPOLLIN) return 0;
   struct epoll_event e = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = data};
-  if (epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &e) != 0) return;
-  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) == 0) return;
+  if (epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &e) != 0) return 0;
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) == 0) {
+    if (data_out) *data_out = data;
+    return 1;
+  }
   e.events = EPOLLIN;
   epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e);
+  return 0;
+}
+
+/** An exclusive registration (make_exclusive gave its data) moved to the back of the
+ * socket's wait queue: the kernel wakes the first idle waiter in that queue's order, so a
+ * worker that goes to the back after taking connections lets the next ones wake another
+ * idle worker first — connections alternate between idle workers instead of all going to
+ * the one registered first, which matters when they are long-lived (each stays with the
+ * worker that accepted it). 0 when the registration could not be made again (it is then
+ * the non-exclusive one libuv made; the caller makes it exclusive anew at its next event). */
+static inline int requeue_exclusive(uv_loop_t *loop, int fd, uint64_t data) {
+  int epfd = uv_backend_fd(loop);
+  struct epoll_event e = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = data};
+  if (epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &e) != 0) return 0;
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) == 0) return 1;
+  e.events = EPOLLIN;
+  epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e);
+  return 0;
 }
 
 /** socket(2) of `type` for the (host, port) a JavaScript call gave as its first two

@@ -75,7 +75,10 @@ struct listener {
   napi_env env;
   /** onAccept(id, address, port, localAddress, localPort) */
   callback_t on_accept;
+  /** exclusive: 0 the registration not yet looked at, 1 left as libuv made it (make_exclusive failed), 2 exclusive. */
   int started, closing, finalized, exclusive, wildcard, handles;
+  /** The data of libuv's registration of the listener, for requeue_exclusive. */
+  uint64_t registered;
   double tag;
   uint64_t idle_ms;
   conn_t *conns;
@@ -429,10 +432,8 @@ static void on_accept(uv_poll_t *p, int status, int events) {
   listener_t *l = p->data;
   napi_env env = l->env;
   if (status < 0 || l->closing) return;
-  if (!l->exclusive) {
-    l->exclusive = 1;
-    make_exclusive(p->loop, l->fd);
-  }
+  if (!l->exclusive) l->exclusive = 1 + make_exclusive(p->loop, l->fd, &l->registered);
+  int accepted = 0;
   napi_handle_scope scope;
   napi_callback_scope cscope;
   napi_value resource, cb, global, result;
@@ -458,6 +459,7 @@ static void on_accept(uv_poll_t *p, int status, int events) {
       break;
     }
     // TCP_NODELAY: inherited from the listener (wrap_listener)
+    accepted++;
     conn_t *c = calloc(1, sizeof *c);
     if (!c || !take_slot(c)) {
       free(c);
@@ -484,6 +486,8 @@ static void on_accept(uv_poll_t *p, int status, int events) {
     }
     if (napi_call_function(env, global, cb, 5, argv, &result) == napi_pending_exception) break;
   }
+  // to the back of the listener's queue of waiters: the next connection wakes another idle worker first
+  if (accepted && l->exclusive == 2 && uv_is_active((uv_handle_t *)&l->poll) && !requeue_exclusive(p->loop, l->fd, l->registered)) l->exclusive = 0;
   bool pending = false;
   napi_is_exception_pending(env, &pending);
   if (pending) {

@@ -228,7 +228,7 @@ static void on_event(uv_poll_t *p, int status, int events) {
   }
   if (!s->exclusive) {
     s->exclusive = 1;
-    make_exclusive(s->poll.loop, s->fd);
+    make_exclusive(s->poll.loop, s->fd, NULL);
   }
   for (int round = 0; round < ROUNDS && !s->closing && s->waiting == 0; round++) {
     for (int i = 0; i < BATCH; i++) {
