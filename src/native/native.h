@@ -83,6 +83,24 @@ static inline napi_value local_port(napi_env env, int fd) {
   return out;
 }
 
+/** The registration of `fd` in the loop's epoll made again, exclusive, with libuv's `data`
+ * (read by make_exclusive); as a new registration it goes to the back of the socket's wait
+ * queue. The kernel wakes the first idle waiter in that queue's order, so a worker that
+ * goes to the back after taking connections lets the next ones wake another idle worker
+ * first: connections alternate between idle workers instead of all going to the one
+ * registered first, which matters when they are long-lived (each stays with the worker
+ * that accepted it). 0 when it could not be made exclusive (it is then the plain one libuv
+ * made, or none when even the delete failed, as for a handle libuv has stopped). */
+static inline int requeue_exclusive(uv_loop_t *loop, int fd, uint64_t data) {
+  int epfd = uv_backend_fd(loop);
+  struct epoll_event e = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = data};
+  if (epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &e) != 0) return 0;
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) == 0) return 1;
+  e.events = EPOLLIN;
+  epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e);
+  return 0;
+}
+
 /** Workers share a socket (a datagram socket, a TCP listener), and libuv registers it in
  * each worker's epoll without EPOLLEXCLUSIVE: every datagram or connection would wake every
  * idle worker, and all but one would find nothing to read (CPU and, on a busy machine,
@@ -111,32 +129,9 @@ static inline int make_exclusive(uv_loop_t *loop, int fd, uint64_t *data_out) {
   fclose(f);
   // the kernel shows EPOLLERR and EPOLLHUP, which every registration has; libuv asked for reading alone
   if (!found || (events & ~(unsigned int)(EPOLLERR | EPOLLHUP)) != EPOLLIN) return 0;
-  struct epoll_event e = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = data};
-  if (epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &e) != 0) return 0;
-  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) == 0) {
-    if (data_out) *data_out = data;
-    return 1;
-  }
-  e.events = EPOLLIN;
-  epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e);
-  return 0;
-}
-
-/** An exclusive registration (make_exclusive gave its data) moved to the back of the
- * socket's wait queue: the kernel wakes the first idle waiter in that queue's order, so a
- * worker that goes to the back after taking connections lets the next ones wake another
- * idle worker first — connections alternate between idle workers instead of all going to
- * the one registered first, which matters when they are long-lived (each stays with the
- * worker that accepted it). 0 when the registration could not be made again (it is then
- * the non-exclusive one libuv made; the caller makes it exclusive anew at its next event). */
-static inline int requeue_exclusive(uv_loop_t *loop, int fd, uint64_t data) {
-  int epfd = uv_backend_fd(loop);
-  struct epoll_event e = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = data};
-  if (epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &e) != 0) return 0;
-  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) == 0) return 1;
-  e.events = EPOLLIN;
-  epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e);
-  return 0;
+  if (!requeue_exclusive(loop, fd, data)) return 0;
+  if (data_out) *data_out = data;
+  return 1;
 }
 
 /** socket(2) of `type` for the (host, port) a JavaScript call gave as its first two
