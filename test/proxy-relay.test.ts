@@ -11,6 +11,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { childrenOf, runDivert } from './helpers/process.js';
 import { waitFor, writeConfig } from './monitor-fixtures.js';
 import { startProxy, type ProxyProcess } from './proxy-fixtures.js';
+import { workerOf } from '../src/proxy/workers.js';
 
 const TARGET = '127.0.0.2';
 /** The relay a plain TCP service gets in this run of the suite. */
@@ -190,7 +191,7 @@ describe('divert proxy: how TCP is relayed', () => {
           );
           try {
             for (const [i, client] of clients.entries()) assert.equal(await firstReply(client, `c${i}`), `c${i}`);
-            return new Set((await proxy.connections()).map((c) => Math.floor(c.id / 2 ** 40))).size === 2;
+            return new Set((await proxy.connections()).map((c) => workerOf(c.id))).size === 2;
           } finally {
             for (const client of clients) client.destroy();
           }
@@ -219,7 +220,7 @@ describe('divert proxy: how TCP is relayed', () => {
           }
           const perWorker = new Map<number, number>();
           for (const c of await proxy.connections()) {
-            const worker = Math.floor(c.id / 2 ** 40);
+            const worker = workerOf(c.id);
             perWorker.set(worker, (perWorker.get(worker) ?? 0) + 1);
           }
           const counts = [...perWorker.values()];

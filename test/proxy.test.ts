@@ -19,6 +19,7 @@ import { startServe, waitFor } from './monitor-fixtures.js';
 import type { TestServer } from './helpers/divert.js';
 import { runDivert } from './helpers/process.js';
 import { tempFiles } from './helpers/temp-files.js';
+import { workerOf } from '../src/proxy/workers.js';
 import {
   lineClient,
   setAddresses,
@@ -796,7 +797,7 @@ describe('divert proxy --workers 2', () => {
       // takes a burst of them: on a busy machine the other may sleep through the first
       // bursts); the table lists them all, whichever worker holds each
       const clients: Awaited<ReturnType<typeof lineClient>>[] = [];
-      const workersHolding = async () => new Set((await proxy!.connections()).map((c) => Math.floor(c.id / 2 ** 40))).size;
+      const workersHolding = async () => new Set((await proxy!.connections()).map((c) => workerOf(c.id))).size;
       while (clients.length < 400 && (clients.length === 0 || (await workersHolding()) < 2)) {
         const batch = await Promise.all(Array.from({ length: 20 }, () => lineClient(port)));
         for (const c of batch) assert.equal(await c.say('x'), `${A}:x`);
@@ -805,7 +806,7 @@ describe('divert proxy --workers 2', () => {
       const table = await proxy.connections();
       assert.equal(table.filter((c) => c.service === 'web').length, clients.length);
       assert.equal(new Set(table.map((c) => c.id)).size, table.length, 'connection ids unique across workers');
-      const workerIds = new Set(table.map((c) => Math.floor(c.id / 2 ** 40)));
+      const workerIds = new Set(table.map((c) => workerOf(c.id)));
       assert.equal(workerIds.size, 2, `connections in both workers (ids ${[...workerIds].join(', ')}, ${clients.length} open)`);
       const stats = (await (await proxy.get('/v1/stats/targets')).json()) as { targets: Record<string, { connects: number }> };
       assert.equal(stats.targets[`${A}:${tcp[0].port}`].connects, clients.length);

@@ -43,6 +43,11 @@ export function firstIdOf(worker: number): number {
   return worker * ID_SPAN + 1;
 }
 
+/** The worker whose connection table holds connection `id` (firstIdOf's inverse). */
+export function workerOf(id: number): number {
+  return Math.floor(id / ID_SPAN);
+}
+
 /** A UDP listen address with port 0 gets one port for every worker: chosen here, before they bind. */
 async function udpPorts(config: ProxyConfig): Promise<Record<string, number>> {
   const ports: Record<string, number> = {};
