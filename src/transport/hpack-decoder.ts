@@ -17,6 +17,7 @@ export type HeaderSink = (name: string, value: string) => void;
 export type DecodeResult = 'ok' | 'too-large' | 'malformed';
 
 const EOS = 256;
+const NOTHING = Buffer.alloc(0);
 const ENTRY_OVERHEAD = 32;
 
 /** The canonical code's decoding tables: per length, its first code and where its symbols start. */
@@ -74,7 +75,7 @@ export class HpackDecoder {
   private readonly maxTableSize: number;
   private tableSize: number;
   // the block being read
-  private block: Buffer = Buffer.alloc(0);
+  private block: Buffer = NOTHING;
   private at = 0;
   private end = 0;
 
@@ -88,6 +89,14 @@ export class HpackDecoder {
     this.block = block;
     this.at = 0;
     this.end = block.length;
+    const result = this.fields(maxListSize, sink);
+    // the block is a view of the connection's last read: not kept while the connection idles
+    this.block = NOTHING;
+    return result;
+  }
+
+  private fields(maxListSize: number, sink: HeaderSink): DecodeResult {
+    const block = this.block;
     let listSize = 0;
     let fields = 0;
     while (this.at < this.end) {
