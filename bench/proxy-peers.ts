@@ -1,14 +1,16 @@
 // The processes of `npm run bench:proxy`, all on 127.0.0.1: the two backends (an iperf3
 // server that sinks bulk bytes, and an HAProxy in HTTP mode that answers every request
 // itself with a short 200 and closes on `Connection: close`), and the proxies under test
-// (divert proxy, HAProxy in TCP mode), each with two services: bulk → iperf3, short →
-// the HTTP backend. Each start resolves once its ports accept connections; the child is
-// handed to `track` at once, so the caller stops it by PID whatever happens next.
+// (divert proxy, HAProxy in TCP mode, and bench/reference-relay.c: divert's relay pattern
+// in plain C), each with two services: bulk → iperf3, short → the HTTP backend. Each
+// start resolves once its ports accept connections; the child is handed to `track` at
+// once, so the caller stops it by PID whatever happens next.
 
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { spawnChild } from '../test/helpers/children.js';
 
 export interface Backends {
@@ -176,4 +178,27 @@ export async function startDivertProxy(
   const { child, log } = spawnLogged(ctx, name, process.execPath, args);
   await ready(child, label, [ports.short], log);
   return { label, child, bulk: ports.bulk, short: ports.short };
+}
+
+/** Where bench/reference-relay.c is, from dist/bench/. */
+const REFERENCE_SOURCE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'reference-relay.c');
+
+/**
+ * bench/reference-relay.c, built with cc into the bench's folder, with `workers` processes:
+ * divert's relay pattern without its host runtime. Why not, when cc cannot build it.
+ */
+export async function startReferenceRelay(
+  ctx: StartContext,
+  workers: number,
+  ports: { bulk: number; short: number },
+  to: Backends,
+): Promise<Peer | string> {
+  const binary = join(ctx.dir, 'reference-relay');
+  const cc = spawnSync('cc', ['-O2', '-o', binary, REFERENCE_SOURCE], { encoding: 'utf8' });
+  if (cc.error || cc.status !== 0) return `cc could not build ${REFERENCE_SOURCE}: ${cc.error?.message ?? cc.stderr.trim().split('\n')[0]}`;
+  const label = `reference C relay (${workers} process${workers === 1 ? '' : 'es'})`;
+  const args = [String(workers), `${ports.bulk}:${to.iperf}`, `${ports.short}:${to.http}`];
+  const { child, log } = spawnLogged(ctx, 'reference-relay', binary, args);
+  await ready(child, label, [ports.bulk, ports.short], log);
+  return { label, child, ...ports };
 }

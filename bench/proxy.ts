@@ -9,7 +9,10 @@
 //     client: connect() until the first reply byte);
 //   - RSS of each proxy (largest seen, sampled every 200 ms), and each proxy's CPU.
 // The same loads go straight to the backends too ("direct"), which marks the ceiling of
-// the client and backend on these cores. divert proxy runs with BENCH_PROXY_WORKERS workers; HAProxy runs
+// the client and backend on these cores; "reference" is bench/reference-relay.c, the I/O
+// pattern of divert's native relay in plain C with as many processes as divert has
+// workers, which marks what that pattern allows here without divert's host runtime (Node,
+// libuv, JavaScript, bookkeeping). divert proxy runs with BENCH_PROXY_WORKERS workers; HAProxy runs
 // with nbthread 1 (the same cores) and nbthread 2. Every round measures every target once
 // in turn; each cell shows the median of BENCH_PROXY_REPS rounds. The load phases hold
 // flock /tmp/bench.lock (other benches on this machine may take it too). Every process
@@ -21,7 +24,7 @@
 //   BENCH_PROXY_STREAMS      parallel iperf3 streams, default 20
 //   BENCH_PROXY_CONNECTIONS  wrk's connections, default 50
 //   BENCH_PROXY_RATE         new connections a second for the latency run, default 500
-//   BENCH_PROXY_ONLY         comma list of direct, divert, before, haproxy1, haproxy2 (default all)
+//   BENCH_PROXY_ONLY         comma list of direct, reference, divert, before, haproxy1, haproxy2 (default all)
 //   BENCH_PROXY_BEFORE       another build's dist/src/main.js (kept below this repository, so that it finds
 //                            node_modules): measured in the same rounds as "before", for before/after figures
 //   BENCH_PROXY_CPU_PROF     a folder: divert proxy runs under node --cpu-prof, its profile written there
@@ -40,14 +43,22 @@ import { positive } from './env-knobs.js';
 import { missingPackages } from './peerbench.js';
 import { Processes, runBench } from './processes.js';
 import { cpuSeconds, fixedRate, iperf, wrk } from './proxy-load.js';
-import { PROXY_WORKERS, startDivertProxy, startHaproxy, startHttpBackend, startIperfServer, type Backends } from './proxy-peers.js';
+import {
+  PROXY_WORKERS,
+  startDivertProxy,
+  startHaproxy,
+  startHttpBackend,
+  startIperfServer,
+  startReferenceRelay,
+  type Backends,
+} from './proxy-peers.js';
 import { freePort } from './redis-server.js';
 import { RssSampler } from './rss-sampler.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const main = join(here, '..', 'src', 'main.js');
 const LOCK = '/tmp/bench.lock';
-const TARGETS = ['direct', 'divert', 'before', 'haproxy1', 'haproxy2'] as const;
+const TARGETS = ['direct', 'reference', 'divert', 'before', 'haproxy1', 'haproxy2'] as const;
 type TargetId = (typeof TARGETS)[number];
 
 const settings = {
@@ -209,7 +220,7 @@ function render(targets: Target[], rounds: Map<TargetId, Round[]>, rss: Map<Targ
   ];
   const has = (id: TargetId) => targets.some((t) => t.id === id);
   const peers = targets.map((t) => t.label);
-  const ratios = (['haproxy1', 'haproxy2', 'before'] as const).filter((id) => has(id) && has('divert'));
+  const ratios = (['haproxy1', 'haproxy2', 'reference', 'before'] as const).filter((id) => has(id) && has('divert'));
   const header = `| metric | ${peers.join(' | ')} |${ratios.map((id) => ` divert / ${targets.find((t) => t.id === id)!.label} |`).join('')}`;
   const lines = [header, `|---|${peers.map(() => '---:|').join('')}${ratios.map(() => '---:|').join('')}`];
   for (const row of rows) {
@@ -284,6 +295,11 @@ async function bench(): Promise<void> {
   const want = (id: TargetId) => settings.only.includes(id);
   if (want('direct'))
     targets.push({ id: 'direct', label: 'direct (no proxy)', child: undefined, bulk: backends.iperf, short: backends.http });
+  if (want('reference')) {
+    const peer = await startReferenceRelay(ctx, PROXY_WORKERS, { bulk: await freePort(), short: await freePort() }, backends);
+    if (typeof peer === 'string') log(`no reference relay: ${peer}`);
+    else targets.push({ id: 'reference', label: peer.label, child: peer.child, bulk: peer.bulk, short: peer.short });
+  }
   if (want('divert')) {
     const nodeArgs = settings.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', settings.cpuProf] : [];
     const ports = { bulk: await freePort(), short: await freePort(), status: await freePort() };
