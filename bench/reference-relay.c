@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,9 +253,10 @@ int main(int argc, char **argv) {
   for (;;) {
     int n = epoll_wait(ep, got, WAIT, -1);
     for (int k = 0; k < n; k++) {
-      void *p = got[k].data.ptr;
-      if (p >= (void *)listeners && p < (void *)(listeners + MAX_LISTENERS)) on_accept(p);
-      else on_event(p, got[k].events);
+      // a listener's event names its slot in `listeners`; a socket's, its side of a connection
+      uintptr_t p = (uintptr_t)got[k].data.ptr;
+      if (p >= (uintptr_t)listeners && p < (uintptr_t)(listeners + MAX_LISTENERS)) on_accept((listener_t *)p);
+      else on_event((side_t *)p, got[k].events);
     }
     while (dead) {
       conn_t *c = dead;
