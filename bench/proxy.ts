@@ -298,7 +298,7 @@ async function bench(): Promise<void> {
   if (want('reference')) {
     const peer = await startReferenceRelay(ctx, PROXY_WORKERS, { bulk: await freePort(), short: await freePort() }, backends);
     if (typeof peer === 'string') log(`no reference relay: ${peer}`);
-    else targets.push({ id: 'reference', label: peer.label, child: peer.child, bulk: peer.bulk, short: peer.short });
+    else targets.push({ id: 'reference', ...peer });
   }
   if (want('divert')) {
     const nodeArgs = settings.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', settings.cpuProf] : [];
@@ -320,7 +320,7 @@ async function bench(): Promise<void> {
   for (const threads of [1, 2] as const) {
     if (!want(`haproxy${threads}`)) continue;
     const peer = await startHaproxy(ctx, threads, { bulk: await freePort(), short: await freePort() }, backends);
-    targets.push({ id: `haproxy${threads}`, label: peer.label, child: peer.child, bulk: peer.bulk, short: peer.short });
+    targets.push({ id: `haproxy${threads}`, ...peer });
   }
   if (targets.length === 0) throw new Error(`BENCH_PROXY_ONLY names none of ${TARGETS.join(', ')}`);
 

@@ -8,12 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { startReferenceRelay } from '../bench/proxy-peers.js';
 import { freePort } from '../bench/redis-server.js';
-import { childrenOf } from './helpers/process.js';
+import { childrenOf, isRunning } from './helpers/process.js';
+import { waitFor } from './monitor-fixtures.js';
 import { tempDir } from './helpers/temp-files.js';
 
 test('the reference relay relays both ways with half-close, and its processes go with the first', async (t) => {
@@ -56,18 +55,5 @@ test('the reference relay relays both ways with half-close, and its processes go
   const workers = childrenOf(pid);
   assert.equal(workers.length, 1, 'one process forked besides the first');
   peer.child.kill('SIGTERM');
-  const deadline = Date.now() + 5000;
-  while (isAlive(workers[0])) {
-    assert.ok(Date.now() < deadline, `process ${workers[0]} outlived the first`);
-    await sleep(50);
-  }
+  await waitFor(() => !isRunning(workers[0]), 5000, `process ${workers[0]} ended with the first`);
 });
-
-/** Running: neither gone nor a zombie waiting to be reaped. */
-function isAlive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}

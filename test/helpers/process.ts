@@ -114,13 +114,16 @@ export function childrenOf(pid: number): number[] {
       return []; // the thread ended meanwhile
     }
   });
-  return children.filter((child) => {
-    try {
-      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${child}/stat`, 'utf8')); // a zombie died already
-    } catch {
-      return false;
-    }
-  });
+  return children.filter(isRunning);
+}
+
+/** Whether process `pid` runs: neither gone nor a zombie (which died already, waiting to be reaped). */
+export function isRunning(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 /** The workers of a `divert serve --workers N` primary, by slot (1-based, as the admin API and the logs number them): from the environment the primary gave each. */
