@@ -4,15 +4,8 @@
 // transports and query types are fixed lists, upstreams are configured, and names are
 // table entries, at most --metrics-max-names of them (the rest count as "_other").
 
-import {
-  Counter,
-  Gauge,
-  Histogram,
-  Registry,
-  collectDefaultMetrics,
-  type MetricObjectWithValues,
-  type MetricValueWithName,
-} from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
+import { collectProcessMetrics } from '../process-metrics.js';
 import { countSeries, latencyOf, LATENCY_BUCKETS } from '../pipeline/query-stats.js';
 import { OUTCOMES } from '../pipeline/outcome.js';
 import type { OpenConnections, ServingStats } from '../serving/stats.js';
@@ -129,10 +122,7 @@ class CountedHistogram extends Histogram<'outcome'> {
 
 export function createMetrics(sources: MetricSources): () => Promise<{ contentType: string; body: string }> {
   const registry = new Registry();
-  // the event-loop lag histogram samples every 100 ms, not prom-client's 10: each sample wakes
-  // this process (the primary, or the one process of --workers 1), and 100 wake-ups a second
-  // cost the queries' cores more than the finer sampling is worth
-  collectDefaultMetrics({ register: registry, prefix: 'divert_', eventLoopMonitoringPrecision: 100 });
+  collectProcessMetrics(registry, 'divert_');
   // fetched from the workers once per scrape, before the collectors below read it
   let stats: ServingStats | undefined;
   const now = () => stats!;

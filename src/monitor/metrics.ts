@@ -1,6 +1,7 @@
 // The monitor's Prometheus metrics, in a registry of its own (GET /metrics on --status).
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../process-metrics.js';
 
 export type PushResult = 'ok' | 'conflict' | 'error';
 
@@ -86,6 +87,6 @@ export class MonitorMetrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'divert_monitor_' });
+    collectProcessMetrics(this.registry, 'divert_monitor_');
   }
 }

@@ -2,7 +2,8 @@
 // the relay path but the connection table's own counters; with --workers, every worker's
 // merged), and Node's process figures of the process that serves --status.
 
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../process-metrics.js';
 import type { TargetStats } from './connections.js';
 import type { ProxyFigures } from './figures.js';
 
@@ -18,7 +19,7 @@ function perScrape(read: () => Promise<ProxyFigures>): () => Promise<ProxyFigure
 export function proxyRegistry(read: () => Promise<ProxyFigures>): Registry {
   const figures = perScrape(read);
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'divert_proxy_' });
+  collectProcessMetrics(registry, 'divert_proxy_');
   const perTarget = (name: string, help: string, value: (s: TargetStats) => number, kind: 'counter' | 'gauge' = 'counter') => {
     const options = {
       name,
