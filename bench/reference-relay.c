@@ -3,14 +3,14 @@
 // libuv, JavaScript or any bookkeeping (no connection table, limits, timeouts, metrics).
 // Each worker process has one edge-triggered epoll set; the listeners are shared and
 // registered EPOLLEXCLUSIVE, and a worker goes to the back of a listener's queue after
-// each accept batch; the target is connected first and the client read once it is;
-// bytes move both ways with backpressure (a side whose peer has bytes waiting is not
-// read), FIN is passed on. Not a product: bench/proxy.ts builds it with cc and runs it as
-// the "reference" target, so that one run shows what the kernel and this pattern allow
-// on the machine, and how much of divert's figure goes to its host runtime. flush_side,
-// relay_from and progress mirror the addon's functions of those names less its figures,
-// events and turns: a copy on purpose (the addon's are tied to libuv and N-API), to be
-// changed with them.
+// each accept batch, and after a batch of events it yields before it looks again; the
+// target is connected first and the client read once it is; bytes move both ways with
+// backpressure (a side whose peer has bytes waiting is not read), FIN is passed on. Not
+// a product: bench/proxy.ts builds it with cc and runs it as the "reference" target, so
+// that one run shows what the kernel and this pattern allow on the machine, and how much
+// of divert's figure goes to its host runtime. flush_side, relay_from and progress mirror
+// the addon's functions of those names less its figures, events and turns: a copy on
+// purpose (the addon's are tied to libuv and N-API), to be changed with them.
 //
 // reference-relay WORKERS LISTEN_PORT:TARGET_PORT...   (127.0.0.1 both sides)
 #define _GNU_SOURCE
@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -251,17 +252,23 @@ int main(int argc, char **argv) {
   }
   struct epoll_event got[WAIT];
   for (;;) {
-    int n = epoll_wait(ep, got, WAIT, -1);
-    for (int k = 0; k < n; k++) {
-      // a listener's event names its slot in `listeners`; a socket's, its side of a connection
-      uintptr_t p = (uintptr_t)got[k].data.ptr;
-      if (p >= (uintptr_t)listeners && p < (uintptr_t)(listeners + MAX_LISTENERS)) on_accept((listener_t *)p);
-      else on_event((side_t *)p, got[k].events);
-    }
-    while (dead) {
-      conn_t *c = dead;
-      dead = c->next_dead;
-      free(c);
+    // as the addon's turn (on_set): after a batch, the processes it woke run first
+    // (sched_yield), then a look without waiting, 4 looks at most before the next wait
+    for (int rounds = 0, timeout = -1; rounds < 4; rounds++, timeout = 0) {
+      int n = epoll_wait(ep, got, WAIT, timeout);
+      if (n <= 0) break;
+      for (int k = 0; k < n; k++) {
+        // a listener's event names its slot in `listeners`; a socket's, its side of a connection
+        uintptr_t p = (uintptr_t)got[k].data.ptr;
+        if (p >= (uintptr_t)listeners && p < (uintptr_t)(listeners + MAX_LISTENERS)) on_accept((listener_t *)p);
+        else on_event((side_t *)p, got[k].events);
+      }
+      while (dead) {
+        conn_t *c = dead;
+        dead = c->next_dead;
+        free(c);
+      }
+      if (n < WAIT) sched_yield();
     }
   }
 }

@@ -8,6 +8,7 @@
 #include "native.h"
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -375,7 +376,12 @@ static void on_set(uv_poll_t *p, int status, int events) {
       }
       progress(c);
     }
-    if (n < WAIT) break;
+    if (n <= 0) break;
+    // Before looking again, the processes these bytes woke (a client, a target, on a core this
+    // process shares with them) run first: what they answer is taken in this same turn, not
+    // after this process has slept in the loop's poll and been woken again. Alone on its core,
+    // the yield returns at once and the look finds nothing. A full batch looks again at once.
+    if (n < WAIT) sched_yield();
   }
   flush();
 }
