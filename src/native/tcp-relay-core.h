@@ -354,6 +354,7 @@ static void on_set(uv_poll_t *p, int status, int events) {
   struct epoll_event got[WAIT];
   for (int rounds = 0; rounds < 4; rounds++) {
     int n = epoll_wait(set.fd, got, WAIT, 0);
+    if (n <= 0) break;
     for (int k = 0; k < n; k++) {
       side_t *sd = got[k].data.ptr;
       conn_t *c = sd->c;
@@ -376,12 +377,15 @@ static void on_set(uv_poll_t *p, int status, int events) {
       }
       progress(c);
     }
-    if (n <= 0) break;
     // Before looking again, the processes these bytes woke (a client, a target, on a core this
     // process shares with them) run first: what they answer is taken in this same turn, not
     // after this process has slept in the loop's poll and been woken again. Alone on its core,
     // the yield returns at once and the look finds nothing. A full batch looks again at once.
-    if (n < WAIT) sched_yield();
+    if (n < WAIT) {
+      sched_yield();
+      // the others may have run for a slice: last activity (c->last) is stamped with loop time
+      uv_update_time(set.loop);
+    }
   }
   flush();
 }
