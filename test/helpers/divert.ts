@@ -82,7 +82,13 @@ export function query(name: string, type: string = 'A', fields: Partial<dnsPacke
   });
 }
 
-/** Sends raw bytes over UDP (from `source` when given, e.g. 127.0.0.2); resolves with the reply bytes, or null after timeoutMs. */
+/**
+ * Sends raw bytes over UDP (from `source` when given, e.g. 127.0.0.2); resolves with the reply
+ * bytes, or null after timeoutMs. A datagram from another port is not the reply: with test
+ * files running side by side, another file's server can answer late to an earlier socket on
+ * the same ephemeral port (seen once in CI: "the client's own ID 53224 !== 497"). The bytes
+ * may be any payload (the addon's tests echo strings), so the caller checks a DNS reply's ID.
+ */
 export function udpAsk(port: number, bytes: Buffer, timeoutMs = 3000, host = '127.0.0.1', source?: string): Promise<Buffer | null> {
   const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
   if (source !== undefined) socket.bind({ address: source, port: 0 });
@@ -93,7 +99,9 @@ export function udpAsk(port: number, bytes: Buffer, timeoutMs = 3000, host = '12
       socket.close();
       resolve(reply);
     };
-    socket.on('message', (msg) => done(msg));
+    socket.on('message', (msg, from) => {
+      if (from.port === port) done(msg);
+    });
     socket.on('error', () => done(null));
     socket.send(bytes, port, host);
   });
